@@ -1,0 +1,228 @@
+"""The typed configuration behind `tiering.yaml`.
+
+Every tunable of the tool lives here, validated by pydantic with unknown keys rejected, so a typo
+in the YAML stops the run with the key's path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CHANNELS: tuple[str, ...] = (
+    "web_visit",
+    "content_download",
+    "email_open",
+    "email_click",
+    "event_attended",
+    "demo_request",
+    "sales_meeting",
+)
+TIER_NAMES: tuple[str, ...] = ("tier_1", "tier_2", "tier_3")
+UNTIERED = "untiered"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleWeights(Strict):
+    revenue_potential: float = Field(0.40, ge=0, description="Weight of revenue_potential_score.")
+    business_fit: float = Field(0.35, ge=0, description="Weight of business_fit_score.")
+    engagement: float = Field(0.25, ge=0, description="Weight of engagement_score.")
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "RuleWeights":
+        total = self.revenue_potential + self.business_fit + self.engagement
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"rule weights must sum to 1 (they sum to {total:g})")
+        return self
+
+
+class RevenuePotential(Strict):
+    """Size and spend capacity: log-scaled revenue and head-count between a floor and a ceiling."""
+
+    revenue_floor: float = Field(1e6, gt=0, description="Annual revenue (USD) that scores 0.")
+    revenue_ceiling: float = Field(1e10, gt=0, description="Annual revenue (USD) that scores 100.")
+    employees_floor: float = Field(10, gt=0)
+    employees_ceiling: float = Field(50_000, gt=0)
+    revenue_share: float = Field(0.6, ge=0, le=1, description="Share of revenue in the score; rest is head-count.")
+
+
+class BusinessFit(Strict):
+    """The ideal customer profile (ICP); points add up to 100."""
+
+    industries: list[str] = Field(
+        default=["software", "financial services", "healthcare", "manufacturing"],
+        description="ICP industries (matched case-insensitively after trimming).",
+    )
+    excluded_industries: list[str] = Field(default=["government"], description="Outside the ICP: never tiered.")
+    employees_min: float = Field(200, ge=0)
+    employees_max: float = Field(20_000, ge=0)
+    countries: list[str] = Field(default=["united states", "canada", "united kingdom", "germany", "france", "netherlands"])
+    regions: list[str] = Field(default=["north america", "emea"], description="ICP regions, used when the country is not listed.")
+    excluded_countries: list[str] = Field(default=[], description="Outside the ICP: never tiered.")
+    tech_stack: list[str] = Field(default=["salesforce", "snowflake", "aws", "hubspot", "segment"])
+    industry_points: float = Field(40, ge=0)
+    size_points: float = Field(25, ge=0)
+    geography_points: float = Field(15, ge=0)
+    tech_points: float = Field(20, ge=0)
+    tech_matches_for_full_points: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _points_sum_to_100(self) -> "BusinessFit":
+        total = self.industry_points + self.size_points + self.geography_points + self.tech_points
+        if abs(total - 100) > 1e-6:
+            raise ValueError(f"business-fit points must sum to 100 (they sum to {total:g})")
+        return self
+
+
+class Engagement(Strict):
+    lookback_days: int = Field(180, gt=0, description="Events older than this are ignored.")
+    half_life_days: float = Field(30, ge=3, description="An event this old counts half as much as one today.")
+    channel_weights: dict[str, float] = Field(
+        default={
+            "web_visit": 1.0,
+            "content_download": 3.0,
+            "email_open": 0.5,
+            "email_click": 1.5,
+            "event_attended": 5.0,
+            "demo_request": 10.0,
+            "sales_meeting": 8.0,
+        },
+        description="Points per (recency-weighted) event; unknown channels weigh `unknown_channel_weight`.",
+    )
+    unknown_channel_weight: float = Field(1.0, ge=0)
+    saturation_points: float = Field(
+        60, gt=0, description="Weighted points at which engagement_score reaches 63 (score = 100 * (1 - exp(-points / this)))."
+    )
+
+
+class IntentSurge(Strict):
+    window_days: int = Field(14, gt=0, description="Recent window compared against the baseline.")
+    baseline_days: int = Field(90, gt=0, description="Baseline period just before the recent window.")
+    factor: float = Field(3.0, gt=1, description="Recent activity must be this many times the baseline rate.")
+    min_channels: int = Field(2, ge=1, description="Channels (engagement channels and external intent) that must surge.")
+    min_recent_events: int = Field(3, ge=1, description="A channel with fewer recent events never surges.")
+
+
+class Intent(Strict):
+    topics: list[str] = Field(
+        default=["crm", "marketing automation", "data warehouse", "analytics", "security", "cloud migration"],
+        description="Topics with a feature of their own; others count in the total.",
+    )
+    surge: IntentSurge = IntentSurge()
+
+
+class Tier(Strict):
+    max_accounts: int | None = Field(description="Capacity; null = no limit.")
+    min_score: float = Field(ge=0, le=100, description="Accounts below this score cannot enter the tier.")
+
+
+class Tiers(Strict):
+    tier_1: Tier = Tier(max_accounts=20, min_score=60)
+    tier_2: Tier = Tier(max_accounts=500, min_score=40)
+    tier_3: Tier = Tier(max_accounts=None, min_score=20)
+
+    def ordered(self) -> list[tuple[str, Tier]]:
+        return [(name, getattr(self, name)) for name in TIER_NAMES]
+
+
+class Budget(Strict):
+    split: dict[str, float] = Field(default={"tier_1": 0.60, "tier_2": 0.30, "tier_3": 0.10})
+
+    @model_validator(mode="after")
+    def _valid_split(self) -> "Budget":
+        unknown = set(self.split) - set(TIER_NAMES)
+        if unknown:
+            raise ValueError(f"budget.split has unknown tiers {sorted(unknown)}; use {list(TIER_NAMES)}")
+        total = sum(self.split.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"budget.split must sum to 1 (it sums to {total:g})")
+        return self
+
+
+class Window(Strict):
+    months: int = Field(12, ge=1, description="Train on opportunities closed this many months before --as-of.")
+    holdout_months: int = Field(3, ge=1, description="The latest months of the window, held out for evaluation.")
+    calibration_months: int = Field(2, ge=1, description="Months before the holdout used to calibrate win probability.")
+
+
+class Gate(Strict):
+    min_won: int = Field(100, ge=0)
+    min_lost: int = Field(100, ge=0)
+    champion_tolerance: float = Field(0.01, ge=0, description="Allowed holdout ROC AUC drop against the current champion.")
+    min_auc_margin_over_rules: float = Field(0.0, ge=0, description="The model's AUC must exceed the rule score's by more than this.")
+
+
+class Model(Strict):
+    blend: float = Field(0.7, ge=0, le=1, description="learned_score = blend * model part + (1 - blend) * rule_score.")
+    extra_features: list[str] = Field(default=[], description="Extra account columns used by the learners as they are.")
+    balance_classes: Literal["auto", "always", "never"] = "auto"
+    deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
+    num_boost_round: int = Field(300, ge=10)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(40, ge=1)
+    seed: int = 42
+    window: Window = Window()
+    gate: Gate = Gate()
+
+
+class TieringConfig(Strict):
+    rule_weights: RuleWeights = RuleWeights()
+    revenue_potential: RevenuePotential = RevenuePotential()
+    business_fit: BusinessFit = BusinessFit()
+    engagement: Engagement = Engagement()
+    intent: Intent = Intent()
+    tiers: Tiers = Tiers()
+    budget: Budget = Budget()
+    model: Model = Model()
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and key."""
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}': remove it or check its spelling")
+        else:
+            lines.append(f"{source}: '{key}': {problem['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict | None, source: str = "config") -> TieringConfig:
+    try:
+        return TieringConfig.model_validate(raw or {})
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> TieringConfig:
+    """Read a `tiering.yaml`; with no path, `./tiering.yaml` when present, else the built-in defaults."""
+    if path is None:
+        candidate = Path("tiering.yaml")
+        if not candidate.exists():
+            return TieringConfig()
+        path = candidate
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found: pass an existing file with --config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}): fix the syntax") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return parse_config(raw, str(path))
+
+
+def config_to_yaml(config: TieringConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,46 @@
+"""Problems found in user input, reported all at once with where they are and how to fix them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+MAX_ROWS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: `file` and `column` say where, `rows` the first offending 1-based data rows."""
+
+    message: str
+    fix: str
+    file: str = ""
+    column: str = ""
+    rows: tuple[int, ...] = ()
+    row_count: int = 0
+    severity: Literal["error", "warning"] = "error"
+
+    def render(self) -> str:
+        where = ":".join(part for part in (self.file, self.column) if part)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:MAX_ROWS_SHOWN])
+            more = self.row_count - min(len(self.rows), MAX_ROWS_SHOWN)
+            text += f" (row{'s' if self.row_count > 1 else ''} {shown}{f' and {more} more' if more > 0 else ''})"
+        return f"{text}. Fix: {self.fix}" if self.fix else text
+
+
+def rows_of(mask_index: Sequence[int]) -> tuple[tuple[int, ...], int]:
+    """First few 1-based row numbers (as a spreadsheet shows data rows below the header) and the count."""
+    numbers = [int(i) + 2 for i in mask_index]  # +1 for 1-based, +1 for the header line
+    return tuple(numbers[:MAX_ROWS_SHOWN]), len(numbers)
+
+
+@dataclass
+class DataError(Exception):
+    """Raised when input data cannot be used; carries every error found, not just the first."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(p.render() for p in self.problems)

@@ -1,0 +1,84 @@
+"""The model matrix: which feature columns the learners see, in which order, with which encoding.
+
+The `FeatureSpec` is fitted on training rows and stored with the model; serving encodes with the same
+spec, so category codes and column order can never drift between training and serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.config import TieringConfig
+from features.pointintime import FIRMOGRAPHIC_TEXT, engagement_columns, intent_columns, slug
+from features.rules import RULE_COLUMNS
+
+MAX_CATEGORIES = 200  # rarer values share the "unseen" code; keeps trees from memorising ids
+
+
+def candidate_columns(config: TieringConfig) -> list[str]:
+    engagement = engagement_columns()
+    return [
+        *FIRMOGRAPHIC_TEXT,
+        "employees",
+        "annual_revenue",
+        "tech_stack_size",
+        "tech_icp_matches",
+        *engagement["decayed"],
+        "eng_w_total",
+        *engagement["recent"],
+        "eng_30d_total",
+        "days_since_engagement",
+        *intent_columns(config),
+        "intent_w_total",
+        "intent_30d_signals",
+        "surging_channels",
+        "prior_won",
+        "prior_lost",
+        "prior_won_amount",
+        "days_since_won",
+        *[c for c in RULE_COLUMNS if c != "rule_score"],
+        *[f"extra_{slug(c)}" for c in config.model.extra_features],
+    ]
+
+
+@dataclass
+class FeatureSpec:
+    columns: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, rows: pd.DataFrame, config: TieringConfig) -> "FeatureSpec":
+        columns = candidate_columns(config)
+        categories = {}
+        for column in columns:
+            if not pd.api.types.is_numeric_dtype(rows[column]) or pd.api.types.is_bool_dtype(rows[column]):
+                counts = rows[column].dropna().astype("str").value_counts()
+                categories[column] = sorted(counts.index[:MAX_CATEGORIES].tolist())
+        return cls(columns=columns, categories=categories)
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, c in enumerate(self.columns) if c in self.categories]
+
+    def encode(self, rows: pd.DataFrame) -> np.ndarray:
+        """Float64 matrix in spec order; categories become their code, unseen or missing become NaN."""
+        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        for i, column in enumerate(self.columns):
+            values = rows[column]
+            if column in self.categories:
+                codes = pd.Categorical(values.astype("str").where(values.notna(), None),
+                                       categories=self.categories[column]).codes
+                matrix[:, i] = np.where(codes < 0, np.nan, codes)
+            else:
+                matrix[:, i] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return matrix
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "FeatureSpec":
+        return cls(columns=list(raw["columns"]), categories={k: list(v) for k, v in raw["categories"].items()})
