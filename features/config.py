@@ -163,9 +163,9 @@ class Model(Strict):
     extra_features: list[str] = Field(default=[], description="Extra account columns used by the learners as they are.")
     balance_classes: Literal["auto", "always", "never"] = "auto"
     deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
-    num_boost_round: int = Field(300, ge=10)
+    num_boost_round: int = Field(200, ge=10)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
+    num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(40, ge=1)
     seed: int = 42
     window: Window = Window()

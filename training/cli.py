@@ -7,6 +7,7 @@ prints a traceback at a user.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 
-from features.config import ConfigError
+from features.config import ConfigError, load_config
 from features.errors import DataError
+from training.tracking import TrackingError
 
 app = typer.Typer(
     name="tiering",
@@ -47,7 +49,7 @@ def friendly_errors(command: Callable) -> Callable:
                 colour = "red" if problem.severity == "error" else "yellow"
                 err_console.print(f"[{colour}]- {problem.render()}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (ConfigError, UserError) as error:
+        except (ConfigError, UserError, TrackingError) as error:
             err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -90,6 +92,250 @@ def validate(data: DataDir, mapping: MappingOpt = None) -> None:
 
     loaded = load_export(data, mapping)  # raises DataError on errors
     render_summary(loaded, console)
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults).")]
+AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none).")]
+
+
+def parse_as_of(value: str | None):
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value).normalize()
+    except (ValueError, TypeError):
+        raise UserError(f"--as-of {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+@contextlib.contextmanager
+def steps(total: int):
+    """A progress bar over named pipeline steps; yields the callback the pipeline calls per step."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=total)
+        seen: list[str] = []
+
+        def advance(step: str) -> None:
+            if seen:
+                progress.advance(task)
+            seen.append(step)
+            progress.update(task, description=step)
+
+        yield advance
+        progress.update(task, completed=total, description="done")
+
+
+def _load(data: Path, mapping: str | None):
+    from features.io import load_export
+
+    loaded = load_export(data, mapping)
+    for warning in loaded.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning.render()}", highlight=False, soft_wrap=True)
+    return loaded.data
+
+
+def _gate_table(outcome) -> "Table":
+    from rich.table import Table
+
+    metrics = outcome.result.metrics
+    table = Table(title=f"Holdout ({outcome.result.summary['holdout_opportunities']:,} opportunities)", show_lines=False)
+    table.add_column("model")
+    for name in ("ROC AUC", "PR AUC", "Brier", "log loss", "ECE"):
+        table.add_column(name, justify="right")
+    for label, prefix in (("LightGBM (calibrated)", "model"), ("logistic regression", "logreg"), ("rule score", "rule")):
+        table.add_row(label, *[f"{metrics[f'{prefix}_{k}']:.3f}" for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")])
+    return table
+
+
+@app.command()
+@friendly_errors
+def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, config: ConfigOpt = None) -> None:
+    """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
+    from training.workflow import train_and_register
+
+    settings = load_config(config)
+    frame = _load(data, mapping)
+    with interruptible(), steps(7) as progress:
+        outcome = train_and_register(frame, settings, parse_as_of(as_of), progress)
+    summary = outcome.result.summary
+    console.print(f"Trained on {summary['closed_opportunities']:,} closed opportunities "
+                  f"({summary['won']:,} won, win rate {summary['win_rate']:.1%}) from {summary['window_start']} "
+                  f"to {summary['window_as_of']} (exclusive).")
+    console.print(_gate_table(outcome))
+    metrics = outcome.result.metrics
+    console.print(f"Deal size: R² on log amount {metrics['deal_r2_log']:.3f}, MAPE {metrics['deal_mape']:.1%} "
+                  f"(median baseline R² {metrics['deal_baseline_r2_log']:.3f}).")
+    colour = "green" if outcome.decision.promote else "yellow"
+    console.print(f"[{colour}]Version {outcome.version} {outcome.decision.render()}[/]")
+    if not outcome.decision.promote:
+        console.print(f"The champion stays {outcome.previous_champion or 'unset (scoring uses rules only)'}.")
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM behaves like Ctrl-C, so MLflow marks the run failed and the champion stays untouched."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def default_scoring_as_of(frame):
+    """The day after the latest date anywhere in the export, so every record is seen."""
+    import pandas as pd
+
+    dates = [frame.opportunities["created_date"].max(), frame.opportunities["close_date"].max(),
+             frame.engagement["timestamp"].max(), frame.intent["date"].max()]
+    latest = max(d for d in dates if not pd.isna(d))
+    return latest.normalize() + pd.Timedelta(days=1)
+
+
+def score_book(frame, scorer, version, as_of, budget=None, overrides=None):
+    from features.pointintime import FeatureBuilder, snapshot
+
+    as_of = as_of or default_scoring_as_of(frame)
+    book = snapshot(frame, FeatureBuilder(frame, scorer.config), as_of)
+    return scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=version)
+
+
+def tier_count_table(scores, title: str) -> "Table":
+    from rich.table import Table
+
+    from training.scoring import tier_counts
+
+    table = Table(title=title)
+    for column in ("tier", "accounts (learned)", "accounts (rule)", "budget"):
+        table.add_column(column, justify="right" if column != "tier" else "left")
+    learned, rule = tier_counts(scores, "tier"), tier_counts(scores, "rule_tier")
+    for name in learned:
+        budget = scores.loc[scores["tier"] == name, "budget"].sum()
+        table.add_row(name, f"{learned[name]:,}", f"{rule[name]:,}", f"${budget:,.0f}" if budget == budget else "-")
+    return table
+
+
+@app.command()
+@friendly_errors
+def score(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Output file: .csv or .parquet.")],
+    mapping: MappingOpt = None,
+    model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0, help="Total budget to split by tier.")] = None,
+    overrides: Annotated[Optional[Path], typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")] = None,
+) -> None:
+    """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
+    from training.files import read_overrides, write_table
+    from training.workflow import resolve_model
+
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise UserError(f"--out {out} must end in .csv or .parquet")
+    frame = _load(data, mapping)
+    pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+    scorer, version = resolve_model(model, load_config(None))
+    if version == "rules-only":
+        err_console.print("[yellow]No champion model is registered: scoring with the rules only.[/]")
+    with steps(1) as progress:
+        progress("scoring accounts")
+        scores = score_book(frame, scorer, version, parse_as_of(as_of), budget, pins)
+    write_table(scores, out)
+    if pins is not None:
+        console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
+    console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {version}"))
+    console.print(f"Scores written to {out}")
+
+
+@app.command()
+@friendly_errors
+def promote(version: Annotated[str, typer.Argument(help="Registered model version to make champion.")]) -> None:
+    """Move the champion alias to VERSION (the registry keeps the history)."""
+    from training.workflow import promote as promote_version
+
+    before, after = promote_version(version)
+    console.print(f"champion: {before or 'none'} -> {after}")
+
+
+@app.command()
+@friendly_errors
+def rollback() -> None:
+    """Move the champion alias back to the previous champion."""
+    from training.workflow import rollback as rollback_champion
+
+    before, after = rollback_champion()
+    console.print(f"champion: {before} -> {after}")
+
+
+def holdout_tier_table(result) -> "Table":
+    from rich.table import Table
+
+    table = Table(title=f"Holdout from {result.window.holdout_start.date()}: tiers decided at its start, "
+                        "outcomes after")
+    table.add_column("tier")
+    for side in ("learned", "rule"):
+        table.add_column(f"accounts ({side})", justify="right")
+        table.add_column(f"win rate ({side})", justify="right")
+        table.add_column(f"won revenue ({side})", justify="right")
+    learned, rule = (result.tier_tables[k].set_index("tier") for k in ("learned", "rule"))
+    for name in learned.index:
+        cells = []
+        for side in (learned, rule):
+            row = side.loc[name]
+            rate = "-" if row["win_rate"] != row["win_rate"] else f"{row['win_rate']:.1%}"
+            cells += [f"{row['accounts']:,}", rate, f"${row['won_revenue']:,.0f} ({row['revenue_share']:.0%})"]
+        table.add_row(name, *cells)
+    return table
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's data, scores and report.")] = Path("demo-output"),
+    accounts: Annotated[int, typer.Option("--accounts", min=500, help="Accounts in the synthetic export.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier.")] = 1_000_000.0,
+) -> None:
+    """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
+    from features.generator import generate_export
+    from training.files import write_table
+    from training.workflow import train_and_register
+
+    settings = load_config(None)
+    data_dir = out / "data"
+    with interruptible(), steps(10) as progress:
+        progress(f"generating {accounts:,} synthetic accounts")
+        generate_export(data_dir, n_accounts=accounts, seed=seed)
+        progress("loading and validating the export")
+        frame = _load(data_dir, None)
+        outcome = train_and_register(frame, settings, None, progress)
+        progress("scoring every account")
+        from training.workflow import resolve_model
+
+        scorer, version = resolve_model(None, settings)
+        scores = score_book(frame, scorer, version, None, budget)
+        scores_path = write_table(scores, out / "scores.csv")
+    console.print(_gate_table(outcome))
+    console.print(f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
+                  f"{outcome.decision.render()}[/]")
+    console.print(holdout_tier_table(outcome.result))
+    console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {version}"))
+    console.print(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}")
+
+
+def _tracking_hint() -> str:
+    from training.tracking import tracking_uri
+
+    return f"{tracking_uri()} (make ui)"
 
 
 def main() -> None:  # pragma: no cover - console entry

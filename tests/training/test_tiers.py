@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.config import Budget, Tier, Tiers
+from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs, budget_summary
+
+TIERS = Tiers(tier_1=Tier(max_accounts=2, min_score=60), tier_2=Tier(max_accounts=3, min_score=40),
+              tier_3=Tier(max_accounts=None, min_score=20))
+
+
+def test_capacity_fill_by_hand():
+    scores = pd.Series([95, 90, 85, 70, 65, 50, 45, 30, 10, 99.0])
+    eligible = pd.Series([True] * 9 + [False])
+    tiers, cutoffs = assign_by_capacity(scores, eligible, TIERS)
+    assert tiers.tolist() == ["tier_1", "tier_1", "tier_2", "tier_2", "tier_2", "tier_3", "tier_3", "tier_3",
+                              "untiered", "untiered"]
+    assert cutoffs == {"tier_1": 90.0, "tier_2": 65.0, "tier_3": 20.0}
+
+
+def test_tier_with_room_keeps_its_minimum_as_cutoff():
+    tiers, cutoffs = assign_by_capacity(pd.Series([55.0, 45.0]), pd.Series([True, True]), TIERS)
+    assert tiers.tolist() == ["tier_2", "tier_2"]
+    assert cutoffs["tier_1"] == 60 and cutoffs["tier_2"] == 40
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 100), min_size=0, max_size=60, unique=True), st.integers(0, 5), st.integers(0, 10))
+def test_no_tier_holds_more_than_its_capacity_and_order_is_respected(values, cap1, cap2):
+    tiers_config = Tiers(tier_1=Tier(max_accounts=cap1, min_score=50), tier_2=Tier(max_accounts=cap2, min_score=30),
+                         tier_3=Tier(max_accounts=None, min_score=10))
+    scores = pd.Series(values, dtype=float)
+    tiers, cutoffs = assign_by_capacity(scores, pd.Series(True, index=scores.index), tiers_config)
+    assert (tiers == "tier_1").sum() <= cap1 and (tiers == "tier_2").sum() <= cap2
+    rank = tiers.map({"tier_1": 0, "tier_2": 1, "tier_3": 2, "untiered": 3})
+    # A higher score never lands in a worse tier than a lower score.
+    order = scores.sort_values(ascending=False, kind="stable").index
+    assert rank.loc[order].is_monotonic_increasing
+    for name, tier in tiers_config.ordered():
+        assert (scores[tiers == name] >= tier.min_score).all()
+    # Frozen cut-offs re-create the same tiers for the accounts that made it into each tier.
+    again = assign_by_cutoffs(scores, pd.Series(True, index=scores.index), cutoffs)
+    placed = tiers != "untiered"
+    assert (again[placed] == tiers[placed]).all()
+
+
+def test_cutoffs_place_single_accounts():
+    cutoffs = {"tier_1": 80.0, "tier_2": 50.0, "tier_3": 20.0}
+    tiers = assign_by_cutoffs(pd.Series([85, 80, 60, 20, 19.9, 99, np.nan]),
+                              pd.Series([True] * 5 + [False, True]), cutoffs)
+    assert tiers.tolist() == ["tier_1", "tier_1", "tier_2", "tier_3", "untiered", "untiered", "untiered"]
+
+
+def test_budget_split_and_even_within_tier():
+    tiers = pd.Series(["tier_1", "tier_2", "tier_2", "tier_3", "untiered"])
+    budget = allocate_budget(tiers, 1000.0, Budget())
+    assert budget.tolist() == [600.0, 150.0, 150.0, 100.0, 0.0]
+    assert budget.sum() == pytest.approx(1000.0)
+    assert allocate_budget(tiers, None, Budget()).isna().all()
+    summary = budget_summary(tiers, 1000.0, Budget()).set_index("tier")
+    assert summary.loc["tier_2", "per_account"] == 150.0 and summary.loc["untiered", "budget"] == 0
+
+
+def test_overrides_pin_accounts_and_say_why():
+    learned = pd.Series(["tier_3", "tier_1"])
+    ids = pd.Series(["a", "b"])
+    pins = pd.DataFrame({"account_id": ["a"], "tier": ["tier_1"], "reason": ["strategic logo"], "owner": ["kim"]})
+    final, reasons = apply_overrides(learned, ids, pins)
+    assert final.tolist() == ["tier_1", "tier_1"]
+    assert reasons[0] == "pinned to tier_1 by kim: strategic logo (model said tier_3)" and reasons[1] == ""

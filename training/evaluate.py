@@ -1,0 +1,94 @@
+"""Holdout metrics for the win and deal-size models, the baselines, and the tiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from features.config import TIER_NAMES, UNTIERED
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed win rate - predicted probability| over 10 equal-width bins, weighted by rows."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.sum() * abs(y[mask].mean() - p[mask].mean())
+    return float(total / max(len(y), 1))
+
+
+def win_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    if len(np.unique(y)) < 2:
+        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "brier": float("nan"), "log_loss": float("nan"),
+                "ece": float("nan")}
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, clipped)),
+        "log_loss": float(log_loss(y, clipped, labels=[0, 1])),
+        "ece": expected_calibration_error(y, clipped),
+    }
+
+
+def deal_size_metrics(amount: np.ndarray, predicted: np.ndarray, predicted_log: np.ndarray) -> dict[str, float]:
+    """MAE and MAPE on the amount; R² on log amount (the scale deal sizes vary on)."""
+    keep = amount > 0
+    amount, predicted, predicted_log = amount[keep], predicted[keep], predicted_log[keep]
+    if len(amount) < 2:
+        return {"mae": float("nan"), "mape": float("nan"), "r2_log": float("nan")}
+    log_amount = np.log(amount)
+    residual = np.sum((log_amount - predicted_log) ** 2)
+    spread = np.sum((log_amount - log_amount.mean()) ** 2)
+    return {
+        "mae": float(np.mean(np.abs(amount - predicted))),
+        "mape": float(np.mean(np.abs(amount - predicted) / amount)),
+        "r2_log": float(1 - residual / spread) if spread > 0 else float("nan"),
+    }
+
+
+def tier_outcomes(tiers: pd.Series, holdout: pd.DataFrame) -> pd.DataFrame:
+    """Per tier: accounts, holdout opportunities, win rate, won revenue and its share.
+
+    `tiers` is indexed by account_id (tiers as decided at the start of the holdout); `holdout` has the
+    opportunities that closed afterwards (account_id, won, amount).
+    """
+    joined = holdout.assign(tier=holdout["account_id"].map(tiers).fillna(UNTIERED))
+    joined["won_revenue"] = np.where(joined["won"] == 1, joined["amount"].fillna(0.0), 0.0)
+    total_revenue = joined["won_revenue"].sum()
+    rows = []
+    for name in [*TIER_NAMES, UNTIERED]:
+        part = joined[joined["tier"] == name]
+        revenue = float(part["won_revenue"].sum())
+        rows.append({
+            "tier": name,
+            "accounts": int((tiers == name).sum()),
+            "opportunities": int(len(part)),
+            "win_rate": float(part["won"].mean()) if len(part) else float("nan"),
+            "won_revenue": revenue,
+            "revenue_share": revenue / total_revenue if total_revenue else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def tier_metric_dict(table: pd.DataFrame, prefix: str) -> dict[str, float]:
+    metrics = {}
+    for row in table.itertuples():
+        metrics[f"{prefix}_{row.tier}_win_rate"] = row.win_rate
+        metrics[f"{prefix}_{row.tier}_won_revenue"] = row.won_revenue
+    top = table[table["tier"].isin(["tier_1", "tier_2"])]
+    metrics[f"{prefix}_top_tiers_revenue_share"] = float(top["revenue_share"].sum())
+    return metrics
+
+
+def gain_curve(y_value: np.ndarray, score: np.ndarray, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Share of accounts contacted (by descending score) against share of the value captured."""
+    order = np.argsort(-score, kind="stable")
+    captured = np.concatenate([[0.0], np.cumsum(y_value[order])])
+    total = captured[-1] if captured[-1] else 1.0
+    share = np.linspace(0, 1, points)
+    return share, np.interp(share * len(score), np.arange(len(captured)), captured / total)

@@ -1,0 +1,107 @@
+"""Reading user side files and writing outputs safely.
+
+Outputs are written to a temporary file beside the target and renamed into place, so an interrupted run
+leaves the previous output intact; CSV cells that a spreadsheet would run as a formula are neutralised.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from features.config import TIER_NAMES, UNTIERED
+from features.errors import DataError, Problem, rows_of
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+OVERRIDE_COLUMNS = ("account_id", "tier", "reason", "owner")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells starting with = + - @ (OWASP CSV-injection guidance) with a quote."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_string_dtype(out[column]) or out[column].dtype == object:
+            values = out[column]
+            text = values.astype("str")
+            risky = values.notna() & text.str.startswith(FORMULA_PREFIXES)
+            if risky.any():
+                out[column] = values.where(~risky, "'" + text)
+    return out
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path in the target's folder that replaces the target only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """CSV or Parquet by extension, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: output must end in .csv or .parquet")
+    with atomic_path(path) as temporary:
+        if suffix == ".csv":
+            neutralise_formulas(frame).to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False)
+    return path
+
+
+def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
+    """Sales overrides (`account_id, tier, reason, owner`), checked against the book and the tier names."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise DataError([Problem("overrides file not found", "pass an existing CSV with --overrides", file=str(path))])
+    try:
+        frame = pd.read_csv(path, dtype="str", keep_default_na=False, encoding="utf-8-sig")
+    except Exception as error:
+        raise DataError([Problem(f"cannot read the overrides file ({error.__class__.__name__})",
+                                 "save it as a comma-separated UTF-8 CSV", file=name)]) from None
+    problems = []
+    missing = [c for c in OVERRIDE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError([Problem(f"missing column(s) {', '.join(missing)}",
+                                 f"the header must be {','.join(OVERRIDE_COLUMNS)}", file=name)])
+    frame = frame[list(OVERRIDE_COLUMNS)].apply(lambda column: column.str.strip())
+    valid_tiers = [*TIER_NAMES, UNTIERED]
+    bad_tier = frame.index[~frame["tier"].isin(valid_tiers)]
+    if len(bad_tier):
+        rows, count = rows_of(bad_tier)
+        problems.append(Problem(f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
+                                f"use one of {', '.join(valid_tiers)}", file=name, column="tier", rows=rows, row_count=count))
+    unknown = frame.index[~frame["account_id"].isin(set(known_accounts.astype("str")))]
+    if len(unknown):
+        rows, count = rows_of(unknown)
+        problems.append(Problem(f"{count} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
+                                "fix the account_id or remove the row", file=name, column="account_id", rows=rows,
+                                row_count=count))
+    duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
+    if len(duplicated):
+        rows, count = rows_of(duplicated)
+        problems.append(Problem("an account is pinned more than once", "keep one row per account", file=name,
+                                column="account_id", rows=rows, row_count=count))
+    empty = frame.index[(frame["reason"] == "") | (frame["owner"] == "")]
+    if len(empty):
+        rows, count = rows_of(empty)
+        problems.append(Problem("an override without a reason or owner", "say who pinned the account and why",
+                                file=name, column="reason", rows=rows, row_count=count))
+    if problems:
+        raise DataError(problems)
+    return frame

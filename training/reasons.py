@@ -1,0 +1,108 @@
+"""Top factors behind a learned score, from the models' own per-feature contributions, in plain words."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from features.config import TieringConfig
+
+UP, DOWN = "↑", "↓"
+CHANNEL_WORDS = {
+    "web_visit": ("web visit", "web visits"),
+    "content_download": ("content download", "content downloads"),
+    "email_open": ("email open", "email opens"),
+    "email_click": ("email click", "email clicks"),
+    "event_attended": ("event attended", "events attended"),
+    "demo_request": ("demo request", "demo requests"),
+    "sales_meeting": ("sales meeting", "sales meetings"),
+    "other": ("other touch", "other touches"),
+}
+
+
+def money(value: float) -> str:
+    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= threshold:
+            return f"${value / threshold:,.1f}{suffix}"
+    return f"${value:,.0f}"
+
+
+def _count(value: float, words: tuple[str, str]) -> str:
+    n = int(round(value))
+    return f"{'no' if n == 0 else f'{n:,}'} {words[0] if n == 1 else words[1]}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def describe(feature: str, value, config: TieringConfig) -> str:
+    """One feature value in words a salesperson understands."""
+    icp = config.business_fit
+    if feature.startswith("eng_30d_"):
+        channel = feature.removeprefix("eng_30d_")
+        if channel == "total":
+            return f"{_count(value, ('touch', 'touches'))} in the last 30 days"
+        return f"{_count(value, CHANNEL_WORDS[channel])} in the last 30 days"
+    if feature.startswith("eng_w_"):
+        channel = feature.removeprefix("eng_w_")
+        label = "overall engagement" if channel == "total" else CHANNEL_WORDS[channel][1]
+        return f"{label} over the last {config.engagement.lookback_days} days (recency-weighted {value:,.1f})"
+    if feature.startswith("intent_w_"):
+        topic = feature.removeprefix("intent_w_").replace("_", " ")
+        what = "research intent overall" if topic == "total" else f"research intent on {topic}"
+        return f"{what} ({'none' if value < 0.05 else f'weighted {value:,.1f}'})"
+    if feature == "intent_30d_signals":
+        return f"{_count(value, ('intent signal', 'intent signals'))} in the last 30 days"
+    if feature == "surging_channels":
+        return "activity surging" + (f" on {int(value)} channels" if value else ": none")
+    if feature == "days_since_engagement":
+        return "no engagement on record" if _missing(value) else f"last engagement {int(value):,} days ago"
+    if feature == "prior_won":
+        return f"{_count(value, ('deal', 'deals'))} won before"
+    if feature == "prior_lost":
+        return f"{_count(value, ('deal', 'deals'))} lost before"
+    if feature == "prior_won_amount":
+        return f"{money(value)} won before"
+    if feature == "days_since_won":
+        return "never won before" if _missing(value) else f"last win {int(value):,} days ago"
+    if feature == "industry":
+        if _missing(value):
+            return "industry unknown"
+        inside = str(value) in [i.lower() for i in icp.industries]
+        return f"industry {value} ({'in' if inside else 'outside'} the ICP)"
+    if feature in ("country", "region"):
+        return f"{feature} unknown" if _missing(value) else f"{feature} {value}"
+    if feature == "employees":
+        return "head-count unknown" if _missing(value) else f"{value:,.0f} employees"
+    if feature == "annual_revenue":
+        return "revenue unknown" if _missing(value) else f"{money(value)} annual revenue"
+    if feature == "tech_icp_matches":
+        return f"{_count(value, ('ICP technology', 'ICP technologies'))} in the tech stack"
+    if feature == "tech_stack_size":
+        return f"{_count(value, ('known technology', 'known technologies'))} in the tech stack"
+    if feature.endswith("_score"):
+        return f"{feature.removesuffix('_score').replace('_', ' ')} {value:.0f}/100"
+    if feature.startswith("extra_"):
+        return f"{feature.removeprefix('extra_').replace('_', ' ')}: {'unknown' if _missing(value) else value}"
+    return f"{feature.replace('_', ' ')}: {value}"
+
+
+def top_reasons(contributions: np.ndarray, names: list[str], rows: pd.DataFrame, config: TieringConfig,
+                how_many: int = 3) -> list[list[str]]:
+    """For each row, the `how_many` features with the largest absolute contribution, strongest first."""
+    strength = np.abs(contributions)
+    order = np.argsort(-strength, axis=1, kind="stable")[:, :how_many]
+    result = []
+    values = rows[names].to_numpy(dtype=object)
+    for i, picks in enumerate(order):
+        reasons = []
+        for j in picks:
+            if strength[i, j] <= 1e-12:
+                break
+            arrow = UP if contributions[i, j] > 0 else DOWN
+            reasons.append(f"{arrow} {describe(names[j], values[i, j], config)}")
+        result.append(reasons + [""] * (how_many - len(reasons)))
+    return result

@@ -1,0 +1,135 @@
+"""Turn point-in-time feature rows into score records: rule scores, learned scores, tiers, budget, reasons.
+
+Pure domain logic: no files, no MLflow, no HTTP. The same `Scorer` runs in `tiering score`, inside the
+logged MLflow model, and behind the BentoML service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.config import UNTIERED, TieringConfig
+from features.matrix import FeatureSpec
+from features.rules import rule_scores
+from training.models import DealSizeModel, WinModel
+from training.reasons import top_reasons
+from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs
+
+SCORE_COLUMNS = [
+    "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
+    "win_probability", "expected_deal_size", "expected_value", "learned_score", "learned_tier", "tier",
+    "override_reason", "budget", "intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "scored_at",
+]
+RULES_ONLY = "rules-only"
+QUANTILES = 201
+
+
+def with_rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:
+    """Feature rows plus the rule component scores (which the learners also use as features)."""
+    scores = rule_scores(features, config)
+    return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)
+
+
+@dataclass
+class Scorer:
+    """Everything needed to score an account; `win_model=None` means rules only (no champion yet)."""
+
+    config: TieringConfig
+    spec: FeatureSpec | None = None
+    win_model: WinModel | None = None
+    deal_model: DealSizeModel | None = None
+    value_quantiles: np.ndarray | None = None  # of log1p(expected value) on the training book
+    cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # {"learned": {...}, "rule": {...}}
+
+    @property
+    def is_learned(self) -> bool:
+        return self.win_model is not None
+
+    def predict(self, rows: pd.DataFrame, explain: bool = True) -> pd.DataFrame:
+        """Per-account scores without the book-level parts (tiers, budget, overrides).
+
+        `explain` adds the top three reasons from TreeSHAP contributions, which cost far more than the
+        prediction itself, so book-level bookkeeping (cut-offs, holdout tiers) skips them.
+        """
+        rows = with_rule_scores(rows, self.config)
+        out = rows[["account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score",
+                    "in_icp", "intent_surge"]].copy()
+        if not self.is_learned:
+            out["win_probability"] = np.nan
+            out["expected_deal_size"] = np.nan
+            out["expected_value"] = np.nan
+            out["learned_score"] = out["rule_score"]
+            out[["reason_1", "reason_2", "reason_3"]] = ""
+            return out
+        matrix = self.spec.encode(rows)
+        if explain:
+            contributions_win = self.win_model.booster.predict(matrix, pred_contrib=True)
+            margin = contributions_win.sum(axis=1)
+        else:
+            margin = self.win_model.margin(matrix)
+        probability = self.win_model.calibrate(margin)
+        deal_size = self.deal_model.predict(matrix)
+        expected_value = probability * deal_size
+        out["win_probability"] = probability
+        out["expected_deal_size"] = deal_size
+        out["expected_value"] = expected_value
+        out["learned_score"] = self.learned_score(expected_value, out["rule_score"].to_numpy())
+        out[["reason_1", "reason_2", "reason_3"]] = ""
+        if explain:
+            contributions_size = self.deal_model.booster.predict(matrix, pred_contrib=True)
+            # d log(p) / d margin = 1 - p: contributions to log expected value, to first order.
+            combined = contributions_win[:, :-1] * (1 - probability)[:, None] + contributions_size[:, :-1]
+            reasons = top_reasons(combined, self.spec.columns, rows, self.config)
+            out[["reason_1", "reason_2", "reason_3"]] = pd.DataFrame(reasons, index=out.index)
+        return out
+
+    def model_part(self, expected_value: np.ndarray) -> np.ndarray:
+        """0-100: where the expected value falls in the training book's distribution."""
+        levels = np.linspace(0.0, 100.0, len(self.value_quantiles))
+        return np.interp(np.log1p(np.clip(expected_value, 0, None)), self.value_quantiles, levels)
+
+    def learned_score(self, expected_value: np.ndarray, rule_score: np.ndarray) -> np.ndarray:
+        blend = self.config.model.blend
+        return blend * self.model_part(expected_value) + (1 - blend) * rule_score
+
+    def freeze(self, book: pd.DataFrame) -> None:
+        """Store the value distribution and tier cut-offs of a full scoring, for single-account scoring later."""
+        if self.is_learned:
+            matrix = self.spec.encode(with_rule_scores(book, self.config))
+            value = self.win_model.predict(matrix) * self.deal_model.predict(matrix)
+            self.value_quantiles = np.quantile(np.log1p(value), np.linspace(0, 1, QUANTILES))
+        scored = self.predict(book, explain=False)
+        _, learned = assign_by_capacity(scored["learned_score"], scored["in_icp"], self.config.tiers, scored["account_id"])
+        _, rule = assign_by_capacity(scored["rule_score"], scored["in_icp"], self.config.tiers, scored["account_id"])
+        self.cutoffs = {"learned": learned, "rule": rule}
+
+    def score(self, rows: pd.DataFrame, *, by_capacity: bool, budget: float | None = None,
+              overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
+              scored_at: pd.Timestamp | None = None, explain: bool = True) -> pd.DataFrame:
+        """Score records with exactly the SPEC columns.
+
+        `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`); otherwise the
+        frozen cut-offs of the last full scoring place each account on its own (`/score`).
+        """
+        out = self.predict(rows, explain=explain)
+        if by_capacity or not self.cutoffs:
+            out["learned_tier"], _ = assign_by_capacity(out["learned_score"], out["in_icp"], self.config.tiers, out["account_id"])
+            out["rule_tier"], _ = assign_by_capacity(out["rule_score"], out["in_icp"], self.config.tiers, out["account_id"])
+        else:
+            out["learned_tier"] = assign_by_cutoffs(out["learned_score"], out["in_icp"], self.cutoffs["learned"])
+            out["rule_tier"] = assign_by_cutoffs(out["rule_score"], out["in_icp"], self.cutoffs["rule"])
+        out["tier"], out["override_reason"] = apply_overrides(out["learned_tier"], out["account_id"], overrides)
+        out["budget"] = allocate_budget(out["tier"], budget, self.config.budget)
+        out["model_version"] = model_version
+        stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
+        out["scored_at"] = stamp.isoformat()
+        out["intent_surge"] = out["intent_surge"].astype(bool)
+        return out[SCORE_COLUMNS].reset_index(drop=True)
+
+
+def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
+    counts = scores[column].value_counts()
+    return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}

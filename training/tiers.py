@@ -1,0 +1,94 @@
+"""Tier assignment, budget allocation and sales overrides: pure functions on score columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.config import TIER_NAMES, UNTIERED, Budget, Tiers
+
+TIER_ORDER = {name: rank for rank, name in enumerate([*TIER_NAMES, UNTIERED])}
+
+
+def assign_by_capacity(scores: pd.Series, eligible: pd.Series, tiers: Tiers,
+                       tie_breaker: pd.Series | None = None) -> tuple[pd.Series, dict[str, float]]:
+    """Fill Tier 1 by descending score up to its capacity among accounts at or above its minimum, then
+    Tier 2, then Tier 3; the rest are untiered. Returns the tiers and the score cut-offs this produced.
+
+    A tier's cut-off is the lowest score it admitted when it is full (a new account needs at least that
+    to displace someone), and its minimum score when it has room.
+    """
+    keys = tie_breaker if tie_breaker is not None else pd.Series(np.arange(len(scores)), index=scores.index)
+    order = pd.DataFrame({"score": scores.to_numpy(), "key": keys.to_numpy()}, index=scores.index)
+    order = order.sort_values(["score", "key"], ascending=[False, True], kind="stable")
+    ranked_eligible = eligible.reindex(order.index).to_numpy(dtype=bool)
+    ranked_scores = order["score"].to_numpy()
+    assigned = np.full(len(order), UNTIERED, dtype=object)
+    free = ranked_eligible & ~np.isnan(ranked_scores)
+    cutoffs: dict[str, float] = {}
+    for name, tier in tiers.ordered():
+        candidates = np.flatnonzero(free & (ranked_scores >= tier.min_score))
+        if tier.max_accounts is not None:
+            candidates = candidates[: tier.max_accounts]
+        assigned[candidates] = name
+        free[candidates] = False
+        full = tier.max_accounts is not None and len(candidates) == tier.max_accounts
+        if not full:
+            cutoffs[name] = float(tier.min_score)
+        else:  # a tier with no room admits nobody new
+            cutoffs[name] = float(max(tier.min_score, ranked_scores[candidates].min())) if len(candidates) else float("inf")
+    result = pd.Series(assigned, index=order.index, name="tier").reindex(scores.index)
+    return result.astype("str"), cutoffs
+
+
+def assign_by_cutoffs(scores: pd.Series, eligible: pd.Series, cutoffs: dict[str, float]) -> pd.Series:
+    """Tiers for accounts scored one at a time, from the cut-offs of the last full scoring."""
+    values = scores.to_numpy(dtype="float64")
+    result = np.full(len(values), UNTIERED, dtype=object)
+    for name in reversed(TIER_NAMES):  # best tier last, so it wins
+        result[values >= cutoffs[name]] = name
+    result[~eligible.to_numpy(dtype=bool) | np.isnan(values)] = UNTIERED
+    return pd.Series(result, index=scores.index, name="tier").astype("str")
+
+
+def allocate_budget(tiers: pd.Series, total: float | None, budget: Budget) -> pd.Series:
+    """Split `total` by tier share, then evenly across each tier's accounts; an empty tier's share is unspent."""
+    if total is None:
+        return pd.Series(np.nan, index=tiers.index, name="budget")
+    counts = tiers.value_counts()
+    per_account = {name: total * share / counts[name] for name, share in budget.split.items() if counts.get(name, 0)}
+    return tiers.map(per_account).astype("float64").fillna(0.0).rename("budget")
+
+
+def budget_summary(tiers: pd.Series, total: float | None, budget: Budget) -> pd.DataFrame:
+    """Per tier: accounts, share of budget, total and per-account budget (unspent shares shown as such)."""
+    rows = []
+    for name in [*TIER_NAMES, UNTIERED]:
+        count = int((tiers == name).sum())
+        share = budget.split.get(name, 0.0)
+        amount = (total or 0.0) * share if count else 0.0
+        rows.append({"tier": name, "accounts": count, "share": share, "budget": amount,
+                     "per_account": amount / count if count else 0.0})
+    return pd.DataFrame(rows)
+
+
+def apply_overrides(learned: pd.Series, account_ids: pd.Series, overrides: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
+    """Final tier = learned tier unless a sales override pins the account; the reason says who and why."""
+    final = learned.copy().rename("tier")
+    reasons = pd.Series("", index=learned.index, name="override_reason", dtype="str")
+    if overrides is None or overrides.empty:
+        return final, reasons
+    pinned = overrides.set_index("account_id")
+    position = pd.Index(account_ids.astype("str")).get_indexer(pinned.index)
+    rows = learned.index[position]
+    final.loc[rows] = pinned["tier"].to_numpy()
+    reasons.loc[rows] = [
+        f"pinned to {tier} by {owner}: {reason} (model said {model})"
+        for tier, owner, reason, model in zip(pinned["tier"], pinned["owner"], pinned["reason"], learned.loc[rows])
+    ]
+    return final, reasons
+
+
+def tier_movement(old: pd.Series, new: pd.Series) -> pd.Series:
+    """Signed levels moved: +1 is one tier up (towards Tier 1), -2 two tiers down."""
+    return old.map(TIER_ORDER) - new.map(TIER_ORDER)

@@ -1,0 +1,132 @@
+"""MLflow: where runs and models live, what a training run logs, and the registry aliases.
+
+Nothing here runs at import time; `configure()` is called by the commands that need MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+MODEL_NAME = "abm-tiering"
+EXPERIMENT = "abm-tiering"
+CHAMPION, CHALLENGER = "champion", "challenger"
+DEFAULT_STORE = Path("models")
+HOLDOUT_PREDICTIONS = "holdout_predictions.csv"  # under tables/ in the training run
+HOLDOUT_BOOK = "holdout_book.csv"
+
+
+class TrackingError(Exception):
+    """The MLflow store or registry cannot do what was asked; the message says why and what to do."""
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
+
+
+def configure() -> str:
+    """Point MLflow at the team server (MLFLOW_TRACKING_URI) or the local SQLite store under models/."""
+    import mlflow
+
+    warnings.filterwarnings("ignore", module="mlflow")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            artifacts = None
+            if uri.startswith("sqlite:///"):
+                artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        mlflow.set_experiment(EXPERIMENT)
+    except Exception as error:  # MLflow raises many types for a locked or unreachable store
+        raise TrackingError(f"cannot use the MLflow store at {uri}: {_first_line(error)}. "
+                            "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
+                            "the SQLite file") from None
+    return uri
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else error.__class__.__name__
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    aliases: list[str]
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{MODEL_NAME}/{self.version}"
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def alias_version(alias: str) -> VersionInfo | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client().get_model_version_by_alias(MODEL_NAME, alias)
+    except MlflowException:
+        return None
+    return VersionInfo(str(found.version), list(found.aliases), found.run_id, dict(found.tags))
+
+
+def versions() -> list[VersionInfo]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client().search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []
+    return sorted((VersionInfo(str(v.version), list(v.aliases), v.run_id, dict(v.tags)) for v in found),
+                  key=lambda v: int(v.version))
+
+
+def set_alias(alias: str, version: str) -> None:
+    client().set_registered_model_alias(MODEL_NAME, alias, version)
+
+
+def champion_history() -> list[str]:
+    """Versions that have been champion, oldest first (kept as a registered-model tag)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raw = client().get_registered_model(MODEL_NAME).tags.get("champion_history", "[]")
+    except MlflowException:
+        return []
+    return json.loads(raw)
+
+
+def record_champion(version: str) -> None:
+    history = champion_history()
+    history.append(version)
+    client().set_registered_model_tag(MODEL_NAME, "champion_history", json.dumps(history[-100:]))
+    set_alias(CHAMPION, version)
+
+
+def write_frame_artifact(frame: pd.DataFrame, name: str, folder: str = "tables") -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), folder)

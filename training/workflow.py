@@ -1,0 +1,206 @@
+"""The use cases behind the CLI: train-and-register, load the champion, promote and roll back.
+
+This is where domain logic meets MLflow and files; the domain modules below it know neither.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import features
+import training
+from features.config import TieringConfig, config_to_yaml
+from features.schema import CrmData
+from training import tracking
+from training.bundle import save_scorer
+from training.evaluate import win_metrics
+from training.pipeline import GateDecision, Progress, TrainingResult, gate, train
+from training.scoring import RULES_ONLY, Scorer
+
+RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml", "mlflow")
+
+
+@dataclass
+class TrainOutcome:
+    result: TrainingResult
+    version: str
+    run_id: str
+    decision: GateDecision
+    previous_champion: str | None
+
+
+def _pip_requirements() -> list[str]:
+    # Pinned from this environment; MLflow's own inference would import everything in a subprocess.
+    return [f"{name}=={importlib.metadata.version(name)}" for name in RUNTIME_PACKAGES]
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else key, inner, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def _champion_auc(champion: tracking.VersionInfo | None, result: TrainingResult) -> float | None:
+    """The current champion's ROC AUC on this run's holdout rows, so both are judged on the same deals."""
+    if champion is None:
+        return None
+    try:
+        scorer = load_scorer_for(champion.uri)
+        rows = result.holdout_rows
+        probability = scorer.win_model.predict(scorer.spec.encode(rows))
+        return win_metrics(rows["won"].to_numpy(), probability)["roc_auc"]
+    except Exception:  # a champion whose features differ: fall back to its own logged holdout AUC
+        logged = champion.tags.get("holdout_roc_auc")
+        return float(logged) if logged else None
+
+
+def _log_figures(result: TrainingResult) -> None:
+    import mlflow
+    import matplotlib.pyplot as plt
+
+    from training import plots
+
+    holdout = result.holdout
+    y = holdout["won"].to_numpy()
+    scores = {"learned": holdout["win_probability"].to_numpy(), "rule score": holdout["rule_score"].to_numpy(),
+              "logreg": holdout["logreg_probability"].to_numpy()}
+    won_value = np.where(y == 1, holdout["amount"].fillna(0).to_numpy(), 0.0)
+    value_scores = {"learned": (holdout["win_probability"] * holdout["expected_deal_size"]).to_numpy(),
+                    "rule score": holdout["rule_score"].to_numpy()}
+    figures = {
+        "roc.png": plots.roc_figure(y, scores),
+        "calibration.png": plots.calibration_figure(y, {"learned": scores["learned"],
+                                                        "rule score": holdout["rule_probability"].to_numpy(),
+                                                        "logreg": scores["logreg"]}),
+        "gain_lift.png": plots.gain_figure(won_value, value_scores),
+        "tier_matrix.png": plots.tier_matrix_figure(result.holdout_book["learned_tier"], result.holdout_book["rule_tier"]),
+    }
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        plt.close(figure)
+
+
+def log_and_register(result: TrainingResult, config: TieringConfig, progress: Progress) -> TrainOutcome:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.pyfunc import TieringModel
+
+    champion = tracking.alias_version(tracking.CHAMPION)
+    with mlflow.start_run(run_name=f"train-{result.window.as_of.date()}") as run:
+        progress("logging to MLflow")
+        mlflow.log_params(_flatten("", config.model_dump(mode="json"), {}))
+        mlflow.log_text(config_to_yaml(config), "config/tiering.yaml")
+        mlflow.log_dict(result.summary, "data_summary.json")
+        mlflow.log_metrics({f"data_{k}": v for k, v in result.summary.items() if isinstance(v, (int, float))})
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+        for name, table in result.tier_tables.items():
+            tracking.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
+        tracking.write_frame_artifact(result.feature_importance, "feature_importance.csv")
+        # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
+        # registered model has been refit on the holdout months and would be judged in-sample there.
+        tracking.write_frame_artifact(result.holdout, tracking.HOLDOUT_PREDICTIONS)
+        tracking.write_frame_artifact(result.holdout_book, tracking.HOLDOUT_BOOK)
+        _log_figures(result)
+
+        progress("registering the model")
+        example = result.book.head(5).reset_index(drop=True)
+        signature = infer_signature(example, result.scorer.score(example, by_capacity=False),
+                                    params={"model_version": ""})
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = save_scorer(result.scorer, Path(tmp) / "bundle")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=TieringModel(),
+                artifacts={"bundle": str(bundle)},
+                code_paths=[str(Path(features.__file__).parent), str(Path(training.__file__).parent)],
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                registered_model_name=tracking.MODEL_NAME,
+            )
+        version = str(info.registered_model_version)
+        champion_auc = _champion_auc(champion, result)
+        decision = gate(result.summary, result.metrics, champion_auc, config)
+        mlflow.set_tags({"gate_decision": "champion" if decision.promote else "challenger",
+                         "gate_reason": "; ".join(decision.reasons), "model_version": version})
+        mlflow.log_text(decision.render(), "gate.txt")
+        client = tracking.client()
+        tags = {"holdout_roc_auc": result.metrics["model_roc_auc"], "rule_roc_auc": result.metrics["rule_roc_auc"],
+                "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+                "window_start": result.window.start.date().isoformat(),
+                "window_end": result.window.as_of.date().isoformat(), "gate_reason": "; ".join(decision.reasons)}
+        for key, value in tags.items():
+            client.set_model_version_tag(tracking.MODEL_NAME, version, key, str(value))
+    # Aliases move only once the run has finished cleanly: a failed run never touches the champion.
+    if decision.promote:
+        tracking.record_champion(version)
+    else:
+        tracking.set_alias(tracking.CHALLENGER, version)
+    return TrainOutcome(result, version, run.info.run_id, decision, champion.version if champion else None)
+
+
+def train_and_register(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None, progress: Progress) -> TrainOutcome:
+    tracking.configure()
+    result = train(data, config, as_of, progress)
+    return log_and_register(result, config, progress)
+
+
+def load_scorer_for(model_uri: str) -> Scorer:
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().scorer
+
+
+def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str]:
+    """The scorer to use and the version label to print: the given URI, else the champion, else rules only."""
+    tracking.configure()
+    if model_uri:
+        try:
+            scorer = load_scorer_for(model_uri)
+        except Exception as error:
+            raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking._first_line(error)}. "
+                                         "Use models:/abm-tiering/<version> or models:/abm-tiering@champion") from None
+        return scorer, model_uri.rsplit("/", 1)[-1]
+    champion = tracking.alias_version(tracking.CHAMPION)
+    if champion is None:
+        return Scorer(config=config), RULES_ONLY
+    return load_scorer_for(champion.uri), champion.version
+
+
+def promote(version: str) -> tuple[str | None, str]:
+    tracking.configure()
+    known = {v.version for v in tracking.versions()}
+    if version not in known:
+        raise tracking.TrackingError(f"model version {version} does not exist; registered versions: "
+                                     f"{', '.join(sorted(known, key=int)) or 'none'}")
+    before = tracking.alias_version(tracking.CHAMPION)
+    tracking.record_champion(version)
+    return (before.version if before else None), version
+
+
+def rollback() -> tuple[str, str]:
+    tracking.configure()
+    current = tracking.alias_version(tracking.CHAMPION)
+    history = tracking.champion_history()
+    if current is None:
+        raise tracking.TrackingError("there is no champion to roll back")
+    earlier = [v for v in history if v != current.version]
+    if not earlier:
+        raise tracking.TrackingError(f"version {current.version} is the only champion there has been; nothing to roll back to")
+    target = earlier[-1]
+    # Drop the current champion from the history so a second rollback goes one further back.
+    trimmed = history[: len(history) - 1 - history[::-1].index(target)]
+    tracking.client().set_registered_model_tag(tracking.MODEL_NAME, "champion_history", json.dumps(trimmed))
+    tracking.record_champion(target)
+    return current.version, target
