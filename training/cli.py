@@ -15,6 +15,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.config import ConfigError, load_config
 from features.errors import DataError
@@ -47,10 +48,10 @@ def friendly_errors(command: Callable) -> Callable:
             err_console.print(f"[bold red]{len(errors)} problem(s) stop this run:[/]")
             for problem in error.problems:
                 colour = "red" if problem.severity == "error" else "yellow"
-                err_console.print(f"[{colour}]- {problem.render()}[/]", highlight=False, soft_wrap=True)
+                err_console.print(f"[{colour}]- {escape(problem.render())}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (ConfigError, UserError, TrackingError) as error:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: nothing was written[/]")
@@ -135,7 +136,7 @@ def _load(data: Path, mapping: str | None):
 
     loaded = load_export(data, mapping)
     for warning in loaded.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning.render()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False, soft_wrap=True)
     return loaded.data
 
 
@@ -281,19 +282,16 @@ def holdout_tier_table(result) -> "Table":
 
     table = Table(title=f"Holdout from {result.window.holdout_start.date()}: tiers decided at its start, "
                         "outcomes after")
-    table.add_column("tier")
-    for side in ("learned", "rule"):
-        table.add_column(f"accounts ({side})", justify="right")
-        table.add_column(f"win rate ({side})", justify="right")
-        table.add_column(f"won revenue ({side})", justify="right")
+    for column in ("tier", "tiering", "accounts", "win rate", "won revenue", "share"):
+        table.add_column(column, justify="left" if column in ("tier", "tiering") else "right")
     learned, rule = (result.tier_tables[k].set_index("tier") for k in ("learned", "rule"))
     for name in learned.index:
-        cells = []
-        for side in (learned, rule):
+        for label, side in (("learned", learned), ("rule", rule)):
             row = side.loc[name]
             rate = "-" if row["win_rate"] != row["win_rate"] else f"{row['win_rate']:.1%}"
-            cells += [f"{row['accounts']:,}", rate, f"${row['won_revenue']:,.0f} ({row['revenue_share']:.0%})"]
-        table.add_row(name, *cells)
+            share = "-" if row["revenue_share"] != row["revenue_share"] else f"{row['revenue_share']:.0%}"
+            table.add_row(name if label == "learned" else "", label, f"{int(row['accounts']):,}", rate,
+                          f"${row['won_revenue']:,.0f}", share, end_section=label == "rule")
     return table
 
 
@@ -329,7 +327,102 @@ def demo(
                   f"{outcome.decision.render()}[/]")
     console.print(holdout_tier_table(outcome.result))
     console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {version}"))
+    with steps(3) as progress:
+        report, _ = write_comparison(frame, scorer, scores, version, None, None, budget, out / "report",
+                                     f"Synthetic export in {data_dir}", progress)
     console.print(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}")
+    console.print(f"[bold]Report: {report}[/] (open it in a browser)")
+
+
+def write_comparison(frame, scorer, scores, version: str, model_uri: str | None, as_of, budget: float, out: Path,
+                     data_label: str, progress: Callable[[str], None]):
+    """The comparison report and its tables in OUT, logged to the model's training run (compare and demo)."""
+    from training.compare import build_comparison, log_report
+    from training.report import REPORT_PAGE, publish, render_comparison
+
+    comparison = build_comparison(frame, scorer, scores, version=version, model_uri=model_uri,
+                                  as_of=as_of or default_scoring_as_of(frame), budget=budget, progress=progress)
+    page = publish(out, REPORT_PAGE, render_comparison(comparison, data_label), comparison.tables())
+    if comparison.run_id:
+        progress("logging the report to MLflow")
+        log_report(comparison.run_id, out)
+    return page, comparison
+
+
+@app.command()
+@friendly_errors
+def compare(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its CSV tables (replaced whole).")],
+    mapping: MappingOpt = None,
+    model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier in the report.")] = 1_000_000.0,
+) -> None:
+    """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
+    from training.workflow import resolve_model
+
+    frame = _load(data, mapping)
+    scorer, version = resolve_model(model, load_config(None))
+    if not scorer.is_learned:
+        err_console.print("[yellow]No champion model is registered: the report compares nothing learned and shows "
+                          "the rule tiers only.[/]")
+    cutoff = parse_as_of(as_of)
+    with steps(4) as progress:
+        progress("scoring the current book")
+        scores = score_book(frame, scorer, version, cutoff, budget)
+        page, comparison = write_comparison(frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}",
+                                            progress)
+    if comparison.learned:
+        h = comparison.headline
+        console.print(f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "
+                      f"(Cohen's kappa {h['kappa_current']:.2f}); {int(h['movers']):,} accounts are 2 or more levels apart.")
+    run_id = comparison.run_id
+    console.print(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else ""))
+
+
+@app.command()
+@friendly_errors
+def diff(
+    old_scores: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).", show_default=False)],
+    new_scores: Annotated[Path, typer.Argument(help="Later scores file of the same book.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for diff.html and its CSV tables (replaced whole).")],
+) -> None:
+    """Which accounts moved tier between two scorings, up or down, and what changed behind each move."""
+    from rich.table import Table
+
+    from training.diff import diff_scores, read_pair
+    from training.report import DIFF_PAGE, publish, render_diff
+
+    result = diff_scores(*read_pair(old_scores, new_scores), str(old_scores), str(new_scores))
+    page = publish(out, DIFF_PAGE, render_diff(result), result.tables())
+    table = Table(title=f"Tiers: {old_scores} -> {new_scores}")
+    for column in ("tier", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for row in result.counts.itertuples():
+        table.add_row(row.tier, f"{row.before:,}", f"{row.after:,}", f"{row.change:+,}")
+    console.print(table)
+    moves = result.moves["direction"].value_counts()
+    console.print(f"{moves.get('up', 0):,} account(s) moved up and {moves.get('down', 0):,} down, of {result.common:,} "
+                  f"in both files. Report: {page}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; beyond loopback it needs TIERING_API_KEY.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
+) -> None:
+    """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
+    from serving.launch import UnsafeHost, check_exposure, exec_server
+    from training.tracking import tracking_uri
+
+    try:
+        check_exposure(host)
+    except UnsafeHost as error:
+        raise UserError(str(error)) from None
+    err_console.print(f"Serving the champion of {tracking_uri()} on http://{host}:{port} (Ctrl-C stops)")
+    exec_server(host, port)
 
 
 def _tracking_hint() -> str:

@@ -1,0 +1,165 @@
+"""Benchmark steps, each run in its own process so its peak memory is its own.
+
+`python -m bench.steps STEP DATA_DIR [MODEL_DIR]` prints one JSON object: the step's figures beside
+its raw reference measured in the same process, and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Clock:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.start = now - self.start, now
+        return elapsed
+
+
+def read_floor(data_dir: Path) -> float:
+    """Seconds to merely read the export's Parquet files into Arrow: no step can beat this."""
+    import pyarrow.parquet as pq
+
+    clock = Clock()
+    for path in sorted(data_dir.glob("*.parquet")):
+        pq.read_table(path)
+    return clock.lap()
+
+
+def features(data_dir: Path) -> dict:
+    from features.config import TieringConfig
+    from features.io import load_export
+    from features.pointintime import FeatureBuilder, snapshot, training_rows
+    from training.pipeline import Window
+
+    floor = read_floor(data_dir)
+    clock = Clock()
+    data = load_export(data_dir).data
+    load_seconds = clock.lap()
+    config = TieringConfig()
+    builder = FeatureBuilder(data, config)
+    index_seconds = clock.lap()
+    window = Window.for_data(data, config, None)
+    rows = training_rows(data, builder, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
+    rows_seconds = clock.lap()
+    book = snapshot(data, builder, window.as_of)
+    book_seconds = clock.lap()
+    return {
+        "read_parquet_s": floor,
+        "load_and_validate_s": load_seconds,
+        "index_s": index_seconds,
+        "training_rows_s": rows_seconds,
+        "snapshot_s": book_seconds,
+        "features_s": index_seconds + rows_seconds + book_seconds,
+        "opportunity_rows": len(rows),
+        "accounts": len(book),
+        "engagement_events": len(data.engagement),
+    }
+
+
+def _training_matrix(data_dir: Path):
+    from features.config import TieringConfig
+    from features.io import load_export
+    from features.matrix import FeatureSpec
+    from features.pointintime import FeatureBuilder, training_rows
+    from training.pipeline import Window
+    from training.scoring import with_rule_scores
+
+    data = load_export(data_dir).data
+    config = TieringConfig()
+    window = Window.for_data(data, config, None)
+    rows = with_rule_scores(training_rows(data, FeatureBuilder(data, config), window.start, window.as_of), config)
+    spec = FeatureSpec.fit(rows, config)
+    return data, config, rows, spec, spec.encode(rows)
+
+
+def train(data_dir: Path) -> dict:
+    """`tiering train` end to end (with MLflow) against the raw fits of the same two boosters."""
+    import os
+    import tempfile
+
+    import lightgbm as lgb
+
+    from training.models import _booster_params
+    from training.workflow import train_and_register
+
+    data, config, rows, spec, matrix = _training_matrix(data_dir)
+    won = rows["won"].to_numpy()
+    amount = rows["amount"].fillna(0).to_numpy()
+    clock = Clock()
+    lgb.train(_booster_params(config.model, "binary"),
+              lgb.Dataset(matrix, won, categorical_feature=spec.categorical_indices), config.model.num_boost_round)
+    keep = (won == 1) & (amount > 0)
+    lgb.train(_booster_params(config.model, "regression"),
+              lgb.Dataset(matrix[keep], np.log(amount[keep]), categorical_feature=spec.categorical_indices),
+              config.model.num_boost_round)
+    raw_seconds = clock.lap()
+    steps: dict[str, float] = {}
+    last = [time.perf_counter(), None]
+
+    def progress(step: str) -> None:
+        now = time.perf_counter()
+        if last[1] is not None:
+            steps[last[1]] = now - last[0]
+        last[0], last[1] = now, step
+
+    with tempfile.TemporaryDirectory() as store:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+        clock.lap()
+        train_and_register(data, config, None, progress)
+        total = clock.lap()
+    progress("end")
+    return {"train_s": total, "raw_fits_s": raw_seconds, "ratio": total / raw_seconds,
+            "training_rows": int(len(rows)), "steps_s": steps}
+
+
+def score(data_dir: Path) -> dict:
+    """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
+    from features.config import TieringConfig
+    from features.io import load_export
+    from features.pointintime import FeatureBuilder, snapshot
+    from training.pipeline import Window, fit_scorer
+    from training.scoring import with_rule_scores
+
+    data, config, rows, _, _ = _training_matrix(data_dir)
+    window = Window.for_data(data, config, None)
+    scorer = fit_scorer(rows, window.final_calibration_start, config)
+    builder = FeatureBuilder(data, config)
+    book = snapshot(data, builder, window.as_of)
+    scorer.freeze(book)
+    matrix = scorer.spec.encode(with_rule_scores(book, config))
+    clock = Clock()
+    scorer.win_model.booster.predict(matrix)
+    scorer.deal_model.booster.predict(matrix)
+    raw_seconds = clock.lap()
+    scorer.score(book, by_capacity=True, explain=False)
+    without_reasons = clock.lap()
+    scorer.score(book, by_capacity=True, explain=True)
+    with_reasons = clock.lap()
+    n = len(book)
+    return {"accounts": n, "raw_predict_per_s": n / raw_seconds, "score_per_s": n / without_reasons,
+            "score_with_reasons_per_s": n / with_reasons, "ratio": raw_seconds / without_reasons,
+            "ratio_with_reasons": raw_seconds / with_reasons}
+
+
+STEPS = {"features": features, "train": train, "score": score}
+
+if __name__ == "__main__":
+    step, folder = sys.argv[1], Path(sys.argv[2])
+    figures = STEPS[step](folder)
+    figures["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(figures))

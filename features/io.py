@@ -1,0 +1,301 @@
+"""Import a CRM export: find and read its files, apply the mapping, validate, return canonical tables.
+
+Reading is columnar (pyarrow) from file to DataFrame, so 20 million engagement rows load in seconds.
+CSV cells are read as text and typed by validation, so one odd value never derails type inference.
+Every problem in every file is collected and raised together in one `DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from features.errors import DataError, Problem
+from features.mapping import Mapping, TableMapping, load_mapping
+from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
+from features.validation import SourceTable, unusable_open_opportunities, summarize, validate
+
+CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+# Tried in order; latin-1 decodes any byte, so reading always ends with one of them.
+ENCODINGS: tuple[str, ...] = ("utf8", "cp1252", "latin-1")
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+CSV_BLOCK_SIZE = 16 << 20
+ABSENT_TABLE_WARNINGS: dict[str, tuple[str, str]] = {
+    "engagement": (
+        "no engagement table: the engagement score is 0 for every account",
+        "add engagement.csv (account_id, timestamp, channel, optional count) to score activity",
+    ),
+    "intent": (
+        "no intent table: intent data is left out",
+        "add intent.csv (account_id, date, topic, optional score) to use intent data",
+    ),
+}
+
+
+@dataclass
+class LoadedExport:
+    """A validated export in canonical form, with its warnings and summary."""
+
+    data: CrmData
+    warnings: list[Problem]
+    summary: dict[str, Any]
+    files: dict[str, list[Path]] = field(default_factory=dict)  # table -> files read
+    mapping: str = "canonical"
+
+
+def load_export(data_dir: str | Path, mapping: str | Path | Mapping | None = None) -> LoadedExport:
+    """Read the export in `data_dir` through `mapping` (preset name, YAML path or Mapping; default canonical).
+
+    Raises DataError carrying every problem found (errors first, then warnings) if any is an error.
+    """
+    chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError([Problem(
+            "data folder not found", fix="pass the folder that holds the export's CSV or Parquet files", file=str(data_dir)
+        )])
+    problems: list[Problem] = []
+    files = {name: _find_files(data_dir, name, chosen.table(name), problems) for name in TABLES}
+    tables: dict[str, SourceTable] = {}
+    for name, paths in files.items():
+        table = _read_table(data_dir, name, paths, chosen, problems) if paths else None
+        if table is not None:
+            tables[name] = table
+    problems += validate(tables, chosen)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    warnings = [problem for problem in problems if problem.severity == "warning"]
+    if errors:
+        raise DataError(errors + warnings)
+
+    frames = {name: table.frame for name, table in tables.items()}
+    without = unusable_open_opportunities(frames["opportunities"])
+    unusable = without["account_id"] | without["created_date"]
+    frames["opportunities"] = frames["opportunities"][~unusable].reset_index(drop=True)
+    data = CrmData(
+        **{name: conform(frame, name) for name, frame in frames.items()},
+        present=frozenset(frames),
+    )
+    return LoadedExport(
+        data=data,
+        warnings=warnings,
+        summary=summarize(data, dropped_rows={"opportunities": int(unusable.sum())}),
+        files={name: paths for name, paths in files.items() if paths},
+        mapping=chosen.origin,
+    )
+
+
+def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list[Problem]) -> list[Path]:
+    """The files holding one table: the mapping's `file` name or glob, else <table>.csv or .parquet."""
+    if section.file:
+        found = sorted(path for path in data_dir.glob(section.file) if path.is_file())
+        wanted = f"'{section.file}'"
+    else:
+        found = [path for path in (data_dir / f"{name}.csv", data_dir / f"{name}.parquet") if path.is_file()]
+        wanted = f"{name}.csv or {name}.parquet"
+        if len(found) > 1:
+            problems.append(Problem(
+                f"both {name}.csv and {name}.parquet exist", file=str(data_dir),
+                fix=f"keep one, or name the one to read with `{name}: file:` in a mapping",
+            ))
+            return []
+    if found:
+        return found
+    if name in REQUIRED_TABLES:
+        present = sorted(path.name for path in data_dir.iterdir() if path.is_file())
+        problems.append(Problem(
+            f"required {name} table not found: no file matches {wanted}",
+            fix=(
+                f"add it, or point `{name}: file:` in a mapping (or a --mapping preset) at your file; "
+                f"files here: {', '.join(present[:10]) or 'none'}"
+            ),
+            file=str(data_dir),
+        ))
+    else:
+        message, fix = ABSENT_TABLE_WARNINGS[name]
+        problems.append(Problem(f"{message} (no file matches {wanted})", fix, severity="warning"))
+    return []
+
+
+def _read_table(
+    data_dir: Path, name: str, paths: list[Path], mapping: Mapping, problems: list[Problem]
+) -> SourceTable | None:
+    """Read every file of one table, rename its columns and map its values; None if any file failed."""
+    section = mapping.table(name)
+    parts: list[tuple[str, pa.Table]] = []
+    for path in paths:
+        display = path.relative_to(data_dir).as_posix()
+        raw = _read_file(path, display, problems)
+        if raw is None:
+            continue
+        lacking = {canonical: source for canonical, source in section.columns.items() if source not in raw.column_names}
+        for canonical, source in lacking.items():
+            problems.append(Problem(
+                f"mapping '{mapping.origin}' maps {name}.{canonical} to column '{source}', which this file lacks",
+                fix=f"correct `{name}: columns: {canonical}:` in the mapping; the file has: {', '.join(raw.column_names)}",
+                file=display,
+                column=source,
+            ))
+        if not lacking:
+            parts.append((display, _clean_text(section.rename(raw), name, section)))
+    if len(parts) < len(paths):
+        return None
+    try:  # files of one glob may differ in columns (filled with nulls) or numeric widths (promoted)
+        combined = pa.concat_tables([table for _, table in parts], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        problems.append(Problem(
+            f"the files of the {name} table disagree on column types: {error}",
+            fix="export them the same way", file=", ".join(display for display, _ in parts),
+        ))
+        return None
+    frame = combined.to_pandas()
+    section.map_values(frame)
+    section.add_defaults(frame)
+    starts = np.cumsum([0] + [table.num_rows for _, table in parts[:-1]]).tolist()
+    return SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns))
+
+
+def _clean_text(table: pa.Table, name: str, section: TableMapping) -> pa.Table:
+    """Ids, text and value-mapped columns as trimmed strings, blank cells null, so values match.
+
+    Parquet may hold integer ids; CSV cells may carry stray spaces. Only these columns are trimmed:
+    dates and numbers parse with or without spaces, and extra columns pass through as they are.
+    """
+    kinds = columns(name)
+    for index, column_name in enumerate(table.column_names):
+        if kinds.get(column_name) in ("id", "text") or column_name in section.values:
+            trimmed = pc.utf8_trim_whitespace(table.column(index).cast(pa.large_string()))
+            blank = pc.equal(trimmed, "")
+            if pc.any(blank).as_py():
+                trimmed = pc.if_else(blank, pa.scalar(None, pa.large_string()), trimmed)
+            table = table.set_column(index, column_name, trimmed)
+    return table
+
+
+def _read_file(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
+    """One file as an arrow table with trimmed, unique headers; None (and a problem) on failure."""
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        table = _read_parquet(path, display, problems)
+    elif suffix in CSV_SUFFIXES:
+        table = _read_csv(path, display, problems)
+    else:
+        problems.append(Problem(f"unsupported file type '{suffix}'", fix="save it as CSV (UTF-8) or Parquet", file=display))
+        return None
+    if table is None:
+        return None
+    names = [name.strip() for name in table.column_names]
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    for name in repeated:
+        problems.append(Problem(
+            f"the header '{name}' appears {names.count(name)} times", column=name, file=display,
+            fix="rename or remove the repeated columns so every header is unique",
+        ))
+    if repeated:
+        return None
+    # Parquet categoricals arrive dictionary-encoded; plain values keep pandas dtypes simple.
+    decoded = [column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column for column in table.columns]
+    return pa.table(decoded, names=names)
+
+
+def _read_parquet(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        problems.append(Problem(
+            f"cannot be read as Parquet ({_first_line(error)})", file=display,
+            fix="the file is truncated or corrupt: export or copy it again",
+        ))
+        return None
+
+
+def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
+    """Read a CSV with every column as text, detecting its delimiter and encoding."""
+    header = _first_line_bytes(path)
+    for encoding in ENCODINGS:
+        try:
+            header_text = header.decode("utf-8-sig" if encoding == "utf8" else encoding)
+            delimiter = max(DELIMITERS, key=lambda candidate: len(_fields(header_text, candidate)))
+            names = _fields(header_text, delimiter)
+            table, malformed = _parse_csv(path, encoding, delimiter, names)
+            break
+        except UnicodeDecodeError:  # from Python's codecs: decoding the header, or cp1252 under pyarrow
+            continue
+        except pa.ArrowInvalid as error:
+            if "UTF8" in str(error):  # pyarrow's own UTF-8 check
+                continue
+            message = "the file is empty" if "Empty CSV file" in str(error) else f"cannot be read as CSV ({_first_line(error)})"
+            problems.append(Problem(message, fix="export the file again as CSV with a header row", file=display))
+            return None
+    if encoding != "utf8":
+        problems.append(Problem(
+            f"the file is not UTF-8; it was read as {encoding}", file=display, severity="warning",
+            fix="export it as UTF-8 so that accented characters are certain to be right",
+        ))
+    if table.num_columns == 1 and any(candidate in table.column_names[0] for candidate in DELIMITERS):
+        problems.append(Problem(
+            f"the file reads as one column named '{table.column_names[0][:80]}': its delimiter was not recognised",
+            fix="save it with commas, semicolons or tabs between columns, and no quotes around the whole header line",
+            file=display,
+        ))
+        return None
+    if malformed:
+        if any(row.number is None for row in malformed):  # multi-threaded reads do not number rows
+            _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False)
+        problems.append(Problem(
+            f"rows with a different number of fields than the header's {malformed[0].expected_columns}",
+            fix="quote values that contain the delimiter, or remove the stray delimiters",
+            file=display,
+            rows=tuple(row.number for row in malformed[:5]),
+            row_count=len(malformed),
+        ))
+        return None
+    return table
+
+
+def _parse_csv(
+    path: Path, encoding: str, delimiter: str, names: list[str], *, threads: bool = True
+) -> tuple[pa.Table, list[pcsv.InvalidRow]]:
+    malformed: list[pcsv.InvalidRow] = []
+
+    def skip(row: pcsv.InvalidRow) -> str:
+        malformed.append(row)
+        return "skip"
+
+    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip)
+    # large_string is what pandas' str dtype holds, so no copy on the way to pandas.
+    convert = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.large_string()), strings_can_be_null=True, null_values=[""]
+    )
+    try:
+        read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=CSV_BLOCK_SIZE)
+        return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+    except pa.ArrowInvalid as error:
+        if "straddling" not in str(error):
+            raise
+    # A value longer than a read block: read the file as a single block.
+    malformed.clear()
+    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(path.stat().st_size + 1, 2**31 - 1))
+    return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _first_line_bytes(path: Path, limit: int = 1 << 20) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(limit).split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,235 @@
+"""Column mapping: how any CRM export's files, headers and values become the canonical tables.
+
+A mapping is a YAML file with one optional section per canonical table:
+
+    opportunities:
+      file: sales_pipeline.csv            # name or glob inside the data folder
+      columns: {account_id: account}      # canonical column: source header
+      values:                             # matched exactly after trimming; "*" = any other value
+        outcome: {Won: won, Lost: lost, "*": open}
+      date_format: "%Y-%m-%d"             # for every date column, or {close_date: "%d/%m/%Y"}
+      scale: {amount: 1000}               # multiplier applied after parsing
+      defaults: {product: hardware}       # constant for a column the export lacks
+
+Unmapped source columns pass through under their own names. Presets live in `features/presets/`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import date
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any
+
+import pandas as pd
+import pyarrow as pa
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+
+from features.errors import DataError, Problem
+from features.schema import TABLES, columns
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PRESETS: tuple[str, ...] = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+DEFAULT_PRESET = "canonical"
+CATCH_ALL = "*"
+# Mapping keys whose canonical columns must be of one kind.
+KIND_OF_KEY: dict[str, str] = {"scale": "number", "date_format": "date"}
+
+
+def _as_text(value: Any) -> Any:
+    """YAML turns `2024: x`, `1.5` or a date into numbers and dates; headers and CRM values are text."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float, date)):
+        return str(value)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_as_text)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableMapping(_Strict):
+    """How one canonical table is found and read; every key is optional."""
+
+    file: Text | None = None
+    columns: dict[str, Text] = {}
+    values: dict[str, dict[Text, Text | None]] = {}
+    date_format: Text | dict[str, Text] | None = None
+    scale: dict[str, Annotated[float, Field(gt=0)]] = {}
+    defaults: dict[str, Text] = {}
+
+    @field_validator("file")
+    @classmethod
+    def _inside_data_folder(cls, file: str | None) -> str | None:
+        if file is None:
+            return file
+        outside = PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute()
+        if outside or ".." in PurePosixPath(file.replace("\\", "/")).parts:
+            raise ValueError(f"{file!r} points outside the data folder; give a file name or glob inside it")
+        return file
+
+    def date_format_for(self, column: str) -> str | None:
+        if isinstance(self.date_format, dict):
+            return self.date_format.get(column)
+        return self.date_format
+
+    def rename(self, table: pa.Table) -> pa.Table:
+        """Mapped columns under their canonical names; unmapped source columns pass through as they are."""
+        sources = set(self.columns.values())
+        renamed = {canonical: table[source] for canonical, source in self.columns.items()}
+        for name in table.column_names:
+            if name not in sources and name not in renamed:  # a mapped column wins over a same-named header
+                renamed[name] = table[name]
+        return pa.table(renamed)
+
+    def map_values(self, frame: pd.DataFrame) -> None:
+        """Replace listed values in place (exact match; cells are already trimmed); `*` catches the rest."""
+        for column, replacements in self.values.items():
+            if column not in frame:
+                continue
+            values = frame[column]
+            explicit = {source.strip(): target for source, target in replacements.items() if source != CATCH_ALL}
+            listed = values.isin(list(explicit))
+            mapped = values.where(~listed, values.map(explicit))
+            if CATCH_ALL in replacements:
+                mapped = mapped.where(listed | values.isna(), replacements[CATCH_ALL])
+            frame[column] = mapped
+
+    def add_defaults(self, frame: pd.DataFrame) -> None:
+        """Constant columns, in place, for canonical columns the export lacks."""
+        for column, value in self.defaults.items():
+            if column not in frame:
+                frame[column] = value
+
+
+class Mapping(_Strict):
+    """A whole mapping: one `TableMapping` per canonical table."""
+
+    description: str = ""
+    accounts: TableMapping = TableMapping()
+    opportunities: TableMapping = TableMapping()
+    engagement: TableMapping = TableMapping()
+    intent: TableMapping = TableMapping()
+    _origin: str = PrivateAttr(DEFAULT_PRESET)
+
+    @property
+    def origin(self) -> str:
+        """The preset name or file this mapping came from, for messages."""
+        return self._origin
+
+    def table(self, name: str) -> TableMapping:
+        return getattr(self, name)
+
+    @field_validator(*TABLES)
+    @classmethod
+    def _known_columns(cls, section: TableMapping, info: ValidationInfo) -> TableMapping:
+        issues = _column_name_issues(info.field_name, section)
+        if issues:
+            raise ValueError("; ".join(issues))
+        return section
+
+
+def _column_name_issues(table: str, section: TableMapping) -> list[str]:
+    """Catch typos in canonical names: accounts may carry extra columns, other tables may not."""
+    canonical = columns(table)
+    issues = []
+    named = {
+        "columns": section.columns,
+        "values": section.values,
+        "scale": section.scale,
+        "defaults": section.defaults,
+        "date_format": section.date_format if isinstance(section.date_format, dict) else {},
+    }
+    for key, entries in named.items():
+        for name in entries:
+            if name in canonical:
+                kind = KIND_OF_KEY.get(key, canonical[name])
+                if canonical[name] != kind:
+                    issues.append(f"{key}: '{name}' is not a {kind} column")
+                continue
+            close = difflib.get_close_matches(name, canonical, n=1, cutoff=0.8)
+            if close:
+                issues.append(f"{key}: '{name}' is not a column of {table} (did you mean '{close[0]}'?)")
+            elif table != "accounts":
+                issues.append(f"{key}: '{name}' is not a column of {table} (its columns: {', '.join(canonical)})")
+    return issues
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with two traps closed: a repeated key is an error instead of silently replacing the
+    first, and only true/false are booleans (YAML 1.1 also reads yes/no/on/off and NO, Norway's code)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_mapping(spec: str | Path | None = None) -> Mapping:
+    """A preset by name (default `canonical`) or a mapping YAML file; DataError naming every problem."""
+    spec = DEFAULT_PRESET if spec is None else str(spec)
+    path = PRESET_DIR / f"{spec}.yaml" if spec in PRESETS else Path(spec)
+    if not path.is_file():
+        raise DataError([Problem(
+            f"no mapping preset or file named '{spec}'",
+            fix=f"use a preset ({', '.join(PRESETS)}) or the path of a mapping YAML file",
+        )])
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_Loader)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DataError([Problem(
+            f"not valid YAML{_yaml_error_text(error)}",
+            fix="correct the YAML there (indentation, a colon after each key, quotes around values with ':' or '#')",
+            file=spec,
+        )]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise DataError([Problem(
+            "a mapping must be a YAML mapping of table names (accounts, opportunities, engagement, intent)",
+            fix="start the file with `accounts:` or `opportunities:` sections",
+            file=spec,
+        )])
+    try:
+        mapping = Mapping.model_validate(document)
+    except ValidationError as error:
+        raise DataError([_problem_of(issue, spec) for issue in error.errors()]) from None
+    mapping._origin = spec
+    return mapping
+
+
+def _yaml_error_text(error: Exception) -> str:
+    """Where and what, without PyYAML's echo of the source line."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem is None:
+        return f": {' '.join(str(error).split())}"
+    mark = error.problem_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {error.problem}" + (f" ({error.context})" if error.context else "")
+
+
+def _problem_of(issue: dict, spec: str) -> Problem:
+    path = ".".join(str(part) for part in issue["loc"])
+    if issue["type"] == "extra_forbidden":
+        allowed = list((Mapping if len(issue["loc"]) == 1 else TableMapping).model_fields)
+        close = difflib.get_close_matches(str(issue["loc"][-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return Problem(f"unknown key '{path}'", fix=f"{hint}keys allowed here: {', '.join(allowed)}", file=spec)
+    reason = str(issue["ctx"]["error"]) if "error" in issue.get("ctx", {}) else issue["msg"]
+    return Problem(f"'{path}': {reason}", fix="correct this entry of the mapping (see the README's mapping format)", file=spec)

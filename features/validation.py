@@ -1,0 +1,419 @@
+"""Checks of an imported export against the data contract (SPEC section 3), and its summary.
+
+Every check is vectorised (20 million engagement rows take seconds) and reports one `Problem` per
+file naming the column, the first offending rows as a spreadsheet numbers them, and the fix.
+Errors stop the run; warnings (unknown channels, accounts without opportunities, dropped open
+opportunities) are reported and the data is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from features.config import CHANNELS
+from features.errors import Problem, rows_of
+from features.mapping import Mapping, TableMapping
+from features.schema import OUTCOMES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
+
+if TYPE_CHECKING:
+    from features.io import LoadedExport
+
+CLOSED: tuple[str, ...] = ("won", "lost")
+UNIQUE_IDS: dict[str, str] = {"accounts": "account_id", "opportunities": "opportunity_id"}
+# (table, column) -> inclusive (low, high)
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("accounts", "employees"): (0, np.inf),
+    ("accounts", "annual_revenue"): (0, np.inf),
+    ("opportunities", "amount"): (0, np.inf),
+    ("engagement", "count"): (0, np.inf),
+    ("intent", "score"): (0, 100),
+}
+# Plausible dates; this also keeps every date inside what datetime64[ns] can hold.
+DATE_RANGE = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-12-31 23:59:59"))
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class SourceTable:
+    """One canonical table as imported, remembering which file and row each record came from."""
+
+    name: str
+    frame: pd.DataFrame  # canonical column names, RangeIndex over all files in order
+    files: list[str]  # file names relative to the data folder
+    starts: list[int]  # position in `frame` of each file's first row
+    headers: dict[str, str] = field(default_factory=dict)  # canonical column -> the file's header, where mapped
+
+    @property
+    def missing_columns(self) -> list[str]:
+        return [column for column in REQUIRED[self.name] if column not in self.frame.columns]
+
+    def problems_at(
+        self, mask: pd.Series, message: str, fix: str, column: str = "", severity: str = "error"
+    ) -> list[Problem]:
+        """One Problem per file holding rows where `mask` is true (none when it is all false).
+
+        The column is named as the file's header, which is what the user can find and fix.
+        """
+        positions = np.flatnonzero(mask.to_numpy(dtype=bool))
+        file_of_row = np.searchsorted(self.starts, positions, side="right") - 1
+        problems = []
+        for index in np.unique(file_of_row):
+            rows, count = rows_of(positions[file_of_row == index] - self.starts[index])
+            problems.append(Problem(message, fix, self.files[index], self.headers.get(column, column), rows, count, severity))
+        return problems
+
+
+def validate(tables: dict[str, SourceTable], mapping: Mapping) -> list[Problem]:
+    """Check every imported table, parsing dates and numbers in place; returns errors and warnings."""
+    problems: list[Problem] = []
+    for table in tables.values():
+        problems += check_required(table)
+        problems += parse_columns(table, mapping.table(table.name))
+    complete = {name: table for name, table in tables.items() if not table.missing_columns}
+    for table in complete.values():
+        problems += check_values(table)
+    problems += check_references(complete)
+    return problems
+
+
+def check_required(table: SourceTable) -> list[Problem]:
+    """Required columns, rows and values; runs before parsing, so empty and unparseable stay apart."""
+    if table.missing_columns:
+        return [_missing_column(table, column) for column in table.missing_columns]
+    frame, problems = table.frame, []
+    if frame.empty:
+        required = table.name in REQUIRED_TABLES
+        problems.append(Problem(
+            f"the {table.name} table has no data rows",
+            fix="export it again with its rows" if required else "add its rows, or remove the file",
+            file=", ".join(table.files),
+            severity="error" if required else "warning",
+        ))
+    dropped = unusable_open_opportunities(frame) if table.name == "opportunities" else {}
+    for column in REQUIRED[table.name]:
+        empty = frame[column].isna()
+        if column in dropped:
+            lacking = "an account" if column == "account_id" else "a created date"
+            problems += table.problems_at(
+                dropped[column], f"open opportunities without {lacking} are dropped", column=column, severity="warning",
+                fix="none needed (open opportunities never train a model); fill it in to keep them",
+            )
+            empty &= ~(dropped["account_id"] | dropped["created_date"])
+        problems += table.problems_at(
+            empty, f"{column} is empty", fix=f"fill in {column} on every row, or remove those rows", column=column
+        )
+    if table.name == "opportunities":
+        closed = frame["outcome"].isin(CLOSED)
+        undated = closed & frame["close_date"].isna() if "close_date" in frame else closed
+        problems += table.problems_at(
+            undated, "closed (won or lost) opportunities without close_date", column="close_date",
+            fix="add the close date: it is required when outcome is won or lost",
+        )
+    return problems
+
+
+def _missing_column(table: SourceTable, column: str) -> Problem:
+    present = [str(name) for name in table.frame.columns]
+    guesses = _close_headers(column, present)
+    header = f'"{guesses[0]}"' if guesses else "<your header>"
+    return Problem(
+        f"required column '{column}' is missing (columns read: {_shortlist(present)})",
+        fix=f"add the column, or map yours onto it in a mapping file: `{table.name}: columns: {{{column}: {header}}}`",
+        file=", ".join(table.files),
+        column=column,
+    )
+
+
+def _close_headers(column: str, headers: list[str]) -> list[str]:
+    """Headers that look like `column` once case, spaces and punctuation are ignored ("Account ID")."""
+    by_simple = {_letters_and_digits(header): header for header in headers}
+    matches = difflib.get_close_matches(_letters_and_digits(column), list(by_simple), n=1, cutoff=0.75)
+    return [by_simple[match] for match in matches]
+
+
+def _letters_and_digits(name: str) -> str:
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+def unusable_open_opportunities(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Open opportunities that name no account or no created_date, by the column that is empty.
+
+    They are dropped with a warning rather than stopping the run: open opportunities never train a
+    model, and CRM exports (the Maven one among them) are full of early-stage rows like these.
+    """
+    is_open = frame["outcome"] == "open"
+    without_account = is_open & frame["account_id"].isna()
+    return {
+        "account_id": without_account,
+        "created_date": is_open & ~without_account & frame["created_date"].isna(),
+    }
+
+
+def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
+    """Turn text dates and numbers into typed columns (then apply `scale`); unparseable cells are errors.
+
+    Extra columns become numbers when every value is one, so learners can use them as they are.
+    """
+    problems: list[Problem] = []
+    frame, kinds = table.frame, columns(table.name)
+    for column in frame.columns:
+        kind = kinds.get(column) or ("number" if column in section.scale else None)
+        raw = frame[column]
+        if kind == "date":
+            parsed = _parse_dates(raw, section.date_format_for(column))
+            fix = (
+                "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
+                "(e.g. date_format: \"%d/%m/%Y\"); dates must lie between 1900 and 2100"
+            )
+        elif kind == "number":
+            parsed = _parse_numbers(raw)
+            fix = "write plain numbers: no currency symbols or thousands separators, '.' as the decimal point"
+        elif kind is None and isinstance(raw.dtype, pd.StringDtype):
+            frame[column] = _numbers_if_all_numeric(raw)
+            continue
+        else:
+            continue
+        unparseable = raw.notna() & parsed.isna()
+        what = "dates" if kind == "date" else "numbers"
+        problems += table.problems_at(unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column)
+        frame[column] = parsed * section.scale[column] if column in section.scale else parsed
+    return problems
+
+
+def _parse_dates(raw: pd.Series, date_format: str | None) -> pd.Series:
+    """Naive UTC datetime64[ns]; NaT where a value is not a plausible date."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_dtype(raw):
+        parsed = raw
+    elif date_format:
+        parsed = pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).dt.tz_localize(None)
+    else:
+        parsed = _parse_unformatted_dates(raw)
+    return parsed.where(parsed.between(*DATE_RANGE)).astype("datetime64[ns]")
+
+
+def _parse_unformatted_dates(raw: pd.Series) -> pd.Series:
+    try:  # fast path: arrow parses ISO dates without a zone in C++
+        return pd.Series(pc.cast(pa.array(raw), pa.timestamp("ns")).to_numpy(zero_copy_only=False), index=raw.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    with warnings.catch_warnings():  # pandas warns when it has to guess a format; we report failures instead
+        warnings.simplefilter("ignore", UserWarning)
+        candidates = [
+            pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True),
+            pd.to_datetime(raw, errors="coerce", utc=True),  # one format guessed from the first value
+        ]
+    best = min(candidates, key=lambda parsed: int(parsed.isna().sum()))
+    return best.dt.tz_localize(None)
+
+
+def _parse_numbers(raw: pd.Series) -> pd.Series:
+    """float64; NaN where a value is not a finite number."""
+    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        parsed = raw.astype("float64")
+    else:
+        try:  # fast path: arrow parses clean numeric text in C++
+            parsed = pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
+    return parsed.where(np.isfinite(parsed))
+
+
+def _numbers_if_all_numeric(raw: pd.Series) -> pd.Series:
+    parsed = _parse_numbers(raw)
+    return parsed if parsed.notna().sum() == raw.notna().sum() else raw
+
+
+def check_values(table: SourceTable) -> list[Problem]:
+    """Checks within one parsed table: unique ids, outcomes, date order, numeric ranges, channels."""
+    frame, problems = table.frame, []
+    id_column = UNIQUE_IDS.get(table.name)
+    if id_column:
+        ids = frame[id_column]
+        repeated = ids.notna() & ids.duplicated(keep=False)
+        problems += table.problems_at(
+            repeated, f"duplicate {id_column} values{_examples(ids[repeated])}", column=id_column,
+            fix=f"each {id_column} must appear once: remove or merge the repeated rows",
+        )
+    for (table_name, column), (low, high) in RANGES.items():
+        if table_name == table.name and column in frame:
+            values = frame[column]
+            outside = values.notna() & ~values.between(low, high)
+            if high == np.inf:
+                message, fix = f"values below {low:g}", f"{column} must be at least {low:g}"
+            else:
+                message = f"values outside {low:g} to {high:g}"
+                fix = f"{column} must be between {low:g} and {high:g}: check its unit, or set `scale` in the mapping"
+            problems += table.problems_at(outside, message + _examples(values[outside]), fix, column)
+    if table.name == "opportunities":
+        problems += _check_outcomes(table)
+        created, closed = frame["created_date"], frame["close_date"]
+        problems += table.problems_at(
+            closed < created, "close_date is before created_date", column="close_date",
+            fix="correct one of the two dates (an opportunity closes after it is created)",
+        )
+    if table.name == "engagement" and len(counts := unknown_channel_counts(frame)):
+        listed = ", ".join(f"'{channel}' ({count:,})" for channel, count in counts.items())
+        problems += table.problems_at(
+            _isin(frame["channel"], counts.index), f"unknown channels are kept: {listed}", column="channel", severity="warning",
+            fix=f"if one means a known channel ({', '.join(CHANNELS)}), map it with a `values:` entry for channel",
+        )
+    return problems
+
+
+def _check_outcomes(table: SourceTable) -> list[Problem]:
+    outcome = table.frame["outcome"]
+    unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
+    if not unknown.any():
+        return []
+    counts = outcome[unknown].value_counts()
+    listed = ", ".join(f"'{value}' ({count:,})" for value, count in counts.head(10).items())
+    return table.problems_at(
+        unknown, f"unknown outcome values: {listed}", column="outcome",
+        fix=(
+            "outcome must be won, lost or open: map your values with a `values:` entry in a mapping file, "
+            f"e.g. opportunities: values: outcome: {{\"{counts.index[0]}\": won, \"*\": open}}"
+        ),
+    )
+
+
+def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
+    """Every table's account_id must name an account; accounts without opportunities are reported."""
+    if "accounts" not in tables:
+        return []
+    accounts = tables["accounts"]
+    known = accounts.frame["account_id"]
+    problems: list[Problem] = []
+    for name, table in tables.items():
+        if name == "accounts":
+            continue
+        ids = table.frame["account_id"]
+        unknown = ids.notna() & ~_isin(ids, known)
+        if name == "opportunities":
+            problems += table.problems_at(
+                unknown, f"account_id values not in the accounts table{_examples(ids[unknown])}", column="account_id",
+                fix="add those accounts to the accounts table, or correct the ids (both tables must use the same account key)",
+            )
+        else:
+            problems += table.problems_at(
+                unknown, f"rows for accounts not in the accounts table{_examples(ids[unknown])}", column="account_id",
+                severity="warning",
+                fix="none needed if expected (they count for no account); otherwise make the account keys agree",
+            )
+    if "opportunities" in tables:
+        problems += accounts.problems_at(
+            accounts_without_opportunities(accounts.frame, tables["opportunities"].frame),
+            "accounts without any opportunity", column="account_id", severity="warning",
+            fix="none needed: they are scored from firmographics and engagement alone",
+        )
+    return problems
+
+
+def unknown_channel_counts(engagement: pd.DataFrame) -> pd.Series:
+    """Rows per channel outside the known list, most frequent first."""
+    counts = engagement["channel"].value_counts()
+    return counts[~counts.index.isin(CHANNELS)]
+
+
+def accounts_without_opportunities(accounts: pd.DataFrame, opportunities: pd.DataFrame) -> pd.Series:
+    return ~_isin(accounts["account_id"], opportunities["account_id"])
+
+
+def _isin(values: pd.Series, allowed: Any) -> pd.Series:
+    """`values.isin(allowed)` computed by arrow: pandas first turns `allowed` into Python objects, slowly."""
+    value_set = pa.array(allowed).cast(pa.large_string())
+    found = pc.is_in(pa.array(values).cast(pa.large_string()), value_set=value_set)
+    return pd.Series(pc.fill_null(found, False).to_numpy(zero_copy_only=False), index=values.index)
+
+
+def _examples(values: pd.Series) -> str:
+    shown = [repr(_clip(value)) for value in values.drop_duplicates().head(MAX_EXAMPLES)]
+    return f" (e.g. {', '.join(shown)})" if shown else ""
+
+
+def _clip(value: Any, width: int = 40) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _shortlist(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(_clip(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "no columns"
+
+
+def summarize(data: CrmData, dropped_rows: dict[str, int]) -> dict[str, Any]:
+    """Plain numbers and ISO dates (JSON-ready, so a training run can log it as it is)."""
+    opportunities = data.opportunities
+    outcomes = {outcome: int((opportunities["outcome"] == outcome).sum()) for outcome in OUTCOMES}
+    closed = outcomes["won"] + outcomes["lost"]
+    channels = unknown_channel_counts(data.engagement)
+    return {
+        "rows": {name: len(data.table(name)) for name in TABLES},
+        "dropped_rows": dropped_rows,
+        "opportunities": {
+            "created_from": _iso(opportunities["created_date"].min()),
+            "created_to": _iso(opportunities["created_date"].max()),
+            "closed_from": _iso(opportunities["close_date"].min()),
+            "closed_to": _iso(opportunities["close_date"].max()),
+            **outcomes,
+            "win_rate": round(outcomes["won"] / closed, 4) if closed else None,
+        },
+        "accounts_without_opportunities": int(accounts_without_opportunities(data.accounts, opportunities).sum()),
+        "unknown_channels": {str(channel): int(count) for channel, count in channels.items()},
+        "absent_tables": [name for name in ("engagement", "intent") if name not in data.present],
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return None if pd.isna(value) else value.date().isoformat()
+
+
+def render_summary(loaded: LoadedExport, console: Console) -> None:
+    """The `tiering validate` report: what was read, the outcome mix, and every warning."""
+    summary = loaded.summary
+    console.print(f"Mapping: {escape(loaded.mapping)}", highlight=False, soft_wrap=True)
+    files = Table()
+    files.add_column("table")
+    files.add_column("file(s)")
+    files.add_column("rows", justify="right")
+    for name, rows in summary["rows"].items():
+        names = escape(", ".join(path.name for path in loaded.files.get(name, []))) or "[dim]absent[/]"
+        dropped = summary["dropped_rows"].get(name)
+        files.add_row(name, names, f"{rows:,}" + (f" [dim]({dropped:,} dropped)[/]" if dropped else ""))
+    console.print(files)
+
+    opportunities = summary["opportunities"]
+    win_rate = opportunities["win_rate"]
+    console.print(
+        f"Opportunities created {opportunities['created_from']} to {opportunities['created_to']}, "
+        f"closed {opportunities['closed_from']} to {opportunities['closed_to']}",
+        highlight=False,
+    )
+    console.print(
+        f"Outcomes: {opportunities['won']:,} won, {opportunities['lost']:,} lost, {opportunities['open']:,} open; "
+        f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}",
+        highlight=False,
+    )
+    console.print(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}", highlight=False)
+    channels = summary["unknown_channels"]
+    console.print(
+        "Unknown channels: " + escape(", ".join(f"{name} ({count:,})" for name, count in channels.items()) or "none"),
+        highlight=False,
+    )
+    if loaded.warnings:
+        console.print(f"[yellow]{len(loaded.warnings)} warning(s):[/]")
+        for warning in loaded.warnings:
+            console.print(f"[yellow]- {escape(warning.render())}[/]", highlight=False, soft_wrap=True)
+    console.print("[green]The export is valid.[/]")

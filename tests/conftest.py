@@ -1,0 +1,67 @@
+"""Shared test helpers: a small valid canonical export to break one way at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from features.errors import DataError, Problem
+from features.io import load_export
+
+# Rows are numbered as a spreadsheet shows them: the header is row 1, O1 is row 2.
+VALID_EXPORT: dict[str, str] = {
+    "accounts.csv": (
+        "account_id,account_name,industry,employees,annual_revenue,country\n"
+        "A1,Acme,software,500,1000000,United States\n"
+        "A2,Beta,healthcare,2000,50000000,Germany\n"
+        "A3,Gamma,retail,50,200000,France\n"
+    ),
+    "opportunities.csv": (
+        "opportunity_id,account_id,created_date,close_date,outcome,amount,product\n"
+        "O1,A1,2024-01-05,2024-02-10,won,12000,Core\n"
+        "O2,A1,2024-02-01,2024-03-15,lost,0,Core\n"
+        "O3,A2,2024-03-01,,open,,Add-on\n"
+        "O4,A2,2024-01-10,2024-04-01,won,30000,Core\n"
+    ),
+    "engagement.csv": (
+        "account_id,timestamp,channel,count\n"
+        "A1,2024-01-01T10:00:00,web_visit,3\n"
+        "A2,2024-01-02 09:30:00,email_open,1\n"
+    ),
+    "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm software,80\n",
+}
+
+
+@pytest.fixture
+def write_export(tmp_path: Path) -> Callable[..., Path]:
+    """write_export({name: content}): the valid export with files replaced (text or bytes) or removed (None)."""
+
+    def write(changes: dict[str, str | bytes | None] | None = None, folder: str = "export") -> Path:
+        target = tmp_path / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for name, content in {**VALID_EXPORT, **(changes or {})}.items():
+            if content is None:
+                continue
+            path = target / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        return target
+
+    return write
+
+
+@pytest.fixture
+def problems_of() -> Callable[..., list[Problem]]:
+    """problems_of(folder, mapping=None, severity="error"): the problems load_export raises (it must raise)."""
+
+    def problems(folder: Path, mapping: str | Path | None = None, severity: str | None = "error") -> list[Problem]:
+        with pytest.raises(DataError) as raised:
+            load_export(folder, mapping)
+        return [p for p in raised.value.problems if severity is None or p.severity == severity]
+
+    return problems
