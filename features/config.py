@@ -168,6 +168,7 @@ class Model(Strict):
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(40, ge=1)
     seed: int = 42
+    num_threads: int = Field(0, ge=0, description="LightGBM threads; 0 = OpenMP's default (all cores, or OMP_NUM_THREADS).")
     window: Window = Window()
     gate: Gate = Gate()
 

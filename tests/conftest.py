@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# pytest-xdist runs one worker per core: one OpenMP thread each, or LightGBM's threads fight over the
+# cores and spin (much slower than single-threaded).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 from typing import Callable
 

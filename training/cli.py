@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -56,6 +57,16 @@ def friendly_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: nothing was written[/]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:  # a bug or an environment failure: say so in one line, traceback on demand
+            if os.environ.get("TIERING_DEBUG"):
+                raise
+            err_console.print(f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "
+                              f"{escape(str(error).strip().splitlines()[0][:300] if str(error).strip() else '')}\n"
+                              "Set TIERING_DEBUG=1 to see the traceback, and please report it.",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -228,29 +239,61 @@ def tier_count_table(scores, title: str) -> "Table":
 @app.command()
 @friendly_errors
 def score(
-    data: DataDir,
-    out: Annotated[Path, typer.Option("--out", help="Output file: .csv or .parquet.")],
+    # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
+    data: Annotated[str, typer.Argument(help="Folder with the export (CSV or Parquet files); with --engine spark, "
+                                              "any folder Spark reads (local, hdfs://, s3a://...).", show_default=False)],
+    out: Annotated[str, typer.Option("--out", help="Output file: .csv or .parquet (--engine spark: .parquet, written "
+                                                   "as a Parquet folder).")],
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
     budget: Annotated[Optional[float], typer.Option("--budget", min=0, help="Total budget to split by tier.")] = None,
     overrides: Annotated[Optional[Path], typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark (a Spark cluster; reads "
+                                                         "canonical tables, writes Parquet).")] = "pandas",
+    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. "
+                                                                     "spark://host:7077, yarn, k8s://...")] = "local[2]",
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from training.files import read_overrides, write_table
+    from training.scoring import RULES_ONLY
     from training.workflow import resolve_model
 
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise UserError(f"--out {out} must end in .csv or .parquet")
-    frame = _load(data, mapping)
-    pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
-    scorer, version = resolve_model(model, load_config(None))
-    if version == "rules-only":
-        err_console.print("[yellow]No champion model is registered: scoring with the rules only.[/]")
-    with steps(1) as progress:
-        progress("scoring accounts")
-        scores = score_book(frame, scorer, version, parse_as_of(as_of), budget, pins)
-    write_table(scores, out)
+    if engine not in ("pandas", "spark"):
+        raise UserError(f"--engine must be pandas or spark, not {engine!r}")
+    if engine == "spark":
+        if not out.lower().endswith(".parquet"):
+            raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
+        if mapping:
+            raise UserError("--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
+                            ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas")
+        try:
+            from training.spark_scoring import SparkUnavailable, score_export, spark_session
+        except ImportError:
+            raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
+        try:
+            with steps(5) as progress:
+                progress(f"starting Spark ({spark_master})")
+                with spark_session(spark_master) as spark:
+                    result = score_export(spark, data, out, model_uri=model, config=load_config(None),
+                                          as_of=parse_as_of(as_of), budget=budget, overrides=overrides, progress=progress)
+        except SparkUnavailable as error:
+            raise UserError(str(error)) from None
+        scores, version, pins = result.placement, result.version, result.overrides
+        if version == RULES_ONLY:
+            err_console.print("[yellow]No champion model is registered: scored with the rules only.[/]")
+    else:
+        if Path(out).suffix.lower() not in (".csv", ".parquet"):
+            raise UserError(f"--out {out} must end in .csv or .parquet")
+        frame = _load(data, mapping)
+        pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+        scorer, version = resolve_model(model, load_config(None))
+        if version == RULES_ONLY:
+            err_console.print("[yellow]No champion model is registered: scoring with the rules only.[/]")
+        with steps(1) as progress:
+            progress("scoring accounts")
+            scores = score_book(frame, scorer, version, parse_as_of(as_of), budget, pins)
+        write_table(scores, out)
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {version}"))

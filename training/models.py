@@ -36,7 +36,7 @@ def _booster_params(config: ModelConfig, objective: str) -> dict:
         "seed": config.seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 2,
+        "num_threads": config.num_threads,
         "verbose": -1,
     }
 

@@ -35,6 +35,9 @@ def configure() -> str:
     """Point MLflow at the team server (MLFLOW_TRACKING_URI) or the local SQLite store under models/."""
     import mlflow
 
+    # A team server that is down should fail in seconds with a clear message, not retry for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     warnings.filterwarnings("ignore", module="mlflow")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)

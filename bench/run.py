@@ -1,0 +1,171 @@
+"""`make bench`: every benchmark, each figure beside its raw reference from the same run.
+
+    python -m bench.run [--quick] [--only features,train,...]
+
+Writes bench/results.json and bench/results.md, and copies the table into README.md between the
+`bench:start` / `bench:end` markers. Benchmark data is generated once per size (seeded) and cached in
+bench/data/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import generator_bench
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+FULL_SIZES = (10_000, 30_000, 100_000)
+QUICK_SIZES = (2_000, 5_000, 10_000)
+SEED = 7
+
+
+def dataset(n_accounts: int) -> tuple[Path, dict | None]:
+    """The cached Parquet export for this size; generated (and timed) when missing."""
+    folder = ROOT / "data" / f"accounts-{n_accounts}"
+    if (folder / "accounts.parquet").exists():
+        return folder, None
+    return folder, generator_bench.run(n_accounts, folder, file_format="parquet", seed=SEED)
+
+
+def step(name: str, folder: Path) -> dict:
+    started = time.perf_counter()
+    child = subprocess.run([sys.executable, "-m", "bench.steps", name, str(folder)], cwd=REPO, capture_output=True,
+                           text=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"bench step {name} failed:\n{child.stderr[-3000:]}")
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures["process_wall_s"] = time.perf_counter() - started
+    return figures
+
+
+def growth(sizes: list[int], seconds: list[float]) -> float:
+    """Exponent k in time ~ size^k between the smallest and largest size (1 = linear)."""
+    return math.log(seconds[-1] / seconds[0]) / math.log(sizes[-1] / sizes[0])
+
+
+def optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def run(quick: bool, only: set[str] | None) -> dict:
+    sizes = list(QUICK_SIZES if quick else FULL_SIZES)
+    wanted = (lambda name: only is None or name in only)
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                                 "platform": platform.platform()}, "sizes": sizes, "quick": quick}
+    folders = {}
+    for n in sizes:
+        folders[n], generated = dataset(n)
+        if generated and n == sizes[-1]:
+            results["generator"] = generated
+    if wanted("generator") and "generator" not in results:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["generator"] = generator_bench.run(sizes[-1], Path(tmp), file_format="parquet", seed=SEED)
+    for name in ("features", "train", "score"):
+        if not wanted(name):
+            continue
+        results[name] = {}
+        for n in sizes:
+            print(f"[bench] {name} at {n:,} accounts", flush=True)
+            results[name][n] = step(name, folders[n])
+    for name, module in (("serving", "bench.serving_bench"), ("load", "bench.load_bench")):
+        loaded = optional(module)
+        if wanted(name) and loaded is not None:
+            print(f"[bench] {name}", flush=True)
+            results[name] = loaded.run(quick=quick)
+    return results
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    sizes = results["sizes"]
+    top = sizes[-1]
+    lines = [f"Measured on {results['machine']['cpus']} cores, Python {results['machine']['python']}"
+             f"{' (quick sizes)' if results['quick'] else ''}. Each figure sits beside its raw reference from the same run.",
+             "", "| step | figure | reference | ratio | goal | peak memory |", "|---|---|---|---|---|---|"]
+    generator = results.get("generator")
+    if generator:
+        rows = generator["rows"]
+        lines.append(f"| generate {generator['n_accounts']:,} accounts ({rows.get('opportunities.parquet', 0):,} opportunities, "
+                     f"{rows.get('engagement.parquet', 0):,} events) | {_fmt(generator['generator_seconds'])} s | - | - | "
+                     f"well under 120 s, < 4 GB | {_fmt(generator['peak_rss_mb'], 0)} MB |")
+    if "features" in results:
+        f = results["features"][top]
+        lines.append(f"| point-in-time features, {f['opportunity_rows']:,} opportunity rows + {f['accounts']:,} accounts over "
+                     f"{f['engagement_events']:,} events | {_fmt(f['features_s'])} s (+ {_fmt(f['load_and_validate_s'])} s load "
+                     f"and validate) | read Parquet {_fmt(f['read_parquet_s'])} s | "
+                     f"{_fmt(f['features_s'] / f['read_parquet_s'])}x | < 120 s, < 8 GB | {_fmt(f['peak_rss_mb'], 0)} MB |")
+    if "train" in results:
+        t = results["train"][top]
+        lines.append(f"| `tiering train`, {t['training_rows']:,} closed opportunities | {_fmt(t['train_s'])} s | raw LightGBM "
+                     f"fits {_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | <= 2.5x | {_fmt(t['peak_rss_mb'], 0)} MB |")
+    if "score" in results:
+        s = results["score"][top]
+        lines.append(f"| `tiering score`, {s['accounts']:,} accounts | {_fmt(s['score_per_s'], 0)} accounts/s | raw "
+                     f"`booster.predict` {_fmt(s['raw_predict_per_s'], 0)}/s | {_fmt(s['ratio'], 2)} | >= 0.5 | "
+                     f"{_fmt(s['peak_rss_mb'], 0)} MB |")
+        lines.append(f"| ... with the three reasons (TreeSHAP) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | raw "
+                     f"`booster.predict` | {_fmt(s['ratio_with_reasons'], 3)} | - | |")
+    serving = results.get("serving")
+    if serving and "markdown_rows" in serving:
+        lines.extend(serving["markdown_rows"])
+    load = results.get("load")
+    if load and "markdown_rows" in load:
+        lines.extend(load["markdown_rows"])
+    scaled = [name for name in ("features", "train", "score") if name in results]
+    if scaled:
+        lines += ["", f"Growth with size ({', '.join(f'{n:,}' for n in sizes)} accounts; exponent k in time ~ size^k, "
+                      "1 = linear):", "", "| step | " + " | ".join(f"{n:,}" for n in sizes) + " | k |",
+                  "|---|" + "---|" * (len(sizes) + 1)]
+        keys = {"features": "features_s", "train": "train_s", "score": None}
+        for name in scaled:
+            if keys[name]:
+                seconds = [results[name][n][keys[name]] for n in sizes]
+            else:
+                seconds = [results[name][n]["accounts"] / results[name][n]["score_with_reasons_per_s"] for n in sizes]
+            label = {"features": "features (s)", "train": "train (s)", "score": "score with reasons (s)"}[name]
+            lines.append(f"| {label} | " + " | ".join(_fmt(s) for s in seconds) + f" | {growth(sizes, seconds):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(table: str) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    parser.add_argument("--only", help="comma-separated steps: generator,features,train,score,serving,load")
+    args = parser.parse_args()
+    results = run(args.quick, set(args.only.split(",")) if args.only else None)
+    (ROOT / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    table = markdown(results)
+    (ROOT / "results.md").write_text(table, encoding="utf-8")
+    if not args.quick and args.only is None:
+        update_readme(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Faults: training killed mid-run, a locked or unreachable MLflow store, reproducibility."""
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.config import TieringConfig
+from features.generator import generate_export
+from features.io import load_export
+from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
+from training import tracking
+from training.cli import app
+from training.pipeline import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    generate_export(folder, n_accounts=1200, seed=21)
+    return folder
+
+
+def _train_in_process(export):
+    result = runner.invoke(app, ["train", str(export)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, mlflow_store, how):  # noqa: F811
+    _train_in_process(export)
+    tracking.configure()
+    assert tracking.alias_version("champion").version == "1"
+    scores = mlflow_store / "scores.csv"
+    assert runner.invoke(app, ["score", str(export), "--out", str(scores)]).exit_code == 0
+    before = scores.read_bytes()
+
+    child = subprocess.Popen([sys.executable, "-m", "training.cli", "train", str(export)], env=os.environ.copy(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(4)  # inside the pipeline: features or model fitting
+    child.send_signal(how)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode != 0
+    if how == signal.SIGTERM:
+        assert child.returncode == 130 and b"Traceback" not in stderr
+
+    tracking.configure()
+    assert tracking.alias_version("champion").version == "1"
+    assert scores.read_bytes() == before
+    assert "Version" in _train_in_process(export)  # simply run again
+    assert len(tracking.versions()) >= 2
+
+
+def test_locked_store_gives_a_clear_message(export, mlflow_store):  # noqa: F811
+    holder = sqlite3.connect(mlflow_store / "mlflow.db", timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        result = runner.invoke(app, ["train", str(export)])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.exit_code == 2, result.output
+    assert "cannot use the MLflow store" in result.output and "Traceback" not in result.output
+    assert time.monotonic() - started < 120
+
+
+def test_unreachable_tracking_server_gives_a_clear_message(export, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    result = runner.invoke(app, ["train", str(export)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot use the MLflow store at http://127.0.0.1:{port}" in result.output
+
+
+def test_same_data_config_and_seed_give_the_same_model_and_scores(export):
+    data = load_export(export).data
+    first, second = train(data, TieringConfig()), train(data, TieringConfig())
+    assert first.metrics == pytest.approx(second.metrics, rel=0, abs=1e-9, nan_ok=True)
+    stamp = pd.Timestamp("2026-01-01", tz="UTC")
+    scores_one = first.scorer.score(first.book, by_capacity=True, scored_at=stamp)
+    scores_two = second.scorer.score(second.book, by_capacity=True, scored_at=stamp)
+    pd.testing.assert_frame_equal(scores_one, scores_two, check_exact=False, rtol=0, atol=1e-9)
