@@ -163,3 +163,18 @@ def test_champion_loads_and_scores_in_a_fresh_process_elsewhere(store, tmp_path)
     repo = Path(__file__).resolve().parents[2]
     assert "/artifacts/code/features/" in answer["features"]
     assert not Path(answer["features"]).resolve().is_relative_to(repo)
+
+
+def test_interrupted_score_leaves_the_previous_output_intact(store, export, tmp_path, monkeypatch):
+    out = tmp_path / "scores.csv"
+    out.write_text("previous scores\n")
+
+    def half_written(self, path, *args, **kwargs):
+        Path(path).write_text("account_id,revenue_potential_score\nACC-1,")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
+    result = runner.invoke(app, ["score", str(export), "--out", str(out)])
+    assert result.exit_code == 130
+    assert out.read_text() == "previous scores\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".scores")] == []
