@@ -163,6 +163,8 @@ class Model(Strict):
     extra_features: list[str] = Field(default=[], description="Extra account columns used by the learners as they are.")
     balance_classes: Literal["auto", "always", "never"] = "auto"
     deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
+    reasons_method: Literal["path", "treeshap"] = Field(
+        "path", description="Per-feature contributions behind the reasons: tree-path attribution (fast) or TreeSHAP.")
     num_boost_round: int = Field(200, ge=10)
     learning_rate: float = Field(0.05, gt=0, le=1)
     num_leaves: int = Field(15, ge=2)

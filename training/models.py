@@ -102,14 +102,15 @@ class DealSizeModel:
         residuals = log_amount - booster.predict(x)
         return cls(booster, float(np.mean(np.exp(residuals))), "log_l2")
 
-    def log_median(self, matrix: np.ndarray) -> np.ndarray:
-        prediction = self.booster.predict(matrix)
-        return prediction if self.objective == "log_l2" else np.log(np.clip(prediction, 1e-9, None))
+    def margin(self, matrix: np.ndarray) -> np.ndarray:
+        """The raw score: log amount for log_l2, the log of the mean for gamma's log link."""
+        return self.booster.predict(matrix, raw_score=True)
+
+    def from_margin(self, margin: np.ndarray) -> np.ndarray:
+        return np.exp(margin) * (self.smearing if self.objective == "log_l2" else 1.0)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        if self.objective == "gamma":
-            return self.booster.predict(matrix)
-        return np.exp(self.booster.predict(matrix)) * self.smearing
+        return self.from_margin(self.margin(matrix))
 
 
 def _signed_log(matrix: np.ndarray) -> np.ndarray:

@@ -148,7 +148,7 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     metrics.update({f"logreg_{k}": v for k, v in win_metrics(y, logistic_probability).items()})
 
     deal_size = evaluation.deal_model.predict(holdout_matrix)
-    deal_log = evaluation.deal_model.log_median(holdout_matrix)
+    deal_log = evaluation.deal_model.margin(holdout_matrix)
     won = y == 1
     amount = holdout["amount"].fillna(0).to_numpy()
     metrics.update({f"deal_{k}": v for k, v in deal_size_metrics(amount[won], deal_size[won], deal_log[won]).items()})

@@ -14,6 +14,7 @@ import pandas as pd
 from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.rules import rule_scores
+from training.attribution import contributions
 from training.models import DealSizeModel, WinModel
 from training.reasons import top_reasons
 from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs
@@ -43,6 +44,7 @@ class Scorer:
     deal_model: DealSizeModel | None = None
     value_quantiles: np.ndarray | None = None  # of log1p(expected value) on the training book
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # {"learned": {...}, "rule": {...}}
+    _attribution_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_learned(self) -> bool:
@@ -66,12 +68,15 @@ class Scorer:
             return out
         matrix = self.spec.encode(rows)
         if explain:
-            contributions_win = self.win_model.booster.predict(matrix, pred_contrib=True)
-            margin = contributions_win.sum(axis=1)
+            # Contributions add up to each model's raw margin, so they replace the plain predictions.
+            method = self.config.model.reasons_method
+            contributions_win = contributions(self.win_model.booster, matrix, method, self._attribution_cache)
+            contributions_size = contributions(self.deal_model.booster, matrix, method, self._attribution_cache)
+            win_margin, size_margin = contributions_win.sum(axis=1), contributions_size.sum(axis=1)
         else:
-            margin = self.win_model.margin(matrix)
-        probability = self.win_model.calibrate(margin)
-        deal_size = self.deal_model.predict(matrix)
+            win_margin, size_margin = self.win_model.margin(matrix), self.deal_model.margin(matrix)
+        probability = self.win_model.calibrate(win_margin)
+        deal_size = self.deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
         out["win_probability"] = probability
         out["expected_deal_size"] = deal_size
@@ -79,7 +84,6 @@ class Scorer:
         out["learned_score"] = self.learned_score(expected_value, out["rule_score"].to_numpy())
         out[["reason_1", "reason_2", "reason_3"]] = ""
         if explain:
-            contributions_size = self.deal_model.booster.predict(matrix, pred_contrib=True)
             # d log(p) / d margin = 1 - p: contributions to log expected value, to first order.
             combined = contributions_win[:, :-1] * (1 - probability)[:, None] + contributions_size[:, :-1]
             reasons = top_reasons(combined, self.spec.columns, rows, self.config)
