@@ -33,6 +33,18 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _on_start() -> None:
+    """SIGTERM behaves like Ctrl-C in every command: MLflow marks a training run failed, partial
+    outputs are removed, and the champion and earlier outputs stay untouched."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 class UserError(Exception):
     """A problem the user can fix; its message says how."""
 
@@ -172,7 +184,7 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
 
     settings = load_config(config)
     frame = _load(data, mapping)
-    with interruptible(), steps(7) as progress:
+    with steps(7) as progress:
         outcome = train_and_register(frame, settings, parse_as_of(as_of), progress)
     summary = outcome.result.summary
     console.print(f"Trained on {summary['closed_opportunities']:,} closed opportunities "
@@ -187,20 +199,6 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
     if not outcome.decision.promote:
         console.print(f"The champion stays {outcome.previous_champion or 'unset (scoring uses rules only)'}.")
 
-
-@contextlib.contextmanager
-def interruptible():
-    """SIGTERM behaves like Ctrl-C, so MLflow marks the run failed and the champion stays untouched."""
-    import signal
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def default_scoring_as_of(frame):
@@ -353,7 +351,7 @@ def demo(
 
     settings = load_config(None)
     data_dir = out / "data"
-    with interruptible(), steps(10) as progress:
+    with steps(10) as progress:
         progress(f"generating {accounts:,} synthetic accounts")
         generate_export(data_dir, n_accounts=accounts, seed=seed)
         progress("loading and validating the export")

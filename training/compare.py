@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from features.schema import CrmData
 from training import tracking
 from training.evaluate import gain_curve, tier_outcomes, win_metrics
 from training.plots import tier_matrix
+from training.scoring import Scorer
 from training.tiers import allocate_budget, budget_summary, tier_movement
 
 COMPONENTS = {"revenue_potential_score": "revenue potential", "business_fit_score": "business fit",
@@ -80,7 +82,6 @@ def rules_backtest(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | N
     """Rule tiers as of the holdout start of the training window, judged on the deals that closed after."""
     from features.pointintime import FeatureBuilder, snapshot, training_rows
     from training.pipeline import Window
-    from training.scoring import Scorer
 
     window = Window.for_data(data, config, as_of)
     builder = FeatureBuilder(data, config)
@@ -97,12 +98,14 @@ def log_report(run_id: str, folder: Path) -> None:
                                      f"{str(error).strip()[:300]}") from None
 
 
-def agreement(book: pd.DataFrame) -> pd.DataFrame:
-    """Learned tier against rule tier in long form: accounts and share of the book per pair."""
-    matrix = tier_matrix(book["learned_tier"], book["rule_tier"]).rename_axis(index="learned_tier", columns="rule_tier")
-    pairs = matrix.stack().rename("accounts").reset_index()
-    pairs["share"] = pairs["accounts"] / max(len(book), 1)
-    return pairs
+def agreement(books: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Learned tier against rule tier per book, in long form: accounts and share of the book per pair."""
+    parts = []
+    for name, book in books.items():
+        matrix = tier_matrix(book["learned_tier"], book["rule_tier"]).rename_axis(index="learned_tier", columns="rule_tier")
+        pairs = matrix.stack().rename("accounts").reset_index()
+        parts.append(pairs.assign(book=name, share=pairs["accounts"] / max(len(book), 1)))
+    return pd.concat(parts, ignore_index=True)[["book", "learned_tier", "rule_tier", "accounts", "share"]]
 
 
 def agreement_stats(book: pd.DataFrame) -> dict[str, float]:
@@ -147,6 +150,15 @@ def book_tier_table(scores: pd.DataFrame, tierings: tuple[str, ...], budget: flo
     return _tiering_first(pd.concat(parts, ignore_index=True))
 
 
+def tierings(learned: bool) -> tuple[str, ...]:
+    return ("learned", "rule") if learned else ("rule",)
+
+
+def ranking_scores(learned: bool) -> dict[str, str]:
+    """The scores whose gain is compared (column: name); with rules only the learned score is the rule score."""
+    return {column: name for column, name in RANKING_SCORES.items() if learned or column != "learned_score"}
+
+
 def gain_table(holdout: Holdout, scores: dict[str, str]) -> pd.DataFrame:
     """Cumulative gain of each score on the holdout: accounts worked best-first against won revenue captured."""
     value = won_revenue_by_account(holdout).to_numpy()
@@ -155,6 +167,14 @@ def gain_table(holdout: Holdout, scores: dict[str, str]) -> pd.DataFrame:
         worked, captured = gain_curve(value, holdout.book[column].to_numpy())
         parts.append(pd.DataFrame({"score": name, "accounts_worked": worked, "revenue_captured": captured}))
     return pd.concat(parts, ignore_index=True)
+
+
+def gain_at(gain: pd.DataFrame, shares: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)) -> pd.DataFrame:
+    """Share of won revenue each score captures in its top `shares` of accounts (rows: scores, in order)."""
+    picked = gain[np.isclose(gain["accounts_worked"].to_numpy()[:, None], shares).any(axis=1)]
+    table = picked.pivot(index="score", columns="accounts_worked", values="revenue_captured")
+    table.columns = [float(round(share, 4)) for share in table.columns]
+    return table.reindex(gain["score"].unique())
 
 
 def movers(scores: pd.DataFrame) -> pd.DataFrame:
@@ -181,6 +201,7 @@ class Comparison:
 
     model: str  # the model's version label, or RULES_ONLY
     learned: bool
+    run_id: str | None  # the model's training run (None with rules only)
     as_of: pd.Timestamp
     budget: float
     holdout: Holdout
@@ -195,7 +216,11 @@ class Comparison:
 
     @property
     def tierings(self) -> tuple[str, ...]:
-        return ("learned", "rule") if self.learned else ("rule",)
+        return tierings(self.learned)
+
+    @property
+    def ranking_scores(self) -> dict[str, str]:
+        return ranking_scores(self.learned)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -211,30 +236,27 @@ class Comparison:
 
 
 def compare(scores: pd.DataFrame, holdout: Holdout, config: TieringConfig, *, model: str, learned: bool,
-            as_of: pd.Timestamp, budget: float, account_names: pd.Series | None = None) -> Comparison:
+            run_id: str | None, as_of: pd.Timestamp, budget: float, account_names: pd.Series | None = None) -> Comparison:
     """All the comparison's tables from the current book's score records and the holdout.
 
     `account_names` (indexed by account_id) label accounts in the report; the id stands in where missing.
     """
-    names = scores["account_id"].map(account_names) if account_names is not None else None
+    names = scores["account_id"].map(account_names) if account_names is not None else scores["account_id"]
     current = scores.assign(
-        account_name=scores["account_id"] if names is None else names.fillna(scores["account_id"]),
+        account_name=names.fillna(scores["account_id"]),
         budget_learned=allocate_budget(scores["learned_tier"], budget, config.budget),
         budget_rule=allocate_budget(scores["rule_tier"], budget, config.budget),
     )
-    tierings = ("learned", "rule") if learned else ("rule",)
     books = {"current": current, "holdout": holdout.book}
     stats = pd.DataFrame([{"book": name, **agreement_stats(book)} for name, book in books.items()])
-    holdout_tiers = holdout_tier_table(holdout, tierings)
-    ranking = {column: name for column, name in RANKING_SCORES.items() if learned or column != "learned_score"}
+    holdout_tiers = holdout_tier_table(holdout, tierings(learned))
     moved = movers(current)
-    headline = _headline(current, holdout, holdout_tiers, stats, moved, learned)
     return Comparison(
-        model=model, learned=learned, as_of=as_of, budget=budget, holdout=holdout, scores=current,
-        agreement=pd.concat([agreement(book).assign(book=name) for name, book in books.items()], ignore_index=True)
-        .pipe(lambda table: table[["book", "learned_tier", "rule_tier", "accounts", "share"]]),
-        agreement_stats=stats, holdout_tiers=holdout_tiers, book_tiers=book_tier_table(current, tierings, budget, config),
-        gain=gain_table(holdout, ranking), movers=moved, headline=headline,
+        model=model, learned=learned, run_id=run_id, as_of=as_of, budget=budget, holdout=holdout, scores=current,
+        agreement=agreement(books), agreement_stats=stats, holdout_tiers=holdout_tiers,
+        book_tiers=book_tier_table(current, tierings(learned), budget, config),
+        gain=gain_table(holdout, ranking_scores(learned)), movers=moved,
+        headline=_headline(current, holdout, holdout_tiers, stats, moved, learned),
     )
 
 
@@ -242,19 +264,22 @@ def _headline(current: pd.DataFrame, holdout: Holdout, holdout_tiers: pd.DataFra
               moved: pd.DataFrame, learned: bool) -> dict[str, float]:
     """The key numbers, raw (the report formats them)."""
     deals = holdout.opportunities
-    top = holdout_tiers[holdout_tiers["tier"].isin(["tier_1", "tier_2"])].groupby("tiering")["revenue_share"].sum()
+    share = holdout_tiers.pivot(index="tier", columns="tiering", values="revenue_share")
+    top = share.loc[["tier_1", "tier_2"]].sum(min_count=1)
     numbers = {
         "accounts": float(len(current)),
         "holdout_opportunities": float(len(deals)),
         "holdout_win_rate": float(deals["won"].mean()) if len(deals) else np.nan,
-        "rule_top_tiers_revenue_share": float(top.get("rule", np.nan)),
+        "rule_tier_1_revenue_share": float(share.at["tier_1", "rule"]),
+        "rule_top_tiers_revenue_share": float(top["rule"]),
     }
     if learned:
         y = deals["won"].to_numpy()
         model, rule = win_metrics(y, deals["win_probability"].to_numpy()), win_metrics(y, deals["rule_probability"].to_numpy())
         by_book = stats.set_index("book")
         numbers.update({
-            "learned_top_tiers_revenue_share": float(top.get("learned", np.nan)),
+            "learned_tier_1_revenue_share": float(share.at["tier_1", "learned"]),
+            "learned_top_tiers_revenue_share": float(top["learned"]),
             "same_tier_share": float(by_book.at["current", "same_tier"]),
             "kappa_current": float(by_book.at["current", "kappa"]),
             "kappa_holdout": float(by_book.at["holdout", "kappa"]),
@@ -264,3 +289,17 @@ def _headline(current: pd.DataFrame, holdout: Holdout, holdout_tiers: pd.DataFra
             "learned_brier": model["brier"], "rule_brier": rule["brier"],
         })
     return numbers
+
+
+def build_comparison(data: CrmData, scorer: Scorer, scores: pd.DataFrame, *, version: str, model_uri: str | None,
+                     as_of: pd.Timestamp, budget: float, progress: Callable[[str], None] = lambda step: None) -> Comparison:
+    """The comparison of a scored book (`scores`, scored as of `as_of` by `scorer`) on its model's holdout.
+
+    `model_uri` is the model that scored it (None: the champion); with rules only, a backtest stands in.
+    """
+    run_id = model_run_id(model_uri) if scorer.is_learned else None
+    progress("reading the holdout" if run_id else "rules-only backtest on recent deals")
+    holdout = holdout_from_run(run_id) if run_id else rules_backtest(data, scorer.config, as_of)
+    progress("comparing tiers")
+    return compare(scores, holdout, scorer.config, model=version, learned=scorer.is_learned, run_id=run_id, as_of=as_of,
+                   budget=budget, account_names=data.accounts.set_index("account_id")["account_name"])

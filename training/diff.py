@@ -68,6 +68,19 @@ def read_scores(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_pair(old: Path, new: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both scores files, with the problems of both reported together."""
+    frames, problems = [], []
+    for path in (old, new):
+        try:
+            frames.append(read_scores(path))
+        except DataError as error:
+            problems += error.problems
+    if problems:
+        raise DataError(problems)
+    return frames[0], frames[1]
+
+
 @dataclass(frozen=True)
 class TierDiff:
     old_name: str
@@ -97,8 +110,10 @@ def describe_change(old: pd.Series, new: pd.Series) -> str:
         changes.append((abs(delta) * 100, f"win probability {old['win_probability']:.0%} → {new['win_probability']:.0%}"))
     parts = [text for _, text in sorted(changes, key=lambda change: -change[0])]
     gained = [r for r in new[REASONS] if r and r not in set(old[REASONS])]
-    lost = [r for r in old[REASONS] if r and r not in set(new[REASONS])]
-    parts += [f"new reason: {r}" for r in gained] + [f"no longer: {r}" for r in lost]
+    dropped = [r for r in old[REASONS] if r and r not in set(new[REASONS])]
+    for label, reasons in (("new reasons", gained), ("dropped", dropped)):
+        if reasons:
+            parts.append(f"{label}: {' · '.join(reasons)}")  # reasons hold commas (1,784 employees)
     if new["override_reason"] != old["override_reason"]:
         parts.append(f"override: {new['override_reason'] or 'removed'}")
     return "; ".join(parts) or "no notable change of its own: the tier boundary moved"

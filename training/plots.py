@@ -131,8 +131,8 @@ def tier_outcome_figure(outcomes: pd.DataFrame) -> Figure:
     tierings = list(dict.fromkeys(outcomes["tiering"]))
     width = 0.8 / len(tierings)
     positions = np.arange(len(tiers))
-    for axes, column, title in ((rate_axes, "win_rate", "Win rate of the tier's deals"),
-                                (share_axes, "revenue_share", "Share of all won revenue")):
+    for axes, column, title, label in ((rate_axes, "win_rate", "Win rate of the tier's deals", "Win rate (%)"),
+                                       (share_axes, "revenue_share", "Share of all won revenue", "Share of won revenue (%)")):
         for offset, tiering in enumerate(tierings):
             values = outcomes[outcomes["tiering"] == tiering].set_index("tier")[column].reindex(tiers)
             bars = axes.bar(positions + (offset - (len(tierings) - 1) / 2) * width, values.fillna(0) * 100, width,
@@ -141,7 +141,7 @@ def tier_outcome_figure(outcomes: pd.DataFrame) -> Figure:
         axes.set_title(title, fontsize=12, loc="left")
         axes.set_xticks(positions, [TIER_LABELS[t] for t in tiers])
         axes.set_xlabel("Tier at the start of the holdout")
-        axes.set_ylabel("%")
+        axes.set_ylabel(label)
         axes.margins(y=0.15)
         axes.grid(alpha=0.25, axis="y")
         axes.legend(fontsize=8)
@@ -174,7 +174,7 @@ def priority_map_figure(book: pd.DataFrame, labels: pd.Series) -> Figure:
     names never overlap however the accounts cluster.
     """
     figure, axes = plt.subplots(figsize=(11.5, 6.4), dpi=110)
-    figure.subplots_adjust(left=0.07, right=0.74, top=0.93, bottom=0.1)
+    figure.subplots_adjust(left=0.07, right=0.74, top=0.93, bottom=0.17)
     axes.set_title("Account priority map: current book", fontsize=12, loc="left")
     axes.grid(alpha=0.25)
     # Business fit takes few distinct values: a little horizontal jitter stops accounts hiding each other.
@@ -189,12 +189,13 @@ def priority_map_figure(book: pd.DataFrame, labels: pd.Series) -> Figure:
         axes.scatter(x[mask], y[mask], s=sizes[mask], color=TIER_COLOURS[tier], alpha=0.35 if tier == UNTIERED else 0.7,
                      edgecolors="white", linewidths=0.4, label=f"{TIER_LABELS[tier]} ({mask.sum():,})")
     axes.set_xlim(-3, 103)
-    axes.set_ylim(0, min(1.0, np.nanmax(y) * 1.08) if len(y) else 1.0)
+    axes.set_ylim(0, min(1.04, np.nanmax(y) * 1.08) if len(y) else 1.0)  # room above accounts at 100%
     axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axes.set_xlabel("Business fit score (rule, 0-100)")
     axes.set_ylabel("Win probability (learned)")
-    axes.legend(loc="upper left", fontsize=8, title="Learned tier (bubble size: expected value)", title_fontsize=8,
-                markerscale=0.8, framealpha=0.9)
+    # Below the axes, so it never hides an account.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False,
+                title="Learned tier (bubble size: expected value)", title_fontsize=8)
     top = np.flatnonzero(tiers == "tier_1")
     if len(top):
         low, high = axes.get_ylim()
@@ -203,4 +204,26 @@ def priority_map_figure(book: pd.DataFrame, labels: pd.Series) -> Figure:
             axes.annotate(str(labels.iloc[index])[:30], xy=(x[index], y[index]), xytext=(1.03, position),
                           textcoords="axes fraction", fontsize=7.5, va="center", color="#111827",
                           arrowprops={"arrowstyle": "-", "color": TIER_COLOURS["tier_1"], "lw": 0.5, "alpha": 0.6})
+    return figure
+
+
+def calibration_quantile_figure(y: np.ndarray, probabilities: dict[str, np.ndarray], bins: int = 10) -> Figure:
+    """Calibration with equal-count bins (tenths of the deals), so no point rests on a handful of deals."""
+    figure, axes = _figure("Calibration of win probability on the holdout")
+    high = 0.0
+    for name, p in probabilities.items():
+        rank = np.argsort(np.argsort(p, kind="stable"), kind="stable")
+        frame = pd.DataFrame({"bin": rank * bins // len(p), "p": p, "y": y}).groupby("bin").mean()
+        axes.plot(frame["p"], frame["y"], marker="o", label=name, color=COLOURS.get(name.split()[0]))
+        high = max(high, frame["p"].max(), frame["y"].max())
+    limit = min(1.0, high * 1.1)  # zoomed to where the deals are
+    axes.plot([0, limit], [0, limit], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
+    axes.set_xlim(0, limit)
+    axes.set_ylim(0, limit)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axes.set_xlabel("Predicted win probability (mean of the tenth)")
+    axes.set_ylabel("Observed win rate")
+    axes.legend(loc="upper left", fontsize=9)
+    figure.tight_layout()
     return figure

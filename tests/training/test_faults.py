@@ -37,6 +37,21 @@ def _train_in_process(export):
     return result.output
 
 
+def _wait_until_training(pid: int, timeout: float = 120) -> None:
+    """LightGBM is imported only when `train` starts its pipeline: then the run is under way."""
+    maps = f"/proc/{pid}/maps"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "lib_lightgbm" in open(maps).read():
+                time.sleep(1.0)
+                return
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    raise AssertionError("the training process never reached model fitting")
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, mlflow_store, how):  # noqa: F811
     _train_in_process(export)
@@ -48,7 +63,7 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, m
 
     child = subprocess.Popen([sys.executable, "-m", "training.cli", "train", str(export)], env=os.environ.copy(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(4)  # inside the pipeline: features or model fitting
+    _wait_until_training(child.pid)
     child.send_signal(how)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode != 0

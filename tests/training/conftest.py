@@ -1,0 +1,83 @@
+"""Training fixtures: one small trained and registered model per test run (training takes a while)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}  # a 1,500-account export passes it
+TRAINING_WAIT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    data_dir: Path  # the generated export it was trained on
+    tracking_uri: str  # its MLflow store
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/abm-tiering/{self.version}"
+
+
+def train_small_model(root: Path, seed: int = 11) -> TrainedModel:
+    from features.config import parse_config
+    from features.generator import generate_export
+    from features.io import load_export
+    from training.workflow import train_and_register
+
+    data_dir = root / "export"
+    generate_export(data_dir, n_accounts=1500, seed=seed)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        outcome = train_and_register(load_export(data_dir).data, parse_config(SMALL_GATE), None, lambda step: None)
+    return TrainedModel(data_dir, uri, outcome.version, outcome.run_id)
+
+
+def shared_trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The test run's trained model: the first caller trains it, every other caller (other test folders, other
+    xdist workers) waits for it and reuses it, so two trainings never fight over the two cores."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: the run's folder over workers'
+    root = shared / "trained-model"
+    marker, failure = root / "trained.json", root / "failed.txt"
+    try:
+        root.mkdir()  # atomic: exactly one caller gets to train
+    except FileExistsError:
+        deadline = time.monotonic() + TRAINING_WAIT_SECONDS
+        while not marker.is_file():
+            if failure.is_file():
+                pytest.fail(f"training the shared test model failed elsewhere: {failure.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the shared test model was not trained within {TRAINING_WAIT_SECONDS} s")
+            time.sleep(0.5)
+        saved = json.loads(marker.read_text())
+        return TrainedModel(**{**saved, "data_dir": Path(saved["data_dir"])})
+    try:
+        model = train_small_model(root)
+    except BaseException as error:
+        failure.write_text(f"{error.__class__.__name__}: {error}")
+        raise
+    partial = root / "trained.json.partial"
+    partial.write_text(json.dumps({**asdict(model), "data_dir": str(model.data_dir)}))
+    partial.replace(marker)  # whole, so a waiting worker never reads half of it
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return shared_trained_model(tmp_path_factory)
+
+
+@pytest.fixture
+def model_store(trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> TrainedModel:
+    """The trained model, with MLFLOW_TRACKING_URI pointing at its store for this test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
+    return trained_model
