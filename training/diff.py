@@ -30,7 +30,8 @@ TEXT_COLUMNS = ["account_id", *TIER_COLUMNS, "override_reason", *REASONS, "model
 def read_scores(path: Path) -> pd.DataFrame:
     """A scores file (CSV or Parquet) with the SPEC columns; DataError naming the file otherwise."""
     path = Path(path)
-    if not path.is_file():
+    # `--engine spark` writes a Parquet folder, which pandas reads like a file.
+    if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".parquet")):
         raise DataError([Problem("scores file not found", "pass a file written by `tiering score`", file=str(path))])
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):

@@ -53,13 +53,13 @@ class Scorer:
     def predict(self, rows: pd.DataFrame, explain: bool = True) -> pd.DataFrame:
         """Per-account scores without the book-level parts (tiers, budget, overrides).
 
-        `explain` adds the top three reasons from TreeSHAP contributions, which cost far more than the
+        `explain` adds the top three reasons from per-feature contributions, which cost more than the
         prediction itself, so book-level bookkeeping (cut-offs, holdout tiers) skips them.
         """
         rows = with_rule_scores(rows, self.config)
         out = rows[["account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score",
                     "in_icp", "intent_surge"]].copy()
-        if not self.is_learned:
+        if not self.is_learned or out.empty:  # LightGBM cannot explain zero rows
             out["win_probability"] = np.nan
             out["expected_deal_size"] = np.nan
             out["expected_value"] = np.nan
@@ -119,19 +119,33 @@ class Scorer:
         frozen cut-offs of the last full scoring place each account on its own (`/score`).
         """
         out = self.predict(rows, explain=explain)
-        if by_capacity or not self.cutoffs:
-            out["learned_tier"], _ = assign_by_capacity(out["learned_score"], out["in_icp"], self.config.tiers, out["account_id"])
-            out["rule_tier"], _ = assign_by_capacity(out["rule_score"], out["in_icp"], self.config.tiers, out["account_id"])
-        else:
-            out["learned_tier"] = assign_by_cutoffs(out["learned_score"], out["in_icp"], self.cutoffs["learned"])
-            out["rule_tier"] = assign_by_cutoffs(out["rule_score"], out["in_icp"], self.cutoffs["rule"])
-        out["tier"], out["override_reason"] = apply_overrides(out["learned_tier"], out["account_id"], overrides)
-        out["budget"] = allocate_budget(out["tier"], budget, self.config.budget)
+        placement = place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides)
+        for column in placement.columns[1:]:
+            out[column] = placement[column]
         out["model_version"] = model_version
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
         out["scored_at"] = stamp.isoformat()
         out["intent_surge"] = out["intent_surge"].astype(bool)
         return out[SCORE_COLUMNS].reset_index(drop=True)
+
+
+def place_tiers(book: pd.DataFrame, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
+                budget: float | None, overrides: pd.DataFrame | None) -> pd.DataFrame:
+    """The book-level half of scoring: learned and rule tiers, overrides, budget.
+
+    `book` needs account_id, learned_score, rule_score and in_icp. With `cutoffs` (the frozen ones of the
+    last full scoring) each account is placed on its own; without, tiers are filled by capacity.
+    """
+    ids = book["account_id"]
+    placement = book[["account_id"]].copy()
+    for tier_column, score_column, frozen in (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule")):
+        if cutoffs:
+            placement[tier_column] = assign_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
+        else:
+            placement[tier_column], _ = assign_by_capacity(book[score_column], book["in_icp"], config.tiers, ids)
+    placement["tier"], placement["override_reason"] = apply_overrides(placement["learned_tier"], ids, overrides)
+    placement["budget"] = allocate_budget(placement["tier"], budget, config.budget)
+    return placement
 
 
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:

@@ -1,0 +1,124 @@
+"""`tiering score --engine spark` scores, tiers and budgets every account exactly as the pandas path does."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.config import parse_config
+from features.errors import DataError
+from features.generator import generate_export
+from features.io import load_export
+from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
+from training.cli import app, score_book
+from training.files import read_overrides
+from training.scoring import SCORE_COLUMNS
+from training.workflow import resolve_model, train_and_register
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
+pytestmark = pytest.mark.slow
+
+CONFIG = parse_config({"model": {"gate": {"min_won": 10, "min_lost": 10}}})  # an 800-account export passes it
+BUDGET = 1_000_000.0
+NUMBERS = ["revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "win_probability",
+           "expected_deal_size", "expected_value", "learned_score", "budget"]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from training.spark_scoring import spark_session
+
+    with spark_session("local[2]") as session:  # one JVM start-up (10-20 s) for the module
+        yield session
+
+
+@pytest.fixture(scope="module")
+def parquet_export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parquet-export")
+    generate_export(folder, n_accounts=800, seed=5, file_format="parquet")
+    return folder
+
+
+def pandas_scores(export, budget, overrides=None):
+    frame = load_export(export).data
+    scorer, version = resolve_model(None, CONFIG)
+    pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+    return score_book(frame, scorer, version, None, budget, pins)
+
+
+def spark_scores(spark, export, out, budget, overrides=None):
+    from training.spark_scoring import score_export
+
+    result = score_export(spark, str(export), str(out), model_uri=None, config=CONFIG, budget=budget,
+                          overrides=overrides)
+    return result, pd.read_parquet(out)
+
+
+def assert_same_scores(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
+    assert list(actual.columns) == SCORE_COLUMNS
+    expected, actual = expected.set_index("account_id").sort_index(), actual.set_index("account_id").sort_index()
+    assert actual.index.equals(expected.index)
+    for column in expected.columns.drop("scored_at"):
+        if column in NUMBERS:
+            np.testing.assert_allclose(actual[column], expected[column], rtol=0, atol=1e-9, err_msg=column)
+        else:
+            assert actual[column].tolist() == expected[column].tolist(), column
+    assert actual["scored_at"].nunique() == 1
+
+
+@needs_java
+def test_spark_scores_tiers_and_budget_match_pandas_with_the_champion(
+        spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
+    outcome = train_and_register(load_export(parquet_export).data, CONFIG, None, lambda step: None)
+    assert outcome.decision.promote, outcome.decision.render()
+    pinned = pd.read_parquet(parquet_export / "accounts.parquet")["account_id"].iloc[0]
+    overrides = tmp_path / "overrides.csv"
+    overrides.write_text(f"account_id,tier,reason,owner\n{pinned},tier_1,strategic deal,ana\n")
+
+    expected = pandas_scores(parquet_export, BUDGET, overrides)
+    result, actual = spark_scores(spark, parquet_export, tmp_path / "scores.parquet", BUDGET, overrides)
+
+    assert_same_scores(expected, actual)
+    assert actual["model_version"].eq(result.version).all() and result.version.isdigit()
+    assert expected["learned_tier"].nunique() == 4  # every tier and untiered occur, so capacity placement is tested
+    assert actual.set_index("account_id").loc[pinned, "override_reason"].startswith("pinned to tier_1 by ana")
+
+
+@needs_java
+def test_a_csv_export_without_a_champion_is_scored_by_the_rules_as_pandas_does(
+        spark, mlflow_store, tmp_path):  # noqa: F811
+    export = tmp_path / "csv-export"
+    generate_export(export, n_accounts=300, seed=4, file_format="csv")
+
+    expected = pandas_scores(export, None)
+    result, actual = spark_scores(spark, export, tmp_path / "scores.parquet", None)
+
+    assert result.version == "rules-only"
+    assert_same_scores(expected, actual)
+    assert actual["win_probability"].isna().all()
+
+
+@needs_java
+def test_a_missing_required_table_stops_the_run_with_its_name(
+        spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
+    export = tmp_path / "no-opportunities"
+    shutil.copytree(parquet_export, export)
+    (export / "opportunities.parquet").unlink()
+
+    with pytest.raises(DataError, match="required opportunities table not found"):
+        spark_scores(spark, export, tmp_path / "scores.parquet", None)
+    assert not (tmp_path / "scores.parquet").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--out", "scores.csv"], "--engine spark writes Parquet; name the output scores.parquet"),
+    (["--out", "scores.parquet", "--mapping", "salesforce"], "without --mapping"),
+    (["--out", "scores.parquet", "--engine", "dask"], "--engine must be pandas or spark"),
+])
+def test_the_spark_engine_refuses_what_it_cannot_do_before_starting(options, message, tmp_path):
+    engine = [] if "--engine" in options else ["--engine", "spark"]
+    result = CliRunner().invoke(app, ["score", str(tmp_path), *engine, *options])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())

@@ -1,0 +1,329 @@
+"""`tiering score --engine spark`: score a book of any size on a Spark cluster with the registered model.
+
+The point-in-time features come from the same `FeatureBuilder` and `snapshot` as the pandas path: accounts are
+hashed into groups, and `applyInPandas` builds each group from its accounts and their opportunities, engagement
+and intent rows (every feature depends on one account's own rows only). The logged pyfunc scores the feature
+rows through `mlflow.pyfunc.spark_udf`. Tiers by capacity need a global ranking, so the driver collects only
+`account_id`, the two scores and ICP membership, and places tiers, overrides and budget with `training.tiers`,
+as `Scorer.score` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import shutil
+import sys
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import DoubleType, NullType, StringType, StructField, StructType, TimestampNTZType
+
+from features.config import TieringConfig
+from features.errors import DataError, Problem
+from features.pointintime import FeatureBuilder, snapshot
+from features.rules import icp_parts
+from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
+from training import tracking
+from training.files import read_overrides
+from training.scoring import RULES_ONLY, SCORE_COLUMNS, Scorer, place_tiers
+
+DEFAULT_MASTER = "local[2]"
+LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
+ACCOUNTS_PER_GROUP = 20_000  # one feature group (its accounts and all their events) fits a worker's memory
+TABLE_TAG, GROUP = "_table", "_group"
+EXTRA_PREFIX = "extra_"  # feature columns of `model.extra_features`
+SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the same column names share one union
+PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget"]
+KIND_TYPES = {"id": StringType(), "text": StringType(), "date": TimestampNTZType(), "number": DoubleType()}
+# What the engine reads: canonical table names, comma-separated UTF-8 CSV with a header row, or Parquet.
+CSV_OPTIONS = {"header": True, "multiLine": True, "escape": '"', "encoding": "UTF-8",
+               "ignoreLeadingWhiteSpace": True, "ignoreTrailingWhiteSpace": True}
+
+
+class SparkUnavailable(Exception):
+    """Spark cannot start here; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class SparkScores:
+    """What the driver holds after a Spark scoring: per account, the tiers and budget (the scores are in `out`)."""
+
+    placement: pd.DataFrame  # account_id, learned_tier, rule_tier, tier, override_reason, budget
+    version: str
+    overrides: pd.DataFrame | None  # the overrides applied, as read
+
+
+@contextmanager
+def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
+    """A quiet session for scoring (Arrow on, UTC clock, no progress bar), stopped on the way out."""
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
+    builder = (SparkSession.builder.master(master).appName("abm-tiering score")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.debug.maxToStringFields", "1000"))  # no warning about the wide score struct
+    if master.startswith("local"):
+        # Local workers must run this interpreter (it has the project's packages); clusters set their own.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+                   .config("spark.ui.enabled", "false"))
+    # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | None, config: TieringConfig,
+                 as_of: pd.Timestamp | None = None, budget: float | None = None, overrides: Path | None = None,
+                 progress: Callable[[str], None] = lambda step: None) -> SparkScores:
+    """Score every account of the canonical export in `data`; write the SPEC scores columns to `out` (Parquet).
+
+    The model is `model_uri`, else the champion, else rules only with `config`, as `resolve_model` decides.
+    """
+    scorer, version, pinned_uri = _resolve(model_uri, config)
+    progress("reading the export")
+    tables = read_tables(spark, data, scorer.config)
+    with cached(*tables.values()):  # typed once, then read for the cut-off and for the features
+        pins = None
+        if overrides:  # checked against the book before the expensive part
+            pins = read_overrides(overrides, tables["accounts"].select("account_id").toPandas()["account_id"])
+        cutoff = as_of or _default_as_of(tables)
+        progress(f"building features as of {cutoff.date()} and scoring with model {version}")
+        features = feature_rows(tables, scorer, cutoff)
+        score = _score_udf(spark, scorer.config, pinned_uri, version)
+        scored = features.select("in_icp", score(_model_input(features)).alias("score"))
+        with cached(scored):  # read for the ranking, then for the output
+            book = scored.select("score.account_id", "score.learned_score", "score.rule_score", "in_icp").toPandas()
+            _check_unique_accounts(book)
+            progress("placing tiers by capacity")
+            placement = place_tiers(book, scorer.config, None, budget, pins)
+            # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
+            scored_at = scored.agg(F.min("score.scored_at")).first()[0]
+            progress(f"writing {len(book):,} scores")
+            result = (scored.select("score.*").drop(*PLACEMENT_COLUMNS)
+                      .join(spark.createDataFrame(placement), "account_id")
+                      .withColumn("scored_at", F.lit(scored_at)).select(*SCORE_COLUMNS))
+            write_parquet(spark, result, out)
+    return SparkScores(placement, version, pins)
+
+
+@contextmanager
+def cached(*frames: DataFrame) -> Iterator[None]:
+    """Keep frames that are read more than once (spilling to disk), and release them on the way out."""
+    for frame in frames:
+        frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield
+    finally:
+        for frame in frames:
+            frame.unpersist()
+
+
+def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str, str | None]:
+    """The scorer, its version label and the URI the executors load (None: rules only).
+
+    The champion is pinned to its version first, so the driver and every executor use the same model even
+    if the alias moves meanwhile.
+    """
+    from training.workflow import resolve_model
+
+    tracking.configure()
+    if model_uri is None:
+        champion = tracking.alias_version(tracking.CHAMPION)
+        if champion is None:
+            return Scorer(config=config), RULES_ONLY, None
+        model_uri = champion.uri
+    scorer, version = resolve_model(model_uri, config)
+    return scorer, version, model_uri
+
+
+def read_tables(spark: SparkSession, data: str, config: TieringConfig) -> dict[str, DataFrame]:
+    """The canonical tables found in `data` (<table>.parquet or <table>.csv), typed as `load_export` types them.
+
+    Only structure is checked (tables, required columns, and unique account ids once scored): values are the
+    job of `tiering validate`, which an export should pass before it is scored.
+    """
+    problems: list[Problem] = []
+    found = {name: _read_table(spark, data.rstrip("/"), name, problems) for name in TABLES}
+    if problems:
+        raise DataError(problems)
+    extras = [column for column in config.model.extra_features if column in found["accounts"].columns]
+    return {name: _canonical(frame, name, extras if name == "accounts" else [])
+            for name, frame in found.items() if frame is not None}
+
+
+def _read_table(spark: SparkSession, data: str, name: str, problems: list[Problem]) -> DataFrame | None:
+    found = [path for path in (f"{data}/{name}.parquet", f"{data}/{name}.csv") if _exists(spark, path)]
+    if len(found) > 1:
+        problems.append(Problem(f"both {name}.parquet and {name}.csv exist", "keep one of them", file=data))
+        return None
+    if not found:
+        if name in REQUIRED_TABLES:
+            problems.append(Problem(f"required {name} table not found: no {name}.parquet or {name}.csv",
+                                    "--engine spark reads canonical tables: write them under these names", file=data))
+        return None
+    path = found[0]
+    frame = spark.read.parquet(path) if path.endswith(".parquet") else spark.read.options(**CSV_OPTIONS).csv(path)
+    frame = frame.toDF(*[column.strip("\ufeff \t") for column in frame.columns])  # as load_export trims headers
+    for column in REQUIRED[name]:
+        if column not in frame.columns:
+            problems.append(Problem(f"required column '{column}' is missing",
+                                    "--engine spark reads canonical column names: rename it in the export "
+                                    "(mappings are for the pandas engine)", file=path, column=column))
+    return frame
+
+
+def _canonical(frame: DataFrame, name: str, extras: list[str]) -> DataFrame:
+    """The table's canonical columns (and the extra ones the model reads) through `conform`, the pandas path's
+    own typing: text ids, naive UTC dates, float numbers, defaults filled, absent optional columns added."""
+    known = columns(name)
+    schema = StructType([StructField(column, KIND_TYPES[kind]) for column, kind in known.items()]
+                        + [frame.schema[column] for column in extras])
+    present = [column for column in known if column in frame.columns]
+    return frame.select(*present, *extras).mapInPandas(lambda batches: (conform(b, name) for b in batches), schema)
+
+
+def _check_unique_accounts(book: pd.DataFrame) -> None:
+    duplicated = book.loc[book["account_id"].duplicated(), "account_id"].unique()
+    if len(duplicated):
+        raise DataError([Problem(f"{len(duplicated):,} account_id(s) appear more than once, e.g. {duplicated[0]!r}",
+                                 "keep one row per account (`tiering validate DATA` lists them)",
+                                 file="accounts", column="account_id")])
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    return _filesystem(spark, path).exists(spark._jvm.org.apache.hadoop.fs.Path(path))
+
+
+def _filesystem(spark: SparkSession, path: str):
+    """Hadoop's file system for `path`: local, HDFS, S3 or whatever the cluster is configured for."""
+    return spark._jvm.org.apache.hadoop.fs.Path(path).getFileSystem(spark._jsc.hadoopConfiguration())
+
+
+def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
+    """The pandas path's default cut-off, fed with each table's latest dates computed by Spark."""
+    from training.cli import default_scoring_as_of
+
+    latest = {}
+    for name in ("opportunities", "engagement", "intent"):
+        dates = [column for column, kind in columns(name).items() if kind == "date"]
+        latest[name] = (conform(tables[name].agg(*[F.max(c).alias(c) for c in dates]).toPandas(), name)
+                        if name in tables else empty_table(name))
+    return default_scoring_as_of(CrmData(accounts=empty_table("accounts"), **latest))
+
+
+def empty_book() -> CrmData:
+    return CrmData(**{name: empty_table(name) for name in TABLES})
+
+
+def book_features(data: CrmData, config: TieringConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The pandas path's feature rows for these accounts, plus `in_icp`, which the ranking needs."""
+    features = snapshot(data, FeatureBuilder(data, config), as_of)
+    features["in_icp"] = icp_parts(features, config)["in_icp"].to_numpy()
+    return features
+
+
+def feature_rows(tables: dict[str, DataFrame], scorer: Scorer, as_of: pd.Timestamp) -> DataFrame:
+    """One feature row per account: accounts hashed into groups, each group built by `book_features`."""
+    config = scorer.config
+    accounts = tables["accounts"]
+    parallelism = accounts.sparkSession.sparkContext.defaultParallelism
+    groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
+    group = F.pmod(F.xxhash64("account_id"), F.lit(groups))
+    tagged = [frame.select(F.lit(name).alias(TABLE_TAG), group.alias(GROUP),
+                           *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in frame.columns])
+              for name, frame in tables.items()]
+    union = functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
+    schema = _feature_schema(scorer, as_of)
+    extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
+
+    def features_of_group(rows: pd.DataFrame) -> pd.DataFrame:
+        data = CrmData(**{name: conform(_untag(rows, name), name) for name in TABLES})
+        features = book_features(data, config, as_of)
+        # The feature code decides an extra column's kind from the values it sees, which differ from group
+        # to group: hold each to the kind the schema (the model) expects.
+        for column, kind in extras.items():
+            values = features[column]
+            features[column] = (pd.to_numeric(values, errors="coerce") if kind == DoubleType()
+                                else values.astype("str").where(values.notna(), None))
+        return features
+
+    return union.groupBy(GROUP).applyInPandas(features_of_group, schema)
+
+
+def _untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    prefix = f"{name}{SEPARATOR}"
+    own = [column for column in rows.columns if column.startswith(prefix)]
+    part = rows.loc[rows[TABLE_TAG] == name, own].reset_index(drop=True)
+    return part.rename(columns=lambda column: column.removeprefix(prefix))
+
+
+def _feature_schema(scorer: Scorer, as_of: pd.Timestamp) -> StructType:
+    """The feature rows' Spark types, as the feature code produces them on an empty book; an extra feature
+    is a double when the model reads it as a number, else text (always text for rules only)."""
+    spec = scorer.spec if scorer.is_learned else None
+    numeric_extras = {column for column in (spec.columns if spec else []) if column.startswith(EXTRA_PREFIX)
+                      and column not in spec.categories}
+    schema = spark_schema(book_features(empty_book(), scorer.config, as_of))
+    return StructType([StructField(field.name, DoubleType()) if field.name in numeric_extras else field
+                       for field in schema])
+
+
+def spark_schema(frame: pd.DataFrame) -> StructType:
+    """Spark types for a pandas frame; columns left empty (all None) are text, as ids and names are."""
+    schema = from_arrow_schema(pa.Schema.from_pandas(frame, preserve_index=False))
+    return StructType([StructField(field.name, StringType()) if isinstance(field.dataType, NullType) else field
+                       for field in schema])
+
+
+def _model_input(features: DataFrame):
+    """The feature rows as one struct, so the model gets named columns (`in_icp` is ours, not the model's)."""
+    return F.struct(*[column for column in features.columns if column != "in_icp"])
+
+
+def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None, version: str):
+    """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
+    rules = Scorer(config)
+    # Rules-only records of an empty book have the score records' columns and types, learned or not.
+    result_type = spark_schema(rules.score(book_features(empty_book(), config, pd.Timestamp(0)), by_capacity=False))
+    if model_uri is not None:
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local",
+                                       params={"model_version": version})
+
+    @F.pandas_udf(result_type)
+    def rules_only(rows: pd.DataFrame) -> pd.DataFrame:
+        return rules.score(rows, by_capacity=False, model_version=RULES_ONLY)
+
+    return rules_only
+
+
+def write_parquet(spark: SparkSession, frame: DataFrame, out: str) -> None:
+    """Write a Parquet folder beside `out`, then swap it in: a failed run leaves the previous scores intact."""
+    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path
+    target, staging = hadoop_path(out), hadoop_path(f"{out.rstrip('/')}.partial-{uuid.uuid4().hex[:8]}")
+    filesystem = _filesystem(spark, out)
+    try:
+        frame.write.parquet(staging.toString())
+        filesystem.delete(target, True)
+        filesystem.rename(staging, target)
+    finally:
+        filesystem.delete(staging, True)
