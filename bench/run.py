@@ -119,7 +119,7 @@ def markdown(results: dict) -> str:
         lines.append(f"| `tiering score`, {s['accounts']:,} accounts | {_fmt(s['score_per_s'], 0)} accounts/s | raw "
                      f"`booster.predict` {_fmt(s['raw_predict_per_s'], 0)}/s | {_fmt(s['ratio'], 2)} | >= 0.5 | "
                      f"{_fmt(s['peak_rss_mb'], 0)} MB |")
-        lines.append(f"| ... with the three reasons (TreeSHAP) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | raw "
+        lines.append(f"| ... with the three reasons (path attribution) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | raw "
                      f"`booster.predict` | {_fmt(s['ratio_with_reasons'], 3)} | - | |")
     serving = results.get("serving")
     if serving and "markdown_rows" in serving:
