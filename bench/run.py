@@ -159,12 +159,23 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated steps: generator,features,train,score,serving,load")
     args = parser.parse_args()
     results = run(args.quick, set(args.only.split(",")) if args.only else None)
-    (ROOT / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    stored = ROOT / "results.json"
+    if args.only and stored.exists():  # refresh only the steps that ran, keep the others' figures
+        previous = json.loads(stored.read_text(encoding="utf-8"))
+        if previous.get("quick") == args.quick:
+            results = {**previous, **results}
+    stored.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    results = json.loads(stored.read_text(encoding="utf-8"), object_hook=_int_keys)
     table = markdown(results)
     (ROOT / "results.md").write_text(table, encoding="utf-8")
-    if not args.quick and args.only is None:
+    if not args.quick:
         update_readme(table)
     print(table)
+
+
+def _int_keys(mapping: dict) -> dict:
+    """JSON turns the per-size keys into strings; turn them back."""
+    return {int(k) if k.isdigit() else k: v for k, v in mapping.items()}
 
 
 if __name__ == "__main__":

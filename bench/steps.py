@@ -129,8 +129,6 @@ def train(data_dir: Path) -> dict:
 
 def score(data_dir: Path) -> dict:
     """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
-    from features.config import TieringConfig
-    from features.io import load_export
     from features.pointintime import FeatureBuilder, snapshot
     from training.pipeline import Window, fit_scorer
     from training.scoring import with_rule_scores

@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.markup import escape
 from features.config import ConfigError, load_config
 from features.errors import DataError
 from training.tracking import TrackingError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(
     name="tiering",
@@ -201,22 +204,6 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
 
 
 
-def default_scoring_as_of(frame):
-    """The day after the latest date anywhere in the export, so every record is seen."""
-    import pandas as pd
-
-    dates = [frame.opportunities["created_date"].max(), frame.opportunities["close_date"].max(),
-             frame.engagement["timestamp"].max(), frame.intent["date"].max()]
-    latest = max(d for d in dates if not pd.isna(d))
-    return latest.normalize() + pd.Timedelta(days=1)
-
-
-def score_book(frame, scorer, version, as_of, budget=None, overrides=None):
-    from features.pointintime import FeatureBuilder, snapshot
-
-    as_of = as_of or default_scoring_as_of(frame)
-    book = snapshot(frame, FeatureBuilder(frame, scorer.config), as_of)
-    return scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=version)
 
 
 def tier_count_table(scores, title: str) -> "Table":
@@ -253,6 +240,7 @@ def score(
                                                                      "spark://host:7077, yarn, k8s://...")] = "local[2]",
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
+    from training.workflow import score_book
     from training.files import read_overrides, write_table
     from training.scoring import RULES_ONLY
     from training.workflow import resolve_model
@@ -345,6 +333,7 @@ def demo(
     budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier.")] = 1_000_000.0,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
+    from training.workflow import score_book
     from features.generator import generate_export
     from training.files import write_table
     from training.workflow import train_and_register
@@ -378,6 +367,7 @@ def demo(
 def write_comparison(frame, scorer, scores, version: str, model_uri: str | None, as_of, budget: float, out: Path,
                      data_label: str, progress: Callable[[str], None]):
     """The comparison report and its tables in OUT, logged to the model's training run (compare and demo)."""
+    from training.workflow import default_scoring_as_of
     from training.compare import build_comparison, log_report
     from training.report import REPORT_PAGE, publish, render_comparison
 
@@ -401,6 +391,7 @@ def compare(
     budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier in the report.")] = 1_000_000.0,
 ) -> None:
     """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
+    from training.workflow import score_book
     from training.workflow import resolve_model
 
     frame = _load(data, mapping)

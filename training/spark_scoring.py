@@ -219,7 +219,7 @@ def _filesystem(spark: SparkSession, path: str):
 
 def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
     """The pandas path's default cut-off, fed with each table's latest dates computed by Spark."""
-    from training.cli import default_scoring_as_of
+    from training.workflow import default_scoring_as_of
 
     latest = {}
     for name in ("opportunities", "engagement", "intent"):

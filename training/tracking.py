@@ -54,13 +54,13 @@ def configure() -> str:
             mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
         mlflow.set_experiment(EXPERIMENT)
     except Exception as error:  # MLflow raises many types for a locked or unreachable store
-        raise TrackingError(f"cannot use the MLflow store at {uri}: {_first_line(error)}. "
+        raise TrackingError(f"cannot use the MLflow store at {uri}: {first_line(error)}. "
                             "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
                             "the SQLite file") from None
     return uri
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else error.__class__.__name__
 
@@ -83,13 +83,20 @@ def client():
     return MlflowClient()
 
 
+NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})  # no model, or no such alias
+
+
 def alias_version(alias: str) -> VersionInfo | None:
+    """The version holding `alias`; None when there is none. A store that cannot be asked raises
+    TrackingError: a locked or unreachable registry must not pass for "no champion"."""
     from mlflow.exceptions import MlflowException
 
     try:
         found = client().get_model_version_by_alias(MODEL_NAME, alias)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in NOT_FOUND:
+            return None
+        raise TrackingError(f"cannot read the MLflow registry at {tracking_uri()}: {first_line(error)}") from None
     return VersionInfo(str(found.version), list(found.aliases), found.run_id, dict(found.tags))
 
 

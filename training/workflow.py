@@ -156,6 +156,24 @@ def train_and_register(data: CrmData, config: TieringConfig, as_of: pd.Timestamp
     return log_and_register(result, config, progress)
 
 
+def default_scoring_as_of(data: CrmData) -> pd.Timestamp:
+    """The day after the latest date anywhere in the export, so every record is seen."""
+    dates = [data.opportunities["created_date"].max(), data.opportunities["close_date"].max(),
+             data.engagement["timestamp"].max(), data.intent["date"].max()]
+    latest = max(d for d in dates if not pd.isna(d))
+    return latest.normalize() + pd.Timedelta(days=1)
+
+
+def score_book(data: CrmData, scorer: Scorer, version: str, as_of: pd.Timestamp | None, budget: float | None = None,
+               overrides: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every account of the export scored as of `as_of`, tiers filled by capacity (batch scoring)."""
+    from features.pointintime import FeatureBuilder, snapshot
+
+    as_of = as_of or default_scoring_as_of(data)
+    book = snapshot(data, FeatureBuilder(data, scorer.config), as_of)
+    return scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=version)
+
+
 def load_scorer_for(model_uri: str) -> Scorer:
     import mlflow.pyfunc
 
@@ -169,7 +187,7 @@ def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Scorer,
         try:
             scorer = load_scorer_for(model_uri)
         except Exception as error:
-            raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking._first_line(error)}. "
+            raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
                                          "Use models:/abm-tiering/<version> or models:/abm-tiering@champion") from None
         return scorer, model_uri.rsplit("/", 1)[-1]
     champion = tracking.alias_version(tracking.CHAMPION)

@@ -1,7 +1,6 @@
 """Faults: training killed mid-run, a locked or unreachable MLflow store, reproducibility."""
 
 import os
-import shutil
 import signal
 import socket
 import sqlite3

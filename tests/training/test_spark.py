@@ -12,7 +12,8 @@ from features.errors import DataError
 from features.generator import generate_export
 from features.io import load_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training.cli import app, score_book
+from training.cli import app
+from training.workflow import score_book
 from training.files import read_overrides
 from training.scoring import SCORE_COLUMNS
 from training.workflow import resolve_model, train_and_register

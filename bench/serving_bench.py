@@ -1,0 +1,255 @@
+"""Benchmark of the HTTP service against `mlflow models serve` of the same champion, on loopback.
+
+    python -m bench.serving_bench [--quick]
+
+Trains a champion on a synthetic export in a temporary MLflow store, starts `tiering serve` and
+`mlflow models serve -m models:/abm-tiering@champion --env-manager local`, and measures on each:
+sequential single-account latency (p50, p99), one 1,000-account request, and throughput with 8
+concurrent clients. `/score` takes the raw account (fields, activity, deals) and builds the
+point-in-time features itself; MLflow's server takes the already-built feature rows (the pyfunc
+input), so it does strictly less work per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pandas as pd
+
+GOAL_P50_MS, GOAL_P99_MS, GOAL_THROUGHPUT_RATIO = 5.0, 20.0, 2.0
+CONCURRENCY = 8
+BOOK = 1_000
+ROUNDS = 2  # both servers measured in turn, twice, so a burst of other load hits both alike
+JSON = {"content-type": "application/json"}
+
+
+def _progress(step: str) -> None:
+    print(f"[serving bench] {step}", file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _train_champion(folder: Path, n_accounts: int):
+    """A synthetic export and a champion trained on it with the default model settings."""
+    from features.config import load_config, parse_config
+    from features.generator import generate_export
+    from features.io import load_export
+    from training.workflow import promote, train_and_register
+
+    generate_export(folder / "data", n_accounts=n_accounts, seed=7)
+    data = load_export(folder / "data").data
+    settings = load_config(None).model_dump(mode="json")
+    settings["model"]["gate"].update(min_won=10, min_lost=10)  # a benchmark measures speed, not model quality
+    outcome = train_and_register(data, parse_config(settings), None, lambda step: None)
+    if not outcome.decision.promote:
+        promote(outcome.version)
+    return data, outcome.version
+
+
+@contextmanager
+def _server(command: list[str], ready_url: str, env: dict, log: Path) -> Iterator[None]:
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=log.parent)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _feature_rows(data, scorer_config, ids: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+    from features.pointintime import FeatureBuilder, snapshot
+
+    rows = snapshot(data, FeatureBuilder(data, scorer_config), as_of)
+    return rows.set_index("account_id", drop=False).loc[ids].reset_index(drop=True)
+
+
+def _split(frame: pd.DataFrame) -> dict:
+    return {"dataframe_split": json.loads(frame.to_json(orient="split", date_format="iso", index=False))}
+
+
+def _latencies(url: str, bodies: list[bytes], repeats: int) -> list[float]:
+    with httpx.Client(timeout=120) as client:
+        for body in bodies[:20]:  # warm-up
+            client.post(url, content=body, headers=JSON).raise_for_status()
+        latencies = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            client.post(url, content=bodies[i % len(bodies)], headers=JSON).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def _book_seconds(url: str, book: bytes) -> float:
+    started = time.perf_counter()
+    httpx.post(url, content=book, headers=JSON, timeout=300).raise_for_status()
+    return time.perf_counter() - started
+
+
+def _throughput(url: str, bodies: list[bytes], seconds: float) -> float:
+    """Single-account requests per second from CONCURRENCY clients sending back to back."""
+    done: list[int] = []
+    stop = time.perf_counter() + seconds
+
+    def client_loop(offset: int) -> None:
+        count = 0
+        with httpx.Client(timeout=120) as client:
+            while time.perf_counter() < stop:
+                client.post(url, content=bodies[(offset + count) % len(bodies)], headers=JSON).raise_for_status()
+                count += 1
+        done.append(count)
+
+    threads = [threading.Thread(target=client_loop, args=(i * 17,)) for i in range(CONCURRENCY)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _measure(url: str, bodies: list[bytes], book: bytes, seconds: float, repeats: int) -> dict:
+    milliseconds = np.array(_latencies(url, bodies, repeats)) * 1000
+    return {"p50_ms": float(np.percentile(milliseconds, 50)), "p99_ms": float(np.percentile(milliseconds, 99)),
+            "book_seconds": _book_seconds(url, book), "throughput_per_s": _throughput(url, bodies, seconds)}
+
+
+def _best(rounds: list[dict], repeats: int) -> dict:
+    """Best figure of each kind over the rounds: the run least disturbed by other load on the machine."""
+    return {"p50_ms": round(min(r["p50_ms"] for r in rounds), 2), "p99_ms": round(min(r["p99_ms"] for r in rounds), 2),
+            "book_seconds": round(min(r["book_seconds"] for r in rounds), 3),
+            "throughput_per_s": round(max(r["throughput_per_s"] for r in rounds), 1),
+            "rounds": len(rounds), "sequential_requests_per_round": repeats}
+
+
+@contextmanager
+def _tracking_store(uri: str) -> Iterator[None]:
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def _payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], bytes]:
+    """The same accounts and cut-off for both servers: raw accounts for `/score`, feature rows for MLflow."""
+    from serving.requests import account_payloads
+    from training import tracking
+    from training.workflow import default_scoring_as_of, load_scorer_for
+
+    ids = data.accounts["account_id"].sample(n=BOOK, random_state=3).tolist()
+    as_of = default_scoring_as_of(data)
+    accounts = account_payloads(data, ids)
+    ours_single = [json.dumps({"accounts": [a], "as_of": as_of.date().isoformat()}).encode() for a in accounts[:200]]
+    ours_book = json.dumps({"accounts": accounts, "as_of": as_of.date().isoformat()}).encode()
+    rows = _feature_rows(data, load_scorer_for(f"models:/{tracking.MODEL_NAME}/{version}").config, ids, as_of)
+    mlflow_single = [json.dumps(_split(rows.iloc[[i]])).encode() for i in range(200)]
+    return ours_single, ours_book, mlflow_single, json.dumps(_split(rows)).encode()
+
+
+def run(quick: bool = False) -> dict:
+    from training import tracking
+
+    n_accounts, repeats, seconds = (1_500, 300, 5.0) if quick else (5_000, 1_000, 15.0)
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
+        folder = Path(tmp)
+        store = f"sqlite:///{folder / 'store' / 'mlflow.db'}"
+        with _tracking_store(store):
+            _progress(f"training a champion on {n_accounts:,} synthetic accounts")
+            data, version = _train_champion(folder, n_accounts)
+            ours_single, ours_book, mlflow_single, mlflow_book = _payloads(data, version)
+
+        # `mlflow models serve` runs `uvicorn` from PATH, which lacks this venv when it is not activated.
+        env = {**os.environ, "MLFLOW_TRACKING_URI": store, "BENTOML_HOME": str(folder / "bentoml"),
+               "BENTOML_DO_NOT_TRACK": "true", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env.pop("TIERING_API_KEY", None)
+        ours_port, mlflow_port = _free_port(), _free_port()
+        ours_command = [str(Path(sys.executable).parent / "tiering"), "serve", "--port", str(ours_port)]
+        mlflow_command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                          f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}", "--env-manager", "local",
+                          "-p", str(mlflow_port), "--host", "127.0.0.1"]
+        ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
+        _progress("starting tiering serve and mlflow models serve")
+        with _server(ours_command, f"{ours_url}/readyz", env, folder / "tiering.log"), \
+                _server(mlflow_command, f"{mlflow_url}/ping", env, folder / "mlflow.log"):
+            ours_rounds, mlflow_rounds = [], []
+            for round_number in range(1, ROUNDS + 1):
+                _progress(f"round {round_number} of {ROUNDS}")
+                ours_rounds.append(_measure(f"{ours_url}/score", ours_single, ours_book, seconds, repeats))
+                mlflow_rounds.append(_measure(f"{mlflow_url}/invocations", mlflow_single, mlflow_book, seconds, repeats))
+    ours, reference = _best(ours_rounds, repeats), _best(mlflow_rounds, repeats)
+
+    ratio = ours["throughput_per_s"] / reference["throughput_per_s"]
+    return {
+        "accounts_in_export": n_accounts, "cpus": os.cpu_count(), "concurrency": CONCURRENCY, "book_accounts": BOOK,
+        "tiering_serve": ours, "mlflow_models_serve": reference,
+        "throughput_ratio": round(ratio, 2),
+        "goals": {"p50_ms": GOAL_P50_MS, "p99_ms": GOAL_P99_MS, "throughput_ratio": GOAL_THROUGHPUT_RATIO},
+        "goals_met": {"p50": ours["p50_ms"] <= GOAL_P50_MS, "p99": ours["p99_ms"] <= GOAL_P99_MS,
+                      "throughput": ratio >= GOAL_THROUGHPUT_RATIO},
+        "markdown_rows": _markdown_rows(ours, reference, ratio),
+    }
+
+
+def _markdown_rows(ours: dict, reference: dict, ratio: float) -> list[str]:
+    """Rows for bench/run.py's table: | step | figure | reference | ratio | goal | peak memory |."""
+    def cell(figures: dict, key: str, unit: str) -> str:
+        return f"{figures[key]:,} {unit}"
+
+    return [
+        f"| `POST /score`, one account (raw activity in, features built per request), p50 | {cell(ours, 'p50_ms', 'ms')} | "
+        f"`mlflow models serve` of feature rows {cell(reference, 'p50_ms', 'ms')} | "
+        f"{ours['p50_ms'] / reference['p50_ms']:.2f}x | <= {GOAL_P50_MS:g} ms | - |",
+        f"| ... p99 | {cell(ours, 'p99_ms', 'ms')} | {cell(reference, 'p99_ms', 'ms')} | "
+        f"{ours['p99_ms'] / reference['p99_ms']:.2f}x | <= {GOAL_P99_MS:g} ms | - |",
+        f"| `POST /score`, {BOOK:,} accounts in one request | {cell(ours, 'book_seconds', 's')} | "
+        f"{cell(reference, 'book_seconds', 's')} | {ours['book_seconds'] / reference['book_seconds']:.2f}x | - | - |",
+        f"| single-account throughput, {CONCURRENCY} concurrent clients | {cell(ours, 'throughput_per_s', 'req/s')} | "
+        f"{cell(reference, 'throughput_per_s', 'req/s')} | {ratio:.2f}x | >= {GOAL_THROUGHPUT_RATIO:g}x | - |",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller export, fewer requests")
+    arguments = parser.parse_args(argv)
+    print(json.dumps(run(quick=arguments.quick), indent=1))
+
+
+if __name__ == "__main__":
+    main()

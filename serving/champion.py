@@ -1,0 +1,157 @@
+"""Which model the service scores with: the registry's `champion`, followed while the service runs.
+
+A background thread asks the registry every `TIERING_RELOAD_SECONDS` (default 10) which version is
+champion and loads a new one next to the old; the swap is one attribute assignment. A request reads
+`serving` once and scores with that model to the end, so a swap never fails or mixes a request.
+With no champion the service scores with the rules only and says so. A champion that cannot be
+loaded makes the service not ready, with the reason, while the last good model (if any) keeps
+answering under its own version number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.config import load_config
+from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
+from serving.scoring import score_requests
+from training import tracking
+from training.scoring import RULES_ONLY, Scorer
+from training.workflow import load_scorer_for
+
+RELOAD_SECONDS_ENV = "TIERING_RELOAD_SECONDS"
+DEFAULT_RELOAD_SECONDS = 10.0
+# How MLflow says "no such alias" and "no such registered model"; any other error means the
+# registry could not be asked, which must not be mistaken for "there is no champion".
+VERSION_FACTS = ("trained_at", "window_start", "window_end", "gate_reason")
+VERSION_SCORES = ("holdout_roc_auc", "rule_roc_auc")
+
+logger = logging.getLogger("bentoml.abm_tiering")
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded scorer and what `/model` says about it."""
+
+    scorer: Scorer
+    version: str  # the registered version, or "rules-only"
+    facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
+
+
+def reload_seconds() -> float:
+    raw = os.environ.get(RELOAD_SECONDS_ENV, "")
+    try:
+        seconds = float(raw) if raw else DEFAULT_RELOAD_SECONDS
+    except ValueError:
+        raise ValueError(f"{RELOAD_SECONDS_ENV}={raw!r} is not a number of seconds") from None
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{RELOAD_SECONDS_ENV} must be a positive number of seconds, not {raw!r}")
+    return seconds
+
+
+def registered_champion() -> tracking.VersionInfo | None:
+    """The champion's registry entry; None when there is none; raises when the registry cannot be asked."""
+    return tracking.alias_version(tracking.CHAMPION)
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
+def _version_facts(champion: tracking.VersionInfo) -> dict:
+    """What the registry says about a version: its tags, and the metrics of the run that trained it."""
+    facts: dict = {name: champion.tags.get(name) for name in VERSION_FACTS}
+    facts.update({name: _float_or_none(champion.tags.get(name)) for name in VERSION_SCORES})
+    facts["run_id"] = champion.run_id
+    if champion.run_id:
+        metrics = tracking.client().get_run(champion.run_id).data.metrics
+        facts["metrics"] = {name: float(value) for name, value in sorted(metrics.items()) if np.isfinite(value)}
+    return facts
+
+
+def load_serving_model(champion: tracking.VersionInfo | None) -> ServingModel:
+    if champion is None:
+        model = ServingModel(Scorer(config=load_config(None)), RULES_ONLY)
+    else:
+        # By version, not by alias: the alias may move between looking it up and loading it.
+        model = ServingModel(load_scorer_for(champion.uri), champion.version, _version_facts(champion))
+    # Score one account before serving: a model that loads but cannot score is never swapped in, and
+    # the first real request does not pay for the scorer's lazy set-up.
+    score_requests(model, [ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]})], by_capacity=False)
+    return model
+
+
+class ChampionFollower:
+    """Keeps `serving` on the registry's champion; `problem` says why the champion cannot be served."""
+
+    def __init__(self, interval_seconds: float):
+        self.interval_seconds = interval_seconds
+        self.serving: ServingModel | None = None
+        self.problem: str | None = "the model has not been loaded yet"
+        self._configured = False
+        self._last_problem: str | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+    def start(self) -> None:
+        """Load the champion now, then follow the alias in the background."""
+        self.refresh()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_seconds + 5)
+
+    def _follow(self) -> None:
+        while not self._stopped.wait(self.interval_seconds):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """One look at the registry: load the champion if it is not the version serving."""
+        try:
+            if not self._configured:
+                tracking.configure()
+                self._configured = True
+            champion = registered_champion()
+        except Exception as error:  # a store that is down, locked or misconfigured: keep what serves
+            described = tracking.first_line(error)
+            if not isinstance(error, tracking.TrackingError):
+                described = f"cannot read the MLflow registry at {tracking.tracking_uri()}: {described}"
+            self._report(described,
+                         blocking=self.serving is None)
+            return
+        wanted = champion.version if champion else RULES_ONLY
+        if self.serving is not None and self.serving.version == wanted:
+            self._report(None)
+            return
+        try:
+            loaded = load_serving_model(champion)
+        except Exception as error:  # missing or corrupt artifacts, a bad tiering.yaml: never serve them, never crash
+            what = f"champion version {wanted}" if champion else "the rules-only scorer (no champion is registered)"
+            self._report(f"{what} cannot be loaded: {tracking.first_line(error)}", blocking=True)
+            return
+        previous, self.serving = self.serving, loaded
+        self._report(None)
+        logger.info("now serving model %s (was %s)", loaded.version, previous.version if previous else "none")
+
+    def _report(self, problem: str | None, blocking: bool = True) -> None:
+        """Log a problem once when it appears; only a blocking one makes the service not ready."""
+        if problem and problem != self._last_problem:
+            logger.error("%s", problem)
+        self._last_problem = problem
+        if blocking or problem is None:
+            self.problem = problem

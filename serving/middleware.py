@@ -1,0 +1,133 @@
+"""ASGI middleware in front of every route: the API key, the request-size limit, JSON bodies only.
+
+`TIERING_API_KEY`, when set, is required as `Authorization: Bearer <key>` on every path but the
+health probes (so orchestrators can probe without the secret); `/metrics` stays protected because
+it reveals traffic. The key is compared in constant time and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from typing import Awaitable, Callable
+
+API_KEY_ENV = "TIERING_API_KEY"
+# Form encodings BentoML would try to parse as multipart (and fail on); `curl -d` sends the second by default.
+# BentoML refuses pickle itself, but with a list for a body instead of the documented error object.
+NOT_JSON_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded", b"application/vnd.bentoml+pickle")
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+MAX_BODY_BYTES = 64 * 1024 * 1024  # 10,000 accounts with months of activity fit well within this
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def api_key() -> str | None:
+    """The configured key; an empty value counts as unset."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_problem(send: Send, status: int, kind: str, location: list[str], message: str) -> None:
+    # The same shape as BentoML's validation errors, so clients handle every refusal alike.
+    await _send_json(send, status, {"error": message, "detail": [{"type": kind, "loc": location, "msg": message}]})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope.get("headers", []) if key.lower() == name), None)
+
+
+class BearerAuth:
+    """401, with no hint about the key, unless the request carries `Authorization: Bearer <key>`."""
+
+    def __init__(self, app: App):
+        self.app = app
+        key = api_key()  # read when the server builds its app, so tests and `tiering serve` can set it
+        self._expected = key.encode("utf-8") if key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._expected is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        if self._authorised(_header(scope, b"authorization") or b""):
+            return await self.app(scope, receive, send)
+        await _send_json(send, 401, {"error": "unauthorized: send Authorization: Bearer <API key>"},
+                         [(b"www-authenticate", b"Bearer")])
+
+    def _authorised(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        # compare_digest on bytes takes the same time wherever the first difference is.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._expected)
+
+
+class BodySizeLimit:
+    """400 for a request body over `max_bytes`, declared (Content-Length) or streamed (chunked)."""
+
+    def __init__(self, app: App, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return await self._refuse(send, "invalid_content_length", "Content-Length is not a number of bytes")
+            if int(declared) > self.max_bytes:
+                return await self._refuse(send, "body_too_large", self._too_large)
+            return await self.app(scope, receive, send)
+        # A chunked body has no declared size: read it here, up to the limit, then hand it on.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(send, "body_too_large", self._too_large)
+            if not message.get("more_body", False):
+                break
+        return await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    @property
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB: send fewer accounts per request"
+
+    @staticmethod
+    async def _refuse(send: Send, kind: str, message: str) -> None:
+        await _send_problem(send, 400, kind, ["body"], message)
+
+
+class JsonBodiesOnly:
+    """415 for form-encoded or pickled bodies: the API reads JSON (any other content type is read as JSON)."""
+
+    def __init__(self, app: App):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+        if scope["type"] == "http" and declared in NOT_JSON_TYPES:
+            return await _send_problem(send, 415, "unsupported_media_type", ["header", "content-type"],
+                                       "send the request as JSON with Content-Type: application/json")
+        return await self.app(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body once, then defers to the client's (for disconnects)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replayed

@@ -1,0 +1,130 @@
+"""`/docs.json` as the service really behaves: BentoML's generated document, corrected as it is served.
+
+BentoML flattens the top level of each API's request and response schemas to the first alternative,
+so `budget: float | None` is documented as a number that can never be null; it documents a fixed
+error body (`detail` as a string); and it knows nothing of this service's own refusals. Clients (and
+the schema-fuzzing tests) would meet undocumented answers: the 400 body lists its problems, a missing
+API key is a 401, a form-encoded body a 415, no loadable model a 503. Request schemas also say that
+text fields take numbers (CRM ids are often numeric), as the request models read them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import GenerateJsonSchema
+
+from serving.middleware import OPEN_PATHS, App, Receive, Scope, Send
+
+DOCUMENT_PATH = "/docs.json"
+SCHEMAS = "#/components/schemas/{model}"
+BEARER = "bearerAuth"
+
+
+class Problem(BaseModel):
+    type: str = Field(description="Kind of problem, e.g. missing, float_parsing, duplicate_account_id.")
+    loc: list[str | int] = Field(description='Path to the field at fault, e.g. ["accounts", 0, "employees"].')
+    msg: str = Field(description="What is wrong, in words.")
+
+
+class BadRequest(BaseModel):
+    """Every problem found in the request, each with its field path."""
+
+    error: str = Field(description="Summary, e.g. '2 validation errors for ScoreRequest'.")
+    detail: list[Problem]
+
+
+class Refusal(BaseModel):
+    """Why the request was not served."""
+
+    error: str
+
+
+class AcceptedInput(GenerateJsonSchema):
+    """Request schemas as the models validate: text fields of models with `coerce_numbers_to_str` take numbers."""
+
+    def str_schema(self, schema):
+        text = super().str_schema(schema)
+        # `_config` is the model being documented, as pydantic's own str_schema reads it.
+        if self._config.config_dict.get("coerce_numbers_to_str") and not schema.get("strict"):
+            return {"anyOf": [text, {"type": "number"}]}
+        return text
+
+
+def _json_answer(model: type[BaseModel], description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": SCHEMAS.format(model=model.__name__)}}}}
+
+
+def _body_schema(model: type[BaseModel], mode: str, schemas: dict) -> dict:
+    """The model's own JSON schema; the models it nests go to the document's components."""
+    generator = AcceptedInput if mode == "validation" else GenerateJsonSchema
+    schema = model.model_json_schema(ref_template=SCHEMAS, mode=mode, schema_generator=generator)
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
+def documented(document: dict, apis: Mapping[str, Any]) -> dict:
+    """The document with the APIs' exact bodies, every refusal, and the optional bearer key.
+
+    `apis` are the service's BentoML API methods (route, input and output models).
+    """
+    schemas = document["components"]["schemas"]
+    for model in (Problem, BadRequest, Refusal):
+        schemas[model.__name__] = model.model_json_schema(ref_template=SCHEMAS)
+    for api in apis.values():
+        operation = document["paths"][api.route]["post"]
+        for media in operation["requestBody"]["content"].values():
+            media["schema"] = _body_schema(api.input_spec, "validation", schemas)
+        responses = operation["responses"]
+        for media in responses["200"]["content"].values():
+            media["schema"] = _body_schema(api.output_spec, "serialization", schemas)
+        responses["400"] = _json_answer(BadRequest, "The request is not valid: every problem, with its field path.")
+        responses["415"] = _json_answer(BadRequest, "The body is form-encoded or pickled: send JSON.")
+        responses["503"] = _json_answer(Refusal, "No model can score (GET /readyz says why).")
+    document["paths"]["/readyz"]["get"]["responses"]["503"] = {
+        "description": "Not ready, and why.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+    document["components"]["securitySchemes"] = {BEARER: {
+        "type": "http", "scheme": "bearer",
+        "description": "Required on every path but the health probes when the server has TIERING_API_KEY set."}}
+    for path, operations in document["paths"].items():
+        if path in OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{}, {BEARER: []}]  # `{}`: no key at all when the server has none set
+            operation["responses"]["401"] = _json_answer(Refusal, "The server has an API key and the request "
+                                                                  "does not carry it.")
+    return document
+
+
+class DocumentedService:
+    """Serves `/docs.json` through `documented`; every other path passes untouched."""
+
+    def __init__(self, app: App, apis: Mapping[str, Any]):
+        self.app = app
+        self.apis = apis
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != DOCUMENT_PATH:
+            return await self.app(scope, receive, send)
+        started: dict = {}
+        body = bytearray()
+
+        async def rewrite(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            answer = bytes(body)
+            if started["status"] == 200:
+                answer = json.dumps(documented(json.loads(answer), self.apis)).encode("utf-8")
+            headers = [(name, value) for name, value in started.get("headers", []) if name.lower() != b"content-length"]
+            await send({**started, "headers": [*headers, (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
+
+        await self.app(scope, receive, rewrite)

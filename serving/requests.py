@@ -1,0 +1,311 @@
+"""What a client sends to the scoring endpoints, and how it becomes the canonical `CrmData`.
+
+The pydantic models are the HTTP contract: every rule the batch import enforces (SPEC section 3) is
+checked here, so a bad request is answered with HTTP 400 listing each problem and its field path,
+and nothing that passes can make the scoring code fail. No HTTP here: tests use it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timezone
+from itertools import chain
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from features.schema import OPTIONAL, TABLES, CrmData, conform
+from features.validation import DATE_RANGE, RANGES
+
+MAX_SCORE_ACCOUNTS = 10_000
+MAX_BOOK_ACCOUNTS = 100_000  # /tier ranks a whole book; the body-size limit bounds it as well
+
+
+def _bounded(table: str, column: str, default: float | None, description: str):
+    """An optional finite number with the range the batch import enforces for this column."""
+    low, high = RANGES[(table, column)]
+    # Strict: only a JSON number is one; `true` or "12" is a wrong type, not a count of 1 or 12.
+    return Field(default, ge=low, le=None if math.isinf(high) else high, allow_inf_nan=False, strict=True,
+                 description=description)
+
+
+# The batch import's plausible dates, which also keeps every date inside what datetime64[ns] holds.
+EARLIEST, LATEST = (moment.to_pydatetime() for moment in DATE_RANGE)
+
+
+def _in_date_range(moment: datetime) -> None:
+    if not EARLIEST <= moment <= LATEST:
+        raise PydanticCustomError("date_range", "dates must lie between {low} and {high}",
+                                  {"low": EARLIEST.date().isoformat(), "high": LATEST.date().isoformat()})
+
+
+def _iso_text_only(value: Any) -> None:
+    # pydantic would also read numbers as Unix times; the contract (and the batch import) says ISO 8601.
+    if not isinstance(value, (str, datetime, date)):
+        raise PydanticCustomError("date_type", "dates must be ISO 8601 strings such as 2026-05-01 or 2026-05-01T09:30:00Z")
+
+
+def _moment(value: Any, parse: ValidatorFunctionWrapHandler) -> datetime:
+    """A date-time in naive UTC (what the canonical tables hold), so any two compare."""
+    _iso_text_only(value)
+    moment = parse(value)
+    if moment.tzinfo is not None:
+        _in_date_range(moment.replace(tzinfo=None))  # first: year 9999 with a zone overflows on conversion
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    _in_date_range(moment)
+    return moment
+
+
+def _day(value: Any, parse: ValidatorFunctionWrapHandler) -> date:
+    _iso_text_only(value)
+    day = parse(value)
+    _in_date_range(datetime(day.year, day.month, day.day))
+    return day
+
+
+# ISO 8601 date or date-time, naive (taken as UTC) or with a zone (converted to UTC).
+Timestamp = Annotated[datetime, WrapValidator(_moment, json_schema_input_type=datetime | date)]
+Day = Annotated[date, WrapValidator(_day)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _custom_field_value(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, float):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    raise PydanticCustomError("custom_field_type", "custom fields must be a string, number, boolean or null")
+
+
+def _join_tech_stack(value: Any) -> Any:
+    return ";".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else value
+
+
+# BentoML's OpenAPI page reads OpenAPI 3.0's singular `example` on models.
+ACCOUNT_EXAMPLE = {
+    "account_id": "ACC-000042", "account_name": "Globex", "industry": "Software", "employees": 1800,
+    "annual_revenue": 350000000, "country": "United States", "region": "North America",
+    "tech_stack": "salesforce;snowflake;aws",
+    "engagement": [{"timestamp": "2026-06-12T14:05:00Z", "channel": "demo_request"},
+                   {"timestamp": "2026-06-20T09:00:00Z", "channel": "web_visit", "count": 4}],
+    "intent": [{"date": "2026-06-20", "topic": "crm", "score": 80}],
+    "opportunities": [{"opportunity_id": "OPP-000123", "created_date": "2025-11-03", "close_date": "2026-02-17",
+                       "outcome": "won", "amount": 54000}],
+}
+
+
+# Errors are logged by BentoML: keep the client's CRM values out of the logs.
+PRIVATE = ConfigDict(hide_input_in_errors=True)
+
+
+class CrmRow(BaseModel):
+    """A row of one of the activity tables, nested under its account."""
+
+    model_config = ConfigDict(**PRIVATE, extra="forbid", coerce_numbers_to_str=True)
+
+
+class EngagementEvent(CrmRow):
+    """One marketing or sales touch (a row of the `engagement` table)."""
+
+    timestamp: Timestamp = Field(description="When it happened (ISO 8601; UTC unless a zone is given).",
+                                 examples=["2026-06-12T14:05:00Z"])
+    channel: Text = Field(description="web_visit, content_download, email_open, email_click, event_attended, "
+                                      "demo_request, sales_meeting; other channels count as 'other'.",
+                          examples=["demo_request"])
+    count: float = _bounded("engagement", "count", 1.0, "How many such touches (default 1).")
+
+
+class IntentSignal(CrmRow):
+    """One third-party research-intent signal (a row of the `intent` table)."""
+
+    date: Timestamp = Field(description="Day of the signal (ISO 8601).", examples=["2026-06-20"])
+    topic: Text = Field(description="Research topic, e.g. crm, analytics, security.", examples=["crm"])
+    score: float = _bounded("intent", "score", 100.0, "Signal strength 0-100 (default 100).")
+
+
+class Opportunity(CrmRow):
+    """One opportunity with this account, open or closed (a row of the `opportunities` table)."""
+
+    opportunity_id: Text = Field(description="The CRM's opportunity id.", examples=["OPP-000123"])
+    created_date: Timestamp = Field(description="When it was created.", examples=["2025-11-03"])
+    close_date: Timestamp | None = Field(None, description="When it closed; required when outcome is won or lost.",
+                                         examples=["2026-02-17"])
+    outcome: Literal["won", "lost", "open"] = Field(description="won, lost or open.", examples=["won"])
+    amount: float | None = _bounded("opportunities", "amount", None, "Deal amount in USD (>= 0).")
+    product: str | None = Field(None, description="Product line.", examples=["Platform"])
+
+    @model_validator(mode="after")
+    def _closed_has_valid_close_date(self) -> "Opportunity":
+        if self.outcome != "open" and self.close_date is None:
+            raise PydanticCustomError("close_date_missing", "close_date is required when outcome is won or lost")
+        if self.close_date is not None and self.close_date < self.created_date:
+            raise PydanticCustomError("close_before_created", "close_date is before created_date")
+        return self
+
+
+class Account(BaseModel):
+    """An account's CRM fields (SPEC section 3) and, optionally, its recent activity and deals.
+
+    Any further scalar field is kept as a custom field; those named under `model.extra_features` in
+    `tiering.yaml` are used by the learners.
+    """
+
+    model_config = ConfigDict(**PRIVATE, extra="allow", coerce_numbers_to_str=True, json_schema_extra={"example": ACCOUNT_EXAMPLE})
+    __pydantic_extra__: dict[str, Annotated[Any, PlainValidator(_custom_field_value)]]
+
+    account_id: Text = Field(description="The CRM's account id; unique within a request.", examples=["ACC-000042"])
+    account_name: str | None = Field(None, description="Display name.", examples=["Globex"])
+    industry: str | None = Field(None, description="Industry, matched against the ICP case-insensitively.", examples=["Software"])
+    employees: float | None = _bounded("accounts", "employees", None, "Head-count (>= 0).")
+    annual_revenue: float | None = _bounded("accounts", "annual_revenue", None, "Annual revenue in USD (>= 0).")
+    country: str | None = Field(None, description="Country name.", examples=["United States"])
+    region: str | None = Field(None, description="Region, used when the country is not an ICP country.", examples=["North America"])
+    tech_stack: Annotated[str | None, BeforeValidator(_join_tech_stack, json_schema_input_type=str | list[StrictStr] | None)] = Field(
+        None, description="Technologies, ';'-separated (a list of strings is accepted too).", examples=["salesforce;aws"])
+    parent_account_id: str | None = Field(None, description="Parent account id.", examples=["ACC-000001"])
+    engagement: list[EngagementEvent] = Field(default_factory=list, description="Recent touches with this account.")
+    intent: list[IntentSignal] = Field(default_factory=list, description="Recent research-intent signals.")
+    opportunities: list[Opportunity] = Field(default_factory=list, description="Earlier and open opportunities.")
+
+
+def _duplicate_id_errors(account_ids: list[str | None]) -> list[InitErrorDetails]:
+    """One error per repeated account_id (None: an id that is itself invalid, checked elsewhere)."""
+    first_seen: dict[str, int] = {}
+    errors: list[InitErrorDetails] = []
+    for index, account_id in enumerate(account_ids):
+        if account_id is None:
+            continue
+        if account_id in first_seen:
+            errors.append(InitErrorDetails(
+                type=PydanticCustomError("duplicate_account_id", "account_id {account_id} also appears at accounts[{first}]",
+                                         {"account_id": account_id, "first": first_seen[account_id]}),
+                loc=(index, "account_id"), input=account_id))
+        else:
+            first_seen[account_id] = index
+    return errors
+
+
+def _raw_id(item: Any) -> str | None:
+    """The id an item will have once valid (numbers become text, as `coerce_numbers_to_str` does)."""
+    value = item.get("account_id") if isinstance(item, dict) else None
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+
+
+def _unique_accounts(raw: Any, handler: ValidatorFunctionWrapHandler) -> list[Account]:
+    try:
+        accounts = handler(raw)
+    except ValidationError as error:
+        duplicates = _duplicate_id_errors([_raw_id(item) for item in raw] if isinstance(raw, list) else [])
+        if not duplicates:
+            raise
+        # Keep each item error as it was (type, message, path) and add the duplicates to the same answer.
+        kept = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
+                for e in error.errors(include_url=False)]
+        raise ValidationError.from_exception_data("accounts", kept + duplicates) from None
+    duplicates = _duplicate_id_errors([account.account_id for account in accounts])
+    if duplicates:
+        raise ValidationError.from_exception_data("accounts", duplicates)
+    return accounts
+
+
+ROW_MODELS: dict[str, type[CrmRow]] = {"opportunities": Opportunity, "engagement": EngagementEvent, "intent": IntentSignal}
+
+
+class ScoreRequest(BaseModel):
+    """Accounts to score one by one, each placed in a tier by the cut-offs frozen with the model."""
+
+    model_config = ConfigDict(**PRIVATE, extra="forbid", title="ScoreRequest",
+                              json_schema_extra={"example": {"accounts": [ACCOUNT_EXAMPLE]}})
+
+    accounts: list[Account] = Field(min_length=1, max_length=MAX_SCORE_ACCOUNTS,
+                                    description=f"1 to {MAX_SCORE_ACCOUNTS:,} accounts with unique account_id.")
+    as_of: Day | None = Field(None, description="Score as of this day: only data dated before it is used. "
+                                                 "Default: the day after the latest date in the request, else today (UTC).",
+                               examples=["2026-07-01"])
+
+    _unique = field_validator("accounts", mode="wrap")(_unique_accounts)
+
+
+class TierRequest(ScoreRequest):
+    """A whole book of accounts, ranked against each other to fill the tiers by capacity."""
+
+    model_config = ConfigDict(title="TierRequest", json_schema_extra={"example": {
+        "accounts": [ACCOUNT_EXAMPLE, {**ACCOUNT_EXAMPLE, "account_id": "ACC-000043", "employees": 90}],
+        "budget": 1_000_000}})
+
+    accounts: list[Account] = Field(min_length=1, max_length=MAX_BOOK_ACCOUNTS,
+                                    description=f"The book: 1 to {MAX_BOOK_ACCOUNTS:,} accounts with unique account_id.")
+    budget: float | None = Field(None, ge=0, allow_inf_nan=False, strict=True, examples=[1_000_000],
+                                 description="Total budget (USD) to split by tier share, then evenly within a tier.")
+
+
+def to_crm_data(accounts: list[Account], keys: list[str] | None = None) -> CrmData:
+    """The accounts as the four canonical tables, typed exactly as the batch import types them.
+
+    `keys` replace the account ids as table keys, so accounts of several requests can share one CrmData
+    even when two requests name the same account.
+    """
+    keys = keys or [account.account_id for account in accounts]
+    custom = list(dict.fromkeys(name for account in accounts for name in account.__pydantic_extra__ or {}))
+    account_columns = {"account_id": keys,
+                       **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
+                       **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom}}
+    tables = {"accounts": account_columns}
+    for table, row_model in ROW_MODELS.items():
+        rows = [(key, row) for account, key in zip(accounts, keys) for row in getattr(account, table)]
+        tables[table] = {"account_id": [key for key, _ in rows],
+                         **{name: [getattr(row, name) for _, row in rows] for name in row_model.model_fields}}
+    return CrmData(**{name: conform(pd.DataFrame(table_columns), name) for name, table_columns in tables.items()})
+
+
+def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:
+    """The request's `as_of`, else the day after its latest date, else today (UTC).
+
+    The middle rule is batch scoring's default (`training.workflow.default_scoring_as_of`), read here from the
+    request itself so merged requests keep their own; a parity test keeps the two in step.
+    """
+    if request.as_of is not None:
+        return pd.Timestamp(request.as_of)
+    dates = [moment for account in request.accounts for moment in chain(
+        (event.timestamp for event in account.engagement), (signal.date for signal in account.intent),
+        (deal.created_date for deal in account.opportunities),
+        (deal.close_date for deal in account.opportunities if deal.close_date is not None))]
+    if not dates:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    return pd.Timestamp(max(dates)).normalize() + pd.Timedelta(days=1)
+
+
+def account_payloads(data: CrmData, account_ids: list[str]) -> list[dict[str, Any]]:
+    """Accounts of a canonical export as `Account` JSON, with all their activity and deals: what a client
+    holding the CRM export sends (the benchmark and the parity tests build their requests with it)."""
+    wanted = set(account_ids)
+    grouped = {name: _rows_by_account(data.table(name)[data.table(name)["account_id"].isin(wanted)])
+               for name in TABLES}
+    return [{"account_id": account_id, **grouped["accounts"][account_id][0],
+             **{name: grouped[name].get(account_id, []) for name in ("engagement", "intent", "opportunities")}}
+            for account_id in account_ids]
+
+
+def _rows_by_account(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in frame.to_dict("records"):
+        owner = row.pop("account_id")
+        grouped.setdefault(owner, []).append({name: value.isoformat() if isinstance(value, pd.Timestamp) else value
+                                              for name, value in row.items() if not pd.isna(value)})
+    return grouped

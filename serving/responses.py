@@ -1,0 +1,114 @@
+"""What the service answers: score records (the SPEC scores-file columns), tier summaries, model facts.
+
+Every number in an answer is finite: a value that does not exist (e.g. `win_probability` when scoring
+with rules only, `budget` when none was given) is null, never NaN or Infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.config import Budget
+from training.scoring import SCORE_COLUMNS
+from training.tiers import budget_summary
+
+TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
+
+
+class Finite(BaseModel):
+    # Ranges are stated in the descriptions, not enforced: float rounding (100.00000000000001) must not
+    # turn a good answer into an error.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class ScoreRecord(Finite):
+    """One account's scores: the columns of the `tiering score` file, in the same order."""
+
+    account_id: str
+    revenue_potential_score: float = Field(description="Size and spend capacity, 0-100.")
+    business_fit_score: float = Field(description="Fit with the ideal customer profile, 0-100.")
+    engagement_score: float = Field(description="Recency-weighted activity, 0-100.")
+    rule_score: float = Field(description="Weighted sum of the three rule scores, 0-100.")
+    rule_tier: TierName = Field(description="Tier the rule score alone would give.")
+    win_probability: float | None = Field(description="Calibrated P(an opportunity is won); null with rules only.")
+    expected_deal_size: float | None = Field(description="Expected amount of a won deal (USD); null with rules only.")
+    expected_value: float | None = Field(description="win_probability x expected_deal_size; null with rules only.")
+    learned_score: float = Field(description="Model value blended with the rule score, 0-100 (the rule score with "
+                                             "rules only).")
+    learned_tier: TierName = Field(description="Tier from the learned score.")
+    tier: TierName = Field(description="Final tier (the learned tier; the API takes no overrides).")
+    override_reason: str = Field(description="Always empty in the API (overrides are a batch feature).")
+    budget: float | None = Field(description="This account's share of the budget; null when no budget was given.")
+    intent_surge: bool = Field(description="Activity up threefold on at least two channels within 14 days.")
+    reason_1: str = Field(description="Strongest factor behind the learned score, in words (empty with rules only).")
+    reason_2: str
+    reason_3: str
+    model_version: str = Field(description="Registered model version that scored, or 'rules-only'.")
+    scored_at: str = Field(description="When it was scored (ISO 8601, UTC).")
+
+
+class ScoreResponse(Finite):
+    """One score record per account, in request order."""
+
+    model_version: str = Field(description="Registered model version that scored, or 'rules-only'.", examples=["3"])
+    as_of: date = Field(description="The cut-off used: only data dated before it was seen.", examples=["2026-07-01"])
+    scores: list[ScoreRecord]
+
+
+class TierCount(Finite):
+    tier: TierName
+    accounts: int = Field(description="Accounts placed in this tier.")
+    share: float = Field(description="This tier's share of the budget.")
+    budget: float | None = Field(description="Budget for the tier (its share, or 0 when empty); null without a budget.")
+    per_account: float | None = Field(description="Budget per account in the tier; null without a budget.")
+
+
+class TierResponse(ScoreResponse):
+    """The book's score records with tiers filled by capacity, and what each tier holds."""
+
+    budget: float | None = Field(description="The total budget given, or null.", examples=[1_000_000])
+    tiers: list[TierCount]
+
+
+class ModelInfo(Finite):
+    """The model behind the answers, as the MLflow registry describes it."""
+
+    name: str = Field(description="Registered model name.", examples=["abm-tiering"])
+    version: str | None = Field(description="Version now serving; 'rules-only' when no champion is registered; "
+                                            "null when none can be loaded.", examples=["3"])
+    alias: str | None = Field(description="Registry alias followed by the service.", examples=["champion"])
+    ready: bool = Field(description="False when the champion cannot be served; `problem` says why.")
+    problem: str | None = Field(description="Why the champion cannot be served, if it cannot.")
+    trained_at: str | None = Field(None, description="When the version was trained (ISO 8601).")
+    window_start: str | None = Field(None, description="First day of the training window.")
+    window_end: str | None = Field(None, description="Training cut-off (exclusive).")
+    holdout_roc_auc: float | None = Field(None, description="The model's ROC AUC on the time-based holdout.")
+    rule_roc_auc: float | None = Field(None, description="The rule score's ROC AUC on the same holdout.")
+    gate_reason: str | None = Field(None, description="Why the promotion gate passed or refused it.")
+    run_id: str | None = Field(None, description="MLflow run that trained it.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Every metric the training run logged (holdout).")
+
+
+def score_records(scores: pd.DataFrame) -> list[dict]:
+    """Score rows as JSON-ready dicts: missing or non-finite numbers become None."""
+    # Column by column: pandas' own row conversion costs milliseconds even for one account.
+    columns = [scores[name].tolist() for name in SCORE_COLUMNS]
+    records = [dict(zip(SCORE_COLUMNS, values)) for values in zip(*columns)]
+    for record in records:
+        for name, value in record.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                record[name] = None
+    return records
+
+
+def tier_counts(tiers: pd.Series, budget: float | None, split: Budget) -> list[dict]:
+    """Accounts and budget per tier; the amounts are null when no budget was given."""
+    summary = budget_summary(tiers, budget, split)
+    if budget is None:
+        summary[["budget", "per_account"]] = None
+    return summary.astype(object).where(summary.notna(), None).to_dict("records")

@@ -1,0 +1,91 @@
+"""The BentoML HTTP service (SPEC section 7): score accounts on the registry's champion model.
+
+`POST /score` scores accounts one by one (tiers from the cut-offs frozen with the model), `POST /tier`
+ranks a whole book (tiers filled by capacity, budget split), `GET /model` says which model answers.
+The health probes and `/metrics` are BentoML's own. Run it with `tiering serve`.
+"""
+
+from __future__ import annotations
+
+import bentoml
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from serving.champion import ChampionFollower, reload_seconds
+from serving.requests import ScoreRequest, TierRequest
+from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
+from serving.scoring import ScoreQueue, score_requests
+from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
+from serving.openapi import DocumentedService
+from training import tracking
+
+# BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
+model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.service(
+    name="abm-tiering",
+    traffic={"timeout": 300},  # a 100,000-account book takes a while; single accounts take milliseconds
+    # LightGBM's OpenMP threads only contend with each other on one small request at a time.
+    envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+)
+@bentoml.asgi_app(model_routes)
+class TieringService:
+    def __init__(self) -> None:
+        self.champion = ChampionFollower(reload_seconds())
+        self.champion.start()
+        self.queue = ScoreQueue(self.champion)
+
+    @bentoml.on_shutdown
+    def stop(self) -> None:
+        self.queue.stop()
+        self.champion.stop()
+
+    def __is_ready__(self) -> bool:
+        if self.champion.problem:
+            # BentoML answers False with a fixed text; raising puts the reason in the 503 body instead.
+            raise HTTPException(status_code=503, detail=f"not ready: {self.champion.problem}")
+        return True
+
+    # Async so that concurrent requests reach the queue together instead of one worker thread at a time.
+    @bentoml.api(route="/score", output_spec=ScoreResponse)
+    async def score(self, request: ScoreRequest, /) -> ScoreResponse | JSONResponse:
+        """Score accounts one by one; each is placed in a tier by the cut-offs frozen with the model."""
+        if self.champion.serving is None:
+            return self._unavailable()
+        scored = await self.queue.score(request)
+        return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores))
+
+    @bentoml.api(route="/tier", output_spec=TierResponse)
+    def tier(self, request: TierRequest, /) -> TierResponse | JSONResponse:
+        """Rank a whole book: tiers filled by capacity over these accounts, the budget split by tier."""
+        serving = self.champion.serving
+        if serving is None:
+            return self._unavailable()
+        (scored,) = score_requests(serving, [request], by_capacity=True, budget=request.budget)
+        return TierResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores),
+                            budget=request.budget,
+                            tiers=tier_counts(scored.scores["tier"], request.budget, serving.scorer.config.budget))
+
+    @model_routes.get("/model", response_model=ModelInfo, summary="The model answering requests")
+    def model_info(self) -> ModelInfo:
+        serving = self.champion.serving
+        return ModelInfo(
+            name=tracking.MODEL_NAME,
+            version=serving.version if serving else None,
+            alias=tracking.CHAMPION if serving and serving.facts else None,
+            ready=self.champion.ready,
+            problem=self.champion.problem,
+            **(serving.facts if serving else {}),
+        )
+
+    def _unavailable(self) -> JSONResponse:
+        return JSONResponse({"error": f"no model can score: {self.champion.problem}"}, status_code=503)
+
+
+# Outermost first: an unauthenticated client is refused before its body is read.
+TieringService.add_asgi_middleware(BearerAuth)
+TieringService.add_asgi_middleware(JsonBodiesOnly)
+TieringService.add_asgi_middleware(BodySizeLimit)
+TieringService.add_asgi_middleware(DocumentedService, apis=TieringService.apis)

@@ -1,0 +1,80 @@
+"""The API scores exactly as batch scoring does, for the same accounts and cut-off."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.pointintime import FeatureBuilder, snapshot
+from serving.requests import account_payloads
+from training.workflow import default_scoring_as_of, load_scorer_for, score_book
+
+from .conftest import serving, subset, tracking_at
+
+NUMBERS = ["revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "win_probability",
+           "expected_deal_size", "expected_value", "learned_score"]
+SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version"]
+TIERS = ["rule_tier", "learned_tier", "tier"]
+BUDGET = 250_000.0
+
+
+@pytest.fixture(scope="module")
+def case(trained, export):
+    """A sample of the book as a client would send it, its cut-off, and the scorer batch scoring uses."""
+    rng = np.random.default_rng(5)
+    ids = sorted(rng.choice(export.accounts["account_id"].to_numpy(), size=150, replace=False).tolist())
+    with tracking_at(trained.folder):
+        scorer = load_scorer_for(f"models:/abm-tiering/{trained.version}")
+    return ids, default_scoring_as_of(export), scorer
+
+
+@pytest.fixture(scope="module")
+def answers(trained, export, case):
+    ids, as_of, _ = case
+    body = {"accounts": account_payloads(export, ids), "as_of": as_of.date().isoformat()}
+    with serving(trained.folder) as client:
+        scored = client.post("/score", json=body)
+        tiered = client.post("/tier", json={**body, "budget": BUDGET})
+    assert scored.status_code == 200 and tiered.status_code == 200
+    return (pd.DataFrame(scored.json()["scores"]).set_index("account_id"),
+            pd.DataFrame(tiered.json()["scores"]).set_index("account_id"))
+
+
+def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str]) -> None:
+    batch = batch.set_index("account_id").loc[api.index]
+    for column in columns:
+        if column in NUMBERS or column == "budget":
+            np.testing.assert_allclose(api[column].astype(float), batch[column].astype(float), rtol=0, atol=1e-9,
+                                       err_msg=column)
+        else:
+            assert api[column].tolist() == batch[column].tolist(), column
+
+
+def test_score_matches_batch_scoring_of_the_whole_book(answers, export, case, trained):
+    ids, as_of, scorer = case
+    api, _ = answers
+    batch = score_book(export, scorer, trained.version, as_of)
+    assert_same_scores(api, batch, NUMBERS + SAME)
+
+
+def test_score_places_tiers_by_the_frozen_cut_offs(answers, export, case, trained):
+    _, as_of, scorer = case
+    api, _ = answers
+    rows = snapshot(export, FeatureBuilder(export, scorer.config), as_of)
+    frozen = scorer.score(rows, by_capacity=False, model_version=trained.version)
+    assert_same_scores(api, frozen, TIERS)
+
+
+def test_tier_matches_batch_capacity_tiers_and_budget_for_the_same_book(answers, export, case, trained):
+    ids, as_of, scorer = case
+    _, api = answers
+    batch = score_book(subset(export, ids), scorer, trained.version, as_of, budget=BUDGET)
+    assert_same_scores(api, batch, NUMBERS + SAME + TIERS + ["budget"])
+    assert api["tier"].nunique() > 1  # the sample spans tiers, so the comparison means something
+
+
+def test_the_default_as_of_is_batch_scorings_default(export, case):
+    from serving.requests import ScoreRequest, scoring_as_of
+
+    ids, _, _ = case
+    request = ScoreRequest.model_validate({"accounts": account_payloads(export, ids)})
+    assert scoring_as_of(request) == default_scoring_as_of(subset(export, ids))

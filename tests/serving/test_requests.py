@@ -1,0 +1,82 @@
+"""Request -> CrmData without HTTP: the conversion types every table as the batch import does."""
+
+import json
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.schema import columns
+from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest, TierRequest, scoring_as_of, to_crm_data
+
+
+def parse(body: dict) -> ScoreRequest:
+    return ScoreRequest.model_validate_json(json.dumps(body))
+
+
+def test_example_account_becomes_four_canonical_tables():
+    request = parse({"accounts": [{**ACCOUNT_EXAMPLE, "segment_hint": "Enterprise", "score_hint": 3}]})
+    data = to_crm_data(request.accounts)
+
+    for name in ("accounts", "opportunities", "engagement", "intent"):
+        table = data.table(name)
+        assert list(table.columns[: len(columns(name))]) == list(columns(name))
+        assert set(table["account_id"]) == {"ACC-000042"}
+    assert len(data.engagement) == 2 and len(data.intent) == 1 and len(data.opportunities) == 1
+    assert data.engagement["timestamp"].dtype == "datetime64[ns]"
+    assert data.engagement["timestamp"].iloc[0] == pd.Timestamp("2026-06-12 14:05:00")
+    assert data.engagement["count"].tolist() == [1.0, 4.0]  # the default fills the missing count
+    assert data.opportunities["close_date"].iloc[0] == pd.Timestamp("2026-02-17")
+    assert data.accounts[["segment_hint", "score_hint"]].iloc[0].tolist() == ["Enterprise", 3]
+
+
+def test_zones_are_converted_to_utc_and_lists_of_technologies_joined():
+    request = parse({"accounts": [{"account_id": 7, "tech_stack": ["aws", "snowflake"],
+                                   "engagement": [{"timestamp": "2026-05-01T10:00:00+02:00", "channel": "web_visit"}]}]})
+    data = to_crm_data(request.accounts)
+
+    assert data.accounts["account_id"].tolist() == ["7"]  # numeric CRM ids are ids like any other
+    assert data.accounts["tech_stack"].tolist() == ["aws;snowflake"]
+    assert data.engagement["timestamp"].tolist() == [pd.Timestamp("2026-05-01 08:00:00")]
+
+
+def test_an_account_without_activity_gives_empty_typed_tables():
+    data = to_crm_data(parse({"accounts": [{"account_id": "A"}]}).accounts)
+
+    assert data.opportunities.empty and data.engagement.empty and data.intent.empty
+    assert data.opportunities["created_date"].dtype == "datetime64[ns]"
+    assert data.accounts["employees"].isna().all()
+
+
+def test_as_of_defaults_to_the_day_after_the_latest_date_in_the_request():
+    request = parse({"accounts": [ACCOUNT_EXAMPLE]})
+    assert scoring_as_of(request) == pd.Timestamp("2026-06-21")
+
+    explicit = parse({"accounts": [ACCOUNT_EXAMPLE], "as_of": "2026-01-15"})
+    assert scoring_as_of(explicit) == pd.Timestamp("2026-01-15")
+
+
+def test_as_of_is_today_utc_when_nothing_in_the_request_is_dated():
+    request = parse({"accounts": [{"account_id": "A"}]})
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    assert scoring_as_of(request) == today
+
+
+def test_every_problem_is_reported_at_once_with_its_path():
+    body = {"accounts": [{"account_id": "A", "employees": -5},
+                         {"account_id": "A", "opportunities": [{"opportunity_id": "O1", "created_date": "2026-03-01",
+                                                                "close_date": "2026-02-01", "outcome": "won"}]}]}
+    with pytest.raises(ValidationError) as caught:
+        parse(body)
+
+    paths = {tuple(error["loc"]): error["type"] for error in caught.value.errors()}
+    assert paths == {("accounts", 0, "employees"): "greater_than_equal",
+                     ("accounts", 1, "opportunities", 0): "close_before_created",
+                     ("accounts", 1, "account_id"): "duplicate_account_id"}
+
+
+def test_a_book_may_be_larger_than_a_scoring_request():
+    accounts = [{"account_id": str(i)} for i in range(10_001)]
+    with pytest.raises(ValidationError):
+        ScoreRequest.model_validate({"accounts": accounts})
+    assert len(TierRequest.model_validate({"accounts": accounts, "budget": 10}).accounts) == 10_001
