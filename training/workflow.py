@@ -5,7 +5,9 @@ This is where domain logic meets MLflow and files; the domain modules below it k
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import json
 import tempfile
 from dataclasses import dataclass
@@ -117,7 +119,8 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         example = result.book.head(5).reset_index(drop=True)
         signature = infer_signature(example, result.scorer.score(example, by_capacity=False),
                                     params={"model_version": ""})
-        with tempfile.TemporaryDirectory() as tmp:
+        # MLflow prints its own "registered model" lines to stderr; we print the outcome ourselves.
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
             bundle = save_scorer(result.scorer, Path(tmp) / "bundle")
             info = mlflow.pyfunc.log_model(
                 name="model",
