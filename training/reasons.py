@@ -91,18 +91,32 @@ def describe(feature: str, value, config: TieringConfig) -> str:
 
 
 def top_reasons(contributions: np.ndarray, names: list[str], rows: pd.DataFrame, config: TieringConfig,
-                how_many: int = 3) -> list[list[str]]:
-    """For each row, the `how_many` features with the largest absolute contribution, strongest first."""
+                how_many: int = 3) -> list[np.ndarray]:
+    """Per rank (strongest first), one phrase per row: the feature with that rank by absolute contribution.
+
+    Phrases are written once per distinct (feature, value, direction) and then looked up, since a book
+    of 100,000 accounts repeats the same few thousand of them.
+    """
     strength = np.abs(contributions)
     order = np.argsort(-strength, axis=1, kind="stable")[:, :how_many]
-    result = []
-    values = rows[names].to_numpy(dtype=object)
-    for i, picks in enumerate(order):
-        reasons = []
-        for j in picks:
-            if strength[i, j] <= 1e-12:
-                break
-            arrow = UP if contributions[i, j] > 0 else DOWN
-            reasons.append(f"{arrow} {describe(names[j], values[i, j], config)}")
-        result.append(reasons + [""] * (how_many - len(reasons)))
-    return result
+    everyone = np.arange(len(rows))
+    ranked = []
+    for rank in range(order.shape[1]):
+        picked = order[:, rank]
+        phrases = np.full(len(rows), "", dtype=object)
+        for feature in np.unique(picked):
+            at = everyone[(picked == feature) & (strength[everyone, picked] > 1e-12)]
+            if not len(at):
+                continue
+            values = pd.Series(rows[names[feature]].to_numpy()[at], dtype=object)
+            rising = contributions[at, feature] > 0
+            keys = pd.DataFrame({"value": values.astype(str), "rising": rising})
+            distinct = ~keys.duplicated().to_numpy()
+            written = {
+                (str(value), bool(up)): f"{UP if up else DOWN} {describe(names[feature], value, config)}"
+                for value, up in zip(values[distinct], rising[distinct])
+            }
+            phrases[at] = [written[(str(value), bool(up))] for value, up in zip(values, rising)]
+        ranked.append(phrases)
+    ranked += [np.full(len(rows), "", dtype=object)] * (how_many - len(ranked))
+    return ranked

@@ -86,8 +86,8 @@ class Scorer:
         if explain:
             # d log(p) / d margin = 1 - p: contributions to log expected value, to first order.
             combined = contributions_win[:, :-1] * (1 - probability)[:, None] + contributions_size[:, :-1]
-            reasons = top_reasons(combined, self.spec.columns, rows, self.config)
-            out[["reason_1", "reason_2", "reason_3"]] = pd.DataFrame(reasons, index=out.index)
+            for rank, phrases in enumerate(top_reasons(combined, self.spec.columns, rows, self.config), start=1):
+                out[f"reason_{rank}"] = phrases
         return out
 
     def model_part(self, expected_value: np.ndarray) -> np.ndarray:
