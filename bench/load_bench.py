@@ -195,8 +195,8 @@ def run(quick: bool = False) -> dict:
         base_url, log = f"http://127.0.0.1:{port}", folder / "tiering.log"
         _progress(f"starting tiering serve; then {CONCURRENCY} clients for {warm_up_seconds:g} s of warm-up "
                   f"and {seconds:g} s measured")
-        with _server([str(Path(sys.executable).parent / "tiering"), "serve", "--port", str(port)],
-                     f"{base_url}/readyz", env, log):
+        command = [str(Path(sys.executable).parent / "tiering"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with _server(command, f"{base_url}/readyz", env, log):
             with RssSampler(_server_process(port)) as rss:
                 ready_mb = rss.now_mb()
                 # The same load first, so the allocator's working set for it (concurrent 1,000-account requests

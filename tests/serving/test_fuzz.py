@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import (
+from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
+    not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.generation import GenerationMode
 
 from serving.middleware import OPEN_PATHS
 
