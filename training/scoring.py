@@ -101,12 +101,14 @@ class Scorer:
 
     def freeze(self, book: pd.DataFrame) -> None:
         """Store the value distribution and tier cut-offs of a full scoring, for single-account scoring later."""
+        scored = with_rule_scores(book, self.config)
+        learned_score = scored["rule_score"]
         if self.is_learned:
-            matrix = self.spec.encode(with_rule_scores(book, self.config))
+            matrix = self.spec.encode(scored)
             value = self.win_model.predict(matrix) * self.deal_model.predict(matrix)
             self.value_quantiles = np.quantile(np.log1p(value), np.linspace(0, 1, QUANTILES))
-        scored = self.predict(book, explain=False)
-        _, learned = assign_by_capacity(scored["learned_score"], scored["in_icp"], self.config.tiers, scored["account_id"])
+            learned_score = pd.Series(self.learned_score(value, scored["rule_score"].to_numpy()), index=scored.index)
+        _, learned = assign_by_capacity(learned_score, scored["in_icp"], self.config.tiers, scored["account_id"])
         _, rule = assign_by_capacity(scored["rule_score"], scored["in_icp"], self.config.tiers, scored["account_id"])
         self.cutoffs = {"learned": learned, "rule": rule}
 
