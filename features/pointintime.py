@@ -128,7 +128,8 @@ class FeatureBuilder:
         lookback = config.engagement.lookback_days
         out: dict[str, np.ndarray] = {}
 
-        decayed_names, recent_names = engagement_columns()["decayed"], engagement_columns()["recent"]
+        columns = engagement_columns()
+        decayed_names, recent_names = columns["decayed"], columns["recent"]
         surge = config.intent.surge
         surging = np.zeros(len(codes), dtype=np.int64)
         for channel_code in range(self._n_channels):

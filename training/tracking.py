@@ -86,29 +86,32 @@ def client():
 NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})  # no model, or no such alias
 
 
-def alias_version(alias: str) -> VersionInfo | None:
-    """The version holding `alias`; None when there is none. A store that cannot be asked raises
-    TrackingError: a locked or unreachable registry must not pass for "no champion"."""
+def _ask_registry(question, when_absent):
+    """The registry's answer, or `when_absent` when the model or alias does not exist. A store that cannot
+    be asked raises TrackingError: a locked or unreachable registry must not pass for an empty one."""
     from mlflow.exceptions import MlflowException
 
     try:
-        found = client().get_model_version_by_alias(MODEL_NAME, alias)
+        return question()
     except MlflowException as error:
         if error.error_code in NOT_FOUND:
-            return None
+            return when_absent
         raise TrackingError(f"cannot read the MLflow registry at {tracking_uri()}: {first_line(error)}") from None
-    return VersionInfo(str(found.version), list(found.aliases), found.run_id, dict(found.tags))
+
+
+def _info(version) -> VersionInfo:
+    return VersionInfo(str(version.version), list(version.aliases), version.run_id, dict(version.tags))
+
+
+def alias_version(alias: str) -> VersionInfo | None:
+    """The version holding `alias`; None when there is none."""
+    found = _ask_registry(lambda: client().get_model_version_by_alias(MODEL_NAME, alias), None)
+    return None if found is None else _info(found)
 
 
 def versions() -> list[VersionInfo]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = client().search_model_versions(f"name='{MODEL_NAME}'")
-    except MlflowException:
-        return []
-    return sorted((VersionInfo(str(v.version), list(v.aliases), v.run_id, dict(v.tags)) for v in found),
-                  key=lambda v: int(v.version))
+    found = _ask_registry(lambda: client().search_model_versions(f"name='{MODEL_NAME}'"), [])
+    return sorted((_info(v) for v in found), key=lambda v: int(v.version))
 
 
 def set_alias(alias: str, version: str) -> None:
@@ -117,13 +120,8 @@ def set_alias(alias: str, version: str) -> None:
 
 def champion_history() -> list[str]:
     """Versions that have been champion, oldest first (kept as a registered-model tag)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        raw = client().get_registered_model(MODEL_NAME).tags.get("champion_history", "[]")
-    except MlflowException:
-        return []
-    return json.loads(raw)
+    model = _ask_registry(lambda: client().get_registered_model(MODEL_NAME), None)
+    return [] if model is None else json.loads(model.tags.get("champion_history", "[]"))
 
 
 def record_champion(version: str) -> None:
