@@ -6,7 +6,9 @@ spec, so category codes and column order can never drift between training and se
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -44,6 +46,10 @@ def candidate_columns(config: TieringConfig) -> list[str]:
     ]
 
 
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
 @dataclass
 class FeatureSpec:
     columns: list[str]
@@ -63,18 +69,29 @@ class FeatureSpec:
     def categorical_indices(self) -> list[int]:
         return [i for i, c in enumerate(self.columns) if c in self.categories]
 
-    def encode(self, rows: pd.DataFrame) -> np.ndarray:
-        """Float64 matrix in spec order; categories become their code, unseen or missing become NaN."""
-        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+    def encode(self, rows) -> np.ndarray:
+        """Float64 matrix in spec order; categories become their code, unseen or missing become NaN.
+
+        `rows` is a frame or any mapping of column name to array (the service's feature columns).
+        """
+        count = len(rows[self.columns[0]])
+        matrix = np.empty((count, len(self.columns)), dtype=np.float64)
         for i, column in enumerate(self.columns):
-            values = rows[column]
+            values = np.asarray(rows[column])
             if column in self.categories:
-                codes = pd.Categorical(values.astype("str").where(values.notna(), None),
-                                       categories=self.categories[column]).codes
-                matrix[:, i] = np.where(codes < 0, np.nan, codes)
-            else:
-                matrix[:, i] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                codes = self._codes[column]
+                matrix[:, i] = [np.nan if _missing(value) else codes.get(value if isinstance(value, str) else str(value), np.nan)
+                                for value in values]
+            elif values.dtype.kind in "fiub":
+                matrix[:, i] = values
+            else:  # e.g. a custom feature that arrived as text but was numeric in training
+                matrix[:, i] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan)
         return matrix
+
+    @cached_property
+    def _codes(self) -> dict[str, dict[str, int]]:
+        return {column: {value: code for code, value in enumerate(values)} for column, values in self.categories.items()}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 from itertools import chain
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -28,7 +29,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from features.config import CHANNELS, TieringConfig
+from features.pointintime import Activity, FeatureBuilder, vocabulary_codes
 from features.schema import OPTIONAL, TABLES, CrmData, conform
+from features.timeindex import seconds_of
 from features.validation import DATE_RANGE, RANGES
 
 MAX_SCORE_ACCOUNTS = 10_000
@@ -272,6 +276,37 @@ def to_crm_data(accounts: list[Account], keys: list[str] | None = None) -> CrmDa
         tables[table] = {"account_id": [key for key, _ in rows],
                          **{name: [getattr(row, name) for _, row in rows] for name in row_model.model_fields}}
     return CrmData(**{name: conform(pd.DataFrame(table_columns), name) for name, table_columns in tables.items()})
+
+
+def feature_builder(accounts: list[Account], config: TieringConfig) -> FeatureBuilder:
+    """A point-in-time feature builder over the request's accounts, their codes being their positions.
+
+    Reads the validated request straight into arrays, the same values the batch import's tables give
+    (a test holds the two to the same features), at a fraction of the cost of building tables.
+    """
+    extras = [name for name in config.model.extra_features if name not in OPTIONAL["accounts"]]
+    columns = {"account_id": [account.account_id for account in accounts],
+               **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
+               **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in extras}}
+
+    def owners(rows: list[list]) -> np.ndarray:
+        return np.repeat(np.arange(len(accounts), dtype=np.int64), [len(r) for r in rows])
+
+    events = [account.engagement for account in accounts]
+    flat_events = list(chain.from_iterable(events))
+    engagement = Activity(owners(events), vocabulary_codes([e.channel for e in flat_events], list(CHANNELS)),
+                          seconds_of([e.timestamp for e in flat_events]), np.array([e.count for e in flat_events], dtype="float64"))
+    signals = [account.intent for account in accounts]
+    flat_signals = list(chain.from_iterable(signals))
+    intent = Activity(owners(signals), vocabulary_codes([s.topic for s in flat_signals], config.intent.topics),
+                      seconds_of([s.date for s in flat_signals]), np.array([s.score for s in flat_signals], dtype="float64") / 100.0)
+    closed = [[deal for deal in account.opportunities if deal.outcome != "open" and deal.close_date is not None]
+              for account in accounts]
+    flat_closed = list(chain.from_iterable(closed))
+    deals = Activity(owners(closed), np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
+                     seconds_of([deal.close_date for deal in flat_closed]),
+                     np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"))
+    return FeatureBuilder.from_activity(config, columns["account_id"], columns, engagement, intent, deals)
 
 
 def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from collections.abc import Mapping
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,7 +96,7 @@ class ModelInfo(Finite):
     metrics: dict[str, float] = Field(default_factory=dict, description="Every metric the training run logged (holdout).")
 
 
-def score_records(scores: pd.DataFrame) -> list[dict]:
+def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]:
     """Score rows as JSON-ready dicts: missing or non-finite numbers become None."""
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
     columns = [scores[name].tolist() for name in SCORE_COLUMNS]

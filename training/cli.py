@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Optional
@@ -40,7 +41,6 @@ err_console = Console(stderr=True)
 def _on_start() -> None:
     """SIGTERM behaves like Ctrl-C in every command: MLflow marks a training run failed, partial
     outputs are removed, and the champion and earlier outputs stay untouched."""
-    import signal
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -82,6 +82,9 @@ def friendly_errors(command: Callable) -> Callable:
                               "Set TIERING_DEBUG=1 to see the traceback, and please report it.",
                               highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            # The work is over: a SIGTERM while the interpreter shuts down simply ends it, no traceback.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     return wrapper
 

@@ -90,33 +90,36 @@ def describe(feature: str, value, config: TieringConfig) -> str:
     return f"{feature.replace('_', ' ')}: {value}"
 
 
-def top_reasons(contributions: np.ndarray, names: list[str], rows: pd.DataFrame, config: TieringConfig,
+def top_reasons(contributions: np.ndarray, names: list[str], rows, config: TieringConfig,
                 how_many: int = 3) -> list[np.ndarray]:
     """Per rank (strongest first), one phrase per row: the feature with that rank by absolute contribution.
 
-    Phrases are written once per distinct (feature, value, direction) and then looked up, since a book
-    of 100,000 accounts repeats the same few thousand of them.
+    `rows` holds the feature values (a frame or a mapping of column name to array). Phrases are written
+    once per distinct (feature, value, direction) and then looked up, since a book of 100,000 accounts
+    repeats the same few thousand of them.
     """
+    count = len(contributions)
     strength = np.abs(contributions)
     order = np.argsort(-strength, axis=1, kind="stable")[:, :how_many]
-    everyone = np.arange(len(rows))
+    everyone = np.arange(count)
     ranked = []
     for rank in range(order.shape[1]):
         picked = order[:, rank]
-        phrases = np.full(len(rows), "", dtype=object)
+        phrases = np.full(count, "", dtype=object)
         for feature in np.unique(picked):
             at = everyone[(picked == feature) & (strength[everyone, picked] > 1e-12)]
             if not len(at):
                 continue
-            values = pd.Series(rows[names[feature]].to_numpy()[at], dtype=object)
-            rising = contributions[at, feature] > 0
-            keys = pd.DataFrame({"value": values.astype(str), "rising": rising})
-            distinct = ~keys.duplicated().to_numpy()
-            written = {
-                (str(value), bool(up)): f"{UP if up else DOWN} {describe(names[feature], value, config)}"
-                for value, up in zip(values[distinct], rising[distinct])
-            }
-            phrases[at] = [written[(str(value), bool(up))] for value, up in zip(values, rising)]
+            values = np.asarray(rows[names[feature]], dtype=object)[at]
+            written: dict[tuple[str, bool], str] = {}
+            chosen = []
+            for value, up in zip(values, (contributions[at, feature] > 0).tolist()):
+                key = (str(value), up)
+                phrase = written.get(key)
+                if phrase is None:
+                    phrase = written[key] = f"{UP if up else DOWN} {describe(names[feature], value, config)}"
+                chosen.append(phrase)
+            phrases[at] = chosen
         ranked.append(phrases)
-    ranked += [np.full(len(rows), "", dtype=object)] * (how_many - len(ranked))
+    ranked += [np.full(count, "", dtype=object)] * (how_many - len(ranked))
     return ranked

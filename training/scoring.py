@@ -6,6 +6,7 @@ logged MLflow model, and behind the BentoML service.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,11 +14,11 @@ import pandas as pd
 
 from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
-from features.rules import rule_scores
+from features.rules import Features, rule_score_columns, rule_scores
 from training.attribution import contributions
 from training.models import DealSizeModel, WinModel
 from training.reasons import top_reasons
-from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs
+from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs, tiers_by_cutoffs
 
 SCORE_COLUMNS = [
     "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
@@ -25,6 +26,10 @@ SCORE_COLUMNS = [
     "override_reason", "budget", "intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "scored_at",
 ]
 RULES_ONLY = "rules-only"
+# Per-account columns carried from the feature rows and rule scores into the score records.
+PREDICTED_FROM_FEATURES = ("account_id", "revenue_potential_score", "business_fit_score", "engagement_score",
+                           "rule_score", "in_icp", "intent_surge")
+TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
 
 
@@ -56,16 +61,18 @@ class Scorer:
         `explain` adds the top three reasons from per-feature contributions, which cost more than the
         prediction itself, so book-level bookkeeping (cut-offs, holdout tiers) skips them.
         """
-        rows = with_rule_scores(rows, self.config)
-        out = rows[["account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score",
-                    "in_icp", "intent_surge"]].copy()
-        if not self.is_learned or out.empty:  # LightGBM cannot explain zero rows
-            out["win_probability"] = np.nan
-            out["expected_deal_size"] = np.nan
-            out["expected_value"] = np.nan
-            out["learned_score"] = out["rule_score"]
-            out[["reason_1", "reason_2", "reason_3"]] = ""
-            return out
+        return pd.DataFrame(self.predict_columns(rows, explain), index=rows.index)
+
+    def predict_columns(self, features: Features, explain: bool = True) -> dict[str, np.ndarray]:
+        """`predict` on feature columns given as a frame or a mapping of arrays (the service's way)."""
+        rows = ChainMap(rule_score_columns(features, self.config), features)
+        out = {name: np.asarray(rows[name]) for name in PREDICTED_FROM_FEATURES}
+        count = len(out["rule_score"])
+        blank = np.full(count, "", dtype=object)
+        if not self.is_learned or count == 0:  # LightGBM cannot explain zero rows
+            missing = np.full(count, np.nan)
+            return {**out, "win_probability": missing, "expected_deal_size": missing, "expected_value": missing,
+                    "learned_score": out["rule_score"], "reason_1": blank, "reason_2": blank, "reason_3": blank}
         matrix = self.spec.encode(rows)
         if explain:
             # Contributions add up to each model's raw margin, so they replace the plain predictions.
@@ -78,16 +85,14 @@ class Scorer:
         probability = self.win_model.calibrate(win_margin)
         deal_size = self.deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
-        out["win_probability"] = probability
-        out["expected_deal_size"] = deal_size
-        out["expected_value"] = expected_value
-        out["learned_score"] = self.learned_score(expected_value, out["rule_score"].to_numpy())
-        out[["reason_1", "reason_2", "reason_3"]] = ""
+        out.update(win_probability=probability, expected_deal_size=deal_size, expected_value=expected_value,
+                   learned_score=self.learned_score(expected_value, out["rule_score"]))
+        reasons = [blank] * 3
         if explain:
             # d log(p) / d margin = 1 - p: contributions to log expected value, to first order.
             combined = contributions_win[:, :-1] * (1 - probability)[:, None] + contributions_size[:, :-1]
-            for rank, phrases in enumerate(top_reasons(combined, self.spec.columns, rows, self.config), start=1):
-                out[f"reason_{rank}"] = phrases
+            reasons = top_reasons(combined, self.spec.columns, rows, self.config)
+        out.update(reason_1=reasons[0], reason_2=reasons[1], reason_3=reasons[2])
         return out
 
     def model_part(self, expected_value: np.ndarray) -> np.ndarray:
@@ -120,15 +125,30 @@ class Scorer:
         `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`); otherwise the
         frozen cut-offs of the last full scoring place each account on its own (`/score`).
         """
-        out = self.predict(rows, explain=explain)
-        placement = place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides)
-        for column in placement.columns[1:]:
-            out[column] = placement[column]
-        out["model_version"] = model_version
+        return pd.DataFrame(self.score_columns(rows, by_capacity=by_capacity, budget=budget, overrides=overrides,
+                                               model_version=model_version, scored_at=scored_at, explain=explain))
+
+    def score_columns(self, features: Features, *, by_capacity: bool, budget: float | None = None,
+                      overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
+                      scored_at: pd.Timestamp | None = None, explain: bool = True) -> dict[str, np.ndarray]:
+        """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
+        out = self.predict_columns(features, explain=explain)
+        count = len(out["rule_score"])
+        if not by_capacity and self.cutoffs and budget is None and (overrides is None or overrides.empty):
+            # Accounts placed one by one by the frozen cut-offs: no book-level work, no pandas.
+            for tier_column, score_column, frozen in TIER_SOURCES:
+                out[tier_column] = tiers_by_cutoffs(out[score_column], out["in_icp"], self.cutoffs[frozen])
+            out.update(tier=out["learned_tier"], override_reason=np.full(count, "", dtype=object),
+                       budget=np.full(count, np.nan))
+        else:
+            book = pd.DataFrame({name: out[name] for name in ("account_id", "learned_score", "rule_score", "in_icp")})
+            placement = place_tiers(book, self.config, None if by_capacity else self.cutoffs, budget, overrides)
+            out.update({column: placement[column].to_numpy() for column in placement.columns[1:]})
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
-        out["scored_at"] = stamp.isoformat()
-        out["intent_surge"] = out["intent_surge"].astype(bool)
-        return out[SCORE_COLUMNS].reset_index(drop=True)
+        out.update(model_version=np.full(count, model_version, dtype=object),
+                   scored_at=np.full(count, stamp.isoformat(), dtype=object),
+                   intent_surge=out["intent_surge"].astype(bool))
+        return {name: out[name] for name in SCORE_COLUMNS}
 
 
 def place_tiers(book: pd.DataFrame, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
@@ -140,7 +160,7 @@ def place_tiers(book: pd.DataFrame, config: TieringConfig, cutoffs: dict[str, di
     """
     ids = book["account_id"]
     placement = book[["account_id"]].copy()
-    for tier_column, score_column, frozen in (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule")):
+    for tier_column, score_column, frozen in TIER_SOURCES:
         if cutoffs:
             placement[tier_column] = assign_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
         else:

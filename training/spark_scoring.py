@@ -236,7 +236,7 @@ def empty_book() -> CrmData:
 def book_features(data: CrmData, config: TieringConfig, as_of: pd.Timestamp) -> pd.DataFrame:
     """The pandas path's feature rows for these accounts, plus `in_icp`, which the ranking needs."""
     features = snapshot(data, FeatureBuilder(data, config), as_of)
-    features["in_icp"] = icp_parts(features, config)["in_icp"].to_numpy()
+    features["in_icp"] = icp_parts(features, config)["in_icp"]
     return features
 
 

@@ -41,14 +41,18 @@ def assign_by_capacity(scores: pd.Series, eligible: pd.Series, tiers: Tiers,
     return result.astype("str"), cutoffs
 
 
-def assign_by_cutoffs(scores: pd.Series, eligible: pd.Series, cutoffs: dict[str, float]) -> pd.Series:
+def tiers_by_cutoffs(scores: np.ndarray, eligible: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
     """Tiers for accounts scored one at a time, from the cut-offs of the last full scoring."""
-    values = scores.to_numpy(dtype="float64")
+    values = np.asarray(scores, dtype="float64")
     result = np.full(len(values), UNTIERED, dtype=object)
     for name in reversed(TIER_NAMES):  # best tier last, so it wins
         result[values >= cutoffs[name]] = name
-    result[~eligible.to_numpy(dtype=bool) | np.isnan(values)] = UNTIERED
-    return pd.Series(result, index=scores.index, name="tier").astype("str")
+    result[~np.asarray(eligible, dtype=bool) | np.isnan(values)] = UNTIERED
+    return result
+
+
+def assign_by_cutoffs(scores: pd.Series, eligible: pd.Series, cutoffs: dict[str, float]) -> pd.Series:
+    return pd.Series(tiers_by_cutoffs(scores, eligible, cutoffs), index=scores.index, name="tier").astype("str")
 
 
 def allocate_budget(tiers: pd.Series, total: float | None, budget: Budget) -> pd.Series:

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from features.schema import columns
+from features.timeindex import to_seconds
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest, TierRequest, scoring_as_of, to_crm_data
 
 
@@ -80,3 +82,41 @@ def test_a_book_may_be_larger_than_a_scoring_request():
     with pytest.raises(ValidationError):
         ScoreRequest.model_validate({"accounts": accounts})
     assert len(TierRequest.model_validate({"accounts": accounts, "budget": 10}).accounts) == 10_001
+
+
+ODD_ACCOUNT = {
+    "account_id": 901, "industry": "  SOFTWARE ", "country": "united   states", "employees": 250, "tech_stack": ["AWS", " snowflake"],
+    "segment_hint": 12, "engagement": [
+        {"timestamp": "2026-05-01T23:30:00-02:00", "channel": " Demo_Request "},
+        {"timestamp": "2026-05-02T01:00:00.999999Z", "channel": "webinar", "count": 3},
+        {"timestamp": "2026-06-30", "channel": "web_visit", "count": 2.5}],
+    "intent": [{"date": "2026-06-01", "topic": "CRM", "score": 40}, {"date": "2026-06-02", "topic": "quantum"}],
+    "opportunities": [
+        {"opportunity_id": "O1", "created_date": "2025-01-01", "close_date": "2025-03-01", "outcome": "won"},
+        {"opportunity_id": "O2", "created_date": "2025-04-01", "close_date": "2025-05-01", "outcome": "lost", "amount": 9},
+        {"opportunity_id": "O3", "created_date": "2026-04-01", "outcome": "open", "amount": 500}],
+}
+
+
+@pytest.mark.parametrize("extra_features", [[], ["segment_hint"]])
+def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export, extra_features):
+    """The service reads requests straight into arrays; the batch path builds typed tables first."""
+    from features.config import parse_config
+    from features.pointintime import FeatureBuilder
+    from serving.requests import account_payloads, feature_builder
+
+    config = parse_config({"model": {"extra_features": extra_features}})
+    ids = export.accounts["account_id"].tolist()[:40]
+    accounts = parse({"accounts": [*account_payloads(export, ids), ODD_ACCOUNT, {"account_id": "bare"}]}).accounts
+    cutoffs = pd.Series(pd.to_datetime(["2026-07-01", "2026-03-15"] * 21))
+
+    reference = FeatureBuilder(to_crm_data(accounts), config).build(pd.Series([a.account_id for a in accounts]), cutoffs)
+    from_arrays = feature_builder(accounts, config).build_columns(np.arange(len(accounts)), to_seconds(cutoffs))
+
+    assert reference.columns[2:].tolist() == list(from_arrays)
+    for name, values in from_arrays.items():
+        if values.dtype == object:  # text: missing is NA in a table, None in an array
+            assert [None if pd.isna(v) else v for v in reference[name]] == values.tolist(), name
+        else:
+            np.testing.assert_array_equal(reference[name].to_numpy(dtype=values.dtype), values, err_msg=name)
+    assert reference["eng_30d_other"].iloc[-2] == 0 and reference["prior_lost"].iloc[-2] == 1  # the odd one counted
