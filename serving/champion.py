@@ -10,6 +10,7 @@ answering under its own version number.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -19,7 +20,7 @@ import numpy as np
 
 from features.config import load_config
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
-from serving.scoring import score_requests
+from serving.scoring import score_request
 from training import tracking
 from training.scoring import RULES_ONLY, Scorer
 from training.workflow import load_scorer_for
@@ -86,7 +87,7 @@ def load_serving_model(champion: tracking.VersionInfo | None) -> ServingModel:
         model = ServingModel(load_scorer_for(champion.uri), champion.version, _version_facts(champion))
     # Score one account before serving: a model that loads but cannot score is never swapped in, and
     # the first real request does not pay for the scorer's lazy set-up.
-    score_requests(model, [ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]})], by_capacity=False)
+    score_request(model, ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]}), by_capacity=False)
     return model
 
 
@@ -145,8 +146,13 @@ class ChampionFollower:
             self._report(f"{what} cannot be loaded: {tracking.first_line(error)}", blocking=True)
             return
         previous, self.serving = self.serving, loaded
+        # The heap now holds the libraries and the model for good: frozen, the garbage collector stops
+        # re-scanning them every few requests (about 0.6 ms of a single-account request's 5).
+        previous = previous.version if previous else None
+        gc.collect()
+        gc.freeze()
         self._report(None)
-        logger.info("now serving model %s (was %s)", loaded.version, previous.version if previous else "none")
+        logger.info("now serving model %s (was %s)", loaded.version, previous or "none")
 
     def _report(self, problem: str | None, blocking: bool = True) -> None:
         """Log a problem once when it appears; only a blocking one makes the service not ready."""

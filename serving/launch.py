@@ -10,6 +10,11 @@ from typing import NoReturn
 from serving.middleware import API_KEY_ENV, api_key
 
 SERVICE = "serving.service:TieringService"
+ACCESS_LOG_ENV = "TIERING_ACCESS_LOG"
+
+
+def access_log_enabled() -> bool:
+    return os.environ.get(ACCESS_LOG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class UnsafeHost(Exception):

@@ -199,7 +199,7 @@ def _duplicate_id_errors(account_ids: list[str | None]) -> list[InitErrorDetails
             errors.append(InitErrorDetails(
                 type=PydanticCustomError("duplicate_account_id", "account_id {account_id} also appears at accounts[{first}]",
                                          {"account_id": account_id, "first": first_seen[account_id]}),
-                loc=(index, "account_id"), input=account_id))
+                loc=("accounts", index, "account_id"), input=account_id))
         else:
             first_seen[account_id] = index
     return errors
@@ -211,21 +211,36 @@ def _raw_id(item: Any) -> str | None:
     return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
 
 
-def _unique_accounts(raw: Any, handler: ValidatorFunctionWrapHandler) -> list[Account]:
+def _accounts_limit(model: type[BaseModel]) -> int:
+    return next(rule.max_length for rule in model.model_fields["accounts"].metadata if getattr(rule, "max_length", None))
+
+
+def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
+    """Validate the request, refusing an over-long account list up front and adding repeated ids.
+
+    At the model level, not on the `accounts` field: a field wrap validator makes pydantic hand every
+    account over as Python objects instead of validating the JSON directly, at twice the cost.
+    """
+    raw = data.get("accounts") if isinstance(data, dict) else None
+    limit = _accounts_limit(model)
+    if isinstance(raw, list) and len(raw) > limit:  # before validating 100,000 accounts only to refuse them
+        raise ValidationError.from_exception_data(model.__name__, [InitErrorDetails(
+            type="too_long", loc=("accounts",), input=raw,
+            ctx={"field_type": "List", "max_length": limit, "actual_length": len(raw)})])
     try:
-        accounts = handler(raw)
+        request = handler(data)
     except ValidationError as error:
         duplicates = _duplicate_id_errors([_raw_id(item) for item in raw] if isinstance(raw, list) else [])
         if not duplicates:
             raise
-        # Keep each item error as it was (type, message, path) and add the duplicates to the same answer.
+        # Keep each error as it was (type, message, path) and add the duplicates to the same answer.
         kept = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
                 for e in error.errors(include_url=False)]
-        raise ValidationError.from_exception_data("accounts", kept + duplicates) from None
-    duplicates = _duplicate_id_errors([account.account_id for account in accounts])
+        raise ValidationError.from_exception_data(model.__name__, kept + duplicates) from None
+    duplicates = _duplicate_id_errors([account.account_id for account in request.accounts])
     if duplicates:
-        raise ValidationError.from_exception_data("accounts", duplicates)
-    return accounts
+        raise ValidationError.from_exception_data(model.__name__, duplicates)
+    return request
 
 
 ROW_MODELS: dict[str, type[CrmRow]] = {"opportunities": Opportunity, "engagement": EngagementEvent, "intent": IntentSignal}
@@ -243,7 +258,7 @@ class ScoreRequest(BaseModel):
                                                  "Default: the day after the latest date in the request, else today (UTC).",
                                examples=["2026-07-01"])
 
-    _unique = field_validator("accounts", mode="wrap")(_unique_accounts)
+    _checked = model_validator(mode="wrap")(classmethod(_checked_accounts))
 
 
 class TierRequest(ScoreRequest):

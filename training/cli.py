@@ -447,9 +447,11 @@ def diff(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; beyond loopback it needs TIERING_API_KEY.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status, "
+                                                                   "time); off by default for latency.")] = False,
 ) -> None:
     """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
-    from serving.launch import UnsafeHost, check_exposure, exec_server
+    from serving.launch import ACCESS_LOG_ENV, UnsafeHost, check_exposure, exec_server
     from training.tracking import tracking_uri
 
     try:
@@ -457,6 +459,8 @@ def serve(
     except UnsafeHost as error:
         raise UserError(str(error)) from None
     err_console.print(f"Serving the champion of {tracking_uri()} on http://{host}:{port} (Ctrl-C stops)")
+    if access_log:
+        os.environ[ACCESS_LOG_ENV] = "1"  # read by the service's workers, which inherit this environment
     exec_server(host, port)
 
 

@@ -46,7 +46,7 @@ def live_server(champion_store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(champion_store), "TIERING_API_KEY": KEY,
            "TIERING_RELOAD_SECONDS": str(RELOAD_SECONDS), "BENTOML_HOME": str(tmp_path / "bentoml")}
     with open(log, "w") as output:
-        process = subprocess.Popen([TIERING, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path,
+        process = subprocess.Popen([TIERING, "serve", "--host", "127.0.0.1", "--port", str(port), "--access-log"], cwd=tmp_path,
                                    env=env, stdout=output, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +104,9 @@ def test_tiering_serve_answers_over_http_and_follows_a_promotion(live_server, tr
     assert {status for status, _ in statuses} == {200}
     assert statuses[-1][1] == newer and {version for _, version in statuses} <= {trained.version, newer}
     assert http.post("/score", json=body).json()["model_version"] == newer
-    assert KEY not in log.read_text()
+    written = log.read_text()
+    assert "path=/score" in written and "status=200" in written  # --access-log: one line per request
+    assert KEY not in written
 
 
 def test_serve_refuses_to_listen_beyond_loopback_without_a_key(monkeypatch):

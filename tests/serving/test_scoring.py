@@ -1,22 +1,22 @@
-"""Requests scored together answer exactly what each would get alone; the queue merges what waits."""
+"""Scoring a request without tables, and where the work runs: small requests and bodies on the event
+loop, large ones in worker threads, so the loop (health probes, other clients) keeps answering."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import json
+import threading
 
-import pandas as pd
+import numpy as np
 import pytest
 
-from features.config import TieringConfig
-from serving import scoring
-from serving.champion import ChampionFollower, ServingModel
+from serving import offloop, scoring
+from serving.champion import ServingModel
 from serving.requests import ScoreRequest, account_payloads
-from serving.scoring import ScoreQueue, batches, score_requests
-from training.scoring import RULES_ONLY, Scorer
+from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
+from training.scoring import SCORE_COLUMNS
 from training.workflow import load_scorer_for
 
-from .conftest import tracking_at
+from .conftest import serving, tracking_at
 
 
 @pytest.fixture(scope="module")
@@ -25,74 +25,80 @@ def champion(trained) -> ServingModel:
         return ServingModel(load_scorer_for(f"models:/abm-tiering/{trained.version}"), trained.version)
 
 
+def test_a_request_is_scored_in_its_own_order_with_every_score_column(champion, export):
+    ids = export.accounts["account_id"].tolist()[:5][::-1]
+    request = ScoreRequest.model_validate({"accounts": account_payloads(export, ids), "as_of": "2026-07-01"})
+    scored = score_request(champion, request, by_capacity=False)
+
+    assert list(scored.scores) == SCORE_COLUMNS
+    assert scored.scores["account_id"].tolist() == ids
+    assert str(scored.as_of.date()) == "2026-07-01" and scored.version == champion.version
+    assert np.isfinite(scored.scores["learned_score"]).all()
+
+
+def test_an_account_scores_the_same_alone_as_among_others(champion, export):
+    ids = export.accounts["account_id"].tolist()[:8]
+    payloads = account_payloads(export, ids)
+    together = score_request(champion, ScoreRequest.model_validate({"accounts": payloads, "as_of": "2026-05-01"}),
+                             by_capacity=False)
+    for position, payload in enumerate(payloads):
+        alone = score_request(champion, ScoreRequest.model_validate({"accounts": [payload], "as_of": "2026-05-01"}),
+                              by_capacity=False)
+        for name in SCORE_COLUMNS:
+            if name != "scored_at":  # exactly, NaN for NaN: no account's record depends on its company
+                np.testing.assert_array_equal(alone.scores[name], together.scores[name][position:position + 1], err_msg=name)
+
+
 @pytest.fixture(scope="module")
-def requests(export) -> list[ScoreRequest]:
-    """Requests of different sizes and cut-offs; two name the same account with different data."""
-    ids = export.accounts["account_id"].tolist()
-    payloads = account_payloads(export, ids[:12])
-    same_id_other_data = {**payloads[0], "employees": 12, "engagement": payloads[5]["engagement"]}
-    bodies = [{"accounts": payloads[:1], "as_of": "2026-07-01"},
-              {"accounts": payloads[1:6]},
-              {"accounts": [same_id_other_data, *payloads[6:8]], "as_of": "2026-03-15"},
-              {"accounts": payloads[8:12], "as_of": "2025-12-01"}]
-    return [ScoreRequest.model_validate(body) for body in bodies]
+def client(trained):
+    with serving(trained.folder) as client:
+        yield client
 
 
-def without_stamp(scores: dict) -> pd.DataFrame:
-    return pd.DataFrame(scores).drop(columns="scored_at")
+def test_small_requests_are_scored_on_the_loop_and_large_ones_in_a_thread(client, export, monkeypatch):
+    where: list[str] = []
+    original = scoring.score_request
+
+    def recording(*args, **kwargs):
+        where.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("serving.service.score_request", recording)
+    small = {"accounts": account_payloads(export, export.accounts["account_id"].tolist()[:1])}
+    ids, rows = [], 0
+    for account_id in export.accounts["account_id"]:  # enough accounts to pass the inline limit
+        ids.append(account_id)
+        rows = request_rows(ScoreRequest.model_validate({"accounts": account_payloads(export, ids[-1:])})) + rows
+        if rows > INLINE_MAX_ROWS:
+            break
+    large = {"accounts": account_payloads(export, ids)}
+
+    assert client.post("/score", json=small).status_code == 200
+    assert client.post("/score", json=large).status_code == 200
+    assert len(where) == 2 and where[1] != where[0]  # the large one ran in a worker thread, not on the loop
 
 
-def test_scoring_requests_together_is_exactly_scoring_each_alone(champion, requests):
-    together = score_requests(champion, requests, by_capacity=False)
+def test_large_bodies_are_validated_off_the_loop_with_the_same_400(client, monkeypatch):
+    from _bentoml_impl.serde import JSONSerde
 
-    for request, merged in zip(requests, together):
-        (alone,) = score_requests(champion, [request], by_capacity=False)
-        assert merged.as_of == alone.as_of
-        assert merged.scores["account_id"].tolist() == [account.account_id for account in request.accounts]
-        pd.testing.assert_frame_equal(without_stamp(merged.scores), without_stamp(alone.scores), check_exact=True)
-    assert together[0].scores["revenue_potential_score"][0] != together[2].scores["revenue_potential_score"][0]
+    threads: list[str] = []
 
+    validate = JSONSerde.deserialize_model
 
-def test_requests_are_kept_apart_when_merging_would_not_be_exact(champion, requests):
-    assert batches(requests, champion) == [[0, 1, 2, 3]]
+    def recording(self, payload, cls):
+        threads.append(threading.current_thread().name)
+        return validate(self, payload, cls)
 
-    rules_only = ServingModel(Scorer(config=TieringConfig()), RULES_ONLY)  # no frozen cut-offs: capacity per request
-    assert batches(requests, rules_only) == [[0], [1], [2], [3]]
+    monkeypatch.setattr(JSONSerde, "deserialize_model", recording)
+    bad_account = {"account_id": "A", "employees": -1}
+    padding = [{"timestamp": "2026-05-01", "channel": "web_visit"}] * 8_000
+    small = {"accounts": [bad_account]}
+    large = {"accounts": [bad_account, {"account_id": "B", "engagement": padding}]}
+    assert len(json.dumps(large)) > offloop.INLINE_BODY_BYTES > len(json.dumps(small))
 
-    custom = champion.scorer.config.model.extra_features
-    assert custom, "the fixture model uses a custom feature"
-    tagged = [ScoreRequest.model_validate({"accounts": [{"account_id": "X", custom[0]: value}]})
-              for value in ("SMB", "Enterprise", None, 7, "12", "Mid-market")]
-    # Numbers and text in one custom column would turn the numbers into text: kept apart.
-    assert batches(tagged, champion) == [[0, 1, 2], [3, 4], [5]]
+    small_answer, large_answer = client.post("/score", json=small), client.post("/score", json=large)
 
-
-def test_the_queue_scores_what_waits_in_one_call(champion, requests, monkeypatch):
-    follower = ChampionFollower(interval_seconds=3600)
-    follower.serving = champion
-    calls: list[int] = []
-    original = scoring.score_requests
-
-    def slow_first_call(serving, batch, **options):
-        calls.append(len(batch))
-        if len(calls) == 1:
-            time.sleep(0.5)  # the other requests arrive meanwhile
-        return original(serving, batch, **options)
-
-    monkeypatch.setattr(scoring, "score_requests", slow_first_call)
-    queue = ScoreQueue(follower)
-
-    async def send_all():
-        first = asyncio.ensure_future(queue.score(requests[0]))
-        await asyncio.sleep(0.1)
-        return await asyncio.gather(first, *(queue.score(request) for request in requests[1:]))
-
-    try:
-        answers = asyncio.run(send_all())
-    finally:
-        queue.stop()
-
-    assert calls == [1, 3]
-    for request, answer in zip(requests, answers):
-        (alone,) = original(champion, [request], by_capacity=False)
-        pd.testing.assert_frame_equal(without_stamp(answer.scores), without_stamp(alone.scores), check_exact=True)
+    assert threads[0] != threads[1]
+    assert small_answer.status_code == large_answer.status_code == 400
+    assert small_answer.json()["detail"] == large_answer.json()["detail"] == [
+        {**small_answer.json()["detail"][0], "loc": ["accounts", 0, "employees"]}]

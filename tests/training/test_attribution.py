@@ -2,7 +2,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from training.attribution import PathAttribution, contributions
+from training.attribution import DENSE_ROWS, PathAttribution, contributions
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +31,15 @@ def test_path_attribution_credits_the_features_the_trees_use(booster):
     assert strength[3:].max() < 0.2 * strength[:3].min()
     shap = model.predict(x, pred_contrib=True)
     assert (np.argmax(np.abs(parts[:, :-1]), 1) == np.argmax(np.abs(shap[:, :-1]), 1)).mean() > 0.8
+
+
+def test_a_few_rows_get_the_same_bits_as_in_a_large_batch(booster):
+    """Small requests take a dense shortcut; a row's contributions must not depend on the batch size."""
+    model, x = booster
+    attribution = PathAttribution(model)
+    in_batch = attribution.contributions(x[:500])
+    assert 500 > DENSE_ROWS
+    for start in range(0, 500, DENSE_ROWS):
+        end = min(start + DENSE_ROWS, 500)
+        np.testing.assert_array_equal(attribution.contributions(x[start:end]), in_batch[start:end])
+    np.testing.assert_array_equal(attribution.contributions(x[7:8]), in_batch[7:8])
