@@ -20,6 +20,7 @@ from serving.launch import access_log_enabled
 from serving.requests import ScoreRequest, TierRequest
 from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
+from serving import memory
 from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
@@ -42,10 +43,13 @@ class TieringService:
     def __init__(self) -> None:
         self.champion = ChampionFollower(reload_seconds())
         self.champion.start()
+        self.trimmer = memory.trimmer
+        self.trimmer.start()
 
     @bentoml.on_shutdown
     def stop(self) -> None:
         self.champion.stop()
+        self.trimmer.stop()
 
     def __is_ready__(self) -> bool:
         if self.champion.problem:

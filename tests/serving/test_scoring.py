@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving import offloop, scoring
+from serving import memory, offloop, scoring
 from serving.champion import ServingModel
 from serving.requests import ScoreRequest, account_payloads
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
@@ -90,6 +90,8 @@ def test_large_bodies_are_validated_off_the_loop_with_the_same_400(client, monke
         return validate(self, payload, cls)
 
     monkeypatch.setattr(JSONSerde, "deserialize_model", recording)
+    trims: list[int] = []
+    monkeypatch.setattr(memory.trimmer, "large_request_done", lambda: trims.append(len(threads)))
     bad_account = {"account_id": "A", "employees": -1}
     padding = [{"timestamp": "2026-05-01", "channel": "web_visit"}] * 8_000
     small = {"accounts": [bad_account]}
@@ -99,6 +101,7 @@ def test_large_bodies_are_validated_off_the_loop_with_the_same_400(client, monke
     small_answer, large_answer = client.post("/score", json=small), client.post("/score", json=large)
 
     assert threads[0] != threads[1]
+    assert trims == [2]  # the large body's freed heap is handed back; the small one's is not worth it
     assert small_answer.status_code == large_answer.status_code == 400
     assert small_answer.json()["detail"] == large_answer.json()["detail"] == [
         {**small_answer.json()["detail"][0], "loc": ["accounts", 0, "employees"]}]
