@@ -152,14 +152,15 @@ class FeatureBuilder:
         )
 
     @classmethod
-    def from_activity(cls, config: TieringConfig, account_ids: list[str], accounts: dict[str, list],
-                      engagement: Activity, intent: Activity, deals: Activity) -> "FeatureBuilder":
+    def from_activity(cls, config: TieringConfig, accounts: dict[str, list], engagement: Activity, intent: Activity,
+                      deals: Activity) -> "FeatureBuilder":
         """A builder over accounts already reduced to arrays: the service's way in, without pandas tables.
 
-        `accounts` maps the account columns to one value per account; `deals` holds closed deals only.
+        `accounts` maps the account columns (account_id and the firmographics) to one value per account;
+        `deals` holds closed deals only. Ask it with `build_columns` and account positions as codes.
         """
         builder = cls.__new__(cls)
-        builder._index(config, account_ids, firmographic_columns(accounts, config), engagement, intent, deals)
+        builder._index(config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals)
         return builder
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""What a client sends to the scoring endpoints, and how it becomes the canonical `CrmData`.
+"""What a client sends to the scoring endpoints, and how it becomes arrays (or the canonical `CrmData`).
 
 The pydantic models are the HTTP contract: every rule the batch import enforces (SPEC section 3) is
 checked here, so a bad request is answered with HTTP 400 listing each problem and its field path,
@@ -274,13 +274,13 @@ class TierRequest(ScoreRequest):
                                  description="Total budget (USD) to split by tier share, then evenly within a tier.")
 
 
-def to_crm_data(accounts: list[Account], keys: list[str] | None = None) -> CrmData:
+def to_crm_data(accounts: list[Account]) -> CrmData:
     """The accounts as the four canonical tables, typed exactly as the batch import types them.
 
-    `keys` replace the account ids as table keys, so accounts of several requests can share one CrmData
-    even when two requests name the same account.
+    The service scores from arrays (`feature_builder`); this is what those arrays must mean, and a
+    test holds the features of the two to each other.
     """
-    keys = keys or [account.account_id for account in accounts]
+    keys = [account.account_id for account in accounts]
     custom = list(dict.fromkeys(name for account in accounts for name in account.__pydantic_extra__ or {}))
     account_columns = {"account_id": keys,
                        **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
@@ -321,14 +321,14 @@ def feature_builder(accounts: list[Account], config: TieringConfig) -> FeatureBu
     deals = Activity(owners(closed), np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
                      seconds_of([deal.close_date for deal in flat_closed]),
                      np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"))
-    return FeatureBuilder.from_activity(config, columns["account_id"], columns, engagement, intent, deals)
+    return FeatureBuilder.from_activity(config, columns, engagement, intent, deals)
 
 
 def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:
     """The request's `as_of`, else the day after its latest date, else today (UTC).
 
     The middle rule is batch scoring's default (`training.workflow.default_scoring_as_of`), read here from the
-    request itself so merged requests keep their own; a parity test keeps the two in step.
+    request itself; a parity test keeps the two in step.
     """
     if request.as_of is not None:
         return pd.Timestamp(request.as_of)

@@ -7,7 +7,6 @@ loop for longer than a health probe should wait) go to a worker thread.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,8 +18,6 @@ from serving.requests import ScoreRequest, feature_builder, scoring_as_of
 
 if TYPE_CHECKING:  # the champion module scores a probe with this one
     from serving.champion import ServingModel
-
-logger = logging.getLogger("bentoml.abm_tiering")
 
 # Accounts plus their activity rows: about 5 ms of work at this size, the most the event loop may hold.
 INLINE_MAX_ROWS = 2_000
