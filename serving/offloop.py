@@ -26,7 +26,8 @@ _VALIDATORS = anyio.CapacityLimiter(2)
 
 
 async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
-    from _bentoml_impl.serde import Payload  # BentoML's own type, as JSONSerde.parse_request builds it
+    # BentoML's own type, as JSONSerde.parse_request builds it.
+    from _bentoml_impl.serde import Payload
 
     body = await request.body()
     payload = Payload((body,), metadata=request.headers)

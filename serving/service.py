@@ -15,15 +15,15 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
+from serving import memory
 from serving.champion import ChampionFollower, reload_seconds
 from serving.launch import access_log_enabled
-from serving.requests import ScoreRequest, TierRequest
-from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
-from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
-from serving import memory
 from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
+from serving.requests import ScoreRequest, TierRequest
+from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
+from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 from training import tracking
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
