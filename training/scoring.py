@@ -18,7 +18,7 @@ from features.rules import Features, rule_score_columns, rule_scores
 from training.attribution import contributions
 from training.models import DealSizeModel, WinModel
 from training.reasons import top_reasons
-from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs, tiers_by_cutoffs
+from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
 
 SCORE_COLUMNS = [
     "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
@@ -134,16 +134,7 @@ class Scorer:
         """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
         out = self.predict_columns(features, explain=explain)
         count = len(out["rule_score"])
-        if not by_capacity and self.cutoffs and budget is None and (overrides is None or overrides.empty):
-            # Accounts placed one by one by the frozen cut-offs: no book-level work, no pandas.
-            for tier_column, score_column, frozen in TIER_SOURCES:
-                out[tier_column] = tiers_by_cutoffs(out[score_column], out["in_icp"], self.cutoffs[frozen])
-            out.update(tier=out["learned_tier"], override_reason=np.full(count, "", dtype=object),
-                       budget=np.full(count, np.nan))
-        else:
-            book = pd.DataFrame({name: out[name] for name in ("account_id", "learned_score", "rule_score", "in_icp")})
-            placement = place_tiers(book, self.config, None if by_capacity else self.cutoffs, budget, overrides)
-            out.update({column: placement[column].to_numpy() for column in placement.columns[1:]})
+        out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides))
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
         out.update(model_version=np.full(count, model_version, dtype=object),
                    scored_at=np.full(count, stamp.isoformat(), dtype=object),
@@ -151,22 +142,31 @@ class Scorer:
         return {name: out[name] for name in SCORE_COLUMNS}
 
 
-def place_tiers(book: pd.DataFrame, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
-                budget: float | None, overrides: pd.DataFrame | None) -> pd.DataFrame:
-    """The book-level half of scoring: learned and rule tiers, overrides, budget.
+def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
+                budget: float | None, overrides: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """The book-level half of scoring: learned and rule tiers, overrides, budget, as arrays.
 
-    `book` needs account_id, learned_score, rule_score and in_icp. With `cutoffs` (the frozen ones of the
-    last full scoring) each account is placed on its own; without, tiers are filled by capacity.
+    `book` (a frame or a mapping of arrays) needs account_id, learned_score, rule_score and in_icp. With
+    `cutoffs` (the frozen ones of the last full scoring) each account is placed on its own; without,
+    tiers are filled by capacity. Accounts placed one by one with no overrides or budget (the service's
+    `/score`) never touch pandas: that is most of a single-account request.
     """
-    ids = book["account_id"]
-    placement = book[["account_id"]].copy()
+    ids = np.asarray(book["account_id"], dtype=object)
+    placement = {"account_id": ids}
     for tier_column, score_column, frozen in TIER_SOURCES:
         if cutoffs:
-            placement[tier_column] = assign_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
+            placement[tier_column] = tiers_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
         else:
-            placement[tier_column], _ = assign_by_capacity(book[score_column], book["in_icp"], config.tiers, ids)
-    placement["tier"], placement["override_reason"] = apply_overrides(placement["learned_tier"], ids, overrides)
-    placement["budget"] = allocate_budget(placement["tier"], budget, config.budget)
+            tiers, _ = assign_by_capacity(pd.Series(np.asarray(book[score_column])), pd.Series(np.asarray(book["in_icp"])),
+                                          config.tiers, pd.Series(ids))
+            placement[tier_column] = tiers.to_numpy(dtype=object)
+    if overrides is None or overrides.empty:
+        placement["tier"], placement["override_reason"] = placement["learned_tier"], np.full(len(ids), "", dtype=object)
+    else:
+        tier, reason = apply_overrides(pd.Series(placement["learned_tier"]), pd.Series(ids), overrides)
+        placement["tier"], placement["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
+    placement["budget"] = (np.full(len(ids), np.nan) if budget is None
+                           else allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy())
     return placement
 
 

@@ -113,7 +113,7 @@ def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | N
             book = scored.select("score.account_id", "score.learned_score", "score.rule_score", "in_icp").toPandas()
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
-            placement = place_tiers(book, scorer.config, None, budget, pins)
+            placement = pd.DataFrame(place_tiers(book, scorer.config, None, budget, pins))
             # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
             scored_at = scored.agg(F.min("score.scored_at")).first()[0]
             progress(f"writing {len(book):,} scores")

@@ -51,9 +51,6 @@ def tiers_by_cutoffs(scores: np.ndarray, eligible: np.ndarray, cutoffs: dict[str
     return result
 
 
-def assign_by_cutoffs(scores: pd.Series, eligible: pd.Series, cutoffs: dict[str, float]) -> pd.Series:
-    return pd.Series(tiers_by_cutoffs(scores, eligible, cutoffs), index=scores.index, name="tier").astype("str")
-
 
 def allocate_budget(tiers: pd.Series, total: float | None, budget: Budget) -> pd.Series:
     """Split `total` by tier share, then evenly across each tier's accounts; an empty tier's share is unspent."""

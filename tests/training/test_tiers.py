@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.config import Budget, Tier, Tiers
-from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, assign_by_cutoffs, budget_summary
+from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, budget_summary, tiers_by_cutoffs
 
 TIERS = Tiers(tier_1=Tier(max_accounts=2, min_score=60), tier_2=Tier(max_accounts=3, min_score=40),
               tier_3=Tier(max_accounts=None, min_score=20))
@@ -41,15 +41,14 @@ def test_no_tier_holds_more_than_its_capacity_and_order_is_respected(values, cap
     for name, tier in tiers_config.ordered():
         assert (scores[tiers == name] >= tier.min_score).all()
     # Frozen cut-offs re-create the same tiers for the accounts that made it into each tier.
-    again = assign_by_cutoffs(scores, pd.Series(True, index=scores.index), cutoffs)
-    placed = tiers != "untiered"
-    assert (again[placed] == tiers[placed]).all()
+    again = tiers_by_cutoffs(scores.to_numpy(), np.ones(len(scores), dtype=bool), cutoffs)
+    placed = (tiers != "untiered").to_numpy()
+    assert (again[placed] == tiers.to_numpy()[placed]).all()
 
 
 def test_cutoffs_place_single_accounts():
     cutoffs = {"tier_1": 80.0, "tier_2": 50.0, "tier_3": 20.0}
-    tiers = assign_by_cutoffs(pd.Series([85, 80, 60, 20, 19.9, 99, np.nan]),
-                              pd.Series([True] * 5 + [False, True]), cutoffs)
+    tiers = tiers_by_cutoffs(np.array([85, 80, 60, 20, 19.9, 99, np.nan]), np.array([True] * 5 + [False, True]), cutoffs)
     assert tiers.tolist() == ["tier_1", "tier_1", "tier_2", "tier_3", "untiered", "untiered", "untiered"]
 
 
