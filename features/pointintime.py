@@ -54,14 +54,22 @@ def clean_text(value) -> str | None:
     return cleaned or None
 
 
-def _clean_each(values) -> np.ndarray:
-    """`clean_text` of every value (object array, None for missing), cleaning each distinct value once."""
+def _per_distinct(values, transform, dtype) -> np.ndarray:
+    """`transform` of every value, computed once per distinct value; missing values get `transform(None)`.
+
+    A column of millions (a Series) is factorised; a request's plain list is memoised.
+    """
     if isinstance(values, pd.Series):
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        cleaned = np.array([clean_text(value) for value in uniques] + [None], dtype=object)
-        return cleaned[codes]  # the NA sentinel -1 picks the trailing None
+        lookup = np.array([transform(value) for value in uniques] + [transform(None)], dtype=dtype)
+        return lookup[codes]  # the NA sentinel -1 picks the trailing transform(None)
     memo: dict = {}
-    return np.array([memo[v] if v in memo else memo.setdefault(v, clean_text(v)) for v in values], dtype=object)
+    return np.array([memo[v] if v in memo else memo.setdefault(v, transform(v)) for v in values], dtype=dtype)
+
+
+def _clean_each(values) -> np.ndarray:
+    """`clean_text` of every value (object array, None for missing)."""
+    return _per_distinct(values, clean_text, object)
 
 
 def normalise_text(values: pd.Series) -> pd.Series:
@@ -109,14 +117,7 @@ def firmographic_columns(accounts, config: TieringConfig) -> dict[str, np.ndarra
 def vocabulary_codes(values, vocabulary: list[str]) -> np.ndarray:
     """Position of each value in `vocabulary` after cleaning, len(vocabulary) for anything else."""
     known = {word.lower(): i for i, word in enumerate(vocabulary)}
-    if isinstance(values, pd.Series):
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        lookup = np.array([known.get(clean_text(value), len(vocabulary)) for value in uniques] + [len(vocabulary)],
-                          dtype=np.int64)
-        return lookup[codes]  # the NA sentinel -1 lands last
-    memo: dict = {}
-    return np.array([memo[v] if v in memo else memo.setdefault(v, known.get(clean_text(v), len(vocabulary)))
-                     for v in values], dtype=np.int64)
+    return _per_distinct(values, lambda value: known.get(clean_text(value), len(vocabulary)), np.int64)
 
 
 @dataclass(frozen=True)

@@ -273,17 +273,22 @@ class TierRequest(ScoreRequest):
                                  description="Total budget (USD) to split by tier share, then evenly within a tier.")
 
 
+def _account_columns(accounts: list[Account], custom: list[str]) -> dict[str, list]:
+    """The accounts table as columns: id, the contract's fields, and the named custom fields."""
+    return {"account_id": [account.account_id for account in accounts],
+            **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
+            **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom}}
+
+
 def to_crm_data(accounts: list[Account]) -> CrmData:
     """The accounts as the four canonical tables, typed exactly as the batch import types them.
 
     The service scores from arrays (`feature_builder`); this is what those arrays must mean, and a
     test holds the features of the two to each other.
     """
-    keys = [account.account_id for account in accounts]
     custom = list(dict.fromkeys(name for account in accounts for name in account.__pydantic_extra__ or {}))
-    account_columns = {"account_id": keys,
-                       **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
-                       **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom}}
+    account_columns = _account_columns(accounts, custom)
+    keys = account_columns["account_id"]
     tables = {"accounts": account_columns}
     for table, row_model in ROW_MODELS.items():
         rows = [(key, row) for account, key in zip(accounts, keys) for row in getattr(account, table)]
@@ -298,10 +303,7 @@ def feature_builder(accounts: list[Account], config: TieringConfig) -> FeatureBu
     Reads the validated request straight into arrays, the same values the batch import's tables give
     (a test holds the two to the same features), at a fraction of the cost of building tables.
     """
-    extras = [name for name in config.model.extra_features if name not in OPTIONAL["accounts"]]
-    columns = {"account_id": [account.account_id for account in accounts],
-               **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
-               **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in extras}}
+    columns = _account_columns(accounts, [name for name in config.model.extra_features if name not in OPTIONAL["accounts"]])
 
     def owners(rows: list[list]) -> np.ndarray:
         return np.repeat(np.arange(len(accounts), dtype=np.int64), [len(r) for r in rows])
