@@ -45,3 +45,15 @@ class DataError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(p.render() for p in self.problems)
+
+    def headline(self) -> str:
+        """The header above the listed problems, errors and warnings counted apart: 2 problems stop this run (and 3 warnings)."""
+        errors = sum(problem.severity == "error" for problem in self.problems)
+        warnings = len(self.problems) - errors
+        text = f"{plural(errors, 'problem')} {'stops' if errors == 1 else 'stop'} this run"
+        return text + (f" (and {plural(warnings, 'warning')})" if warnings else "")
+
+
+def plural(count: int, noun: str) -> str:
+    """A count and its noun: 1 warning, 3 warnings, 1,204 problems."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

@@ -20,11 +20,12 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from features.config import CHANNELS
-from features.errors import Problem, rows_of
+from features.errors import Problem, plural, rows_of
 from features.mapping import Mapping, TableMapping
-from features.schema import OUTCOMES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
+from features.schema import OPTIONAL, OUTCOMES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 
 if TYPE_CHECKING:
     from features.io import LoadedExport
@@ -80,11 +81,27 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping) -> list[Problem]:
     for table in tables.values():
         problems += check_required(table)
         problems += parse_columns(table, mapping.table(table.name))
+        add_absent_optional_columns(table)
     complete = {name: table for name, table in tables.items() if not table.missing_columns}
     for table in complete.values():
         problems += check_values(table)
     problems += check_references(complete)
     return problems
+
+
+ABSENT_DTYPES: dict[str, str] = {"id": "str", "text": "str", "date": "datetime64[ns]", "number": "float64"}
+
+
+def add_absent_optional_columns(table: SourceTable) -> None:
+    """Give the table every optional column it lacks (`close_date`, `amount`, `product`...) as a typed, empty column.
+
+    Optional means the export may leave it out; the checks and everything downstream then read an all-missing
+    column (NaT, NaN or null) rather than fail on its absence. Defaults (`count`, `score`) are filled by `conform`.
+    """
+    frame = table.frame
+    for column, kind in OPTIONAL[table.name].items():
+        if column not in frame.columns:
+            frame[column] = pd.Series(None, index=frame.index, dtype=ABSENT_DTYPES[kind])
 
 
 def check_required(table: SourceTable) -> list[Problem]:
@@ -381,39 +398,42 @@ def _iso(value: Any) -> str | None:
 
 
 def render_summary(loaded: LoadedExport, console: Console) -> None:
-    """The `tiering validate` report: what was read, the outcome mix, and every warning."""
+    """The `tiering validate` report: what was read, the outcome mix, and every warning.
+
+    User text (file names, channels, mapping names, problems) is printed as plain text: never read as rich markup
+    or emoji codes, whatever console is passed in ("offers.csv:Id: ..." stays as written).
+    """
     summary = loaded.summary
-    console.print(f"Mapping: {escape(loaded.mapping)}", highlight=False, soft_wrap=True)
+
+    def say(text: str, **options: Any) -> None:
+        console.print(text, highlight=False, emoji=False, **options)
+
+    say(f"Mapping: {escape(loaded.mapping)}", soft_wrap=True)
     files = Table()
     files.add_column("table")
     files.add_column("file(s)")
     files.add_column("rows", justify="right")
     for name, rows in summary["rows"].items():
-        names = escape(", ".join(path.name for path in loaded.files.get(name, []))) or "[dim]absent[/]"
+        read = ", ".join(path.name for path in loaded.files.get(name, []))
+        names = Text(read) if read else Text("absent", style="dim")
         dropped = summary["dropped_rows"].get(name)
         files.add_row(name, names, f"{rows:,}" + (f" [dim]({dropped:,} dropped)[/]" if dropped else ""))
     console.print(files)
 
     opportunities = summary["opportunities"]
     win_rate = opportunities["win_rate"]
-    console.print(
-        f"Opportunities created {opportunities['created_from']} to {opportunities['created_to']}, "
-        f"closed {opportunities['closed_from']} to {opportunities['closed_to']}",
-        highlight=False,
-    )
-    console.print(
+    closed = (f"closed {opportunities['closed_from']} to {opportunities['closed_to']}" if opportunities["closed_from"]
+              else "none closed")
+    say(f"Opportunities created {opportunities['created_from']} to {opportunities['created_to']}, {closed}")
+    say(
         f"Outcomes: {opportunities['won']:,} won, {opportunities['lost']:,} lost, {opportunities['open']:,} open; "
-        f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}",
-        highlight=False,
+        f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}"
     )
-    console.print(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}", highlight=False)
+    say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
     channels = summary["unknown_channels"]
-    console.print(
-        "Unknown channels: " + escape(", ".join(f"{name} ({count:,})" for name, count in channels.items()) or "none"),
-        highlight=False,
-    )
+    say("Unknown channels: " + escape(", ".join(f"{name} ({count:,})" for name, count in channels.items()) or "none"))
     if loaded.warnings:
-        console.print(f"[yellow]{len(loaded.warnings)} warning(s):[/]")
+        say(f"[yellow]{plural(len(loaded.warnings), 'warning')}:[/]")
         for warning in loaded.warnings:
-            console.print(f"[yellow]- {escape(warning.render())}[/]", highlight=False, soft_wrap=True)
-    console.print("[green]The export is valid.[/]")
+            say(f"[yellow]- {escape(warning.render())}[/]", soft_wrap=True)
+    say("[green]The export is valid.[/]")

@@ -33,8 +33,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: user text such as "offers.csv:Id: account_id is empty" must print as written, not as an emoji.
+# Markup is escaped wherever user text (file names, values, paths) is printed.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 @app.callback()
@@ -60,11 +62,11 @@ def friendly_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except DataError as error:
-            errors = [p for p in error.problems if p.severity == "error"]
-            err_console.print(f"[bold red]{len(errors)} problem(s) stop this run:[/]")
-            for problem in error.problems:
-                colour = "red" if problem.severity == "error" else "yellow"
-                err_console.print(f"[{colour}]- {escape(problem.render())}[/]", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]{escape(error.headline())}:[/]")
+            # Errors first, then warnings, each warning marked as one (colour alone is lost in a log file).
+            for problem in sorted(error.problems, key=lambda p: p.severity != "error"):
+                colour, label = ("red", "") if problem.severity == "error" else ("yellow", "warning: ")
+                err_console.print(f"[{colour}]- {label}{escape(problem.render())}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (ConfigError, UserError, TrackingError) as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -94,6 +96,9 @@ MappingOpt = Annotated[
     Optional[str],
     typer.Option("--mapping", "-m", help="Mapping preset (canonical, salesforce, hubspot, maven-crm) or a mapping YAML file."),
 ]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults).")]
+AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none).")]
 
 
 @app.command()
@@ -115,18 +120,67 @@ def generate(
 
 @app.command()
 @friendly_errors
-def validate(data: DataDir, mapping: MappingOpt = None) -> None:
-    """Check an export against the data contract; print a summary, or every problem and exit 2."""
+def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None, as_of: AsOfOpt = None) -> None:
+    """Check an export against the data contract; print a summary and the training window it gives, or every
+    problem and exit 2."""
     from features.io import load_export
     from features.validation import render_summary
 
+    settings = load_config(config)
+    cutoff = parse_as_of(as_of)
     loaded = load_export(data, mapping)  # raises DataError on errors
     render_summary(loaded, console)
+    _print_window(loaded.data, settings, cutoff)
 
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults).")]
-AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none).")]
+def _print_window(data, settings, cutoff) -> None:
+    """The window `tiering train` would use, its fit / calibration / holdout slices with their won and lost deals,
+    and, when a slice is too thin, its dates and counts and what would help."""
+    import pandas as pd
+    from rich.table import Table
+
+    from training.preview import preview
+
+    day = pd.Timedelta(days=1)
+    try:
+        seen = preview(data, settings, cutoff)
+    except DataError as error:  # no closed opportunity: nothing to place a window on
+        reason = "; ".join(problem.message for problem in error.problems)
+        console.print(f"[yellow]Training window: none ({escape(reason)}): `tiering train` stops until the export "
+                      "has won or lost opportunities with their close_date.[/]", highlight=False, soft_wrap=True)
+        return
+    window = seen.window
+    why = "the day after the latest close date" if seen.default_as_of else "from --as-of"
+    console.print(f"Training window: {window.start.date()} to {(window.as_of - day).date()} "
+                  f"(as_of {window.as_of.date()}, {why})", highlight=False, soft_wrap=True)
+    table = Table(title="What training would see (closed opportunities by close date)")
+    for column in ("slice", "from", "to", "won", "lost", "needs"):
+        table.add_column(column, justify="right" if column in ("won", "lost") else "left")
+    for piece in seen.slices:
+        style = "yellow" if piece.thin else None
+        table.add_row(piece.name, str(piece.start.date()), str((piece.end - day).date()), f"{piece.won:,}",
+                      f"{piece.lost:,}", f"{piece.minimum} won and {piece.minimum} lost", style=style)
+    console.print(table)
+    if not seen.thin:
+        console.print("[green]Every slice has enough won and lost opportunities to train and judge a model.[/]")
+        return
+    for piece in seen.thin:
+        console.print(f"[yellow]The {piece.name} slice ({piece.dates}) has {piece.won:,} won and {piece.lost:,} lost "
+                      f"opportunities; training needs at least {piece.minimum} of each.[/]", highlight=False, soft_wrap=True)
+    months = settings.model.window
+    lengths = (f"model.window.holdout_months ({months.holdout_months}) and model.window.calibration_months "
+               f"({months.calibration_months}) in tiering.yaml change the slices' lengths, and model.window.months "
+               f"({months.months}) how far back the fit slice starts")
+    if seen.suggestion is not None:
+        better = preview(data, settings, seen.suggestion)
+        counts = ", ".join(f"{piece.name} {piece.won:,} won / {piece.lost:,} lost" for piece in better.slices)
+        console.print(f"[yellow]--as-of moves the whole window: with --as-of {seen.suggestion.date()} (the nearest "
+                      f"cut-off that works) every slice has enough ({counts}). Or: {lengths}.[/]", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"[yellow]No --as-of gives every slice enough with this configuration: {lengths}; "
+                      "or export more closed opportunities.[/]", highlight=False, soft_wrap=True)
+
+
 
 
 def parse_as_of(value: str | None):

@@ -218,5 +218,5 @@ def test_every_problem_is_reported_at_once(write_export, problems_of):
         ("intent.csv", "score"),
     }
     result = validate_cli(folder)
-    assert result.exit_code == 2 and "4 problem(s) stop this run" in result.output
+    assert result.exit_code == 2 and "4 problems stop this run (and 1 warning):" in result.output
     assert "Traceback" not in result.output
