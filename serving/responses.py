@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import Budget
+from training.files import OUTPUT_DECIMALS, rounded
 from training.scoring import SCORE_COLUMNS
 from training.tiers import budget_summary
 
@@ -97,9 +98,14 @@ class ModelInfo(Finite):
 
 
 def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]:
-    """Score rows as JSON-ready dicts: missing or non-finite numbers become None."""
+    """Score rows as JSON-ready dicts: missing or non-finite numbers become None.
+
+    Numbers are rounded as the scores file rounds them (`training.files.rounded`), so the API and batch scoring
+    publish the same figures.
+    """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
-    columns = [scores[name].tolist() for name in SCORE_COLUMNS]
+    columns = [np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
+               for name in SCORE_COLUMNS]
     records = [dict(zip(SCORE_COLUMNS, values)) for values in zip(*columns)]
     for record in records:
         for name, value in record.items():

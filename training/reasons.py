@@ -22,11 +22,39 @@ CHANNEL_WORDS = {
 }
 
 
+HUGE = 1e15  # from here on numbers print in scientific notation, never as a wall of digits
+
+
+def number(value) -> str:
+    """A number as a person writes it: 2 (not 2.0), 1,250,000, 12.35, 0.00123, 1.0e+308; text as it is."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "unknown"
+    if math.isinf(value):
+        return "infinite" if value > 0 else "minus infinite"
+    if abs(value) >= HUGE:
+        return f"{value:.1e}"
+    if value == int(value):
+        return f"{int(value):,}"
+    if abs(value) < 1:
+        return f"{value:.3g}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
 def money(value: float) -> str:
-    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= threshold:
-            return f"${value / threshold:,.1f}{suffix}"
-    return f"${value:,.0f}"
+    """$950, $12.3k, $4.5M, $2.1B, $3.0T; beyond that $1.0e+15; an unknown amount for NaN or infinity."""
+    value = float(value)
+    if not math.isfinite(value):
+        return "an unknown amount"
+    sign, value = ("-" if value < 0 else ""), abs(value)
+    if value >= HUGE:
+        return f"{sign}${value:.1e}"
+    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= threshold:
+            return f"{sign}${value / threshold:,.1f}{suffix}"
+    return f"{sign}${value:,.0f}"
 
 
 def _count(value: float, words: tuple[str, str]) -> str:
@@ -76,7 +104,7 @@ def describe(feature: str, value, config: TieringConfig) -> str:
     if feature in ("country", "region"):
         return f"{feature} unknown" if _missing(value) else f"{feature} {value}"
     if feature == "employees":
-        return "head-count unknown" if _missing(value) else f"{value:,.0f} employees"
+        return "head-count unknown" if _missing(value) else f"{number(np.round(float(value)))} employees"
     if feature == "annual_revenue":
         return "revenue unknown" if _missing(value) else f"{money(value)} annual revenue"
     if feature == "tech_icp_matches":
@@ -86,8 +114,8 @@ def describe(feature: str, value, config: TieringConfig) -> str:
     if feature.endswith("_score"):
         return f"{feature.removesuffix('_score').replace('_', ' ')} {value:.0f}/100"
     if feature.startswith("extra_"):
-        return f"{feature.removeprefix('extra_').replace('_', ' ')}: {'unknown' if _missing(value) else value}"
-    return f"{feature.replace('_', ' ')}: {value}"
+        return f"{feature.removeprefix('extra_').replace('_', ' ')}: {'unknown' if _missing(value) else number(value)}"
+    return f"{feature.replace('_', ' ')}: {'unknown' if _missing(value) else number(value)}"
 
 
 def top_reasons(contributions: np.ndarray, names: list[str], rows, config: TieringConfig,

@@ -36,7 +36,7 @@ from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from training import tracking
-from training.files import read_overrides
+from training.files import read_overrides, round_for_output
 from training.scoring import RULES_ONLY, SCORE_COLUMNS, Scorer, place_tiers
 
 DEFAULT_MASTER = "local[2]"
@@ -120,6 +120,8 @@ def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | N
             result = (scored.select("score.*").drop(*PLACEMENT_COLUMNS)
                       .join(spark.createDataFrame(placement), "account_id")
                       .withColumn("scored_at", F.lit(scored_at)).select(*SCORE_COLUMNS))
+            # Rounded by the pandas engine's own function, so both engines write the same figures.
+            result = result.mapInPandas(lambda batches: (round_for_output(batch) for batch in batches), result.schema)
             write_parquet(spark, result, out)
     return SparkScores(placement, version, pins)
 

@@ -6,6 +6,7 @@ import pytest
 
 from features.pointintime import FeatureBuilder, snapshot
 from serving.requests import account_payloads
+from tests.rounding import assert_published
 from training.workflow import default_scoring_as_of, load_scorer_for, score_book
 
 from .conftest import serving, subset, tracking_at
@@ -43,8 +44,9 @@ def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str
     batch = batch.set_index("account_id").loc[api.index]
     for column in columns:
         if column in NUMBERS or column == "budget":
-            np.testing.assert_allclose(api[column].astype(float), batch[column].astype(float), rtol=0, atol=1e-9,
-                                       err_msg=column)
+            # The API publishes numbers rounded as the scores file writes them (training.files.OUTPUT_DECIMALS):
+            # the answer must be the batch figure, to 1e-9, rounded the same way.
+            assert_published(api[column].astype(float), batch[column].astype(float), column)
         else:
             assert api[column].tolist() == batch[column].tolist(), column
 
