@@ -56,8 +56,10 @@ class FeatureSpec:
     categories: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, rows: pd.DataFrame, config: TieringConfig) -> "FeatureSpec":
-        columns = candidate_columns(config)
+    def fit(cls, rows: pd.DataFrame, config: TieringConfig, columns: list[str] | None = None,
+            exclude: tuple[str, ...] | list[str] = ()) -> "FeatureSpec":
+        """The spec of `columns` (default: every candidate column but `exclude`), categories from `rows`."""
+        columns = [c for c in (columns if columns is not None else candidate_columns(config)) if c not in exclude]
         categories = {}
         for column in columns:
             if not pd.api.types.is_numeric_dtype(rows[column]) or pd.api.types.is_bool_dtype(rows[column]):

@@ -13,7 +13,7 @@ import numpy as np
 
 from features.config import parse_config
 from features.matrix import FeatureSpec
-from training.models import DealSizeModel, WinModel
+from training.models import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
 from training.scoring import Scorer
 
 BUNDLE_FILE = "bundle.json"
@@ -23,29 +23,56 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"config": scorer.config.model_dump(mode="json"), "cutoffs": scorer.cutoffs, "learned": scorer.is_learned}
     if scorer.is_learned:
-        (folder / "win_model.txt").write_text(scorer.win_model.booster.model_to_string(), encoding="utf-8")
-        (folder / "deal_size_model.txt").write_text(scorer.deal_model.booster.model_to_string(), encoding="utf-8")
+        win, deal = scorer.win_model, scorer.deal_model
+        if win.is_tree:
+            (folder / "win_model.txt").write_text(win.learner.model_to_string(), encoding="utf-8")
+        if deal.booster is not None:
+            (folder / "deal_size_model.txt").write_text(deal.booster.model_to_string(), encoding="utf-8")
         meta.update({
             "spec": scorer.spec.to_dict(),
-            "calibration_x": scorer.win_model.calibration_x.tolist(),
-            "calibration_y": scorer.win_model.calibration_y.tolist(),
-            "smearing": scorer.deal_model.smearing,
-            "deal_size_objective": scorer.deal_model.objective,
+            "recipe": win.recipe.to_dict(),
+            "logistic": None if win.is_tree else win.learner.to_dict(),
+            "calibrator": win.calibrator.to_dict(),
+            "deal_size": {"smearing": deal.smearing, "objective": deal.objective, "base": deal.base,
+                          "shrink": deal.shrink, "rounds": deal.rounds, "validation": deal.validation},
             "value_quantiles": scorer.value_quantiles.tolist(),
         })
     (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return folder
 
 
+LEGACY_MODEL_KEYS = ("learning_rate", "num_leaves", "min_child_samples")  # moved into model.search.candidates
+
+
+def _upgrade(meta: dict) -> dict:
+    """A bundle logged before learner selection (one LightGBM, isotonic knots) in today's terms."""
+    model = meta["config"].get("model", {})
+    legacy = {key: model.pop(key) for key in LEGACY_MODEL_KEYS if key in model}
+    if not meta["learned"] or "recipe" in meta:
+        return meta
+    params = {"num_leaves": legacy.get("num_leaves", 15), "learning_rate": legacy.get("learning_rate", 0.05),
+              "min_child_samples": legacy.get("min_child_samples", 40), "lambda_l2": 1.0,
+              "num_boost_round": model.get("num_boost_round", 200)}
+    return {**meta, "recipe": {"learner": "lightgbm", "params": params, "calibration": "knots"}, "logistic": None,
+            "calibrator": {"method": "knots", "coef": [], "knots_x": meta["calibration_x"], "knots_y": meta["calibration_y"]},
+            "deal_size": {"smearing": meta["smearing"], "objective": meta["deal_size_objective"], "base": 0.0,
+                          "shrink": 1.0, "rounds": params["num_boost_round"], "validation": {}}}
+
+
 def load_scorer(folder: Path) -> Scorer:
     folder = Path(folder)
-    meta = json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8"))
+    meta = _upgrade(json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8")))
     config = parse_config(meta["config"], str(folder / BUNDLE_FILE))
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
-    win = WinModel(lgb.Booster(model_file=str(folder / "win_model.txt")),
-                   np.asarray(meta["calibration_x"]), np.asarray(meta["calibration_y"]))
-    deal = DealSizeModel(lgb.Booster(model_file=str(folder / "deal_size_model.txt")), meta["smearing"],
-                         meta["deal_size_objective"])
+    recipe = Recipe.from_dict(meta["recipe"])
+    learner = (lgb.Booster(model_file=str(folder / "win_model.txt")) if meta["logistic"] is None
+               else LogisticLearner.from_dict(meta["logistic"]))
+    win = WinModel(learner, Calibrator.from_dict(meta["calibrator"]), recipe)
+    size = meta["deal_size"]
+    booster = (lgb.Booster(model_file=str(folder / "deal_size_model.txt"))
+               if (folder / "deal_size_model.txt").is_file() else None)
+    deal = DealSizeModel(booster, float(size["smearing"]), size["objective"], float(size["base"]), float(size["shrink"]),
+                         int(size["rounds"]), dict(size["validation"]))
     return Scorer(config=config, spec=FeatureSpec.from_dict(meta["spec"]), win_model=win, deal_model=deal,
                   value_quantiles=np.asarray(meta["value_quantiles"]), cutoffs=meta["cutoffs"])

@@ -47,36 +47,52 @@ def _weighted_auc(y: np.ndarray, level: np.ndarray, levels: int, weight: np.ndar
     return float(np.dot(positive, np.cumsum(negative) - 0.5 * negative) / pairs) if pairs else float("nan")
 
 
-def auc_confidence(y: np.ndarray, model: np.ndarray, reference: np.ndarray, resamples: int = 200,
+def auc_confidence(y: np.ndarray, model: np.ndarray, references: dict[str, np.ndarray], resamples: int = 200,
                    max_rows: int = 200_000, seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap 95% lower bounds: of the model's AUC, and of its AUC gain over a reference score.
+    """Paired bootstrap 95% bounds: the model's AUC (lower), and its AUC gain over each reference score
+    (`auc_gain_over_<name>_low` and `_high`).
 
     The gate asks for evidence, not luck: on a small or flat holdout a model can beat the rules by a
-    hair by chance, and the lower bound says so.
+    hair by chance, and the lower bound says so. A constant reference has AUC 0.5 in every resample.
     """
     rng = np.random.default_rng(seed)
     if len(y) > max_rows:  # the bound barely moves beyond this many rows; the cost does
         keep = rng.choice(len(y), max_rows, replace=False)
-        y, model, reference = y[keep], model[keep], reference[keep]
+        y, model = y[keep], model[keep]
+        references = {name: score[keep] for name, score in references.items()}
+    names = list(references)
+    empty = {"roc_auc_low": float("nan")}
+    for name in names:
+        empty.update({f"auc_gain_over_{name}_low": float("nan"), f"auc_gain_over_{name}_high": float("nan")})
     if len(np.unique(y)) < 2:
-        return {"roc_auc_low": float("nan"), "auc_gain_over_rules_low": float("nan")}
+        return empty
     y = y.astype(np.float64)
-    ranked = [np.unique(score, return_inverse=True)[1] for score in (model, reference)]
-    aucs, gains = [], []
+    ranked = [np.unique(score, return_inverse=True)[1] for score in (model, *references.values())]
+    aucs, gains = [], {name: [] for name in names}
     for _ in range(resamples):
         weight = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
-        model_auc, reference_auc = (_weighted_auc(y, level, level.max() + 1, weight) for level in ranked)
+        model_auc, *reference_aucs = (_weighted_auc(y, level, level.max() + 1, weight) for level in ranked)
         aucs.append(model_auc)
-        gains.append(model_auc - reference_auc)
-    return {"roc_auc_low": float(np.nanquantile(aucs, 0.025)), "auc_gain_over_rules_low": float(np.nanquantile(gains, 0.025))}
+        for name, reference_auc in zip(names, reference_aucs):
+            gains[name].append(model_auc - reference_auc)
+    out = {"roc_auc_low": float(np.nanquantile(aucs, 0.025))}
+    for name in names:
+        out[f"auc_gain_over_{name}_low"] = float(np.nanquantile(gains[name], 0.025))
+        out[f"auc_gain_over_{name}_high"] = float(np.nanquantile(gains[name], 0.975))
+    return out
 
 
 def deal_size_metrics(amount: np.ndarray, predicted: np.ndarray, predicted_log: np.ndarray) -> dict[str, float]:
-    """MAE and MAPE on the amount; R² on log amount (the scale deal sizes vary on)."""
-    keep = amount > 0
+    """MAE and MAPE on the amount; R² on log amount (the scale deal sizes vary on).
+
+    Won deals without a positive amount ($0, empty) are left out, since one $0 deal makes MAPE
+    infinite and a $1 deal dominates it; `excluded` says how many were left out.
+    """
+    keep = np.isfinite(amount) & (amount > 0)
+    excluded = float((~keep).sum())
     amount, predicted, predicted_log = amount[keep], predicted[keep], predicted_log[keep]
-    if len(amount) < 2:
-        return {"mae": float("nan"), "mape": float("nan"), "r2_log": float("nan")}
+    if len(amount) < 2 or not np.isfinite(predicted).all():
+        return {"mae": float("nan"), "mape": float("nan"), "r2_log": float("nan"), "excluded": excluded}
     log_amount = np.log(amount)
     residual = np.sum((log_amount - predicted_log) ** 2)
     spread = np.sum((log_amount - log_amount.mean()) ** 2)
@@ -84,6 +100,7 @@ def deal_size_metrics(amount: np.ndarray, predicted: np.ndarray, predicted_log: 
         "mae": float(np.mean(np.abs(amount - predicted))),
         "mape": float(np.mean(np.abs(amount - predicted) / amount)),
         "r2_log": float(1 - residual / spread) if spread > 0 else float("nan"),
+        "excluded": excluded,
     }
 
 
@@ -122,9 +139,19 @@ def tier_metric_dict(table: pd.DataFrame, prefix: str) -> dict[str, float]:
 
 
 def gain_curve(y_value: np.ndarray, score: np.ndarray, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """Share of accounts contacted (by descending score) against share of the value captured."""
+    """Share of accounts contacted (by descending score) against share of the value captured.
+
+    Accounts with equal scores are one block worked together: the curve is straight across a block
+    (each tied account carries the block's average value), so no file order decides, and a constant
+    score lies on the diagonal.
+    """
+    score = np.asarray(score, dtype=np.float64)
     order = np.argsort(-score, kind="stable")
-    captured = np.concatenate([[0.0], np.cumsum(y_value[order])])
+    ranked = score[order]
+    value = np.asarray(y_value, dtype=np.float64)[order]
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True]) + 1  # one past each block of ties
+    counts = np.r_[0, ends]
+    captured = np.r_[0.0, np.cumsum(value)[ends - 1]]
     total = captured[-1] if captured[-1] else 1.0
     share = np.linspace(0, 1, points)
-    return share, np.interp(share * len(score), np.arange(len(captured)), captured / total)
+    return share, np.interp(share * len(score), counts, captured / total)

@@ -1,12 +1,16 @@
-"""Training: dataset assembly on a time window, evaluation on a time-based holdout, final refit.
+"""Training: dataset assembly on a time window, learner selection, evaluation on a time-based holdout,
+final refit, and the gate.
 
-Evaluation models fit on the early part of the window, calibrate on the months before the holdout and
-are judged on the latest months (never a random split). The registered model is then refit with the
-same recipe shifted to the end of the window, so it has seen the most recent deals.
+The window has three slices, in time order: *fit* (the learners train on it), *validation* (the
+months before the holdout: boosting stops, the learner and the calibration are chosen, and the win
+probability is calibrated on it) and *holdout* (the latest months, which judge every candidate and
+which nothing was chosen on). The registered model is then refit with the chosen recipe shifted to
+the end of the window, so it has seen the most recent deals.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,8 +23,12 @@ from features.errors import DataError, Problem
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
+from sklearn.metrics import roc_auc_score
+
 from training.evaluate import auc_confidence, deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
-from training.models import DealSizeModel, WinModel, logistic_baseline
+from training.guards import Leak, constant_signals, find_leaks, win_rate_shift
+from training.models import LIGHTGBM, LOGISTIC, Calibrator, DealSizeModel, Recipe, WinModel, train_booster
+from training.models import LogisticLearner
 from training.scoring import Scorer, with_rule_scores
 
 Progress = Callable[[str], None]
@@ -56,6 +64,74 @@ class Window:
     def as_dict(self) -> dict[str, str]:
         return {name: value.date().isoformat() for name, value in self.__dict__.items()}
 
+    def slices(self) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+        """Each evaluation slice's [first day, day after the last) by close date."""
+        return {"fit": (self.start, self.calibration_start),
+                "validation": (self.calibration_start, self.holdout_start),
+                "holdout": (self.holdout_start, self.as_of)}
+
+
+SLICE_MINIMUM = {"fit": 20, "validation": 10, "holdout": 10}  # won and lost deals each slice needs
+SLICE_REMEDY = {
+    "fit": "lengthen model.window.months (earlier months join the fit slice)",
+    "validation": "lengthen model.window.calibration_months",
+    "holdout": "lengthen model.window.holdout_months",
+}
+
+
+def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    return f"{start.date()} to {(end - pd.Timedelta(days=1)).date()}"
+
+
+def need(rows: pd.DataFrame, name: str, window: "Window", everything: pd.DataFrame | None = None) -> None:
+    """Stop with advice that works when a slice (or the whole window) lacks won or lost deals."""
+    minimum = SLICE_MINIMUM.get(name, 20)
+    counts = rows["won"].value_counts()
+    won, lost = int(counts.get(1, 0)), int(counts.get(0, 0))
+    if won >= minimum and lost >= minimum:
+        return
+    if name == "window":
+        span, remedy = _span(window.start, window.as_of), ("pass an --as-of date with more closed deals in the 12 "
+                                                          "months before it, or lengthen model.window.months")
+    else:
+        start, end = window.slices()[name]
+        span, remedy = _span(start, end), f"{SLICE_REMEDY[name]}, or pass an --as-of date that puts more closed deals in it"
+    if everything is not None:
+        total = everything["won"].value_counts()
+        all_won, all_lost = int(total.get(1, 0)), int(total.get(0, 0))
+        if all_won < minimum or all_lost < minimum:  # no window can help: the export itself lacks an outcome
+            remedy = (f"the whole export has only {all_won} won and {all_lost} lost closed opportunities, so no window "
+                      "can help: check that the mapping's outcome values map won and lost deals")
+    raise DataError([Problem(
+        f"the {name} slice ({span}) has {won} won and {lost} lost opportunities; at least {minimum} of each are needed",
+        remedy, file="opportunities", column="close_date")])
+
+
+
+
+@dataclass
+class CandidateScore:
+    """One win-model candidate: its ROC AUC on the validation slice (which chose) and on the holdout (which judges)."""
+
+    name: str
+    learner: str
+    validation_auc: float
+    holdout_auc: float = float("nan")
+    seconds: float = 0.0
+    chosen: bool = False
+    rounds: int = 0
+
+
+@dataclass
+class Selection:
+    recipe: Recipe
+    candidates: list[CandidateScore]
+    calibration_losses: dict[str, float]  # cross-validated log loss per calibration method (auto)
+    skipped: list[str] = field(default_factory=list)  # candidates the time budget left out
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([c.__dict__ for c in self.candidates])
+
 
 @dataclass
 class TrainingResult:
@@ -68,34 +144,80 @@ class TrainingResult:
     tier_tables: dict[str, pd.DataFrame]
     book: pd.DataFrame  # every account's features as of the window end (input of the final scoring)
     holdout_rows: pd.DataFrame  # the holdout opportunities' feature rows (to judge the champion on them)
+    development: pd.DataFrame  # the fit and validation slices' rows (to re-fit the champion's recipe on them)
+    selection: Selection
+    leaks: list[Leak] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run decided for the user (deal size, calibration)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _need(rows: pd.DataFrame, what: str, minimum: int = 20) -> None:
-    counts = rows["won"].value_counts()
-    won, lost = int(counts.get(1, 0)), int(counts.get(0, 0))
-    if won < minimum or lost < minimum:
-        raise DataError([Problem(
-            f"the {what} has {won} won and {lost} lost opportunities; at least {minimum} of each are needed",
-            "pass an --as-of date with more closed deals before it, or widen model.window in tiering.yaml",
-            file="opportunities", column="close_date")])
+def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, holdout_x: np.ndarray,
+                  holdout_y: np.ndarray, categorical: list[int], names: list[str], config: TieringConfig,
+                  progress: Progress) -> Selection:
+    """Every candidate fitted on the fit slice and ranked by validation ROC AUC; the best within the tie
+    tolerance, simplest first (logistic regression, then the LightGBM settings in order), is chosen.
+    The holdout AUC of each is recorded for the report only: it plays no part in the choice."""
+    search, model_config = config.model.search, config.model
+    scores, margins, skipped = [], {}, []
+    began = time.perf_counter()
+    two_classes = len(np.unique(holdout_y)) == 2
+
+    def holdout_auc(margin: np.ndarray) -> float:
+        return float(roc_auc_score(holdout_y, margin)) if two_classes else float("nan")
+
+    clock = time.perf_counter()
+    logistic = LogisticLearner.fit(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
+    margins["logistic"] = logistic.margin(val_x)
+    scores.append(CandidateScore("logistic regression", LOGISTIC, float(roc_auc_score(val_y, margins["logistic"])),
+                                 holdout_auc(logistic.margin(holdout_x)), time.perf_counter() - clock))
+    for number, candidate in enumerate(search.candidates):
+        if number and time.perf_counter() - began > search.time_budget_seconds:
+            skipped.append(candidate.label())
+            continue
+        progress(f"learner search: {candidate.label()}")
+        clock = time.perf_counter()
+        booster, rounds = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary",
+                                        model_config.num_boost_round, (val_x, val_y))
+        key = f"lightgbm_{number}"
+        margins[key] = booster.predict(val_x, raw_score=True, num_iteration=rounds)
+        scores.append(CandidateScore(candidate.label(), LIGHTGBM, float(roc_auc_score(val_y, margins[key])),
+                                     holdout_auc(booster.predict(holdout_x, raw_score=True, num_iteration=rounds)),
+                                     time.perf_counter() - clock, rounds=rounds))
+    best = max(score.validation_auc for score in scores)
+    chosen_at = next(i for i, score in enumerate(scores) if score.validation_auc >= best - search.tie_tolerance)
+    chosen = scores[chosen_at]
+    chosen.chosen = True
+    key = list(margins)[chosen_at]  # margins and scores share one order
+    calibrator, losses = Calibrator.select(margins[key], val_y, model_config.calibration, model_config.seed)
+    if chosen.learner == LOGISTIC:
+        params = {"c": search.logistic_c}
+    else:
+        candidate = next(c for c in search.candidates if c.label() == chosen.name)
+        params = {**candidate.model_dump(), "num_boost_round": chosen.rounds}
+    return Selection(Recipe(chosen.learner, params, calibrator.method), scores, losses, skipped)
 
 
-def fit_scorer(rows: pd.DataFrame, calibration_start: pd.Timestamp, config: TieringConfig) -> Scorer:
-    """Fit both learners: win model on rows closed before `calibration_start`, calibrated on the rest."""
-    spec = FeatureSpec.fit(rows, config)
-    early = rows["close_date"] < calibration_start
-    fit, calibration = rows[early], rows[~early]
-    _need(fit, "fitting period")
-    _need(calibration, "calibration period", minimum=10)
+def fit_win_model(rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe,
+                  config: TieringConfig) -> WinModel:
+    """The recipe fitted on rows closed before `calibration_start`, calibrated on the rest."""
+    early = (rows["close_date"] < calibration_start).to_numpy()
     matrix = spec.encode(rows)
-    names = spec.columns
-    win = WinModel.fit(matrix[early.to_numpy()], fit["won"].to_numpy(), matrix[~early.to_numpy()],
-                       calibration["won"].to_numpy(), spec.categorical_indices, names, config.model)
-    won = rows["won"].to_numpy() == 1
-    deal = DealSizeModel.fit(matrix[won], rows["amount"].fillna(0).to_numpy()[won], spec.categorical_indices, names,
-                             config.model)
-    return Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
+    won = rows["won"].to_numpy()
+    return WinModel.fit(recipe, matrix[early], won[early], matrix[~early], won[~early], spec.categorical_indices,
+                        spec.columns, config.model)
+
+
+def refit_auc(development: pd.DataFrame, holdout: pd.DataFrame, calibration_start: pd.Timestamp, recipe: Recipe,
+              config: TieringConfig, columns: list[str]) -> float:
+    """A recipe (e.g. the champion's) re-fitted on these fit and validation slices, judged on this holdout."""
+    spec = FeatureSpec.fit(development, config, columns=columns)
+    model = fit_win_model(development, calibration_start, spec, recipe, config)
+    return win_metrics(holdout["won"].to_numpy(), model.predict(spec.encode(holdout)))["roc_auc"]
+
+
+def _amounts(rows: pd.DataFrame) -> np.ndarray:
+    return rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
@@ -113,49 +235,96 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
     }
 
 
+def inputs_available(data: CrmData) -> dict[str, bool]:
+    """Which rule inputs the export carries at all (a column that is absent or empty is not available)."""
+    accounts = data.accounts
+    available = {column: column in accounts and bool(accounts[column].notna().any())
+                 for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")}
+    available["the engagement table"] = len(data.engagement) > 0
+    return available
+
+
 def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None,
           progress: Progress = lambda step: None) -> TrainingResult:
     window = Window.for_data(data, config, as_of)
     progress("point-in-time features")
     builder = FeatureBuilder(data, config)
     rows = with_rule_scores(training_rows(data, builder, window.start, window.as_of), config)
-    _need(rows, f"window {window.start.date()} to {window.as_of.date()}")
+    closed_everywhere = pd.DataFrame({"won": (data.opportunities["outcome"] == "won").astype(int)[
+        data.opportunities["outcome"] != "open"]})
+    need(rows, "window", window, closed_everywhere)
     summary = _data_summary(rows, data, window)
     development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
     holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
-    _need(holdout, "holdout period", minimum=10)
+    early = (development["close_date"] < window.calibration_start).to_numpy()
+    fit_rows, validation_rows = development[early], development[~early]
+    for name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
+        need(part, name, window, closed_everywhere)
 
+    progress("leakage and shift checks")
+    warnings, notes = [], []
+    leaks = find_leaks(fit_rows, FeatureSpec.fit(fit_rows, config).columns, config)
+    shift = win_rate_shift({"fit": fit_rows["won"].to_numpy(), "validation": validation_rows["won"].to_numpy(),
+                            "holdout": holdout["won"].to_numpy()}, config.model.guards)
+    if shift:
+        warnings.append(shift.render())
+    spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
+    matrix = spec.encode(development)
+    holdout_matrix = spec.encode(holdout)
+    y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
+
+    selection = select_recipe(matrix[early], y_dev[early], matrix[~early], y_dev[~early], holdout_matrix, y,
+                              spec.categorical_indices, spec.columns, config, progress)
+    if selection.skipped:
+        notes.append(f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
+                     f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})")
     progress("evaluation models")
-    evaluation = fit_scorer(development, window.calibration_start, config)
-    holdout_matrix = evaluation.spec.encode(holdout)
-    y = holdout["won"].to_numpy()
-    probability = evaluation.win_model.predict(holdout_matrix)
+    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
+    won_dev = y_dev == 1
+    amount_dev = _amounts(development)
+    deal = DealSizeModel.fit(matrix[early & won_dev], amount_dev[early & won_dev], spec.categorical_indices,
+                             spec.columns, config.model, validation=(matrix[~early & won_dev], amount_dev[~early & won_dev]))
+    evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
+    probability = win.predict(holdout_matrix)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
+    for number, candidate in enumerate(selection.candidates):
+        metrics[f"candidate_{number}_validation_roc_auc"] = candidate.validation_auc
+        metrics[f"candidate_{number}_holdout_roc_auc"] = candidate.holdout_auc
 
     progress("baselines")
-    fit_part = development[development["close_date"] < window.calibration_start]
     # The rule score alone, mapped to a probability by a one-feature logistic fit on the same fitting rows.
-    rule_link = LogisticRegression().fit(fit_part[["rule_score"]].to_numpy(), fit_part["won"].to_numpy())
+    rule_link = LogisticRegression().fit(fit_rows[["rule_score"]].to_numpy(), fit_rows["won"].to_numpy())
     rule_probability = rule_link.predict_proba(holdout[["rule_score"]].to_numpy())[:, 1]
     metrics.update({f"rule_{k}": v for k, v in win_metrics(y, rule_probability).items()})
-    metrics["rule_roc_auc"] = win_metrics(y, holdout["rule_score"].to_numpy())["roc_auc"]
-    metrics.update({f"model_{k}": v for k, v in
-                    auc_confidence(y, probability, holdout["rule_score"].to_numpy(), seed=config.model.seed).items()})
-    development_matrix = evaluation.spec.encode(development)
-    logistic = logistic_baseline(development_matrix, development["won"].to_numpy(), evaluation.spec.categorical_indices,
-                                 config.model)
-    logistic_probability = logistic.predict_proba(holdout_matrix)[:, 1]
+    rule_constant = bool(np.ptp(holdout["rule_score"].to_numpy()) < 1e-9)
+    metrics["rule_roc_auc"] = 0.5 if rule_constant else win_metrics(y, holdout["rule_score"].to_numpy())["roc_auc"]
+    metrics["rule_score_constant"] = float(rule_constant)
+    logistic_recipe = Recipe(LOGISTIC, {"c": config.model.search.logistic_c}, selection.recipe.calibration)
+    logistic = win if selection.recipe.learner == LOGISTIC else fit_win_model(
+        development, window.calibration_start, spec, logistic_recipe, config)
+    logistic_probability = logistic.predict(holdout_matrix)
     metrics.update({f"logreg_{k}": v for k, v in win_metrics(y, logistic_probability).items()})
+    confidence = auc_confidence(y, probability, {"rules": holdout["rule_score"].to_numpy(), "logreg": logistic_probability},
+                                seed=config.model.seed)
+    metrics.update({f"model_{k}": v for k, v in confidence.items()})
 
-    deal_size = evaluation.deal_model.predict(holdout_matrix)
-    deal_log = evaluation.deal_model.margin(holdout_matrix)
+    deal_size = deal.predict(holdout_matrix)
+    deal_log = deal.margin(holdout_matrix)
     won = y == 1
-    amount = holdout["amount"].fillna(0).to_numpy()
+    amount = _amounts(holdout)
     metrics.update({f"deal_{k}": v for k, v in deal_size_metrics(amount[won], deal_size[won], deal_log[won]).items()})
     # Deal-size baseline: the median won amount of the development rows, for every account.
-    baseline_size = np.full(won.sum(), np.median(development.loc[development["won"] == 1, "amount"].dropna()))
+    development_amounts = amount_dev[won_dev]
+    development_amounts = development_amounts[np.isfinite(development_amounts) & (development_amounts > 0)]
+    median = float(np.median(development_amounts)) if len(development_amounts) else float("nan")
+    baseline_size = np.full(won.sum(), median)
     metrics.update({f"deal_baseline_{k}": v for k, v in
                     deal_size_metrics(amount[won], baseline_size, np.log(np.clip(baseline_size, 1e-9, None))).items()})
+    metrics["deal_shrink"] = deal.shrink if deal.known else float("nan")
+    metrics["deal_validation_r2_log"] = deal.validation.get("r2_log_raw", float("nan"))
+    notes.extend(_deal_notes(deal, config))
+    for slice_name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
+        metrics[f"data_win_rate_{slice_name}"] = float(part["won"].mean())
 
     progress("holdout tiers")
     holdout_book = snapshot(data, builder, window.holdout_start)
@@ -176,49 +345,117 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     holdout_predictions["deal_log_prediction"] = deal_log
 
     progress("final model on the whole window")
-    final = fit_scorer(rows, window.final_calibration_start, config)
+    final_win = fit_win_model(rows, window.final_calibration_start, spec, selection.recipe, config)
+    all_matrix = spec.encode(rows)
+    won_all = rows["won"].to_numpy() == 1
+    final_deal = (DealSizeModel.unknown() if not deal.known else
+                  DealSizeModel.fit(all_matrix[won_all], _amounts(rows)[won_all], spec.categorical_indices, spec.columns,
+                                    config.model, rounds=deal.rounds, shrink=deal.shrink))
+    final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal)
     book = snapshot(data, builder, window.as_of)
     final.freeze(book)
+    warnings.extend(constant_signals(with_rule_scores(book, config), inputs_available(data)))
     importance = pd.DataFrame({
         "feature": final.spec.columns,
-        "win_gain": final.win_model.booster.feature_importance("gain"),
-        "deal_size_gain": final.deal_model.booster.feature_importance("gain"),
+        "win_gain": final.win_model.importance(spec.columns),
+        "deal_size_gain": final.deal_model.importance(len(spec.columns)),
     }).sort_values("win_gain", ascending=False)
     return TrainingResult(final, window, summary, metrics, holdout_predictions, scored, tier_tables, book, holdout,
-                          importance)
+                          development, selection, leaks, warnings, notes, importance)
+
+
+def _deal_notes(deal: DealSizeModel, config: TieringConfig) -> list[str]:
+    if not deal.known:
+        return ["no won deal has an amount: deal size is not learned (expected_deal_size and expected_value are "
+                "empty) and the learned score ranks on win probability"]
+    r2 = deal.validation.get("r2_log_shrunk", float("nan"))
+    if deal.shrink == 0.0:
+        if "r2_log_shrunk" not in deal.validation:
+            return [f"deal size: only {int(deal.validation.get('rows', 0))} won deals with an amount in the validation "
+                    "slice, too few to show skill: every account gets the mean won amount"]
+        return [f"deal size: the model shows no validated skill (validation R² on log amount {r2:.3f}, below "
+                f"model.deal_size_min_r2 {config.model.deal_size_min_r2:g}): replaced by a constant, the mean won amount, "
+                "so expected value ranks on win probability"]
+    if deal.shrink < 0.95:
+        return [f"deal size: predictions shrunk {1 - deal.shrink:.0%} towards the mean won amount, the share the "
+                f"validation slice supports (validation R² on log amount {r2:.3f})"]
+    return []
+
+
+@dataclass(frozen=True)
+class ChampionJudgement:
+    """The current champion on this run's holdout, like for like: its recipe re-fitted on this run's slices."""
+
+    version: str
+    refit_auc: float | None  # None: the recipe could not be re-fitted here (say why in `note`)
+    note: str = ""
+    forward_auc: float | None = None  # the champion as registered, on holdout deals closed after its own window
+    forward_rows: int = 0
 
 
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool
-    reasons: list[str]
+    reasons: list[str]  # the failures when refused, else every check passed; each names its reference and figure
+    checks: list[tuple[bool, str]] = field(default_factory=list)
 
     def render(self) -> str:
         verdict = "promoted to champion" if self.promote else "kept as challenger"
         return f"{verdict}: " + "; ".join(self.reasons)
 
 
-def gate(summary: dict, metrics: dict[str, float], champion_auc: float | None, config: TieringConfig) -> GateDecision:
-    """Champion only with enough data, a holdout AUC above the rule score's, and no real loss against the champion."""
-    rules, failures, passes = config.model.gate, [], []
+def gate(summary: dict, metrics: dict[str, float], champion: ChampionJudgement | None, config: TieringConfig,
+         leaks: list[Leak] = ()) -> GateDecision:
+    """Champion only with enough data, a holdout AUC above the rule score's (or chance), not significantly
+    below the logistic baseline, and no real loss against the champion judged like for like."""
+    rules, checks = config.model.gate, []
     if summary["won"] < rules.min_won or summary["lost"] < rules.min_lost:
-        failures.append(f"not enough data: {summary['won']} won and {summary['lost']} lost in the window, "
-                        f"the gate needs {rules.min_won} and {rules.min_lost}")
+        checks.append((False, f"not enough data: {summary['won']} won and {summary['lost']} lost in the window, "
+                              f"the gate needs {rules.min_won} and {rules.min_lost}"))
+    else:
+        checks.append((True, f"enough data ({summary['won']:,} won, {summary['lost']:,} lost)"))
+    if leaks:
+        checks.append((True, "no leaking feature in the model (refused and left out: "
+                             + ", ".join(f"{leak.feature} with single-feature AUC {leak.auc:.3f}" for leak in leaks) + ")"))
     auc, rule_auc = metrics["model_roc_auc"], metrics["rule_roc_auc"]
     auc_low, gain_low = metrics["model_roc_auc_low"], metrics["model_auc_gain_over_rules_low"]
     if not auc_low > 0.5:
-        failures.append(f"holdout ROC AUC {auc:.3f} is not better than chance with 95% confidence "
-                        f"(lower bound {auc_low:.3f}): the data show no learnable signal for winning")
-    if not gain_low > rules.min_auc_margin_over_rules:
-        failures.append(f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f} with 95% confidence "
-                        f"(lower bound of the gain {gain_low:+.3f})")
+        checks.append((False, f"holdout ROC AUC {auc:.3f} is not better than chance with 95% confidence "
+                              f"(lower bound {auc_low:.3f}): the data show no learnable signal for winning"))
+    if metrics.get("rule_score_constant"):
+        if auc_low > 0.5 + rules.min_auc_margin_over_rules:
+            checks.append((True, f"holdout ROC AUC {auc:.3f} beats chance (0.500) with 95% confidence (lower bound "
+                                 f"{auc_low:.3f}); the rule score is constant on the holdout, so chance is the rule reference"))
+        elif auc_low > 0.5:
+            checks.append((False, f"holdout ROC AUC {auc:.3f} does not beat chance (0.500) by the margin "
+                                  f"{rules.min_auc_margin_over_rules:g}; the rule score is constant on the holdout"))
+    elif not gain_low > rules.min_auc_margin_over_rules:
+        checks.append((False, f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f} with 95% "
+                              f"confidence (lower bound of the gain {gain_low:+.3f})"))
     else:
-        passes.append(f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f} "
-                      f"(95% lower bound of the gain {gain_low:+.3f})")
-    if champion_auc is not None:
-        if auc < champion_auc - rules.champion_tolerance:
-            failures.append(f"holdout ROC AUC {auc:.3f} is worse than the champion's {champion_auc:.3f} "
-                            f"by more than {rules.champion_tolerance}")
+        checks.append((True, f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f} "
+                             f"(95% lower bound of the gain {gain_low:+.3f})"))
+    logreg_auc, logreg_high = metrics.get("logreg_roc_auc"), metrics.get("model_auc_gain_over_logreg_high")
+    if logreg_auc is not None and logreg_high is not None and np.isfinite(logreg_high):
+        if logreg_high < 0:
+            checks.append((False, f"holdout ROC AUC {auc:.3f} is significantly worse than the logistic baseline's "
+                                  f"{logreg_auc:.3f} (95% upper bound of the difference {logreg_high:+.3f})"))
         else:
-            passes.append(f"within {rules.champion_tolerance} of the champion's {champion_auc:.3f}")
-    return GateDecision(not failures, failures or passes)
+            checks.append((True, f"not significantly worse than the logistic baseline's {logreg_auc:.3f} "
+                                 f"(95% upper bound of the difference {logreg_high:+.3f})"))
+    if champion is not None:
+        if champion.refit_auc is None:
+            checks.append((True, f"champion version {champion.version} not judged: {champion.note}"))
+        elif auc < champion.refit_auc - rules.champion_tolerance:
+            checks.append((False, f"holdout ROC AUC {auc:.3f} is worse than champion version {champion.version}'s "
+                                  f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months) by more than "
+                                  f"{rules.champion_tolerance:g}"))
+        else:
+            checks.append((True, f"within {rules.champion_tolerance:g} of champion version {champion.version}'s "
+                                 f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months)"))
+        if champion.forward_auc is not None:
+            checks.append((True, f"for reference, champion version {champion.version} as registered scored "
+                                 f"{champion.forward_auc:.3f} on the {champion.forward_rows:,} holdout deals that closed "
+                                 "after its own training window"))
+    failures = [text for ok, text in checks if not ok]
+    return GateDecision(not failures, failures or [text for _, text in checks], checks)

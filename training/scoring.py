@@ -15,10 +15,9 @@ import pandas as pd
 from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.rules import Features, rule_score_columns, rule_scores
-from training.attribution import contributions
 from training.models import DealSizeModel, WinModel
 from training.reasons import top_reasons
-from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
+from training.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
 
 SCORE_COLUMNS = [
     "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
@@ -47,7 +46,7 @@ class Scorer:
     spec: FeatureSpec | None = None
     win_model: WinModel | None = None
     deal_model: DealSizeModel | None = None
-    value_quantiles: np.ndarray | None = None  # of log1p(expected value) on the training book
+    value_quantiles: np.ndarray | None = None  # of log1p(ranking value) on the training book
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # {"learned": {...}, "rule": {...}}
     _attribution_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -76,9 +75,9 @@ class Scorer:
         matrix = self.spec.encode(rows)
         if explain:
             # Contributions add up to each model's raw margin, so they replace the plain predictions.
-            method = self.config.model.reasons_method
-            contributions_win = contributions(self.win_model.booster, matrix, method, self._attribution_cache)
-            contributions_size = contributions(self.deal_model.booster, matrix, method, self._attribution_cache)
+            method, cache = self.config.model.reasons_method, self._attribution_cache
+            contributions_win = self.win_model.contributions(matrix, method, cache)
+            contributions_size = self.deal_model.contributions(matrix, method, cache)
             win_margin, size_margin = contributions_win.sum(axis=1), contributions_size.sum(axis=1)
         else:
             win_margin, size_margin = self.win_model.margin(matrix), self.deal_model.margin(matrix)
@@ -86,36 +85,57 @@ class Scorer:
         deal_size = self.deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
         out.update(win_probability=probability, expected_deal_size=deal_size, expected_value=expected_value,
-                   learned_score=self.learned_score(expected_value, out["rule_score"]))
+                   learned_score=self.learned_score(self.ranking_value(probability, deal_size), out["rule_score"]))
         reasons = [blank] * 3
         if explain:
-            # d log(p) / d margin = 1 - p: contributions to log expected value, to first order.
-            combined = contributions_win[:, :-1] * (1 - probability)[:, None] + contributions_size[:, :-1]
+            # d log(p) / d margin = 1 - p for a logistic link: contributions to log expected value, to first order.
+            combined = contributions_win[:, :-1] * (1 - probability)[:, None]
+            if self.deal_model.known:
+                combined = combined + contributions_size[:, :-1]
             reasons = top_reasons(combined, self.spec.columns, rows, self.config)
         out.update(reason_1=reasons[0], reason_2=reasons[1], reason_3=reasons[2])
         return out
 
-    def model_part(self, expected_value: np.ndarray) -> np.ndarray:
-        """0-100: where the expected value falls in the training book's distribution."""
-        levels = np.linspace(0.0, 100.0, len(self.value_quantiles))
-        return np.interp(np.log1p(np.clip(expected_value, 0, None)), self.value_quantiles, levels)
+    def ranking_value(self, probability: np.ndarray, deal_size: np.ndarray) -> np.ndarray:
+        """What the model part ranks on: expected value, or the win probability when no amounts were known."""
+        return probability * deal_size if self.deal_model.known else probability
 
-    def learned_score(self, expected_value: np.ndarray, rule_score: np.ndarray) -> np.ndarray:
+    def model_part(self, value: np.ndarray) -> np.ndarray:
+        """0-100: where the value falls in the training book's distribution, strictly increasing.
+
+        Inside the book's range it is the percentile (0.5 to 99.5); beyond it the score keeps rising
+        (or falling) towards 100 (or 0) without reaching it, so accounts above the training book's
+        range stay ordered instead of tying at 100.
+        """
+        quantiles = self.value_quantiles
+        logged = np.log1p(np.clip(value, 0, None))
+        levels = np.linspace(0.5, 99.5, len(quantiles))
+        inside = np.interp(logged, quantiles, levels)
+        scale = max(float(quantiles[-1] - quantiles[0]) / (len(quantiles) - 1), 1e-9)
+        below = 0.5 * np.exp(np.clip((logged - quantiles[0]) / scale, -700, 0))
+        above = 100.0 - 0.5 * np.exp(np.clip((quantiles[-1] - logged) / scale, -700, 0))
+        return np.where(logged < quantiles[0], below, np.where(logged > quantiles[-1], above, inside))
+
+    def learned_score(self, value: np.ndarray, rule_score: np.ndarray) -> np.ndarray:
         blend = self.config.model.blend
-        return blend * self.model_part(expected_value) + (1 - blend) * rule_score
+        return blend * self.model_part(value) + (1 - blend) * rule_score
 
     def freeze(self, book: pd.DataFrame) -> None:
         """Store the value distribution and tier cut-offs of a full scoring, for single-account scoring later."""
         scored = with_rule_scores(book, self.config)
-        learned_score = scored["rule_score"]
+        learned_score = scored["rule_score"].to_numpy()
+        probability = np.full(len(scored), np.nan)
         if self.is_learned:
             matrix = self.spec.encode(scored)
-            value = self.win_model.predict(matrix) * self.deal_model.predict(matrix)
-            self.value_quantiles = np.quantile(np.log1p(value), np.linspace(0, 1, QUANTILES))
-            learned_score = pd.Series(self.learned_score(value, scored["rule_score"].to_numpy()), index=scored.index)
-        _, learned = assign_by_capacity(learned_score, scored["in_icp"], self.config.tiers, scored["account_id"])
-        _, rule = assign_by_capacity(scored["rule_score"], scored["in_icp"], self.config.tiers, scored["account_id"])
-        self.cutoffs = {"learned": learned, "rule": rule}
+            probability = self.win_model.predict(matrix)
+            value = self.ranking_value(probability, self.deal_model.predict(matrix))
+            self.value_quantiles = np.quantile(np.log1p(np.clip(value, 0, None)), np.linspace(0, 1, QUANTILES))
+            learned_score = self.learned_score(value, scored["rule_score"].to_numpy())
+        columns = {"account_id": scored["account_id"].to_numpy(dtype=object), "in_icp": scored["in_icp"].to_numpy(),
+                   "learned_score": learned_score, "rule_score": scored["rule_score"].to_numpy(),
+                   "win_probability": probability, "engagement_score": scored["engagement_score"].to_numpy()}
+        self.cutoffs = {frozen: assign_by_capacity(tie_order(columns, score_column), self.config.tiers).cutoffs
+                        for _, score_column, frozen in TIER_SOURCES}
 
     def score(self, rows: pd.DataFrame, *, by_capacity: bool, budget: float | None = None,
               overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
@@ -142,14 +162,32 @@ class Scorer:
         return {name: out[name] for name in SCORE_COLUMNS}
 
 
+def tie_order(book: Features, score_column: str) -> RankedBook:
+    """The book ranked on `score_column`, ties broken by win probability, then rule score, then engagement
+    score (each descending, missing last), then account_id (ascending): never by file order."""
+    ids = np.asarray(book["account_id"], dtype=object)
+    count = len(ids)
+
+    def descending(name: str) -> np.ndarray:
+        values = np.asarray(book[name], dtype=np.float64) if name in book else np.full(count, np.nan)
+        return np.where(np.isnan(values), np.inf, -values)
+
+    score = np.asarray(book[score_column], dtype=np.float64)
+    # np.lexsort sorts by the last key first; account ids compare as text.
+    order = np.lexsort((ids.astype(str), descending("engagement_score"), descending("rule_score"),
+                        descending("win_probability"), np.where(np.isnan(score), np.inf, -score)))
+    return RankedBook(order=order, scores=score, eligible=np.asarray(book["in_icp"], dtype=bool))
+
+
 def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
                 budget: float | None, overrides: pd.DataFrame | None) -> dict[str, np.ndarray]:
     """The book-level half of scoring: learned and rule tiers, overrides, budget, as arrays.
 
-    `book` (a frame or a mapping of arrays) needs account_id, learned_score, rule_score and in_icp. With
-    `cutoffs` (the frozen ones of the last full scoring) each account is placed on its own; without,
-    tiers are filled by capacity. Accounts placed one by one with no overrides or budget (the service's
-    `/score`) never touch pandas: that is most of a single-account request.
+    `book` (a frame or a mapping of arrays) needs account_id, learned_score, rule_score and in_icp, and
+    uses win_probability and engagement_score to break ties when present. With `cutoffs` (the frozen ones
+    of the last full scoring) each account is placed on its own; without, tiers are filled by capacity.
+    Accounts placed one by one with no overrides or budget (the service's `/score`) never touch pandas:
+    that is most of a single-account request.
     """
     ids = np.asarray(book["account_id"], dtype=object)
     placement = {"account_id": ids}
@@ -157,9 +195,7 @@ def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[s
         if cutoffs:
             placement[tier_column] = tiers_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
         else:
-            tiers, _ = assign_by_capacity(pd.Series(np.asarray(book[score_column])), pd.Series(np.asarray(book["in_icp"])),
-                                          config.tiers, pd.Series(ids))
-            placement[tier_column] = tiers.to_numpy(dtype=object)
+            placement[tier_column] = assign_by_capacity(tie_order(book, score_column), config.tiers).tiers
     if overrides is None or overrides.empty:
         placement["tier"], placement["override_reason"] = placement["learned_tier"], np.full(len(ids), "", dtype=object)
     else:
@@ -168,6 +204,16 @@ def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[s
     placement["budget"] = (np.full(len(ids), np.nan) if budget is None
                            else allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy())
     return placement
+
+
+def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
+    """Per tiering and tier boundary where accounts with the same score fall on both sides: how many tie,
+    the score, and how many the secondary keys put inside. What a user needs to know before trusting a cut."""
+    found = []
+    for tier_column, score_column, frozen in TIER_SOURCES:
+        for tie in assign_by_capacity(tie_order(book, score_column), config.tiers).ties:
+            found.append({"tiering": frozen, **tie})
+    return found
 
 
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -10,35 +12,54 @@ from features.config import TIER_NAMES, UNTIERED, Budget, Tiers
 TIER_ORDER = {name: rank for rank, name in enumerate([*TIER_NAMES, UNTIERED])}
 
 
-def assign_by_capacity(scores: pd.Series, eligible: pd.Series, tiers: Tiers,
-                       tie_breaker: pd.Series | None = None) -> tuple[pd.Series, dict[str, float]]:
-    """Fill Tier 1 by descending score up to its capacity among accounts at or above its minimum, then
-    Tier 2, then Tier 3; the rest are untiered. Returns the tiers and the score cut-offs this produced.
+@dataclass(frozen=True)
+class RankedBook:
+    """Accounts in the order tiers are filled (`order` indexes the book), with their scores and ICP flags."""
+
+    order: np.ndarray
+    scores: np.ndarray
+    eligible: np.ndarray
+
+
+@dataclass(frozen=True)
+class Placement:
+    tiers: np.ndarray  # per account, in book order
+    cutoffs: dict[str, float]
+    ties: list[dict]  # per full tier whose last score is shared with accounts left out
+
+
+def assign_by_capacity(book: RankedBook, tiers: Tiers) -> Placement:
+    """Fill Tier 1 in the book's order up to its capacity among accounts at or above its minimum, then
+    Tier 2, then Tier 3; the rest are untiered. Returns the tiers, the score cut-offs this produced, and
+    the ties across each boundary.
 
     A tier's cut-off is the lowest score it admitted when it is full (a new account needs at least that
     to displace someone), and its minimum score when it has room.
     """
-    keys = tie_breaker if tie_breaker is not None else pd.Series(np.arange(len(scores)), index=scores.index)
-    order = pd.DataFrame({"score": scores.to_numpy(), "key": keys.to_numpy()}, index=scores.index)
-    order = order.sort_values(["score", "key"], ascending=[False, True], kind="stable")
-    ranked_eligible = eligible.reindex(order.index).to_numpy(dtype=bool)
-    ranked_scores = order["score"].to_numpy()
-    assigned = np.full(len(order), UNTIERED, dtype=object)
-    free = ranked_eligible & ~np.isnan(ranked_scores)
+    ranked_scores = book.scores[book.order]
+    free = book.eligible[book.order] & ~np.isnan(ranked_scores)
+    assigned = np.full(len(ranked_scores), UNTIERED, dtype=object)
     cutoffs: dict[str, float] = {}
+    ties: list[dict] = []
     for name, tier in tiers.ordered():
         candidates = np.flatnonzero(free & (ranked_scores >= tier.min_score))
-        if tier.max_accounts is not None:
-            candidates = candidates[: tier.max_accounts]
-        assigned[candidates] = name
-        free[candidates] = False
-        full = tier.max_accounts is not None and len(candidates) == tier.max_accounts
-        if not full:
+        full = tier.max_accounts is not None and len(candidates) > tier.max_accounts
+        admitted = candidates[: tier.max_accounts] if tier.max_accounts is not None else candidates
+        assigned[admitted] = name
+        free[admitted] = False
+        if tier.max_accounts is not None and len(admitted) == tier.max_accounts:
+            cutoffs[name] = float(max(tier.min_score, ranked_scores[admitted].min())) if len(admitted) else float("inf")
+        else:
             cutoffs[name] = float(tier.min_score)
-        else:  # a tier with no room admits nobody new
-            cutoffs[name] = float(max(tier.min_score, ranked_scores[candidates].min())) if len(candidates) else float("inf")
-    result = pd.Series(assigned, index=order.index, name="tier").reindex(scores.index)
-    return result.astype("str"), cutoffs
+        if full and len(admitted):
+            last = ranked_scores[admitted[-1]]
+            left_out = int(np.sum(ranked_scores[candidates[tier.max_accounts:]] == last))
+            if left_out:
+                inside = int(np.sum(ranked_scores[admitted] == last))
+                ties.append({"tier": name, "score": float(last), "tied": inside + left_out, "inside": inside})
+    result = np.empty(len(assigned), dtype=object)
+    result[book.order] = assigned
+    return Placement(result, cutoffs, ties)
 
 
 def tiers_by_cutoffs(scores: np.ndarray, eligible: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:

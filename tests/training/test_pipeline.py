@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from features.config import TieringConfig
 from features.generator import generate_export
 from features.io import load_export
-from training.pipeline import GateDecision, Window, gate, train
+from training.pipeline import ChampionJudgement, Window, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 
@@ -100,21 +100,44 @@ def test_maven_trains_reports_chance_and_the_gate_refuses():
     assert "not better than chance" in decision.render() or "does not beat the rule score" in decision.render()
 
 
-def _metrics(auc=0.80, rule=0.70, low=0.78, gain_low=0.05):
-    return {"model_roc_auc": auc, "rule_roc_auc": rule, "model_roc_auc_low": low, "model_auc_gain_over_rules_low": gain_low}
+def _metrics(auc=0.80, rule=0.70, low=0.78, gain_low=0.05, logreg=0.79, logreg_high=0.02, constant=0.0):
+    return {"model_roc_auc": auc, "rule_roc_auc": rule, "model_roc_auc_low": low, "model_auc_gain_over_rules_low": gain_low,
+            "logreg_roc_auc": logreg, "model_auc_gain_over_logreg_high": logreg_high, "rule_score_constant": constant}
 
 
-def test_gate_rules():
+def test_gate_rules_name_each_reference_and_its_figure():
     config = TieringConfig()
     enough = {"won": 500, "lost": 900}
-    assert gate(enough, _metrics(), None, config).promote
+    passed = gate(enough, _metrics(), None, config)
+    assert passed.promote
+    assert passed.reasons == ["enough data (500 won, 900 lost)",
+                              "holdout ROC AUC 0.800 beats the rule score's 0.700 (95% lower bound of the gain +0.050)",
+                              "not significantly worse than the logistic baseline's 0.790 (95% upper bound of the "
+                              "difference +0.020)"]
     thin = gate({"won": 40, "lost": 900}, _metrics(), None, config)
     assert not thin.promote and "not enough data: 40 won" in thin.render()
     assert not gate(enough, _metrics(gain_low=-0.01), None, config).promote
-    worse = gate(enough, _metrics(auc=0.80), 0.82, config)
-    assert not worse.promote and "worse than the champion's 0.820" in worse.render()
-    assert gate(enough, _metrics(auc=0.80), 0.805, config).promote  # within the 0.01 tolerance
-    assert isinstance(gate(enough, _metrics(), None, config), GateDecision)
+    worse_than_logistic = gate(enough, _metrics(logreg=0.83, logreg_high=-0.004), None, config)
+    assert worse_than_logistic.reasons == ["holdout ROC AUC 0.800 is significantly worse than the logistic baseline's "
+                                           "0.830 (95% upper bound of the difference -0.004)"]
+    champion = ChampionJudgement("3", 0.82)
+    worse = gate(enough, _metrics(auc=0.80), champion, config)
+    assert not worse.promote
+    assert worse.reasons == ["holdout ROC AUC 0.800 is worse than champion version 3's 0.820 (its recipe re-fitted on the "
+                             f"same months) by more than {config.model.gate.champion_tolerance:g}"]
+    tolerance = config.model.gate.champion_tolerance
+    assert gate(enough, _metrics(auc=0.80), ChampionJudgement("3", 0.80 + tolerance / 2), config).promote
+
+
+def test_gate_against_a_constant_rule_score_says_chance_is_the_reference():
+    config = TieringConfig()
+    enough = {"won": 500, "lost": 900}
+    decision = gate(enough, _metrics(rule=0.5, gain_low=0.27, low=0.77, constant=1.0), None, config)
+    assert decision.promote
+    assert ("holdout ROC AUC 0.800 beats chance (0.500) with 95% confidence (lower bound 0.770); the rule score is "
+            "constant on the holdout, so chance is the rule reference") in decision.reasons
+    flat = gate(enough, _metrics(auc=0.52, rule=0.5, low=0.49, gain_low=-0.01, constant=1.0), None, config)
+    assert not flat.promote and flat.reasons[0].startswith("holdout ROC AUC 0.520 is not better than chance")
 
 
 def test_window_defaults_to_the_day_after_the_latest_close(synthetic):

@@ -1,0 +1,156 @@
+"""Checks before fitting: features that leak the outcome, win rates that shift between slices, and
+signals that are constant because the export lacks their inputs.
+
+Pure functions on training rows; the pipeline turns their findings into refusals and warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2_contingency
+from sklearn.metrics import roc_auc_score
+
+from features.config import Guards, TieringConfig
+from features.pointintime import slug
+
+CATEGORY_PRIOR_ROWS = 20  # a category's win rate is pulled towards the overall rate by this many rows
+RULE_INPUTS = {
+    "revenue_potential_score": ("annual_revenue", "employees"),
+    "business_fit_score": ("industry", "employees", "country", "region", "tech_stack"),
+    "engagement_score": ("the engagement table",),
+}
+
+
+@dataclass(frozen=True)
+class Leak:
+    feature: str
+    auc: float  # single-feature ROC AUC, folded so 1.0 = perfect separation either way
+    present_won: float  # share of won rows where the feature has a value
+    present_lost: float
+    why: str
+
+    def render(self) -> str:
+        return (f"feature '{self.feature}' {self.why} (single-feature ROC AUC {self.auc:.3f}; present for "
+                f"{self.present_won:.0%} of won and {self.present_lost:.0%} of lost deals): it is probably filled in "
+                "after the deal closes, so it was left out of the model. If it is known before a deal opens, list it "
+                "under model.allow_features in tiering.yaml")
+
+
+def _single_feature_auc(values: pd.Series, won: np.ndarray) -> float:
+    """How well this one column alone ranks won above lost; missing values form a level of their own."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = ~np.isnan(numbers)
+        if present.all():
+            score = numbers
+        elif not present.any():
+            return 0.5
+        else:  # missing ranks below or above every value, whichever separates better
+            ranks = np.full(len(numbers), 0.0)
+            ranks[present] = pd.Series(numbers[present]).rank(method="average").to_numpy()
+            low, high = ranks, np.where(present, ranks, present.sum() + 1.0)
+            return max(_folded_auc(won, low), _folded_auc(won, high))
+    else:
+        text = values.astype("object").where(values.notna(), "\x00missing")
+        # Each category's smoothed win rate: a column that alone tells the outcome gets rates near 0 and 1.
+        table = pd.DataFrame({"level": text.astype(str).to_numpy(), "won": won})
+        stats = table.groupby("level")["won"].agg(["sum", "count"])
+        overall = won.mean()
+        rate = (stats["sum"] + CATEGORY_PRIOR_ROWS * overall) / (stats["count"] + CATEGORY_PRIOR_ROWS)
+        score = table["level"].map(rate).to_numpy(dtype=np.float64)
+    return _folded_auc(won, score)
+
+
+def _folded_auc(won: np.ndarray, score: np.ndarray) -> float:
+    if np.all(score == score[0]):
+        return 0.5
+    auc = float(roc_auc_score(won, score))
+    return max(auc, 1 - auc)
+
+
+def find_leaks(rows: pd.DataFrame, columns: list[str], config: TieringConfig) -> list[Leak]:
+    """Features that alone separate won from lost almost perfectly, or are present almost only for one outcome."""
+    guards, allowed = config.model.guards, _allowed(config)
+    won = rows["won"].to_numpy(dtype=np.int64)
+    if len(np.unique(won)) < 2:
+        return []
+    leaks = []
+    for column in columns:
+        if column in allowed or column not in rows:
+            continue
+        values = rows[column]
+        present = values.notna().to_numpy()
+        present_won, present_lost = float(present[won == 1].mean()), float(present[won == 0].mean())
+        auc = _single_feature_auc(values, won)
+        why = None
+        if auc > guards.leak_auc:
+            why = f"alone separates won from lost almost perfectly (above the bound {guards.leak_auc:g})"
+        elif present.sum() >= guards.leak_min_present and not present.all():
+            share_won = float(won[present].mean())
+            purity = max(share_won, 1 - share_won)
+            base = max(won.mean(), 1 - won.mean())
+            if purity >= guards.leak_purity and purity > base:
+                outcome = "won" if share_won > 0.5 else "lost"
+                why = f"is filled in almost only for {outcome} deals ({purity:.1%} of the rows where it has a value)"
+        if why:
+            leaks.append(Leak(column, auc, present_won, present_lost, why))
+    return leaks
+
+
+def _allowed(config: TieringConfig) -> set[str]:
+    names = set(config.model.allow_features)
+    return names | {f"extra_{slug(name)}" for name in names}
+
+
+@dataclass(frozen=True)
+class Shift:
+    rates: dict[str, tuple[float, int]]  # slice -> (win rate, closed deals)
+    p_value: float
+
+    def render(self) -> str:
+        parts = ", ".join(f"{name} {rate:.1%} of {count:,}" for name, (rate, count) in self.rates.items())
+        return (f"the win rate shifts between the training slices ({parts}; chi-squared p = {self.p_value:.1g}): "
+                "probabilities calibrated on earlier months may be off for later ones; check whether the export's "
+                "outcomes changed (a new sales process, missing lost deals) or move --as-of")
+
+
+def win_rate_shift(slices: dict[str, np.ndarray], guards: Guards) -> Shift | None:
+    """A significant, sizeable difference between the slices' win rates; None when there is none."""
+    counts = {name: (int(y.sum()), int(len(y) - y.sum())) for name, y in slices.items() if len(y)}
+    if len(counts) < 2:
+        return None
+    rates = {name: (won / (won + lost), won + lost) for name, (won, lost) in counts.items()}
+    table = np.array(list(counts.values()), dtype=np.float64)
+    if (table.sum(axis=0) == 0).any():
+        return None
+    p_value = float(chi2_contingency(table)[1])
+    values = [rate for rate, _ in rates.values()]
+    low, high = min(values), max(values)
+    sizeable = high >= guards.shift_min_ratio * low or (1 - low) >= guards.shift_min_ratio * (1 - high)
+    return Shift(rates, p_value) if p_value < guards.shift_p_value and sizeable else None
+
+
+def constant_signals(book: pd.DataFrame, available: dict[str, bool]) -> list[str]:
+    """Which rule components (and the rule score) are the same for every account, with the inputs that are missing.
+
+    `available` says, per input column (and "the engagement table"), whether the export has any value.
+    """
+    messages = []
+    for component, inputs in RULE_INPUTS.items():
+        if component in book and _is_constant(book[component]):
+            missing = [name for name in inputs if not available.get(name, True)]
+            value = float(book[component].iloc[0]) if len(book) else 0.0
+            cause = f": the export has no {', '.join(missing)}" if missing else ""
+            messages.append(f"{component} is {value:g} for every account{cause}")
+    if "rule_score" in book and _is_constant(book["rule_score"]):
+        messages.append("rule_score is the same for every account: comparisons against the rules are against a "
+                        "constant (chance), and rule tiers cannot rank")
+    return messages
+
+
+def _is_constant(values: pd.Series) -> bool:
+    finite = values.dropna()
+    return len(finite) == 0 or float(finite.max() - finite.min()) < 1e-9
