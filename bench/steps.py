@@ -94,17 +94,17 @@ def train(data_dir: Path) -> dict:
 
     import lightgbm as lgb
 
-    from training.models import _booster_params
+    from training.models import booster_params
     from training.workflow import train_and_register
 
     data, config, rows, spec, matrix = _training_matrix(data_dir)
     won = rows["won"].to_numpy()
     amount = rows["amount"].fillna(0).to_numpy()
     clock = Clock()
-    lgb.train(_booster_params(config.model, "binary"),
+    lgb.train(booster_params(config.model, "binary"),
               lgb.Dataset(matrix, won, categorical_feature=spec.categorical_indices), config.model.num_boost_round)
     keep = (won == 1) & (amount > 0)
-    lgb.train(_booster_params(config.model, "regression"),
+    lgb.train(booster_params(config.model, "regression"),
               lgb.Dataset(matrix[keep], np.log(amount[keep]), categorical_feature=spec.categorical_indices),
               config.model.num_boost_round)
     raw_seconds = clock.lap()

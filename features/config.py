@@ -154,21 +154,68 @@ class Window(Strict):
 class Gate(Strict):
     min_won: int = Field(100, ge=0)
     min_lost: int = Field(100, ge=0)
-    champion_tolerance: float = Field(0.01, ge=0, description="Allowed holdout ROC AUC drop against the current champion.")
+    champion_tolerance: float = Field(0.01, ge=0, description="Allowed holdout ROC AUC drop against the current champion "
+                                      "(its recipe re-fitted on the same months, judged on the same holdout).")
     min_auc_margin_over_rules: float = Field(0.0, ge=0, description="The 95% lower bound of the AUC gain over the rule score must exceed this.")
+
+
+class Candidate(Strict):
+    """One LightGBM setting the search tries; boosting stops early on the validation slice."""
+
+    num_leaves: int = Field(ge=2)
+    learning_rate: float = Field(gt=0, le=1)
+    min_child_samples: int = Field(ge=1)
+    lambda_l2: float = Field(0.0, ge=0)
+
+    def label(self) -> str:
+        return (f"LightGBM {self.num_leaves} leaves, rate {self.learning_rate:g}, "
+                f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}")
+
+
+DEFAULT_CANDIDATES = (
+    Candidate(num_leaves=7, learning_rate=0.05, min_child_samples=50, lambda_l2=5.0),
+    Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0),
+    Candidate(num_leaves=31, learning_rate=0.05, min_child_samples=20, lambda_l2=1.0),
+    Candidate(num_leaves=15, learning_rate=0.1, min_child_samples=100, lambda_l2=10.0),
+)
+
+
+class Search(Strict):
+    """Learner selection on the validation slice (the months before the holdout, which the holdout never sees)."""
+
+    candidates: list[Candidate] = Field(default=list(DEFAULT_CANDIDATES),
+                                        description="LightGBM settings tried, simplest first; the logistic regression is always a candidate.")
+    early_stopping_rounds: int = Field(50, ge=5, description="Stop boosting when validation AUC has not improved for this many rounds.")
+    time_budget_seconds: float = Field(120.0, gt=0, description="No new candidate starts once the search has used this long.")
+    tie_tolerance: float = Field(0.002, ge=0, description="Validation ROC AUC within this of the best counts as a tie; ties go to the simpler learner.")
+    logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
+
+
+class Guards(Strict):
+    """Checks before fitting: features that leak the outcome, and win rates that shift between slices."""
+
+    leak_auc: float = Field(0.95, gt=0.5, le=1, description="A feature whose single-feature ROC AUC on the fitting months exceeds this is refused.")
+    leak_purity: float = Field(0.99, gt=0.5, le=1, description="A feature present (not empty) almost only for one outcome, at this share or more, is refused.")
+    leak_min_present: int = Field(30, ge=1, description="The purity check needs at least this many rows where the feature is present.")
+    shift_p_value: float = Field(0.01, gt=0, lt=1, description="Win rates of the fit, validation and holdout slices differ at this significance: a warning.")
+    shift_min_ratio: float = Field(1.5, ge=1, description="...and the highest slice win rate is at least this many times the lowest.")
 
 
 class Model(Strict):
     blend: float = Field(0.7, ge=0, le=1, description="learned_score = blend * model part + (1 - blend) * rule_score.")
     extra_features: list[str] = Field(default=[], description="Extra account columns used by the learners as they are.")
+    allow_features: list[str] = Field(default=[], description="Features the leakage guard may not refuse (feature or account column names).")
     balance_classes: Literal["auto", "always", "never"] = "auto"
+    calibration: Literal["auto", "platt", "beta", "isotonic_platt"] = Field(
+        "auto", description="Map from model margin to probability, fitted on the validation slice; auto picks by cross-validated log loss.")
     deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
+    deal_size_min_r2: float = Field(0.05, ge=0, lt=1, description="A deal-size model whose validation R² on log amount (after shrinkage) "
+                                    "is below this is replaced by the constant mean won amount.")
     reasons_method: Literal["path", "treeshap"] = Field(
         "path", description="Per-feature contributions behind the reasons: tree-path attribution (fast) or TreeSHAP.")
-    num_boost_round: int = Field(200, ge=10)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2)
-    min_child_samples: int = Field(40, ge=1)
+    num_boost_round: int = Field(1000, ge=10, description="Most boosting rounds; early stopping on the validation slice usually stops sooner.")
+    search: Search = Search()
+    guards: Guards = Guards()
     seed: int = 42
     num_threads: int = Field(0, ge=0, description="LightGBM threads; 0 = OpenMP's default (all cores, or OMP_NUM_THREADS).")
     window: Window = Window()
