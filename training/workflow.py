@@ -23,7 +23,7 @@ from features.schema import CrmData
 from training import tracking
 from training.bundle import save_scorer
 from training.evaluate import win_metrics
-from training.pipeline import GateDecision, Progress, TrainingResult, gate, train
+from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
 from training.scoring import RULES_ONLY, Scorer
 
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml", "mlflow")
@@ -52,18 +52,33 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def _champion_auc(champion: tracking.VersionInfo | None, result: TrainingResult) -> float | None:
-    """The current champion's ROC AUC on this run's holdout rows, so both are judged on the same deals."""
+def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult) -> ChampionJudgement | None:
+    """The current champion judged like for like: its recipe re-fitted on this run's fit and validation
+    slices and scored on this run's holdout, never on rows it was trained on. Where the holdout has deals
+    closed after the champion's own window, its real forward performance on them is reported too."""
     if champion is None:
         return None
     try:
         scorer = load_scorer_for(champion.uri)
-        rows = result.holdout_rows
-        probability = scorer.win_model.predict(scorer.spec.encode(rows))
-        return win_metrics(rows["won"].to_numpy(), probability)["roc_auc"]
-    except Exception:  # a champion whose features differ: fall back to its own logged holdout AUC
-        logged = champion.tags.get("holdout_roc_auc")
-        return float(logged) if logged else None
+    except Exception as error:  # a broken or foreign artifact must not block training
+        return ChampionJudgement(champion.version, None, f"its model cannot be loaded ({tracking.first_line(error)})")
+    if not scorer.is_learned:
+        return ChampionJudgement(champion.version, None, "it scores with rules only")
+    missing = [c for c in scorer.spec.columns if c not in result.development]
+    if missing:
+        return ChampionJudgement(champion.version, None, f"its features {', '.join(missing)} are not in this export, so "
+                                 "its recipe cannot be re-fitted on the same months")
+    window = result.window
+    refit = refit_auc(result.development, result.holdout_rows, window.calibration_start, scorer.win_model.recipe,
+                      scorer.config, scorer.spec.columns)
+    forward_auc, forward_rows = None, 0
+    trained_until = champion.tags.get("window_end")
+    if trained_until:
+        rows = result.holdout_rows[result.holdout_rows["close_date"] >= pd.Timestamp(trained_until)]
+        if rows["won"].nunique() == 2:
+            probability = scorer.win_model.predict(scorer.spec.encode(rows))
+            forward_auc, forward_rows = win_metrics(rows["won"].to_numpy(), probability)["roc_auc"], len(rows)
+    return ChampionJudgement(champion.version, refit, forward_auc=forward_auc, forward_rows=forward_rows)
 
 
 def _log_figures(result: TrainingResult) -> None:
@@ -109,6 +124,14 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         for name, table in result.tier_tables.items():
             tracking.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
         tracking.write_frame_artifact(result.feature_importance, "feature_importance.csv")
+        tracking.write_frame_artifact(result.selection.table(), "learner_selection.csv")
+        mlflow.log_dict({"recipe": result.scorer.win_model.recipe.to_dict(),
+                         "calibration_log_loss": result.selection.calibration_losses,
+                         "refused_features": [leak.render() for leak in result.leaks],
+                         "warnings": result.warnings, "notes": result.notes}, "selection.json")
+        mlflow.log_text("\n".join(result.warnings) or "no warnings", "warnings.txt")
+        mlflow.set_tags({"learner": result.scorer.win_model.recipe.describe(),
+                         "warnings": " | ".join(result.warnings)[:5000]})
         # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
         # registered model has been refit on the holdout months and would be judged in-sample there.
         tracking.write_frame_artifact(result.holdout, tracking.HOLDOUT_PREDICTIONS)
@@ -133,8 +156,12 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
                 registered_model_name=tracking.MODEL_NAME,
             )
         version = str(info.registered_model_version)
-        champion_auc = _champion_auc(champion, result)
-        decision = gate(result.summary, result.metrics, champion_auc, config)
+        judgement = judge_champion(champion, result)
+        decision = gate(result.summary, result.metrics, judgement, config, result.leaks)
+        if judgement is not None and judgement.refit_auc is not None:
+            mlflow.log_metric("champion_refit_roc_auc", judgement.refit_auc)
+        if judgement is not None and judgement.forward_auc is not None:
+            mlflow.log_metric("champion_forward_roc_auc", judgement.forward_auc)
         mlflow.set_tags({"gate_decision": "champion" if decision.promote else "challenger",
                          "gate_reason": "; ".join(decision.reasons), "model_version": version})
         mlflow.log_text(decision.render(), "gate.txt")
