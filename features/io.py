@@ -230,6 +230,11 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
             break
         except UnicodeDecodeError:  # from Python's codecs: decoding the header, or cp1252 under pyarrow
             continue
+        except csv.Error as error:  # a header line Python's csv cannot split: binary data, a stray carriage return
+            problems.append(Problem(f"cannot be read as CSV: its header line is not text ({error})",
+                                    fix="the file is corrupt or not a CSV: export it again as CSV with a header row",
+                                    file=display))
+            return None
         except pa.ArrowInvalid as error:
             if "UTF8" in str(error):  # pyarrow's own UTF-8 check
                 continue

@@ -9,7 +9,6 @@ opportunities) are reported and the data is used.
 from __future__ import annotations
 
 import difflib
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from features.config import CHANNELS
+from features.dates import EARLIEST, LATEST, parse_dates, within_range
 from features.errors import Problem, plural, rows_of
 from features.mapping import Mapping, TableMapping
 from features.schema import OPTIONAL, OUTCOMES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
@@ -40,8 +40,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("engagement", "count"): (0, np.inf),
     ("intent", "score"): (0, 100),
 }
-# Plausible dates; this also keeps every date inside what datetime64[ns] can hold.
-DATE_RANGE = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-12-31 23:59:59"))
+# Plausible dates (features.dates, shared with the API and --as-of); inside what datetime64[ns] can hold.
+DATE_RANGE = (EARLIEST, LATEST)
 MAX_EXAMPLES = 3
 
 
@@ -217,23 +217,8 @@ def _parse_dates(raw: pd.Series, date_format: str | None) -> pd.Series:
     elif date_format:
         parsed = pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).dt.tz_localize(None)
     else:
-        parsed = _parse_unformatted_dates(raw)
-    return parsed.where(parsed.between(*DATE_RANGE)).astype("datetime64[ns]")
-
-
-def _parse_unformatted_dates(raw: pd.Series) -> pd.Series:
-    try:  # fast path: arrow parses ISO dates without a zone in C++
-        return pd.Series(pc.cast(pa.array(raw), pa.timestamp("ns")).to_numpy(zero_copy_only=False), index=raw.index)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        pass
-    with warnings.catch_warnings():  # pandas warns when it has to guess a format; we report failures instead
-        warnings.simplefilter("ignore", UserWarning)
-        candidates = [
-            pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True),
-            pd.to_datetime(raw, errors="coerce", utc=True),  # one format guessed from the first value
-        ]
-    best = min(candidates, key=lambda parsed: int(parsed.isna().sum()))
-    return best.dt.tz_localize(None)
+        return parse_dates(raw)  # the one grammar of features.dates, which the API and --as-of use too
+    return within_range(parsed)
 
 
 def _parse_numbers(raw: pd.Series) -> pd.Series:

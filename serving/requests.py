@@ -8,7 +8,7 @@ and nothing that passes can make the scoring code fail. No HTTP here: tests use 
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from itertools import chain
 from typing import Annotated, Any, Literal
 
@@ -32,7 +32,8 @@ from features.config import CHANNELS, TieringConfig
 from features.pointintime import Activity, FeatureBuilder, vocabulary_codes
 from features.schema import OPTIONAL, TABLES, CrmData, conform
 from features.timeindex import seconds_of
-from features.validation import DATE_RANGE, RANGES
+from features.dates import NotADate, parse_moment
+from features.validation import RANGES
 
 MAX_SCORE_ACCOUNTS = 10_000
 MAX_BOOK_ACCOUNTS = 100_000  # /tier ranks a whole book; the body-size limit bounds it as well
@@ -46,43 +47,25 @@ def _bounded(table: str, column: str, default: float | None, description: str):
                  description=description)
 
 
-# The batch import's plausible dates, which also keeps every date inside what datetime64[ns] holds.
-EARLIEST, LATEST = (moment.to_pydatetime() for moment in DATE_RANGE)
+def _moment(value: Any, _parse: ValidatorFunctionWrapHandler) -> datetime:
+    """A date-time in naive UTC (what the canonical tables hold), by the batch import's own date grammar.
 
-
-def _in_date_range(moment: datetime) -> None:
-    if not EARLIEST <= moment <= LATEST:
-        raise PydanticCustomError("date_range", "dates must lie between {low} and {high}",
-                                  {"low": EARLIEST.date().isoformat(), "high": LATEST.date().isoformat()})
-
-
-def _iso_text_only(value: Any) -> None:
-    # pydantic would also read numbers as Unix times; the contract (and the batch import) says ISO 8601.
-    if not isinstance(value, (str, datetime, date)):
-        raise PydanticCustomError("date_type", "dates must be ISO 8601 strings such as 2026-05-01 or 2026-05-01T09:30:00Z")
-
-
-def _moment(value: Any, parse: ValidatorFunctionWrapHandler) -> datetime:
-    """A date-time in naive UTC (what the canonical tables hold), so any two compare."""
-    _iso_text_only(value)
-    moment = parse(value)
-    if moment.tzinfo is not None:
-        _in_date_range(moment.replace(tzinfo=None))  # first: year 9999 with a zone overflows on conversion
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    _in_date_range(moment)
-    return moment
+    Not pydantic's: it reads numbers and numeric strings ("20260601", "0") as Unix times, where a data file
+    reads "20260601" as 1 June 2026 and "0" as no date at all.
+    """
+    try:
+        return parse_moment(value)
+    except NotADate as error:
+        raise PydanticCustomError("date", str(error)) from None
 
 
 def _day(value: Any, parse: ValidatorFunctionWrapHandler) -> date:
-    _iso_text_only(value)
-    day = parse(value)
-    _in_date_range(datetime(day.year, day.month, day.day))
-    return day
+    return _moment(value, parse).date()
 
 
-# ISO 8601 date or date-time, naive (taken as UTC) or with a zone (converted to UTC).
+# ISO 8601 date or date-time, naive (taken as UTC) or with a zone (converted to UTC): features.dates.
 Timestamp = Annotated[datetime, WrapValidator(_moment, json_schema_input_type=datetime | date)]
-Day = Annotated[date, WrapValidator(_day)]
+Day = Annotated[date, WrapValidator(_day, json_schema_input_type=date)]
 Text = Annotated[str, Field(min_length=1)]
 
 

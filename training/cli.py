@@ -114,8 +114,25 @@ def generate(
 
     if file_format not in ("csv", "parquet"):
         raise UserError(f"--format must be csv or parquet, not {file_format!r}")
+    _check_generate_target(out)
     summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
     console.print(summary.render() if hasattr(summary, "render") else str(summary))
+
+
+def _check_generate_target(out: Path) -> None:
+    """Refuse a folder whose export files `generate` would overwrite or remove unless it is an earlier synthetic export
+    (it holds truth.csv): pointed at a real CRM export by mistake, it would replace the user's accounts.csv."""
+    from features.generator import TRUTH_FILE
+    from features.schema import TABLES
+    from training.files import check_writable_target
+
+    check_writable_target(out, folder=True)
+    if not out.is_dir() or (out / TRUTH_FILE).is_file():
+        return
+    clashing = sorted(name for table in TABLES for name in (f"{table}.csv", f"{table}.parquet") if (out / name).exists())
+    if clashing:
+        raise UserError(f"--out {out} holds {', '.join(clashing)}, which is not a synthetic export (no {TRUTH_FILE}): "
+                        "generating there would replace those files. Pass a new or empty folder")
 
 
 @app.command()
@@ -184,14 +201,36 @@ def _print_window(data, settings, cutoff) -> None:
 
 
 def parse_as_of(value: str | None):
-    import pandas as pd
+    """--as-of by the one date grammar and range of data files and the API (features.dates)."""
+    from features.dates import NotADate, parse_day
 
-    if value is None:
-        return None
     try:
-        return pd.Timestamp(value).normalize()
-    except (ValueError, TypeError):
-        raise UserError(f"--as-of {value!r} is not a date: use YYYY-MM-DD") from None
+        return parse_day(value, "--as-of")
+    except NotADate as error:
+        raise UserError(str(error)) from None
+
+
+def finite_budget(value: float | None) -> float | None:
+    """--budget: a finite amount of at least 0 (click reads 'inf', '1e309' and 'nan' as floats)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value!r} is not an amount: give a finite number of at least 0, e.g. 250000")
+    return value
+
+
+def say_as_of(as_of, given: bool, default_rule: str) -> None:
+    """Print the cut-off a command used, and where it came from."""
+    source = "from --as-of" if given else f"default: {default_rule}; --as-of sets another"
+    console.print(f"as_of {as_of.date().isoformat()} ({source})", highlight=False)
+
+
+def warn_far_dates(frame, columns=None) -> None:
+    """Warn when a date column's latest value lies far beyond the bulk of its dates (it moves the default as_of)."""
+    from features.dates import DATE_COLUMNS, far_beyond_bulk
+
+    for sentence in far_beyond_bulk(frame, columns or DATE_COLUMNS):
+        err_console.print(f"[yellow]warning:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -242,10 +281,14 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
     from training.workflow import train_and_register
 
+    cutoff = parse_as_of(as_of)
     settings = load_config(config)
     frame = _load(data, mapping)
+    if cutoff is None:
+        warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
     with steps(7) as progress:
-        outcome = train_and_register(frame, settings, parse_as_of(as_of), progress)
+        outcome = train_and_register(frame, settings, cutoff, progress)
+    say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary
     console.print(f"Trained on {summary['closed_opportunities']:,} closed opportunities "
                   f"({summary['won']:,} won, win rate {summary['win_rate']:.1%}) from {summary['window_start']} "
@@ -289,7 +332,7 @@ def score(
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", min=0, help="Total budget to split by tier.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", callback=finite_budget, help="Total budget to split by tier.")] = None,
     overrides: Annotated[Optional[Path], typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark (a Spark cluster; reads "
                                                          "canonical tables, writes Parquet).")] = "pandas",
@@ -328,14 +371,23 @@ def score(
     else:
         if Path(out).suffix.lower() not in (".csv", ".parquet"):
             raise UserError(f"--out {out} must end in .csv or .parquet")
+        from training.files import check_writable_target
+        from training.workflow import default_scoring_as_of
+
+        cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
+        check_writable_target(Path(out))
         frame = _load(data, mapping)
         pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
         scorer, version = resolve_model(model, load_config(None))
         if version == RULES_ONLY:
             err_console.print("[yellow]No champion model is registered: scoring with the rules only.[/]")
+        if cutoff is None:
+            warn_far_dates(frame)
+        cutoff = cutoff or default_scoring_as_of(frame)
+        say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
         with steps(1) as progress:
             progress("scoring accounts")
-            scores = score_book(frame, scorer, version, parse_as_of(as_of), budget, pins)
+            scores = score_book(frame, scorer, version, cutoff, budget, pins)
         write_table(scores, out)
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
@@ -387,7 +439,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's data, scores and report.")] = Path("demo-output"),
     accounts: Annotated[int, typer.Option("--accounts", min=500, help="Accounts in the synthetic export.")] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
-    budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier.")] = 1_000_000.0,
+    budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier.")] = 1_000_000.0,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
     from training.workflow import score_book
@@ -397,6 +449,11 @@ def demo(
 
     settings = load_config(None)
     data_dir = out / "data"
+    from training.files import check_writable_target
+    from training.report import REPORT_PAGE, check_output_folder
+
+    check_writable_target(out / "scores.csv")  # before the work: outputs that cannot be written are refused first
+    check_output_folder(out / "report", REPORT_PAGE)
     with steps(10) as progress:
         progress(f"generating {accounts:,} synthetic accounts")
         generate_export(data_dir, n_accounts=accounts, seed=seed)
@@ -445,18 +502,23 @@ def compare(
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
-    budget: Annotated[float, typer.Option("--budget", min=0, help="Budget to split by tier in the report.")] = 1_000_000.0,
+    budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")] = 1_000_000.0,
 ) -> None:
     """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
-    from training.workflow import score_book
-    from training.workflow import resolve_model
+    from training.report import REPORT_PAGE, check_output_folder
+    from training.workflow import default_scoring_as_of, resolve_model, score_book
 
+    cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
+    check_output_folder(out, REPORT_PAGE)
     frame = _load(data, mapping)
     scorer, version = resolve_model(model, load_config(None))
     if not scorer.is_learned:
         err_console.print("[yellow]No champion model is registered: the report compares nothing learned and shows "
                           "the rule tiers only.[/]")
-    cutoff = parse_as_of(as_of)
+    if cutoff is None:
+        warn_far_dates(frame)
+    given, cutoff = cutoff is not None, cutoff or default_scoring_as_of(frame)
+    say_as_of(cutoff, given, "the day after the latest date in the export")
     with steps(4) as progress:
         progress("scoring the current book")
         scores = score_book(frame, scorer, version, cutoff, budget)
@@ -481,8 +543,9 @@ def diff(
     from rich.table import Table
 
     from training.diff import diff_scores, read_pair
-    from training.report import DIFF_PAGE, publish, render_diff
+    from training.report import DIFF_PAGE, check_output_folder, publish, render_diff
 
+    check_output_folder(out, DIFF_PAGE)  # before reading: an --out holding the user's own files is refused
     result = diff_scores(*read_pair(old_scores, new_scores), str(old_scores), str(new_scores))
     page = publish(out, DIFF_PAGE, render_diff(result), result.tables())
     table = Table(title=f"Tiers: {old_scores} -> {new_scores}")

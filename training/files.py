@@ -142,3 +142,40 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     if problems:
         raise DataError(problems)
     return frame
+
+
+def _nearest_existing(path: Path) -> Path:
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    return ancestor
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be created in `folder`: tried, not guessed (root ignores modes; file systems may be read-only)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".tiering-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
+
+
+def check_writable_target(path: Path, option: str = "--out", folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: its parent is a file or not writable, or (for a
+    file output) it is an existing folder. DataError naming the path and the fix."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise DataError([Problem(f"{option} is an existing folder, not a file",
+                                 f"name a file, e.g. {option} {path / 'scores.csv'}", file=str(path))])
+    if folder and path.exists() and not path.is_dir():
+        raise DataError([Problem(f"{option} is an existing file, not a folder",
+                                 f"name a new or empty folder, e.g. {option} {path.with_suffix('')}-report", file=str(path))])
+    ancestor = _nearest_existing(path)
+    if not ancestor.is_dir():
+        raise DataError([Problem(f"{option} cannot be written: {ancestor} is a file, not a folder",
+                                 f"choose a path whose parent folders are folders", file=str(path))])
+    if not _can_write_in(ancestor):
+        raise DataError([Problem(f"{option} cannot be written: the folder {ancestor} is not writable",
+                                 "choose a folder you can write to, or change its permissions", file=str(path))])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import os
 import shutil
@@ -27,7 +28,7 @@ from features.errors import DataError, Problem
 from training import plots
 from training.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
 from training.diff import TierDiff
-from training.files import write_table
+from training.files import check_writable_target, write_table
 
 REPORT_PAGE = "report.html"
 DIFF_PAGE = "diff.html"
@@ -242,23 +243,64 @@ def page(title: str, subtitle: str, intro: list[str], sections: list[tuple[str, 
             f"<footer>{escape(footer)}</footer></main></body></html>")
 
 
+# Written into every output folder: the files the command wrote there, so a later run replaces exactly those and
+# refuses a folder holding anything else (the user's own notes are never deleted).
+MANIFEST = ".tiering-output.json"
+# Outputs written before the manifest existed: their page and the tables each command writes.
+LEGACY_TABLES = {REPORT_PAGE: {"summary", "holdout_tiers", "book_tiers", "gain", "scores", "agreement",
+                               "agreement_stats", "movers"},
+                 DIFF_PAGE: {"tier_counts", "transitions", "moves"}}
+
+
+def _written_by_us(out: Path, page_name: str) -> set[str]:
+    """The names in `out` that an earlier output of this command wrote (empty when there is no such output)."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("page") == page_name and isinstance(manifest.get("files"), list):
+            return {str(name) for name in manifest["files"]} | {MANIFEST}
+    except (OSError, ValueError, AttributeError):
+        pass
+    legacy = {page_name} | {f"{name}.csv" for name in LEGACY_TABLES.get(page_name, ())}
+    return legacy if (out / page_name).is_file() else set()
+
+
+def check_output_folder(out: Path, page_name: str) -> None:
+    """Refuse, before any work, an --out that is not a new folder, an empty one or an earlier output of this command
+    (a page and the files its manifest lists, nothing else): replacing it would delete files the tool did not write."""
+    out = Path(out)
+    check_writable_target(out, folder=True)
+    if not out.is_dir():
+        return
+    present = sorted(out.iterdir())
+    if not present:
+        return
+    ours = _written_by_us(out, page_name)
+    foreign = [path.name + ("/" if path.is_dir() else "") for path in present
+               if path.name not in ours or not path.is_file() or path.is_symlink()]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DataError([Problem(f"--out is not an empty folder or an earlier {page_name} output: it holds {shown}, "
+                                 "which tiering did not write (replacing the folder would delete them)",
+                                 "pass a new or empty folder, or the folder of an earlier output to replace",
+                                 file=str(out))])
+
+
 def publish(out: Path, page_name: str, text: str, tables: dict[str, pd.DataFrame]) -> Path:
     """Write the page and its CSV tables into `out`, replacing an earlier output of the same command whole.
 
     Everything is written into a staging folder beside `out` first: an interrupted run leaves the
-    previous output as it was. A folder holding anything else is refused rather than replaced.
+    previous output as it was. A folder holding anything tiering did not write is refused rather than replaced.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / page_name).is_file())):
-        raise DataError([Problem(f"--out exists and is not an empty folder or one holding an earlier {page_name}",
-                                 "pass a new or empty folder, or the folder of an earlier output to replace",
-                                 file=str(out))])
+    check_output_folder(out, page_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         for name, frame in tables.items():
             write_table(frame, staging / f"{name}.csv")
         (staging / page_name).write_text(text, encoding="utf-8")
+        files = [page_name, *(f"{name}.csv" for name in tables)]
+        (staging / MANIFEST).write_text(json.dumps({"page": page_name, "files": files}), encoding="utf-8")
         # mkdtemp and write_table's temporary files are private; a report is for sharing.
         staging.chmod(0o755)
         for path in staging.iterdir():
