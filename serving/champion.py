@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.config import load_config
+from serving.launch import config_path
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
 from serving.scoring import score_request
 from training import tracking
+from training.messages import no_champion_message
 from training.scoring import RULES_ONLY, Scorer
 from training.workflow import load_scorer_for
 
@@ -79,9 +81,18 @@ def _version_facts(champion: tracking.VersionInfo) -> dict:
     return facts
 
 
+def _log_no_champion() -> None:
+    """Name the registered challenger, if any, and how to promote it; never a reason not to serve."""
+    try:
+        logger.warning("%s", no_champion_message("scoring with the rules only until one is promoted"))
+    except Exception as error:  # the registry answered a moment ago; if it does not now, the next look will say so
+        logger.warning("no champion is registered: scoring with the rules only (%s)", tracking.first_line(error))
+
+
 def load_serving_model(champion: tracking.VersionInfo | None) -> ServingModel:
     if champion is None:
-        model = ServingModel(Scorer(config=load_config(None)), RULES_ONLY)
+        model = ServingModel(Scorer(config=load_config(config_path())), RULES_ONLY)
+        _log_no_champion()
     else:
         # By version, not by alias: the alias may move between looking it up and loading it.
         model = ServingModel(load_scorer_for(champion.uri), champion.version, _version_facts(champion))

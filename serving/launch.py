@@ -11,6 +11,13 @@ from serving.middleware import API_KEY_ENV, api_key
 
 SERVICE = "serving.service:TieringService"
 ACCESS_LOG_ENV = "TIERING_ACCESS_LOG"
+# The tiering.yaml the service uses when it scores with the rules only (`tiering serve --config`); unset: ./tiering.yaml,
+# else the built-in defaults. A learned champion scores with the configuration it was trained with.
+CONFIG_ENV = "TIERING_CONFIG"
+
+
+def config_path() -> str | None:
+    return os.environ.get(CONFIG_ENV) or None
 
 
 def access_log_enabled() -> bool:

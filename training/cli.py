@@ -338,6 +338,7 @@ def score(
                                                          "canonical tables, writes Parquet).")] = "pandas",
     spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. "
                                                                      "spark://host:7077, yarn, k8s://...")] = "local[2]",
+    config: ConfigOpt = None,
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from training.workflow import score_book
@@ -347,6 +348,7 @@ def score(
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
+    settings = load_config(config)
     if engine == "spark":
         if not out.lower().endswith(".parquet"):
             raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
@@ -361,13 +363,13 @@ def score(
             with steps(5) as progress:
                 progress(f"starting Spark ({spark_master})")
                 with spark_session(spark_master) as spark:
-                    result = score_export(spark, data, out, model_uri=model, config=load_config(None),
+                    result = score_export(spark, data, out, model_uri=model, config=settings,
                                           as_of=parse_as_of(as_of), budget=budget, overrides=overrides, progress=progress)
         except SparkUnavailable as error:
             raise UserError(str(error)) from None
         scores, version, pins = result.placement, result.version, result.overrides
         if version == RULES_ONLY:
-            err_console.print("[yellow]No champion model is registered: scored with the rules only.[/]")
+            _say_no_champion("scored with the rules only", "Score")
     else:
         if Path(out).suffix.lower() not in (".csv", ".parquet"):
             raise UserError(f"--out {out} must end in .csv or .parquet")
@@ -378,9 +380,10 @@ def score(
         check_writable_target(Path(out))
         frame = _load(data, mapping)
         pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
-        scorer, version = resolve_model(model, load_config(None))
+        scorer, version = resolve_model(model, settings)
         if version == RULES_ONLY:
-            err_console.print("[yellow]No champion model is registered: scoring with the rules only.[/]")
+            _say_no_champion("scoring with the rules only", "Score")
+        _say_model_config(scorer, version, settings, config)
         if cutoff is None:
             warn_far_dates(frame)
         cutoff = cutoff or default_scoring_as_of(frame)
@@ -440,6 +443,7 @@ def demo(
     accounts: Annotated[int, typer.Option("--accounts", min=500, help="Accounts in the synthetic export.")] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
     budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier.")] = 1_000_000.0,
+    config: ConfigOpt = None,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
     from training.workflow import score_book
@@ -447,7 +451,7 @@ def demo(
     from training.files import write_table
     from training.workflow import train_and_register
 
-    settings = load_config(None)
+    settings = load_config(config)
     data_dir = out / "data"
     from training.files import check_writable_target
     from training.report import REPORT_PAGE, check_output_folder
@@ -503,18 +507,20 @@ def compare(
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
     budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")] = 1_000_000.0,
+    config: ConfigOpt = None,
 ) -> None:
     """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
     from training.report import REPORT_PAGE, check_output_folder
     from training.workflow import default_scoring_as_of, resolve_model, score_book
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
+    settings = load_config(config)
     check_output_folder(out, REPORT_PAGE)
     frame = _load(data, mapping)
-    scorer, version = resolve_model(model, load_config(None))
+    scorer, version = resolve_model(model, settings)
     if not scorer.is_learned:
-        err_console.print("[yellow]No champion model is registered: the report compares nothing learned and shows "
-                          "the rule tiers only.[/]")
+        _say_no_champion("the report compares nothing learned and shows the rule tiers only", "Compare")
+    _say_model_config(scorer, version, settings, config)
     if cutoff is None:
         warn_far_dates(frame)
     given, cutoff = cutoff is not None, cutoff or default_scoring_as_of(frame)
@@ -566,19 +572,52 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status, "
                                                                    "time); off by default for latency.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
-    from serving.launch import ACCESS_LOG_ENV, UnsafeHost, check_exposure, exec_server
+    from serving.launch import ACCESS_LOG_ENV, CONFIG_ENV, UnsafeHost, check_exposure, exec_server
     from training.tracking import tracking_uri
 
     try:
         check_exposure(host)
     except UnsafeHost as error:
         raise UserError(str(error)) from None
-    err_console.print(f"Serving the champion of {tracking_uri()} on http://{host}:{port} (Ctrl-C stops)")
+    load_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())  # read by the service's workers, which inherit this environment
+    err_console.print(f"Serving the champion of {escape(tracking_uri())} on http://{escape(host)}:{port} (Ctrl-C stops)",
+                      highlight=False)
+    _say_no_champion_to_serve()
     if access_log:
         os.environ[ACCESS_LOG_ENV] = "1"  # read by the service's workers, which inherit this environment
     exec_server(host, port)
+
+
+def _say_no_champion(doing: str, use_with: str | None) -> None:
+    from training.messages import no_champion_message
+
+    err_console.print(f"[yellow]{escape(no_champion_message(doing, use_with))}[/]", highlight=False, soft_wrap=True)
+
+
+def _say_no_champion_to_serve() -> None:
+    """Before the service starts: with no champion, say which version could be promoted. A registry that cannot be
+    asked now is the service's to report (it keeps trying, and /readyz says why), so it is not an error here."""
+    from training import tracking
+
+    try:
+        tracking.configure()
+        if tracking.alias_version(tracking.CHAMPION) is None:
+            _say_no_champion("the service scores with the rules only until one is promoted", None)
+    except TrackingError:
+        return
+
+
+def _say_model_config(scorer, version: str, settings, config: Path | None) -> None:
+    """A learned model scores with the configuration it was trained with; say so when --config differs from it."""
+    if config is not None and scorer.is_learned and scorer.config != settings:
+        err_console.print(f"[yellow]note: model {escape(version)} scores with the configuration it was trained with "
+                          f"(logged with its run as config/tiering.yaml), which differs from {escape(str(config))}; "
+                          "--config applies when scoring with the rules only.[/]", highlight=False, soft_wrap=True)
 
 
 def _tracking_hint() -> str:
