@@ -116,7 +116,7 @@ def generate(
         raise UserError(f"--format must be csv or parquet, not {file_format!r}")
     _check_generate_target(out)
     summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
-    console.print(summary.render() if hasattr(summary, "render") else str(summary))
+    console.print(escape(summary.render() if hasattr(summary, "render") else str(summary)), highlight=False)
 
 
 def _check_generate_target(out: Path) -> None:
@@ -394,8 +394,8 @@ def score(
         write_table(scores, out)
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
-    console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {version}"))
-    console.print(f"Scores written to {out}")
+    console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
+    console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -472,14 +472,15 @@ def demo(
         scores_path = write_table(scores, out / "scores.csv")
     console.print(_gate_table(outcome))
     console.print(f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
-                  f"{outcome.decision.render()}[/]")
+                  f"{escape(outcome.decision.render())}[/]", highlight=False)
     console.print(holdout_tier_table(outcome.result))
-    console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {version}"))
+    console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}"))
     with steps(3) as progress:
         report, _ = write_comparison(frame, scorer, scores, version, None, None, budget, out / "report",
                                      f"Synthetic export in {data_dir}", progress)
-    console.print(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}")
-    console.print(f"[bold]Report: {report}[/] (open it in a browser)")
+    console.print(escape(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}"), highlight=False,
+                  soft_wrap=True)
+    console.print(f"[bold]Report: {escape(str(report))}[/] (open it in a browser)", highlight=False, soft_wrap=True)
 
 
 def write_comparison(frame, scorer, scores, version: str, model_uri: str | None, as_of, budget: float, out: Path,
@@ -535,7 +536,8 @@ def compare(
         console.print(f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "
                       f"(Cohen's kappa {h['kappa_current']:.2f}); {int(h['movers']):,} accounts are 2 or more levels apart.")
     run_id = comparison.run_id
-    console.print(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else ""))
+    console.print(escape(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else "")),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -554,7 +556,7 @@ def diff(
     check_output_folder(out, DIFF_PAGE)  # before reading: an --out holding the user's own files is refused
     result = diff_scores(*read_pair(old_scores, new_scores), str(old_scores), str(new_scores))
     page = publish(out, DIFF_PAGE, render_diff(result), result.tables())
-    table = Table(title=f"Tiers: {old_scores} -> {new_scores}")
+    table = Table(title=escape(f"Tiers: {old_scores} -> {new_scores}"))
     for column in ("tier", "before", "after", "change"):
         table.add_column(column, justify="left" if column == "tier" else "right")
     for row in result.counts.itertuples():
@@ -562,7 +564,7 @@ def diff(
     console.print(table)
     moves = result.moves["direction"].value_counts()
     console.print(f"{moves.get('up', 0):,} account(s) moved up and {moves.get('down', 0):,} down, of {result.common:,} "
-                  f"in both files. Report: {page}")
+                  f"in both files. Report: {escape(str(page))}", highlight=False, soft_wrap=True)
 
 
 @app.command()

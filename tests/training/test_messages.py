@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.config import TieringConfig, parse_config
 from features.schema import CrmData, conform
+from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from training.cli import app
 
 runner = CliRunner()
@@ -260,3 +261,11 @@ def test_the_api_records_are_rounded_as_the_file_is():
     assert (record["rule_score"], record["learned_score"], record["win_probability"]) == (39.2, 55.56, 0.1235)
     assert (record["expected_deal_size"], record["expected_value"], record["budget"]) == (12345.68, 1524.12, 10.2)
     assert score_records(frame[SCORE_COLUMNS])[1]["win_probability"] is None
+
+
+def test_paths_with_markup_and_emoji_codes_print_as_written(write_export, tmp_path, mlflow_store):  # noqa: F811
+    out = tmp_path / "q[bold]3[/bold]:thumbs_up:.csv"
+    result = runner.invoke(app, ["score", str(write_export()), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Scores written to {out}" in result.output
+    assert out.is_file()
