@@ -47,6 +47,18 @@ def _weighted_auc(y: np.ndarray, level: np.ndarray, levels: int, weight: np.ndar
     return float(np.dot(positive, np.cumsum(negative) - 0.5 * negative) / pairs) if pairs else float("nan")
 
 
+def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int = 200, seed: int = 0) -> np.ndarray:
+    """ROC AUC of each score on the same bootstrap resamples of the rows: (resamples, scores)."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, dtype=np.float64)
+    ranked = [np.unique(score, return_inverse=True)[1] for score in scores]
+    out = np.empty((resamples, len(scores)))
+    for row in range(resamples):
+        weight = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
+        out[row] = [_weighted_auc(y, level, level.max() + 1, weight) for level in ranked]
+    return out
+
+
 def auc_confidence(y: np.ndarray, model: np.ndarray, references: dict[str, np.ndarray], resamples: int = 200,
                    max_rows: int = 200_000, seed: int = 0) -> dict[str, float]:
     """Paired bootstrap 95% bounds: the model's AUC (lower), and its AUC gain over each reference score

@@ -86,6 +86,36 @@ def train_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], names: l
     return booster, best
 
 
+def cross_fitted_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig,
+                         candidate: Candidate, val_x: np.ndarray, val_y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Validation margins a LightGBM setting earns without choosing its rounds on the same rows.
+
+    The validation rows are split in two halves at random: the rounds that are best on one half
+    score the other, and the other way round, from one fit (boosting stops once either half has not
+    improved for `early_stopping_rounds`). Early stopping on the very rows that then rank the
+    candidates would flatter every tree model against the logistic regression, which has no rounds
+    to tune. Returns the cross-fitted margins (in the rows' order) and the rounds to refit with.
+    """
+    params = booster_params(config, "binary", candidate)
+    weight = class_weight_share(y, config)
+    if weight is not None:
+        params["scale_pos_weight"] = weight
+    params["metric"] = "auc"
+    half = np.random.default_rng(config.seed).permutation(len(val_y)) % 2 == 0
+    train_set = _dataset(x, y, categorical, names)
+    halves = [_dataset(val_x[mask], val_y[mask], categorical, names, reference=train_set) for mask in (half, ~half)]
+    curves: dict = {}
+    booster = lgb.train(params, train_set, num_boost_round=config.num_boost_round, valid_sets=halves,
+                        valid_names=["a", "b"],
+                        callbacks=[lgb.record_evaluation(curves),
+                                   lgb.early_stopping(config.search.early_stopping_rounds, verbose=False)])
+    best_a, best_b = (int(np.argmax(curves[name]["auc"])) + 1 for name in ("a", "b"))
+    margin = np.empty(len(val_y))
+    margin[~half] = booster.predict(val_x[~half], raw_score=True, num_iteration=best_a)
+    margin[half] = booster.predict(val_x[half], raw_score=True, num_iteration=best_b)
+    return margin, max(1, round((best_a + best_b) / 2))
+
+
 def _signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 

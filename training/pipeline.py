@@ -25,9 +25,9 @@ from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
 from sklearn.metrics import roc_auc_score
 
-from training.evaluate import auc_confidence, deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
+from training.evaluate import auc_confidence, bootstrap_aucs, deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
 from training.guards import Leak, constant_signals, find_leaks, win_rate_shift
-from training.models import LIGHTGBM, LOGISTIC, Calibrator, DealSizeModel, Recipe, WinModel, train_booster
+from training.models import LIGHTGBM, LOGISTIC, Calibrator, DealSizeModel, Recipe, WinModel, cross_fitted_booster, train_booster
 from training.models import LogisticLearner
 from training.scoring import Scorer, with_rule_scores
 
@@ -117,6 +117,7 @@ class CandidateScore:
     learner: str
     validation_auc: float
     holdout_auc: float = float("nan")
+    validation_noise: float = 0.0  # bootstrap standard error of its AUC difference to the best candidate
     seconds: float = 0.0
     chosen: bool = False
     rounds: int = 0
@@ -177,15 +178,22 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
             continue
         progress(f"learner search: {candidate.label()}")
         clock = time.perf_counter()
-        booster, rounds = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary",
-                                        model_config.num_boost_round, (val_x, val_y))
         key = f"lightgbm_{number}"
-        margins[key] = booster.predict(val_x, raw_score=True, num_iteration=rounds)
+        margins[key], rounds = cross_fitted_booster(fit_x, fit_y, categorical, names, model_config, candidate, val_x, val_y)
+        booster, _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
         scores.append(CandidateScore(candidate.label(), LIGHTGBM, float(roc_auc_score(val_y, margins[key])),
-                                     holdout_auc(booster.predict(holdout_x, raw_score=True, num_iteration=rounds)),
+                                     holdout_auc(booster.predict(holdout_x, raw_score=True)),
                                      time.perf_counter() - clock, rounds=rounds))
-    best = max(score.validation_auc for score in scores)
-    chosen_at = next(i for i, score in enumerate(scores) if score.validation_auc >= best - search.tie_tolerance)
+    # One-standard-error rule: the simplest candidate whose validation AUC is within the noise of the best
+    # (the bootstrap standard error of their paired difference, or the tie tolerance if larger) is chosen.
+    aucs = np.array([score.validation_auc for score in scores])
+    best_at = int(np.argmax(aucs))
+    resampled = bootstrap_aucs(val_y, list(margins.values()), seed=model_config.seed)
+    noise = np.nanstd(resampled[:, [best_at]] - resampled, axis=0)
+    for score, error in zip(scores, noise):
+        score.validation_noise = float(error)
+    chosen_at = next(i for i, score in enumerate(scores)
+                     if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance, noise[i]))
     chosen = scores[chosen_at]
     chosen.chosen = True
     key = list(margins)[chosen_at]  # margins and scores share one order
