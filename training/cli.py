@@ -116,7 +116,7 @@ def generate(
         raise UserError(f"--format must be csv or parquet, not {file_format!r}")
     _check_generate_target(out)
     summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
-    console.print(escape(summary.render() if hasattr(summary, "render") else str(summary)), highlight=False)
+    console.print(summary.render() if hasattr(summary, "render") else escape(str(summary)))  # Text: never markup
 
 
 def _check_generate_target(out: Path) -> None:
