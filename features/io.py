@@ -304,3 +304,15 @@ def _first_line_bytes(path: Path, limit: int = 1 << 20) -> bytes:
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def read_side_csv(path: Path) -> "pd.DataFrame":
+    """A side file the user writes by hand (sales overrides), read exactly as the export's CSVs are: UTF-8 with or
+    without BOM, cp1252 or Latin-1; comma, semicolon, tab or pipe; every cell text, blank cells empty strings.
+    Raises DataError naming the file when it cannot be read."""
+    problems: list[Problem] = []
+    table = _read_file(Path(path), Path(path).name, problems)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if table is None or errors:
+        raise DataError(errors or [Problem("cannot be read", fix="save it as a CSV file", file=Path(path).name)])
+    return table.to_pandas().astype(object).where(lambda frame: frame.notna(), "").astype("str")

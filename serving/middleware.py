@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 from typing import Awaitable, Callable
+
+import anyio
 
 API_KEY_ENV = "TIERING_API_KEY"
 # Form encodings BentoML would try to parse as multipart (and fail on); `curl -d` sends the second by default.
@@ -18,7 +21,10 @@ API_KEY_ENV = "TIERING_API_KEY"
 NOT_JSON_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded", b"application/vnd.bentoml+pickle")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 MAX_BODY_BYTES = 64 * 1024 * 1024  # 10,000 accounts with months of activity fit well within this
+BODY_TIMEOUT_ENV = "TIERING_BODY_TIMEOUT_SECONDS"
+DEFAULT_BODY_TIMEOUT_SECONDS = 60.0  # 64 MB at about 1 MB/s; a half-sent body no longer holds a connection forever
 
+logger = logging.getLogger("bentoml.abm_tiering")
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -26,8 +32,14 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def api_key() -> str | None:
-    """The configured key; an empty value counts as unset."""
-    return os.environ.get(API_KEY_ENV) or None
+    """The configured key, without surrounding whitespace (a key read from a file keeps its newline); empty is unset."""
+    return (os.environ.get(API_KEY_ENV) or "").strip() or None
+
+
+def body_timeout_seconds() -> float:
+    """How long a client may take to send a whole request body (TIERING_BODY_TIMEOUT_SECONDS, validated at start)."""
+    raw = os.environ.get(BODY_TIMEOUT_ENV, "").strip()
+    return float(raw) if raw else DEFAULT_BODY_TIMEOUT_SECONDS
 
 
 async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -38,9 +50,13 @@ async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[by
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _send_problem(send: Send, status: int, kind: str, location: list[str], message: str) -> None:
+def _problem(kind: str, location: list[str], message: str) -> dict:
     # The same shape as BentoML's validation errors, so clients handle every refusal alike.
-    await _send_json(send, status, {"error": message, "detail": [{"type": kind, "loc": location, "msg": message}]})
+    return {"error": message, "detail": [{"type": kind, "loc": location, "msg": message}]}
+
+
+async def _send_problem(send: Send, status: int, kind: str, location: list[str], message: str) -> None:
+    await _send_json(send, status, _problem(kind, location, message))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -70,11 +86,13 @@ class BearerAuth:
 
 
 class BodySizeLimit:
-    """400 for a request body over `max_bytes`, declared (Content-Length) or streamed (chunked)."""
+    """400 for a request body over `max_bytes`, declared (Content-Length) or streamed (chunked); 408 for a body
+    not received whole within `timeout_seconds` (a client that sends half a body and waits holds no connection)."""
 
-    def __init__(self, app: App, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app: App, max_bytes: int = MAX_BODY_BYTES, timeout_seconds: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = body_timeout_seconds() if timeout_seconds is None else timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,19 +103,25 @@ class BodySizeLimit:
                 return await self._refuse(send, "invalid_content_length", "Content-Length is not a number of bytes")
             if int(declared) > self.max_bytes:
                 return await self._refuse(send, "body_too_large", self._too_large)
-            return await self.app(scope, receive, send)
-        # A chunked body has no declared size: read it here, up to the limit, then hand it on.
+        # Read the body here, up to the limit and the deadline, then hand it on whole (BentoML reads it whole anyway).
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await self._refuse(send, "body_too_large", self._too_large)
-            if not message.get("more_body", False):
-                break
+        with anyio.move_on_after(self.timeout_seconds) as deadline:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.max_bytes:
+                    return await self._refuse(send, "body_too_large", self._too_large)
+                if not message.get("more_body", False):
+                    break
+        if deadline.cancelled_caught:
+            logger.warning("408 %s %s: the request body was not received within %g s (%d bytes arrived)",
+                           scope.get("method", ""), scope.get("path", ""), self.timeout_seconds, size)
+            return await _send_json(send, 408, _problem("body_timeout", ["body"],
+                                                        f"the request body did not arrive within {self.timeout_seconds:g} s: "
+                                                        "send the whole body at once"), [(b"connection", b"close")])
         return await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     @property

@@ -13,16 +13,58 @@ lock pins BentoML and a test checks both the 400 and that the loop stays free.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterator
 
 import anyio
 import anyio.to_thread
+import pydantic_core
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from serving import memory
 
 INLINE_BODY_BYTES = 256 * 1024
 # Validation holds the GIL most of the time: more threads would not finish sooner.
 _VALIDATORS = anyio.CapacityLimiter(2)
+
+
+# What Python's and pydantic's JSON parsers accept but JSON does not: `"account_id": NaN` must not become "nan".
+NON_JSON_NUMBERS = (b"NaN", b"Infinity")
+
+
+def _non_finite(value: Any, location: tuple) -> Iterator[tuple]:
+    """The path of every NaN or Infinity in parsed JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield location
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _non_finite(inner, (*location, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _non_finite(inner, (*location, index))
+
+
+def refuse_non_json_numbers(body: bytes, model: type) -> None:
+    """A ValidationError (so BentoML's own 400) naming each field that holds NaN or Infinity, which JSON does not
+    have but Python's and pydantic's parsers accept: `"account_id": NaN` must not be scored as the text "nan"."""
+    if not any(token in body for token in NON_JSON_NUMBERS):  # a byte search: no parse for ordinary bodies
+        return
+    try:
+        parsed = pydantic_core.from_json(body)
+    except ValueError:
+        return  # not JSON at all: pydantic reports that itself
+    locations = list(_non_finite(parsed, ()))
+    if locations:  # else the letters were inside strings ("NaNa Corp")
+        raise ValidationError.from_exception_data(getattr(model, "__name__", "request"), [InitErrorDetails(
+            type=PydanticCustomError("finite_number", "NaN and Infinity are not JSON numbers: send a finite number, "
+                                                      "or null for a missing value"),
+            loc=location, input=None) for location in locations[:1000]])
+
+
+def _deserialize(serde: Any, payload: Any, cls: type, body: bytes) -> Any:
+    refuse_non_json_numbers(body, cls)
+    return serde.deserialize_model(payload, cls)
 
 
 async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
@@ -32,9 +74,9 @@ async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
     body = await request.body()
     payload = Payload((body,), metadata=request.headers)
     if len(body) <= INLINE_BODY_BYTES:
-        return serde.deserialize_model(payload, cls)
+        return _deserialize(serde, payload, cls, body)
     try:
-        return await anyio.to_thread.run_sync(serde.deserialize_model, payload, cls, limiter=_VALIDATORS)
+        return await anyio.to_thread.run_sync(_deserialize, serde, payload, cls, body, limiter=_VALIDATORS)
     finally:  # valid or not, the parse left hundreds of megabytes of freed heap behind
         memory.trimmer.large_request_done()
 

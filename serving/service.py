@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from serving import memory
 from serving.champion import ChampionFollower, reload_seconds
 from serving.launch import access_log_enabled
+from serving.logs import log_rejections_on_one_line
 from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
@@ -41,6 +42,7 @@ model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 @bentoml.asgi_app(model_routes)
 class TieringService:
     def __init__(self) -> None:
+        log_rejections_on_one_line()
         self.champion = ChampionFollower(reload_seconds())
         self.champion.start()
         self.trimmer = memory.trimmer

@@ -297,3 +297,24 @@ def test_data_that_is_a_file_or_missing_is_refused(tmp_path):
                         ["compare", data, "--out", tmp_path / "r"]):
             refused(invoke(*command), "data folder not found")
     assert not (tmp_path / "r").exists() and not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("encoding, delimiter", [("latin-1", ";"), ("cp1252", ","), ("utf-8-sig", "\t"), ("utf-8", ";")])
+def test_overrides_are_read_like_data_files(encoding, delimiter, write_export, mlflow_store, tmp_path):
+    pins = tmp_path / "pins.csv"
+    rows = [["account_id", "tier", "reason", "owner"], ["A3", "tier_1", "logo stratégique", "Zoë"]]
+    pins.write_bytes("".join(delimiter.join(row) + "\n" for row in rows).encode(encoding))
+    result = invoke("score", write_export(), "--out", tmp_path / "scores.csv", "--overrides", pins)
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    scores = pd.read_csv(tmp_path / "scores.csv", dtype=str, keep_default_na=False).set_index("account_id")
+    assert scores.at["A3", "tier"] == "tier_1"
+    assert "by Zoë: logo stratégique" in scores.at["A3", "override_reason"]
+
+
+def test_a_binary_overrides_file_is_named(write_export, mlflow_store, tmp_path):
+    pins = tmp_path / "pins.csv"
+    pins.write_bytes(b"\x00\xff\r\x89PNG\r\n\x00")
+    refused(invoke("score", write_export(), "--out", tmp_path / "scores.csv", "--overrides", pins), "pins.csv")
+    assert not (tmp_path / "scores.csv").exists()

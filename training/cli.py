@@ -468,8 +468,13 @@ def demo(
         from training.workflow import resolve_model
 
         scorer, version = resolve_model(None, settings)
-        scores = score_book(frame, scorer, version, None, budget)
+        from training.workflow import default_scoring_as_of
+
+        scoring_as_of = default_scoring_as_of(frame)
+        scores = score_book(frame, scorer, version, scoring_as_of, budget)
         scores_path = write_table(scores, out / "scores.csv")
+    say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
+    say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
     console.print(_gate_table(outcome))
     console.print(f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
                   f"{escape(outcome.decision.render())}[/]", highlight=False)

@@ -106,11 +106,9 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     name = path.name
     if not path.is_file():
         raise DataError([Problem("overrides file not found", "pass an existing CSV with --overrides", file=str(path))])
-    try:
-        frame = pd.read_csv(path, dtype="str", keep_default_na=False, encoding="utf-8-sig")
-    except Exception as error:
-        raise DataError([Problem(f"cannot read the overrides file ({error.__class__.__name__})",
-                                 "save it as a comma-separated UTF-8 CSV", file=name)]) from None
+    from features.io import read_side_csv
+
+    frame = read_side_csv(path)  # the encodings and delimiters the export's own CSVs may have
     problems = []
     missing = [c for c in OVERRIDE_COLUMNS if c not in frame.columns]
     if missing:
