@@ -88,61 +88,70 @@ def _training_matrix(data_dir: Path):
 
 
 def train(data_dir: Path) -> dict:
-    """`tiering train` end to end (with MLflow) against the raw fits of the same two boosters."""
+    """`tiering train` end to end (with MLflow, learner search on) against raw fits of the learners it chose
+    (the win recipe and the deal-size booster with their final rounds, on the same window's rows)."""
     import os
     import tempfile
 
-    import lightgbm as lgb
-
-    from training.models import booster_params
+    from features.config import Candidate
+    from training.models import LOGISTIC, fit_learner, train_booster
     from training.workflow import train_and_register
 
     data, config, rows, spec, matrix = _training_matrix(data_dir)
-    won = rows["won"].to_numpy()
-    amount = rows["amount"].fillna(0).to_numpy()
-    clock = Clock()
-    lgb.train(booster_params(config.model, "binary"),
-              lgb.Dataset(matrix, won, categorical_feature=spec.categorical_indices), config.model.num_boost_round)
-    keep = (won == 1) & (amount > 0)
-    lgb.train(booster_params(config.model, "regression"),
-              lgb.Dataset(matrix[keep], np.log(amount[keep]), categorical_feature=spec.categorical_indices),
-              config.model.num_boost_round)
-    raw_seconds = clock.lap()
     steps: dict[str, float] = {}
     last = [time.perf_counter(), None]
 
     def progress(step: str) -> None:
         now = time.perf_counter()
         if last[1] is not None:
-            steps[last[1]] = now - last[0]
+            steps[last[1]] = steps.get(last[1], 0.0) + now - last[0]
         last[0], last[1] = now, step
 
+    clock = Clock()
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        clock.lap()
-        train_and_register(data, config, None, progress)
+        outcome = train_and_register(data, config, None, progress)
         total = clock.lap()
     progress("end")
+    scorer = outcome.result.scorer
+    recipe, deal = scorer.win_model.recipe, scorer.deal_model
+    won = rows["won"].to_numpy()
+    amount = rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
+    clock.lap()
+    fit_learner(recipe, matrix, won, spec.categorical_indices, spec.columns, config.model)
+    keep = (won == 1) & (amount > 0)
+    if deal.booster is not None:
+        train_booster(matrix[keep], np.log(amount[keep]), spec.categorical_indices, spec.columns, config.model,
+                      Candidate(**config.model.search.candidates[0].model_dump()), "regression", deal.rounds)
+    raw_seconds = clock.lap()
+    search = sum(seconds for name, seconds in steps.items() if name.startswith("learner search"))
     return {"train_s": total, "raw_fits_s": raw_seconds, "ratio": total / raw_seconds,
-            "training_rows": int(len(rows)), "steps_s": steps}
+            "training_rows": int(len(rows)), "steps_s": steps, "search_s": search, "search_share": search / total,
+            "chosen": recipe.describe(), "logistic_chosen": recipe.learner == LOGISTIC}
+
+
+def _load(data_dir: Path):
+    from features.config import TieringConfig
+    from features.io import load_export
+
+    return load_export(data_dir).data, TieringConfig()
 
 
 def score(data_dir: Path) -> dict:
     """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
     from features.pointintime import FeatureBuilder, snapshot
-    from training.pipeline import Window, fit_scorer
+    from training.pipeline import train as train_models
     from training.scoring import with_rule_scores
 
-    data, config, rows, _, _ = _training_matrix(data_dir)
-    window = Window.for_data(data, config, None)
-    scorer = fit_scorer(rows, window.final_calibration_start, config)
+    data, config = _load(data_dir)
+    result = train_models(data, config)
+    scorer = result.scorer
     builder = FeatureBuilder(data, config)
-    book = snapshot(data, builder, window.as_of)
-    scorer.freeze(book)
+    book = snapshot(data, builder, result.window.as_of)
     matrix = scorer.spec.encode(with_rule_scores(book, config))
     clock = Clock()
-    scorer.win_model.booster.predict(matrix)
-    scorer.deal_model.booster.predict(matrix)
+    scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
+    scorer.deal_model.margin(matrix)
     raw_seconds = clock.lap()
     scorer.score(book, by_capacity=True, explain=False)
     without_reasons = clock.lap()

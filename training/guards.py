@@ -20,7 +20,7 @@ CATEGORY_PRIOR_ROWS = 20  # a category's win rate is pulled towards the overall 
 RULE_INPUTS = {
     "revenue_potential_score": ("annual_revenue", "employees"),
     "business_fit_score": ("industry", "employees", "country", "region", "tech_stack"),
-    "engagement_score": ("the engagement table",),
+    "engagement_score": ("engagement table",),
 }
 
 
@@ -31,9 +31,10 @@ class Leak:
     present_won: float  # share of won rows where the feature has a value
     present_lost: float
     why: str
+    column: str = ""  # what the user calls it: the account column behind an extra feature
 
     def render(self) -> str:
-        return (f"feature '{self.feature}' {self.why} (single-feature ROC AUC {self.auc:.3f}; present for "
+        return (f"feature '{self.column or self.feature}' {self.why} (single-feature ROC AUC {self.auc:.3f}; present for "
                 f"{self.present_won:.0%} of won and {self.present_lost:.0%} of lost deals): it is probably filled in "
                 "after the deal closes, so it was left out of the model. If it is known before a deal opens, list it "
                 "under model.allow_features in tiering.yaml")
@@ -96,13 +97,21 @@ def find_leaks(rows: pd.DataFrame, columns: list[str], config: TieringConfig) ->
                 outcome = "won" if share_won > 0.5 else "lost"
                 why = f"is filled in almost only for {outcome} deals ({purity:.1%} of the rows where it has a value)"
         if why:
-            leaks.append(Leak(column, auc, present_won, present_lost, why))
+            leaks.append(Leak(column, auc, present_won, present_lost, why, _display_name(column, config)))
     return leaks
 
 
 def _allowed(config: TieringConfig) -> set[str]:
     names = set(config.model.allow_features)
     return names | {f"extra_{slug(name)}" for name in names}
+
+
+def _display_name(feature: str, config: TieringConfig) -> str:
+    """The account column a user knows (`signed_segment`), not the model's feature name (`extra_signed_segment`)."""
+    for name in config.model.extra_features:
+        if feature == f"extra_{slug(name)}":
+            return name
+    return feature
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ def win_rate_shift(slices: dict[str, np.ndarray], guards: Guards) -> Shift | Non
 def constant_signals(book: pd.DataFrame, available: dict[str, bool]) -> list[str]:
     """Which rule components (and the rule score) are the same for every account, with the inputs that are missing.
 
-    `available` says, per input column (and "the engagement table"), whether the export has any value.
+    `available` says, per input column (and "engagement table"), whether the export has any value.
     """
     messages = []
     for component, inputs in RULE_INPUTS.items():

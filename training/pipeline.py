@@ -17,96 +17,36 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from features.config import TieringConfig
-from features.errors import DataError, Problem
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
-from sklearn.metrics import roc_auc_score
-
-from training.evaluate import auc_confidence, bootstrap_aucs, deal_size_metrics, tier_metric_dict, tier_outcomes, win_metrics
+from training.evaluate import (
+    auc_confidence,
+    bootstrap_aucs,
+    deal_size_metrics,
+    tier_metric_dict,
+    tier_outcomes,
+    win_metrics,
+)
 from training.guards import Leak, constant_signals, find_leaks, win_rate_shift
-from training.models import LIGHTGBM, LOGISTIC, Calibrator, DealSizeModel, Recipe, WinModel, cross_fitted_booster, train_booster
-from training.models import LogisticLearner
+from training.models import (
+    LIGHTGBM,
+    LOGISTIC,
+    Calibrator,
+    DealSizeModel,
+    LogisticLearner,
+    Recipe,
+    WinModel,
+    cross_fitted_booster,
+    train_booster,
+)
 from training.scoring import Scorer, with_rule_scores
+from training.window import Window, need_with_advice
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Window:
-    start: pd.Timestamp
-    calibration_start: pd.Timestamp  # evaluation models calibrate on [calibration_start, holdout_start)
-    holdout_start: pd.Timestamp
-    final_calibration_start: pd.Timestamp  # the registered model calibrates on [this, as_of)
-    as_of: pd.Timestamp
-
-    @classmethod
-    def for_data(cls, data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> "Window":
-        if as_of is None:
-            closed = data.opportunities.loc[data.opportunities["outcome"] != "open", "close_date"].dropna()
-            if closed.empty:
-                raise DataError([Problem("no closed opportunities to train on", "export won and lost opportunities "
-                                         "with their close_date", file="opportunities", column="close_date")])
-            as_of = closed.max().normalize() + pd.Timedelta(days=1)  # the latest close date is inside the window
-        as_of = pd.Timestamp(as_of)
-        months = config.model.window
-        holdout_start = as_of - pd.DateOffset(months=months.holdout_months)
-        return cls(
-            start=as_of - pd.DateOffset(months=months.months),
-            calibration_start=holdout_start - pd.DateOffset(months=months.calibration_months),
-            holdout_start=holdout_start,
-            final_calibration_start=as_of - pd.DateOffset(months=months.calibration_months),
-            as_of=as_of,
-        )
-
-    def as_dict(self) -> dict[str, str]:
-        return {name: value.date().isoformat() for name, value in self.__dict__.items()}
-
-    def slices(self) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
-        """Each evaluation slice's [first day, day after the last) by close date."""
-        return {"fit": (self.start, self.calibration_start),
-                "validation": (self.calibration_start, self.holdout_start),
-                "holdout": (self.holdout_start, self.as_of)}
-
-
-SLICE_MINIMUM = {"fit": 20, "validation": 10, "holdout": 10}  # won and lost deals each slice needs
-SLICE_REMEDY = {
-    "fit": "lengthen model.window.months (earlier months join the fit slice)",
-    "validation": "lengthen model.window.calibration_months",
-    "holdout": "lengthen model.window.holdout_months",
-}
-
-
-def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
-    return f"{start.date()} to {(end - pd.Timedelta(days=1)).date()}"
-
-
-def need(rows: pd.DataFrame, name: str, window: "Window", everything: pd.DataFrame | None = None) -> None:
-    """Stop with advice that works when a slice (or the whole window) lacks won or lost deals."""
-    minimum = SLICE_MINIMUM.get(name, 20)
-    counts = rows["won"].value_counts()
-    won, lost = int(counts.get(1, 0)), int(counts.get(0, 0))
-    if won >= minimum and lost >= minimum:
-        return
-    if name == "window":
-        span, remedy = _span(window.start, window.as_of), ("pass an --as-of date with more closed deals in the 12 "
-                                                          "months before it, or lengthen model.window.months")
-    else:
-        start, end = window.slices()[name]
-        span, remedy = _span(start, end), f"{SLICE_REMEDY[name]}, or pass an --as-of date that puts more closed deals in it"
-    if everything is not None:
-        total = everything["won"].value_counts()
-        all_won, all_lost = int(total.get(1, 0)), int(total.get(0, 0))
-        if all_won < minimum or all_lost < minimum:  # no window can help: the export itself lacks an outcome
-            remedy = (f"the whole export has only {all_won} won and {all_lost} lost closed opportunities, so no window "
-                      "can help: check that the mapping's outcome values map won and lost deals")
-    raise DataError([Problem(
-        f"the {name} slice ({span}) has {won} won and {lost} lost opportunities; at least {minimum} of each are needed",
-        remedy, file="opportunities", column="close_date")])
-
-
 
 
 @dataclass
@@ -248,7 +188,7 @@ def inputs_available(data: CrmData) -> dict[str, bool]:
     accounts = data.accounts
     available = {column: column in accounts and bool(accounts[column].notna().any())
                  for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")}
-    available["the engagement table"] = len(data.engagement) > 0
+    available["engagement table"] = len(data.engagement) > 0
     return available
 
 
@@ -258,16 +198,16 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     progress("point-in-time features")
     builder = FeatureBuilder(data, config)
     rows = with_rule_scores(training_rows(data, builder, window.start, window.as_of), config)
-    closed_everywhere = pd.DataFrame({"won": (data.opportunities["outcome"] == "won").astype(int)[
-        data.opportunities["outcome"] != "open"]})
-    need(rows, "window", window, closed_everywhere)
+    need_with_advice(rows, "window", window, data, config)
     summary = _data_summary(rows, data, window)
     development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
     holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
     early = (development["close_date"] < window.calibration_start).to_numpy()
     fit_rows, validation_rows = development[early], development[~early]
-    for name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
-        need(part, name, window, closed_everywhere)
+    final_calibration = rows[rows["close_date"] >= window.final_calibration_start]
+    for name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout),
+                       ("final calibration", final_calibration)):
+        need_with_advice(part, name, window, data, config)
 
     progress("leakage and shift checks")
     warnings, notes = [], []
@@ -424,7 +364,7 @@ def gate(summary: dict, metrics: dict[str, float], champion: ChampionJudgement |
         checks.append((True, f"enough data ({summary['won']:,} won, {summary['lost']:,} lost)"))
     if leaks:
         checks.append((True, "no leaking feature in the model (refused and left out: "
-                             + ", ".join(f"{leak.feature} with single-feature AUC {leak.auc:.3f}" for leak in leaks) + ")"))
+                             + ", ".join(f"{leak.column or leak.feature} with single-feature AUC {leak.auc:.3f}" for leak in leaks) + ")"))
     auc, rule_auc = metrics["model_roc_auc"], metrics["rule_roc_auc"]
     auc_low, gain_low = metrics["model_roc_auc_low"], metrics["model_auc_gain_over_rules_low"]
     if not auc_low > 0.5:

@@ -111,7 +111,8 @@ class Scorer:
         logged = np.log1p(np.clip(value, 0, None))
         levels = np.linspace(0.5, 99.5, len(quantiles))
         inside = np.interp(logged, quantiles, levels)
-        scale = max(float(quantiles[-1] - quantiles[0]) / (len(quantiles) - 1), 1e-9)
+        # The tails decay over the book's whole log range, so even values far outside stay apart in floats.
+        scale = max(float(quantiles[-1] - quantiles[0]), 1e-6)
         below = 0.5 * np.exp(np.clip((logged - quantiles[0]) / scale, -700, 0))
         above = 100.0 - 0.5 * np.exp(np.clip((quantiles[-1] - logged) / scale, -700, 0))
         return np.where(logged < quantiles[0], below, np.where(logged > quantiles[-1], above, inside))
@@ -119,6 +120,10 @@ class Scorer:
     def learned_score(self, value: np.ndarray, rule_score: np.ndarray) -> np.ndarray:
         blend = self.config.model.blend
         return blend * self.model_part(value) + (1 - blend) * rule_score
+
+    def boundary_ties(self, rows: Features) -> list[dict]:
+        """Ties across tier boundaries when this book is filled by capacity (see `boundary_ties`)."""
+        return boundary_ties(self.predict_columns(rows, explain=False), self.config)
 
     def freeze(self, book: pd.DataFrame) -> None:
         """Store the value distribution and tier cut-offs of a full scoring, for single-account scoring later."""
@@ -208,7 +213,10 @@ def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[s
 
 def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
     """Per tiering and tier boundary where accounts with the same score fall on both sides: how many tie,
-    the score, and how many the secondary keys put inside. What a user needs to know before trusting a cut."""
+    the score, and how many the secondary keys put inside. What a user needs to know before trusting a cut.
+
+    `book` holds the columns `place_tiers` reads, including in_icp (per-account predictions, not score records).
+    """
     found = []
     for tier_column, score_column, frozen in TIER_SOURCES:
         for tie in assign_by_capacity(tie_order(book, score_column), config.tiers).ties:
@@ -219,3 +227,10 @@ def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
     counts = scores[column].value_counts()
     return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}
+
+
+def describe_ties(ties: list[dict]) -> list[str]:
+    """One sentence per tie across a tier boundary."""
+    return [f"{tie['tied']:,} accounts tie at {tie['tiering']} score {tie['score']:.2f} across the "
+            f"{tie['tier'].replace('_', ' ').title()} boundary: {tie['inside']:,} placed inside by win probability, "
+            "then rule score, engagement score and account_id" for tie in ties]

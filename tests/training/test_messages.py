@@ -83,12 +83,13 @@ def closed_deals(extra_before_window: int = 20) -> dict[str, str]:
     """One account's closed deals on a few dates, so each slice's counts are known by hand.
 
     With the default window (12 months, calibration 2, holdout 3) and the latest close 2024-12-31, as_of is
-    2025-01-01: fit [2024-01-01, 2024-08-01), calibration [2024-08-01, 2024-10-01), holdout [2024-10-01, 2025-01-01).
+    2025-01-01: fit [2024-01-01, 2024-08-01), validation [2024-08-01, 2024-10-01), holdout [2024-10-01, 2025-01-01),
+    and the registered model's final calibration [2024-11-01, 2025-01-01).
     """
     batches = [  # (close date, won, lost)
         ("2023-12-31", 5 + extra_before_window, 5 + extra_before_window),  # the day before the window: not in it
         ("2024-03-15", 25, 30),  # fit
-        ("2024-08-01", 12, 11),  # the first day of calibration
+        ("2024-08-01", 12, 11),  # the first day of validation
         ("2024-11-15", 0, 4),  # holdout
         ("2024-12-31", 1, 0),  # holdout, the latest close
     ]
@@ -112,11 +113,15 @@ def test_validate_shows_the_window_its_slices_and_names_the_thin_holdout_with_an
     assert "Training window: 2024-01-01 to 2024-12-31 (as_of 2025-01-01, the day after the latest close date)" in output
     assert ("The holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; training needs at "
             "least 10 of each.") in output
-    assert "The fit slice" not in output and "The calibration slice" not in output
-    # 2024-08-02: fit [2023-08-02, 2024-03-02) holds the 25/25 of 2023-12-31, calibration [2024-03-02, 2024-05-02)
-    # the 25/30 of 2024-03-15, holdout [2024-05-02, 2024-08-02) the 12/11 of 2024-08-01. No later cut-off works.
+    assert ("The final calibration slice (2024-11-01 to 2024-12-31) has 1 won and 4 lost opportunities; training "
+            "needs at least 10 of each.") in output
+    assert "The fit slice" not in output and "The validation slice" not in output
+    # 2024-08-02: fit [2023-08-02, 2024-03-02) holds the 25/25 of 2023-12-31, validation [2024-03-02, 2024-05-02)
+    # the 25/30 of 2024-03-15, holdout [2024-05-02, 2024-08-02) and final calibration [2024-06-02, 2024-08-02)
+    # the 12/11 of 2024-08-01. No later cut-off works.
     assert ("--as-of moves the whole window: with --as-of 2024-08-02 (the nearest cut-off that works) every slice has "
-            "enough (fit 25 won / 25 lost, calibration 25 won / 30 lost, holdout 12 won / 11 lost). Or: "
+            "enough (fit 25 won / 25 lost, validation 25 won / 30 lost, holdout 12 won / 11 lost, final calibration "
+            "12 won / 11 lost). Or: "
             "model.window.holdout_months (3) and model.window.calibration_months (2) in tiering.yaml change the "
             "slices' lengths, and model.window.months (12) how far back the fit slice starts.") in output
 
@@ -131,8 +136,9 @@ def test_the_slices_hold_the_hand_counted_deals_with_inclusive_starts():
               for piece in seen.slices}
     assert counts == {
         "fit": ("2024-01-01", "2024-08-01", 25, 30, False),
-        "calibration": ("2024-08-01", "2024-10-01", 12, 11, False),
+        "validation": ("2024-08-01", "2024-10-01", 12, 11, False),
         "holdout": ("2024-10-01", "2025-01-01", 1, 4, True),
+        "final calibration": ("2024-11-01", "2025-01-01", 1, 4, True),
     }
     assert seen.suggestion == pd.Timestamp("2024-08-02")
 
@@ -159,17 +165,17 @@ def test_when_no_as_of_works_validate_says_so_and_what_else_helps(write_export):
 
 
 def test_the_vectorised_slice_bounds_are_the_training_window():
-    from training.pipeline import Window
-    from training.preview import _bounds
+    from training.window import Window, slice_bounds
 
     config = parse_config({"model": {"window": {"months": 9, "holdout_months": 2, "calibration_months": 1}}})
     data = _crm(closed_deals())
     for day in ("2024-03-31", "2024-02-29", "2025-01-01", "2024-08-31"):
         window = Window.for_data(data, config, pd.Timestamp(day))
-        bounds = {name: (start[0], end[0]) for name, start, end in _bounds(pd.DatetimeIndex([day]), config)}
+        bounds = {name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([day]), config.model.window)}
         assert bounds == {"fit": (window.start, window.calibration_start),
-                          "calibration": (window.calibration_start, window.holdout_start),
-                          "holdout": (window.holdout_start, window.as_of)}, day
+                          "validation": (window.calibration_start, window.holdout_start),
+                          "holdout": (window.holdout_start, window.as_of),
+                          "final calibration": (window.final_calibration_start, window.as_of)}, day
 
 
 def _crm(files: dict[str, str]) -> CrmData:
