@@ -18,7 +18,7 @@ MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic")
-    generate_export(folder, n_accounts=3000, seed=11)
+    generate_export(folder, n_accounts=5000, seed=7)  # the demo's export
     data = load_export(folder).data
     truth = pd.read_csv(folder / "truth.csv", dtype={"opportunity_id": "str", "account_id": "str"})
     return data, train(data, TieringConfig()), truth
@@ -29,10 +29,33 @@ def test_win_model_ranks_nearly_as_well_as_the_truth_and_is_calibrated(synthetic
     holdout = result.holdout.merge(truth[["opportunity_id", "true_win_probability"]], on="opportunity_id")
     assert len(holdout) == len(result.holdout) > 1000
     oracle = roc_auc_score(holdout["won"], holdout["true_win_probability"])
-    # The issue asks 0.97 of the oracle at 20,000 accounts; 3,000 accounts leave a noisier holdout.
+    # The issue asks 0.97 of the oracle at 20,000 accounts; 5,000 accounts leave a noisier holdout.
     assert result.metrics["model_roc_auc"] >= 0.95 * oracle
-    assert result.metrics["model_ece"] <= 0.04
+    assert result.metrics["model_ece"] <= 0.03
     assert result.metrics["model_roc_auc"] > result.metrics["rule_roc_auc"]
+
+
+def test_the_shipped_model_is_never_worse_than_the_logistic_baseline_beyond_the_bootstrap_noise(synthetic):
+    _, result, _ = synthetic
+    assert result.metrics["model_auc_gain_over_logreg_high"] >= 0
+    chosen = [c for c in result.selection.candidates if c.chosen]
+    assert len(chosen) == 1 and chosen[0].learner == result.scorer.win_model.recipe.learner
+    # The choice used the validation slice only: the chosen candidate is the simplest within noise of the best there.
+    best = max(c.validation_auc for c in result.selection.candidates)
+    tolerance = TieringConfig().model.search.tie_tolerance
+    assert best - chosen[0].validation_auc <= max(tolerance, chosen[0].validation_noise)
+    earlier = result.selection.candidates[:result.selection.candidates.index(chosen[0])]
+    assert all(best - c.validation_auc > max(tolerance, c.validation_noise) for c in earlier)
+
+
+def test_probabilities_have_fine_resolution_and_no_floor_the_data_cannot_support(synthetic):
+    _, result, _ = synthetic
+    book = result.scorer.score(result.book, by_capacity=True, explain=False)
+    probability = book["win_probability"]
+    assert len(book) == 5000 and probability.nunique() >= 1000
+    # No floor: the lowest probability is held by a handful of accounts at most, not hundreds at a clip value.
+    assert (probability == probability.min()).sum() <= 5 and (probability == probability.max()).sum() <= 5
+    assert probability.min() > 0 and probability.max() < 1
 
 
 def test_deal_size_explains_log_amount_nearly_as_well_as_the_truth(synthetic):

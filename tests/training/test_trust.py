@@ -14,6 +14,7 @@ import pytest
 from features.config import TieringConfig, parse_config
 from features.generator import generate_export
 from features.io import load_export
+from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from training.pipeline import train
 
 SMALL_GATE = {"gate": {"min_won": 10, "min_lost": 10}}
@@ -172,3 +173,83 @@ def test_the_model_part_of_the_learned_score_keeps_accounts_beyond_the_training_
     # Above the book: strictly increasing towards 100, never reaching it; below: towards 0.
     assert 99.5 < beyond[0] < beyond[1] < beyond[2] <= 100.0 and beyond[1] < 100.0
     assert 0.5 > beyond[3] > beyond[4] > beyond[5] >= 0.0
+
+
+def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(
+        base_export, mlflow_store):  # noqa: F811
+    import mlflow
+
+    from training import tracking
+    from training.workflow import train_and_register
+
+    data = load_export(base_export).data
+    first = train_and_register(data, config(), None, lambda step: None)
+    second = train_and_register(data, config(), None, lambda step: None)
+    assert (first.version, second.version) == ("1", "2") and first.decision.promote and second.decision.promote
+    metrics = mlflow.get_run(second.run_id).data.metrics
+    # The champion's recipe re-fitted on the same slices is the same model: the very same figure, to the bit.
+    assert metrics["champion_refit_roc_auc"] == metrics["model_roc_auc"] == first.result.metrics["model_roc_auc"]
+    tolerance = config().model.gate.champion_tolerance
+    assert (f"within {tolerance:g} of champion version 1's {metrics['model_roc_auc']:.3f} (its recipe re-fitted on the "
+            "same months)") in second.decision.reasons
+    assert tracking.alias_version("champion").version == "2"
+
+
+def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_after_it(base_export, mlflow_store):  # noqa: F811
+    import mlflow
+
+    from training.workflow import train_and_register
+
+    data = load_export(base_export).data
+    latest = data.opportunities["close_date"].max().normalize() + pd.Timedelta(days=1)
+    earlier = latest - pd.DateOffset(months=2)
+    old = train_and_register(data, config(), earlier, lambda step: None)
+    new = train_and_register(data, config(), None, lambda step: None)
+    assert old.version == "1"
+    forward = [text for ok, text in new.decision.checks if text.startswith("for reference, champion version 1")]
+    assert len(forward) == 1
+    # By hand: the new holdout's deals that closed on or after the old window's end, scored by the old model.
+    rows = new.result.holdout_rows[new.result.holdout_rows["close_date"] >= earlier]
+    from sklearn.metrics import roc_auc_score
+
+    from training.workflow import load_scorer_for
+
+    old_scorer = load_scorer_for("models:/abm-tiering/1")
+    expected = roc_auc_score(rows["won"], old_scorer.win_model.predict(old_scorer.spec.encode(rows)))
+    assert forward[0] == (f"for reference, champion version 1 as registered scored {expected:.3f} on the {len(rows):,} "
+                          "holdout deals that closed after its own training window")
+    assert mlflow.get_run(new.run_id).data.metrics["champion_forward_roc_auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_thin_holdout_stops_training_with_its_dates_and_an_as_of_that_works(tmp_path):
+    from tests.training.test_messages import closed_deals
+
+    folder = tmp_path / "thin"
+    folder.mkdir()
+    for name, text in closed_deals().items():
+        (folder / name).write_text(text)
+    from features.errors import DataError
+
+    with pytest.raises(DataError) as stopped:
+        train(load_export(folder).data, config())
+    problem = stopped.value.problems[0]
+    assert problem.message == ("the holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; at "
+                               "least 10 of each are needed")
+    assert problem.fix.startswith("pass --as-of 2024-08-02 (the nearest cut-off at which every slice has enough), or "
+                                  "lengthen model.window.holdout_months")
+
+
+def test_an_export_with_no_won_deal_says_no_window_can_help(tmp_path):
+    folder = tmp_path / "lost"
+    folder.mkdir()
+    rows = "\n".join(f"O{i},A1,2024-0{1 + i % 8}-01,2024-0{2 + i % 8}-01,lost,100" for i in range(60))
+    (folder / "accounts.csv").write_text("account_id\nA1\n")
+    (folder / "opportunities.csv").write_text("opportunity_id,account_id,created_date,close_date,outcome,amount\n"
+                                              + rows + "\n")
+    from features.errors import DataError
+
+    with pytest.raises(DataError) as stopped:
+        train(load_export(folder).data, config())
+    assert "--as-of" not in stopped.value.problems[0].fix
+    assert stopped.value.problems[0].fix.startswith("the whole export has only 0 won and 60 lost closed opportunities, "
+                                                    "so no window can help")
