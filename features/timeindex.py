@@ -1,8 +1,17 @@
 """Point-in-time sums over timestamped events, vectorised for tens of millions of rows.
 
 Events are sorted once by (group, time) under an exact int64 key; every question "what happened in
-group g during [T - window, T)" is then two binary searches and a difference of per-group cumulative
-sums. Only events strictly before T are ever seen, which is what keeps training rows free of leaks.
+group g during [T - window, T)" is then two binary searches and a sum over the events between them.
+Only events strictly before T are ever seen, which is what keeps training rows free of leaks.
+
+A window's sum is made of the events inside it only, so an event outside the window cannot change it
+(one old row with a count of 1e17 once swamped every later window of its account, as a difference of
+running totals does). Where every value is a whole number and a group's total stays below 2**53, running
+totals are exact and their difference is used. Otherwise, and for recency-weighted sums, the sum is put
+together from precomputed sums over power-of-two blocks of each group's events, aligned at the group's
+first event, taking only blocks that lie wholly inside the window (at most two per block size); each
+block's weighted sum is kept relative to its own latest event, so no weight underflows however far apart
+a group's events lie. An account's sums therefore depend only on its own events, never on the others'.
 """
 
 from __future__ import annotations
@@ -64,6 +73,67 @@ def seconds_of(moments: list[datetime]) -> np.ndarray:
     return np.clip(seconds, 0, (1 << _TIME_BITS) - 1)
 
 
+class GroupBlocks:
+    """Sums over power-of-two blocks of each group's events (sorted by group, then time), for exact window sums.
+
+    Level j holds, for every group, its events in blocks of 2**j counted from the group's first event (the last
+    block may be shorter). With a decay rate, a block's sum weighs each event by exp(-decay * (block's latest
+    time - event time)), so each block is read as of any later moment with one factor. Levels are built on
+    demand, up to the longest window asked for.
+    """
+
+    def __init__(self, starts: np.ndarray, value: np.ndarray, seconds: np.ndarray, decay: float | None):
+        self._starts = starts.astype(np.int64)
+        self._lengths = np.diff(np.append(self._starts, len(value))).astype(np.int64)
+        self._decay = decay
+        self._sums = [value.astype(np.float64)]
+        self._times = [seconds.astype(np.int64)]  # the latest event time in each block
+        self._offsets = [self._starts]  # where each group's blocks begin, per level
+
+    def _level(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        while len(self._sums) <= j:
+            sums, times, offsets = self._sums[-1], self._times[-1], self._offsets[-1]
+            level = len(self._sums)
+            previous = -(-self._lengths // (1 << (level - 1)))  # blocks per group one level down
+            count = -(-self._lengths // (1 << level))
+            new_offsets = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+            pair = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(new_offsets, count)
+            left = np.repeat(offsets, count) + 2 * pair
+            has_right = 2 * pair + 1 < np.repeat(previous, count)
+            right = np.where(has_right, left + 1, left)
+            latest = times[right]
+            left_sum = sums[left] if self._decay is None else sums[left] * np.exp(-self._decay * (latest - times[left]))
+            self._sums.append(left_sum + np.where(has_right, sums[right], 0.0))
+            self._times.append(latest)
+            self._offsets.append(new_offsets)
+        return self._sums[j], self._times[j], self._offsets[j]
+
+    def window_sum(self, lo: np.ndarray, hi: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
+        """Sum over events [lo, hi) of one group each (positions in the sorted events), weighed as of `cutoff`."""
+        total = np.zeros(len(lo), dtype=np.float64)
+        if len(self._starts) == 0 or len(lo) == 0:
+            return total
+        run = np.maximum(np.searchsorted(self._starts, lo, side="right") - 1, 0)
+        left, right = lo - self._starts[run], hi - self._starts[run]  # positions within the group
+        cutoff = np.asarray(cutoff, dtype=np.float64)
+        j = 0
+        while True:  # bottom-up: at most one block from each end per level, every block wholly inside
+            active = left < right
+            if not active.any():
+                return total
+            sums, times, offsets = self._level(j)
+            base = offsets[run]
+            for take, position in ((active & (left & 1 == 1), left), (active & (right & 1 == 1), right - 1)):
+                index = np.where(take, base + position, 0)
+                part = sums[index]
+                if self._decay is not None:
+                    part = part * np.exp(-self._decay * np.maximum(cutoff - times[index], 0.0))
+                total += np.where(take, part, 0.0)
+            left = left + (active & (left & 1 == 1))
+            right = right - (active & (right & 1 == 1))
+            left, right, j = left >> 1, right >> 1, j + 1
+
+
 class TimeIndex:
     """Events (group, time, value) that answer windowed sums and recency-weighted sums before a cut-off."""
 
@@ -75,19 +145,14 @@ class TimeIndex:
         self._seconds = seconds[order]
         self._keys = (self._group << _TIME_BITS) | self._seconds
         self._starts = np.flatnonzero(np.diff(self._group, prepend=-1)) if len(self._group) else np.zeros(0, np.int64)
-        self._cum = self._segmented_cumsum(value[order])
         self._value = value[order]
+        self._cum = self._segmented_cumsum(self._value)
+        # Running totals of whole numbers below 2**53 are exact, and so is their difference.
+        self._exact_totals = bool(len(self._value) == 0 or (np.all(self._value == np.floor(self._value))
+                                                            and np.all(self._value >= 0) and self._cum.max() < 2.0 ** 53))
         self._decay = None if half_life_days is None else np.log(2.0) / (half_life_days * SECONDS_PER_DAY)
-        if self._decay is not None:
-            # Each group's weights are relative to its own latest event, so they stay within (0, 1]
-            # and sums over a window never cancel against other groups' much larger totals.
-            # Sorted by (group, time): each group's latest event is the last of its run.
-            ends = np.append(self._starts[1:], len(self._seconds))[:len(self._starts)]
-            latest = np.repeat(self._seconds[ends - 1], ends - self._starts)
-            self._latest = latest
-            weights = self._value * np.exp(-self._decay * (latest - self._seconds))
-            self._weighted_cum = self._segmented_cumsum(weights)
-            self._weights = weights
+        self._plain_blocks: GroupBlocks | None = None
+        self._decayed_blocks: GroupBlocks | None = None
 
     def _segmented_cumsum(self, values: np.ndarray) -> np.ndarray:
         return segmented_cumsum(values, self._starts)
@@ -120,19 +185,20 @@ class TimeIndex:
         """Sum of values in [cutoff - end_offset - window, cutoff - end_offset); all earlier history when window is None."""
         lo, hi = self._bounds(group, cutoff, None if window_days is None else window_days * SECONDS_PER_DAY,
                               end_offset_days * SECONDS_PER_DAY)
-        return self._window(self._cum, self._value, lo, hi)
+        if self._exact_totals:
+            return self._window(self._cum, self._value, lo, hi)
+        if self._plain_blocks is None:
+            self._plain_blocks = GroupBlocks(self._starts, self._value, self._seconds, None)
+        return self._plain_blocks.window_sum(lo, hi, cutoff)
 
     def decayed(self, group, cutoff, window_days: float) -> np.ndarray:
         """Sum of value * 0.5 ** (age / half_life) over events in [cutoff - window, cutoff)."""
         if self._decay is None:
             raise ValueError("this index was built without a half-life")
         lo, hi = self._bounds(group, cutoff, window_days * SECONDS_PER_DAY)
-        raw = self._window(self._weighted_cum, self._weights, lo, hi)
-        if len(self._keys) == 0:
-            return raw
-        latest = self._latest[np.maximum(hi - 1, 0)]
-        exponent = np.minimum(self._decay * (latest - cutoff.astype(np.float64)), 700.0)
-        return np.where(hi > lo, raw * np.exp(exponent), 0.0)
+        if self._decayed_blocks is None:
+            self._decayed_blocks = GroupBlocks(self._starts, self._value, self._seconds, self._decay)
+        return self._decayed_blocks.window_sum(lo, hi, cutoff)
 
     def days_since_last(self, group, cutoff) -> np.ndarray:
         """Days from the latest event before the cut-off to the cut-off; NaN when there is none."""

@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 
 CLOSED: tuple[str, ...] = ("won", "lost")
 UNIQUE_IDS: dict[str, str] = {"accounts": "account_id", "opportunities": "opportunity_id"}
+MAX_COUNT = 1_000_000  # engagement events in one row; the API refuses more too
 # (table, column) -> inclusive (low, high)
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("accounts", "employees"): (0, np.inf),
     ("accounts", "annual_revenue"): (0, np.inf),
     ("opportunities", "amount"): (0, np.inf),
-    ("engagement", "count"): (0, np.inf),
+    # Bounded so that every window sum of counts is exact in float64 (features.timeindex): 2**53 / 1e6 rows.
+    ("engagement", "count"): (0, MAX_COUNT),
     ("intent", "score"): (0, 100),
 }
 # Plausible dates (features.dates, shared with the API and --as-of); inside what datetime64[ns] can hold.
@@ -256,8 +258,8 @@ def check_values(table: SourceTable) -> list[Problem]:
             if high == np.inf:
                 message, fix = f"values below {low:g}", f"{column} must be at least {low:g}"
             else:
-                message = f"values outside {low:g} to {high:g}"
-                fix = f"{column} must be between {low:g} and {high:g}: check its unit, or set `scale` in the mapping"
+                message = f"values outside {low:,g} to {high:,.0f}"
+                fix = f"{column} must be between {low:,g} and {high:,.0f}: check its unit, or set `scale` in the mapping"
             problems += table.problems_at(outside, message + _examples(values[outside]), fix, column)
     if table.name == "opportunities":
         problems += _check_outcomes(table)

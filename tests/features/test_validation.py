@@ -182,7 +182,7 @@ def test_intent_score_and_engagement_count_ranges(write_export, problems_of):
     ranges = {p.file: p for p in problems if p.column in ("score", "count")}
     assert (ranges["intent.csv"].column, ranges["intent.csv"].rows) == ("score", (3,))
     assert "values outside 0 to 100 (e.g. '140')" in ranges["intent.csv"].message
-    assert "values below 0" in ranges["engagement.csv"].message
+    assert "values outside 0 to 1,000,000 (e.g. '-2')" in ranges["engagement.csv"].message
     assert (ranges["engagement.csv"].column, ranges["engagement.csv"].rows) == ("count", (2,))
 
 
