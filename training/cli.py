@@ -148,6 +148,23 @@ def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None
     loaded = load_export(data, mapping)  # raises DataError on errors
     render_summary(loaded, console)
     _print_window(loaded.data, settings, cutoff)
+    for sentence in missing_rule_inputs(loaded.data):
+        err_console.print(f"[yellow]warning:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
+
+
+def missing_rule_inputs(data) -> list[str]:
+    """Rule components the export cannot inform at all, so they will be the same for every account."""
+    from training.guards import RULE_INPUTS, inputs_available
+
+    available = inputs_available(data)
+    sentences = []
+    for component, inputs in RULE_INPUTS.items():
+        if not any(available.get(name, True) for name in inputs):
+            sentences.append(f"{component} will be 0 for every account: the export has no {', '.join(inputs)}")
+    if len(sentences) == len(RULE_INPUTS):
+        sentences.append("rule_score will be the same for every account: rule tiers cannot rank, and the gate will "
+                         "compare the model against chance")
+    return sentences
 
 
 def _print_window(data, settings, cutoff) -> None:
@@ -262,17 +279,46 @@ def _load(data: Path, mapping: str | None):
     return loaded.data
 
 
+TRAIN_STEPS = 13  # progress steps of a training run (features, checks, search, evaluation, final, MLflow)
+
+
 def _gate_table(outcome) -> "Table":
     from rich.table import Table
 
-    metrics = outcome.result.metrics
-    table = Table(title=f"Holdout ({outcome.result.summary['holdout_opportunities']:,} opportunities)", show_lines=False)
+    result = outcome.result
+    metrics = result.metrics
+    table = Table(title=f"Holdout ({result.summary['holdout_opportunities']:,} opportunities)", show_lines=False)
     table.add_column("model")
     for name in ("ROC AUC", "PR AUC", "Brier", "log loss", "ECE"):
         table.add_column(name, justify="right")
-    for label, prefix in (("LightGBM (calibrated)", "model"), ("logistic regression", "logreg"), ("rule score", "rule")):
-        table.add_row(label, *[f"{metrics[f'{prefix}_{k}']:.3f}" for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")])
+    learner = result.scorer.win_model.recipe.describe()
+    rule_label = "rule score (constant: chance)" if metrics.get("rule_score_constant") else "rule score"
+    for label, prefix in ((f"shipped: {learner}", "model"), ("logistic regression", "logreg"), (rule_label, "rule")):
+        table.add_row(escape(label), *[f"{metrics[f'{prefix}_{k}']:.3f}" for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")])
     return table
+
+
+def _selection_table(result) -> "Table":
+    from rich.table import Table
+
+    table = Table(title="Learner selection: chosen on the validation slice, judged on the holdout")
+    for column in ("candidate", "validation ROC AUC", "holdout ROC AUC", "rounds", "seconds"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for candidate in result.selection.candidates:
+        mark = " (chosen)" if candidate.chosen else ""
+        table.add_row(escape(candidate.name + mark), f"{candidate.validation_auc:.3f}", f"{candidate.holdout_auc:.3f}",
+                      str(candidate.rounds or "-"), f"{candidate.seconds:.1f}", style="bold" if candidate.chosen else None)
+    return table
+
+
+def print_training_findings(result) -> None:
+    """Refused features, warnings and the run's own decisions, each in one line a user can act on."""
+    for leak in result.leaks:
+        err_console.print(f"[yellow]refused:[/] {escape(leak.render())}", highlight=False, soft_wrap=True)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -286,24 +332,36 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
     frame = _load(data, mapping)
     if cutoff is None:
         warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
-    with steps(7) as progress:
+    with steps(TRAIN_STEPS) as progress:
         outcome = train_and_register(frame, settings, cutoff, progress)
     say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary
     console.print(f"Trained on {summary['closed_opportunities']:,} closed opportunities "
                   f"({summary['won']:,} won, win rate {summary['win_rate']:.1%}) from {summary['window_start']} "
                   f"to {summary['window_as_of']} (exclusive).")
+    console.print(_selection_table(outcome.result))
     console.print(_gate_table(outcome))
     metrics = outcome.result.metrics
+    excluded = int(metrics.get("deal_excluded", 0))
     console.print(f"Deal size: R² on log amount {metrics['deal_r2_log']:.3f}, MAPE {metrics['deal_mape']:.1%} "
-                  f"(median baseline R² {metrics['deal_baseline_r2_log']:.3f}).")
+                  f"(median baseline R² {metrics['deal_baseline_r2_log']:.3f})"
+                  + (f"; {excluded:,} won deal(s) without a positive amount left out of these figures." if excluded else "."))
+    print_training_findings(outcome.result)
     colour = "green" if outcome.decision.promote else "yellow"
-    console.print(f"[{colour}]Version {outcome.version} {outcome.decision.render()}[/]")
+    console.print(f"[{colour}]Version {outcome.version} {escape(outcome.decision.render())}[/]", highlight=False)
     if not outcome.decision.promote:
         console.print(f"The champion stays {outcome.previous_champion or 'unset (scoring uses rules only)'}.")
 
 
 
+
+
+def say_ties(scores) -> None:
+    """Ties across tier boundaries, said out loud (the tie-breaking keys decided who is inside)."""
+    from training.scoring import describe_ties
+
+    for sentence in describe_ties(scores.attrs.get("boundary_ties", [])):
+        err_console.print(f"[yellow]note:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
 
 
 def tier_count_table(scores, title: str) -> "Table":
@@ -395,6 +453,7 @@ def score(
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
+    say_ties(scores)
     console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
 
 

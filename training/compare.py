@@ -10,7 +10,7 @@ rules-only backtest over the latest months of the training window stands in for 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +22,9 @@ from features.config import TieringConfig
 from features.schema import CrmData
 from training import tracking
 from training.evaluate import gain_curve, tier_outcomes, win_metrics
+from training.guards import constant_signals, inputs_available
 from training.plots import tier_matrix
-from training.scoring import Scorer
+from training.scoring import Scorer, describe_ties
 from training.tiers import allocate_budget, budget_summary, tier_movement
 
 COMPONENTS = {"revenue_potential_score": "revenue potential", "business_fit_score": "business fit",
@@ -213,6 +214,7 @@ class Comparison:
     gain: pd.DataFrame
     movers: pd.DataFrame
     headline: dict[str, float]
+    warnings: list[str] = field(default_factory=list)  # degenerate signals, ties, the training run's own warnings
 
     @property
     def tierings(self) -> tuple[str, ...]:
@@ -301,5 +303,18 @@ def build_comparison(data: CrmData, scorer: Scorer, scores: pd.DataFrame, *, ver
     progress("reading the holdout" if run_id else "rules-only backtest on recent deals")
     holdout = holdout_from_run(run_id) if run_id else rules_backtest(data, scorer.config, as_of)
     progress("comparing tiers")
-    return compare(scores, holdout, scorer.config, model=version, learned=scorer.is_learned, run_id=run_id, as_of=as_of,
-                   budget=budget, account_names=data.accounts.set_index("account_id")["account_name"])
+    comparison = compare(scores, holdout, scorer.config, model=version, learned=scorer.is_learned, run_id=run_id,
+                         as_of=as_of, budget=budget, account_names=data.accounts.set_index("account_id")["account_name"])
+    comparison.warnings = [*constant_signals(scores, inputs_available(data)),
+                           *describe_ties(scores.attrs.get("boundary_ties", [])), *run_warnings(run_id)]
+    return comparison
+
+
+def run_warnings(run_id: str | None) -> list[str]:
+    """The warnings the model's training run logged (a shifting win rate, say), so the report repeats them."""
+    if not run_id:
+        return []
+    from mlflow import MlflowClient
+
+    logged = MlflowClient().get_run(run_id).data.tags.get("warnings", "")
+    return [f"training run: {text}" for text in logged.split(" | ") if text]

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import Guards, TieringConfig
 from features.pointintime import slug
+from features.schema import CrmData
 
 CATEGORY_PRIOR_ROWS = 20  # a category's win rate is pulled towards the overall rate by this many rows
 RULE_INPUTS = {
@@ -163,3 +164,12 @@ def constant_signals(book: pd.DataFrame, available: dict[str, bool]) -> list[str
 def _is_constant(values: pd.Series) -> bool:
     finite = values.dropna()
     return len(finite) == 0 or float(finite.max() - finite.min()) < 1e-9
+
+
+def inputs_available(data: CrmData) -> dict[str, bool]:
+    """Which rule inputs the export carries at all (a column that is absent or empty is not available)."""
+    accounts = data.accounts
+    available = {column: column in accounts and bool(accounts[column].notna().any())
+                 for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")}
+    available["engagement table"] = len(data.engagement) > 0
+    return available

@@ -31,7 +31,7 @@ from training.evaluate import (
     tier_outcomes,
     win_metrics,
 )
-from training.guards import Leak, constant_signals, find_leaks, win_rate_shift
+from training.guards import Leak, constant_signals, find_leaks, inputs_available, win_rate_shift
 from training.models import (
     LIGHTGBM,
     LOGISTIC,
@@ -181,15 +181,6 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
         "intent_signals": int(len(data.intent)),
         **{f"window_{k}": v for k, v in window.as_dict().items()},
     }
-
-
-def inputs_available(data: CrmData) -> dict[str, bool]:
-    """Which rule inputs the export carries at all (a column that is absent or empty is not available)."""
-    accounts = data.accounts
-    available = {column: column in accounts and bool(accounts[column].notna().any())
-                 for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")}
-    available["engagement table"] = len(data.engagement) > 0
-    return available
 
 
 def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None,

@@ -519,6 +519,8 @@ def _budget_section(c: Comparison) -> Html:
 
 def render_comparison(c: Comparison, data_label: str) -> str:
     intro = [_headline_cards(c)]
+    for warning in reversed(c.warnings):
+        intro.insert(0, banner(warning))
     if not c.learned:
         intro.insert(0, banner("No learned model: no champion model is registered, so every account is scored with "
                                "the rule score alone and learned tiers equal rule tiers. The agreement matrix, "

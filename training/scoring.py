@@ -121,10 +121,6 @@ class Scorer:
         blend = self.config.model.blend
         return blend * self.model_part(value) + (1 - blend) * rule_score
 
-    def boundary_ties(self, rows: Features) -> list[dict]:
-        """Ties across tier boundaries when this book is filled by capacity (see `boundary_ties`)."""
-        return boundary_ties(self.predict_columns(rows, explain=False), self.config)
-
     def freeze(self, book: pd.DataFrame) -> None:
         """Store the value distribution and tier cut-offs of a full scoring, for single-account scoring later."""
         scored = with_rule_scores(book, self.config)
@@ -147,16 +143,24 @@ class Scorer:
               scored_at: pd.Timestamp | None = None, explain: bool = True) -> pd.DataFrame:
         """Score records with exactly the SPEC columns.
 
-        `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`); otherwise the
+        `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`), and the frame's
+        `attrs["boundary_ties"]` lists the ties across tier boundaries (see `boundary_ties`); otherwise the
         frozen cut-offs of the last full scoring place each account on its own (`/score`).
         """
-        return pd.DataFrame(self.score_columns(rows, by_capacity=by_capacity, budget=budget, overrides=overrides,
-                                               model_version=model_version, scored_at=scored_at, explain=explain))
+        out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain)
+        frame = pd.DataFrame({name: out[name] for name in SCORE_COLUMNS})
+        frame.attrs["boundary_ties"] = boundary_ties(out, self.config) if by_capacity else []
+        return frame
 
     def score_columns(self, features: Features, *, by_capacity: bool, budget: float | None = None,
                       overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
                       scored_at: pd.Timestamp | None = None, explain: bool = True) -> dict[str, np.ndarray]:
         """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
+        out = self._placed(features, by_capacity, budget, overrides, model_version, scored_at, explain)
+        return {name: out[name] for name in SCORE_COLUMNS}
+
+    def _placed(self, features: Features, by_capacity: bool, budget: float | None, overrides: pd.DataFrame | None,
+                model_version: str, scored_at: pd.Timestamp | None, explain: bool) -> dict[str, np.ndarray]:
         out = self.predict_columns(features, explain=explain)
         count = len(out["rule_score"])
         out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides))
@@ -164,7 +168,7 @@ class Scorer:
         out.update(model_version=np.full(count, model_version, dtype=object),
                    scored_at=np.full(count, stamp.isoformat(), dtype=object),
                    intent_surge=out["intent_surge"].astype(bool))
-        return {name: out[name] for name in SCORE_COLUMNS}
+        return out
 
 
 def tie_order(book: Features, score_column: str) -> RankedBook:
