@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 
@@ -27,8 +26,6 @@ from training.messages import no_champion_message
 from training.scoring import RULES_ONLY, Scorer
 from training.workflow import load_scorer_for
 
-RELOAD_SECONDS_ENV = "TIERING_RELOAD_SECONDS"
-DEFAULT_RELOAD_SECONDS = 10.0
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".
 VERSION_FACTS = ("trained_at", "window_start", "window_end", "gate_reason")
@@ -47,14 +44,10 @@ class ServingModel:
 
 
 def reload_seconds() -> float:
-    raw = os.environ.get(RELOAD_SECONDS_ENV, "")
-    try:
-        seconds = float(raw) if raw else DEFAULT_RELOAD_SECONDS
-    except ValueError:
-        raise ValueError(f"{RELOAD_SECONDS_ENV}={raw!r} is not a number of seconds") from None
-    if not np.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{RELOAD_SECONDS_ENV} must be a positive number of seconds, not {raw!r}")
-    return seconds
+    """TIERING_RELOAD_SECONDS, validated with every other setting (training.settings; SettingsError if bad)."""
+    from training.settings import load_settings
+
+    return load_settings().reload_seconds
 
 
 def registered_champion() -> tracking.VersionInfo | None:

@@ -21,7 +21,9 @@ def config_path() -> str | None:
 
 
 def access_log_enabled() -> bool:
-    return os.environ.get(ACCESS_LOG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    from training.settings import load_settings
+
+    return load_settings().access_log
 
 
 class UnsafeHost(Exception):
@@ -55,3 +57,34 @@ def exec_server(host: str, port: int) -> NoReturn:
     """Replace this process with the server, so signals (Ctrl-C, kill PID) reach BentoML directly."""
     command = serve_command(host, port)
     os.execv(command[0], command)
+
+
+class CannotListen(Exception):
+    """The address or port cannot be listened on; the message says why and what to do."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind the address once before starting the server, so a port in use is one clear message, not BentoML's traceback."""
+    import errno
+    import socket
+
+    address = "127.0.0.1" if host == "localhost" else host
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror:
+        raise CannotListen(f"--host {host} is not an address of this machine: use an IP address such as 127.0.0.1 "
+                           "or 0.0.0.0") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no clash
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CannotListen(f"port {port} on {address} is already in use by another process: stop it, or pass "
+                                   "another --port") from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise CannotListen(f"--host {host} is not an address of this machine: use one of its addresses, "
+                                   "127.0.0.1 or 0.0.0.0") from None
+            if error.errno == errno.EACCES:
+                raise CannotListen(f"port {port} needs privileges to listen on: pass a port above 1023") from None
+            raise CannotListen(f"cannot listen on {address}:{port}: {error.strerror or error}") from None

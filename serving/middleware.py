@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 from typing import Awaitable, Callable
 
 import anyio
@@ -21,8 +20,6 @@ API_KEY_ENV = "TIERING_API_KEY"
 NOT_JSON_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded", b"application/vnd.bentoml+pickle")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 MAX_BODY_BYTES = 64 * 1024 * 1024  # 10,000 accounts with months of activity fit well within this
-BODY_TIMEOUT_ENV = "TIERING_BODY_TIMEOUT_SECONDS"
-DEFAULT_BODY_TIMEOUT_SECONDS = 60.0  # 64 MB at about 1 MB/s; a half-sent body no longer holds a connection forever
 
 logger = logging.getLogger("bentoml.abm_tiering")
 Scope = dict
@@ -32,14 +29,19 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def api_key() -> str | None:
-    """The configured key, without surrounding whitespace (a key read from a file keeps its newline); empty is unset."""
-    return (os.environ.get(API_KEY_ENV) or "").strip() or None
+    """The configured key, without surrounding whitespace (a key read from a file keeps its newline); empty is unset.
+    A blank key or one holding a line break is refused (training.settings.SettingsError)."""
+    from training.settings import load_settings
+
+    key = load_settings().api_key
+    return key.get_secret_value() if key is not None else None
 
 
 def body_timeout_seconds() -> float:
-    """How long a client may take to send a whole request body (TIERING_BODY_TIMEOUT_SECONDS, validated at start)."""
-    raw = os.environ.get(BODY_TIMEOUT_ENV, "").strip()
-    return float(raw) if raw else DEFAULT_BODY_TIMEOUT_SECONDS
+    """How long a client may take to send a whole request body (TIERING_BODY_TIMEOUT_SECONDS, default 60)."""
+    from training.settings import load_settings
+
+    return load_settings().body_timeout_seconds
 
 
 async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:

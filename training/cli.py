@@ -641,12 +641,17 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
-    from serving.launch import ACCESS_LOG_ENV, CONFIG_ENV, UnsafeHost, check_exposure, exec_server
+    from serving.launch import ACCESS_LOG_ENV, CONFIG_ENV, CannotListen, UnsafeHost, check_exposure, check_port, exec_server
+    from training.settings import SettingsError, check_environment
     from training.tracking import tracking_uri
 
-    try:
+    try:  # every setting and the address before the server starts: its workers would fail and restart in a loop
+        check_environment()
         check_exposure(host)
-    except UnsafeHost as error:
+        check_port(host, port)
+    except SettingsError as error:
+        raise UserError(f"the environment has settings tiering serve cannot use:\n{error}") from None
+    except (UnsafeHost, CannotListen) as error:
         raise UserError(str(error)) from None
     load_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
     if config is not None:
