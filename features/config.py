@@ -187,8 +187,10 @@ class Search(Strict):
                                         description="LightGBM settings tried, simplest first; the logistic regression is always a candidate.")
     early_stopping_rounds: int = Field(50, ge=5, description="Stop boosting when validation AUC has not improved for this many rounds.")
     time_budget_seconds: float = Field(120.0, gt=0, description="No new candidate starts once the search has used this long.")
-    tie_tolerance: float = Field(0.002, ge=0, description="Validation ROC AUC within this of the best (or within one bootstrap standard "
-                                 "error of the difference, if larger) is a tie; ties go to the simpler learner.")
+    tie_tolerance: float = Field(0.002, ge=0, description="Validation ROC AUC within this of the best (or within "
+                                 "`tie_standard_errors` of the difference, if larger) is a tie; ties go to the simpler learner.")
+    tie_standard_errors: float = Field(2.0, ge=0, description="A more complex learner must beat a simpler one by this many "
+                                       "bootstrap standard errors on the validation slice (2 = about 95% confidence).")
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
 
 

@@ -517,7 +517,7 @@ def demo(
 
     check_writable_target(out / "scores.csv")  # before the work: outputs that cannot be written are refused first
     check_output_folder(out / "report", REPORT_PAGE)
-    with steps(10) as progress:
+    with steps(TRAIN_STEPS + 3) as progress:
         progress(f"generating {accounts:,} synthetic accounts")
         generate_export(data_dir, n_accounts=accounts, seed=seed)
         progress("loading and validating the export")
@@ -534,11 +534,14 @@ def demo(
         scores_path = write_table(scores, out / "scores.csv")
     say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
     say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
+    console.print(_selection_table(outcome.result))
+    print_training_findings(outcome.result)
     console.print(_gate_table(outcome))
     console.print(f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
                   f"{escape(outcome.decision.render())}[/]", highlight=False)
     console.print(holdout_tier_table(outcome.result))
     console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}"))
+    say_ties(scores)
     with steps(3) as progress:
         report, _ = write_comparison(frame, scorer, scores, version, None, None, budget, out / "report",
                                      f"Synthetic export in {data_dir}", progress)
@@ -595,6 +598,8 @@ def compare(
         scores = score_book(frame, scorer, version, cutoff, budget)
         page, comparison = write_comparison(frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}",
                                             progress)
+    for warning in comparison.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if comparison.learned:
         h = comparison.headline
         console.print(f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "

@@ -10,7 +10,7 @@ rules-only backtest over the latest months of the training window stands in for 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -305,9 +305,9 @@ def build_comparison(data: CrmData, scorer: Scorer, scores: pd.DataFrame, *, ver
     progress("comparing tiers")
     comparison = compare(scores, holdout, scorer.config, model=version, learned=scorer.is_learned, run_id=run_id,
                          as_of=as_of, budget=budget, account_names=data.accounts.set_index("account_id")["account_name"])
-    comparison.warnings = [*constant_signals(scores, inputs_available(data)),
-                           *describe_ties(scores.attrs.get("boundary_ties", [])), *run_warnings(run_id)]
-    return comparison
+    warnings = [*constant_signals(scores, inputs_available(data)), *describe_ties(scores.attrs.get("boundary_ties", [])),
+                *run_warnings(run_id)]
+    return replace(comparison, warnings=warnings)
 
 
 def run_warnings(run_id: str | None) -> list[str]:

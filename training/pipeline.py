@@ -124,8 +124,8 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
         scores.append(CandidateScore(candidate.label(), LIGHTGBM, float(roc_auc_score(val_y, margins[key])),
                                      holdout_auc(booster.predict(holdout_x, raw_score=True)),
                                      time.perf_counter() - clock, rounds=rounds))
-    # One-standard-error rule: the simplest candidate whose validation AUC is within the noise of the best
-    # (the bootstrap standard error of their paired difference, or the tie tolerance if larger) is chosen.
+    # Occam's rule: the simplest candidate whose validation AUC is within the noise of the best (tie_standard_errors
+    # bootstrap standard errors of their paired difference, or the tie tolerance if larger) is chosen.
     aucs = np.array([score.validation_auc for score in scores])
     best_at = int(np.argmax(aucs))
     resampled = bootstrap_aucs(val_y, list(margins.values()), seed=model_config.seed)
@@ -133,7 +133,8 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
     for score, error in zip(scores, noise):
         score.validation_noise = float(error)
     chosen_at = next(i for i, score in enumerate(scores)
-                     if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance, noise[i]))
+                     if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance,
+                                                                    search.tie_standard_errors * noise[i]))
     chosen = scores[chosen_at]
     chosen.chosen = True
     key = list(margins)[chosen_at]  # margins and scores share one order

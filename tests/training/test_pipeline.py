@@ -42,10 +42,11 @@ def test_the_shipped_model_is_never_worse_than_the_logistic_baseline_beyond_the_
     assert len(chosen) == 1 and chosen[0].learner == result.scorer.win_model.recipe.learner
     # The choice used the validation slice only: the chosen candidate is the simplest within noise of the best there.
     best = max(c.validation_auc for c in result.selection.candidates)
-    tolerance = TieringConfig().model.search.tie_tolerance
-    assert best - chosen[0].validation_auc <= max(tolerance, chosen[0].validation_noise)
+    search = TieringConfig().model.search
+    margin = lambda c: max(search.tie_tolerance, search.tie_standard_errors * c.validation_noise)  # noqa: E731
+    assert best - chosen[0].validation_auc <= margin(chosen[0])
     earlier = result.selection.candidates[:result.selection.candidates.index(chosen[0])]
-    assert all(best - c.validation_auc > max(tolerance, c.validation_noise) for c in earlier)
+    assert all(best - c.validation_auc > margin(c) for c in earlier)
 
 
 def test_probabilities_have_fine_resolution_and_no_floor_the_data_cannot_support(synthetic):

@@ -253,3 +253,32 @@ def test_an_export_with_no_won_deal_says_no_window_can_help(tmp_path):
     assert "--as-of" not in stopped.value.problems[0].fix
     assert stopped.value.problems[0].fix.startswith("the whole export has only 0 won and 60 lost closed opportunities, "
                                                     "so no window can help")
+
+
+def test_a_non_linear_signal_makes_the_search_choose_lightgbm_over_the_logistic_regression(base_export, tmp_path):
+    # Two custom fields whose product decides the outcome (an XOR): no linear model can use them, trees can.
+    rng = np.random.default_rng(3)
+    accounts = pd.read_csv(base_export / "accounts.csv", dtype=str, keep_default_na=False)
+    x1, x2 = rng.uniform(-1, 1, len(accounts)), rng.uniform(-1, 1, len(accounts))
+    sign = pd.Series(np.sign(x1 * x2), index=accounts["account_id"])
+
+    def add_fields(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(field_a=x1.round(4), field_b=x2.round(4))
+
+    def outcome_from_fields(frame: pd.DataFrame) -> pd.DataFrame:
+        closed = frame["outcome"] != "open"
+        p_won = 1 / (1 + np.exp(-3 * frame["account_id"].map(sign).to_numpy()))
+        won = np.random.default_rng(4).random(len(frame)) < p_won
+        decided = frame.assign(outcome=np.where(closed, np.where(won, "won", "lost"), frame["outcome"]))
+        # One deal per account, so no earlier deal of the account gives its sign away to a linear model.
+        closed_only = decided[decided["outcome"] != "open"]
+        return closed_only.sort_values("close_date").groupby("account_id").tail(1)
+
+    folder = variant(base_export, tmp_path / "x", accounts=add_fields, opportunities=outcome_from_fields)
+    result = train(load_export(folder).data, config(extra_features=["field_a", "field_b"]))
+    chosen = next(c for c in result.selection.candidates if c.chosen)
+    logistic = result.selection.candidates[0]
+    assert logistic.learner == "logistic" and chosen.learner == "lightgbm"
+    assert chosen.validation_auc > logistic.validation_auc + 0.1
+    assert result.metrics["model_roc_auc"] > result.metrics["logreg_roc_auc"] + 0.1
+    assert result.scorer.win_model.recipe.learner == "lightgbm"
