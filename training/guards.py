@@ -122,7 +122,8 @@ class Shift:
 
     def render(self) -> str:
         parts = ", ".join(f"{name} {rate:.1%} of {count:,}" for name, (rate, count) in self.rates.items())
-        return (f"the win rate shifts between the training slices ({parts}; chi-squared p = {self.p_value:.1g}): "
+        p_value = "p < 0.0001" if self.p_value < 1e-4 else f"p = {self.p_value:.4f}"
+        return (f"the win rate shifts between the training slices ({parts}; chi-squared {p_value}): "
                 "probabilities calibrated on earlier months may be off for later ones; check whether the export's "
                 "outcomes changed (a new sales process, missing lost deals) or move --as-of")
 
