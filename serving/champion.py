@@ -102,6 +102,11 @@ class ChampionFollower:
         self.interval_seconds = interval_seconds
         self.serving: ServingModel | None = None
         self.problem: str | None = "the model has not been loaded yet"
+        # What the registry last said is champion (RULES_ONLY when none), and why it cannot be asked now, if it
+        # cannot: /model tells both, so a service still answering with an earlier version never passes it off as
+        # the champion.
+        self.registry_champion: str | None = None
+        self.registry_problem: str | None = None
         self._configured = False
         self._last_problem: str | None = None
         self._stopped = threading.Event()
@@ -136,18 +141,26 @@ class ChampionFollower:
             described = tracking.first_line(error)
             if not isinstance(error, tracking.TrackingError):
                 described = f"cannot read the MLflow registry at {tracking.tracking_uri()}: {described}"
-            self._report(described,
-                         blocking=self.serving is None)
+            self.registry_problem = described + (f"; still serving version {self.serving.version}, loaded earlier"
+                                                 if self.serving is not None else "")
+            self._report(self.registry_problem, blocking=self.serving is None)
             return
+        self.registry_problem = None
         wanted = champion.version if champion else RULES_ONLY
+        self.registry_champion = wanted
         if self.serving is not None and self.serving.version == wanted:
             self._report(None)
             return
         try:
             loaded = load_serving_model(champion)
         except Exception as error:  # missing or corrupt artifacts, a bad tiering.yaml: never serve them, never crash
-            what = f"champion version {wanted}" if champion else "the rules-only scorer (no champion is registered)"
-            self._report(f"{what} cannot be loaded: {tracking.first_line(error)}", blocking=True)
+            if champion is not None:
+                problem = tracking.load_problem(champion, error)
+            else:
+                problem = f"the rules-only scorer (no champion is registered) cannot be loaded: {tracking.first_line(error)}"
+            if self.serving is not None:
+                problem += f"; still answering with version {self.serving.version}, loaded earlier"
+            self._report(problem, blocking=True)
             return
         previous, self.serving = self.serving, loaded
         previous = previous.version if previous else None  # the old model is garbage from here on

@@ -86,7 +86,9 @@ class ModelInfo(Finite):
                                             "null when none can be loaded.", examples=["3"])
     alias: str | None = Field(description="Registry alias followed by the service.", examples=["champion"])
     ready: bool = Field(description="False when the champion cannot be served; `problem` says why.")
-    problem: str | None = Field(description="Why the champion cannot be served, if it cannot.")
+    problem: str | None = Field(description="Why the champion cannot be served, or the registry cannot be read, if so.")
+    registry_champion: str | None = Field(None, description="The version the registry last called champion "
+                                                             "('rules-only' when none); null before it was first read.")
     trained_at: str | None = Field(None, description="When the version was trained (ISO 8601).")
     window_start: str | None = Field(None, description="First day of the training window.")
     window_end: str | None = Field(None, description="Training cut-off (exclusive).")

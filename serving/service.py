@@ -85,13 +85,17 @@ class TieringService:
 
     @model_routes.get("/model", response_model=ModelInfo, summary="The model answering requests")
     def model_info(self) -> ModelInfo:
-        serving = self.champion.serving
+        serving, follower = self.champion.serving, self.champion
+        # "champion" only while the version answering is the one the registry calls champion: after a broken version
+        # is promoted, the earlier one keeps answering, under its own number and without the alias.
+        is_champion = bool(serving and serving.facts and serving.version == follower.registry_champion)
         return ModelInfo(
             name=tracking.MODEL_NAME,
             version=serving.version if serving else None,
-            alias=tracking.CHAMPION if serving and serving.facts else None,
-            ready=self.champion.ready,
-            problem=self.champion.problem,
+            alias=tracking.CHAMPION if is_champion else None,
+            ready=follower.ready,
+            problem=follower.problem or follower.registry_problem,
+            registry_champion=follower.registry_champion,
             **(serving.facts if serving else {}),
         )
 

@@ -465,6 +465,9 @@ def promote(version: Annotated[str, typer.Argument(help="Registered model versio
 
     before, after = promote_version(version)
     console.print(f"champion: {before or 'none'} -> {after}")
+    if after != version:  # another command promoted a version at the same moment, after this one
+        err_console.print(f"[yellow]version {escape(version)} was promoted, but another command promoted version "
+                          f"{escape(str(after))} right after it; {escape(str(after))} is champion[/]", highlight=False)
 
 
 @app.command()

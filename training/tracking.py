@@ -5,13 +5,17 @@ Nothing here runs at import time; `configure()` is called by the commands that n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
+import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -47,17 +51,33 @@ def configure() -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            artifacts = None
-            if uri.startswith("sqlite:///"):
-                artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-        mlflow.set_experiment(EXPERIMENT)
+        # Under the store's lock: the first command on a fresh SQLite file creates and migrates it, and two commands
+        # started at once would otherwise both run the migrations and one would stop on the clash.
+        with store_lock("creating the MLflow store"):
+            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+                _create_experiment(uri)
+            mlflow.set_experiment(EXPERIMENT)
+    except TrackingError:
+        raise
     except Exception as error:  # MLflow raises many types for a locked or unreachable store
         raise TrackingError(f"cannot use the MLflow store at {uri}: {first_line(error)}. "
                             "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
                             "the SQLite file") from None
     return uri
+
+
+def _create_experiment(uri: str) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    try:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    except MlflowException as error:  # another command (on a team server) created it a moment ago
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" and mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            raise
 
 
 def first_line(error: Exception) -> str:
@@ -118,17 +138,187 @@ def set_alias(alias: str, version: str) -> None:
     client().set_registered_model_alias(MODEL_NAME, alias, version)
 
 
-def champion_history() -> list[str]:
-    """Versions that have been champion, oldest first (kept as a registered-model tag)."""
+# --- the champion's history, safe under concurrent promotions ------------------------------------------
+#
+# Every move of the champion alias is one new registered-model tag, `champion_event.<time>.<random>`, never
+# rewritten: two commands moving the alias at once each add their own event, so no move is lost (a single JSON
+# tag rewritten by both lost one). The history is those events replayed in key order; after writing its event a
+# command sets the alias to the history's latest champion and checks again until the two agree, so the alias
+# always ends on the version of the latest event. On a local SQLite store the whole move also runs under a lock
+# file next to the store, so local commands are strictly one after the other.
+
+LEGACY_HISTORY = "champion_history"  # the JSON list kept by earlier versions: the base the events replay onto
+EVENT_PREFIX = "champion_event."
+MAX_EVENTS = 200  # older events are folded into the base
+LOCK_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ChampionEvent:
+    key: str
+    kind: str  # "promote" or "rollback"
+    version: str  # promoted, or the version rolled back to
+    previous: str | None  # the champion the command saw before it moved the alias
+
+
+def _registered_tags() -> dict[str, str]:
     model = _ask_registry(lambda: client().get_registered_model(MODEL_NAME), None)
-    return [] if model is None else json.loads(model.tags.get("champion_history", "[]"))
+    return {} if model is None else dict(model.tags)
 
 
-def record_champion(version: str) -> None:
-    history = champion_history()
-    history.append(version)
-    client().set_registered_model_tag(MODEL_NAME, "champion_history", json.dumps(history[-100:]))
-    set_alias(CHAMPION, version)
+def champion_events(tags: dict[str, str] | None = None) -> list[ChampionEvent]:
+    tags = _registered_tags() if tags is None else tags
+    events = []
+    for key in sorted(k for k in tags if k.startswith(EVENT_PREFIX)):
+        try:
+            fields = json.loads(tags[key])
+            events.append(ChampionEvent(key, fields["kind"], str(fields["version"]), fields.get("previous")))
+        except (ValueError, KeyError, TypeError):
+            continue  # not one of ours
+    return events
+
+
+def replay(base: list[str], events: list[ChampionEvent]) -> list[str]:
+    """The champion history (oldest first) after `events`: a promotion appends its version; a rollback removes the
+    champion it rolled back from, if that was still the latest (a second concurrent rollback of the same champion
+    changes nothing)."""
+    history = list(base)
+    for event in events:
+        if event.kind == "promote":
+            history.append(event.version)
+        elif event.kind == "rollback" and history and history[-1] == event.previous:
+            while history and history[-1] == event.previous:
+                history.pop()
+    return history
+
+
+def champion_history() -> list[str]:
+    """Versions that have been champion and not rolled back, oldest first."""
+    tags = _registered_tags()
+    return replay(json.loads(tags.get(LEGACY_HISTORY, "[]")), champion_events(tags))
+
+
+def ever_champion() -> list[str]:
+    """Every version that has ever been champion, in the order they first were."""
+    tags = _registered_tags()
+    seen = json.loads(tags.get(LEGACY_HISTORY, "[]")) + [e.version for e in champion_events(tags) if e.kind == "promote"]
+    return list(dict.fromkeys(seen))
+
+
+def _store_file() -> Path | None:
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+_held: dict[str, int] = {}  # lock file -> depth in this process (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def store_lock(purpose: str) -> Iterator[None]:
+    """An exclusive lock file next to a local SQLite store (`mlflow.db.lock`), re-entrant within a process; nothing
+    for a tracking server, which serialises its own writes."""
+    import fcntl
+
+    store = _store_file()
+    if store is None:
+        yield
+        return
+    path = store.with_name(store.name + ".lock")
+    key = str(path.resolve()) if path.parent.exists() else str(path)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"another tiering command has held {path} for {LOCK_SECONDS:.0f} s while "
+                                        f"{purpose}: wait for it to finish, or stop it") from None
+                time.sleep(0.05)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _add_event(kind: str, version: str, previous: str | None) -> None:
+    key = f"{EVENT_PREFIX}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
+    value = json.dumps({"kind": kind, "version": version, "previous": previous})
+    client().set_registered_model_tag(MODEL_NAME, key, value)
+
+
+def _fold_old_events() -> None:
+    """Keep the tag list short: the oldest events are folded into the base history (best effort)."""
+    tags = _registered_tags()
+    events = champion_events(tags)
+    if len(events) <= MAX_EVENTS:
+        return
+    old = events[: len(events) - MAX_EVENTS]
+    base = replay(json.loads(tags.get(LEGACY_HISTORY, "[]")), old)
+    client().set_registered_model_tag(MODEL_NAME, LEGACY_HISTORY, json.dumps(base[-100:]))
+    for event in old:
+        client().delete_registered_model_tag(MODEL_NAME, event.key)
+
+
+def settle_champion() -> str | None:
+    """Set the champion alias to the history's latest version, and check again until alias and history agree (another
+    command may move it meanwhile); the champion it settled on, None when the history is empty."""
+    for _ in range(20):
+        history = champion_history()
+        wanted = history[-1] if history else None
+        current = alias_version(CHAMPION)
+        if wanted is None or (current is not None and current.version == wanted):
+            return wanted
+        set_alias(CHAMPION, wanted)
+    return wanted
+
+
+def record_champion(version: str) -> str | None:
+    """Make `version` champion: one promotion event, then the alias settled; the champion it ended on."""
+    with store_lock(f"promoting version {version}"):
+        current = alias_version(CHAMPION)
+        _add_event("promote", version, current.version if current else None)
+        settled = settle_champion()
+        _fold_old_events()
+        return settled
+
+
+def record_rollback(current: str, target: str) -> str | None:
+    """Roll the champion back from `current` (towards `target`); the champion it ended on."""
+    with store_lock(f"rolling back version {current}"):
+        _add_event("rollback", target, current)
+        settled = settle_champion()
+        _fold_old_events()
+        return settled
+
+
+def load_problem(info: VersionInfo, error: Exception, role: str = "champion") -> str:
+    """Why a registered version cannot be loaded, naming it and, when its model files are gone, where they should be."""
+    from urllib.parse import unquote, urlparse
+
+    try:
+        location = client().get_model_version_download_uri(MODEL_NAME, info.version)
+    except Exception:
+        location = None
+    parsed = urlparse(location or "")
+    if location and parsed.scheme in ("", "file"):  # a local folder: say whether it is there
+        folder = Path(unquote(parsed.path))
+        if not (folder / "MLmodel").is_file():
+            return (f"{role} version {info.version} cannot be loaded: its model files are missing from {folder} "
+                    f"({'no such folder' if not folder.exists() else 'no MLmodel file in it'}). Restore them, or make "
+                    "another version champion: tiering rollback, or tiering promote VERSION")
+    return f"{role} version {info.version} cannot be loaded from {location or info.uri}: {first_line(error)}"
 
 
 def write_frame_artifact(frame: pd.DataFrame, name: str, folder: str = "tables") -> None:

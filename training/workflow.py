@@ -211,44 +211,62 @@ def load_scorer_for(model_uri: str) -> Scorer:
 
 
 def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str]:
-    """The scorer to use and the version label to print: the given URI, else the champion, else rules only."""
+    """The scorer to use and the version label to print: the given URI, else the champion, else rules only.
+
+    A version that cannot be loaded is named, with the folder its model files should be in when they are missing."""
     tracking.configure()
     if model_uri:
         try:
             scorer = load_scorer_for(model_uri)
         except Exception as error:
+            version = model_uri.removeprefix(f"models:/{tracking.MODEL_NAME}/")
+            if version.isdigit():
+                info = tracking.VersionInfo(version, [], "", {})
+                raise tracking.TrackingError(f"cannot load {model_uri!r}: {tracking.load_problem(info, error, 'model')}") from None
             raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
                                          "Use models:/abm-tiering/<version> or models:/abm-tiering@champion") from None
         return scorer, model_uri.rsplit("/", 1)[-1]
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
         return Scorer(config=config), RULES_ONLY
-    return load_scorer_for(champion.uri), champion.version
+    try:
+        return load_scorer_for(champion.uri), champion.version
+    except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
+        raise tracking.TrackingError(tracking.load_problem(champion, error)) from None
 
 
-def promote(version: str) -> tuple[str | None, str]:
+def promote(version: str) -> tuple[str | None, str | None]:
+    """Make VERSION champion; (the champion before, the champion after). Safe when several commands move the alias at
+    once: each move is its own registry event and the alias settles on the latest (training.tracking)."""
     tracking.configure()
-    known = {v.version for v in tracking.versions()}
-    if version not in known:
-        raise tracking.TrackingError(f"model version {version} does not exist; registered versions: "
-                                     f"{', '.join(sorted(known, key=int)) or 'none'}")
-    before = tracking.alias_version(tracking.CHAMPION)
-    tracking.record_champion(version)
-    return (before.version if before else None), version
+    with tracking.store_lock(f"promoting version {version}"):
+        known = {v.version for v in tracking.versions()}
+        if version not in known:
+            raise tracking.TrackingError(f"model version {version} does not exist; registered versions: "
+                                         f"{', '.join(sorted(known, key=int)) or 'none'}")
+        before = tracking.alias_version(tracking.CHAMPION)
+        after = tracking.record_champion(version)
+    return (before.version if before else None), after
 
 
-def rollback() -> tuple[str, str]:
+def rollback() -> tuple[str, str | None]:
+    """Move the champion back to the one before it; (the champion before, the champion after)."""
     tracking.configure()
-    current = tracking.alias_version(tracking.CHAMPION)
-    history = tracking.champion_history()
-    if current is None:
-        raise tracking.TrackingError("there is no champion to roll back")
-    earlier = [v for v in history if v != current.version]
-    if not earlier:
-        raise tracking.TrackingError(f"version {current.version} is the only champion there has been; nothing to roll back to")
-    target = earlier[-1]
-    # Drop the current champion from the history so a second rollback goes one further back.
-    trimmed = history[: len(history) - 1 - history[::-1].index(target)]
-    tracking.client().set_registered_model_tag(tracking.MODEL_NAME, "champion_history", json.dumps(trimmed))
-    tracking.record_champion(target)
-    return current.version, target
+    with tracking.store_lock("rolling back the champion"):
+        current = tracking.alias_version(tracking.CHAMPION)
+        if current is None:
+            raise tracking.TrackingError("there is no champion to roll back")
+        earlier = [v for v in tracking.champion_history() if v != current.version]
+        if not earlier:
+            rolled_back = [v for v in tracking.ever_champion() if v != current.version]
+            if rolled_back:
+                raise tracking.TrackingError(
+                    f"version {current.version} is the earliest champion left in the history (version"
+                    f"{'s' if len(rolled_back) > 1 else ''} {', '.join(rolled_back)} "
+                    f"{'were' if len(rolled_back) > 1 else 'was'} champion too and "
+                    f"{'have' if len(rolled_back) > 1 else 'has'} been rolled back): nothing to roll back to. "
+                    "tiering promote VERSION makes any registered version champion")
+            raise tracking.TrackingError(f"version {current.version} is the only champion there has been; nothing to "
+                                         "roll back to")
+        after = tracking.record_rollback(current.version, earlier[-1])
+    return current.version, after

@@ -16,7 +16,7 @@ from features.io import load_export
 from serving.middleware import BodySizeLimit
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest, to_crm_data
 
-from .conftest import serving
+from .conftest import serving, tracking_at
 
 PLAIN = {"account_id": "ACC-1", "industry": "Software", "employees": 500}
 
@@ -173,3 +173,32 @@ def test_a_body_that_never_finishes_gets_408_within_the_timeout():
     assert reached_app == [] and sent[0]["status"] == 408
     body = json.loads(sent[1]["body"])
     assert body["detail"][0]["loc"] == ["body"] and "did not arrive within 0.5 s" in body["error"]
+
+
+# --- /model tells the truth about a champion it cannot load ----------------------------------------------
+
+def test_model_never_passes_an_earlier_version_off_as_a_broken_champion(champion_store, trained):
+    import time
+
+    from training import tracking
+
+    with serving(champion_store, TIERING_RELOAD_SECONDS="0.3") as client:
+        assert client.get("/model").json()["alias"] == "champion"
+        with tracking_at(champion_store):
+            tracking.configure()
+            broken = str(tracking.client().create_model_version(tracking.MODEL_NAME, source="/nonexistent/model",
+                                                                run_id=None).version)
+            tracking.record_champion(broken)
+        deadline = time.monotonic() + 30
+        while client.get("/model").json()["registry_champion"] != broken and time.monotonic() < deadline:
+            time.sleep(0.2)
+        info = client.get("/model").json()
+        assert info["registry_champion"] == broken and info["version"] == trained.version and info["alias"] is None
+        expected = (f"champion version {broken} cannot be loaded: its model files are missing from /nonexistent/model "
+                    f"(no such folder)")
+        assert info["problem"].startswith(expected) and info["ready"] is False
+        assert f"still answering with version {trained.version}" in info["problem"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and expected in ready.text
+        answer = client.post("/score", json={"accounts": [PLAIN]}).json()
+        assert answer["model_version"] == trained.version  # the earlier champion keeps answering, under its own number
