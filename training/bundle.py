@@ -5,6 +5,8 @@ No pickles: the files are readable, diffable, and load with any later LightGBM.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -17,11 +19,45 @@ from training.models import Calibrator, DealSizeModel, LogisticLearner, Recipe, 
 from training.scoring import Scorer
 
 BUNDLE_FILE = "bundle.json"
+# The modules whose code turns an account book into scores. The model records a digest of each, and a
+# process that runs different code for any of them refuses the model instead of scoring it silently.
+SCORING_CODE = ("features.config", "features.dates", "features.matrix", "features.pointintime", "features.rules",
+                "features.schema", "features.timeindex", "training.attribution", "training.bundle", "training.models",
+                "training.pyfunc", "training.reasons", "training.scoring", "training.tiers")
+
+
+class ModelCodeMismatch(RuntimeError):
+    """The model was logged with other scoring code than this process runs."""
+
+
+def scoring_code_digests() -> dict[str, str]:
+    """SHA-256 of each scoring module's source, as this process has it imported."""
+    digests = {}
+    for name in SCORING_CODE:
+        source = Path(importlib.import_module(name).__file__).read_bytes()
+        digests[name] = hashlib.sha256(source).hexdigest()
+    return digests
+
+
+def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
+    """Refuse a model whose recorded scoring code differs from the code this process runs."""
+    if logged is None:  # logged before fingerprints existed: nothing to compare with
+        return
+    running = scoring_code_digests()
+    changed = sorted(name for name in set(logged) | set(running) if logged.get(name) != running.get(name))
+    if changed:
+        where = Path(importlib.import_module("features").__file__).parent.parent
+        files = ", ".join(name.replace(".", "/") + ".py" for name in changed)
+        raise ModelCodeMismatch(
+            f"this model was logged with other scoring code than this process runs ({files} differ; code from "
+            f"{where}), so its scores would not be the ones it was validated with. Score it with the abm-tiering "
+            "version that logged it, or train a new version with this one (tiering train)")
 
 
 def save_scorer(scorer: Scorer, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"config": scorer.config.model_dump(mode="json"), "cutoffs": scorer.cutoffs, "learned": scorer.is_learned}
+    meta = {"config": scorer.config.model_dump(mode="json"), "cutoffs": scorer.cutoffs, "learned": scorer.is_learned,
+            "scoring_code": scoring_code_digests()}
     if scorer.is_learned:
         win, deal = scorer.win_model, scorer.deal_model
         if win.is_tree:
@@ -62,6 +98,7 @@ def _upgrade(meta: dict) -> dict:
 def load_scorer(folder: Path) -> Scorer:
     folder = Path(folder)
     meta = _upgrade(json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8")))
+    check_scoring_code(meta.get("scoring_code"), folder)
     config = parse_config(meta["config"], str(folder / BUNDLE_FILE))
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
