@@ -77,6 +77,12 @@ def friendly_errors(command: Callable) -> Callable:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as error:  # a bug or an environment failure: say so in one line, traceback on demand
+            from training.tracking import store_failure
+
+            failure = store_failure(error)  # a tracking server that stopped answering mid-command is no bug
+            if failure:
+                err_console.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             if os.environ.get("TIERING_DEBUG"):
                 raise
             err_console.print(f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "

@@ -80,6 +80,37 @@ def _create_experiment(uri: str) -> None:
             raise
 
 
+def store_failure(error: BaseException) -> str | None:
+    """The message for an MLflow store that failed in the middle of a command (a tracking server stopped or
+    unreachable, a connection reset); None for any other error."""
+    texts, seen = [], error
+    while seen is not None and len(texts) < 5:
+        texts.append(f"{type(seen).__module__}.{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    joined = " ".join(texts)
+    markers = ("API request to", "Max retries exceeded", "Connection refused", "ConnectionError", "ConnectTimeout",
+               "ReadTimeout", "RemoteDisconnected", "Connection aborted", "NewConnectionError")
+    if not any(marker in joined for marker in markers):
+        return None
+    run = None
+    try:
+        import mlflow
+
+        active = mlflow.active_run()
+        run = active.info.run_id if active else None
+        if run is None:  # the run ended while the server was gone: MLflow remembers it, but could not mark it
+            from mlflow.tracking.fluent import _last_active_run_id
+
+            run = _last_active_run_id.get()
+    except Exception:
+        pass
+    left = (f" The run {run} is left unfinished on the server; mark it failed in the MLflow UI, or leave it."
+            if run else "")
+    return (f"the MLflow store at {tracking_uri()} stopped answering: {first_line(error)}. Aliases move only once a "
+            f"command has finished cleanly, so this command did not change the champion.{left} Run it again once the "
+            "server answers (check MLFLOW_TRACKING_URI and that the server is up).")
+
+
 def first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else error.__class__.__name__
