@@ -225,6 +225,14 @@ class Model(Strict):
     gate: Gate = Gate()
 
 
+class Validation(Strict):
+    """What a row-level problem in the export does (a missing column or an unreadable file always stops)."""
+
+    invalid_rows: Literal["stop", "drop"] = Field(
+        "stop", description="stop: the run stops and lists every problem; drop: the row is dropped, counted in every "
+                            "summary and listed with its reason in rejected_rows.csv.")
+
+
 class TieringConfig(Strict):
     rule_weights: RuleWeights = RuleWeights()
     revenue_potential: RevenuePotential = RevenuePotential()
@@ -234,6 +242,7 @@ class TieringConfig(Strict):
     tiers: Tiers = Tiers()
     budget: Budget = Budget()
     model: Model = Model()
+    validation: Validation = Validation()
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,12 @@ MAX_ROWS_SHOWN = 5
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: `file` and `column` say where, `rows` the first offending 1-based data rows."""
+    """One problem: `table`, `file` and `column` say where, `rows` the first offending 1-based data rows.
+
+    `row_level` marks an error that belongs to single rows (an empty id, a date that is not one): with
+    `validation.invalid_rows: drop` those rows are dropped instead of stopping the run. Everything else (a missing
+    column, an unreadable file, an outcome value the mapping does not name) is about the whole table.
+    """
 
     message: str
     fix: str
@@ -19,9 +24,13 @@ class Problem:
     rows: tuple[int, ...] = ()
     row_count: int = 0
     severity: Literal["error", "warning"] = "error"
+    table: str = ""
+    row_level: bool = False
 
     def render(self) -> str:
         where = ":".join(part for part in (self.file, self.column) if part)
+        if self.table:  # two tables may read one file: say which one the problem is about
+            where = f"{self.table} table, {where}" if where else f"{self.table} table"
         text = f"{where}: {self.message}" if where else self.message
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:MAX_ROWS_SHOWN])
@@ -52,6 +61,19 @@ class DataError(Exception):
         warnings = len(self.problems) - errors
         text = f"{plural(errors, 'problem')} {'stops' if errors == 1 else 'stop'} this run"
         return text + (f" (and {plural(warnings, 'warning')})" if warnings else "")
+
+    def hint(self) -> str:
+        """What to do about the errors that concern single rows: they can be dropped instead (empty when none do)."""
+        errors = [problem for problem in self.problems if problem.severity == "error"]
+        row_level = sum(problem.row_level for problem in errors)
+        if not row_level:
+            return ""
+        how = ("drop those rows instead with --invalid-rows drop (or `validation: invalid_rows: drop` in tiering.yaml); "
+               "each dropped row is then listed with its reason in rejected_rows.csv")
+        if row_level == len(errors):
+            return f"{'This problem is' if row_level == 1 else 'Each of these problems is'} about single rows: fix them in the export, or {how}."
+        return (f"{row_level:,} of these {len(errors):,} problems are about single rows: fix them, or {how}. "
+                "The others stop the run either way.")
 
 
 def plural(count: int, noun: str) -> str:

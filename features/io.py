@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -51,12 +52,18 @@ class LoadedExport:
     summary: dict[str, Any]
     files: dict[str, list[Path]] = field(default_factory=dict)  # table -> files read
     mapping: str = "canonical"
+    invalid_rows: str = "stop"
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REJECTED_COLUMNS)))
 
 
-def load_export(data_dir: str | Path, mapping: str | Path | Mapping | None = None) -> LoadedExport:
+def load_export(
+    data_dir: str | Path, mapping: str | Path | Mapping | None = None, invalid_rows: str = "stop"
+) -> LoadedExport:
     """Read the export in `data_dir` through `mapping` (preset name, YAML path or Mapping; default canonical).
 
-    Raises DataError carrying every problem found (errors first, then warnings) if any is an error.
+    Raises DataError carrying every problem found (errors first, then warnings) if any is an error. With
+    `invalid_rows="drop"`, rows with row-level problems are dropped instead and listed in `rejected` (file, row,
+    table, reason); table-level problems still raise.
     """
     chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     data_dir = Path(data_dir)
@@ -65,13 +72,16 @@ def load_export(data_dir: str | Path, mapping: str | Path | Mapping | None = Non
             "data folder not found", fix="pass the folder that holds the export's CSV or Parquet files", file=str(data_dir)
         )])
     problems: list[Problem] = []
-    files = {name: _find_files(data_dir, name, chosen.table(name), problems) for name in TABLES}
+    files: dict[str, list[Path]] = {}
     tables: dict[str, SourceTable] = {}
-    for name, paths in files.items():
-        table = _read_table(data_dir, name, paths, chosen, problems) if paths else None
+    for name in TABLES:
+        found: list[Problem] = []
+        files[name] = _find_files(data_dir, name, chosen.table(name), found)
+        table = _read_table(data_dir, name, files[name], chosen, found) if files[name] else None
         if table is not None:
             tables[name] = table
-    problems += validate(tables, chosen)
+        problems += _tagged(found, name)
+    problems += validate(tables, chosen, invalid_rows)
     errors = [problem for problem in problems if problem.severity == "error"]
     warnings = [problem for problem in problems if problem.severity == "warning"]
     if errors:
@@ -85,13 +95,42 @@ def load_export(data_dir: str | Path, mapping: str | Path | Mapping | None = Non
         **{name: conform(frame, name) for name, frame in frames.items()},
         present=frozenset(frames),
     )
+    rejected = rejected_rows(tables.values())
+    summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())})
+    summary["invalid_rows"] = invalid_rows
+    summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
         warnings=warnings,
-        summary=summarize(data, dropped_rows={"opportunities": int(unusable.sum())}),
+        summary=summary,
         files={name: paths for name, paths in files.items() if paths},
         mapping=chosen.origin,
+        invalid_rows=invalid_rows,
+        rejected=rejected,
     )
+
+
+def _tagged(problems: list[Problem], table: str) -> list[Problem]:
+    """Problems found in a table's files name the table (two tables may read one file)."""
+    return [replace(problem, table=table) if problem.file and not problem.table else problem for problem in problems]
+
+
+REJECTED_COLUMNS: tuple[str, ...] = ("file", "row", "table", "reason")
+
+
+def rejected_rows(tables) -> pd.DataFrame:
+    """Every dropped row: its file, its row number as a spreadsheet shows it (the header is row 1), its table and
+    why; in the order of the tables, then of the files and rows."""
+    frames = [frame for table in tables for frame in table.rejected]
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype="int64" if column == "row" else object) for column in REJECTED_COLUMNS})
+    rejected = pd.concat(frames, ignore_index=True)
+    order = {name: index for index, name in enumerate(TABLES)}
+    rejected["_table"] = rejected["table"].map(order)
+    rejected = rejected.sort_values(["_table", "file", "row"], kind="stable").drop(columns="_table")
+    # One row may be dropped by two passes (its own problems, then a dropped account): one line, reasons joined.
+    rejected = rejected.groupby(["table", "file", "row"], sort=False, as_index=False)["reason"].agg("; ".join)
+    return rejected[list(REJECTED_COLUMNS)].reset_index(drop=True)
 
 
 def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list[Problem]) -> list[Path]:

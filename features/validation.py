@@ -9,7 +9,7 @@ opportunities) are reported and the data is used.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,36 +49,114 @@ MAX_EXAMPLES = 3
 
 @dataclass
 class SourceTable:
-    """One canonical table as imported, remembering which file and row each record came from."""
+    """One canonical table as imported, remembering which file and row each record came from.
+
+    `origin` is each frame row's position in the files as read (all files in order), so problems keep naming the
+    rows as the files number them after rows were dropped. `rejections` collects the rows that row-level errors
+    name, each with its reason, for `validation.invalid_rows: drop`.
+    """
 
     name: str
-    frame: pd.DataFrame  # canonical column names, RangeIndex over all files in order
+    frame: pd.DataFrame  # canonical column names, RangeIndex
     files: list[str]  # file names relative to the data folder
-    starts: list[int]  # position in `frame` of each file's first row
+    starts: list[int]  # position (in the files as read) of each file's first row
     headers: dict[str, str] = field(default_factory=dict)  # canonical column -> the file's header, where mapped
+    origin: np.ndarray | None = None
+    derived: bool = False  # accounts taken from the opportunities rows: one row per row, collapsed after the checks
+    dropping: bool = False  # invalid_rows: drop (problems then name the rows that are dropped)
+    rejections: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (frame positions, reasons)
+    rejected: list[pd.DataFrame] = field(default_factory=list)  # rows dropped so far: file, row, table, reason
+    dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = np.arange(len(self.frame))
 
     @property
     def missing_columns(self) -> list[str]:
         return [column for column in REQUIRED[self.name] if column not in self.frame.columns]
 
+    def header(self, column: str) -> str:
+        """The column as the file names it (what the user can find and fix)."""
+        return self.headers.get(column, column)
+
     def problems_at(
-        self, mask: pd.Series, message: str, fix: str, column: str = "", severity: str = "error"
+        self, mask: pd.Series, message: str, fix: str, column: str = "", severity: str = "error",
+        reason: str | pd.Series | None = None,
     ) -> list[Problem]:
         """One Problem per file holding rows where `mask` is true (none when it is all false).
 
-        The column is named as the file's header, which is what the user can find and fix.
+        The column is named as the file's header. An error given a `reason` (one text, or one per row) is about
+        single rows: the rows are remembered with it, so that `invalid_rows: drop` can drop them.
         """
-        positions = np.flatnonzero(mask.to_numpy(dtype=bool))
+        selected = np.flatnonzero(mask.to_numpy(dtype=bool))
+        if not len(selected):
+            return []
+        row_level = reason is not None and severity == "error"
+        if row_level:
+            self.reject(mask, reason)
+        positions = self.origin[selected]
         file_of_row = np.searchsorted(self.starts, positions, side="right") - 1
         problems = []
         for index in np.unique(file_of_row):
             rows, count = rows_of(positions[file_of_row == index] - self.starts[index])
-            problems.append(Problem(message, fix, self.files[index], self.headers.get(column, column), rows, count, severity))
+            problems.append(Problem(message, fix, self.files[index], self.header(column), rows, count, severity,
+                                    table=self.name, row_level=row_level))
         return problems
 
+    def reject(self, mask: pd.Series, reason: str | pd.Series) -> None:
+        """Remember the rows of `mask` with their reason (a text, or a Series of texts on the frame's index)."""
+        selected = np.flatnonzero(mask.to_numpy(dtype=bool))
+        if isinstance(reason, pd.Series):
+            texts = reason.reindex(self.frame.index[selected]).fillna("").astype(str).to_numpy(dtype=object)
+        else:
+            texts = np.full(len(selected), reason, dtype=object)
+        self.rejections.append((selected, texts))
 
-def validate(tables: dict[str, SourceTable], mapping: Mapping) -> list[Problem]:
-    """Check every imported table, parsing dates and numbers in place; returns errors and warnings."""
+    def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """File names and 1-based row numbers (the header is row 1) of frame positions."""
+        origins = self.origin[positions]
+        file_of_row = np.searchsorted(self.starts, origins, side="right") - 1
+        return np.asarray(self.files, dtype=object)[file_of_row], origins - np.asarray(self.starts)[file_of_row] + 2
+
+    def drop_rejected(self) -> int:
+        """Drop every rejected row, keep it with its reasons in `rejected`; returns how many rows went."""
+        if not self.rejections:
+            return 0
+        positions = np.concatenate([selected for selected, _ in self.rejections])
+        reasons = np.concatenate([texts for _, texts in self.rejections])
+        self.rejections = []
+        order = pd.DataFrame({"position": positions, "reason": reasons})
+        order = order[order["reason"] != ""].drop_duplicates()  # one check may name a row twice
+        joined = order.groupby("position", sort=True)["reason"].agg("; ".join)
+        dropped = joined.index.to_numpy()
+        files, rows = self.locate(dropped)
+        self.rejected.append(pd.DataFrame({"file": files, "row": rows.astype(np.int64), "table": self.name,
+                                           "reason": joined.to_numpy()}))
+        if "account_id" in self.frame:
+            self.dropped_ids |= set(self.frame["account_id"].iloc[dropped].dropna())
+        keep = np.ones(len(self.frame), dtype=bool)
+        keep[dropped] = False
+        self.frame = self.frame[keep].reset_index(drop=True)
+        self.origin = self.origin[keep]
+        return len(dropped)
+
+
+INVALID_ROWS: tuple[str, ...] = ("stop", "drop")
+
+
+def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str = "stop") -> list[Problem]:
+    """Check every imported table, parsing dates and numbers in place; returns errors and warnings.
+
+    With `invalid_rows="drop"`, every row a row-level error names is dropped from its table (kept in the table's
+    `rejected`) and the error becomes a warning; table-level errors still stop. References are checked after the
+    rows of the accounts table were dropped, so an opportunity of a dropped account is dropped in turn.
+    """
+    if invalid_rows not in INVALID_ROWS:
+        raise ValueError(f"invalid_rows must be stop or drop, not {invalid_rows!r}")
+    dropping = invalid_rows == "drop"
+    for table in tables.values():
+        table.dropping = dropping
     problems: list[Problem] = []
     for table in tables.values():
         problems += check_required(table)
@@ -87,7 +165,43 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping) -> list[Problem]:
     complete = {name: table for name, table in tables.items() if not table.missing_columns}
     for table in complete.values():
         problems += check_values(table)
+    if dropping:
+        problems = _dropped(problems, tables.values())
+    accounts = complete.get("accounts")
+    if accounts is not None and accounts.derived and "opportunities" in complete:
+        from features.derive import collapse_accounts
+
+        problems += collapse_accounts(accounts, complete["opportunities"])
     problems += check_references(complete)
+    if dropping:
+        problems = _dropped(problems, tables.values())
+        problems += _emptied(tables.values())
+    return problems
+
+
+def _dropped(problems: list[Problem], tables) -> list[Problem]:
+    """Row-level errors become warnings that say their rows were dropped; the rows go."""
+    for table in tables:
+        table.drop_rejected()
+    return [
+        replace(problem, severity="warning", message=f"{problem.message}: {'row' if problem.row_count == 1 else 'rows'} dropped",
+                fix="each dropped row is listed with its reason in rejected_rows.csv; correct the export to keep them")
+        if problem.row_level and problem.severity == "error" else problem
+        for problem in problems
+    ]
+
+
+def _emptied(tables) -> list[Problem]:
+    """A required table whose every row was dropped cannot be used: that stops the run."""
+    problems = []
+    for table in tables:
+        dropped = sum(len(frame) for frame in table.rejected)
+        if table.name in REQUIRED_TABLES and dropped and table.frame.empty:
+            problems.append(Problem(
+                f"every row of the {table.name} table was dropped ({dropped:,} rows with row-level problems)",
+                fix="correct the export or the mapping: the warnings above say why the rows were dropped",
+                file=", ".join(table.files), table=table.name,
+            ))
     return problems
 
 
@@ -118,6 +232,7 @@ def check_required(table: SourceTable) -> list[Problem]:
             fix="export it again with its rows" if required else "add its rows, or remove the file",
             file=", ".join(table.files),
             severity="error" if required else "warning",
+            table=table.name,
         ))
     dropped = unusable_open_opportunities(frame) if table.name == "opportunities" else {}
     for column in REQUIRED[table.name]:
@@ -130,7 +245,8 @@ def check_required(table: SourceTable) -> list[Problem]:
             )
             empty &= ~(dropped["account_id"] | dropped["created_date"])
         problems += table.problems_at(
-            empty, f"{column} is empty", fix=f"fill in {column} on every row, or remove those rows", column=column
+            empty, f"{column} is empty", fix=f"fill in {column} on every row, or remove those rows", column=column,
+            reason=f"{table.header(column)} is empty",
         )
     if table.name == "opportunities":
         closed = frame["outcome"].isin(CLOSED)
@@ -138,6 +254,9 @@ def check_required(table: SourceTable) -> list[Problem]:
         problems += table.problems_at(
             undated, "closed (won or lost) opportunities without close_date", column="close_date",
             fix="add the close date: it is required when outcome is won or lost",
+            # Without the column at all, the mapping or the export is wrong, not single rows.
+            reason=frame["outcome"][undated].astype(object) + f" but {table.header('close_date')} is empty"
+            if "close_date" in frame else None,
         )
     return problems
 
@@ -151,6 +270,7 @@ def _missing_column(table: SourceTable, column: str) -> Problem:
         fix=f"add the column, or map yours onto it in a mapping file: `{table.name}: columns: {{{column}: {header}}}`",
         file=", ".join(table.files),
         column=column,
+        table=table.name,
     )
 
 
@@ -205,7 +325,9 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             continue
         unparseable = raw.notna() & parsed.isna()
         what = "dates" if kind == "date" else "numbers"
-        problems += table.problems_at(unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column)
+        reason = _cell_reasons(table, column, raw, unparseable, f"is not a {what[:-1]}")
+        problems += table.problems_at(unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column,
+                                      reason=reason)
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
     return problems
 
@@ -244,13 +366,8 @@ def check_values(table: SourceTable) -> list[Problem]:
     """Checks within one parsed table: unique ids, outcomes, date order, numeric ranges, channels."""
     frame, problems = table.frame, []
     id_column = UNIQUE_IDS.get(table.name)
-    if id_column:
-        ids = frame[id_column]
-        repeated = ids.notna() & ids.duplicated(keep=False)
-        problems += table.problems_at(
-            repeated, f"duplicate {id_column} values{_examples(ids[repeated])}", column=id_column,
-            fix=f"each {id_column} must appear once: remove or merge the repeated rows",
-        )
+    if id_column and not table.derived:  # accounts taken from opportunities rows are one per id once collapsed
+        problems += _check_unique(table, id_column)
     for (table_name, column), (low, high) in RANGES.items():
         if table_name == table.name and column in frame:
             values = frame[column]
@@ -260,13 +377,18 @@ def check_values(table: SourceTable) -> list[Problem]:
             else:
                 message = f"values outside {low:,g} to {high:,.0f}"
                 fix = f"{column} must be between {low:,g} and {high:,.0f}: check its unit, or set `scale` in the mapping"
-            problems += table.problems_at(outside, message + _examples(values[outside]), fix, column)
+            bound = f"below {low:g}" if high == np.inf else f"outside {low:,g} to {high:,.0f}"
+            problems += table.problems_at(outside, message + _examples(values[outside]), fix, column,
+                                          reason=_cell_reasons(table, column, values, outside, f"is {bound}"))
     if table.name == "opportunities":
         problems += _check_outcomes(table)
         created, closed = frame["created_date"], frame["close_date"]
+        early = closed < created
         problems += table.problems_at(
-            closed < created, "close_date is before created_date", column="close_date",
+            early, "close_date is before created_date", column="close_date",
             fix="correct one of the two dates (an opportunity closes after it is created)",
+            reason=(f"{table.header('close_date')} " + _day_text(closed[early]) + f" is before {table.header('created_date')} "
+                    + _day_text(created[early])),
         )
     if table.name == "engagement" and len(counts := unknown_channel_counts(frame)):
         listed = ", ".join(f"'{channel}' ({count:,})" for channel, count in counts.items())
@@ -275,6 +397,47 @@ def check_values(table: SourceTable) -> list[Problem]:
             fix=f"if one means a known channel ({', '.join(CHANNELS)}), map it with a `values:` entry for channel",
         )
     return problems
+
+
+def _check_unique(table: SourceTable, id_column: str) -> list[Problem]:
+    """Every id once. Rows that repeat an earlier row exactly are extra copies (dropping keeps the first); rows that
+    share an id but differ cannot be told apart, so dropping drops them all."""
+    frame = table.frame
+    ids = frame[id_column]
+    repeated = ids.notna() & ids.duplicated(keep=False)
+    if not repeated.any():
+        return []
+    rows = frame[repeated].astype(str)  # every value as text: NaN, NaT and None compare equal to themselves
+    copies = rows.duplicated(keep="first")
+    versions = rows.drop_duplicates()[id_column].value_counts()  # distinct rows per id
+    conflicting = rows[id_column].isin(versions.index[versions > 1])
+    header = table.header(id_column)
+    exact = repeated.copy()
+    exact[repeated] = copies.to_numpy() & ~conflicting.to_numpy()
+    clash = repeated.copy()
+    clash[repeated] = conflicting.to_numpy()
+    named = (exact | clash) if table.dropping else repeated  # dropping keeps the first of exact copies
+    problems = table.problems_at(
+        named, f"duplicate {id_column} values{_examples(ids[repeated])}", column=id_column,
+        fix=f"each {id_column} must appear once: remove or merge the repeated rows",
+    )
+    problems = [replace(problem, row_level=True) for problem in problems]  # the rows to drop are chosen here
+    table.reject(exact, f"{header} " + _quoted(ids[exact]) + " repeats an earlier row exactly (the first is kept)")
+    table.reject(clash, f"{header} " + _quoted(ids[clash]) + " is on several rows that differ (all are dropped)")
+    return problems
+
+
+def _cell_reasons(table: SourceTable, column: str, values: pd.Series, mask: pd.Series, what: str) -> pd.Series:
+    """`Header: 'value' what` for the rows of `mask` (the value clipped, as written)."""
+    return f"{table.header(column)} " + _quoted(values[mask]) + f" {what}"
+
+
+def _quoted(values: pd.Series) -> pd.Series:
+    return pd.Series([f"'{_clip(value)}'" for value in values], index=values.index, dtype=object)
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    return values.dt.strftime("%Y-%m-%d").fillna("").astype(object)
 
 
 def _check_outcomes(table: SourceTable) -> list[Problem]:
@@ -299,6 +462,7 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
         return []
     accounts = tables["accounts"]
     known = accounts.frame["account_id"]
+    dropped = _dropped_ids(accounts)
     problems: list[Problem] = []
     for name, table in tables.items():
         if name == "accounts":
@@ -306,9 +470,13 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
         ids = table.frame["account_id"]
         unknown = ids.notna() & ~_isin(ids, known)
         if name == "opportunities":
+            strays = ids[unknown]
+            reason = f"{table.header('account_id')} " + _quoted(strays) + strays.isin(dropped).map(
+                {True: " is an account whose row was dropped", False: " is not in the accounts table"}).astype(object)
             problems += table.problems_at(
                 unknown, f"account_id values not in the accounts table{_examples(ids[unknown])}", column="account_id",
                 fix="add those accounts to the accounts table, or correct the ids (both tables must use the same account key)",
+                reason=reason,
             )
         else:
             problems += table.problems_at(
@@ -323,6 +491,11 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
             fix="none needed: they are scored from firmographics and engagement alone",
         )
     return problems
+
+
+def _dropped_ids(accounts: SourceTable) -> set[str]:
+    """Account ids whose rows were dropped and that no kept row carries."""
+    return accounts.dropped_ids - set(accounts.frame["account_id"].dropna())
 
 
 def unknown_channel_counts(engagement: pd.DataFrame) -> pd.Series:
@@ -404,7 +577,10 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
         read = ", ".join(path.name for path in loaded.files.get(name, []))
         names = Text(read) if read else Text("absent", style="dim")
         dropped = summary["dropped_rows"].get(name)
-        files.add_row(name, names, f"{rows:,}" + (f" [dim]({dropped:,} dropped)[/]" if dropped else ""))
+        rejected = summary.get("rejected_rows", {}).get(name)
+        notes = [f"{rejected:,} with row-level problems dropped"] if rejected else []
+        notes += [f"{dropped:,} open without account or date dropped"] if dropped else []
+        files.add_row(name, names, f"{rows:,}" + (f" [dim]({'; '.join(notes)})[/]" if notes else ""))
     console.print(files)
 
     opportunities = summary["opportunities"]

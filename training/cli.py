@@ -67,6 +67,8 @@ def friendly_errors(command: Callable) -> Callable:
             for problem in sorted(error.problems, key=lambda p: p.severity != "error"):
                 colour, label = ("red", "") if problem.severity == "error" else ("yellow", "warning: ")
                 err_console.print(f"[{colour}]- {label}{escape(problem.render())}[/]", highlight=False, soft_wrap=True)
+            if error.hint():  # row-level problems: they could be dropped instead (issue 17)
+                err_console.print(escape(error.hint()), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (ConfigError, UserError, TrackingError) as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -105,6 +107,10 @@ MappingOpt = Annotated[
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults).")]
 AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none).")]
+InvalidRowsOpt = Annotated[Optional[str], typer.Option(
+    "--invalid-rows", help="stop: a row-level problem (empty id, bad date, close before create...) stops the run; drop: "
+                           "the row is dropped, counted and listed in ./rejected_rows.csv. Default: validation.invalid_rows "
+                           "in tiering.yaml (stop).", show_default=False)]
 
 
 @app.command()
@@ -143,16 +149,22 @@ def _check_generate_target(out: Path) -> None:
 
 @app.command()
 @friendly_errors
-def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None, as_of: AsOfOpt = None) -> None:
+def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None, as_of: AsOfOpt = None,
+             invalid_rows: InvalidRowsOpt = None) -> None:
     """Check an export against the data contract; print a summary and the training window it gives, or every
     problem and exit 2."""
     from features.io import load_export
+    from features.repair import check_rejected_target, invalid_rows_mode, report_rejected
     from features.validation import render_summary
 
     settings = load_config(config)
     cutoff = parse_as_of(as_of)
-    loaded = load_export(data, mapping)  # raises DataError on errors
+    mode = invalid_rows_mode(invalid_rows, settings)
+    if mode == "drop":
+        check_rejected_target()  # before any work: a rejected_rows.csv tiering did not write is never replaced
+    loaded = load_export(data, mapping, mode)  # raises DataError on errors
     render_summary(loaded, console)
+    report_rejected(loaded, console)
     _print_window(loaded.data, settings, cutoff)
     for sentence in missing_rule_inputs(loaded.data):
         err_console.print(f"[yellow]warning:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
@@ -276,12 +288,18 @@ def steps(total: int):
         progress.update(task, completed=total, description="done")
 
 
-def _load(data: Path, mapping: str | None):
+def _load(data: Path, mapping: str | None, invalid_rows: str = "stop"):
+    """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
+    ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
     from features.io import load_export
+    from features.repair import check_rejected_target, report_rejected
 
-    loaded = load_export(data, mapping)
+    if invalid_rows == "drop":
+        check_rejected_target()
+    loaded = load_export(data, mapping, invalid_rows)
     for warning in loaded.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False, soft_wrap=True)
+    report_rejected(loaded, err_console)
     return loaded.data
 
 
@@ -329,13 +347,15 @@ def print_training_findings(result) -> None:
 
 @app.command()
 @friendly_errors
-def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, config: ConfigOpt = None) -> None:
+def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, config: ConfigOpt = None,
+          invalid_rows: InvalidRowsOpt = None) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
+    from features.repair import invalid_rows_mode
     from training.workflow import train_and_register
 
     cutoff = parse_as_of(as_of)
     settings = load_config(config)
-    frame = _load(data, mapping)
+    frame = _load(data, mapping, invalid_rows_mode(invalid_rows, settings))
     if cutoff is None:
         warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
     with steps(TRAIN_STEPS) as progress:
@@ -403,6 +423,7 @@ def score(
     spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. "
                                                                      "spark://host:7077, yarn, k8s://...")] = "local[2]",
     config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from training.workflow import score_book
@@ -413,7 +434,13 @@ def score(
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
     settings = load_config(config)
+    from features.repair import invalid_rows_mode
+
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
     if engine == "spark":
+        if rows_mode == "drop":
+            raise UserError("--engine spark reads canonical tables as they are and drops no rows; validate and score "
+                            "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)")
         if not out.lower().endswith(".parquet"):
             raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
         if mapping:
@@ -442,7 +469,7 @@ def score(
 
         cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
         check_writable_target(Path(out))
-        frame = _load(data, mapping)
+        frame = _load(data, mapping, rows_mode)
         pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
         scorer, version = resolve_model(model, settings)
         if version == RULES_ONLY:
@@ -512,14 +539,19 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 7,
     budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier.")] = 1_000_000.0,
     config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
+    from features.repair import check_rejected_target, invalid_rows_mode
     from training.workflow import score_book
     from features.generator import generate_export
     from training.files import write_table
     from training.workflow import train_and_register
 
     settings = load_config(config)
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
+    if rows_mode == "drop":
+        check_rejected_target()
     data_dir = out / "data"
     from training.files import check_writable_target
     from training.report import REPORT_PAGE, check_output_folder
@@ -530,7 +562,7 @@ def demo(
         progress(f"generating {accounts:,} synthetic accounts")
         generate_export(data_dir, n_accounts=accounts, seed=seed)
         progress("loading and validating the export")
-        frame = _load(data_dir, None)
+        frame = _load(data_dir, None, rows_mode)
         outcome = train_and_register(frame, settings, None, progress)
         progress("scoring every account")
         from training.workflow import resolve_model
@@ -585,15 +617,18 @@ def compare(
     as_of: AsOfOpt = None,
     budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")] = 1_000_000.0,
     config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
+    from features.repair import invalid_rows_mode
     from training.report import REPORT_PAGE, check_output_folder
     from training.workflow import default_scoring_as_of, resolve_model, score_book
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
     settings = load_config(config)
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
     check_output_folder(out, REPORT_PAGE)
-    frame = _load(data, mapping)
+    frame = _load(data, mapping, rows_mode)
     scorer, version = resolve_model(model, settings)
     if not scorer.is_learned:
         _say_no_champion("the report compares nothing learned and shows the rule tiers only", "Compare")

@@ -62,7 +62,7 @@ def test_a_file_and_column_that_read_like_an_emoji_code_print_as_written(write_e
     mapping.write_text("accounts:\n  file: offers.csv\n  columns: {account_id: Id}\n")
     result = runner.invoke(app, ["validate", str(folder), "--mapping", str(mapping)])
     assert result.exit_code == 2
-    assert "- offers.csv:Id: account_id is empty (row 3). Fix: fill in account_id on every row" in result.output
+    assert "- accounts table, offers.csv:Id: account_id is empty (row 3). Fix: fill in account_id on every row" in result.output
     assert "\N{SQUARED ID}" not in result.output
 
 
