@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from features.derive import fill_opportunity_ids, generated_ids_warning
 from features.errors import DataError, Problem
 from features.mapping import Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
@@ -98,6 +99,7 @@ def load_export(
     rejected = rejected_rows(tables.values())
     summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())})
     summary["invalid_rows"] = invalid_rows
+    summary["generated_ids"] = tables["opportunities"].generated_ids
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -186,6 +188,11 @@ def _read_table(
             ))
         if not lacking:
             parts.append((display, _clean_text(section.rename(raw), name, section)))
+    generated = np.zeros(0, dtype=bool)
+    if name == "opportunities":  # rows without an id get a stable one made from the row (features.derive)
+        filled = [fill_opportunity_ids(table) for _, table in parts]
+        parts = [(display, table) for (display, _), (table, _) in zip(parts, filled)]
+        generated = np.concatenate([mask for _, mask in filled]) if filled else generated
     if len(parts) < len(paths):
         return None
     try:  # files of one glob may differ in columns (filled with nulls) or numeric widths (promoted)
@@ -200,7 +207,10 @@ def _read_table(
     section.map_values(frame)
     section.add_defaults(frame)
     starts = np.cumsum([0] + [table.num_rows for _, table in parts[:-1]]).tolist()
-    return SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns))
+    source = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns))
+    source.generated_ids = int(generated.sum())
+    problems += generated_ids_warning(source, generated)
+    return source
 
 
 def _clean_text(table: pa.Table, name: str, section: TableMapping) -> pa.Table:

@@ -67,6 +67,7 @@ class SourceTable:
     rejections: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (frame positions, reasons)
     rejected: list[pd.DataFrame] = field(default_factory=list)  # rows dropped so far: file, row, table, reason
     dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
+    generated_ids: int = 0  # opportunities given an id made from their row (features.derive)
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -593,6 +594,8 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
         f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}"
     )
     say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
+    if summary.get("generated_ids"):
+        say(f"Opportunity ids generated (rows without one): {summary['generated_ids']:,}")
     channels = summary["unknown_channels"]
     say("Unknown channels: " + escape(", ".join(f"{name} ({count:,})" for name, count in channels.items()) or "none"))
     if loaded.warnings:

@@ -1,0 +1,79 @@
+"""What a mapping can derive from an export that lacks it: opportunity ids, an accounts table, outcomes.
+
+- **Generated ids.** An opportunity without an `opportunity_id` (no such column, or an empty cell) gets
+  `gen-` and the first 16 hexadecimal digits of the SHA-256 of its row: every other column of the row, by
+  name, in name order, each value as read (trimmed; an empty cell is empty text). The same row gets the same
+  id on every run and machine, wherever it sits in the file and whatever the column order; two rows alike in
+  every value get the same id and are reported as duplicates.
+- **Accounts from the opportunities rows** (`accounts: from_opportunities: true`): one account per distinct
+  `account_id`, each column from its latest row (by `created_date`, then file order) that has a value;
+  accounts whose rows disagree on a column are counted and reported.
+- **Outcome rule** (`opportunities: outcome_rule:`): `won` when the won-date column holds a date, `lost` when
+  it does not and `lost_after_days` have passed since `created_date` by the export's latest date, `open`
+  otherwise; `close_date` is the won date, or the day the opportunity was judged lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.errors import Problem, plural  # noqa: F401
+
+GENERATED_PREFIX = "gen-"
+GENERATED_DIGITS = 16
+ID_COLUMN = "opportunity_id"
+
+
+def row_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
+    """Stable ids of the given rows, from every column but `opportunity_id` (see the module's description)."""
+    names = sorted(name for name in table.column_names if name != ID_COLUMN)
+    texts = []
+    for name in names:
+        column = table.column(name)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            column = pc.cast(column, pa.large_string())
+        texts.append(column.take(pa.array(rows, type=pa.int64())).to_pylist())
+    ids = []
+    for values in zip(*texts) if texts else ([] for _ in rows):
+        text = "\x1e".join(f"{name}\x1f{'' if value is None else value}" for name, value in zip(names, values))
+        ids.append(GENERATED_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:GENERATED_DIGITS])
+    return ids
+
+
+def fill_opportunity_ids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """The table with every missing opportunity_id generated, and which rows got one."""
+    if ID_COLUMN in table.column_names:
+        column = table.column(ID_COLUMN)
+        if pc.any(pc.is_null(column)).as_py() is not True:
+            return table, np.zeros(table.num_rows, dtype=bool)
+        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
+        values = column.cast(pa.large_string()).to_pylist()
+    else:
+        missing = np.ones(table.num_rows, dtype=bool)
+        values = [None] * table.num_rows
+    rows = np.flatnonzero(missing)
+    for row, generated in zip(rows, row_ids(table, rows)):
+        values[row] = generated
+    filled = pa.array(values, type=pa.large_string())
+    if ID_COLUMN in table.column_names:
+        return table.set_column(table.column_names.index(ID_COLUMN), ID_COLUMN, filled), missing
+    return table.append_column(ID_COLUMN, filled), missing
+
+
+def generated_ids_warning(table, generated: np.ndarray) -> list[Problem]:
+    """Said in `validate`: which opportunities got a generated id, and how it is made."""
+    if not generated.any():
+        return []
+    count = int(generated.sum())
+    return table.problems_at(
+        pd.Series(generated), f"{count:,} {'opportunity' if count == 1 else 'opportunities'} without an opportunity_id "
+        f"{'was' if count == 1 else 'were'} given a stable id made from the row ({GENERATED_PREFIX} and {GENERATED_DIGITS} hexadecimal digits)",
+        fix="none needed: the same row gets the same id on every run; map your id column (opportunities: columns: "
+            "opportunity_id: ...) to keep the CRM's ids",
+        column=ID_COLUMN, severity="warning",
+    )
