@@ -170,14 +170,14 @@ def _payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], byte
     """The same accounts and cut-off for both servers: raw accounts for `/score`, feature rows for MLflow."""
     from serving.requests import account_payloads
     from training import tracking
-    from training.workflow import default_scoring_as_of, load_scorer_for
+    from training.workflow import default_scoring_as_of, load_model_for
 
     ids = data.accounts["account_id"].sample(n=BOOK, random_state=3).tolist()
     as_of = default_scoring_as_of(data)
     accounts = account_payloads(data, ids)
     ours_single = [json.dumps({"accounts": [a], "as_of": as_of.date().isoformat()}).encode() for a in accounts[:200]]
     ours_book = json.dumps({"accounts": accounts, "as_of": as_of.date().isoformat()}).encode()
-    rows = _feature_rows(data, load_scorer_for(f"models:/{tracking.MODEL_NAME}/{version}").config, ids, as_of)
+    rows = _feature_rows(data, load_model_for(f"models:/{tracking.MODEL_NAME}/{version}").config, ids, as_of)
     mlflow_single = [json.dumps(_split(rows.iloc[[i]])).encode() for i in range(200)]
     return ours_single, ours_book, mlflow_single, json.dumps(_split(rows)).encode()
 

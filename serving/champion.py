@@ -23,8 +23,9 @@ from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
 from serving.scoring import score_request
 from training import tracking
 from training.messages import no_champion_message
-from training.scoring import RULES_ONLY, Scorer
-from training.workflow import load_scorer_for
+from training.pyfunc import TieringModel
+from training.scoring import RULES_ONLY
+from training.workflow import load_model_for
 
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".
@@ -36,9 +37,9 @@ logger = logging.getLogger("bentoml.abm_tiering")
 
 @dataclass(frozen=True)
 class ServingModel:
-    """A loaded scorer and what `/model` says about it."""
+    """A loaded model and what `/model` says about it."""
 
-    scorer: Scorer
+    model: TieringModel
     version: str  # the registered version, or "rules-only"
     facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
 
@@ -84,11 +85,11 @@ def _log_no_champion() -> None:
 
 def load_serving_model(champion: tracking.VersionInfo | None) -> ServingModel:
     if champion is None:
-        model = ServingModel(Scorer(config=load_config(config_path())), RULES_ONLY)
+        model = ServingModel(TieringModel.rules_only(load_config(config_path())), RULES_ONLY)
         _log_no_champion()
     else:
         # By version, not by alias: the alias may move between looking it up and loading it.
-        model = ServingModel(load_scorer_for(champion.uri), champion.version, _version_facts(champion))
+        model = ServingModel(load_model_for(champion.uri), champion.version, _version_facts(champion))
     # Score one account before serving: a model that loads but cannot score is never swapped in, and
     # the first real request does not pay for the scorer's lazy set-up.
     score_request(model, ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]}), by_capacity=False)

@@ -12,7 +12,6 @@ from datetime import date, datetime
 from itertools import chain
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -28,11 +27,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.config import CHANNELS, TieringConfig
-from features.pointintime import Activity, FeatureBuilder, vocabulary_codes
-from features.schema import OPTIONAL, TABLES, CrmData, conform
-from features.timeindex import seconds_of
+from features.activity import account_columns_of, day_after_latest
 from features.dates import NotADate, parse_moment
+from features.schema import TABLES, CrmData, conform
 from features.validation import RANGES
 
 MAX_SCORE_ACCOUNTS = 10_000
@@ -256,21 +253,14 @@ class TierRequest(ScoreRequest):
                                  description="Total budget (USD) to split by tier share, then evenly within a tier.")
 
 
-def _account_columns(accounts: list[Account], custom: list[str]) -> dict[str, list]:
-    """The accounts table as columns: id, the contract's fields, and the named custom fields."""
-    return {"account_id": [account.account_id for account in accounts],
-            **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
-            **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom}}
-
-
 def to_crm_data(accounts: list[Account]) -> CrmData:
     """The accounts as the four canonical tables, typed exactly as the batch import types them.
 
-    The service scores from arrays (`feature_builder`); this is what those arrays must mean, and a
+    The service scores from arrays (`features.activity.builder_for_accounts`); this is what those arrays mean, and a
     test holds the features of the two to each other.
     """
     custom = list(dict.fromkeys(name for account in accounts for name in account.__pydantic_extra__ or {}))
-    account_columns = _account_columns(accounts, custom)
+    account_columns = account_columns_of(accounts, custom)
     keys = account_columns["account_id"]
     tables = {"accounts": account_columns}
     for table, row_model in ROW_MODELS.items():
@@ -280,38 +270,10 @@ def to_crm_data(accounts: list[Account]) -> CrmData:
     return CrmData(**{name: conform(pd.DataFrame(table_columns), name) for name, table_columns in tables.items()})
 
 
-def feature_builder(accounts: list[Account], config: TieringConfig) -> FeatureBuilder:
-    """A point-in-time feature builder over the request's accounts, their codes being their positions.
-
-    Reads the validated request straight into arrays, the same values the batch import's tables give
-    (a test holds the two to the same features), at a fraction of the cost of building tables.
-    """
-    columns = _account_columns(accounts, [name for name in config.model.extra_features if name not in OPTIONAL["accounts"]])
-
-    def owners(rows: list[list]) -> np.ndarray:
-        return np.repeat(np.arange(len(accounts), dtype=np.int64), [len(r) for r in rows])
-
-    events = [account.engagement for account in accounts]
-    flat_events = list(chain.from_iterable(events))
-    engagement = Activity(owners(events), vocabulary_codes([e.channel for e in flat_events], list(CHANNELS)),
-                          seconds_of([e.timestamp for e in flat_events]), np.array([e.count for e in flat_events], dtype="float64"))
-    signals = [account.intent for account in accounts]
-    flat_signals = list(chain.from_iterable(signals))
-    intent = Activity(owners(signals), vocabulary_codes([s.topic for s in flat_signals], config.intent.topics),
-                      seconds_of([s.date for s in flat_signals]), np.array([s.score for s in flat_signals], dtype="float64") / 100.0)
-    closed = [[deal for deal in account.opportunities if deal.outcome != "open" and deal.close_date is not None]
-              for account in accounts]
-    flat_closed = list(chain.from_iterable(closed))
-    deals = Activity(owners(closed), np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
-                     seconds_of([deal.close_date for deal in flat_closed]),
-                     np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"))
-    return FeatureBuilder.from_activity(config, columns, engagement, intent, deals)
-
-
 def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:
     """The request's `as_of`, else the day after its latest date, else today (UTC).
 
-    The middle rule is batch scoring's default (`training.workflow.default_scoring_as_of`), read here from the
+    The middle rule is batch scoring's default (`features.activity.day_after_latest`), read here from the
     request itself; a parity test keeps the two in step.
     """
     if request.as_of is not None:
@@ -320,9 +282,8 @@ def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:
         (event.timestamp for event in account.engagement), (signal.date for signal in account.intent),
         (deal.created_date for deal in account.opportunities),
         (deal.close_date for deal in account.opportunities if deal.close_date is not None))]
-    if not dates:
-        return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
-    return pd.Timestamp(max(dates)).normalize() + pd.Timedelta(days=1)
+    latest = day_after_latest(dates)
+    return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
 def account_payloads(data: CrmData, account_ids: list[str]) -> list[dict[str, Any]]:

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.timeindex import to_seconds
-from serving.requests import ScoreRequest, feature_builder, scoring_as_of
+from serving.requests import ScoreRequest, scoring_as_of
 
 if TYPE_CHECKING:  # the champion module scores a probe with this one
     from serving.champion import ServingModel
@@ -36,13 +35,8 @@ def request_rows(request: ScoreRequest) -> int:
 
 def score_request(serving: ServingModel, request: ScoreRequest, *, by_capacity: bool,
                   budget: float | None = None) -> Scored:
-    """Point-in-time features from the request's own activity, then the champion's scores and tiers."""
-    scorer = serving.scorer
+    """The loaded model scores the request's accounts from their own activity (the one scoring path)."""
     as_of = scoring_as_of(request)
-    accounts = request.accounts
-    cutoffs = np.full(len(accounts), to_seconds(np.array([as_of.to_datetime64()]))[0])
-    # Accounts are coded by position in the request: the builder never needs their ids.
-    features = feature_builder(accounts, scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
-    features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
-    scores = scorer.score_columns(features, by_capacity=by_capacity, budget=budget, model_version=serving.version)
+    scores = serving.model.score_accounts(request.accounts, as_of, by_capacity=by_capacity, budget=budget,
+                                          model_version=serving.version)
     return Scored(scores, as_of, serving.version)

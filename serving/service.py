@@ -81,7 +81,7 @@ class TieringService:
         scored = score_request(serving, request, by_capacity=True, budget=request.budget)
         return TierResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores),
                             budget=request.budget,
-                            tiers=tier_counts(scored.scores["tier"], request.budget, serving.scorer.config.budget))
+                            tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget))
 
     @model_routes.get("/model", response_model=ModelInfo, summary="The model answering requests")
     def model_info(self) -> ModelInfo:

@@ -1,22 +1,88 @@
-"""The logged MLflow model: one pyfunc holding features, both learners, rule config and tier cut-offs.
+"""The logged MLflow model, and the one scoring path: every caller (`tiering score`, `tiering compare`,
+the service, Spark) loads it and asks it for scores; nobody else turns accounts into scores.
 
-Its input is the point-in-time feature rows of `features.pointintime` (one per account); its output is
-the score records with tiers placed by the frozen cut-offs. `features/` and `training/` travel inside
-the model (`code_paths`), so any process that loads it computes exactly what training computed.
+It holds the feature spec, the learners, the rule config and the frozen tier cut-offs. It answers:
+- `score_book`: a canonical export's accounts as of a date, tiers filled by capacity (batch scoring);
+- `score_accounts`: accounts that carry their own activity (the API's), tiers by capacity or by the
+  frozen cut-offs;
+- `score_features` / `predict`: ready point-in-time feature rows (Spark's workers, `spark_udf`, MLflow's
+  own serving), tiers by the frozen cut-offs unless asked to fill them by capacity.
+
+The model records a digest of its scoring code and refuses to load in a process whose code differs
+(`training.bundle.check_scoring_code`), so it is never scored silently by other code than it was
+logged with. With no champion, `TieringModel.rules_only(config)` answers the same questions with the
+rules alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
+from features.activity import builder_for_accounts
+from features.config import TieringConfig
+from features.pointintime import FeatureBuilder, snapshot
+from features.rules import Features
+from features.schema import CrmData
+from features.timeindex import to_seconds
 from training.bundle import load_scorer
+from training.scoring import RULES_ONLY, Scorer, place_tiers
 
 
 class TieringModel(mlflow.pyfunc.PythonModel):
+    scorer: Scorer
+
+    @classmethod
+    def around(cls, scorer: Scorer) -> "TieringModel":
+        model = cls()
+        model.scorer = scorer
+        return model
+
+    @classmethod
+    def rules_only(cls, config: TieringConfig) -> "TieringModel":
+        return cls.around(Scorer(config=config))
+
     def load_context(self, context) -> None:
         self.scorer = load_scorer(context.artifacts["bundle"])
 
+    @property
+    def is_learned(self) -> bool:
+        return self.scorer.is_learned
+
+    @property
+    def config(self) -> TieringConfig:
+        return self.scorer.config
+
+    def score_book(self, data: CrmData, as_of: pd.Timestamp, *, budget: float | None = None,
+                   overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:
+        """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
+        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        return self.scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version)
+
+    def score_accounts(self, accounts: Sequence[Any], as_of: pd.Timestamp, *, by_capacity: bool,
+                       budget: float | None = None, model_version: str = RULES_ONLY) -> dict[str, np.ndarray]:
+        """Accounts carrying their engagement, intent and opportunities, as score columns in request order."""
+        cutoffs = np.full(len(accounts), to_seconds(np.array([pd.Timestamp(as_of).to_datetime64()]))[0])
+        # Accounts are coded by position: the builder never needs their ids.
+        features = builder_for_accounts(accounts, self.scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
+        features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
+        return self.scorer.score_columns(features, by_capacity=by_capacity, budget=budget, model_version=model_version)
+
+    def score_features(self, rows: Features, *, by_capacity: bool, budget: float | None = None,
+                       overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:
+        """Ready point-in-time feature rows (one per account) as score records."""
+        return self.scorer.score(rows, by_capacity=by_capacity, budget=budget, overrides=overrides,
+                                 model_version=model_version)
+
+    def place_tiers(self, book: Features, *, budget: float | None = None,
+                    overrides: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+        """Tiers by capacity, overrides and budget for per-account scores computed elsewhere (Spark's executors)."""
+        return place_tiers(book, self.scorer.config, None, budget, overrides)
+
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         version = (params or {}).get("model_version", "")
-        return self.scorer.score(model_input, by_capacity=False, model_version=version or "logged-model")
+        return self.score_features(model_input, by_capacity=False, model_version=version or "logged-model")

@@ -37,7 +37,8 @@ from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from training import tracking
 from training.files import read_overrides, round_for_output
-from training.scoring import RULES_ONLY, SCORE_COLUMNS, Scorer, place_tiers
+from training.pyfunc import TieringModel
+from training.scoring import RULES_ONLY, SCORE_COLUMNS
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
@@ -110,10 +111,12 @@ def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | N
         score = _score_udf(spark, scorer.config, pinned_uri, version)
         scored = features.select("in_icp", score(_model_input(features)).alias("score"))
         with cached(scored):  # read for the ranking, then for the output
-            book = scored.select("score.account_id", "score.learned_score", "score.rule_score", "in_icp").toPandas()
+            # With the tie-breaking keys, so ties fall as the pandas engine places them.
+            book = scored.select("score.account_id", "score.learned_score", "score.rule_score", "score.win_probability",
+                                 "score.engagement_score", "in_icp").toPandas()
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
-            placement = pd.DataFrame(place_tiers(book, scorer.config, None, budget, pins))
+            placement = pd.DataFrame(scorer.place_tiers(book, budget=budget, overrides=pins))
             # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
             scored_at = scored.agg(F.min("score.scored_at")).first()[0]
             progress(f"writing {len(book):,} scores")
@@ -138,8 +141,8 @@ def cached(*frames: DataFrame) -> Iterator[None]:
             frame.unpersist()
 
 
-def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str, str | None]:
-    """The scorer, its version label and the URI the executors load (None: rules only).
+def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str, str | None]:
+    """The model, its version label and the URI the executors load (None: rules only).
 
     The champion is pinned to its version first, so the driver and every executor use the same model even
     if the alias moves meanwhile.
@@ -150,7 +153,7 @@ def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str,
     if model_uri is None:
         champion = tracking.alias_version(tracking.CHAMPION)
         if champion is None:
-            return Scorer(config=config), RULES_ONLY, None
+            return TieringModel.rules_only(config), RULES_ONLY, None
         model_uri = champion.uri
     scorer, version = resolve_model(model_uri, config)
     return scorer, version, model_uri
@@ -242,7 +245,7 @@ def book_features(data: CrmData, config: TieringConfig, as_of: pd.Timestamp) -> 
     return features
 
 
-def feature_rows(tables: dict[str, DataFrame], scorer: Scorer, as_of: pd.Timestamp) -> DataFrame:
+def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.Timestamp) -> DataFrame:
     """One feature row per account: accounts hashed into groups, each group built by `book_features`."""
     config = scorer.config
     accounts = tables["accounts"]
@@ -277,10 +280,10 @@ def _untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
     return part.rename(columns=lambda column: column.removeprefix(prefix))
 
 
-def _feature_schema(scorer: Scorer, as_of: pd.Timestamp) -> StructType:
+def _feature_schema(scorer: TieringModel, as_of: pd.Timestamp) -> StructType:
     """The feature rows' Spark types, as the feature code produces them on an empty book; an extra feature
     is a double when the model reads it as a number, else text (always text for rules only)."""
-    spec = scorer.spec if scorer.is_learned else None
+    spec = scorer.scorer.spec if scorer.is_learned else None
     numeric_extras = {column for column in (spec.columns if spec else []) if column.startswith(EXTRA_PREFIX)
                       and column not in spec.categories}
     schema = spark_schema(book_features(empty_book(), scorer.config, as_of))
@@ -302,9 +305,10 @@ def _model_input(features: DataFrame):
 
 def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None, version: str):
     """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
-    rules = Scorer(config)
+    rules = TieringModel.rules_only(config)
     # Rules-only records of an empty book have the score records' columns and types, learned or not.
-    result_type = spark_schema(rules.score(book_features(empty_book(), config, pd.Timestamp(0)), by_capacity=False))
+    result_type = spark_schema(rules.score_features(book_features(empty_book(), config, pd.Timestamp(0)),
+                                                    by_capacity=False))
     if model_uri is not None:
         import mlflow.pyfunc
 
@@ -313,7 +317,7 @@ def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None
 
     @F.pandas_udf(result_type)
     def rules_only(rows: pd.DataFrame) -> pd.DataFrame:
-        return rules.score(rows, by_capacity=False, model_version=RULES_ONLY)
+        return rules.score_features(rows, by_capacity=False, model_version=RULES_ONLY)
 
     return rules_only
 

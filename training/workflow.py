@@ -11,6 +11,7 @@ import io
 import json
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,17 @@ import pandas as pd
 
 import features
 import training
+from features.activity import day_after_latest
 from features.config import TieringConfig, config_to_yaml
 from features.schema import CrmData
 from training import tracking
 from training.bundle import save_scorer
 from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
-from training.scoring import RULES_ONLY, Scorer
+from training.scoring import RULES_ONLY
+
+if TYPE_CHECKING:
+    from training.pyfunc import TieringModel
 
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml", "mlflow")
 
@@ -59,7 +64,7 @@ def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult
     if champion is None:
         return None
     try:
-        scorer = load_scorer_for(champion.uri)
+        scorer = load_model_for(champion.uri).scorer
     except Exception as error:  # a broken or foreign artifact must not block training
         return ChampionJudgement(champion.version, None, f"its model cannot be loaded ({tracking.first_line(error)})")
     if not scorer.is_learned:
@@ -187,37 +192,34 @@ def train_and_register(data: CrmData, config: TieringConfig, as_of: pd.Timestamp
 
 
 def default_scoring_as_of(data: CrmData) -> pd.Timestamp:
-    """The day after the latest date anywhere in the export, so every record is seen."""
-    dates = [data.opportunities["created_date"].max(), data.opportunities["close_date"].max(),
-             data.engagement["timestamp"].max(), data.intent["date"].max()]
-    latest = max(d for d in dates if not pd.isna(d))
-    return latest.normalize() + pd.Timedelta(days=1)
+    """The day after the latest date anywhere in the export, so every record is seen (today if it has none)."""
+    latest = day_after_latest([data.opportunities["created_date"].max(), data.opportunities["close_date"].max(),
+                               data.engagement["timestamp"].max(), data.intent["date"].max()])
+    return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
-def score_book(data: CrmData, scorer: Scorer, version: str, as_of: pd.Timestamp | None, budget: float | None = None,
-               overrides: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every account of the export scored as of `as_of`, tiers filled by capacity (batch scoring)."""
-    from features.pointintime import FeatureBuilder, snapshot
-
-    as_of = as_of or default_scoring_as_of(data)
-    book = snapshot(data, FeatureBuilder(data, scorer.config), as_of)
-    return scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=version)
+def score_book(data: CrmData, model: TieringModel, version: str, as_of: pd.Timestamp | None,
+               budget: float | None = None, overrides: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity (batch scoring)."""
+    return model.score_book(data, as_of or default_scoring_as_of(data), budget=budget, overrides=overrides,
+                            model_version=version)
 
 
-def load_scorer_for(model_uri: str) -> Scorer:
+def load_model_for(model_uri: str) -> TieringModel:
+    """The logged model, loaded by MLflow (with its own code on the path, its scoring-code digest checked)."""
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().scorer
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
-def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Scorer, str]:
-    """The scorer to use and the version label to print: the given URI, else the champion, else rules only.
+def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:
+    """The model to score with and the version label to print: the given URI, else the champion, else rules only.
 
     A version that cannot be loaded is named, with the folder its model files should be in when they are missing."""
     tracking.configure()
     if model_uri:
         try:
-            scorer = load_scorer_for(model_uri)
+            model = load_model_for(model_uri)
         except Exception as error:
             version = model_uri.removeprefix(f"models:/{tracking.MODEL_NAME}/")
             if version.isdigit():
@@ -225,12 +227,14 @@ def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Scorer,
                 raise tracking.TrackingError(f"cannot load {model_uri!r}: {tracking.load_problem(info, error, 'model')}") from None
             raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
                                          "Use models:/abm-tiering/<version> or models:/abm-tiering@champion") from None
-        return scorer, model_uri.rsplit("/", 1)[-1]
+        return model, model_uri.rsplit("/", 1)[-1]
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
-        return Scorer(config=config), RULES_ONLY
+        from training.pyfunc import TieringModel
+
+        return TieringModel.rules_only(config), RULES_ONLY
     try:
-        return load_scorer_for(champion.uri), champion.version
+        return load_model_for(champion.uri), champion.version
     except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
         raise tracking.TrackingError(tracking.load_problem(champion, error)) from None
 

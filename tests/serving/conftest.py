@@ -41,9 +41,20 @@ def sqlite_uri(folder: Path) -> str:
 
 @contextlib.contextmanager
 def tracking_at(folder: Path) -> Iterator[None]:
+    """MLflow pointed at the store in `folder` for the block: the environment variable, and MLflow's own
+    setting (an earlier test in this worker may have set it, and it wins over the variable)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
-        yield
+        mlflow.set_tracking_uri(sqlite_uri(folder))
+        mlflow.set_registry_uri(sqlite_uri(folder))
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before[0])
+            mlflow.set_registry_uri(before[1])
 
 
 def _made_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], None]) -> Path:

@@ -32,7 +32,7 @@ def test_a_moved_alias_swaps_the_model_while_earlier_requests_keep_theirs(follow
     follower.refresh()
 
     assert follower.serving.version == newer and follower.ready
-    assert before.version == trained.version and before.scorer.is_learned  # untouched for requests holding it
+    assert before.version == trained.version and before.model.is_learned  # untouched for requests holding it
 
 
 def test_a_broken_champion_is_reported_and_the_last_good_model_keeps_answering(follower, trained):
@@ -50,7 +50,7 @@ def test_a_broken_champion_is_reported_and_the_last_good_model_keeps_answering(f
 def test_without_a_champion_it_falls_back_to_the_rules(follower):
     tracking.client().delete_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION)
     follower.refresh()
-    assert follower.serving.version == RULES_ONLY and not follower.serving.scorer.is_learned and follower.ready
+    assert follower.serving.version == RULES_ONLY and not follower.serving.model.is_learned and follower.ready
 
 
 def test_an_unreachable_registry_is_no_reason_to_drop_a_loaded_model(follower, monkeypatch, trained):

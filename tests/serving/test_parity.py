@@ -7,7 +7,7 @@ import pytest
 from features.pointintime import FeatureBuilder, snapshot
 from serving.requests import account_payloads
 from tests.rounding import assert_published
-from training.workflow import default_scoring_as_of, load_scorer_for, score_book
+from training.workflow import default_scoring_as_of, load_model_for, score_book
 
 from .conftest import serving, subset, tracking_at
 
@@ -24,7 +24,7 @@ def case(trained, export):
     rng = np.random.default_rng(5)
     ids = sorted(rng.choice(export.accounts["account_id"].to_numpy(), size=150, replace=False).tolist())
     with tracking_at(trained.folder):
-        scorer = load_scorer_for(f"models:/abm-tiering/{trained.version}")
+        scorer = load_model_for(f"models:/abm-tiering/{trained.version}")
     return ids, default_scoring_as_of(export), scorer
 
 
@@ -62,7 +62,7 @@ def test_score_places_tiers_by_the_frozen_cut_offs(answers, export, case, traine
     _, as_of, scorer = case
     api, _ = answers
     rows = snapshot(export, FeatureBuilder(export, scorer.config), as_of)
-    frozen = scorer.score(rows, by_capacity=False, model_version=trained.version)
+    frozen = scorer.score_features(rows, by_capacity=False, model_version=trained.version)
     assert_same_scores(api, frozen, TIERS)
 
 

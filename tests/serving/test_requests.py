@@ -103,7 +103,8 @@ def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export
     """The service reads requests straight into arrays; the batch path builds typed tables first."""
     from features.config import parse_config
     from features.pointintime import FeatureBuilder
-    from serving.requests import account_payloads, feature_builder
+    from features.activity import builder_for_accounts
+    from serving.requests import account_payloads
 
     config = parse_config({"model": {"extra_features": extra_features}})
     ids = export.accounts["account_id"].tolist()[:40]
@@ -111,7 +112,7 @@ def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export
     cutoffs = pd.Series(pd.to_datetime(["2026-07-01", "2026-03-15"] * 21))
 
     reference = FeatureBuilder(to_crm_data(accounts), config).build(pd.Series([a.account_id for a in accounts]), cutoffs)
-    from_arrays = feature_builder(accounts, config).build_columns(np.arange(len(accounts)), to_seconds(cutoffs))
+    from_arrays = builder_for_accounts(accounts, config).build_columns(np.arange(len(accounts)), to_seconds(cutoffs))
 
     assert reference.columns[2:].tolist() == list(from_arrays)
     for name, values in from_arrays.items():

@@ -14,7 +14,7 @@ from serving.champion import ServingModel
 from serving.requests import ScoreRequest, account_payloads
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 from training.scoring import SCORE_COLUMNS
-from training.workflow import load_scorer_for
+from training.workflow import load_model_for
 
 from .conftest import serving, tracking_at
 
@@ -22,7 +22,7 @@ from .conftest import serving, tracking_at
 @pytest.fixture(scope="module")
 def champion(trained) -> ServingModel:
     with tracking_at(trained.folder):
-        return ServingModel(load_scorer_for(f"models:/abm-tiering/{trained.version}"), trained.version)
+        return ServingModel(load_model_for(f"models:/abm-tiering/{trained.version}"), trained.version)
 
 
 def test_a_request_is_scored_in_its_own_order_with_every_score_column(champion, export):

@@ -17,9 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LOAD = ("import sys, features.rules\n"
-        "from training.workflow import load_scorer_for\n"
+        "from training.workflow import load_model_for\n"
         "try:\n"
-        "    scorer = load_scorer_for(sys.argv[1])\n"
+        "    model = load_model_for(sys.argv[1])\n"
         "except Exception as error:\n"
         "    print('REFUSED', error); sys.exit(3)\n"
         "import features\n"
