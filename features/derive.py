@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.errors import Problem, plural  # noqa: F401
+from features.errors import Problem, plural
 
 GENERATED_PREFIX = "gen-"
 GENERATED_DIGITS = 16
@@ -76,4 +76,54 @@ def generated_ids_warning(table, generated: np.ndarray) -> list[Problem]:
         fix="none needed: the same row gets the same id on every run; map your id column (opportunities: columns: "
             "opportunity_id: ...) to keep the CRM's ids",
         column=ID_COLUMN, severity="warning",
+    )
+
+
+def accounts_rows(table: pa.Table, section) -> tuple[pa.Table, np.ndarray]:
+    """The opportunities rows as account rows: the accounts mapping's columns only, rows without an account left
+    out; and each kept row's position in the files, so problems name the opportunities file's rows."""
+    keep = [name for name in table.column_names if name in section.columns or name == "account_id"]
+    table = table.select(keep)
+    if "account_id" not in table.column_names:  # reported as the accounts table's missing column
+        return table, np.arange(table.num_rows)
+    present = pc.is_valid(table.column("account_id"))
+    return table.filter(present), np.flatnonzero(present.to_numpy(zero_copy_only=False))
+
+
+def collapse_accounts(accounts, opportunities) -> list[Problem]:
+    """One account per account_id, each column from the latest row that has a value (by the opportunity's
+    created_date, then file order); accounts whose rows disagree on a column are reported. In place."""
+    frame = accounts.frame
+    if frame.empty or "account_id" not in frame:
+        return []
+    created = pd.Series(opportunities.frame["created_date"].to_numpy(), index=opportunities.origin)
+    order = pd.DataFrame({
+        "created": created.reindex(accounts.origin).to_numpy(),  # rows dropped from opportunities: no date
+        "position": accounts.origin,
+    })
+    ranked = np.lexsort((order["position"].to_numpy(), order["created"].fillna(pd.Timestamp.min).to_numpy()))
+    ordered = frame.iloc[ranked].reset_index(drop=True)
+    ordered["_origin"] = accounts.origin[ranked]
+    groups = ordered.groupby("account_id", sort=False)
+    latest = groups.last()  # per column, the last non-empty value
+    latest["_origin"] = groups["_origin"].last()
+    first_seen = frame["account_id"].drop_duplicates()
+    latest = latest.reindex(first_seen.to_numpy())
+    values = [column for column in frame.columns if column != "account_id"]
+    disagreeing = {column: groups[column].nunique() for column in values}
+    counts = {column: int((distinct > 1).sum()) for column, distinct in disagreeing.items()}
+    accounts.frame = latest.drop(columns="_origin").rename_axis("account_id").reset_index()[list(frame.columns)]
+    accounts.origin = latest["_origin"].to_numpy(dtype=np.int64)
+    accounts.derived = False  # one row per account now: the usual checks apply
+    conflicting = pd.Series(False, index=accounts.frame.index)
+    for column, distinct in disagreeing.items():
+        conflicting |= accounts.frame["account_id"].map(distinct > 1).fillna(False).astype(bool).to_numpy()
+    if not conflicting.any():
+        return []
+    listed = ", ".join(f"{accounts.header(column)} ({count:,})" for column, count in counts.items() if count)
+    return accounts.problems_at(
+        conflicting, f"{plural(int(conflicting.sum()), 'account')} taken from the opportunities rows have differing "
+        f"values across their rows, by column: {listed}; each takes the value of its latest row (by created_date)",
+        fix="none needed if the latest value is right; otherwise correct the older rows, or keep an accounts file",
+        column="", severity="warning",
     )

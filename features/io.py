@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from features.derive import fill_opportunity_ids, generated_ids_warning
+from features.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
 from features.errors import DataError, Problem
 from features.mapping import Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
@@ -75,10 +75,15 @@ def load_export(
     problems: list[Problem] = []
     files: dict[str, list[Path]] = {}
     tables: dict[str, SourceTable] = {}
+    reads: dict[Path, pa.Table | None] = {}  # each file is read once, whichever tables read it
+    derived = chosen.accounts.from_opportunities
     for name in TABLES:
         found: list[Problem] = []
-        files[name] = _find_files(data_dir, name, chosen.table(name), found)
-        table = _read_table(data_dir, name, files[name], chosen, found) if files[name] else None
+        if name == "accounts" and derived:  # the opportunities files, which that table reports if absent
+            files[name] = _find_files(data_dir, "opportunities", chosen.opportunities, [])
+        else:
+            files[name] = _find_files(data_dir, name, chosen.table(name), found)
+        table = _read_table(data_dir, name, files[name], chosen, found, reads) if files[name] else None
         if table is not None:
             tables[name] = table
         problems += _tagged(found, name)
@@ -100,6 +105,7 @@ def load_export(
     summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())})
     summary["invalid_rows"] = invalid_rows
     summary["generated_ids"] = tables["opportunities"].generated_ids
+    summary["accounts_from_opportunities"] = chosen.accounts.from_opportunities
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -168,14 +174,20 @@ def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list
 
 
 def _read_table(
-    data_dir: Path, name: str, paths: list[Path], mapping: Mapping, problems: list[Problem]
+    data_dir: Path, name: str, paths: list[Path], mapping: Mapping, problems: list[Problem],
+    reads: dict[Path, pa.Table | None] | None = None,
 ) -> SourceTable | None:
-    """Read every file of one table, rename its columns and map its values; None if any file failed."""
+    """Read every file of one table, rename its columns and map its values; None if any file failed.
+
+    `reads` holds the files read so far (a file two tables read is read, and its problems said, once)."""
     section = mapping.table(name)
+    reads = {} if reads is None else reads
     parts: list[tuple[str, pa.Table]] = []
     for path in paths:
         display = path.relative_to(data_dir).as_posix()
-        raw = _read_file(path, display, problems)
+        if path not in reads:
+            reads[path] = _read_file(path, display, problems)
+        raw = reads[path]
         if raw is None:
             continue
         lacking = {canonical: source for canonical, source in section.columns.items() if source not in raw.column_names}
@@ -203,11 +215,15 @@ def _read_table(
             fix="export them the same way", file=", ".join(display for display, _ in parts),
         ))
         return None
+    origin = None
+    if name == "accounts" and section.from_opportunities:
+        combined, origin = accounts_rows(combined, section)
     frame = combined.to_pandas()
     section.map_values(frame)
     section.add_defaults(frame)
     starts = np.cumsum([0] + [table.num_rows for _, table in parts[:-1]]).tolist()
-    source = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns))
+    source = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns),
+                         origin=origin, derived=origin is not None)
     source.generated_ids = int(generated.sum())
     problems += generated_ids_warning(source, generated)
     return source

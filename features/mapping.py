@@ -11,7 +11,12 @@ A mapping is a YAML file with one optional section per canonical table:
       scale: {amount: 1000}               # multiplier applied after parsing
       defaults: {product: hardware}       # constant for a column the export lacks
 
-Unmapped source columns pass through under their own names. Presets live in `features/presets/`.
+    accounts:
+      from_opportunities: true            # one account per distinct account_id of the opportunities rows
+      columns: {account_id: Account ID, industry: Industry}   # headers of the opportunities file
+
+Unmapped source columns pass through under their own names (accounts taken from the opportunities rows keep
+only their mapped columns). Presets live in `features/presets/`.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class TableMapping(_Strict):
     date_format: Text | dict[str, Text] | None = None
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
     defaults: dict[str, Text] = {}
+    from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
 
     @field_validator("file")
     @classmethod
@@ -130,6 +136,11 @@ class Mapping(_Strict):
     @classmethod
     def _known_columns(cls, section: TableMapping, info: ValidationInfo) -> TableMapping:
         issues = _column_name_issues(info.field_name, section)
+        if section.from_opportunities and info.field_name != "accounts":
+            issues.append("from_opportunities is for the accounts table only")
+        if section.from_opportunities and section.file:
+            issues.append("from_opportunities reads the opportunities file(s): remove `file:` here "
+                          "(set it under opportunities)")
         if issues:
             raise ValueError("; ".join(issues))
         return section

@@ -577,6 +577,8 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
     for name, rows in summary["rows"].items():
         read = ", ".join(path.name for path in loaded.files.get(name, []))
         names = Text(read) if read else Text("absent", style="dim")
+        if name == "accounts" and summary.get("accounts_from_opportunities"):
+            names.append(" (one account per account_id of the opportunities rows)", style="dim")
         dropped = summary["dropped_rows"].get(name)
         rejected = summary.get("rejected_rows", {}).get(name)
         notes = [f"{rejected:,} with row-level problems dropped"] if rejected else []
