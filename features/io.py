@@ -144,7 +144,8 @@ def rejected_rows(tables) -> pd.DataFrame:
 def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list[Problem]) -> list[Path]:
     """The files holding one table: the mapping's `file` name or glob, else <table>.csv or .parquet."""
     if section.file:
-        found = sorted(path for path in data_dir.glob(section.file) if path.is_file())
+        literal = data_dir / section.file  # a name with glob characters ("[b].csv") is first taken as written
+        found = [literal] if literal.is_file() else sorted(path for path in data_dir.glob(section.file) if path.is_file())
         wanted = f"'{section.file}'"
     else:
         found = [path for path in (data_dir / f"{name}.csv", data_dir / f"{name}.parquet") if path.is_file()]
