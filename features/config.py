@@ -192,6 +192,8 @@ class Search(Strict):
     tie_standard_errors: float = Field(2.0, ge=0, description="A more complex learner must beat a simpler one by this many "
                                        "bootstrap standard errors on the validation slice (2 = about 95% confidence).")
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
+    max_rows: int = Field(100_000, ge=1_000, description="The search fits its candidates on at most this many fit rows "
+                          "(a seeded random sample); the chosen learner is then fitted on all of them.")
 
 
 class Guards(Strict):

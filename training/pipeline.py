@@ -111,7 +111,7 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
     logistic = LogisticLearner.fit(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
     margins["logistic"] = logistic.margin(val_x)
     scores.append(CandidateScore("logistic regression", LOGISTIC, float(roc_auc_score(val_y, margins["logistic"])),
-                                 holdout_auc(logistic.margin(holdout_x)), time.perf_counter() - clock))
+                                 holdout_auc(logistic.margin(holdout_x)), seconds=time.perf_counter() - clock))
     for number, candidate in enumerate(search.candidates):
         if number and time.perf_counter() - began > search.time_budget_seconds:
             skipped.append(candidate.label())
@@ -123,7 +123,7 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
         booster, _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
         scores.append(CandidateScore(candidate.label(), LIGHTGBM, float(roc_auc_score(val_y, margins[key])),
                                      holdout_auc(booster.predict(holdout_x, raw_score=True)),
-                                     time.perf_counter() - clock, rounds=rounds))
+                                     seconds=time.perf_counter() - clock, rounds=rounds))
     # Occam's rule: the simplest candidate whose validation AUC is within the noise of the best (tie_standard_errors
     # bootstrap standard errors of their paired difference, or the tie tolerance if larger) is chosen.
     aucs = np.array([score.validation_auc for score in scores])
@@ -145,6 +145,16 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
         candidate = next(c for c in search.candidates if c.label() == chosen.name)
         params = {**candidate.model_dump(), "num_boost_round": chosen.rounds}
     return Selection(Recipe(chosen.learner, params, calibrator.method), scores, losses, skipped)
+
+
+LEAK_CHECK_ROWS = 200_000  # a single feature's AUC is settled to the third decimal long before this
+
+
+def sample_rows(positions: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """At most `most` of `positions`, a seeded random sample kept in their order; all of them when fewer."""
+    if len(positions) <= most:
+        return positions
+    return np.sort(np.random.default_rng(seed).choice(positions, most, replace=False))
 
 
 def fit_win_model(rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe,
@@ -203,7 +213,8 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
 
     progress("leakage and shift checks")
     warnings, notes = [], []
-    leaks = find_leaks(fit_rows, FeatureSpec.fit(fit_rows, config).columns, config)
+    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
+    leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
     shift = win_rate_shift({"fit": fit_rows["won"].to_numpy(), "validation": validation_rows["won"].to_numpy(),
                             "holdout": holdout["won"].to_numpy()}, config.model.guards)
     if shift:
@@ -213,7 +224,10 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     holdout_matrix = spec.encode(holdout)
     y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
 
-    selection = select_recipe(matrix[early], y_dev[early], matrix[~early], y_dev[~early], holdout_matrix, y,
+    # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
+    # rows run out, and the search's cost then stops growing with the book.
+    fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
+    selection = select_recipe(matrix[fit_at], y_dev[fit_at], matrix[~early], y_dev[~early], holdout_matrix, y,
                               spec.categorical_indices, spec.columns, config, progress)
     if selection.skipped:
         notes.append(f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
