@@ -242,8 +242,13 @@ def test_the_server_stopping_in_the_middle_of_training(team):
 
     client = mlflow.MlflowClient(tracking_uri=server.uri)
     experiment = client.get_experiment_by_name("abm-tiering").experiment_id
-    wait_for(lambda: client.search_runs([experiment], "attributes.status = 'RUNNING'"), "the training run to start",
-             120, log)
+
+    def started():
+        if training.process.poll() is not None:
+            pytest.fail(f"tiering train ended before its run started:\n{log.read_text()[-3000:]}")
+        return client.search_runs([experiment], "attributes.status = 'RUNNING'")
+
+    wait_for(started, "the training run to start", 120, log)
     server.stop()
     training.process.wait(timeout=120)
     output = " ".join(log.read_text().split())
