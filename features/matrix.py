@@ -15,7 +15,7 @@ import pandas as pd
 
 from features.config import TieringConfig
 from features.pointintime import FIRMOGRAPHIC_TEXT, engagement_columns, intent_columns, slug
-from features.rules import RULE_COLUMNS
+from features.rules import RULE_COLUMNS, SMALL_BOOK
 
 MAX_CATEGORIES = 200  # rarer values share the "unseen" code; keeps trees from memorising ids
 
@@ -82,8 +82,13 @@ class FeatureSpec:
             values = np.asarray(rows[column])
             if column in self.categories:
                 codes = self._codes[column]
-                matrix[:, i] = [np.nan if _missing(value) else codes.get(value if isinstance(value, str) else str(value), np.nan)
-                                for value in values]
+                if count > SMALL_BOOK:  # one hashed lookup over the column instead of a Python call per value
+                    text = pd.Series(values, dtype=object)
+                    mapped = text.astype("str").map(codes).to_numpy(dtype=np.float64, na_value=np.nan)
+                    matrix[:, i] = np.where(pd.isna(text).to_numpy(), np.nan, mapped)
+                else:
+                    matrix[:, i] = [np.nan if _missing(value) else codes.get(value if isinstance(value, str) else str(value),
+                                                                             np.nan) for value in values]
             elif values.dtype.kind in "fiub":
                 matrix[:, i] = values
             else:  # e.g. a custom feature that arrived as text but was numeric in training

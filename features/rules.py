@@ -40,10 +40,15 @@ def revenue_potential_score(features: Features, config: TieringConfig) -> np.nda
     return np.nan_to_num(blended, nan=0.0) * 100.0
 
 
+SMALL_BOOK = 64  # below this many rows a plain loop beats pandas' vectorised set-up (a service request)
+
+
 def _in(features: Features, column: str, allowed: list[str]) -> np.ndarray:
     """Whether each (cleaned, lower-case) value is one of `allowed`; missing values never are."""
     wanted = {a.lower() for a in allowed}
     values = np.asarray(features[column], dtype=object)
+    if len(values) > SMALL_BOOK:
+        return pd.Series(values, dtype=object).isin(wanted).to_numpy(dtype=bool)
     return np.fromiter((value in wanted for value in values), dtype=bool, count=len(values))
 
 
@@ -60,8 +65,8 @@ def icp_parts(features: Features, config: TieringConfig) -> dict[str, np.ndarray
     }
 
 
-def business_fit_score(features: Features, config: TieringConfig) -> np.ndarray:
-    icp, parts = config.business_fit, icp_parts(features, config)
+def business_fit_score(features: Features, config: TieringConfig, parts: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    icp, parts = config.business_fit, parts if parts is not None else icp_parts(features, config)
     return (icp.industry_points * parts["industry_fit"] + icp.size_points * parts["size_fit"]
             + icp.geography_points * parts["geography_fit"] + icp.tech_points * parts["tech_fit"]).astype("float64")
 
@@ -83,15 +88,16 @@ def engagement_score(features: Features, config: TieringConfig) -> np.ndarray:
 def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, np.ndarray]:
     """The three component scores, their weighted `rule_score`, and `in_icp`."""
     weights = config.rule_weights
+    parts = icp_parts(features, config)
     scores = {
         "revenue_potential_score": revenue_potential_score(features, config),
-        "business_fit_score": business_fit_score(features, config),
+        "business_fit_score": business_fit_score(features, config, parts),
         "engagement_score": engagement_score(features, config),
     }
     scores["rule_score"] = (weights.revenue_potential * scores["revenue_potential_score"]
                             + weights.business_fit * scores["business_fit_score"]
                             + weights.engagement * scores["engagement_score"])
-    scores["in_icp"] = icp_parts(features, config)["in_icp"]
+    scores["in_icp"] = parts["in_icp"]
     return scores
 
 

@@ -147,9 +147,10 @@ class Scorer:
         `attrs["boundary_ties"]` lists the ties across tier boundaries (see `boundary_ties`); otherwise the
         frozen cut-offs of the last full scoring place each account on its own (`/score`).
         """
-        out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain)
+        ties: list[dict] = []
+        out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain, ties)
         frame = pd.DataFrame({name: out[name] for name in SCORE_COLUMNS})
-        frame.attrs["boundary_ties"] = boundary_ties(out, self.config) if by_capacity else []
+        frame.attrs["boundary_ties"] = ties
         return frame
 
     def score_columns(self, features: Features, *, by_capacity: bool, budget: float | None = None,
@@ -160,10 +161,11 @@ class Scorer:
         return {name: out[name] for name in SCORE_COLUMNS}
 
     def _placed(self, features: Features, by_capacity: bool, budget: float | None, overrides: pd.DataFrame | None,
-                model_version: str, scored_at: pd.Timestamp | None, explain: bool) -> dict[str, np.ndarray]:
+                model_version: str, scored_at: pd.Timestamp | None, explain: bool,
+                ties: list[dict] | None = None) -> dict[str, np.ndarray]:
         out = self.predict_columns(features, explain=explain)
         count = len(out["rule_score"])
-        out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides))
+        out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides, ties))
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
         out.update(model_version=np.full(count, model_version, dtype=object),
                    scored_at=np.full(count, stamp.isoformat(), dtype=object),
@@ -189,14 +191,15 @@ def tie_order(book: Features, score_column: str) -> RankedBook:
 
 
 def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
-                budget: float | None, overrides: pd.DataFrame | None) -> dict[str, np.ndarray]:
+                budget: float | None, overrides: pd.DataFrame | None, ties: list[dict] | None = None) -> dict[str, np.ndarray]:
     """The book-level half of scoring: learned and rule tiers, overrides, budget, as arrays.
 
     `book` (a frame or a mapping of arrays) needs account_id, learned_score, rule_score and in_icp, and
     uses win_probability and engagement_score to break ties when present. With `cutoffs` (the frozen ones
     of the last full scoring) each account is placed on its own; without, tiers are filled by capacity.
     Accounts placed one by one with no overrides or budget (the service's `/score`) never touch pandas:
-    that is most of a single-account request.
+    that is most of a single-account request. Filled by capacity, the ties across tier boundaries are
+    appended to `ties` when it is given (see `boundary_ties`).
     """
     ids = np.asarray(book["account_id"], dtype=object)
     placement = {"account_id": ids}
@@ -204,7 +207,10 @@ def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[s
         if cutoffs:
             placement[tier_column] = tiers_by_cutoffs(book[score_column], book["in_icp"], cutoffs[frozen])
         else:
-            placement[tier_column] = assign_by_capacity(tie_order(book, score_column), config.tiers).tiers
+            filled = assign_by_capacity(tie_order(book, score_column), config.tiers)
+            placement[tier_column] = filled.tiers
+            if ties is not None:
+                ties.extend({"tiering": frozen, **tie} for tie in filled.ties)
     if overrides is None or overrides.empty:
         placement["tier"], placement["override_reason"] = placement["learned_tier"], np.full(len(ids), "", dtype=object)
     else:
@@ -221,16 +227,9 @@ def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
 
     `book` holds the columns `place_tiers` reads, including in_icp (per-account predictions, not score records).
     """
-    found = []
-    for tier_column, score_column, frozen in TIER_SOURCES:
-        for tie in assign_by_capacity(tie_order(book, score_column), config.tiers).ties:
-            found.append({"tiering": frozen, **tie})
-    return found
-
-
-def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
-    counts = scores[column].value_counts()
-    return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}
+    ties: list[dict] = []
+    place_tiers(book, config, None, None, None, ties)
+    return ties
 
 
 def describe_ties(ties: list[dict]) -> list[str]:
