@@ -147,6 +147,11 @@ def _check_generate_target(out: Path) -> None:
                         "generating there would replace those files. Pass a new or empty folder")
 
 
+from training.cli_init import init_command  # noqa: E402  (issue 17: tiering init)
+
+app.command(name="init")(friendly_errors(init_command))
+
+
 @app.command()
 @friendly_errors
 def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None, as_of: AsOfOpt = None,
