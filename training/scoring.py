@@ -237,3 +237,8 @@ def describe_ties(ties: list[dict]) -> list[str]:
     return [f"{tie['tied']:,} accounts tie at {tie['tiering']} score {tie['score']:.2f} across the "
             f"{tie['tier'].replace('_', ' ').title()} boundary: {tie['inside']:,} placed inside by win probability, "
             "then rule score, engagement score and account_id" for tie in ties]
+
+
+def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
+    counts = scores[column].value_counts()
+    return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}
