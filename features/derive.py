@@ -29,9 +29,10 @@ GENERATED_DIGITS = 16
 ID_COLUMN = "opportunity_id"
 
 
-def row_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
-    """Stable ids of the given rows, from every column but `opportunity_id` (see the module's description)."""
-    names = sorted(name for name in table.column_names if name != ID_COLUMN)
+def row_ids(table: pa.Table, rows: np.ndarray, own: set[str] | None = None) -> list[str]:
+    """Stable ids of the given rows, from every column but `opportunity_id` (see the module's description) that is
+    the row's own (`own`, default all): columns joined from another file are left out."""
+    names = sorted(name for name in table.column_names if name != ID_COLUMN and (own is None or name in own))
     texts = []
     for name in names:
         column = table.column(name)
@@ -45,7 +46,7 @@ def row_ids(table: pa.Table, rows: np.ndarray) -> list[str]:
     return ids
 
 
-def fill_opportunity_ids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+def fill_opportunity_ids(table: pa.Table, own: set[str] | None = None) -> tuple[pa.Table, np.ndarray]:
     """The table with every missing opportunity_id generated, and which rows got one."""
     if ID_COLUMN in table.column_names:
         column = table.column(ID_COLUMN)
@@ -57,7 +58,7 @@ def fill_opportunity_ids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
         missing = np.ones(table.num_rows, dtype=bool)
         values = [None] * table.num_rows
     rows = np.flatnonzero(missing)
-    for row, generated in zip(rows, row_ids(table, rows)):
+    for row, generated in zip(rows, row_ids(table, rows, own)):
         values[row] = generated
     filled = pa.array(values, type=pa.large_string())
     if ID_COLUMN in table.column_names:
@@ -127,3 +128,44 @@ def collapse_accounts(accounts, opportunities) -> list[Problem]:
         fix="none needed if the latest value is right; otherwise correct the older rows, or keep an accounts file",
         column="", severity="warning",
     )
+
+
+def apply_outcome_rule(table, section) -> list[Problem]:
+    """`outcome` and `close_date` of the opportunities table from the mapping's `outcome_rule`, in place.
+
+    won: the won-date column holds a date (read with close_date's date_format); lost: it does not and
+    `lost_after_days` have passed since created_date by the reference day (`observed_until`, else the latest
+    created or won date in the table); open otherwise, and wherever created_date is missing or not a date.
+    close_date: the won date, or created_date plus `lost_after_days` for lost."""
+    from features.validation import _parse_dates
+
+    rule = section.outcome_rule
+    frame = table.frame
+    if rule.won_date not in frame.columns:
+        return [Problem(
+            f"outcome_rule: won_date names the column '{rule.won_date}', which neither this file nor its joins have",
+            fix=f"correct `outcome_rule: won_date:` in the mapping; the columns read: {', '.join(map(str, frame.columns))}",
+            file=", ".join(table.files), column=rule.won_date, table=table.name,
+        )]
+    created = _parse_dates(frame["created_date"], section.date_format_for("created_date")) if "created_date" in frame \
+        else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    raw_won = frame[rule.won_date]
+    won = _parse_dates(raw_won, section.date_format_for("close_date"))
+    unreadable = raw_won.notna() & won.isna()
+    problems = table.problems_at(
+        unreadable, "outcome_rule: won dates that are not dates", column=rule.won_date,
+        fix="write dates as YYYY-MM-DD, or set close_date's `date_format` (the won date is read with it)",
+        reason=f"{rule.won_date} " + raw_won[unreadable].astype(str).map(lambda text: f"'{text[:40]}'") + " is not a date",
+    )
+    reference = pd.Timestamp(rule.observed_until) if rule.observed_until else pd.concat([created, won]).max()
+    judged = created + pd.Timedelta(days=rule.lost_after_days)
+    lost = won.isna() & ~unreadable & created.notna() & (judged <= reference)
+    outcome = pd.Series("open", index=frame.index, dtype=object)
+    outcome[won.notna()] = "won"
+    outcome[lost] = "lost"
+    frame["outcome"] = outcome.astype("str")
+    frame["close_date"] = won.where(won.notna(), judged.where(lost)).astype("datetime64[ns]")
+    table.headers["close_date"] = rule.won_date
+    table.headers["outcome"] = "outcome_rule"
+    table.rule_reference = None if pd.isna(reference) else reference
+    return problems

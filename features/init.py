@@ -198,6 +198,8 @@ def _scalar(value: Any, key: bool = False) -> str:
     keys that are plain names (canonical columns)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(item) for item in value) + "]"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, (int, float)):
@@ -434,14 +436,25 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     remaining = list(files)
 
     opportunities = _pick_opportunities(remaining)
-    if opportunities is None:
+    funnel = _pick_funnel(remaining) if opportunities is None else None
+    if opportunities is None and funnel is None:
         absent["opportunities"] = "no file has an outcome-like column (values such as Won / Lost): map it by hand"
-        notes.append("which file holds the opportunities (deals): none has an outcome column with won and lost values")
+        notes.append("which file holds the opportunities (deals): none has an outcome column with won and lost values, "
+                     "and no file of won dates matches another file's ids (a lead funnel)")
         for table in ("accounts", "engagement", "intent"):
             absent[table] = "not guessed without an opportunities file"
         return Draft(data_dir, sections, absent, None, notes, unreadable)
-    opp_file, outcome, outcome_map, open_values = opportunities
-    remaining.remove(opp_file)
+    if funnel is not None:  # leads, and a file of won deals on their key: a join and an outcome rule
+        lead_file, lead_key, deals_file, deal_key, won, overlap = funnel
+        remaining.remove(lead_file)
+        remaining.remove(deals_file)
+        brought = [name for name in deals_file.columns if name != deal_key.name and name not in lead_file.columns]
+        opp_file = FileProfile(lead_file.path, lead_file.name, lead_file.rows,
+                               {**lead_file.columns, **{name: deals_file.columns[name] for name in brought}})
+        outcome = outcome_map = open_values = None
+    else:
+        opp_file, outcome, outcome_map, open_values = opportunities
+        remaining.remove(opp_file)
 
     account_pair = _pick_accounts(remaining, opp_file)
     opp_choices: dict[str, Choice] = {}
@@ -456,9 +469,16 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         if opp_account is not None:
             opp_choices["account_id"] = Choice("account_id", opp_account, "header names the account; no other file "
                                                                           "holds these accounts")
-    opp_choices["outcome"] = Choice("outcome", outcome, f"values read as outcomes ({_listed(outcome.values.index)})")
-    taken = {choice.profile.name for choice in opp_choices.values()}
-    opp_choices.update(_pick_columns(opp_file, "opportunities", taken, set(opp_choices)))
+    decided: set[str] = set()
+    taken: set[str] = set()
+    if funnel is None:
+        opp_choices["outcome"] = Choice("outcome", outcome, f"values read as outcomes ({_listed(outcome.values.index)})")
+    else:
+        opp_choices["opportunity_id"] = Choice("opportunity_id", lead_key, f"one row per value: each lead is an "
+                                                                           f"opportunity; {deals_file.name} refers to it")
+        decided, taken = {"outcome", "close_date"}, {won.name, deal_key.name}
+    taken |= {choice.profile.name for choice in opp_choices.values()}
+    opp_choices.update(_pick_columns(opp_file, "opportunities", taken, set(opp_choices) | decided))
     if "opportunity_id" not in opp_choices:
         notes.append(f"{opp_file.name} has no opportunity id column: each row gets a stable generated id "
                      "(see the README); map yours if it has one")
@@ -486,8 +506,27 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         sections["accounts"] = entries
     else:
         absent["accounts"] = "no account column found"
-    sections["opportunities"] = _section(opp_file, "opportunities", opp_choices, notes, also_used=account_columns,
-                                         values={"outcome": _outcome_entries(outcome_map, open_values)})
+    values = {"outcome": _outcome_entries(outcome_map, open_values)} if funnel is None else {}
+    rule_columns = {won.name} if funnel is not None else set()
+    sections["opportunities"] = _section(opp_file, "opportunities", opp_choices, notes,
+                                         also_used=account_columns | rule_columns, values=values)
+    if funnel is not None:
+        join = [Entry("file", deals_file.name, f"{deals_file.rows:,} rows; its {deal_key.name} values are "
+                                               f"{lead_file.name}'s {lead_key.name} ({overlap:.0%} found)"),
+                Entry("on", lead_key.name), Entry("right_on", deal_key.name)]
+        if len(brought) < len(deals_file.columns) - 1:
+            join.append(Entry("columns", brought, "the other columns are in both files"))
+        sections["opportunities"].insert(1, Entry("join", comment="a lead funnel: columns from the won deals, on the "
+                                                               "lead's key", children=join))
+        rule_at = next(index for index, entry in enumerate(sections["opportunities"]) if entry.key == "columns") + 1
+        sections["opportunities"].insert(rule_at, Entry("outcome_rule", comment="derives outcome and close_date",
+                                                        children=[
+            Entry("won_date", won.name, f"won when it holds a date ({_format_text(won)})"),
+            Entry("lost_after_days", DEFAULT_LOST_AFTER_DAYS, "a guess: lost when no deal this many days after "
+                                                              "creation; set it to your sales cycle"),
+        ]))
+        notes.append(f"outcome_rule.lost_after_days is {DEFAULT_LOST_AFTER_DAYS}, a guess: set it to the days after "
+                     "which a lead without a deal counts as lost")
 
     for table in ("engagement", "intent"):
         picked = _pick_activity(remaining, table, account_key or opp_account, accounts_file or opp_file)
@@ -504,6 +543,39 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
                 values["channel"] = [Entry(source, target, "reads as this channel") for source, target in mapped.items()]
         sections[table] = _section(activity_file, table, choices, notes, values=values)
     return Draft(data_dir, sections, absent, None, notes, unreadable, [profile.name for profile in remaining])
+
+
+DEFAULT_LOST_AFTER_DAYS = 90
+WON_DATE_WORDS = (("won", "date"), ("won",), ("closed", "won"), ("signed",), ("converted",), ("close", "date"),
+                  ("closed",), ("close",), ("date",))
+
+
+def _pick_funnel(files: list[FileProfile]):
+    """Leads and won deals: a file with a unique key and a created date, and another whose key column refers to it
+    and that holds a won date. The best pair by share of the deals found among the leads, then by headers."""
+    best = None
+    for leads in files:
+        if not any(p.date_format and header_score(p, HEADER_WORDS["opportunities"]["created_date"]) for p in leads.columns.values()):
+            continue
+        for key in (p for p in leads.columns.values() if p.unique and not p.date_format):
+            known = set(key.texts)
+            for deals in files:
+                if deals is leads:
+                    continue
+                dates = [p for p in deals.columns.values() if p.date_format and header_score(p, WON_DATE_WORDS)]
+                if not dates:
+                    continue
+                won = max(dates, key=lambda p: header_score(p, WON_DATE_WORDS))
+                for reference in (p for p in deals.columns.values() if not p.date_format and p.filled):
+                    values = reference.texts.drop_duplicates()
+                    overlap = float(values.isin(known).mean()) if len(values) else 0.0
+                    if overlap < 0.5:
+                        continue
+                    score = (overlap, header_score(won, WON_DATE_WORDS), header_score(key, HEADER_WORDS["opportunities"]
+                             ["opportunity_id"] + (("lead", "id"), ("lead",))), _file_score(deals, "opportunities"))
+                    if best is None or score > best[0]:
+                        best = (score, leads, key, deals, reference, won, overlap)
+    return None if best is None else best[1:]
 
 
 ACCOUNT_KEY_SETS = tuple((word, suffix) for suffix in ("id", "key", "number") for word in ACCOUNT_WORDS) + tuple(

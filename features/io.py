@@ -21,7 +21,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from features.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
-from features.errors import DataError, Problem
+from features.errors import DataError, Problem, rows_of
 from features.mapping import Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
 from features.validation import SourceTable, unusable_open_opportunities, summarize, validate
@@ -106,6 +106,11 @@ def load_export(
     summary["invalid_rows"] = invalid_rows
     summary["generated_ids"] = tables["opportunities"].generated_ids
     summary["accounts_from_opportunities"] = chosen.accounts.from_opportunities
+    rule = chosen.opportunities.outcome_rule
+    if rule is not None:
+        reference = tables["opportunities"].rule_reference
+        summary["outcome_rule"] = {"won_date": rule.won_date, "lost_after_days": rule.lost_after_days,
+                                   "judged_on": None if reference is None else reference.date().isoformat()}
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -143,9 +148,8 @@ def rejected_rows(tables) -> pd.DataFrame:
 
 def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list[Problem]) -> list[Path]:
     """The files holding one table: the mapping's `file` name or glob, else <table>.csv or .parquet."""
-    if section.file:
-        literal = data_dir / section.file  # a name with glob characters ("[b].csv") is first taken as written
-        found = [literal] if literal.is_file() else sorted(path for path in data_dir.glob(section.file) if path.is_file())
+    if section.file:  # a name with glob characters ("[b].csv") is first taken as written
+        found = _matching(data_dir, section.file)
         wanted = f"'{section.file}'"
     else:
         found = [path for path in (data_dir / f"{name}.csv", data_dir / f"{name}.parquet") if path.is_file()]
@@ -184,6 +188,7 @@ def _read_table(
     section = mapping.table(name)
     reads = {} if reads is None else reads
     parts: list[tuple[str, pa.Table]] = []
+    own_columns: dict[str, set[str]] = {}  # per file, the columns that are its own (not joined), renamed
     for path in paths:
         display = path.relative_to(data_dir).as_posix()
         if path not in reads:
@@ -191,6 +196,13 @@ def _read_table(
         raw = reads[path]
         if raw is None:
             continue
+        joined: set[str] = set()
+        derived = name == "accounts" and section.from_opportunities
+        joining = mapping.opportunities if derived else section  # accounts from the opportunities rows, as joined
+        if joining.join:  # for derived accounts, the opportunities table reports the joins' problems
+            raw, joined = _apply_joins(data_dir, raw, display, joining, reads, [] if derived else problems)
+            if raw is None:
+                continue
         lacking = {canonical: source for canonical, source in section.columns.items() if source not in raw.column_names}
         for canonical, source in lacking.items():
             problems.append(Problem(
@@ -200,10 +212,13 @@ def _read_table(
                 column=source,
             ))
         if not lacking:
+            renamed = {canonical for canonical, source in section.columns.items() if source in joined}
+            own_columns[display] = {column for column in raw.column_names if column not in joined} | (
+                set(section.columns) - renamed)
             parts.append((display, _clean_text(section.rename(raw), name, section)))
     generated = np.zeros(0, dtype=bool)
     if name == "opportunities":  # rows without an id get a stable one made from the row (features.derive)
-        filled = [fill_opportunity_ids(table) for _, table in parts]
+        filled = [fill_opportunity_ids(table, own_columns[display]) for display, table in parts]
         parts = [(display, table) for (display, _), (table, _) in zip(parts, filled)]
         generated = np.concatenate([mask for _, mask in filled]) if filled else generated
     if len(parts) < len(paths):
@@ -228,6 +243,91 @@ def _read_table(
     source.generated_ids = int(generated.sum())
     problems += generated_ids_warning(source, generated)
     return source
+
+
+def _matching(data_dir: Path, pattern: str) -> list[Path]:
+    """A mapping's file: the name as written when it exists, else the glob's matches in order."""
+    literal = data_dir / pattern
+    return [literal] if literal.is_file() else sorted(path for path in data_dir.glob(pattern) if path.is_file())
+
+
+def _trimmed_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    text = pc.utf8_trim_whitespace(column.cast(pa.large_string()))
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
+
+
+def _apply_joins(
+    data_dir: Path, left: pa.Table, display: str, section: TableMapping, reads: dict, problems: list[Problem]
+) -> tuple[pa.Table | None, set[str]]:
+    """Bring each join's columns from its file on its key, every row of `left` in its place (a left join).
+
+    A missing file, key or column, a header both files have, or a key the joined file holds twice is a problem
+    about the whole table (None). Rows of the joined file that match no row are a warning: they are left out."""
+    brought: set[str] = set()
+    for join in section.join:
+        paths = _matching(data_dir, join.file)
+        if not paths:
+            present = sorted(path.name for path in data_dir.iterdir() if path.is_file())
+            problems.append(Problem(f"join: no file matches {join.file!r}", file=str(data_dir),
+                                    fix=f"correct `join: file:` in the mapping; files here: {', '.join(present[:10])}"))
+            return None, brought
+        rights = []
+        for path in paths:
+            name = path.relative_to(data_dir).as_posix()
+            if path not in reads:
+                reads[path] = _read_file(path, name, problems)
+            if reads[path] is None:
+                return None, brought
+            rights.append((name, reads[path]))
+        names = ", ".join(name for name, _ in rights)
+        bring = list(join.columns) or [column for column in rights[0][1].column_names if column != join.key]
+        issues = []
+        if join.on not in left.column_names:
+            issues.append(Problem(f"join: the key column '{join.on}' is not in this file", file=display, column=join.on,
+                                  fix=f"correct `join: on:` in the mapping; the file has: {', '.join(left.column_names)}"))
+        for name, right in rights:
+            for column in [join.key] + bring:
+                if column not in right.column_names:
+                    issues.append(Problem(f"join: column '{column}' is not in this file", file=name, column=column,
+                                          fix=f"correct `join:` in the mapping; the file has: {', '.join(right.column_names)}"))
+        for column in bring:
+            if column in left.column_names:
+                issues.append(Problem(f"join: both {display} and {names} have a column '{column}'", file=display,
+                                      column=column, fix="list the columns to bring with `join: columns: [...]` without it"))
+        if issues:
+            problems += issues
+            return None, brought
+        right = pa.concat_tables([table.select([join.key] + bring) for _, table in rights], promote_options="permissive")
+        keys = _trimmed_text(right.column(join.key))
+        repeated = pd.Series(keys.to_pandas()).pipe(lambda values: values.notna() & values.duplicated(keep=False))
+        if repeated.any():
+            starts = np.cumsum([0] + [table.num_rows for _, table in rights[:-1]])
+            for index, (name, _) in enumerate(rights):
+                end = starts[index] + rights[index][1].num_rows
+                positions = np.flatnonzero(repeated.to_numpy()[starts[index]:end])
+                if len(positions):
+                    rows, count = rows_of(positions)
+                    problems.append(Problem(
+                        f"join: the key '{join.key}' repeats (e.g. {keys[int(starts[index] + positions[0])].as_py()!r}): a row "
+                        f"of {display} could take either", file=name, column=join.key, rows=rows, row_count=count,
+                        fix="keep one row per key in the joined file (a left join matches each row once)"))
+            return None, brought
+        right_side = pa.table({"__key": keys, **{column: right.column(column) for column in bring}})
+        left_side = left.append_column("__key", _trimmed_text(left.column(join.on))).append_column(
+            "__row", pa.array(np.arange(left.num_rows)))
+        joined = left_side.join(right_side, keys="__key", join_type="left outer", use_threads=False)
+        joined = joined.sort_by("__row").drop_columns(["__key", "__row"])
+        unmatched = pc.invert(pc.is_in(keys, value_set=pc.unique(left_side.column("__key").combine_chunks()))).to_numpy(
+            zero_copy_only=False) & pc.is_valid(keys).to_numpy(zero_copy_only=False)
+        if unmatched.any():
+            rows, count = rows_of(np.flatnonzero(unmatched))
+            problems.append(Problem(
+                f"join: {count:,} row(s) of {names} match no row of {display} on {join.key} = {join.on}: left out",
+                fix="none needed if expected; otherwise make the keys agree", file=names, column=join.key,
+                rows=rows, row_count=count, severity="warning"))
+        left = joined.select(left.column_names + bring)
+        brought |= set(bring)
+    return left, brought
 
 
 def _clean_text(table: pa.Table, name: str, section: TableMapping) -> pa.Table:

@@ -15,6 +15,13 @@ A mapping is a YAML file with one optional section per canonical table:
       from_opportunities: true            # one account per distinct account_id of the opportunities rows
       columns: {account_id: Account ID, industry: Industry}   # headers of the opportunities file
 
+    opportunities:                        # a lead funnel: leads, and a file of won deals
+      file: leads.csv
+      join:                               # bring columns from another file on a key (left join, unique keys)
+        - {file: deals.csv, on: Lead ID, right_on: lead, columns: [Won Date, Deal Amount]}
+      columns: {opportunity_id: Lead ID, account_id: Company, created_date: Created, amount: Deal Amount}
+      outcome_rule: {won_date: Won Date, lost_after_days: 90}   # derives outcome and close_date
+
 Unmapped source columns pass through under their own names (accounts taken from the opportunities rows keep
 only their mapped columns). Presets live in `features/presets/`.
 """
@@ -59,6 +66,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _inside(file: str) -> str:
+    outside = PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute()
+    if outside or ".." in PurePosixPath(file.replace("\\", "/")).parts:
+        raise ValueError(f"{file!r} points outside the data folder; give a file name or glob inside it")
+    return file
+
+
+class Join(_Strict):
+    """Columns brought from a second file on a key: every row of the table keeps its place (a left join); the second
+    file holds each key once."""
+
+    file: Text
+    on: Text  # the key's header in the table's own file
+    right_on: Text | None = None  # the key's header in the joined file (default: the same as `on`)
+    columns: list[Text] = []  # headers to bring (default: all but the key)
+
+    _inside_data_folder = field_validator("file")(classmethod(lambda cls, file: _inside(file)))
+
+    @property
+    def key(self) -> str:
+        return self.right_on or self.on
+
+
+class OutcomeRule(_Strict):
+    """outcome and close_date from a won date: won when it holds a date; lost when it does not and
+    `lost_after_days` have passed since created_date by the export's latest date (or `observed_until`); open
+    otherwise. close_date is the won date, or the day the opportunity was judged lost."""
+
+    won_date: Text  # the header (in the file or a joined one) of the date a deal was won
+    lost_after_days: Annotated[int, Field(gt=0)]
+    observed_until: date | None = None  # the day the export was taken; default: its latest created or won date
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
 class TableMapping(_Strict):
     """How one canonical table is found and read; every key is optional."""
 
@@ -69,16 +113,13 @@ class TableMapping(_Strict):
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
     defaults: dict[str, Text] = {}
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
+    join: Annotated[list[Join], BeforeValidator(_one_or_many)] = []
+    outcome_rule: OutcomeRule | None = None  # opportunities only
 
     @field_validator("file")
     @classmethod
     def _inside_data_folder(cls, file: str | None) -> str | None:
-        if file is None:
-            return file
-        outside = PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute()
-        if outside or ".." in PurePosixPath(file.replace("\\", "/")).parts:
-            raise ValueError(f"{file!r} points outside the data folder; give a file name or glob inside it")
-        return file
+        return file if file is None else _inside(file)
 
     def date_format_for(self, column: str) -> str | None:
         if isinstance(self.date_format, dict):
@@ -141,6 +182,16 @@ class Mapping(_Strict):
         if section.from_opportunities and section.file:
             issues.append("from_opportunities reads the opportunities file(s): remove `file:` here "
                           "(set it under opportunities)")
+        if section.from_opportunities and section.join:
+            issues.append("from_opportunities takes the opportunities rows as they are read: put `join:` under "
+                          "opportunities and map the joined headers here")
+        if section.outcome_rule is not None:
+            if info.field_name != "opportunities":
+                issues.append("outcome_rule is for the opportunities table only")
+            derived = [name for name in ("outcome", "close_date") if name in section.columns or name in section.values]
+            if derived:
+                issues.append(f"outcome_rule derives {' and '.join(derived)}: remove "
+                              f"{' and '.join(derived)} from columns and values")
         if issues:
             raise ValueError("; ".join(issues))
         return section
@@ -238,7 +289,10 @@ def _yaml_error_text(error: Exception) -> str:
 def _problem_of(issue: dict, spec: str) -> Problem:
     path = ".".join(str(part) for part in issue["loc"])
     if issue["type"] == "extra_forbidden":
-        allowed = list((Mapping if len(issue["loc"]) == 1 else TableMapping).model_fields)
+        parts = [str(part) for part in issue["loc"]]
+        model = (Join if "join" in parts else OutcomeRule if "outcome_rule" in parts
+                 else Mapping if len(parts) == 1 else TableMapping)
+        allowed = list(model.model_fields)
         close = difflib.get_close_matches(str(issue["loc"][-1]), allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return Problem(f"unknown key '{path}'", fix=f"{hint}keys allowed here: {', '.join(allowed)}", file=spec)

@@ -68,6 +68,7 @@ class SourceTable:
     rejected: list[pd.DataFrame] = field(default_factory=list)  # rows dropped so far: file, row, table, reason
     dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
     generated_ids: int = 0  # opportunities given an id made from their row (features.derive)
+    rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -160,6 +161,10 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str
         table.dropping = dropping
     problems: list[Problem] = []
     for table in tables.values():
+        if mapping.table(table.name).outcome_rule is not None:
+            from features.derive import apply_outcome_rule
+
+            problems += apply_outcome_rule(table, mapping.table(table.name))
         problems += check_required(table)
         problems += parse_columns(table, mapping.table(table.name))
         add_absent_optional_columns(table)
@@ -595,6 +600,11 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
         f"Outcomes: {opportunities['won']:,} won, {opportunities['lost']:,} lost, {opportunities['open']:,} open; "
         f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}"
     )
+    rule = summary.get("outcome_rule")
+    if rule:
+        say(escape(f"Outcomes by the mapping's outcome_rule: won when '{rule['won_date']}' holds a date; lost after "
+                   f"{rule['lost_after_days']:,} days without one, judged on {rule['judged_on']}; open otherwise"),
+            soft_wrap=True)
     say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
     if summary.get("generated_ids"):
         say(f"Opportunity ids generated (rows without one): {summary['generated_ids']:,}")

@@ -233,3 +233,37 @@ def test_an_empty_folder_or_a_missing_one_is_refused(tmp_path):
     assert init(tmp_path / "empty").exit_code == 2
     assert init(tmp_path / "nowhere").exit_code == 2
     assert not (tmp_path / "mapping.yaml").exists()
+
+
+LEADS = """\
+Lead ID,Company,Created,Source
+L1,Acme,2024-01-05,webinar
+L2,Acme,2024-02-01,web
+L3,Beta,2024-03-01,event
+L4,Gamma,2024-05-20,web
+"""
+WON_DEALS = """\
+Lead,Won On,Deal Amount
+L1,2024-02-15,12000
+L3,2024-03-20,3000
+"""
+
+
+def test_a_lead_funnel_gets_a_join_and_an_outcome_rule(tmp_path):
+    folder = export(tmp_path, {"qualified_leads.csv": LEADS, "won_deals.csv": WON_DEALS})
+    result = init(folder)
+    assert result.exit_code == 0, result.output
+    mapping = load_mapping(tmp_path / "mapping.yaml").opportunities
+    assert mapping.file == "qualified_leads.csv"
+    [join] = mapping.join
+    assert (join.file, join.on, join.right_on, join.columns) == ("won_deals.csv", "Lead ID", "Lead", [])
+    assert (mapping.outcome_rule.won_date, mapping.outcome_rule.lost_after_days) == ("Won On", 90)
+    assert mapping.columns == {"opportunity_id": "Lead ID", "account_id": "Company", "created_date": "Created",
+                               "amount": "Deal Amount"}
+    assert "lost_after_days is 90, a guess" in " ".join(result.output.split())
+    data = load_export(folder, tmp_path / "mapping.yaml").data
+    # Judged on 2024-05-20: L2 (2024-02-01 + 90 days = 2024-05-01) is lost; L4 is too recent: open.
+    assert rows(data.opportunities, ["opportunity_id", "outcome", "close_date", "amount"]) == [
+        ("L1", "won", "2024-02-15", 12000.0), ("L2", "lost", "2024-05-01", None), ("L3", "won", "2024-03-20", 3000.0),
+        ("L4", "open", None, None),
+    ]
