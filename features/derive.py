@@ -97,14 +97,15 @@ def collapse_accounts(accounts, opportunities) -> list[Problem]:
     frame = accounts.frame
     if frame.empty or "account_id" not in frame:
         return []
-    created = pd.Series(opportunities.frame["created_date"].to_numpy(), index=opportunities.origin)
+    created = pd.Series(opportunities.frame["created_date"].to_numpy(), index=opportunities.all_origins)
+    origin = accounts.all_origins
     order = pd.DataFrame({
-        "created": created.reindex(accounts.origin).to_numpy(),  # rows dropped from opportunities: no date
-        "position": accounts.origin,
+        "created": created.reindex(origin).to_numpy(),  # rows dropped from opportunities: no date
+        "position": origin,
     })
     ranked = np.lexsort((order["position"].to_numpy(), order["created"].fillna(pd.Timestamp.min).to_numpy()))
     ordered = frame.iloc[ranked].reset_index(drop=True)
-    ordered["_origin"] = accounts.origin[ranked]
+    ordered["_origin"] = origin[ranked]
     groups = ordered.groupby("account_id", sort=False)
     latest = groups.last()  # per column, the last non-empty value
     latest["_origin"] = groups["_origin"].last()

@@ -61,7 +61,7 @@ class SourceTable:
     files: list[str]  # file names relative to the data folder
     starts: list[int]  # position (in the files as read) of each file's first row
     headers: dict[str, str] = field(default_factory=dict)  # canonical column -> the file's header, where mapped
-    origin: np.ndarray | None = None
+    origin: np.ndarray | None = None  # None: every row is where it was read (no copy of 8 bytes a row)
     derived: bool = False  # accounts taken from the opportunities rows: one row per row, collapsed after the checks
     dropping: bool = False  # invalid_rows: drop (problems then name the rows that are dropped)
     rejections: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (frame positions, reasons)
@@ -70,9 +70,13 @@ class SourceTable:
     generated_ids: int = 0  # opportunities given an id made from their row (features.derive)
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
 
-    def __post_init__(self) -> None:
-        if self.origin is None:
-            self.origin = np.arange(len(self.frame))
+    def origins(self, positions: np.ndarray) -> np.ndarray:
+        """Where frame rows were read: their positions in the files as read, all files in order."""
+        return positions if self.origin is None else self.origin[positions]
+
+    @property
+    def all_origins(self) -> np.ndarray:
+        return np.arange(len(self.frame)) if self.origin is None else self.origin
 
     @property
     def missing_columns(self) -> list[str]:
@@ -97,7 +101,7 @@ class SourceTable:
         row_level = reason is not None and severity == "error"
         if row_level:
             self.reject(mask, reason)
-        positions = self.origin[selected]
+        positions = self.origins(selected)
         file_of_row = np.searchsorted(self.starts, positions, side="right") - 1
         problems = []
         for index in np.unique(file_of_row):
@@ -117,7 +121,7 @@ class SourceTable:
 
     def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """File names and 1-based row numbers (the header is row 1) of frame positions."""
-        origins = self.origin[positions]
+        origins = self.origins(positions)
         file_of_row = np.searchsorted(self.starts, origins, side="right") - 1
         return np.asarray(self.files, dtype=object)[file_of_row], origins - np.asarray(self.starts)[file_of_row] + 2
 
@@ -140,7 +144,7 @@ class SourceTable:
         keep = np.ones(len(self.frame), dtype=bool)
         keep[dropped] = False
         self.frame = self.frame[keep].reset_index(drop=True)
-        self.origin = self.origin[keep]
+        self.origin = np.flatnonzero(keep) if self.origin is None else self.origin[keep]
         return len(dropped)
 
 

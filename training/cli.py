@@ -151,6 +151,11 @@ from training.cli_init import init_command  # noqa: E402  (issue 17: tiering ini
 
 app.command(name="init")(friendly_errors(init_command))
 
+from training.cli_alerts import alerts_command, export_command  # noqa: E402  (issue 15: alerts and CRM write-back)
+
+app.command(name="alerts")(friendly_errors(alerts_command))
+app.command(name="export")(friendly_errors(export_command))
+
 
 @app.command()
 @friendly_errors
@@ -429,6 +434,11 @@ def score(
                                                                      "spark://host:7077, yarn, k8s://...")] = "local[2]",
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
+    alerts_against: Annotated[Optional[Path], typer.Option("--alerts-against", help="An earlier scores file: after "
+                                                           "scoring, write the alerts against it (as `tiering alerts`, "
+                                                           "delivered to alerts.webhook_url when set).")] = None,
+    alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Events file for --alerts-against "
+                                                       "(default: beside --out, NAME.alerts.jsonl).")] = None,
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from training.workflow import score_book
@@ -442,6 +452,14 @@ def score(
     from features.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
+    previous_scores = None
+    if alerts_against is not None:  # refused before any work, like every other option
+        from training.cli_alerts import prepare
+        from training.diff import read_scores
+
+        alerts_out = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
+        prepare(alerts_out, settings.alerts.webhook_url)
+        previous_scores = read_scores(alerts_against)
     if engine == "spark":
         if rows_mode == "drop":
             raise UserError("--engine spark reads canonical tables as they are and drops no rows; validate and score "
@@ -493,6 +511,12 @@ def score(
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
     say_ties(scores)
     console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
+    if previous_scores is not None:
+        from training.cli_alerts import publish_alerts
+        from training.diff import read_scores
+
+        publish_alerts(previous_scores, read_scores(Path(out)), alerts_out, settings.alerts.webhook_url, settings,
+                       str(alerts_against), str(out))
 
 
 @app.command()
