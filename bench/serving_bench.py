@@ -170,7 +170,8 @@ def _payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], byte
     """The same accounts and cut-off for both servers: raw accounts for `/score`, feature rows for MLflow."""
     from serving.requests import account_payloads
     from training import tracking
-    from training.workflow import default_scoring_as_of, load_model_for
+    from training.tracking import load_model_for
+    from training.workflow import default_scoring_as_of
 
     ids = data.accounts["account_id"].sample(n=BOOK, random_state=3).tolist()
     as_of = default_scoring_as_of(data)

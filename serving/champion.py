@@ -25,7 +25,7 @@ from training import tracking
 from training.messages import no_champion_message
 from training.pyfunc import TieringModel
 from training.scoring import RULES_ONLY
-from training.workflow import load_model_for
+from training.tracking import load_model_for
 
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".

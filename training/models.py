@@ -14,10 +14,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 from scipy.special import expit, log_expit
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
 
 from features.config import Candidate
 from features.config import Model as ModelConfig
@@ -141,6 +137,8 @@ class LogisticLearner:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> "LogisticLearner":
+        from sklearn.linear_model import LogisticRegression  # fitting only: a scoring process never loads it
+
         if len(y) > LOGISTIC_MAX_ROWS:
             keep = np.sort(np.random.default_rng(seed).choice(len(y), LOGISTIC_MAX_ROWS, replace=False))
             x, y = x[keep], y[keep]
@@ -253,6 +251,9 @@ class Calibrator:
 
     @classmethod
     def fit(cls, margin: np.ndarray, y: np.ndarray, method: str) -> "Calibrator":
+        from sklearn.isotonic import IsotonicRegression  # fitting only: a scoring process never loads them
+        from sklearn.linear_model import LogisticRegression
+
         margin = np.asarray(margin, dtype=np.float64)
         if method == "knots":  # an old champion's recipe re-fitted: the isotonic steps it was logged with
             isotonic = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(margin, y)
@@ -276,6 +277,9 @@ class Calibrator:
     @classmethod
     def select(cls, margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple["Calibrator", dict[str, float]]:
         """The method asked for, or with `auto` the one with the lowest cross-validated log loss on these rows."""
+        from sklearn.metrics import log_loss
+        from sklearn.model_selection import StratifiedKFold
+
         if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
             raise ValueError(f"only {len(y)} rows with both outcomes to calibrate on; need {MIN_CALIBRATION_ROWS}")
         if method != "auto":

@@ -15,9 +15,12 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from training.pyfunc import TieringModel
 
 MODEL_NAME = "abm-tiering"
 EXPERIMENT = "abm-tiering"
@@ -359,3 +362,10 @@ def write_frame_artifact(frame: pd.DataFrame, name: str, folder: str = "tables")
         path = Path(tmp) / name
         frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path), folder)
+
+
+def load_model_for(model_uri: str) -> TieringModel:
+    """The logged model, loaded by MLflow (with its own code on the path, its scoring-code digest checked)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

@@ -11,8 +11,8 @@ import io
 import json
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from training.bundle import save_scorer
 from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
 from training.scoring import RULES_ONLY
+from training.tracking import load_model_for
 
 if TYPE_CHECKING:
     from training.pyfunc import TieringModel
@@ -87,8 +88,8 @@ def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult
 
 
 def _log_figures(result: TrainingResult) -> None:
-    import mlflow
     import matplotlib.pyplot as plt
+    import mlflow
 
     from training import plots
 
@@ -203,13 +204,6 @@ def score_book(data: CrmData, model: TieringModel, version: str, as_of: pd.Times
     """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity (batch scoring)."""
     return model.score_book(data, as_of or default_scoring_as_of(data), budget=budget, overrides=overrides,
                             model_version=version)
-
-
-def load_model_for(model_uri: str) -> TieringModel:
-    """The logged model, loaded by MLflow (with its own code on the path, its scoring-code digest checked)."""
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
 def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:

@@ -7,7 +7,8 @@ import pytest
 from features.pointintime import FeatureBuilder, snapshot
 from serving.requests import account_payloads
 from tests.rounding import assert_published
-from training.workflow import default_scoring_as_of, load_model_for, score_book
+from training.tracking import load_model_for
+from training.workflow import default_scoring_as_of, score_book
 
 from .conftest import serving, subset, tracking_at
 

@@ -14,7 +14,7 @@ from serving.champion import ServingModel
 from serving.requests import ScoreRequest, account_payloads
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 from training.scoring import SCORE_COLUMNS
-from training.workflow import load_model_for
+from training.tracking import load_model_for
 
 from .conftest import serving, tracking_at
 

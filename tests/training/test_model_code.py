@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LOAD = ("import sys, features.rules\n"
-        "from training.workflow import load_model_for\n"
+        "from training.tracking import load_model_for\n"
         "try:\n"
         "    model = load_model_for(sys.argv[1])\n"
         "except Exception as error:\n"

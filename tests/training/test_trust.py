@@ -212,7 +212,7 @@ def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_afte
     rows = new.result.holdout_rows[new.result.holdout_rows["close_date"] >= earlier]
     from sklearn.metrics import roc_auc_score
 
-    from training.workflow import load_model_for
+    from training.tracking import load_model_for
 
     old_scorer = load_model_for("models:/abm-tiering/1").scorer
     expected = roc_auc_score(rows["won"], old_scorer.win_model.predict(old_scorer.spec.encode(rows)))
