@@ -192,7 +192,7 @@ class Search(Strict):
     tie_standard_errors: float = Field(2.0, ge=0, description="A more complex learner must beat a simpler one by this many "
                                        "bootstrap standard errors on the validation slice (2 = about 95% confidence).")
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
-    max_rows: int = Field(100_000, ge=1_000, description="The search fits its candidates on at most this many fit rows "
+    max_rows: int = Field(50_000, ge=1_000, description="The search fits its candidates on at most this many fit rows "
                           "(a seeded random sample); the chosen learner is then fitted on all of them.")
 
 
@@ -235,6 +235,21 @@ class Validation(Strict):
                             "summary and listed with its reason in rejected_rows.csv.")
 
 
+class Alerts(Strict):
+    """`tiering alerts`: which changes between two scorings become events, and how they are delivered."""
+
+    tiers: list[Literal["tier_1", "tier_2", "tier_3"]] = Field(
+        default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event.")
+    win_probability_jump: float = Field(0.15, gt=0, le=1, description="A win probability change this large is an event.")
+    learned_score_jump: float = Field(15, gt=0, le=100, description="A learned score change (0-100) this large is an event.")
+    webhook_url: str | None = Field(None, description="Where events are POSTed (https unless loopback); --webhook overrides.")
+    secret_env: str = Field("TIERING_WEBHOOK_SECRET", description="Environment variable holding the HMAC-SHA256 secret.")
+    timeout_seconds: float = Field(5, gt=0, description="One attempt waits this long for an answer.")
+    max_attempts: int = Field(5, ge=1, description="Attempts per event on 5xx, 429, timeouts and refused connections.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First wait between attempts; doubles each time.")
+    max_total_seconds: float = Field(60, gt=0, description="Delivery stops after this long; the rest stays in the outbox.")
+
+
 class TieringConfig(Strict):
     rule_weights: RuleWeights = RuleWeights()
     revenue_potential: RevenuePotential = RevenuePotential()
@@ -245,6 +260,7 @@ class TieringConfig(Strict):
     budget: Budget = Budget()
     model: Model = Model()
     validation: Validation = Validation()
+    alerts: Alerts = Alerts()
 
 
 class ConfigError(ValueError):

@@ -233,15 +233,20 @@ class FeatureBuilder:
         out["eng_30d_total"] = recent.sum(axis=1)
         days = self._engagement.days_since_last(channel_groups, channel_when).reshape(-1, n_channels)
         out["days_since_engagement"] = np.fmin.reduce(days, axis=1) if n_channels else np.full(len(codes), np.nan)
-        surging = self._surges(self._engagement, channel_groups, channel_when).reshape(-1, n_channels).sum(axis=1)
+        channel_surges = self._surges(self._engagement, channel_groups, channel_when).reshape(-1, n_channels)
+        surging = channel_surges.sum(axis=1)
 
         topic_groups = (codes[:, None] * n_topics + np.arange(n_topics)).ravel()
         intent = self._intent.decayed(topic_groups, np.repeat(when, n_topics), lookback).reshape(-1, n_topics)
         out.update(zip(intent_columns(config), intent.T))
         out["intent_w_total"] = intent.sum(axis=1)
         out["intent_30d_signals"] = self._intent_rows.total(codes, when, RECENT_DAYS)
-        surging += self._surges(self._intent_rows, codes, when)
+        intent_surges = self._surges(self._intent_rows, codes, when)
+        surging += intent_surges
         out["surging_channels"] = surging.astype(np.float64)
+        # Which channels surge, one bit each in SURGE_CHANNELS order (`surge_channel_names` spells them out).
+        out["surge_mask"] = (channel_surges @ (1 << np.arange(n_channels, dtype=np.int64))
+                             + (intent_surges << n_channels)).astype(np.int64)
 
         out["prior_won"] = self._history.total(codes * 2, when)
         out["prior_lost"] = self._history.total(codes * 2 + 1, when)
@@ -265,15 +270,28 @@ class FeatureBuilder:
         return ((recent >= surge.min_recent_events) & (recent >= surge.factor * expected)).astype(np.int64)
 
     def surging_channel_names(self, account_ids: pd.Series, cutoffs: pd.Series) -> pd.Series:
-        """Which channels surge, as 'demo_request;intent', for the accounts that need it spelled out."""
+        """Which channels surge, as 'demo_request;external_intent', for the accounts that need it spelled out."""
         codes = self._codes(account_ids)
         when = to_seconds(cutoffs)
         names = [*CHANNELS, OTHER]
         flags = {name: self._surges(self._engagement, codes * self._n_channels + i, when) for i, name in enumerate(names)}
-        flags["intent"] = self._surges(self._intent_rows, codes, when)
+        flags[SURGE_INTENT] = self._surges(self._intent_rows, codes, when)
         table = pd.DataFrame(flags, index=account_ids.index).astype(bool)
         return table.apply(lambda row: ";".join(table.columns[row.to_numpy()]), axis=1) if len(table) else pd.Series(
             [], dtype="str", index=account_ids.index)
+
+
+SURGE_INTENT = "external_intent"  # the intent table's signals, as a surge channel
+SURGE_CHANNELS: tuple[str, ...] = (*CHANNELS, OTHER, SURGE_INTENT)  # bit i of `surge_mask` is channel i
+
+
+def surge_channel_names(masks) -> np.ndarray:
+    """`surge_mask` values as ';'-separated channel names in SURGE_CHANNELS order ('' when none surges)."""
+    masks = np.asarray(masks, dtype=np.int64)
+    distinct, inverse = np.unique(masks, return_inverse=True)
+    names = np.array([";".join(name for bit, name in enumerate(SURGE_CHANNELS) if int(mask) >> bit & 1)
+                      for mask in distinct] or [""], dtype=object)
+    return names[inverse.reshape(masks.shape)] if len(masks) else np.array([], dtype=object)
 
 
 def training_rows(data: CrmData, builder: FeatureBuilder, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -53,6 +53,9 @@ class ScoreRecord(Finite):
     reason_3: str
     model_version: str = Field(description="Registered model version that scored, or 'rules-only'.")
     scored_at: str = Field(description="When it was scored (ISO 8601, UTC).")
+    as_of: str = Field(description="The date the account was scored as of (ISO date): only data before it was seen.")
+    surge_channels: str = Field(description="The channels whose activity surges, ';'-separated (e.g. "
+                                            "'demo_request;external_intent'); intent_surge needs at least two.")
 
 
 class ScoreResponse(Finite):

@@ -24,7 +24,8 @@ REASONS = ["reason_1", "reason_2", "reason_3"]
 NOTABLE_POINTS = 5.0  # a score change smaller than this (on 0-100) is not worth naming
 NOTABLE_PROBABILITY = 0.05
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
-TEXT_COLUMNS = ["account_id", *TIER_COLUMNS, "override_reason", *REASONS, "model_version", "scored_at"]
+TEXT_COLUMNS = ["account_id", *TIER_COLUMNS, "override_reason", *REASONS, "model_version", "scored_at", "as_of",
+                "surge_channels"]
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -65,7 +66,7 @@ def read_scores(path: Path) -> pd.DataFrame:
                                     file=path.name, column=column, rows=rows, row_count=count))
     if problems:
         raise DataError(problems)
-    frame[[*REASONS, "override_reason"]] = frame[[*REASONS, "override_reason"]].fillna("")
+    frame[[*REASONS, "override_reason", "surge_channels"]] = frame[[*REASONS, "override_reason", "surge_channels"]].fillna("")
     return frame
 
 

@@ -61,7 +61,8 @@ class TieringModel(mlflow.pyfunc.PythonModel):
                    overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:
         """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        return self.scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version)
+        return self.scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version,
+                                 as_of=as_of)
 
     def score_accounts(self, accounts: Sequence[Any], as_of: pd.Timestamp, *, by_capacity: bool,
                        budget: float | None = None, model_version: str = RULES_ONLY) -> dict[str, np.ndarray]:
@@ -70,7 +71,8 @@ class TieringModel(mlflow.pyfunc.PythonModel):
         # Accounts are coded by position: the builder never needs their ids.
         features = builder_for_accounts(accounts, self.scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
         features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
-        return self.scorer.score_columns(features, by_capacity=by_capacity, budget=budget, model_version=model_version)
+        return self.scorer.score_columns(features, by_capacity=by_capacity, budget=budget, model_version=model_version,
+                                         as_of=as_of)
 
     def score_features(self, rows: Features, *, by_capacity: bool, budget: float | None = None,
                        overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
+from features.pointintime import surge_channel_names
 from features.rules import Features, rule_score_columns, rule_scores
 from training.models import DealSizeModel, WinModel
 from training.reasons import top_reasons
@@ -23,6 +24,7 @@ SCORE_COLUMNS = [
     "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
     "win_probability", "expected_deal_size", "expected_value", "learned_score", "learned_tier", "tier",
     "override_reason", "budget", "intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "scored_at",
+    "as_of", "surge_channels",
 ]
 RULES_ONLY = "rules-only"
 # Per-account columns carried from the feature rows and rule scores into the score records.
@@ -140,37 +142,50 @@ class Scorer:
 
     def score(self, rows: pd.DataFrame, *, by_capacity: bool, budget: float | None = None,
               overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
-              scored_at: pd.Timestamp | None = None, explain: bool = True) -> pd.DataFrame:
+              scored_at: pd.Timestamp | None = None, explain: bool = True,
+              as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """Score records with exactly the SPEC columns.
 
         `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`), and the frame's
         `attrs["boundary_ties"]` lists the ties across tier boundaries (see `boundary_ties`); otherwise the
-        frozen cut-offs of the last full scoring place each account on its own (`/score`).
+        frozen cut-offs of the last full scoring place each account on its own (`/score`). `as_of` (written as
+        an ISO date) defaults to the feature rows' `cutoff`.
         """
         ties: list[dict] = []
-        out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain, ties)
+        out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain, ties, as_of)
         frame = pd.DataFrame({name: out[name] for name in SCORE_COLUMNS})
         frame.attrs["boundary_ties"] = ties
         return frame
 
     def score_columns(self, features: Features, *, by_capacity: bool, budget: float | None = None,
                       overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
-                      scored_at: pd.Timestamp | None = None, explain: bool = True) -> dict[str, np.ndarray]:
+                      scored_at: pd.Timestamp | None = None, explain: bool = True,
+                      as_of: pd.Timestamp | None = None) -> dict[str, np.ndarray]:
         """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
-        out = self._placed(features, by_capacity, budget, overrides, model_version, scored_at, explain)
+        out = self._placed(features, by_capacity, budget, overrides, model_version, scored_at, explain, None, as_of)
         return {name: out[name] for name in SCORE_COLUMNS}
 
     def _placed(self, features: Features, by_capacity: bool, budget: float | None, overrides: pd.DataFrame | None,
                 model_version: str, scored_at: pd.Timestamp | None, explain: bool,
-                ties: list[dict] | None = None) -> dict[str, np.ndarray]:
+                ties: list[dict] | None = None, as_of: pd.Timestamp | None = None) -> dict[str, np.ndarray]:
         out = self.predict_columns(features, explain=explain)
         count = len(out["rule_score"])
         out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides, ties))
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
         out.update(model_version=np.full(count, model_version, dtype=object),
                    scored_at=np.full(count, stamp.isoformat(), dtype=object),
-                   intent_surge=out["intent_surge"].astype(bool))
+                   intent_surge=out["intent_surge"].astype(bool),
+                   as_of=np.full(count, _as_of_date(features, as_of, count), dtype=object),
+                   surge_channels=(surge_channel_names(features["surge_mask"]) if "surge_mask" in features
+                                   else np.full(count, "", dtype=object)))
         return out
+
+
+def _as_of_date(features: Features, as_of: pd.Timestamp | None, count: int) -> str:
+    """The book's as-of date in ISO form: the one given, else the feature rows' cut-off ('' when neither)."""
+    if as_of is None and count and "cutoff" in features:
+        as_of = np.asarray(features["cutoff"])[0]
+    return "" if as_of is None or pd.isna(as_of) else pd.Timestamp(as_of).date().isoformat()
 
 
 def tie_order(book: Features, score_column: str) -> RankedBook:

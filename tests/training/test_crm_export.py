@@ -1,0 +1,133 @@
+"""CRM write-back files, checked against each CRM's documented import columns and limits, and a round trip from
+the salesforce and hubspot presets: the ids in the import file are the ids of the original CRM files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.config import TieringConfig
+from features.io import load_export
+from training.cli import app
+from training.crm_export import export_frame
+from training.files import write_table
+from training.pyfunc import TieringModel
+from training.scoring import SCORE_COLUMNS
+
+runner = CliRunner()
+AS_OF = pd.Timestamp("2024-05-01")
+
+# A Salesforce Accounts report and Opportunities report (US dates), with real-shaped 18-character Account Ids.
+SF_ACCOUNTS = """\
+Account ID,Account Name,Industry,Employees,Annual Revenue,Billing Country,Parent Account ID
+001Dn00000AbCdEIAZ,Acme,Software,1200,300000000,United States,
+001Dn00000XyZwVIAQ,Globex,Healthcare,5000,900000000,Germany,001Dn00000AbCdEIAZ
+001Dn00000QqQqQIA1,Initech,Retail,40,2000000,France,
+"""
+SF_OPPORTUNITIES = """\
+Opportunity ID,Account ID,Created Date,Close Date,Stage,Amount,Product Name
+006Dn000001,001Dn00000AbCdEIAZ,1/10/2024,3/31/2024,Closed Won,12000,Core
+006Dn000002,001Dn00000XyZwVIAQ,2/11/2024,4/2/2024,Closed Lost,5000,Core
+006Dn000003,001Dn00000QqQqQIA1,3/12/2024,,Prospecting,9000,Core
+"""
+HS_COMPANIES = """\
+Company ID,Company name,Industry,Number of Employees,Annual Revenue,Country/Region
+5001,Acme,COMPUTER_SOFTWARE,250,30000000,United States
+5002,Globex,RETAIL,5000,900000000,Canada
+"""
+HS_DEALS = """\
+Record ID,Deal Name,Deal Stage,Create Date,Close Date,Amount,Associated Company IDs
+901,Acme,closedwon,2024-01-10 09:15,2024-03-01 17:00,12000,5001
+902,Globex,closedlost,2024-02-11 10:00,2024-04-02 12:00,5000,5002
+"""
+# Salesforce Data Loader / Bulk API: the record key is `Id`, custom fields by API name ending in __c.
+SALESFORCE_HEADER = ["Id", "ABM_Tier__c", "ABM_Score__c", "ABM_Rule_Score__c", "ABM_Win_Probability__c",
+                     "ABM_Expected_Value__c", "ABM_Intent_Surge__c", "ABM_Surge_Channels__c", "ABM_Reason_1__c",
+                     "ABM_Reason_2__c", "ABM_Reason_3__c", "ABM_Model_Version__c", "ABM_As_Of__c", "ABM_Scored_At__c"]
+# HubSpot companies import: the record key is `Record ID`, properties by internal name.
+HUBSPOT_HEADER = ["Record ID", "abm_tier", "abm_score", "abm_rule_score", "abm_win_probability", "abm_expected_value",
+                  "abm_intent_surge", "abm_surge_channels", "abm_reason_1", "abm_reason_2", "abm_reason_3",
+                  "abm_model_version", "abm_as_of", "abm_scored_at"]
+
+
+def scores_of(tmp_path, files: dict[str, str], preset: str):
+    folder = tmp_path / preset
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    data = load_export(folder, preset).data
+    scores = TieringModel.rules_only(TieringConfig()).score_book(data, AS_OF)
+    return write_table(scores, tmp_path / f"{preset}-scores.csv")
+
+
+def test_salesforce_round_trip_keeps_the_account_ids(tmp_path):
+    scores = scores_of(tmp_path, {"accounts.csv": SF_ACCOUNTS, "opportunities.csv": SF_OPPORTUNITIES}, "salesforce")
+    out = tmp_path / "sf.csv"
+    result = runner.invoke(app, ["export", str(scores), "--format", "salesforce", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(table.columns) == SALESFORCE_HEADER
+    assert sorted(table["Id"]) == ["001Dn00000AbCdEIAZ", "001Dn00000QqQqQIA1", "001Dn00000XyZwVIAQ"]
+    source = pd.read_csv(scores, dtype=str, keep_default_na=False).set_index("account_id")
+    row = table.set_index("Id").loc["001Dn00000AbCdEIAZ"]
+    assert row["ABM_Tier__c"] == source.loc["001Dn00000AbCdEIAZ", "tier"]
+    assert float(row["ABM_Score__c"]) == float(source.loc["001Dn00000AbCdEIAZ", "learned_score"])
+    assert row["ABM_Intent_Surge__c"] in ("true", "false") and row["ABM_As_Of__c"] == "2024-05-01"
+    assert row["ABM_Win_Probability__c"] == ""  # rules only: the field is left blank, never 'nan'
+
+
+def test_hubspot_round_trip_keeps_the_company_ids(tmp_path):
+    scores = scores_of(tmp_path, {"companies.csv": HS_COMPANIES, "all-deals.csv": HS_DEALS}, "hubspot")
+    out = tmp_path / "hs.csv"
+    result = runner.invoke(app, ["export", str(scores), "--format", "hubspot", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(table.columns) == HUBSPOT_HEADER and sorted(table["Record ID"]) == ["5001", "5002"]
+
+
+def _book(**changes) -> pd.DataFrame:
+    row = {column: "" for column in SCORE_COLUMNS}
+    row.update(account_id="001Dn00000AbCdEIAZ", tier="tier_1", rule_tier="tier_2", learned_tier="tier_1", learned_score=81.234, rule_score=60.0,
+               win_probability=0.41234, expected_value=1234.567, intent_surge=True,
+               surge_channels="demo_request;external_intent", reason_1="x" * 300, reason_2="=HYPERLINK(\"evil\")",
+               reason_3="", model_version="3", as_of="2026-07-01", scored_at="2026-07-01T06:00:00+00:00")
+    row.update(changes)
+    return pd.DataFrame([row])
+
+
+def test_text_is_cut_to_the_field_length_and_formulas_are_neutralised():
+    frame, skipped = export_frame(_book(), "salesforce")
+    row = frame.iloc[0]
+    assert skipped == 0 and len(row["ABM_Reason_1__c"]) == 255  # a Salesforce Text field holds 255 characters
+    assert row["ABM_Reason_2__c"] == "'=HYPERLINK(\"evil\")"
+    assert row["ABM_Win_Probability__c"] == 41.23  # a Percent field takes 41.23 for 41.23 %
+    assert row["ABM_Score__c"] == 81.23 and row["ABM_Expected_Value__c"] == 1234.57
+    assert row["ABM_Intent_Surge__c"] == "true" and row["ABM_Surge_Channels__c"] == "demo_request;external_intent"
+    hubspot, _ = export_frame(_book(account_id="77", reason_1="y" * 70_000), "hubspot")
+    assert len(hubspot.iloc[0]["abm_reason_1"]) == 65_536  # a HubSpot single-line text property's most
+
+
+def test_ids_that_are_not_the_crms_are_refused_and_an_id_map_supplies_them(tmp_path):
+    scores = tmp_path / "scores.csv"
+    write_table(pd.concat([_book(account_id="ACC-1"), _book(account_id="ACC-2")]), scores)
+    out = tmp_path / "sf.csv"
+    refused = runner.invoke(app, ["export", str(scores), "--format", "salesforce", "--out", str(out)])
+    assert refused.exit_code == 2 and "Salesforce Account Id" in refused.output and not out.exists()
+    ids = tmp_path / "ids.csv"
+    ids.write_text("account_id,crm_id\nACC-1,001Dn00000AbCdEIAZ\n")
+    mapped = runner.invoke(app, ["export", str(scores), "--format", "salesforce", "--ids", str(ids), "--out", str(out)])
+    assert mapped.exit_code == 0, mapped.output
+    assert "1 account(s) have no crm_id" in mapped.output
+    assert pd.read_csv(out, dtype=str)["Id"].tolist() == ["001Dn00000AbCdEIAZ"]
+
+
+def test_bad_input_is_one_message_and_exit_2(tmp_path):
+    scores = tmp_path / "scores.csv"
+    write_table(_book(), scores)
+    unknown = runner.invoke(app, ["export", str(scores), "--format", "pipedrive", "--out", str(tmp_path / "x.csv")])
+    assert unknown.exit_code == 2 and "unknown --format 'pipedrive'" in unknown.output
+    assert "Traceback" not in unknown.output
+    foreign = tmp_path / "mine.csv"
+    foreign.write_text("my,own,file\n")
+    kept = runner.invoke(app, ["export", str(scores), "--format", "hubspot", "--out", str(foreign)])
+    assert kept.exit_code == 2 and "never replaced" in kept.output and foreign.read_text() == "my,own,file\n"

@@ -1,0 +1,212 @@
+"""Webhook delivery against a real HTTP receiver on 127.0.0.1 (a small server in the test, not a mock).
+
+The receiver misbehaves on purpose (500s, stalls, down for a whole run, the sender killed mid-run); every test
+is bounded to a few seconds by short timeouts and back-offs.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from features.config import Alerts
+from features.errors import DataError
+from training.delivery import check_webhook_url, deliver
+
+SECRET = "s3cret-for-tests"
+FAST = Alerts(timeout_seconds=0.4, max_attempts=4, backoff_seconds=0.05, max_total_seconds=5)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_events(n: int, as_of: str = "2026-07-01") -> list[dict]:
+    return [{"id": f"{i:032x}", "kind": "tier_entered", "account_id": f"A{i}", "as_of": as_of, "previous_as_of": "2026-04-01",
+             "summary": f"A{i} entered Tier 1 (from Tier 2)", "change": {"field": "tier", "from": "tier_2", "to": "tier_1"},
+             "tier": "tier_1", "previous_tier": "tier_2", "learned_score": 80.0, "win_probability": 0.4,
+             "rule_score": 60.0, "expected_value": 100.0, "intent_surge": False, "surge_channels": [],
+             "reasons": [], "model_version": "3"} for i in range(n)]
+
+
+class Receiver:
+    """A webhook receiver: `plan` maps the n-th request (0-based) to 'fail' (HTTP 500), 'stall' (answers after the
+    client's timeout), 'kill' (SIGKILLs `victim` after recording, then answers) or 'refuse' (HTTP 400); else 200."""
+
+    def __init__(self, plan: dict[int, str] | None = None):
+        self.plan = plan or {}
+        self.requests: list[dict] = []
+        self.victim: int | None = None
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    n = len(receiver.requests)
+                    receiver.requests.append({"headers": dict(self.headers), "body": body, "path": self.path})
+                action = receiver.plan.get(n)
+                if action == "stall":
+                    time.sleep(0.8)
+                if action == "kill" and receiver.victim:
+                    os.kill(receiver.victim, signal.SIGKILL)
+                    time.sleep(0.2)
+                status = {"fail": 500, "refuse": 400}.get(action, 200)
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def keys(self) -> list[str]:
+        return [request["headers"]["Idempotency-Key"] for request in self.requests]
+
+    def accepted(self) -> list[str]:
+        """Keys the receiver processed, deduplicated by Idempotency-Key as a receiver should."""
+        seen = []
+        for n, key in enumerate(self.keys()):
+            if self.plan.get(n) not in ("fail", "refuse") and key not in seen:
+                seen.append(key)
+        return seen
+
+
+def free_port_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"  # closed again: nothing listens there
+
+
+def test_delivery_is_signed_keyed_and_slack_shaped(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIERING_WEBHOOK_SECRET", SECRET)
+    events = make_events(3)
+    with Receiver() as receiver:
+        report = deliver(events, tmp_path / "alerts.jsonl", receiver.url, FAST)
+    assert report.complete and report.delivered == [e["id"] for e in events]
+    assert receiver.keys() == [e["id"] for e in events]
+    for request, event in zip(receiver.requests, events):
+        expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
+        assert request["headers"]["X-Tiering-Signature"] == expected
+        assert request["headers"]["Content-Type"] == "application/json" and request["path"] == "/hook"
+        payload = json.loads(request["body"])
+        assert payload["text"] == event["summary"] and payload["event"] == event
+        assert payload["blocks"][0]["text"]["text"] == event["summary"]
+    assert not (tmp_path / "alerts.jsonl.outbox").exists()
+    assert (tmp_path / "alerts.jsonl.delivered").read_text().split() == [e["id"] for e in events]
+
+
+def test_retries_on_500_and_on_a_stall_then_delivers(tmp_path):
+    events = make_events(2)
+    started = time.monotonic()
+    with Receiver({0: "fail", 1: "fail", 3: "stall"}) as receiver:
+        report = deliver(events, tmp_path / "alerts.jsonl", receiver.url, FAST)
+    assert time.monotonic() - started < 4
+    assert report.complete
+    # Event 0: 500, 500, then 200. Event 1: stalls past the 0.4 s timeout, then 200 on the retry.
+    ids = [e["id"] for e in events]
+    assert receiver.keys() == [ids[0], ids[0], ids[0], ids[1], ids[1]]
+    assert receiver.requests[0]["body"] == receiver.requests[2]["body"]  # the same bytes every attempt
+
+
+def test_receiver_down_for_the_whole_run_keeps_the_outbox_and_next_run_sends_it_first(tmp_path):
+    out = tmp_path / "alerts.jsonl"
+    first = make_events(3, "2026-07-01")
+    started = time.monotonic()
+    report = deliver(first, out, free_port_url(), FAST)
+    assert time.monotonic() - started < 3
+    assert not report.complete and report.pending == [e["id"] for e in first] and report.delivered == []
+    kept = [json.loads(line)["id"] for line in (tmp_path / "alerts.jsonl.outbox").read_text().splitlines()]
+    assert kept == [e["id"] for e in first]
+
+    second = make_events(5, "2026-10-01")  # a later run with new events (other ids)
+    second = [dict(e, id="b" + e["id"][1:]) for e in second]
+    with Receiver() as receiver:
+        report = deliver(second, out, receiver.url, FAST)
+    assert report.complete
+    assert receiver.keys() == [e["id"] for e in first] + [e["id"] for e in second]  # the outbox first
+    assert not (tmp_path / "alerts.jsonl.outbox").exists()
+
+    with Receiver() as receiver:  # the same events again: all delivered already, nothing sent
+        report = deliver(second, out, receiver.url, FAST)
+    assert receiver.requests == [] and report.already == 5 and report.complete
+
+
+def test_a_refusal_stays_in_the_outbox_and_the_total_time_is_bounded(tmp_path):
+    events = make_events(3)
+    with Receiver({1: "refuse"}) as receiver:
+        report = deliver(events, tmp_path / "alerts.jsonl", receiver.url, FAST)
+    assert report.pending == [events[1]["id"]] and report.refused == {events[1]["id"]: "HTTP 400"}
+    assert receiver.keys() == [e["id"] for e in events]  # a 400 is not retried
+    bounded = Alerts(timeout_seconds=0.4, max_attempts=50, backoff_seconds=0.05, max_total_seconds=1.0)
+    started = time.monotonic()
+    with Receiver({n: "fail" for n in range(1000)}) as receiver:
+        report = deliver(make_events(2), tmp_path / "other.jsonl", receiver.url, bounded)
+    assert time.monotonic() - started < 2.0 and report.timed_out and len(report.pending) == 2
+
+
+SENDER = """
+import json, sys
+from features.config import Alerts
+from training.delivery import deliver
+events = json.loads(open(sys.argv[1]).read())
+deliver(events, sys.argv[2], sys.argv[3], Alerts(timeout_seconds=2, max_attempts=2, backoff_seconds=0.05))
+"""
+
+
+def test_no_duplicate_after_the_sender_is_killed_between_send_and_bookkeeping(tmp_path):
+    events = make_events(6)
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    out = tmp_path / "alerts.jsonl"
+    with Receiver({2: "kill"}) as receiver:
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(tmp_path / "events.json"), str(out), receiver.url],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        receiver.victim = sender.pid
+        assert sender.wait(timeout=30) == -signal.SIGKILL
+        assert len(receiver.requests) == 3  # killed while the third event was in flight
+        report = deliver(events, out, receiver.url, FAST)
+    ids = [e["id"] for e in events]
+    assert report.complete and report.already == 2
+    # The in-flight event is sent again with the same key and bytes; a receiver honouring the key takes it once.
+    assert receiver.keys() == ids[:3] + ids[2:]
+    assert receiver.requests[2]["body"] == receiver.requests[3]["body"]
+    assert receiver.accepted() == ids
+    assert (tmp_path / "alerts.jsonl.delivered").read_text().split() == ids
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com/x", "ftp://127.0.0.1/x", "https://user:pw@hooks.example.com/x",
+                                 "not a url"])
+def test_webhook_urls_that_are_refused(url):
+    with pytest.raises(DataError):
+        check_webhook_url(url)
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com/x", "http://127.0.0.1:8080/x", "http://localhost/x",
+                                 "http://[::1]:9/x"])
+def test_webhook_urls_that_are_allowed(url):
+    check_webhook_url(url)

@@ -1,0 +1,229 @@
+"""The events a team acts on between two scorings of the same book (`tiering alerts`, `POST /alerts`).
+
+Pure domain logic: two score books in, a list of events out. An event is one account and one kind of change:
+
+- `intent_surge`: the account surges now and did not before (with the channels that surge);
+- `tier_entered`: its tier is now one of `alerts.tiers` (default Tier 1 and Tier 2) and was another before;
+- `tier_left`: its tier was one of them and now is none of them;
+- `win_probability_jump` / `learned_score_jump`: the value moved by at least the configured threshold.
+
+Accounts only in the current book are compared against nothing (no surge, untiered, no scores): a new account
+in Tier 1 is an event, a jump needs both scorings. Each event's id is a digest of (account, kind, as-of), so
+rerunning the same pair gives the same ids, which the webhook delivery uses as idempotency keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.config import Alerts
+from features.errors import DataError, Problem
+
+KINDS = ("intent_surge", "tier_entered", "tier_left", "win_probability_jump", "learned_score_jump")
+TIER_LABELS = {"tier_1": "Tier 1", "tier_2": "Tier 2", "tier_3": "Tier 3", "untiered": "untiered"}
+CSV_COLUMNS = ["id", "kind", "account_id", "as_of", "previous_as_of", "summary", "field", "from", "to", "delta",
+               "tier", "previous_tier", "learned_score", "win_probability", "rule_score", "expected_value",
+               "intent_surge", "surge_channels", "reason_1", "reason_2", "reason_3", "model_version"]
+OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+
+
+def event_id(account_id: str, kind: str, as_of: str) -> str:
+    """Stable across runs: the same account, kind and as-of date always give the same id."""
+    return hashlib.sha256(f"{account_id}\x1f{kind}\x1f{as_of}".encode()).hexdigest()[:32]
+
+
+def book_as_of(book: pd.DataFrame, name: str) -> str:
+    """The one as-of date of a score book; DataError when it holds several (two books mixed) or none."""
+    values = sorted({str(v) for v in book["as_of"].tolist() if isinstance(v, str) and v} if "as_of" in book else set())
+    if len(values) > 1:
+        raise DataError([Problem(f"the scores hold several as_of dates ({', '.join(values[:3])}): two books mixed",
+                                 "pass one scoring per file, as `tiering score` writes it", file=name, column="as_of")])
+    if not values:
+        raise DataError([Problem("the scores have no as_of date", "score the book again with `tiering score` "
+                                 "(its files carry as_of)", file=name, column="as_of")])
+    return values[0]
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _channels(value) -> list[str]:
+    return [name for name in str(value or "").split(";") if name]
+
+
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) and not (isinstance(value, float) and math.isnan(value))
+
+
+def build_events(previous: pd.DataFrame, current: pd.DataFrame, config: Alerts, previous_name: str = "previous",
+                 current_name: str = "current") -> list[dict]:
+    """The events between two score books (frames with the scores-file columns), ordered by account then kind."""
+    before_as_of, as_of = book_as_of(previous, previous_name), book_as_of(current, current_name)
+    if before_as_of > as_of:
+        raise DataError([Problem(f"{previous_name} is scored as of {before_as_of}, after {current_name} ({as_of})",
+                                 "pass the earlier scoring first: alerts PREVIOUS_SCORES CURRENT_SCORES")])
+    common = set(previous["account_id"]).intersection(current["account_id"])
+    if len(previous) and len(current) and not common:
+        raise DataError([Problem(f"{previous_name} and {current_name} have no account in common: two different books",
+                                 "compare two scorings of the same book")])
+    before = {row["account_id"]: row for row in previous.to_dict("records")}
+    alert_tiers = set(config.tiers)
+    events = []
+    for row in current.sort_values("account_id", kind="stable").to_dict("records"):
+        account = str(row["account_id"])
+        old = before.get(row["account_id"])
+        found = []
+        channels, old_surge = _channels(row.get("surge_channels")), bool(old is not None and _flag(old["intent_surge"]))
+        if _flag(row["intent_surge"]) and not old_surge:
+            old_channels = _channels(old.get("surge_channels")) if old is not None else []
+            found.append(("intent_surge", "surge_channels", old_channels, channels, None,
+                          f"{account}: intent surge on {', '.join(channels) or 'several channels'}"))
+        tier, old_tier = row["tier"], (old["tier"] if old is not None else None)
+        was = old_tier if old_tier is not None else "untiered"
+        if tier in alert_tiers and tier != was:
+            found.append(("tier_entered", "tier", old_tier, tier, None,
+                          f"{account} entered {TIER_LABELS[tier]}" + (f" (from {TIER_LABELS.get(old_tier, old_tier)})"
+                                                                      if old_tier else " (new account)")))
+        elif was in alert_tiers and tier not in alert_tiers:
+            found.append(("tier_left", "tier", old_tier, tier, None,
+                          f"{account} left {TIER_LABELS[was]} (now {TIER_LABELS.get(tier, tier)})"))
+        if old is not None:
+            for kind, field, threshold, show in (
+                    ("win_probability_jump", "win_probability", config.win_probability_jump, lambda v: f"{v:.0%}"),
+                    ("learned_score_jump", "learned_score", config.learned_score_jump, lambda v: f"{v:.1f}")):
+                new_value, old_value = _number(row[field]), _number(old[field])
+                if new_value is None or old_value is None:
+                    continue
+                delta = new_value - old_value
+                if abs(delta) >= threshold - 1e-12:
+                    direction = "up" if delta > 0 else "down"
+                    found.append((kind, field, old_value, new_value, delta,
+                                  f"{account}: {field.replace('_', ' ')} {direction} {show(old_value)} -> {show(new_value)}"))
+        for kind, field, old_value, new_value, delta, summary in found:
+            events.append(_event(row, account, kind, field, old_value, new_value, delta, summary, as_of, before_as_of,
+                                 old_tier))
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    return sorted(events, key=lambda event: (event["account_id"], order[event["kind"]]))
+
+
+def _event(row: dict, account: str, kind: str, field: str, old_value, new_value, delta, summary: str, as_of: str,
+           previous_as_of: str, previous_tier) -> dict:
+    change = {"field": field, "from": old_value, "to": new_value}
+    if delta is not None:
+        change["delta"] = round(delta, 4 if field == "win_probability" else 2)
+    return {
+        "id": event_id(account, kind, as_of), "kind": kind, "account_id": account, "as_of": as_of,
+        "previous_as_of": previous_as_of, "summary": summary, "change": change,
+        "tier": row["tier"], "previous_tier": previous_tier,
+        "learned_score": _number(row["learned_score"]), "win_probability": _number(row["win_probability"]),
+        "rule_score": _number(row["rule_score"]), "expected_value": _number(row["expected_value"]),
+        "intent_surge": _flag(row["intent_surge"]), "surge_channels": _channels(row.get("surge_channels")),
+        "reasons": [str(row[name]) for name in ("reason_1", "reason_2", "reason_3")
+                    if isinstance(row.get(name), str) and row[name]],
+        "model_version": str(row["model_version"]),
+    }
+
+
+def event_line(event: dict) -> str:
+    """One event as its canonical JSON (sorted keys, no spaces): the same bytes every run."""
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def csv_rows(events: list[dict]) -> list[dict]:
+    rows = []
+    for event in events:
+        change = event["change"]
+        flat = {column: event.get(column) for column in CSV_COLUMNS}
+        reasons = event["reasons"] + ["", "", ""]
+        flat.update({"field": change["field"], "delta": change.get("delta"),
+                     "from": ";".join(change["from"]) if isinstance(change["from"], list) else change["from"],
+                     "to": ";".join(change["to"]) if isinstance(change["to"], list) else change["to"],
+                     "surge_channels": ";".join(event["surge_channels"]),
+                     "reason_1": reasons[0], "reason_2": reasons[1], "reason_3": reasons[2]})
+        rows.append(flat)
+    return rows
+
+
+def render_events(events: list[dict], suffix: str) -> str:
+    """The events file's text: JSON Lines, or CSV (formulas neutralised as in every CSV the tool writes)."""
+    if suffix != ".csv":
+        return "".join(event_line(event) + "\n" for event in events)
+    from training.files import neutralise_formulas
+
+    frame = neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS))
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
+    return buffer.getvalue()
+
+
+def is_events_file(path: Path) -> bool:
+    """Whether `path` holds an events file this tool wrote (so it may be replaced): empty, our CSV header, or
+    JSON Lines whose first line is an event."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not first.strip():
+        return Path(path).stat().st_size == 0
+    if path.suffix.lower() == ".csv":
+        return first.strip().lstrip("\ufeff") == ",".join(CSV_COLUMNS)
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"id", "kind", "account_id", "as_of"} <= set(record)
+
+
+def check_events_target(path: Path) -> None:
+    """Refuse, before any work, an --out that is not .jsonl/.ndjson/.csv or that holds a file the tool did not write."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DataError([Problem("the events file must end in .jsonl (JSON Lines) or .csv",
+                                 f"name it e.g. {path.with_suffix('.jsonl').name}", file=str(path))])
+    from training.files import check_writable_target
+
+    check_writable_target(path)
+    if path.exists() and not is_events_file(path):
+        raise DataError([Problem("exists and is not an events file written by `tiering alerts`: it is never replaced",
+                                 "choose another --out, or move the file away", file=str(path))])
+
+
+def write_events(events: list[dict], path: Path) -> Path:
+    from training.files import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(render_events(events, path.suffix.lower()), encoding="utf-8")
+    return path
+
+
+def counts_by_kind(events: list[dict]) -> dict[str, int]:
+    counts = dict.fromkeys(KINDS, 0)
+    for event in events:
+        counts[event["kind"]] += 1
+    return counts
+
+
+def frame_of_records(records: list[dict]) -> pd.DataFrame:
+    """Score records (the API's dicts) as a score book frame; missing numbers as NaN."""
+    frame = pd.DataFrame.from_records(records)
+    for column in ("learned_score", "win_probability", "rule_score", "expected_value"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame

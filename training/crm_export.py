@@ -1,0 +1,182 @@
+"""CRM write-back files (`tiering export SCORES --format salesforce|hubspot --out FILE`).
+
+Upsert-ready CSVs in each CRM's own import format, keyed on the CRM's own account ids:
+
+- Salesforce: a Data Loader / Bulk API 2.0 update CSV: `Id` (the 15- or 18-character Account Id) and custom fields
+  by API name (`ABM_Tier__c`, `ABM_Score__c`, ...). Text fields are cut to 255 characters (a Text field's most),
+  checkboxes are `true`/`false`, dates `YYYY-MM-DD`, date-times ISO 8601 UTC.
+- HubSpot: a companies import CSV: `Record ID` (the company's numeric id) and custom company properties by
+  internal name (`abm_tier`, `abm_score`, ...). Text is cut to 65,536 characters (a single-line text property's
+  most), checkboxes are `true`/`false`, dates `YYYY-MM-DD`.
+
+The CRM id is the scores' `account_id` when the export was read with that CRM's preset (the `salesforce` preset
+reads `Account ID`, the `hubspot` preset `Company ID`), or it comes from an id map (`--ids FILE`: a CSV with
+`account_id` and `crm_id`, e.g. an extra column of the accounts export). Rows whose id does not look like the
+CRM's are refused before anything is written, so a canonical export's own ids are never uploaded by mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError, Problem, rows_of
+from training.files import atomic_path, neutralise_formulas
+
+FORMATS = ("salesforce", "hubspot")
+SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
+HUBSPOT_ID = re.compile(r"^[1-9][0-9]{0,18}$")
+SALESFORCE_TEXT_MAX = 255
+HUBSPOT_TEXT_MAX = 65_536
+
+
+@dataclass(frozen=True)
+class Field:
+    header: str  # the CRM's field (API name / internal property name)
+    source: str  # the scores-file column
+    kind: str  # text, number, percent, checkbox, date, datetime
+    decimals: int = 2
+
+
+SALESFORCE_FIELDS = (
+    Field("ABM_Tier__c", "tier", "text"),
+    Field("ABM_Score__c", "learned_score", "number"),
+    Field("ABM_Rule_Score__c", "rule_score", "number"),
+    Field("ABM_Win_Probability__c", "win_probability", "percent"),
+    Field("ABM_Expected_Value__c", "expected_value", "number"),
+    Field("ABM_Intent_Surge__c", "intent_surge", "checkbox"),
+    Field("ABM_Surge_Channels__c", "surge_channels", "text"),
+    Field("ABM_Reason_1__c", "reason_1", "text"),
+    Field("ABM_Reason_2__c", "reason_2", "text"),
+    Field("ABM_Reason_3__c", "reason_3", "text"),
+    Field("ABM_Model_Version__c", "model_version", "text"),
+    Field("ABM_As_Of__c", "as_of", "date"),
+    Field("ABM_Scored_At__c", "scored_at", "datetime"),
+)
+HUBSPOT_FIELDS = tuple(Field(field.header.removesuffix("__c").lower(), field.source, field.kind, field.decimals)
+                       for field in SALESFORCE_FIELDS)
+LAYOUTS = {"salesforce": ("Id", SALESFORCE_ID, SALESFORCE_TEXT_MAX, SALESFORCE_FIELDS),
+           "hubspot": ("Record ID", HUBSPOT_ID, HUBSPOT_TEXT_MAX, HUBSPOT_FIELDS)}
+ID_HELP = {"salesforce": "a 15- or 18-character Salesforce Account Id (e.g. 001Dn00000AbCdEIAZ)",
+           "hubspot": "a numeric HubSpot company Record ID (e.g. 9876543210)"}
+
+
+def header(fmt: str) -> list[str]:
+    key, _, _, fields = LAYOUTS[fmt]
+    return [key, *(field.header for field in fields)]
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise DataError([Problem(f"unknown --format {fmt!r}", f"use one of {', '.join(FORMATS)}")])
+
+
+def check_export_target(path: Path, fmt: str) -> None:
+    """Refuse an --out that is not .csv, or an existing file that is not an export of this format."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError([Problem("the CRM import file must end in .csv", f"name it e.g. {path.with_suffix('.csv').name}",
+                                 file=str(path))])
+    from training.files import check_writable_target
+
+    check_writable_target(path)
+    if path.exists():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                first = handle.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            first = None
+        if first != ",".join(header(fmt)) and path.stat().st_size:
+            raise DataError([Problem(f"exists and is not a {fmt} export written by `tiering export`: it is never "
+                                     "replaced", "choose another --out, or move the file away", file=str(path))])
+
+
+def read_id_map(path: Path) -> dict[str, str]:
+    """`account_id,crm_id` rows (UTF-8, cp1252 or Latin-1; comma, semicolon or tab)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError([Problem("id map not found", "pass a CSV with the columns account_id,crm_id", file=str(path))])
+    from features.io import read_side_csv
+
+    frame = read_side_csv(path)
+    missing = [column for column in ("account_id", "crm_id") if column not in frame.columns]
+    if missing:
+        raise DataError([Problem(f"missing column(s) {', '.join(missing)}", "the header must be account_id,crm_id",
+                                 file=path.name)])
+    frame = frame[["account_id", "crm_id"]].apply(lambda column: column.astype("str").str.strip())
+    duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
+    if len(duplicated):
+        rows, count = rows_of(duplicated)
+        raise DataError([Problem("an account has more than one crm_id", "keep one row per account", file=path.name,
+                                 column="account_id", rows=rows, row_count=count)])
+    return dict(zip(frame["account_id"], frame["crm_id"]))
+
+
+def _text(values: pd.Series, limit: int) -> pd.Series:
+    text = values.astype(object).where(values.notna(), "").astype(str)
+    return text.str.slice(0, limit)
+
+
+def _checkbox(values: pd.Series) -> pd.Series:
+    truthy = values.map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+    return truthy.map({True: "true", False: "false"})
+
+
+def export_frame(scores: pd.DataFrame, fmt: str, id_map: dict[str, str] | None = None,
+                 source: str = "scores") -> tuple[pd.DataFrame, int]:
+    """The import rows for `fmt`, and how many accounts were left out (no crm id in the id map)."""
+    check_format(fmt)
+    key, pattern, limit, fields = LAYOUTS[fmt]
+    accounts = scores["account_id"].astype(str)
+    skipped = 0
+    if id_map is not None:
+        ids = accounts.map(id_map)
+        keep = ids.notna() & (ids.astype(str).str.len() > 0)
+        skipped = int((~keep).sum())
+        scores, ids = scores[keep.to_numpy()], ids[keep]
+    else:
+        ids = accounts
+    ids = ids.astype(str).reset_index(drop=True)
+    bad = ids.index[~ids.str.fullmatch(pattern)]
+    if len(bad):
+        rows, count = rows_of(bad)
+        where = "crm_id in the id map" if id_map is not None else "account_id"
+        raise DataError([Problem(f"{count:,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
+                                 "score an export read with the matching preset (--mapping " + fmt + "), or pass "
+                                 "--ids FILE mapping account_id to the CRM's crm_id", file=source, column=where,
+                                 rows=rows, row_count=count)])
+    scores = scores.reset_index(drop=True)
+    out = {key: ids}
+    for field in fields:
+        values = scores[field.source] if field.source in scores else pd.Series([None] * len(scores))
+        if field.kind == "text":
+            out[field.header] = _text(values, limit)
+        elif field.kind == "checkbox":
+            out[field.header] = _checkbox(values)
+        elif field.kind in ("number", "percent"):
+            number = pd.to_numeric(values, errors="coerce").astype("float64")
+            if field.kind == "percent":
+                number = number * 100
+            out[field.header] = np.round(number, field.decimals)
+        elif field.kind == "date":
+            out[field.header] = _text(values, 10)
+        else:  # datetime: ISO 8601 as the scores file writes it (UTC)
+            out[field.header] = _text(values, 64)
+    # Formulas neutralised first, then cut: the quote counts towards the field's length.
+    frame = neutralise_formulas(pd.DataFrame(out, columns=header(fmt)))
+    for field in fields:
+        if field.kind == "text":
+            frame[field.header] = frame[field.header].astype(str).str.slice(0, limit)
+    return frame, skipped
+
+
+def write_export(frame: pd.DataFrame, path: Path) -> Path:
+    """Atomically; empty numbers are empty cells (the CRM field is left blank)."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False, encoding="utf-8")
+    return path

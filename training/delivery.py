@@ -1,0 +1,267 @@
+"""Webhook delivery of alert events, with an outbox: nothing lost, nothing sent twice.
+
+Each event is POSTed as JSON in a Slack-compatible shape (`text`, plus `blocks` with its fields and the whole
+`event`), with the headers
+- `Idempotency-Key`: the event id (stable across runs, see `training.alerts.event_id`);
+- `X-Tiering-Signature`: `sha256=<hex HMAC-SHA256 of the exact body with the secret>` when the secret's
+  environment variable (`alerts.secret_env`, default TIERING_WEBHOOK_SECRET) is set.
+
+Bookkeeping beside the events file FILE:
+- `FILE.outbox`: JSON Lines of the events not yet delivered, oldest first. New events are added to it before
+  anything is sent, so a crash loses nothing; the next run sends it first.
+- `FILE.delivered`: the ids of delivered events, one a line, appended (and flushed to disk) right after each
+  receiver's 2xx. An event whose id is listed is never sent again.
+
+A process killed between the receiver's answer and that append sends the event once more on the next run,
+with the same Idempotency-Key and the same bytes, so a receiver that honours the key sees it once.
+
+Attempts are retried with exponential back-off (`backoff_seconds`, doubling) on 5xx, 408, 429, timeouts and
+connection failures, up to `max_attempts` per event, and the whole delivery stops after `max_total_seconds`
+(what is left stays in the outbox). Other 4xx answers are refusals: the event stays in the outbox and the
+rest go on. Redirects are not followed (the body would be re-sent elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+from features.config import Alerts
+from features.errors import DataError, Problem
+from training.alerts import event_line
+
+SIGNATURE_HEADER = "X-Tiering-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+RETRIED_STATUSES = frozenset({408, 429})
+
+
+def outbox_path(out: Path) -> Path:
+    return Path(f"{out}.outbox")
+
+
+def delivered_path(out: Path) -> Path:
+    return Path(f"{out}.delivered")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_url(url: str) -> None:
+    """https, or http to a loopback address only (a local relay or test receiver); DataError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DataError([Problem(f"--webhook {url!r} is not an http(s) URL", "pass e.g. https://hooks.example.com/abm")])
+    del port
+    if parts.username or parts.password:
+        raise DataError([Problem("--webhook carries a user name or password",
+                                 "sign with the secret in the environment variable instead")])
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise DataError([Problem(f"--webhook {url!r} is plain http beyond this machine: events would travel unencrypted",
+                                 "use an https URL (plain http is allowed to loopback addresses only)")])
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_body(event: dict) -> bytes:
+    """The exact bytes POSTed for an event: the same every attempt and every run."""
+    fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in (
+        ("account", event["account_id"]), ("tier", event["tier"]), ("kind", event["kind"]),
+        ("learned score", event["learned_score"]), ("win probability", event["win_probability"]),
+        ("surge channels", ", ".join(event["surge_channels"]) or "none"))]
+    payload = {"text": event["summary"],
+               "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": event["summary"]}},
+                          {"type": "section", "fields": fields}],
+               "event": event}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class DeliveryReport:
+    delivered: list[str] = field(default_factory=list)  # ids delivered this run
+    pending: list[str] = field(default_factory=list)  # ids left in the outbox
+    already: int = 0  # events of this run delivered by an earlier run
+    refused: dict[str, str] = field(default_factory=dict)  # id -> why the receiver refused it
+    last_problem: str = ""
+    timed_out: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash mid-write: the event is rewritten below from this run
+        if isinstance(record, dict) and "id" in record:
+            events.append(record)
+    return events
+
+
+def _read_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def _write_outbox(path: Path, events: list[dict]) -> None:
+    if not events:
+        path.unlink(missing_ok=True)
+        return
+    from training.files import atomic_path
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write("".join(event_line(event) + "\n" for event in events))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class _Connection:
+    """One kept-alive connection to the receiver, reopened after any failure."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.connection: http.client.HTTPConnection | None = None
+
+    def post(self, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        if self.connection is None:
+            if self.https:
+                self.connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                                              context=ssl.create_default_context())
+            else:
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        self.connection.timeout = timeout
+        if self.connection.sock is not None:
+            self.connection.sock.settimeout(timeout)
+        try:
+            self.connection.request("POST", self.target, body=body, headers=headers)
+            response = self.connection.getresponse()
+            response.read()
+            if response.will_close:
+                self.close()
+            return response.status
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def deliver(events: list[dict], out: Path, url: str, config: Alerts, *,
+            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+            on_delivered: Callable[[str], None] | None = None) -> DeliveryReport:
+    """Send the outbox's events first, then this run's new ones; keep what could not be delivered."""
+    check_webhook_url(url)
+    out = Path(out)
+    outbox, ledger = outbox_path(out), delivered_path(out)
+    delivered = _read_ids(ledger)
+    report = DeliveryReport()
+    queue, queued = [], set()
+    for event in _read_jsonl(outbox):
+        if event["id"] not in delivered and event["id"] not in queued:
+            queue.append(event)
+            queued.add(event["id"])
+    for event in events:
+        if event["id"] in delivered:
+            report.already += 1
+        elif event["id"] not in queued:
+            queue.append(event)
+            queued.add(event["id"])
+    _write_outbox(outbox, queue)  # before any send: a crash from here on loses nothing
+    secret = os.environ.get(config.secret_env, "")
+    deadline = clock() + config.max_total_seconds
+    connection = _Connection(url)
+    left: list[dict] = []
+    try:
+        with open(ledger, "a", encoding="utf-8") as ledger_file:
+            for index, event in enumerate(queue):
+                if clock() >= deadline:
+                    report.timed_out = True
+                    left.extend(queue[index:])
+                    break
+                status = _send(connection, event, secret, config, deadline, clock, sleep, report)
+                if status is not None and 200 <= status < 300:
+                    ledger_file.write(event["id"] + "\n")
+                    ledger_file.flush()
+                    os.fsync(ledger_file.fileno())
+                    report.delivered.append(event["id"])
+                    if on_delivered:
+                        on_delivered(event["id"])
+                else:
+                    if status is not None and status not in RETRIED_STATUSES and status < 500:
+                        report.refused[event["id"]] = f"HTTP {status}"
+                    left.append(event)
+    finally:
+        connection.close()
+        _write_outbox(outbox, left)
+    report.pending = [event["id"] for event in left]
+    return report
+
+
+def _send(connection: _Connection, event: dict, secret: str, config: Alerts, deadline: float,
+          clock: Callable[[], float], sleep: Callable[[float], None], report: DeliveryReport) -> int | None:
+    """POST one event with retries; its last status, or None when no answer came."""
+    body = webhook_body(event)
+    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: event["id"], "User-Agent": "abm-tiering"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    wait, status = config.backoff_seconds, None
+    for attempt in range(config.max_attempts):
+        remaining = deadline - clock()
+        if remaining <= 0:
+            report.timed_out = True
+            return status
+        try:
+            status = connection.post(body, headers, min(config.timeout_seconds, remaining))
+        except (OSError, http.client.HTTPException, socket.timeout) as error:
+            status = None
+            report.last_problem = f"{error.__class__.__name__}: {error}".strip(": ")
+        else:
+            if 200 <= status < 300:
+                return status
+            report.last_problem = f"HTTP {status}"
+            if status < 500 and status not in RETRIED_STATUSES:
+                return status  # a refusal: retrying the same bytes would be refused again
+        if attempt + 1 < config.max_attempts:
+            pause = min(wait, max(deadline - clock(), 0))
+            if pause > 0:
+                sleep(pause)
+            wait *= 2
+    return status
