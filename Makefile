@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test serve ui bench bench-quick clean
+.PHONY: install demo lint test serve ui bench bench-quick clean
 
 install: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: install
 	$(BIN)/tiering demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: install
 	$(BIN)/python -m pytest -n 2 --timeout 600

@@ -238,11 +238,11 @@ def _read_table(
     section.map_values(frame)
     section.add_defaults(frame)
     starts = np.cumsum([0] + [table.num_rows for _, table in parts[:-1]]).tolist()
-    source = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns),
-                         origin=origin, derived=origin is not None)
-    source.generated_ids = int(generated.sum())
-    problems += generated_ids_warning(source, generated)
-    return source
+    read = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns),
+                       origin=origin, derived=origin is not None)
+    read.generated_ids = int(generated.sum())
+    problems += generated_ids_warning(read, generated)
+    return read
 
 
 def _matching(data_dir: Path, pattern: str) -> list[Path]:
@@ -387,6 +387,7 @@ def _read_parquet(path: Path, display: str, problems: list[Problem]) -> pa.Table
 def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
     """Read a CSV with every column as text, detecting its delimiter and encoding."""
     header = _first_line_bytes(path)
+    table, malformed = None, []
     for encoding in ENCODINGS:
         try:
             header_text = header.decode("utf-8-sig" if encoding == "utf8" else encoding)

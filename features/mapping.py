@@ -201,7 +201,7 @@ def _column_name_issues(table: str, section: TableMapping) -> list[str]:
     """Catch typos in canonical names: accounts may carry extra columns, other tables may not."""
     canonical = columns(table)
     issues = []
-    named = {
+    named: dict[str, Any] = {
         "columns": section.columns,
         "values": section.values,
         "scale": section.scale,

@@ -7,6 +7,7 @@ the service builds for a request) and answers numpy arrays, so both paths run th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from features.pointintime import OTHER
 
 RULE_COLUMNS = ("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score")
 
-Features = pd.DataFrame | Mapping[str, np.ndarray]
+Features: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 
 
 def _floats(features: Features, column: str) -> np.ndarray:
