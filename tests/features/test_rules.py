@@ -45,8 +45,10 @@ def test_engagement_score_by_hand_and_bounded():
 def test_rule_score_is_the_weighted_sum_and_icp_exclusion():
     frame = account(industry="government", annual_revenue=1e8, employees=1000, eng_w_email_open=10.0)
     scores = rule_scores(frame, CONFIG).iloc[0]
-    assert scores["rule_score"] == pytest.approx(0.40 * scores["revenue_potential_score"]
-                                                 + 0.35 * scores["business_fit_score"] + 0.25 * scores["engagement_score"])
+    weights = CONFIG.rule_weights  # read from the config, not repeated here
+    assert scores["rule_score"] == pytest.approx(weights.revenue_potential * scores["revenue_potential_score"]
+                                                 + weights.business_fit * scores["business_fit_score"]
+                                                 + weights.engagement * scores["engagement_score"])
     assert not scores["in_icp"]
 
 

@@ -74,7 +74,9 @@ def test_learned_tiers_capture_more_holdout_revenue_than_rule_tiers(synthetic):
     _, result, _ = synthetic
     assert result.metrics["learned_top_tiers_revenue_share"] > result.metrics["rule_tiers_top_tiers_revenue_share"]
     learned = result.tier_tables["learned"].set_index("tier")
-    assert learned.loc["tier_1", "accounts"] <= 20 and learned.loc["tier_2", "accounts"] <= 500
+    tiers = TieringConfig().tiers
+    assert learned.loc["tier_1", "accounts"] <= tiers.tier_1.max_accounts
+    assert learned.loc["tier_2", "accounts"] <= tiers.tier_2.max_accounts
 
 
 def test_training_uses_only_closed_deals_of_the_window(synthetic):
