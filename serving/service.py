@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from serving import memory
+from serving.alerts_api import AlertsRequest, AlertsResponse
+from serving.alerts_api import answer as alerts_answer
 from serving.champion import ChampionFollower, reload_seconds
 from serving.launch import access_log_enabled
 from serving.logs import log_rejections_on_one_line
@@ -83,6 +85,20 @@ class TieringService:
                             budget=request.budget,
                             tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget))
 
+    @bentoml.api(route="/alerts", output_spec=AlertsResponse)
+    def alerts(self, request: AlertsRequest, /) -> AlertsResponse | JSONResponse:
+        """The events between two books of score records (surges, Tier 1/2 entries and exits, jumps); no delivery."""
+        from features.config import Alerts
+        from features.errors import DataError
+
+        serving = self.champion.serving  # its configuration's `alerts` thresholds, else the defaults
+        config = serving.model.config.alerts if serving is not None else Alerts()
+        try:
+            return AlertsResponse.model_validate(alerts_answer(request, config))
+        except DataError as error:  # the request's own checks come first; this is a last line, never a 500
+            return JSONResponse({"detail": [{"loc": [], "msg": problem.render()} for problem in error.problems]},
+                                status_code=400)
+
     @model_routes.get("/model", response_model=ModelInfo, summary="The model answering requests")
     def model_info(self) -> ModelInfo:
         serving, follower = self.champion.serving, self.champion
@@ -103,7 +119,7 @@ class TieringService:
         return JSONResponse({"error": f"no model can score: {self.champion.problem}"}, status_code=503)
 
 
-validate_off_loop(TieringService.apis["score"], TieringService.apis["tier"])
+validate_off_loop(TieringService.apis["score"], TieringService.apis["tier"], TieringService.apis["alerts"])
 # Outermost first: an unauthenticated client is refused before its body is read.
 TieringService.add_asgi_middleware(BearerAuth)
 TieringService.add_asgi_middleware(JsonBodiesOnly)
