@@ -50,9 +50,13 @@ def books(n: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     score, probability = rng.uniform(0, 100, n), rng.uniform(0, 0.6, n)
     before = book("2026-04-01", tiers, score, probability, rng.random(n) < 0.02)
     moved = rng.random(n) < 0.1
-    after = book("2026-07-01", np.where(moved, TIERS[rng.choice(4, n)], tiers),
-                 np.clip(score + moved * rng.normal(0, 15, n), 0, 100),
-                 np.clip(probability + moved * rng.normal(0, 0.1, n), 0, 1), rng.random(n) < 0.03)
+    after = book(
+        "2026-07-01",
+        np.where(moved, TIERS[rng.choice(4, n)], tiers),
+        np.clip(score + moved * rng.normal(0, 15, n), 0, 100),
+        np.clip(probability + moved * rng.normal(0, 0.1, n), 0, 1),
+        rng.random(n) < 0.03,
+    )
     return before, after
 
 
@@ -81,8 +85,11 @@ def run(n_accounts: int, webhook_events: int) -> dict:
         figures["events"] = len(events)
         for fmt in ("salesforce", "hubspot"):
             started = time.perf_counter()
-            frame, _ = export_frame(after, fmt, {a: f"001Dn{int(a) % 10**13:013d}" for a in after["account_id"]}
-                                    if fmt == "salesforce" else None)
+            frame, _ = export_frame(
+                after,
+                fmt,
+                {a: f"001Dn{int(a) % 10**13:013d}" for a in after["account_id"]} if fmt == "salesforce" else None,
+            )
             write_export(frame, folder / f"{fmt}.csv")
             figures[f"export_{fmt}_s"] = round(time.perf_counter() - started, 3)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
@@ -90,7 +97,8 @@ def run(n_accounts: int, webhook_events: int) -> dict:
         try:
             sample = events[:webhook_events]
             started = time.perf_counter()
-            report = deliver(sample, folder / "sent.jsonl", f"http://127.0.0.1:{server.server_address[1]}/hook", Alerts())
+            url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+            report = deliver(sample, folder / "sent.jsonl", url, Alerts())
             seconds = time.perf_counter() - started
         finally:
             server.shutdown()

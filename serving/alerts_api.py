@@ -46,39 +46,83 @@ def _problem(kind: str, message: str, loc: tuple) -> InitErrorDetails:
 class AlertsRequest(BaseModel):
     """Two scorings of the same book: `previous` (earlier) and `current` (later)."""
 
-    model_config = ConfigDict(extra="forbid", title="AlertsRequest", json_schema_extra={"example": {
-        "previous": [{"account_id": "ACC-1", "tier": "tier_2", "learned_score": 61.0, "win_probability": 0.21,
-                      "intent_surge": False, "surge_channels": "", "as_of": "2026-04-01"}],
-        "current": [{"account_id": "ACC-1", "tier": "tier_1", "learned_score": 78.5, "win_probability": 0.38,
-                     "intent_surge": True, "surge_channels": "demo_request;external_intent", "as_of": "2026-07-01"}]}})
+    model_config = ConfigDict(
+        extra="forbid",
+        title="AlertsRequest",
+        json_schema_extra={
+            "example": {
+                "previous": [
+                    {
+                        "account_id": "ACC-1",
+                        "tier": "tier_2",
+                        "learned_score": 61.0,
+                        "win_probability": 0.21,
+                        "intent_surge": False,
+                        "surge_channels": "",
+                        "as_of": "2026-04-01",
+                    }
+                ],
+                "current": [
+                    {
+                        "account_id": "ACC-1",
+                        "tier": "tier_1",
+                        "learned_score": 78.5,
+                        "win_probability": 0.38,
+                        "intent_surge": True,
+                        "surge_channels": "demo_request;external_intent",
+                        "as_of": "2026-07-01",
+                    }
+                ],
+            }
+        },
+    )
 
     previous: list[AlertScore] = Field(max_length=MAX_ALERT_ACCOUNTS, description="The earlier scoring's records.")
-    current: list[AlertScore] = Field(min_length=1, max_length=MAX_ALERT_ACCOUNTS,
-                                      description="The later scoring's records, of the same book.")
+    current: list[AlertScore] = Field(
+        min_length=1, max_length=MAX_ALERT_ACCOUNTS, description="The later scoring's records, of the same book."
+    )
 
     @model_validator(mode="after")
-    def _one_book_each(self) -> "AlertsRequest":
+    def _one_book_each(self) -> AlertsRequest:
         problems = []
         dates = {}
         for name in ("previous", "current"):
             records, seen, first = getattr(self, name), set(), None
             for i, record in enumerate(records):
                 if record.account_id in seen:
-                    problems.append(_problem("duplicate_account", f"account {record.account_id!r} appears more than "
-                                             "once: a book has one record per account", (name, i, "account_id")))
+                    problems.append(
+                        _problem(
+                            "duplicate_account",
+                            f"account {record.account_id!r} appears more than once: a book has one record per account",
+                            (name, i, "account_id"),
+                        )
+                    )
                 seen.add(record.account_id)
                 if first is None:
                     first = record.as_of
                 elif record.as_of != first:
-                    problems.append(_problem("mixed_books", f"as_of {record.as_of} differs from the book's {first}: "
-                                             "two books mixed", (name, i, "as_of")))
+                    problems.append(
+                        _problem(
+                            "mixed_books",
+                            f"as_of {record.as_of} differs from the book's {first}: two books mixed",
+                            (name, i, "as_of"),
+                        )
+                    )
             dates[name] = first
         if dates["previous"] and dates["current"] and dates["previous"] > dates["current"]:
-            problems.append(_problem("order", f"previous is scored as of {dates['previous']}, after current "
-                                     f"({dates['current']}): send the earlier scoring as previous", ("previous", 0, "as_of")))
+            message = (
+                f"previous is scored as of {dates['previous']}, after current ({dates['current']}): "
+                "send the earlier scoring as previous"
+            )
+            problems.append(_problem("order", message, ("previous", 0, "as_of")))
         if self.previous and not {r.account_id for r in self.previous} & {r.account_id for r in self.current}:
-            problems.append(_problem("different_books", "previous and current have no account in common: two "
-                                     "different books", ("current",)))
+            problems.append(
+                _problem(
+                    "different_books",
+                    "previous and current have no account in common: two different books",
+                    ("current",),
+                )
+            )
         if problems:
             raise ValidationError.from_exception_data(self.__class__.__name__, problems)
         return self
@@ -89,7 +133,8 @@ class AlertsRequest(BaseModel):
 
         def frame(records: list[AlertScore]):
             rows = [{**record.model_dump(), "as_of": record.as_of.isoformat()} for record in records]
-            return frame_of_records(rows) if rows else frame_of_records([]).reindex(columns=list(AlertScore.model_fields))
+            empty = frame_of_records([]).reindex(columns=list(AlertScore.model_fields))
+            return frame_of_records(rows) if rows else empty
 
         return frame(self.previous), frame(self.current)
 
@@ -136,6 +181,8 @@ def answer(request: AlertsRequest, config) -> dict:
     from training.alerts import build_events
 
     previous, current = request.books()
-    return {"as_of": request.current[0].as_of.isoformat(),
-            "previous_as_of": request.previous[0].as_of.isoformat() if request.previous else "",
-            "events": build_events(previous, current, config)}
+    return {
+        "as_of": request.current[0].as_of.isoformat(),
+        "previous_as_of": request.previous[0].as_of.isoformat() if request.previous else "",
+        "events": build_events(previous, current, config),
+    }

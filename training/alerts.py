@@ -29,9 +29,30 @@ from features.errors import DataError, Problem
 
 KINDS = ("intent_surge", "tier_entered", "tier_left", "win_probability_jump", "learned_score_jump")
 TIER_LABELS = {"tier_1": "Tier 1", "tier_2": "Tier 2", "tier_3": "Tier 3", "untiered": "untiered"}
-CSV_COLUMNS = ["id", "kind", "account_id", "as_of", "previous_as_of", "summary", "field", "from", "to", "delta",
-               "tier", "previous_tier", "learned_score", "win_probability", "rule_score", "expected_value",
-               "intent_surge", "surge_channels", "reason_1", "reason_2", "reason_3", "model_version"]
+CSV_COLUMNS = [
+    "id",
+    "kind",
+    "account_id",
+    "as_of",
+    "previous_as_of",
+    "summary",
+    "field",
+    "from",
+    "to",
+    "delta",
+    "tier",
+    "previous_tier",
+    "learned_score",
+    "win_probability",
+    "rule_score",
+    "expected_value",
+    "intent_surge",
+    "surge_channels",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "model_version",
+]
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".csv")
 
 
@@ -44,11 +65,27 @@ def book_as_of(book: pd.DataFrame, name: str) -> str:
     """The one as-of date of a score book; DataError when it holds several (two books mixed) or none."""
     values = sorted({str(v) for v in book["as_of"].tolist() if isinstance(v, str) and v} if "as_of" in book else set())
     if len(values) > 1:
-        raise DataError([Problem(f"the scores hold several as_of dates ({', '.join(values[:3])}): two books mixed",
-                                 "pass one scoring per file, as `tiering score` writes it", file=name, column="as_of")])
+        raise DataError(
+            [
+                Problem(
+                    f"the scores hold several as_of dates ({', '.join(values[:3])}): two books mixed",
+                    "pass one scoring per file, as `tiering score` writes it",
+                    file=name,
+                    column="as_of",
+                )
+            ]
+        )
     if not values:
-        raise DataError([Problem("the scores have no as_of date", "score the book again with `tiering score` "
-                                 "(its files carry as_of)", file=name, column="as_of")])
+        raise DataError(
+            [
+                Problem(
+                    "the scores have no as_of date",
+                    "score the book again with `tiering score` (its files carry as_of)",
+                    file=name,
+                    column="as_of",
+                )
+            ]
+        )
     return values[0]
 
 
@@ -77,19 +114,36 @@ def _flag(value) -> bool:
     return bool(value) and not (isinstance(value, float) and math.isnan(value))
 
 
-def build_events(previous: pd.DataFrame, current: pd.DataFrame, config: Alerts, previous_name: str = "previous",
-                 current_name: str = "current") -> list[dict]:
+def build_events(
+    previous: pd.DataFrame,
+    current: pd.DataFrame,
+    config: Alerts,
+    previous_name: str = "previous",
+    current_name: str = "current",
+) -> list[dict]:
     """The events between two score books (frames with the scores-file columns), ordered by account then kind."""
     # An empty previous book (a first scoring) makes every account new.
     before_as_of = book_as_of(previous, previous_name) if len(previous) else ""
     as_of = book_as_of(current, current_name)
     if before_as_of > as_of:
-        raise DataError([Problem(f"{previous_name} is scored as of {before_as_of}, after {current_name} ({as_of})",
-                                 "pass the earlier scoring first: alerts PREVIOUS_SCORES CURRENT_SCORES")])
+        raise DataError(
+            [
+                Problem(
+                    f"{previous_name} is scored as of {before_as_of}, after {current_name} ({as_of})",
+                    "pass the earlier scoring first: alerts PREVIOUS_SCORES CURRENT_SCORES",
+                )
+            ]
+        )
     common = set(previous["account_id"]).intersection(current["account_id"])
     if len(previous) and len(current) and not common:
-        raise DataError([Problem(f"{previous_name} and {current_name} have no account in common: two different books",
-                                 "compare two scorings of the same book")])
+        raise DataError(
+            [
+                Problem(
+                    f"{previous_name} and {current_name} have no account in common: two different books",
+                    "compare two scorings of the same book",
+                )
+            ]
+        )
     # Vectorised over the book (100,000 accounts in well under a second); dicts only for the accounts with events.
     current = current.reset_index(drop=True)
     position = pd.Index(previous["account_id"]).get_indexer(current["account_id"])
@@ -108,8 +162,10 @@ def build_events(previous: pd.DataFrame, current: pd.DataFrame, config: Alerts, 
     left = np.isin(was, alert_tiers) & ~np.isin(tier, alert_tiers)
     masks = {"intent_surge": surge & ~old_surge, "tier_entered": entered, "tier_left": left}
     jumps = {}
-    for kind, field, threshold in (("win_probability_jump", "win_probability", config.win_probability_jump),
-                                   ("learned_score_jump", "learned_score", config.learned_score_jump)):
+    for kind, field, threshold in (
+        ("win_probability_jump", "win_probability", config.win_probability_jump),
+        ("learned_score_jump", "learned_score", config.learned_score_jump),
+    ):
         new_values = pd.to_numeric(current[field], errors="coerce").to_numpy(dtype=np.float64)
         old_values = pd.to_numeric(pd.Series(old(field, np.nan)), errors="coerce").to_numpy(dtype=np.float64)
         delta = new_values - old_values
@@ -125,42 +181,117 @@ def build_events(previous: pd.DataFrame, current: pd.DataFrame, config: Alerts, 
         previous_tier = old_tier[i] if known[i] else None
         if masks["intent_surge"][i]:
             channels = _channels(row.get("surge_channels"))
-            events.append(_event(row, account, "intent_surge", "surge_channels", _channels(old_channels[i]), channels,
-                                 None, f"{account}: intent surge on {', '.join(channels) or 'several channels'}",
-                                 as_of, before_as_of, previous_tier))
+            events.append(
+                _event(
+                    row,
+                    account,
+                    "intent_surge",
+                    "surge_channels",
+                    _channels(old_channels[i]),
+                    channels,
+                    None,
+                    f"{account}: intent surge on {', '.join(channels) or 'several channels'}",
+                    as_of,
+                    before_as_of,
+                    previous_tier,
+                )
+            )
         if masks["tier_entered"][i]:
             origin = f" (from {TIER_LABELS.get(previous_tier, previous_tier)})" if known[i] else " (new account)"
-            events.append(_event(row, account, "tier_entered", "tier", previous_tier, tier[i], None,
-                                 f"{account} entered {TIER_LABELS[tier[i]]}{origin}", as_of, before_as_of, previous_tier))
+            summary = f"{account} entered {TIER_LABELS[tier[i]]}{origin}"
+            events.append(
+                _event(
+                    row,
+                    account,
+                    "tier_entered",
+                    "tier",
+                    previous_tier,
+                    tier[i],
+                    None,
+                    summary,
+                    as_of,
+                    before_as_of,
+                    previous_tier,
+                )
+            )
         elif masks["tier_left"][i]:
-            events.append(_event(row, account, "tier_left", "tier", previous_tier, tier[i], None,
-                                 f"{account} left {TIER_LABELS[was[i]]} (now {TIER_LABELS.get(tier[i], tier[i])})",
-                                 as_of, before_as_of, previous_tier))
-        for kind, show in (("win_probability_jump", lambda v: f"{v:.0%}"), ("learned_score_jump", lambda v: f"{v:.1f}")):
+            events.append(
+                _event(
+                    row,
+                    account,
+                    "tier_left",
+                    "tier",
+                    previous_tier,
+                    tier[i],
+                    None,
+                    f"{account} left {TIER_LABELS[was[i]]} (now {TIER_LABELS.get(tier[i], tier[i])})",
+                    as_of,
+                    before_as_of,
+                    previous_tier,
+                )
+            )
+        for kind, show in (("win_probability_jump", "{:.0%}".format), ("learned_score_jump", "{:.1f}".format)):
             if masks[kind][i]:
                 field, old_values, new_values, delta = jumps[kind]
                 direction = "up" if delta[i] > 0 else "down"
-                events.append(_event(row, account, kind, field, float(old_values[i]), float(new_values[i]), float(delta[i]),
-                                     f"{account}: {field.replace('_', ' ')} {direction} {show(old_values[i])} -> "
-                                     f"{show(new_values[i])}", as_of, before_as_of, previous_tier))
+                before, after = float(old_values[i]), float(new_values[i])
+                events.append(
+                    _event(
+                        row,
+                        account,
+                        kind,
+                        field,
+                        before,
+                        after,
+                        float(delta[i]),
+                        f"{account}: {field.replace('_', ' ')} {direction} {show(old_values[i])} -> "
+                        f"{show(new_values[i])}",
+                        as_of,
+                        before_as_of,
+                        previous_tier,
+                    )
+                )
     order = {kind: i for i, kind in enumerate(KINDS)}
     return sorted(events, key=lambda event: (event["account_id"], order[event["kind"]]))
 
 
-def _event(row: dict, account: str, kind: str, field: str, old_value, new_value, delta, summary: str, as_of: str,
-           previous_as_of: str, previous_tier) -> dict:
+def _event(
+    row: dict,
+    account: str,
+    kind: str,
+    field: str,
+    old_value,
+    new_value,
+    delta,
+    summary: str,
+    as_of: str,
+    previous_as_of: str,
+    previous_tier,
+) -> dict:
     change = {"field": field, "from": old_value, "to": new_value}
     if delta is not None:
         change["delta"] = round(delta, 4 if field == "win_probability" else 2)
     return {
-        "id": event_id(account, kind, as_of), "kind": kind, "account_id": account, "as_of": as_of,
-        "previous_as_of": previous_as_of, "summary": summary, "change": change,
-        "tier": row["tier"], "previous_tier": previous_tier,
-        "learned_score": _number(row["learned_score"]), "win_probability": _number(row["win_probability"]),
-        "rule_score": _number(row["rule_score"]), "expected_value": _number(row["expected_value"]),
-        "intent_surge": _flag(row["intent_surge"]), "surge_channels": _channels(row.get("surge_channels")),
-        "reasons": [str(row[name]) for name in ("reason_1", "reason_2", "reason_3")
-                    if isinstance(row.get(name), str) and row[name]],
+        "id": event_id(account, kind, as_of),
+        "kind": kind,
+        "account_id": account,
+        "as_of": as_of,
+        "previous_as_of": previous_as_of,
+        "summary": summary,
+        "change": change,
+        "tier": row["tier"],
+        "previous_tier": previous_tier,
+        "learned_score": _number(row["learned_score"]),
+        "win_probability": _number(row["win_probability"]),
+        "rule_score": _number(row["rule_score"]),
+        "expected_value": _number(row["expected_value"]),
+        "intent_surge": _flag(row["intent_surge"]),
+        "surge_channels": _channels(row.get("surge_channels")),
+        "reasons": [
+            str(row[name])
+            for name in ("reason_1", "reason_2", "reason_3")
+            if isinstance(row.get(name), str) and row[name]
+        ],
         "model_version": str(row["model_version"]),
     }
 
@@ -176,11 +307,18 @@ def csv_rows(events: list[dict]) -> list[dict]:
         change = event["change"]
         flat = {column: event.get(column) for column in CSV_COLUMNS}
         reasons = event["reasons"] + ["", "", ""]
-        flat.update({"field": change["field"], "delta": change.get("delta"),
-                     "from": ";".join(change["from"]) if isinstance(change["from"], list) else change["from"],
-                     "to": ";".join(change["to"]) if isinstance(change["to"], list) else change["to"],
-                     "surge_channels": ";".join(event["surge_channels"]),
-                     "reason_1": reasons[0], "reason_2": reasons[1], "reason_3": reasons[2]})
+        flat.update(
+            {
+                "field": change["field"],
+                "delta": change.get("delta"),
+                "from": ";".join(change["from"]) if isinstance(change["from"], list) else change["from"],
+                "to": ";".join(change["to"]) if isinstance(change["to"], list) else change["to"],
+                "surge_channels": ";".join(event["surge_channels"]),
+                "reason_1": reasons[0],
+                "reason_2": reasons[1],
+                "reason_3": reasons[2],
+            }
+        )
         rows.append(flat)
     return rows
 
@@ -220,14 +358,28 @@ def check_events_target(path: Path) -> None:
     """Refuse, before any work, an --out that is not .jsonl/.ndjson/.csv or that holds a file the tool did not write."""
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise DataError([Problem("the events file must end in .jsonl (JSON Lines) or .csv",
-                                 f"name it e.g. {path.with_suffix('.jsonl').name}", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    "the events file must end in .jsonl (JSON Lines) or .csv",
+                    f"name it e.g. {path.with_suffix('.jsonl').name}",
+                    file=str(path),
+                )
+            ]
+        )
     from training.files import check_writable_target
 
     check_writable_target(path)
     if path.exists() and not is_events_file(path):
-        raise DataError([Problem("exists and is not an events file written by `tiering alerts`: it is never replaced",
-                                 "choose another --out, or move the file away", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    "exists and is not an events file written by `tiering alerts`: it is never replaced",
+                    "choose another --out, or move the file away",
+                    file=str(path),
+                )
+            ]
+        )
 
 
 def write_events(events: list[dict], path: Path) -> Path:

@@ -7,7 +7,7 @@ could not be delivered (they stay in FILE.outbox and are sent first next run).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,15 +23,27 @@ def say(text: str, error: bool = False) -> None:
 
 
 def alerts_command(
-    previous_scores: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).",
-                                                    show_default=False)],
+    previous_scores: Annotated[
+        Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).", show_default=False)
+    ],
     current_scores: Annotated[Path, typer.Argument(help="Later scores file of the same book.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Events file: .jsonl (JSON Lines) or .csv. Delivery keeps "
-                                                    "FILE.outbox and FILE.delivered beside it.")],
-    webhook: Annotated[Optional[str], typer.Option("--webhook", help="POST each event here (https, or http to a "
-                                                                     "loopback address); default alerts.webhook_url.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, "
-                                                                          "else built-in defaults).")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Events file: .jsonl (JSON Lines) or .csv. Delivery keeps FILE.outbox and FILE.delivered beside it.",
+        ),
+    ],
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook", help="POST each event here (https, or http to a loopback address); default alerts.webhook_url."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults)."),
+    ] = None,
 ) -> None:
     """Intent surges, tier entries and exits, and large jumps between two scorings, as JSON Lines (or CSV), with
     optional signed webhook delivery through an outbox. Exit 3 when some events could not be delivered."""
@@ -55,7 +67,9 @@ def prepare(out: Path, url: str | None) -> None:
         check_webhook_url(url)
 
 
-def publish_alerts(previous, current, out: Path, url: str | None, settings, previous_name: str, current_name: str) -> None:
+def publish_alerts(
+    previous, current, out: Path, url: str | None, settings, previous_name: str, current_name: str
+) -> None:
     """Build the events, write them to `out`, deliver them when `url` is given (exit 3 when partly delivered)."""
     from training.alerts import build_events, counts_by_kind, write_events
 
@@ -63,7 +77,8 @@ def publish_alerts(previous, current, out: Path, url: str | None, settings, prev
     write_events(events, out)
     as_of = current["as_of"].iloc[0] if len(current) else "?"
     counts = ", ".join(f"{count:,} {kind}" for kind, count in counts_by_kind(events).items() if count) or "none"
-    say(f"as_of {as_of} against {previous['as_of'].iloc[0] if len(previous) else '?'}: {len(events):,} event(s) ({counts})")
+    previous_as_of = previous["as_of"].iloc[0] if len(previous) else "none"
+    say(f"as_of {as_of} against {previous_as_of}: {len(events):,} event(s) ({counts})")
     say(f"Events written to {out}")
     if url:
         _deliver(events, out, url, settings)
@@ -80,24 +95,49 @@ def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
     already = f"; {report.already:,} delivered by an earlier run" if report.already else ""
     say(f"Delivered {len(report.delivered):,} event(s) to the webhook{already}")
     if report.pending:
-        why = "the time limit (alerts.max_total_seconds) ran out" if report.timed_out else (
-            f"the receiver refused {len(report.refused):,}" if report.refused and len(report.refused) == len(report.pending)
-            else f"the receiver could not be reached ({report.last_problem or 'no answer'})")
-        say(f"error: delivered partially: {len(report.pending):,} event(s) not delivered ({why}); they are kept in "
-            f"{outbox_path(out)} and sent first on the next run", error=True)
+        why = (
+            "the time limit (alerts.max_total_seconds) ran out"
+            if report.timed_out
+            else (
+                f"the receiver refused {len(report.refused):,}"
+                if report.refused and len(report.refused) == len(report.pending)
+                else f"the receiver could not be reached ({report.last_problem or 'no answer'})"
+            )
+        )
+        say(
+            f"error: delivered partially: {len(report.pending):,} event(s) not delivered ({why}); they are kept in "
+            f"{outbox_path(out)} and sent first on the next run",
+            error=True,
+        )
         raise typer.Exit(PARTIAL_DELIVERY)
 
 
 def export_command(
-    scores: Annotated[Path, typer.Argument(help="Scores file (.csv or .parquet from `tiering score`).", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="salesforce (Data Loader / Bulk API update CSV keyed on the "
-                                                         "Account Id) or hubspot (companies import keyed on Record ID).")],
-    out: Annotated[Path, typer.Option("--out", help="The import file (.csv); an existing file is replaced only if it "
-                                                    "is an export of this format.")],
-    ids: Annotated[Optional[Path], typer.Option("--ids", help="CSV of account_id,crm_id when account_id is not the "
-                                                              "CRM's own id (default: account_id is).")] = None,
+    scores: Annotated[
+        Path, typer.Argument(help="Scores file (.csv or .parquet from `tiering score`).", show_default=False)
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="salesforce (Data Loader / Bulk API update CSV keyed on the "
+            "Account Id) or hubspot (companies import keyed on Record ID).",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="The import file (.csv); an existing file is replaced only if it is an export of this format."
+        ),
+    ],
+    ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--ids", help="CSV of account_id,crm_id when account_id is not the CRM's own id (default: account_id is)."
+        ),
+    ] = None,
 ) -> None:
-    """An upsert-ready import file for the CRM, keyed on its own account ids, with the tier, scores, surge and reasons."""
+    """An upsert-ready import file for the CRM, keyed on its own account ids: tier, scores, surge and reasons."""
     from training.crm_export import check_export_target, check_format, export_frame, read_id_map, write_export
     from training.diff import read_scores
 

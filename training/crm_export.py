@@ -57,12 +57,18 @@ SALESFORCE_FIELDS = (
     Field("ABM_As_Of__c", "as_of", "date"),
     Field("ABM_Scored_At__c", "scored_at", "datetime"),
 )
-HUBSPOT_FIELDS = tuple(Field(field.header.removesuffix("__c").lower(), field.source, field.kind, field.decimals)
-                       for field in SALESFORCE_FIELDS)
-LAYOUTS = {"salesforce": ("Id", SALESFORCE_ID, SALESFORCE_TEXT_MAX, SALESFORCE_FIELDS),
-           "hubspot": ("Record ID", HUBSPOT_ID, HUBSPOT_TEXT_MAX, HUBSPOT_FIELDS)}
-ID_HELP = {"salesforce": "a 15- or 18-character Salesforce Account Id (e.g. 001Dn00000AbCdEIAZ)",
-           "hubspot": "a numeric HubSpot company Record ID (e.g. 9876543210)"}
+HUBSPOT_FIELDS = tuple(
+    Field(field.header.removesuffix("__c").lower(), field.source, field.kind, field.decimals)
+    for field in SALESFORCE_FIELDS
+)
+LAYOUTS = {
+    "salesforce": ("Id", SALESFORCE_ID, SALESFORCE_TEXT_MAX, SALESFORCE_FIELDS),
+    "hubspot": ("Record ID", HUBSPOT_ID, HUBSPOT_TEXT_MAX, HUBSPOT_FIELDS),
+}
+ID_HELP = {
+    "salesforce": "a 15- or 18-character Salesforce Account Id (e.g. 001Dn00000AbCdEIAZ)",
+    "hubspot": "a numeric HubSpot company Record ID (e.g. 9876543210)",
+}
 
 
 def header(fmt: str) -> list[str]:
@@ -79,8 +85,15 @@ def check_export_target(path: Path, fmt: str) -> None:
     """Refuse an --out that is not .csv, or an existing file that is not an export of this format."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
-        raise DataError([Problem("the CRM import file must end in .csv", f"name it e.g. {path.with_suffix('.csv').name}",
-                                 file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    "the CRM import file must end in .csv",
+                    f"name it e.g. {path.with_suffix('.csv').name}",
+                    file=str(path),
+                )
+            ]
+        )
     from training.files import check_writable_target
 
     check_writable_target(path)
@@ -91,8 +104,15 @@ def check_export_target(path: Path, fmt: str) -> None:
         except (OSError, UnicodeDecodeError):
             first = None
         if first != ",".join(header(fmt)) and path.stat().st_size:
-            raise DataError([Problem(f"exists and is not a {fmt} export written by `tiering export`: it is never "
-                                     "replaced", "choose another --out, or move the file away", file=str(path))])
+            raise DataError(
+                [
+                    Problem(
+                        f"exists and is not a {fmt} export written by `tiering export`: it is never replaced",
+                        "choose another --out, or move the file away",
+                        file=str(path),
+                    )
+                ]
+            )
 
 
 def read_id_map(path: Path) -> dict[str, str]:
@@ -105,14 +125,25 @@ def read_id_map(path: Path) -> dict[str, str]:
     frame = read_side_csv(path)
     missing = [column for column in ("account_id", "crm_id") if column not in frame.columns]
     if missing:
-        raise DataError([Problem(f"missing column(s) {', '.join(missing)}", "the header must be account_id,crm_id",
-                                 file=path.name)])
+        raise DataError(
+            [Problem(f"missing column(s) {', '.join(missing)}", "the header must be account_id,crm_id", file=path.name)]
+        )
     frame = frame[["account_id", "crm_id"]].apply(lambda column: column.astype("str").str.strip())
     duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
     if len(duplicated):
         rows, count = rows_of(duplicated)
-        raise DataError([Problem("an account has more than one crm_id", "keep one row per account", file=path.name,
-                                 column="account_id", rows=rows, row_count=count)])
+        raise DataError(
+            [
+                Problem(
+                    "an account has more than one crm_id",
+                    "keep one row per account",
+                    file=path.name,
+                    column="account_id",
+                    rows=rows,
+                    row_count=count,
+                )
+            ]
+        )
     return dict(zip(frame["account_id"], frame["crm_id"]))
 
 
@@ -126,8 +157,9 @@ def _checkbox(values: pd.Series) -> pd.Series:
     return truthy.map({True: "true", False: "false"})
 
 
-def export_frame(scores: pd.DataFrame, fmt: str, id_map: dict[str, str] | None = None,
-                 source: str = "scores") -> tuple[pd.DataFrame, int]:
+def export_frame(
+    scores: pd.DataFrame, fmt: str, id_map: dict[str, str] | None = None, source: str = "scores"
+) -> tuple[pd.DataFrame, int]:
     """The import rows for `fmt`, and how many accounts were left out (no crm id in the id map)."""
     check_format(fmt)
     key, pattern, limit, fields = LAYOUTS[fmt]
@@ -145,10 +177,19 @@ def export_frame(scores: pd.DataFrame, fmt: str, id_map: dict[str, str] | None =
     if len(bad):
         rows, count = rows_of(bad)
         where = "crm_id in the id map" if id_map is not None else "account_id"
-        raise DataError([Problem(f"{count:,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
-                                 "score an export read with the matching preset (--mapping " + fmt + "), or pass "
-                                 "--ids FILE mapping account_id to the CRM's crm_id", file=source, column=where,
-                                 rows=rows, row_count=count)])
+        raise DataError(
+            [
+                Problem(
+                    f"{count:,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
+                    "score an export read with the matching preset (--mapping " + fmt + "), or pass "
+                    "--ids FILE mapping account_id to the CRM's crm_id",
+                    file=source,
+                    column=where,
+                    rows=rows,
+                    row_count=count,
+                )
+            ]
+        )
     scores = scores.reset_index(drop=True)
     out = {key: ids}
     for field in fields:

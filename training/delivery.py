@@ -29,12 +29,11 @@ import http.client
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from features.config import Alerts
@@ -71,14 +70,28 @@ def check_webhook_url(url: str) -> None:
     except ValueError:
         parts, port = None, None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DataError([Problem(f"--webhook {url!r} is not an http(s) URL", "pass e.g. https://hooks.example.com/abm")])
+        raise DataError(
+            [Problem(f"--webhook {url!r} is not an http(s) URL", "pass e.g. https://hooks.example.com/abm")]
+        )
     del port
     if parts.username or parts.password:
-        raise DataError([Problem("--webhook carries a user name or password",
-                                 "sign with the secret in the environment variable instead")])
+        raise DataError(
+            [
+                Problem(
+                    "--webhook carries a user name or password",
+                    "sign with the secret in the environment variable instead",
+                )
+            ]
+        )
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise DataError([Problem(f"--webhook {url!r} is plain http beyond this machine: events would travel unencrypted",
-                                 "use an https URL (plain http is allowed to loopback addresses only)")])
+        raise DataError(
+            [
+                Problem(
+                    f"--webhook {url!r} is plain http beyond this machine: events would travel unencrypted",
+                    "use an https URL (plain http is allowed to loopback addresses only)",
+                )
+            ]
+        )
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -87,14 +100,25 @@ def sign(secret: str, body: bytes) -> str:
 
 def webhook_body(event: dict) -> bytes:
     """The exact bytes POSTed for an event: the same every attempt and every run."""
-    fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in (
-        ("account", event["account_id"]), ("tier", event["tier"]), ("kind", event["kind"]),
-        ("learned score", event["learned_score"]), ("win probability", event["win_probability"]),
-        ("surge channels", ", ".join(event["surge_channels"]) or "none"))]
-    payload = {"text": event["summary"],
-               "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": event["summary"]}},
-                          {"type": "section", "fields": fields}],
-               "event": event}
+    fields = [
+        {"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+        for name, value in (
+            ("account", event["account_id"]),
+            ("tier", event["tier"]),
+            ("kind", event["kind"]),
+            ("learned score", event["learned_score"]),
+            ("win probability", event["win_probability"]),
+            ("surge channels", ", ".join(event["surge_channels"]) or "none"),
+        )
+    ]
+    payload = {
+        "text": event["summary"],
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": event["summary"]}},
+            {"type": "section", "fields": fields},
+        ],
+        "event": event,
+    }
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -160,8 +184,9 @@ class _Connection:
     def post(self, body: bytes, headers: dict[str, str], timeout: float) -> int:
         if self.connection is None:
             if self.https:
-                self.connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                                              context=ssl.create_default_context())
+                self.connection = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=timeout, context=ssl.create_default_context()
+                )
             else:
                 self.connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         self.connection.timeout = timeout
@@ -184,9 +209,16 @@ class _Connection:
             self.connection = None
 
 
-def deliver(events: list[dict], out: Path, url: str, config: Alerts, *,
-            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-            on_delivered: Callable[[str], None] | None = None) -> DeliveryReport:
+def deliver(
+    events: list[dict],
+    out: Path,
+    url: str,
+    config: Alerts,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_delivered: Callable[[str], None] | None = None,
+) -> DeliveryReport:
     """Send the outbox's events first, then this run's new ones; keep what could not be delivered."""
     check_webhook_url(url)
     out = Path(out)
@@ -235,8 +267,16 @@ def deliver(events: list[dict], out: Path, url: str, config: Alerts, *,
     return report
 
 
-def _send(connection: _Connection, event: dict, secret: str, config: Alerts, deadline: float,
-          clock: Callable[[], float], sleep: Callable[[float], None], report: DeliveryReport) -> int | None:
+def _send(
+    connection: _Connection,
+    event: dict,
+    secret: str,
+    config: Alerts,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    report: DeliveryReport,
+) -> int | None:
     """POST one event with retries; its last status, or None when no answer came."""
     body = webhook_body(event)
     headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: event["id"], "User-Agent": "abm-tiering"}
@@ -250,7 +290,7 @@ def _send(connection: _Connection, event: dict, secret: str, config: Alerts, dea
             return status
         try:
             status = connection.post(body, headers, min(config.timeout_seconds, remaining))
-        except (OSError, http.client.HTTPException, socket.timeout) as error:
+        except (TimeoutError, OSError, http.client.HTTPException) as error:
             status = None
             report.last_problem = f"{error.__class__.__name__}: {error}".strip(": ")
         else:

@@ -10,18 +10,36 @@ from .conftest import serving
 
 
 def record(account_id: str, as_of: str, **changes) -> dict:
-    base = {"account_id": account_id, "tier": "tier_3", "learned_score": 40.0, "win_probability": 0.2,
-            "rule_score": 40.0, "expected_value": 200.0, "intent_surge": False, "surge_channels": "",
-            "reason_1": "", "reason_2": "", "reason_3": "", "model_version": "rules-only", "as_of": as_of,
-            "scored_at": f"{as_of}T06:00:00+00:00", "budget": None}  # other score columns are accepted
+    base = {
+        "account_id": account_id,
+        "tier": "tier_3",
+        "learned_score": 40.0,
+        "win_probability": 0.2,
+        "rule_score": 40.0,
+        "expected_value": 200.0,
+        "intent_surge": False,
+        "surge_channels": "",
+        "reason_1": "",
+        "reason_2": "",
+        "reason_3": "",
+        "model_version": "rules-only",
+        "as_of": as_of,
+        "scored_at": f"{as_of}T06:00:00+00:00",
+        "budget": None,
+    }  # other score columns are accepted
     return {**base, **changes}
 
 
-PREVIOUS = [record("A", "2026-04-01", tier="tier_2"), record("B", "2026-04-01"),
-            record("C", "2026-04-01", learned_score=70.0)]
-CURRENT = [record("A", "2026-07-01", tier="tier_1"),
-           record("B", "2026-07-01", intent_surge=True, surge_channels="demo_request;external_intent"),
-           record("C", "2026-07-01", learned_score=50.0)]
+PREVIOUS = [
+    record("A", "2026-04-01", tier="tier_2"),
+    record("B", "2026-04-01"),
+    record("C", "2026-04-01", learned_score=70.0),
+]
+CURRENT = [
+    record("A", "2026-07-01", tier="tier_1"),
+    record("B", "2026-07-01", intent_surge=True, surge_channels="demo_request;external_intent"),
+    record("C", "2026-07-01", learned_score=50.0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,32 +58,45 @@ def test_alerts_answers_the_events_by_hand(client):
     answer = response.json()
     assert answer["as_of"] == "2026-07-01" and answer["previous_as_of"] == "2026-04-01"
     events = answer["events"]
-    assert [(e["account_id"], e["kind"]) for e in events] == [("A", "tier_entered"), ("B", "intent_surge"),
-                                                              ("C", "learned_score_jump")]
-    assert events[0]["id"] == hashlib.sha256("A\x1ftier_entered\x1f2026-07-01".encode()).hexdigest()[:32]
+    assert [(e["account_id"], e["kind"]) for e in events] == [
+        ("A", "tier_entered"),
+        ("B", "intent_surge"),
+        ("C", "learned_score_jump"),
+    ]
+    assert events[0]["id"] == hashlib.sha256(b"A\x1ftier_entered\x1f2026-07-01").hexdigest()[:32]
     assert events[0]["change"] == {"field": "tier", "from": "tier_2", "to": "tier_1", "delta": None}
     assert events[1]["surge_channels"] == ["demo_request", "external_intent"]
     assert events[2]["change"]["delta"] == -20.0
 
 
 def test_nothing_changed_means_no_event_and_an_empty_previous_book_makes_every_account_new(client):
-    same = client.post("/alerts", json={"previous": PREVIOUS, "current": [dict(r, as_of="2026-07-01") for r in PREVIOUS]})
+    unchanged = [dict(r, as_of="2026-07-01") for r in PREVIOUS]
+    same = client.post("/alerts", json={"previous": PREVIOUS, "current": unchanged})
     assert same.status_code == 200 and same.json()["events"] == []
     first = client.post("/alerts", json={"previous": [], "current": CURRENT}).json()
     assert [(e["account_id"], e["kind"]) for e in first["events"]] == [("A", "tier_entered"), ("B", "intent_surge")]
 
 
-@pytest.mark.parametrize("body, path", [
-    ({"previous": PREVIOUS, "current": [dict(CURRENT[0], tier="gold")]}, ["current", 0, "tier"]),
-    ({"previous": PREVIOUS, "current": [{k: v for k, v in CURRENT[0].items() if k != "as_of"}]}, ["current", 0, "as_of"]),
-    ({"previous": PREVIOUS, "current": [CURRENT[0], dict(CURRENT[1], as_of="2026-08-01")]}, ["current", 1, "as_of"]),
-    ({"previous": PREVIOUS, "current": [CURRENT[0], CURRENT[0]]}, ["current", 1, "account_id"]),
-    ({"previous": CURRENT, "current": PREVIOUS}, ["previous", 0, "as_of"]),
-    ({"previous": PREVIOUS, "current": [dict(CURRENT[0], account_id="Z")]}, ["current"]),
-    ({"previous": PREVIOUS, "current": [dict(CURRENT[0], learned_score="high")]}, ["current", 0, "learned_score"]),
-    ({"previous": PREVIOUS}, ["current"]),
-    ({"previous": PREVIOUS, "current": CURRENT, "webhook": "https://x"}, ["webhook"]),
-])
+@pytest.mark.parametrize(
+    "body, path",
+    [
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], tier="gold")]}, ["current", 0, "tier"]),
+        (
+            {"previous": PREVIOUS, "current": [{k: v for k, v in CURRENT[0].items() if k != "as_of"}]},
+            ["current", 0, "as_of"],
+        ),
+        (
+            {"previous": PREVIOUS, "current": [CURRENT[0], dict(CURRENT[1], as_of="2026-08-01")]},
+            ["current", 1, "as_of"],
+        ),
+        ({"previous": PREVIOUS, "current": [CURRENT[0], CURRENT[0]]}, ["current", 1, "account_id"]),
+        ({"previous": CURRENT, "current": PREVIOUS}, ["previous", 0, "as_of"]),
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], account_id="Z")]}, ["current"]),
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], learned_score="high")]}, ["current", 0, "learned_score"]),
+        ({"previous": PREVIOUS}, ["current"]),
+        ({"previous": PREVIOUS, "current": CURRENT, "webhook": "https://x"}, ["webhook"]),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(client, body, path):
     response = client.post("/alerts", json=body)
     assert response.status_code == 400, response.text

@@ -15,32 +15,64 @@ from training.scoring import SCORE_COLUMNS
 
 def book(rows: list[dict], as_of: str) -> pd.DataFrame:
     base = {column: "" for column in SCORE_COLUMNS}
-    base.update(revenue_potential_score=50.0, business_fit_score=50.0, engagement_score=10.0, rule_score=40.0,
-                rule_tier="tier_3", learned_tier="tier_3", tier="tier_3", budget=np.nan, intent_surge=False,
-                win_probability=0.2, expected_deal_size=1000.0, expected_value=200.0, learned_score=40.0,
-                model_version="3", scored_at=f"{as_of}T06:00:00+00:00", as_of=as_of)
+    base.update(
+        revenue_potential_score=50.0,
+        business_fit_score=50.0,
+        engagement_score=10.0,
+        rule_score=40.0,
+        rule_tier="tier_3",
+        learned_tier="tier_3",
+        tier="tier_3",
+        budget=np.nan,
+        intent_surge=False,
+        win_probability=0.2,
+        expected_deal_size=1000.0,
+        expected_value=200.0,
+        learned_score=40.0,
+        model_version="3",
+        scored_at=f"{as_of}T06:00:00+00:00",
+        as_of=as_of,
+    )
     return pd.DataFrame([{**base, **row} for row in rows], columns=SCORE_COLUMNS)
 
 
-PREVIOUS = book([
-    {"account_id": "A", "tier": "tier_2"},                                # -> tier_1: entered Tier 1
-    {"account_id": "B", "tier": "tier_1"},                                # -> tier_3: left
-    {"account_id": "C", "intent_surge": False, "surge_channels": "web_visit"},  # -> surges
-    {"account_id": "D", "win_probability": 0.20, "learned_score": 40.0},  # +0.15 and +14.99: one jump only
-    {"account_id": "E", "intent_surge": True, "surge_channels": "web_visit;demo_request", "tier": "tier_1",
-     "win_probability": 0.5, "learned_score": 70.0},                      # unchanged: no event
-    {"account_id": "F", "tier": "tier_2", "learned_score": 80.0},         # -> untiered, score down 20
-], "2026-04-01")
-CURRENT = book([
-    {"account_id": "A", "tier": "tier_1", "reason_1": "Demo requested twice"},
-    {"account_id": "B", "tier": "tier_3"},
-    {"account_id": "C", "intent_surge": True, "surge_channels": "demo_request;external_intent"},
-    {"account_id": "D", "win_probability": 0.35, "learned_score": 54.99},
-    {"account_id": "E", "intent_surge": True, "surge_channels": "web_visit;demo_request", "tier": "tier_1",
-     "win_probability": 0.5, "learned_score": 70.0},
-    {"account_id": "F", "tier": "untiered", "learned_score": 60.0},
-    {"account_id": "G", "tier": "tier_2"},                                # new account, straight into Tier 2
-], "2026-07-01")
+PREVIOUS = book(
+    [
+        {"account_id": "A", "tier": "tier_2"},  # -> tier_1: entered Tier 1
+        {"account_id": "B", "tier": "tier_1"},  # -> tier_3: left
+        {"account_id": "C", "intent_surge": False, "surge_channels": "web_visit"},  # -> surges
+        {"account_id": "D", "win_probability": 0.20, "learned_score": 40.0},  # +0.15 and +14.99: one jump only
+        {
+            "account_id": "E",
+            "intent_surge": True,
+            "surge_channels": "web_visit;demo_request",
+            "tier": "tier_1",
+            "win_probability": 0.5,
+            "learned_score": 70.0,
+        },  # unchanged: no event
+        {"account_id": "F", "tier": "tier_2", "learned_score": 80.0},  # -> untiered, score down 20
+    ],
+    "2026-04-01",
+)
+CURRENT = book(
+    [
+        {"account_id": "A", "tier": "tier_1", "reason_1": "Demo requested twice"},
+        {"account_id": "B", "tier": "tier_3"},
+        {"account_id": "C", "intent_surge": True, "surge_channels": "demo_request;external_intent"},
+        {"account_id": "D", "win_probability": 0.35, "learned_score": 54.99},
+        {
+            "account_id": "E",
+            "intent_surge": True,
+            "surge_channels": "web_visit;demo_request",
+            "tier": "tier_1",
+            "win_probability": 0.5,
+            "learned_score": 70.0,
+        },
+        {"account_id": "F", "tier": "untiered", "learned_score": 60.0},
+        {"account_id": "G", "tier": "tier_2"},  # new account, straight into Tier 2
+    ],
+    "2026-07-01",
+)
 
 
 def digest(account, kind, as_of):
@@ -50,8 +82,14 @@ def digest(account, kind, as_of):
 def test_events_by_hand():
     events = build_events(PREVIOUS, CURRENT, Alerts())
     assert [(e["account_id"], e["kind"]) for e in events] == [
-        ("A", "tier_entered"), ("B", "tier_left"), ("C", "intent_surge"), ("D", "win_probability_jump"),
-        ("F", "tier_left"), ("F", "learned_score_jump"), ("G", "tier_entered")]
+        ("A", "tier_entered"),
+        ("B", "tier_left"),
+        ("C", "intent_surge"),
+        ("D", "win_probability_jump"),
+        ("F", "tier_left"),
+        ("F", "learned_score_jump"),
+        ("G", "tier_entered"),
+    ]
     by = {(e["account_id"], e["kind"]): e for e in events}
     a = by["A", "tier_entered"]
     assert a["change"] == {"field": "tier", "from": "tier_2", "to": "tier_1"}
@@ -71,7 +109,9 @@ def test_events_by_hand():
 
 
 def test_thresholds_come_from_the_config():
-    events = build_events(PREVIOUS, CURRENT, Alerts(win_probability_jump=0.5, learned_score_jump=14.99, tiers=["tier_1"]))
+    events = build_events(
+        PREVIOUS, CURRENT, Alerts(win_probability_jump=0.5, learned_score_jump=14.99, tiers=["tier_1"])
+    )
     kinds = [(e["account_id"], e["kind"]) for e in events]
     assert ("D", "win_probability_jump") not in kinds and ("D", "learned_score_jump") in kinds
     assert ("G", "tier_entered") not in kinds and ("F", "tier_left") not in kinds  # Tier 2 no longer watched

@@ -26,16 +26,33 @@ def test_alerts_writes_the_events_and_delivers_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TIERING_WEBHOOK_SECRET", "k")
     out = tmp_path / "alerts.jsonl"
     with Receiver() as receiver:
-        result = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url,
-                                     "--config", str(config)])
+        result = runner.invoke(
+            app,
+            [
+                "alerts",
+                str(previous),
+                str(current),
+                "--out",
+                str(out),
+                "--webhook",
+                receiver.url,
+                "--config",
+                str(config),
+            ],
+        )
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(e["account_id"], e["kind"]) for e in events][:3] == [("A", "tier_entered"), ("B", "tier_left"),
-                                                                   ("C", "intent_surge")]
+    assert [(e["account_id"], e["kind"]) for e in events][:3] == [
+        ("A", "tier_entered"),
+        ("B", "tier_left"),
+        ("C", "intent_surge"),
+    ]
     assert len(events) == 7 and "7 event(s)" in result.output and "Delivered 7 event(s)" in result.output
     assert receiver.keys() == [e["id"] for e in events]
-    again = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url,
-                                "--config", str(config)])
+    again = runner.invoke(
+        app,
+        ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url, "--config", str(config)],
+    )
     assert again.exit_code == 0 and "7 delivered by an earlier run" in again.output  # nothing sent twice
 
 
@@ -44,8 +61,20 @@ def test_unreachable_receiver_exits_3_and_keeps_the_outbox(tmp_path):
     config = tmp_path / "fast.yaml"
     config.write_text(FAST)
     out = tmp_path / "alerts.jsonl"
-    result = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", free_port_url(),
-                                 "--config", str(config)])
+    result = runner.invoke(
+        app,
+        [
+            "alerts",
+            str(previous),
+            str(current),
+            "--out",
+            str(out),
+            "--webhook",
+            free_port_url(),
+            "--config",
+            str(config),
+        ],
+    )
     assert result.exit_code == 3
     assert "delivered partially: 7 event(s) not delivered" in " ".join(result.output.split())
     assert len((tmp_path / "alerts.jsonl.outbox").read_text().splitlines()) == 7 and out.exists()
@@ -55,8 +84,9 @@ def test_unreachable_receiver_exits_3_and_keeps_the_outbox(tmp_path):
 def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     previous, current = pair(tmp_path)
     out = tmp_path / "alerts.jsonl"
-    plain = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook",
-                                "http://hooks.example.com/abm"])
+    plain = runner.invoke(
+        app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", "http://hooks.example.com/abm"]
+    )
     assert plain.exit_code == 2 and "plain http beyond this machine" in " ".join(plain.output.split())
     assert not out.exists()
     swapped = runner.invoke(app, ["alerts", str(current), str(previous), "--out", str(out)])
@@ -71,8 +101,9 @@ def test_score_with_alerts_against_an_earlier_scoring(write_export, mlflow_store
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     ran = runner.invoke(app, ["score", str(export), "--out", str(first), "--as-of", "2024-01-02"])
     assert ran.exit_code == 0, ran.output
-    result = runner.invoke(app, ["score", str(export), "--out", str(second), "--as-of", "2024-05-01",
-                                 "--alerts-against", str(first)])
+    result = runner.invoke(
+        app, ["score", str(export), "--out", str(second), "--as-of", "2024-05-01", "--alerts-against", str(first)]
+    )
     assert result.exit_code == 0, result.output
     events_file = tmp_path / "second.alerts.jsonl"
     assert "Events written to" in result.output and events_file.exists()
@@ -81,7 +112,11 @@ def test_score_with_alerts_against_an_earlier_scoring(write_export, mlflow_store
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     # Oracle: each account whose tier entered Tier 1/2, or left them, between the two files.
     watched = {"tier_1", "tier_2"}
-    expected = sorted(a for a in after.index if after.loc[a, "tier"] != before.loc[a, "tier"]
-                      and (after.loc[a, "tier"] in watched or before.loc[a, "tier"] in watched))
+    expected = sorted(
+        a
+        for a in after.index
+        if after.loc[a, "tier"] != before.loc[a, "tier"]
+        and (after.loc[a, "tier"] in watched or before.loc[a, "tier"] in watched)
+    )
     assert sorted(e["account_id"] for e in events if e["kind"].startswith("tier_")) == expected
     assert {e["as_of"] for e in events} <= {"2024-05-01"} and after["as_of"].unique().tolist() == ["2024-05-01"]

@@ -1,9 +1,7 @@
 """CRM write-back files, checked against each CRM's documented import columns and limits, and a round trip from
 the salesforce and hubspot presets: the ids in the import file are the ids of the original CRM files."""
 
-import numpy as np
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from features.config import TieringConfig
@@ -41,13 +39,39 @@ Record ID,Deal Name,Deal Stage,Create Date,Close Date,Amount,Associated Company 
 902,Globex,closedlost,2024-02-11 10:00,2024-04-02 12:00,5000,5002
 """
 # Salesforce Data Loader / Bulk API: the record key is `Id`, custom fields by API name ending in __c.
-SALESFORCE_HEADER = ["Id", "ABM_Tier__c", "ABM_Score__c", "ABM_Rule_Score__c", "ABM_Win_Probability__c",
-                     "ABM_Expected_Value__c", "ABM_Intent_Surge__c", "ABM_Surge_Channels__c", "ABM_Reason_1__c",
-                     "ABM_Reason_2__c", "ABM_Reason_3__c", "ABM_Model_Version__c", "ABM_As_Of__c", "ABM_Scored_At__c"]
+SALESFORCE_HEADER = [
+    "Id",
+    "ABM_Tier__c",
+    "ABM_Score__c",
+    "ABM_Rule_Score__c",
+    "ABM_Win_Probability__c",
+    "ABM_Expected_Value__c",
+    "ABM_Intent_Surge__c",
+    "ABM_Surge_Channels__c",
+    "ABM_Reason_1__c",
+    "ABM_Reason_2__c",
+    "ABM_Reason_3__c",
+    "ABM_Model_Version__c",
+    "ABM_As_Of__c",
+    "ABM_Scored_At__c",
+]
 # HubSpot companies import: the record key is `Record ID`, properties by internal name.
-HUBSPOT_HEADER = ["Record ID", "abm_tier", "abm_score", "abm_rule_score", "abm_win_probability", "abm_expected_value",
-                  "abm_intent_surge", "abm_surge_channels", "abm_reason_1", "abm_reason_2", "abm_reason_3",
-                  "abm_model_version", "abm_as_of", "abm_scored_at"]
+HUBSPOT_HEADER = [
+    "Record ID",
+    "abm_tier",
+    "abm_score",
+    "abm_rule_score",
+    "abm_win_probability",
+    "abm_expected_value",
+    "abm_intent_surge",
+    "abm_surge_channels",
+    "abm_reason_1",
+    "abm_reason_2",
+    "abm_reason_3",
+    "abm_model_version",
+    "abm_as_of",
+    "abm_scored_at",
+]
 
 
 def scores_of(tmp_path, files: dict[str, str], preset: str):
@@ -87,10 +111,24 @@ def test_hubspot_round_trip_keeps_the_company_ids(tmp_path):
 
 def _book(**changes) -> pd.DataFrame:
     row = {column: "" for column in SCORE_COLUMNS}
-    row.update(account_id="001Dn00000AbCdEIAZ", tier="tier_1", rule_tier="tier_2", learned_tier="tier_1", learned_score=81.234, rule_score=60.0,
-               win_probability=0.41234, expected_value=1234.567, intent_surge=True,
-               surge_channels="demo_request;external_intent", reason_1="x" * 300, reason_2="=HYPERLINK(\"evil\")",
-               reason_3="", model_version="3", as_of="2026-07-01", scored_at="2026-07-01T06:00:00+00:00")
+    row.update(
+        account_id="001Dn00000AbCdEIAZ",
+        tier="tier_1",
+        rule_tier="tier_2",
+        learned_tier="tier_1",
+        learned_score=81.234,
+        rule_score=60.0,
+        win_probability=0.41234,
+        expected_value=1234.567,
+        intent_surge=True,
+        surge_channels="demo_request;external_intent",
+        reason_1="x" * 300,
+        reason_2='=HYPERLINK("evil")',
+        reason_3="",
+        model_version="3",
+        as_of="2026-07-01",
+        scored_at="2026-07-01T06:00:00+00:00",
+    )
     row.update(changes)
     return pd.DataFrame([row])
 
@@ -99,7 +137,7 @@ def test_text_is_cut_to_the_field_length_and_formulas_are_neutralised():
     frame, skipped = export_frame(_book(), "salesforce")
     row = frame.iloc[0]
     assert skipped == 0 and len(row["ABM_Reason_1__c"]) == 255  # a Salesforce Text field holds 255 characters
-    assert row["ABM_Reason_2__c"] == "'=HYPERLINK(\"evil\")"
+    assert row["ABM_Reason_2__c"] == '\'=HYPERLINK("evil")'
     assert row["ABM_Win_Probability__c"] == 41.23  # a Percent field takes 41.23 for 41.23 %
     assert row["ABM_Score__c"] == 81.23 and row["ABM_Expected_Value__c"] == 1234.57
     assert row["ABM_Intent_Surge__c"] == "true" and row["ABM_Surge_Channels__c"] == "demo_request;external_intent"

@@ -28,11 +28,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make_events(n: int, as_of: str = "2026-07-01") -> list[dict]:
-    return [{"id": f"{i:032x}", "kind": "tier_entered", "account_id": f"A{i}", "as_of": as_of, "previous_as_of": "2026-04-01",
-             "summary": f"A{i} entered Tier 1 (from Tier 2)", "change": {"field": "tier", "from": "tier_2", "to": "tier_1"},
-             "tier": "tier_1", "previous_tier": "tier_2", "learned_score": 80.0, "win_probability": 0.4,
-             "rule_score": 60.0, "expected_value": 100.0, "intent_surge": False, "surge_channels": [],
-             "reasons": [], "model_version": "3"} for i in range(n)]
+    return [
+        {
+            "id": f"{i:032x}",
+            "kind": "tier_entered",
+            "account_id": f"A{i}",
+            "as_of": as_of,
+            "previous_as_of": "2026-04-01",
+            "summary": f"A{i} entered Tier 1 (from Tier 2)",
+            "change": {"field": "tier", "from": "tier_2", "to": "tier_1"},
+            "tier": "tier_1",
+            "previous_tier": "tier_2",
+            "learned_score": 80.0,
+            "win_probability": 0.4,
+            "rule_score": 60.0,
+            "expected_value": 100.0,
+            "intent_surge": False,
+            "surge_channels": [],
+            "reasons": [],
+            "model_version": "3",
+        }
+        for i in range(n)
+    ]
 
 
 class Receiver:
@@ -184,8 +201,12 @@ def test_no_duplicate_after_the_sender_is_killed_between_send_and_bookkeeping(tm
     (tmp_path / "events.json").write_text(json.dumps(events))
     out = tmp_path / "alerts.jsonl"
     with Receiver({2: "kill"}) as receiver:
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(tmp_path / "events.json"), str(out), receiver.url],
-                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sender = subprocess.Popen(
+            [sys.executable, "-c", SENDER, str(tmp_path / "events.json"), str(out), receiver.url],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         receiver.victim = sender.pid
         assert sender.wait(timeout=30) == -signal.SIGKILL
         assert len(receiver.requests) == 3  # killed while the third event was in flight
@@ -199,14 +220,16 @@ def test_no_duplicate_after_the_sender_is_killed_between_send_and_bookkeeping(tm
     assert (tmp_path / "alerts.jsonl.delivered").read_text().split() == ids
 
 
-@pytest.mark.parametrize("url", ["http://hooks.example.com/x", "ftp://127.0.0.1/x", "https://user:pw@hooks.example.com/x",
-                                 "not a url"])
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example.com/x", "ftp://127.0.0.1/x", "https://user:pw@hooks.example.com/x", "not a url"]
+)
 def test_webhook_urls_that_are_refused(url):
     with pytest.raises(DataError):
         check_webhook_url(url)
 
 
-@pytest.mark.parametrize("url", ["https://hooks.example.com/x", "http://127.0.0.1:8080/x", "http://localhost/x",
-                                 "http://[::1]:9/x"])
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/x", "http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x"]
+)
 def test_webhook_urls_that_are_allowed(url):
     check_webhook_url(url)

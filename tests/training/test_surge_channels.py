@@ -14,18 +14,34 @@ AS_OF = pd.Timestamp("2025-06-01")
 
 def _data() -> CrmData:
     accounts = conform(pd.DataFrame({"account_id": ["hot", "one", "intent", "flat"]}), "accounts")
-    opportunities = conform(pd.DataFrame({"opportunity_id": ["x"], "account_id": ["hot"],
-                                          "created_date": ["2025-01-01"], "outcome": ["open"]}), "opportunities")
+    opportunities = conform(
+        pd.DataFrame(
+            {"opportunity_id": ["x"], "account_id": ["hot"], "created_date": ["2025-01-01"], "outcome": ["open"]}
+        ),
+        "opportunities",
+    )
     rows = []
     # 6 events in the 14 days before 2025-06-01 and none in the 90 days before that: a surge on each channel.
-    for account, channels in (("hot", ["demo_request", "web_visit"]), ("one", ["web_visit"]), ("intent", ["email_open"])):
+    for account, channels in (
+        ("hot", ["demo_request", "web_visit"]),
+        ("one", ["web_visit"]),
+        ("intent", ["email_open"]),
+    ):
         for channel in channels:
             rows += [(account, f"2025-05-{d:02d}", channel, 1) for d in range(20, 26)]
     # Steady activity every other day for four months: no rise, no surge.
     rows += [("flat", f"2025-{m:02d}-{d:02d}", "web_visit", 1) for m in (2, 3, 4, 5) for d in range(1, 28, 2)]
     engagement = conform(pd.DataFrame(rows, columns=["account_id", "timestamp", "channel", "count"]), "engagement")
-    intent = conform(pd.DataFrame({"account_id": ["intent"] * 4, "date": ["2025-05-22", "2025-05-23", "2025-05-24",
-                                                                         "2025-05-25"], "topic": ["crm"] * 4}), "intent")
+    intent = conform(
+        pd.DataFrame(
+            {
+                "account_id": ["intent"] * 4,
+                "date": ["2025-05-22", "2025-05-23", "2025-05-24", "2025-05-25"],
+                "topic": ["crm"] * 4,
+            }
+        ),
+        "intent",
+    )
     return CrmData(accounts, opportunities, engagement, intent)
 
 
