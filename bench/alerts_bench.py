@@ -1,6 +1,6 @@
 """Alerts, CRM export and webhook delivery at book size (issue 15).
 
-    python -m bench.alerts_bench [--accounts 100000] [--webhook-events 1000]
+    python -m bench.alerts_bench [--accounts 100000] [--webhook-events 1000]   (also part of `make bench`)
 
 Two synthetic scorings of one book (seeded; a tenth of the accounts change tier, surge or jump), then:
 `build_events` + writing the events file, `export_frame` + writing for each CRM, and delivery of
@@ -73,7 +73,7 @@ class _Quiet(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def run(n_accounts: int, webhook_events: int) -> dict:
+def measure(n_accounts: int, webhook_events: int) -> dict:
     before, after = books(n_accounts)
     figures: dict = {"accounts": n_accounts}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,12 +108,27 @@ def run(n_accounts: int, webhook_events: int) -> dict:
     return figures
 
 
+def run(quick: bool = False) -> dict:
+    """`make bench`'s entry: 100,000 accounts and 1,000 webhook events (quick: 10,000 and 200), with table rows."""
+    n_accounts, webhook_events = (10_000, 200) if quick else (100_000, 1_000)
+    figures = measure(n_accounts, webhook_events)
+    figures["markdown_rows"] = [
+        f"| `tiering alerts`, two scorings of {n_accounts:,} accounts ({figures['events']:,} events) | "
+        f"{figures['alerts_s']:.2f} s | - | - | a few seconds | |",
+        f"| `tiering export`, {n_accounts:,} accounts | Salesforce {figures['export_salesforce_s']:.2f} s, HubSpot "
+        f"{figures['export_hubspot_s']:.2f} s | - | - | a few seconds | |",
+        f"| webhook delivery to a local receiver ({figures['webhook_events']:,} events, one request each) | "
+        f"{figures['webhook_events_per_s']:,.0f} events/s | - | - | - | |",
+    ]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--webhook-events", type=int, default=1000)
     args = parser.parse_args()
-    print(json.dumps(run(args.accounts, args.webhook_events)))
+    print(json.dumps(measure(args.accounts, args.webhook_events)))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def run(quick: bool, only: set[str] | None) -> dict:
         for n in sizes:
             print(f"[bench] {name} at {n:,} accounts", flush=True)
             results[name][n] = step(name, folders[n])
-    for name, module in (("serving", "bench.serving_bench"), ("load", "bench.load_bench")):
+    for name, module in (("serving", "bench.serving_bench"), ("load", "bench.load_bench"),
+                         ("alerts", "bench.alerts_bench")):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
             print(f"[bench] {name}", flush=True)
@@ -129,6 +130,9 @@ def markdown(results: dict) -> str:
     load = results.get("load")
     if load and "markdown_rows" in load:
         lines.extend(load["markdown_rows"])
+    alerts = results.get("alerts")
+    if alerts and "markdown_rows" in alerts:
+        lines.extend(alerts["markdown_rows"])
     scaled = [name for name in ("features", "train", "score") if name in results]
     if scaled:
         lines += ["", f"Growth with size ({', '.join(f'{n:,}' for n in sizes)} accounts; exponent k in time ~ size^k, "
