@@ -136,15 +136,40 @@ def export_command(
             "--ids", help="CSV of account_id,crm_id when account_id is not the CRM's own id (default: account_id is)."
         ),
     ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--mapping",
+            "-m",
+            help="The mapping the scored export was read with: another CRM's preset (or canonical) needs --ids.",
+        ),
+    ] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field",
+            help="Rename a field, COLUMN=NAME (e.g. tier=Account_Tier__c); repeat for more. Default: the ABM_* names.",
+        ),
+    ] = None,
 ) -> None:
     """An upsert-ready import file for the CRM, keyed on its own account ids: tier, scores, surge and reasons."""
-    from training.crm_export import check_export_target, check_format, export_frame, read_id_map, write_export
+    from training.crm_export import (
+        check_export_target,
+        check_format,
+        check_mapping,
+        export_frame,
+        parse_renames,
+        read_id_map,
+        write_export,
+    )
     from training.diff import read_scores
 
     check_format(fmt)
-    check_export_target(out, fmt)
+    renames = parse_renames(fmt, field or [])
+    check_mapping(fmt, mapping, ids is not None)
+    check_export_target(out, fmt, renames)
     id_map = read_id_map(ids) if ids else None
-    frame, skipped = export_frame(read_scores(scores), fmt, id_map, str(scores))
+    frame, skipped = export_frame(read_scores(scores), fmt, id_map, str(scores), renames)
     write_export(frame, out)
     if skipped:
         say(f"warning: {skipped:,} account(s) have no crm_id in {ids} and are left out", error=True)

@@ -71,8 +71,76 @@ ID_HELP = {
 }
 
 
-def header(fmt: str) -> list[str]:
-    key, _, _, fields = LAYOUTS[fmt]
+FIELD_NAMES = {  # a custom field's API name (at most 40 characters before __c) / a property's internal name
+    "salesforce": (
+        re.compile(r"^(?=.{1,43}$)[A-Za-z](?:[A-Za-z0-9]|_(?!_))*__c$"),
+        "a custom field API name like ABM_Tier__c",
+    ),
+    "hubspot": (re.compile(r"^[a-z][a-z0-9_]{0,99}$"), "an internal property name like abm_tier (lowercase)"),
+}
+
+
+def layout(fmt: str, renames: dict[str, str] | None = None) -> tuple[str, re.Pattern, int, tuple[Field, ...]]:
+    """The format's key, id pattern, text limit and fields, with the field names `renames` gives (column -> name)."""
+    key, pattern, limit, fields = LAYOUTS[fmt]
+    renames = renames or {}
+    return (
+        key,
+        pattern,
+        limit,
+        tuple(Field(renames.get(f.source, f.header), f.source, f.kind, f.decimals) for f in fields),
+    )
+
+
+def parse_renames(fmt: str, options: list[str]) -> dict[str, str]:
+    """`--field tier=My_Tier__c` options as {scores column: CRM field name}; DataError naming each bad one."""
+    check_format(fmt)
+    pattern, shape = FIELD_NAMES[fmt]
+    sources = [field.source for field in LAYOUTS[fmt][3]]
+    renames, problems = {}, []
+    for option in options:
+        column, _, name = option.partition("=")
+        column, name = column.strip(), name.strip()
+        if column not in sources:
+            problems.append(
+                Problem(
+                    f"--field {option!r}: {column!r} is not an exported column",
+                    f"use one of {', '.join(sources)}, as COLUMN=FIELD",
+                )
+            )
+        elif not pattern.fullmatch(name):
+            problems.append(Problem(f"--field {option!r}: {name!r} is not {shape}", f"name a {fmt} field: {shape}"))
+        else:
+            renames[column] = name
+    names = [field.header for field in layout(fmt, renames)[3]]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(
+            Problem(f"--field gives two columns the same field {', '.join(repeated)}", "give each column its own field")
+        )
+    if problems:
+        raise DataError(problems)
+    return renames
+
+
+def check_mapping(fmt: str, mapping: str | None, id_map_given: bool) -> None:
+    """Scores of an export read with another CRM's preset (or a canonical export) do not carry this CRM's ids."""
+    from features.mapping import PRESETS
+
+    if mapping is None or id_map_given or mapping == fmt or mapping not in PRESETS:
+        return  # a mapping file: the ids' shape is checked row by row
+    raise DataError(
+        [
+            Problem(
+                f"the scores come from an export read with --mapping {mapping}: their account_id is not the {fmt} id",
+                f"pass --ids FILE mapping account_id to the {fmt} id (crm_id)",
+            )
+        ]
+    )
+
+
+def header(fmt: str, renames: dict[str, str] | None = None) -> list[str]:
+    key, _, _, fields = layout(fmt, renames)
     return [key, *(field.header for field in fields)]
 
 
@@ -81,7 +149,7 @@ def check_format(fmt: str) -> None:
         raise DataError([Problem(f"unknown --format {fmt!r}", f"use one of {', '.join(FORMATS)}")])
 
 
-def check_export_target(path: Path, fmt: str) -> None:
+def check_export_target(path: Path, fmt: str, renames: dict[str, str] | None = None) -> None:
     """Refuse an --out that is not .csv, or an existing file that is not an export of this format."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
@@ -103,7 +171,7 @@ def check_export_target(path: Path, fmt: str) -> None:
                 first = handle.readline().strip()
         except (OSError, UnicodeDecodeError):
             first = None
-        if first != ",".join(header(fmt)) and path.stat().st_size:
+        if first not in (",".join(header(fmt)), ",".join(header(fmt, renames))) and path.stat().st_size:
             raise DataError(
                 [
                     Problem(
@@ -158,11 +226,15 @@ def _checkbox(values: pd.Series) -> pd.Series:
 
 
 def export_frame(
-    scores: pd.DataFrame, fmt: str, id_map: dict[str, str] | None = None, source: str = "scores"
+    scores: pd.DataFrame,
+    fmt: str,
+    id_map: dict[str, str] | None = None,
+    source: str = "scores",
+    renames: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """The import rows for `fmt`, and how many accounts were left out (no crm id in the id map)."""
     check_format(fmt)
-    key, pattern, limit, fields = LAYOUTS[fmt]
+    key, pattern, limit, fields = layout(fmt, renames)
     accounts = scores["account_id"].astype(str)
     skipped = 0
     if id_map is not None:
@@ -208,7 +280,7 @@ def export_frame(
         else:  # datetime: ISO 8601 as the scores file writes it (UTC)
             out[field.header] = _text(values, 64)
     # Formulas neutralised first, then cut: the quote counts towards the field's length.
-    frame = neutralise_formulas(pd.DataFrame(out, columns=header(fmt)))
+    frame = neutralise_formulas(pd.DataFrame(out, columns=header(fmt, renames)))
     for field in fields:
         if field.kind == "text":
             frame[field.header] = frame[field.header].astype(str).str.slice(0, limit)

@@ -169,3 +169,66 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path):
     foreign.write_text("my,own,file\n")
     kept = runner.invoke(app, ["export", str(scores), "--format", "hubspot", "--out", str(foreign)])
     assert kept.exit_code == 2 and "never replaced" in kept.output and foreign.read_text() == "my,own,file\n"
+
+
+def test_field_names_are_configurable_and_checked(tmp_path):
+    scores = tmp_path / "scores.csv"
+    write_table(_book(), scores)
+    out = tmp_path / "sf.csv"
+    renamed = runner.invoke(
+        app,
+        [
+            "export",
+            str(scores),
+            "--format",
+            "salesforce",
+            "--out",
+            str(out),
+            "--field",
+            "tier=Account_Tier__c",
+            "--field",
+            "learned_score=Fit_Score__c",
+        ],
+    )
+    assert renamed.exit_code == 0, renamed.output
+    columns = pd.read_csv(out, dtype=str).columns.tolist()
+    assert columns[:3] == ["Id", "Account_Tier__c", "Fit_Score__c"] and columns[3:] == SALESFORCE_HEADER[3:]
+    for bad, message in (
+        ("tier=Account Tier", "is not a custom field API name"),
+        ("tier=Tier", "is not a custom"),
+        ("tier=My__Tier__c", "is not a custom"),
+        ("budget=Budget__c", "is not an exported column"),
+        ("learned_score=ABM_Tier__c", "the same field ABM_Tier__c"),
+    ):
+        refused = runner.invoke(
+            app, ["export", str(scores), "--format", "salesforce", "--out", str(tmp_path / "x.csv"), "--field", bad]
+        )
+        assert refused.exit_code == 2 and message in " ".join(refused.output.split()), (bad, refused.output)
+    hubspot = runner.invoke(
+        app,
+        [
+            "export",
+            str(scores),
+            "--format",
+            "hubspot",
+            "--out",
+            str(tmp_path / "h.csv"),
+            "--field",
+            "tier=Account_Tier",
+        ],
+    )
+    assert hubspot.exit_code == 2 and "lowercase" in hubspot.output
+
+
+def test_scores_of_another_crms_export_need_an_id_map(tmp_path):
+    scores = tmp_path / "scores.csv"
+    write_table(_book(account_id="5001"), scores)
+    out = tmp_path / "sf.csv"
+    refused = runner.invoke(
+        app, ["export", str(scores), "--format", "salesforce", "--mapping", "hubspot", "--out", str(out)]
+    )
+    assert refused.exit_code == 2 and "--mapping hubspot" in refused.output and not out.exists()
+    same = runner.invoke(
+        app, ["export", str(scores), "--format", "hubspot", "--mapping", "hubspot", "--out", str(tmp_path / "hs.csv")]
+    )
+    assert same.exit_code == 0, same.output
