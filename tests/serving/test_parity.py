@@ -14,7 +14,7 @@ from .conftest import serving, subset, tracking_at
 
 NUMBERS = ["revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "win_probability",
            "expected_deal_size", "expected_value", "learned_score"]
-SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version"]
+SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "as_of", "surge_channels"]
 TIERS = ["rule_tier", "learned_tier", "tier"]
 BUDGET = 250_000.0
 
