@@ -23,6 +23,7 @@ rest go on. Redirects are not followed (the body would be re-sent elsewhere).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -223,6 +224,26 @@ def deliver(
     check_webhook_url(url)
     out = Path(out)
     outbox, ledger = outbox_path(out), delivered_path(out)
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a", encoding="utf-8") as ledger_file:
+        try:  # one delivery per events file at a time: two at once could both send the outbox
+            fcntl.flock(ledger_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                [
+                    Problem(
+                        "another delivery of this events file is running",
+                        "wait for it to finish; its outbox is sent then",
+                        file=str(out),
+                    )
+                ]
+            ) from None
+        return _deliver_locked(events, outbox, ledger, ledger_file, url, config, clock, sleep, on_delivered)
+
+
+def _deliver_locked(
+    events, outbox: Path, ledger: Path, ledger_file, url: str, config: Alerts, clock, sleep, on_delivered
+) -> DeliveryReport:
     delivered = _read_ids(ledger)
     report = DeliveryReport()
     queue, queued = [], set()
@@ -240,28 +261,27 @@ def deliver(
     secret = os.environ.get(config.secret_env, "")
     deadline = clock() + config.max_total_seconds
     connection = _Connection(url)
-    left: list[dict] = []
+    sent: set[str] = set()
     try:
-        with open(ledger, "a", encoding="utf-8") as ledger_file:
-            for index, event in enumerate(queue):
-                if clock() >= deadline:
-                    report.timed_out = True
-                    left.extend(queue[index:])
-                    break
-                status = _send(connection, event, secret, config, deadline, clock, sleep, report)
-                if status is not None and 200 <= status < 300:
-                    ledger_file.write(event["id"] + "\n")
-                    ledger_file.flush()
-                    os.fsync(ledger_file.fileno())
-                    report.delivered.append(event["id"])
-                    if on_delivered:
-                        on_delivered(event["id"])
-                else:
-                    if status is not None and status not in RETRIED_STATUSES and status < 500:
-                        report.refused[event["id"]] = f"HTTP {status}"
-                    left.append(event)
+        for event in queue:
+            if clock() >= deadline:
+                report.timed_out = True
+                break
+            status = _send(connection, event, secret, config, deadline, clock, sleep, report)
+            if status is not None and 200 <= status < 300:
+                ledger_file.write(event["id"] + "\n")
+                ledger_file.flush()
+                os.fsync(ledger_file.fileno())
+                sent.add(event["id"])
+                report.delivered.append(event["id"])
+                if on_delivered:
+                    on_delivered(event["id"])
+            elif status is not None and status not in RETRIED_STATUSES and status < 500:
+                report.refused[event["id"]] = f"HTTP {status}"
     finally:
         connection.close()
+        # Everything not delivered stays, also the events an interruption (Ctrl-C) left unsent.
+        left = [event for event in queue if event["id"] not in sent]
         _write_outbox(outbox, left)
     report.pending = [event["id"] for event in left]
     return report

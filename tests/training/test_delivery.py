@@ -233,3 +233,28 @@ def test_webhook_urls_that_are_refused(url):
 )
 def test_webhook_urls_that_are_allowed(url):
     check_webhook_url(url)
+
+
+def test_an_interrupted_delivery_keeps_every_unsent_event(tmp_path):
+    events = make_events(4)
+    out = tmp_path / "alerts.jsonl"
+
+    def stop_after_the_first(event_id):
+        raise KeyboardInterrupt
+
+    with Receiver() as receiver:
+        with pytest.raises(KeyboardInterrupt):
+            deliver(events, out, receiver.url, FAST, on_delivered=stop_after_the_first)
+    kept = [json.loads(line)["id"] for line in (tmp_path / "alerts.jsonl.outbox").read_text().splitlines()]
+    assert receiver.keys() == [events[0]["id"]] and kept == [e["id"] for e in events[1:]]
+
+
+def test_two_deliveries_of_one_events_file_never_run_at_once(tmp_path):
+    import fcntl
+
+    out = tmp_path / "alerts.jsonl"
+    with open(tmp_path / "alerts.jsonl.delivered", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with Receiver() as receiver, pytest.raises(DataError, match="another delivery"):
+            deliver(make_events(2), out, receiver.url, FAST)
+    assert receiver.requests == []
