@@ -91,7 +91,11 @@ def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
 
     if not os.environ.get(settings.alerts.secret_env):
         say(f"note: {settings.alerts.secret_env} is not set: events are sent unsigned", error=True)
-    report = deliver(events, out, url, settings.alerts)
+    try:
+        report = deliver(events, out, url, settings.alerts)
+    except KeyboardInterrupt:  # the events file is written and the outbox holds what was not sent
+        say(f"interrupted: {out} is written; the events not yet delivered are kept in {outbox_path(out)}", error=True)
+        raise typer.Exit(130) from None
     already = f"; {report.already:,} delivered by an earlier run" if report.already else ""
     say(f"Delivered {len(report.delivered):,} event(s) to the webhook{already}")
     if report.pending:

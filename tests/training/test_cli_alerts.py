@@ -126,3 +126,26 @@ def test_score_with_alerts_against_an_earlier_scoring(write_export, mlflow_store
     after = pd.read_csv(second, dtype=str, keep_default_na=False).set_index("account_id")
     assert after.loc["A2", "surge_channels"] == "web_visit;demo_request"
     assert jump["change"]["to"] == float(after.loc["A2", "learned_score"]) and jump["change"]["delta"] >= 15
+
+
+def test_ctrl_c_during_delivery_keeps_the_rest_in_the_outbox(tmp_path, monkeypatch):
+    import training.delivery
+
+    previous, current = pair(tmp_path)
+    out = tmp_path / "alerts.jsonl"
+    real_send, calls = training.delivery._send, []
+
+    def send_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(training.delivery, "_send", send_then_interrupt)
+    with Receiver() as receiver:
+        result = runner.invoke(
+            app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url]
+        )
+    assert result.exit_code == 130 and "are kept in" in " ".join(result.output.split())
+    kept = (tmp_path / "alerts.jsonl.outbox").read_text().splitlines()
+    assert len(receiver.requests) == 2 and len(kept) == 5 and out.exists()
