@@ -59,7 +59,9 @@ def run(n_accounts: int, out_dir: Path, file_format: str = "parquet", seed: int 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("accounts", type=int, nargs="?", default=100_000, help="number of accounts (default 100000)")
-    parser.add_argument("--out", type=Path, help="folder to write into (default: a temporary folder, removed afterwards)")
+    parser.add_argument(
+        "--out", type=Path, help="folder to write into (default: a temporary folder, removed afterwards)"
+    )
     parser.add_argument("--format", dest="file_format", choices=("parquet", "csv"), default="parquet")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)

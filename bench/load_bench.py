@@ -68,15 +68,27 @@ def _calls(singles: list[bytes], book: bytes) -> dict[str, list[Call]]:
     """What each kind of client sends, in turn."""
     tier_book = json.dumps({**json.loads(book), "budget": 1_000_000}).encode()
     too_many = json.dumps({"accounts": [{"account_id": f"A{i}"} for i in range(MAX_SCORE_ACCOUNTS + 1)]}).encode()
-    wrong_types = json.dumps({"accounts": [{"account_id": "A", "employees": "many", "annual_revenue": True,
-                                            "engagement": [{"timestamp": 5, "channel": ["web"]}]}]}).encode()
+    wrong_types = json.dumps(
+        {
+            "accounts": [
+                {
+                    "account_id": "A",
+                    "employees": "many",
+                    "annual_revenue": True,
+                    "engagement": [{"timestamp": 5, "channel": ["web"]}],
+                }
+            ]
+        }
+    ).encode()
     return {
         "single": [Call(SINGLE, "/score", body, 200) for body in singles],
         "book": [Call(BOOK, "/tier", tier_book, 200)],
-        "invalid": [Call("bad JSON", "/score", b'{"accounts": [{"account_id": ', 400),
-                    Call("wrong types", "/score", wrong_types, 400),
-                    Call(f"{MAX_SCORE_ACCOUNTS + 1:,} accounts", "/score", too_many, 400),
-                    Call("wrong key", "/score", singles[0], 401, wrong_key=True)],
+        "invalid": [
+            Call("bad JSON", "/score", b'{"accounts": [{"account_id": ', 400),
+            Call("wrong types", "/score", wrong_types, 400),
+            Call(f"{MAX_SCORE_ACCOUNTS + 1:,} accounts", "/score", too_many, 400),
+            Call("wrong key", "/score", singles[0], 401, wrong_key=True),
+        ],
     }
 
 
@@ -108,8 +120,11 @@ def _run_clients(base_url: str, key: str, calls: dict[str, list[Call]], seconds:
         with lock:
             outcomes.extend(mine)
 
-    threads = [threading.Thread(target=client_loop, args=(calls[role], index * 17 % len(calls[role])))
-               for role, count in CLIENTS.items() for index in range(count)]
+    threads = [
+        threading.Thread(target=client_loop, args=(calls[role], index * 17 % len(calls[role])))
+        for role, count in CLIENTS.items()
+        for index in range(count)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -169,12 +184,22 @@ def _summary(outcomes: list[Outcome], seconds: float) -> dict:
     for kind in dict.fromkeys(outcome.kind for outcome in outcomes):
         own = [outcome for outcome in outcomes if outcome.kind == kind]
         answers = {answer: sum(o.answer == answer for o in own) for answer in sorted({o.answer for o in own})}
-        by_kind[kind] = {"requests": len(own), "per_s": round(len(own) / seconds, 1), **_milliseconds(own),
-                         "answers": answers, "unexpected": sum(not outcome.expected for outcome in own)}
+        by_kind[kind] = {
+            "requests": len(own),
+            "per_s": round(len(own) / seconds, 1),
+            **_milliseconds(own),
+            "answers": answers,
+            "unexpected": sum(not outcome.expected for outcome in own),
+        }
     classes = ("2xx", "4xx", "5xx", "timeout", "connection_error")
-    return {"requests": len(outcomes), "throughput_per_s": round(len(outcomes) / seconds, 1), **_milliseconds(outcomes),
-            "answers": {name: sum(_answer_class(o.answer) == name for o in outcomes) for name in classes},
-            "unexpected_answers": sum(not outcome.expected for outcome in outcomes), "by_kind": by_kind}
+    return {
+        "requests": len(outcomes),
+        "throughput_per_s": round(len(outcomes) / seconds, 1),
+        **_milliseconds(outcomes),
+        "answers": {name: sum(_answer_class(o.answer) == name for o in outcomes) for name in classes},
+        "unexpected_answers": sum(not outcome.expected for outcome in outcomes),
+        "by_kind": by_kind,
+    }
 
 
 def run(quick: bool = False) -> dict:
@@ -189,12 +214,19 @@ def run(quick: bool = False) -> dict:
         calls = _calls(singles, book)
 
         key = secrets.token_urlsafe(24)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": store, "BENTOML_HOME": str(folder / "bentoml"),
-               "BENTOML_DO_NOT_TRACK": "true", "TIERING_API_KEY": key}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,
+            "BENTOML_HOME": str(folder / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "TIERING_API_KEY": key,
+        }
         port = _free_port()
         base_url, log = f"http://127.0.0.1:{port}", folder / "tiering.log"
-        _progress(f"starting tiering serve; then {CONCURRENCY} clients for {warm_up_seconds:g} s of warm-up "
-                  f"and {seconds:g} s measured")
+        _progress(
+            f"starting tiering serve; then {CONCURRENCY} clients for {warm_up_seconds:g} s of warm-up "
+            f"and {seconds:g} s measured"
+        )
         command = [str(Path(sys.executable).parent / "tiering"), "serve", "--host", "127.0.0.1", "--port", str(port)]
         with _server(command, f"{base_url}/readyz", env, log):
             with RssSampler(_server_process(port)) as rss:
@@ -210,19 +242,30 @@ def run(quick: bool = False) -> dict:
     summary = _summary(outcomes, elapsed)
     growth = end_mb / start_mb - 1
     result = {
-        "accounts_in_export": n_accounts, "cpus": os.cpu_count(), "seconds": round(elapsed, 1),
-        "concurrency": CONCURRENCY, "clients": CLIENTS, **summary,
+        "accounts_in_export": n_accounts,
+        "cpus": os.cpu_count(),
+        "seconds": round(elapsed, 1),
+        "concurrency": CONCURRENCY,
+        "clients": CLIENTS,
+        **summary,
         "warm_up_seconds": warm_up_seconds,
-        "rss_mb": {"ready": round(ready_mb, 1), "start": round(start_mb, 1), "end": round(end_mb, 1),
-                   "peak": round(rss.peak_mb, 1), "growth_pct": round(100 * growth, 1)},
+        "rss_mb": {
+            "ready": round(ready_mb, 1),
+            "start": round(start_mb, 1),
+            "end": round(end_mb, 1),
+            "peak": round(rss.peak_mb, 1),
+            "growth_pct": round(100 * growth, 1),
+        },
         "server_log_mb": round(len(server_log.encode()) / 2**20, 2),
         "key_in_server_log": key in server_log,
     }
-    result["goals_met"] = {"zero_5xx": summary["answers"]["5xx"] == 0,
-                           "zero_timeouts": summary["answers"]["timeout"] == 0,
-                           "every_answer_expected": summary["unexpected_answers"] == 0,
-                           "rss_growth_under_10pct": growth < GOAL_RSS_GROWTH,
-                           "key_never_logged": not result["key_in_server_log"]}
+    result["goals_met"] = {
+        "zero_5xx": summary["answers"]["5xx"] == 0,
+        "zero_timeouts": summary["answers"]["timeout"] == 0,
+        "every_answer_expected": summary["unexpected_answers"] == 0,
+        "rss_growth_under_10pct": growth < GOAL_RSS_GROWTH,
+        "key_never_logged": not result["key_in_server_log"],
+    }
     result["markdown_rows"] = _markdown_rows(result)
     return result
 

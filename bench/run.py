@@ -39,8 +39,9 @@ def dataset(n_accounts: int) -> tuple[Path, dict | None]:
 
 def step(name: str, folder: Path) -> dict:
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-m", "bench.steps", name, str(folder)], cwd=REPO, capture_output=True,
-                           text=True)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.steps", name, str(folder)], cwd=REPO, capture_output=True, text=True
+    )
     if child.returncode != 0:
         raise RuntimeError(f"bench step {name} failed:\n{child.stderr[-3000:]}")
     figures = json.loads(child.stdout.strip().splitlines()[-1])
@@ -62,9 +63,19 @@ def optional(module: str):
 
 def run(quick: bool, only: set[str] | None) -> dict:
     sizes = list(QUICK_SIZES if quick else FULL_SIZES)
-    wanted = (lambda name: only is None or name in only)
-    results: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                                 "platform": platform.platform()}, "sizes": sizes, "quick": quick}
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
+        "sizes": sizes,
+        "quick": quick,
+    }
     folders = {}
     for n in sizes:
         folders[n], generated = dataset(n)
@@ -96,34 +107,49 @@ def _fmt(value: float, digits: int = 1) -> str:
 def markdown(results: dict) -> str:
     sizes = results["sizes"]
     top = sizes[-1]
-    lines = [f"Measured on {results['machine']['cpus']} cores, Python {results['machine']['python']}"
-             f"{' (quick sizes)' if results['quick'] else ''}. Each figure sits beside its raw reference from the same run.",
-             "", "| step | figure | reference | ratio | goal | peak memory |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured on {results['machine']['cpus']} cores, Python {results['machine']['python']}"
+        f"{' (quick sizes)' if results['quick'] else ''}. Each figure sits beside its raw reference from the same run.",
+        "",
+        "| step | figure | reference | ratio | goal | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]
     generator = results.get("generator")
     if generator:
         rows = generator["rows"]
-        lines.append(f"| generate {generator['n_accounts']:,} accounts ({rows.get('opportunities.parquet', 0):,} opportunities, "
-                     f"{rows.get('engagement.parquet', 0):,} events) | {_fmt(generator['generator_seconds'])} s | - | - | "
-                     f"well under 120 s, < 4 GB | {_fmt(generator['peak_rss_mb'], 0)} MB |")
+        lines.append(
+            f"| generate {generator['n_accounts']:,} accounts ({rows.get('opportunities.parquet', 0):,} opportunities, "
+            f"{rows.get('engagement.parquet', 0):,} events) | {_fmt(generator['generator_seconds'])} s | - | - | "
+            f"well under 120 s, < 4 GB | {_fmt(generator['peak_rss_mb'], 0)} MB |"
+        )
     if "features" in results:
         f = results["features"][top]
-        lines.append(f"| point-in-time features, {f['opportunity_rows']:,} opportunity rows + {f['accounts']:,} accounts over "
-                     f"{f['engagement_events']:,} events | {_fmt(f['features_s'])} s (+ {_fmt(f['load_and_validate_s'])} s load "
-                     f"and validate) | read Parquet {_fmt(f['read_parquet_s'])} s | "
-                     f"{_fmt(f['features_s'] / f['read_parquet_s'])}x | < 120 s, < 8 GB | {_fmt(f['peak_rss_mb'], 0)} MB |")
+        lines.append(
+            f"| point-in-time features, {f['opportunity_rows']:,} opportunity rows + {f['accounts']:,} accounts over "
+            f"{f['engagement_events']:,} events | {_fmt(f['features_s'])} s (+ {_fmt(f['load_and_validate_s'])} s load "
+            f"and validate) | read Parquet {_fmt(f['read_parquet_s'])} s | "
+            f"{_fmt(f['features_s'] / f['read_parquet_s'])}x | < 120 s, < 8 GB | {_fmt(f['peak_rss_mb'], 0)} MB |"
+        )
     if "train" in results:
         t = results["train"][top]
-        lines.append(f"| `tiering train` (learner search on), {t['training_rows']:,} closed opportunities | "
-                     f"{_fmt(t['train_s'])} s, of which the search {_fmt(t.get('search_s', 0))} s "
-                     f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
-                     f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |")
+        lines.append(
+            f"| `tiering train` (learner search on), {t['training_rows']:,} closed opportunities | "
+            f"{_fmt(t['train_s'])} s, of which the search {_fmt(t.get('search_s', 0))} s "
+            f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
+            f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |"
+        )
     if "score" in results:
         s = results["score"][top]
-        lines.append(f"| `tiering score`, {s['accounts']:,} accounts | {_fmt(s['score_per_s'], 0)} accounts/s | raw "
-                     f"`booster.predict` {_fmt(s['raw_predict_per_s'], 0)}/s | {_fmt(s['ratio'], 2)} | >= 0.5 | "
-                     f"{_fmt(s['peak_rss_mb'], 0)} MB |")
-        lines.append(f"| ... with the three reasons (path attribution) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | raw "
-                     f"`booster.predict` | {_fmt(s['ratio_with_reasons'], 3)} | - | |")
+        lines.append(
+            f"| `tiering score`, {s['accounts']:,} accounts | {_fmt(s['score_per_s'], 0)} accounts/s | raw "
+            f"`booster.predict` {_fmt(s['raw_predict_per_s'], 0)}/s | {_fmt(s['ratio'], 2)} | >= 0.5 | "
+            f"{_fmt(s['peak_rss_mb'], 0)} MB |"
+        )
+        lines.append(
+            f"| ... with the three reasons (path attribution) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | "
+            f"raw "
+            f"`booster.predict` | {_fmt(s['ratio_with_reasons'], 3)} | - | |"
+        )
     serving = results.get("serving")
     if serving and "markdown_rows" in serving:
         lines.extend(serving["markdown_rows"])
@@ -135,9 +161,14 @@ def markdown(results: dict) -> str:
         lines.extend(alerts["markdown_rows"])
     scaled = [name for name in ("features", "train", "score") if name in results]
     if scaled:
-        lines += ["", f"Growth with size ({', '.join(f'{n:,}' for n in sizes)} accounts; exponent k in time ~ size^k, "
-                      "1 = linear):", "", "| step | " + " | ".join(f"{n:,}" for n in sizes) + " | k |",
-                  "|---|" + "---|" * (len(sizes) + 1)]
+        lines += [
+            "",
+            f"Growth with size ({', '.join(f'{n:,}' for n in sizes)} accounts; exponent k in time ~ size^k, "
+            "1 = linear):",
+            "",
+            "| step | " + " | ".join(f"{n:,}" for n in sizes) + " | k |",
+            "|---|" + "---|" * (len(sizes) + 1),
+        ]
         keys = {"features": "features_s", "train": "train_s", "score": None}
         for name in scaled:
             if keys[name]:

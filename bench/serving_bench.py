@@ -21,9 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -141,16 +141,24 @@ def _throughput(url: str, bodies: list[bytes], seconds: float) -> float:
 
 def _measure(url: str, bodies: list[bytes], book: bytes, seconds: float, repeats: int) -> dict:
     milliseconds = np.array(_latencies(url, bodies, repeats)) * 1000
-    return {"p50_ms": float(np.percentile(milliseconds, 50)), "p99_ms": float(np.percentile(milliseconds, 99)),
-            "book_seconds": _book_seconds(url, book), "throughput_per_s": _throughput(url, bodies, seconds)}
+    return {
+        "p50_ms": float(np.percentile(milliseconds, 50)),
+        "p99_ms": float(np.percentile(milliseconds, 99)),
+        "book_seconds": _book_seconds(url, book),
+        "throughput_per_s": _throughput(url, bodies, seconds),
+    }
 
 
 def _best(rounds: list[dict], repeats: int) -> dict:
     """Best figure of each kind over the rounds: the run least disturbed by other load on the machine."""
-    return {"p50_ms": round(min(r["p50_ms"] for r in rounds), 2), "p99_ms": round(min(r["p99_ms"] for r in rounds), 2),
-            "book_seconds": round(min(r["book_seconds"] for r in rounds), 3),
-            "throughput_per_s": round(max(r["throughput_per_s"] for r in rounds), 1),
-            "rounds": len(rounds), "sequential_requests_per_round": repeats}
+    return {
+        "p50_ms": round(min(r["p50_ms"] for r in rounds), 2),
+        "p99_ms": round(min(r["p99_ms"] for r in rounds), 2),
+        "book_seconds": round(min(r["book_seconds"] for r in rounds), 3),
+        "throughput_per_s": round(max(r["throughput_per_s"] for r in rounds), 1),
+        "rounds": len(rounds),
+        "sequential_requests_per_round": repeats,
+    }
 
 
 @contextmanager
@@ -196,44 +204,74 @@ def run(quick: bool = False) -> dict:
             ours_single, ours_book, mlflow_single, mlflow_book = _payloads(data, version)
 
         # `mlflow models serve` runs `uvicorn` from PATH, which lacks this venv when it is not activated.
-        env = {**os.environ, "MLFLOW_TRACKING_URI": store, "BENTOML_HOME": str(folder / "bentoml"),
-               "BENTOML_DO_NOT_TRACK": "true", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,
+            "BENTOML_HOME": str(folder / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
         env.pop("TIERING_API_KEY", None)
         ours_port, mlflow_port = _free_port(), _free_port()
         ours_command = [str(Path(sys.executable).parent / "tiering"), "serve", "--port", str(ours_port)]
-        mlflow_command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                          f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}", "--env-manager", "local",
-                          "-p", str(mlflow_port), "--host", "127.0.0.1"]
+        mlflow_command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}",
+            "--env-manager",
+            "local",
+            "-p",
+            str(mlflow_port),
+            "--host",
+            "127.0.0.1",
+        ]
         ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
         _progress("starting tiering serve and mlflow models serve")
-        with _server(ours_command, f"{ours_url}/readyz", env, folder / "tiering.log"), \
-                _server(mlflow_command, f"{mlflow_url}/ping", env, folder / "mlflow.log"):
+        with (
+            _server(ours_command, f"{ours_url}/readyz", env, folder / "tiering.log"),
+            _server(mlflow_command, f"{mlflow_url}/ping", env, folder / "mlflow.log"),
+        ):
             ours_rounds, mlflow_rounds = [], []
             for round_number in range(1, ROUNDS + 1):
                 _progress(f"round {round_number} of {ROUNDS}")
                 ours_rounds.append(_measure(f"{ours_url}/score", ours_single, ours_book, seconds, repeats))
-                mlflow_rounds.append(_measure(f"{mlflow_url}/invocations", mlflow_single, mlflow_book, seconds, repeats))
+                mlflow_rounds.append(
+                    _measure(f"{mlflow_url}/invocations", mlflow_single, mlflow_book, seconds, repeats)
+                )
     ours, reference = _best(ours_rounds, repeats), _best(mlflow_rounds, repeats)
 
     ratio = ours["throughput_per_s"] / reference["throughput_per_s"]
     return {
-        "accounts_in_export": n_accounts, "cpus": os.cpu_count(), "concurrency": CONCURRENCY, "book_accounts": BOOK,
-        "tiering_serve": ours, "mlflow_models_serve": reference,
+        "accounts_in_export": n_accounts,
+        "cpus": os.cpu_count(),
+        "concurrency": CONCURRENCY,
+        "book_accounts": BOOK,
+        "tiering_serve": ours,
+        "mlflow_models_serve": reference,
         "throughput_ratio": round(ratio, 2),
         "goals": {"p50_ms": GOAL_P50_MS, "p99_ms": GOAL_P99_MS, "throughput_ratio": GOAL_THROUGHPUT_RATIO},
-        "goals_met": {"p50": ours["p50_ms"] <= GOAL_P50_MS, "p99": ours["p99_ms"] <= GOAL_P99_MS,
-                      "throughput": ratio >= GOAL_THROUGHPUT_RATIO},
+        "goals_met": {
+            "p50": ours["p50_ms"] <= GOAL_P50_MS,
+            "p99": ours["p99_ms"] <= GOAL_P99_MS,
+            "throughput": ratio >= GOAL_THROUGHPUT_RATIO,
+        },
         "markdown_rows": _markdown_rows(ours, reference, ratio),
     }
 
 
 def _markdown_rows(ours: dict, reference: dict, ratio: float) -> list[str]:
     """Rows for bench/run.py's table: | step | figure | reference | ratio | goal | peak memory |."""
+
     def cell(figures: dict, key: str, unit: str) -> str:
         return f"{figures[key]:,} {unit}"
 
     return [
-        f"| `POST /score`, one account (raw activity in, features built per request), p50 | {cell(ours, 'p50_ms', 'ms')} | "
+        f"| `POST /score`, one account (raw activity in, features built per request), p50 | "
+        f"{cell(ours, 'p50_ms', 'ms')} | "
         f"`mlflow models serve` of feature rows {cell(reference, 'p50_ms', 'ms')} | "
         f"{ours['p50_ms'] / reference['p50_ms']:.2f}x | <= {GOAL_P50_MS:g} ms | - |",
         f"| ... p99 | {cell(ours, 'p99_ms', 'ms')} | {cell(reference, 'p99_ms', 'ms')} | "

@@ -121,13 +121,29 @@ def train(data_dir: Path) -> dict:
     fit_learner(recipe, matrix, won, spec.categorical_indices, spec.columns, config.model)
     keep = (won == 1) & (amount > 0)
     if deal.booster is not None:
-        train_booster(matrix[keep], np.log(amount[keep]), spec.categorical_indices, spec.columns, config.model,
-                      Candidate(**config.model.search.candidates[0].model_dump()), "regression", deal.rounds)
+        train_booster(
+            matrix[keep],
+            np.log(amount[keep]),
+            spec.categorical_indices,
+            spec.columns,
+            config.model,
+            Candidate(**config.model.search.candidates[0].model_dump()),
+            "regression",
+            deal.rounds,
+        )
     raw_seconds = clock.lap()
     search = sum(seconds for name, seconds in steps.items() if name.startswith("learner search"))
-    return {"train_s": total, "raw_fits_s": raw_seconds, "ratio": total / raw_seconds,
-            "training_rows": int(len(rows)), "steps_s": steps, "search_s": search, "search_share": search / total,
-            "chosen": recipe.describe(), "logistic_chosen": recipe.learner == LOGISTIC}
+    return {
+        "train_s": total,
+        "raw_fits_s": raw_seconds,
+        "ratio": total / raw_seconds,
+        "training_rows": int(len(rows)),
+        "steps_s": steps,
+        "search_s": search,
+        "search_share": search / total,
+        "chosen": recipe.describe(),
+        "logistic_chosen": recipe.learner == LOGISTIC,
+    }
 
 
 def _load(data_dir: Path):
@@ -158,9 +174,14 @@ def score(data_dir: Path) -> dict:
     scorer.score(book, by_capacity=True, explain=True)
     with_reasons = clock.lap()
     n = len(book)
-    return {"accounts": n, "raw_predict_per_s": n / raw_seconds, "score_per_s": n / without_reasons,
-            "score_with_reasons_per_s": n / with_reasons, "ratio": raw_seconds / without_reasons,
-            "ratio_with_reasons": raw_seconds / with_reasons}
+    return {
+        "accounts": n,
+        "raw_predict_per_s": n / raw_seconds,
+        "score_per_s": n / without_reasons,
+        "score_with_reasons_per_s": n / with_reasons,
+        "ratio": raw_seconds / without_reasons,
+        "ratio_with_reasons": raw_seconds / with_reasons,
+    }
 
 
 STEPS = {"features": features, "train": train, "score": score}

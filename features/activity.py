@@ -28,9 +28,11 @@ def day_after_latest(moments: Iterable[Any]) -> pd.Timestamp | None:
 
 def account_columns_of(accounts: Sequence[Any], custom: list[str]) -> dict[str, list]:
     """The accounts table as columns: id, the contract's fields, and the named custom fields (pydantic extras)."""
-    return {"account_id": [account.account_id for account in accounts],
-            **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
-            **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom}}
+    return {
+        "account_id": [account.account_id for account in accounts],
+        **{name: [getattr(account, name) for account in accounts] for name in OPTIONAL["accounts"]},
+        **{name: [(account.__pydantic_extra__ or {}).get(name) for account in accounts] for name in custom},
+    }
 
 
 def builder_for_accounts(accounts: Sequence[Any], config: TieringConfig) -> FeatureBuilder:
@@ -40,26 +42,38 @@ def builder_for_accounts(accounts: Sequence[Any], config: TieringConfig) -> Feat
     lists on each) straight into arrays, the same values the batch import's tables give, at a fraction of
     the cost of building tables.
     """
-    columns = account_columns_of(accounts, [name for name in config.model.extra_features
-                                            if name not in OPTIONAL["accounts"]])
+    columns = account_columns_of(
+        accounts, [name for name in config.model.extra_features if name not in OPTIONAL["accounts"]]
+    )
 
     def owners(rows: list[list]) -> np.ndarray:
         return np.repeat(np.arange(len(accounts), dtype=np.int64), [len(r) for r in rows])
 
     events = [account.engagement for account in accounts]
     flat_events = list(chain.from_iterable(events))
-    engagement = Activity(owners(events), vocabulary_codes([e.channel for e in flat_events], list(CHANNELS)),
-                          seconds_of([e.timestamp for e in flat_events]),
-                          np.array([e.count for e in flat_events], dtype="float64"))
+    engagement = Activity(
+        owners(events),
+        vocabulary_codes([e.channel for e in flat_events], list(CHANNELS)),
+        seconds_of([e.timestamp for e in flat_events]),
+        np.array([e.count for e in flat_events], dtype="float64"),
+    )
     signals = [account.intent for account in accounts]
     flat_signals = list(chain.from_iterable(signals))
-    intent = Activity(owners(signals), vocabulary_codes([s.topic for s in flat_signals], config.intent.topics),
-                      seconds_of([s.date for s in flat_signals]),
-                      np.array([s.score for s in flat_signals], dtype="float64") / 100.0)
-    closed = [[deal for deal in account.opportunities if deal.outcome != "open" and deal.close_date is not None]
-              for account in accounts]
+    intent = Activity(
+        owners(signals),
+        vocabulary_codes([s.topic for s in flat_signals], config.intent.topics),
+        seconds_of([s.date for s in flat_signals]),
+        np.array([s.score for s in flat_signals], dtype="float64") / 100.0,
+    )
+    closed = [
+        [deal for deal in account.opportunities if deal.outcome != "open" and deal.close_date is not None]
+        for account in accounts
+    ]
     flat_closed = list(chain.from_iterable(closed))
-    deals = Activity(owners(closed), np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
-                     seconds_of([deal.close_date for deal in flat_closed]),
-                     np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"))
+    deals = Activity(
+        owners(closed),
+        np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
+        seconds_of([deal.close_date for deal in flat_closed]),
+        np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"),
+    )
     return FeatureBuilder.from_activity(config, columns, engagement, intent, deals)

@@ -35,7 +35,7 @@ class RuleWeights(Strict):
     engagement: float = Field(0.25, ge=0, description="Weight of engagement_score.")
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "RuleWeights":
+    def _sum_to_one(self) -> RuleWeights:
         total = self.revenue_potential + self.business_fit + self.engagement
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"rule weights must sum to 1 (they sum to {total:g})")
@@ -62,8 +62,12 @@ class BusinessFit(Strict):
     excluded_industries: list[str] = Field(default=["government"], description="Outside the ICP: never tiered.")
     employees_min: float = Field(200, ge=0)
     employees_max: float = Field(20_000, ge=0)
-    countries: list[str] = Field(default=["united states", "canada", "united kingdom", "germany", "france", "netherlands"])
-    regions: list[str] = Field(default=["north america", "emea"], description="ICP regions, used when the country is not listed.")
+    countries: list[str] = Field(
+        default=["united states", "canada", "united kingdom", "germany", "france", "netherlands"]
+    )
+    regions: list[str] = Field(
+        default=["north america", "emea"], description="ICP regions, used when the country is not listed."
+    )
     excluded_countries: list[str] = Field(default=[], description="Outside the ICP: never tiered.")
     tech_stack: list[str] = Field(default=["salesforce", "snowflake", "aws", "hubspot", "segment"])
     industry_points: float = Field(40, ge=0)
@@ -73,7 +77,7 @@ class BusinessFit(Strict):
     tech_matches_for_full_points: int = Field(2, ge=1)
 
     @model_validator(mode="after")
-    def _points_sum_to_100(self) -> "BusinessFit":
+    def _points_sum_to_100(self) -> BusinessFit:
         total = self.industry_points + self.size_points + self.geography_points + self.tech_points
         if abs(total - 100) > 1e-6:
             raise ValueError(f"business-fit points must sum to 100 (they sum to {total:g})")
@@ -97,7 +101,9 @@ class Engagement(Strict):
     )
     unknown_channel_weight: float = Field(1.0, ge=0)
     saturation_points: float = Field(
-        60, gt=0, description="Weighted points at which engagement_score reaches 63 (score = 100 * (1 - exp(-points / this)))."
+        60,
+        gt=0,
+        description="Weighted points at which engagement_score reaches 63 (score = 100 * (1 - exp(-points / this))).",
     )
 
 
@@ -105,7 +111,9 @@ class IntentSurge(Strict):
     window_days: int = Field(14, gt=0, description="Recent window compared against the baseline.")
     baseline_days: int = Field(90, gt=0, description="Baseline period just before the recent window.")
     factor: float = Field(3.0, gt=1, description="Recent activity must be this many times the baseline rate.")
-    min_channels: int = Field(2, ge=1, description="Channels (engagement channels and external intent) that must surge.")
+    min_channels: int = Field(
+        2, ge=1, description="Channels (engagement channels and external intent) that must surge."
+    )
     min_recent_events: int = Field(3, ge=1, description="A channel with fewer recent events never surges.")
 
 
@@ -135,7 +143,7 @@ class Budget(Strict):
     split: dict[str, float] = Field(default={"tier_1": 0.60, "tier_2": 0.30, "tier_3": 0.10})
 
     @model_validator(mode="after")
-    def _valid_split(self) -> "Budget":
+    def _valid_split(self) -> Budget:
         unknown = set(self.split) - set(TIER_NAMES)
         if unknown:
             raise ValueError(f"budget.split has unknown tiers {sorted(unknown)}; use {list(TIER_NAMES)}")
@@ -154,9 +162,15 @@ class Window(Strict):
 class Gate(Strict):
     min_won: int = Field(100, ge=0)
     min_lost: int = Field(100, ge=0)
-    champion_tolerance: float = Field(0.01, ge=0, description="Allowed holdout ROC AUC drop against the current champion "
-                                      "(its recipe re-fitted on the same months, judged on the same holdout).")
-    min_auc_margin_over_rules: float = Field(0.0, ge=0, description="The 95% lower bound of the AUC gain over the rule score must exceed this.")
+    champion_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="Allowed holdout ROC AUC drop against the current champion "
+        "(its recipe re-fitted on the same months, judged on the same holdout).",
+    )
+    min_auc_margin_over_rules: float = Field(
+        0.0, ge=0, description="The 95% lower bound of the AUC gain over the rule score must exceed this."
+    )
 
 
 class Candidate(Strict):
@@ -168,8 +182,10 @@ class Candidate(Strict):
     lambda_l2: float = Field(0.0, ge=0)
 
     def label(self) -> str:
-        return (f"LightGBM {self.num_leaves} leaves, rate {self.learning_rate:g}, "
-                f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}")
+        return (
+            f"LightGBM {self.num_leaves} leaves, rate {self.learning_rate:g}, "
+            f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}"
+        )
 
 
 DEFAULT_CANDIDATES = (
@@ -183,46 +199,98 @@ DEFAULT_CANDIDATES = (
 class Search(Strict):
     """Learner selection on the validation slice (the months before the holdout, which the holdout never sees)."""
 
-    candidates: list[Candidate] = Field(default=list(DEFAULT_CANDIDATES),
-                                        description="LightGBM settings tried, simplest first; the logistic regression is always a candidate.")
-    early_stopping_rounds: int = Field(50, ge=5, description="Stop boosting when validation AUC has not improved for this many rounds.")
-    time_budget_seconds: float = Field(120.0, gt=0, description="No new candidate starts once the search has used this long.")
-    tie_tolerance: float = Field(0.002, ge=0, description="Validation ROC AUC within this of the best (or within "
-                                 "`tie_standard_errors` of the difference, if larger) is a tie; ties go to the simpler learner.")
-    tie_standard_errors: float = Field(2.0, ge=0, description="A more complex learner must beat a simpler one by this many "
-                                       "bootstrap standard errors on the validation slice (2 = about 95% confidence).")
+    candidates: list[Candidate] = Field(
+        default=list(DEFAULT_CANDIDATES),
+        description="LightGBM settings tried, simplest first; the logistic regression is always a candidate.",
+    )
+    early_stopping_rounds: int = Field(
+        50, ge=5, description="Stop boosting when validation AUC has not improved for this many rounds."
+    )
+    time_budget_seconds: float = Field(
+        120.0, gt=0, description="No new candidate starts once the search has used this long."
+    )
+    tie_tolerance: float = Field(
+        0.002,
+        ge=0,
+        description="Validation ROC AUC within this of the best (or within "
+        "`tie_standard_errors` of the difference, if larger) is a tie; ties go to the simpler learner.",
+    )
+    tie_standard_errors: float = Field(
+        2.0,
+        ge=0,
+        description="A more complex learner must beat a simpler one by this many "
+        "bootstrap standard errors on the validation slice (2 = about 95% confidence).",
+    )
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
-    max_rows: int = Field(50_000, ge=1_000, description="The search fits its candidates on at most this many fit rows "
-                          "(a seeded random sample); the chosen learner is then fitted on all of them.")
+    max_rows: int = Field(
+        50_000,
+        ge=1_000,
+        description="The search fits its candidates on at most this many fit rows "
+        "(a seeded random sample); the chosen learner is then fitted on all of them.",
+    )
 
 
 class Guards(Strict):
     """Checks before fitting: features that leak the outcome, and win rates that shift between slices."""
 
-    leak_auc: float = Field(0.95, gt=0.5, le=1, description="A feature whose single-feature ROC AUC on the fitting months exceeds this is refused.")
-    leak_purity: float = Field(0.99, gt=0.5, le=1, description="A feature present (not empty) almost only for one outcome, at this share or more, is refused.")
-    leak_min_present: int = Field(30, ge=1, description="The purity check needs at least this many rows where the feature is present.")
-    shift_p_value: float = Field(0.01, gt=0, lt=1, description="Win rates of the fit, validation and holdout slices differ at this significance: a warning.")
-    shift_min_ratio: float = Field(1.5, ge=1, description="...and the highest slice win rate is at least this many times the lowest.")
+    leak_auc: float = Field(
+        0.95,
+        gt=0.5,
+        le=1,
+        description="A feature whose single-feature ROC AUC on the fitting months exceeds this is refused.",
+    )
+    leak_purity: float = Field(
+        0.99,
+        gt=0.5,
+        le=1,
+        description="A feature present (not empty) almost only for one outcome, at this share or more, is refused.",
+    )
+    leak_min_present: int = Field(
+        30, ge=1, description="The purity check needs at least this many rows where the feature is present."
+    )
+    shift_p_value: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Win rates of the fit, validation and holdout slices differ at this significance: a warning.",
+    )
+    shift_min_ratio: float = Field(
+        1.5, ge=1, description="...and the highest slice win rate is at least this many times the lowest."
+    )
 
 
 class Model(Strict):
     blend: float = Field(0.7, ge=0, le=1, description="learned_score = blend * model part + (1 - blend) * rule_score.")
     extra_features: list[str] = Field(default=[], description="Extra account columns used by the learners as they are.")
-    allow_features: list[str] = Field(default=[], description="Features the leakage guard may not refuse (feature or account column names).")
+    allow_features: list[str] = Field(
+        default=[], description="Features the leakage guard may not refuse (feature or account column names)."
+    )
     balance_classes: Literal["auto", "always", "never"] = "auto"
     calibration: Literal["auto", "platt", "beta", "isotonic_platt"] = Field(
-        "auto", description="Map from model margin to probability, fitted on the validation slice; auto picks by cross-validated log loss.")
+        "auto",
+        description="Map from model margin to probability, fitted on the validation slice; auto picks by "
+                    "cross-validated log loss.",
+    )
     deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
-    deal_size_min_r2: float = Field(0.05, ge=0, lt=1, description="A deal-size model whose validation R² on log amount (after shrinkage) "
-                                    "is below this is replaced by the constant mean won amount.")
+    deal_size_min_r2: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="A deal-size model whose validation R² on log amount (after shrinkage) "
+        "is below this is replaced by the constant mean won amount.",
+    )
     reasons_method: Literal["path", "treeshap"] = Field(
-        "path", description="Per-feature contributions behind the reasons: tree-path attribution (fast) or TreeSHAP.")
-    num_boost_round: int = Field(1000, ge=10, description="Most boosting rounds; early stopping on the validation slice usually stops sooner.")
+        "path", description="Per-feature contributions behind the reasons: tree-path attribution (fast) or TreeSHAP."
+    )
+    num_boost_round: int = Field(
+        1000, ge=10, description="Most boosting rounds; early stopping on the validation slice usually stops sooner."
+    )
     search: Search = Search()
     guards: Guards = Guards()
     seed: int = 42
-    num_threads: int = Field(0, ge=0, description="LightGBM threads; 0 = OpenMP's default (all cores, or OMP_NUM_THREADS).")
+    num_threads: int = Field(
+        0, ge=0, description="LightGBM threads; 0 = OpenMP's default (all cores, or OMP_NUM_THREADS)."
+    )
     window: Window = Window()
     gate: Gate = Gate()
 
@@ -231,23 +299,36 @@ class Validation(Strict):
     """What a row-level problem in the export does (a missing column or an unreadable file always stops)."""
 
     invalid_rows: Literal["stop", "drop"] = Field(
-        "stop", description="stop: the run stops and lists every problem; drop: the row is dropped, counted in every "
-                            "summary and listed with its reason in rejected_rows.csv.")
+        "stop",
+        description="stop: the run stops and lists every problem; drop: the row is dropped, counted in every "
+        "summary and listed with its reason in rejected_rows.csv.",
+    )
 
 
 class Alerts(Strict):
     """`tiering alerts`: which changes between two scorings become events, and how they are delivered."""
 
     tiers: list[Literal["tier_1", "tier_2", "tier_3"]] = Field(
-        default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event.")
-    win_probability_jump: float = Field(0.15, gt=0, le=1, description="A win probability change this large is an event.")
-    learned_score_jump: float = Field(15, gt=0, le=100, description="A learned score change (0-100) this large is an event.")
-    webhook_url: str | None = Field(None, description="Where events are POSTed (https unless loopback); --webhook overrides.")
-    secret_env: str = Field("TIERING_WEBHOOK_SECRET", description="Environment variable holding the HMAC-SHA256 secret.")
+        default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event."
+    )
+    win_probability_jump: float = Field(
+        0.15, gt=0, le=1, description="A win probability change this large is an event."
+    )
+    learned_score_jump: float = Field(
+        15, gt=0, le=100, description="A learned score change (0-100) this large is an event."
+    )
+    webhook_url: str | None = Field(
+        None, description="Where events are POSTed (https unless loopback); --webhook overrides."
+    )
+    secret_env: str = Field(
+        "TIERING_WEBHOOK_SECRET", description="Environment variable holding the HMAC-SHA256 secret."
+    )
     timeout_seconds: float = Field(5, gt=0, description="One attempt waits this long for an answer.")
     max_attempts: int = Field(5, ge=1, description="Attempts per event on 5xx, 429, timeouts and refused connections.")
     backoff_seconds: float = Field(0.5, ge=0, description="First wait between attempts; doubles each time.")
-    max_total_seconds: float = Field(60, gt=0, description="Delivery stops after this long; the rest stays in the outbox.")
+    max_total_seconds: float = Field(
+        60, gt=0, description="Delivery stops after this long; the rest stays in the outbox."
+    )
 
 
 class TieringConfig(Strict):

@@ -11,7 +11,7 @@ it inside what `datetime64[ns]` holds.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 EARLIEST = pd.Timestamp("1900-01-01")
 LATEST = pd.Timestamp("2100-12-31 23:59:59.999999")
 RANGE_TEXT = f"between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
-GRAMMAR_TEXT = ("ISO 8601, e.g. 2026-06-01, 20260601, 2026-06-01T09:30:00 or 2026-06-01T09:30:00Z "
-                f"(dates {RANGE_TEXT})")
+GRAMMAR_TEXT = f"ISO 8601, e.g. 2026-06-01, 20260601, 2026-06-01T09:30:00 or 2026-06-01T09:30:00Z (dates {RANGE_TEXT})"
 
 _DAY = r"\d{4}-\d{2}-\d{2}|\d{8}"
 _TIME = r"\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d{1,9})?)?)?"
@@ -37,7 +36,10 @@ _ISO = re.compile(PATTERN, re.ASCII)
 # A date beyond this many days past the 99.9th percentile of its column is far from the bulk of the data.
 FAR_BEYOND_DAYS = 90
 DATE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("opportunities", "created_date"), ("opportunities", "close_date"), ("engagement", "timestamp"), ("intent", "date"),
+    ("opportunities", "created_date"),
+    ("opportunities", "close_date"),
+    ("engagement", "timestamp"),
+    ("intent", "date"),
 )
 
 
@@ -68,7 +70,7 @@ def parse_moment(value: str | datetime | date) -> datetime:
     if moment.tzinfo is not None:
         if not in_range(moment.replace(tzinfo=None)):  # first: year 9999 with a zone overflows on conversion
             raise NotADate(f"dates must lie {RANGE_TEXT}")
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     if not in_range(moment):
         raise NotADate(f"dates must lie {RANGE_TEXT}")
     return moment
@@ -114,8 +116,10 @@ def far_beyond_bulk(data: CrmData, columns: tuple[tuple[str, str], ...] = DATE_C
         latest = values.max()
         if latest - bulk > pd.Timedelta(days=FAR_BEYOND_DAYS):
             count = int((values > bulk + pd.Timedelta(days=FAR_BEYOND_DAYS)).sum())
-            found.append(f"{table}.{column}: the latest date, {latest.date().isoformat()}, lies "
-                         f"{(latest - bulk).days:,} days beyond 99.9% of the column's dates (up to "
-                         f"{bulk.date().isoformat()}; {count:,} row(s) that far out). The default as_of follows the "
-                         "latest date: correct those rows, or pass --as-of")
+            found.append(
+                f"{table}.{column}: the latest date, {latest.date().isoformat()}, lies "
+                f"{(latest - bulk).days:,} days beyond 99.9% of the column's dates (up to "
+                f"{bulk.date().isoformat()}; {count:,} row(s) that far out). The default as_of follows the "
+                "latest date: correct those rows, or pass --as-of"
+            )
     return found

@@ -72,11 +72,14 @@ def generated_ids_warning(table, generated: np.ndarray) -> list[Problem]:
         return []
     count = int(generated.sum())
     return table.problems_at(
-        pd.Series(generated), f"{count:,} {'opportunity' if count == 1 else 'opportunities'} without an opportunity_id "
-        f"{'was' if count == 1 else 'were'} given a stable id made from the row ({GENERATED_PREFIX} and {GENERATED_DIGITS} hexadecimal digits)",
+        pd.Series(generated),
+        f"{count:,} {'opportunity' if count == 1 else 'opportunities'} without an opportunity_id "
+        f"{'was' if count == 1 else 'were'} given a stable id made from the row ({GENERATED_PREFIX} and "
+        f"{GENERATED_DIGITS} hexadecimal digits)",
         fix="none needed: the same row gets the same id on every run; map your id column (opportunities: columns: "
-            "opportunity_id: ...) to keep the CRM's ids",
-        column=ID_COLUMN, severity="warning",
+        "opportunity_id: ...) to keep the CRM's ids",
+        column=ID_COLUMN,
+        severity="warning",
     )
 
 
@@ -99,10 +102,12 @@ def collapse_accounts(accounts, opportunities) -> list[Problem]:
         return []
     created = pd.Series(opportunities.frame["created_date"].to_numpy(), index=opportunities.all_origins)
     origin = accounts.all_origins
-    order = pd.DataFrame({
-        "created": created.reindex(origin).to_numpy(),  # rows dropped from opportunities: no date
-        "position": origin,
-    })
+    order = pd.DataFrame(
+        {
+            "created": created.reindex(origin).to_numpy(),  # rows dropped from opportunities: no date
+            "position": origin,
+        }
+    )
     ranked = np.lexsort((order["position"].to_numpy(), order["created"].fillna(pd.Timestamp.min).to_numpy()))
     ordered = frame.iloc[ranked].reset_index(drop=True)
     ordered["_origin"] = origin[ranked]
@@ -118,16 +123,18 @@ def collapse_accounts(accounts, opportunities) -> list[Problem]:
     accounts.origin = latest["_origin"].to_numpy(dtype=np.int64)
     accounts.derived = False  # one row per account now: the usual checks apply
     conflicting = pd.Series(False, index=accounts.frame.index)
-    for column, distinct in disagreeing.items():
+    for distinct in disagreeing.values():
         conflicting |= accounts.frame["account_id"].map(distinct > 1).fillna(False).astype(bool).to_numpy()
     if not conflicting.any():
         return []
     listed = ", ".join(f"{accounts.header(column)} ({count:,})" for column, count in counts.items() if count)
     return accounts.problems_at(
-        conflicting, f"{plural(int(conflicting.sum()), 'account')} taken from the opportunities rows have differing "
+        conflicting,
+        f"{plural(int(conflicting.sum()), 'account')} taken from the opportunities rows have differing "
         f"values across their rows, by column: {listed}; each takes the value of its latest row (by created_date)",
         fix="none needed if the latest value is right; otherwise correct the older rows, or keep an accounts file",
-        column="", severity="warning",
+        column="",
+        severity="warning",
     )
 
 
@@ -143,20 +150,33 @@ def apply_outcome_rule(table, section) -> list[Problem]:
     rule = section.outcome_rule
     frame = table.frame
     if rule.won_date not in frame.columns:
-        return [Problem(
-            f"outcome_rule: won_date names the column '{rule.won_date}', which neither this file nor its joins have",
-            fix=f"correct `outcome_rule: won_date:` in the mapping; the columns read: {', '.join(map(str, frame.columns))}",
-            file=", ".join(table.files), column=rule.won_date, table=table.name,
-        )]
-    created = _parse_dates(frame["created_date"], section.date_format_for("created_date")) if "created_date" in frame \
+        return [
+            Problem(
+                f"outcome_rule: won_date names the column '{rule.won_date}', "
+                "which neither this file nor its joins have",
+                fix=f"correct `outcome_rule: won_date:` in the mapping; the columns read: "
+                    f"{', '.join(map(str, frame.columns))}",
+                file=", ".join(table.files),
+                column=rule.won_date,
+                table=table.name,
+            )
+        ]
+    created = (
+        _parse_dates(frame["created_date"], section.date_format_for("created_date"))
+        if "created_date" in frame
         else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    )
     raw_won = frame[rule.won_date]
     won = _parse_dates(raw_won, section.date_format_for("close_date"))
     unreadable = raw_won.notna() & won.isna()
     problems = table.problems_at(
-        unreadable, "outcome_rule: won dates that are not dates", column=rule.won_date,
+        unreadable,
+        "outcome_rule: won dates that are not dates",
+        column=rule.won_date,
         fix="write dates as YYYY-MM-DD, or set close_date's `date_format` (the won date is read with it)",
-        reason=f"{rule.won_date} " + raw_won[unreadable].astype(str).map(lambda text: f"'{text[:40]}'") + " is not a date",
+        reason=f"{rule.won_date} "
+        + raw_won[unreadable].astype(str).map(lambda text: f"'{text[:40]}'")
+        + " is not a date",
     )
     reference = pd.Timestamp(rule.observed_until) if rule.observed_until else pd.concat([created, won]).max()
     judged = created + pd.Timedelta(days=rule.lost_after_days)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 MAX_ROWS_SHOWN = 5
 
@@ -56,7 +57,8 @@ class DataError(Exception):
         return "\n".join(p.render() for p in self.problems)
 
     def headline(self) -> str:
-        """The header above the listed problems, errors and warnings counted apart: 2 problems stop this run (and 3 warnings)."""
+        """The header above the listed problems, errors and warnings counted apart:
+        2 problems stop this run (and 3 warnings)."""
         errors = sum(problem.severity == "error" for problem in self.problems)
         warnings = len(self.problems) - errors
         text = f"{plural(errors, 'problem')} {'stops' if errors == 1 else 'stop'} this run"
@@ -68,12 +70,17 @@ class DataError(Exception):
         row_level = sum(problem.row_level for problem in errors)
         if not row_level:
             return ""
-        how = ("drop those rows instead with --invalid-rows drop (or `validation: invalid_rows: drop` in tiering.yaml); "
-               "each dropped row is then listed with its reason in rejected_rows.csv")
+        how = (
+            "drop those rows instead with --invalid-rows drop (or `validation: invalid_rows: drop` in tiering.yaml); "
+            "each dropped row is then listed with its reason in rejected_rows.csv"
+        )
         if row_level == len(errors):
-            return f"{'This problem is' if row_level == 1 else 'Each of these problems is'} about single rows: fix them in the export, or {how}."
-        return (f"{row_level:,} of these {len(errors):,} problems are about single rows: fix them, or {how}. "
-                "The others stop the run either way.")
+            which = "This problem is" if row_level == 1 else "Each of these problems is"
+            return f"{which} about single rows: fix them in the export, or {how}."
+        return (
+            f"{row_level:,} of these {len(errors):,} problems are about single rows: fix them, or {how}. "
+            "The others stop the run either way."
+        )
 
 
 def plural(count: int, noun: str) -> str:

@@ -53,7 +53,12 @@ INDUSTRIES: dict[str, tuple[float, float, float, tuple[str, ...]]] = {
     "software": (0.16, 0.35, 0.10, ("Software", "Labs", "Systems", "Cloud", "Technologies", "Digital")),
     "financial services": (0.10, 0.55, 0.25, ("Capital", "Financial", "Bank", "Insurance", "Partners", "Investments")),
     "healthcare": (0.10, 0.05, 0.15, ("Health", "Medical", "Care", "Biosciences", "Clinics", "Pharma")),
-    "manufacturing": (0.13, 0.15, 0.00, ("Manufacturing", "Industries", "Components", "Machinery", "Fabrication", "Materials")),
+    "manufacturing": (
+        0.13,
+        0.15,
+        0.00,
+        ("Manufacturing", "Industries", "Components", "Machinery", "Fabrication", "Materials"),
+    ),
     "retail": (0.10, -0.20, -0.10, ("Retail", "Stores", "Brands", "Outfitters", "Market", "Goods")),
     "education": (0.06, -0.60, -0.35, ("Learning", "Academy", "University", "Education", "Schools", "Institute")),
     "government": (0.05, -0.30, 0.20, ("Agency", "Authority", "Council", "Department", "Services", "Commission")),
@@ -82,9 +87,18 @@ REGIONS: dict[str, tuple[float, tuple[str, ...], dict[str, float]]] = {
         0.30,
         ("Ltd", "Group", "SA", "Holdings"),
         {
-            "United Kingdom": 0.26, "Germany": 0.20, "France": 0.14, "Netherlands": 0.09, "Spain": 0.06,
-            "Italy": 0.05, "Sweden": 0.05, "Ireland": 0.04, "Switzerland": 0.04, "Israel": 0.03,
-            "United Arab Emirates": 0.02, "South Africa": 0.02,
+            "United Kingdom": 0.26,
+            "Germany": 0.20,
+            "France": 0.14,
+            "Netherlands": 0.09,
+            "Spain": 0.06,
+            "Italy": 0.05,
+            "Sweden": 0.05,
+            "Ireland": 0.04,
+            "Switzerland": 0.04,
+            "Israel": 0.03,
+            "United Arab Emirates": 0.02,
+            "South Africa": 0.02,
         },
     ),
     "apac": (
@@ -106,9 +120,22 @@ COUNTRY_SHARES = np.array([spec[0] * share for spec in REGIONS.values() for shar
 
 # tool: adoption probability for a company of median size (bigger companies run more tools)
 TECH_TOOLS: dict[str, float] = {
-    "salesforce": 0.30, "hubspot": 0.22, "snowflake": 0.12, "aws": 0.45, "azure": 0.28, "gcp": 0.15,
-    "segment": 0.08, "oracle": 0.12, "sap": 0.10, "marketo": 0.10, "zendesk": 0.18, "slack": 0.40,
-    "workday": 0.08, "tableau": 0.12, "databricks": 0.06, "shopify": 0.06,
+    "salesforce": 0.30,
+    "hubspot": 0.22,
+    "snowflake": 0.12,
+    "aws": 0.45,
+    "azure": 0.28,
+    "gcp": 0.15,
+    "segment": 0.08,
+    "oracle": 0.12,
+    "sap": 0.10,
+    "marketo": 0.10,
+    "zendesk": 0.18,
+    "slack": 0.40,
+    "workday": 0.08,
+    "tableau": 0.12,
+    "databricks": 0.06,
+    "shopify": 0.06,
 }
 TECH_NAMES = np.array(list(TECH_TOOLS))
 
@@ -161,8 +188,14 @@ SURGE_CHANNEL_COUNT = 3
 
 INTENT_TOPICS = pa.array(
     [
-        "crm", "marketing automation", "data warehouse", "analytics", "security", "cloud migration",
-        "customer data platform", "sales enablement",
+        "crm",
+        "marketing automation",
+        "data warehouse",
+        "analytics",
+        "security",
+        "cloud migration",
+        "customer data platform",
+        "sales enablement",
     ]
 )
 INTENT_TOPIC_MIX = np.array([0.17, 0.15, 0.13, 0.16, 0.12, 0.11, 0.08, 0.08])
@@ -215,7 +248,17 @@ class WinModel:
     prior_won: float = 0.5
     prior_lost: float = -0.25
 
-    def logit(self, industry_fit, size_fit, geography_fit, tech_matches, engagement_points, intent_points, prior_won, prior_lost):
+    def logit(
+        self,
+        industry_fit,
+        size_fit,
+        geography_fit,
+        tech_matches,
+        engagement_points,
+        intent_points,
+        prior_won,
+        prior_lost,
+    ):
         return (
             self.intercept
             + self.industry_fit * industry_fit
@@ -239,7 +282,9 @@ WIN_MODEL = WinModel()
 ENGAGEMENT_SCHEMA = pa.schema(
     [("account_id", pa.string()), ("timestamp", pa.timestamp("s")), ("channel", pa.string()), ("count", pa.int32())]
 )
-INTENT_SCHEMA = pa.schema([("account_id", pa.string()), ("date", pa.date32()), ("topic", pa.string()), ("score", pa.int32())])
+INTENT_SCHEMA = pa.schema(
+    [("account_id", pa.string()), ("date", pa.date32()), ("topic", pa.string()), ("score", pa.int32())]
+)
 
 
 @dataclass(frozen=True)
@@ -260,7 +305,8 @@ class GenerationSummary:
             Text(f"Synthetic CRM export written to {self.out_dir} in {self.seconds:.1f} s"),
             table,
             Text(
-                f"Activity from {self.first_date} to {self.last_date}; {self.win_rate:.1%} of closed opportunities won. "
+                f"Activity from {self.first_date} to {self.last_date}; {self.win_rate:.1%} of closed opportunities "
+                f"won. "
                 f"{TRUTH_FILE} holds the true answers: training never reads it."
             ),
         )
@@ -275,7 +321,7 @@ class _Calendar:
     last_day: int  # end_date
 
     @classmethod
-    def ending(cls, end_date: str) -> "_Calendar":
+    def ending(cls, end_date: str) -> _Calendar:
         try:
             end = np.datetime64(end_date, "D")
         except ValueError:
@@ -398,7 +444,9 @@ def generate_export(
         }
         for name, table in tables.items():
             _write_table(table, staged.table_path(name, file_format), file_format)
-        truth = _truth_table(accounts, opportunities, tables["opportunities"]["opportunity_id"].combine_chunks(), win_probability)
+        truth = _truth_table(
+            accounts, opportunities, tables["opportunities"]["opportunity_id"].combine_chunks(), win_probability
+        )
         _write_table(truth, staged.path(TRUTH_FILE), "csv")
 
     closed = ~opportunities.is_open
@@ -430,10 +478,14 @@ def _draw_accounts(rng: np.random.Generator, n: int, calendar: _Calendar) -> _Ac
     revenue_per_employee = np.exp(log_revenue_per_employee + 0.5 * rng.standard_normal(n))
     revenue = np.maximum(np.round(employees * revenue_per_employee, -3), 10_000)
     adoption = np.array(list(TECH_TOOLS.values()))
-    adoption_logit = np.log(adoption / (1 - adoption))[None, :] + 0.3 * (np.log(employees) - np.log(MEDIAN_EMPLOYEES))[:, None]
+    adoption_logit = (
+        np.log(adoption / (1 - adoption))[None, :] + 0.3 * (np.log(employees) - np.log(MEDIAN_EMPLOYEES))[:, None]
+    )
     tech = rng.random((n, len(TECH_NAMES))) < 1 / (1 + np.exp(-adoption_logit))
     surging = rng.random(n) < SURGE_SHARE
-    surge_day = np.where(surging, rng.integers(calendar.first_created_day, calendar.last_day - SURGE_DAYS + 2, size=n), -1)
+    surge_day = np.where(
+        surging, rng.integers(calendar.first_created_day, calendar.last_day - SURGE_DAYS + 2, size=n), -1
+    )
     return _Accounts(
         ids=ids,
         industry=industry,
@@ -449,7 +501,9 @@ def _draw_accounts(rng: np.random.Generator, n: int, calendar: _Calendar) -> _Ac
 def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar: _Calendar) -> _Opportunities:
     n = len(accounts)
     size_score = (np.log(accounts.employees) - np.log(MEDIAN_EMPLOYEES)) / LOG_EMPLOYEES_SD
-    mean_count = OPPORTUNITIES_PER_ACCOUNT * np.exp(0.4 * accounts.propensity + 0.15 * size_score - (0.4**2 + 0.15**2) / 2)
+    mean_count = OPPORTUNITIES_PER_ACCOUNT * np.exp(
+        0.4 * accounts.propensity + 0.15 * size_score - (0.4**2 + 0.15**2) / 2
+    )
     mixing = rng.gamma(OPPORTUNITY_COUNT_SHAPE, 1 / OPPORTUNITY_COUNT_SHAPE, size=n)
     account = np.repeat(np.arange(n), rng.poisson(mean_count * mixing))
     created = rng.integers(calendar.first_created_day, calendar.last_day + 1, size=account.size)
@@ -461,7 +515,9 @@ def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar:
     created = np.concatenate([created, follow_up_created[follows_surge]])
 
     m = account.size
-    cycle = np.clip(np.round(MIN_SALES_CYCLE_DAYS + rng.gamma(2.0, 28.0, size=m)), MIN_SALES_CYCLE_DAYS, MAX_SALES_CYCLE_DAYS)
+    cycle = np.clip(
+        np.round(MIN_SALES_CYCLE_DAYS + rng.gamma(2.0, 28.0, size=m)), MIN_SALES_CYCLE_DAYS, MAX_SALES_CYCLE_DAYS
+    )
     heat = np.exp(0.5 * accounts.propensity[account] + 0.8 * rng.standard_normal(m) - (0.5**2 + 0.8**2) / 2)
     mix = np.cumsum(PRODUCT_MIX[accounts.size_band()[account]], axis=1)
     product = np.minimum((rng.random(m)[:, None] > mix).sum(axis=1), len(PRODUCTS) - 1)
@@ -533,8 +589,15 @@ def _write_activity(
 
             local, day, topic, score = _draw_intent(rng, accounts, chunk, calendar)
             weight = score / 100
-            intent_points[members] = _decayed_window_sums(local, day * SECONDS_PER_DAY, weight, chunk.owner, chunk.created_second)
-            columns = [chunk_ids.take(local), calendar.dates(day), INTENT_TOPICS.take(topic), pa.array(score, pa.int32())]
+            intent_points[members] = _decayed_window_sums(
+                local, day * SECONDS_PER_DAY, weight, chunk.owner, chunk.created_second
+            )
+            columns = [
+                chunk_ids.take(local),
+                calendar.dates(day),
+                INTENT_TOPICS.take(topic),
+                pa.array(score, pa.int32()),
+            ]
             writers["intent"].write_table(pa.table(columns, schema=INTENT_SCHEMA))
             rows["intent"] += local.size
     finally:
@@ -559,7 +622,9 @@ def _draw_engagement(
     per_opportunity = rng.poisson(PRE_OPPORTUNITY_EVENTS * chunk.heat)
     lead = rng.exponential(PRE_OPPORTUNITY_LEAD_DAYS * SECONDS_PER_DAY, size=per_opportunity.sum()).astype(np.int64)
     second = np.repeat(chunk.created_second, per_opportunity) - 1 - lead  # strictly before the created date
-    parts.append((np.repeat(chunk.owner, per_opportunity), second, _draw_channels(rng, PRE_OPPORTUNITY_CHANNEL_MIX, second.size)))
+    parts.append(
+        (np.repeat(chunk.owner, per_opportunity), second, _draw_channels(rng, PRE_OPPORTUNITY_CHANNEL_MIX, second.size))
+    )
 
     # Meetings and emails with the buying group while a deal is open.
     deal_end_second = np.minimum(chunk.close_day * SECONDS_PER_DAY, calendar.end_of_history_second)
@@ -567,7 +632,9 @@ def _draw_engagement(
     per_opportunity = rng.poisson(OPEN_DEAL_EVENTS_PER_30_DAYS * duration / (30 * SECONDS_PER_DAY))
     offset = (rng.random(per_opportunity.sum()) * np.repeat(duration, per_opportunity)).astype(np.int64)
     second = np.repeat(chunk.created_second, per_opportunity) + offset
-    parts.append((np.repeat(chunk.owner, per_opportunity), second, _draw_channels(rng, OPEN_DEAL_CHANNEL_MIX, second.size)))
+    parts.append(
+        (np.repeat(chunk.owner, per_opportunity), second, _draw_channels(rng, OPEN_DEAL_CHANNEL_MIX, second.size))
+    )
 
     # Research surges: a two-week burst on several channels at once.
     surge_day = accounts.surge_day[chunk.accounts]
@@ -603,7 +670,9 @@ def _draw_intent(
     per_opportunity = rng.poisson(PRE_OPPORTUNITY_INTENT_ROWS * chunk.heat)
     lead = np.floor(rng.exponential(PRE_OPPORTUNITY_INTENT_LEAD_DAYS, size=per_opportunity.sum())).astype(np.int64)
     day = np.repeat(chunk.created_day, per_opportunity) - 1 - lead
-    parts.append((np.repeat(chunk.owner, per_opportunity), day, _draw_topics(rng, day.size), rng.beta(5, 2, size=day.size)))
+    parts.append(
+        (np.repeat(chunk.owner, per_opportunity), day, _draw_topics(rng, day.size), rng.beta(5, 2, size=day.size))
+    )
 
     surge_day = accounts.surge_day[chunk.accounts]
     surging = np.flatnonzero(surge_day >= 0)
@@ -629,7 +698,11 @@ def _draw_topics(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _decayed_window_sums(
-    event_key: np.ndarray, event_second: np.ndarray, event_weight: np.ndarray, query_key: np.ndarray, query_second: np.ndarray
+    event_key: np.ndarray,
+    event_second: np.ndarray,
+    event_weight: np.ndarray,
+    query_key: np.ndarray,
+    query_second: np.ndarray,
 ) -> np.ndarray:
     """For each query: sum of weight * 0.5 ** (age_days / HALF_LIFE_DAYS) over the events with its key
     and query_second - LOOKBACK_DAYS <= event_second < query_second. Events are sorted by (key, second).
@@ -739,7 +812,9 @@ def _accounts_table(rng: np.random.Generator, accounts: _Accounts) -> pa.Table:
         parent = np.where(rng.random(n) < PARENT_SHARE, large[rng.integers(0, large.size, size=n)], -1)
         parent[parent == np.arange(n)] = -1
     # A sales-ops custom field: the rep's segment call, mostly following head-count.
-    segment = np.array(["SMB", "Mid-Market", "Enterprise"])[np.searchsorted([500, 5_000], accounts.employees, side="right")]
+    segment = np.array(["SMB", "Mid-Market", "Enterprise"])[
+        np.searchsorted([500, 5_000], accounts.employees, side="right")
+    ]
     segment = np.where((accounts.employees >= 10_000) & (rng.random(n) < 0.5), "Strategic", segment)
     segment = np.where(rng.random(n) < 0.1, rng.choice(["SMB", "Mid-Market", "Enterprise"], size=n), segment)
 
@@ -781,7 +856,9 @@ def _hand_typed(rng: np.random.Generator, values: np.ndarray, rate: float) -> np
     )
 
 
-def _opportunities_table(accounts: _Accounts, opportunities: _Opportunities, won: np.ndarray, calendar: _Calendar) -> pa.Table:
+def _opportunities_table(
+    accounts: _Accounts, opportunities: _Opportunities, won: np.ndarray, calendar: _Calendar
+) -> pa.Table:
     is_open = opportunities.is_open
     return pa.table(
         {
@@ -805,11 +882,18 @@ def _truth_table(
     return pa.table(
         {
             "opportunity_id": pa.concat_arrays([opportunity_ids, no_opportunity_ids]),
-            "account_id": pa.concat_arrays([accounts.ids.take(opportunities.account), accounts.ids.take(without_opportunities)]),
-            "true_win_probability": pa.concat_arrays(
-                [pa.array(np.round(win_probability, 6), from_pandas=True), pa.nulls(without_opportunities.size, pa.float64())]
+            "account_id": pa.concat_arrays(
+                [accounts.ids.take(opportunities.account), accounts.ids.take(without_opportunities)]
             ),
-            "true_expected_deal_size": np.concatenate([deal_size[opportunities.account], deal_size[without_opportunities]]),
+            "true_win_probability": pa.concat_arrays(
+                [
+                    pa.array(np.round(win_probability, 6), from_pandas=True),
+                    pa.nulls(without_opportunities.size, pa.float64()),
+                ]
+            ),
+            "true_expected_deal_size": np.concatenate(
+                [deal_size[opportunities.account], deal_size[without_opportunities]]
+            ),
         }
     )
 
@@ -838,7 +922,7 @@ class _StagedFiles:
         others = tuple(f"{table}.{other}" for other in FILE_FORMATS if other != file_format)
         return self.path(f"{table}.{file_format}", supersedes=others)
 
-    def __enter__(self) -> "_StagedFiles":
+    def __enter__(self) -> _StagedFiles:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:

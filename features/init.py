@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import CHANNELS
-from features.dates import PATTERN as ISO_PATTERN, within_range
+from features.dates import PATTERN as ISO_PATTERN
+from features.dates import within_range
 from features.errors import DataError, Problem
 from features.io import CSV_SUFFIXES, PARQUET_SUFFIXES, _read_file
 from features.mapping import PRESETS, Mapping, TableMapping, load_mapping
@@ -41,13 +42,33 @@ MAX_VALUES = 60  # value maps are drafted for columns with at most this many dis
 ISO = "ISO 8601"
 # strftime layouts tried after ISO 8601, the most common CRM exports first.
 DATE_FORMATS: tuple[str, ...] = (
-    "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M:%S", "%d.%m.%Y", "%d.%m.%Y %H:%M", "%Y/%m/%d", "%Y/%m/%d %H:%M", "%d-%m-%Y", "%m-%d-%Y",
-    "%m/%d/%y", "%d/%m/%y", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y",
+    "%m/%d/%Y",
+    "%d/%m/%Y",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%d.%m.%Y",
+    "%d.%m.%Y %H:%M",
+    "%Y/%m/%d",
+    "%Y/%m/%d %H:%M",
+    "%d-%m-%Y",
+    "%m-%d-%Y",
+    "%m/%d/%y",
+    "%d/%m/%y",
+    "%d %b %Y",
+    "%b %d, %Y",
+    "%d-%b-%Y",
 )
 # Day-first and month-first layouts that read the same text when every day is 12 or less.
-SWAPPED = {"%m/%d/%Y": "%d/%m/%Y", "%m/%d/%Y %H:%M": "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M:%S": "%d/%m/%Y %H:%M:%S",
-           "%m/%d/%y": "%d/%m/%y", "%m-%d-%Y": "%d-%m-%Y"}
+SWAPPED = {
+    "%m/%d/%Y": "%d/%m/%Y",
+    "%m/%d/%Y %H:%M": "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S": "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%y": "%d/%m/%y",
+    "%m-%d-%Y": "%d-%m-%Y",
+}
 
 FILE_WORDS: dict[str, tuple[str, ...]] = {
     "accounts": ("account", "compan", "organi", "customer", "firm"),
@@ -59,14 +80,41 @@ ACCOUNT_WORDS = ("account", "company", "customer", "client", "organization", "or
 # canonical column -> header word sets, strongest first; a header matches a set when it holds all its words.
 HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "opportunities": {
-        "opportunity_id": (("opportunity", "id"), ("deal", "id"), ("opp", "id"), ("record", "id"), ("opportunity_id",),
-                           ("id",), ("deal", "number"), ("reference",), ("deal",), ("opportunity",)),
-        "created_date": (("created", "date"), ("create", "date"), ("created",), ("engage", "date"), ("open", "date"),
-                         ("start", "date"), ("creation",), ("created", "on"), ("opened",)),
+        "opportunity_id": (
+            ("opportunity", "id"),
+            ("deal", "id"),
+            ("opp", "id"),
+            ("record", "id"),
+            ("opportunity_id",),
+            ("id",),
+            ("deal", "number"),
+            ("reference",),
+            ("deal",),
+            ("opportunity",),
+        ),
+        "created_date": (
+            ("created", "date"),
+            ("create", "date"),
+            ("created",),
+            ("engage", "date"),
+            ("open", "date"),
+            ("start", "date"),
+            ("creation",),
+            ("created", "on"),
+            ("opened",),
+        ),
         "close_date": (("close", "date"), ("closed", "date"), ("close",), ("closed",), ("won", "date"), ("closing",)),
         "outcome": (("outcome",), ("deal", "stage"), ("stage",), ("status",), ("result",), ("won",)),
-        "amount": (("amount",), ("close", "value"), ("deal", "value"), ("value",), ("revenue",), ("arr",), ("acv",),
-                   ("price",)),
+        "amount": (
+            ("amount",),
+            ("close", "value"),
+            ("deal", "value"),
+            ("value",),
+            ("revenue",),
+            ("arr",),
+            ("acv",),
+            ("price",),
+        ),
         "product": (("product", "name"), ("product",), ("plan",), ("sku",)),
     },
     "accounts": {
@@ -80,10 +128,24 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
         "parent_account_id": (("parent", "account", "id"), ("parent",), ("subsidiary", "of"), ("subsidiary",)),
     },
     "engagement": {
-        "timestamp": (("timestamp",), ("activity", "date"), ("event", "date"), ("date",), ("time",), ("occurred",),
-                      ("created", "date")),
-        "channel": (("channel",), ("activity", "type"), ("engagement", "type"), ("event", "type"), ("type",),
-                    ("subtype",), ("activity",)),
+        "timestamp": (
+            ("timestamp",),
+            ("activity", "date"),
+            ("event", "date"),
+            ("date",),
+            ("time",),
+            ("occurred",),
+            ("created", "date"),
+        ),
+        "channel": (
+            ("channel",),
+            ("activity", "type"),
+            ("engagement", "type"),
+            ("event", "type"),
+            ("type",),
+            ("subtype",),
+            ("activity",),
+        ),
         "count": (("count",), ("quantity",), ("events",)),
     },
     "intent": {
@@ -95,9 +157,13 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
 WON_WORDS = ("won", "win", "closedwon", "booked", "signed", "success")
 LOST_WORDS = ("lost", "lose", "loss", "closedlost", "disqualified", "dead", "rejected")
 CHANNEL_WORDS: dict[str, tuple[str, ...]] = {
-    "email_open": ("open",), "email_click": ("click",), "demo_request": ("demo",),
-    "sales_meeting": ("meeting", "appointment"), "event_attended": ("event", "webinar", "conference", "attended"),
-    "content_download": ("download", "content", "whitepaper", "ebook"), "web_visit": ("visit", "page", "web", "view"),
+    "email_open": ("open",),
+    "email_click": ("click",),
+    "demo_request": ("demo",),
+    "sales_meeting": ("meeting", "appointment"),
+    "event_attended": ("event", "webinar", "conference", "attended"),
+    "content_download": ("download", "content", "whitepaper", "ebook"),
+    "web_visit": ("visit", "page", "web", "view"),
 }
 
 
@@ -136,7 +202,7 @@ class Entry:
     key: str
     value: Any = None
     comment: str = ""
-    children: list["Entry"] = field(default_factory=list)
+    children: list[Entry] = field(default_factory=list)
 
 
 @dataclass
@@ -156,19 +222,25 @@ class Draft:
             f"# Draft mapping written by `tiering init` for {_comment(str(self.data_dir))}.",
             "# Every guess says why in a comment: check them, edit what is wrong, then run",
             "#   tiering validate DATA --mapping THIS_FILE",
-            "# Keys: file (name or glob), columns (canonical: your header), values (your value: canonical), date_format,",
-            "# scale, defaults, from_opportunities (accounts only); see the README, \"Bring your own export\".",
+            "# Keys: file (name or glob), columns (canonical: your header), values (your value: canonical), "
+            "date_format,",
+            '# scale, defaults, from_opportunities (accounts only); see the README, "Bring your own export".',
         ]
         if self.preset:
-            lines.append(f"# Recognised as the {self.preset} export: this is the {self.preset} preset written out "
-                         "(columns these files lack are left out).")
+            lines.append(
+                f"# Recognised as the {self.preset} export: this is the {self.preset} preset written out "
+                "(columns these files lack are left out)."
+            )
         for note in self.notes:
             lines.append(f"# To decide: {_comment(note)}")
         for name in self.unreadable:
             lines.append(f"# Not read: {_comment(name)}")
         for name in self.unused:
             lines.append(f"# Not used: {_comment(name)} (it did not look like any table)")
-        lines.append(f"description: {_scalar('Draft mapping by tiering init' + (f' (from the {self.preset} preset)' if self.preset else ''))}")
+        lines.append(
+            "description: "
+            + _scalar("Draft mapping by tiering init" + (f" (from the {self.preset} preset)" if self.preset else ""))
+        )
         for table in TABLES:
             lines.append("")
             if table in self.sections:
@@ -233,7 +305,11 @@ def profile_folder(data_dir: Path) -> tuple[list[FileProfile], list[str]]:
     """Every readable data file at the top of the folder, profiled; and the names of those that could not be read."""
     profiles, unreadable = [], []
     for path in sorted(data_dir.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in CSV_SUFFIXES | PARQUET_SUFFIXES or path.name.startswith("."):
+        if (
+            not path.is_file()
+            or path.suffix.lower() not in CSV_SUFFIXES | PARQUET_SUFFIXES
+            or path.name.startswith(".")
+        ):
             continue
         problems: list[Problem] = []
         table = _read_file(path, path.name, problems)
@@ -245,14 +321,22 @@ def profile_folder(data_dir: Path) -> tuple[list[FileProfile], list[str]]:
 
 
 def profile_table(path: Path, name: str, table: pa.Table) -> FileProfile:
-    return FileProfile(path, name, table.num_rows, {column: profile_column(column, table.column(column))
-                                                    for column in table.column_names})
+    return FileProfile(
+        path,
+        name,
+        table.num_rows,
+        {column: profile_column(column, table.column(column)) for column in table.column_names},
+    )
 
 
 def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
     typed_date = pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)
     typed_number = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-    text = column if pa.types.is_large_string(column.type) or pa.types.is_string(column.type) else pc.cast(column, pa.large_string())
+    text = (
+        column
+        if pa.types.is_large_string(column.type) or pa.types.is_string(column.type)
+        else pc.cast(column, pa.large_string())
+    )
     series = pd.Series(text.to_pandas(), dtype="object")
     series = series.where(series.isna(), series.astype(str).str.strip())
     texts = series[series.notna() & (series != "")]
@@ -261,8 +345,18 @@ def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
     date_format, ambiguous = (ISO, False) if typed_date else _date_format(texts, name)
     if numeric and date_format == ISO and not typed_date:  # 20240105 is a number first, unless named like a date
         date_format = ISO if {"date", "day", "timestamp", "time"} & set(words_of(name)) else None
-    return Profile(name, len(series), len(texts), len(counts), bool(len(texts)) and len(counts) == len(texts) == len(series),
-                   bool(numeric), date_format, ambiguous, counts.head(MAX_VALUES + 1), texts)
+    return Profile(
+        name,
+        len(series),
+        len(texts),
+        len(counts),
+        bool(len(texts)) and len(counts) == len(texts) == len(series),
+        bool(numeric),
+        date_format,
+        ambiguous,
+        counts.head(MAX_VALUES + 1),
+        texts,
+    )
 
 
 DATE_WORDS = {"date", "day", "time", "timestamp", "created", "closed", "opened", "won", "lost", "engaged", "at", "on"}
@@ -309,8 +403,11 @@ def recognise_preset(data_dir: Path, files: list[FileProfile]) -> tuple[str, Map
             headers = set.intersection(*(set(by_name[name].columns) for name in matched))
             section = mapping.table(table)
             # An opportunities file without its id column still loads: its ids are generated (features.derive).
-            wanted = {column: section.columns.get(column, column) for column in REQUIRED[table]
-                      if (table, column) != ("opportunities", "opportunity_id")}
+            wanted = {
+                column: section.columns.get(column, column)
+                for column in REQUIRED[table]
+                if (table, column) != ("opportunities", "opportunity_id")
+            }
             if not set(wanted.values()) <= headers:
                 break
             found += sum(source in headers for source in section.columns.values()) + len(wanted)
@@ -323,7 +420,9 @@ def recognise_preset(data_dir: Path, files: list[FileProfile]) -> tuple[str, Map
 def _preset_files(data_dir: Path, table: str, section: TableMapping, by_name: dict[str, FileProfile]) -> list[str]:
     if section.file:
         literal = section.file if section.file in by_name else None
-        return [literal] if literal else sorted(path.name for path in data_dir.glob(section.file) if path.name in by_name)
+        return (
+            [literal] if literal else sorted(path.name for path in data_dir.glob(section.file) if path.name in by_name)
+        )
     return [name for name in (f"{table}.csv", f"{table}.parquet") if name in by_name][:1]
 
 
@@ -336,24 +435,40 @@ def preset_draft(data_dir: Path, preset: str, mapping: Mapping, files: list[File
         section = mapping.table(table)
         matched = _preset_files(data_dir, table, section, by_name)
         if not matched:
-            absent[table] = (f"no file matches the preset's {section.file!r}" if section.file
-                             else f"no {table}.csv or {table}.parquet")
+            absent[table] = (
+                f"no file matches the preset's {section.file!r}"
+                if section.file
+                else f"no {table}.csv or {table}.parquet"
+            )
             continue
         headers = set.intersection(*(set(by_name[name].columns) for name in matched))
-        entries = [Entry("file", section.file or matched[0], f"{', '.join(matched)}: {sum(by_name[n].rows for n in matched):,} rows read")]
+        entries = [
+            Entry(
+                "file",
+                section.file or matched[0],
+                f"{', '.join(matched)}: {sum(by_name[n].rows for n in matched):,} rows read",
+            )
+        ]
         mapped = []
         for canonical, source in section.columns.items():
             if source in headers:
                 mapped.append(Entry(canonical, source, "from the preset"))
             else:
-                mapped.append(Entry("#", comment=f"{canonical}: {source} (the preset's; these files have no such column)"))
+                mapped.append(
+                    Entry("#", comment=f"{canonical}: {source} (the preset's; these files have no such column)")
+                )
         if mapped:
             entries.append(Entry("columns", children=mapped))
         if section.values:
-            entries.append(Entry("values", children=[
-                Entry(column, children=[Entry(value, target) for value, target in replacements.items()])
-                for column, replacements in section.values.items()
-            ]))
+            entries.append(
+                Entry(
+                    "values",
+                    children=[
+                        Entry(column, children=[Entry(value, target) for value, target in replacements.items()])
+                        for column, replacements in section.values.items()
+                    ],
+                )
+            )
         if isinstance(section.date_format, str):
             entries.append(Entry("date_format", section.date_format, "from the preset"))
         elif section.date_format:
@@ -439,8 +554,10 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     funnel = _pick_funnel(remaining) if opportunities is None else None
     if opportunities is None and funnel is None:
         absent["opportunities"] = "no file has an outcome-like column (values such as Won / Lost): map it by hand"
-        notes.append("which file holds the opportunities (deals): none has an outcome column with won and lost values, "
-                     "and no file of won dates matches another file's ids (a lead funnel)")
+        notes.append(
+            "which file holds the opportunities (deals): none has an outcome column with won and lost values, "
+            "and no file of won dates matches another file's ids (a lead funnel)"
+        )
         for table in ("accounts", "engagement", "intent"):
             absent[table] = "not guessed without an opportunities file"
         return Draft(data_dir, sections, absent, None, notes, unreadable)
@@ -449,8 +566,12 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         remaining.remove(lead_file)
         remaining.remove(deals_file)
         brought = [name for name in deals_file.columns if name != deal_key.name and name not in lead_file.columns]
-        opp_file = FileProfile(lead_file.path, lead_file.name, lead_file.rows,
-                               {**lead_file.columns, **{name: deals_file.columns[name] for name in brought}})
+        opp_file = FileProfile(
+            lead_file.path,
+            lead_file.name,
+            lead_file.rows,
+            {**lead_file.columns, **{name: deals_file.columns[name] for name in brought}},
+        )
         outcome = outcome_map = open_values = None
     else:
         opp_file, outcome, outcome_map, open_values = opportunities
@@ -461,27 +582,36 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     if account_pair is not None:
         accounts_file, account_key, opp_account, overlap = account_pair
         remaining.remove(accounts_file)
-        opp_choices["account_id"] = Choice("account_id", opp_account, f"its values are the accounts' {account_key.name} "
-                                                                      f"({overlap:.0%} of them found)")
+        opp_choices["account_id"] = Choice(
+            "account_id", opp_account, f"its values are the accounts' {account_key.name} ({overlap:.0%} of them found)"
+        )
     else:
         accounts_file = account_key = None
         opp_account = _best(opp_file, ACCOUNT_KEY_SETS, lambda p: p.filled > 0 and p.date_format is None)
         if opp_account is not None:
-            opp_choices["account_id"] = Choice("account_id", opp_account, "header names the account; no other file "
-                                                                          "holds these accounts")
+            opp_choices["account_id"] = Choice(
+                "account_id", opp_account, "header names the account; no other file holds these accounts"
+            )
     decided: set[str] = set()
     taken: set[str] = set()
     if funnel is None:
-        opp_choices["outcome"] = Choice("outcome", outcome, f"values read as outcomes ({_listed(outcome.values.index)})")
+        opp_choices["outcome"] = Choice(
+            "outcome", outcome, f"values read as outcomes ({_listed(outcome.values.index)})"
+        )
     else:
-        opp_choices["opportunity_id"] = Choice("opportunity_id", lead_key, f"one row per value: each lead is an "
-                                                                           f"opportunity; {deals_file.name} refers to it")
+        opp_choices["opportunity_id"] = Choice(
+            "opportunity_id",
+            lead_key,
+            f"one row per value: each lead is an opportunity; {deals_file.name} refers to it",
+        )
         decided, taken = {"outcome", "close_date"}, {won.name, deal_key.name}
     taken |= {choice.profile.name for choice in opp_choices.values()}
     opp_choices.update(_pick_columns(opp_file, "opportunities", taken, set(opp_choices) | decided))
     if "opportunity_id" not in opp_choices:
-        notes.append(f"{opp_file.name} has no opportunity id column: each row gets a stable generated id "
-                     "(see the README); map yours if it has one")
+        notes.append(
+            f"{opp_file.name} has no opportunity id column: each row gets a stable generated id "
+            "(see the README); map yours if it has one"
+        )
     elif opp_choices["opportunity_id"].profile.filled < opp_file.rows:
         empty = opp_file.rows - opp_choices["opportunity_id"].profile.filled
         opp_choices["opportunity_id"].why += f"; {empty:,} empty: those rows get a stable generated id"
@@ -491,8 +621,11 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
 
     account_columns: set[str] = set()
     if accounts_file is not None:
-        choices = {"account_id": Choice("account_id", account_key, f"one row per value; holds the opportunities' "
-                                                                   f"{opp_account.name} values")}
+        choices = {
+            "account_id": Choice(
+                "account_id", account_key, f"one row per value; holds the opportunities' {opp_account.name} values"
+            )
+        }
         choices.update(_pick_columns(accounts_file, "accounts", {account_key.name}, {"account_id"}))
         sections["accounts"] = _section(accounts_file, "accounts", choices, notes)
     elif opp_account is not None:
@@ -501,38 +634,67 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         choices.update(_pick_columns(opp_file, "accounts", taken, {"account_id"}))
         account_columns = {choice.profile.name for choice in choices.values()}
         entries = _section(opp_file, "accounts", choices, notes, with_file=False)
-        entries.insert(0, Entry("from_opportunities", True, f"no accounts file: one account per distinct "
-                                                             f"{opp_account.name} of {opp_file.name}"))
+        entries.insert(
+            0,
+            Entry(
+                "from_opportunities",
+                True,
+                f"no accounts file: one account per distinct {opp_account.name} of {opp_file.name}",
+            ),
+        )
         sections["accounts"] = entries
     else:
         absent["accounts"] = "no account column found"
     values = {"outcome": _outcome_entries(outcome_map, open_values)} if funnel is None else {}
     rule_columns = {won.name} if funnel is not None else set()
-    sections["opportunities"] = _section(opp_file, "opportunities", opp_choices, notes,
-                                         also_used=account_columns | rule_columns, values=values)
+    sections["opportunities"] = _section(
+        opp_file, "opportunities", opp_choices, notes, also_used=account_columns | rule_columns, values=values
+    )
     if funnel is not None:
-        join = [Entry("file", deals_file.name, f"{deals_file.rows:,} rows; its {deal_key.name} values are "
-                                               f"{lead_file.name}'s {lead_key.name} ({overlap:.0%} found)"),
-                Entry("on", lead_key.name), Entry("right_on", deal_key.name)]
+        join = [
+            Entry(
+                "file",
+                deals_file.name,
+                f"{deals_file.rows:,} rows; its {deal_key.name} values are "
+                f"{lead_file.name}'s {lead_key.name} ({overlap:.0%} found)",
+            ),
+            Entry("on", lead_key.name),
+            Entry("right_on", deal_key.name),
+        ]
         if len(brought) < len(deals_file.columns) - 1:
             join.append(Entry("columns", brought, "the other columns are in both files"))
-        sections["opportunities"].insert(1, Entry("join", comment="a lead funnel: columns from the won deals, on the "
-                                                               "lead's key", children=join))
+        sections["opportunities"].insert(
+            1, Entry("join", comment="a lead funnel: columns from the won deals, on the lead's key", children=join)
+        )
         rule_at = next(index for index, entry in enumerate(sections["opportunities"]) if entry.key == "columns") + 1
-        sections["opportunities"].insert(rule_at, Entry("outcome_rule", comment="derives outcome and close_date",
-                                                        children=[
-            Entry("won_date", won.name, f"won when it holds a date ({_format_text(won)})"),
-            Entry("lost_after_days", DEFAULT_LOST_AFTER_DAYS, "a guess: lost when no deal this many days after "
-                                                              "creation; set it to your sales cycle"),
-        ]))
-        notes.append(f"outcome_rule.lost_after_days is {DEFAULT_LOST_AFTER_DAYS}, a guess: set it to the days after "
-                     "which a lead without a deal counts as lost")
+        sections["opportunities"].insert(
+            rule_at,
+            Entry(
+                "outcome_rule",
+                comment="derives outcome and close_date",
+                children=[
+                    Entry("won_date", won.name, f"won when it holds a date ({_format_text(won)})"),
+                    Entry(
+                        "lost_after_days",
+                        DEFAULT_LOST_AFTER_DAYS,
+                        "a guess: lost when no deal this many days after creation; set it to your sales cycle",
+                    ),
+                ],
+            ),
+        )
+        notes.append(
+            f"outcome_rule.lost_after_days is {DEFAULT_LOST_AFTER_DAYS}, a guess: set it to the days after "
+            "which a lead without a deal counts as lost"
+        )
 
     for table in ("engagement", "intent"):
         picked = _pick_activity(remaining, table, account_key or opp_account, accounts_file or opp_file)
         if picked is None:
-            absent[table] = ("no file has an account, a date and an activity type on each row" if table == "engagement"
-                             else "no file has an account, a date and a topic on each row")
+            absent[table] = (
+                "no file has an account, a date and an activity type on each row"
+                if table == "engagement"
+                else "no file has an account, a date and a topic on each row"
+            )
             continue
         activity_file, choices = picked
         remaining.remove(activity_file)
@@ -540,14 +702,25 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         if "channel" in choices:
             mapped = channel_values(choices["channel"].profile)
             if mapped:
-                values["channel"] = [Entry(source, target, "reads as this channel") for source, target in mapped.items()]
+                values["channel"] = [
+                    Entry(source, target, "reads as this channel") for source, target in mapped.items()
+                ]
         sections[table] = _section(activity_file, table, choices, notes, values=values)
     return Draft(data_dir, sections, absent, None, notes, unreadable, [profile.name for profile in remaining])
 
 
 DEFAULT_LOST_AFTER_DAYS = 90
-WON_DATE_WORDS = (("won", "date"), ("won",), ("closed", "won"), ("signed",), ("converted",), ("close", "date"),
-                  ("closed",), ("close",), ("date",))
+WON_DATE_WORDS = (
+    ("won", "date"),
+    ("won",),
+    ("closed", "won"),
+    ("signed",),
+    ("converted",),
+    ("close", "date"),
+    ("closed",),
+    ("close",),
+    ("date",),
+)
 
 
 def _pick_funnel(files: list[FileProfile]):
@@ -555,7 +728,10 @@ def _pick_funnel(files: list[FileProfile]):
     and that holds a won date. The best pair by share of the deals found among the leads, then by headers."""
     best = None
     for leads in files:
-        if not any(p.date_format and header_score(p, HEADER_WORDS["opportunities"]["created_date"]) for p in leads.columns.values()):
+        if not any(
+            p.date_format and header_score(p, HEADER_WORDS["opportunities"]["created_date"])
+            for p in leads.columns.values()
+        ):
             continue
         for key in (p for p in leads.columns.values() if p.unique and not p.date_format):
             known = set(key.texts)
@@ -571,15 +747,24 @@ def _pick_funnel(files: list[FileProfile]):
                     overlap = float(values.isin(known).mean()) if len(values) else 0.0
                     if overlap < 0.5:
                         continue
-                    score = (overlap, header_score(won, WON_DATE_WORDS), header_score(key, HEADER_WORDS["opportunities"]
-                             ["opportunity_id"] + (("lead", "id"), ("lead",))), _file_score(deals, "opportunities"))
+                    score = (
+                        overlap,
+                        header_score(won, WON_DATE_WORDS),
+                        header_score(
+                            key, HEADER_WORDS["opportunities"]["opportunity_id"] + (("lead", "id"), ("lead",))
+                        ),
+                        _file_score(deals, "opportunities"),
+                    )
                     if best is None or score > best[0]:
                         best = (score, leads, key, deals, reference, won, overlap)
     return None if best is None else best[1:]
 
 
-ACCOUNT_KEY_SETS = tuple((word, suffix) for suffix in ("id", "key", "number") for word in ACCOUNT_WORDS) + tuple(
-    (word,) for word in ACCOUNT_WORDS) + tuple((word, "name") for word in ACCOUNT_WORDS)
+ACCOUNT_KEY_SETS = (
+    tuple((word, suffix) for suffix in ("id", "key", "number") for word in ACCOUNT_WORDS)
+    + tuple((word,) for word in ACCOUNT_WORDS)
+    + tuple((word, "name") for word in ACCOUNT_WORDS)
+)
 
 
 def _listed(values, limit: int = 6) -> str:
@@ -588,8 +773,11 @@ def _listed(values, limit: int = 6) -> str:
 
 
 def _best(file: FileProfile, word_sets, accept=lambda profile: True, taken=()) -> Profile | None:
-    scored = [(header_score(profile, word_sets), -index, profile) for index, profile in enumerate(file.columns.values())
-              if profile.name not in taken and accept(profile)]
+    scored = [
+        (header_score(profile, word_sets), -index, profile)
+        for index, profile in enumerate(file.columns.values())
+        if profile.name not in taken and accept(profile)
+    ]
     scored = [item for item in scored if item[0] > 0]
     return max(scored, key=lambda item: item[:2])[2] if scored else None
 
@@ -618,8 +806,11 @@ def _file_score(file: FileProfile, table: str) -> float:
 def _pick_accounts(files: list[FileProfile], opportunities: FileProfile):
     """The file and key column whose unique values hold most of an opportunities column's values."""
     best = None
-    opp_columns = [p for p in opportunities.columns.values() if not p.unique and p.filled and not p.numeric
-                   and p.date_format is None]
+    opp_columns = [
+        p
+        for p in opportunities.columns.values()
+        if not p.unique and p.filled and not p.numeric and p.date_format is None
+    ]
     for file in files:
         for key in file.columns.values():
             if not key.unique or key.date_format:
@@ -630,8 +821,12 @@ def _pick_accounts(files: list[FileProfile], opportunities: FileProfile):
                 overlap = float(values.isin(known).mean()) if len(values) else 0.0
                 if overlap < 0.5:
                     continue
-                score = (overlap, header_score(key, ACCOUNT_KEY_SETS) + header_score(column, ACCOUNT_KEY_SETS)
-                         + _file_score(file, "accounts"))
+                score = (
+                    overlap,
+                    header_score(key, ACCOUNT_KEY_SETS)
+                    + header_score(column, ACCOUNT_KEY_SETS)
+                    + _file_score(file, "accounts"),
+                )
                 if best is None or score > best[0]:
                     best = (score, file, key, column, overlap)
     return None if best is None else best[1:]
@@ -673,7 +868,9 @@ def _format_text(profile: Profile) -> str:
     return text + (" - day and month could be swapped: every day is 12 or less" if profile.ambiguous_day else "")
 
 
-def _pick_activity(files: list[FileProfile], table: str, account_key: Profile | None, accounts_file: FileProfile | None):
+def _pick_activity(
+    files: list[FileProfile], table: str, account_key: Profile | None, accounts_file: FileProfile | None
+):
     """A file with an account column (matching the accounts' values when known), a date and a type or topic."""
     best = None
     known = set(account_key.texts) if account_key is not None else set()
@@ -688,8 +885,13 @@ def _pick_activity(files: list[FileProfile], table: str, account_key: Profile | 
             account = _best(file, ACCOUNT_KEY_SETS)
         if account is None:
             continue
-        choices = {"account_id": Choice("account_id", account, f"its values are accounts ({overlap:.0%} known)"
-                                        if overlap else "header names the account")}
+        choices = {
+            "account_id": Choice(
+                "account_id",
+                account,
+                f"its values are accounts ({overlap:.0%} known)" if overlap else "header names the account",
+            )
+        }
         choices.update(_pick_columns(file, table, {account.name}))
         needed = ("timestamp", "channel") if table == "engagement" else ("date", "topic")
         if not all(column in choices for column in needed):
@@ -709,35 +911,58 @@ def _outcome_entries(mapping: dict[str, str], others: list[str]) -> list[Entry]:
     return entries
 
 
-def _section(file: FileProfile, table: str, choices: dict[str, Choice], notes: list[str], values=None,
-             with_file: bool = True, also_used: set[str] = frozenset()) -> list[Entry]:
+def _section(
+    file: FileProfile,
+    table: str,
+    choices: dict[str, Choice],
+    notes: list[str],
+    values=None,
+    with_file: bool = True,
+    also_used: set[str] = frozenset(),
+) -> list[Entry]:
     entries = [Entry("file", file.name, f"{file.rows:,} rows read")] if with_file else []
-    mapped = [Entry(canonical, choice.profile.name, choice.why) for canonical, choice in choices.items()
-              if canonical in columns(table) or canonical == "account_id"]
+    mapped = [
+        Entry(canonical, choice.profile.name, choice.why)
+        for canonical, choice in choices.items()
+        if canonical in columns(table) or canonical == "account_id"
+    ]
     order = list(columns(table))
     mapped.sort(key=lambda entry: order.index(entry.key))
     entries.append(Entry("columns", children=mapped))
     value_entries = [Entry(column, children=items) for column, items in (values or {}).items() if items]
     if value_entries:
         entries.append(Entry("values", children=value_entries))
-    formats = {canonical: choice.profile.date_format for canonical, choice in choices.items()
-               if columns(table).get(canonical) == "date" and choice.profile.date_format not in (None, ISO)}
+    formats = {
+        canonical: choice.profile.date_format
+        for canonical, choice in choices.items()
+        if columns(table).get(canonical) == "date" and choice.profile.date_format not in (None, ISO)
+    }
     layouts = set(formats.values())
     if len(layouts) == 1 and len(formats) == sum(columns(table).get(c) == "date" for c in choices):
         layout = layouts.pop()
         ambiguous = any(choices[c].profile.ambiguous_day for c in formats)
-        entries.append(Entry("date_format", layout, "every date column reads so"
-                             + ("; day and month could be swapped (every day is 12 or less): check" if ambiguous else "")))
+        entries.append(
+            Entry(
+                "date_format",
+                layout,
+                "every date column reads so"
+                + ("; day and month could be swapped (every day is 12 or less): check" if ambiguous else ""),
+            )
+        )
         if ambiguous:
             notes.append(f"{file.name}: are dates month first ({layout}) or day first? Every day is 12 or less")
     elif formats:
-        entries.append(Entry("date_format", children=[Entry(canonical, layout) for canonical, layout in formats.items()]))
+        entries.append(
+            Entry("date_format", children=[Entry(canonical, layout) for canonical, layout in formats.items()])
+        )
     revenue = choices.get("annual_revenue")
     if revenue is not None:
         median = float(pd.to_numeric(revenue.profile.texts, errors="coerce").median())
         if median < 100_000:
-            notes.append(f"{file.name}: {revenue.profile.name} has a median of {median:,.4g}: if it is in thousands or "
-                         "millions, add scale: {annual_revenue: 1000} or 1000000 under accounts")
+            notes.append(
+                f"{file.name}: {revenue.profile.name} has a median of {median:,.4g}: if it is in thousands or "
+                "millions, add scale: {annual_revenue: 1000} or 1000000 under accounts"
+            )
     used = {choice.profile.name for choice in choices.values()} | set(also_used)
     unmapped = [name for name in file.columns if name not in used]
     if unmapped and table != "engagement" and (table != "accounts" or with_file):
@@ -753,12 +978,26 @@ def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     `presets` is false)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError([Problem("data folder not found", fix="pass the folder that holds the export's CSV or Parquet "
-                                                              "files", file=str(data_dir))])
+        raise DataError(
+            [
+                Problem(
+                    "data folder not found",
+                    fix="pass the folder that holds the export's CSV or Parquet files",
+                    file=str(data_dir),
+                )
+            ]
+        )
     files, unreadable = profile_folder(data_dir)
     if not files:
-        raise DataError([Problem("no CSV or Parquet file to inspect", file=str(data_dir),
-                                 fix="pass the folder that holds the export's files (.csv, .tsv, .txt, .parquet)")])
+        raise DataError(
+            [
+                Problem(
+                    "no CSV or Parquet file to inspect",
+                    file=str(data_dir),
+                    fix="pass the folder that holds the export's files (.csv, .tsv, .txt, .parquet)",
+                )
+            ]
+        )
     recognised = recognise_preset(data_dir, files) if presets else None
     if recognised is not None:
         draft = preset_draft(data_dir, *recognised, files)
@@ -771,8 +1010,15 @@ def refuse_existing(path: str | Path) -> None:
     """Stop, naming it, if anything (a file, a folder, a link) is at `path`: init never overwrites."""
     path = Path(path)
     if path.exists() or path.is_symlink():
-        raise DataError([Problem(f"{path} already exists: tiering init never overwrites a file",
-                                 fix="pass another --out, or move that file away first", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"{path} already exists: tiering init never overwrites a file",
+                    fix="pass another --out, or move that file away first",
+                    file=str(path),
+                )
+            ]
+        )
 
 
 def write_new(path: str | Path, text: str) -> Path:
@@ -781,8 +1027,13 @@ def write_new(path: str | Path, text: str) -> Path:
     refuse_existing(path)
     folder = path.resolve().parent
     if not folder.is_dir():
-        raise DataError([Problem(f"the folder of --out {path} does not exist", fix="create it, or pass another --out",
-                                 file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"the folder of --out {path} does not exist", fix="create it, or pass another --out", file=str(path)
+                )
+            ]
+        )
     handle, temporary = tempfile.mkstemp(prefix=".mapping.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -790,10 +1041,15 @@ def write_new(path: str | Path, text: str) -> Path:
         try:
             os.link(temporary, path)  # fails if a file appeared meanwhile: never replaced
         except FileExistsError:
-            raise DataError([Problem(f"{path} already exists: tiering init never overwrites a file",
-                                     fix="pass another --out, or move that file away first", file=str(path))]) from None
+            raise DataError(
+                [
+                    Problem(
+                        f"{path} already exists: tiering init never overwrites a file",
+                        fix="pass another --out, or move that file away first",
+                        file=str(path),
+                    )
+                ]
+            ) from None
     finally:
         Path(temporary).unlink(missing_ok=True)
     return path
-
-

@@ -24,7 +24,7 @@ from features.derive import accounts_rows, fill_opportunity_ids, generated_ids_w
 from features.errors import DataError, Problem, rows_of
 from features.mapping import Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
-from features.validation import SourceTable, unusable_open_opportunities, summarize, validate
+from features.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -69,9 +69,15 @@ def load_export(
     chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError([Problem(
-            "data folder not found", fix="pass the folder that holds the export's CSV or Parquet files", file=str(data_dir)
-        )])
+        raise DataError(
+            [
+                Problem(
+                    "data folder not found",
+                    fix="pass the folder that holds the export's CSV or Parquet files",
+                    file=str(data_dir),
+                )
+            ]
+        )
     problems: list[Problem] = []
     files: dict[str, list[Path]] = {}
     tables: dict[str, SourceTable] = {}
@@ -109,8 +115,11 @@ def load_export(
     rule = chosen.opportunities.outcome_rule
     if rule is not None:
         reference = tables["opportunities"].rule_reference
-        summary["outcome_rule"] = {"won_date": rule.won_date, "lost_after_days": rule.lost_after_days,
-                                   "judged_on": None if reference is None else reference.date().isoformat()}
+        summary["outcome_rule"] = {
+            "won_date": rule.won_date,
+            "lost_after_days": rule.lost_after_days,
+            "judged_on": None if reference is None else reference.date().isoformat(),
+        }
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -136,7 +145,9 @@ def rejected_rows(tables) -> pd.DataFrame:
     why; in the order of the tables, then of the files and rows."""
     frames = [frame for table in tables for frame in table.rejected]
     if not frames:
-        return pd.DataFrame({column: pd.Series(dtype="int64" if column == "row" else object) for column in REJECTED_COLUMNS})
+        return pd.DataFrame(
+            {column: pd.Series(dtype="int64" if column == "row" else object) for column in REJECTED_COLUMNS}
+        )
     rejected = pd.concat(frames, ignore_index=True)
     order = {name: index for index, name in enumerate(TABLES)}
     rejected["_table"] = rejected["table"].map(order)
@@ -155,23 +166,28 @@ def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list
         found = [path for path in (data_dir / f"{name}.csv", data_dir / f"{name}.parquet") if path.is_file()]
         wanted = f"{name}.csv or {name}.parquet"
         if len(found) > 1:
-            problems.append(Problem(
-                f"both {name}.csv and {name}.parquet exist", file=str(data_dir),
-                fix=f"keep one, or name the one to read with `{name}: file:` in a mapping",
-            ))
+            problems.append(
+                Problem(
+                    f"both {name}.csv and {name}.parquet exist",
+                    file=str(data_dir),
+                    fix=f"keep one, or name the one to read with `{name}: file:` in a mapping",
+                )
+            )
             return []
     if found:
         return found
     if name in REQUIRED_TABLES:
         present = sorted(path.name for path in data_dir.iterdir() if path.is_file())
-        problems.append(Problem(
-            f"required {name} table not found: no file matches {wanted}",
-            fix=(
-                f"add it, or point `{name}: file:` in a mapping (or a --mapping preset) at your file; "
-                f"files here: {', '.join(present[:10]) or 'none'}"
-            ),
-            file=str(data_dir),
-        ))
+        problems.append(
+            Problem(
+                f"required {name} table not found: no file matches {wanted}",
+                fix=(
+                    f"add it, or point `{name}: file:` in a mapping (or a --mapping preset) at your file; "
+                    f"files here: {', '.join(present[:10]) or 'none'}"
+                ),
+                file=str(data_dir),
+            )
+        )
     else:
         message, fix = ABSENT_TABLE_WARNINGS[name]
         problems.append(Problem(f"{message} (no file matches {wanted})", fix, severity="warning"))
@@ -179,7 +195,11 @@ def _find_files(data_dir: Path, name: str, section: TableMapping, problems: list
 
 
 def _read_table(
-    data_dir: Path, name: str, paths: list[Path], mapping: Mapping, problems: list[Problem],
+    data_dir: Path,
+    name: str,
+    paths: list[Path],
+    mapping: Mapping,
+    problems: list[Problem],
     reads: dict[Path, pa.Table | None] | None = None,
 ) -> SourceTable | None:
     """Read every file of one table, rename its columns and map its values; None if any file failed.
@@ -205,16 +225,20 @@ def _read_table(
                 continue
         lacking = {canonical: source for canonical, source in section.columns.items() if source not in raw.column_names}
         for canonical, source in lacking.items():
-            problems.append(Problem(
-                f"mapping '{mapping.origin}' maps {name}.{canonical} to column '{source}', which this file lacks",
-                fix=f"correct `{name}: columns: {canonical}:` in the mapping; the file has: {', '.join(raw.column_names)}",
-                file=display,
-                column=source,
-            ))
+            problems.append(
+                Problem(
+                    f"mapping '{mapping.origin}' maps {name}.{canonical} to column '{source}', which this file lacks",
+                    fix=f"correct `{name}: columns: {canonical}:` in the mapping; the file has: "
+                        f"{', '.join(raw.column_names)}",
+                    file=display,
+                    column=source,
+                )
+            )
         if not lacking:
             renamed = {canonical for canonical, source in section.columns.items() if source in joined}
             own_columns[display] = {column for column in raw.column_names if column not in joined} | (
-                set(section.columns) - renamed)
+                set(section.columns) - renamed
+            )
             parts.append((display, _clean_text(section.rename(raw), name, section)))
     generated = np.zeros(0, dtype=bool)
     if name == "opportunities":  # rows without an id get a stable one made from the row (features.derive)
@@ -226,10 +250,13 @@ def _read_table(
     try:  # files of one glob may differ in columns (filled with nulls) or numeric widths (promoted)
         combined = pa.concat_tables([table for _, table in parts], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        problems.append(Problem(
-            f"the files of the {name} table disagree on column types: {error}",
-            fix="export them the same way", file=", ".join(display for display, _ in parts),
-        ))
+        problems.append(
+            Problem(
+                f"the files of the {name} table disagree on column types: {error}",
+                fix="export them the same way",
+                file=", ".join(display for display, _ in parts),
+            )
+        )
         return None
     origin = None
     if name == "accounts" and section.from_opportunities:
@@ -238,8 +265,15 @@ def _read_table(
     section.map_values(frame)
     section.add_defaults(frame)
     starts = np.cumsum([0] + [table.num_rows for _, table in parts[:-1]]).tolist()
-    read = SourceTable(name, frame, [display for display, _ in parts], starts, headers=dict(section.columns),
-                       origin=origin, derived=origin is not None)
+    read = SourceTable(
+        name,
+        frame,
+        [display for display, _ in parts],
+        starts,
+        headers=dict(section.columns),
+        origin=origin,
+        derived=origin is not None,
+    )
     read.generated_ids = int(generated.sum())
     problems += generated_ids_warning(read, generated)
     return read
@@ -268,8 +302,13 @@ def _apply_joins(
         paths = _matching(data_dir, join.file)
         if not paths:
             present = sorted(path.name for path in data_dir.iterdir() if path.is_file())
-            problems.append(Problem(f"join: no file matches {join.file!r}", file=str(data_dir),
-                                    fix=f"correct `join: file:` in the mapping; files here: {', '.join(present[:10])}"))
+            problems.append(
+                Problem(
+                    f"join: no file matches {join.file!r}",
+                    file=str(data_dir),
+                    fix=f"correct `join: file:` in the mapping; files here: {', '.join(present[:10])}",
+                )
+            )
             return None, brought
         rights = []
         for path in paths:
@@ -283,48 +322,85 @@ def _apply_joins(
         bring = list(join.columns) or [column for column in rights[0][1].column_names if column != join.key]
         issues = []
         if join.on not in left.column_names:
-            issues.append(Problem(f"join: the key column '{join.on}' is not in this file", file=display, column=join.on,
-                                  fix=f"correct `join: on:` in the mapping; the file has: {', '.join(left.column_names)}"))
+            issues.append(
+                Problem(
+                    f"join: the key column '{join.on}' is not in this file",
+                    file=display,
+                    column=join.on,
+                    fix=f"correct `join: on:` in the mapping; the file has: {', '.join(left.column_names)}",
+                )
+            )
         for name, right in rights:
             for column in [join.key] + bring:
                 if column not in right.column_names:
-                    issues.append(Problem(f"join: column '{column}' is not in this file", file=name, column=column,
-                                          fix=f"correct `join:` in the mapping; the file has: {', '.join(right.column_names)}"))
+                    issues.append(
+                        Problem(
+                            f"join: column '{column}' is not in this file",
+                            file=name,
+                            column=column,
+                            fix=f"correct `join:` in the mapping; the file has: {', '.join(right.column_names)}",
+                        )
+                    )
         for column in bring:
             if column in left.column_names:
-                issues.append(Problem(f"join: both {display} and {names} have a column '{column}'", file=display,
-                                      column=column, fix="list the columns to bring with `join: columns: [...]` without it"))
+                issues.append(
+                    Problem(
+                        f"join: both {display} and {names} have a column '{column}'",
+                        file=display,
+                        column=column,
+                        fix="list the columns to bring with `join: columns: [...]` without it",
+                    )
+                )
         if issues:
             problems += issues
             return None, brought
-        right = pa.concat_tables([table.select([join.key] + bring) for _, table in rights], promote_options="permissive")
+        right = pa.concat_tables(
+            [table.select([join.key] + bring) for _, table in rights], promote_options="permissive"
+        )
         keys = _trimmed_text(right.column(join.key))
         repeated = pd.Series(keys.to_pandas()).pipe(lambda values: values.notna() & values.duplicated(keep=False))
         if repeated.any():
             starts = np.cumsum([0] + [table.num_rows for _, table in rights[:-1]])
             for index, (name, _) in enumerate(rights):
                 end = starts[index] + rights[index][1].num_rows
-                positions = np.flatnonzero(repeated.to_numpy()[starts[index]:end])
+                positions = np.flatnonzero(repeated.to_numpy()[starts[index] : end])
                 if len(positions):
                     rows, count = rows_of(positions)
-                    problems.append(Problem(
-                        f"join: the key '{join.key}' repeats (e.g. {keys[int(starts[index] + positions[0])].as_py()!r}): a row "
-                        f"of {display} could take either", file=name, column=join.key, rows=rows, row_count=count,
-                        fix="keep one row per key in the joined file (a left join matches each row once)"))
+                    problems.append(
+                        Problem(
+                            f"join: the key '{join.key}' repeats (e.g. "
+                            f"{keys[int(starts[index] + positions[0])].as_py()!r}): a row "
+                            f"of {display} could take either",
+                            file=name,
+                            column=join.key,
+                            rows=rows,
+                            row_count=count,
+                            fix="keep one row per key in the joined file (a left join matches each row once)",
+                        )
+                    )
             return None, brought
         right_side = pa.table({"__key": keys, **{column: right.column(column) for column in bring}})
         left_side = left.append_column("__key", _trimmed_text(left.column(join.on))).append_column(
-            "__row", pa.array(np.arange(left.num_rows)))
+            "__row", pa.array(np.arange(left.num_rows))
+        )
         joined = left_side.join(right_side, keys="__key", join_type="left outer", use_threads=False)
         joined = joined.sort_by("__row").drop_columns(["__key", "__row"])
         unmatched = pc.invert(pc.is_in(keys, value_set=pc.unique(left_side.column("__key").combine_chunks()))).to_numpy(
-            zero_copy_only=False) & pc.is_valid(keys).to_numpy(zero_copy_only=False)
+            zero_copy_only=False
+        ) & pc.is_valid(keys).to_numpy(zero_copy_only=False)
         if unmatched.any():
             rows, count = rows_of(np.flatnonzero(unmatched))
-            problems.append(Problem(
-                f"join: {count:,} row(s) of {names} match no row of {display} on {join.key} = {join.on}: left out",
-                fix="none needed if expected; otherwise make the keys agree", file=names, column=join.key,
-                rows=rows, row_count=count, severity="warning"))
+            problems.append(
+                Problem(
+                    f"join: {count:,} row(s) of {names} match no row of {display} on {join.key} = {join.on}: left out",
+                    fix="none needed if expected; otherwise make the keys agree",
+                    file=names,
+                    column=join.key,
+                    rows=rows,
+                    row_count=count,
+                    severity="warning",
+                )
+            )
         left = joined.select(left.column_names + bring)
         brought |= set(bring)
     return left, brought
@@ -355,21 +431,30 @@ def _read_file(path: Path, display: str, problems: list[Problem]) -> pa.Table | 
     elif suffix in CSV_SUFFIXES:
         table = _read_csv(path, display, problems)
     else:
-        problems.append(Problem(f"unsupported file type '{suffix}'", fix="save it as CSV (UTF-8) or Parquet", file=display))
+        problems.append(
+            Problem(f"unsupported file type '{suffix}'", fix="save it as CSV (UTF-8) or Parquet", file=display)
+        )
         return None
     if table is None:
         return None
     names = [name.strip() for name in table.column_names]
     repeated = [name for name, count in Counter(names).items() if count > 1]
     for name in repeated:
-        problems.append(Problem(
-            f"the header '{name}' appears {names.count(name)} times", column=name, file=display,
-            fix="rename or remove the repeated columns so every header is unique",
-        ))
+        problems.append(
+            Problem(
+                f"the header '{name}' appears {names.count(name)} times",
+                column=name,
+                file=display,
+                fix="rename or remove the repeated columns so every header is unique",
+            )
+        )
     if repeated:
         return None
     # Parquet categoricals arrive dictionary-encoded; plain values keep pandas dtypes simple.
-    decoded = [column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column for column in table.columns]
+    decoded = [
+        column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+        for column in table.columns
+    ]
     return pa.table(decoded, names=names)
 
 
@@ -377,10 +462,13 @@ def _read_parquet(path: Path, display: str, problems: list[Problem]) -> pa.Table
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        problems.append(Problem(
-            f"cannot be read as Parquet ({_first_line(error)})", file=display,
-            fix="the file is truncated or corrupt: export or copy it again",
-        ))
+        problems.append(
+            Problem(
+                f"cannot be read as Parquet ({_first_line(error)})",
+                file=display,
+                fix="the file is truncated or corrupt: export or copy it again",
+            )
+        )
         return None
 
 
@@ -398,38 +486,55 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
         except UnicodeDecodeError:  # from Python's codecs: decoding the header, or cp1252 under pyarrow
             continue
         except csv.Error as error:  # a header line Python's csv cannot split: binary data, a stray carriage return
-            problems.append(Problem(f"cannot be read as CSV: its header line is not text ({error})",
-                                    fix="the file is corrupt or not a CSV: export it again as CSV with a header row",
-                                    file=display))
+            problems.append(
+                Problem(
+                    f"cannot be read as CSV: its header line is not text ({error})",
+                    fix="the file is corrupt or not a CSV: export it again as CSV with a header row",
+                    file=display,
+                )
+            )
             return None
         except pa.ArrowInvalid as error:
             if "UTF8" in str(error):  # pyarrow's own UTF-8 check
                 continue
-            message = "the file is empty" if "Empty CSV file" in str(error) else f"cannot be read as CSV ({_first_line(error)})"
+            message = (
+                "the file is empty"
+                if "Empty CSV file" in str(error)
+                else f"cannot be read as CSV ({_first_line(error)})"
+            )
             problems.append(Problem(message, fix="export the file again as CSV with a header row", file=display))
             return None
     if encoding != "utf8":
-        problems.append(Problem(
-            f"the file is not UTF-8; it was read as {encoding}", file=display, severity="warning",
-            fix="export it as UTF-8 so that accented characters are certain to be right",
-        ))
+        problems.append(
+            Problem(
+                f"the file is not UTF-8; it was read as {encoding}",
+                file=display,
+                severity="warning",
+                fix="export it as UTF-8 so that accented characters are certain to be right",
+            )
+        )
     if table.num_columns == 1 and any(candidate in table.column_names[0] for candidate in DELIMITERS):
-        problems.append(Problem(
-            f"the file reads as one column named '{table.column_names[0][:80]}': its delimiter was not recognised",
-            fix="save it with commas, semicolons or tabs between columns, and no quotes around the whole header line",
-            file=display,
-        ))
+        problems.append(
+            Problem(
+                f"the file reads as one column named '{table.column_names[0][:80]}': its delimiter was not recognised",
+                fix="save it with commas, semicolons or tabs between columns, and no quotes around the whole header "
+                    "line",
+                file=display,
+            )
+        )
         return None
     if malformed:
         if any(row.number is None for row in malformed):  # multi-threaded reads do not number rows
             _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False)
-        problems.append(Problem(
-            f"rows with a different number of fields than the header's {malformed[0].expected_columns}",
-            fix="quote values that contain the delimiter, or remove the stray delimiters",
-            file=display,
-            rows=tuple(row.number for row in malformed[:5]),
-            row_count=len(malformed),
-        ))
+        problems.append(
+            Problem(
+                f"rows with a different number of fields than the header's {malformed[0].expected_columns}",
+                fix="quote values that contain the delimiter, or remove the stray delimiters",
+                file=display,
+                rows=tuple(row.number for row in malformed[:5]),
+                row_count=len(malformed),
+            )
+        )
         return None
     return table
 
@@ -473,7 +578,7 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def read_side_csv(path: Path) -> "pd.DataFrame":
+def read_side_csv(path: Path) -> pd.DataFrame:
     """A side file the user writes by hand (sales overrides), read exactly as the export's CSVs are: UTF-8 with or
     without BOM, cp1252 or Latin-1; comma, semicolon, tab or pipe; every cell text, blank cells empty strings.
     Raises DataError naming the file when it cannot be read."""

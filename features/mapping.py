@@ -37,7 +37,16 @@ from typing import Annotated, Any
 import pandas as pd
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from features.errors import DataError, Problem
 from features.schema import TABLES, columns
@@ -180,18 +189,23 @@ class Mapping(_Strict):
         if section.from_opportunities and info.field_name != "accounts":
             issues.append("from_opportunities is for the accounts table only")
         if section.from_opportunities and section.file:
-            issues.append("from_opportunities reads the opportunities file(s): remove `file:` here "
-                          "(set it under opportunities)")
+            issues.append(
+                "from_opportunities reads the opportunities file(s): remove `file:` here (set it under opportunities)"
+            )
         if section.from_opportunities and section.join:
-            issues.append("from_opportunities takes the opportunities rows as they are read: put `join:` under "
-                          "opportunities and map the joined headers here")
+            issues.append(
+                "from_opportunities takes the opportunities rows as they are read: put `join:` under "
+                "opportunities and map the joined headers here"
+            )
         if section.outcome_rule is not None:
             if info.field_name != "opportunities":
                 issues.append("outcome_rule is for the opportunities table only")
             derived = [name for name in ("outcome", "close_date") if name in section.columns or name in section.values]
             if derived:
-                issues.append(f"outcome_rule derives {' and '.join(derived)}: remove "
-                              f"{' and '.join(derived)} from columns and values")
+                issues.append(
+                    f"outcome_rule derives {' and '.join(derived)}: remove "
+                    f"{' and '.join(derived)} from columns and values"
+                )
         if issues:
             raise ValueError("; ".join(issues))
         return section
@@ -232,7 +246,9 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -241,7 +257,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def load_mapping(spec: str | Path | None = None) -> Mapping:
@@ -249,26 +267,39 @@ def load_mapping(spec: str | Path | None = None) -> Mapping:
     spec = DEFAULT_PRESET if spec is None else str(spec)
     path = PRESET_DIR / f"{spec}.yaml" if spec in PRESETS else Path(spec)
     if not path.is_file():
-        raise DataError([Problem(
-            f"no mapping preset or file named '{spec}'",
-            fix=f"use a preset ({', '.join(PRESETS)}) or the path of a mapping YAML file",
-        )])
+        raise DataError(
+            [
+                Problem(
+                    f"no mapping preset or file named '{spec}'",
+                    fix=f"use a preset ({', '.join(PRESETS)}) or the path of a mapping YAML file",
+                )
+            ]
+        )
     try:
         document = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise DataError([Problem(
-            f"not valid YAML{_yaml_error_text(error)}",
-            fix="correct the YAML there (indentation, a colon after each key, quotes around values with ':' or '#')",
-            file=spec,
-        )]) from None
+        raise DataError(
+            [
+                Problem(
+                    f"not valid YAML{_yaml_error_text(error)}",
+                    fix="correct the YAML there (indentation, a colon after each key, quotes around values with ':' or "
+                        "'#')",
+                    file=spec,
+                )
+            ]
+        ) from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise DataError([Problem(
-            "a mapping must be a YAML mapping of table names (accounts, opportunities, engagement, intent)",
-            fix="start the file with `accounts:` or `opportunities:` sections",
-            file=spec,
-        )])
+        raise DataError(
+            [
+                Problem(
+                    "a mapping must be a YAML mapping of table names (accounts, opportunities, engagement, intent)",
+                    fix="start the file with `accounts:` or `opportunities:` sections",
+                    file=spec,
+                )
+            ]
+        )
     try:
         mapping = Mapping.model_validate(document)
     except ValidationError as error:
@@ -290,11 +321,20 @@ def _problem_of(issue: dict, spec: str) -> Problem:
     path = ".".join(str(part) for part in issue["loc"])
     if issue["type"] == "extra_forbidden":
         parts = [str(part) for part in issue["loc"]]
-        model = (Join if "join" in parts else OutcomeRule if "outcome_rule" in parts
-                 else Mapping if len(parts) == 1 else TableMapping)
+        model = (
+            Join
+            if "join" in parts
+            else OutcomeRule
+            if "outcome_rule" in parts
+            else Mapping
+            if len(parts) == 1
+            else TableMapping
+        )
         allowed = list(model.model_fields)
         close = difflib.get_close_matches(str(issue["loc"][-1]), allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return Problem(f"unknown key '{path}'", fix=f"{hint}keys allowed here: {', '.join(allowed)}", file=spec)
     reason = str(issue["ctx"]["error"]) if "error" in issue.get("ctx", {}) else issue["msg"]
-    return Problem(f"'{path}': {reason}", fix="correct this entry of the mapping (see the README's mapping format)", file=spec)
+    return Problem(
+        f"'{path}': {reason}", fix="correct this entry of the mapping (see the README's mapping format)", file=spec
+    )

@@ -56,8 +56,13 @@ class FeatureSpec:
     categories: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, rows: pd.DataFrame, config: TieringConfig, columns: list[str] | None = None,
-            exclude: tuple[str, ...] | list[str] = ()) -> "FeatureSpec":
+    def fit(
+        cls,
+        rows: pd.DataFrame,
+        config: TieringConfig,
+        columns: list[str] | None = None,
+        exclude: tuple[str, ...] | list[str] = (),
+    ) -> FeatureSpec:
         """The spec of `columns` (default: every candidate column but `exclude`), categories from `rows`."""
         columns = [c for c in (columns if columns is not None else candidate_columns(config)) if c not in exclude]
         categories = {}
@@ -87,22 +92,29 @@ class FeatureSpec:
                     mapped = text.astype("str").map(codes).to_numpy(dtype=np.float64, na_value=np.nan)
                     matrix[:, i] = np.where(pd.isna(text).to_numpy(), np.nan, mapped)
                 else:
-                    matrix[:, i] = [np.nan if _missing(value) else codes.get(value if isinstance(value, str) else str(value),
-                                                                             np.nan) for value in values]
+                    matrix[:, i] = [
+                        np.nan
+                        if _missing(value)
+                        else codes.get(value if isinstance(value, str) else str(value), np.nan)
+                        for value in values
+                    ]
             elif values.dtype.kind in "fiub":
                 matrix[:, i] = values
             else:  # e.g. a custom feature that arrived as text but was numeric in training
                 matrix[:, i] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
-                    dtype=np.float64, na_value=np.nan)
+                    dtype=np.float64, na_value=np.nan
+                )
         return matrix
 
     @cached_property
     def _codes(self) -> dict[str, dict[str, int]]:
-        return {column: {value: code for code, value in enumerate(values)} for column, values in self.categories.items()}
+        return {
+            column: {value: code for code, value in enumerate(values)} for column, values in self.categories.items()
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "FeatureSpec":
+    def from_dict(cls, raw: dict) -> FeatureSpec:
         return cls(columns=list(raw["columns"]), categories={k: list(v) for k, v in raw["categories"].items()})

@@ -144,25 +144,42 @@ class FeatureBuilder:
         opps = data.opportunities
         closed = opps[opps["outcome"].isin(["won", "lost"]) & opps["close_date"].notna()]
         self._index(
-            config, account_ids, firmographic_columns(data.accounts, config),
-            engagement=Activity(codes(eng["account_id"]), vocabulary_codes(eng["channel"], list(CHANNELS)),
-                                to_seconds(eng["timestamp"]), eng["count"].to_numpy(dtype="float64")),
-            intent=Activity(codes(intent["account_id"]), vocabulary_codes(intent["topic"], config.intent.topics),
-                            to_seconds(intent["date"]), intent["score"].to_numpy(dtype="float64") / 100.0),
-            deals=Activity(codes(closed["account_id"]), (closed["outcome"] != "won").to_numpy().astype(np.int64),
-                           to_seconds(closed["close_date"]), closed["amount"].fillna(0.0).to_numpy(dtype="float64")),
+            config,
+            account_ids,
+            firmographic_columns(data.accounts, config),
+            engagement=Activity(
+                codes(eng["account_id"]),
+                vocabulary_codes(eng["channel"], list(CHANNELS)),
+                to_seconds(eng["timestamp"]),
+                eng["count"].to_numpy(dtype="float64"),
+            ),
+            intent=Activity(
+                codes(intent["account_id"]),
+                vocabulary_codes(intent["topic"], config.intent.topics),
+                to_seconds(intent["date"]),
+                intent["score"].to_numpy(dtype="float64") / 100.0,
+            ),
+            deals=Activity(
+                codes(closed["account_id"]),
+                (closed["outcome"] != "won").to_numpy().astype(np.int64),
+                to_seconds(closed["close_date"]),
+                closed["amount"].fillna(0.0).to_numpy(dtype="float64"),
+            ),
         )
 
     @classmethod
-    def from_activity(cls, config: TieringConfig, accounts: dict[str, list], engagement: Activity, intent: Activity,
-                      deals: Activity) -> "FeatureBuilder":
+    def from_activity(
+        cls, config: TieringConfig, accounts: dict[str, list], engagement: Activity, intent: Activity, deals: Activity
+    ) -> FeatureBuilder:
         """A builder over accounts already reduced to arrays: the service's way in, without pandas tables.
 
         `accounts` maps the account columns (account_id and the firmographics) to one value per account;
         `deals` holds closed deals only. Ask it with `build_columns` and account positions as codes.
         """
         builder = cls.__new__(cls)
-        builder._index(config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals)
+        builder._index(
+            config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals
+        )
         return builder
 
     @staticmethod
@@ -175,20 +192,31 @@ class FeatureBuilder:
             wanted = pa.array(values.astype("str"))
             found = pc.index_in(wanted, value_set=known.cast(wanted.type))
             return found.fill_null(len(account_ids)).to_numpy(zero_copy_only=False).astype(np.int64)
+
         return codes
 
-    def _index(self, config: TieringConfig, account_ids: pd.Index | list[str], firmographics: dict[str, np.ndarray],
-               engagement: Activity, intent: Activity, deals: Activity) -> None:
+    def _index(
+        self,
+        config: TieringConfig,
+        account_ids: pd.Index | list[str],
+        firmographics: dict[str, np.ndarray],
+        engagement: Activity,
+        intent: Activity,
+        deals: Activity,
+    ) -> None:
         self.config = config
         self._account_ids = account_ids
         # One extra row past the end: what an unknown account reads (NaN numbers, missing text).
-        self._firmographics = {name: np.append(values, None if values.dtype == object else np.nan).astype(values.dtype)
-                               for name, values in firmographics.items()}
+        self._firmographics = {
+            name: np.append(values, None if values.dtype == object else np.nan).astype(values.dtype)
+            for name, values in firmographics.items()
+        }
         self._n_channels = len(CHANNELS) + 1
         self._n_topics = len(config.intent.topics) + 1
         half_life = config.engagement.half_life_days
-        self._engagement = TimeIndex(engagement.account * self._n_channels + engagement.kind, engagement.seconds,
-                                     engagement.value, half_life)
+        self._engagement = TimeIndex(
+            engagement.account * self._n_channels + engagement.kind, engagement.seconds, engagement.value, half_life
+        )
         self._intent = TimeIndex(intent.account * self._n_topics + intent.kind, intent.seconds, intent.value, half_life)
         self._intent_rows = TimeIndex(intent.account, intent.seconds, np.ones(len(intent.account)))
         self._history = TimeIndex(deals.account * 2 + deals.kind, deals.seconds, np.ones(len(deals.account)))
@@ -245,8 +273,9 @@ class FeatureBuilder:
         surging += intent_surges
         out["surging_channels"] = surging.astype(np.float64)
         # Which channels surge, one bit each in SURGE_CHANNELS order (`surge_channel_names` spells them out).
-        out["surge_mask"] = (channel_surges @ (1 << np.arange(n_channels, dtype=np.int64))
-                             + (intent_surges << n_channels)).astype(np.int64)
+        out["surge_mask"] = (
+            channel_surges @ (1 << np.arange(n_channels, dtype=np.int64)) + (intent_surges << n_channels)
+        ).astype(np.int64)
 
         out["prior_won"] = self._history.total(codes * 2, when)
         out["prior_lost"] = self._history.total(codes * 2 + 1, when)
@@ -274,11 +303,16 @@ class FeatureBuilder:
         codes = self._codes(account_ids)
         when = to_seconds(cutoffs)
         names = [*CHANNELS, OTHER]
-        flags = {name: self._surges(self._engagement, codes * self._n_channels + i, when) for i, name in enumerate(names)}
+        flags = {
+            name: self._surges(self._engagement, codes * self._n_channels + i, when) for i, name in enumerate(names)
+        }
         flags[SURGE_INTENT] = self._surges(self._intent_rows, codes, when)
         table = pd.DataFrame(flags, index=account_ids.index).astype(bool)
-        return table.apply(lambda row: ";".join(table.columns[row.to_numpy()]), axis=1) if len(table) else pd.Series(
-            [], dtype="str", index=account_ids.index)
+        return (
+            table.apply(lambda row: ";".join(table.columns[row.to_numpy()]), axis=1)
+            if len(table)
+            else pd.Series([], dtype="str", index=account_ids.index)
+        )
 
 
 SURGE_INTENT = "external_intent"  # the intent table's signals, as a surge channel
@@ -289,17 +323,22 @@ def surge_channel_names(masks) -> np.ndarray:
     """`surge_mask` values as ';'-separated channel names in SURGE_CHANNELS order ('' when none surges)."""
     masks = np.asarray(masks, dtype=np.int64)
     distinct, inverse = np.unique(masks, return_inverse=True)
-    names = np.array([";".join(name for bit, name in enumerate(SURGE_CHANNELS) if int(mask) >> bit & 1)
-                      for mask in distinct] or [""], dtype=object)
+    names = np.array(
+        [";".join(name for bit, name in enumerate(SURGE_CHANNELS) if int(mask) >> bit & 1) for mask in distinct]
+        or [""],
+        dtype=object,
+    )
     return names[inverse.reshape(masks.shape)] if len(masks) else np.array([], dtype=object)
 
 
 def training_rows(data: CrmData, builder: FeatureBuilder, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Closed opportunities with start <= close_date < end, each with features as of its created_date."""
     opps = data.opportunities
-    closed = opps[
-        opps["outcome"].isin(["won", "lost"]) & (opps["close_date"] >= start) & (opps["close_date"] < end)
-    ].sort_values(["close_date", "opportunity_id"], kind="stable").reset_index(drop=True)
+    closed = (
+        opps[opps["outcome"].isin(["won", "lost"]) & (opps["close_date"] >= start) & (opps["close_date"] < end)]
+        .sort_values(["close_date", "opportunity_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     features = builder.build(closed["account_id"], closed["created_date"])
     features.insert(0, "opportunity_id", closed["opportunity_id"].to_numpy())
     features["close_date"] = closed["close_date"].to_numpy()

@@ -37,9 +37,15 @@ def invalid_rows_mode(option: str | None, config: TieringConfig | None) -> str:
     if option is None:
         return config.validation.invalid_rows if config is not None else "stop"
     if option not in INVALID_ROWS:
-        raise DataError([Problem(f"--invalid-rows {option!r} is not a choice",
-                                 fix="give --invalid-rows stop (a bad row stops the run) or drop (it is dropped and "
-                                     f"listed in {REJECTED_FILE})")])
+        raise DataError(
+            [
+                Problem(
+                    f"--invalid-rows {option!r} is not a choice",
+                    fix="give --invalid-rows stop (a bad row stops the run) or drop (it is dropped and "
+                    f"listed in {REJECTED_FILE})",
+                )
+            ]
+        )
     return option
 
 
@@ -47,11 +53,16 @@ def check_rejected_target(path: str | Path = REJECTED_FILE) -> Path:
     """Refuse, before any work, a `rejected_rows.csv` that tiering did not write (or a folder of that name)."""
     path = Path(path)
     if path.is_dir() or (path.exists() and not _written_by_tiering(path)):
-        raise DataError([Problem(
-            f"{path} exists and was not written by tiering: --invalid-rows drop would replace it",
-            fix=f"move or rename it, or run from another folder (the dropped rows are written to ./{REJECTED_FILE})",
-            file=str(path),
-        )])
+        raise DataError(
+            [
+                Problem(
+                    f"{path} exists and was not written by tiering: --invalid-rows drop would replace it",
+                    fix=f"move or rename it, or run from another folder (the dropped rows are written to "
+                        f"./{REJECTED_FILE})",
+                    file=str(path),
+                )
+            ]
+        )
     return path
 
 

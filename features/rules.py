@@ -62,14 +62,22 @@ def icp_parts(features: Features, config: TieringConfig) -> dict[str, np.ndarray
         "size_fit": (employees >= icp.employees_min) & (employees <= icp.employees_max),
         "geography_fit": _in(features, "country", icp.countries) | _in(features, "region", icp.regions),
         "tech_fit": np.minimum(_floats(features, "tech_icp_matches") / icp.tech_matches_for_full_points, 1.0),
-        "in_icp": ~(_in(features, "industry", icp.excluded_industries) | _in(features, "country", icp.excluded_countries)),
+        "in_icp": ~(
+            _in(features, "industry", icp.excluded_industries) | _in(features, "country", icp.excluded_countries)
+        ),
     }
 
 
-def business_fit_score(features: Features, config: TieringConfig, parts: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def business_fit_score(
+    features: Features, config: TieringConfig, parts: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     icp, parts = config.business_fit, parts if parts is not None else icp_parts(features, config)
-    return (icp.industry_points * parts["industry_fit"] + icp.size_points * parts["size_fit"]
-            + icp.geography_points * parts["geography_fit"] + icp.tech_points * parts["tech_fit"]).astype("float64")
+    return (
+        icp.industry_points * parts["industry_fit"]
+        + icp.size_points * parts["size_fit"]
+        + icp.geography_points * parts["geography_fit"]
+        + icp.tech_points * parts["tech_fit"]
+    ).astype("float64")
 
 
 def engagement_points(features: Features, config: TieringConfig) -> np.ndarray:
@@ -95,9 +103,11 @@ def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, n
         "business_fit_score": business_fit_score(features, config, parts),
         "engagement_score": engagement_score(features, config),
     }
-    scores["rule_score"] = (weights.revenue_potential * scores["revenue_potential_score"]
-                            + weights.business_fit * scores["business_fit_score"]
-                            + weights.engagement * scores["engagement_score"])
+    scores["rule_score"] = (
+        weights.revenue_potential * scores["revenue_potential_score"]
+        + weights.business_fit * scores["business_fit_score"]
+        + weights.engagement * scores["engagement_score"]
+    )
     scores["in_icp"] = parts["in_icp"]
     return scores
 

@@ -59,7 +59,7 @@ def segmented_cumsum(values: np.ndarray, starts: np.ndarray, chunk_cells: int = 
         width = int(lengths[runs].max())
         offsets = np.arange(width)
         for first in range(0, len(runs), max(1, chunk_cells // width)):  # bounded memory on huge exports
-            chunk = runs[first:first + max(1, chunk_cells // width)]
+            chunk = runs[first : first + max(1, chunk_cells // width)]
             positions = starts[chunk][:, None] + offsets[None, :]
             inside = offsets[None, :] < lengths[chunk][:, None]
             padded = np.where(inside, values[np.minimum(positions, total - 1)], 0.0)
@@ -69,7 +69,9 @@ def segmented_cumsum(values: np.ndarray, starts: np.ndarray, chunk_cells: int = 
 
 def seconds_of(moments: list[datetime]) -> np.ndarray:
     """`to_seconds` of naive UTC datetimes, without numpy's slow conversion of datetime objects."""
-    seconds = np.fromiter(((moment - _ORIGIN_MOMENT) // _SECOND for moment in moments), dtype=np.int64, count=len(moments))
+    seconds = np.fromiter(
+        ((moment - _ORIGIN_MOMENT) // _SECOND for moment in moments), dtype=np.int64, count=len(moments)
+    )
     return np.clip(seconds, 0, (1 << _TIME_BITS) - 1)
 
 
@@ -148,8 +150,10 @@ class TimeIndex:
         self._value = value[order]
         self._cum = self._segmented_cumsum(self._value)
         # Running totals of whole numbers below 2**53 are exact, and so is their difference.
-        self._exact_totals = bool(len(self._value) == 0 or (np.all(self._value == np.floor(self._value))
-                                                            and np.all(self._value >= 0) and self._cum.max() < 2.0 ** 53))
+        self._exact_totals = bool(
+            len(self._value) == 0
+            or (np.all(self._value == np.floor(self._value)) and np.all(self._value >= 0) and self._cum.max() < 2.0**53)
+        )
         self._decay = None if half_life_days is None else np.log(2.0) / (half_life_days * SECONDS_PER_DAY)
         self._plain_blocks: GroupBlocks | None = None
         self._decayed_blocks: GroupBlocks | None = None
@@ -182,9 +186,14 @@ class TimeIndex:
         return np.where(nonempty, cum[last] - (cum[first] - own[first]), 0.0)
 
     def total(self, group, cutoff, window_days: float | None = None, end_offset_days: float = 0.0) -> np.ndarray:
-        """Sum of values in [cutoff - end_offset - window, cutoff - end_offset); all earlier history when window is None."""
-        lo, hi = self._bounds(group, cutoff, None if window_days is None else window_days * SECONDS_PER_DAY,
-                              end_offset_days * SECONDS_PER_DAY)
+        """Sum of values in [cutoff - end_offset - window, cutoff - end_offset);
+        all earlier history when window is None."""
+        lo, hi = self._bounds(
+            group,
+            cutoff,
+            None if window_days is None else window_days * SECONDS_PER_DAY,
+            end_offset_days * SECONDS_PER_DAY,
+        )
         if self._exact_totals:
             return self._window(self._cum, self._value, lo, hi)
         if self._plain_blocks is None:

@@ -87,7 +87,12 @@ class SourceTable:
         return self.headers.get(column, column)
 
     def problems_at(
-        self, mask: pd.Series, message: str, fix: str, column: str = "", severity: str = "error",
+        self,
+        mask: pd.Series,
+        message: str,
+        fix: str,
+        column: str = "",
+        severity: str = "error",
         reason: str | pd.Series | None = None,
     ) -> list[Problem]:
         """One Problem per file holding rows where `mask` is true (none when it is all false).
@@ -106,8 +111,19 @@ class SourceTable:
         problems = []
         for index in np.unique(file_of_row):
             rows, count = rows_of(positions[file_of_row == index] - self.starts[index])
-            problems.append(Problem(message, fix, self.files[index], self.header(column), rows, count, severity,
-                                    table=self.name, row_level=row_level))
+            problems.append(
+                Problem(
+                    message,
+                    fix,
+                    self.files[index],
+                    self.header(column),
+                    rows,
+                    count,
+                    severity,
+                    table=self.name,
+                    row_level=row_level,
+                )
+            )
         return problems
 
     def reject(self, mask: pd.Series, reason: str | pd.Series) -> None:
@@ -137,8 +153,9 @@ class SourceTable:
         joined = order.groupby("position", sort=True)["reason"].agg("; ".join)
         dropped = joined.index.to_numpy()
         files, rows = self.locate(dropped)
-        self.rejected.append(pd.DataFrame({"file": files, "row": rows.astype(np.int64), "table": self.name,
-                                           "reason": joined.to_numpy()}))
+        self.rejected.append(
+            pd.DataFrame({"file": files, "row": rows.astype(np.int64), "table": self.name, "reason": joined.to_numpy()})
+        )
         if "account_id" in self.frame:
             self.dropped_ids |= set(self.frame["account_id"].iloc[dropped].dropna())
         keep = np.ones(len(self.frame), dtype=bool)
@@ -194,9 +211,14 @@ def _dropped(problems: list[Problem], tables) -> list[Problem]:
     for table in tables:
         table.drop_rejected()
     return [
-        replace(problem, severity="warning", message=f"{problem.message}: {'row' if problem.row_count == 1 else 'rows'} dropped",
-                fix="each dropped row is listed with its reason in rejected_rows.csv; correct the export to keep them")
-        if problem.row_level and problem.severity == "error" else problem
+        replace(
+            problem,
+            severity="warning",
+            message=f"{problem.message}: {'row' if problem.row_count == 1 else 'rows'} dropped",
+            fix="each dropped row is listed with its reason in rejected_rows.csv; correct the export to keep them",
+        )
+        if problem.row_level and problem.severity == "error"
+        else problem
         for problem in problems
     ]
 
@@ -207,11 +229,14 @@ def _emptied(tables) -> list[Problem]:
     for table in tables:
         dropped = sum(len(frame) for frame in table.rejected)
         if table.name in REQUIRED_TABLES and dropped and table.frame.empty:
-            problems.append(Problem(
-                f"every row of the {table.name} table was dropped ({dropped:,} rows with row-level problems)",
-                fix="correct the export or the mapping: the warnings above say why the rows were dropped",
-                file=", ".join(table.files), table=table.name,
-            ))
+            problems.append(
+                Problem(
+                    f"every row of the {table.name} table was dropped ({dropped:,} rows with row-level problems)",
+                    fix="correct the export or the mapping: the warnings above say why the rows were dropped",
+                    file=", ".join(table.files),
+                    table=table.name,
+                )
+            )
     return problems
 
 
@@ -237,36 +262,47 @@ def check_required(table: SourceTable) -> list[Problem]:
     frame, problems = table.frame, []
     if frame.empty:
         required = table.name in REQUIRED_TABLES
-        problems.append(Problem(
-            f"the {table.name} table has no data rows",
-            fix="export it again with its rows" if required else "add its rows, or remove the file",
-            file=", ".join(table.files),
-            severity="error" if required else "warning",
-            table=table.name,
-        ))
+        problems.append(
+            Problem(
+                f"the {table.name} table has no data rows",
+                fix="export it again with its rows" if required else "add its rows, or remove the file",
+                file=", ".join(table.files),
+                severity="error" if required else "warning",
+                table=table.name,
+            )
+        )
     dropped = unusable_open_opportunities(frame) if table.name == "opportunities" else {}
     for column in REQUIRED[table.name]:
         empty = frame[column].isna()
         if column in dropped:
             lacking = "an account" if column == "account_id" else "a created date"
             problems += table.problems_at(
-                dropped[column], f"open opportunities without {lacking} are dropped", column=column, severity="warning",
+                dropped[column],
+                f"open opportunities without {lacking} are dropped",
+                column=column,
+                severity="warning",
                 fix="none needed (open opportunities never train a model); fill it in to keep them",
             )
             empty &= ~(dropped["account_id"] | dropped["created_date"])
         problems += table.problems_at(
-            empty, f"{column} is empty", fix=f"fill in {column} on every row, or remove those rows", column=column,
+            empty,
+            f"{column} is empty",
+            fix=f"fill in {column} on every row, or remove those rows",
+            column=column,
             reason=f"{table.header(column)} is empty",
         )
     if table.name == "opportunities":
         closed = frame["outcome"].isin(CLOSED)
         undated = closed & frame["close_date"].isna() if "close_date" in frame else closed
         problems += table.problems_at(
-            undated, "closed (won or lost) opportunities without close_date", column="close_date",
+            undated,
+            "closed (won or lost) opportunities without close_date",
+            column="close_date",
             fix="add the close date: it is required when outcome is won or lost",
             # Without the column at all, the mapping or the export is wrong, not single rows.
             reason=frame["outcome"][undated].astype(object) + f" but {table.header('close_date')} is empty"
-            if "close_date" in frame else None,
+            if "close_date" in frame
+            else None,
         )
     return problems
 
@@ -323,7 +359,7 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             parsed = _parse_dates(raw, section.date_format_for(column))
             fix = (
                 "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
-                "(e.g. date_format: \"%d/%m/%Y\"); dates must lie between 1900 and 2100"
+                '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
             )
         elif kind == "number":
             parsed = _parse_numbers(raw)
@@ -336,8 +372,9 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
         unparseable = raw.notna() & parsed.isna()
         what = "dates" if kind == "date" else "numbers"
         reason = _cell_reasons(table, column, raw, unparseable, f"is not a {what[:-1]}")
-        problems += table.problems_at(unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column,
-                                      reason=reason)
+        problems += table.problems_at(
+            unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column, reason=reason
+        )
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
     return problems
 
@@ -386,24 +423,40 @@ def check_values(table: SourceTable) -> list[Problem]:
                 message, fix = f"values below {low:g}", f"{column} must be at least {low:g}"
             else:
                 message = f"values outside {low:,g} to {high:,.0f}"
-                fix = f"{column} must be between {low:,g} and {high:,.0f}: check its unit, or set `scale` in the mapping"
+                fix = (
+                    f"{column} must be between {low:,g} and {high:,.0f}: check its unit, or set `scale` in the mapping"
+                )
             bound = f"below {low:g}" if high == np.inf else f"outside {low:,g} to {high:,.0f}"
-            problems += table.problems_at(outside, message + _examples(values[outside]), fix, column,
-                                          reason=_cell_reasons(table, column, values, outside, f"is {bound}"))
+            problems += table.problems_at(
+                outside,
+                message + _examples(values[outside]),
+                fix,
+                column,
+                reason=_cell_reasons(table, column, values, outside, f"is {bound}"),
+            )
     if table.name == "opportunities":
         problems += _check_outcomes(table)
         created, closed = frame["created_date"], frame["close_date"]
         early = closed < created
         problems += table.problems_at(
-            early, "close_date is before created_date", column="close_date",
+            early,
+            "close_date is before created_date",
+            column="close_date",
             fix="correct one of the two dates (an opportunity closes after it is created)",
-            reason=(f"{table.header('close_date')} " + _day_text(closed[early]) + f" is before {table.header('created_date')} "
-                    + _day_text(created[early])),
+            reason=(
+                f"{table.header('close_date')} "
+                + _day_text(closed[early])
+                + f" is before {table.header('created_date')} "
+                + _day_text(created[early])
+            ),
         )
     if table.name == "engagement" and len(counts := unknown_channel_counts(frame)):
         listed = ", ".join(f"'{channel}' ({count:,})" for channel, count in counts.items())
         problems += table.problems_at(
-            _isin(frame["channel"], counts.index), f"unknown channels are kept: {listed}", column="channel", severity="warning",
+            _isin(frame["channel"], counts.index),
+            f"unknown channels are kept: {listed}",
+            column="channel",
+            severity="warning",
             fix=f"if one means a known channel ({', '.join(CHANNELS)}), map it with a `values:` entry for channel",
         )
     return problems
@@ -428,7 +481,9 @@ def _check_unique(table: SourceTable, id_column: str) -> list[Problem]:
     clash[repeated] = conflicting.to_numpy()
     named = (exact | clash) if table.dropping else repeated  # dropping keeps the first of exact copies
     problems = table.problems_at(
-        named, f"duplicate {id_column} values{_examples(ids[repeated])}", column=id_column,
+        named,
+        f"duplicate {id_column} values{_examples(ids[repeated])}",
+        column=id_column,
         fix=f"each {id_column} must appear once: remove or merge the repeated rows",
     )
     problems = [replace(problem, row_level=True) for problem in problems]  # the rows to drop are chosen here
@@ -458,10 +513,12 @@ def _check_outcomes(table: SourceTable) -> list[Problem]:
     counts = outcome[unknown].value_counts()
     listed = ", ".join(f"'{value}' ({count:,})" for value, count in counts.head(10).items())
     return table.problems_at(
-        unknown, f"unknown outcome values: {listed}", column="outcome",
+        unknown,
+        f"unknown outcome values: {listed}",
+        column="outcome",
         fix=(
             "outcome must be won, lost or open: map your values with a `values:` entry in a mapping file, "
-            f"e.g. opportunities: values: outcome: {{\"{counts.index[0]}\": won, \"*\": open}}"
+            f'e.g. opportunities: values: outcome: {{"{counts.index[0]}": won, "*": open}}'
         ),
     )
 
@@ -481,23 +538,35 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
         unknown = ids.notna() & ~_isin(ids, known)
         if name == "opportunities":
             strays = ids[unknown]
-            reason = f"{table.header('account_id')} " + _quoted(strays) + strays.isin(dropped).map(
-                {True: " is an account whose row was dropped", False: " is not in the accounts table"}).astype(object)
+            reason = (
+                f"{table.header('account_id')} "
+                + _quoted(strays)
+                + strays.isin(dropped)
+                .map({True: " is an account whose row was dropped", False: " is not in the accounts table"})
+                .astype(object)
+            )
             problems += table.problems_at(
-                unknown, f"account_id values not in the accounts table{_examples(ids[unknown])}", column="account_id",
-                fix="add those accounts to the accounts table, or correct the ids (both tables must use the same account key)",
+                unknown,
+                f"account_id values not in the accounts table{_examples(ids[unknown])}",
+                column="account_id",
+                fix="add those accounts to the accounts table, or correct the ids (both tables must use the same "
+                    "account key)",
                 reason=reason,
             )
         else:
             problems += table.problems_at(
-                unknown, f"rows for accounts not in the accounts table{_examples(ids[unknown])}", column="account_id",
+                unknown,
+                f"rows for accounts not in the accounts table{_examples(ids[unknown])}",
+                column="account_id",
                 severity="warning",
                 fix="none needed if expected (they count for no account); otherwise make the account keys agree",
             )
     if "opportunities" in tables:
         problems += accounts.problems_at(
             accounts_without_opportunities(accounts.frame, tables["opportunities"].frame),
-            "accounts without any opportunity", column="account_id", severity="warning",
+            "accounts without any opportunity",
+            column="account_id",
+            severity="warning",
             fix="none needed: they are scored from firmographics and engagement alone",
         )
     return problems
@@ -597,8 +666,11 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
 
     opportunities = summary["opportunities"]
     win_rate = opportunities["win_rate"]
-    closed = (f"closed {opportunities['closed_from']} to {opportunities['closed_to']}" if opportunities["closed_from"]
-              else "none closed")
+    closed = (
+        f"closed {opportunities['closed_from']} to {opportunities['closed_to']}"
+        if opportunities["closed_from"]
+        else "none closed"
+    )
     say(f"Opportunities created {opportunities['created_from']} to {opportunities['created_to']}, {closed}")
     say(
         f"Outcomes: {opportunities['won']:,} won, {opportunities['lost']:,} lost, {opportunities['open']:,} open; "
@@ -606,9 +678,13 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
     )
     rule = summary.get("outcome_rule")
     if rule:
-        say(escape(f"Outcomes by the mapping's outcome_rule: won when '{rule['won_date']}' holds a date; lost after "
-                   f"{rule['lost_after_days']:,} days without one, judged on {rule['judged_on']}; open otherwise"),
-            soft_wrap=True)
+        say(
+            escape(
+                f"Outcomes by the mapping's outcome_rule: won when '{rule['won_date']}' holds a date; lost after "
+                f"{rule['lost_after_days']:,} days without one, judged on {rule['judged_on']}; open otherwise"
+            ),
+            soft_wrap=True,
+        )
     say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
     if summary.get("generated_ids"):
         say(f"Opportunity ids generated (rows without one): {summary['generated_ids']:,}")

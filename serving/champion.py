@@ -142,8 +142,9 @@ class ChampionFollower:
             described = tracking.first_line(error)
             if not isinstance(error, tracking.TrackingError):
                 described = f"cannot read the MLflow registry at {tracking.tracking_uri()}: {described}"
-            self.registry_problem = described + (f"; still serving version {self.serving.version}, loaded earlier"
-                                                 if self.serving is not None else "")
+            self.registry_problem = described + (
+                f"; still serving version {self.serving.version}, loaded earlier" if self.serving is not None else ""
+            )
             self._report(self.registry_problem, blocking=self.serving is None)
             return
         self.registry_problem = None
@@ -158,7 +159,9 @@ class ChampionFollower:
             if champion is not None:
                 problem = tracking.load_problem(champion, error)
             else:
-                problem = f"the rules-only scorer (no champion is registered) cannot be loaded: {tracking.first_line(error)}"
+                problem = (
+                    f"the rules-only scorer (no champion is registered) cannot be loaded: {tracking.first_line(error)}"
+                )
             if self.serving is not None:
                 problem += f"; still answering with version {self.serving.version}, loaded earlier"
             self._report(problem, blocking=True)

@@ -11,7 +11,8 @@ from serving.middleware import API_KEY_ENV, api_key
 
 SERVICE = "serving.service:TieringService"
 ACCESS_LOG_ENV = "TIERING_ACCESS_LOG"
-# The tiering.yaml the service uses when it scores with the rules only (`tiering serve --config`); unset: ./tiering.yaml,
+# The tiering.yaml the service uses when it scores with the rules only (`tiering serve --config`); unset:
+# ./tiering.yaml,
 # else the built-in defaults. A learned champion scores with the configuration it was trained with.
 CONFIG_ENV = "TIERING_CONFIG"
 
@@ -49,8 +50,10 @@ def serve_command(host: str, port: int) -> list[str]:
 
 def check_exposure(host: str) -> None:
     if not is_loopback(host) and api_key() is None:
-        raise UnsafeHost(f"--host {host} listens beyond this machine: set {API_KEY_ENV} first (clients then send "
-                         f"'Authorization: Bearer <key>'), or use --host 127.0.0.1")
+        raise UnsafeHost(
+            f"--host {host} listens beyond this machine: set {API_KEY_ENV} first (clients then send "
+            f"'Authorization: Bearer <key>'), or use --host 127.0.0.1"
+        )
 
 
 def exec_server(host: str, port: int) -> NoReturn:
@@ -64,7 +67,8 @@ class CannotListen(Exception):
 
 
 def check_port(host: str, port: int) -> None:
-    """Bind the address once before starting the server, so a port in use is one clear message, not BentoML's traceback."""
+    """Bind the address once before starting the server, so a port in use is one clear message,
+    not BentoML's traceback."""
     import errno
     import socket
 
@@ -72,19 +76,22 @@ def check_port(host: str, port: int) -> None:
     try:
         family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror:
-        raise CannotListen(f"--host {host} is not an address of this machine: use an IP address such as 127.0.0.1 "
-                           "or 0.0.0.0") from None
+        raise CannotListen(
+            f"--host {host} is not an address of this machine: use an IP address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no clash
         try:
             probe.bind((address, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise CannotListen(f"port {port} on {address} is already in use by another process: stop it, or pass "
-                                   "another --port") from None
+                raise CannotListen(
+                    f"port {port} on {address} is already in use by another process: stop it, or pass another --port"
+                ) from None
             if error.errno == errno.EADDRNOTAVAIL:
-                raise CannotListen(f"--host {host} is not an address of this machine: use one of its addresses, "
-                                   "127.0.0.1 or 0.0.0.0") from None
+                raise CannotListen(
+                    f"--host {host} is not an address of this machine: use one of its addresses, 127.0.0.1 or 0.0.0.0"
+                ) from None
             if error.errno == errno.EACCES:
                 raise CannotListen(f"port {port} needs privileges to listen on: pass a port above 1023") from None
             raise CannotListen(f"cannot listen on {address}:{port}: {error.strerror or error}") from None

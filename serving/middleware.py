@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -46,9 +46,17 @@ def body_timeout_seconds() -> float:
 
 async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -78,8 +86,12 @@ class BearerAuth:
             return await self.app(scope, receive, send)
         if self._authorised(_header(scope, b"authorization") or b""):
             return await self.app(scope, receive, send)
-        await _send_json(send, 401, {"error": "unauthorized: send Authorization: Bearer <API key>"},
-                         [(b"www-authenticate", b"Bearer")])
+        await _send_json(
+            send,
+            401,
+            {"error": "unauthorized: send Authorization: Bearer <API key>"},
+            [(b"www-authenticate", b"Bearer")],
+        )
 
     def _authorised(self, header: bytes) -> bool:
         scheme, _, token = header.partition(b" ")
@@ -119,11 +131,23 @@ class BodySizeLimit:
                 if not message.get("more_body", False):
                     break
         if deadline.cancelled_caught:
-            logger.warning("408 %s %s: the request body was not received within %g s (%d bytes arrived)",
-                           scope.get("method", ""), scope.get("path", ""), self.timeout_seconds, size)
-            return await _send_json(send, 408, _problem("body_timeout", ["body"],
-                                                        f"the request body did not arrive within {self.timeout_seconds:g} s: "
-                                                        "send the whole body at once"), [(b"connection", b"close")])
+            logger.warning(
+                "408 %s %s: the request body was not received within %g s (%d bytes arrived)",
+                scope.get("method", ""),
+                scope.get("path", ""),
+                self.timeout_seconds,
+                size,
+            )
+            return await _send_json(
+                send,
+                408,
+                _problem(
+                    "body_timeout",
+                    ["body"],
+                    f"the request body did not arrive within {self.timeout_seconds:g} s: send the whole body at once",
+                ),
+                [(b"connection", b"close")],
+            )
         return await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     @property
@@ -144,8 +168,13 @@ class JsonBodiesOnly:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
         if scope["type"] == "http" and declared in NOT_JSON_TYPES:
-            return await _send_problem(send, 415, "unsupported_media_type", ["header", "content-type"],
-                                       "send the request as JSON with Content-Type: application/json")
+            return await _send_problem(
+                send,
+                415,
+                "unsupported_media_type",
+                ["header", "content-type"],
+                "send the request as JSON with Content-Type: application/json",
+            )
         return await self.app(scope, receive, send)
 
 

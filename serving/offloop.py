@@ -14,7 +14,8 @@ lock pins BentoML and a test checks both the 400 and that the loop stays free.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -56,10 +57,20 @@ def refuse_non_json_numbers(body: bytes, model: type) -> None:
         return  # not JSON at all: pydantic reports that itself
     locations = list(_non_finite(parsed, ()))
     if locations:  # else the letters were inside strings ("NaNa Corp")
-        raise ValidationError.from_exception_data(getattr(model, "__name__", "request"), [InitErrorDetails(
-            type=PydanticCustomError("finite_number", "NaN and Infinity are not JSON numbers: send a finite number, "
-                                                      "or null for a missing value"),
-            loc=location, input=None) for location in locations[:1000]])
+        raise ValidationError.from_exception_data(
+            getattr(model, "__name__", "request"),
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "finite_number",
+                        "NaN and Infinity are not JSON numbers: send a finite number, or null for a missing value",
+                    ),
+                    loc=location,
+                    input=None,
+                )
+                for location in locations[:1000]
+            ],
+        )
 
 
 def _deserialize(serde: Any, payload: Any, cls: type, body: bytes) -> Any:

@@ -11,7 +11,8 @@ text fields take numbers (CRM ids are often numeric), as the request models read
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema
@@ -54,8 +55,10 @@ class AcceptedInput(GenerateJsonSchema):
 
 
 def _json_answer(model: type[BaseModel], description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": SCHEMAS.format(model=model.__name__)}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": SCHEMAS.format(model=model.__name__)}}},
+    }
 
 
 def _body_schema(model: type[BaseModel], mode: str, schemas: dict) -> dict:
@@ -85,18 +88,25 @@ def documented(document: dict, apis: Mapping[str, Any]) -> dict:
         responses["415"] = _json_answer(BadRequest, "The body is form-encoded or pickled: send JSON.")
         responses["503"] = _json_answer(Refusal, "No model can score (GET /readyz says why).")
     document["paths"]["/readyz"]["get"]["responses"]["503"] = {
-        "description": "Not ready, and why.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        "description": "Not ready, and why.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
 
-    document["components"]["securitySchemes"] = {BEARER: {
-        "type": "http", "scheme": "bearer",
-        "description": "Required on every path but the health probes when the server has TIERING_API_KEY set."}}
+    document["components"]["securitySchemes"] = {
+        BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Required on every path but the health probes when the server has TIERING_API_KEY set.",
+        }
+    }
     for path, operations in document["paths"].items():
         if path in OPEN_PATHS:
             continue
         for operation in operations.values():
             operation["security"] = [{}, {BEARER: []}]  # `{}`: no key at all when the server has none set
-            operation["responses"]["401"] = _json_answer(Refusal, "The server has an API key and the request "
-                                                                  "does not carry it.")
+            operation["responses"]["401"] = _json_answer(
+                Refusal, "The server has an API key and the request does not carry it."
+            )
     return document
 
 

@@ -40,8 +40,14 @@ def _bounded(table: str, column: str, default: float | None, description: str):
     """An optional finite number with the range the batch import enforces for this column."""
     low, high = RANGES[(table, column)]
     # Strict: only a JSON number is one; `true` or "12" is a wrong type, not a count of 1 or 12.
-    return Field(default, ge=low, le=None if math.isinf(high) else high, allow_inf_nan=False, strict=True,
-                 description=description)
+    return Field(
+        default,
+        ge=low,
+        le=None if math.isinf(high) else high,
+        allow_inf_nan=False,
+        strict=True,
+        description=description,
+    )
 
 
 def _moment(value: Any, _parse: ValidatorFunctionWrapHandler) -> datetime:
@@ -82,14 +88,28 @@ def _join_tech_stack(value: Any) -> Any:
 
 # BentoML's OpenAPI page reads OpenAPI 3.0's singular `example` on models.
 ACCOUNT_EXAMPLE = {
-    "account_id": "ACC-000042", "account_name": "Globex", "industry": "Software", "employees": 1800,
-    "annual_revenue": 350000000, "country": "United States", "region": "North America",
+    "account_id": "ACC-000042",
+    "account_name": "Globex",
+    "industry": "Software",
+    "employees": 1800,
+    "annual_revenue": 350000000,
+    "country": "United States",
+    "region": "North America",
     "tech_stack": "salesforce;snowflake;aws",
-    "engagement": [{"timestamp": "2026-06-12T14:05:00Z", "channel": "demo_request"},
-                   {"timestamp": "2026-06-20T09:00:00Z", "channel": "web_visit", "count": 4}],
+    "engagement": [
+        {"timestamp": "2026-06-12T14:05:00Z", "channel": "demo_request"},
+        {"timestamp": "2026-06-20T09:00:00Z", "channel": "web_visit", "count": 4},
+    ],
     "intent": [{"date": "2026-06-20", "topic": "crm", "score": 80}],
-    "opportunities": [{"opportunity_id": "OPP-000123", "created_date": "2025-11-03", "close_date": "2026-02-17",
-                       "outcome": "won", "amount": 54000}],
+    "opportunities": [
+        {
+            "opportunity_id": "OPP-000123",
+            "created_date": "2025-11-03",
+            "close_date": "2026-02-17",
+            "outcome": "won",
+            "amount": 54000,
+        }
+    ],
 }
 
 
@@ -106,11 +126,14 @@ class CrmRow(BaseModel):
 class EngagementEvent(CrmRow):
     """One marketing or sales touch (a row of the `engagement` table)."""
 
-    timestamp: Timestamp = Field(description="When it happened (ISO 8601; UTC unless a zone is given).",
-                                 examples=["2026-06-12T14:05:00Z"])
-    channel: Text = Field(description="web_visit, content_download, email_open, email_click, event_attended, "
-                                      "demo_request, sales_meeting; other channels count as 'other'.",
-                          examples=["demo_request"])
+    timestamp: Timestamp = Field(
+        description="When it happened (ISO 8601; UTC unless a zone is given).", examples=["2026-06-12T14:05:00Z"]
+    )
+    channel: Text = Field(
+        description="web_visit, content_download, email_open, email_click, event_attended, "
+        "demo_request, sales_meeting; other channels count as 'other'.",
+        examples=["demo_request"],
+    )
     count: float = _bounded("engagement", "count", 1.0, "How many such touches (default 1).")
 
 
@@ -127,14 +150,15 @@ class Opportunity(CrmRow):
 
     opportunity_id: Text = Field(description="The CRM's opportunity id.", examples=["OPP-000123"])
     created_date: Timestamp = Field(description="When it was created.", examples=["2025-11-03"])
-    close_date: Timestamp | None = Field(None, description="When it closed; required when outcome is won or lost.",
-                                         examples=["2026-02-17"])
+    close_date: Timestamp | None = Field(
+        None, description="When it closed; required when outcome is won or lost.", examples=["2026-02-17"]
+    )
     outcome: Literal["won", "lost", "open"] = Field(description="won, lost or open.", examples=["won"])
     amount: float | None = _bounded("opportunities", "amount", None, "Deal amount in USD (>= 0).")
     product: str | None = Field(None, description="Product line.", examples=["Platform"])
 
     @model_validator(mode="after")
-    def _closed_has_valid_close_date(self) -> "Opportunity":
+    def _closed_has_valid_close_date(self) -> Opportunity:
         if self.outcome != "open" and self.close_date is None:
             raise PydanticCustomError("close_date_missing", "close_date is required when outcome is won or lost")
         if self.close_date is not None and self.close_date < self.created_date:
@@ -149,18 +173,29 @@ class Account(BaseModel):
     `tiering.yaml` are used by the learners.
     """
 
-    model_config = ConfigDict(**PRIVATE, extra="allow", coerce_numbers_to_str=True, json_schema_extra={"example": ACCOUNT_EXAMPLE})
+    model_config = ConfigDict(
+        **PRIVATE, extra="allow", coerce_numbers_to_str=True, json_schema_extra={"example": ACCOUNT_EXAMPLE}
+    )
     __pydantic_extra__: dict[str, Annotated[Any, PlainValidator(_custom_field_value)]]
 
     account_id: Text = Field(description="The CRM's account id; unique within a request.", examples=["ACC-000042"])
     account_name: str | None = Field(None, description="Display name.", examples=["Globex"])
-    industry: str | None = Field(None, description="Industry, matched against the ICP case-insensitively.", examples=["Software"])
+    industry: str | None = Field(
+        None, description="Industry, matched against the ICP case-insensitively.", examples=["Software"]
+    )
     employees: float | None = _bounded("accounts", "employees", None, "Head-count (>= 0).")
     annual_revenue: float | None = _bounded("accounts", "annual_revenue", None, "Annual revenue in USD (>= 0).")
     country: str | None = Field(None, description="Country name.", examples=["United States"])
-    region: str | None = Field(None, description="Region, used when the country is not an ICP country.", examples=["North America"])
-    tech_stack: Annotated[str | None, BeforeValidator(_join_tech_stack, json_schema_input_type=str | list[StrictStr] | None)] = Field(
-        None, description="Technologies, ';'-separated (a list of strings is accepted too).", examples=["salesforce;aws"])
+    region: str | None = Field(
+        None, description="Region, used when the country is not an ICP country.", examples=["North America"]
+    )
+    tech_stack: Annotated[
+        str | None, BeforeValidator(_join_tech_stack, json_schema_input_type=str | list[StrictStr] | None)
+    ] = Field(
+        None,
+        description="Technologies, ';'-separated (a list of strings is accepted too).",
+        examples=["salesforce;aws"],
+    )
     parent_account_id: str | None = Field(None, description="Parent account id.", examples=["ACC-000001"])
     engagement: list[EngagementEvent] = Field(default_factory=list, description="Recent touches with this account.")
     intent: list[IntentSignal] = Field(default_factory=list, description="Recent research-intent signals.")
@@ -175,10 +210,17 @@ def _duplicate_id_errors(account_ids: list[str | None]) -> list[InitErrorDetails
         if account_id is None:
             continue
         if account_id in first_seen:
-            errors.append(InitErrorDetails(
-                type=PydanticCustomError("duplicate_account_id", "account_id {account_id} also appears at accounts[{first}]",
-                                         {"account_id": account_id, "first": first_seen[account_id]}),
-                loc=("accounts", index, "account_id"), input=account_id))
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "duplicate_account_id",
+                        "account_id {account_id} also appears at accounts[{first}]",
+                        {"account_id": account_id, "first": first_seen[account_id]},
+                    ),
+                    loc=("accounts", index, "account_id"),
+                    input=account_id,
+                )
+            )
         else:
             first_seen[account_id] = index
     return errors
@@ -191,7 +233,9 @@ def _raw_id(item: Any) -> str | None:
 
 
 def _accounts_limit(model: type[BaseModel]) -> int:
-    return next(rule.max_length for rule in model.model_fields["accounts"].metadata if getattr(rule, "max_length", None))
+    return next(
+        rule.max_length for rule in model.model_fields["accounts"].metadata if getattr(rule, "max_length", None)
+    )
 
 
 def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
@@ -203,9 +247,17 @@ def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunct
     raw = data.get("accounts") if isinstance(data, dict) else None
     limit = _accounts_limit(model)
     if isinstance(raw, list) and len(raw) > limit:  # before validating 100,000 accounts only to refuse them
-        raise ValidationError.from_exception_data(model.__name__, [InitErrorDetails(
-            type="too_long", loc=("accounts",), input=raw,
-            ctx={"field_type": "List", "max_length": limit, "actual_length": len(raw)})])
+        raise ValidationError.from_exception_data(
+            model.__name__,
+            [
+                InitErrorDetails(
+                    type="too_long",
+                    loc=("accounts",),
+                    input=raw,
+                    ctx={"field_type": "List", "max_length": limit, "actual_length": len(raw)},
+                )
+            ],
+        )
     try:
         request = handler(data)
     except ValidationError as error:
@@ -213,8 +265,10 @@ def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunct
         if not duplicates:
             raise
         # Keep each error as it was (type, message, path) and add the duplicates to the same answer.
-        kept = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
-                for e in error.errors(include_url=False)]
+        kept = [
+            InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
+            for e in error.errors(include_url=False)
+        ]
         raise ValidationError.from_exception_data(model.__name__, kept + duplicates) from None
     duplicates = _duplicate_id_errors([account.account_id for account in request.accounts])
     if duplicates:
@@ -222,20 +276,31 @@ def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunct
     return request
 
 
-ROW_MODELS: dict[str, type[CrmRow]] = {"opportunities": Opportunity, "engagement": EngagementEvent, "intent": IntentSignal}
+ROW_MODELS: dict[str, type[CrmRow]] = {
+    "opportunities": Opportunity,
+    "engagement": EngagementEvent,
+    "intent": IntentSignal,
+}
 
 
 class ScoreRequest(BaseModel):
     """Accounts to score one by one, each placed in a tier by the cut-offs frozen with the model."""
 
-    model_config = ConfigDict(**PRIVATE, extra="forbid", title="ScoreRequest",
-                              json_schema_extra={"example": {"accounts": [ACCOUNT_EXAMPLE]}})
+    model_config = ConfigDict(
+        **PRIVATE, extra="forbid", title="ScoreRequest", json_schema_extra={"example": {"accounts": [ACCOUNT_EXAMPLE]}}
+    )
 
-    accounts: list[Account] = Field(min_length=1, max_length=MAX_SCORE_ACCOUNTS,
-                                    description=f"1 to {MAX_SCORE_ACCOUNTS:,} accounts with unique account_id.")
-    as_of: Day | None = Field(None, description="Score as of this day: only data dated before it is used. "
-                                                 "Default: the day after the latest date in the request, else today (UTC).",
-                               examples=["2026-07-01"])
+    accounts: list[Account] = Field(
+        min_length=1,
+        max_length=MAX_SCORE_ACCOUNTS,
+        description=f"1 to {MAX_SCORE_ACCOUNTS:,} accounts with unique account_id.",
+    )
+    as_of: Day | None = Field(
+        None,
+        description="Score as of this day: only data dated before it is used. "
+        "Default: the day after the latest date in the request, else today (UTC).",
+        examples=["2026-07-01"],
+    )
 
     _checked = model_validator(mode="wrap")(classmethod(_checked_accounts))
 
@@ -243,14 +308,29 @@ class ScoreRequest(BaseModel):
 class TierRequest(ScoreRequest):
     """A whole book of accounts, ranked against each other to fill the tiers by capacity."""
 
-    model_config = ConfigDict(title="TierRequest", json_schema_extra={"example": {
-        "accounts": [ACCOUNT_EXAMPLE, {**ACCOUNT_EXAMPLE, "account_id": "ACC-000043", "employees": 90}],
-        "budget": 1_000_000}})
+    model_config = ConfigDict(
+        title="TierRequest",
+        json_schema_extra={
+            "example": {
+                "accounts": [ACCOUNT_EXAMPLE, {**ACCOUNT_EXAMPLE, "account_id": "ACC-000043", "employees": 90}],
+                "budget": 1_000_000,
+            }
+        },
+    )
 
-    accounts: list[Account] = Field(min_length=1, max_length=MAX_BOOK_ACCOUNTS,
-                                    description=f"The book: 1 to {MAX_BOOK_ACCOUNTS:,} accounts with unique account_id.")
-    budget: float | None = Field(None, ge=0, allow_inf_nan=False, strict=True, examples=[1_000_000],
-                                 description="Total budget (USD) to split by tier share, then evenly within a tier.")
+    accounts: list[Account] = Field(
+        min_length=1,
+        max_length=MAX_BOOK_ACCOUNTS,
+        description=f"The book: 1 to {MAX_BOOK_ACCOUNTS:,} accounts with unique account_id.",
+    )
+    budget: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        strict=True,
+        examples=[1_000_000],
+        description="Total budget (USD) to split by tier share, then evenly within a tier.",
+    )
 
 
 def to_crm_data(accounts: list[Account]) -> CrmData:
@@ -265,8 +345,10 @@ def to_crm_data(accounts: list[Account]) -> CrmData:
     tables = {"accounts": account_columns}
     for table, row_model in ROW_MODELS.items():
         rows = [(key, row) for account, key in zip(accounts, keys) for row in getattr(account, table)]
-        tables[table] = {"account_id": [key for key, _ in rows],
-                         **{name: [getattr(row, name) for _, row in rows] for name in row_model.model_fields}}
+        tables[table] = {
+            "account_id": [key for key, _ in rows],
+            **{name: [getattr(row, name) for _, row in rows] for name in row_model.model_fields},
+        }
     return CrmData(**{name: conform(pd.DataFrame(table_columns), name) for name, table_columns in tables.items()})
 
 
@@ -278,10 +360,16 @@ def scoring_as_of(request: ScoreRequest) -> pd.Timestamp:
     """
     if request.as_of is not None:
         return pd.Timestamp(request.as_of)
-    dates = [moment for account in request.accounts for moment in chain(
-        (event.timestamp for event in account.engagement), (signal.date for signal in account.intent),
-        (deal.created_date for deal in account.opportunities),
-        (deal.close_date for deal in account.opportunities if deal.close_date is not None))]
+    dates = [
+        moment
+        for account in request.accounts
+        for moment in chain(
+            (event.timestamp for event in account.engagement),
+            (signal.date for signal in account.intent),
+            (deal.created_date for deal in account.opportunities),
+            (deal.close_date for deal in account.opportunities if deal.close_date is not None),
+        )
+    ]
     latest = day_after_latest(dates)
     return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
@@ -290,17 +378,26 @@ def account_payloads(data: CrmData, account_ids: list[str]) -> list[dict[str, An
     """Accounts of a canonical export as `Account` JSON, with all their activity and deals: what a client
     holding the CRM export sends (the benchmark and the parity tests build their requests with it)."""
     wanted = set(account_ids)
-    grouped = {name: _rows_by_account(data.table(name)[data.table(name)["account_id"].isin(wanted)])
-               for name in TABLES}
-    return [{"account_id": account_id, **grouped["accounts"][account_id][0],
-             **{name: grouped[name].get(account_id, []) for name in ("engagement", "intent", "opportunities")}}
-            for account_id in account_ids]
+    grouped = {name: _rows_by_account(data.table(name)[data.table(name)["account_id"].isin(wanted)]) for name in TABLES}
+    return [
+        {
+            "account_id": account_id,
+            **grouped["accounts"][account_id][0],
+            **{name: grouped[name].get(account_id, []) for name in ("engagement", "intent", "opportunities")},
+        }
+        for account_id in account_ids
+    ]
 
 
 def _rows_by_account(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in frame.to_dict("records"):
         owner = row.pop("account_id")
-        grouped.setdefault(owner, []).append({name: value.isoformat() if isinstance(value, pd.Timestamp) else value
-                                              for name, value in row.items() if not pd.isna(value)})
+        grouped.setdefault(owner, []).append(
+            {
+                name: value.isoformat() if isinstance(value, pd.Timestamp) else value
+                for name, value in row.items()
+                if not pd.isna(value)
+            }
+        )
     return grouped

@@ -7,8 +7,8 @@ with rules only, `budget` when none was given) is null, never NaN or Infinity.
 from __future__ import annotations
 
 import math
-from datetime import date
 from collections.abc import Mapping
+from datetime import date
 from typing import Literal
 
 import numpy as np
@@ -41,8 +41,9 @@ class ScoreRecord(Finite):
     win_probability: float | None = Field(description="Calibrated P(an opportunity is won); null with rules only.")
     expected_deal_size: float | None = Field(description="Expected amount of a won deal (USD); null with rules only.")
     expected_value: float | None = Field(description="win_probability x expected_deal_size; null with rules only.")
-    learned_score: float = Field(description="Model value blended with the rule score, 0-100 (the rule score with "
-                                             "rules only).")
+    learned_score: float = Field(
+        description="Model value blended with the rule score, 0-100 (the rule score with rules only)."
+    )
     learned_tier: TierName = Field(description="Tier from the learned score.")
     tier: TierName = Field(description="Final tier (the learned tier; the API takes no overrides).")
     override_reason: str = Field(description="Always empty in the API (overrides are a batch feature).")
@@ -54,8 +55,10 @@ class ScoreRecord(Finite):
     model_version: str = Field(description="Registered model version that scored, or 'rules-only'.")
     scored_at: str = Field(description="When it was scored (ISO 8601, UTC).")
     as_of: str = Field(description="The date the account was scored as of (ISO date): only data before it was seen.")
-    surge_channels: str = Field(description="The channels whose activity surges, ';'-separated (e.g. "
-                                            "'demo_request;external_intent'); intent_surge needs at least two.")
+    surge_channels: str = Field(
+        description="The channels whose activity surges, ';'-separated (e.g. "
+        "'demo_request;external_intent'); intent_surge needs at least two."
+    )
 
 
 class ScoreResponse(Finite):
@@ -85,13 +88,18 @@ class ModelInfo(Finite):
     """The model behind the answers, as the MLflow registry describes it."""
 
     name: str = Field(description="Registered model name.", examples=["abm-tiering"])
-    version: str | None = Field(description="Version now serving; 'rules-only' when no champion is registered; "
-                                            "null when none can be loaded.", examples=["3"])
+    version: str | None = Field(
+        description="Version now serving; 'rules-only' when no champion is registered; null when none can be loaded.",
+        examples=["3"],
+    )
     alias: str | None = Field(description="Registry alias followed by the service.", examples=["champion"])
     ready: bool = Field(description="False when the champion cannot be served; `problem` says why.")
     problem: str | None = Field(description="Why the champion cannot be served, or the registry cannot be read, if so.")
-    registry_champion: str | None = Field(None, description="The version the registry last called champion "
-                                                             "('rules-only' when none); null before it was first read.")
+    registry_champion: str | None = Field(
+        None,
+        description="The version the registry last called champion "
+        "('rules-only' when none); null before it was first read.",
+    )
     trained_at: str | None = Field(None, description="When the version was trained (ISO 8601).")
     window_start: str | None = Field(None, description="First day of the training window.")
     window_end: str | None = Field(None, description="Training cut-off (exclusive).")
@@ -99,7 +107,9 @@ class ModelInfo(Finite):
     rule_roc_auc: float | None = Field(None, description="The rule score's ROC AUC on the same holdout.")
     gate_reason: str | None = Field(None, description="Why the promotion gate passed or refused it.")
     run_id: str | None = Field(None, description="MLflow run that trained it.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Every metric the training run logged (holdout).")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Every metric the training run logged (holdout)."
+    )
 
 
 def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]:
@@ -109,8 +119,10 @@ def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
-    columns = [np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
-               for name in SCORE_COLUMNS]
+    columns = [
+        np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
+        for name in SCORE_COLUMNS
+    ]
     records = [dict(zip(SCORE_COLUMNS, values)) for values in zip(*columns)]
     for record in records:
         for name, value in record.items():

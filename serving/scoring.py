@@ -33,10 +33,12 @@ def request_rows(request: ScoreRequest) -> int:
     return sum(1 + len(a.engagement) + len(a.intent) + len(a.opportunities) for a in request.accounts)
 
 
-def score_request(serving: ServingModel, request: ScoreRequest, *, by_capacity: bool,
-                  budget: float | None = None) -> Scored:
+def score_request(
+    serving: ServingModel, request: ScoreRequest, *, by_capacity: bool, budget: float | None = None
+) -> Scored:
     """The loaded model scores the request's accounts from their own activity (the one scoring path)."""
     as_of = scoring_as_of(request)
-    scores = serving.model.score_accounts(request.accounts, as_of, by_capacity=by_capacity, budget=budget,
-                                          model_version=serving.version)
+    scores = serving.model.score_accounts(
+        request.accounts, as_of, by_capacity=by_capacity, budget=budget, model_version=serving.version
+    )
     return Scored(scores, as_of, serving.version)

@@ -8,8 +8,8 @@ import os
 # cores and spin (much slower than single-threaded).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -32,9 +32,7 @@ VALID_EXPORT: dict[str, str] = {
         "O4,A2,2024-01-10,2024-04-01,won,30000,Core\n"
     ),
     "engagement.csv": (
-        "account_id,timestamp,channel,count\n"
-        "A1,2024-01-01T10:00:00,web_visit,3\n"
-        "A2,2024-01-02 09:30:00,email_open,1\n"
+        "account_id,timestamp,channel,count\nA1,2024-01-01T10:00:00,web_visit,3\nA2,2024-01-02 09:30:00,email_open,1\n"
     ),
     "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm software,80\n",
 }

@@ -22,11 +22,13 @@ def assert_published(published, full_precision, column: str) -> None:
     if decimals is None:
         np.testing.assert_allclose(published, full_precision, rtol=0, atol=TOLERANCE, err_msg=column)
         return
-    unit = 10.0 ** -decimals
+    unit = 10.0**-decimals
     expected = np.round(full_precision, decimals)
     gap = np.abs(published - expected)
     on_midpoint = np.abs(np.abs(full_precision / unit) % 1 - 0.5) < TOLERANCE / unit
     both_missing = np.isnan(published) & np.isnan(expected)
     fine = both_missing | (gap <= TOLERANCE) | (on_midpoint & (gap <= unit + TOLERANCE))
-    assert fine.all(), (f"{column}: published {published[~fine][:5]} are not the full-precision "
-                        f"{full_precision[~fine][:5]} rounded to {decimals} decimals")
+    assert fine.all(), (
+        f"{column}: published {published[~fine][:5]} are not the full-precision "
+        f"{full_precision[~fine][:5]} rounded to {decimals} decimals"
+    )

@@ -63,15 +63,31 @@ def refused(result, *expected: str) -> str:
     return output
 
 
-def invoke(*args) -> "Result":  # noqa: F821
+def invoke(*args) -> Result:  # noqa: F821
     return runner.invoke(app, [str(arg) for arg in args])
 
 
 # --- dates ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", AS_OF_COMMANDS)
-@pytest.mark.parametrize("value", ["", " ", "yesterday", "0", "1700000000", "2026-13-01", "2026-02-30",
-                                   "2026-06-01T24:00", "01/06/2026", "June 1 2026", "2026-06", "\x00"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        "yesterday",
+        "0",
+        "1700000000",
+        "2026-13-01",
+        "2026-02-30",
+        "2026-06-01T24:00",
+        "01/06/2026",
+        "June 1 2026",
+        "2026-06",
+        "\x00",
+    ],
+)
 def test_as_of_that_is_not_a_date_is_refused_naming_the_grammar(command, value):
     output = refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={value}"), "--as-of", "ISO 8601")
     assert "data folder not found" not in output  # refused before the data is read
@@ -97,34 +113,46 @@ def test_any_day_outside_the_range_is_refused(day, basic, command):
 
 
 @HYPOTHESIS
-@given(number=st.integers(min_value=-10**12, max_value=10**12).filter(lambda n: len(str(abs(n))) != 8),
-       command=st.sampled_from(sorted(AS_OF_COMMANDS)))
+@given(
+    number=st.integers(min_value=-(10**12), max_value=10**12).filter(lambda n: len(str(abs(n))) != 8),
+    command=st.sampled_from(sorted(AS_OF_COMMANDS)),
+)
 def test_numbers_are_never_read_as_unix_times(number, command):
     refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={number}"), "--as-of", "not a date")
 
 
 @HYPOTHESIS
-@given(text=st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs")), max_size=30),
-       command=st.sampled_from(sorted(AS_OF_COMMANDS)))
+@given(
+    text=st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs")), max_size=30),
+    command=st.sampled_from(sorted(AS_OF_COMMANDS)),
+)
 def test_text_without_digits_is_not_a_date(text, command):
     refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={text}"), "--as-of", "not a date")
 
 
 @HYPOTHESIS
-@given(moment=st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2100, 12, 30)),
-       layout=st.sampled_from(["%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%SZ",
-                               "%Y%m%dT%H%M%S"]),
-       command=st.sampled_from(sorted(AS_OF_COMMANDS)))
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2100, 12, 30)),
+    layout=st.sampled_from(
+        ["%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%dT%H%M%S"]
+    ),
+    command=st.sampled_from(sorted(AS_OF_COMMANDS)),
+)
 def test_every_day_in_the_range_is_accepted_in_every_layout(moment, layout, command):
     # Accepted: the command goes on to read the data folder, which does not exist.
     refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={moment.strftime(layout)}"), "data folder not found")
 
 
 def test_as_of_used_is_printed_and_a_far_future_date_is_named(write_export, mlflow_store, tmp_path):
-    folder = write_export({"engagement.csv": (
-        "account_id,timestamp,channel,count\n"
-        + "".join(f"A1,{date(2024, 1, 1) + timedelta(days=i % 90)}T10:00:00,web_visit,1\n" for i in range(1200))
-        + "A2,2100-12-31T00:00:00,email_open,1\n")})
+    folder = write_export(
+        {
+            "engagement.csv": (
+                "account_id,timestamp,channel,count\n"
+                + "".join(f"A1,{date(2024, 1, 1) + timedelta(days=i % 90)}T10:00:00,web_visit,1\n" for i in range(1200))
+                + "A2,2100-12-31T00:00:00,email_open,1\n"
+            )
+        }
+    )
     result = invoke("score", folder, "--out", tmp_path / "scores.csv")
     assert result.exit_code == 0, result.output
     output = words(result.output)
@@ -142,6 +170,7 @@ def test_no_far_date_warning_for_an_ordinary_export(write_export, mlflow_store, 
 
 # --- budgets ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", BUDGET_COMMANDS)
 @pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e309", "nan", "NaN", "-1", "-1e-9", "abc", ""])
 def test_budget_that_is_not_a_finite_amount_is_refused(command, value):
@@ -150,9 +179,11 @@ def test_budget_that_is_not_a_finite_amount_is_refused(command, value):
 
 
 @HYPOTHESIS
-@given(value=st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not (math.isfinite(v) and v >= 0))
-       | st.sampled_from([float("inf"), float("nan"), -0.5]),
-       command=st.sampled_from(sorted(BUDGET_COMMANDS)))
+@given(
+    value=st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not (math.isfinite(v) and v >= 0))
+    | st.sampled_from([float("inf"), float("nan"), -0.5]),
+    command=st.sampled_from(sorted(BUDGET_COMMANDS)),
+)
 def test_any_negative_or_non_finite_budget_is_refused(value, command):
     refused(invoke(*BUDGET_COMMANDS[command], f"--budget={value!r}"), "--budget", "finite number of at least 0")
 
@@ -164,6 +195,7 @@ def test_any_finite_budget_is_accepted(value, command):
 
 
 # --- output paths -----------------------------------------------------------------------------------------
+
 
 def unprivileged(command: list[str]) -> list[str]:
     """`command` without root's power to write anywhere (modes apply to root too once DAC override is dropped)."""
@@ -187,18 +219,26 @@ def test_score_out_is_checked_before_any_work(tmp_path):
     (tmp_path / "a-file").write_text("mine")
     (tmp_path / "folder.csv").mkdir()
     refused(invoke("score", NOWHERE, "--out", tmp_path / "folder.csv"), "--out is an existing folder, not a file")
-    refused(invoke("score", NOWHERE, "--out", tmp_path / "a-file" / "scores.csv"),
-            "is a file, not a folder", "choose a path whose parent folders are folders")
+    refused(
+        invoke("score", NOWHERE, "--out", tmp_path / "a-file" / "scores.csv"),
+        "is a file, not a folder",
+        "choose a path whose parent folders are folders",
+    )
     refused(invoke("score", NOWHERE, "--out", tmp_path / "a-file" / "deeper" / "scores.csv"), "is a file, not a folder")
     refused(invoke("score", NOWHERE, "--out", tmp_path / "scores.xlsx"), "must end in .csv or .parquet")
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
-@pytest.mark.parametrize("command", [["score", NOWHERE, "--out", "{ro}/scores.csv"],
-                                     ["score", NOWHERE, "--out", "{ro}/new/scores.csv"],
-                                     ["compare", NOWHERE, "--out", "{ro}/report"],
-                                     ["diff", "old.csv", "new.csv", "--out", "{ro}/diff"],
-                                     ["generate", "--out", "{ro}/export", "--accounts", "10"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", NOWHERE, "--out", "{ro}/scores.csv"],
+        ["score", NOWHERE, "--out", "{ro}/new/scores.csv"],
+        ["compare", NOWHERE, "--out", "{ro}/report"],
+        ["diff", "old.csv", "new.csv", "--out", "{ro}/diff"],
+        ["generate", "--out", "{ro}/export", "--accounts", "10"],
+    ],
+)
 def test_an_output_in_a_read_only_folder_is_refused_before_any_work(command, read_only, tmp_path):
     line = unprivileged([TIERING, *(part.format(ro=read_only) for part in command)])
     result = subprocess.run(line, capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -231,8 +271,13 @@ def assert_untouched(path: Path) -> None:
 
 def test_compare_refuses_a_folder_of_the_users_files_before_any_work(tmp_path):
     out = users_folder(tmp_path / "report")
-    output = refused(invoke("compare", NOWHERE, "--out", out), "--out is not an empty folder",
-                     "mynotes.txt", "sub/", "which tiering did not write")
+    output = refused(
+        invoke("compare", NOWHERE, "--out", out),
+        "--out is not an empty folder",
+        "mynotes.txt",
+        "sub/",
+        "which tiering did not write",
+    )
     assert "data folder not found" not in output
     assert_untouched(out)
 
@@ -272,6 +317,7 @@ def test_generate_refuses_a_real_export_it_would_overwrite(write_export):
 
 # --- input files ------------------------------------------------------------------------------------------
 
+
 @HYPOTHESIS
 @given(content=st.binary(min_size=1, max_size=4000))
 def test_a_random_binary_accounts_file_is_named_with_exit_2(content, write_export):
@@ -284,7 +330,9 @@ def test_binary_with_a_carriage_return_in_its_header_is_not_an_unexpected_error(
     refused(invoke("validate", folder), "accounts.csv: cannot be read as CSV", "export it again as CSV")
 
 
-@pytest.mark.parametrize("option", [["--mapping", "/nonexistent/mapping.yaml"], ["--config", "/nonexistent/tiering.yaml"]])
+@pytest.mark.parametrize(
+    "option", [["--mapping", "/nonexistent/mapping.yaml"], ["--config", "/nonexistent/tiering.yaml"]]
+)
 def test_missing_side_files_are_named(option, write_export):
     command = ["validate", write_export(), *option] if option[0] == "--mapping" else ["train", write_export(), *option]
     refused(invoke(*command), "/nonexistent/")
@@ -293,13 +341,19 @@ def test_missing_side_files_are_named(option, write_export):
 def test_data_that_is_a_file_or_missing_is_refused(tmp_path):
     (tmp_path / "a-file").write_text("mine")
     for data in (tmp_path / "a-file", tmp_path / "missing"):
-        for command in (["validate", data], ["train", data], ["score", data, "--out", tmp_path / "s.csv"],
-                        ["compare", data, "--out", tmp_path / "r"]):
+        for command in (
+            ["validate", data],
+            ["train", data],
+            ["score", data, "--out", tmp_path / "s.csv"],
+            ["compare", data, "--out", tmp_path / "r"],
+        ):
             refused(invoke(*command), "data folder not found")
     assert not (tmp_path / "r").exists() and not (tmp_path / "s.csv").exists()
 
 
-@pytest.mark.parametrize("encoding, delimiter", [("latin-1", ";"), ("cp1252", ","), ("utf-8-sig", "\t"), ("utf-8", ";")])
+@pytest.mark.parametrize(
+    "encoding, delimiter", [("latin-1", ";"), ("cp1252", ","), ("utf-8-sig", "\t"), ("utf-8", ";")]
+)
 def test_overrides_are_read_like_data_files(encoding, delimiter, write_export, mlflow_store, tmp_path):
     pins = tmp_path / "pins.csv"
     rows = [["account_id", "tier", "reason", "owner"], ["A3", "tier_1", "logo stratégique", "Zoë"]]

@@ -28,8 +28,9 @@ def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # Kernel `python3` runs on this interpreter (jupyter_client swaps the spec's `python` for sys.executable), so
     # the venv's packages are there. Any cell error raises CellExecutionError.
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the figures were drawn
     assert not any(output.get("output_type") == "error" for output in outputs)

@@ -9,7 +9,6 @@ team meets: the server stopped in the middle of training, the server restarting 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -58,10 +57,16 @@ class Process:
         self.command, self.log, self.cwd, self.env = command, log, cwd, env
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         with open(self.log, "a") as output:
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=output,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def stop(self) -> None:
@@ -80,16 +85,36 @@ class TeamServer(Process):
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        super().__init__([MLFLOW, "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-                          "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
-                          "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-                         folder / "server.log", folder, {**os.environ})
+        super().__init__(
+            [
+                MLFLOW,
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'server.db'}",
+                "--serve-artifacts",
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            folder / "server.log",
+            folder,
+            {**os.environ},
+        )
         self.artifacts = folder / "artifacts"
 
-    def start(self) -> "TeamServer":
+    def start(self) -> TeamServer:
         super().start()
-        wait_for(lambda: httpx.get(f"{self.uri}/health", timeout=2).status_code == 200, "the MLflow server's /health",
-                 120, self.log)
+        wait_for(
+            lambda: httpx.get(f"{self.uri}/health", timeout=2).status_code == 200,
+            "the MLflow server's /health",
+            120,
+            self.log,
+        )
         return self
 
 
@@ -123,8 +148,11 @@ def registry(env: dict[str, str]):
         patch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         tracking.configure()
         champion = tracking.alias_version(tracking.CHAMPION)
-        return ([v.version for v in tracking.versions()], champion.version if champion else None,
-                tracking.champion_history())
+        return (
+            [v.version for v in tracking.versions()],
+            champion.version if champion else None,
+            tracking.champion_history(),
+        )
 
 
 def train(env, folder) -> subprocess.CompletedProcess:
@@ -141,12 +169,16 @@ def champion_after_training(result, env, folder) -> str:
 
 
 def serve(env, folder, port: int) -> Process:
-    process = Process([TIERING, "serve", "--host", "127.0.0.1", "--port", str(port)], folder / "serve.log", folder,
-                      {**env, "TIERING_RELOAD_SECONDS": "1", "TIERING_API_KEY": f"{KEY}\n",
-                       "BENTOML_HOME": str(folder / "bentoml")}).start()
+    process = Process(
+        [TIERING, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        folder / "serve.log",
+        folder,
+        {**env, "TIERING_RELOAD_SECONDS": "1", "TIERING_API_KEY": f"{KEY}\n", "BENTOML_HOME": str(folder / "bentoml")},
+    ).start()
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, "tiering serve's /readyz", 180,
-             process.log)
+    wait_for(
+        lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, "tiering serve's /readyz", 180, process.log
+    )
     return process
 
 
@@ -155,8 +187,12 @@ def model_info(port: int) -> dict:
 
 
 def scored_version(port: int) -> str:
-    answer = httpx.post(f"http://127.0.0.1:{port}/score", json={"accounts": [ACCOUNT_EXAMPLE]},
-                        headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/score",
+        json={"accounts": [ACCOUNT_EXAMPLE]},
+        headers={"authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()["model_version"]
 
@@ -169,10 +205,12 @@ def register_copy(env, version: str) -> str:
         patch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         tracking.configure()
         original = tracking.client().get_model_version(tracking.MODEL_NAME, version)
-        model_id = original.model_id or (original.source.removeprefix("models:/") if original.source.startswith("models:/")
-                                         else None)
-        copy = tracking.client().create_model_version(tracking.MODEL_NAME, source=original.source, run_id=original.run_id,
-                                                      model_id=model_id)
+        model_id = original.model_id or (
+            original.source.removeprefix("models:/") if original.source.startswith("models:/") else None
+        )
+        copy = tracking.client().create_model_version(
+            tracking.MODEL_NAME, source=original.source, run_id=original.run_id, model_id=model_id
+        )
         return str(copy.version)
 
 
@@ -215,8 +253,11 @@ def test_the_server_restarting_while_the_service_runs(team):
         server.stop()
         assert scored_version(port) == "1"
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
-        info = wait_for(lambda: (lambda i: i if i["problem"] else None)(model_info(port)),
-                        "/model reporting the unreachable registry", 30)
+        info = wait_for(
+            lambda: (lambda i: i if i["problem"] else None)(model_info(port)),
+            "/model reporting the unreachable registry",
+            30,
+        )
         assert f"cannot read the MLflow registry at {server.uri}" in info["problem"]
         assert "still serving version 1, loaded earlier" in info["problem"] and info["version"] == "1"
         server.start()
@@ -236,8 +277,9 @@ def test_the_server_stopping_in_the_middle_of_training(team):
     champion_after_training(train(env, folder), env, folder)
     before = registry(env)
     log = folder / "train-interrupted.log"
-    training = Process([TIERING, "train", str(folder / "export"), "--config", str(folder / "tiering.yaml")], log,
-                       folder, env).start()
+    training = Process(
+        [TIERING, "train", str(folder / "export"), "--config", str(folder / "tiering.yaml")], log, folder, env
+    ).start()
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=server.uri)

@@ -20,7 +20,6 @@ import lightgbm as lgb
 import numpy as np
 from scipy import sparse
 
-
 DENSE_ROWS = 64
 
 
@@ -70,8 +69,9 @@ class PathAttribution:
             # row's leaves in tree order, so the two give the same bits (tested).
             return self._dense_table[leaves + offsets[None, :trees]].sum(axis=1)
         columns = (leaves + offsets[None, :trees]).ravel()
-        pick = sparse.csr_matrix((np.ones(columns.size), columns, np.arange(0, columns.size + 1, trees)),
-                                 shape=(rows, table.shape[0]))
+        pick = sparse.csr_matrix(
+            (np.ones(columns.size), columns, np.arange(0, columns.size + 1, trees)), shape=(rows, table.shape[0])
+        )
         return (pick @ table).toarray()
 
 

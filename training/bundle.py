@@ -21,9 +21,22 @@ from training.scoring import Scorer
 BUNDLE_FILE = "bundle.json"
 # The modules whose code turns an account book into scores. The model records a digest of each, and a
 # process that runs different code for any of them refuses the model instead of scoring it silently.
-SCORING_CODE = ("features.config", "features.dates", "features.matrix", "features.pointintime", "features.rules",
-                "features.schema", "features.timeindex", "training.attribution", "training.bundle", "training.models",
-                "training.pyfunc", "training.reasons", "training.scoring", "training.tiers")
+SCORING_CODE = (
+    "features.config",
+    "features.dates",
+    "features.matrix",
+    "features.pointintime",
+    "features.rules",
+    "features.schema",
+    "features.timeindex",
+    "training.attribution",
+    "training.bundle",
+    "training.models",
+    "training.pyfunc",
+    "training.reasons",
+    "training.scoring",
+    "training.tiers",
+)
 
 
 class ModelCodeMismatch(RuntimeError):
@@ -51,28 +64,41 @@ def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
         raise ModelCodeMismatch(
             f"this model was logged with other scoring code than this process runs ({files} differ; code from "
             f"{where}), so its scores would not be the ones it was validated with. Score it with the abm-tiering "
-            "version that logged it, or train a new version with this one (tiering train)")
+            "version that logged it, or train a new version with this one (tiering train)"
+        )
 
 
 def save_scorer(scorer: Scorer, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"config": scorer.config.model_dump(mode="json"), "cutoffs": scorer.cutoffs, "learned": scorer.is_learned,
-            "scoring_code": scoring_code_digests()}
+    meta = {
+        "config": scorer.config.model_dump(mode="json"),
+        "cutoffs": scorer.cutoffs,
+        "learned": scorer.is_learned,
+        "scoring_code": scoring_code_digests(),
+    }
     if scorer.is_learned:
         win, deal = scorer.win_model, scorer.deal_model
         if win.is_tree:
             (folder / "win_model.txt").write_text(win.learner.model_to_string(), encoding="utf-8")
         if deal.booster is not None:
             (folder / "deal_size_model.txt").write_text(deal.booster.model_to_string(), encoding="utf-8")
-        meta.update({
-            "spec": scorer.spec.to_dict(),
-            "recipe": win.recipe.to_dict(),
-            "logistic": None if win.is_tree else win.learner.to_dict(),
-            "calibrator": win.calibrator.to_dict(),
-            "deal_size": {"smearing": deal.smearing, "objective": deal.objective, "base": deal.base,
-                          "shrink": deal.shrink, "rounds": deal.rounds, "validation": deal.validation},
-            "value_quantiles": scorer.value_quantiles.tolist(),
-        })
+        meta.update(
+            {
+                "spec": scorer.spec.to_dict(),
+                "recipe": win.recipe.to_dict(),
+                "logistic": None if win.is_tree else win.learner.to_dict(),
+                "calibrator": win.calibrator.to_dict(),
+                "deal_size": {
+                    "smearing": deal.smearing,
+                    "objective": deal.objective,
+                    "base": deal.base,
+                    "shrink": deal.shrink,
+                    "rounds": deal.rounds,
+                    "validation": deal.validation,
+                },
+                "value_quantiles": scorer.value_quantiles.tolist(),
+            }
+        )
     (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return folder
 
@@ -86,13 +112,32 @@ def _upgrade(meta: dict) -> dict:
     legacy = {key: model.pop(key) for key in LEGACY_MODEL_KEYS if key in model}
     if not meta["learned"] or "recipe" in meta:
         return meta
-    params = {"num_leaves": legacy.get("num_leaves", 15), "learning_rate": legacy.get("learning_rate", 0.05),
-              "min_child_samples": legacy.get("min_child_samples", 40), "lambda_l2": 1.0,
-              "num_boost_round": model.get("num_boost_round", 200)}
-    return {**meta, "recipe": {"learner": "lightgbm", "params": params, "calibration": "knots"}, "logistic": None,
-            "calibrator": {"method": "knots", "coef": [], "knots_x": meta["calibration_x"], "knots_y": meta["calibration_y"]},
-            "deal_size": {"smearing": meta["smearing"], "objective": meta["deal_size_objective"], "base": 0.0,
-                          "shrink": 1.0, "rounds": params["num_boost_round"], "validation": {}}}
+    params = {
+        "num_leaves": legacy.get("num_leaves", 15),
+        "learning_rate": legacy.get("learning_rate", 0.05),
+        "min_child_samples": legacy.get("min_child_samples", 40),
+        "lambda_l2": 1.0,
+        "num_boost_round": model.get("num_boost_round", 200),
+    }
+    return {
+        **meta,
+        "recipe": {"learner": "lightgbm", "params": params, "calibration": "knots"},
+        "logistic": None,
+        "calibrator": {
+            "method": "knots",
+            "coef": [],
+            "knots_x": meta["calibration_x"],
+            "knots_y": meta["calibration_y"],
+        },
+        "deal_size": {
+            "smearing": meta["smearing"],
+            "objective": meta["deal_size_objective"],
+            "base": 0.0,
+            "shrink": 1.0,
+            "rounds": params["num_boost_round"],
+            "validation": {},
+        },
+    }
 
 
 def load_scorer(folder: Path) -> Scorer:
@@ -103,13 +148,32 @@ def load_scorer(folder: Path) -> Scorer:
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
     recipe = Recipe.from_dict(meta["recipe"])
-    learner = (lgb.Booster(model_file=str(folder / "win_model.txt")) if meta["logistic"] is None
-               else LogisticLearner.from_dict(meta["logistic"]))
+    learner = (
+        lgb.Booster(model_file=str(folder / "win_model.txt"))
+        if meta["logistic"] is None
+        else LogisticLearner.from_dict(meta["logistic"])
+    )
     win = WinModel(learner, Calibrator.from_dict(meta["calibrator"]), recipe)
     size = meta["deal_size"]
-    booster = (lgb.Booster(model_file=str(folder / "deal_size_model.txt"))
-               if (folder / "deal_size_model.txt").is_file() else None)
-    deal = DealSizeModel(booster, float(size["smearing"]), size["objective"], float(size["base"]), float(size["shrink"]),
-                         int(size["rounds"]), dict(size["validation"]))
-    return Scorer(config=config, spec=FeatureSpec.from_dict(meta["spec"]), win_model=win, deal_model=deal,
-                  value_quantiles=np.asarray(meta["value_quantiles"]), cutoffs=meta["cutoffs"])
+    booster = (
+        lgb.Booster(model_file=str(folder / "deal_size_model.txt"))
+        if (folder / "deal_size_model.txt").is_file()
+        else None
+    )
+    deal = DealSizeModel(
+        booster,
+        float(size["smearing"]),
+        size["objective"],
+        float(size["base"]),
+        float(size["shrink"]),
+        int(size["rounds"]),
+        dict(size["validation"]),
+    )
+    return Scorer(
+        config=config,
+        spec=FeatureSpec.from_dict(meta["spec"]),
+        win_model=win,
+        deal_model=deal,
+        value_quantiles=np.asarray(meta["value_quantiles"]),
+        cutoffs=meta["cutoffs"],
+    )

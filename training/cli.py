@@ -12,8 +12,9 @@ import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -87,10 +88,13 @@ def friendly_errors(command: Callable) -> Callable:
                 raise typer.Exit(2) from None
             if os.environ.get("TIERING_DEBUG"):
                 raise
-            err_console.print(f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "
-                              f"{escape(str(error).strip().splitlines()[0][:300] if str(error).strip() else '')}\n"
-                              "Set TIERING_DEBUG=1 to see the traceback, and please report it.",
-                              highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "
+                f"{escape(str(error).strip().splitlines()[0][:300] if str(error).strip() else '')}\n"
+                "Set TIERING_DEBUG=1 to see the traceback, and please report it.",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
         finally:
             # The work is over: a SIGTERM while the interpreter shuts down simply ends it, no traceback.
@@ -101,16 +105,30 @@ def friendly_errors(command: Callable) -> Callable:
 
 DataDir = Annotated[Path, typer.Argument(help="Folder with the export (CSV or Parquet files).", show_default=False)]
 MappingOpt = Annotated[
-    Optional[str],
-    typer.Option("--mapping", "-m", help="Mapping preset (canonical, salesforce, hubspot, maven-crm) or a mapping YAML file."),
+    str | None,
+    typer.Option(
+        "--mapping", "-m", help="Mapping preset (canonical, salesforce, hubspot, maven-crm) or a mapping YAML file."
+    ),
 ]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults).")]
-AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none).")]
-InvalidRowsOpt = Annotated[Optional[str], typer.Option(
-    "--invalid-rows", help="stop: a row-level problem (empty id, bad date, close before create...) stops the run; drop: "
-                           "the row is dropped, counted and listed in ./rejected_rows.csv. Default: validation.invalid_rows "
-                           "in tiering.yaml (stop).", show_default=False)]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults)."),
+]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Cut-off date YYYY-MM-DD: only data before it is used.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model URI, e.g. models:/abm-tiering/3 (default: the champion; rules only if none)."),
+]
+InvalidRowsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--invalid-rows",
+        help="stop: a row-level problem (empty id, bad date, close before create...) stops the run; drop: "
+        "the row is dropped, counted and listed in ./rejected_rows.csv. Default: validation.invalid_rows "
+        "in tiering.yaml (stop).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -141,10 +159,14 @@ def _check_generate_target(out: Path) -> None:
     check_writable_target(out, folder=True)
     if not out.is_dir() or (out / TRUTH_FILE).is_file():
         return
-    clashing = sorted(name for table in TABLES for name in (f"{table}.csv", f"{table}.parquet") if (out / name).exists())
+    clashing = sorted(
+        name for table in TABLES for name in (f"{table}.csv", f"{table}.parquet") if (out / name).exists()
+    )
     if clashing:
-        raise UserError(f"--out {out} holds {', '.join(clashing)}, which is not a synthetic export (no {TRUTH_FILE}): "
-                        "generating there would replace those files. Pass a new or empty folder")
+        raise UserError(
+            f"--out {out} holds {', '.join(clashing)}, which is not a synthetic export (no {TRUTH_FILE}): "
+            "generating there would replace those files. Pass a new or empty folder"
+        )
 
 
 from training.cli_init import init_command  # noqa: E402  (issue 17: tiering init)
@@ -159,8 +181,13 @@ app.command(name="export")(friendly_errors(export_command))
 
 @app.command()
 @friendly_errors
-def validate(data: DataDir, mapping: MappingOpt = None, config: ConfigOpt = None, as_of: AsOfOpt = None,
-             invalid_rows: InvalidRowsOpt = None) -> None:
+def validate(
+    data: DataDir,
+    mapping: MappingOpt = None,
+    config: ConfigOpt = None,
+    as_of: AsOfOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+) -> None:
     """Check an export against the data contract; print a summary and the training window it gives, or every
     problem and exit 2."""
     from features.io import load_export
@@ -190,8 +217,10 @@ def missing_rule_inputs(data) -> list[str]:
         if not any(available.get(name, True) for name in inputs):
             sentences.append(f"{component} will be 0 for every account: the export has no {', '.join(inputs)}")
     if len(sentences) == len(RULE_INPUTS):
-        sentences.append("rule_score will be the same for every account: rule tiers cannot rank, and the gate will "
-                         "compare the model against chance")
+        sentences.append(
+            "rule_score will be the same for every account: rule tiers cannot rank, and the gate will "
+            "compare the model against chance"
+        )
     return sentences
 
 
@@ -208,41 +237,67 @@ def _print_window(data, settings, cutoff) -> None:
         seen = preview(data, settings, cutoff)
     except DataError as error:  # no closed opportunity: nothing to place a window on
         reason = "; ".join(problem.message for problem in error.problems)
-        console.print(f"[yellow]Training window: none ({escape(reason)}): `tiering train` stops until the export "
-                      "has won or lost opportunities with their close_date.[/]", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]Training window: none ({escape(reason)}): `tiering train` stops until the export "
+            "has won or lost opportunities with their close_date.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     window = seen.window
     why = "the day after the latest close date" if seen.default_as_of else "from --as-of"
-    console.print(f"Training window: {window.start.date()} to {(window.as_of - day).date()} "
-                  f"(as_of {window.as_of.date()}, {why})", highlight=False, soft_wrap=True)
+    console.print(
+        f"Training window: {window.start.date()} to {(window.as_of - day).date()} (as_of {window.as_of.date()}, {why})",
+        highlight=False,
+        soft_wrap=True,
+    )
     table = Table(title="What training would see (closed opportunities by close date)")
     for column in ("slice", "from", "to", "won", "lost", "needs"):
         table.add_column(column, justify="right" if column in ("won", "lost") else "left")
     for piece in seen.slices:
         style = "yellow" if piece.thin else None
-        table.add_row(piece.name, str(piece.start.date()), str((piece.end - day).date()), f"{piece.won:,}",
-                      f"{piece.lost:,}", f"{piece.minimum} won and {piece.minimum} lost", style=style)
+        table.add_row(
+            piece.name,
+            str(piece.start.date()),
+            str((piece.end - day).date()),
+            f"{piece.won:,}",
+            f"{piece.lost:,}",
+            f"{piece.minimum} won and {piece.minimum} lost",
+            style=style,
+        )
     console.print(table)
     if not seen.thin:
         console.print("[green]Every slice has enough won and lost opportunities to train and judge a model.[/]")
         return
     for piece in seen.thin:
-        console.print(f"[yellow]The {piece.name} slice ({piece.dates}) has {piece.won:,} won and {piece.lost:,} lost "
-                      f"opportunities; training needs at least {piece.minimum} of each.[/]", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]The {piece.name} slice ({piece.dates}) has {piece.won:,} won and {piece.lost:,} lost "
+            f"opportunities; training needs at least {piece.minimum} of each.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     months = settings.model.window
-    lengths = (f"model.window.holdout_months ({months.holdout_months}) and model.window.calibration_months "
-               f"({months.calibration_months}) in tiering.yaml change the slices' lengths, and model.window.months "
-               f"({months.months}) how far back the fit slice starts")
+    lengths = (
+        f"model.window.holdout_months ({months.holdout_months}) and model.window.calibration_months "
+        f"({months.calibration_months}) in tiering.yaml change the slices' lengths, and model.window.months "
+        f"({months.months}) how far back the fit slice starts"
+    )
     if seen.suggestion is not None:
         better = preview(data, settings, seen.suggestion)
         counts = ", ".join(f"{piece.name} {piece.won:,} won / {piece.lost:,} lost" for piece in better.slices)
-        console.print(f"[yellow]--as-of moves the whole window: with --as-of {seen.suggestion.date()} (the nearest "
-                      f"cut-off that works) every slice has enough ({counts}). Or: {lengths}.[/]", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]--as-of moves the whole window: with --as-of {seen.suggestion.date()} (the nearest "
+            f"cut-off that works) every slice has enough ({counts}). Or: {lengths}.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
-        console.print(f"[yellow]No --as-of gives every slice enough with this configuration: {lengths}; "
-                      "or export more closed opportunities.[/]", highlight=False, soft_wrap=True)
-
-
+        console.print(
+            f"[yellow]No --as-of gives every slice enough with this configuration: {lengths}; "
+            "or export more closed opportunities.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def parse_as_of(value: str | None):
@@ -283,8 +338,15 @@ def steps(total: int):
     """A progress bar over named pipeline steps; yields the callback the pipeline calls per step."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("starting", total=total)
         seen: list[str] = []
 
@@ -316,7 +378,7 @@ def _load(data: Path, mapping: str | None, invalid_rows: str = "stop"):
 TRAIN_STEPS = 13  # progress steps of a training run (features, checks, search, evaluation, final, MLflow)
 
 
-def _gate_table(outcome) -> "Table":
+def _gate_table(outcome) -> Table:
     from rich.table import Table
 
     result = outcome.result
@@ -328,11 +390,14 @@ def _gate_table(outcome) -> "Table":
     learner = result.scorer.win_model.recipe.describe()
     rule_label = "rule score (constant: chance)" if metrics.get("rule_score_constant") else "rule score"
     for label, prefix in ((f"shipped: {learner}", "model"), ("logistic regression", "logreg"), (rule_label, "rule")):
-        table.add_row(escape(label), *[f"{metrics[f'{prefix}_{k}']:.3f}" for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")])
+        table.add_row(
+            escape(label),
+            *[f"{metrics[f'{prefix}_{k}']:.3f}" for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")],
+        )
     return table
 
 
-def _selection_table(result) -> "Table":
+def _selection_table(result) -> Table:
     from rich.table import Table
 
     table = Table(title="Learner selection: chosen on the validation slice, judged on the holdout")
@@ -340,8 +405,14 @@ def _selection_table(result) -> "Table":
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for candidate in result.selection.candidates:
         mark = " (chosen)" if candidate.chosen else ""
-        table.add_row(escape(candidate.name + mark), f"{candidate.validation_auc:.3f}", f"{candidate.holdout_auc:.3f}",
-                      str(candidate.rounds or "-"), f"{candidate.seconds:.1f}", style="bold" if candidate.chosen else None)
+        table.add_row(
+            escape(candidate.name + mark),
+            f"{candidate.validation_auc:.3f}",
+            f"{candidate.holdout_auc:.3f}",
+            str(candidate.rounds or "-"),
+            f"{candidate.seconds:.1f}",
+            style="bold" if candidate.chosen else None,
+        )
     return table
 
 
@@ -357,8 +428,13 @@ def print_training_findings(result) -> None:
 
 @app.command()
 @friendly_errors
-def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, config: ConfigOpt = None,
-          invalid_rows: InvalidRowsOpt = None) -> None:
+def train(
+    data: DataDir,
+    mapping: MappingOpt = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
     from features.repair import invalid_rows_mode
     from training.workflow import train_and_register
@@ -372,24 +448,25 @@ def train(data: DataDir, mapping: MappingOpt = None, as_of: AsOfOpt = None, conf
         outcome = train_and_register(frame, settings, cutoff, progress)
     say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary
-    console.print(f"Trained on {summary['closed_opportunities']:,} closed opportunities "
-                  f"({summary['won']:,} won, win rate {summary['win_rate']:.1%}) from {summary['window_start']} "
-                  f"to {summary['window_as_of']} (exclusive).")
+    console.print(
+        f"Trained on {summary['closed_opportunities']:,} closed opportunities "
+        f"({summary['won']:,} won, win rate {summary['win_rate']:.1%}) from {summary['window_start']} "
+        f"to {summary['window_as_of']} (exclusive)."
+    )
     console.print(_selection_table(outcome.result))
     console.print(_gate_table(outcome))
     metrics = outcome.result.metrics
     excluded = int(metrics.get("deal_excluded", 0))
-    console.print(f"Deal size: R² on log amount {metrics['deal_r2_log']:.3f}, MAPE {metrics['deal_mape']:.1%} "
-                  f"(median baseline R² {metrics['deal_baseline_r2_log']:.3f})"
-                  + (f"; {excluded:,} won deal(s) without a positive amount left out of these figures." if excluded else "."))
+    console.print(
+        f"Deal size: R² on log amount {metrics['deal_r2_log']:.3f}, MAPE {metrics['deal_mape']:.1%} "
+        f"(median baseline R² {metrics['deal_baseline_r2_log']:.3f})"
+        + (f"; {excluded:,} won deal(s) without a positive amount left out of these figures." if excluded else ".")
+    )
     print_training_findings(outcome.result)
     colour = "green" if outcome.decision.promote else "yellow"
     console.print(f"[{colour}]Version {outcome.version} {escape(outcome.decision.render())}[/]", highlight=False)
     if not outcome.decision.promote:
         console.print(f"The champion stays {outcome.previous_champion or 'unset (scoring uses rules only)'}.")
-
-
-
 
 
 def say_ties(scores) -> None:
@@ -400,7 +477,7 @@ def say_ties(scores) -> None:
         err_console.print(f"[yellow]note:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
 
 
-def tier_count_table(scores, title: str) -> "Table":
+def tier_count_table(scores, title: str) -> Table:
     from rich.table import Table
 
     from training.scoring import tier_counts
@@ -419,32 +496,63 @@ def tier_count_table(scores, title: str) -> "Table":
 @friendly_errors
 def score(
     # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
-    data: Annotated[str, typer.Argument(help="Folder with the export (CSV or Parquet files); with --engine spark, "
-                                              "any folder Spark reads (local, hdfs://, s3a://...).", show_default=False)],
-    out: Annotated[str, typer.Option("--out", help="Output file: .csv or .parquet (--engine spark: .parquet, written "
-                                                   "as a Parquet folder).")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Folder with the export (CSV or Parquet files); with --engine spark, "
+            "any folder Spark reads (local, hdfs://, s3a://...).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Output file: .csv or .parquet (--engine spark: .parquet, written as a Parquet folder)."
+        ),
+    ],
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", callback=finite_budget, help="Total budget to split by tier.")] = None,
-    overrides: Annotated[Optional[Path], typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark (a Spark cluster; reads "
-                                                         "canonical tables, writes Parquet).")] = "pandas",
-    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. "
-                                                                     "spark://host:7077, yarn, k8s://...")] = "local[2]",
+    budget: Annotated[
+        float | None, typer.Option("--budget", callback=finite_budget, help="Total budget to split by tier.")
+    ] = None,
+    overrides: Annotated[
+        Path | None, typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="pandas (one machine) or spark (a Spark cluster; reads canonical tables, writes Parquet)."
+        ),
+    ] = "pandas",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            "--spark-master", help="Spark master URL for --engine spark, e.g. spark://host:7077, yarn, k8s://..."
+        ),
+    ] = "local[2]",
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
-    alerts_against: Annotated[Optional[Path], typer.Option("--alerts-against", help="An earlier scores file: after "
-                                                           "scoring, write the alerts against it (as `tiering alerts`, "
-                                                           "delivered to alerts.webhook_url when set).")] = None,
-    alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Events file for --alerts-against "
-                                                       "(default: beside --out, NAME.alerts.jsonl).")] = None,
+    alerts_against: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts-against",
+            help="An earlier scores file: after "
+            "scoring, write the alerts against it (as `tiering alerts`, "
+            "delivered to alerts.webhook_url when set).",
+        ),
+    ] = None,
+    alerts_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts-out", help="Events file for --alerts-against (default: beside --out, NAME.alerts.jsonl)."
+        ),
+    ] = None,
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
-    from training.workflow import score_book
     from training.files import read_overrides, write_table
     from training.scoring import RULES_ONLY
-    from training.workflow import resolve_model
+    from training.workflow import resolve_model, score_book
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
@@ -462,13 +570,17 @@ def score(
         previous_scores = read_scores(alerts_against)
     if engine == "spark":
         if rows_mode == "drop":
-            raise UserError("--engine spark reads canonical tables as they are and drops no rows; validate and score "
-                            "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)")
+            raise UserError(
+                "--engine spark reads canonical tables as they are and drops no rows; validate and score "
+                "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
+            )
         if not out.lower().endswith(".parquet"):
             raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
         if mapping:
-            raise UserError("--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
-                            ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas")
+            raise UserError(
+                "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
+                ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
+            )
         try:
             from training.spark_scoring import SparkUnavailable, score_export, spark_session
         except ImportError:
@@ -477,8 +589,17 @@ def score(
             with steps(5) as progress:
                 progress(f"starting Spark ({spark_master})")
                 with spark_session(spark_master) as spark:
-                    result = score_export(spark, data, out, model_uri=model, config=settings,
-                                          as_of=parse_as_of(as_of), budget=budget, overrides=overrides, progress=progress)
+                    result = score_export(
+                        spark,
+                        data,
+                        out,
+                        model_uri=model,
+                        config=settings,
+                        as_of=parse_as_of(as_of),
+                        budget=budget,
+                        overrides=overrides,
+                        progress=progress,
+                    )
         except SparkUnavailable as error:
             raise UserError(str(error)) from None
         scores, version, pins = result.placement, result.version, result.overrides
@@ -515,8 +636,15 @@ def score(
         from training.cli_alerts import publish_alerts
         from training.diff import read_scores
 
-        publish_alerts(previous_scores, read_scores(Path(out)), alerts_out, settings.alerts.webhook_url, settings,
-                       str(alerts_against), str(out))
+        publish_alerts(
+            previous_scores,
+            read_scores(Path(out)),
+            alerts_out,
+            settings.alerts.webhook_url,
+            settings,
+            str(alerts_against),
+            str(out),
+        )
 
 
 @app.command()
@@ -528,8 +656,11 @@ def promote(version: Annotated[str, typer.Argument(help="Registered model versio
     before, after = promote_version(version)
     console.print(f"champion: {before or 'none'} -> {after}")
     if after != version:  # another command promoted a version at the same moment, after this one
-        err_console.print(f"[yellow]version {escape(version)} was promoted, but another command promoted version "
-                          f"{escape(str(after))} right after it; {escape(str(after))} is champion[/]", highlight=False)
+        err_console.print(
+            f"[yellow]version {escape(version)} was promoted, but another command promoted version "
+            f"{escape(str(after))} right after it; {escape(str(after))} is champion[/]",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -542,11 +673,12 @@ def rollback() -> None:
     console.print(f"champion: {before} -> {after}")
 
 
-def holdout_tier_table(result) -> "Table":
+def holdout_tier_table(result) -> Table:
     from rich.table import Table
 
-    table = Table(title=f"Holdout from {result.window.holdout_start.date()}: tiers decided at its start, "
-                        "outcomes after")
+    table = Table(
+        title=f"Holdout from {result.window.holdout_start.date()}: tiers decided at its start, outcomes after"
+    )
     for column in ("tier", "tiering", "accounts", "win rate", "won revenue", "share"):
         table.add_column(column, justify="left" if column in ("tier", "tiering") else "right")
     learned, rule = (result.tier_tables[k].set_index("tier") for k in ("learned", "rule"))
@@ -555,27 +687,37 @@ def holdout_tier_table(result) -> "Table":
             row = side.loc[name]
             rate = "-" if row["win_rate"] != row["win_rate"] else f"{row['win_rate']:.1%}"
             share = "-" if row["revenue_share"] != row["revenue_share"] else f"{row['revenue_share']:.0%}"
-            table.add_row(name if label == "learned" else "", label, f"{int(row['accounts']):,}", rate,
-                          f"${row['won_revenue']:,.0f}", share, end_section=label == "rule")
+            table.add_row(
+                name if label == "learned" else "",
+                label,
+                f"{int(row['accounts']):,}",
+                rate,
+                f"${row['won_revenue']:,.0f}",
+                share,
+                end_section=label == "rule",
+            )
     return table
 
 
 @app.command()
 @friendly_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's data, scores and report.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's data, scores and report.")] = Path(
+        "demo-output"
+    ),
     accounts: Annotated[int, typer.Option("--accounts", min=500, help="Accounts in the synthetic export.")] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
-    budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier.")] = 1_000_000.0,
+    budget: Annotated[
+        float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier.")
+    ] = 1_000_000.0,
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
-    from features.repair import check_rejected_target, invalid_rows_mode
-    from training.workflow import score_book
     from features.generator import generate_export
+    from features.repair import check_rejected_target, invalid_rows_mode
     from training.files import write_table
-    from training.workflow import train_and_register
+    from training.workflow import score_book, train_and_register
 
     settings = load_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
@@ -607,28 +749,62 @@ def demo(
     console.print(_selection_table(outcome.result))
     print_training_findings(outcome.result)
     console.print(_gate_table(outcome))
-    console.print(f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
-                  f"{escape(outcome.decision.render())}[/]", highlight=False)
+    console.print(
+        f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
+        f"{escape(outcome.decision.render())}[/]",
+        highlight=False,
+    )
     console.print(holdout_tier_table(outcome.result))
-    console.print(tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}"))
+    console.print(
+        tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
+    )
     say_ties(scores)
     with steps(3) as progress:
-        report, _ = write_comparison(frame, scorer, scores, version, None, None, budget, out / "report",
-                                     f"Synthetic export in {data_dir}", progress)
-    console.print(escape(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}"), highlight=False,
-                  soft_wrap=True)
+        report, _ = write_comparison(
+            frame,
+            scorer,
+            scores,
+            version,
+            None,
+            None,
+            budget,
+            out / "report",
+            f"Synthetic export in {data_dir}",
+            progress,
+        )
+    console.print(
+        escape(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {_tracking_hint()}"), highlight=False, soft_wrap=True
+    )
     console.print(f"[bold]Report: {escape(str(report))}[/] (open it in a browser)", highlight=False, soft_wrap=True)
 
 
-def write_comparison(frame, scorer, scores, version: str, model_uri: str | None, as_of, budget: float, out: Path,
-                     data_label: str, progress: Callable[[str], None]):
+def write_comparison(
+    frame,
+    scorer,
+    scores,
+    version: str,
+    model_uri: str | None,
+    as_of,
+    budget: float,
+    out: Path,
+    data_label: str,
+    progress: Callable[[str], None],
+):
     """The comparison report and its tables in OUT, logged to the model's training run (compare and demo)."""
-    from training.workflow import default_scoring_as_of
     from training.compare import build_comparison, log_report
     from training.report import REPORT_PAGE, publish, render_comparison
+    from training.workflow import default_scoring_as_of
 
-    comparison = build_comparison(frame, scorer, scores, version=version, model_uri=model_uri,
-                                  as_of=as_of or default_scoring_as_of(frame), budget=budget, progress=progress)
+    comparison = build_comparison(
+        frame,
+        scorer,
+        scores,
+        version=version,
+        model_uri=model_uri,
+        as_of=as_of or default_scoring_as_of(frame),
+        budget=budget,
+        progress=progress,
+    )
     page = publish(out, REPORT_PAGE, render_comparison(comparison, data_label), comparison.tables())
     if comparison.run_id:
         progress("logging the report to MLflow")
@@ -644,7 +820,9 @@ def compare(
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
-    budget: Annotated[float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")] = 1_000_000.0,
+    budget: Annotated[
+        float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")
+    ] = 1_000_000.0,
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
 ) -> None:
@@ -669,23 +847,31 @@ def compare(
     with steps(4) as progress:
         progress("scoring the current book")
         scores = score_book(frame, scorer, version, cutoff, budget)
-        page, comparison = write_comparison(frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}",
-                                            progress)
+        page, comparison = write_comparison(
+            frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}", progress
+        )
     for warning in comparison.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if comparison.learned:
         h = comparison.headline
-        console.print(f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "
-                      f"(Cohen's kappa {h['kappa_current']:.2f}); {int(h['movers']):,} accounts are 2 or more levels apart.")
+        console.print(
+            f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "
+            f"(Cohen's kappa {h['kappa_current']:.2f}); {int(h['movers']):,} accounts are 2 or more levels apart."
+        )
     run_id = comparison.run_id
-    console.print(escape(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else "")),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        escape(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else "")),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
 @friendly_errors
 def diff(
-    old_scores: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).", show_default=False)],
+    old_scores: Annotated[
+        Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).", show_default=False)
+    ],
     new_scores: Annotated[Path, typer.Argument(help="Later scores file of the same book.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for diff.html and its CSV tables (replaced whole).")],
 ) -> None:
@@ -705,21 +891,39 @@ def diff(
         table.add_row(row.tier, f"{row.before:,}", f"{row.after:,}", f"{row.change:+,}")
     console.print(table)
     moves = result.moves["direction"].value_counts()
-    console.print(f"{moves.get('up', 0):,} account(s) moved up and {moves.get('down', 0):,} down, of {result.common:,} "
-                  f"in both files. Report: {escape(str(page))}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{moves.get('up', 0):,} account(s) moved up and {moves.get('down', 0):,} down, of {result.common:,} "
+        f"in both files. Report: {escape(str(page))}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; beyond loopback it needs TIERING_API_KEY.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; beyond loopback it needs TIERING_API_KEY.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
-    access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request (method, path, status, "
-                                                                   "time); off by default for latency.")] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log", help="Log one line per request (method, path, status, time); off by default for latency."
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
-    from serving.launch import ACCESS_LOG_ENV, CONFIG_ENV, CannotListen, UnsafeHost, check_exposure, check_port, exec_server
+    from serving.launch import (
+        ACCESS_LOG_ENV,
+        CONFIG_ENV,
+        CannotListen,
+        UnsafeHost,
+        check_exposure,
+        check_port,
+        exec_server,
+    )
     from training.settings import SettingsError, check_environment
     from training.tracking import tracking_uri
 
@@ -734,8 +938,10 @@ def serve(
     load_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())  # read by the service's workers, which inherit this environment
-    err_console.print(f"Serving the champion of {escape(tracking_uri())} on http://{escape(host)}:{port} (Ctrl-C stops)",
-                      highlight=False)
+    err_console.print(
+        f"Serving the champion of {escape(tracking_uri())} on http://{escape(host)}:{port} (Ctrl-C stops)",
+        highlight=False,
+    )
     _say_no_champion_to_serve()
     if access_log:
         os.environ[ACCESS_LOG_ENV] = "1"  # read by the service's workers, which inherit this environment
@@ -764,9 +970,13 @@ def _say_no_champion_to_serve() -> None:
 def _say_model_config(scorer, version: str, settings, config: Path | None) -> None:
     """A learned model scores with the configuration it was trained with; say so when --config differs from it."""
     if config is not None and scorer.is_learned and scorer.config != settings:
-        err_console.print(f"[yellow]note: model {escape(version)} scores with the configuration it was trained with "
-                          f"(logged with its run as config/tiering.yaml), which differs from {escape(str(config))}; "
-                          "--config applies when scoring with the rules only.[/]", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]note: model {escape(version)} scores with the configuration it was trained with "
+            f"(logged with its run as config/tiering.yaml), which differs from {escape(str(config))}; "
+            "--config applies when scoring with the rules only.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _tracking_hint() -> str:

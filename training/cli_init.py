@@ -17,7 +17,9 @@ err_console = Console(stderr=True, emoji=False)
 
 def init_command(
     data: Annotated[Path, typer.Argument(help="Folder with the export (CSV or Parquet files).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the draft mapping; never overwritten.")] = Path("mapping.yaml"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the draft mapping; never overwritten.")
+    ] = Path("mapping.yaml"),
 ) -> None:
     """Inspect an export and write a draft mapping, every guess commented (a preset's export is recognised), then
     validate with it and print what to fix next. Exit 0 when the draft validates, 2 when something is left to fix."""
@@ -46,7 +48,9 @@ def init_command(
     try:
         loaded = load_export(data, out)
     except DataError as error:
-        err_console.print(f"[bold yellow]The draft does not validate yet: {escape(error.headline())}.[/]", highlight=False)
+        err_console.print(
+            f"[bold yellow]The draft does not validate yet: {escape(error.headline())}.[/]", highlight=False
+        )
         for problem in sorted(error.problems, key=lambda p: p.severity != "error"):
             label = "" if problem.severity == "error" else "warning: "
             err_console.print(Text(f"- {label}{problem.render()}"), soft_wrap=True)
@@ -70,4 +74,6 @@ def _next_steps(draft, data: Path, out: Path, valid: bool) -> None:
     if valid:
         say(f"Next: check the guesses in {out}, then `tiering train {data} --mapping {out}`.")
     else:
-        say(f"Next: fix the problems above (in {out} or in the export), then `tiering validate {data} --mapping {out}`.")
+        say(
+            f"Next: fix the problems above (in {out} or in the export), then `tiering validate {data} --mapping {out}`."
+        )

@@ -10,9 +10,9 @@ rules-only backtest over the latest months of the training window stands in for 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,11 @@ from training.plots import tier_matrix
 from training.scoring import Scorer, describe_ties
 from training.tiers import allocate_budget, budget_summary, tier_movement
 
-COMPONENTS = {"revenue_potential_score": "revenue potential", "business_fit_score": "business fit",
-              "engagement_score": "engagement"}
+COMPONENTS = {
+    "revenue_potential_score": "revenue potential",
+    "business_fit_score": "business fit",
+    "engagement_score": "engagement",
+}
 RANKING_SCORES = {"learned_score": "learned score", "rule_score": "rule score", **COMPONENTS}
 MOVER_LEVELS = 2  # learned and rule tiers this many levels apart: worth a conversation with sales
 HOLDOUT_FOLDER = "tables"  # where `log_and_register` puts the holdout tables in the training run
@@ -63,20 +66,29 @@ def holdout_from_run(run_id: str) -> Holdout:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
+
             def table(name: str) -> pd.DataFrame:
-                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{HOLDOUT_FOLDER}/{name}",
-                                                           dst_path=tmp)
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"{HOLDOUT_FOLDER}/{name}", dst_path=tmp
+                )
                 return pd.read_csv(path, dtype={"account_id": "str"})
 
             book, opportunities = table(tracking.HOLDOUT_BOOK), table(tracking.HOLDOUT_PREDICTIONS)
         summary = mlflow.artifacts.load_dict(f"runs:/{run_id}/data_summary.json")
     except Exception as error:  # as above; most often a run logged by an older version of tiering
-        raise tracking.TrackingError(f"run {run_id} has no holdout tables to compare on "
-                                     f"({str(error).strip()[:200]}): retrain the model with `tiering train`") from None
+        raise tracking.TrackingError(
+            f"run {run_id} has no holdout tables to compare on "
+            f"({str(error).strip()[:200]}): retrain the model with `tiering train`"
+        ) from None
     text = ["reason_1", "reason_2", "reason_3", "override_reason"]
     book[text] = book[text].fillna("")
-    return Holdout(book, opportunities, pd.Timestamp(summary["window_holdout_start"]),
-                   pd.Timestamp(summary["window_as_of"]), f"holdout of training run {run_id}")
+    return Holdout(
+        book,
+        opportunities,
+        pd.Timestamp(summary["window_holdout_start"]),
+        pd.Timestamp(summary["window_as_of"]),
+        f"holdout of training run {run_id}",
+    )
 
 
 def rules_backtest(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> Holdout:
@@ -95,15 +107,18 @@ def log_report(run_id: str, folder: Path) -> None:
     try:
         tracking.client().log_artifacts(run_id, str(folder), REPORT_FOLDER)
     except Exception as error:  # the report is written either way; say so
-        raise tracking.TrackingError(f"the report is in {folder} but could not be logged to run {run_id}: "
-                                     f"{str(error).strip()[:300]}") from None
+        raise tracking.TrackingError(
+            f"the report is in {folder} but could not be logged to run {run_id}: {str(error).strip()[:300]}"
+        ) from None
 
 
 def agreement(books: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Learned tier against rule tier per book, in long form: accounts and share of the book per pair."""
     parts = []
     for name, book in books.items():
-        matrix = tier_matrix(book["learned_tier"], book["rule_tier"]).rename_axis(index="learned_tier", columns="rule_tier")
+        matrix = tier_matrix(book["learned_tier"], book["rule_tier"]).rename_axis(
+            index="learned_tier", columns="rule_tier"
+        )
         pairs = matrix.stack().rename("accounts").reset_index()
         parts.append(pairs.assign(book=name, share=pairs["accounts"] / max(len(book), 1)))
     return pd.concat(parts, ignore_index=True)[["book", "learned_tier", "rule_tier", "accounts", "share"]]
@@ -115,8 +130,12 @@ def agreement_stats(book: pd.DataFrame) -> dict[str, float]:
         kappa = 1.0 if (levels == 0).all() else 0.0
     else:
         kappa = float(cohen_kappa_score(book["learned_tier"], book["rule_tier"]))
-    return {"accounts": len(book), "same_tier": float((levels == 0).mean()),
-            "within_one_level": float((levels <= 1).mean()), "kappa": kappa}
+    return {
+        "accounts": len(book),
+        "same_tier": float((levels == 0).mean()),
+        "within_one_level": float((levels <= 1).mean()),
+        "kappa": kappa,
+    }
 
 
 def won_revenue_by_account(holdout: Holdout) -> pd.Series:
@@ -138,7 +157,9 @@ def holdout_tier_table(holdout: Holdout, tierings: tuple[str, ...]) -> pd.DataFr
     return _tiering_first(pd.concat(parts, ignore_index=True))
 
 
-def book_tier_table(scores: pd.DataFrame, tierings: tuple[str, ...], budget: float, config: TieringConfig) -> pd.DataFrame:
+def book_tier_table(
+    scores: pd.DataFrame, tierings: tuple[str, ...], budget: float, config: TieringConfig
+) -> pd.DataFrame:
     """Per tiering and tier on the current book: accounts, expected value and its share, budget."""
     parts = []
     for tiering in tierings:
@@ -185,9 +206,23 @@ def movers(scores: pd.DataFrame) -> pd.DataFrame:
     """
     levels = tier_movement(scores["rule_tier"], scores["learned_tier"]).rename("levels")
     far = scores.assign(levels=levels)[levels.abs() >= MOVER_LEVELS]
-    columns = ["account_id", "account_name", "rule_tier", "learned_tier", "levels", "learned_score", "rule_score",
-               *COMPONENTS, "win_probability", "expected_value", "reason_1", "reason_2", "reason_3",
-               "budget_rule", "budget_learned"]
+    columns = [
+        "account_id",
+        "account_name",
+        "rule_tier",
+        "learned_tier",
+        "levels",
+        "learned_score",
+        "rule_score",
+        *COMPONENTS,
+        "win_probability",
+        "expected_value",
+        "reason_1",
+        "reason_2",
+        "reason_3",
+        "budget_rule",
+        "budget_learned",
+    ]
     order = far.assign(gap=far["levels"].abs()).sort_values(["gap", "learned_score"], ascending=[False, False])
     return order[columns].reset_index(drop=True)
 
@@ -237,8 +272,18 @@ class Comparison:
         return tables
 
 
-def compare(scores: pd.DataFrame, holdout: Holdout, config: TieringConfig, *, model: str, learned: bool,
-            run_id: str | None, as_of: pd.Timestamp, budget: float, account_names: pd.Series | None = None) -> Comparison:
+def compare(
+    scores: pd.DataFrame,
+    holdout: Holdout,
+    config: TieringConfig,
+    *,
+    model: str,
+    learned: bool,
+    run_id: str | None,
+    as_of: pd.Timestamp,
+    budget: float,
+    account_names: pd.Series | None = None,
+) -> Comparison:
     """All the comparison's tables from the current book's score records and the holdout.
 
     `account_names` (indexed by account_id) label accounts in the report; the id stands in where missing.
@@ -254,16 +299,31 @@ def compare(scores: pd.DataFrame, holdout: Holdout, config: TieringConfig, *, mo
     holdout_tiers = holdout_tier_table(holdout, tierings(learned))
     moved = movers(current)
     return Comparison(
-        model=model, learned=learned, run_id=run_id, as_of=as_of, budget=budget, holdout=holdout, scores=current,
-        agreement=agreement(books), agreement_stats=stats, holdout_tiers=holdout_tiers,
+        model=model,
+        learned=learned,
+        run_id=run_id,
+        as_of=as_of,
+        budget=budget,
+        holdout=holdout,
+        scores=current,
+        agreement=agreement(books),
+        agreement_stats=stats,
+        holdout_tiers=holdout_tiers,
         book_tiers=book_tier_table(current, tierings(learned), budget, config),
-        gain=gain_table(holdout, ranking_scores(learned)), movers=moved,
+        gain=gain_table(holdout, ranking_scores(learned)),
+        movers=moved,
         headline=_headline(current, holdout, holdout_tiers, stats, moved, learned),
     )
 
 
-def _headline(current: pd.DataFrame, holdout: Holdout, holdout_tiers: pd.DataFrame, stats: pd.DataFrame,
-              moved: pd.DataFrame, learned: bool) -> dict[str, float]:
+def _headline(
+    current: pd.DataFrame,
+    holdout: Holdout,
+    holdout_tiers: pd.DataFrame,
+    stats: pd.DataFrame,
+    moved: pd.DataFrame,
+    learned: bool,
+) -> dict[str, float]:
     """The key numbers, raw (the report formats them)."""
     deals = holdout.opportunities
     share = holdout_tiers.pivot(index="tier", columns="tiering", values="revenue_share")
@@ -277,24 +337,41 @@ def _headline(current: pd.DataFrame, holdout: Holdout, holdout_tiers: pd.DataFra
     }
     if learned:
         y = deals["won"].to_numpy()
-        model, rule = win_metrics(y, deals["win_probability"].to_numpy()), win_metrics(y, deals["rule_probability"].to_numpy())
+        model, rule = (
+            win_metrics(y, deals["win_probability"].to_numpy()),
+            win_metrics(y, deals["rule_probability"].to_numpy()),
+        )
         by_book = stats.set_index("book")
-        numbers.update({
-            "learned_tier_1_revenue_share": float(share.at["tier_1", "learned"]),
-            "learned_top_tiers_revenue_share": float(top["learned"]),
-            "same_tier_share": float(by_book.at["current", "same_tier"]),
-            "kappa_current": float(by_book.at["current", "kappa"]),
-            "kappa_holdout": float(by_book.at["holdout", "kappa"]),
-            "movers": float(len(moved)),
-            "learned_roc_auc": model["roc_auc"], "rule_roc_auc": rule["roc_auc"],
-            "learned_calibration_error": model["ece"], "rule_calibration_error": rule["ece"],
-            "learned_brier": model["brier"], "rule_brier": rule["brier"],
-        })
+        numbers.update(
+            {
+                "learned_tier_1_revenue_share": float(share.at["tier_1", "learned"]),
+                "learned_top_tiers_revenue_share": float(top["learned"]),
+                "same_tier_share": float(by_book.at["current", "same_tier"]),
+                "kappa_current": float(by_book.at["current", "kappa"]),
+                "kappa_holdout": float(by_book.at["holdout", "kappa"]),
+                "movers": float(len(moved)),
+                "learned_roc_auc": model["roc_auc"],
+                "rule_roc_auc": rule["roc_auc"],
+                "learned_calibration_error": model["ece"],
+                "rule_calibration_error": rule["ece"],
+                "learned_brier": model["brier"],
+                "rule_brier": rule["brier"],
+            }
+        )
     return numbers
 
 
-def build_comparison(data: CrmData, scorer: Scorer, scores: pd.DataFrame, *, version: str, model_uri: str | None,
-                     as_of: pd.Timestamp, budget: float, progress: Callable[[str], None] = lambda step: None) -> Comparison:
+def build_comparison(
+    data: CrmData,
+    scorer: Scorer,
+    scores: pd.DataFrame,
+    *,
+    version: str,
+    model_uri: str | None,
+    as_of: pd.Timestamp,
+    budget: float,
+    progress: Callable[[str], None] = lambda step: None,
+) -> Comparison:
     """The comparison of a scored book (`scores`, scored as of `as_of` by `scorer`) on its model's holdout.
 
     `model_uri` is the model that scored it (None: the champion); with rules only, a backtest stands in.
@@ -303,10 +380,22 @@ def build_comparison(data: CrmData, scorer: Scorer, scores: pd.DataFrame, *, ver
     progress("reading the holdout" if run_id else "rules-only backtest on recent deals")
     holdout = holdout_from_run(run_id) if run_id else rules_backtest(data, scorer.config, as_of)
     progress("comparing tiers")
-    comparison = compare(scores, holdout, scorer.config, model=version, learned=scorer.is_learned, run_id=run_id,
-                         as_of=as_of, budget=budget, account_names=data.accounts.set_index("account_id")["account_name"])
-    warnings = [*constant_signals(scores, inputs_available(data)), *describe_ties(scores.attrs.get("boundary_ties", [])),
-                *run_warnings(run_id)]
+    comparison = compare(
+        scores,
+        holdout,
+        scorer.config,
+        model=version,
+        learned=scorer.is_learned,
+        run_id=run_id,
+        as_of=as_of,
+        budget=budget,
+        account_names=data.accounts.set_index("account_id")["account_name"],
+    )
+    warnings = [
+        *constant_signals(scores, inputs_available(data)),
+        *describe_ties(scores.attrs.get("boundary_ties", [])),
+        *run_warnings(run_id),
+    ]
     return replace(comparison, warnings=warnings)
 
 

@@ -18,14 +18,27 @@ from training.plots import tier_matrix
 from training.scoring import SCORE_COLUMNS, tier_counts
 from training.tiers import TIER_ORDER, tier_movement
 
-COMPARED_SCORES = {"revenue_potential_score": "revenue potential", "business_fit_score": "business fit",
-                   "engagement_score": "engagement", "rule_score": "rule score", "learned_score": "learned score"}
+COMPARED_SCORES = {
+    "revenue_potential_score": "revenue potential",
+    "business_fit_score": "business fit",
+    "engagement_score": "engagement",
+    "rule_score": "rule score",
+    "learned_score": "learned score",
+}
 REASONS = ["reason_1", "reason_2", "reason_3"]
 NOTABLE_POINTS = 5.0  # a score change smaller than this (on 0-100) is not worth naming
 NOTABLE_PROBABILITY = 0.05
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
-TEXT_COLUMNS = ["account_id", *TIER_COLUMNS, "override_reason", *REASONS, "model_version", "scored_at", "as_of",
-                "surge_channels"]
+TEXT_COLUMNS = [
+    "account_id",
+    *TIER_COLUMNS,
+    "override_reason",
+    *REASONS,
+    "model_version",
+    "scored_at",
+    "as_of",
+    "surge_channels",
+]
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -36,37 +49,77 @@ def read_scores(path: Path) -> pd.DataFrame:
         raise DataError([Problem("scores file not found", "pass a file written by `tiering score`", file=str(path))])
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise DataError([Problem("a scores file must be .csv or .parquet", "pass a file written by `tiering score`",
-                                 file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    "a scores file must be .csv or .parquet", "pass a file written by `tiering score`", file=str(path)
+                )
+            ]
+        )
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, dtype={c: "str" for c in TEXT_COLUMNS}, keep_default_na=False,
-                                na_values={c: [""] for c in SCORE_COLUMNS if c not in TEXT_COLUMNS})
+            frame = pd.read_csv(
+                path,
+                dtype={c: "str" for c in TEXT_COLUMNS},
+                keep_default_na=False,
+                na_values={c: [""] for c in SCORE_COLUMNS if c not in TEXT_COLUMNS},
+            )
         else:
             frame = pd.read_parquet(path)
     except Exception as error:  # pandas and pyarrow raise many types for a damaged file
-        raise DataError([Problem(f"cannot read the scores file ({error.__class__.__name__})",
-                                 "pass a CSV or Parquet file written by `tiering score`", file=str(path))]) from None
+        raise DataError(
+            [
+                Problem(
+                    f"cannot read the scores file ({error.__class__.__name__})",
+                    "pass a CSV or Parquet file written by `tiering score`",
+                    file=str(path),
+                )
+            ]
+        ) from None
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError([Problem(f"missing column(s) {', '.join(missing)}",
-                                 "pass a scores file written by `tiering score` (all of its columns)", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"missing column(s) {', '.join(missing)}",
+                    "pass a scores file written by `tiering score` (all of its columns)",
+                    file=str(path),
+                )
+            ]
+        )
     problems = []
     duplicated = frame.index[frame["account_id"].duplicated()]
     if len(duplicated):
         rows, count = rows_of(duplicated)
-        problems.append(Problem(f"account {frame.at[duplicated[0], 'account_id']!r} appears more than once",
-                                "a scores file has one row per account", file=path.name, column="account_id",
-                                rows=rows, row_count=count))
+        problems.append(
+            Problem(
+                f"account {frame.at[duplicated[0], 'account_id']!r} appears more than once",
+                "a scores file has one row per account",
+                file=path.name,
+                column="account_id",
+                rows=rows,
+                row_count=count,
+            )
+        )
     for column in TIER_COLUMNS:
         unknown = frame.index[~frame[column].isin(list(TIER_ORDER))]
         if len(unknown):
             rows, count = rows_of(unknown)
-            problems.append(Problem(f"unknown tier {frame.at[unknown[0], column]!r}", f"use one of {', '.join(TIER_ORDER)}",
-                                    file=path.name, column=column, rows=rows, row_count=count))
+            problems.append(
+                Problem(
+                    f"unknown tier {frame.at[unknown[0], column]!r}",
+                    f"use one of {', '.join(TIER_ORDER)}",
+                    file=path.name,
+                    column=column,
+                    rows=rows,
+                    row_count=count,
+                )
+            )
     if problems:
         raise DataError(problems)
-    frame[[*REASONS, "override_reason", "surge_channels"]] = frame[[*REASONS, "override_reason", "surge_channels"]].fillna("")
+    frame[[*REASONS, "override_reason", "surge_channels"]] = frame[
+        [*REASONS, "override_reason", "surge_channels"]
+    ].fillna("")
     return frame
 
 
@@ -95,9 +148,11 @@ class TierDiff:
     moves: pd.DataFrame  # one row per account whose tier changed
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"tier_counts": self.counts,
-                "transitions": self.transitions.rename_axis(index="old_tier").reset_index(),
-                "moves": self.moves}
+        return {
+            "tier_counts": self.counts,
+            "transitions": self.transitions.rename_axis(index="old_tier").reset_index(),
+            "moves": self.moves,
+        }
 
 
 def describe_change(old: pd.Series, new: pd.Series) -> str:
@@ -109,7 +164,9 @@ def describe_change(old: pd.Series, new: pd.Series) -> str:
             changes.append((abs(delta), f"{name} {old[column]:.0f} → {new[column]:.0f}"))
     delta = new["win_probability"] - old["win_probability"]
     if abs(delta) >= NOTABLE_PROBABILITY:  # NaN (rules only) compares False
-        changes.append((abs(delta) * 100, f"win probability {old['win_probability']:.0%} → {new['win_probability']:.0%}"))
+        changes.append(
+            (abs(delta) * 100, f"win probability {old['win_probability']:.0%} → {new['win_probability']:.0%}")
+        )
     parts = [text for _, text in sorted(changes, key=lambda change: -change[0])]
     gained = [r for r in new[REASONS] if r and r not in set(old[REASONS])]
     dropped = [r for r in old[REASONS] if r and r not in set(new[REASONS])]
@@ -124,30 +181,44 @@ def describe_change(old: pd.Series, new: pd.Series) -> str:
 def diff_scores(old: pd.DataFrame, new: pd.DataFrame, old_name: str = "old", new_name: str = "new") -> TierDiff:
     common_ids = pd.Index(old["account_id"]).intersection(pd.Index(new["account_id"]))
     if common_ids.empty:
-        raise DataError([Problem(f"{old_name} and {new_name} have no account in common",
-                                 "compare two scorings of the same book")])
+        raise DataError(
+            [Problem(f"{old_name} and {new_name} have no account in common", "compare two scorings of the same book")]
+        )
     before, after = old.set_index("account_id").loc[common_ids], new.set_index("account_id").loc[common_ids]
     levels = tier_movement(before["tier"], after["tier"])
     moved = levels.index[levels != 0]
-    moves = pd.DataFrame({
-        "account_id": moved,
-        "direction": ["up" if levels[a] > 0 else "down" for a in moved],
-        "levels": levels[moved].to_numpy(),
-        "old_tier": before.loc[moved, "tier"].to_numpy(),
-        "new_tier": after.loc[moved, "tier"].to_numpy(),
-        "what_changed": [describe_change(before.loc[a], after.loc[a]) for a in moved],
-    })
+    moves = pd.DataFrame(
+        {
+            "account_id": moved,
+            "direction": ["up" if levels[a] > 0 else "down" for a in moved],
+            "levels": levels[moved].to_numpy(),
+            "old_tier": before.loc[moved, "tier"].to_numpy(),
+            "new_tier": after.loc[moved, "tier"].to_numpy(),
+            "what_changed": [describe_change(before.loc[a], after.loc[a]) for a in moved],
+        }
+    )
     for column in [*COMPARED_SCORES, "win_probability", "expected_value", "learned_tier", "rule_tier", *REASONS]:
         moves[f"old_{column}"] = before.loc[moved, column].to_numpy()
         moves[f"new_{column}"] = after.loc[moved, column].to_numpy()
     moves = moves.assign(gap=moves["levels"].abs()).sort_values(["gap", "new_learned_score"], ascending=False)
     counts_before, counts_after = tier_counts(old), tier_counts(new)  # whole scorings, as each was reported
-    counts = pd.DataFrame({"tier": list(counts_before), "before": list(counts_before.values()),
-                           "after": [counts_after[t] for t in counts_before]})
+    counts = pd.DataFrame(
+        {
+            "tier": list(counts_before),
+            "before": list(counts_before.values()),
+            "after": [counts_after[t] for t in counts_before],
+        }
+    )
     counts["change"] = counts["after"] - counts["before"]
     transitions = tier_matrix(before["tier"], after["tier"])
     transitions.index, transitions.columns = list(transitions.index), list(transitions.columns)
-    return TierDiff(old_name, new_name, len(common_ids), int((~new["account_id"].isin(old["account_id"])).sum()),
-                    int((~old["account_id"].isin(new["account_id"])).sum()), counts, transitions,
-                    moves.drop(columns="gap").reset_index(drop=True))
-
+    return TierDiff(
+        old_name,
+        new_name,
+        len(common_ids),
+        int((~new["account_id"].isin(old["account_id"])).sum()),
+        int((~old["account_id"].isin(new["account_id"])).sum()),
+        counts,
+        transitions,
+        moves.drop(columns="gap").reset_index(drop=True),
+    )

@@ -23,8 +23,13 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 def win_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     if len(np.unique(y)) < 2:
-        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "brier": float("nan"), "log_loss": float("nan"),
-                "ece": float("nan")}
+        return {
+            "roc_auc": float("nan"),
+            "pr_auc": float("nan"),
+            "brier": float("nan"),
+            "log_loss": float("nan"),
+            "ece": float("nan"),
+        }
     clipped = np.clip(p, 1e-6, 1 - 1e-6)
     return {
         "roc_auc": float(roc_auc_score(y, p)),
@@ -59,8 +64,14 @@ def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int = 200
     return out
 
 
-def auc_confidence(y: np.ndarray, model: np.ndarray, references: dict[str, np.ndarray], resamples: int = 200,
-                   max_rows: int = 200_000, seed: int = 0) -> dict[str, float]:
+def auc_confidence(
+    y: np.ndarray,
+    model: np.ndarray,
+    references: dict[str, np.ndarray],
+    resamples: int = 200,
+    max_rows: int = 200_000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Paired bootstrap 95% bounds: the model's AUC (lower), and its AUC gain over each reference score
     (`auc_gain_over_<name>_low` and `_high`).
 
@@ -129,14 +140,16 @@ def tier_outcomes(tiers: pd.Series, holdout: pd.DataFrame) -> pd.DataFrame:
     for name in [*TIER_NAMES, UNTIERED]:
         part = joined[joined["tier"] == name]
         revenue = float(part["won_revenue"].sum())
-        rows.append({
-            "tier": name,
-            "accounts": int((tiers == name).sum()),
-            "opportunities": int(len(part)),
-            "win_rate": float(part["won"].mean()) if len(part) else float("nan"),
-            "won_revenue": revenue,
-            "revenue_share": revenue / total_revenue if total_revenue else float("nan"),
-        })
+        rows.append(
+            {
+                "tier": name,
+                "accounts": int((tiers == name).sum()),
+                "opportunities": int(len(part)),
+                "win_rate": float(part["won"].mean()) if len(part) else float("nan"),
+                "won_revenue": revenue,
+                "revenue_share": revenue / total_revenue if total_revenue else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

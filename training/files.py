@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,9 @@ OVERRIDE_COLUMNS = ("account_id", "tier", "reason", "owner")
 # to 2, probabilities to 4, money to the cent. Rounding happens only here, at writing: tiers, ties and budgets are
 # decided on the full-precision values.
 OUTPUT_DECIMALS: dict[str, int] = {
-    **dict.fromkeys(("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score",
-                     "learned_score"), 2),
+    **dict.fromkeys(
+        ("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "learned_score"), 2
+    ),
     **dict.fromkeys(("win_probability", "pipeline_probability"), 4),
     **dict.fromkeys(("expected_deal_size", "expected_value", "expected_revenue", "budget"), 2),
 }
@@ -112,31 +113,69 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     problems = []
     missing = [c for c in OVERRIDE_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError([Problem(f"missing column(s) {', '.join(missing)}",
-                                 f"the header must be {','.join(OVERRIDE_COLUMNS)}", file=name)])
+        raise DataError(
+            [
+                Problem(
+                    f"missing column(s) {', '.join(missing)}",
+                    f"the header must be {','.join(OVERRIDE_COLUMNS)}",
+                    file=name,
+                )
+            ]
+        )
     frame = frame[list(OVERRIDE_COLUMNS)].apply(lambda column: column.str.strip())
     valid_tiers = [*TIER_NAMES, UNTIERED]
     bad_tier = frame.index[~frame["tier"].isin(valid_tiers)]
     if len(bad_tier):
         rows, count = rows_of(bad_tier)
-        problems.append(Problem(f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
-                                f"use one of {', '.join(valid_tiers)}", file=name, column="tier", rows=rows, row_count=count))
+        problems.append(
+            Problem(
+                f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
+                f"use one of {', '.join(valid_tiers)}",
+                file=name,
+                column="tier",
+                rows=rows,
+                row_count=count,
+            )
+        )
     unknown = frame.index[~frame["account_id"].isin(set(known_accounts.astype("str")))]
     if len(unknown):
         rows, count = rows_of(unknown)
-        problems.append(Problem(f"{count} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
-                                "fix the account_id or remove the row", file=name, column="account_id", rows=rows,
-                                row_count=count))
+        problems.append(
+            Problem(
+                f"{count} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
+                "fix the account_id or remove the row",
+                file=name,
+                column="account_id",
+                rows=rows,
+                row_count=count,
+            )
+        )
     duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
     if len(duplicated):
         rows, count = rows_of(duplicated)
-        problems.append(Problem("an account is pinned more than once", "keep one row per account", file=name,
-                                column="account_id", rows=rows, row_count=count))
+        problems.append(
+            Problem(
+                "an account is pinned more than once",
+                "keep one row per account",
+                file=name,
+                column="account_id",
+                rows=rows,
+                row_count=count,
+            )
+        )
     empty = frame.index[(frame["reason"] == "") | (frame["owner"] == "")]
     if len(empty):
         rows, count = rows_of(empty)
-        problems.append(Problem("an override without a reason or owner", "say who pinned the account and why",
-                                file=name, column="reason", rows=rows, row_count=count))
+        problems.append(
+            Problem(
+                "an override without a reason or owner",
+                "say who pinned the account and why",
+                file=name,
+                column="reason",
+                rows=rows,
+                row_count=count,
+            )
+        )
     if problems:
         raise DataError(problems)
     return frame
@@ -150,7 +189,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _can_write_in(folder: Path) -> bool:
-    """Whether a file can be created in `folder`: tried, not guessed (root ignores modes; file systems may be read-only)."""
+    """Whether a file can be created in `folder`: tried, not guessed
+    (root ignores modes; file systems may be read-only)."""
     try:
         handle, name = tempfile.mkstemp(prefix=".tiering-probe.", dir=folder)
     except OSError:
@@ -165,15 +205,43 @@ def check_writable_target(path: Path, option: str = "--out", folder: bool = Fals
     file output) it is an existing folder. DataError naming the path and the fix."""
     path = Path(path)
     if not folder and path.is_dir():
-        raise DataError([Problem(f"{option} is an existing folder, not a file",
-                                 f"name a file, e.g. {option} {path / 'scores.csv'}", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"{option} is an existing folder, not a file",
+                    f"name a file, e.g. {option} {path / 'scores.csv'}",
+                    file=str(path),
+                )
+            ]
+        )
     if folder and path.exists() and not path.is_dir():
-        raise DataError([Problem(f"{option} is an existing file, not a folder",
-                                 f"name a new or empty folder, e.g. {option} {path.with_suffix('')}-report", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"{option} is an existing file, not a folder",
+                    f"name a new or empty folder, e.g. {option} {path.with_suffix('')}-report",
+                    file=str(path),
+                )
+            ]
+        )
     ancestor = _nearest_existing(path)
     if not ancestor.is_dir():
-        raise DataError([Problem(f"{option} cannot be written: {ancestor} is a file, not a folder",
-                                 f"choose a path whose parent folders are folders", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"{option} cannot be written: {ancestor} is a file, not a folder",
+                    "choose a path whose parent folders are folders",
+                    file=str(path),
+                )
+            ]
+        )
     if not _can_write_in(ancestor):
-        raise DataError([Problem(f"{option} cannot be written: the folder {ancestor} is not writable",
-                                 "choose a folder you can write to, or change its permissions", file=str(path))])
+        raise DataError(
+            [
+                Problem(
+                    f"{option} cannot be written: the folder {ancestor} is not writable",
+                    "choose a folder you can write to, or change its permissions",
+                    file=str(path),
+                )
+            ]
+        )

@@ -35,10 +35,12 @@ class Leak:
     column: str = ""  # what the user calls it: the account column behind an extra feature
 
     def render(self) -> str:
-        return (f"feature '{self.column or self.feature}' {self.why} (single-feature ROC AUC {self.auc:.3f}; present for "
-                f"{self.present_won:.0%} of won and {self.present_lost:.0%} of lost deals): it is probably filled in "
-                "after the deal closes, so it was left out of the model. If it is known before a deal opens, list it "
-                "under model.allow_features in tiering.yaml")
+        return (
+            f"feature '{self.column or self.feature}' {self.why} (single-feature ROC AUC {self.auc:.3f}; present for "
+            f"{self.present_won:.0%} of won and {self.present_lost:.0%} of lost deals): it is probably filled in "
+            "after the deal closes, so it was left out of the model. If it is known before a deal opens, list it "
+            "under model.allow_features in tiering.yaml"
+        )
 
 
 def _single_feature_auc(values: pd.Series, won: np.ndarray) -> float:
@@ -123,9 +125,11 @@ class Shift:
     def render(self) -> str:
         parts = ", ".join(f"{name} {rate:.1%} of {count:,}" for name, (rate, count) in self.rates.items())
         p_value = "p < 0.0001" if self.p_value < 1e-4 else f"p = {self.p_value:.4f}"
-        return (f"the win rate shifts between the training slices ({parts}; chi-squared {p_value}): "
-                "probabilities calibrated on earlier months may be off for later ones; check whether the export's "
-                "outcomes changed (a new sales process, missing lost deals) or move --as-of")
+        return (
+            f"the win rate shifts between the training slices ({parts}; chi-squared {p_value}): "
+            "probabilities calibrated on earlier months may be off for later ones; check whether the export's "
+            "outcomes changed (a new sales process, missing lost deals) or move --as-of"
+        )
 
 
 def win_rate_shift(slices: dict[str, np.ndarray], guards: Guards) -> Shift | None:
@@ -157,8 +161,10 @@ def constant_signals(book: pd.DataFrame, available: dict[str, bool]) -> list[str
             cause = f": the export has no {', '.join(missing)}" if missing else ""
             messages.append(f"{component} is {value:g} for every account{cause}")
     if "rule_score" in book and _is_constant(book["rule_score"]):
-        messages.append("rule_score is the same for every account: comparisons against the rules are against a "
-                        "constant (chance), and rule tiers cannot rank")
+        messages.append(
+            "rule_score is the same for every account: comparisons against the rules are against a "
+            "constant (chance), and rule tiers cannot rank"
+        )
     return messages
 
 
@@ -170,7 +176,9 @@ def _is_constant(values: pd.Series) -> bool:
 def inputs_available(data: CrmData) -> dict[str, bool]:
     """Which rule inputs the export carries at all (a column that is absent or empty is not available)."""
     accounts = data.accounts
-    available = {column: column in accounts and bool(accounts[column].notna().any())
-                 for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")}
+    available = {
+        column: column in accounts and bool(accounts[column].notna().any())
+        for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")
+    }
     available["engagement table"] = len(data.engagement) > 0
     return available

@@ -24,6 +24,9 @@ def no_champion_message(doing: str, use_with: str | None = None) -> str:
     also = ""
     if others:
         shown = ", ".join(others[-5:]) + (f" and {len(others) - 5} earlier" if len(others) > 5 else "")
-        also = f" {'Version' if len(others) == 1 else 'Versions'} {shown} {'is' if len(others) == 1 else 'are'} also registered."
-    return (f"No champion: version {named.version} is {role}{kept}; {doing}. "
-            f"{how} with `tiering promote {named.version}`.{also}")
+        one = len(others) == 1
+        also = f" {'Version' if one else 'Versions'} {shown} {'is' if one else 'are'} also registered."
+    return (
+        f"No champion: version {named.version} is {role}{kept}; {doing}. "
+        f"{how} with `tiering promote {named.version}`.{also}"
+    )

@@ -47,10 +47,22 @@ def booster_params(config: ModelConfig, objective: str, candidate: Candidate | N
     }
 
 
-def _dataset(matrix: np.ndarray, target: np.ndarray, categorical: list[int], names: list[str],
-             reference: lgb.Dataset | None = None) -> lgb.Dataset:
-    return lgb.Dataset(matrix, label=target, categorical_feature=categorical, feature_name=names,
-                       free_raw_data=True, params={"max_cat_to_onehot": 8, "verbose": -1}, reference=reference)
+def _dataset(
+    matrix: np.ndarray,
+    target: np.ndarray,
+    categorical: list[int],
+    names: list[str],
+    reference: lgb.Dataset | None = None,
+) -> lgb.Dataset:
+    return lgb.Dataset(
+        matrix,
+        label=target,
+        categorical_feature=categorical,
+        feature_name=names,
+        free_raw_data=True,
+        params={"max_cat_to_onehot": 8, "verbose": -1},
+        reference=reference,
+    )
 
 
 def class_weight_share(y: np.ndarray, config: ModelConfig) -> float | None:
@@ -62,9 +74,18 @@ def class_weight_share(y: np.ndarray, config: ModelConfig) -> float | None:
     return None
 
 
-def train_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig,
-                  candidate: Candidate, objective: str, rounds: int, validation: tuple | None = None,
-                  metric: str = "auc") -> tuple[lgb.Booster, int]:
+def train_booster(
+    x: np.ndarray,
+    y: np.ndarray,
+    categorical: list[int],
+    names: list[str],
+    config: ModelConfig,
+    candidate: Candidate,
+    objective: str,
+    rounds: int,
+    validation: tuple | None = None,
+    metric: str = "auc",
+) -> tuple[lgb.Booster, int]:
     """A LightGBM fit; with `validation` (x, y) boosting stops early on it. Returns the booster and its rounds."""
     params = booster_params(config, objective, candidate)
     if objective == "binary":
@@ -76,14 +97,27 @@ def train_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], names: l
         return lgb.train(params, train_set, num_boost_round=rounds), rounds
     params["metric"] = metric
     valid_set = _dataset(validation[0], validation[1], categorical, names, reference=train_set)
-    booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=[valid_set],
-                        callbacks=[lgb.early_stopping(config.search.early_stopping_rounds, verbose=False)])
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(config.search.early_stopping_rounds, verbose=False)],
+    )
     best = max(int(booster.best_iteration or rounds), 1)
     return booster, best
 
 
-def cross_fitted_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig,
-                         candidate: Candidate, val_x: np.ndarray, val_y: np.ndarray) -> tuple[np.ndarray, int]:
+def cross_fitted_booster(
+    x: np.ndarray,
+    y: np.ndarray,
+    categorical: list[int],
+    names: list[str],
+    config: ModelConfig,
+    candidate: Candidate,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+) -> tuple[np.ndarray, int]:
     """Validation margins a LightGBM setting earns without choosing its rounds on the same rows.
 
     The validation rows are split in two halves at random: the rounds that are best on one half
@@ -101,10 +135,17 @@ def cross_fitted_booster(x: np.ndarray, y: np.ndarray, categorical: list[int], n
     train_set = _dataset(x, y, categorical, names)
     halves = [_dataset(val_x[mask], val_y[mask], categorical, names, reference=train_set) for mask in (half, ~half)]
     curves: dict = {}
-    booster = lgb.train(params, train_set, num_boost_round=config.num_boost_round, valid_sets=halves,
-                        valid_names=["a", "b"],
-                        callbacks=[lgb.record_evaluation(curves),
-                                   lgb.early_stopping(config.search.early_stopping_rounds, verbose=False)])
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=config.num_boost_round,
+        valid_sets=halves,
+        valid_names=["a", "b"],
+        callbacks=[
+            lgb.record_evaluation(curves),
+            lgb.early_stopping(config.search.early_stopping_rounds, verbose=False),
+        ],
+    )
     best_a, best_b = (int(np.argmax(curves[name]["auc"])) + 1 for name in ("a", "b"))
     margin = np.empty(len(val_y))
     margin[~half] = booster.predict(val_x[~half], raw_score=True, num_iteration=best_a)
@@ -136,7 +177,7 @@ class LogisticLearner:
     intercept: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> "LogisticLearner":
+    def fit(cls, x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> LogisticLearner:
         from sklearn.linear_model import LogisticRegression  # fitting only: a scoring process never loads it
 
         if len(y) > LOGISTIC_MAX_ROWS:
@@ -144,8 +185,11 @@ class LogisticLearner:
             x, y = x[keep], y[keep]
         numeric = [i for i in range(x.shape[1]) if i not in categorical]
         raw = x[:, numeric]
-        medians = np.nan_to_num(np.nanmedian(np.where(np.isnan(raw).all(axis=0), 0.0, raw), axis=0)) if numeric \
+        medians = (
+            np.nan_to_num(np.nanmedian(np.where(np.isnan(raw).all(axis=0), 0.0, raw), axis=0))
+            if numeric
             else np.zeros(0)
+        )
         logged = _signed_log(np.where(np.isnan(raw), medians, raw))
         means, scales = logged.mean(axis=0), logged.std(axis=0)
         scales = np.where(scales > 1e-12, scales, 1.0)
@@ -160,23 +204,36 @@ class LogisticLearner:
         design = np.hstack(blocks)
         model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(design, y)
         coef = model.coef_[0]
-        numeric_coef, rest = coef[:len(numeric)], coef[len(numeric):]
+        numeric_coef, rest = coef[: len(numeric)], coef[len(numeric) :]
         level_coef, level_mean, start = [], [], 0
         for column, kept in zip(categorical, levels):
             width = len(kept) + 2
-            column_coef = rest[start:start + width]
+            column_coef = rest[start : start + width]
             start += width
             level_coef.append(column_coef.tolist())
             level_mean.append(float(column_coef[cls._slots(x[:, column], np.asarray(kept))].mean()))
-        return cls(numeric, medians, means, scales, numeric_coef, list(categorical), levels, level_coef, level_mean,
-                   float(model.intercept_[0]))
+        return cls(
+            numeric,
+            medians,
+            means,
+            scales,
+            numeric_coef,
+            list(categorical),
+            levels,
+            level_coef,
+            level_mean,
+            float(model.intercept_[0]),
+        )
 
     @staticmethod
     def _slots(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
         """Each value's slot: its kept level, else "other" (len(kept)), or "missing" (len(kept) + 1)."""
         position = np.searchsorted(kept, values)
-        found = (position < len(kept)) & (kept[np.minimum(position, max(len(kept) - 1, 0))] == values) if len(kept) \
+        found = (
+            (position < len(kept)) & (kept[np.minimum(position, max(len(kept) - 1, 0))] == values)
+            if len(kept)
             else np.zeros(len(values), dtype=bool)
+        )
         slots = np.where(found, position, len(kept))
         return np.where(np.isnan(values), len(kept) + 1, slots)
 
@@ -203,17 +260,31 @@ class LogisticLearner:
         return self.contributions(matrix).sum(axis=1)
 
     def to_dict(self) -> dict:
-        return {"numeric": self.numeric, "medians": self.medians.tolist(), "means": self.means.tolist(),
-                "scales": self.scales.tolist(), "numeric_coef": self.numeric_coef.tolist(),
-                "categorical": self.categorical, "levels": self.levels, "level_coef": self.level_coef,
-                "level_mean": self.level_mean, "intercept": self.intercept}
+        return {
+            "numeric": self.numeric,
+            "medians": self.medians.tolist(),
+            "means": self.means.tolist(),
+            "scales": self.scales.tolist(),
+            "numeric_coef": self.numeric_coef.tolist(),
+            "categorical": self.categorical,
+            "levels": self.levels,
+            "level_coef": self.level_coef,
+            "level_mean": self.level_mean,
+            "intercept": self.intercept,
+        }
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "LogisticLearner":
+    def from_dict(cls, raw: dict) -> LogisticLearner:
         arrays = {k: np.asarray(raw[k], dtype=np.float64) for k in ("medians", "means", "scales", "numeric_coef")}
-        return cls(numeric=list(raw["numeric"]), categorical=list(raw["categorical"]), levels=raw["levels"],
-                   level_coef=raw["level_coef"], level_mean=raw["level_mean"], intercept=float(raw["intercept"]),
-                   **arrays)
+        return cls(
+            numeric=list(raw["numeric"]),
+            categorical=list(raw["categorical"]),
+            levels=raw["levels"],
+            level_coef=raw["level_coef"],
+            level_mean=raw["level_mean"],
+            intercept=float(raw["intercept"]),
+            **arrays,
+        )
 
 
 def _beta_features(margin: np.ndarray) -> np.ndarray:
@@ -250,14 +321,16 @@ class Calibrator:
         return 0.5 * (platt + np.interp(margin, self.knots_x, self.knots_y))
 
     @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, method: str) -> "Calibrator":
+    def fit(cls, margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
         from sklearn.isotonic import IsotonicRegression  # fitting only: a scoring process never loads them
         from sklearn.linear_model import LogisticRegression
 
         margin = np.asarray(margin, dtype=np.float64)
         if method == "knots":  # an old champion's recipe re-fitted: the isotonic steps it was logged with
             isotonic = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(margin, y)
-            return cls("knots", [], np.asarray(isotonic.X_thresholds_).tolist(), np.asarray(isotonic.y_thresholds_).tolist())
+            return cls(
+                "knots", [], np.asarray(isotonic.X_thresholds_).tolist(), np.asarray(isotonic.y_thresholds_).tolist()
+            )
         platt = LogisticRegression(C=1e6, max_iter=1000).fit(margin[:, None], y)
         platt_coef = [float(platt.coef_[0, 0]), float(platt.intercept_[0])]
         if method == "platt" or platt_coef[0] <= 0:  # a learner ranked backwards gets the plain curve
@@ -275,7 +348,7 @@ class Calibrator:
         return cls("isotonic_platt", platt_coef, centres.tolist(), levels.tolist())
 
     @classmethod
-    def select(cls, margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple["Calibrator", dict[str, float]]:
+    def select(cls, margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, float]]:
         """The method asked for, or with `auto` the one with the lowest cross-validated log loss on these rows."""
         from sklearn.metrics import log_loss
         from sklearn.model_selection import StratifiedKFold
@@ -284,8 +357,9 @@ class Calibrator:
             raise ValueError(f"only {len(y)} rows with both outcomes to calibrate on; need {MIN_CALIBRATION_ROWS}")
         if method != "auto":
             return cls.fit(margin, y, method), {}
-        folds = StratifiedKFold(n_splits=min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int)).min())), shuffle=True,
-                                random_state=seed)
+        folds = StratifiedKFold(
+            n_splits=min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int)).min())), shuffle=True, random_state=seed
+        )
         losses = {}
         for candidate in CALIBRATION_METHODS:
             predicted = np.empty(len(y))
@@ -300,7 +374,7 @@ class Calibrator:
         return {"method": self.method, "coef": self.coef, "knots_x": self.knots_x, "knots_y": self.knots_y}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Calibrator":
+    def from_dict(cls, raw: dict) -> Calibrator:
         return cls(raw["method"], list(raw["coef"]), list(raw.get("knots_x", [])), list(raw.get("knots_y", [])))
 
 
@@ -322,7 +396,7 @@ class Recipe:
         return {"learner": self.learner, "params": dict(self.params), "calibration": self.calibration}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Recipe":
+    def from_dict(cls, raw: dict) -> Recipe:
         return cls(raw["learner"], dict(raw["params"]), raw["calibration"])
 
 
@@ -339,8 +413,9 @@ class WinModel:
         return isinstance(self.learner, lgb.Booster)
 
     @classmethod
-    def fit(cls, recipe: Recipe, fit_x, fit_y, cal_x, cal_y, categorical: list[int], names: list[str],
-            config: ModelConfig) -> "WinModel":
+    def fit(
+        cls, recipe: Recipe, fit_x, fit_y, cal_x, cal_y, categorical: list[int], names: list[str], config: ModelConfig
+    ) -> WinModel:
         """Fit `recipe` exactly (fixed rounds, fixed calibration method): the same inputs give the same model."""
         learner = fit_learner(recipe, fit_x, fit_y, categorical, names, config)
         calibrator = Calibrator.fit(learner_margin(learner, cal_x), cal_y, recipe.calibration)
@@ -370,8 +445,9 @@ class WinModel:
         return weights
 
 
-def fit_learner(recipe: Recipe, x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str],
-                config: ModelConfig) -> lgb.Booster | LogisticLearner:
+def fit_learner(
+    recipe: Recipe, x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig
+) -> lgb.Booster | LogisticLearner:
     if recipe.learner == LOGISTIC:
         return LogisticLearner.fit(x, y, categorical, recipe.params["c"], config.seed)
     params = dict(recipe.params)
@@ -409,13 +485,21 @@ class DealSizeModel:
         return bool(np.isfinite(self.base))
 
     @classmethod
-    def unknown(cls) -> "DealSizeModel":
+    def unknown(cls) -> DealSizeModel:
         return cls(None, float("nan"))
 
     @classmethod
-    def fit(cls, x, amount, categorical: list[int], names: list[str], config: ModelConfig,
-            validation: tuple[np.ndarray, np.ndarray] | None = None, rounds: int | None = None,
-            shrink: float | None = None) -> "DealSizeModel":
+    def fit(
+        cls,
+        x,
+        amount,
+        categorical: list[int],
+        names: list[str],
+        config: ModelConfig,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        rounds: int | None = None,
+        shrink: float | None = None,
+    ) -> DealSizeModel:
         """With `validation` (x, amount), boosting stops early and the shrinkage is measured on it;
         otherwise `rounds` and `shrink` come from an earlier, validated fit (the final refit)."""
         keep = np.isfinite(amount) & (amount > 0)
@@ -433,9 +517,18 @@ class DealSizeModel:
             valid = (validation[0][valid_keep], validation[1][valid_keep])
         if valid is not None and len(valid[1]) >= 20:
             valid_target = valid[1] if gamma else np.log(valid[1])
-            booster, rounds = train_booster(x, target, categorical, names, config, candidate, objective,
-                                            config.num_boost_round, (valid[0], valid_target),
-                                            metric="gamma_deviance" if gamma else "l2")
+            booster, rounds = train_booster(
+                x,
+                target,
+                categorical,
+                names,
+                config,
+                candidate,
+                objective,
+                config.num_boost_round,
+                (valid[0], valid_target),
+                metric="gamma_deviance" if gamma else "l2",
+            )
             raw = booster.predict(valid[0], raw_score=True, num_iteration=rounds)
             log_valid = np.log(valid[1])
             shrink, r2_raw, r2 = _shrinkage(log_valid, raw, base)

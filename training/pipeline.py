@@ -11,8 +11,8 @@ the end of the window, so it has seen the most recent deals.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -93,9 +93,18 @@ class TrainingResult:
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, holdout_x: np.ndarray,
-                  holdout_y: np.ndarray, categorical: list[int], names: list[str], config: TieringConfig,
-                  progress: Progress) -> Selection:
+def select_recipe(
+    fit_x: np.ndarray,
+    fit_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    holdout_x: np.ndarray,
+    holdout_y: np.ndarray,
+    categorical: list[int],
+    names: list[str],
+    config: TieringConfig,
+    progress: Progress,
+) -> Selection:
     """Every candidate fitted on the fit slice and ranked by validation ROC AUC; the best within the tie
     tolerance, simplest first (logistic regression, then the LightGBM settings in order), is chosen.
     The holdout AUC of each is recorded for the report only: it plays no part in the choice."""
@@ -110,8 +119,15 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
     clock = time.perf_counter()
     logistic = LogisticLearner.fit(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
     margins["logistic"] = logistic.margin(val_x)
-    scores.append(CandidateScore("logistic regression", LOGISTIC, float(roc_auc_score(val_y, margins["logistic"])),
-                                 holdout_auc(logistic.margin(holdout_x)), seconds=time.perf_counter() - clock))
+    scores.append(
+        CandidateScore(
+            "logistic regression",
+            LOGISTIC,
+            float(roc_auc_score(val_y, margins["logistic"])),
+            holdout_auc(logistic.margin(holdout_x)),
+            seconds=time.perf_counter() - clock,
+        )
+    )
     for number, candidate in enumerate(search.candidates):
         if number and time.perf_counter() - began > search.time_budget_seconds:
             skipped.append(candidate.label())
@@ -119,11 +135,20 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
         progress(f"learner search: {candidate.label()}")
         clock = time.perf_counter()
         key = f"lightgbm_{number}"
-        margins[key], rounds = cross_fitted_booster(fit_x, fit_y, categorical, names, model_config, candidate, val_x, val_y)
+        margins[key], rounds = cross_fitted_booster(
+            fit_x, fit_y, categorical, names, model_config, candidate, val_x, val_y
+        )
         booster, _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
-        scores.append(CandidateScore(candidate.label(), LIGHTGBM, float(roc_auc_score(val_y, margins[key])),
-                                     holdout_auc(booster.predict(holdout_x, raw_score=True)),
-                                     seconds=time.perf_counter() - clock, rounds=rounds))
+        scores.append(
+            CandidateScore(
+                candidate.label(),
+                LIGHTGBM,
+                float(roc_auc_score(val_y, margins[key])),
+                holdout_auc(booster.predict(holdout_x, raw_score=True)),
+                seconds=time.perf_counter() - clock,
+                rounds=rounds,
+            )
+        )
     # Occam's rule: the simplest candidate whose validation AUC is within the noise of the best (tie_standard_errors
     # bootstrap standard errors of their paired difference, or the tie tolerance if larger) is chosen.
     aucs = np.array([score.validation_auc for score in scores])
@@ -132,9 +157,11 @@ def select_recipe(fit_x: np.ndarray, fit_y: np.ndarray, val_x: np.ndarray, val_y
     noise = np.nanstd(resampled[:, [best_at]] - resampled, axis=0)
     for score, error in zip(scores, noise):
         score.validation_noise = float(error)
-    chosen_at = next(i for i, score in enumerate(scores)
-                     if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance,
-                                                                    search.tie_standard_errors * noise[i]))
+    chosen_at = next(
+        i
+        for i, score in enumerate(scores)
+        if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance, search.tie_standard_errors * noise[i])
+    )
     chosen = scores[chosen_at]
     chosen.chosen = True
     key = list(margins)[chosen_at]  # margins and scores share one order
@@ -157,18 +184,33 @@ def sample_rows(positions: np.ndarray, most: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(positions, most, replace=False))
 
 
-def fit_win_model(rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe,
-                  config: TieringConfig) -> WinModel:
+def fit_win_model(
+    rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe, config: TieringConfig
+) -> WinModel:
     """The recipe fitted on rows closed before `calibration_start`, calibrated on the rest."""
     early = (rows["close_date"] < calibration_start).to_numpy()
     matrix = spec.encode(rows)
     won = rows["won"].to_numpy()
-    return WinModel.fit(recipe, matrix[early], won[early], matrix[~early], won[~early], spec.categorical_indices,
-                        spec.columns, config.model)
+    return WinModel.fit(
+        recipe,
+        matrix[early],
+        won[early],
+        matrix[~early],
+        won[~early],
+        spec.categorical_indices,
+        spec.columns,
+        config.model,
+    )
 
 
-def refit_auc(development: pd.DataFrame, holdout: pd.DataFrame, calibration_start: pd.Timestamp, recipe: Recipe,
-              config: TieringConfig, columns: list[str]) -> float:
+def refit_auc(
+    development: pd.DataFrame,
+    holdout: pd.DataFrame,
+    calibration_start: pd.Timestamp,
+    recipe: Recipe,
+    config: TieringConfig,
+    columns: list[str],
+) -> float:
     """A recipe (e.g. the champion's) re-fitted on these fit and validation slices, judged on this holdout."""
     spec = FeatureSpec.fit(development, config, columns=columns)
     model = fit_win_model(development, calibration_start, spec, recipe, config)
@@ -194,8 +236,9 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
     }
 
 
-def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None,
-          progress: Progress = lambda step: None) -> TrainingResult:
+def train(
+    data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
+) -> TrainingResult:
     window = Window.for_data(data, config, as_of)
     progress("point-in-time features")
     builder = FeatureBuilder(data, config)
@@ -207,16 +250,26 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     early = (development["close_date"] < window.calibration_start).to_numpy()
     fit_rows, validation_rows = development[early], development[~early]
     final_calibration = rows[rows["close_date"] >= window.final_calibration_start]
-    for name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout),
-                       ("final calibration", final_calibration)):
+    for name, part in (
+        ("fit", fit_rows),
+        ("validation", validation_rows),
+        ("holdout", holdout),
+        ("final calibration", final_calibration),
+    ):
         need_with_advice(part, name, window, data, config)
 
     progress("leakage and shift checks")
     warnings, notes = [], []
     leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
     leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
-    shift = win_rate_shift({"fit": fit_rows["won"].to_numpy(), "validation": validation_rows["won"].to_numpy(),
-                            "holdout": holdout["won"].to_numpy()}, config.model.guards)
+    shift = win_rate_shift(
+        {
+            "fit": fit_rows["won"].to_numpy(),
+            "validation": validation_rows["won"].to_numpy(),
+            "holdout": holdout["won"].to_numpy(),
+        },
+        config.model.guards,
+    )
     if shift:
         warnings.append(shift.render())
     spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
@@ -227,17 +280,35 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
     # rows run out, and the search's cost then stops growing with the book.
     fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
-    selection = select_recipe(matrix[fit_at], y_dev[fit_at], matrix[~early], y_dev[~early], holdout_matrix, y,
-                              spec.categorical_indices, spec.columns, config, progress)
+    selection = select_recipe(
+        matrix[fit_at],
+        y_dev[fit_at],
+        matrix[~early],
+        y_dev[~early],
+        holdout_matrix,
+        y,
+        spec.categorical_indices,
+        spec.columns,
+        config,
+        progress,
+    )
     if selection.skipped:
-        notes.append(f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
-                     f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})")
+        notes.append(
+            f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
+            f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
+        )
     progress("evaluation models")
     win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
     won_dev = y_dev == 1
     amount_dev = _amounts(development)
-    deal = DealSizeModel.fit(matrix[early & won_dev], amount_dev[early & won_dev], spec.categorical_indices,
-                             spec.columns, config.model, validation=(matrix[~early & won_dev], amount_dev[~early & won_dev]))
+    deal = DealSizeModel.fit(
+        matrix[early & won_dev],
+        amount_dev[early & won_dev],
+        spec.categorical_indices,
+        spec.columns,
+        config.model,
+        validation=(matrix[~early & won_dev], amount_dev[~early & won_dev]),
+    )
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
     probability = win.predict(holdout_matrix)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
@@ -254,12 +325,19 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     metrics["rule_roc_auc"] = 0.5 if rule_constant else win_metrics(y, holdout["rule_score"].to_numpy())["roc_auc"]
     metrics["rule_score_constant"] = float(rule_constant)
     logistic_recipe = Recipe(LOGISTIC, {"c": config.model.search.logistic_c}, selection.recipe.calibration)
-    logistic = win if selection.recipe.learner == LOGISTIC else fit_win_model(
-        development, window.calibration_start, spec, logistic_recipe, config)
+    logistic = (
+        win
+        if selection.recipe.learner == LOGISTIC
+        else fit_win_model(development, window.calibration_start, spec, logistic_recipe, config)
+    )
     logistic_probability = logistic.predict(holdout_matrix)
     metrics.update({f"logreg_{k}": v for k, v in win_metrics(y, logistic_probability).items()})
-    confidence = auc_confidence(y, probability, {"rules": holdout["rule_score"].to_numpy(), "logreg": logistic_probability},
-                                seed=config.model.seed)
+    confidence = auc_confidence(
+        y,
+        probability,
+        {"rules": holdout["rule_score"].to_numpy(), "logreg": logistic_probability},
+        seed=config.model.seed,
+    )
     metrics.update({f"model_{k}": v for k, v in confidence.items()})
 
     deal_size = deal.predict(holdout_matrix)
@@ -272,8 +350,14 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     development_amounts = development_amounts[np.isfinite(development_amounts) & (development_amounts > 0)]
     median = float(np.median(development_amounts)) if len(development_amounts) else float("nan")
     baseline_size = np.full(won.sum(), median)
-    metrics.update({f"deal_baseline_{k}": v for k, v in
-                    deal_size_metrics(amount[won], baseline_size, np.log(np.clip(baseline_size, 1e-9, None))).items()})
+    metrics.update(
+        {
+            f"deal_baseline_{k}": v
+            for k, v in deal_size_metrics(
+                amount[won], baseline_size, np.log(np.clip(baseline_size, 1e-9, None))
+            ).items()
+        }
+    )
     metrics["deal_shrink"] = deal.shrink if deal.known else float("nan")
     metrics["deal_validation_r2_log"] = deal.validation.get("r2_log_raw", float("nan"))
     notes.extend(_deal_notes(deal, config))
@@ -290,8 +374,20 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     metrics.update(tier_metric_dict(tier_tables["learned"], "learned"))
     metrics.update(tier_metric_dict(tier_tables["rule"], "rule_tiers"))
 
-    holdout_predictions = holdout[["opportunity_id", "account_id", "cutoff", "close_date", "won", "amount",
-                                   "rule_score", "revenue_potential_score", "business_fit_score", "engagement_score"]].copy()
+    holdout_predictions = holdout[
+        [
+            "opportunity_id",
+            "account_id",
+            "cutoff",
+            "close_date",
+            "won",
+            "amount",
+            "rule_score",
+            "revenue_potential_score",
+            "business_fit_score",
+            "engagement_score",
+        ]
+    ].copy()
     holdout_predictions["win_probability"] = probability
     holdout_predictions["rule_probability"] = rule_probability
     holdout_predictions["logreg_probability"] = logistic_probability
@@ -302,37 +398,72 @@ def train(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = Non
     final_win = fit_win_model(rows, window.final_calibration_start, spec, selection.recipe, config)
     all_matrix = spec.encode(rows)
     won_all = rows["won"].to_numpy() == 1
-    final_deal = (DealSizeModel.unknown() if not deal.known else
-                  DealSizeModel.fit(all_matrix[won_all], _amounts(rows)[won_all], spec.categorical_indices, spec.columns,
-                                    config.model, rounds=deal.rounds, shrink=deal.shrink))
+    final_deal = (
+        DealSizeModel.unknown()
+        if not deal.known
+        else DealSizeModel.fit(
+            all_matrix[won_all],
+            _amounts(rows)[won_all],
+            spec.categorical_indices,
+            spec.columns,
+            config.model,
+            rounds=deal.rounds,
+            shrink=deal.shrink,
+        )
+    )
     final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal)
     book = snapshot(data, builder, window.as_of)
     final.freeze(book)
     warnings.extend(constant_signals(with_rule_scores(book, config), inputs_available(data)))
-    importance = pd.DataFrame({
-        "feature": final.spec.columns,
-        "win_gain": final.win_model.importance(spec.columns),
-        "deal_size_gain": final.deal_model.importance(len(spec.columns)),
-    }).sort_values("win_gain", ascending=False)
-    return TrainingResult(final, window, summary, metrics, holdout_predictions, scored, tier_tables, book, holdout,
-                          development, selection, leaks, warnings, notes, importance)
+    importance = pd.DataFrame(
+        {
+            "feature": final.spec.columns,
+            "win_gain": final.win_model.importance(spec.columns),
+            "deal_size_gain": final.deal_model.importance(len(spec.columns)),
+        }
+    ).sort_values("win_gain", ascending=False)
+    return TrainingResult(
+        final,
+        window,
+        summary,
+        metrics,
+        holdout_predictions,
+        scored,
+        tier_tables,
+        book,
+        holdout,
+        development,
+        selection,
+        leaks,
+        warnings,
+        notes,
+        importance,
+    )
 
 
 def _deal_notes(deal: DealSizeModel, config: TieringConfig) -> list[str]:
     if not deal.known:
-        return ["no won deal has an amount: deal size is not learned (expected_deal_size and expected_value are "
-                "empty) and the learned score ranks on win probability"]
+        return [
+            "no won deal has an amount: deal size is not learned (expected_deal_size and expected_value are "
+            "empty) and the learned score ranks on win probability"
+        ]
     r2 = deal.validation.get("r2_log_shrunk", float("nan"))
     if deal.shrink == 0.0:
         if "r2_log_shrunk" not in deal.validation:
-            return [f"deal size: only {int(deal.validation.get('rows', 0))} won deals with an amount in the validation "
-                    "slice, too few to show skill: every account gets the mean won amount"]
-        return [f"deal size: the model shows no validated skill (validation R² on log amount {r2:.3f}, below "
-                f"model.deal_size_min_r2 {config.model.deal_size_min_r2:g}): replaced by a constant, the mean won amount, "
-                "so expected value ranks on win probability"]
+            return [
+                f"deal size: only {int(deal.validation.get('rows', 0))} won deals with an amount in the validation "
+                "slice, too few to show skill: every account gets the mean won amount"
+            ]
+        return [
+            f"deal size: the model shows no validated skill (validation R² on log amount {r2:.3f}, below "
+            f"model.deal_size_min_r2 {config.model.deal_size_min_r2:g}): replaced by a constant, the mean won amount, "
+            "so expected value ranks on win probability"
+        ]
     if deal.shrink < 0.95:
-        return [f"deal size: predictions shrunk {1 - deal.shrink:.0%} towards the mean won amount, the share the "
-                f"validation slice supports (validation R² on log amount {r2:.3f})"]
+        return [
+            f"deal size: predictions shrunk {1 - deal.shrink:.0%} towards the mean won amount, the share the "
+            f"validation slice supports (validation R² on log amount {r2:.3f})"
+        ]
     return []
 
 
@@ -358,58 +489,124 @@ class GateDecision:
         return f"{verdict}: " + "; ".join(self.reasons)
 
 
-def gate(summary: dict, metrics: dict[str, float], champion: ChampionJudgement | None, config: TieringConfig,
-         leaks: list[Leak] = ()) -> GateDecision:
+def gate(
+    summary: dict,
+    metrics: dict[str, float],
+    champion: ChampionJudgement | None,
+    config: TieringConfig,
+    leaks: list[Leak] = (),
+) -> GateDecision:
     """Champion only with enough data, a holdout AUC above the rule score's (or chance), not significantly
     below the logistic baseline, and no real loss against the champion judged like for like."""
     rules, checks = config.model.gate, []
     if summary["won"] < rules.min_won or summary["lost"] < rules.min_lost:
-        checks.append((False, f"not enough data: {summary['won']} won and {summary['lost']} lost in the window, "
-                              f"the gate needs {rules.min_won} and {rules.min_lost}"))
+        checks.append(
+            (
+                False,
+                f"not enough data: {summary['won']} won and {summary['lost']} lost in the window, "
+                f"the gate needs {rules.min_won} and {rules.min_lost}",
+            )
+        )
     else:
         checks.append((True, f"enough data ({summary['won']:,} won, {summary['lost']:,} lost)"))
     if leaks:
-        checks.append((True, "no leaking feature in the model (refused and left out: "
-                             + ", ".join(f"{leak.column or leak.feature} with single-feature AUC {leak.auc:.3f}" for leak in leaks) + ")"))
+        checks.append(
+            (
+                True,
+                "no leaking feature in the model (refused and left out: "
+                + ", ".join(f"{leak.column or leak.feature} with single-feature AUC {leak.auc:.3f}" for leak in leaks)
+                + ")",
+            )
+        )
     auc, rule_auc = metrics["model_roc_auc"], metrics["rule_roc_auc"]
     auc_low, gain_low = metrics["model_roc_auc_low"], metrics["model_auc_gain_over_rules_low"]
     if not auc_low > 0.5:
-        checks.append((False, f"holdout ROC AUC {auc:.3f} is not better than chance with 95% confidence "
-                              f"(lower bound {auc_low:.3f}): the data show no learnable signal for winning"))
+        checks.append(
+            (
+                False,
+                f"holdout ROC AUC {auc:.3f} is not better than chance with 95% confidence "
+                f"(lower bound {auc_low:.3f}): the data show no learnable signal for winning",
+            )
+        )
     if metrics.get("rule_score_constant"):
         if auc_low > 0.5 + rules.min_auc_margin_over_rules:
-            checks.append((True, f"holdout ROC AUC {auc:.3f} beats chance (0.500) with 95% confidence (lower bound "
-                                 f"{auc_low:.3f}); the rule score is constant on the holdout, so chance is the rule reference"))
+            checks.append(
+                (
+                    True,
+                    f"holdout ROC AUC {auc:.3f} beats chance (0.500) with 95% confidence (lower bound "
+                    f"{auc_low:.3f}); the rule score is constant on the holdout, so chance is the rule reference",
+                )
+            )
         elif auc_low > 0.5:
-            checks.append((False, f"holdout ROC AUC {auc:.3f} does not beat chance (0.500) by the margin "
-                                  f"{rules.min_auc_margin_over_rules:g}; the rule score is constant on the holdout"))
+            checks.append(
+                (
+                    False,
+                    f"holdout ROC AUC {auc:.3f} does not beat chance (0.500) by the margin "
+                    f"{rules.min_auc_margin_over_rules:g}; the rule score is constant on the holdout",
+                )
+            )
     elif not gain_low > rules.min_auc_margin_over_rules:
-        checks.append((False, f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f} with 95% "
-                              f"confidence (lower bound of the gain {gain_low:+.3f})"))
+        checks.append(
+            (
+                False,
+                f"holdout ROC AUC {auc:.3f} does not beat the rule score's {rule_auc:.3f} with 95% "
+                f"confidence (lower bound of the gain {gain_low:+.3f})",
+            )
+        )
     else:
-        checks.append((True, f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f} "
-                             f"(95% lower bound of the gain {gain_low:+.3f})"))
+        checks.append(
+            (
+                True,
+                f"holdout ROC AUC {auc:.3f} beats the rule score's {rule_auc:.3f} "
+                f"(95% lower bound of the gain {gain_low:+.3f})",
+            )
+        )
     logreg_auc, logreg_high = metrics.get("logreg_roc_auc"), metrics.get("model_auc_gain_over_logreg_high")
     if logreg_auc is not None and logreg_high is not None and np.isfinite(logreg_high):
         if logreg_high < 0:
-            checks.append((False, f"holdout ROC AUC {auc:.3f} is significantly worse than the logistic baseline's "
-                                  f"{logreg_auc:.3f} (95% upper bound of the difference {logreg_high:+.3f})"))
+            checks.append(
+                (
+                    False,
+                    f"holdout ROC AUC {auc:.3f} is significantly worse than the logistic baseline's "
+                    f"{logreg_auc:.3f} (95% upper bound of the difference {logreg_high:+.3f})",
+                )
+            )
         else:
-            checks.append((True, f"not significantly worse than the logistic baseline's {logreg_auc:.3f} "
-                                 f"(95% upper bound of the difference {logreg_high:+.3f})"))
+            checks.append(
+                (
+                    True,
+                    f"not significantly worse than the logistic baseline's {logreg_auc:.3f} "
+                    f"(95% upper bound of the difference {logreg_high:+.3f})",
+                )
+            )
     if champion is not None:
         if champion.refit_auc is None:
             checks.append((True, f"champion version {champion.version} not judged: {champion.note}"))
         elif auc < champion.refit_auc - rules.champion_tolerance:
-            checks.append((False, f"holdout ROC AUC {auc:.3f} is worse than champion version {champion.version}'s "
-                                  f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months) by more than "
-                                  f"{rules.champion_tolerance:g}"))
+            checks.append(
+                (
+                    False,
+                    f"holdout ROC AUC {auc:.3f} is worse than champion version {champion.version}'s "
+                    f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months) by more than "
+                    f"{rules.champion_tolerance:g}",
+                )
+            )
         else:
-            checks.append((True, f"within {rules.champion_tolerance:g} of champion version {champion.version}'s "
-                                 f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months)"))
+            checks.append(
+                (
+                    True,
+                    f"within {rules.champion_tolerance:g} of champion version {champion.version}'s "
+                    f"{champion.refit_auc:.3f} (its recipe re-fitted on the same months)",
+                )
+            )
         if champion.forward_auc is not None:
-            checks.append((True, f"for reference, champion version {champion.version} as registered scored "
-                                 f"{champion.forward_auc:.3f} on the {champion.forward_rows:,} holdout deals that closed "
-                                 "after its own training window"))
+            checks.append(
+                (
+                    True,
+                    f"for reference, champion version {champion.version} as registered scored "
+                    f"{champion.forward_auc:.3f} on the {champion.forward_rows:,} holdout deals that closed "
+                    "after its own training window",
+                )
+            )
     failures = [text for ok, text in checks if not ok]
     return GateDecision(not failures, failures or [text for _, text in checks], checks)

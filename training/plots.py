@@ -47,8 +47,11 @@ def calibration_figure(y: np.ndarray, probabilities: dict[str, np.ndarray], bins
     edges = np.linspace(0, 1, bins + 1)
     for name, p in probabilities.items():
         which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-        frame = pd.DataFrame({"bin": which, "p": p, "y": y}).groupby("bin").agg(p=("p", "mean"), y=("y", "mean"),
-                                                                                 n=("y", "size"))
+        frame = (
+            pd.DataFrame({"bin": which, "p": p, "y": y})
+            .groupby("bin")
+            .agg(p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
+        )
         axes.plot(frame["p"], frame["y"], marker="o", label=name, color=COLOURS.get(name.split()[0]))
     axes.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
     axes.set_xlabel("Predicted win probability")
@@ -110,8 +113,9 @@ def tier_matrix_figure(learned: pd.Series, rule: pd.Series) -> Figure:
     return figure
 
 
-def score_gain_figure(value: np.ndarray, scores: dict[str, np.ndarray], components: dict[str, np.ndarray],
-                      what: str = "won revenue") -> Figure:
+def score_gain_figure(
+    value: np.ndarray, scores: dict[str, np.ndarray], components: dict[str, np.ndarray], what: str = "won revenue"
+) -> Figure:
     """`gain_figure` with the rule components added as thin dotted lines, so the main scores stand out."""
     figure = gain_figure(value, {**scores, **components}, what)
     palette = dict(zip(components, ("#7c3aed", "#0d9488", "#db2777")))
@@ -131,12 +135,19 @@ def tier_outcome_figure(outcomes: pd.DataFrame) -> Figure:
     tierings = list(dict.fromkeys(outcomes["tiering"]))
     width = 0.8 / len(tierings)
     positions = np.arange(len(tiers))
-    for axes, column, title, label in ((rate_axes, "win_rate", "Win rate of the tier's deals", "Win rate (%)"),
-                                       (share_axes, "revenue_share", "Share of all won revenue", "Share of won revenue (%)")):
+    for axes, column, title, label in (
+        (rate_axes, "win_rate", "Win rate of the tier's deals", "Win rate (%)"),
+        (share_axes, "revenue_share", "Share of all won revenue", "Share of won revenue (%)"),
+    ):
         for offset, tiering in enumerate(tierings):
             values = outcomes[outcomes["tiering"] == tiering].set_index("tier")[column].reindex(tiers)
-            bars = axes.bar(positions + (offset - (len(tierings) - 1) / 2) * width, values.fillna(0) * 100, width,
-                            label=f"{tiering} tiers", color=COLOURS[tiering])
+            bars = axes.bar(
+                positions + (offset - (len(tierings) - 1) / 2) * width,
+                values.fillna(0) * 100,
+                width,
+                label=f"{tiering} tiers",
+                color=COLOURS[tiering],
+            )
             axes.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.0%}" for v in values], fontsize=8, padding=2)
         axes.set_title(title, fontsize=12, loc="left")
         axes.set_xticks(positions, [TIER_LABELS[t] for t in tiers])
@@ -186,24 +197,46 @@ def priority_map_figure(book: pd.DataFrame, labels: pd.Series) -> Figure:
     tiers = book["learned_tier"].to_numpy()
     for tier in [UNTIERED, *reversed(TIER_NAMES)]:  # Tier 1 drawn last, on top
         mask = tiers == tier
-        axes.scatter(x[mask], y[mask], s=sizes[mask], color=TIER_COLOURS[tier], alpha=0.35 if tier == UNTIERED else 0.7,
-                     edgecolors="white", linewidths=0.4, label=f"{TIER_LABELS[tier]} ({mask.sum():,})")
+        axes.scatter(
+            x[mask],
+            y[mask],
+            s=sizes[mask],
+            color=TIER_COLOURS[tier],
+            alpha=0.35 if tier == UNTIERED else 0.7,
+            edgecolors="white",
+            linewidths=0.4,
+            label=f"{TIER_LABELS[tier]} ({mask.sum():,})",
+        )
     axes.set_xlim(-3, 103)
     axes.set_ylim(0, min(1.04, np.nanmax(y) * 1.08) if len(y) else 1.0)  # room above accounts at 100%
     axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axes.set_xlabel("Business fit score (rule, 0-100)")
     axes.set_ylabel("Win probability (learned)")
     # Below the axes, so it never hides an account.
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False,
-                title="Learned tier (bubble size: expected value)", title_fontsize=8)
+    axes.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1),
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+        title="Learned tier (bubble size: expected value)",
+        title_fontsize=8,
+    )
     top = np.flatnonzero(tiers == "tier_1")
     if len(top):
         low, high = axes.get_ylim()
         fractions = (y[top] - low) / (high - low)
         for index, position in zip(top, _spread(fractions, gap=0.034)):
-            axes.annotate(str(labels.iloc[index])[:30], xy=(x[index], y[index]), xytext=(1.03, position),
-                          textcoords="axes fraction", fontsize=7.5, va="center", color="#111827",
-                          arrowprops={"arrowstyle": "-", "color": TIER_COLOURS["tier_1"], "lw": 0.5, "alpha": 0.6})
+            axes.annotate(
+                str(labels.iloc[index])[:30],
+                xy=(x[index], y[index]),
+                xytext=(1.03, position),
+                textcoords="axes fraction",
+                fontsize=7.5,
+                va="center",
+                color="#111827",
+                arrowprops={"arrowstyle": "-", "color": TIER_COLOURS["tier_1"], "lw": 0.5, "alpha": 0.6},
+            )
     return figure
 
 

@@ -56,7 +56,15 @@ def preview(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = N
     slices = []
     for name, (start, end) in window.slices().items():
         start_at, end_at = pd.DatetimeIndex([start]), pd.DatetimeIndex([end])
-        slices.append(Slice(name, start, end, int(count_between(won, start_at, end_at)[0]),
-                            int(count_between(lost, start_at, end_at)[0]), SLICE_MINIMUM[name]))
+        slices.append(
+            Slice(
+                name,
+                start,
+                end,
+                int(count_between(won, start_at, end_at)[0]),
+                int(count_between(lost, start_at, end_at)[0]),
+                SLICE_MINIMUM[name],
+            )
+        )
     thin = any(piece.thin for piece in slices)
     return WindowPreview(window, slices, as_of is None, suggest_as_of(data, config, window.as_of) if thin else None)

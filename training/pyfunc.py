@@ -37,13 +37,13 @@ class TieringModel(mlflow.pyfunc.PythonModel):
     scorer: Scorer
 
     @classmethod
-    def around(cls, scorer: Scorer) -> "TieringModel":
+    def around(cls, scorer: Scorer) -> TieringModel:
         model = cls()
         model.scorer = scorer
         return model
 
     @classmethod
-    def rules_only(cls, config: TieringConfig) -> "TieringModel":
+    def rules_only(cls, config: TieringConfig) -> TieringModel:
         return cls.around(Scorer(config=config))
 
     def load_context(self, context) -> None:
@@ -57,31 +57,56 @@ class TieringModel(mlflow.pyfunc.PythonModel):
     def config(self) -> TieringConfig:
         return self.scorer.config
 
-    def score_book(self, data: CrmData, as_of: pd.Timestamp, *, budget: float | None = None,
-                   overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:
+    def score_book(
+        self,
+        data: CrmData,
+        as_of: pd.Timestamp,
+        *,
+        budget: float | None = None,
+        overrides: pd.DataFrame | None = None,
+        model_version: str = RULES_ONLY,
+    ) -> pd.DataFrame:
         """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        return self.scorer.score(book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version,
-                                 as_of=as_of)
+        return self.scorer.score(
+            book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
+        )
 
-    def score_accounts(self, accounts: Sequence[Any], as_of: pd.Timestamp, *, by_capacity: bool,
-                       budget: float | None = None, model_version: str = RULES_ONLY) -> dict[str, np.ndarray]:
+    def score_accounts(
+        self,
+        accounts: Sequence[Any],
+        as_of: pd.Timestamp,
+        *,
+        by_capacity: bool,
+        budget: float | None = None,
+        model_version: str = RULES_ONLY,
+    ) -> dict[str, np.ndarray]:
         """Accounts carrying their engagement, intent and opportunities, as score columns in request order."""
         cutoffs = np.full(len(accounts), to_seconds(np.array([pd.Timestamp(as_of).to_datetime64()]))[0])
         # Accounts are coded by position: the builder never needs their ids.
         features = builder_for_accounts(accounts, self.scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
         features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
-        return self.scorer.score_columns(features, by_capacity=by_capacity, budget=budget, model_version=model_version,
-                                         as_of=as_of)
+        return self.scorer.score_columns(
+            features, by_capacity=by_capacity, budget=budget, model_version=model_version, as_of=as_of
+        )
 
-    def score_features(self, rows: Features, *, by_capacity: bool, budget: float | None = None,
-                       overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY) -> pd.DataFrame:
+    def score_features(
+        self,
+        rows: Features,
+        *,
+        by_capacity: bool,
+        budget: float | None = None,
+        overrides: pd.DataFrame | None = None,
+        model_version: str = RULES_ONLY,
+    ) -> pd.DataFrame:
         """Ready point-in-time feature rows (one per account) as score records."""
-        return self.scorer.score(rows, by_capacity=by_capacity, budget=budget, overrides=overrides,
-                                 model_version=model_version)
+        return self.scorer.score(
+            rows, by_capacity=by_capacity, budget=budget, overrides=overrides, model_version=model_version
+        )
 
-    def place_tiers(self, book: Features, *, budget: float | None = None,
-                    overrides: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    def place_tiers(
+        self, book: Features, *, budget: float | None = None, overrides: pd.DataFrame | None = None
+    ) -> dict[str, np.ndarray]:
         """Tiers by capacity, overrides and budget for per-account scores computed elsewhere (Spark's executors)."""
         return place_tiers(book, self.scorer.config, None, budget, overrides)
 

@@ -118,8 +118,9 @@ def describe(feature: str, value, config: TieringConfig) -> str:
     return f"{feature.replace('_', ' ')}: {'unknown' if _missing(value) else number(value)}"
 
 
-def top_reasons(contributions: np.ndarray, names: list[str], rows, config: TieringConfig,
-                how_many: int = 3) -> list[np.ndarray]:
+def top_reasons(
+    contributions: np.ndarray, names: list[str], rows, config: TieringConfig, how_many: int = 3
+) -> list[np.ndarray]:
     """Per rank (strongest first), one phrase per row: the feature with that rank by absolute contribution.
 
     `rows` holds the feature values (a frame or a mapping of column name to array). Phrases are written

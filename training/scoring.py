@@ -21,15 +21,40 @@ from training.reasons import top_reasons
 from training.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
 
 SCORE_COLUMNS = [
-    "account_id", "revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "rule_tier",
-    "win_probability", "expected_deal_size", "expected_value", "learned_score", "learned_tier", "tier",
-    "override_reason", "budget", "intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "scored_at",
-    "as_of", "surge_channels",
+    "account_id",
+    "revenue_potential_score",
+    "business_fit_score",
+    "engagement_score",
+    "rule_score",
+    "rule_tier",
+    "win_probability",
+    "expected_deal_size",
+    "expected_value",
+    "learned_score",
+    "learned_tier",
+    "tier",
+    "override_reason",
+    "budget",
+    "intent_surge",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "model_version",
+    "scored_at",
+    "as_of",
+    "surge_channels",
 ]
 RULES_ONLY = "rules-only"
 # Per-account columns carried from the feature rows and rule scores into the score records.
-PREDICTED_FROM_FEATURES = ("account_id", "revenue_potential_score", "business_fit_score", "engagement_score",
-                           "rule_score", "in_icp", "intent_surge")
+PREDICTED_FROM_FEATURES = (
+    "account_id",
+    "revenue_potential_score",
+    "business_fit_score",
+    "engagement_score",
+    "rule_score",
+    "in_icp",
+    "intent_surge",
+)
 TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
 
@@ -72,8 +97,16 @@ class Scorer:
         blank = np.full(count, "", dtype=object)
         if not self.is_learned or count == 0:  # LightGBM cannot explain zero rows
             missing = np.full(count, np.nan)
-            return {**out, "win_probability": missing, "expected_deal_size": missing, "expected_value": missing,
-                    "learned_score": out["rule_score"], "reason_1": blank, "reason_2": blank, "reason_3": blank}
+            return {
+                **out,
+                "win_probability": missing,
+                "expected_deal_size": missing,
+                "expected_value": missing,
+                "learned_score": out["rule_score"],
+                "reason_1": blank,
+                "reason_2": blank,
+                "reason_3": blank,
+            }
         matrix = self.spec.encode(rows)
         if explain:
             # Contributions add up to each model's raw margin, so they replace the plain predictions.
@@ -86,8 +119,12 @@ class Scorer:
         probability = self.win_model.calibrate(win_margin)
         deal_size = self.deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
-        out.update(win_probability=probability, expected_deal_size=deal_size, expected_value=expected_value,
-                   learned_score=self.learned_score(self.ranking_value(probability, deal_size), out["rule_score"]))
+        out.update(
+            win_probability=probability,
+            expected_deal_size=deal_size,
+            expected_value=expected_value,
+            learned_score=self.learned_score(self.ranking_value(probability, deal_size), out["rule_score"]),
+        )
         reasons = [blank] * 3
         if explain:
             # d log(p) / d margin = 1 - p for a logistic link: contributions to log expected value, to first order.
@@ -134,16 +171,31 @@ class Scorer:
             value = self.ranking_value(probability, self.deal_model.predict(matrix))
             self.value_quantiles = np.quantile(np.log1p(np.clip(value, 0, None)), np.linspace(0, 1, QUANTILES))
             learned_score = self.learned_score(value, scored["rule_score"].to_numpy())
-        columns = {"account_id": scored["account_id"].to_numpy(dtype=object), "in_icp": scored["in_icp"].to_numpy(),
-                   "learned_score": learned_score, "rule_score": scored["rule_score"].to_numpy(),
-                   "win_probability": probability, "engagement_score": scored["engagement_score"].to_numpy()}
-        self.cutoffs = {frozen: assign_by_capacity(tie_order(columns, score_column), self.config.tiers).cutoffs
-                        for _, score_column, frozen in TIER_SOURCES}
+        columns = {
+            "account_id": scored["account_id"].to_numpy(dtype=object),
+            "in_icp": scored["in_icp"].to_numpy(),
+            "learned_score": learned_score,
+            "rule_score": scored["rule_score"].to_numpy(),
+            "win_probability": probability,
+            "engagement_score": scored["engagement_score"].to_numpy(),
+        }
+        self.cutoffs = {
+            frozen: assign_by_capacity(tie_order(columns, score_column), self.config.tiers).cutoffs
+            for _, score_column, frozen in TIER_SOURCES
+        }
 
-    def score(self, rows: pd.DataFrame, *, by_capacity: bool, budget: float | None = None,
-              overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
-              scored_at: pd.Timestamp | None = None, explain: bool = True,
-              as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        rows: pd.DataFrame,
+        *,
+        by_capacity: bool,
+        budget: float | None = None,
+        overrides: pd.DataFrame | None = None,
+        model_version: str = RULES_ONLY,
+        scored_at: pd.Timestamp | None = None,
+        explain: bool = True,
+        as_of: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
         """Score records with exactly the SPEC columns.
 
         `by_capacity=True` fills tiers by capacity over this book (batch scoring, `/tier`), and the frame's
@@ -157,27 +209,49 @@ class Scorer:
         frame.attrs["boundary_ties"] = ties
         return frame
 
-    def score_columns(self, features: Features, *, by_capacity: bool, budget: float | None = None,
-                      overrides: pd.DataFrame | None = None, model_version: str = RULES_ONLY,
-                      scored_at: pd.Timestamp | None = None, explain: bool = True,
-                      as_of: pd.Timestamp | None = None) -> dict[str, np.ndarray]:
+    def score_columns(
+        self,
+        features: Features,
+        *,
+        by_capacity: bool,
+        budget: float | None = None,
+        overrides: pd.DataFrame | None = None,
+        model_version: str = RULES_ONLY,
+        scored_at: pd.Timestamp | None = None,
+        explain: bool = True,
+        as_of: pd.Timestamp | None = None,
+    ) -> dict[str, np.ndarray]:
         """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
         out = self._placed(features, by_capacity, budget, overrides, model_version, scored_at, explain, None, as_of)
         return {name: out[name] for name in SCORE_COLUMNS}
 
-    def _placed(self, features: Features, by_capacity: bool, budget: float | None, overrides: pd.DataFrame | None,
-                model_version: str, scored_at: pd.Timestamp | None, explain: bool,
-                ties: list[dict] | None = None, as_of: pd.Timestamp | None = None) -> dict[str, np.ndarray]:
+    def _placed(
+        self,
+        features: Features,
+        by_capacity: bool,
+        budget: float | None,
+        overrides: pd.DataFrame | None,
+        model_version: str,
+        scored_at: pd.Timestamp | None,
+        explain: bool,
+        ties: list[dict] | None = None,
+        as_of: pd.Timestamp | None = None,
+    ) -> dict[str, np.ndarray]:
         out = self.predict_columns(features, explain=explain)
         count = len(out["rule_score"])
         out.update(place_tiers(out, self.config, None if by_capacity else self.cutoffs, budget, overrides, ties))
         stamp = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
-        out.update(model_version=np.full(count, model_version, dtype=object),
-                   scored_at=np.full(count, stamp.isoformat(), dtype=object),
-                   intent_surge=out["intent_surge"].astype(bool),
-                   as_of=np.full(count, _as_of_date(features, as_of, count), dtype=object),
-                   surge_channels=(surge_channel_names(features["surge_mask"]) if "surge_mask" in features
-                                   else np.full(count, "", dtype=object)))
+        out.update(
+            model_version=np.full(count, model_version, dtype=object),
+            scored_at=np.full(count, stamp.isoformat(), dtype=object),
+            intent_surge=out["intent_surge"].astype(bool),
+            as_of=np.full(count, _as_of_date(features, as_of, count), dtype=object),
+            surge_channels=(
+                surge_channel_names(features["surge_mask"])
+                if "surge_mask" in features
+                else np.full(count, "", dtype=object)
+            ),
+        )
         return out
 
 
@@ -200,13 +274,26 @@ def tie_order(book: Features, score_column: str) -> RankedBook:
 
     score = np.asarray(book[score_column], dtype=np.float64)
     # np.lexsort sorts by the last key first; account ids compare as text.
-    order = np.lexsort((ids.astype(str), descending("engagement_score"), descending("rule_score"),
-                        descending("win_probability"), np.where(np.isnan(score), np.inf, -score)))
+    order = np.lexsort(
+        (
+            ids.astype(str),
+            descending("engagement_score"),
+            descending("rule_score"),
+            descending("win_probability"),
+            np.where(np.isnan(score), np.inf, -score),
+        )
+    )
     return RankedBook(order=order, scores=score, eligible=np.asarray(book["in_icp"], dtype=bool))
 
 
-def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[str, float]] | None,
-                budget: float | None, overrides: pd.DataFrame | None, ties: list[dict] | None = None) -> dict[str, np.ndarray]:
+def place_tiers(
+    book: Features,
+    config: TieringConfig,
+    cutoffs: dict[str, dict[str, float]] | None,
+    budget: float | None,
+    overrides: pd.DataFrame | None,
+    ties: list[dict] | None = None,
+) -> dict[str, np.ndarray]:
     """The book-level half of scoring: learned and rule tiers, overrides, budget, as arrays.
 
     `book` (a frame or a mapping of arrays) needs account_id, learned_score, rule_score and in_icp, and
@@ -231,8 +318,11 @@ def place_tiers(book: Features, config: TieringConfig, cutoffs: dict[str, dict[s
     else:
         tier, reason = apply_overrides(pd.Series(placement["learned_tier"]), pd.Series(ids), overrides)
         placement["tier"], placement["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
-    placement["budget"] = (np.full(len(ids), np.nan) if budget is None
-                           else allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy())
+    placement["budget"] = (
+        np.full(len(ids), np.nan)
+        if budget is None
+        else allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy()
+    )
     return placement
 
 
@@ -249,9 +339,12 @@ def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
 
 def describe_ties(ties: list[dict]) -> list[str]:
     """One sentence per tie across a tier boundary."""
-    return [f"{tie['tied']:,} accounts tie at {tie['tiering']} score {tie['score']:.2f} across the "
-            f"{tie['tier'].replace('_', ' ').title()} boundary: {tie['inside']:,} placed inside by win probability, "
-            "then rule score, engagement score and account_id" for tie in ties]
+    return [
+        f"{tie['tied']:,} accounts tie at {tie['tiering']} score {tie['score']:.2f} across the "
+        f"{tie['tier'].replace('_', ' ').title()} boundary: {tie['inside']:,} placed inside by win probability, "
+        "then rule score, engagement score and account_id"
+        for tie in ties
+    ]
 
 
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:

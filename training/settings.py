@@ -36,9 +36,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
     api_key: SecretStr | None = Field(None, description="clients send it as 'Authorization: Bearer <key>'")
-    reload_seconds: float = Field(10.0, gt=0, le=86_400, allow_inf_nan=False, description="a number of seconds, e.g. 10")
-    body_timeout_seconds: float = Field(60.0, gt=0, le=3_600, allow_inf_nan=False,
-                                        description="a number of seconds, e.g. 60")
+    reload_seconds: float = Field(
+        10.0, gt=0, le=86_400, allow_inf_nan=False, description="a number of seconds, e.g. 10"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, le=3_600, allow_inf_nan=False, description="a number of seconds, e.g. 60"
+    )
     access_log: bool = Field(False, description="1 or 0 (also true/false, yes/no, on/off)")
     config: Path | None = Field(None, description="the path of an existing tiering.yaml")
     debug: bool = Field(False, description="1 or 0")
@@ -47,8 +50,11 @@ class Settings(BaseSettings):
     model: str | None = None
     as_of: str | None = Field(None, description="a date such as 2026-07-01")
     budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="a finite amount of at least 0")
-    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI",
-                                            description="e.g. sqlite:///models/mlflow.db or http://mlflow.example:5000")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="e.g. sqlite:///models/mlflow.db or http://mlflow.example:5000",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -119,8 +125,11 @@ def unknown_variables() -> list[str]:
     for name in sorted(os.environ):
         if name.upper().startswith(PREFIX) and name.upper() not in KNOWN:
             guess = difflib.get_close_matches(name.upper(), sorted(KNOWN), n=1, cutoff=0.7)
-            found.append(f"{name}: no such setting" + (f" (did you mean {guess[0]}?)" if guess else "")
-                         + f"; known: {', '.join(sorted(k for k in KNOWN if k.startswith(PREFIX)))}")
+            found.append(
+                f"{name}: no such setting"
+                + (f" (did you mean {guess[0]}?)" if guess else "")
+                + f"; known: {', '.join(sorted(k for k in KNOWN if k.startswith(PREFIX)))}"
+            )
     return found
 
 

@@ -17,10 +17,10 @@ import shutil
 import sys
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -49,8 +49,14 @@ SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the sam
 PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget"]
 KIND_TYPES = {"id": StringType(), "text": StringType(), "date": TimestampNTZType(), "number": DoubleType()}
 # What the engine reads: canonical table names, comma-separated UTF-8 CSV with a header row, or Parquet.
-CSV_OPTIONS = {"header": True, "multiLine": True, "escape": '"', "encoding": "UTF-8",
-               "ignoreLeadingWhiteSpace": True, "ignoreTrailingWhiteSpace": True}
+CSV_OPTIONS = {
+    "header": True,
+    "multiLine": True,
+    "escape": '"',
+    "encoding": "UTF-8",
+    "ignoreLeadingWhiteSpace": True,
+    "ignoreTrailingWhiteSpace": True,
+}
 
 
 class SparkUnavailable(Exception):
@@ -71,16 +77,20 @@ def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
     """A quiet session for scoring (Arrow on, UTC clock, no progress bar), stopped on the way out."""
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
-    builder = (SparkSession.builder.master(master).appName("abm-tiering score")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.debug.maxToStringFields", "1000"))  # no warning about the wide score struct
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("abm-tiering score")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.debug.maxToStringFields", "1000")
+    )  # no warning about the wide score struct
     if master.startswith("local"):
         # Local workers must run this interpreter (it has the project's packages); clusters set their own.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = (builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
-                   .config("spark.ui.enabled", "false"))
+        builder = builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS)).config(
+            "spark.ui.enabled", "false"
+        )
     # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     spark = builder.getOrCreate()
@@ -91,9 +101,18 @@ def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
         spark.stop()
 
 
-def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | None, config: TieringConfig,
-                 as_of: pd.Timestamp | None = None, budget: float | None = None, overrides: Path | None = None,
-                 progress: Callable[[str], None] = lambda step: None) -> SparkScores:
+def score_export(
+    spark: SparkSession,
+    data: str,
+    out: str,
+    *,
+    model_uri: str | None,
+    config: TieringConfig,
+    as_of: pd.Timestamp | None = None,
+    budget: float | None = None,
+    overrides: Path | None = None,
+    progress: Callable[[str], None] = lambda step: None,
+) -> SparkScores:
     """Score every account of the canonical export in `data`; write the SPEC scores columns to `out` (Parquet).
 
     The model is `model_uri`, else the champion, else rules only with `config`, as `resolve_model` decides.
@@ -112,17 +131,27 @@ def score_export(spark: SparkSession, data: str, out: str, *, model_uri: str | N
         scored = features.select("in_icp", score(_model_input(features)).alias("score"))
         with cached(scored):  # read for the ranking, then for the output
             # With the tie-breaking keys, so ties fall as the pandas engine places them.
-            book = scored.select("score.account_id", "score.learned_score", "score.rule_score", "score.win_probability",
-                                 "score.engagement_score", "in_icp").toPandas()
+            book = scored.select(
+                "score.account_id",
+                "score.learned_score",
+                "score.rule_score",
+                "score.win_probability",
+                "score.engagement_score",
+                "in_icp",
+            ).toPandas()
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
             placement = pd.DataFrame(scorer.place_tiers(book, budget=budget, overrides=pins))
             # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
             scored_at = scored.agg(F.min("score.scored_at")).first()[0]
             progress(f"writing {len(book):,} scores")
-            result = (scored.select("score.*").drop(*PLACEMENT_COLUMNS)
-                      .join(spark.createDataFrame(placement), "account_id")
-                      .withColumn("scored_at", F.lit(scored_at)).select(*SCORE_COLUMNS))
+            result = (
+                scored.select("score.*")
+                .drop(*PLACEMENT_COLUMNS)
+                .join(spark.createDataFrame(placement), "account_id")
+                .withColumn("scored_at", F.lit(scored_at))
+                .select(*SCORE_COLUMNS)
+            )
             # Rounded by the pandas engine's own function, so both engines write the same figures.
             result = result.mapInPandas(lambda batches: (round_for_output(batch) for batch in batches), result.schema)
             write_parquet(spark, result, out)
@@ -170,8 +199,11 @@ def read_tables(spark: SparkSession, data: str, config: TieringConfig) -> dict[s
     if problems:
         raise DataError(problems)
     extras = [column for column in config.model.extra_features if column in found["accounts"].columns]
-    return {name: _canonical(frame, name, extras if name == "accounts" else [])
-            for name, frame in found.items() if frame is not None}
+    return {
+        name: _canonical(frame, name, extras if name == "accounts" else [])
+        for name, frame in found.items()
+        if frame is not None
+    }
 
 
 def _read_table(spark: SparkSession, data: str, name: str, problems: list[Problem]) -> DataFrame | None:
@@ -181,17 +213,28 @@ def _read_table(spark: SparkSession, data: str, name: str, problems: list[Proble
         return None
     if not found:
         if name in REQUIRED_TABLES:
-            problems.append(Problem(f"required {name} table not found: no {name}.parquet or {name}.csv",
-                                    "--engine spark reads canonical tables: write them under these names", file=data))
+            problems.append(
+                Problem(
+                    f"required {name} table not found: no {name}.parquet or {name}.csv",
+                    "--engine spark reads canonical tables: write them under these names",
+                    file=data,
+                )
+            )
         return None
     path = found[0]
     frame = spark.read.parquet(path) if path.endswith(".parquet") else spark.read.options(**CSV_OPTIONS).csv(path)
     frame = frame.toDF(*[column.strip("\ufeff \t") for column in frame.columns])  # as load_export trims headers
     for column in REQUIRED[name]:
         if column not in frame.columns:
-            problems.append(Problem(f"required column '{column}' is missing",
-                                    "--engine spark reads canonical column names: rename it in the export "
-                                    "(mappings are for the pandas engine)", file=path, column=column))
+            problems.append(
+                Problem(
+                    f"required column '{column}' is missing",
+                    "--engine spark reads canonical column names: rename it in the export "
+                    "(mappings are for the pandas engine)",
+                    file=path,
+                    column=column,
+                )
+            )
     return frame
 
 
@@ -199,8 +242,10 @@ def _canonical(frame: DataFrame, name: str, extras: list[str]) -> DataFrame:
     """The table's canonical columns (and the extra ones the model reads) through `conform`, the pandas path's
     own typing: text ids, naive UTC dates, float numbers, defaults filled, absent optional columns added."""
     known = columns(name)
-    schema = StructType([StructField(column, KIND_TYPES[kind]) for column, kind in known.items()]
-                        + [frame.schema[column] for column in extras])
+    schema = StructType(
+        [StructField(column, KIND_TYPES[kind]) for column, kind in known.items()]
+        + [frame.schema[column] for column in extras]
+    )
     present = [column for column in known if column in frame.columns]
     return frame.select(*present, *extras).mapInPandas(lambda batches: (conform(b, name) for b in batches), schema)
 
@@ -208,9 +253,16 @@ def _canonical(frame: DataFrame, name: str, extras: list[str]) -> DataFrame:
 def _check_unique_accounts(book: pd.DataFrame) -> None:
     duplicated = book.loc[book["account_id"].duplicated(), "account_id"].unique()
     if len(duplicated):
-        raise DataError([Problem(f"{len(duplicated):,} account_id(s) appear more than once, e.g. {duplicated[0]!r}",
-                                 "keep one row per account (`tiering validate DATA` lists them)",
-                                 file="accounts", column="account_id")])
+        raise DataError(
+            [
+                Problem(
+                    f"{len(duplicated):,} account_id(s) appear more than once, e.g. {duplicated[0]!r}",
+                    "keep one row per account (`tiering validate DATA` lists them)",
+                    file="accounts",
+                    column="account_id",
+                )
+            ]
+        )
 
 
 def _exists(spark: SparkSession, path: str) -> bool:
@@ -229,8 +281,11 @@ def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
     latest = {}
     for name in ("opportunities", "engagement", "intent"):
         dates = [column for column, kind in columns(name).items() if kind == "date"]
-        latest[name] = (conform(tables[name].agg(*[F.max(c).alias(c) for c in dates]).toPandas(), name)
-                        if name in tables else empty_table(name))
+        latest[name] = (
+            conform(tables[name].agg(*[F.max(c).alias(c) for c in dates]).toPandas(), name)
+            if name in tables
+            else empty_table(name)
+        )
     return default_scoring_as_of(CrmData(accounts=empty_table("accounts"), **latest))
 
 
@@ -252,9 +307,14 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     parallelism = accounts.sparkSession.sparkContext.defaultParallelism
     groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
     group = F.pmod(F.xxhash64("account_id"), F.lit(groups))
-    tagged = [frame.select(F.lit(name).alias(TABLE_TAG), group.alias(GROUP),
-                           *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in frame.columns])
-              for name, frame in tables.items()]
+    tagged = [
+        frame.select(
+            F.lit(name).alias(TABLE_TAG),
+            group.alias(GROUP),
+            *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in frame.columns],
+        )
+        for name, frame in tables.items()
+    ]
     union = functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
     schema = _feature_schema(scorer, as_of)
     extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
@@ -266,8 +326,11 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
         # to group: hold each to the kind the schema (the model) expects.
         for column, kind in extras.items():
             values = features[column]
-            features[column] = (pd.to_numeric(values, errors="coerce") if kind == DoubleType()
-                                else values.astype("str").where(values.notna(), None))
+            features[column] = (
+                pd.to_numeric(values, errors="coerce")
+                if kind == DoubleType()
+                else values.astype("str").where(values.notna(), None)
+            )
         return features
 
     return union.groupBy(GROUP).applyInPandas(features_of_group, schema)
@@ -284,18 +347,23 @@ def _feature_schema(scorer: TieringModel, as_of: pd.Timestamp) -> StructType:
     """The feature rows' Spark types, as the feature code produces them on an empty book; an extra feature
     is a double when the model reads it as a number, else text (always text for rules only)."""
     spec = scorer.scorer.spec if scorer.is_learned else None
-    numeric_extras = {column for column in (spec.columns if spec else []) if column.startswith(EXTRA_PREFIX)
-                      and column not in spec.categories}
+    numeric_extras = {
+        column
+        for column in (spec.columns if spec else [])
+        if column.startswith(EXTRA_PREFIX) and column not in spec.categories
+    }
     schema = spark_schema(book_features(empty_book(), scorer.config, as_of))
-    return StructType([StructField(field.name, DoubleType()) if field.name in numeric_extras else field
-                       for field in schema])
+    return StructType(
+        [StructField(field.name, DoubleType()) if field.name in numeric_extras else field for field in schema]
+    )
 
 
 def spark_schema(frame: pd.DataFrame) -> StructType:
     """Spark types for a pandas frame; columns left empty (all None) are text, as ids and names are."""
     schema = from_arrow_schema(pa.Schema.from_pandas(frame, preserve_index=False))
-    return StructType([StructField(field.name, StringType()) if isinstance(field.dataType, NullType) else field
-                       for field in schema])
+    return StructType(
+        [StructField(field.name, StringType()) if isinstance(field.dataType, NullType) else field for field in schema]
+    )
 
 
 def _model_input(features: DataFrame):
@@ -307,13 +375,15 @@ def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None
     """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
     rules = TieringModel.rules_only(config)
     # Rules-only records of an empty book have the score records' columns and types, learned or not.
-    result_type = spark_schema(rules.score_features(book_features(empty_book(), config, pd.Timestamp(0)),
-                                                    by_capacity=False))
+    result_type = spark_schema(
+        rules.score_features(book_features(empty_book(), config, pd.Timestamp(0)), by_capacity=False)
+    )
     if model_uri is not None:
         import mlflow.pyfunc
 
-        return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local",
-                                       params={"model_version": version})
+        return mlflow.pyfunc.spark_udf(
+            spark, model_uri, result_type=result_type, env_manager="local", params={"model_version": version}
+        )
 
     @F.pandas_udf(result_type)
     def rules_only(rows: pd.DataFrame) -> pd.DataFrame:

@@ -53,7 +53,7 @@ def assign_by_capacity(book: RankedBook, tiers: Tiers) -> Placement:
             cutoffs[name] = float(tier.min_score)
         if full and len(admitted):
             last = ranked_scores[admitted[-1]]
-            left_out = int(np.sum(ranked_scores[candidates[tier.max_accounts:]] == last))
+            left_out = int(np.sum(ranked_scores[candidates[tier.max_accounts :]] == last))
             if left_out:
                 inside = int(np.sum(ranked_scores[admitted] == last))
                 ties.append({"tier": name, "score": float(last), "tied": inside + left_out, "inside": inside})
@@ -72,7 +72,6 @@ def tiers_by_cutoffs(scores: np.ndarray, eligible: np.ndarray, cutoffs: dict[str
     return result
 
 
-
 def allocate_budget(tiers: pd.Series, total: float | None, budget: Budget) -> pd.Series:
     """Split `total` by tier share, then evenly across each tier's accounts; an empty tier's share is unspent."""
     if total is None:
@@ -89,12 +88,21 @@ def budget_summary(tiers: pd.Series, total: float | None, budget: Budget) -> pd.
         count = int((tiers == name).sum())
         share = budget.split.get(name, 0.0)
         amount = (total or 0.0) * share if count else 0.0
-        rows.append({"tier": name, "accounts": count, "share": share, "budget": amount,
-                     "per_account": amount / count if count else 0.0})
+        rows.append(
+            {
+                "tier": name,
+                "accounts": count,
+                "share": share,
+                "budget": amount,
+                "per_account": amount / count if count else 0.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def apply_overrides(learned: pd.Series, account_ids: pd.Series, overrides: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
+def apply_overrides(
+    learned: pd.Series, account_ids: pd.Series, overrides: pd.DataFrame | None
+) -> tuple[pd.Series, pd.Series]:
     """Final tier = learned tier unless a sales override pins the account; the reason says who and why."""
     final = learned.copy().rename("tier")
     reasons = pd.Series("", index=learned.index, name="override_reason", dtype="str")

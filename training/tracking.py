@@ -13,9 +13,10 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -63,9 +64,11 @@ def configure() -> str:
     except TrackingError:
         raise
     except Exception as error:  # MLflow raises many types for a locked or unreachable store
-        raise TrackingError(f"cannot use the MLflow store at {uri}: {first_line(error)}. "
-                            "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
-                            "the SQLite file") from None
+        raise TrackingError(
+            f"cannot use the MLflow store at {uri}: {first_line(error)}. "
+            "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
+            "the SQLite file"
+        ) from None
     return uri
 
 
@@ -91,8 +94,17 @@ def store_failure(error: BaseException) -> str | None:
         texts.append(f"{type(seen).__module__}.{type(seen).__name__}: {seen}")
         seen = seen.__cause__ or seen.__context__
     joined = " ".join(texts)
-    markers = ("API request to", "Max retries exceeded", "Connection refused", "ConnectionError", "ConnectTimeout",
-               "ReadTimeout", "RemoteDisconnected", "Connection aborted", "NewConnectionError")
+    markers = (
+        "API request to",
+        "Max retries exceeded",
+        "Connection refused",
+        "ConnectionError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "RemoteDisconnected",
+        "Connection aborted",
+        "NewConnectionError",
+    )
     if not any(marker in joined for marker in markers):
         return None
     run = None
@@ -107,11 +119,14 @@ def store_failure(error: BaseException) -> str | None:
             run = _last_active_run_id.get()
     except Exception:
         pass
-    left = (f" The run {run} is left unfinished on the server; mark it failed in the MLflow UI, or leave it."
-            if run else "")
-    return (f"the MLflow store at {tracking_uri()} stopped answering: {first_line(error)}. Aliases move only once a "
-            f"command has finished cleanly, so this command did not change the champion.{left} Run it again once the "
-            "server answers (check MLFLOW_TRACKING_URI and that the server is up).")
+    left = (
+        f" The run {run} is left unfinished on the server; mark it failed in the MLflow UI, or leave it." if run else ""
+    )
+    return (
+        f"the MLflow store at {tracking_uri()} stopped answering: {first_line(error)}. Aliases move only once a "
+        f"command has finished cleanly, so this command did not change the champion.{left} Run it again once the "
+        "server answers (check MLFLOW_TRACKING_URI and that the server is up)."
+    )
 
 
 def first_line(error: Exception) -> str:
@@ -235,7 +250,9 @@ def champion_history() -> list[str]:
 def ever_champion() -> list[str]:
     """Every version that has ever been champion, in the order they first were."""
     tags = _registered_tags()
-    seen = json.loads(tags.get(LEGACY_HISTORY, "[]")) + [e.version for e in champion_events(tags) if e.kind == "promote"]
+    seen = json.loads(tags.get(LEGACY_HISTORY, "[]")) + [
+        e.version for e in champion_events(tags) if e.kind == "promote"
+    ]
     return list(dict.fromkeys(seen))
 
 
@@ -275,8 +292,10 @@ def store_lock(purpose: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TrackingError(f"another tiering command has held {path} for {LOCK_SECONDS:.0f} s while "
-                                        f"{purpose}: wait for it to finish, or stop it") from None
+                    raise TrackingError(
+                        f"another tiering command has held {path} for {LOCK_SECONDS:.0f} s while "
+                        f"{purpose}: wait for it to finish, or stop it"
+                    ) from None
                 time.sleep(0.05)
         _held[key] = 1
         try:
@@ -349,9 +368,11 @@ def load_problem(info: VersionInfo, error: Exception, role: str = "champion") ->
     if location and parsed.scheme in ("", "file"):  # a local folder: say whether it is there
         folder = Path(unquote(parsed.path))
         if not (folder / "MLmodel").is_file():
-            return (f"{role} version {info.version} cannot be loaded: its model files are missing from {folder} "
-                    f"({'no such folder' if not folder.exists() else 'no MLmodel file in it'}). Restore them, or make "
-                    "another version champion: tiering rollback, or tiering promote VERSION")
+            return (
+                f"{role} version {info.version} cannot be loaded: its model files are missing from {folder} "
+                f"({'no such folder' if not folder.exists() else 'no MLmodel file in it'}). Restore them, or make "
+                "another version champion: tiering rollback, or tiering promote VERSION"
+            )
     return f"{role} version {info.version} cannot be loaded from {location or info.uri}: {first_line(error)}"
 
 

@@ -29,12 +29,20 @@ class Window:
     as_of: pd.Timestamp
 
     @classmethod
-    def for_data(cls, data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> "Window":
+    def for_data(cls, data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> Window:
         if as_of is None:
             closed = data.opportunities.loc[data.opportunities["outcome"] != "open", "close_date"].dropna()
             if closed.empty:
-                raise DataError([Problem("no closed opportunities to train on", "export won and lost opportunities "
-                                         "with their close_date", file="opportunities", column="close_date")])
+                raise DataError(
+                    [
+                        Problem(
+                            "no closed opportunities to train on",
+                            "export won and lost opportunities with their close_date",
+                            file="opportunities",
+                            column="close_date",
+                        )
+                    ]
+                )
             as_of = closed.max().normalize() + pd.Timedelta(days=1)  # the latest close date is inside the window
         as_of = pd.Timestamp(as_of)
         months = config.model.window
@@ -49,14 +57,17 @@ class Window:
         )
 
     def as_dict(self) -> dict[str, str]:
-        return {name: value.date().isoformat() for name, value in self.__dict__.items() if isinstance(value, pd.Timestamp)}
+        return {
+            name: value.date().isoformat() for name, value in self.__dict__.items() if isinstance(value, pd.Timestamp)
+        }
 
     def slices(self) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
         """Each slice's [first day, day after the last) by close date (see `slice_bounds`)."""
-        return {name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([self.as_of]),
-                                                                              self.months)}
+        return {
+            name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([self.as_of]), self.months)
+        }
 
-    months: "WindowConfig | None" = None
+    months: WindowConfig | None = None
 
 
 SLICE_MINIMUM = {"fit": 20, "validation": 10, "holdout": 10, "final calibration": 10}  # won and lost deals each needs
@@ -68,7 +79,7 @@ SLICE_REMEDY = {
 }
 
 
-def slice_bounds(as_of: pd.DatetimeIndex, months: "WindowConfig") -> list[tuple[str, pd.DatetimeIndex, pd.DatetimeIndex]]:
+def slice_bounds(as_of: pd.DatetimeIndex, months: WindowConfig) -> list[tuple[str, pd.DatetimeIndex, pd.DatetimeIndex]]:
     """Each slice's [start, end) for every cut-off in `as_of` (vectorised, to try many cut-offs at once).
 
     fit, validation and holdout follow each other; the final calibration slice is the registered model's:
@@ -76,17 +87,19 @@ def slice_bounds(as_of: pd.DatetimeIndex, months: "WindowConfig") -> list[tuple[
     """
     holdout_start = as_of - pd.DateOffset(months=months.holdout_months)
     validation_start = holdout_start - pd.DateOffset(months=months.calibration_months)
-    return [("fit", as_of - pd.DateOffset(months=months.months), validation_start),
-            ("validation", validation_start, holdout_start),
-            ("holdout", holdout_start, as_of),
-            ("final calibration", as_of - pd.DateOffset(months=months.calibration_months), as_of)]
+    return [
+        ("fit", as_of - pd.DateOffset(months=months.months), validation_start),
+        ("validation", validation_start, holdout_start),
+        ("holdout", holdout_start, as_of),
+        ("final calibration", as_of - pd.DateOffset(months=months.calibration_months), as_of),
+    ]
 
 
 def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start.date()} to {(end - pd.Timedelta(days=1)).date()}"
 
 
-def need(rows: pd.DataFrame, name: str, window: "Window", everything: pd.DataFrame | None = None) -> None:
+def need(rows: pd.DataFrame, name: str, window: Window, everything: pd.DataFrame | None = None) -> None:
     """Stop with advice that works when a slice (or the whole window) lacks won or lost deals."""
     minimum = SLICE_MINIMUM.get(name, 20)
     counts = rows["won"].value_counts()
@@ -94,20 +107,35 @@ def need(rows: pd.DataFrame, name: str, window: "Window", everything: pd.DataFra
     if won >= minimum and lost >= minimum:
         return
     if name == "window":
-        span, remedy = _span(window.start, window.as_of), ("pass an --as-of date with more closed deals in the 12 "
-                                                          "months before it, or lengthen model.window.months")
+        span, remedy = (
+            _span(window.start, window.as_of),
+            ("pass an --as-of date with more closed deals in the 12 months before it, or lengthen model.window.months"),
+        )
     else:
         start, end = window.slices()[name]
-        span, remedy = _span(start, end), f"{SLICE_REMEDY[name]}, or pass an --as-of date that puts more closed deals in it"
+        span, remedy = (
+            _span(start, end),
+            f"{SLICE_REMEDY[name]}, or pass an --as-of date that puts more closed deals in it",
+        )
     if everything is not None:
         total = everything["won"].value_counts()
         all_won, all_lost = int(total.get(1, 0)), int(total.get(0, 0))
         if all_won < minimum or all_lost < minimum:  # no window can help: the export itself lacks an outcome
-            remedy = (f"the whole export has only {all_won} won and {all_lost} lost closed opportunities, so no window "
-                      "can help: check that the mapping's outcome values map won and lost deals")
-    raise DataError([Problem(
-        f"the {name} slice ({span}) has {won} won and {lost} lost opportunities; at least {minimum} of each are needed",
-        remedy, file="opportunities", column="close_date")])
+            remedy = (
+                f"the whole export has only {all_won} won and {all_lost} lost closed opportunities, so no window "
+                "can help: check that the mapping's outcome values map won and lost deals"
+            )
+    raise DataError(
+        [
+            Problem(
+                f"the {name} slice ({span}) has {won} won and {lost} lost opportunities; at least {minimum} of each "
+                f"are needed",
+                remedy,
+                file="opportunities",
+                column="close_date",
+            )
+        ]
+    )
 
 
 def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmData, config: TieringConfig) -> None:
@@ -119,9 +147,17 @@ def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmDat
         if better is None or "no window can help" in error.problems[0].fix:
             raise
         problem = error.problems[0]
-        raise DataError([Problem(problem.message, f"pass --as-of {better.date()} (the nearest cut-off at which every "
-                                 f"slice has enough), or {problem.fix.split(', or pass')[0]}",
-                                 file=problem.file, column=problem.column)]) from None
+        raise DataError(
+            [
+                Problem(
+                    problem.message,
+                    f"pass --as-of {better.date()} (the nearest cut-off at which every "
+                    f"slice has enough), or {problem.fix.split(', or pass')[0]}",
+                    file=problem.file,
+                    column=problem.column,
+                )
+            ]
+        ) from None
 
 
 def _closed_outcomes(data: CrmData) -> pd.DataFrame:
@@ -140,8 +176,9 @@ def closed_dates(data: CrmData) -> tuple[np.ndarray, np.ndarray]:
 
 def count_between(dates: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex) -> np.ndarray:
     """How many of the sorted `dates` lie in [start, end), per cut-off."""
-    return (np.searchsorted(dates, end.to_numpy("datetime64[ns]"), side="left")
-            - np.searchsorted(dates, start.to_numpy("datetime64[ns]"), side="left"))
+    return np.searchsorted(dates, end.to_numpy("datetime64[ns]"), side="left") - np.searchsorted(
+        dates, start.to_numpy("datetime64[ns]"), side="left"
+    )
 
 
 def suggest_as_of(data: CrmData, config: TieringConfig, near: pd.Timestamp) -> pd.Timestamp | None:

@@ -72,11 +72,21 @@ def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult
         return ChampionJudgement(champion.version, None, "it scores with rules only")
     missing = [c for c in scorer.spec.columns if c not in result.development]
     if missing:
-        return ChampionJudgement(champion.version, None, f"its features {', '.join(missing)} are not in this export, so "
-                                 "its recipe cannot be re-fitted on the same months")
+        return ChampionJudgement(
+            champion.version,
+            None,
+            f"its features {', '.join(missing)} are not in this export, so "
+            "its recipe cannot be re-fitted on the same months",
+        )
     window = result.window
-    refit = refit_auc(result.development, result.holdout_rows, window.calibration_start, scorer.win_model.recipe,
-                      scorer.config, scorer.spec.columns)
+    refit = refit_auc(
+        result.development,
+        result.holdout_rows,
+        window.calibration_start,
+        scorer.win_model.recipe,
+        scorer.config,
+        scorer.spec.columns,
+    )
     forward_auc, forward_rows = None, 0
     trained_until = champion.tags.get("window_end")
     if trained_until:
@@ -95,18 +105,30 @@ def _log_figures(result: TrainingResult) -> None:
 
     holdout = result.holdout
     y = holdout["won"].to_numpy()
-    scores = {"learned": holdout["win_probability"].to_numpy(), "rule score": holdout["rule_score"].to_numpy(),
-              "logreg": holdout["logreg_probability"].to_numpy()}
+    scores = {
+        "learned": holdout["win_probability"].to_numpy(),
+        "rule score": holdout["rule_score"].to_numpy(),
+        "logreg": holdout["logreg_probability"].to_numpy(),
+    }
     won_value = np.where(y == 1, holdout["amount"].fillna(0).to_numpy(), 0.0)
-    value_scores = {"learned": (holdout["win_probability"] * holdout["expected_deal_size"]).to_numpy(),
-                    "rule score": holdout["rule_score"].to_numpy()}
+    value_scores = {
+        "learned": (holdout["win_probability"] * holdout["expected_deal_size"]).to_numpy(),
+        "rule score": holdout["rule_score"].to_numpy(),
+    }
     figures = {
         "roc.png": plots.roc_figure(y, scores),
-        "calibration.png": plots.calibration_figure(y, {"learned": scores["learned"],
-                                                        "rule score": holdout["rule_probability"].to_numpy(),
-                                                        "logreg": scores["logreg"]}),
+        "calibration.png": plots.calibration_figure(
+            y,
+            {
+                "learned": scores["learned"],
+                "rule score": holdout["rule_probability"].to_numpy(),
+                "logreg": scores["logreg"],
+            },
+        ),
         "gain_lift.png": plots.gain_figure(won_value, value_scores),
-        "tier_matrix.png": plots.tier_matrix_figure(result.holdout_book["learned_tier"], result.holdout_book["rule_tier"]),
+        "tier_matrix.png": plots.tier_matrix_figure(
+            result.holdout_book["learned_tier"], result.holdout_book["rule_tier"]
+        ),
     }
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}")
@@ -131,13 +153,20 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
             tracking.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
         tracking.write_frame_artifact(result.feature_importance, "feature_importance.csv")
         tracking.write_frame_artifact(result.selection.table(), "learner_selection.csv")
-        mlflow.log_dict({"recipe": result.scorer.win_model.recipe.to_dict(),
-                         "calibration_log_loss": result.selection.calibration_losses,
-                         "refused_features": [leak.render() for leak in result.leaks],
-                         "warnings": result.warnings, "notes": result.notes}, "selection.json")
+        mlflow.log_dict(
+            {
+                "recipe": result.scorer.win_model.recipe.to_dict(),
+                "calibration_log_loss": result.selection.calibration_losses,
+                "refused_features": [leak.render() for leak in result.leaks],
+                "warnings": result.warnings,
+                "notes": result.notes,
+            },
+            "selection.json",
+        )
         mlflow.log_text("\n".join(result.warnings) or "no warnings", "warnings.txt")
-        mlflow.set_tags({"learner": result.scorer.win_model.recipe.describe(),
-                         "warnings": " | ".join(result.warnings)[:5000]})
+        mlflow.set_tags(
+            {"learner": result.scorer.win_model.recipe.describe(), "warnings": " | ".join(result.warnings)[:5000]}
+        )
         # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
         # registered model has been refit on the holdout months and would be judged in-sample there.
         tracking.write_frame_artifact(result.holdout, tracking.HOLDOUT_PREDICTIONS)
@@ -146,8 +175,9 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
 
         progress("registering the model")
         example = result.book.head(5).reset_index(drop=True)
-        signature = infer_signature(example, result.scorer.score(example, by_capacity=False),
-                                    params={"model_version": ""})
+        signature = infer_signature(
+            example, result.scorer.score(example, by_capacity=False), params={"model_version": ""}
+        )
         # MLflow prints its own "registered model" lines to stderr; we print the outcome ourselves.
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
             bundle = save_scorer(result.scorer, Path(tmp) / "bundle")
@@ -168,14 +198,23 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
             mlflow.log_metric("champion_refit_roc_auc", judgement.refit_auc)
         if judgement is not None and judgement.forward_auc is not None:
             mlflow.log_metric("champion_forward_roc_auc", judgement.forward_auc)
-        mlflow.set_tags({"gate_decision": "champion" if decision.promote else "challenger",
-                         "gate_reason": "; ".join(decision.reasons), "model_version": version})
+        mlflow.set_tags(
+            {
+                "gate_decision": "champion" if decision.promote else "challenger",
+                "gate_reason": "; ".join(decision.reasons),
+                "model_version": version,
+            }
+        )
         mlflow.log_text(decision.render(), "gate.txt")
         client = tracking.client()
-        tags = {"holdout_roc_auc": result.metrics["model_roc_auc"], "rule_roc_auc": result.metrics["rule_roc_auc"],
-                "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-                "window_start": result.window.start.date().isoformat(),
-                "window_end": result.window.as_of.date().isoformat(), "gate_reason": "; ".join(decision.reasons)}
+        tags = {
+            "holdout_roc_auc": result.metrics["model_roc_auc"],
+            "rule_roc_auc": result.metrics["rule_roc_auc"],
+            "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "window_start": result.window.start.date().isoformat(),
+            "window_end": result.window.as_of.date().isoformat(),
+            "gate_reason": "; ".join(decision.reasons),
+        }
         for key, value in tags.items():
             client.set_model_version_tag(tracking.MODEL_NAME, version, key, str(value))
     # Aliases move only once the run has finished cleanly: a failed run never touches the champion.
@@ -186,7 +225,9 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
     return TrainOutcome(result, version, run.info.run_id, decision, champion.version if champion else None)
 
 
-def train_and_register(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None, progress: Progress) -> TrainOutcome:
+def train_and_register(
+    data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None, progress: Progress
+) -> TrainOutcome:
     tracking.configure()
     result = train(data, config, as_of, progress)
     return log_and_register(result, config, progress)
@@ -194,16 +235,29 @@ def train_and_register(data: CrmData, config: TieringConfig, as_of: pd.Timestamp
 
 def default_scoring_as_of(data: CrmData) -> pd.Timestamp:
     """The day after the latest date anywhere in the export, so every record is seen (today if it has none)."""
-    latest = day_after_latest([data.opportunities["created_date"].max(), data.opportunities["close_date"].max(),
-                               data.engagement["timestamp"].max(), data.intent["date"].max()])
+    latest = day_after_latest(
+        [
+            data.opportunities["created_date"].max(),
+            data.opportunities["close_date"].max(),
+            data.engagement["timestamp"].max(),
+            data.intent["date"].max(),
+        ]
+    )
     return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
-def score_book(data: CrmData, model: TieringModel, version: str, as_of: pd.Timestamp | None,
-               budget: float | None = None, overrides: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity (batch scoring)."""
-    return model.score_book(data, as_of or default_scoring_as_of(data), budget=budget, overrides=overrides,
-                            model_version=version)
+def score_book(
+    data: CrmData,
+    model: TieringModel,
+    version: str,
+    as_of: pd.Timestamp | None,
+    budget: float | None = None,
+    overrides: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity."""
+    return model.score_book(
+        data, as_of or default_scoring_as_of(data), budget=budget, overrides=overrides, model_version=version
+    )
 
 
 def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:
@@ -218,9 +272,13 @@ def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Tiering
             version = model_uri.removeprefix(f"models:/{tracking.MODEL_NAME}/")
             if version.isdigit():
                 info = tracking.VersionInfo(version, [], "", {})
-                raise tracking.TrackingError(f"cannot load {model_uri!r}: {tracking.load_problem(info, error, 'model')}") from None
-            raise tracking.TrackingError(f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
-                                         "Use models:/abm-tiering/<version> or models:/abm-tiering@champion") from None
+                raise tracking.TrackingError(
+                    f"cannot load {model_uri!r}: {tracking.load_problem(info, error, 'model')}"
+                ) from None
+            raise tracking.TrackingError(
+                f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
+                "Use models:/abm-tiering/<version> or models:/abm-tiering@champion"
+            ) from None
         return model, model_uri.rsplit("/", 1)[-1]
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
@@ -240,8 +298,10 @@ def promote(version: str) -> tuple[str | None, str | None]:
     with tracking.store_lock(f"promoting version {version}"):
         known = {v.version for v in tracking.versions()}
         if version not in known:
-            raise tracking.TrackingError(f"model version {version} does not exist; registered versions: "
-                                         f"{', '.join(sorted(known, key=int)) or 'none'}")
+            raise tracking.TrackingError(
+                f"model version {version} does not exist; registered versions: "
+                f"{', '.join(sorted(known, key=int)) or 'none'}"
+            )
         before = tracking.alias_version(tracking.CHAMPION)
         after = tracking.record_champion(version)
     return (before.version if before else None), after
@@ -263,8 +323,10 @@ def rollback() -> tuple[str, str | None]:
                     f"{'s' if len(rolled_back) > 1 else ''} {', '.join(rolled_back)} "
                     f"{'were' if len(rolled_back) > 1 else 'was'} champion too and "
                     f"{'have' if len(rolled_back) > 1 else 'has'} been rolled back): nothing to roll back to. "
-                    "tiering promote VERSION makes any registered version champion")
-            raise tracking.TrackingError(f"version {current.version} is the only champion there has been; nothing to "
-                                         "roll back to")
+                    "tiering promote VERSION makes any registered version champion"
+                )
+            raise tracking.TrackingError(
+                f"version {current.version} is the only champion there has been; nothing to roll back to"
+            )
         after = tracking.record_rollback(current.version, earlier[-1])
     return current.version, after

@@ -54,7 +54,12 @@ def test_one_account_per_id_from_the_latest_row_with_a_value(report):
         ("001X", "Acme Inc", "Software", 500.0),
         ("001Y", "Beta", "Retail", 50.0),
     ]
-    assert list(loaded.data.opportunities["opportunity_id"]) == ["006A", "006B", "006C", "006E"]  # 006D: open, no account
+    assert list(loaded.data.opportunities["opportunity_id"]) == [
+        "006A",
+        "006B",
+        "006C",
+        "006E",
+    ]  # 006D: open, no account
     # Only mapped columns become account columns: no Stage or Amount on accounts.
     assert "Stage" not in loaded.data.accounts and "Amount" not in loaded.data.accounts
     [conflict] = [w for w in loaded.warnings if "differing values" in w.message]
@@ -77,7 +82,10 @@ def test_a_bad_account_value_names_the_report_row_and_the_accounts_table(report,
 def test_drop_removes_a_bad_row_from_the_accounts_only_and_an_account_with_no_good_row_in_turn(report):
     folder, mapping = report
     # 001X keeps a good row (006A); 001Z's only row is bad, so 001Z is no account and its opportunity goes too.
-    bad = REPORT.replace("Acme Inc,Software,,", "Acme Inc,Software,lots,") + "006F,001Z,Zeta,Retail,x,2024-01-08,2024-02-01,Closed Won,5\n"
+    bad = (
+        REPORT.replace("Acme Inc,Software,,", "Acme Inc,Software,lots,")
+        + "006F,001Z,Zeta,Retail,x,2024-01-08,2024-02-01,Closed Won,5\n"
+    )
     (folder / "report.csv").write_text(bad)
     loaded = load_export(folder, mapping, invalid_rows="drop")
     assert rows(loaded.data.accounts, ["account_id", "account_name", "employees"]) == [
@@ -92,10 +100,13 @@ def test_drop_removes_a_bad_row_from_the_accounts_only_and_an_account_with_no_go
     ]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("opportunities:\n  from_opportunities: true\n", "from_opportunities is for the accounts table only"),
-    ("accounts:\n  from_opportunities: true\n  file: report.csv\n", "remove `file:` here"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("opportunities:\n  from_opportunities: true\n", "from_opportunities is for the accounts table only"),
+        ("accounts:\n  from_opportunities: true\n  file: report.csv\n", "remove `file:` here"),
+    ],
+)
 def test_misplaced_from_opportunities_is_a_mapping_error(tmp_path, text, expected):
     path = tmp_path / "m.yaml"
     path.write_text(text)

@@ -39,8 +39,10 @@ Record ID,Activity type,Activity date,Associated Company IDs,Associated Contact 
 
 def engagement_rows(loaded):
     frame = loaded.data.engagement
-    return [(row.account_id, row.timestamp.isoformat(sep=" ")[:16], row.channel, row.count)
-            for row in frame.itertuples(index=False)]
+    return [
+        (row.account_id, row.timestamp.isoformat(sep=" ")[:16], row.channel, row.count)
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def test_a_salesforce_activities_report_becomes_engagement(tmp_path):
@@ -57,8 +59,13 @@ def test_a_salesforce_activities_report_becomes_engagement(tmp_path):
         ("0011x0000A", "2024-02-06 00:00", "linkedin", 1.0),
         ("0011x0000A", "2024-02-07 00:00", "Cadence", 1.0),  # a subtype the preset does not name: kept as it is
     ]
-    assert loaded.summary["unknown_channels"] == {"sales_email": 2, "sales_call": 1, "sales_task": 1, "linkedin": 1,
-                                                  "Cadence": 1}
+    assert loaded.summary["unknown_channels"] == {
+        "sales_email": 2,
+        "sales_call": 1,
+        "sales_task": 1,
+        "linkedin": 1,
+        "Cadence": 1,
+    }
     assert "engagement" not in loaded.summary["absent_tables"]
 
 
@@ -105,17 +112,24 @@ def test_init_guesses_an_activity_file_of_another_shape(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "export"
     folder.mkdir()
-    (folder / "deals.csv").write_text("Deal ID,Company,Stage,Created,Closed\nD1,Acme,Won,2024-01-05,2024-02-01\n"
-                                      "D2,Beta,Lost,2024-01-06,2024-02-02\n")
+    (folder / "deals.csv").write_text(
+        "Deal ID,Company,Stage,Created,Closed\nD1,Acme,Won,2024-01-05,2024-02-01\nD2,Beta,Lost,2024-01-06,2024-02-02\n"
+    )
     (folder / "companies.csv").write_text("Company,Industry\nAcme,software\nBeta,retail\n")
-    (folder / "touchpoints.csv").write_text("Company,Touch Type,Timestamp\nAcme,Webinar,2024-01-02T10:00:00\n"
-                                            "Beta,Email Open,2024-01-03T11:00:00\nAcme,Page View,2024-01-04T12:00:00\n"
-                                            "Beta,Podcast,2024-01-04T13:00:00\n")
+    (folder / "touchpoints.csv").write_text(
+        "Company,Touch Type,Timestamp\nAcme,Webinar,2024-01-02T10:00:00\n"
+        "Beta,Email Open,2024-01-03T11:00:00\nAcme,Page View,2024-01-04T12:00:00\n"
+        "Beta,Podcast,2024-01-04T13:00:00\n"
+    )
     result = CliRunner().invoke(app, ["init", str(folder)])
     assert result.exit_code == 0, result.output
     engagement = load_mapping(tmp_path / "mapping.yaml").engagement
     assert engagement.file == "touchpoints.csv"
     assert engagement.columns == {"account_id": "Company", "timestamp": "Timestamp", "channel": "Touch Type"}
-    assert engagement.values["channel"] == {"Webinar": "event_attended", "Email Open": "email_open", "Page View": "web_visit"}
+    assert engagement.values["channel"] == {
+        "Webinar": "event_attended",
+        "Email Open": "email_open",
+        "Page View": "web_visit",
+    }
     frame = load_export(folder, tmp_path / "mapping.yaml").data.engagement
     assert list(frame["channel"]) == ["event_attended", "email_open", "web_visit", "Podcast"]

@@ -25,11 +25,14 @@ def test_unknown_key_is_named(tmp_path):
     assert str(path) in message
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ({"rule_weights": {"revenue_potential": 0.5}}, "rule weights must sum to 1"),
-    ({"budget": {"split": {"tier_1": 0.5, "tier_4": 0.5}}}, "unknown tiers ['tier_4']"),
-    ({"engagement": {"half_life_days": "soon"}}, "'engagement.half_life_days'"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"rule_weights": {"revenue_potential": 0.5}}, "rule weights must sum to 1"),
+        ({"budget": {"split": {"tier_1": 0.5, "tier_4": 0.5}}}, "unknown tiers ['tier_4']"),
+        ({"engagement": {"half_life_days": "soon"}}, "'engagement.half_life_days'"),
+    ],
+)
 def test_invalid_values_say_what_is_wrong(raw, expected):
     with pytest.raises(ConfigError, match=None) as caught:
         parse_config(raw, "x.yaml")

@@ -47,9 +47,18 @@ def window(events: list[tuple[int, float]], extra: list[tuple[int, float]] = ())
 
 
 @settings(max_examples=200, deadline=None)
-@given(inside=st.lists(st.tuples(inside_ages, counts), max_size=40),
-       outside=st.lists(st.tuples(st.integers(min_value=WINDOW_DAYS * DAY + 1, max_value=40_000 * DAY)
-                                  | st.integers(min_value=-40_000 * DAY, max_value=0), counts), min_size=1, max_size=40))
+@given(
+    inside=st.lists(st.tuples(inside_ages, counts), max_size=40),
+    outside=st.lists(
+        st.tuples(
+            st.integers(min_value=WINDOW_DAYS * DAY + 1, max_value=40_000 * DAY)
+            | st.integers(min_value=-40_000 * DAY, max_value=0),
+            counts,
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
 def test_an_event_outside_the_window_never_changes_its_sums(inside, outside):
     total, decayed = window(inside)
     assert total == pytest.approx(by_hand(inside, False), rel=1e-12, abs=1e-300)
@@ -59,9 +68,17 @@ def test_an_event_outside_the_window_never_changes_its_sums(inside, outside):
 
 
 @settings(max_examples=100, deadline=None)
-@given(inside=st.lists(st.tuples(inside_ages, st.integers(min_value=0, max_value=1_000_000)), max_size=40),
-       outside=st.lists(st.tuples(st.integers(min_value=WINDOW_DAYS * DAY + 1, max_value=40_000 * DAY),
-                                  st.integers(min_value=0, max_value=1_000_000)), min_size=1, max_size=40))
+@given(
+    inside=st.lists(st.tuples(inside_ages, st.integers(min_value=0, max_value=1_000_000)), max_size=40),
+    outside=st.lists(
+        st.tuples(
+            st.integers(min_value=WINDOW_DAYS * DAY + 1, max_value=40_000 * DAY),
+            st.integers(min_value=0, max_value=1_000_000),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
 def test_whole_counts_are_summed_exactly(inside, outside):
     expected = float(sum(count for _, count in inside))  # integers: exact by hand
     assert window([(age, float(c)) for age, c in inside], [(age, float(c)) for age, c in outside])[0] == expected
@@ -80,21 +97,34 @@ AS_OF = pd.Timestamp("2026-07-01")
 def engagement_score(events: list[tuple[float, float]]) -> float:
     """The engagement score of one account as of AS_OF, events given as (days before AS_OF, count) on demo requests."""
     accounts = conform(pd.DataFrame({"account_id": ["A1"]}), "accounts")
-    opportunities = conform(pd.DataFrame({"opportunity_id": [], "account_id": [], "created_date": [], "outcome": []}),
-                            "opportunities")
-    engagement = conform(pd.DataFrame({"account_id": ["A1"] * len(events),
-                                       "timestamp": [AS_OF - pd.Timedelta(days=age) for age, _ in events],
-                                       "channel": ["demo_request"] * len(events),
-                                       "count": [count for _, count in events]}), "engagement")
+    opportunities = conform(
+        pd.DataFrame({"opportunity_id": [], "account_id": [], "created_date": [], "outcome": []}), "opportunities"
+    )
+    engagement = conform(
+        pd.DataFrame(
+            {
+                "account_id": ["A1"] * len(events),
+                "timestamp": [AS_OF - pd.Timedelta(days=age) for age, _ in events],
+                "channel": ["demo_request"] * len(events),
+                "count": [count for _, count in events],
+            }
+        ),
+        "engagement",
+    )
     data = CrmData(accounts, opportunities, engagement)
     features = snapshot(data, FeatureBuilder(data, CONFIG), AS_OF)
     return float(rule_scores(features, CONFIG)["engagement_score"].iloc[0])
 
 
 @settings(max_examples=40, deadline=None)
-@given(recent=st.lists(st.tuples(st.floats(min_value=0.01, max_value=179), st.floats(min_value=0, max_value=3)),
-                       min_size=1, max_size=10),
-       extra=st.tuples(st.floats(min_value=0.01, max_value=5000), counts))
+@given(
+    recent=st.lists(
+        st.tuples(st.floats(min_value=0.01, max_value=179), st.floats(min_value=0, max_value=3)),
+        min_size=1,
+        max_size=10,
+    ),
+    extra=st.tuples(st.floats(min_value=0.01, max_value=5000), counts),
+)
 def test_more_engagement_never_lowers_the_engagement_score(recent, extra):
     before = engagement_score(recent)
     after = engagement_score([*recent, extra])
@@ -109,12 +139,21 @@ def test_the_issue_reproduction_an_old_huge_row_leaves_recent_engagement_alone()
 
 
 def test_counts_beyond_the_documented_bound_are_refused_in_files_and_api(write_export, problems_of):
-    from serving.requests import ScoreRequest
     from pydantic import ValidationError
+
+    from serving.requests import ScoreRequest
 
     folder = write_export({"engagement.csv": "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,1e17\n"})
     [problem] = [p for p in problems_of(folder) if p.column == "count"]
     assert problem.message.startswith("values outside 0 to 1,000,000") and "between 0 and 1,000,000" in problem.fix
     with pytest.raises(ValidationError, match="less than or equal to 1000000"):
-        ScoreRequest.model_validate({"accounts": [{"account_id": "A", "engagement": [
-            {"timestamp": "2026-01-01", "channel": "web_visit", "count": 1e17}]}]})
+        ScoreRequest.model_validate(
+            {
+                "accounts": [
+                    {
+                        "account_id": "A",
+                        "engagement": [{"timestamp": "2026-01-01", "channel": "web_visit", "count": 1e17}],
+                    }
+                ]
+            }
+        )

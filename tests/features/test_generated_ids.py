@@ -37,14 +37,21 @@ def test_an_export_without_an_id_column_gets_the_documented_ids(write_export):
     assert list(loaded.data.opportunities["opportunity_id"]) == EXPECTED
     assert loaded.summary["generated_ids"] == 3
     [warning] = [w for w in loaded.warnings if w.column == "opportunity_id"]
-    assert warning.rows == (2, 3, 4) and "3 opportunities without an opportunity_id were given a stable id" in warning.message
+    assert (
+        warning.rows == (2, 3, 4)
+        and "3 opportunities without an opportunity_id were given a stable id" in warning.message
+    )
 
 
 def test_only_empty_ids_are_generated_and_an_empty_id_column_gives_the_same_ids(write_export):
-    with_some = ("opportunity_id," + WITHOUT_ID_COLUMN.splitlines()[0] + "\n"
-                 + "O1,A1,2024-01-05,2024-02-10,won,100\n"
-                 + ",A1,2024-01-05,2024-03-10,lost,0\n"
-                 + " ,A2,2024-01-06,,open,\n")  # a blank cell is an empty id
+    with_some = (
+        "opportunity_id,"
+        + WITHOUT_ID_COLUMN.splitlines()[0]
+        + "\n"
+        + "O1,A1,2024-01-05,2024-02-10,won,100\n"
+        + ",A1,2024-01-05,2024-03-10,lost,0\n"
+        + " ,A2,2024-01-06,,open,\n"
+    )  # a blank cell is an empty id
     data = load_export(write_export({"opportunities.csv": with_some})).data
     assert list(data.opportunities["opportunity_id"]) == ["O1", EXPECTED[1], EXPECTED[2]]
 

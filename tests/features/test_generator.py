@@ -50,7 +50,12 @@ def test_writes_every_table_with_the_contract_columns(export):
     for table in TABLES:
         assert set(columns(table)) <= set(export[table].columns), table
     assert "segment_hint" in export["accounts"].columns
-    assert list(export["truth"].columns) == ["opportunity_id", "account_id", "true_win_probability", "true_expected_deal_size"]
+    assert list(export["truth"].columns) == [
+        "opportunity_id",
+        "account_id",
+        "true_win_probability",
+        "true_expected_deal_size",
+    ]
     assert export["accounts"]["account_id"].is_unique
     assert export["opportunities"]["opportunity_id"].is_unique
     known = set(export["accounts"]["account_id"])
@@ -78,7 +83,9 @@ def test_parquet_holds_the_same_export_and_replaces_the_csv_tables(tmp_path):
     generate_export(tmp_path, n_accounts=150, seed=5)
     from_csv = {table: pd.read_csv(tmp_path / f"{table}.csv") for table in TABLES}
     generate_export(tmp_path, n_accounts=150, seed=5, file_format="parquet")
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([f"{table}.parquet" for table in TABLES] + ["truth.csv"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [f"{table}.parquet" for table in TABLES] + ["truth.csv"]
+    )
     for table in TABLES:
         from_parquet = pd.read_parquet(tmp_path / f"{table}.parquet")
         assert list(from_parquet.columns) == list(from_csv[table].columns), table
@@ -115,14 +122,18 @@ def test_opportunities_close_after_creation_and_open_ones_only_at_the_end(export
     cycle = (closed["close_date"] - closed["created_date"]).dt.days
     assert cycle.between(generator.MIN_SALES_CYCLE_DAYS, generator.MAX_SALES_CYCLE_DAYS).all()
     assert (closed["close_date"] <= END_DATE).all()
-    assert (opportunities.loc[is_open, "created_date"] > END_DATE - pd.Timedelta(days=generator.MAX_SALES_CYCLE_DAYS)).all()
+    assert (
+        opportunities.loc[is_open, "created_date"] > END_DATE - pd.Timedelta(days=generator.MAX_SALES_CYCLE_DAYS)
+    ).all()
     assert opportunities["created_date"].min() >= END_DATE - pd.Timedelta(days=generator.HISTORY_DAYS)
     assert (opportunities["amount"] >= 0).all() and opportunities["amount"].notna().all()
     assert opportunities["product"].nunique() >= 5
 
 
 def test_opportunity_counts_are_heavy_tailed(export):
-    per_account = export["opportunities"].groupby("account_id").size().reindex(export["accounts"]["account_id"], fill_value=0)
+    per_account = (
+        export["opportunities"].groupby("account_id").size().reindex(export["accounts"]["account_id"], fill_value=0)
+    )
     assert 8 <= per_account.mean() <= 12
     assert 0.05 <= (per_account == 0).mean() <= 0.25
     assert per_account.max() >= 5 * per_account.mean()
@@ -203,7 +214,9 @@ def test_truth_is_the_documented_function_of_what_the_export_shows(export, close
     )
     history = history[history["close_date"] < history["created_date"]]
     prior = (
-        history.groupby(["opportunity_id", "outcome"]).size().unstack(fill_value=0)
+        history.groupby(["opportunity_id", "outcome"])
+        .size()
+        .unstack(fill_value=0)
         .reindex(index=sample["opportunity_id"], columns=["won", "lost"], fill_value=0)
     )
 

@@ -38,13 +38,20 @@ def init(folder: Path, out: str = "mapping.yaml"):
 
 def mapped_lines(text: str) -> list[str]:
     """The draft's lines that map something (key: value), not comments or section headers."""
-    return [line for line in text.splitlines() if line.startswith("    ") and not line.strip().startswith("#")
-            and not line.rstrip().endswith(":")]
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("    ") and not line.strip().startswith("#") and not line.rstrip().endswith(":")
+    ]
 
 
 def rows(frame, columns):
-    return [tuple(None if value != value else (value.date().isoformat() if hasattr(value, "date") else value)
-                  for value in row) for row in frame[columns].itertuples(index=False)]
+    return [
+        tuple(
+            None if value != value else (value.date().isoformat() if hasattr(value, "date") else value) for value in row
+        )
+        for row in frame[columns].itertuples(index=False)
+    ]
 
 
 # An opportunity report only, Salesforce style, with US dates and one row without its id.
@@ -65,28 +72,43 @@ def test_an_opportunity_report_only_gives_accounts_from_its_rows_and_validates(t
     opportunities, accounts = mapping.opportunities, mapping.accounts
     assert opportunities.file == "pipeline_report_2024.csv"
     assert opportunities.columns == {
-        "opportunity_id": "Opportunity ID", "account_id": "Account ID", "created_date": "Created Date",
-        "outcome": "Stage", "close_date": "Close Date", "amount": "Amount",
+        "opportunity_id": "Opportunity ID",
+        "account_id": "Account ID",
+        "created_date": "Created Date",
+        "outcome": "Stage",
+        "close_date": "Close Date",
+        "amount": "Amount",
     }
     assert opportunities.values["outcome"] == {"Closed Won": "won", "Closed Lost": "lost", "*": "open"}
     assert opportunities.date_format == "%m/%d/%Y"
     assert accounts.from_opportunities and accounts.file is None
-    assert accounts.columns == {"account_id": "Account ID", "account_name": "Account Name", "industry": "Industry",
-                                "employees": "Employees"}
+    assert accounts.columns == {
+        "account_id": "Account ID",
+        "account_name": "Account Name",
+        "industry": "Industry",
+        "employees": "Employees",
+    }
     text = (tmp_path / "mapping.yaml").read_text()
     assert mapped_lines(text) and all("  # " in line for line in mapped_lines(text))  # every guess says why
     assert "1 empty: those rows get a stable generated id" in text
     loaded = load_export(folder, tmp_path / "mapping.yaml")
     assert rows(loaded.data.accounts, ["account_id", "account_name", "industry", "employees"]) == [
-        ("001A", "Acme Corp", "Technology", 1200.0), ("001B", "Beta GmbH", "Manufacturing", 300.0),
+        ("001A", "Acme Corp", "Technology", 1200.0),
+        ("001B", "Beta GmbH", "Manufacturing", 300.0),
         ("001C", "Gamma SA", "Retail", 80.0),
     ]
     opps = loaded.data.opportunities
     assert rows(opps, ["account_id", "created_date", "close_date", "outcome", "amount"]) == [
-        ("001A", "2024-01-15", "2024-03-31", "won", 25000.0), ("001A", "2024-02-01", "2024-04-30", "lost", 8000.0),
-        ("001B", "2024-03-05", None, "open", 40000.0), ("001C", "2024-02-13", "2024-05-15", "won", 1000.0),
+        ("001A", "2024-01-15", "2024-03-31", "won", 25000.0),
+        ("001A", "2024-02-01", "2024-04-30", "lost", 8000.0),
+        ("001B", "2024-03-05", None, "open", 40000.0),
+        ("001C", "2024-02-13", "2024-05-15", "won", 1000.0),
     ]
-    assert opps["opportunity_id"][1].startswith("gen-") and list(opps["opportunity_id"][[0, 2, 3]]) == ["0061A", "0061C", "0061D"]
+    assert opps["opportunity_id"][1].startswith("gen-") and list(opps["opportunity_id"][[0, 2, 3]]) == [
+        "0061A",
+        "0061C",
+        "0061D",
+    ]
     assert "Next: check the guesses in mapping.yaml" in " ".join(result.output.split())
 
 
@@ -112,26 +134,48 @@ def test_a_deals_sheet_and_a_customers_file_are_matched_by_their_values(tmp_path
     assert result.exit_code == 0, result.output
     mapping = load_mapping(tmp_path / "mapping.yaml")
     assert mapping.opportunities.file == "Deals export.csv" and mapping.accounts.file == "customers.csv"
-    assert mapping.opportunities.columns == {"opportunity_id": "Deal", "account_id": "Company", "created_date": "Opened",
-                                             "outcome": "Status", "close_date": "Closed", "amount": "Value"}
+    assert mapping.opportunities.columns == {
+        "opportunity_id": "Deal",
+        "account_id": "Company",
+        "created_date": "Opened",
+        "outcome": "Status",
+        "close_date": "Closed",
+        "amount": "Value",
+    }
     assert mapping.opportunities.values["outcome"] == {"Won": "won", "Lost": "lost", "Open": "open"}
     assert mapping.opportunities.date_format == "%d/%m/%Y"
-    assert mapping.accounts.columns == {"account_id": "Company", "industry": "Sector", "employees": "Headcount",
-                                        "country": "Country"}
+    assert mapping.accounts.columns == {
+        "account_id": "Company",
+        "industry": "Sector",
+        "employees": "Headcount",
+        "country": "Country",
+    }
     data = load_export(folder, tmp_path / "mapping.yaml").data
     assert rows(data.opportunities, ["opportunity_id", "account_id", "created_date", "close_date", "outcome"]) == [
-        ("D-1", "Acme", "2024-01-31", "2024-03-15", "won"), ("D-2", "Acme", "2024-02-01", "2024-03-20", "lost"),
-        ("D-3", "Beta", "2024-02-15", None, "open"), ("D-4", "Beta", "2024-02-03", "2024-02-28", "won"),
+        ("D-1", "Acme", "2024-01-31", "2024-03-15", "won"),
+        ("D-2", "Acme", "2024-02-01", "2024-03-20", "lost"),
+        ("D-3", "Beta", "2024-02-15", None, "open"),
+        ("D-4", "Beta", "2024-02-03", "2024-02-28", "won"),
     ]
     assert rows(data.accounts, ["account_id", "industry", "employees", "country"]) == [
-        ("Acme", "software", 500.0, "Germany"), ("Beta", "retail", 40.0, "France"), ("Gamma", "healthcare", 900.0, "Spain"),
+        ("Acme", "software", 500.0, "Germany"),
+        ("Beta", "retail", 40.0, "France"),
+        ("Gamma", "healthcare", 900.0, "Spain"),
     ]
 
 
 def test_ambiguous_day_and_month_is_said(tmp_path):
-    folder = export(tmp_path, {"deals.csv": DEALS.replace("31/01/2024", "11/01/2024").replace("15/03/2024", "12/03/2024")
-                               .replace("20/03/2024", "10/03/2024").replace("15/02/2024", "05/02/2024")
-                               .replace("28/02/2024", "08/02/2024"), "customers.csv": CUSTOMERS})
+    folder = export(
+        tmp_path,
+        {
+            "deals.csv": DEALS.replace("31/01/2024", "11/01/2024")
+            .replace("15/03/2024", "12/03/2024")
+            .replace("20/03/2024", "10/03/2024")
+            .replace("15/02/2024", "05/02/2024")
+            .replace("28/02/2024", "08/02/2024"),
+            "customers.csv": CUSTOMERS,
+        },
+    )
     draft = draft_mapping(folder)
     assert any("day first" in note and "deals.csv" in note for note in draft.notes)
     assert "day and month could be swapped" in draft.render()
@@ -149,8 +193,13 @@ Company ID,Company name,Industry,Number of Employees,Annual Revenue,Country/Regi
 
 
 def test_a_presets_export_is_recognised_and_its_preset_written_out_without_missing_columns(tmp_path):
-    folder = export(tmp_path, {"hubspot-crm-exports-all-deals-2024-05-01.csv": HUBSPOT_DEALS,
-                               "hubspot-crm-exports-all-companies-2024-05-01.csv": HUBSPOT_COMPANIES})
+    folder = export(
+        tmp_path,
+        {
+            "hubspot-crm-exports-all-deals-2024-05-01.csv": HUBSPOT_DEALS,
+            "hubspot-crm-exports-all-companies-2024-05-01.csv": HUBSPOT_COMPANIES,
+        },
+    )
     result = init(folder)
     assert result.exit_code == 0, result.output
     assert "Recognised: the hubspot export" in result.output
@@ -166,7 +215,11 @@ def test_on_the_generators_output_the_draft_validates_without_edits(tmp_path):
     assert "Recognised: the canonical export" in result.output and "The export is valid." in result.output
     draft = load_mapping(tmp_path / "mapping.yaml")
     assert [draft.table(t).file for t in ("accounts", "opportunities", "engagement", "intent")] == [
-        "accounts.csv", "opportunities.csv", "engagement.csv", "intent.csv"]  # truth.csv is never read
+        "accounts.csv",
+        "opportunities.csv",
+        "engagement.csv",
+        "intent.csv",
+    ]  # truth.csv is never read
     ours = load_export(tmp_path / "synthetic", tmp_path / "mapping.yaml").data
     canonical = load_export(tmp_path / "synthetic").data
     assert ours.opportunities.equals(canonical.opportunities) and ours.accounts.equals(canonical.accounts)
@@ -187,8 +240,14 @@ def test_on_the_maven_export_the_guesses_alone_also_validate(tmp_path):
     (tmp_path / "guess.yaml").write_text(draft.render())
     mapping = load_mapping(tmp_path / "guess.yaml")
     assert mapping.opportunities.columns == {
-        "opportunity_id": "opportunity_id", "account_id": "account", "created_date": "engage_date",
-        "outcome": "deal_stage", "close_date": "close_date", "amount": "close_value", "product": "product"}
+        "opportunity_id": "opportunity_id",
+        "account_id": "account",
+        "created_date": "engage_date",
+        "outcome": "deal_stage",
+        "close_date": "close_date",
+        "amount": "close_value",
+        "product": "product",
+    }
     assert mapping.accounts.columns["account_id"] == "account" and mapping.accounts.columns["industry"] == "sector"
     assert any("revenue has a median of 1,224" in note for note in draft.notes)  # $M: the scale is left to the user
     summary = load_export(MAVEN, tmp_path / "guess.yaml").summary
@@ -258,12 +317,18 @@ def test_a_lead_funnel_gets_a_join_and_an_outcome_rule(tmp_path):
     [join] = mapping.join
     assert (join.file, join.on, join.right_on, join.columns) == ("won_deals.csv", "Lead ID", "Lead", [])
     assert (mapping.outcome_rule.won_date, mapping.outcome_rule.lost_after_days) == ("Won On", 90)
-    assert mapping.columns == {"opportunity_id": "Lead ID", "account_id": "Company", "created_date": "Created",
-                               "amount": "Deal Amount"}
+    assert mapping.columns == {
+        "opportunity_id": "Lead ID",
+        "account_id": "Company",
+        "created_date": "Created",
+        "amount": "Deal Amount",
+    }
     assert "lost_after_days is 90, a guess" in " ".join(result.output.split())
     data = load_export(folder, tmp_path / "mapping.yaml").data
     # Judged on 2024-05-20: L2 (2024-02-01 + 90 days = 2024-05-01) is lost; L4 is too recent: open.
     assert rows(data.opportunities, ["opportunity_id", "outcome", "close_date", "amount"]) == [
-        ("L1", "won", "2024-02-15", 12000.0), ("L2", "lost", "2024-05-01", None), ("L3", "won", "2024-03-20", 3000.0),
+        ("L1", "won", "2024-02-15", 12000.0),
+        ("L2", "lost", "2024-05-01", None),
+        ("L3", "won", "2024-03-20", 3000.0),
         ("L4", "open", None, None),
     ]

@@ -62,8 +62,9 @@ def in_own_folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def bad_rows(write_export):
-    return write_export({"accounts.csv": ACCOUNTS, "opportunities.csv": OPPORTUNITIES, "engagement.csv": None,
-                         "intent.csv": None})
+    return write_export(
+        {"accounts.csv": ACCOUNTS, "opportunities.csv": OPPORTUNITIES, "engagement.csv": None, "intent.csv": None}
+    )
 
 
 def read_rejected(path=REJECTED_FILE) -> list[tuple]:
@@ -92,8 +93,12 @@ def test_stop_is_the_default_and_says_the_rows_could_be_dropped(bad_rows):
         load_export(bad_rows)
     errors = [p for p in raised.value.problems if p.severity == "error"]
     assert {(p.file, p.column) for p in errors} == {
-        ("accounts.csv", "employees"), ("opportunities.csv", "close_date"), ("opportunities.csv", "created_date"),
-        ("opportunities.csv", "amount"), ("opportunities.csv", "opportunity_id"), ("opportunities.csv", "account_id"),
+        ("accounts.csv", "employees"),
+        ("opportunities.csv", "close_date"),
+        ("opportunities.csv", "created_date"),
+        ("opportunities.csv", "amount"),
+        ("opportunities.csv", "opportunity_id"),
+        ("opportunities.csv", "account_id"),
     }
     assert all(p.row_level for p in errors)
     result = runner.invoke(app, ["validate", str(bad_rows)])
@@ -106,8 +111,10 @@ def test_cli_validate_drop_writes_rejected_rows_csv_and_prints_the_counts(bad_ro
     result = runner.invoke(app, ["validate", str(bad_rows), "--invalid-rows", "drop"])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
-    assert ("Dropped 10 rows with row-level problems (accounts 1, opportunities 9); each is listed with its reason in "
-            "rejected_rows.csv") in output
+    assert (
+        "Dropped 10 rows with row-level problems (accounts 1, opportunities 9); each is listed with its reason in "
+        "rejected_rows.csv"
+    ) in output
     assert "1 with row-level problems dropped" in output and "9 with row-level problems dropped" in output
     assert "1 won, 0 lost, 1 open" in output
     assert read_rejected(tmp_path / REJECTED_FILE) == EXPECTED_REJECTED
@@ -150,10 +157,14 @@ def test_table_level_problems_still_stop_and_nothing_is_written(write_export, tm
 
 
 def test_unknown_outcome_values_are_a_mapping_problem_and_stop_even_with_drop(write_export, problems_of):
-    folder = write_export({"opportunities.csv": (
-        "opportunity_id,account_id,created_date,close_date,outcome\nO1,A1,2024-01-05,2024-02-10,won\n"
-        "O2,A1,2024-01-05,2024-02-10,Closed Won\n"
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": (
+                "opportunity_id,account_id,created_date,close_date,outcome\nO1,A1,2024-01-05,2024-02-10,won\n"
+                "O2,A1,2024-01-05,2024-02-10,Closed Won\n"
+            )
+        }
+    )
     with pytest.raises(DataError) as raised:
         load_export(folder, invalid_rows="drop")
     [problem] = [p for p in raised.value.problems if p.severity == "error"]
@@ -180,10 +191,14 @@ def test_a_rejected_rows_csv_tiering_did_not_write_is_never_replaced(bad_rows, t
 
 
 def test_engagement_rows_with_problems_are_dropped_too(write_export):
-    folder = write_export({"engagement.csv": (
-        "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,2\n,2024-01-02,web_visit,1\n"
-        "A2,soon,email_open,1\nA2,2024-01-03,email_open,-1\n"
-    )})
+    folder = write_export(
+        {
+            "engagement.csv": (
+                "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,2\n,2024-01-02,web_visit,1\n"
+                "A2,soon,email_open,1\nA2,2024-01-03,email_open,-1\n"
+            )
+        }
+    )
     loaded = load_export(folder, invalid_rows="drop")
     assert list(loaded.data.engagement["count"]) == [2.0]
     assert [tuple(row) for row in loaded.rejected.itertuples(index=False)] == [

@@ -33,11 +33,15 @@ def test_parquet_and_csv_give_the_same_tables(write_export):
 
 
 def test_parquet_integer_ids_become_text(write_export):
-    folder = write_export({
-        "accounts.csv": "account_id,account_name\n101,Acme\n102,Beta\n",
-        "opportunities.csv": "opportunity_id,account_id,created_date,close_date,outcome\n7,101,2024-01-01,2024-02-01,won\n",
-        "engagement.csv": None, "intent.csv": None,
-    })
+    folder = write_export(
+        {
+            "accounts.csv": "account_id,account_name\n101,Acme\n102,Beta\n",
+            "opportunities.csv": "opportunity_id,account_id,created_date,close_date,outcome\n"
+            "7,101,2024-01-01,2024-02-01,won\n",
+            "engagement.csv": None,
+            "intent.csv": None,
+        }
+    )
     as_parquet(folder, "accounts")
     as_parquet(folder, "opportunities")
     data = load_export(folder).data
@@ -49,7 +53,10 @@ def test_missing_required_file(write_export, problems_of):
     folder = write_export({"opportunities.csv": None})
     [problem] = problems_of(folder)
     assert problem.file == str(folder)
-    assert "required opportunities table not found: no file matches opportunities.csv or opportunities.parquet" in problem.message
+    assert (
+        "required opportunities table not found: no file matches opportunities.csv or opportunities.parquet"
+        in problem.message
+    )
     assert "accounts.csv" in problem.fix  # lists what is there
     result = CliRunner().invoke(app, ["validate", str(folder)])
     assert result.exit_code == 2 and "required opportunities table not found" in result.output
@@ -147,12 +154,16 @@ def test_very_long_text_and_formulas_are_kept_as_text(write_export, monkeypatch)
     long_name = "x" * (3 << 20)
     formula = '=HYPERLINK("http://evil.example","click")'
     quoted_formula = '"=HYPERLINK(""http://evil.example"",""click"")"'
-    folder = write_export({"accounts.csv": (
-        "account_id,account_name,notes\n"
-        f"A1,{long_name},plain\n"
-        f'A2,{quoted_formula},"+1 line\nsecond line"\n'
-        "A3,@SUM(A1),-2+3\n"
-    )})
+    folder = write_export(
+        {
+            "accounts.csv": (
+                "account_id,account_name,notes\n"
+                f"A1,{long_name},plain\n"
+                f'A2,{quoted_formula},"+1 line\nsecond line"\n'
+                "A3,@SUM(A1),-2+3\n"
+            )
+        }
+    )
     accounts = load_export(folder).data.accounts
     assert len(accounts["account_name"].iloc[0]) == len(long_name)
     assert accounts["account_name"].iloc[1] == formula
@@ -170,11 +181,14 @@ def test_unsupported_file_type(write_export, tmp_path, problems_of):
 
 
 def test_glob_reads_every_matching_file_and_numbers_rows_per_file(write_export, tmp_path, problems_of):
-    folder = write_export({
-        "engagement.csv": None,
-        "engagement/part-1.csv": "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,1\n",
-        "engagement/part-2.csv": "account_id,timestamp,channel,count\nA2,2024-01-01,web_visit,1\nA2,2024-01-02,web_visit,-4\n",
-    })
+    folder = write_export(
+        {
+            "engagement.csv": None,
+            "engagement/part-1.csv": "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,1\n",
+            "engagement/part-2.csv": "account_id,timestamp,channel,count\n"
+            "A2,2024-01-01,web_visit,1\nA2,2024-01-02,web_visit,-4\n",
+        }
+    )
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("engagement:\n  file: engagement/part-*.csv\n")
     [problem] = problems_of(folder, mapping)

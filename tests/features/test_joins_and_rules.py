@@ -54,8 +54,12 @@ def funnel(tmp_path):
 
 
 def table(frame, columns):
-    return [tuple(None if value != value else (value.date().isoformat() if hasattr(value, "date") else value)
-                  for value in row) for row in frame[columns].itertuples(index=False)]
+    return [
+        tuple(
+            None if value != value else (value.date().isoformat() if hasattr(value, "date") else value) for value in row
+        )
+        for row in frame[columns].itertuples(index=False)
+    ]
 
 
 def test_a_lead_funnel_loads_with_a_join_and_an_outcome_rule(funnel):
@@ -63,7 +67,9 @@ def test_a_lead_funnel_loads_with_a_join_and_an_outcome_rule(funnel):
     loaded = load_export(folder, mapping())
     # Judged on 2024-05-20 (the latest created or won date): L2 was created 2024-02-01, 60 days on is 2024-04-01:
     # lost then; L3: 2024-03-01 + 60 = 2024-04-30, lost; L4: 2024-05-20 + 60 is after the export: open.
-    assert table(loaded.data.opportunities, ["opportunity_id", "account_id", "created_date", "outcome", "close_date", "amount"]) == [
+    assert table(
+        loaded.data.opportunities, ["opportunity_id", "account_id", "created_date", "outcome", "close_date", "amount"]
+    ) == [
         ("L1", "Acme", "2024-01-05", "won", "2024-02-15", 12000.0),
         ("L2", "Acme", "2024-02-01", "lost", "2024-04-01", None),
         ("L3", "Beta", "2024-03-01", "lost", "2024-04-30", None),
@@ -104,12 +110,15 @@ def test_a_key_the_joined_file_holds_twice_stops_with_its_rows(funnel, problems_
     assert "the key 'Lead' repeats (e.g. 'L1')" in problem.message and not problem.row_level
 
 
-@pytest.mark.parametrize("change, expected", [
-    (("right_on: Lead", "right_on: LeadRef"), "join: column 'LeadRef' is not in this file"),
-    (("on: Lead ID,", "on: Lead Key,"), "join: the key column 'Lead Key' is not in this file"),
-    (("file: deals.csv", "file: won.csv"), "join: no file matches 'won.csv'"),
-    (("won_date: Won On", "won_date: Won"), "outcome_rule: won_date names the column 'Won'"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("right_on: Lead", "right_on: LeadRef"), "join: column 'LeadRef' is not in this file"),
+        (("on: Lead ID,", "on: Lead Key,"), "join: the key column 'Lead Key' is not in this file"),
+        (("file: deals.csv", "file: won.csv"), "join: no file matches 'won.csv'"),
+        (("won_date: Won On", "won_date: Won"), "outcome_rule: won_date names the column 'Won'"),
+    ],
+)
 def test_a_join_or_rule_naming_what_is_not_there_stops(funnel, problems_of, change, expected):
     folder, mapping = funnel
     problems = problems_of(folder, mapping(MAPPING.replace(*change)))
@@ -121,18 +130,31 @@ def test_a_header_both_files_have_must_be_left_out_of_the_join(funnel, problems_
     (folder / "deals.csv").write_text(DEALS.replace("Segment", "Source"))
     problems = problems_of(folder, mapping(MAPPING.replace("segment: Segment", "segment: Source")))
     assert any("both leads.csv and deals.csv have a column 'Source'" in p.message for p in problems)
-    fixed = MAPPING.replace("right_on: Lead}", "right_on: Lead, columns: [Won On, Amount]}").replace(", segment: Segment", "")
+    fixed = MAPPING.replace("right_on: Lead}", "right_on: Lead, columns: [Won On, Amount]}").replace(
+        ", segment: Segment", ""
+    )
     assert len(load_export(folder, mapping(fixed)).data.opportunities) == 5
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("opportunities:\n  columns: {outcome: Stage}\n  outcome_rule: {won_date: W, lost_after_days: 9}\n",
-     "outcome_rule derives outcome: remove outcome from columns and values"),
-    ("accounts:\n  outcome_rule: {won_date: W, lost_after_days: 9}\n", "outcome_rule is for the opportunities table only"),
-    ("opportunities:\n  outcome_rule: {won_date: W, lost_after_days: 0}\n", "'opportunities.outcome_rule.lost_after_days'"),
-    ("opportunities:\n  join: {file: d.csv, key: x}\n", "unknown key 'opportunities.join.0.key'"),
-    ("accounts:\n  from_opportunities: true\n  join: {file: d.csv, on: x}\n", "put `join:` under opportunities"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "opportunities:\n  columns: {outcome: Stage}\n  outcome_rule: {won_date: W, lost_after_days: 9}\n",
+            "outcome_rule derives outcome: remove outcome from columns and values",
+        ),
+        (
+            "accounts:\n  outcome_rule: {won_date: W, lost_after_days: 9}\n",
+            "outcome_rule is for the opportunities table only",
+        ),
+        (
+            "opportunities:\n  outcome_rule: {won_date: W, lost_after_days: 0}\n",
+            "'opportunities.outcome_rule.lost_after_days'",
+        ),
+        ("opportunities:\n  join: {file: d.csv, key: x}\n", "unknown key 'opportunities.join.0.key'"),
+        ("accounts:\n  from_opportunities: true\n  join: {file: d.csv, on: x}\n", "put `join:` under opportunities"),
+    ],
+)
 def test_mapping_mistakes_in_joins_and_rules_are_named(tmp_path, text, expected):
     path = tmp_path / "m.yaml"
     path.write_text(text)
@@ -144,7 +166,7 @@ def test_mapping_mistakes_in_joins_and_rules_are_named(tmp_path, text, expected)
 def test_generated_ids_of_a_funnel_use_the_leads_own_columns_only(funnel):
     folder, mapping = funnel
     (folder / "leads.csv").write_text(LEADS.replace("Lead ID,", "Ref,"))
-    text = (MAPPING.replace("on: Lead ID", "on: Ref").replace("opportunity_id: Lead ID, ", ""))
+    text = MAPPING.replace("on: Lead ID", "on: Ref").replace("opportunity_id: Lead ID, ", "")
     ids = list(load_export(folder, mapping(text)).data.opportunities["opportunity_id"])
 
     def documented(**values):  # the README's recipe: every column of the row in its own file, by name
@@ -156,13 +178,20 @@ def test_generated_ids_of_a_funnel_use_the_leads_own_columns_only(funnel):
 
 
 def test_a_join_on_the_accounts_brings_firmographics_from_a_second_file(write_export, tmp_path):
-    folder = write_export({
-        "accounts.csv": "account_id,account_name\nA1,Acme\nA2,Beta\nA3,Gamma\n",
-        "firmographics.csv": "Account,Sector,Staff\nA2,healthcare,2000\nA1,software,500\n",
-    })
+    folder = write_export(
+        {
+            "accounts.csv": "account_id,account_name\nA1,Acme\nA2,Beta\nA3,Gamma\n",
+            "firmographics.csv": "Account,Sector,Staff\nA2,healthcare,2000\nA1,software,500\n",
+        }
+    )
     path = tmp_path / "m.yaml"
-    path.write_text("accounts:\n  join: {file: firmographics.csv, on: account_id, right_on: Account}\n"
-                    "  columns: {industry: Sector, employees: Staff}\n")
+    path.write_text(
+        "accounts:\n  join: {file: firmographics.csv, on: account_id, right_on: Account}\n"
+        "  columns: {industry: Sector, employees: Staff}\n"
+    )
     data = load_export(folder, path).data
     assert table(data.accounts, ["account_id", "industry", "employees"]) == [
-        ("A1", "software", 500.0), ("A2", "healthcare", 2000.0), ("A3", None, None)]
+        ("A1", "software", 500.0),
+        ("A2", "healthcare", 2000.0),
+        ("A3", None, None),
+    ]

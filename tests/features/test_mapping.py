@@ -42,10 +42,13 @@ def test_unknown_keys_are_rejected_by_name(tmp_path):
 
 
 def test_canonical_column_typos_are_caught(tmp_path):
-    path = write_mapping(tmp_path, (
-        "opportunities:\n  columns: {acount_id: Account}\n  scale: {product: 10}\n"
-        "accounts:\n  columns: {anual_revenue: Revenue, founded: Year}\n"
-    ))
+    path = write_mapping(
+        tmp_path,
+        (
+            "opportunities:\n  columns: {acount_id: Account}\n  scale: {product: 10}\n"
+            "accounts:\n  columns: {anual_revenue: Revenue, founded: Year}\n"
+        ),
+    )
     rendered = "\n".join(mapping_problems(path))
     assert "columns: 'acount_id' is not a column of opportunities (did you mean 'account_id'?)" in rendered
     assert "scale: 'product' is not a number column" in rendered
@@ -93,43 +96,61 @@ def test_mapped_column_missing_from_the_file_names_mapping_table_and_column(writ
 
 
 def test_values_scale_defaults_and_date_formats(write_export, tmp_path):
-    folder = write_export({
-        "accounts.csv": "id,name,country,revenue_m\nA1,Acme,NO,1.5\nA2,Beta,US,2\nA3,Gamma,,\n",
-        "opportunities.csv": (
-            "opportunity_id,account_id,created_date,close_date,outcome,amount\n"
-            "O1,A1,31/01/2024,02/15/2024,  Closed Won ,10\n"
-            "O2,A2,01/02/2024,03/01/2024,Closed Lost,0\n"
-            "O3,A2,15/02/2024,,Negotiation,\n"
+    folder = write_export(
+        {
+            "accounts.csv": "id,name,country,revenue_m\nA1,Acme,NO,1.5\nA2,Beta,US,2\nA3,Gamma,,\n",
+            "opportunities.csv": (
+                "opportunity_id,account_id,created_date,close_date,outcome,amount\n"
+                "O1,A1,31/01/2024,02/15/2024,  Closed Won ,10\n"
+                "O2,A2,01/02/2024,03/01/2024,Closed Lost,0\n"
+                "O3,A2,15/02/2024,,Negotiation,\n"
+            ),
+        }
+    )
+    path = write_mapping(
+        tmp_path,
+        (
+            "accounts:\n"
+            "  values: {country: {NO: Norway, US: United States}}\n"  # NO stays text, not a YAML boolean
+            "  scale: {annual_revenue: 1000000}\n"
+            "  columns: {account_id: id, account_name: name, annual_revenue: revenue_m}\n"
+            "  defaults: {industry: software}\n"
+            "opportunities:\n"
+            "  values: {outcome: {Closed Won: won, Closed Lost: lost, '*': open}}\n"
+            "  date_format: {created_date: '%d/%m/%Y', close_date: '%m/%d/%Y'}\n"
         ),
-    })
-    path = write_mapping(tmp_path, (
-        "accounts:\n"
-        "  values: {country: {NO: Norway, US: United States}}\n"  # NO stays text, not a YAML boolean
-        "  scale: {annual_revenue: 1000000}\n"
-        "  columns: {account_id: id, account_name: name, annual_revenue: revenue_m}\n"
-        "  defaults: {industry: software}\n"
-        "opportunities:\n"
-        "  values: {outcome: {Closed Won: won, Closed Lost: lost, '*': open}}\n"
-        "  date_format: {created_date: '%d/%m/%Y', close_date: '%m/%d/%Y'}\n"
-    ))
+    )
     data = load_export(folder, path).data
     assert list(data.accounts["country"][:2]) == ["Norway", "United States"]
     assert list(data.accounts["annual_revenue"][:2]) == [1_500_000.0, 2_000_000.0]
     assert set(data.accounts["industry"]) == {"software"}
     assert list(data.opportunities["outcome"]) == ["won", "lost", "open"]
-    assert [d.isoformat()[:10] for d in data.opportunities["created_date"]] == ["2024-01-31", "2024-02-01", "2024-02-15"]
+    assert [d.isoformat()[:10] for d in data.opportunities["created_date"]] == [
+        "2024-01-31",
+        "2024-02-01",
+        "2024-02-15",
+    ]
     assert data.opportunities["close_date"].iloc[0].isoformat()[:10] == "2024-02-15"
 
 
 def test_problems_name_the_file_header_of_a_mapped_column(write_export, tmp_path, problems_of):
-    folder = write_export({"opportunities.csv": (
-        "Id,Account,Created,Closed,Stage\nO1,A1,2024-01-05,2024-02-10,Won\nO2,A1,2024-01-05,2024-02-10,Pending\n"
-    )})
-    path = write_mapping(tmp_path, (
-        "opportunities:\n"
-        "  columns: {opportunity_id: Id, account_id: Account, created_date: Created, close_date: Closed, outcome: Stage}\n"
-        "  values: {outcome: {Won: won}}\n"
-    ))
+    folder = write_export(
+        {
+            "opportunities.csv": (
+                "Id,Account,Created,Closed,Stage\nO1,A1,2024-01-05,2024-02-10,Won\n"
+                "O2,A1,2024-01-05,2024-02-10,Pending\n"
+            )
+        }
+    )
+    path = write_mapping(
+        tmp_path,
+        (
+            "opportunities:\n"
+            "  columns: {opportunity_id: Id, account_id: Account, created_date: Created, close_date: Closed, outcome: "
+            "Stage}\n"
+            "  values: {outcome: {Won: won}}\n"
+        ),
+    )
     [problem] = problems_of(folder, path)
     assert (problem.file, problem.column, problem.rows) == ("opportunities.csv", "Stage", (3,))
     assert "unknown outcome values: 'Pending' (1)" in problem.message

@@ -13,9 +13,7 @@ runner = CliRunner()
 
 ACCOUNTS = "account_id,industry,employees\nA1,software,500\nA2,retail,40\n"
 ALL_OPEN_WITHOUT_CLOSE_DATE = (
-    "opportunity_id,account_id,created_date,outcome,amount\n"
-    "O1,A1,2024-01-05,open,1000\n"
-    "O2,A2,2024-02-01,open,\n"
+    "opportunity_id,account_id,created_date,outcome,amount\nO1,A1,2024-01-05,open,1000\nO2,A2,2024-02-01,open,\n"
 )
 WITHOUT_AMOUNT = (
     "opportunity_id,account_id,created_date,close_date,outcome\n"
@@ -48,8 +46,10 @@ def test_validate_passes_and_says_no_window_without_closed_opportunities(write_e
     assert "Outcomes: 0 won, 0 lost, 2 open" in result.output
     assert "Opportunities created 2024-01-05 to 2024-02-01, none closed" in result.output
     assert "The export is valid." in result.output
-    assert ("Training window: none (no closed opportunities to train on): `tiering train` stops until the export "
-            "has won or lost opportunities with their close_date.") in result.output
+    assert (
+        "Training window: none (no closed opportunities to train on): `tiering train` stops until the export "
+        "has won or lost opportunities with their close_date."
+    ) in result.output
 
 
 def test_train_without_closed_opportunities_stops_with_one_clear_message(write_export):
@@ -61,8 +61,10 @@ def test_train_without_closed_opportunities_stops_with_one_clear_message(write_e
 
 
 def test_closed_opportunities_without_a_close_date_column_are_an_error_naming_the_rows(write_export, problems_of):
-    opportunities = ("opportunity_id,account_id,created_date,outcome\n"
-                     "O1,A1,2024-01-05,won\nO2,A2,2024-02-01,open\nO3,A2,2024-02-03,lost\n")
+    opportunities = (
+        "opportunity_id,account_id,created_date,outcome\n"
+        "O1,A1,2024-01-05,won\nO2,A2,2024-02-01,open\nO3,A2,2024-02-03,lost\n"
+    )
     [problem] = problems_of(write_export({"accounts.csv": ACCOUNTS, "opportunities.csv": opportunities}))
     assert (problem.file, problem.column, problem.rows) == ("opportunities.csv", "close_date", (2, 4))
     assert problem.message == "closed (won or lost) opportunities without close_date"
@@ -80,8 +82,12 @@ def test_an_export_without_any_amount_column_loads_an_all_missing_float_amount(w
 
 
 def test_engagement_and_intent_default_columns_are_filled_when_absent(write_export):
-    folder = write_export({"engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,web_visit\n",
-                           "intent.csv": "account_id,date,topic\nA1,2024-01-03,crm\n"})
+    folder = write_export(
+        {
+            "engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,web_visit\n",
+            "intent.csv": "account_id,date,topic\nA1,2024-01-03,crm\n",
+        }
+    )
     data = load_export(folder).data
     assert data.engagement["count"].tolist() == [1.0]
     assert data.intent["score"].tolist() == [100.0]
@@ -96,8 +102,12 @@ def test_validate_without_engagement_and_intent_files_passes_with_two_warnings(w
     assert "- no intent table: intent data is left out" in result.output
     data = load_export(folder).data
     assert data.present == frozenset({"accounts", "opportunities"})
-    assert len(data.engagement) == 0 and list(data.engagement.columns[:4]) == ["account_id", "timestamp", "channel",
-                                                                               "count"]
+    assert len(data.engagement) == 0 and list(data.engagement.columns[:4]) == [
+        "account_id",
+        "timestamp",
+        "channel",
+        "count",
+    ]
 
 
 SMALL_GATE = "model:\n  gate: {min_won: 10, min_lost: 10}\n"  # a 600-account export has enough for it
@@ -122,8 +132,9 @@ def _copy_without(folder, tmp_path, drop_files=(), drop_columns=None):
         if path.name in drop_files or path.name == "truth.csv":
             continue
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame.drop(columns=(drop_columns or {}).get(path.name, []), errors="raise").to_csv(target / path.name,
-                                                                                           index=False)
+        frame.drop(columns=(drop_columns or {}).get(path.name, []), errors="raise").to_csv(
+            target / path.name, index=False
+        )
     return target
 
 

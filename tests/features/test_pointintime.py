@@ -21,16 +21,56 @@ def _future_copy(data: CrmData, after: pd.Timestamp, rng) -> CrmData:
     ids = data.accounts["account_id"].to_numpy()
     n = 500
     stamps = after + pd.to_timedelta(rng.integers(0, 200 * 86400, n), unit="s")
-    engagement = pd.concat([data.engagement, conform(pd.DataFrame({
-        "account_id": rng.choice(ids, n), "timestamp": stamps,
-        "channel": rng.choice(["demo_request", "sales_meeting", "web_visit"], n), "count": 5.0}), "engagement")])
-    intent = pd.concat([data.intent, conform(pd.DataFrame({
-        "account_id": rng.choice(ids, n), "date": stamps.normalize() + pd.Timedelta(days=1),
-        "topic": "crm", "score": 100.0}), "intent")])
-    opportunities = pd.concat([data.opportunities, conform(pd.DataFrame({
-        "opportunity_id": [f"F{i}" for i in range(n)], "account_id": rng.choice(ids, n),
-        "created_date": stamps.normalize() + pd.Timedelta(days=1), "close_date": stamps.normalize() + pd.Timedelta(days=2),
-        "outcome": "won", "amount": 1e6}), "opportunities")])
+    engagement = pd.concat(
+        [
+            data.engagement,
+            conform(
+                pd.DataFrame(
+                    {
+                        "account_id": rng.choice(ids, n),
+                        "timestamp": stamps,
+                        "channel": rng.choice(["demo_request", "sales_meeting", "web_visit"], n),
+                        "count": 5.0,
+                    }
+                ),
+                "engagement",
+            ),
+        ]
+    )
+    intent = pd.concat(
+        [
+            data.intent,
+            conform(
+                pd.DataFrame(
+                    {
+                        "account_id": rng.choice(ids, n),
+                        "date": stamps.normalize() + pd.Timedelta(days=1),
+                        "topic": "crm",
+                        "score": 100.0,
+                    }
+                ),
+                "intent",
+            ),
+        ]
+    )
+    opportunities = pd.concat(
+        [
+            data.opportunities,
+            conform(
+                pd.DataFrame(
+                    {
+                        "opportunity_id": [f"F{i}" for i in range(n)],
+                        "account_id": rng.choice(ids, n),
+                        "created_date": stamps.normalize() + pd.Timedelta(days=1),
+                        "close_date": stamps.normalize() + pd.Timedelta(days=2),
+                        "outcome": "won",
+                        "amount": 1e6,
+                    }
+                ),
+                "opportunities",
+            ),
+        ]
+    )
     return CrmData(data.accounts, opportunities, engagement, intent)
 
 
@@ -64,15 +104,30 @@ def test_training_rows_are_closed_opportunities_in_the_window_only():
 
 def test_engagement_and_history_counts_by_hand():
     accounts = conform(pd.DataFrame({"account_id": ["a", "b"]}), "accounts")
-    opportunities = conform(pd.DataFrame({
-        "opportunity_id": ["o1", "o2", "o3"], "account_id": ["a", "a", "a"],
-        "created_date": ["2025-01-01", "2025-02-01", "2025-05-01"],
-        "close_date": ["2025-03-01", "2025-04-01", "2025-06-01"], "outcome": ["won", "lost", "won"],
-        "amount": [1000.0, 50.0, 7.0]}), "opportunities")
-    engagement = conform(pd.DataFrame({
-        "account_id": ["a", "a", "a", "b"],
-        "timestamp": ["2025-04-30 10:00", "2025-04-01", "2024-01-01", "2025-04-30"],
-        "channel": ["demo_request", "Demo_Request ", "web_visit", "podcast"], "count": [2, 1, 1, 4]}), "engagement")
+    opportunities = conform(
+        pd.DataFrame(
+            {
+                "opportunity_id": ["o1", "o2", "o3"],
+                "account_id": ["a", "a", "a"],
+                "created_date": ["2025-01-01", "2025-02-01", "2025-05-01"],
+                "close_date": ["2025-03-01", "2025-04-01", "2025-06-01"],
+                "outcome": ["won", "lost", "won"],
+                "amount": [1000.0, 50.0, 7.0],
+            }
+        ),
+        "opportunities",
+    )
+    engagement = conform(
+        pd.DataFrame(
+            {
+                "account_id": ["a", "a", "a", "b"],
+                "timestamp": ["2025-04-30 10:00", "2025-04-01", "2024-01-01", "2025-04-30"],
+                "channel": ["demo_request", "Demo_Request ", "web_visit", "podcast"],
+                "count": [2, 1, 1, 4],
+            }
+        ),
+        "engagement",
+    )
     data = CrmData(accounts, opportunities, engagement)
     as_of = pd.Series([pd.Timestamp("2025-05-01")] * 2)
     row = FeatureBuilder(data, CONFIG).build(pd.Series(["a", "b"]), as_of)
@@ -88,8 +143,12 @@ def test_engagement_and_history_counts_by_hand():
 
 def test_surge_needs_threefold_rise_on_two_channels():
     accounts = conform(pd.DataFrame({"account_id": ["hot", "one", "flat"]}), "accounts")
-    opportunities = conform(pd.DataFrame({"opportunity_id": ["x"], "account_id": ["hot"], "created_date": ["2025-01-01"],
-                                          "outcome": ["open"]}), "opportunities")
+    opportunities = conform(
+        pd.DataFrame(
+            {"opportunity_id": ["x"], "account_id": ["hot"], "created_date": ["2025-01-01"], "outcome": ["open"]}
+        ),
+        "opportunities",
+    )
     rows = []
     for account, channels in (("hot", ["web_visit", "content_download"]), ("one", ["web_visit"])):
         for channel in channels:

@@ -28,20 +28,27 @@ def test_two_tables_reading_one_file_each_say_which_table_a_problem_is_about(tmp
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "offers.csv").write_text(
-        "Id,Account,Created,Closed,Stage\nO1,A1,2024-01-05,2024-02-10,won\nO2,A1,someday,2024-02-10,lost\n")
+        "Id,Account,Created,Closed,Stage\nO1,A1,2024-01-05,2024-02-10,won\nO2,A1,someday,2024-02-10,lost\n"
+    )
     mapping = tmp_path / "m.yaml"
     mapping.write_text(
         "accounts:\n  file: offers.csv\n  columns: {account_id: Account}\n"
         "opportunities:\n  file: offers.csv\n"
-        "  columns: {opportunity_id: Id, account_id: Account, created_date: Created, close_date: Closed, outcome: Stage}\n")
+        "  columns: {opportunity_id: Id, account_id: Account, created_date: Created, close_date: Closed, outcome: "
+        "Stage}\n"
+    )
     problems = problems_of(folder, mapping)
     assert {(p.table, p.column) for p in problems} == {("accounts", "Account"), ("opportunities", "Created")}
     result = runner.invoke(app, ["validate", str(folder), "--mapping", str(mapping)])
     assert result.exit_code == 2
     lines = listed(result.output)
-    assert "- accounts table, offers.csv:Account: duplicate account_id values (e.g. 'A1') (rows 2, 3)." in " ".join(lines)
-    assert any(line.startswith("- opportunities table, offers.csv:Created: values are not dates (e.g. 'someday') (row 3)")
-               for line in lines)
+    assert "- accounts table, offers.csv:Account: duplicate account_id values (e.g. 'A1') (rows 2, 3)." in " ".join(
+        lines
+    )
+    assert any(
+        line.startswith("- opportunities table, offers.csv:Created: values are not dates (e.g. 'someday') (row 3)")
+        for line in lines
+    )
     assert result.output.startswith("2 problems stop this run (and 2 warnings):")  # no engagement, no intent
     assert len(lines) == 2 + 2
 
@@ -51,17 +58,21 @@ VALUE = "[red]:thumbs_up:"
 
 
 def test_markup_and_emoji_codes_in_names_and_values_print_as_written_when_rows_are_dropped(write_export, tmp_path):
-    folder = write_export({
-        "accounts.csv": None,
-        ":Id:[b].csv": f"account_id,{MARKUP}\nA1,5\nA2,{VALUE}\nA3,7\n",
-    })
+    folder = write_export(
+        {
+            "accounts.csv": None,
+            ":Id:[b].csv": f"account_id,{MARKUP}\nA1,5\nA2,{VALUE}\nA3,7\n",
+        }
+    )
     mapping = tmp_path / "m.yaml"
     mapping.write_text(f"accounts:\n  file: ':Id:[b].csv'\n  columns: {{employees: '{MARKUP}'}}\n")
     result = runner.invoke(app, ["validate", str(folder), "--mapping", str(mapping), "--invalid-rows", "drop"])
     assert result.exit_code == 0, result.output
     output = result.output
-    assert (f"- accounts table, :Id:[b].csv:{MARKUP}: values are not numbers (e.g. '{VALUE}'): row dropped (row 3)."
-            in " ".join(output.split()))
+    assert (
+        f"- accounts table, :Id:[b].csv:{MARKUP}: values are not numbers (e.g. '{VALUE}'): row dropped (row 3)."
+        in " ".join(output.split())
+    )
     assert ":Id:[b].csv" in output  # the file column of the summary table
     assert "\N{THUMBS UP SIGN}" not in output and "\N{SQUARED ID}" not in output
     with open(tmp_path / "rejected_rows.csv", encoding="utf-8", newline="") as handle:
@@ -69,7 +80,9 @@ def test_markup_and_emoji_codes_in_names_and_values_print_as_written_when_rows_a
 
 
 def test_the_summary_counts_its_warnings_and_lists_as_many(write_export):
-    folder = write_export({"engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,webinar\nZZ,2024-01-02,web_visit\n"})
+    folder = write_export(
+        {"engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,webinar\nZZ,2024-01-02,web_visit\n"}
+    )
     result = runner.invoke(app, ["validate", str(folder)])
     assert result.exit_code == 0, result.output
     assert "3 warnings:" in result.output

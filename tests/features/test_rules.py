@@ -12,8 +12,15 @@ CONFIG = TieringConfig()
 
 
 def account(**values) -> pd.DataFrame:
-    row = {"industry": None, "country": None, "region": None, "employees": np.nan, "annual_revenue": np.nan,
-           "tech_icp_matches": 0.0, **{f"eng_w_{c}": 0.0 for c in [*CHANNELS, OTHER]}}
+    row = {
+        "industry": None,
+        "country": None,
+        "region": None,
+        "employees": np.nan,
+        "annual_revenue": np.nan,
+        "tech_icp_matches": 0.0,
+        **{f"eng_w_{c}": 0.0 for c in [*CHANNELS, OTHER]},
+    }
     row.update(values)
     return pd.DataFrame([row])
 
@@ -46,9 +53,11 @@ def test_rule_score_is_the_weighted_sum_and_icp_exclusion():
     frame = account(industry="government", annual_revenue=1e8, employees=1000, eng_w_email_open=10.0)
     scores = rule_scores(frame, CONFIG).iloc[0]
     weights = CONFIG.rule_weights  # read from the config, not repeated here
-    assert scores["rule_score"] == pytest.approx(weights.revenue_potential * scores["revenue_potential_score"]
-                                                 + weights.business_fit * scores["business_fit_score"]
-                                                 + weights.engagement * scores["engagement_score"])
+    assert scores["rule_score"] == pytest.approx(
+        weights.revenue_potential * scores["revenue_potential_score"]
+        + weights.business_fit * scores["business_fit_score"]
+        + weights.engagement * scores["engagement_score"]
+    )
     assert not scores["in_icp"]
 
 

@@ -29,10 +29,13 @@ def test_window_and_decayed_sums_match_brute_force():
     qt = base + rng.integers(-10 * 86400, 420 * 86400, 300)
     np.testing.assert_allclose(index.total(qg, qt, 30), brute_force(groups, seconds, values, qg, qt, 30))
     np.testing.assert_allclose(index.total(qg, qt), brute_force(groups, seconds, values, qg, qt, None))
-    np.testing.assert_allclose(index.total(qg, qt, 90, end_offset_days=14),
-                               brute_force(groups, seconds, values, qg, qt, 90, end_offset_days=14))
-    np.testing.assert_allclose(index.decayed(qg, qt, 180), brute_force(groups, seconds, values, qg, qt, 180, 20),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        index.total(qg, qt, 90, end_offset_days=14),
+        brute_force(groups, seconds, values, qg, qt, 90, end_offset_days=14),
+    )
+    np.testing.assert_allclose(
+        index.decayed(qg, qt, 180), brute_force(groups, seconds, values, qg, qt, 180, 20), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_event_at_the_cutoff_instant_is_not_seen():

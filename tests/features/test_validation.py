@@ -69,11 +69,15 @@ def test_missing_required_column_names_file_column_and_suggests_mapping(write_ex
 
 
 def test_unparseable_dates_report_rows_and_values(write_export, problems_of):
-    folder = write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-01-05,2024-02-10,won,1,Core",
-        "O2,A1,yesterday,2024-02-10,won,1,Core",
-        "O3,A2,2024-01-05,2024-13-45,lost,1,Core",
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,won,1,Core",
+                "O2,A1,yesterday,2024-02-10,won,1,Core",
+                "O3,A2,2024-01-05,2024-13-45,lost,1,Core",
+            )
+        }
+    )
     problems = problems_of(folder)
     created = next(p for p in problems if p.column == "created_date")
     assert created.rows == (3,) and "'yesterday'" in created.message and "date_format" in created.fix
@@ -85,11 +89,15 @@ def test_unparseable_dates_report_rows_and_values(write_export, problems_of):
 
 
 def test_close_before_create_and_closed_without_close_date(write_export, problems_of):
-    folder = write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-03-05,2024-02-10,won,1,Core",
-        "O2,A1,2024-01-05,,lost,1,Core",
-        "O3,A2,2024-01-05,,open,,Core",
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-03-05,2024-02-10,won,1,Core",
+                "O2,A1,2024-01-05,,lost,1,Core",
+                "O3,A2,2024-01-05,,open,,Core",
+            )
+        }
+    )
     problems = {p.message: p for p in problems_of(folder)}
     before = problems["close_date is before created_date"]
     assert (before.file, before.column, before.rows) == ("opportunities.csv", "close_date", (2,))
@@ -98,14 +106,16 @@ def test_close_before_create_and_closed_without_close_date(write_export, problem
 
 
 def test_duplicate_ids_list_every_occurrence(write_export, problems_of):
-    folder = write_export({
-        "accounts.csv": "account_id,account_name\nA1,Acme\nA2,Beta\nA1,Acme again\nA3,Gamma\n",
-        "opportunities.csv": opportunities(
-            "O1,A1,2024-01-05,2024-02-10,won,1,Core",
-            "O1,A2,2024-01-05,2024-02-10,lost,1,Core",
-            "O2,A3,2024-01-05,2024-02-10,lost,1,Core",
-        ),
-    })
+    folder = write_export(
+        {
+            "accounts.csv": "account_id,account_name\nA1,Acme\nA2,Beta\nA1,Acme again\nA3,Gamma\n",
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,won,1,Core",
+                "O1,A2,2024-01-05,2024-02-10,lost,1,Core",
+                "O2,A3,2024-01-05,2024-02-10,lost,1,Core",
+            ),
+        }
+    )
     problems = {p.file: p for p in problems_of(folder) if "duplicate" in p.message}
     assert problems["accounts.csv"].rows == (2, 4) and "'A1'" in problems["accounts.csv"].message
     assert problems["opportunities.csv"].column == "opportunity_id"
@@ -113,10 +123,14 @@ def test_duplicate_ids_list_every_occurrence(write_export, problems_of):
 
 
 def test_negative_and_non_numeric_amounts(write_export, problems_of):
-    folder = write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-01-05,2024-02-10,won,-5,Core",
-        "O2,A1,2024-01-05,2024-02-10,won,\"$1,200\",Core",
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,won,-5,Core",
+                'O2,A1,2024-01-05,2024-02-10,won,"$1,200",Core',
+            )
+        }
+    )
     problems = problems_of(folder)
     negative = next(p for p in problems if "values below 0" in p.message)
     assert (negative.column, negative.rows) == ("amount", (2,)) and "at least 0" in negative.fix
@@ -125,12 +139,16 @@ def test_negative_and_non_numeric_amounts(write_export, problems_of):
 
 
 def test_unknown_outcome_values_are_listed_with_the_mapping_fix(write_export, problems_of):
-    folder = write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-01-05,2024-02-10,Closed Won,1,Core",
-        "O2,A1,2024-01-05,2024-02-10,won,1,Core",
-        "O3,A2,2024-01-05,2024-02-10,Closed Won,1,Core",
-        "O4,A2,2024-01-05,,Negotiation,,Core",
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,Closed Won,1,Core",
+                "O2,A1,2024-01-05,2024-02-10,won,1,Core",
+                "O3,A2,2024-01-05,2024-02-10,Closed Won,1,Core",
+                "O4,A2,2024-01-05,,Negotiation,,Core",
+            )
+        }
+    )
     [problem] = problems_of(folder)
     assert (problem.column, problem.rows) == ("outcome", (2, 4, 5))
     assert "'Closed Won' (2)" in problem.message and "'Negotiation' (1)" in problem.message
@@ -138,10 +156,14 @@ def test_unknown_outcome_values_are_listed_with_the_mapping_fix(write_export, pr
 
 
 def test_opportunities_for_unknown_accounts_are_errors(write_export, problems_of):
-    folder = write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-01-05,2024-02-10,won,1,Core",
-        "O2,ZZ,2024-01-05,2024-02-10,won,1,Core",
-    )})
+    folder = write_export(
+        {
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,won,1,Core",
+                "O2,ZZ,2024-01-05,2024-02-10,won,1,Core",
+            )
+        }
+    )
     [problem] = problems_of(folder)
     assert (problem.column, problem.rows, problem.severity) == ("account_id", (3,), "error")
     assert "'ZZ'" in problem.message
@@ -155,12 +177,18 @@ def test_closed_opportunity_without_account_is_an_error(write_export, problems_o
 
 
 def test_open_opportunities_without_account_or_created_date_are_dropped_with_warnings(write_export):
-    loaded = load_export(write_export({"opportunities.csv": opportunities(
-        "O1,A1,2024-01-05,2024-02-10,won,1,Core",
-        "O2,,2024-01-05,,open,,Core",
-        "O3,A2,,,open,,Core",
-        "O4,,,,open,,Core",
-    )}))
+    loaded = load_export(
+        write_export(
+            {
+                "opportunities.csv": opportunities(
+                    "O1,A1,2024-01-05,2024-02-10,won,1,Core",
+                    "O2,,2024-01-05,,open,,Core",
+                    "O3,A2,,,open,,Core",
+                    "O4,,,,open,,Core",
+                )
+            }
+        )
+    )
     assert list(loaded.data.opportunities["opportunity_id"]) == ["O1"]
     assert loaded.summary["dropped_rows"] == {"opportunities": 3}
     dropped = {w.column: w.rows for w in loaded.warnings if "are dropped" in w.message}
@@ -168,17 +196,23 @@ def test_open_opportunities_without_account_or_created_date_are_dropped_with_war
 
 
 def test_empty_required_table_is_an_error_empty_optional_table_a_warning(write_export, problems_of):
-    folder = write_export({"accounts.csv": "account_id,account_name\n", "engagement.csv": "account_id,timestamp,channel\n"})
+    folder = write_export(
+        {"accounts.csv": "account_id,account_name\n", "engagement.csv": "account_id,timestamp,channel\n"}
+    )
     problems = problems_of(folder, severity=None)
     empty = {p.file: p.severity for p in problems if "no data rows" in p.message}
     assert empty == {"accounts.csv": "error", "engagement.csv": "warning"}
 
 
 def test_intent_score_and_engagement_count_ranges(write_export, problems_of):
-    problems = problems_of(write_export({
-        "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,80\nA1,2024-01-04,crm,140\n",
-        "engagement.csv": "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,-2\n",
-    }))
+    problems = problems_of(
+        write_export(
+            {
+                "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,80\nA1,2024-01-04,crm,140\n",
+                "engagement.csv": "account_id,timestamp,channel,count\nA1,2024-01-01,web_visit,-2\n",
+            }
+        )
+    )
     ranges = {p.file: p for p in problems if p.column in ("score", "count")}
     assert (ranges["intent.csv"].column, ranges["intent.csv"].rows) == ("score", (3,))
     assert "values outside 0 to 100 (e.g. '140')" in ranges["intent.csv"].message
@@ -187,10 +221,16 @@ def test_intent_score_and_engagement_count_ranges(write_export, problems_of):
 
 
 def test_unknown_channels_are_kept_and_counted(write_export):
-    loaded = load_export(write_export({"engagement.csv": (
-        "account_id,timestamp,channel\n"
-        "A1,2024-01-01,web_visit\nA1,2024-01-02,webinar\nA2,2024-01-03,webinar\nA2,2024-01-03,podcast\n"
-    )}))
+    loaded = load_export(
+        write_export(
+            {
+                "engagement.csv": (
+                    "account_id,timestamp,channel\n"
+                    "A1,2024-01-01,web_visit\nA1,2024-01-02,webinar\nA2,2024-01-03,webinar\nA2,2024-01-03,podcast\n"
+                )
+            }
+        )
+    )
     assert loaded.summary["unknown_channels"] == {"webinar": 2, "podcast": 1}
     assert list(loaded.data.engagement["count"]) == [1.0] * 4  # default count
     [warning] = [w for w in loaded.warnings if w.column == "channel"]
@@ -205,11 +245,15 @@ def test_engagement_for_unknown_accounts_is_a_warning(write_export):
 
 
 def test_every_problem_is_reported_at_once(write_export, problems_of):
-    folder = write_export({
-        "accounts.csv": "account_id,employees\nA1,many\nA2,10\nA3,5\n",
-        "opportunities.csv": opportunities("O1,A1,2024-01-05,2024-02-10,won,-1,Core", "O2,A2,bad,2024-02-10,lost,1,Core"),
-        "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,101\n",
-    })
+    folder = write_export(
+        {
+            "accounts.csv": "account_id,employees\nA1,many\nA2,10\nA3,5\n",
+            "opportunities.csv": opportunities(
+                "O1,A1,2024-01-05,2024-02-10,won,-1,Core", "O2,A2,bad,2024-02-10,lost,1,Core"
+            ),
+            "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,101\n",
+        }
+    )
     where = {(p.file, p.column) for p in problems_of(folder) if p.severity == "error"}
     assert where == {
         ("accounts.csv", "employees"),

@@ -11,9 +11,10 @@ import fcntl
 import shutil
 import socket
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,8 +24,12 @@ from features.io import load_export
 from features.schema import CrmData
 from training import tracking
 
-FAST_TRAINING = {"model": {"num_boost_round": 30, "extra_features": ["segment_hint"],
-                           "gate": {"min_won": 10, "min_lost": 10}}}
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+FAST_TRAINING = {
+    "model": {"num_boost_round": 30, "extra_features": ["segment_hint"], "gate": {"min_won": 10, "min_lost": 10}}
+}
 SEED = 11
 
 
@@ -41,20 +46,17 @@ def sqlite_uri(folder: Path) -> str:
 
 @contextlib.contextmanager
 def tracking_at(folder: Path) -> Iterator[None]:
-    """MLflow pointed at the store in `folder` for the block: the environment variable, and MLflow's own
-    setting (an earlier test in this worker may have set it, and it wins over the variable)."""
+    """MLflow pointed at the store in `folder`: the environment variable for the block, and MLflow's own
+    setting, which wins over the variable (an earlier test in this worker may have set it). The setting is
+    left in place afterwards, as `tracking.configure()` leaves it: a service started in the block keeps
+    reading this store."""
     import mlflow
 
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
         mlflow.set_tracking_uri(sqlite_uri(folder))
         mlflow.set_registry_uri(sqlite_uri(folder))
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(before[0])
-            mlflow.set_registry_uri(before[1])
+        yield
 
 
 def _made_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], None]) -> Path:
@@ -135,7 +137,7 @@ def empty_store(empty_template, tmp_path, monkeypatch) -> Path:
 
 
 @contextlib.contextmanager
-def serving(store: Path, **env: str) -> Iterator["TestClient"]:
+def serving(store: Path, **env: str) -> Iterator[TestClient]:
     """The service in-process on `store`; it follows no alias moves unless TIERING_RELOAD_SECONDS is given."""
     with warnings.catch_warnings():  # starlette asks for httpx2, which the lock does not have yet
         warnings.simplefilter("ignore")
@@ -183,5 +185,9 @@ def free_port() -> int:
 def subset(data: CrmData, account_ids: list[str]) -> CrmData:
     """The export restricted to some accounts: what a client sending just those accounts describes."""
     wanted = set(account_ids)
-    return CrmData(**{name: data.table(name)[data.table(name)["account_id"].isin(wanted)].reset_index(drop=True)
-                      for name in ("accounts", "opportunities", "engagement", "intent")})
+    return CrmData(
+        **{
+            name: data.table(name)[data.table(name)["account_id"].isin(wanted)].reset_index(drop=True)
+            for name in ("accounts", "opportunities", "engagement", "intent")
+        }
+    )

@@ -23,10 +23,27 @@ def keyed(trained):
         yield client
 
 
-@pytest.mark.parametrize("header", [f"Bearer {KEY.upper()}", f"Bearer {KEY[:-1]}", f"Bearer {KEY} {KEY}",
-                                    f"Bearer{KEY}", f"Token {KEY}", "Bearer \u00e9\u00e8", f"Bearer {KEY}\u00e9"],
-                         ids=["other case", "all but the last character", "twice", "no space", "other scheme",
-                              "latin-1 bytes", "key and a latin-1 byte"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Bearer {KEY.upper()}",
+        f"Bearer {KEY[:-1]}",
+        f"Bearer {KEY} {KEY}",
+        f"Bearer{KEY}",
+        f"Token {KEY}",
+        "Bearer \u00e9\u00e8",
+        f"Bearer {KEY}\u00e9",
+    ],
+    ids=[
+        "other case",
+        "all but the last character",
+        "twice",
+        "no space",
+        "other scheme",
+        "latin-1 bytes",
+        "key and a latin-1 byte",
+    ],
+)
 def test_near_misses_are_refused_with_the_documented_body(keyed, header):
     response = keyed.post("/score", json=PLAIN, headers={"authorization": header.encode("latin-1")})
     assert response.status_code == 401 and response.json() == REFUSAL
@@ -58,8 +75,9 @@ def test_every_key_comparison_goes_through_compare_digest(keyed, monkeypatch):
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     tokens = ["x", "wrong-key-sharing-no-prefix", KEY[:-1] + "X", KEY + "X", KEY]
-    statuses = [keyed.post("/score", json=PLAIN, headers={"authorization": f"Bearer {token}"}).status_code
-                for token in tokens]
+    statuses = [
+        keyed.post("/score", json=PLAIN, headers={"authorization": f"Bearer {token}"}).status_code for token in tokens
+    ]
 
     assert statuses == [401, 401, 401, 401, 200]
     assert compared == [(token.encode(), KEY.encode()) for token in tokens]

@@ -14,15 +14,26 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
-    built = subprocess.run([sys.executable, "-m", "bentoml", "build", str(REPO)], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", str(REPO)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
 
     (bento,) = [path for path in (tmp_path / "bentos" / "abm-tiering").iterdir() if path.name != "latest"]
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
     assert manifest["service"] == "serving.service:TieringService"
     assert {route["route"] for route in manifest["schema"]["routes"]} >= {"/score", "/tier"}
-    for packed in ("serving/service.py", "features/pointintime.py", "training/scoring.py", "tiering.yaml",
-                   "features/presets/canonical.yaml"):
+    for packed in (
+        "serving/service.py",
+        "features/pointintime.py",
+        "training/scoring.py",
+        "tiering.yaml",
+        "features/presets/canonical.yaml",
+    ):
         assert (bento / "src" / packed).is_file(), packed
     assert "bentoml==" in (bento / "env" / "python" / "requirements.txt").read_text()

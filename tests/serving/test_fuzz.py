@@ -25,11 +25,20 @@ from serving.middleware import OPEN_PATHS
 from .conftest import serving
 
 KEY = "fuzzing-key-not-a-secret"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 # No example database: one test function fuzzes every operation, so saved examples would replay on the wrong one.
-FUZZING = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+FUZZING = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module", params=[None, KEY], ids=["without a key", "with a key"])
@@ -49,8 +58,14 @@ def send(client, case, key: str | None):
     Authorization: an Authorization header the case generated is dropped."""
     request = case.as_transport_kwargs(base_url=str(client.base_url))
     headers = {name: value for name, value in request["headers"].items() if name.lower() != "authorization"}
-    return client.request(request["method"], request["url"], params=request["params"],
-                          headers={**headers, **bearer(key)}, json=request.get("json"), content=request.get("data"))
+    return client.request(
+        request["method"],
+        request["url"],
+        params=request["params"],
+        headers={**headers, **bearer(key)},
+        json=request.get("json"),
+        content=request.get("data"),
+    )
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
@@ -81,12 +96,24 @@ def test_every_answer_is_documented_and_none_is_a_server_error(service, mode):
 
 # Found while fuzzing, kept as plain regressions: each was a 500 or an answer the document did not describe.
 FOUND = {
-    "the same numeric id twice (was a 500)": ("/score", '{"accounts": [{"account_id": 0.0}, {"account_id": "0.0"}]}',
-                                              400, ["accounts", 1, "account_id"]),
-    "a boolean head-count (was read as 1)": ("/score", '{"accounts": [{"account_id": "A", "employees": true}]}',
-                                             400, ["accounts", 0, "employees"]),
-    "a number as text (was read as the number)": ("/tier", '{"accounts": [{"account_id": "A"}], "budget": "100"}',
-                                                  400, ["budget"]),
+    "the same numeric id twice (was a 500)": (
+        "/score",
+        '{"accounts": [{"account_id": 0.0}, {"account_id": "0.0"}]}',
+        400,
+        ["accounts", 1, "account_id"],
+    ),
+    "a boolean head-count (was read as 1)": (
+        "/score",
+        '{"accounts": [{"account_id": "A", "employees": true}]}',
+        400,
+        ["accounts", 0, "employees"],
+    ),
+    "a number as text (was read as the number)": (
+        "/tier",
+        '{"accounts": [{"account_id": "A"}], "budget": "100"}',
+        400,
+        ["budget"],
+    ),
 }
 
 
@@ -100,6 +127,7 @@ def test_what_the_fuzzing_found(service, path, body, status, location):
 
 def test_a_pickled_body_gets_the_documented_415(service):
     client, key = service
-    response = client.post("/score", content=b"\x80\x04", headers={"content-type": "application/vnd.bentoml+pickle",
-                                                                   **bearer(key)})
+    response = client.post(
+        "/score", content=b"\x80\x04", headers={"content-type": "application/vnd.bentoml+pickle", **bearer(key)}
+    )
     assert response.status_code == 415 and response.json()["detail"][0]["type"] == "unsupported_media_type"

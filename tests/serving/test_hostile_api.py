@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import anyio
 import pytest
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from features.io import load_export
 from serving.middleware import BodySizeLimit
-from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest, to_crm_data
+from serving.requests import ScoreRequest, to_crm_data
 
 from .conftest import serving, tracking_at
 
@@ -39,22 +39,32 @@ def problems(response) -> list[tuple[str, str]]:
 # --- one date grammar -------------------------------------------------------------------------------------
 
 LAYOUTS = {  # how a CRM or a client writes the moment, and what precision survives
-    "day": ("%Y-%m-%d", "day"), "basic day": ("%Y%m%d", "day"), "minutes": ("%Y-%m-%dT%H:%M", "minute"),
-    "space": ("%Y-%m-%d %H:%M:%S", "second"), "basic": ("%Y%m%dT%H%M%S", "second"),
+    "day": ("%Y-%m-%d", "day"),
+    "basic day": ("%Y%m%d", "day"),
+    "minutes": ("%Y-%m-%dT%H:%M", "minute"),
+    "space": ("%Y-%m-%d %H:%M:%S", "second"),
+    "basic": ("%Y%m%dT%H%M%S", "second"),
     "micro": ("%Y-%m-%dT%H:%M:%S.%f", "micro"),
 }
 ZONES = {"": 0, "Z": 0, "+02:00": 120, "-05:30": -330, "+0100": 60, "+03": 180}
 
 
 def truncated(moment: datetime, precision: str) -> datetime:
-    keep = {"day": dict(hour=0, minute=0, second=0, microsecond=0), "minute": dict(second=0, microsecond=0),
-            "second": dict(microsecond=0), "micro": {}}[precision]
+    keep = {
+        "day": dict(hour=0, minute=0, second=0, microsecond=0),
+        "minute": dict(second=0, microsecond=0),
+        "second": dict(microsecond=0),
+        "micro": {},
+    }[precision]
     return moment.replace(**keep)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(moment=st.datetimes(min_value=datetime(1901, 1, 1), max_value=datetime(2099, 12, 31)),
-       layout=st.sampled_from(sorted(LAYOUTS)), zone=st.sampled_from(sorted(ZONES)))
+@given(
+    moment=st.datetimes(min_value=datetime(1901, 1, 1), max_value=datetime(2099, 12, 31)),
+    layout=st.sampled_from(sorted(LAYOUTS)),
+    zone=st.sampled_from(sorted(ZONES)),
+)
 def test_files_and_the_api_read_every_date_of_the_grammar_the_same(moment, layout, zone, write_export):
     pattern, precision = LAYOUTS[layout]
     if precision == "day":
@@ -65,15 +75,37 @@ def test_files_and_the_api_read_every_date_of_the_grammar_the_same(moment, layou
 
     folder = write_export({"engagement.csv": f'account_id,timestamp,channel\nA1,"{text}",web_visit\n'})
     from_file = load_export(folder).data.engagement["timestamp"].iloc[0]
-    from_api = to_crm_data(ScoreRequest.model_validate({"accounts": [event_at(text)]}).accounts).engagement["timestamp"].iloc[0]
+    from_api = (
+        to_crm_data(ScoreRequest.model_validate({"accounts": [event_at(text)]}).accounts)
+        .engagement["timestamp"]
+        .iloc[0]
+    )
     assert from_file == from_api == expected, text
 
 
-@pytest.mark.parametrize("text", ["0", "1700000000", "1700000000.5", "-1", "123456789012", "2026", "2026-06",
-                                  "June 1 2026", "01/06/2026", "2026-06-01T24:00", "2026-02-30", "2026-06-01T10:00:00,5",
-                                  "yesterday", "", " "])
-def test_a_value_outside_the_grammar_is_a_400_in_the_api_and_an_error_in_a_file(text, rules_only, write_export,
-                                                                                 problems_of):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0",
+        "1700000000",
+        "1700000000.5",
+        "-1",
+        "123456789012",
+        "2026",
+        "2026-06",
+        "June 1 2026",
+        "01/06/2026",
+        "2026-06-01T24:00",
+        "2026-02-30",
+        "2026-06-01T10:00:00,5",
+        "yesterday",
+        "",
+        " ",
+    ],
+)
+def test_a_value_outside_the_grammar_is_a_400_in_the_api_and_an_error_in_a_file(
+    text, rules_only, write_export, problems_of
+):
     [(where, message)] = problems(rules_only.post("/score", json={"accounts": [event_at(text)]}))
     assert where == "accounts.0.engagement.0.timestamp" and "ISO 8601" in message, message
     if text.strip():  # a blank cell in a file is a missing date, which is its own error
@@ -103,12 +135,19 @@ def test_dates_outside_the_shared_range_are_refused(text, rules_only):
 
 # --- NaN and Infinity -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, expected", [
-    ('{"accounts": [{"account_id": NaN}]}', "accounts.0.account_id"),
-    ('{"accounts": [{"account_id": "A", "industry": Infinity}]}', "accounts.0.industry"),
-    ('{"accounts": [{"account_id": "A", "engagement": [{"timestamp": "2026-01-01", "channel": -Infinity}]}]}',
-     "accounts.0.engagement.0.channel"),
-    ('{"accounts": [{"account_id": "A", "segment_hint": NaN}]}', "accounts.0.segment_hint")])
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ('{"accounts": [{"account_id": NaN}]}', "accounts.0.account_id"),
+        ('{"accounts": [{"account_id": "A", "industry": Infinity}]}', "accounts.0.industry"),
+        (
+            '{"accounts": [{"account_id": "A", "engagement": [{"timestamp": "2026-01-01", "channel": -Infinity}]}]}',
+            "accounts.0.engagement.0.channel",
+        ),
+        ('{"accounts": [{"account_id": "A", "segment_hint": NaN}]}', "accounts.0.segment_hint"),
+    ],
+)
 def test_nan_and_infinity_are_not_json_numbers(body, expected, rules_only):
     [(where, message)] = problems(rules_only.post("/score", content=body, headers={"content-type": "application/json"}))
     assert where == expected and "NaN and Infinity are not JSON numbers" in message
@@ -121,15 +160,23 @@ def test_the_text_nan_is_an_ordinary_id(rules_only):
 
 # --- the API key ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("configured", ["s3cret\n", "  s3cret\t", "\ns3cret\r\n"])
 def test_an_api_key_read_from_a_file_is_trimmed(configured, empty_template):
     with serving(empty_template, TIERING_API_KEY=configured) as client:
-        assert client.post("/score", json={"accounts": [PLAIN]}, headers={"authorization": "Bearer s3cret"}).status_code == 200
-        assert client.post("/score", json={"accounts": [PLAIN]}, headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert (
+            client.post("/score", json={"accounts": [PLAIN]}, headers={"authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
+        assert (
+            client.post("/score", json={"accounts": [PLAIN]}, headers={"authorization": "Bearer wrong"}).status_code
+            == 401
+        )
         assert client.post("/score", json={"accounts": [PLAIN]}).status_code == 401
 
 
 # --- logs -------------------------------------------------------------------------------------------------
+
 
 def test_a_rejected_request_is_one_warning_line_without_traceback_or_values(rules_only, caplog):
     accounts = [{"account_id": f"A{i}", "employees": -1, "industry": "secret-value"} for i in range(1000)]
@@ -140,12 +187,15 @@ def test_a_rejected_request_is_one_warning_line_without_traceback_or_values(rule
     mine = [r for r in caplog.records if r.name.startswith("bentoml")]
     assert [r for r in mine if r.levelno >= logging.ERROR or r.exc_info] == []
     [line] = [r for r in mine if r.levelno == logging.WARNING]
-    assert line.getMessage() == ("400 POST /score: 1000 problem(s) in the request; first at accounts.0.employees: "
-                                 "Input should be greater than or equal to 0")
+    assert line.getMessage() == (
+        "400 POST /score: 1000 problem(s) in the request; first at accounts.0.employees: "
+        "Input should be greater than or equal to 0"
+    )
     assert "secret-value" not in caplog.text and "Traceback" not in caplog.text
 
 
 # --- slow bodies ------------------------------------------------------------------------------------------
+
 
 def test_a_body_that_never_finishes_gets_408_within_the_timeout():
     sent: list[dict] = []
@@ -177,6 +227,7 @@ def test_a_body_that_never_finishes_gets_408_within_the_timeout():
 
 # --- /model tells the truth about a champion it cannot load ----------------------------------------------
 
+
 def test_model_never_passes_an_earlier_version_off_as_a_broken_champion(champion_store, trained):
     import time
 
@@ -186,16 +237,25 @@ def test_model_never_passes_an_earlier_version_off_as_a_broken_champion(champion
         assert client.get("/model").json()["alias"] == "champion"
         with tracking_at(champion_store):
             tracking.configure()
-            broken = str(tracking.client().create_model_version(tracking.MODEL_NAME, source="/nonexistent/model",
-                                                                run_id=None).version)
+            broken = str(
+                tracking.client()
+                .create_model_version(tracking.MODEL_NAME, source="/nonexistent/model", run_id=None)
+                .version
+            )
             tracking.record_champion(broken)
         deadline = time.monotonic() + 30
-        while client.get("/model").json()["registry_champion"] != broken and time.monotonic() < deadline:
+        # The follower names the new champion before it has tried to load it: wait for the verdict too.
+        while time.monotonic() < deadline:
+            seen = client.get("/model").json()
+            if seen["registry_champion"] == broken and seen["problem"]:
+                break
             time.sleep(0.2)
         info = client.get("/model").json()
         assert info["registry_champion"] == broken and info["version"] == trained.version and info["alias"] is None
-        expected = (f"champion version {broken} cannot be loaded: its model files are missing from /nonexistent/model "
-                    f"(no such folder)")
+        expected = (
+            f"champion version {broken} cannot be loaded: its model files are missing from /nonexistent/model "
+            f"(no such folder)"
+        )
         assert info["problem"].startswith(expected) and info["ready"] is False
         assert f"still answering with version {trained.version}" in info["problem"]
         ready = client.get("/readyz")

@@ -5,13 +5,23 @@ import json
 import subprocess
 import sys
 
-NOT_IN_THE_SERVER = ("training.pipeline", "training.workflow", "training.cli", "training.compare", "training.report",
-                     "sklearn.linear_model", "sklearn.isotonic", "typer")
+NOT_IN_THE_SERVER = (
+    "training.pipeline",
+    "training.workflow",
+    "training.cli",
+    "training.compare",
+    "training.report",
+    "sklearn.linear_model",
+    "sklearn.isotonic",
+    "typer",
+)
 
 
 def test_importing_the_service_loads_no_training_code():
-    probe = ("import json, sys\nimport serving.service\n"
-             f"print(json.dumps([name for name in {list(NOT_IN_THE_SERVER)!r} if name in sys.modules]))")
+    probe = (
+        "import json, sys\nimport serving.service\n"
+        f"print(json.dumps([name for name in {list(NOT_IN_THE_SERVER)!r} if name in sys.modules]))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

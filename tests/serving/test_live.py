@@ -43,11 +43,21 @@ def wait_until_ready(process: subprocess.Popen, base_url: str, log: Path, timeou
 def live_server(champion_store, tmp_path):
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(champion_store), "TIERING_API_KEY": KEY,
-           "TIERING_RELOAD_SECONDS": str(RELOAD_SECONDS), "BENTOML_HOME": str(tmp_path / "bentoml")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": sqlite_uri(champion_store),
+        "TIERING_API_KEY": KEY,
+        "TIERING_RELOAD_SECONDS": str(RELOAD_SECONDS),
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+    }
     with open(log, "w") as output:
-        process = subprocess.Popen([TIERING, "serve", "--host", "127.0.0.1", "--port", str(port), "--access-log"], cwd=tmp_path,
-                                   env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [TIERING, "serve", "--host", "127.0.0.1", "--port", str(port), "--access-log"],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, base_url, log)

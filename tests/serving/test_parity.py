@@ -12,8 +12,16 @@ from training.workflow import default_scoring_as_of, score_book
 
 from .conftest import serving, subset, tracking_at
 
-NUMBERS = ["revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "win_probability",
-           "expected_deal_size", "expected_value", "learned_score"]
+NUMBERS = [
+    "revenue_potential_score",
+    "business_fit_score",
+    "engagement_score",
+    "rule_score",
+    "win_probability",
+    "expected_deal_size",
+    "expected_value",
+    "learned_score",
+]
 SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "as_of", "surge_channels"]
 TIERS = ["rule_tier", "learned_tier", "tier"]
 BUDGET = 250_000.0
@@ -37,8 +45,10 @@ def answers(trained, export, case):
         scored = client.post("/score", json=body)
         tiered = client.post("/tier", json={**body, "budget": BUDGET})
     assert scored.status_code == 200 and tiered.status_code == 200
-    return (pd.DataFrame(scored.json()["scores"]).set_index("account_id"),
-            pd.DataFrame(tiered.json()["scores"]).set_index("account_id"))
+    return (
+        pd.DataFrame(scored.json()["scores"]).set_index("account_id"),
+        pd.DataFrame(tiered.json()["scores"]).set_index("account_id"),
+    )
 
 
 def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str]) -> None:

@@ -34,8 +34,17 @@ def test_example_account_becomes_four_canonical_tables():
 
 
 def test_zones_are_converted_to_utc_and_lists_of_technologies_joined():
-    request = parse({"accounts": [{"account_id": 7, "tech_stack": ["aws", "snowflake"],
-                                   "engagement": [{"timestamp": "2026-05-01T10:00:00+02:00", "channel": "web_visit"}]}]})
+    request = parse(
+        {
+            "accounts": [
+                {
+                    "account_id": 7,
+                    "tech_stack": ["aws", "snowflake"],
+                    "engagement": [{"timestamp": "2026-05-01T10:00:00+02:00", "channel": "web_visit"}],
+                }
+            ]
+        }
+    )
     data = to_crm_data(request.accounts)
 
     assert data.accounts["account_id"].tolist() == ["7"]  # numeric CRM ids are ids like any other
@@ -61,24 +70,34 @@ def test_as_of_defaults_to_the_day_after_the_latest_date_in_the_request():
 
 def test_as_of_is_today_utc_when_nothing_in_the_request_is_dated():
     request = parse({"accounts": [{"account_id": "A"}]})
-    before = datetime.datetime.now(datetime.timezone.utc).date()
+    before = datetime.datetime.now(datetime.UTC).date()
     answered = scoring_as_of(request)
-    after = datetime.datetime.now(datetime.timezone.utc).date()
+    after = datetime.datetime.now(datetime.UTC).date()
     # Midnight UTC may fall between the two clock readings: either day is right, nothing else.
     assert answered.time() == datetime.time(0) and answered.date() in {before, after}
 
 
 def test_every_problem_is_reported_at_once_with_its_path():
-    body = {"accounts": [{"account_id": "A", "employees": -5},
-                         {"account_id": "A", "opportunities": [{"opportunity_id": "O1", "created_date": "2026-03-01",
-                                                                "close_date": "2026-02-01", "outcome": "won"}]}]}
+    body = {
+        "accounts": [
+            {"account_id": "A", "employees": -5},
+            {
+                "account_id": "A",
+                "opportunities": [
+                    {"opportunity_id": "O1", "created_date": "2026-03-01", "close_date": "2026-02-01", "outcome": "won"}
+                ],
+            },
+        ]
+    }
     with pytest.raises(ValidationError) as caught:
         parse(body)
 
     paths = {tuple(error["loc"]): error["type"] for error in caught.value.errors()}
-    assert paths == {("accounts", 0, "employees"): "greater_than_equal",
-                     ("accounts", 1, "opportunities", 0): "close_before_created",
-                     ("accounts", 1, "account_id"): "duplicate_account_id"}
+    assert paths == {
+        ("accounts", 0, "employees"): "greater_than_equal",
+        ("accounts", 1, "opportunities", 0): "close_before_created",
+        ("accounts", 1, "account_id"): "duplicate_account_id",
+    }
 
 
 def test_a_book_may_be_larger_than_a_scoring_request():
@@ -89,25 +108,38 @@ def test_a_book_may_be_larger_than_a_scoring_request():
 
 
 ODD_ACCOUNT = {
-    "account_id": 901, "industry": "  SOFTWARE ", "country": "united   states", "employees": 250, "tech_stack": ["AWS", " snowflake"],
-    "segment_hint": 12, "engagement": [
+    "account_id": 901,
+    "industry": "  SOFTWARE ",
+    "country": "united   states",
+    "employees": 250,
+    "tech_stack": ["AWS", " snowflake"],
+    "segment_hint": 12,
+    "engagement": [
         {"timestamp": "2026-05-01T23:30:00-02:00", "channel": " Demo_Request "},
         {"timestamp": "2026-05-02T01:00:00.999999Z", "channel": "webinar", "count": 3},
-        {"timestamp": "2026-06-30", "channel": "web_visit", "count": 2.5}],
+        {"timestamp": "2026-06-30", "channel": "web_visit", "count": 2.5},
+    ],
     "intent": [{"date": "2026-06-01", "topic": "CRM", "score": 40}, {"date": "2026-06-02", "topic": "quantum"}],
     "opportunities": [
         {"opportunity_id": "O1", "created_date": "2025-01-01", "close_date": "2025-03-01", "outcome": "won"},
-        {"opportunity_id": "O2", "created_date": "2025-04-01", "close_date": "2025-05-01", "outcome": "lost", "amount": 9},
-        {"opportunity_id": "O3", "created_date": "2026-04-01", "outcome": "open", "amount": 500}],
+        {
+            "opportunity_id": "O2",
+            "created_date": "2025-04-01",
+            "close_date": "2025-05-01",
+            "outcome": "lost",
+            "amount": 9,
+        },
+        {"opportunity_id": "O3", "created_date": "2026-04-01", "outcome": "open", "amount": 500},
+    ],
 }
 
 
 @pytest.mark.parametrize("extra_features", [[], ["segment_hint"]])
 def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export, extra_features):
     """The service reads requests straight into arrays; the batch path builds typed tables first."""
+    from features.activity import builder_for_accounts
     from features.config import parse_config
     from features.pointintime import FeatureBuilder
-    from features.activity import builder_for_accounts
     from serving.requests import account_payloads
 
     config = parse_config({"model": {"extra_features": extra_features}})
@@ -115,7 +147,9 @@ def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export
     accounts = parse({"accounts": [*account_payloads(export, ids), ODD_ACCOUNT, {"account_id": "bare"}]}).accounts
     cutoffs = pd.Series(pd.to_datetime(["2026-07-01", "2026-03-15"] * 21))
 
-    reference = FeatureBuilder(to_crm_data(accounts), config).build(pd.Series([a.account_id for a in accounts]), cutoffs)
+    reference = FeatureBuilder(to_crm_data(accounts), config).build(
+        pd.Series([a.account_id for a in accounts]), cutoffs
+    )
     from_arrays = builder_for_accounts(accounts, config).build_columns(np.arange(len(accounts)), to_seconds(cutoffs))
 
     assert reference.columns[2:].tolist() == list(from_arrays)

@@ -39,14 +39,18 @@ def test_a_request_is_scored_in_its_own_order_with_every_score_column(champion, 
 def test_an_account_scores_the_same_alone_as_among_others(champion, export):
     ids = export.accounts["account_id"].tolist()[:8]
     payloads = account_payloads(export, ids)
-    together = score_request(champion, ScoreRequest.model_validate({"accounts": payloads, "as_of": "2026-05-01"}),
-                             by_capacity=False)
+    together = score_request(
+        champion, ScoreRequest.model_validate({"accounts": payloads, "as_of": "2026-05-01"}), by_capacity=False
+    )
     for position, payload in enumerate(payloads):
-        alone = score_request(champion, ScoreRequest.model_validate({"accounts": [payload], "as_of": "2026-05-01"}),
-                              by_capacity=False)
+        alone = score_request(
+            champion, ScoreRequest.model_validate({"accounts": [payload], "as_of": "2026-05-01"}), by_capacity=False
+        )
         for name in SCORE_COLUMNS:
             if name != "scored_at":  # exactly, NaN for NaN: no account's record depends on its company
-                np.testing.assert_array_equal(alone.scores[name], together.scores[name][position:position + 1], err_msg=name)
+                np.testing.assert_array_equal(
+                    alone.scores[name], together.scores[name][position : position + 1], err_msg=name
+                )
 
 
 @pytest.fixture(scope="module")
@@ -103,5 +107,8 @@ def test_large_bodies_are_validated_off_the_loop_with_the_same_400(client, monke
     assert threads[0] != threads[1]
     assert trims == [2]  # the large body's freed heap is handed back; the small one's is not worth it
     assert small_answer.status_code == large_answer.status_code == 400
-    assert small_answer.json()["detail"] == large_answer.json()["detail"] == [
-        {**small_answer.json()["detail"][0], "loc": ["accounts", 0, "employees"]}]
+    assert (
+        small_answer.json()["detail"]
+        == large_answer.json()["detail"]
+        == [{**small_answer.json()["detail"][0], "loc": ["accounts", 0, "employees"]}]
+    )

@@ -22,12 +22,22 @@ START_SECONDS = 60  # a refusal comes in seconds; a server that starts (or hangs
 def start_serve(tmp_path: Path, store: Path, *args: str, **env: str) -> tuple[int, str, float]:
     """Run `tiering serve` in its own session; (exit code, output, seconds). A server still running at the
     deadline is stopped (its whole session: the workers it started) and the test fails."""
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("TIERING_") and name != "MLFLOW_TRACKING_URI"}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("TIERING_") and name != "MLFLOW_TRACKING_URI"
+    }
     environment.update(MLFLOW_TRACKING_URI=sqlite_uri(store), BENTOML_HOME=str(tmp_path / "bentoml"), **env)
     started = time.monotonic()
-    process = subprocess.Popen([TIERING, "serve", *args], cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [TIERING, "serve", *args],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=START_SECONDS)
     except subprocess.TimeoutExpired:
@@ -53,15 +63,17 @@ def test_a_port_in_use_is_one_message_and_exit_2(empty_template, tmp_path):
         holder.bind(("127.0.0.1", port))
         holder.listen()
         code, output, seconds = start_serve(tmp_path, empty_template, "--port", str(port))
-    assert_one_message(code, output, f"port {port} on 127.0.0.1 is already in use by another process",
-                       "pass another --port")
+    assert_one_message(
+        code, output, f"port {port} on 127.0.0.1 is already in use by another process", "pass another --port"
+    )
     assert seconds < 30
 
 
 @pytest.mark.slow
 def test_a_host_that_is_not_this_machines_is_one_message(empty_template, tmp_path):
-    code, output, _ = start_serve(tmp_path, empty_template, "--host", "192.0.2.1", "--port", str(free_port()),
-                                  TIERING_API_KEY="k")
+    code, output, _ = start_serve(
+        tmp_path, empty_template, "--host", "192.0.2.1", "--port", str(free_port()), TIERING_API_KEY="k"
+    )
     assert_one_message(code, output, "--host 192.0.2.1 is not an address of this machine")
 
 
@@ -69,14 +81,20 @@ BAD_SETTINGS = {
     "reload not a number": ({"TIERING_RELOAD_SECONDS": "abc"}, "TIERING_RELOAD_SECONDS='abc'"),
     "reload zero": ({"TIERING_RELOAD_SECONDS": "0"}, "TIERING_RELOAD_SECONDS='0': Input should be greater than 0"),
     "reload negative": ({"TIERING_RELOAD_SECONDS": "-5"}, "TIERING_RELOAD_SECONDS='-5'"),
-    "reload infinite": ({"TIERING_RELOAD_SECONDS": "inf"}, "TIERING_RELOAD_SECONDS='inf': Input should be a finite number"),
+    "reload infinite": (
+        {"TIERING_RELOAD_SECONDS": "inf"},
+        "TIERING_RELOAD_SECONDS='inf': Input should be a finite number",
+    ),
     "reload NaN": ({"TIERING_RELOAD_SECONDS": "nan"}, "TIERING_RELOAD_SECONDS='nan'"),
     "body timeout": ({"TIERING_BODY_TIMEOUT_SECONDS": "soon"}, "TIERING_BODY_TIMEOUT_SECONDS='soon'"),
     "access log": ({"TIERING_ACCESS_LOG": "maybe"}, "TIERING_ACCESS_LOG='maybe': Input should be a valid boolean"),
     "blank key": ({"TIERING_API_KEY": "  \n"}, "TIERING_API_KEY: is blank: unset it, or give the key"),
     "key with a line break": ({"TIERING_API_KEY": "abc\ndef"}, "TIERING_API_KEY: holds a line break"),
     "missing config": ({"TIERING_CONFIG": "/nonexistent/tiering.yaml"}, "TIERING_CONFIG='/nonexistent/tiering.yaml'"),
-    "misspelt key": ({"TIERING_API_KEYS": "secret"}, "TIERING_API_KEYS: no such setting (did you mean TIERING_API_KEY?)"),
+    "misspelt key": (
+        {"TIERING_API_KEYS": "secret"},
+        "TIERING_API_KEYS: no such setting (did you mean TIERING_API_KEY?)",
+    ),
     "notebook date": ({"TIERING_AS_OF": "1700000000"}, "TIERING_AS_OF='1700000000': not a date"),
     "notebook budget": ({"TIERING_BUDGET": "1e309"}, "TIERING_BUDGET='1e309'"),
 }
@@ -99,8 +117,12 @@ def test_settings_read_trimmed_and_defaulted(monkeypatch):
         if name.startswith("TIERING_"):
             monkeypatch.delenv(name)
     defaults = load_settings()
-    assert (defaults.reload_seconds, defaults.body_timeout_seconds, defaults.access_log, defaults.api_key) == \
-        (10.0, 60.0, False, None)
+    assert (defaults.reload_seconds, defaults.body_timeout_seconds, defaults.access_log, defaults.api_key) == (
+        10.0,
+        60.0,
+        False,
+        None,
+    )
     monkeypatch.setenv("TIERING_API_KEY", " s3cret\n")
     monkeypatch.setenv("TIERING_RELOAD_SECONDS", "2.5")
     monkeypatch.setenv("TIERING_ACCESS_LOG", "on")

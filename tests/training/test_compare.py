@@ -35,11 +35,13 @@ def report(trained_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
-        compared = runner.invoke(app, ["compare", str(trained_model.data_dir), "--model", trained_model.uri,
-                                       "--out", str(out / "report")])
+        compared = runner.invoke(
+            app, ["compare", str(trained_model.data_dir), "--model", trained_model.uri, "--out", str(out / "report")]
+        )
         assert compared.exit_code == 0, compared.output
-        scored = runner.invoke(app, ["score", str(trained_model.data_dir), "--model", trained_model.uri,
-                                     "--out", str(out / "scores.csv")])
+        scored = runner.invoke(
+            app, ["score", str(trained_model.data_dir), "--model", trained_model.uri, "--out", str(out / "scores.csv")]
+        )
         assert scored.exit_code == 0, scored.output
     return out
 
@@ -106,17 +108,26 @@ def test_listed_movers_are_all_accounts_two_levels_apart(report):
 
 
 def test_movers_keep_only_tiers_two_levels_apart_largest_gap_first():
-    book = pd.DataFrame({
-        "account_id": ["a", "b", "c", "d", "e"],
-        "account_name": ["A", "B", "C", "D", "E"],
-        "rule_tier": ["tier_3", "untiered", "tier_1", "tier_2", "tier_1"],
-        "learned_tier": ["tier_1", "tier_1", "tier_2", "untiered", "untiered"],
-        "learned_score": [90.0, 95, 70, 10, 5],
-        "rule_score": [30.0, 10, 80, 50, 70],
-        "revenue_potential_score": 50.0, "business_fit_score": 50.0, "engagement_score": 50.0,
-        "win_probability": 0.3, "expected_value": 1000.0, "reason_1": "x", "reason_2": "", "reason_3": "",
-        "budget_rule": 0.0, "budget_learned": 0.0,
-    })
+    book = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d", "e"],
+            "account_name": ["A", "B", "C", "D", "E"],
+            "rule_tier": ["tier_3", "untiered", "tier_1", "tier_2", "tier_1"],
+            "learned_tier": ["tier_1", "tier_1", "tier_2", "untiered", "untiered"],
+            "learned_score": [90.0, 95, 70, 10, 5],
+            "rule_score": [30.0, 10, 80, 50, 70],
+            "revenue_potential_score": 50.0,
+            "business_fit_score": 50.0,
+            "engagement_score": 50.0,
+            "win_probability": 0.3,
+            "expected_value": 1000.0,
+            "reason_1": "x",
+            "reason_2": "",
+            "reason_3": "",
+            "budget_rule": 0.0,
+            "budget_learned": 0.0,
+        }
+    )
     listed = movers(book)
     assert listed["account_id"].tolist() == ["b", "e", "a", "d"]  # c is one level apart
     assert listed["levels"].tolist() == [3, -3, 2, -2]
@@ -147,9 +158,12 @@ def test_rules_only_report_says_so_and_skips_learned_parts(trained_model, tmp_pa
 
 def test_compare_errors_exit_2_with_one_message(model_store, tmp_path):
     missing = runner.invoke(app, ["compare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
-    bad_model = runner.invoke(app, ["compare", str(model_store.data_dir), "--model", "models:/abm-tiering/99",
-                                    "--out", str(tmp_path / "r")])
-    bad_date = runner.invoke(app, ["compare", str(model_store.data_dir), "--as-of", "soon", "--out", str(tmp_path / "r")])
+    bad_model = runner.invoke(
+        app, ["compare", str(model_store.data_dir), "--model", "models:/abm-tiering/99", "--out", str(tmp_path / "r")]
+    )
+    bad_date = runner.invoke(
+        app, ["compare", str(model_store.data_dir), "--as-of", "soon", "--out", str(tmp_path / "r")]
+    )
     for result in (missing, bad_model, bad_date):
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output

@@ -31,8 +31,20 @@ def two_scorings(trained_model, tmp_path_factory) -> tuple[Path, Path]:
         patch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
         for as_of, name in ((quarter_before, "q1.csv"), (None, "q2.parquet")):
             dated = ["--as-of", as_of] if as_of else []
-            result = runner.invoke(app, ["score", str(trained_model.data_dir), "--model", trained_model.uri,
-                                         "--budget", "100000", *dated, "--out", str(folder / name)])
+            result = runner.invoke(
+                app,
+                [
+                    "score",
+                    str(trained_model.data_dir),
+                    "--model",
+                    trained_model.uri,
+                    "--budget",
+                    "100000",
+                    *dated,
+                    "--out",
+                    str(folder / name),
+                ],
+            )
             assert result.exit_code == 0, result.output
     return folder / "q1.csv", folder / "q2.parquet"
 
@@ -66,9 +78,20 @@ def test_diff_lists_every_account_that_moved_with_what_changed(two_scorings, tmp
 
 
 def test_describe_change_names_what_moved_biggest_first():
-    old = pd.Series({"revenue_potential_score": 50.0, "business_fit_score": 60.0, "engagement_score": 10.0,
-                     "rule_score": 40.0, "learned_score": 45.0, "win_probability": 0.20, "override_reason": "",
-                     "reason_1": "↑ 2 demo requests in the last 30 days", "reason_2": "↑ fit", "reason_3": ""})
+    old = pd.Series(
+        {
+            "revenue_potential_score": 50.0,
+            "business_fit_score": 60.0,
+            "engagement_score": 10.0,
+            "rule_score": 40.0,
+            "learned_score": 45.0,
+            "win_probability": 0.20,
+            "override_reason": "",
+            "reason_1": "↑ 2 demo requests in the last 30 days",
+            "reason_2": "↑ fit",
+            "reason_3": "",
+        }
+    )
     new = old.copy()
     new[["engagement_score", "rule_score", "learned_score", "win_probability"]] = [70.0, 55.0, 52.0, 0.22]
     new["reason_1"] = "↑ 9 sales meetings in the last 30 days"

@@ -14,7 +14,8 @@ def test_weighted_auc_equals_roc_auc_of_the_repeated_rows_with_ties():
         weight = np.bincount(rng.integers(0, 2000, 2000), minlength=2000).astype(float)
         repeated = np.repeat(np.arange(2000), weight.astype(int))
         assert _weighted_auc(y, level, level.max() + 1, weight) == pytest.approx(
-            roc_auc_score(y[repeated], score[repeated]), abs=1e-12)
+            roc_auc_score(y[repeated], score[repeated]), abs=1e-12
+        )
 
 
 def test_confidence_bounds_separate_signal_from_noise():

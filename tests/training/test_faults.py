@@ -60,8 +60,12 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, m
     assert runner.invoke(app, ["score", str(export), "--out", str(scores)]).exit_code == 0
     before = scores.read_bytes()
 
-    child = subprocess.Popen([sys.executable, "-m", "training.cli", "train", str(export)], env=os.environ.copy(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "train", str(export)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _wait_until_training(child.pid)
     child.send_signal(how)
     _, stderr = child.communicate(timeout=60)

@@ -6,11 +6,15 @@ from training.files import atomic_path, read_overrides, write_table
 
 
 def test_csv_output_never_carries_a_live_formula(tmp_path):
-    frame = pd.DataFrame({"account_id": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "ok", None],
-                          "budget": [1.0, -5.0, 3.0, 4.0, 5.0, 6.0]})
+    frame = pd.DataFrame(
+        {
+            "account_id": ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "ok", None],
+            "budget": [1.0, -5.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
     path = write_table(frame, tmp_path / "scores.csv")
     text = pd.read_csv(path, dtype="str", keep_default_na=False)
-    assert text["account_id"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "ok", ""]
+    assert text["account_id"].tolist() == ['\'=HYPERLINK("http://x")', "'+1", "'-2", "'@SUM(A1)", "ok", ""]
     assert text["budget"].tolist()[1] == "-5.0"  # numbers stay numbers
     parquet = write_table(frame, tmp_path / "scores.parquet")
     assert pd.read_parquet(parquet)["account_id"][0].startswith("=")  # Parquet is not opened by spreadsheets as text

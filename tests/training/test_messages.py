@@ -32,11 +32,14 @@ def lines(output: str, prefix: str) -> list[str]:
 
 
 def test_header_counts_problems_and_warnings_apart_and_marks_each_warning(write_export):
-    folder = write_export({
-        "accounts.csv": "account_id,employees\nA1,many\nA2,10\nA3,5\n",  # error 1; A3 has no opportunity: warning
-        "engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,webinar\nZZ,2024-01-02,web_visit\n",  # 2 warnings
-        "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,101\n",  # error 2
-    })
+    folder = write_export(
+        {
+            "accounts.csv": "account_id,employees\nA1,many\nA2,10\nA3,5\n",  # error 1; A3 has no opportunity: warning
+            # 2 warnings: an unknown channel, an unknown account
+            "engagement.csv": "account_id,timestamp,channel\nA1,2024-01-01,webinar\nZZ,2024-01-02,web_visit\n",
+            "intent.csv": "account_id,date,topic,score\nA1,2024-01-03,crm,101\n",  # error 2
+        }
+    )
     result = runner.invoke(app, ["validate", str(folder)])
     assert result.exit_code == 2
     assert "2 problems stop this run (and 3 warnings):" in result.output
@@ -62,7 +65,10 @@ def test_a_file_and_column_that_read_like_an_emoji_code_print_as_written(write_e
     mapping.write_text("accounts:\n  file: offers.csv\n  columns: {account_id: Id}\n")
     result = runner.invoke(app, ["validate", str(folder), "--mapping", str(mapping)])
     assert result.exit_code == 2
-    assert "- accounts table, offers.csv:Id: account_id is empty (row 3). Fix: fill in account_id on every row" in result.output
+    assert (
+        "- accounts table, offers.csv:Id: account_id is empty (row 3). Fix: fill in account_id on every row"
+        in result.output
+    )
     assert "\N{SQUARED ID}" not in result.output
 
 
@@ -102,7 +108,9 @@ def closed_deals(extra_before_window: int = 20) -> dict[str, str]:
                 rows.append(f"O{number},A1,{created},{close},{outcome},1000")
     return {
         "accounts.csv": "account_id,industry\nA1,software\n",
-        "opportunities.csv": "opportunity_id,account_id,created_date,close_date,outcome,amount\n" + "\n".join(rows) + "\n",
+        "opportunities.csv": "opportunity_id,account_id,created_date,close_date,outcome,amount\n"
+        + "\n".join(rows)
+        + "\n",
     }
 
 
@@ -111,19 +119,25 @@ def test_validate_shows_the_window_its_slices_and_names_the_thin_holdout_with_an
     assert result.exit_code == 0, result.output
     output = result.output
     assert "Training window: 2024-01-01 to 2024-12-31 (as_of 2025-01-01, the day after the latest close date)" in output
-    assert ("The holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; training needs at "
-            "least 10 of each.") in output
-    assert ("The final calibration slice (2024-11-01 to 2024-12-31) has 1 won and 4 lost opportunities; training "
-            "needs at least 10 of each.") in output
+    assert (
+        "The holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; training needs at "
+        "least 10 of each."
+    ) in output
+    assert (
+        "The final calibration slice (2024-11-01 to 2024-12-31) has 1 won and 4 lost opportunities; training "
+        "needs at least 10 of each."
+    ) in output
     assert "The fit slice" not in output and "The validation slice" not in output
     # 2024-08-02: fit [2023-08-02, 2024-03-02) holds the 25/25 of 2023-12-31, validation [2024-03-02, 2024-05-02)
     # the 25/30 of 2024-03-15, holdout [2024-05-02, 2024-08-02) and final calibration [2024-06-02, 2024-08-02)
     # the 12/11 of 2024-08-01. No later cut-off works.
-    assert ("--as-of moves the whole window: with --as-of 2024-08-02 (the nearest cut-off that works) every slice has "
-            "enough (fit 25 won / 25 lost, validation 25 won / 30 lost, holdout 12 won / 11 lost, final calibration "
-            "12 won / 11 lost). Or: "
-            "model.window.holdout_months (3) and model.window.calibration_months (2) in tiering.yaml change the "
-            "slices' lengths, and model.window.months (12) how far back the fit slice starts.") in output
+    assert (
+        "--as-of moves the whole window: with --as-of 2024-08-02 (the nearest cut-off that works) every slice has "
+        "enough (fit 25 won / 25 lost, validation 25 won / 30 lost, holdout 12 won / 11 lost, final calibration "
+        "12 won / 11 lost). Or: "
+        "model.window.holdout_months (3) and model.window.calibration_months (2) in tiering.yaml change the "
+        "slices' lengths, and model.window.months (12) how far back the fit slice starts."
+    ) in output
 
 
 def test_the_slices_hold_the_hand_counted_deals_with_inclusive_starts():
@@ -132,8 +146,10 @@ def test_the_slices_hold_the_hand_counted_deals_with_inclusive_starts():
 
     data = _crm(closed_deals())
     seen = preview(data, TieringConfig())
-    counts = {piece.name: (str(piece.start.date()), str(piece.end.date()), piece.won, piece.lost, piece.thin)
-              for piece in seen.slices}
+    counts = {
+        piece.name: (str(piece.start.date()), str(piece.end.date()), piece.won, piece.lost, piece.thin)
+        for piece in seen.slices
+    }
     assert counts == {
         "fit": ("2024-01-01", "2024-08-01", 25, 30, False),
         "validation": ("2024-08-01", "2024-10-01", 12, 11, False),
@@ -160,8 +176,10 @@ def test_an_as_of_and_a_config_move_the_slices(write_export, tmp_path):
 def test_when_no_as_of_works_validate_says_so_and_what_else_helps(write_export):
     result = runner.invoke(app, ["validate", str(write_export(closed_deals(extra_before_window=0)))])
     assert result.exit_code == 0, result.output
-    assert ("No --as-of gives every slice enough with this configuration: model.window.holdout_months (3) and "
-            "model.window.calibration_months (2) in tiering.yaml change the slices' lengths") in result.output
+    assert (
+        "No --as-of gives every slice enough with this configuration: model.window.holdout_months (3) and "
+        "model.window.calibration_months (2) in tiering.yaml change the slices' lengths"
+    ) in result.output
 
 
 def test_the_vectorised_slice_bounds_are_the_training_window():
@@ -171,11 +189,15 @@ def test_the_vectorised_slice_bounds_are_the_training_window():
     data = _crm(closed_deals())
     for day in ("2024-03-31", "2024-02-29", "2025-01-01", "2024-08-31"):
         window = Window.for_data(data, config, pd.Timestamp(day))
-        bounds = {name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([day]), config.model.window)}
-        assert bounds == {"fit": (window.start, window.calibration_start),
-                          "validation": (window.calibration_start, window.holdout_start),
-                          "holdout": (window.holdout_start, window.as_of),
-                          "final calibration": (window.final_calibration_start, window.as_of)}, day
+        bounds = {
+            name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([day]), config.model.window)
+        }
+        assert bounds == {
+            "fit": (window.start, window.calibration_start),
+            "validation": (window.calibration_start, window.holdout_start),
+            "holdout": (window.holdout_start, window.as_of),
+            "final calibration": (window.final_calibration_start, window.as_of),
+        }, day
 
 
 def _crm(files: dict[str, str]) -> CrmData:
@@ -189,34 +211,48 @@ def _crm(files: dict[str, str]) -> CrmData:
 # --- reasons: numbers as people write them -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("feature", "value", "expected"), [
-    ("extra_past_two_year_revenue_code", 2.0, "past two year revenue code: 2"),
-    ("extra_past_two_year_revenue_code", np.float64(3.0), "past two year revenue code: 3"),
-    ("extra_seats", 1250000.0, "seats: 1,250,000"),
-    ("extra_discount_rate", 0.125, "discount rate: 0.125"),
-    ("extra_rating", 12.3456, "rating: 12.35"),
-    ("extra_rating", 1e308, "rating: 1.0e+308"),
-    ("extra_rating", -2.5e20, "rating: -2.5e+20"),
-    ("extra_rating", math.nan, "rating: unknown"),
-    ("extra_segment", "Gold", "segment: Gold"),
-    ("employees", 1800.0, "1,800 employees"),
-    ("employees", 1e308, "1.0e+308 employees"),
-    ("annual_revenue", 2.5e9, "$2.5B annual revenue"),
-    ("annual_revenue", 4e12, "$4.0T annual revenue"),
-    ("annual_revenue", 1e308, "$1.0e+308 annual revenue"),
-    ("prior_won_amount", 54000.0, "$54.0k won before"),
-    ("prior_won_amount", math.inf, "an unknown amount won before"),
-])
+@pytest.mark.parametrize(
+    ("feature", "value", "expected"),
+    [
+        ("extra_past_two_year_revenue_code", 2.0, "past two year revenue code: 2"),
+        ("extra_past_two_year_revenue_code", np.float64(3.0), "past two year revenue code: 3"),
+        ("extra_seats", 1250000.0, "seats: 1,250,000"),
+        ("extra_discount_rate", 0.125, "discount rate: 0.125"),
+        ("extra_rating", 12.3456, "rating: 12.35"),
+        ("extra_rating", 1e308, "rating: 1.0e+308"),
+        ("extra_rating", -2.5e20, "rating: -2.5e+20"),
+        ("extra_rating", math.nan, "rating: unknown"),
+        ("extra_segment", "Gold", "segment: Gold"),
+        ("employees", 1800.0, "1,800 employees"),
+        ("employees", 1e308, "1.0e+308 employees"),
+        ("annual_revenue", 2.5e9, "$2.5B annual revenue"),
+        ("annual_revenue", 4e12, "$4.0T annual revenue"),
+        ("annual_revenue", 1e308, "$1.0e+308 annual revenue"),
+        ("prior_won_amount", 54000.0, "$54.0k won before"),
+        ("prior_won_amount", math.inf, "an unknown amount won before"),
+    ],
+)
 def test_reasons_write_numbers_as_people_write_them(feature, value, expected):
     from training.reasons import describe
 
     assert describe(feature, value, TieringConfig()) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (950.0, "$950"), (12345.0, "$12.3k"), (4.5e6, "$4.5M"), (2.1e9, "$2.1B"), (3e12, "$3.0T"), (1e308, "$1.0e+308"),
-    (-2e6, "-$2.0M"), (math.inf, "an unknown amount"), (-math.inf, "an unknown amount"), (math.nan, "an unknown amount"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (950.0, "$950"),
+        (12345.0, "$12.3k"),
+        (4.5e6, "$4.5M"),
+        (2.1e9, "$2.1B"),
+        (3e12, "$3.0T"),
+        (1e308, "$1.0e+308"),
+        (-2e6, "-$2.0M"),
+        (math.inf, "an unknown amount"),
+        (-math.inf, "an unknown amount"),
+        (math.nan, "an unknown amount"),
+    ],
+)
 def test_money_is_compact_and_never_infinite(value, expected):
     from training.reasons import money
 
@@ -227,16 +263,18 @@ def test_money_is_compact_and_never_infinite(value, expected):
 
 
 def score_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "account_id": ["A1", "A2"],
-        "rule_score": [39.199999999999996, 70.0],
-        "learned_score": [55.5551, 12.344999],
-        "win_probability": [0.123456789, np.nan],
-        "expected_deal_size": [12345.6789, np.nan],
-        "expected_value": [1524.1234, np.nan],
-        "budget": [10.204081632653061, np.nan],
-        "reason_1": ["↑ 2 deals won before", ""],
-    })
+    return pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "rule_score": [39.199999999999996, 70.0],
+            "learned_score": [55.5551, 12.344999],
+            "win_probability": [0.123456789, np.nan],
+            "expected_deal_size": [12345.6789, np.nan],
+            "expected_value": [1524.1234, np.nan],
+            "budget": [10.204081632653061, np.nan],
+            "reason_1": ["↑ 2 deals won before", ""],
+        }
+    )
 
 
 def test_write_table_rounds_scores_probabilities_and_money_and_leaves_the_frame_alone(tmp_path):

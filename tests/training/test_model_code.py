@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-LOAD = ("import sys, features.rules\n"
-        "from training.tracking import load_model_for\n"
-        "try:\n"
-        "    model = load_model_for(sys.argv[1])\n"
-        "except Exception as error:\n"
-        "    print('REFUSED', error); sys.exit(3)\n"
-        "import features\n"
-        "print('LOADED', features.__file__)\n")
+LOAD = (
+    "import sys, features.rules\n"
+    "from training.tracking import load_model_for\n"
+    "try:\n"
+    "    model = load_model_for(sys.argv[1])\n"
+    "except Exception as error:\n"
+    "    print('REFUSED', error); sys.exit(3)\n"
+    "import features\n"
+    "print('LOADED', features.__file__)\n"
+)
 
 
 def checkout_copy(target: Path) -> Path:
@@ -34,8 +36,9 @@ def checkout_copy(target: Path) -> Path:
 
 def load_in_fresh_process(code_root: Path, model_uri: str, tracking_uri: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(code_root), "MLFLOW_TRACKING_URI": tracking_uri}
-    return subprocess.run([sys.executable, "-c", LOAD, model_uri], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", LOAD, model_uri], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -48,14 +51,20 @@ def test_a_process_running_changed_feature_code_refuses_the_model_and_names_the_
     changed = checkout_copy(tmp_path / "changed")
     rules = changed / "features" / "rules.py"
     # A change a developer might make after logging: the engagement score saturates differently.
-    rules.write_text(rules.read_text().replace("100.0 * (1.0 - np.exp(-points / config.engagement.saturation_points))",
-                                               "100.0 * (1.0 - np.exp(-2 * points / config.engagement.saturation_points))"))
+    rules.write_text(
+        rules.read_text().replace(
+            "100.0 * (1.0 - np.exp(-points / config.engagement.saturation_points))",
+            "100.0 * (1.0 - np.exp(-2 * points / config.engagement.saturation_points))",
+        )
+    )
     assert rules.read_text() != (REPO / "features" / "rules.py").read_text()
     refused = load_in_fresh_process(changed, trained_model.uri, trained_model.tracking_uri, tmp_path)
     assert refused.returncode == 3, refused.stdout + refused.stderr[-2000:]
     assert "REFUSED" in refused.stdout
-    assert ("this model was logged with other scoring code than this process runs (features/rules.py differ; code "
-            f"from {changed})") in refused.stdout
+    assert (
+        "this model was logged with other scoring code than this process runs (features/rules.py differ; code "
+        f"from {changed})"
+    ) in refused.stdout
     assert "train a new version with this one (tiering train)" in refused.stdout
 
 

@@ -31,8 +31,9 @@ def challenger(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(root)
-        outcome = train_and_register(load_export(root / "export").data, parse_config(REFUSING_GATE), None,
-                                     lambda step: None)
+        outcome = train_and_register(
+            load_export(root / "export").data, parse_config(REFUSING_GATE), None, lambda step: None
+        )
     assert not outcome.decision.promote and outcome.version == "1"
     return root / "export", uri
 
@@ -56,19 +57,21 @@ def test_score_without_champion_names_the_challenger_its_gate_reason_and_how_to_
     assert result.exit_code == 0, result.output
     reason = gate_reason("1")
     assert reason.startswith("not enough data")
-    assert (f"No champion: version 1 is registered as challenger (kept back by the gate: {reason}); scoring with the "
-            "rules only. Score with it using --model models:/abm-tiering/1, or promote it with `tiering promote 1`."
-            ) in result.output
+    assert (
+        f"No champion: version 1 is registered as challenger (kept back by the gate: {reason}); scoring with the "
+        "rules only. Score with it using --model models:/abm-tiering/1, or promote it with `tiering promote 1`."
+    ) in result.output
     assert set(pd.read_csv(tmp_path / "scores.csv")["model_version"]) == {"rules-only"}
 
 
 def test_compare_without_champion_names_the_challenger(store, tmp_path):
     result = runner.invoke(app, ["compare", str(store), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
-    assert ("No champion: version 1 is registered as challenger (kept back by the gate: not enough data"
-            in result.output)
-    assert ("the report compares nothing learned and shows the rule tiers only. Compare with it using --model "
-            "models:/abm-tiering/1, or promote it with `tiering promote 1`.") in result.output
+    assert "No champion: version 1 is registered as challenger (kept back by the gate: not enough data" in result.output
+    assert (
+        "the report compares nothing learned and shows the rule tiers only. Compare with it using --model "
+        "models:/abm-tiering/1, or promote it with `tiering promote 1`."
+    ) in result.output
 
 
 def test_the_challenger_scores_with_its_uri_and_says_when_config_differs_from_its_own(store, tmp_path):
@@ -80,20 +83,24 @@ def test_the_challenger_scores_with_its_uri_and_says_when_config_differs_from_it
     assert set(scores["model_version"].astype(str)) == {"1"} and scores["win_probability"].notna().all()
     other = tmp_path / "other.yaml"
     other.write_text(RULES_BY_REVENUE)
-    result = runner.invoke(app, ["score", str(store), "--out", str(out), "--model", "models:/abm-tiering/1",
-                                 "--config", str(other)])
+    result = runner.invoke(
+        app, ["score", str(store), "--out", str(out), "--model", "models:/abm-tiering/1", "--config", str(other)]
+    )
     assert result.exit_code == 0, result.output
-    assert (f"note: model 1 scores with the configuration it was trained with (logged with its run as "
-            f"config/tiering.yaml), which differs from {other}; --config applies when scoring with the rules only."
-            ) in result.output
+    assert (
+        f"note: model 1 scores with the configuration it was trained with (logged with its run as "
+        f"config/tiering.yaml), which differs from {other}; --config applies when scoring with the rules only."
+    ) in result.output
 
 
 def test_with_nothing_registered_the_message_says_to_train(mlflow_store, write_export, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["score", str(write_export()), "--out", str(tmp_path / "scores.csv")])
     assert result.exit_code == 0, result.output
-    assert ("No champion model is registered: scoring with the rules only. Train one with `tiering train DATA`."
-            in result.output)
+    assert (
+        "No champion model is registered: scoring with the rules only. Train one with `tiering train DATA`."
+        in result.output
+    )
 
 
 def test_score_and_compare_with_rules_only_use_the_given_config(mlflow_store, write_export, tmp_path, monkeypatch):  # noqa: F811
@@ -113,15 +120,27 @@ def test_score_and_compare_with_rules_only_use_the_given_config(mlflow_store, wr
     pd.testing.assert_series_equal(table["rule_score"], table["revenue_potential_score"], check_names=False)
 
 
-@pytest.mark.parametrize("command", [["score", "DATA", "--out", "OUT/scores.csv"], ["compare", "DATA", "--out", "OUT/r"],
-                                     ["validate", "DATA"], ["train", "DATA"], ["demo", "--out", "OUT/demo"], ["serve"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", "DATA", "--out", "OUT/scores.csv"],
+        ["compare", "DATA", "--out", "OUT/r"],
+        ["validate", "DATA"],
+        ["train", "DATA"],
+        ["demo", "--out", "OUT/demo"],
+        ["serve"],
+    ],
+)
 def test_every_command_that_reads_config_refuses_a_missing_config_file(command, write_export, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     args = [str(write_export()) if part == "DATA" else part.replace("OUT", str(tmp_path)) for part in command]
     result = runner.invoke(app, [*args, "--config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2, result.output
-    assert f"error: {tmp_path / 'missing.yaml'}: config file not found: pass an existing file with --config" in result.output
+    assert (
+        f"error: {tmp_path / 'missing.yaml'}: config file not found: pass an existing file with --config"
+        in result.output
+    )
     assert not (tmp_path / "demo").exists()
 
 
@@ -157,12 +176,15 @@ def test_serve_hands_its_config_to_the_service_which_scores_rules_only_with_it(s
     assert result.exit_code == 0, result.output
     assert started == {"host": "127.0.0.1", "port": 3999}
     assert "No champion: version 1 is registered as challenger" in result.output
-    assert "the service scores with the rules only until one is promoted. Promote it with `tiering promote 1`." in result.output
+    assert (
+        "the service scores with the rules only until one is promoted. Promote it with `tiering promote 1`."
+        in result.output
+    )
     import os
 
     assert os.environ[serving.launch.CONFIG_ENV] == str(config.resolve())
     monkeypatch.setenv(serving.launch.CONFIG_ENV, str(config.resolve()))  # undone after the test
     with caplog.at_level(logging.WARNING, logger="bentoml.abm_tiering"):
         model = load_serving_model(None)
-    assert model.scorer.config == load_config(config) and model.version == "rules-only"
+    assert model.model.config == load_config(config) and model.version == "rules-only"
     assert any("No champion: version 1 is registered as challenger" in record.getMessage() for record in caplog.records)

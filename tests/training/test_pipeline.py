@@ -45,7 +45,7 @@ def test_the_shipped_model_is_never_worse_than_the_logistic_baseline_beyond_the_
     search = TieringConfig().model.search
     margin = lambda c: max(search.tie_tolerance, search.tie_standard_errors * c.validation_noise)  # noqa: E731
     assert best - chosen[0].validation_auc <= margin(chosen[0])
-    earlier = result.selection.candidates[:result.selection.candidates.index(chosen[0])]
+    earlier = result.selection.candidates[: result.selection.candidates.index(chosen[0])]
     assert all(best - c.validation_auc > margin(c) for c in earlier)
 
 
@@ -61,11 +61,15 @@ def test_probabilities_have_fine_resolution_and_no_floor_the_data_cannot_support
 
 def test_deal_size_explains_log_amount_nearly_as_well_as_the_truth(synthetic):
     _, result, truth = synthetic
-    won = result.holdout[result.holdout["won"] == 1].merge(truth[["opportunity_id", "true_expected_deal_size"]],
-                                                           on="opportunity_id")
+    won = result.holdout[result.holdout["won"] == 1].merge(
+        truth[["opportunity_id", "true_expected_deal_size"]], on="opportunity_id"
+    )
     log_amount = np.log(won["amount"])
-    oracle_r2 = 1 - ((log_amount - np.log(won["true_expected_deal_size"])) ** 2).sum() / (
-        (log_amount - log_amount.mean()) ** 2).sum()
+    oracle_r2 = (
+        1
+        - ((log_amount - np.log(won["true_expected_deal_size"])) ** 2).sum()
+        / ((log_amount - log_amount.mean()) ** 2).sum()
+    )
     assert result.metrics["deal_r2_log"] >= 0.9 * oracle_r2
     assert result.metrics["deal_r2_log"] > result.metrics["deal_baseline_r2_log"]
 
@@ -82,7 +86,9 @@ def test_learned_tiers_capture_more_holdout_revenue_than_rule_tiers(synthetic):
 def test_training_uses_only_closed_deals_of_the_window(synthetic):
     data, result, _ = synthetic
     window = result.window
-    closed = data.opportunities.query("outcome != 'open' and close_date >= @window.start and close_date < @window.as_of")
+    closed = data.opportunities.query(
+        "outcome != 'open' and close_date >= @window.start and close_date < @window.as_of"
+    )
     assert result.summary["closed_opportunities"] == len(closed)
     assert (result.holdout["close_date"] >= window.holdout_start).all()
     assert window.as_of == data.opportunities["close_date"].max().normalize() + pd.Timedelta(days=1)
@@ -127,8 +133,15 @@ def test_maven_trains_reports_chance_and_the_gate_refuses():
 
 
 def _metrics(auc=0.80, rule=0.70, low=0.78, gain_low=0.05, logreg=0.79, logreg_high=0.02, constant=0.0):
-    return {"model_roc_auc": auc, "rule_roc_auc": rule, "model_roc_auc_low": low, "model_auc_gain_over_rules_low": gain_low,
-            "logreg_roc_auc": logreg, "model_auc_gain_over_logreg_high": logreg_high, "rule_score_constant": constant}
+    return {
+        "model_roc_auc": auc,
+        "rule_roc_auc": rule,
+        "model_roc_auc_low": low,
+        "model_auc_gain_over_rules_low": gain_low,
+        "logreg_roc_auc": logreg,
+        "model_auc_gain_over_logreg_high": logreg_high,
+        "rule_score_constant": constant,
+    }
 
 
 def test_gate_rules_name_each_reference_and_its_figure():
@@ -136,21 +149,26 @@ def test_gate_rules_name_each_reference_and_its_figure():
     enough = {"won": 500, "lost": 900}
     passed = gate(enough, _metrics(), None, config)
     assert passed.promote
-    assert passed.reasons == ["enough data (500 won, 900 lost)",
-                              "holdout ROC AUC 0.800 beats the rule score's 0.700 (95% lower bound of the gain +0.050)",
-                              "not significantly worse than the logistic baseline's 0.790 (95% upper bound of the "
-                              "difference +0.020)"]
+    assert passed.reasons == [
+        "enough data (500 won, 900 lost)",
+        "holdout ROC AUC 0.800 beats the rule score's 0.700 (95% lower bound of the gain +0.050)",
+        "not significantly worse than the logistic baseline's 0.790 (95% upper bound of the difference +0.020)",
+    ]
     thin = gate({"won": 40, "lost": 900}, _metrics(), None, config)
     assert not thin.promote and "not enough data: 40 won" in thin.render()
     assert not gate(enough, _metrics(gain_low=-0.01), None, config).promote
     worse_than_logistic = gate(enough, _metrics(logreg=0.83, logreg_high=-0.004), None, config)
-    assert worse_than_logistic.reasons == ["holdout ROC AUC 0.800 is significantly worse than the logistic baseline's "
-                                           "0.830 (95% upper bound of the difference -0.004)"]
+    assert worse_than_logistic.reasons == [
+        "holdout ROC AUC 0.800 is significantly worse than the logistic baseline's "
+        "0.830 (95% upper bound of the difference -0.004)"
+    ]
     champion = ChampionJudgement("3", 0.82)
     worse = gate(enough, _metrics(auc=0.80), champion, config)
     assert not worse.promote
-    assert worse.reasons == ["holdout ROC AUC 0.800 is worse than champion version 3's 0.820 (its recipe re-fitted on the "
-                             f"same months) by more than {config.model.gate.champion_tolerance:g}"]
+    assert worse.reasons == [
+        "holdout ROC AUC 0.800 is worse than champion version 3's 0.820 (its recipe re-fitted on the "
+        f"same months) by more than {config.model.gate.champion_tolerance:g}"
+    ]
     tolerance = config.model.gate.champion_tolerance
     assert gate(enough, _metrics(auc=0.80), ChampionJudgement("3", 0.80 + tolerance / 2), config).promote
 
@@ -160,8 +178,10 @@ def test_gate_against_a_constant_rule_score_says_chance_is_the_reference():
     enough = {"won": 500, "lost": 900}
     decision = gate(enough, _metrics(rule=0.5, gain_low=0.27, low=0.77, constant=1.0), None, config)
     assert decision.promote
-    assert ("holdout ROC AUC 0.800 beats chance (0.500) with 95% confidence (lower bound 0.770); the rule score is "
-            "constant on the holdout, so chance is the rule reference") in decision.reasons
+    assert (
+        "holdout ROC AUC 0.800 beats chance (0.500) with 95% confidence (lower bound 0.770); the rule score is "
+        "constant on the holdout, so chance is the rule reference"
+    ) in decision.reasons
     flat = gate(enough, _metrics(auc=0.52, rule=0.5, low=0.49, gain_low=-0.01, constant=1.0), None, config)
     assert not flat.promote and flat.reasons[0].startswith("holdout ROC AUC 0.520 is not better than chance")
 

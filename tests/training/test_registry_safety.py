@@ -46,8 +46,17 @@ def store(trained_model, tmp_path, monkeypatch):
 
 def run_at_once(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
     """Start every command, then wait for all: they run at the same time."""
-    processes = [subprocess.Popen([TIERING, *command], cwd=cwd, env=dict(os.environ), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for command in commands]
+    processes = [
+        subprocess.Popen(
+            [TIERING, *command],
+            cwd=cwd,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for command in commands
+    ]
     results = []
     for process, command in zip(processes, commands):
         output, _ = process.communicate(timeout=300)
@@ -57,13 +66,18 @@ def run_at_once(commands: list[list[str]], cwd: Path) -> list[subprocess.Complet
 
 # --- the history's rules, by hand ------------------------------------------------------------------------
 
+
 def event(kind: str, version: str, previous: str | None, n: int) -> ChampionEvent:
     return ChampionEvent(f"champion_event.{n:020d}", kind, version, previous)
 
 
 def test_replaying_events_gives_the_history_by_hand():
-    events = [event("promote", "2", "1", 1), event("promote", "3", "2", 2), event("rollback", "2", "3", 3),
-              event("promote", "4", "2", 4)]
+    events = [
+        event("promote", "2", "1", 1),
+        event("promote", "3", "2", 2),
+        event("rollback", "2", "3", 3),
+        event("promote", "4", "2", 4),
+    ]
     assert replay(["1"], events) == ["1", "2", "4"]
     # Two rollbacks of the same champion at once (on a server, where no lock orders them): the second changes nothing.
     twice = [event("promote", "2", "1", 1), event("rollback", "1", "2", 2), event("rollback", "1", "2", 3)]
@@ -75,6 +89,7 @@ def test_replaying_events_gives_the_history_by_hand():
 
 
 # --- promote and rollback at once ------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_promotions_at_once_lose_no_move_and_the_alias_ends_on_the_latest(store, tmp_path):
@@ -109,16 +124,19 @@ def test_a_second_rollback_says_what_happened_not_that_there_was_one_champion(st
     assert words(runner.invoke(app, ["rollback"]).output) == "champion: 2 -> 1"
     second = runner.invoke(app, ["rollback"])
     assert second.exit_code == 2
-    assert words(second.output) == ("error: version 1 is the earliest champion left in the history (version 2 was "
-                                    "champion too and has been rolled back): nothing to roll back to. tiering "
-                                    "promote VERSION makes any registered version champion")
+    assert words(second.output) == (
+        "error: version 1 is the earliest champion left in the history (version 2 was "
+        "champion too and has been rolled back): nothing to roll back to. tiering "
+        "promote VERSION makes any registered version champion"
+    )
     assert tracking.alias_version(tracking.CHAMPION).version == "1"
 
 
 def test_rollback_with_only_one_champion_ever(store):
     result = runner.invoke(app, ["rollback"])
-    assert result.exit_code == 2 and words(result.output) == ("error: version 1 is the only champion there has been; "
-                                                              "nothing to roll back to")
+    assert result.exit_code == 2 and words(result.output) == (
+        "error: version 1 is the only champion there has been; nothing to roll back to"
+    )
 
 
 def test_the_lock_file_sits_next_to_the_local_store(store):
@@ -127,6 +145,7 @@ def test_the_lock_file_sits_next_to_the_local_store(store):
 
 
 # --- a champion whose model files are gone ---------------------------------------------------------------
+
 
 def local_folder(version: str) -> Path:
     return Path(unquote(urlparse(tracking.client().get_model_version_download_uri(tracking.MODEL_NAME, version)).path))
@@ -139,17 +158,30 @@ def test_a_champion_without_its_model_files_is_named_with_the_missing_folder(sto
     assert runner.invoke(app, ["promote", str(broken)]).exit_code == 0
     shutil.rmtree(copy)
 
-    expected = (f"error: champion version {broken} cannot be loaded: its model files are missing from {copy} "
-                "(no such folder). Restore them, or make another version champion: tiering rollback, or tiering "
-                "promote VERSION")
+    expected = (
+        f"error: champion version {broken} cannot be loaded: its model files are missing from {copy} "
+        "(no such folder). Restore them, or make another version champion: tiering rollback, or tiering "
+        "promote VERSION"
+    )
     scored = runner.invoke(app, ["score", str(trained_model.data_dir), "--out", str(tmp_path / "s.csv")])
     assert scored.exit_code == 2 and expected in words(scored.output), scored.output
     compared = runner.invoke(app, ["compare", str(trained_model.data_dir), "--out", str(tmp_path / "report")])
     assert compared.exit_code == 2 and expected in words(compared.output), compared.output
-    by_uri = runner.invoke(app, ["score", str(trained_model.data_dir), "--out", str(tmp_path / "s.csv"),
-                                 "--model", f"models:/abm-tiering/{broken}"])
-    assert by_uri.exit_code == 2 and f"model version {broken} cannot be loaded: its model files are missing from {copy}" \
-        in words(by_uri.output)
+    by_uri = runner.invoke(
+        app,
+        [
+            "score",
+            str(trained_model.data_dir),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--model",
+            f"models:/abm-tiering/{broken}",
+        ],
+    )
+    assert (
+        by_uri.exit_code == 2
+        and f"model version {broken} cannot be loaded: its model files are missing from {copy}" in words(by_uri.output)
+    )
     assert "unexpected error" not in scored.output + compared.output + by_uri.output
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "report").exists()
     # Rolling back repairs it.
@@ -157,6 +189,7 @@ def test_a_champion_without_its_model_files_is_named_with_the_missing_folder(sto
 
 
 # --- two trainings on a fresh store ----------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_two_trainings_on_a_fresh_store_at_once_both_succeed(tmp_path, monkeypatch):

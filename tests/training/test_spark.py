@@ -2,7 +2,6 @@
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -14,18 +13,26 @@ from features.io import load_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import assert_published
 from training.cli import app
-from training.workflow import score_book
 from training.files import read_overrides
 from training.scoring import SCORE_COLUMNS
-from training.workflow import resolve_model, train_and_register
+from training.workflow import resolve_model, score_book, train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
 pytestmark = pytest.mark.slow
 
 CONFIG = parse_config({"model": {"gate": {"min_won": 10, "min_lost": 10}}})  # an 800-account export passes it
 BUDGET = 1_000_000.0
-NUMBERS = ["revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "win_probability",
-           "expected_deal_size", "expected_value", "learned_score", "budget"]
+NUMBERS = [
+    "revenue_potential_score",
+    "business_fit_score",
+    "engagement_score",
+    "rule_score",
+    "win_probability",
+    "expected_deal_size",
+    "expected_value",
+    "learned_score",
+    "budget",
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +60,9 @@ def pandas_scores(export, budget, overrides=None):
 def spark_scores(spark, export, out, budget, overrides=None):
     from training.spark_scoring import score_export
 
-    result = score_export(spark, str(export), str(out), model_uri=None, config=CONFIG, budget=budget,
-                          overrides=overrides)
+    result = score_export(
+        spark, str(export), str(out), model_uri=None, config=CONFIG, budget=budget, overrides=overrides
+    )
     return result, pd.read_parquet(out)
 
 
@@ -71,8 +79,7 @@ def assert_same_scores(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
 
 
 @needs_java
-def test_spark_scores_tiers_and_budget_match_pandas_with_the_champion(
-        spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
+def test_spark_scores_tiers_and_budget_match_pandas_with_the_champion(spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
     outcome = train_and_register(load_export(parquet_export).data, CONFIG, None, lambda step: None)
     assert outcome.decision.promote, outcome.decision.render()
     pinned = pd.read_parquet(parquet_export / "accounts.parquet")["account_id"].iloc[0]
@@ -89,8 +96,7 @@ def test_spark_scores_tiers_and_budget_match_pandas_with_the_champion(
 
 
 @needs_java
-def test_a_csv_export_without_a_champion_is_scored_by_the_rules_as_pandas_does(
-        spark, mlflow_store, tmp_path):  # noqa: F811
+def test_a_csv_export_without_a_champion_is_scored_by_the_rules_as_pandas_does(spark, mlflow_store, tmp_path):  # noqa: F811
     export = tmp_path / "csv-export"
     generate_export(export, n_accounts=300, seed=4, file_format="csv")
 
@@ -103,8 +109,7 @@ def test_a_csv_export_without_a_champion_is_scored_by_the_rules_as_pandas_does(
 
 
 @needs_java
-def test_a_missing_required_table_stops_the_run_with_its_name(
-        spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
+def test_a_missing_required_table_stops_the_run_with_its_name(spark, parquet_export, mlflow_store, tmp_path):  # noqa: F811
     export = tmp_path / "no-opportunities"
     shutil.copytree(parquet_export, export)
     (export / "opportunities.parquet").unlink()
@@ -114,11 +119,14 @@ def test_a_missing_required_table_stops_the_run_with_its_name(
     assert not (tmp_path / "scores.parquet").exists()
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    (["--out", "scores.csv"], "--engine spark writes Parquet; name the output scores.parquet"),
-    (["--out", "scores.parquet", "--mapping", "salesforce"], "without --mapping"),
-    (["--out", "scores.parquet", "--engine", "dask"], "--engine must be pandas or spark"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--out", "scores.csv"], "--engine spark writes Parquet; name the output scores.parquet"),
+        (["--out", "scores.parquet", "--mapping", "salesforce"], "without --mapping"),
+        (["--out", "scores.parquet", "--engine", "dask"], "--engine must be pandas or spark"),
+    ],
+)
 def test_the_spark_engine_refuses_what_it_cannot_do_before_starting(options, message, tmp_path):
     engine = [] if "--engine" in options else ["--engine", "spark"]
     result = CliRunner().invoke(app, ["score", str(tmp_path), *engine, *options])

@@ -8,14 +8,21 @@ from features.config import Budget, Tier, Tiers
 from training.scoring import boundary_ties, place_tiers, tie_order
 from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, budget_summary, tiers_by_cutoffs
 
-TIERS = Tiers(tier_1=Tier(max_accounts=2, min_score=60), tier_2=Tier(max_accounts=3, min_score=40),
-              tier_3=Tier(max_accounts=None, min_score=20))
+TIERS = Tiers(
+    tier_1=Tier(max_accounts=2, min_score=60),
+    tier_2=Tier(max_accounts=3, min_score=40),
+    tier_3=Tier(max_accounts=None, min_score=20),
+)
 
 
 def fill(scores: pd.Series, eligible: pd.Series, tiers: Tiers = TIERS, **keys) -> tuple[pd.Series, dict]:
     """Capacity fill of a book given as scores (ids are the row numbers, zero-padded so text order is number order)."""
-    book = {"account_id": np.array([f"{i:04d}" for i in range(len(scores))], dtype=object),
-            "learned_score": scores.to_numpy(dtype=float), "in_icp": eligible.to_numpy(dtype=bool), **keys}
+    book = {
+        "account_id": np.array([f"{i:04d}" for i in range(len(scores))], dtype=object),
+        "learned_score": scores.to_numpy(dtype=float),
+        "in_icp": eligible.to_numpy(dtype=bool),
+        **keys,
+    }
     placement = assign_by_capacity(tie_order(book, "learned_score"), tiers)
     return pd.Series(placement.tiers, index=scores.index), placement.cutoffs
 
@@ -24,8 +31,18 @@ def test_capacity_fill_by_hand():
     scores = pd.Series([95, 90, 85, 70, 65, 50, 45, 30, 10, 99.0])
     eligible = pd.Series([True] * 9 + [False])
     tiers, cutoffs = fill(scores, eligible)
-    assert tiers.tolist() == ["tier_1", "tier_1", "tier_2", "tier_2", "tier_2", "tier_3", "tier_3", "tier_3",
-                              "untiered", "untiered"]
+    assert tiers.tolist() == [
+        "tier_1",
+        "tier_1",
+        "tier_2",
+        "tier_2",
+        "tier_2",
+        "tier_3",
+        "tier_3",
+        "tier_3",
+        "untiered",
+        "untiered",
+    ]
     assert cutoffs == {"tier_1": 90.0, "tier_2": 65.0, "tier_3": 20.0}
 
 
@@ -38,8 +55,11 @@ def test_tier_with_room_keeps_its_minimum_as_cutoff():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0, 100), min_size=0, max_size=60, unique=True), st.integers(0, 5), st.integers(0, 10))
 def test_no_tier_holds_more_than_its_capacity_and_order_is_respected(values, cap1, cap2):
-    tiers_config = Tiers(tier_1=Tier(max_accounts=cap1, min_score=50), tier_2=Tier(max_accounts=cap2, min_score=30),
-                         tier_3=Tier(max_accounts=None, min_score=10))
+    tiers_config = Tiers(
+        tier_1=Tier(max_accounts=cap1, min_score=50),
+        tier_2=Tier(max_accounts=cap2, min_score=30),
+        tier_3=Tier(max_accounts=None, min_score=10),
+    )
     scores = pd.Series(values, dtype=float)
     tiers, cutoffs = fill(scores, pd.Series(True, index=scores.index), tiers_config)
     assert (tiers == "tier_1").sum() <= cap1 and (tiers == "tier_2").sum() <= cap2
@@ -57,7 +77,9 @@ def test_no_tier_holds_more_than_its_capacity_and_order_is_respected(values, cap
 
 def test_cutoffs_place_single_accounts():
     cutoffs = {"tier_1": 80.0, "tier_2": 50.0, "tier_3": 20.0}
-    tiers = tiers_by_cutoffs(np.array([85, 80, 60, 20, 19.9, 99, np.nan]), np.array([True] * 5 + [False, True]), cutoffs)
+    tiers = tiers_by_cutoffs(
+        np.array([85, 80, 60, 20, 19.9, 99, np.nan]), np.array([True] * 5 + [False, True]), cutoffs
+    )
     assert tiers.tolist() == ["tier_1", "tier_1", "tier_2", "tier_3", "untiered", "untiered", "untiered"]
 
 
@@ -93,8 +115,13 @@ def test_score_ties_are_broken_by_win_probability_then_rule_score_then_engagemen
     # By hand: c and d lead on win probability (0.3), c before d on rule score; then a (engagement 30),
     # then b and e tie on everything but the id: b before e.
     placement = assign_by_capacity(tie_order(book, "learned_score"), TIERS)
-    assert dict(zip(book["account_id"], placement.tiers)) == {"c": "tier_1", "d": "tier_1", "a": "tier_2",
-                                                              "b": "tier_2", "e": "tier_2"}
+    assert dict(zip(book["account_id"], placement.tiers)) == {
+        "c": "tier_1",
+        "d": "tier_1",
+        "a": "tier_2",
+        "b": "tier_2",
+        "e": "tier_2",
+    }
     assert placement.ties == [{"tier": "tier_1", "score": 70.0, "tied": 5, "inside": 2}]
     reversed_book = {name: values[::-1] for name, values in book.items()}
     again = place_tiers(reversed_book, _config_with(TIERS), None, None, None)
@@ -102,9 +129,12 @@ def test_score_ties_are_broken_by_win_probability_then_rule_score_then_engagemen
 
 
 def test_boundary_ties_report_each_tiering_and_only_ties_that_straddle_a_boundary():
-    book = {"account_id": np.array(["a", "b", "c", "d"], dtype=object),
-            "learned_score": np.array([90.0, 80.0, 80.0, 80.0]), "rule_score": np.array([90.0, 85.0, 80.0, 45.0]),
-            "in_icp": np.ones(4, dtype=bool)}
+    book = {
+        "account_id": np.array(["a", "b", "c", "d"], dtype=object),
+        "learned_score": np.array([90.0, 80.0, 80.0, 80.0]),
+        "rule_score": np.array([90.0, 85.0, 80.0, 45.0]),
+        "in_icp": np.ones(4, dtype=bool),
+    }
     ties = boundary_ties(book, _config_with(TIERS))
     # Learned: Tier 1 holds a and one of the three 80s; two 80s are left out. Rules: no tie at a boundary.
     assert ties == [{"tiering": "learned", "tier": "tier_1", "score": 80.0, "tied": 3, "inside": 1}]

@@ -48,34 +48,47 @@ def config(**model) -> TieringConfig:
 def test_no_firmographics_says_which_inputs_are_missing_and_still_trains(base_export, tmp_path):
     folder = variant(base_export, tmp_path / "x", accounts=lambda f: f.drop(columns=FIRMOGRAPHICS))
     result = train(load_export(folder).data, config())
-    assert ("revenue_potential_score is 0 for every account: the export has no annual_revenue, employees"
-            in result.warnings)
-    assert ("business_fit_score is 0 for every account: the export has no industry, employees, country, region, "
-            "tech_stack") in result.warnings
+    assert (
+        "revenue_potential_score is 0 for every account: the export has no annual_revenue, employees" in result.warnings
+    )
+    assert (
+        "business_fit_score is 0 for every account: the export has no industry, employees, country, region, tech_stack"
+    ) in result.warnings
     # Engagement still varies, so the rule score is not constant and the gate compares against it.
     assert result.metrics["rule_score_constant"] == 0.0
 
 
 def test_constant_rule_score_is_compared_with_chance_and_tiers_never_follow_file_order(base_export, tmp_path):
-    flat = variant(base_export, tmp_path / "flat", accounts=lambda f: f.drop(columns=FIRMOGRAPHICS),
-                   drop_tables=("engagement", "intent"))
+    flat = variant(
+        base_export,
+        tmp_path / "flat",
+        accounts=lambda f: f.drop(columns=FIRMOGRAPHICS),
+        drop_tables=("engagement", "intent"),
+    )
     result = train(load_export(flat).data, config())
     assert result.metrics["rule_score_constant"] == 1.0 and result.metrics["rule_roc_auc"] == 0.5
     assert "engagement_score is 0 for every account: the export has no engagement table" in result.warnings
-    assert "rule_score is the same for every account: comparisons against the rules are against a constant " \
-           "(chance), and rule tiers cannot rank" in result.warnings
+    assert (
+        "rule_score is the same for every account: comparisons against the rules are against a constant "
+        "(chance), and rule tiers cannot rank" in result.warnings
+    )
     from training.pipeline import gate
 
     decision = gate(result.summary, result.metrics, None, config())
-    assert any("the rule score is constant on the holdout, so chance is the rule reference" in text
-               for _, text in decision.checks)
+    assert any(
+        "the rule score is constant on the holdout, so chance is the rule reference" in text
+        for _, text in decision.checks
+    )
     # The same accounts in the reverse file order get the same tiers: ties are broken by the documented keys.
     reversed_folder = variant(flat, tmp_path / "reversed", accounts=lambda f: f.iloc[::-1])
     book = result.scorer.score(result.book, by_capacity=True)
     again = train(load_export(reversed_folder).data, config())
     book_again = again.scorer.score(again.book, by_capacity=True)
-    assert (book.set_index("account_id")["learned_tier"].sort_index()
-            .equals(book_again.set_index("account_id")["learned_tier"].sort_index()))
+    assert (
+        book.set_index("account_id")["learned_tier"]
+        .sort_index()
+        .equals(book_again.set_index("account_id")["learned_tier"].sort_index())
+    )
 
 
 def test_an_export_without_amounts_trains_and_ranks_on_win_probability(base_export, tmp_path):
@@ -109,8 +122,10 @@ def test_a_field_filled_in_after_winning_is_refused_by_name_unless_allowed(base_
     result = train(data, leaky)
     assert [leak.column for leak in result.leaks] == ["signed_segment"]
     message = result.leaks[0].render()
-    assert message.startswith("feature 'signed_segment' alone separates won from lost almost perfectly (above the "
-                              "bound 0.95) (single-feature ROC AUC 1.000; present for 100% of won and 0% of lost deals)")
+    assert message.startswith(
+        "feature 'signed_segment' alone separates won from lost almost perfectly (above the "
+        "bound 0.95) (single-feature ROC AUC 1.000; present for 100% of won and 0% of lost deals)"
+    )
     assert "list it under model.allow_features" in message
     assert "extra_signed_segment" not in result.scorer.spec.columns
     assert result.metrics["model_roc_auc"] < 0.95  # the shipped model does not see the outcome
@@ -158,8 +173,8 @@ def test_a_deal_size_of_pure_noise_is_replaced_by_a_constant(base_export, tmp_pa
     assert book["expected_deal_size"].nunique() == 1
     # The constant is the mean won amount of the window (Duan's smearing of a constant log model).
     data = load_export(folder).data
-    window = result.window
-    closed = data.opportunities.query("outcome == 'won' and close_date >= @window.start and close_date < @window.as_of")
+    start, end = result.window.start, result.window.as_of  # noqa: F841  (read by the query below)
+    closed = data.opportunities.query("outcome == 'won' and close_date >= @start and close_date < @end")
     assert book["expected_deal_size"].iloc[0] == pytest.approx(closed["amount"][closed["amount"] > 0].mean(), rel=1e-9)
 
 
@@ -175,8 +190,7 @@ def test_the_model_part_of_the_learned_score_keeps_accounts_beyond_the_training_
     assert 0.5 > beyond[3] > beyond[4] > beyond[5] >= 0.0
 
 
-def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(
-        base_export, mlflow_store):  # noqa: F811
+def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(base_export, mlflow_store):  # noqa: F811
     import mlflow
 
     from training import tracking
@@ -190,8 +204,10 @@ def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_i
     # The champion's recipe re-fitted on the same slices is the same model: the very same figure, to the bit.
     assert metrics["champion_refit_roc_auc"] == metrics["model_roc_auc"] == first.result.metrics["model_roc_auc"]
     tolerance = config().model.gate.champion_tolerance
-    assert (f"within {tolerance:g} of champion version 1's {metrics['model_roc_auc']:.3f} (its recipe re-fitted on the "
-            "same months)") in second.decision.reasons
+    assert (
+        f"within {tolerance:g} of champion version 1's {metrics['model_roc_auc']:.3f} (its recipe re-fitted on the "
+        "same months)"
+    ) in second.decision.reasons
     assert tracking.alias_version("champion").version == "2"
 
 
@@ -216,8 +232,10 @@ def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_afte
 
     old_scorer = load_model_for("models:/abm-tiering/1").scorer
     expected = roc_auc_score(rows["won"], old_scorer.win_model.predict(old_scorer.spec.encode(rows)))
-    assert forward[0] == (f"for reference, champion version 1 as registered scored {expected:.3f} on the {len(rows):,} "
-                          "holdout deals that closed after its own training window")
+    assert forward[0] == (
+        f"for reference, champion version 1 as registered scored {expected:.3f} on the {len(rows):,} "
+        "holdout deals that closed after its own training window"
+    )
     assert mlflow.get_run(new.run_id).data.metrics["champion_forward_roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
@@ -233,10 +251,14 @@ def test_a_thin_holdout_stops_training_with_its_dates_and_an_as_of_that_works(tm
     with pytest.raises(DataError) as stopped:
         train(load_export(folder).data, config())
     problem = stopped.value.problems[0]
-    assert problem.message == ("the holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; at "
-                               "least 10 of each are needed")
-    assert problem.fix.startswith("pass --as-of 2024-08-02 (the nearest cut-off at which every slice has enough), or "
-                                  "lengthen model.window.holdout_months")
+    assert problem.message == (
+        "the holdout slice (2024-10-01 to 2024-12-31) has 1 won and 4 lost opportunities; at "
+        "least 10 of each are needed"
+    )
+    assert problem.fix.startswith(
+        "pass --as-of 2024-08-02 (the nearest cut-off at which every slice has enough), or "
+        "lengthen model.window.holdout_months"
+    )
 
 
 def test_an_export_with_no_won_deal_says_no_window_can_help(tmp_path):
@@ -244,15 +266,17 @@ def test_an_export_with_no_won_deal_says_no_window_can_help(tmp_path):
     folder.mkdir()
     rows = "\n".join(f"O{i},A1,2024-0{1 + i % 8}-01,2024-0{2 + i % 8}-01,lost,100" for i in range(60))
     (folder / "accounts.csv").write_text("account_id\nA1\n")
-    (folder / "opportunities.csv").write_text("opportunity_id,account_id,created_date,close_date,outcome,amount\n"
-                                              + rows + "\n")
+    (folder / "opportunities.csv").write_text(
+        "opportunity_id,account_id,created_date,close_date,outcome,amount\n" + rows + "\n"
+    )
     from features.errors import DataError
 
     with pytest.raises(DataError) as stopped:
         train(load_export(folder).data, config())
     assert "--as-of" not in stopped.value.problems[0].fix
-    assert stopped.value.problems[0].fix.startswith("the whole export has only 0 won and 60 lost closed opportunities, "
-                                                    "so no window can help")
+    assert stopped.value.problems[0].fix.startswith(
+        "the whole export has only 0 won and 60 lost closed opportunities, so no window can help"
+    )
 
 
 def test_a_non_linear_signal_makes_the_search_choose_lightgbm_over_the_logistic_regression(base_export, tmp_path):

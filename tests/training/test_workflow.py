@@ -40,7 +40,9 @@ def trained_store(tmp_path_factory, mlflow_template, export):  # noqa: F811
     try:
         result = runner.invoke(app, ["train", str(export)])
     finally:
-        os.environ.pop("MLFLOW_TRACKING_URI") if previous is None else os.environ.update({"MLFLOW_TRACKING_URI": previous})
+        os.environ.pop("MLFLOW_TRACKING_URI") if previous is None else os.environ.update(
+            {"MLFLOW_TRACKING_URI": previous}
+        )
     assert result.exit_code == 0, result.output
     return folder, result.output
 
@@ -64,9 +66,22 @@ def test_train_registers_a_champion_and_logs_everything(trained_store, store):
     assert float(champion.tags["holdout_roc_auc"]) > float(champion.tags["rule_roc_auc"])
     run = mlflow.get_run(champion.run_id)
     assert run.info.status == "FINISHED"
-    for key in ("model_roc_auc", "model_pr_auc", "model_brier", "model_log_loss", "model_ece", "rule_roc_auc",
-                "logreg_roc_auc", "deal_mae", "deal_mape", "deal_r2_log", "learned_tier_1_win_rate",
-                "rule_tiers_tier_1_won_revenue", "data_won", "data_lost"):
+    for key in (
+        "model_roc_auc",
+        "model_pr_auc",
+        "model_brier",
+        "model_log_loss",
+        "model_ece",
+        "rule_roc_auc",
+        "logreg_roc_auc",
+        "deal_mae",
+        "deal_mape",
+        "deal_r2_log",
+        "learned_tier_1_win_rate",
+        "rule_tiers_tier_1_won_revenue",
+        "data_won",
+        "data_lost",
+    ):
         assert key in run.data.metrics, key
     assert run.data.params["model.blend"] == "0.7"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(champion.run_id, "plots")}
@@ -85,7 +100,9 @@ def test_second_version_is_judged_like_for_like_then_promote_and_rollback(store,
     said = " ".join(result.output.split())
     tolerance = TieringConfig().model.gate.champion_tolerance
     assert "Version 2 promoted to champion" in said
-    assert f"within {tolerance:g} of champion version 1's" in said and "(its recipe re-fitted on the same months)" in said
+    assert (
+        f"within {tolerance:g} of champion version 1's" in said and "(its recipe re-fitted on the same months)" in said
+    )
     assert tracking.alias_version("champion").version == "2"
     moved = runner.invoke(app, ["rollback"])
     assert moved.exit_code == 0 and moved.output.strip() == "champion: 2 -> 1"
@@ -115,7 +132,9 @@ def test_score_writes_exactly_the_spec_columns_with_budget_and_overrides(store, 
     pins = tmp_path / "pins.csv"
     pins.write_text("account_id,tier,reason,owner\nACC-000003,tier_1,strategic logo,dana\n")
     out = tmp_path / "scores.csv"
-    result = runner.invoke(app, ["score", str(export), "--out", str(out), "--budget", "100000", "--overrides", str(pins)])
+    result = runner.invoke(
+        app, ["score", str(export), "--out", str(out), "--budget", "100000", "--overrides", str(pins)]
+    )
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out)
     assert list(scores.columns) == SCORE_COLUMNS
@@ -158,8 +177,9 @@ def test_champion_loads_and_scores_in_a_fresh_process_elsewhere(store, tmp_path)
         " 'p': float(out['win_probability'].iloc[0])}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
-                               timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     answer = json.loads(completed.stdout.strip().splitlines()[-1])
     assert answer["columns"] == SCORE_COLUMNS and answer["rows"] == 5 and 0 < answer["p"] < 1
