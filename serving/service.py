@@ -8,6 +8,7 @@ The health probes and `/metrics` are BentoML's own. Run it with `tiering serve`.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import anyio.to_thread
 import bentoml
@@ -72,7 +73,9 @@ class TieringService:
             scored = score_request(serving, request, by_capacity=False)
         else:
             scored = await anyio.to_thread.run_sync(partial(score_request, serving, request, by_capacity=False))
-        return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores))
+        return ScoreResponse(
+            model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores)
+        )
 
     @bentoml.api(route="/tier", output_spec=TierResponse)
     def tier(self, request: TierRequest, /) -> TierResponse | JSONResponse:
@@ -81,9 +84,13 @@ class TieringService:
         if serving is None:
             return self._unavailable()
         scored = score_request(serving, request, by_capacity=True, budget=request.budget)
-        return TierResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores),
-                            budget=request.budget,
-                            tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget))
+        return TierResponse(
+            model_version=scored.version,
+            as_of=scored.as_of.date(),
+            scores=score_records(scored.scores),
+            budget=request.budget,
+            tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget),
+        )
 
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)
     def alerts(self, request: AlertsRequest, /) -> AlertsResponse | JSONResponse:
@@ -96,8 +103,9 @@ class TieringService:
         try:
             return AlertsResponse.model_validate(alerts_answer(request, config))
         except DataError as error:  # the request's own checks come first; this is a last line, never a 500
-            return JSONResponse({"detail": [{"loc": [], "msg": problem.render()} for problem in error.problems]},
-                                status_code=400)
+            return JSONResponse(
+                {"detail": [{"loc": [], "msg": problem.render()} for problem in error.problems]}, status_code=400
+            )
 
     @model_routes.get("/model", response_model=ModelInfo, summary="The model answering requests")
     def model_info(self) -> ModelInfo:
@@ -119,9 +127,11 @@ class TieringService:
         return JSONResponse({"error": f"no model can score: {self.champion.problem}"}, status_code=503)
 
 
-validate_off_loop(TieringService.apis["score"], TieringService.apis["tier"], TieringService.apis["alerts"])
+# @bentoml.service makes the class a bentoml Service, whose attributes the type checker cannot see.
+service: Any = TieringService
+validate_off_loop(service.apis["score"], service.apis["tier"], service.apis["alerts"])
 # Outermost first: an unauthenticated client is refused before its body is read.
-TieringService.add_asgi_middleware(BearerAuth)
-TieringService.add_asgi_middleware(JsonBodiesOnly)
-TieringService.add_asgi_middleware(BodySizeLimit)
-TieringService.add_asgi_middleware(DocumentedService, apis=TieringService.apis)
+service.add_asgi_middleware(BearerAuth)
+service.add_asgi_middleware(JsonBodiesOnly)
+service.add_asgi_middleware(BodySizeLimit)
+service.add_asgi_middleware(DocumentedService, apis=service.apis)

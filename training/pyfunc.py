@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from features.activity import builder_for_accounts
 from features.config import TieringConfig
@@ -33,7 +33,7 @@ from training.bundle import load_scorer
 from training.scoring import RULES_ONLY, Scorer, place_tiers
 
 
-class TieringModel(mlflow.pyfunc.PythonModel):
+class TieringModel(PythonModel):
     scorer: Scorer
 
     @classmethod
