@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -n 2 --timeout 600
 
 serve: install
