@@ -91,8 +91,11 @@ def run(quick: bool, only: set[str] | None) -> dict:
         for n in sizes:
             print(f"[bench] {name} at {n:,} accounts", flush=True)
             results[name][n] = step(name, folders[n])
-    for name, module in (("serving", "bench.serving_bench"), ("load", "bench.load_bench"),
-                         ("alerts", "bench.alerts_bench")):
+    for name, module in (
+        ("serving", "bench.serving_bench"),
+        ("load", "bench.load_bench"),
+        ("alerts", "bench.alerts_bench"),
+    ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
             print(f"[bench] {name}", flush=True)
