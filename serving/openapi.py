@@ -92,6 +92,7 @@ def documented(document: dict, apis: Mapping[str, Any]) -> dict:
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
 
+    document["info"] = service_info()
     document["components"]["securitySchemes"] = {
         BEARER: {
             "type": "http",
@@ -110,14 +111,60 @@ def documented(document: dict, apis: Mapping[str, Any]) -> dict:
     return document
 
 
+TITLE = "abm-tiering"
+DESCRIPTION = (
+    "Scores accounts for account-based marketing: rule-based fit scores, a calibrated win probability, "
+    "expected deal size, Tier 1 / 2 / 3 with budget, and the reasons behind each score."
+)
+FRONT_PAGE = "/"
+
+
+def service_info() -> dict:
+    """The document's `info`: this product, its version, and how to authenticate (not BentoML's boilerplate)."""
+    return {
+        "title": TITLE,
+        "version": _version(),
+        "description": f"{DESCRIPTION} When the server has TIERING_API_KEY set, send `Authorization: Bearer "
+        "<key>` on every endpoint but the health probes. The README's sections *HTTP API* and "
+        "*Reliability and security* describe every body and guarantee.",
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("abm-tiering")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def front_page(apis: Mapping[str, Any]) -> bytes:
+    """The service's own front page, self-contained: nothing is loaded from the network."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(loader=PackageLoader("serving", "templates"), autoescape=select_autoescape())
+    endpoints = [(api.route, ((api.doc or "").strip().splitlines() or [""])[0]) for api in apis.values()]
+    page = environment.get_template("index.html").render(
+        title=TITLE, version=_version(), description=DESCRIPTION, endpoints=endpoints
+    )
+    return page.encode("utf-8")
+
+
 class DocumentedService:
-    """Serves `/docs.json` through `documented`; every other path passes untouched."""
+    """Serves `/docs.json` through `documented` and the front page at `/`; every other path passes untouched."""
 
     def __init__(self, app: App, apis: Mapping[str, Any]):
         self.app = app
         self.apis = apis
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == FRONT_PAGE and scope["method"] in ("GET", "HEAD"):
+            page = front_page(self.apis)
+            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(page)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": page if scope["method"] == "GET" else b""})
+            return
         if scope["type"] != "http" or scope["path"] != DOCUMENT_PATH:
             return await self.app(scope, receive, send)
         started: dict = {}
