@@ -258,3 +258,57 @@ def test_two_deliveries_of_one_events_file_never_run_at_once(tmp_path):
         with Receiver() as receiver, pytest.raises(DataError, match="another delivery"):
             deliver(make_events(2), out, receiver.url, FAST)
     assert receiver.requests == []
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    import shutil
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return key, cert
+
+
+def test_https_delivery_verifies_the_receivers_certificate(tmp_path, monkeypatch, certificate):
+    import ssl
+
+    key, cert = certificate
+    events = make_events(2)
+    with Receiver() as receiver:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+        url = receiver.url.replace("http://", "https://")
+        # Not trusted (self-signed): nothing is delivered, everything stays in the outbox.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
+        untrusted = deliver(events, tmp_path / "a.jsonl", url, FAST)
+        assert untrusted.delivered == [] and "CERTIFICATE_VERIFY_FAILED" in untrusted.last_problem
+        # Trusted: delivered over TLS.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = deliver(events, tmp_path / "a.jsonl", url, FAST)
+    assert trusted.complete and trusted.delivered == [e["id"] for e in events]
+    assert [r["headers"]["Idempotency-Key"] for r in receiver.requests] == [e["id"] for e in events]
