@@ -82,6 +82,17 @@ def publish_alerts(
     say(f"Events written to {out}")
     if url:
         _deliver(events, out, url, settings)
+    else:
+        from training.delivery import outbox_path
+
+        waiting = outbox_path(out)
+        if waiting.exists():
+            count = sum(1 for line in waiting.read_text(encoding="utf-8").splitlines() if line.strip())
+            say(
+                f"note: {count:,} undelivered event(s) wait in {waiting}; pass --webhook (or set alerts.webhook_url) "
+                "to send them",
+                error=True,
+            )
 
 
 def _deliver(events: list[dict], out: Path, url: str, settings) -> None:

@@ -149,3 +149,11 @@ def test_ctrl_c_during_delivery_keeps_the_rest_in_the_outbox(tmp_path, monkeypat
     assert result.exit_code == 130 and "are kept in" in " ".join(result.output.split())
     kept = (tmp_path / "alerts.jsonl.outbox").read_text().splitlines()
     assert len(receiver.requests) == 2 and len(kept) == 5 and out.exists()
+
+
+def test_a_run_without_webhook_says_what_waits_in_the_outbox(tmp_path):
+    previous, current = pair(tmp_path)
+    out = tmp_path / "alerts.jsonl"
+    (tmp_path / "alerts.jsonl.outbox").write_text('{"id":"1"}\n{"id":"2"}\n')
+    result = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out)])
+    assert result.exit_code == 0 and "2 undelivered event(s) wait in" in " ".join(result.output.split())
