@@ -11,7 +11,7 @@ the end of the window, so it has seen the most recent deals.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -494,7 +494,7 @@ def gate(
     metrics: dict[str, float],
     champion: ChampionJudgement | None,
     config: TieringConfig,
-    leaks: list[Leak] = (),
+    leaks: Sequence[Leak] = (),
 ) -> GateDecision:
     """Champion only with enough data, a holdout AUC above the rule score's (or chance), not significantly
     below the logistic baseline, and no real loss against the champion judged like for like."""
