@@ -3,8 +3,9 @@
 Each event is POSTed as JSON in a Slack-compatible shape (`text`, plus `blocks` with its fields and the whole
 `event`), with the headers
 - `Idempotency-Key`: the event id (stable across runs, see `training.alerts.event_id`);
-- `X-Tiering-Signature`: `sha256=<hex HMAC-SHA256 of the exact body with the secret>` when the secret's
-  environment variable (`alerts.secret_env`, default TIERING_WEBHOOK_SECRET) is set.
+- `X-Tiering-Timestamp` (Unix seconds of the attempt) and `X-Tiering-Signature`: `sha256=<hex HMAC-SHA256 of
+  "<timestamp>.<exact body>" with the secret>`, when the secret's environment variable (`alerts.secret_env`,
+  default TIERING_WEBHOOK_SECRET) is set. A receiver recomputes it and refuses old timestamps (replays).
 
 Bookkeeping beside the events file FILE:
 - `FILE.outbox`: JSON Lines of the events not yet delivered, oldest first. New events are added to it before
@@ -42,6 +43,7 @@ from features.errors import DataError, Problem
 from training.alerts import event_line
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
+TIMESTAMP_HEADER = "X-Tiering-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRIED_STATUSES = frozenset({408, 429})
 
@@ -95,8 +97,9 @@ def check_webhook_url(url: str) -> None:
         )
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>`: the body, and when it was sent (against replays)."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 def webhook_body(event: dict) -> bytes:
@@ -300,14 +303,15 @@ def _send(
     """POST one event with retries; its last status, or None when no answer came."""
     body = webhook_body(event)
     headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: event["id"], "User-Agent": "abm-tiering"}
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
     wait, status = config.backoff_seconds, None
     for attempt in range(config.max_attempts):
         remaining = deadline - clock()
         if remaining <= 0:
             report.timed_out = True
             return status
+        if secret:  # signed at each attempt: the timestamp says when this attempt was sent
+            stamp = str(int(time.time()))
+            headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER] = stamp, sign(secret, stamp, body)
         try:
             status = connection.post(body, headers, min(config.timeout_seconds, remaining))
         except (TimeoutError, OSError, http.client.HTTPException) as error:

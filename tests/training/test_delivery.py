@@ -128,7 +128,10 @@ def test_delivery_is_signed_keyed_and_slack_shaped(tmp_path, monkeypatch):
     assert report.complete and report.delivered == [e["id"] for e in events]
     assert receiver.keys() == [e["id"] for e in events]
     for request, event in zip(receiver.requests, events):
-        expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
+        stamp = request["headers"]["X-Tiering-Timestamp"]
+        assert abs(int(stamp) - time.time()) < 60
+        signed = stamp.encode() + b"." + request["body"]
+        expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
         assert request["headers"]["X-Tiering-Signature"] == expected
         assert request["headers"]["Content-Type"] == "application/json" and request["path"] == "/hook"
         payload = json.loads(request["body"])
