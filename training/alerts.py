@@ -61,8 +61,9 @@ def event_id(account_id: str, kind: str, as_of: str) -> str:
     return hashlib.sha256(f"{account_id}\x1f{kind}\x1f{as_of}".encode()).hexdigest()[:32]
 
 
-def book_as_of(book: pd.DataFrame, name: str) -> str:
-    """The one as-of date of a score book; DataError when it holds several (two books mixed) or none."""
+def book_as_of(book: pd.DataFrame, name: str, required: bool = True) -> str:
+    """The one as-of date of a score book; DataError when it holds several (two books mixed) or, if `required`,
+    none ('' then)."""
     values = sorted({str(v) for v in book["as_of"].tolist() if isinstance(v, str) and v} if "as_of" in book else set())
     if len(values) > 1:
         raise DataError(
@@ -75,6 +76,8 @@ def book_as_of(book: pd.DataFrame, name: str) -> str:
                 )
             ]
         )
+    if not values and not required:
+        return ""
     if not values:
         raise DataError(
             [
@@ -123,7 +126,8 @@ def build_events(
 ) -> list[dict]:
     """The events between two score books (frames with the scores-file columns), ordered by account then kind."""
     # An empty previous book (a first scoring) makes every account new.
-    before_as_of = book_as_of(previous, previous_name) if len(previous) else ""
+    # A previous book without as_of (written before the column existed) is compared all the same.
+    before_as_of = book_as_of(previous, previous_name, required=False) if len(previous) else ""
     as_of = book_as_of(current, current_name)
     if before_as_of > as_of:
         raise DataError(

@@ -29,6 +29,7 @@ REASONS = ["reason_1", "reason_2", "reason_3"]
 NOTABLE_POINTS = 5.0  # a score change smaller than this (on 0-100) is not worth naming
 NOTABLE_PROBABILITY = 0.05
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
+ADDED_LATER = ("as_of", "surge_channels")
 TEXT_COLUMNS = [
     "account_id",
     *TIER_COLUMNS,
@@ -76,6 +77,9 @@ def read_scores(path: Path) -> pd.DataFrame:
                 )
             ]
         ) from None
+    for column in ADDED_LATER:  # scores files written before these columns existed are still read (blank)
+        if column not in frame.columns:
+            frame[column] = ""
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(

@@ -151,3 +151,17 @@ def test_events_file_jsonl_and_csv_and_never_overwrites_a_foreign_file(tmp_path)
         check_events_target(foreign)
     with pytest.raises(DataError, match="must end in .jsonl"):
         check_events_target(tmp_path / "alerts.txt")
+
+
+def test_a_previous_scores_file_from_before_as_of_existed_is_still_compared(tmp_path):
+    from training.diff import read_scores
+
+    old = tmp_path / "old.csv"
+    PREVIOUS.drop(columns=["as_of", "surge_channels"]).to_csv(old, index=False)
+    previous = read_scores(old)
+    assert previous["as_of"].tolist() == [""] * 6 and previous["surge_channels"].tolist() == [""] * 6
+    events = build_events(previous, CURRENT, Alerts())
+    assert [(e["account_id"], e["kind"]) for e in events][:2] == [("A", "tier_entered"), ("B", "tier_left")]
+    assert {e["previous_as_of"] for e in events} == {""} and {e["as_of"] for e in events} == {"2026-07-01"}
+    with pytest.raises(DataError, match="no as_of date"):
+        build_events(CURRENT, previous, Alerts())  # the current book must say when it was scored
