@@ -269,7 +269,7 @@ class Model(Strict):
     calibration: Literal["auto", "platt", "beta", "isotonic_platt"] = Field(
         "auto",
         description="Map from model margin to probability, fitted on the validation slice; auto picks by "
-                    "cross-validated log loss.",
+        "cross-validated log loss.",
     )
     deal_size_objective: Literal["log_l2", "gamma"] = "log_l2"
     deal_size_min_r2: float = Field(

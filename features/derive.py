@@ -155,7 +155,7 @@ def apply_outcome_rule(table, section) -> list[Problem]:
                 f"outcome_rule: won_date names the column '{rule.won_date}', "
                 "which neither this file nor its joins have",
                 fix=f"correct `outcome_rule: won_date:` in the mapping; the columns read: "
-                    f"{', '.join(map(str, frame.columns))}",
+                f"{', '.join(map(str, frame.columns))}",
                 file=", ".join(table.files),
                 column=rule.won_date,
                 table=table.name,

@@ -229,7 +229,7 @@ def _read_table(
                 Problem(
                     f"mapping '{mapping.origin}' maps {name}.{canonical} to column '{source}', which this file lacks",
                     fix=f"correct `{name}: columns: {canonical}:` in the mapping; the file has: "
-                        f"{', '.join(raw.column_names)}",
+                    f"{', '.join(raw.column_names)}",
                     file=display,
                     column=source,
                 )
@@ -518,7 +518,7 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
             Problem(
                 f"the file reads as one column named '{table.column_names[0][:80]}': its delimiter was not recognised",
                 fix="save it with commas, semicolons or tabs between columns, and no quotes around the whole header "
-                    "line",
+                "line",
                 file=display,
             )
         )

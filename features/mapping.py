@@ -283,7 +283,7 @@ def load_mapping(spec: str | Path | None = None) -> Mapping:
                 Problem(
                     f"not valid YAML{_yaml_error_text(error)}",
                     fix="correct the YAML there (indentation, a colon after each key, quotes around values with ':' or "
-                        "'#')",
+                    "'#')",
                     file=spec,
                 )
             ]

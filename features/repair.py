@@ -58,7 +58,7 @@ def check_rejected_target(path: str | Path = REJECTED_FILE) -> Path:
                 Problem(
                     f"{path} exists and was not written by tiering: --invalid-rows drop would replace it",
                     fix=f"move or rename it, or run from another folder (the dropped rows are written to "
-                        f"./{REJECTED_FILE})",
+                    f"./{REJECTED_FILE})",
                     file=str(path),
                 )
             ]

@@ -550,7 +550,7 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
                 f"account_id values not in the accounts table{_examples(ids[unknown])}",
                 column="account_id",
                 fix="add those accounts to the accounts table, or correct the ids (both tables must use the same "
-                    "account key)",
+                "account key)",
                 reason=reason,
             )
         else:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.requests import ACCOUNT_EXAMPLE, MAX_SCORE_ACCOUNTS
 from serving.middleware import MAX_BODY_BYTES
+from serving.requests import ACCOUNT_EXAMPLE, MAX_SCORE_ACCOUNTS
 from training import tracking
 from training.scoring import SCORE_COLUMNS
 
@@ -102,6 +102,7 @@ def test_probes_metrics_and_the_openapi_page(client):
 
 # --- Bad input: always 400 with the field path, never a 500 -----------------------------------------
 
+
 def with_account(**fields) -> str:
     return json.dumps({"accounts": [{"account_id": "A", **fields}]})
 
@@ -114,34 +115,67 @@ BAD_REQUESTS = {
     "NaN": ('{"accounts": [{"account_id": "A", "employees": NaN}]}', ["accounts", 0, "employees"]),
     "Infinity": ('{"accounts": [{"account_id": "A", "employees": Infinity}]}', ["accounts", 0, "employees"]),
     "overflowing number": ('{"accounts": [{"account_id": "A", "employees": 1e999}]}', ["accounts", 0, "employees"]),
-    "intent score over 100": (with_account(intent=[{"date": "2026-01-01", "topic": "crm", "score": 101}]),
-                              ["accounts", 0, "intent", 0, "score"]),
-    "negative count": (with_account(engagement=[{"timestamp": "2026-01-01", "channel": "web_visit", "count": -2}]),
-                       ["accounts", 0, "engagement", 0, "count"]),
-    "date that does not parse": (with_account(engagement=[{"timestamp": "last tuesday", "channel": "web_visit"}]),
-                                 ["accounts", 0, "engagement", 0, "timestamp"]),
-    "date as a number": (with_account(intent=[{"date": 1767225600, "topic": "crm"}]), ["accounts", 0, "intent", 0, "date"]),
-    "date out of range": (with_account(engagement=[{"timestamp": "2999-01-01", "channel": "web_visit"}]),
-                          ["accounts", 0, "engagement", 0, "timestamp"]),
-    "date past year 9999 in UTC": (with_account(engagement=[{"timestamp": "9999-12-31T23:00:00-05:00", "channel": "x"}]),
-                                   ["accounts", 0, "engagement", 0, "timestamp"]),
-    "impossible date": (with_account(intent=[{"date": "2026-02-30", "topic": "crm"}]), ["accounts", 0, "intent", 0, "date"]),
-    "unknown outcome": (with_account(opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "pending"}]),
-                        ["accounts", 0, "opportunities", 0, "outcome"]),
-    "closed without close_date": (with_account(opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01",
-                                                               "outcome": "won"}]), ["accounts", 0, "opportunities", 0]),
-    "negative amount": (with_account(opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "open",
-                                                     "amount": -10}]), ["accounts", 0, "opportunities", 0, "amount"]),
-    "unknown event field": (with_account(engagement=[{"timestamp": "2026-01-01", "channel": "web_visit", "cnt": 2}]),
-                            ["accounts", 0, "engagement", 0, "cnt"]),
+    "intent score over 100": (
+        with_account(intent=[{"date": "2026-01-01", "topic": "crm", "score": 101}]),
+        ["accounts", 0, "intent", 0, "score"],
+    ),
+    "negative count": (
+        with_account(engagement=[{"timestamp": "2026-01-01", "channel": "web_visit", "count": -2}]),
+        ["accounts", 0, "engagement", 0, "count"],
+    ),
+    "date that does not parse": (
+        with_account(engagement=[{"timestamp": "last tuesday", "channel": "web_visit"}]),
+        ["accounts", 0, "engagement", 0, "timestamp"],
+    ),
+    "date as a number": (
+        with_account(intent=[{"date": 1767225600, "topic": "crm"}]),
+        ["accounts", 0, "intent", 0, "date"],
+    ),
+    "date out of range": (
+        with_account(engagement=[{"timestamp": "2999-01-01", "channel": "web_visit"}]),
+        ["accounts", 0, "engagement", 0, "timestamp"],
+    ),
+    "date past year 9999 in UTC": (
+        with_account(engagement=[{"timestamp": "9999-12-31T23:00:00-05:00", "channel": "x"}]),
+        ["accounts", 0, "engagement", 0, "timestamp"],
+    ),
+    "impossible date": (
+        with_account(intent=[{"date": "2026-02-30", "topic": "crm"}]),
+        ["accounts", 0, "intent", 0, "date"],
+    ),
+    "unknown outcome": (
+        with_account(opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "pending"}]),
+        ["accounts", 0, "opportunities", 0, "outcome"],
+    ),
+    "closed without close_date": (
+        with_account(opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "won"}]),
+        ["accounts", 0, "opportunities", 0],
+    ),
+    "negative amount": (
+        with_account(
+            opportunities=[{"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "open", "amount": -10}]
+        ),
+        ["accounts", 0, "opportunities", 0, "amount"],
+    ),
+    "unknown event field": (
+        with_account(engagement=[{"timestamp": "2026-01-01", "channel": "web_visit", "cnt": 2}]),
+        ["accounts", 0, "engagement", 0, "cnt"],
+    ),
     "custom field that is not a scalar": (with_account(tags=["a", "b"]), ["accounts", 0, "tags"]),
     "nested custom field": (with_account(tags=json.loads("[" * 20 + "]" * 20)), ["accounts", 0, "tags"]),
     "no accounts": ('{"accounts": []}', ["accounts"]),
-    "too many accounts": (json.dumps({"accounts": [{"account_id": str(i)} for i in range(MAX_SCORE_ACCOUNTS + 1)]}),
-                          ["accounts"]),
-    "duplicate account_id": ('{"accounts": [{"account_id": "A"}, {"account_id": "B"}, {"account_id": "A"}]}',
-                             ["accounts", 2, "account_id"]),
-    "duplicate numeric account_id": ('{"accounts": [{"account_id": 0.0}, {"account_id": 0.0}]}', ["accounts", 1, "account_id"]),
+    "too many accounts": (
+        json.dumps({"accounts": [{"account_id": str(i)} for i in range(MAX_SCORE_ACCOUNTS + 1)]}),
+        ["accounts"],
+    ),
+    "duplicate account_id": (
+        '{"accounts": [{"account_id": "A"}, {"account_id": "B"}, {"account_id": "A"}]}',
+        ["accounts", 2, "account_id"],
+    ),
+    "duplicate numeric account_id": (
+        '{"accounts": [{"account_id": 0.0}, {"account_id": 0.0}]}',
+        ["accounts", 1, "account_id"],
+    ),
     "as_of that does not parse": ('{"accounts": [{"account_id": "A"}], "as_of": "tomorrow"}', ["as_of"]),
     "misspelt top-level key": ('{"accounts": [{"account_id": "A"}], "asof": "2026-01-01"}', ["asof"]),
     "empty body": ("", ["accounts"]),
@@ -161,12 +195,22 @@ def test_bad_input_is_a_400_naming_the_field(client, body, path):
 
 
 def test_every_problem_in_a_request_is_listed(client):
-    body = {"accounts": [{"account_id": "A", "employees": -1}, {"account_id": "A", "country": 5, "tags": {}},
-                         {"industry": "x"}], "as_of": "never"}
+    body = {
+        "accounts": [
+            {"account_id": "A", "employees": -1},
+            {"account_id": "A", "country": 5, "tags": {}},
+            {"industry": "x"},
+        ],
+        "as_of": "never",
+    }
     problems = client.post("/score", json=body).json()["detail"]
     assert {tuple(p["loc"]) for p in problems} == {
-        ("accounts", 0, "employees"), ("accounts", 1, "tags"), ("accounts", 1, "account_id"),
-        ("accounts", 2, "account_id"), ("as_of",)}
+        ("accounts", 0, "employees"),
+        ("accounts", 1, "tags"),
+        ("accounts", 1, "account_id"),
+        ("accounts", 2, "account_id"),
+        ("as_of",),
+    }
 
 
 def test_a_refused_request_leaves_the_clients_values_out_of_the_logs(client, caplog):
@@ -194,6 +238,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(client):
 
 
 # --- Modes: rules only, and a champion that cannot be loaded -----------------------------------------
+
 
 def test_without_a_champion_it_scores_with_the_rules_and_says_so(empty_store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the rules come from ./tiering.yaml: use the built-in defaults here
@@ -249,6 +294,7 @@ def test_a_champion_that_cannot_load_makes_the_service_not_ready(champion_store,
 
 # --- Auth ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def keyed(trained):
     with serving(trained.folder, TIERING_API_KEY=KEY) as client:
@@ -258,8 +304,14 @@ def keyed(trained):
 @pytest.mark.parametrize("header", [None, "", "Bearer", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer wrong", KEY])
 def test_without_the_right_key_every_endpoint_is_401(keyed, header):
     headers = {"authorization": header} if header is not None else {}
-    for method, path in (("post", "/score"), ("post", "/tier"), ("get", "/model"), ("get", "/metrics"),
-                         ("get", "/docs.json"), ("get", "/")):
+    for method, path in (
+        ("post", "/score"),
+        ("post", "/tier"),
+        ("get", "/model"),
+        ("get", "/metrics"),
+        ("get", "/docs.json"),
+        ("get", "/"),
+    ):
         response = keyed.request(method, path, json={"accounts": [PLAIN]}, headers=headers)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Bearer"
@@ -269,7 +321,9 @@ def test_without_the_right_key_every_endpoint_is_401(keyed, header):
 def test_with_the_key_everything_works_and_probes_need_none(keyed):
     auth = {"authorization": f"Bearer {KEY}"}
     assert keyed.post("/score", json={"accounts": [PLAIN]}, headers=auth).status_code == 200
-    assert keyed.post("/tier", json={"accounts": [PLAIN]}, headers={"authorization": f"bearer {KEY}"}).status_code == 200
+    assert (
+        keyed.post("/tier", json={"accounts": [PLAIN]}, headers={"authorization": f"bearer {KEY}"}).status_code == 200
+    )
     assert keyed.get("/model", headers=auth).status_code == 200
     assert keyed.get("/metrics", headers=auth).status_code == 200
     for probe in ("/healthz", "/livez", "/readyz"):
@@ -278,25 +332,51 @@ def test_with_the_key_everything_works_and_probes_need_none(keyed):
 
 # --- Anything at all: a 200 with finite numbers, or a 400 -----------------------------------------------
 
+
 def _anything_like_an_account():
     from hypothesis import strategies as st
 
     moments = st.one_of(st.dates().map(str), st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()))
     scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8), moments)
-    values = st.one_of(scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=3), scalars, max_size=2))
+    values = st.one_of(
+        scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=3), scalars, max_size=2)
+    )
 
     def rows(*names):
-        return st.lists(st.dictionaries(st.sampled_from(names), st.one_of(scalars, moments), max_size=len(names)),
-                        max_size=3)
+        return st.lists(
+            st.dictionaries(st.sampled_from(names), st.one_of(scalars, moments), max_size=len(names)), max_size=3
+        )
 
     fields = st.dictionaries(
-        st.sampled_from(["account_name", "industry", "employees", "annual_revenue", "country", "region", "tech_stack",
-                         "parent_account_id", "segment_hint", "custom"]), values, max_size=5)
-    lists = st.fixed_dictionaries({}, optional={
-        "engagement": rows("timestamp", "channel", "count"), "intent": rows("date", "topic", "score"),
-        "opportunities": rows("opportunity_id", "created_date", "close_date", "outcome", "amount", "product")})
+        st.sampled_from(
+            [
+                "account_name",
+                "industry",
+                "employees",
+                "annual_revenue",
+                "country",
+                "region",
+                "tech_stack",
+                "parent_account_id",
+                "segment_hint",
+                "custom",
+            ]
+        ),
+        values,
+        max_size=5,
+    )
+    lists = st.fixed_dictionaries(
+        {},
+        optional={
+            "engagement": rows("timestamp", "channel", "count"),
+            "intent": rows("date", "topic", "score"),
+            "opportunities": rows("opportunity_id", "created_date", "close_date", "outcome", "amount", "product"),
+        },
+    )
     ids = st.one_of(st.text(max_size=4), st.integers(), st.none())
-    return st.builds(lambda account_id, more, activity: {"account_id": account_id, **more, **activity}, ids, fields, lists)
+    return st.builds(
+        lambda account_id, more, activity: {"account_id": account_id, **more, **activity}, ids, fields, lists
+    )
 
 
 def test_no_request_makes_a_500_or_a_non_finite_number(client):
