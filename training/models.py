@@ -74,6 +74,15 @@ def class_weight_share(y: np.ndarray, config: ModelConfig) -> float | None:
     return None
 
 
+def _fit_params(config: ModelConfig, objective: str, candidate: Candidate, y: np.ndarray) -> dict:
+    params = booster_params(config, objective, candidate)
+    if objective == "binary":
+        weight = class_weight_share(y, config)
+        if weight is not None:  # helps the trees find the rare class; calibration undoes the shift
+            params["scale_pos_weight"] = weight
+    return params
+
+
 def train_booster(
     x: np.ndarray,
     y: np.ndarray,
@@ -87,11 +96,7 @@ def train_booster(
     metric: str = "auc",
 ) -> tuple[lgb.Booster, int]:
     """A LightGBM fit; with `validation` (x, y) boosting stops early on it. Returns the booster and its rounds."""
-    params = booster_params(config, objective, candidate)
-    if objective == "binary":
-        weight = class_weight_share(y, config)
-        if weight is not None:  # helps the trees find the rare class; calibration undoes the shift
-            params["scale_pos_weight"] = weight
+    params = _fit_params(config, objective, candidate, y)
     train_set = _dataset(x, y, categorical, names)
     if validation is None:
         return lgb.train(params, train_set, num_boost_round=rounds), rounds
@@ -126,10 +131,7 @@ def cross_fitted_booster(
     candidates would flatter every tree model against the logistic regression, which has no rounds
     to tune. Returns the cross-fitted margins (in the rows' order) and the rounds to refit with.
     """
-    params = booster_params(config, "binary", candidate)
-    weight = class_weight_share(y, config)
-    if weight is not None:
-        params["scale_pos_weight"] = weight
+    params = _fit_params(config, "binary", candidate, y)
     params["metric"] = "auc"
     half = np.random.default_rng(config.seed).permutation(len(val_y)) % 2 == 0
     train_set = _dataset(x, y, categorical, names)
