@@ -183,8 +183,23 @@ def versions() -> list[VersionInfo]:
     return sorted((_info(v) for v in found), key=lambda v: int(v.version))
 
 
+ALIAS_ATTEMPTS = 5
+
+
 def set_alias(alias: str, version: str) -> None:
-    client().set_registered_model_alias(MODEL_NAME, alias, version)
+    """Point `alias` at `version`. A team server whose store upserts aliases without a lock answers two
+    commands setting the same alias at once with a unique-constraint error for one of them: that one
+    tries again (the alias then holds the later of the two, as the champion history expects)."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(ALIAS_ATTEMPTS):
+        try:
+            client().set_registered_model_alias(MODEL_NAME, alias, version)
+            return
+        except MlflowException as error:
+            if "UNIQUE constraint" not in str(error) or attempt == ALIAS_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 # --- the champion's history, safe under concurrent promotions ------------------------------------------

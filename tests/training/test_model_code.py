@@ -35,7 +35,14 @@ def checkout_copy(target: Path) -> Path:
 
 
 def load_in_fresh_process(code_root: Path, model_uri: str, tracking_uri: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(code_root), "MLFLOW_TRACKING_URI": tracking_uri}
+    # MLflow exports its own tracking and registry settings to the environment: name both, or an earlier
+    # test's store would be inherited as the registry.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code_root),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+    }
     return subprocess.run(
         [sys.executable, "-c", LOAD, model_uri], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
