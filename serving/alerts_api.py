@@ -8,11 +8,12 @@ as `tiering alerts` writes.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from serving.requests import Day
 
 MAX_ALERT_ACCOUNTS = 100_000
 TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
@@ -36,7 +37,7 @@ class AlertScore(BaseModel):
     reason_2: str = ""
     reason_3: str = ""
     model_version: str = ""
-    as_of: date = Field(description="The date the book was scored as of (ISO date).")
+    as_of: Day = Field(description="The date the book was scored as of (ISO date); a number is not a date.")
 
 
 def _problem(kind: str, message: str, loc: tuple) -> InitErrorDetails:
