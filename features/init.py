@@ -32,7 +32,7 @@ from features.config import CHANNELS
 from features.dates import PATTERN as ISO_PATTERN
 from features.dates import within_range
 from features.errors import DataError, Problem
-from features.io import CSV_SUFFIXES, PARQUET_SUFFIXES, _read_file
+from features.io import CSV_SUFFIXES, PARQUET_SUFFIXES, _read_file, data_folder
 from features.mapping import PRESETS, Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED, TABLES, columns
 
@@ -976,17 +976,7 @@ def _section(
 def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     """Inspect the export in `data_dir` and draft its mapping (a preset's when its export is recognised, unless
     `presets` is false)."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(
-            [
-                Problem(
-                    "data folder not found",
-                    fix="pass the folder that holds the export's CSV or Parquet files",
-                    file=str(data_dir),
-                )
-            ]
-        )
+    data_dir = data_folder(data_dir)
     files, unreadable = profile_folder(data_dir)
     if not files:
         raise DataError(

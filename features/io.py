@@ -57,6 +57,22 @@ class LoadedExport:
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REJECTED_COLUMNS)))
 
 
+def data_folder(data_dir: str | Path) -> Path:
+    """The export's folder, or one clear problem when it is not a folder."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(
+            [
+                Problem(
+                    "data folder not found",
+                    fix="pass the folder that holds the export's CSV or Parquet files",
+                    file=str(folder),
+                )
+            ]
+        )
+    return folder
+
+
 def load_export(
     data_dir: str | Path, mapping: str | Path | Mapping | None = None, invalid_rows: str = "stop"
 ) -> LoadedExport:
@@ -67,17 +83,7 @@ def load_export(
     table, reason); table-level problems still raise.
     """
     chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(
-            [
-                Problem(
-                    "data folder not found",
-                    fix="pass the folder that holds the export's CSV or Parquet files",
-                    file=str(data_dir),
-                )
-            ]
-        )
+    data_dir = data_folder(data_dir)
     problems: list[Problem] = []
     files: dict[str, list[Path]] = {}
     tables: dict[str, SourceTable] = {}
