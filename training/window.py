@@ -99,24 +99,33 @@ def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start.date()} to {(end - pd.Timedelta(days=1)).date()}"
 
 
-def need(rows: pd.DataFrame, name: str, window: Window, everything: pd.DataFrame | None = None) -> None:
-    """Stop with advice that works when a slice (or the whole window) lacks won or lost deals."""
+def need(
+    rows: pd.DataFrame,
+    name: str,
+    window: Window,
+    everything: pd.DataFrame | None = None,
+    better: pd.Timestamp | None = None,
+) -> None:
+    """Stop with advice that works when a slice (or the whole window) lacks won or lost deals; `better` is the
+    nearest --as-of at which every slice has enough, when one is known."""
     minimum = SLICE_MINIMUM.get(name, 20)
     counts = rows["won"].value_counts()
     won, lost = int(counts.get(1, 0)), int(counts.get(0, 0))
     if won >= minimum and lost >= minimum:
         return
     if name == "window":
-        span, remedy = (
-            _span(window.start, window.as_of),
-            ("pass an --as-of date with more closed deals in the 12 months before it, or lengthen model.window.months"),
-        )
+        span, lengthen = _span(window.start, window.as_of), "lengthen model.window.months"
+        move = "pass an --as-of date with more closed deals in the 12 months before it"
     else:
         start, end = window.slices()[name]
-        span, remedy = (
-            _span(start, end),
-            f"{SLICE_REMEDY[name]}, or pass an --as-of date that puts more closed deals in it",
-        )
+        span, lengthen = _span(start, end), SLICE_REMEDY[name]
+        move = "pass an --as-of date that puts more closed deals in it"
+    if better is not None:
+        remedy = f"pass --as-of {better.date()} (the nearest cut-off at which every slice has enough), or {lengthen}"
+    elif name == "window":
+        remedy = f"{move}, or {lengthen}"
+    else:
+        remedy = f"{lengthen}, or {move}"
     if everything is not None:
         total = everything["won"].value_counts()
         all_won, all_lost = int(total.get(1, 0)), int(total.get(0, 0))
@@ -140,24 +149,15 @@ def need(rows: pd.DataFrame, name: str, window: Window, everything: pd.DataFrame
 
 def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmData, config: TieringConfig) -> None:
     """`need`, naming the nearest --as-of at which every slice has enough, when there is one."""
+    everything = _closed_outcomes(data)
     try:
-        need(rows, name, window, _closed_outcomes(data))
-    except DataError as error:
-        better = suggest_as_of(data, config, window.as_of)
-        if better is None or "no window can help" in error.problems[0].fix:
+        need(rows, name, window, everything)
+    except DataError:
+        better = suggest_as_of(data, config, window.as_of)  # only searched for when a slice is short
+        if better is None:
             raise
-        problem = error.problems[0]
-        raise DataError(
-            [
-                Problem(
-                    problem.message,
-                    f"pass --as-of {better.date()} (the nearest cut-off at which every "
-                    f"slice has enough), or {problem.fix.split(', or pass')[0]}",
-                    file=problem.file,
-                    column=problem.column,
-                )
-            ]
-        ) from None
+        need(rows, name, window, everything, better)
+        raise
 
 
 def _closed_outcomes(data: CrmData) -> pd.DataFrame:
