@@ -6,6 +6,17 @@ import numpy as np
 
 from training.files import OUTPUT_DECIMALS
 
+# The per-account numbers of a score record, which every engine publishes rounded (budget is book-level).
+SCORE_NUMBERS = [
+    "revenue_potential_score",
+    "business_fit_score",
+    "engagement_score",
+    "rule_score",
+    "win_probability",
+    "expected_deal_size",
+    "expected_value",
+    "learned_score",
+]
 TOLERANCE = 1e-9  # how far two engines' full-precision values may drift apart (float summation order)
 
 

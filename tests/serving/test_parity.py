@@ -6,22 +6,13 @@ import pytest
 
 from features.pointintime import FeatureBuilder, snapshot
 from serving.requests import account_payloads
-from tests.rounding import assert_published
+from tests.rounding import SCORE_NUMBERS, assert_published
 from training.tracking import load_model_for
 from training.workflow import default_scoring_as_of, score_book
 
 from .conftest import serving, subset, tracking_at
 
-NUMBERS = [
-    "revenue_potential_score",
-    "business_fit_score",
-    "engagement_score",
-    "rule_score",
-    "win_probability",
-    "expected_deal_size",
-    "expected_value",
-    "learned_score",
-]
+NUMBERS = SCORE_NUMBERS
 SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "as_of", "surge_channels"]
 TIERS = ["rule_tier", "learned_tier", "tier"]
 BUDGET = 250_000.0

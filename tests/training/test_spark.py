@@ -11,7 +11,7 @@ from features.errors import DataError
 from features.generator import generate_export
 from features.io import load_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from tests.rounding import assert_published
+from tests.rounding import SCORE_NUMBERS, assert_published
 from training.cli import app
 from training.files import read_overrides
 from training.scoring import SCORE_COLUMNS
@@ -22,17 +22,7 @@ pytestmark = pytest.mark.slow
 
 CONFIG = parse_config({"model": {"gate": {"min_won": 10, "min_lost": 10}}})  # an 800-account export passes it
 BUDGET = 1_000_000.0
-NUMBERS = [
-    "revenue_potential_score",
-    "business_fit_score",
-    "engagement_score",
-    "rule_score",
-    "win_probability",
-    "expected_deal_size",
-    "expected_value",
-    "learned_score",
-    "budget",
-]
+NUMBERS = [*SCORE_NUMBERS, "budget"]
 
 
 @pytest.fixture(scope="module")
