@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from rich.markup import escape
 
 from features.config import ConfigError, load_config
 from features.errors import DataError
+from training.stopping import STOPPED, default_sigterm, stop_on_sigterm
 from training.tracking import TrackingError
 
 if TYPE_CHECKING:
@@ -42,13 +42,7 @@ err_console = Console(stderr=True, emoji=False)
 
 @app.callback()
 def _on_start() -> None:
-    """SIGTERM behaves like Ctrl-C in every command: MLflow marks a training run failed, partial
-    outputs are removed, and the champion and earlier outputs stay untouched."""
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_sigterm()
 
 
 class UserError(Exception):
@@ -74,7 +68,7 @@ def friendly_errors(command: Callable) -> Callable:
         except (ConfigError, UserError, TrackingError) as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except STOPPED:
             err_console.print("[yellow]interrupted: nothing was written[/]")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
@@ -97,8 +91,7 @@ def friendly_errors(command: Callable) -> Callable:
             )
             raise typer.Exit(1) from None
         finally:
-            # The work is over: a SIGTERM while the interpreter shuts down simply ends it, no traceback.
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            default_sigterm()
 
     return wrapper
 

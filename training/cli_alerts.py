@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from training.stopping import STOPPED
+
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 PARTIAL_DELIVERY = 3
@@ -104,7 +106,7 @@ def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
         say(f"note: {settings.alerts.secret_env} is not set: events are sent unsigned", error=True)
     try:
         report = deliver(events, out, url, settings.alerts)
-    except KeyboardInterrupt:  # the events file is written and the outbox holds what was not sent
+    except STOPPED:  # the events file is written and the outbox holds what was not sent
         say(f"interrupted: {out} is written; the events not yet delivered are kept in {outbox_path(out)}", error=True)
         raise typer.Exit(130) from None
     already = f"; {report.already:,} delivered by an earlier run" if report.already else ""

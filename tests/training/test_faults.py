@@ -36,14 +36,15 @@ def _train_in_process(export):
     return result.output
 
 
-def _wait_until_training(pid: int, timeout: float = 120) -> None:
-    """LightGBM is imported only when `train` starts its pipeline: then the run is under way."""
+def _wait_until_training(pid: int, settle: float, timeout: float = 120) -> None:
+    """LightGBM is imported only when `train` starts its pipeline: then the run is under way. Soon after
+    (`settle` 0.05 s) C extensions are still being imported, which once turned SIGTERM into an exit by SIGINT."""
     maps = f"/proc/{pid}/maps"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if "lib_lightgbm" in open(maps).read():
-                time.sleep(0.2)  # well inside the run: a small export trains in a few seconds
+                time.sleep(settle)
                 return
         except FileNotFoundError:
             break
@@ -51,8 +52,13 @@ def _wait_until_training(pid: int, timeout: float = 120) -> None:
     raise AssertionError("the training process never reached model fitting")
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
-def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, mlflow_store, how):  # noqa: F811
+@pytest.mark.parametrize(("how", "settle"), [(signal.SIGTERM, 0.05), (signal.SIGTERM, 0.2), (signal.SIGKILL, 0.2)])
+def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
+    export,
+    mlflow_store,  # noqa: F811
+    how,
+    settle,
+):
     _train_in_process(export)
     tracking.configure()
     assert tracking.alias_version("champion").version == "1"
@@ -66,7 +72,7 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(export, m
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _wait_until_training(child.pid)
+    _wait_until_training(child.pid, settle)
     child.send_signal(how)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode != 0
