@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from activation.alerts import build_events, write_events
+from activation.crm_export import export_frame, write_export
+from activation.delivery import deliver
 from features.config import Alerts
-from training.alerts import build_events, write_events
-from training.crm_export import export_frame, write_export
-from training.delivery import deliver
-from training.scoring import SCORE_COLUMNS
+from scoring.scorer import SCORE_COLUMNS
 
 TIERS = np.array(["tier_1", "tier_2", "tier_3", "untiered"], dtype=object)
 

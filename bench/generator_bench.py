@@ -19,7 +19,7 @@ from pathlib import Path
 # Runs in the child; prints one JSON line. ru_maxrss is in KiB on Linux and in bytes on macOS.
 _CHILD = """
 import json, resource, sys
-from features.generator import generate_export
+from sources.synthetic import generate_export
 
 out_dir, n_accounts, seed, file_format = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 summary = generate_export(out_dir, n_accounts=n_accounts, seed=seed, file_format=file_format)

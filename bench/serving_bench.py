@@ -49,8 +49,8 @@ def _free_port() -> int:
 def _train_champion(folder: Path, n_accounts: int):
     """A synthetic export and a champion trained on it with the default model settings."""
     from features.config import load_config, parse_config
-    from features.generator import generate_export
     from features.io import load_export
+    from sources.synthetic import generate_export
     from training.workflow import promote, train_and_register
 
     generate_export(folder / "data", n_accounts=n_accounts, seed=7)
@@ -176,23 +176,23 @@ def _tracking_store(uri: str) -> Iterator[None]:
 
 def _payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], bytes]:
     """The same accounts and cut-off for both servers: raw accounts for `/score`, feature rows for MLflow."""
+    from features.activity import default_as_of
+    from scoring import registry
+    from scoring.registry import load_model_for
     from serving.requests import account_payloads
-    from training import tracking
-    from training.tracking import load_model_for
-    from training.workflow import default_scoring_as_of
 
     ids = data.accounts["account_id"].sample(n=BOOK, random_state=3).tolist()
-    as_of = default_scoring_as_of(data)
+    as_of = default_as_of(data)
     accounts = account_payloads(data, ids)
     ours_single = [json.dumps({"accounts": [a], "as_of": as_of.date().isoformat()}).encode() for a in accounts[:200]]
     ours_book = json.dumps({"accounts": accounts, "as_of": as_of.date().isoformat()}).encode()
-    rows = _feature_rows(data, load_model_for(f"models:/{tracking.MODEL_NAME}/{version}").config, ids, as_of)
+    rows = _feature_rows(data, load_model_for(f"models:/{registry.MODEL_NAME}/{version}").config, ids, as_of)
     mlflow_single = [json.dumps(_split(rows.iloc[[i]])).encode() for i in range(200)]
     return ours_single, ours_book, mlflow_single, json.dumps(_split(rows)).encode()
 
 
 def run(quick: bool = False) -> dict:
-    from training import tracking
+    from scoring import registry
 
     n_accounts, repeats, seconds = (1_500, 300, 5.0) if quick else (5_000, 1_000, 15.0)
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
@@ -221,7 +221,7 @@ def run(quick: bool = False) -> dict:
             "models",
             "serve",
             "-m",
-            f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}",
+            f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}",
             "--env-manager",
             "local",
             "-p",

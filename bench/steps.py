@@ -76,8 +76,8 @@ def _training_matrix(data_dir: Path):
     from features.io import load_export
     from features.matrix import FeatureSpec
     from features.pointintime import FeatureBuilder, training_rows
+    from scoring.scorer import with_rule_scores
     from training.pipeline import Window
-    from training.scoring import with_rule_scores
 
     data = load_export(data_dir).data
     config = TieringConfig()
@@ -94,7 +94,8 @@ def train(data_dir: Path) -> dict:
     import tempfile
 
     from features.config import Candidate
-    from training.models import LOGISTIC, fit_learner, train_booster
+    from scoring.learners import LOGISTIC
+    from training.models import fit_learner, train_booster
     from training.workflow import train_and_register
 
     data, config, rows, spec, matrix = _training_matrix(data_dir)
@@ -156,8 +157,8 @@ def _load(data_dir: Path):
 def score(data_dir: Path) -> dict:
     """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
     from features.pointintime import FeatureBuilder, snapshot
+    from scoring.scorer import with_rule_scores
     from training.pipeline import train as train_models
-    from training.scoring import with_rule_scores
 
     data, config = _load(data_dir)
     result = train_models(data, config)

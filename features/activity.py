@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.config import CHANNELS, TieringConfig
 from features.pointintime import Activity, FeatureBuilder, vocabulary_codes
-from features.schema import OPTIONAL
+from features.schema import OPTIONAL, CrmData
 from features.timeindex import seconds_of
 
 
@@ -24,6 +24,19 @@ def day_after_latest(moments: Iterable[Any]) -> pd.Timestamp | None:
     """The default `as_of` everywhere: the day after the latest date given, so every record is seen; None if none."""
     present = [pd.Timestamp(moment) for moment in moments if moment is not None and not pd.isna(moment)]
     return max(present).normalize() + pd.Timedelta(days=1) if present else None
+
+
+def default_as_of(data: CrmData) -> pd.Timestamp:
+    """The day after the latest date anywhere in the export, so every record is seen (today if it has none)."""
+    latest = day_after_latest(
+        [
+            data.opportunities["created_date"].max(),
+            data.opportunities["close_date"].max(),
+            data.engagement["timestamp"].max(),
+            data.intent["date"].max(),
+        ]
+    )
+    return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
 def account_columns_of(accounts: Sequence[Any], custom: list[str]) -> dict[str, list]:

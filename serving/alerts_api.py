@@ -2,7 +2,7 @@
 
 The records are the ones `/score` and `/tier` answer (or the rows of two scores files); only the columns the
 events read are required, the others are accepted and ignored. Every problem, including two books that do not
-belong together, is a 400 naming its field path; the events are `training.alerts.build_events`'s, the same
+belong together, is a 400 naming its field path; the events are `activation.alerts.build_events`'s, the same
 as `tiering alerts` writes.
 """
 
@@ -129,8 +129,8 @@ class AlertsRequest(BaseModel):
         return self
 
     def books(self):
-        """Both books as score frames (what `training.alerts.build_events` reads)."""
-        from training.alerts import frame_of_records
+        """Both books as score frames (what `activation.alerts.build_events` reads)."""
+        from activation.alerts import frame_of_records
 
         def frame(records: list[AlertScore]):
             rows = [{**record.model_dump(), "as_of": record.as_of.isoformat()} for record in records]
@@ -179,7 +179,7 @@ class AlertsResponse(BaseModel):
 
 def answer(request: AlertsRequest, config) -> dict:
     """The events between the request's two books (`config`: the `alerts` section), as the response's fields."""
-    from training.alerts import build_events
+    from activation.alerts import build_events
 
     previous, current = request.books()
     return {

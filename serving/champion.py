@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.config import load_config
+from scoring import registry
+from scoring.messages import no_champion_message
+from scoring.pyfunc import TieringModel
+from scoring.registry import load_model_for
+from scoring.scorer import RULES_ONLY
 from serving.launch import config_path
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
 from serving.scoring import score_request
-from training import tracking
-from training.messages import no_champion_message
-from training.pyfunc import TieringModel
-from training.scoring import RULES_ONLY
-from training.tracking import load_model_for
 
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".
@@ -45,15 +45,15 @@ class ServingModel:
 
 
 def reload_seconds() -> float:
-    """TIERING_RELOAD_SECONDS, validated with every other setting (training.settings; SettingsError if bad)."""
-    from training.settings import load_settings
+    """TIERING_RELOAD_SECONDS, validated with every other setting (features.settings; SettingsError if bad)."""
+    from features.settings import load_settings
 
     return load_settings().reload_seconds
 
 
-def registered_champion() -> tracking.VersionInfo | None:
+def registered_champion() -> registry.VersionInfo | None:
     """The champion's registry entry; None when there is none; raises when the registry cannot be asked."""
-    return tracking.alias_version(tracking.CHAMPION)
+    return registry.alias_version(registry.CHAMPION)
 
 
 def _float_or_none(text: str | None) -> float | None:
@@ -64,13 +64,13 @@ def _float_or_none(text: str | None) -> float | None:
     return value if value is not None and np.isfinite(value) else None
 
 
-def _version_facts(champion: tracking.VersionInfo) -> dict:
+def _version_facts(champion: registry.VersionInfo) -> dict:
     """What the registry says about a version: its tags, and the metrics of the run that trained it."""
     facts: dict = {name: champion.tags.get(name) for name in VERSION_FACTS}
     facts.update({name: _float_or_none(champion.tags.get(name)) for name in VERSION_SCORES})
     facts["run_id"] = champion.run_id
     if champion.run_id:
-        metrics = tracking.client().get_run(champion.run_id).data.metrics
+        metrics = registry.client().get_run(champion.run_id).data.metrics
         facts["metrics"] = {name: float(value) for name, value in sorted(metrics.items()) if np.isfinite(value)}
     return facts
 
@@ -80,10 +80,10 @@ def _log_no_champion() -> None:
     try:
         logger.warning("%s", no_champion_message("scoring with the rules only until one is promoted"))
     except Exception as error:  # the registry answered a moment ago; if it does not now, the next look will say so
-        logger.warning("no champion is registered: scoring with the rules only (%s)", tracking.first_line(error))
+        logger.warning("no champion is registered: scoring with the rules only (%s)", registry.first_line(error))
 
 
-def load_serving_model(champion: tracking.VersionInfo | None) -> ServingModel:
+def load_serving_model(champion: registry.VersionInfo | None) -> ServingModel:
     if champion is None:
         model = ServingModel(TieringModel.rules_only(load_config(config_path())), RULES_ONLY)
         _log_no_champion()
@@ -135,13 +135,13 @@ class ChampionFollower:
         """One look at the registry: load the champion if it is not the version serving."""
         try:
             if not self._configured:
-                tracking.configure()
+                registry.configure()
                 self._configured = True
             champion = registered_champion()
         except Exception as error:  # a store that is down, locked or misconfigured: keep what serves
-            described = tracking.first_line(error)
-            if not isinstance(error, tracking.TrackingError):
-                described = f"cannot read the MLflow registry at {tracking.tracking_uri()}: {described}"
+            described = registry.first_line(error)
+            if not isinstance(error, registry.TrackingError):
+                described = f"cannot read the MLflow registry at {registry.tracking_uri()}: {described}"
             self.registry_problem = described + (
                 f"; still serving version {self.serving.version}, loaded earlier" if self.serving is not None else ""
             )
@@ -157,10 +157,10 @@ class ChampionFollower:
             loaded = load_serving_model(champion)
         except Exception as error:  # missing or corrupt artifacts, a bad tiering.yaml: never serve them, never crash
             if champion is not None:
-                problem = tracking.load_problem(champion, error)
+                problem = registry.load_problem(champion, error)
             else:
                 problem = (
-                    f"the rules-only scorer (no champion is registered) cannot be loaded: {tracking.first_line(error)}"
+                    f"the rules-only scorer (no champion is registered) cannot be loaded: {registry.first_line(error)}"
                 )
             if self.serving is not None:
                 problem += f"; still answering with version {self.serving.version}, loaded earlier"

@@ -22,7 +22,7 @@ def config_path() -> str | None:
 
 
 def access_log_enabled() -> bool:
-    from training.settings import load_settings
+    from features.settings import load_settings
 
     return load_settings().access_log
 

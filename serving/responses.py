@@ -16,9 +16,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import Budget
-from training.files import OUTPUT_DECIMALS, rounded
-from training.scoring import SCORE_COLUMNS
-from training.tiers import budget_summary
+from features.files import OUTPUT_DECIMALS, rounded
+from scoring.scorer import SCORE_COLUMNS
+from scoring.tiers import budget_summary
 
 TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
 
@@ -115,7 +115,7 @@ class ModelInfo(Finite):
 def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]:
     """Score rows as JSON-ready dicts: missing or non-finite numbers become None.
 
-    Numbers are rounded as the scores file rounds them (`training.files.rounded`), so the API and batch scoring
+    Numbers are rounded as the scores file rounds them (`features.files.rounded`), so the API and batch scoring
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.

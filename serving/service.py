@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
+from scoring import registry
 from serving import memory
 from serving.alerts_api import AlertsRequest, AlertsResponse
 from serving.alerts_api import answer as alerts_answer
@@ -28,7 +29,6 @@ from serving.openapi import DocumentedService
 from serving.requests import ScoreRequest, TierRequest
 from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
-from training import tracking
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -114,9 +114,9 @@ class TieringService:
         # is promoted, the earlier one keeps answering, under its own number and without the alias.
         is_champion = bool(serving and serving.facts and serving.version == follower.registry_champion)
         return ModelInfo(
-            name=tracking.MODEL_NAME,
+            name=registry.MODEL_NAME,
             version=serving.version if serving else None,
-            alias=tracking.CHAMPION if is_champion else None,
+            alias=registry.CHAMPION if is_champion else None,
             ready=follower.ready,
             problem=follower.problem or follower.registry_problem,
             registry_champion=follower.registry_champion,

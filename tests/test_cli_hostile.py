@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli.main import app
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training.cli import app
 
 runner = CliRunner()
 TIERING = str(Path(sys.executable).parent / "tiering")

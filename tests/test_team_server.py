@@ -121,7 +121,7 @@ class TeamServer(Process):
 @pytest.fixture
 def team(tmp_path):
     """A running team server, an export, a small-gate config, and the environment of a command pointed at the server."""
-    from features.generator import generate_export
+    from sources.synthetic import generate_export
 
     server = TeamServer(tmp_path / "server").start()
     generate_export(tmp_path / "export", n_accounts=800, seed=3)
@@ -142,16 +142,16 @@ def tiering(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) ->
 
 def registry(env: dict[str, str]):
     """The server's registry as the tool sees it: (versions, champion version, champion history)."""
-    from training import tracking
+    from scoring import registry
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        tracking.configure()
-        champion = tracking.alias_version(tracking.CHAMPION)
+        registry.configure()
+        champion = registry.alias_version(registry.CHAMPION)
         return (
-            [v.version for v in tracking.versions()],
+            [v.version for v in registry.versions()],
             champion.version if champion else None,
-            tracking.champion_history(),
+            registry.champion_history(),
         )
 
 
@@ -199,17 +199,17 @@ def scored_version(port: int) -> str:
 
 def register_copy(env, version: str) -> str:
     """A new version with the same model files (a retraining without the training time), through the server."""
-    from training import tracking
+    from scoring import registry
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        tracking.configure()
-        original = tracking.client().get_model_version(tracking.MODEL_NAME, version)
+        registry.configure()
+        original = registry.client().get_model_version(registry.MODEL_NAME, version)
         model_id = original.model_id or (
             original.source.removeprefix("models:/") if original.source.startswith("models:/") else None
         )
-        copy = tracking.client().create_model_version(
-            tracking.MODEL_NAME, source=original.source, run_id=original.run_id, model_id=model_id
+        copy = registry.client().create_model_version(
+            registry.MODEL_NAME, source=original.source, run_id=original.run_id, model_id=model_id
         )
         return str(copy.version)
 

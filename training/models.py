@@ -1,29 +1,37 @@
-"""The learners: win-model candidates (LightGBM settings and a logistic regression), the probability
-calibration, and the deal-size model with its shrinkage towards a constant.
+"""How the learners are fitted: LightGBM boosters with early stopping and cross-fitted rounds, the logistic
+regression, the calibration and its selection, and the deal-size model with its shrinkage.
 
-Models train on the encoded matrix from `features.matrix.FeatureSpec` and predict with plain numpy
-or the raw LightGBM booster (about 25x faster per row than the scikit-learn wrapper). Every learner
-answers per-feature contributions that add up to its margin, which is what the reasons are made of.
+What they fit are the plain learners of `scoring.learners`, which the logged model carries and a scoring
+process runs without any of this code (or scikit-learn) loaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import lightgbm as lgb
 import numpy as np
-from scipy.special import expit, log_expit
 
 from features.config import Candidate
 from features.config import Model as ModelConfig
-from training.attribution import contributions as tree_contributions
+from scoring.learners import (
+    LOGISTIC,
+    Calibrator,
+    DealSizeModel,
+    LogisticLearner,
+    Recipe,
+    WinModel,
+    beta_features,
+    learner_margin,
+    signed_log,
+)
 
 MIN_CALIBRATION_ROWS = 50
+
 LOGISTIC_MAX_ROWS = 100_000  # a linear model's coefficients settle long before this many rows
+
 LOGISTIC_MIN_LEVEL_ROWS = 20  # rarer categories share one coefficient
-LIGHTGBM, LOGISTIC = "lightgbm", "logistic"
+
 CALIBRATION_METHODS = ("platt", "beta", "isotonic_platt")  # simplest first: ties go to the simpler
+
 CALIBRATION_FOLDS = 5
 
 
@@ -155,426 +163,179 @@ def cross_fitted_booster(
     return margin, max(1, round((best_a + best_b) / 2))
 
 
-def _signed_log(values: np.ndarray) -> np.ndarray:
-    return np.sign(values) * np.log1p(np.abs(values))
+def fit_logistic(x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> LogisticLearner:
+    from sklearn.linear_model import LogisticRegression  # fitting only: a scoring process never loads it
+
+    if len(y) > LOGISTIC_MAX_ROWS:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), LOGISTIC_MAX_ROWS, replace=False))
+        x, y = x[keep], y[keep]
+    numeric = [i for i in range(x.shape[1]) if i not in categorical]
+    raw = x[:, numeric]
+    medians = (
+        np.nan_to_num(np.nanmedian(np.where(np.isnan(raw).all(axis=0), 0.0, raw), axis=0)) if numeric else np.zeros(0)
+    )
+    logged = signed_log(np.where(np.isnan(raw), medians, raw))
+    means, scales = logged.mean(axis=0), logged.std(axis=0)
+    scales = np.where(scales > 1e-12, scales, 1.0)
+    blocks = [(logged - means) / scales]
+    levels = []
+    for column in categorical:
+        values = x[:, column]
+        found, counts = np.unique(values[~np.isnan(values)], return_counts=True)
+        kept = found[counts >= LOGISTIC_MIN_LEVEL_ROWS]
+        levels.append(kept.tolist())
+        blocks.append(LogisticLearner._one_hot(values, kept))
+    design = np.hstack(blocks)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(design, y)
+    coef = model.coef_[0]
+    numeric_coef, rest = coef[: len(numeric)], coef[len(numeric) :]
+    level_coef, level_mean, start = [], [], 0
+    for column, kept in zip(categorical, levels):
+        width = len(kept) + 2
+        column_coef = rest[start : start + width]
+        start += width
+        level_coef.append(column_coef.tolist())
+        level_mean.append(float(column_coef[LogisticLearner._slots(x[:, column], np.asarray(kept))].mean()))
+    return LogisticLearner(
+        numeric,
+        medians,
+        means,
+        scales,
+        numeric_coef,
+        list(categorical),
+        levels,
+        level_coef,
+        level_mean,
+        float(model.intercept_[0]),
+    )
 
 
-@dataclass
-class LogisticLearner:
-    """L2 logistic regression on log-scaled, standardised numbers and one-hot categories, kept as plain arrays.
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
+    from sklearn.isotonic import IsotonicRegression  # fitting only: a scoring process never loads them
+    from sklearn.linear_model import LogisticRegression
 
-    Its contributions are exact: each numeric feature adds coefficient x standardised value, each
-    category its coefficient less the training average, and the bias collects the rest.
-    """
-
-    numeric: list[int]
-    medians: np.ndarray
-    means: np.ndarray
-    scales: np.ndarray
-    numeric_coef: np.ndarray
-    categorical: list[int]
-    levels: list[list[float]]  # kept category codes per categorical column
-    level_coef: list[list[float]]  # per column: one per kept level, then "other", then "missing"
-    level_mean: list[float]  # training average of each column's picked coefficient
-    intercept: float
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> LogisticLearner:
-        from sklearn.linear_model import LogisticRegression  # fitting only: a scoring process never loads it
-
-        if len(y) > LOGISTIC_MAX_ROWS:
-            keep = np.sort(np.random.default_rng(seed).choice(len(y), LOGISTIC_MAX_ROWS, replace=False))
-            x, y = x[keep], y[keep]
-        numeric = [i for i in range(x.shape[1]) if i not in categorical]
-        raw = x[:, numeric]
-        medians = (
-            np.nan_to_num(np.nanmedian(np.where(np.isnan(raw).all(axis=0), 0.0, raw), axis=0))
-            if numeric
-            else np.zeros(0)
+    margin = np.asarray(margin, dtype=np.float64)
+    if method == "knots":  # an old champion's recipe re-fitted: the isotonic steps it was logged with
+        isotonic = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(margin, y)
+        return Calibrator(
+            "knots", [], np.asarray(isotonic.X_thresholds_).tolist(), np.asarray(isotonic.y_thresholds_).tolist()
         )
-        logged = _signed_log(np.where(np.isnan(raw), medians, raw))
-        means, scales = logged.mean(axis=0), logged.std(axis=0)
-        scales = np.where(scales > 1e-12, scales, 1.0)
-        blocks = [(logged - means) / scales]
-        levels = []
-        for column in categorical:
-            values = x[:, column]
-            found, counts = np.unique(values[~np.isnan(values)], return_counts=True)
-            kept = found[counts >= LOGISTIC_MIN_LEVEL_ROWS]
-            levels.append(kept.tolist())
-            blocks.append(cls._one_hot(values, kept))
-        design = np.hstack(blocks)
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(design, y)
-        coef = model.coef_[0]
-        numeric_coef, rest = coef[: len(numeric)], coef[len(numeric) :]
-        level_coef, level_mean, start = [], [], 0
-        for column, kept in zip(categorical, levels):
-            width = len(kept) + 2
-            column_coef = rest[start : start + width]
-            start += width
-            level_coef.append(column_coef.tolist())
-            level_mean.append(float(column_coef[cls._slots(x[:, column], np.asarray(kept))].mean()))
-        return cls(
-            numeric,
-            medians,
-            means,
-            scales,
-            numeric_coef,
-            list(categorical),
-            levels,
-            level_coef,
-            level_mean,
-            float(model.intercept_[0]),
-        )
-
-    @staticmethod
-    def _slots(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
-        """Each value's slot: its kept level, else "other" (len(kept)), or "missing" (len(kept) + 1)."""
-        position = np.searchsorted(kept, values)
-        found = (
-            (position < len(kept)) & (kept[np.minimum(position, max(len(kept) - 1, 0))] == values)
-            if len(kept)
-            else np.zeros(len(values), dtype=bool)
-        )
-        slots = np.where(found, position, len(kept))
-        return np.where(np.isnan(values), len(kept) + 1, slots)
-
-    @classmethod
-    def _one_hot(cls, values: np.ndarray, kept: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(values), len(kept) + 2))
-        out[np.arange(len(values)), cls._slots(values, kept)] = 1.0
-        return out
-
-    def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(matrix), matrix.shape[1] + 1))
-        if self.numeric:
-            raw = matrix[:, self.numeric]
-            standard = (_signed_log(np.where(np.isnan(raw), self.medians, raw)) - self.means) / self.scales
-            out[:, self.numeric] = standard * self.numeric_coef
-        bias = self.intercept
-        for column, kept, coef, mean in zip(self.categorical, self.levels, self.level_coef, self.level_mean):
-            out[:, column] = np.asarray(coef)[self._slots(matrix[:, column], np.asarray(kept))] - mean
-            bias += mean
-        out[:, -1] = bias
-        return out
-
-    def margin(self, matrix: np.ndarray) -> np.ndarray:
-        return self.contributions(matrix).sum(axis=1)
-
-    def to_dict(self) -> dict:
-        return {
-            "numeric": self.numeric,
-            "medians": self.medians.tolist(),
-            "means": self.means.tolist(),
-            "scales": self.scales.tolist(),
-            "numeric_coef": self.numeric_coef.tolist(),
-            "categorical": self.categorical,
-            "levels": self.levels,
-            "level_coef": self.level_coef,
-            "level_mean": self.level_mean,
-            "intercept": self.intercept,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> LogisticLearner:
-        arrays = {k: np.asarray(raw[k], dtype=np.float64) for k in ("medians", "means", "scales", "numeric_coef")}
-        return cls(
-            numeric=list(raw["numeric"]),
-            categorical=list(raw["categorical"]),
-            levels=raw["levels"],
-            level_coef=raw["level_coef"],
-            level_mean=raw["level_mean"],
-            intercept=float(raw["intercept"]),
-            **arrays,
-        )
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(margin[:, None], y)
+    platt_coef = [float(platt.coef_[0, 0]), float(platt.intercept_[0])]
+    if method == "platt" or platt_coef[0] <= 0:  # a learner ranked backwards gets the plain curve
+        return Calibrator("platt", platt_coef)
+    if method == "beta":
+        beta = LogisticRegression(C=1e6, max_iter=1000).fit(beta_features(margin), y)
+        a, b = beta.coef_[0]
+        if a < 0 or b < 0:  # not monotone: Kull et al. fall back to the simpler map
+            return Calibrator("platt", platt_coef)
+        return Calibrator("beta", [float(a), float(b), float(beta.intercept_[0])])
+    isotonic = IsotonicRegression(out_of_bounds="clip").fit(margin, y)
+    fitted = isotonic.predict(margin)
+    levels, block = np.unique(fitted, return_inverse=True)
+    centres = np.bincount(block, weights=margin) / np.bincount(block)
+    return Calibrator("isotonic_platt", platt_coef, centres.tolist(), levels.tolist())
 
 
-def _beta_features(margin: np.ndarray) -> np.ndarray:
-    """Beta calibration's inputs ln(s) and -ln(1 - s) for s = sigmoid(margin), computed without overflow."""
-    return np.column_stack([log_expit(margin), -log_expit(-margin)])
+def select_calibrator(margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, float]]:
+    """The method asked for, or with `auto` the one with the lowest cross-validated log loss on these rows."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
 
-
-@dataclass
-class Calibrator:
-    """Margin -> probability, fitted on rows the learner never trained on.
-
-    `platt`: a logistic curve on the margin. `beta`: beta calibration (Kull et al. 2017), a logistic
-    fit on ln(s) and -ln(1-s). `isotonic_platt`: the mean of Platt and a centred isotonic fit (the
-    isotonic steps replaced by lines through each block's centre). Each is strictly increasing, so
-    distinct margins stay distinct probabilities, and none has a floor the data do not support.
-    """
-
-    method: str
-    coef: list[float]  # platt: (a, b); beta: (a, b, c); isotonic_platt: Platt's (a, b)
-    knots_x: list[float] = field(default_factory=list)  # isotonic_platt: block centres
-    knots_y: list[float] = field(default_factory=list)
-
-    def __call__(self, margin: np.ndarray) -> np.ndarray:
-        margin = np.asarray(margin, dtype=np.float64)
-        if self.method == "knots":  # models logged before calibration was selected: isotonic steps
-            return np.interp(margin, self.knots_x, self.knots_y)
-        if self.method == "beta":
-            a, b, c = self.coef
-            features = _beta_features(margin)
-            return expit(a * features[:, 0] + b * features[:, 1] + c)
-        platt = expit(self.coef[0] * margin + self.coef[1])
-        if self.method == "platt":
-            return platt
-        return 0.5 * (platt + np.interp(margin, self.knots_x, self.knots_y))
-
-    @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
-        from sklearn.isotonic import IsotonicRegression  # fitting only: a scoring process never loads them
-        from sklearn.linear_model import LogisticRegression
-
-        margin = np.asarray(margin, dtype=np.float64)
-        if method == "knots":  # an old champion's recipe re-fitted: the isotonic steps it was logged with
-            isotonic = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(margin, y)
-            return cls(
-                "knots", [], np.asarray(isotonic.X_thresholds_).tolist(), np.asarray(isotonic.y_thresholds_).tolist()
-            )
-        platt = LogisticRegression(C=1e6, max_iter=1000).fit(margin[:, None], y)
-        platt_coef = [float(platt.coef_[0, 0]), float(platt.intercept_[0])]
-        if method == "platt" or platt_coef[0] <= 0:  # a learner ranked backwards gets the plain curve
-            return cls("platt", platt_coef)
-        if method == "beta":
-            beta = LogisticRegression(C=1e6, max_iter=1000).fit(_beta_features(margin), y)
-            a, b = beta.coef_[0]
-            if a < 0 or b < 0:  # not monotone: Kull et al. fall back to the simpler map
-                return cls("platt", platt_coef)
-            return cls("beta", [float(a), float(b), float(beta.intercept_[0])])
-        isotonic = IsotonicRegression(out_of_bounds="clip").fit(margin, y)
-        fitted = isotonic.predict(margin)
-        levels, block = np.unique(fitted, return_inverse=True)
-        centres = np.bincount(block, weights=margin) / np.bincount(block)
-        return cls("isotonic_platt", platt_coef, centres.tolist(), levels.tolist())
-
-    @classmethod
-    def select(cls, margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, float]]:
-        """The method asked for, or with `auto` the one with the lowest cross-validated log loss on these rows."""
-        from sklearn.metrics import log_loss
-        from sklearn.model_selection import StratifiedKFold
-
-        if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
-            raise ValueError(f"only {len(y)} rows with both outcomes to calibrate on; need {MIN_CALIBRATION_ROWS}")
-        if method != "auto":
-            return cls.fit(margin, y, method), {}
-        folds = StratifiedKFold(
-            n_splits=min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int)).min())), shuffle=True, random_state=seed
-        )
-        losses = {}
-        for candidate in CALIBRATION_METHODS:
-            predicted = np.empty(len(y))
-            for train_rows, test_rows in folds.split(margin[:, None], y):
-                predicted[test_rows] = cls.fit(margin[train_rows], y[train_rows], candidate)(margin[test_rows])
-            losses[candidate] = float(log_loss(y, np.clip(predicted, 1e-12, 1 - 1e-12), labels=[0, 1]))
-        best = min(losses.values())
-        chosen = next(m for m in CALIBRATION_METHODS if losses[m] <= best + 1e-4)
-        return cls.fit(margin, y, chosen), losses
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "coef": self.coef, "knots_x": self.knots_x, "knots_y": self.knots_y}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Calibrator:
-        return cls(raw["method"], list(raw["coef"]), list(raw.get("knots_x", [])), list(raw.get("knots_y", [])))
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a win model is made, so another run can re-fit it on its own months (the gate's like for like)."""
-
-    learner: str  # LIGHTGBM or LOGISTIC
-    params: dict[str, Any]  # lightgbm: a Candidate's fields and num_boost_round; logistic: c
-    calibration: str
-
-    def describe(self) -> str:
-        if self.learner == LOGISTIC:
-            return f"logistic regression (C {self.params['c']:g}), {self.calibration} calibration"
-        candidate = Candidate(**{k: v for k, v in self.params.items() if k != "num_boost_round"})
-        return f"{candidate.label()}, {self.params['num_boost_round']} rounds, {self.calibration} calibration"
-
-    def to_dict(self) -> dict:
-        return {"learner": self.learner, "params": dict(self.params), "calibration": self.calibration}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Recipe:
-        return cls(raw["learner"], dict(raw["params"]), raw["calibration"])
-
-
-@dataclass
-class WinModel:
-    """P(won): a learner's margin, calibrated on later rows than it was fitted on."""
-
-    learner: lgb.Booster | LogisticLearner
-    calibrator: Calibrator
-    recipe: Recipe
-
-    @property
-    def is_tree(self) -> bool:
-        return isinstance(self.learner, lgb.Booster)
-
-    @classmethod
-    def fit(
-        cls, recipe: Recipe, fit_x, fit_y, cal_x, cal_y, categorical: list[int], names: list[str], config: ModelConfig
-    ) -> WinModel:
-        """Fit `recipe` exactly (fixed rounds, fixed calibration method): the same inputs give the same model."""
-        learner = fit_learner(recipe, fit_x, fit_y, categorical, names, config)
-        calibrator = Calibrator.fit(learner_margin(learner, cal_x), cal_y, recipe.calibration)
-        return cls(learner, calibrator, recipe)
-
-    def margin(self, matrix: np.ndarray) -> np.ndarray:
-        return learner_margin(self.learner, matrix)
-
-    def contributions(self, matrix: np.ndarray, method: str, cache: dict) -> np.ndarray:
-        if self.is_tree:
-            return tree_contributions(self.learner, matrix, method, cache)
-        return self.learner.contributions(matrix)
-
-    def calibrate(self, margin: np.ndarray) -> np.ndarray:
-        return self.calibrator(margin)
-
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.calibrate(self.margin(matrix))
-
-    def importance(self, names: list[str]) -> np.ndarray:
-        if self.is_tree:
-            return self.learner.feature_importance("gain")
-        weights = np.zeros(len(names))
-        weights[self.learner.numeric] = np.abs(self.learner.numeric_coef)
-        for column, coef in zip(self.learner.categorical, self.learner.level_coef):
-            weights[column] = float(np.ptp(coef)) if coef else 0.0
-        return weights
+    if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
+        raise ValueError(f"only {len(y)} rows with both outcomes to calibrate on; need {MIN_CALIBRATION_ROWS}")
+    if method != "auto":
+        return fit_calibrator(margin, y, method), {}
+    folds = StratifiedKFold(
+        n_splits=min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int)).min())), shuffle=True, random_state=seed
+    )
+    losses = {}
+    for candidate in CALIBRATION_METHODS:
+        predicted = np.empty(len(y))
+        for train_rows, test_rows in folds.split(margin[:, None], y):
+            predicted[test_rows] = fit_calibrator(margin[train_rows], y[train_rows], candidate)(margin[test_rows])
+        losses[candidate] = float(log_loss(y, np.clip(predicted, 1e-12, 1 - 1e-12), labels=[0, 1]))
+    best = min(losses.values())
+    chosen = next(m for m in CALIBRATION_METHODS if losses[m] <= best + 1e-4)
+    return fit_calibrator(margin, y, chosen), losses
 
 
 def fit_learner(
     recipe: Recipe, x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig
 ) -> lgb.Booster | LogisticLearner:
     if recipe.learner == LOGISTIC:
-        return LogisticLearner.fit(x, y, categorical, recipe.params["c"], config.seed)
+        return fit_logistic(x, y, categorical, recipe.params["c"], config.seed)
     params = dict(recipe.params)
     rounds = int(params.pop("num_boost_round"))
     booster, _ = train_booster(x, y, categorical, names, config, Candidate(**params), "binary", rounds)
     return booster
 
 
-def learner_margin(learner: lgb.Booster | LogisticLearner, matrix: np.ndarray) -> np.ndarray:
-    if isinstance(learner, lgb.Booster):
-        return learner.predict(matrix, raw_score=True)
-    return learner.margin(matrix)
+def fit_recipe(
+    recipe: Recipe, fit_x, fit_y, cal_x, cal_y, categorical: list[int], names: list[str], config: ModelConfig
+) -> WinModel:
+    """Fit `recipe` exactly (fixed rounds, fixed calibration method): the same inputs give the same model."""
+    learner = fit_learner(recipe, fit_x, fit_y, categorical, names, config)
+    calibrator = fit_calibrator(learner_margin(learner, cal_x), cal_y, recipe.calibration)
+    return WinModel(learner, calibrator, recipe)
 
 
-@dataclass
-class DealSizeModel:
-    """Expected amount of a won deal: LightGBM on log amount, shrunk towards a constant by what validates.
-
-    margin = base + shrink x (tree margin - base), where base is the mean log amount of the fit rows;
-    `shrink` is the least-squares factor on the validation slice's won deals, clipped to [0, 1], and
-    0 (a constant: the mean won amount) when the model shows no validated skill. The back-transform
-    uses Duan's smearing factor. `booster=None` with a NaN base means no amounts were known at all.
-    """
-
-    booster: lgb.Booster | None
-    smearing: float
-    objective: str = "log_l2"
-    base: float = float("nan")
-    shrink: float = 1.0
-    rounds: int = 0
-    validation: dict[str, float] = field(default_factory=dict)  # r2 before and after shrinkage, rows
-
-    @property
-    def known(self) -> bool:
-        return bool(np.isfinite(self.base))
-
-    @classmethod
-    def unknown(cls) -> DealSizeModel:
-        return cls(None, float("nan"))
-
-    @classmethod
-    def fit(
-        cls,
-        x,
-        amount,
-        categorical: list[int],
-        names: list[str],
-        config: ModelConfig,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
-        rounds: int | None = None,
-        shrink: float | None = None,
-    ) -> DealSizeModel:
-        """With `validation` (x, amount), boosting stops early and the shrinkage is measured on it;
-        otherwise `rounds` and `shrink` come from an earlier, validated fit (the final refit)."""
-        keep = np.isfinite(amount) & (amount > 0)
-        x, amount = x[keep], amount[keep]
-        if len(amount) < 2:
-            return cls.unknown()
-        gamma = config.deal_size_objective == "gamma"
-        target = amount if gamma else np.log(amount)
-        base = float(np.log(amount.mean()) if gamma else target.mean())
-        candidate = config.search.candidates[0]
-        objective = "gamma" if gamma else "regression"
-        valid = None
-        if validation is not None:
-            valid_keep = np.isfinite(validation[1]) & (validation[1] > 0)
-            valid = (validation[0][valid_keep], validation[1][valid_keep])
-        if valid is not None and len(valid[1]) >= 20:
-            valid_target = valid[1] if gamma else np.log(valid[1])
-            booster, rounds = train_booster(
-                x,
-                target,
-                categorical,
-                names,
-                config,
-                candidate,
-                objective,
-                config.num_boost_round,
-                (valid[0], valid_target),
-                metric="gamma_deviance" if gamma else "l2",
-            )
-            raw = booster.predict(valid[0], raw_score=True, num_iteration=rounds)
-            log_valid = np.log(valid[1])
-            shrink, r2_raw, r2 = _shrinkage(log_valid, raw, base)
-            if r2 < config.deal_size_min_r2:
-                shrink = 0.0
-            booster, _ = train_booster(x, target, categorical, names, config, candidate, objective, rounds)
-            measured = {"r2_log_raw": r2_raw, "r2_log_shrunk": r2, "rows": float(len(log_valid))}
-        else:
-            # Too few validated deals to measure skill: keep a constant, which cannot rank on noise.
-            rounds = rounds or config.num_boost_round
-            shrink = 0.0 if shrink is None else shrink
-            booster, _ = train_booster(x, target, categorical, names, config, candidate, objective, rounds)
-            measured = {"rows": float(len(valid[1])) if valid is not None else 0.0}
-        model = cls(booster, 1.0, "gamma" if gamma else "log_l2", base, float(shrink), int(rounds), measured)
-        if not gamma:  # exp(E[log y]) underestimates E[y]; the mean of exp(residual) restores the mean
-            model.smearing = float(np.mean(np.exp(target - model.margin(x))))
-        return model
-
-    def margin(self, matrix: np.ndarray) -> np.ndarray:
-        """Log amount (log_l2) or the log of the mean (gamma), after shrinkage."""
-        if self.booster is None or self.shrink == 0.0:
-            return np.full(len(matrix), self.base)
-        return self.base + self.shrink * (self.booster.predict(matrix, raw_score=True) - self.base)
-
-    def contributions(self, matrix: np.ndarray, method: str, cache: dict) -> np.ndarray:
-        """Per-feature contributions to the (shrunk) margin; the last column is the bias."""
-        if self.booster is None or self.shrink == 0.0:
-            out = np.zeros((len(matrix), matrix.shape[1] + 1))
-            out[:, -1] = self.base
-            return out
-        out = tree_contributions(self.booster, matrix, method, cache) * self.shrink
-        out[:, -1] += (1 - self.shrink) * self.base
-        return out
-
-    def from_margin(self, margin: np.ndarray) -> np.ndarray:
-        return np.exp(margin) * (self.smearing if self.objective == "log_l2" else 1.0)
-
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.from_margin(self.margin(matrix))
-
-    def importance(self, count: int) -> np.ndarray:
-        if self.booster is None or self.shrink == 0.0:
-            return np.zeros(count)
-        return self.booster.feature_importance("gain") * self.shrink
+def fit_deal_size(
+    x,
+    amount,
+    categorical: list[int],
+    names: list[str],
+    config: ModelConfig,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    rounds: int | None = None,
+    shrink: float | None = None,
+) -> DealSizeModel:
+    """With `validation` (x, amount), boosting stops early and the shrinkage is measured on it;
+    otherwise `rounds` and `shrink` come from an earlier, validated fit (the final refit)."""
+    keep = np.isfinite(amount) & (amount > 0)
+    x, amount = x[keep], amount[keep]
+    if len(amount) < 2:
+        return DealSizeModel.unknown()
+    gamma = config.deal_size_objective == "gamma"
+    target = amount if gamma else np.log(amount)
+    base = float(np.log(amount.mean()) if gamma else target.mean())
+    candidate = config.search.candidates[0]
+    objective = "gamma" if gamma else "regression"
+    valid = None
+    if validation is not None:
+        valid_keep = np.isfinite(validation[1]) & (validation[1] > 0)
+        valid = (validation[0][valid_keep], validation[1][valid_keep])
+    if valid is not None and len(valid[1]) >= 20:
+        valid_target = valid[1] if gamma else np.log(valid[1])
+        booster, rounds = train_booster(
+            x,
+            target,
+            categorical,
+            names,
+            config,
+            candidate,
+            objective,
+            config.num_boost_round,
+            (valid[0], valid_target),
+            metric="gamma_deviance" if gamma else "l2",
+        )
+        raw = booster.predict(valid[0], raw_score=True, num_iteration=rounds)
+        log_valid = np.log(valid[1])
+        shrink, r2_raw, r2 = _shrinkage(log_valid, raw, base)
+        if r2 < config.deal_size_min_r2:
+            shrink = 0.0
+        booster, _ = train_booster(x, target, categorical, names, config, candidate, objective, rounds)
+        measured = {"r2_log_raw": r2_raw, "r2_log_shrunk": r2, "rows": float(len(log_valid))}
+    else:
+        # Too few validated deals to measure skill: keep a constant, which cannot rank on noise.
+        rounds = rounds or config.num_boost_round
+        shrink = 0.0 if shrink is None else shrink
+        booster, _ = train_booster(x, target, categorical, names, config, candidate, objective, rounds)
+        measured = {"rows": float(len(valid[1])) if valid is not None else 0.0}
+    model = DealSizeModel(booster, 1.0, "gamma" if gamma else "log_l2", base, float(shrink), int(rounds), measured)
+    if not gamma:  # exp(E[log y]) underestimates E[y]; the mean of exp(residual) restores the mean
+        model.smearing = float(np.mean(np.exp(target - model.margin(x))))
+    return model
 
 
 def _shrinkage(log_amount: np.ndarray, raw: np.ndarray, base: float) -> tuple[float, float, float]:

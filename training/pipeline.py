@@ -23,6 +23,8 @@ from features.config import TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
+from scoring.learners import LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
+from scoring.scorer import Scorer, with_rule_scores
 from training.evaluate import (
     auc_confidence,
     bootstrap_aucs,
@@ -33,17 +35,13 @@ from training.evaluate import (
 )
 from training.guards import Leak, constant_signals, find_leaks, inputs_available, win_rate_shift
 from training.models import (
-    LIGHTGBM,
-    LOGISTIC,
-    Calibrator,
-    DealSizeModel,
-    LogisticLearner,
-    Recipe,
-    WinModel,
     cross_fitted_booster,
+    fit_deal_size,
+    fit_logistic,
+    fit_recipe,
+    select_calibrator,
     train_booster,
 )
-from training.scoring import Scorer, with_rule_scores
 from training.window import Window, need_with_advice
 
 Progress = Callable[[str], None]
@@ -117,7 +115,7 @@ def select_recipe(
         return float(roc_auc_score(holdout_y, margin)) if two_classes else float("nan")
 
     clock = time.perf_counter()
-    logistic = LogisticLearner.fit(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
+    logistic = fit_logistic(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
     margins["logistic"] = logistic.margin(val_x)
     scores.append(
         CandidateScore(
@@ -165,7 +163,7 @@ def select_recipe(
     chosen = scores[chosen_at]
     chosen.chosen = True
     key = list(margins)[chosen_at]  # margins and scores share one order
-    calibrator, losses = Calibrator.select(margins[key], val_y, model_config.calibration, model_config.seed)
+    calibrator, losses = select_calibrator(margins[key], val_y, model_config.calibration, model_config.seed)
     if chosen.learner == LOGISTIC:
         params = {"c": search.logistic_c}
     else:
@@ -191,7 +189,7 @@ def fit_win_model(
     early = (rows["close_date"] < calibration_start).to_numpy()
     matrix = spec.encode(rows)
     won = rows["won"].to_numpy()
-    return WinModel.fit(
+    return fit_recipe(
         recipe,
         matrix[early],
         won[early],
@@ -301,7 +299,7 @@ def train(
     win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
     won_dev = y_dev == 1
     amount_dev = _amounts(development)
-    deal = DealSizeModel.fit(
+    deal = fit_deal_size(
         matrix[early & won_dev],
         amount_dev[early & won_dev],
         spec.categorical_indices,
@@ -401,7 +399,7 @@ def train(
     final_deal = (
         DealSizeModel.unknown()
         if not deal.known
-        else DealSizeModel.fit(
+        else fit_deal_size(
             all_matrix[won_all],
             _amounts(rows)[won_all],
             spec.categorical_indices,

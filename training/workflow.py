@@ -18,19 +18,18 @@ import numpy as np
 import pandas as pd
 
 import features
-import training
-from features.activity import day_after_latest
+import scoring
+from features.activity import default_as_of
 from features.config import TieringConfig, config_to_yaml
 from features.schema import CrmData
-from training import tracking
-from training.bundle import save_scorer
+from scoring import registry
+from scoring.bundle import save_scorer
+from scoring.registry import load_model_for
 from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
-from training.scoring import RULES_ONLY
-from training.tracking import load_model_for
 
 if TYPE_CHECKING:
-    from training.pyfunc import TieringModel
+    from scoring.pyfunc import TieringModel
 
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml", "mlflow")
 
@@ -58,7 +57,7 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult) -> ChampionJudgement | None:
+def judge_champion(champion: registry.VersionInfo | None, result: TrainingResult) -> ChampionJudgement | None:
     """The current champion judged like for like: its recipe re-fitted on this run's fit and validation
     slices and scored on this run's holdout, never on rows it was trained on. Where the holdout has deals
     closed after the champion's own window, its real forward performance on them is reported too."""
@@ -67,7 +66,7 @@ def judge_champion(champion: tracking.VersionInfo | None, result: TrainingResult
     try:
         scorer = load_model_for(champion.uri).scorer
     except Exception as error:  # a broken or foreign artifact must not block training
-        return ChampionJudgement(champion.version, None, f"its model cannot be loaded ({tracking.first_line(error)})")
+        return ChampionJudgement(champion.version, None, f"its model cannot be loaded ({registry.first_line(error)})")
     if not scorer.is_learned:
         return ChampionJudgement(champion.version, None, "it scores with rules only")
     missing = [c for c in scorer.spec.columns if c not in result.development]
@@ -139,9 +138,9 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
     import mlflow
     from mlflow.models import infer_signature
 
-    from training.pyfunc import TieringModel
+    from scoring.pyfunc import TieringModel
 
-    champion = tracking.alias_version(tracking.CHAMPION)
+    champion = registry.alias_version(registry.CHAMPION)
     with mlflow.start_run(run_name=f"train-{result.window.as_of.date()}") as run:
         progress("logging to MLflow")
         mlflow.log_params(_flatten("", config.model_dump(mode="json"), {}))
@@ -150,9 +149,9 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         mlflow.log_metrics({f"data_{k}": v for k, v in result.summary.items() if isinstance(v, (int, float))})
         mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
         for name, table in result.tier_tables.items():
-            tracking.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
-        tracking.write_frame_artifact(result.feature_importance, "feature_importance.csv")
-        tracking.write_frame_artifact(result.selection.table(), "learner_selection.csv")
+            registry.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
+        registry.write_frame_artifact(result.feature_importance, "feature_importance.csv")
+        registry.write_frame_artifact(result.selection.table(), "learner_selection.csv")
         mlflow.log_dict(
             {
                 "recipe": result.scorer.win_model.recipe.to_dict(),
@@ -169,8 +168,8 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         )
         # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
         # registered model has been refit on the holdout months and would be judged in-sample there.
-        tracking.write_frame_artifact(result.holdout, tracking.HOLDOUT_PREDICTIONS)
-        tracking.write_frame_artifact(result.holdout_book, tracking.HOLDOUT_BOOK)
+        registry.write_frame_artifact(result.holdout, registry.HOLDOUT_PREDICTIONS)
+        registry.write_frame_artifact(result.holdout_book, registry.HOLDOUT_BOOK)
         _log_figures(result)
 
         progress("registering the model")
@@ -185,11 +184,11 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
                 name="model",
                 python_model=TieringModel(),
                 artifacts={"bundle": str(bundle)},
-                code_paths=[str(Path(features.__file__).parent), str(Path(training.__file__).parent)],
+                code_paths=[str(Path(features.__file__).parent), str(Path(scoring.__file__).parent)],
                 signature=signature,
                 input_example=example,
                 pip_requirements=_pip_requirements(),
-                registered_model_name=tracking.MODEL_NAME,
+                registered_model_name=registry.MODEL_NAME,
             )
         version = str(info.registered_model_version)
         judgement = judge_champion(champion, result)
@@ -206,7 +205,7 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
             }
         )
         mlflow.log_text(decision.render(), "gate.txt")
-        client = tracking.client()
+        client = registry.client()
         tags = {
             "holdout_roc_auc": result.metrics["model_roc_auc"],
             "rule_roc_auc": result.metrics["rule_roc_auc"],
@@ -216,34 +215,21 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
             "gate_reason": "; ".join(decision.reasons),
         }
         for key, value in tags.items():
-            client.set_model_version_tag(tracking.MODEL_NAME, version, key, str(value))
+            client.set_model_version_tag(registry.MODEL_NAME, version, key, str(value))
     # Aliases move only once the run has finished cleanly: a failed run never touches the champion.
     if decision.promote:
-        tracking.record_champion(version)
+        registry.record_champion(version)
     else:
-        tracking.set_alias(tracking.CHALLENGER, version)
+        registry.set_alias(registry.CHALLENGER, version)
     return TrainOutcome(result, version, run.info.run_id, decision, champion.version if champion else None)
 
 
 def train_and_register(
     data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None, progress: Progress
 ) -> TrainOutcome:
-    tracking.configure()
+    registry.configure()
     result = train(data, config, as_of, progress)
     return log_and_register(result, config, progress)
-
-
-def default_scoring_as_of(data: CrmData) -> pd.Timestamp:
-    """The day after the latest date anywhere in the export, so every record is seen (today if it has none)."""
-    latest = day_after_latest(
-        [
-            data.opportunities["created_date"].max(),
-            data.opportunities["close_date"].max(),
-            data.engagement["timestamp"].max(),
-            data.intent["date"].max(),
-        ]
-    )
-    return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
 def score_book(
@@ -256,77 +242,46 @@ def score_book(
 ) -> pd.DataFrame:
     """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity."""
     return model.score_book(
-        data, as_of or default_scoring_as_of(data), budget=budget, overrides=overrides, model_version=version
+        data, as_of or default_as_of(data), budget=budget, overrides=overrides, model_version=version
     )
-
-
-def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:
-    """The model to score with and the version label to print: the given URI, else the champion, else rules only.
-
-    A version that cannot be loaded is named, with the folder its model files should be in when they are missing."""
-    tracking.configure()
-    if model_uri:
-        try:
-            model = load_model_for(model_uri)
-        except Exception as error:
-            version = model_uri.removeprefix(f"models:/{tracking.MODEL_NAME}/")
-            if version.isdigit():
-                info = tracking.VersionInfo(version, [], "", {})
-                raise tracking.TrackingError(
-                    f"cannot load {model_uri!r}: {tracking.load_problem(info, error, 'model')}"
-                ) from None
-            raise tracking.TrackingError(
-                f"cannot load model {model_uri!r}: {tracking.first_line(error)}. "
-                "Use models:/abm-tiering/<version> or models:/abm-tiering@champion"
-            ) from None
-        return model, model_uri.rsplit("/", 1)[-1]
-    champion = tracking.alias_version(tracking.CHAMPION)
-    if champion is None:
-        from training.pyfunc import TieringModel
-
-        return TieringModel.rules_only(config), RULES_ONLY
-    try:
-        return load_model_for(champion.uri), champion.version
-    except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
-        raise tracking.TrackingError(tracking.load_problem(champion, error)) from None
 
 
 def promote(version: str) -> tuple[str | None, str | None]:
     """Make VERSION champion; (the champion before, the champion after). Safe when several commands move the alias at
-    once: each move is its own registry event and the alias settles on the latest (training.tracking)."""
-    tracking.configure()
-    with tracking.store_lock(f"promoting version {version}"):
-        known = {v.version for v in tracking.versions()}
+    once: each move is its own registry event and the alias settles on the latest (scoring.registry)."""
+    registry.configure()
+    with registry.store_lock(f"promoting version {version}"):
+        known = {v.version for v in registry.versions()}
         if version not in known:
-            raise tracking.TrackingError(
+            raise registry.TrackingError(
                 f"model version {version} does not exist; registered versions: "
                 f"{', '.join(sorted(known, key=int)) or 'none'}"
             )
-        before = tracking.alias_version(tracking.CHAMPION)
-        after = tracking.record_champion(version)
+        before = registry.alias_version(registry.CHAMPION)
+        after = registry.record_champion(version)
     return (before.version if before else None), after
 
 
 def rollback() -> tuple[str, str | None]:
     """Move the champion back to the one before it; (the champion before, the champion after)."""
-    tracking.configure()
-    with tracking.store_lock("rolling back the champion"):
-        current = tracking.alias_version(tracking.CHAMPION)
+    registry.configure()
+    with registry.store_lock("rolling back the champion"):
+        current = registry.alias_version(registry.CHAMPION)
         if current is None:
-            raise tracking.TrackingError("there is no champion to roll back")
-        earlier = [v for v in tracking.champion_history() if v != current.version]
+            raise registry.TrackingError("there is no champion to roll back")
+        earlier = [v for v in registry.champion_history() if v != current.version]
         if not earlier:
-            rolled_back = [v for v in tracking.ever_champion() if v != current.version]
+            rolled_back = [v for v in registry.ever_champion() if v != current.version]
             if rolled_back:
-                raise tracking.TrackingError(
+                raise registry.TrackingError(
                     f"version {current.version} is the earliest champion left in the history (version"
                     f"{'s' if len(rolled_back) > 1 else ''} {', '.join(rolled_back)} "
                     f"{'were' if len(rolled_back) > 1 else 'was'} champion too and "
                     f"{'have' if len(rolled_back) > 1 else 'has'} been rolled back): nothing to roll back to. "
                     "tiering promote VERSION makes any registered version champion"
                 )
-            raise tracking.TrackingError(
+            raise registry.TrackingError(
                 f"version {current.version} is the only champion there has been; nothing to roll back to"
             )
-        after = tracking.record_rollback(current.version, earlier[-1])
+        after = registry.record_rollback(current.version, earlier[-1])
     return current.version, after

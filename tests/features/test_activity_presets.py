@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.io import load_export
 from features.mapping import load_mapping
 from tests.features.test_mapping import HUBSPOT_COMPANIES, HUBSPOT_DEALS, SALESFORCE_ACCOUNTS, SALESFORCE_OPPORTUNITIES
-from training.cli import app
 
 SALESFORCE_ACTIVITIES = """\
 Activity ID,Subject,Activity Subtype,Type,Date,Account ID,Assigned,Closed

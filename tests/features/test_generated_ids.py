@@ -9,9 +9,9 @@ import hashlib
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.errors import DataError
 from features.io import load_export
-from training.cli import app
 
 
 def documented_id(**values: str) -> str:

@@ -6,11 +6,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from features import generator
+from cli.main import app
 from features.config import CHANNELS
-from features.generator import HALF_LIFE_DAYS, LOOKBACK_DAYS, TRUTH_CHANNEL_WEIGHTS, WIN_MODEL, generate_export
 from features.schema import TABLES, columns
-from training.cli import app
+from sources import synthetic as generator
+from sources.synthetic import HALF_LIFE_DAYS, LOOKBACK_DAYS, TRUTH_CHANNEL_WEIGHTS, WIN_MODEL, generate_export
 
 END_DATE = pd.Timestamp("2026-06-30")
 FILES = [f"{table}.csv" for table in TABLES] + ["truth.csv"]

@@ -3,7 +3,7 @@
 import pandas as pd
 from typer.testing import CliRunner
 
-from training.cli import app
+from cli.main import app
 
 runner = CliRunner()
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from features.generator import generate_export
+from cli.main import app
 from features.init import draft_mapping
 from features.io import load_export
 from features.mapping import load_mapping
-from training.cli import app
+from sources.synthetic import generate_export
 
 runner = CliRunner()
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"

@@ -11,11 +11,11 @@ import csv
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import TieringConfig, parse_config
 from features.errors import DataError
 from features.io import load_export
 from features.repair import REJECTED_FILE, invalid_rows_mode
-from training.cli import app
 
 runner = CliRunner()
 

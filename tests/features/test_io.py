@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.io import load_export
 from features.schema import TABLES, columns
-from training.cli import app
 
 ACCOUNTS_HEADER = "account_id,account_name,industry,employees,annual_revenue,country\n"
 

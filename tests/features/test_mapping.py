@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.errors import DataError
 from features.io import load_export
 from features.mapping import PRESETS, load_mapping
-from training.cli import app
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.io import load_export
-from training.cli import app
 
 runner = CliRunner()
 
@@ -116,7 +116,7 @@ SMALL_GATE = "model:\n  gate: {min_won: 10, min_lost: 10}\n"  # a 600-account ex
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """A 600-account synthetic export and a config with a gate it can pass."""
-    from features.generator import generate_export
+    from sources.synthetic import generate_export
 
     folder = tmp_path_factory.mktemp("optional") / "export"
     generate_export(folder, n_accounts=600, seed=4)

@@ -9,8 +9,8 @@ import csv
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.io import load_export
-from training.cli import app
 
 runner = CliRunner()
 

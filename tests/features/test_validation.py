@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.io import load_export
 from features.validation import render_summary
-from training.cli import app
 
 VALID_OPPORTUNITIES_HEADER = "opportunity_id,account_id,created_date,close_date,outcome,amount,product\n"
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from features.config import parse_config
-from features.generator import generate_export
 from features.io import load_export
 from features.schema import CrmData
-from training import tracking
+from scoring import registry
+from sources.synthetic import generate_export
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -48,7 +48,7 @@ def sqlite_uri(folder: Path) -> str:
 def tracking_at(folder: Path) -> Iterator[None]:
     """MLflow pointed at the store in `folder`: the environment variable for the block, and MLflow's own
     setting, which wins over the variable (an earlier test in this worker may have set it). The setting is
-    left in place afterwards, as `tracking.configure()` leaves it: a service started in the block keeps
+    left in place afterwards, as `registry.configure()` leaves it: a service started in the block keeps
     reading this store."""
     import mlflow
 
@@ -89,7 +89,7 @@ def _train_champion(folder: Path) -> None:
 
 def _empty_store(folder: Path) -> None:
     with tracking_at(folder):
-        tracking.configure()  # runs the migrations
+        registry.configure()  # runs the migrations
 
 
 @pytest.fixture(scope="session")
@@ -171,8 +171,8 @@ def _forget_bentoml_metrics() -> None:
 
 def register_copy_of(version: str) -> str:
     """A new registered version with the same artifacts: a retrained model without the training time."""
-    original = tracking.client().get_model_version(tracking.MODEL_NAME, version)
-    copy = tracking.client().create_model_version(tracking.MODEL_NAME, source=original.source, run_id=original.run_id)
+    original = registry.client().get_model_version(registry.MODEL_NAME, version)
+    copy = registry.client().create_model_version(registry.MODEL_NAME, source=original.source, run_id=original.run_id)
     return str(copy.version)
 
 

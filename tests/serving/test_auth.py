@@ -8,7 +8,7 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
+from cli.main import app
 
 from .conftest import serving
 

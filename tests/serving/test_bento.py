@@ -31,7 +31,7 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
     for packed in (
         "serving/service.py",
         "features/pointintime.py",
-        "training/scoring.py",
+        "scoring/scorer.py",
         "tiering.yaml",
         "features/presets/canonical.yaml",
     ):

@@ -2,22 +2,22 @@
 
 import pytest
 
+from scoring import registry
+from scoring.scorer import RULES_ONLY
 from serving import champion as champion_module
 from serving.champion import ChampionFollower, reload_seconds
-from training import tracking
-from training.scoring import RULES_ONLY
 
 from .conftest import register_copy_of
 
 
 def register_missing() -> str:
-    missing = tracking.client().create_model_version(tracking.MODEL_NAME, source="/nonexistent/model", run_id=None)
+    missing = registry.client().create_model_version(registry.MODEL_NAME, source="/nonexistent/model", run_id=None)
     return str(missing.version)
 
 
 @pytest.fixture
 def follower(champion_store):
-    tracking.configure()
+    registry.configure()
     follower = ChampionFollower(interval_seconds=3600)
     follower.refresh()
     return follower
@@ -27,7 +27,7 @@ def test_a_moved_alias_swaps_the_model_while_earlier_requests_keep_theirs(follow
     before = follower.serving
     assert before.version == trained.version and follower.ready
     newer = register_copy_of(trained.version)
-    tracking.set_alias(tracking.CHAMPION, newer)
+    registry.set_alias(registry.CHAMPION, newer)
 
     follower.refresh()
 
@@ -37,18 +37,18 @@ def test_a_moved_alias_swaps_the_model_while_earlier_requests_keep_theirs(follow
 
 def test_a_broken_champion_is_reported_and_the_last_good_model_keeps_answering(follower, trained):
     broken = register_missing()
-    tracking.set_alias(tracking.CHAMPION, broken)
+    registry.set_alias(registry.CHAMPION, broken)
     follower.refresh()
     assert not follower.ready and f"champion version {broken} cannot be loaded" in follower.problem
     assert follower.serving.version == trained.version
 
-    tracking.set_alias(tracking.CHAMPION, trained.version)  # rolled back
+    registry.set_alias(registry.CHAMPION, trained.version)  # rolled back
     follower.refresh()
     assert follower.ready and follower.serving.version == trained.version
 
 
 def test_without_a_champion_it_falls_back_to_the_rules(follower):
-    tracking.client().delete_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION)
+    registry.client().delete_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION)
     follower.refresh()
     assert follower.serving.version == RULES_ONLY and not follower.serving.model.is_learned and follower.ready
 

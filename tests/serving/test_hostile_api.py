@@ -231,18 +231,18 @@ def test_a_body_that_never_finishes_gets_408_within_the_timeout():
 def test_model_never_passes_an_earlier_version_off_as_a_broken_champion(champion_store, trained):
     import time
 
-    from training import tracking
+    from scoring import registry
 
     with serving(champion_store, TIERING_RELOAD_SECONDS="0.3") as client:
         assert client.get("/model").json()["alias"] == "champion"
         with tracking_at(champion_store):
-            tracking.configure()
+            registry.configure()
             broken = str(
-                tracking.client()
-                .create_model_version(tracking.MODEL_NAME, source="/nonexistent/model", run_id=None)
+                registry.client()
+                .create_model_version(registry.MODEL_NAME, source="/nonexistent/model", run_id=None)
                 .version
             )
-            tracking.record_champion(broken)
+            registry.record_champion(broken)
         deadline = time.monotonic() + 30
         # The follower names the new champion before it has tried to load it: wait for the verdict too.
         while time.monotonic() < deadline:

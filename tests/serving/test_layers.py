@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 NOT_IN_THE_SERVER = (
+    "training",
     "training.pipeline",
+    "training.models",
     "training.workflow",
-    "training.cli",
-    "training.compare",
-    "training.report",
+    "cli",
+    "reports",
     "sklearn.linear_model",
     "sklearn.isotonic",
     "typer",

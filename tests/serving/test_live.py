@@ -14,9 +14,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
+from scoring import registry
 from serving.requests import ACCOUNT_EXAMPLE
-from training import tracking
-from training.cli import app
 
 from .conftest import free_port, register_copy_of, sqlite_uri
 
@@ -84,7 +84,7 @@ def test_tiering_serve_answers_over_http_and_follows_a_promotion(live_server, tr
     assert http.get("/model").json()["version"] == trained.version
     assert "bentoml_service_request_total" in http.get("/metrics").text
 
-    tracking.configure()
+    registry.configure()
     newer = register_copy_of(trained.version)
     statuses: list[tuple[int, str]] = []
     stop = threading.Event()

@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.activity import default_as_of
 from features.pointintime import FeatureBuilder, snapshot
+from scoring.registry import load_model_for
 from serving.requests import account_payloads
 from tests.rounding import SCORE_NUMBERS, assert_published
-from training.tracking import load_model_for
-from training.workflow import default_scoring_as_of, score_book
+from training.workflow import score_book
 
 from .conftest import serving, subset, tracking_at
 
@@ -25,7 +26,7 @@ def case(trained, export):
     ids = sorted(rng.choice(export.accounts["account_id"].to_numpy(), size=150, replace=False).tolist())
     with tracking_at(trained.folder):
         scorer = load_model_for(f"models:/abm-tiering/{trained.version}")
-    return ids, default_scoring_as_of(export), scorer
+    return ids, default_as_of(export), scorer
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str
     batch = batch.set_index("account_id").loc[api.index]
     for column in columns:
         if column in NUMBERS or column == "budget":
-            # The API publishes numbers rounded as the scores file writes them (training.files.OUTPUT_DECIMALS):
+            # The API publishes numbers rounded as the scores file writes them (features.files.OUTPUT_DECIMALS):
             # the answer must be the batch figure, to 1e-9, rounded the same way.
             assert_published(api[column].astype(float), batch[column].astype(float), column)
         else:
@@ -81,4 +82,4 @@ def test_the_default_as_of_is_batch_scorings_default(export, case):
 
     ids, _, _ = case
     request = ScoreRequest.model_validate({"accounts": account_payloads(export, ids)})
-    assert scoring_as_of(request) == default_scoring_as_of(subset(export, ids))
+    assert scoring_as_of(request) == default_as_of(subset(export, ids))

@@ -9,12 +9,12 @@ import threading
 import numpy as np
 import pytest
 
+from scoring.registry import load_model_for
+from scoring.scorer import SCORE_COLUMNS
 from serving import memory, offloop, scoring
 from serving.champion import ServingModel
 from serving.requests import ScoreRequest, account_payloads
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
-from training.scoring import SCORE_COLUMNS
-from training.tracking import load_model_for
 
 from .conftest import serving, tracking_at
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from scoring import registry
+from scoring.scorer import SCORE_COLUMNS
 from serving.middleware import MAX_BODY_BYTES
 from serving.requests import ACCOUNT_EXAMPLE, MAX_SCORE_ACCOUNTS
-from training import tracking
-from training.scoring import SCORE_COLUMNS
 
 from .conftest import serving, tracking_at
 
@@ -262,7 +262,7 @@ def _broken_copy(version: str, folder: Path, artifacts: str) -> str:
 
     if artifacts == "missing":
         return str(folder / "gone")
-    mlflow.artifacts.download_artifacts(f"models:/{tracking.MODEL_NAME}/{version}", dst_path=str(folder))
+    mlflow.artifacts.download_artifacts(f"models:/{registry.MODEL_NAME}/{version}", dst_path=str(folder))
     bundle = folder / "artifacts" / "bundle" / "bundle.json"
     if artifacts == "corrupt":
         bundle.write_text("{not json")
@@ -276,10 +276,10 @@ def _broken_copy(version: str, folder: Path, artifacts: str) -> str:
 @pytest.mark.parametrize("artifacts", ["missing", "corrupt", "unable to score"])
 def test_a_champion_that_cannot_load_makes_the_service_not_ready(champion_store, trained, tmp_path, artifacts):
     with tracking_at(champion_store):
-        tracking.configure()
+        registry.configure()
         source = _broken_copy(trained.version, tmp_path / "model", artifacts)
-        broken = tracking.client().create_model_version(tracking.MODEL_NAME, source=source, run_id=None)
-        tracking.set_alias(tracking.CHAMPION, broken.version)
+        broken = registry.client().create_model_version(registry.MODEL_NAME, source=source, run_id=None)
+        registry.set_alias(registry.CHAMPION, broken.version)
 
     with serving(champion_store) as client:
         ready = client.get("/readyz")

@@ -28,8 +28,8 @@ class TrainedModel:
 
 def train_small_model(root: Path, seed: int = 11) -> TrainedModel:
     from features.config import parse_config
-    from features.generator import generate_export
     from features.io import load_export
+    from sources.synthetic import generate_export
     from training.workflow import train_and_register
 
     data_dir = root / "export"

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from activation.alerts import build_events, check_events_target, write_events
 from features.config import Alerts
 from features.errors import DataError
-from training.alerts import build_events, check_events_target, write_events
-from training.scoring import SCORE_COLUMNS
+from scoring.scorer import SCORE_COLUMNS
 
 
 def book(rows: list[dict], as_of: str) -> pd.DataFrame:
@@ -154,7 +154,7 @@ def test_events_file_jsonl_and_csv_and_never_overwrites_a_foreign_file(tmp_path)
 
 
 def test_a_previous_scores_file_from_before_as_of_existed_is_still_compared(tmp_path):
-    from training.diff import read_scores
+    from reports.diff import read_scores
 
     old = tmp_path / "old.csv"
     PREVIOUS.drop(columns=["as_of", "surge_channels"]).to_csv(old, index=False)

@@ -2,7 +2,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from training.attribution import DENSE_ROWS, PathAttribution, contributions
+from scoring.attribution import DENSE_ROWS, PathAttribution, contributions
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
+from cli.main import app
+from features.files import write_table
 from tests.conftest import VALID_EXPORT
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401
 from tests.training.test_alerts import CURRENT, PREVIOUS
 from tests.training.test_delivery import Receiver, free_port_url
-from training.cli import app
-from training.files import write_table
 
 runner = CliRunner()
 FAST = "alerts:\n  timeout_seconds: 0.4\n  max_attempts: 2\n  backoff_seconds: 0.05\n  max_total_seconds: 3\n"
@@ -129,11 +129,11 @@ def test_score_with_alerts_against_an_earlier_scoring(write_export, mlflow_store
 
 
 def test_ctrl_c_during_delivery_keeps_the_rest_in_the_outbox(tmp_path, monkeypatch):
-    import training.delivery
+    import activation.delivery
 
     previous, current = pair(tmp_path)
     out = tmp_path / "alerts.jsonl"
-    real_send, calls = training.delivery._send, []
+    real_send, calls = activation.delivery._send, []
 
     def send_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -141,7 +141,7 @@ def test_ctrl_c_during_delivery_keeps_the_rest_in_the_outbox(tmp_path, monkeypat
             raise KeyboardInterrupt
         return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(training.delivery, "_send", send_then_interrupt)
+    monkeypatch.setattr(activation.delivery, "_send", send_then_interrupt)
     with Receiver() as receiver:
         result = runner.invoke(
             app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url]

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError
-from training.cli import app
-from training.compare import MOVER_LEVELS, movers
-from training.report import Column, publish, table
+from reports.compare import MOVER_LEVELS, movers
+from reports.report import Column, publish, table
 
 runner = CliRunner()
 TIERS = [*TIER_NAMES, UNTIERED]
@@ -181,7 +181,7 @@ def test_publish_replaces_an_earlier_output_whole_and_keeps_it_when_interrupted(
     def interrupted(frame, path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("training.report.write_table", interrupted)
+    monkeypatch.setattr("reports.report.write_table", interrupted)
     with pytest.raises(KeyboardInterrupt):
         publish(out, "report.html", "third", {"a": pd.DataFrame({"x": [4]})})
     assert (out / "report.html").read_text() == "second"

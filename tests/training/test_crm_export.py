@@ -4,13 +4,13 @@ the salesforce and hubspot presets: the ids in the import file are the ids of th
 import pandas as pd
 from typer.testing import CliRunner
 
+from activation.crm_export import export_frame
+from cli.main import app
 from features.config import TieringConfig
+from features.files import write_table
 from features.io import load_export
-from training.cli import app
-from training.crm_export import export_frame
-from training.files import write_table
-from training.pyfunc import TieringModel
-from training.scoring import SCORE_COLUMNS
+from scoring.pyfunc import TieringModel
+from scoring.scorer import SCORE_COLUMNS
 
 runner = CliRunner()
 AS_OF = pd.Timestamp("2024-05-01")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
-from training.diff import describe_change
+from cli.main import app
+from reports.diff import describe_change
 
 runner = CliRunner()
 

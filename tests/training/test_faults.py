@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import TieringConfig
-from features.generator import generate_export
 from features.io import load_export
+from scoring import registry
+from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training import tracking
-from training.cli import app
 from training.pipeline import train
 
 runner = CliRunner()
@@ -60,14 +60,14 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
     settle,
 ):
     _train_in_process(export)
-    tracking.configure()
-    assert tracking.alias_version("champion").version == "1"
+    registry.configure()
+    assert registry.alias_version("champion").version == "1"
     scores = mlflow_store / "scores.csv"
     assert runner.invoke(app, ["score", str(export), "--out", str(scores)]).exit_code == 0
     before = scores.read_bytes()
 
     child = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "train", str(export)],
+        [sys.executable, "-m", "cli.main", "train", str(export)],
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -79,11 +79,11 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
     if how == signal.SIGTERM:
         assert child.returncode == 130 and b"Traceback" not in stderr
 
-    tracking.configure()
-    assert tracking.alias_version("champion").version == "1"
+    registry.configure()
+    assert registry.alias_version("champion").version == "1"
     assert scores.read_bytes() == before
     assert "Version" in _train_in_process(export)  # simply run again
-    assert len(tracking.versions()) >= 2
+    assert len(registry.versions()) >= 2
 
 
 def test_locked_store_gives_a_clear_message(export, mlflow_store):  # noqa: F811

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import TieringConfig, parse_config
 from features.schema import CrmData, conform
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training.cli import app
 
 runner = CliRunner()
 
@@ -233,7 +233,7 @@ def _crm(files: dict[str, str]) -> CrmData:
     ],
 )
 def test_reasons_write_numbers_as_people_write_them(feature, value, expected):
-    from training.reasons import describe
+    from scoring.reasons import describe
 
     assert describe(feature, value, TieringConfig()) == expected
 
@@ -254,7 +254,7 @@ def test_reasons_write_numbers_as_people_write_them(feature, value, expected):
     ],
 )
 def test_money_is_compact_and_never_infinite(value, expected):
-    from training.reasons import money
+    from scoring.reasons import money
 
     assert money(value) == expected
 
@@ -278,7 +278,7 @@ def score_frame() -> pd.DataFrame:
 
 
 def test_write_table_rounds_scores_probabilities_and_money_and_leaves_the_frame_alone(tmp_path):
-    from training.files import write_table
+    from features.files import write_table
 
     frame = score_frame()
     path = write_table(frame, tmp_path / "scores.csv")
@@ -294,8 +294,8 @@ def test_write_table_rounds_scores_probabilities_and_money_and_leaves_the_frame_
 
 
 def test_the_api_records_are_rounded_as_the_file_is():
+    from scoring.scorer import SCORE_COLUMNS
     from serving.responses import score_records
-    from training.scoring import SCORE_COLUMNS
 
     frame = score_frame()
     for column in SCORE_COLUMNS:

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 LOAD = (
     "import sys, features.rules\n"
-    "from training.tracking import load_model_for\n"
+    "from scoring.registry import load_model_for\n"
     "try:\n"
     "    model = load_model_for(sys.argv[1])\n"
     "except Exception as error:\n"
@@ -29,7 +29,7 @@ LOAD = (
 
 
 def checkout_copy(target: Path) -> Path:
-    for package in ("features", "training", "serving"):
+    for package in ("features", "scoring"):
         shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
@@ -79,8 +79,8 @@ def test_the_bundle_records_a_digest_of_each_scoring_module(tmp_path):
     import hashlib
 
     from features.config import TieringConfig
-    from training.bundle import SCORING_CODE, save_scorer
-    from training.scoring import Scorer
+    from scoring.bundle import SCORING_CODE, save_scorer
+    from scoring.scorer import Scorer
 
     folder = save_scorer(Scorer(config=TieringConfig()), tmp_path / "bundle")
     recorded = json.loads((folder / "bundle.json").read_text())["scoring_code"]

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import load_config, parse_config
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training.cli import app
 
 runner = CliRunner()
 REFUSING_GATE = {"model": {"gate": {"min_won": 100000}}}  # no export has that many: the version stays challenger
@@ -21,8 +21,8 @@ RULES_BY_REVENUE = "rule_weights: {revenue_potential: 1.0, business_fit: 0.0, en
 @pytest.fixture(scope="module")
 def challenger(tmp_path_factory):
     """A 600-account export and a store where version 1 is registered as challenger (the gate refused it)."""
-    from features.generator import generate_export
     from features.io import load_export
+    from sources.synthetic import generate_export
     from training.workflow import train_and_register
 
     root = tmp_path_factory.mktemp("challenger")

@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features.config import TieringConfig
-from features.generator import generate_export
 from features.io import load_export
+from sources.synthetic import generate_export
 from training.pipeline import ChampionJudgement, Window, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"

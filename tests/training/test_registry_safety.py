@@ -14,9 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from training import tracking
-from training.cli import app
-from training.tracking import ChampionEvent, replay
+from cli.main import app
+from scoring import registry
+from scoring.registry import ChampionEvent, replay
 
 from .conftest import SMALL_GATE
 
@@ -36,11 +36,11 @@ def store(trained_model, tmp_path, monkeypatch):
     shutil.copy(trained_model.tracking_uri.removeprefix("sqlite:///"), folder / "mlflow.db")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    tracking.configure()
-    original = tracking.client().get_model_version(tracking.MODEL_NAME, trained_model.version)
+    registry.configure()
+    original = registry.client().get_model_version(registry.MODEL_NAME, trained_model.version)
     for _ in range(4):
-        tracking.client().create_model_version(tracking.MODEL_NAME, source=original.source, run_id=original.run_id)
-    assert tracking.alias_version(tracking.CHAMPION).version == "1"
+        registry.client().create_model_version(registry.MODEL_NAME, source=original.source, run_id=original.run_id)
+    assert registry.alias_version(registry.CHAMPION).version == "1"
     return folder
 
 
@@ -96,9 +96,9 @@ def test_promotions_at_once_lose_no_move_and_the_alias_ends_on_the_latest(store,
     results = run_at_once([["promote", version] for version in ("2", "3", "4", "5")], tmp_path)
     for result in results:
         assert result.returncode == 0, result.stdout
-    history = tracking.champion_history()
+    history = registry.champion_history()
     assert history[0] == "1" and sorted(history[1:]) == ["2", "3", "4", "5"]  # every promotion is in the history
-    assert tracking.alias_version(tracking.CHAMPION).version == history[-1]
+    assert registry.alias_version(registry.CHAMPION).version == history[-1]
     # Each command saw the champion just before it: the moves chain, one after the other (the lock orders them).
     moves = dict(tuple(words(result.stdout).removeprefix("champion: ").split(" -> ")) for result in results)
     chain, at = ["1"], "1"
@@ -115,8 +115,8 @@ def test_rollbacks_at_once_each_go_one_step_back(store, tmp_path):
     results = run_at_once([["rollback"], ["rollback"]], tmp_path)
     assert [r.returncode for r in results] == [0, 0], [r.stdout for r in results]
     assert sorted(words(r.stdout) for r in results) == ["champion: 3 -> 2", "champion: 4 -> 3"]
-    assert tracking.alias_version(tracking.CHAMPION).version == "2"
-    assert tracking.champion_history() == ["1", "2"]
+    assert registry.alias_version(registry.CHAMPION).version == "2"
+    assert registry.champion_history() == ["1", "2"]
 
 
 def test_a_second_rollback_says_what_happened_not_that_there_was_one_champion(store):
@@ -129,7 +129,7 @@ def test_a_second_rollback_says_what_happened_not_that_there_was_one_champion(st
         "champion too and has been rolled back): nothing to roll back to. tiering "
         "promote VERSION makes any registered version champion"
     )
-    assert tracking.alias_version(tracking.CHAMPION).version == "1"
+    assert registry.alias_version(registry.CHAMPION).version == "1"
 
 
 def test_rollback_with_only_one_champion_ever(store):
@@ -148,13 +148,13 @@ def test_the_lock_file_sits_next_to_the_local_store(store):
 
 
 def local_folder(version: str) -> Path:
-    return Path(unquote(urlparse(tracking.client().get_model_version_download_uri(tracking.MODEL_NAME, version)).path))
+    return Path(unquote(urlparse(registry.client().get_model_version_download_uri(registry.MODEL_NAME, version)).path))
 
 
 def test_a_champion_without_its_model_files_is_named_with_the_missing_folder(store, trained_model, tmp_path):
     copy = tmp_path / "copied-model"
     shutil.copytree(local_folder(trained_model.version), copy)
-    broken = tracking.client().create_model_version(tracking.MODEL_NAME, source=str(copy), run_id=None).version
+    broken = registry.client().create_model_version(registry.MODEL_NAME, source=str(copy), run_id=None).version
     assert runner.invoke(app, ["promote", str(broken)]).exit_code == 0
     shutil.rmtree(copy)
 
@@ -193,7 +193,7 @@ def test_a_champion_without_its_model_files_is_named_with_the_missing_folder(sto
 
 @pytest.mark.slow
 def test_two_trainings_on_a_fresh_store_at_once_both_succeed(tmp_path, monkeypatch):
-    from features.generator import generate_export
+    from sources.synthetic import generate_export
 
     data = tmp_path / "export"
     generate_export(data, n_accounts=800, seed=3)
@@ -205,5 +205,5 @@ def test_two_trainings_on_a_fresh_store_at_once_both_succeed(tmp_path, monkeypat
     for result in results:
         assert result.returncode == 0, result.stdout[-3000:]
         assert "alembic" not in result.stdout.lower() and "Traceback" not in result.stdout
-    tracking.configure()
-    assert [v.version for v in tracking.versions()] == ["1", "2"]
+    registry.configure()
+    assert [v.version for v in registry.versions()] == ["1", "2"]

@@ -6,16 +6,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import parse_config
 from features.errors import DataError
-from features.generator import generate_export
+from features.files import read_overrides
 from features.io import load_export
+from scoring.registry import resolve_model
+from scoring.scorer import SCORE_COLUMNS
+from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import SCORE_NUMBERS, assert_published
-from training.cli import app
-from training.files import read_overrides
-from training.scoring import SCORE_COLUMNS
-from training.workflow import resolve_model, score_book, train_and_register
+from training.workflow import score_book, train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ NUMBERS = [*SCORE_NUMBERS, "budget"]
 
 @pytest.fixture(scope="module")
 def spark():
-    from training.spark_scoring import spark_session
+    from scoring.spark import spark_session
 
     with spark_session("local[2]") as session:  # one JVM start-up (10-20 s) for the module
         yield session
@@ -48,7 +49,7 @@ def pandas_scores(export, budget, overrides=None):
 
 
 def spark_scores(spark, export, out, budget, overrides=None):
-    from training.spark_scoring import score_export
+    from scoring.spark import score_export
 
     result = score_export(
         spark, str(export), str(out), model_uri=None, config=CONFIG, budget=budget, overrides=overrides

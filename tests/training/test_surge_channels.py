@@ -3,11 +3,11 @@
 import pandas as pd
 
 from features.config import TieringConfig
+from features.files import write_table
 from features.schema import CrmData, conform
-from training.diff import read_scores
-from training.files import write_table
-from training.pyfunc import TieringModel
-from training.scoring import SCORE_COLUMNS
+from reports.diff import read_scores
+from scoring.pyfunc import TieringModel
+from scoring.scorer import SCORE_COLUMNS
 
 AS_OF = pd.Timestamp("2025-06-01")
 

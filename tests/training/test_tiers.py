@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.config import Budget, Tier, Tiers
-from training.scoring import boundary_ties, place_tiers, tie_order
-from training.tiers import allocate_budget, apply_overrides, assign_by_capacity, budget_summary, tiers_by_cutoffs
+from scoring.scorer import boundary_ties, place_tiers, tie_order
+from scoring.tiers import allocate_budget, apply_overrides, assign_by_capacity, budget_summary, tiers_by_cutoffs
 
 TIERS = Tiers(
     tier_1=Tier(max_accounts=2, min_score=60),

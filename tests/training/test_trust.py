@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from features.config import TieringConfig, parse_config
-from features.generator import generate_export
 from features.io import load_export
+from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from training.pipeline import train
 
@@ -179,7 +179,7 @@ def test_a_deal_size_of_pure_noise_is_replaced_by_a_constant(base_export, tmp_pa
 
 
 def test_the_model_part_of_the_learned_score_keeps_accounts_beyond_the_training_range_ordered():
-    from training.scoring import Scorer
+    from scoring.scorer import Scorer
 
     scorer = Scorer(config=TieringConfig(), value_quantiles=np.log1p(np.linspace(100.0, 10_000.0, 201)))
     inside = scorer.model_part(np.array([100.0, 5050.0, 10_000.0]))
@@ -193,7 +193,7 @@ def test_the_model_part_of_the_learned_score_keeps_accounts_beyond_the_training_
 def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(base_export, mlflow_store):  # noqa: F811
     import mlflow
 
-    from training import tracking
+    from scoring import registry
     from training.workflow import train_and_register
 
     data = load_export(base_export).data
@@ -208,7 +208,7 @@ def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_i
         f"within {tolerance:g} of champion version 1's {metrics['model_roc_auc']:.3f} (its recipe re-fitted on the "
         "same months)"
     ) in second.decision.reasons
-    assert tracking.alias_version("champion").version == "2"
+    assert registry.alias_version("champion").version == "2"
 
 
 def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_after_it(base_export, mlflow_store):  # noqa: F811
@@ -228,7 +228,7 @@ def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_afte
     rows = new.result.holdout_rows[new.result.holdout_rows["close_date"] >= earlier]
     from sklearn.metrics import roc_auc_score
 
-    from training.tracking import load_model_for
+    from scoring.registry import load_model_for
 
     old_scorer = load_model_for("models:/abm-tiering/1").scorer
     expected = roc_auc_score(rows["won"], old_scorer.win_model.predict(old_scorer.spec.encode(rows)))

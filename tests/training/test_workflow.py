@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from features.config import TieringConfig
-from features.generator import generate_export
+from scoring import registry
+from scoring.scorer import SCORE_COLUMNS
+from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_template  # noqa: F401  (fixture)
-from training import tracking
-from training.cli import app
-from training.scoring import SCORE_COLUMNS
 
 runner = CliRunner()
 
@@ -54,14 +54,14 @@ def store(trained_store, tmp_path, monkeypatch):
     shutil.copytree(source, target)
     uri = f"sqlite:///{target / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    tracking.configure()
+    registry.configure()
     return target
 
 
 def test_train_registers_a_champion_and_logs_everything(trained_store, store):
     _, output = trained_store
     assert "Version 1 promoted to champion" in output and "ROC AUC" in output
-    champion = tracking.alias_version("champion")
+    champion = registry.alias_version("champion")
     assert champion.version == "1"
     assert float(champion.tags["holdout_roc_auc"]) > float(champion.tags["rule_roc_auc"])
     run = mlflow.get_run(champion.run_id)
@@ -103,10 +103,10 @@ def test_second_version_is_judged_like_for_like_then_promote_and_rollback(store,
     assert (
         f"within {tolerance:g} of champion version 1's" in said and "(its recipe re-fitted on the same months)" in said
     )
-    assert tracking.alias_version("champion").version == "2"
+    assert registry.alias_version("champion").version == "2"
     moved = runner.invoke(app, ["rollback"])
     assert moved.exit_code == 0 and moved.output.strip() == "champion: 2 -> 1"
-    assert tracking.alias_version("champion").version == "1"
+    assert registry.alias_version("champion").version == "1"
     again = runner.invoke(app, ["rollback"])
     assert again.exit_code == 2 and "nothing to roll back to" in again.output
     assert runner.invoke(app, ["promote", "2"]).output.strip() == "champion: 1 -> 2"
@@ -123,7 +123,7 @@ def test_interrupted_training_leaves_the_champion_and_marks_the_run_failed(store
     monkeypatch.setattr(workflow, "gate", interrupt)  # after the model is logged, before any alias moves
     result = runner.invoke(app, ["train", str(export)])
     assert result.exit_code == 130 and "interrupted" in result.output
-    assert tracking.alias_version("champion").version == "1"
+    assert registry.alias_version("champion").version == "1"
     runs = mlflow.search_runs(experiment_names=["abm-tiering"], order_by=["start_time DESC"])
     assert runs.iloc[0]["status"] in ("FAILED", "KILLED")
 

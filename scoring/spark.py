@@ -4,7 +4,7 @@ The point-in-time features come from the same `FeatureBuilder` and `snapshot` as
 hashed into groups, and `applyInPandas` builds each group from its accounts and their opportunities, engagement
 and intent rows (every feature depends on one account's own rows only). The logged pyfunc scores the feature
 rows through `mlflow.pyfunc.spark_udf`. Tiers by capacity need a global ranking, so the driver collects only
-`account_id`, the two scores and ICP membership, and places tiers, overrides and budget with `training.tiers`,
+`account_id`, the two scores and ICP membership, and places tiers, overrides and budget with `scoring.tiers`,
 as `Scorer.score` does.
 """
 
@@ -32,13 +32,13 @@ from pyspark.sql.types import DoubleType, NullType, StringType, StructField, Str
 
 from features.config import TieringConfig
 from features.errors import DataError, Problem
+from features.files import read_overrides, round_for_output
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
-from training import tracking
-from training.files import read_overrides, round_for_output
-from training.pyfunc import TieringModel
-from training.scoring import RULES_ONLY, SCORE_COLUMNS
+from scoring import registry
+from scoring.pyfunc import TieringModel
+from scoring.scorer import RULES_ONLY, SCORE_COLUMNS
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
@@ -176,11 +176,11 @@ def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel
     The champion is pinned to its version first, so the driver and every executor use the same model even
     if the alias moves meanwhile.
     """
-    from training.workflow import resolve_model
+    from scoring.registry import resolve_model
 
-    tracking.configure()
+    registry.configure()
     if model_uri is None:
-        champion = tracking.alias_version(tracking.CHAMPION)
+        champion = registry.alias_version(registry.CHAMPION)
         if champion is None:
             return TieringModel.rules_only(config), RULES_ONLY, None
         model_uri = champion.uri
@@ -276,7 +276,7 @@ def _filesystem(spark: SparkSession, path: str):
 
 def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
     """The pandas path's default cut-off, fed with each table's latest dates computed by Spark."""
-    from training.workflow import default_scoring_as_of
+    from features.activity import default_as_of
 
     latest = {}
     for name in ("opportunities", "engagement", "intent"):
@@ -286,7 +286,7 @@ def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
             if name in tables
             else empty_table(name)
         )
-    return default_scoring_as_of(CrmData(accounts=empty_table("accounts"), **latest))
+    return default_as_of(CrmData(accounts=empty_table("accounts"), **latest))
 
 
 def empty_book() -> CrmData:

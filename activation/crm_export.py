@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError, Problem, rows_of
-from training.files import atomic_path, neutralise_formulas
+from features.files import atomic_path, neutralise_formulas
 
 FORMATS = ("salesforce", "hubspot")
 SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -162,7 +162,7 @@ def check_export_target(path: Path, fmt: str, renames: dict[str, str] | None = N
                 )
             ]
         )
-    from training.files import check_writable_target
+    from features.files import check_writable_target
 
     check_writable_target(path)
     if path.exists():

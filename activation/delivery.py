@@ -2,7 +2,7 @@
 
 Each event is POSTed as JSON in a Slack-compatible shape (`text`, plus `blocks` with its fields and the whole
 `event`), with the headers
-- `Idempotency-Key`: the event id (stable across runs, see `training.alerts.event_id`);
+- `Idempotency-Key`: the event id (stable across runs, see `activation.alerts.event_id`);
 - `X-Tiering-Timestamp` (Unix seconds of the attempt) and `X-Tiering-Signature`: `sha256=<hex HMAC-SHA256 of
   "<timestamp>.<exact body>" with the secret>`, when the secret's environment variable (`alerts.secret_env`,
   default TIERING_WEBHOOK_SECRET) is set. A receiver recomputes it and refuses old timestamps (replays).
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from activation.alerts import event_line
 from features.config import Alerts
 from features.errors import DataError, Problem
-from training.alerts import event_line
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
 TIMESTAMP_HEADER = "X-Tiering-Timestamp"
@@ -166,7 +166,7 @@ def _write_outbox(path: Path, events: list[dict]) -> None:
     if not events:
         path.unlink(missing_ok=True)
         return
-    from training.files import atomic_path
+    from features.files import atomic_path
 
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:

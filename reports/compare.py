@@ -20,12 +20,12 @@ from sklearn.metrics import cohen_kappa_score
 
 from features.config import TieringConfig
 from features.schema import CrmData
-from training import tracking
+from scoring import registry
+from scoring.scorer import Scorer, describe_ties
+from scoring.tiers import allocate_budget, budget_summary, tier_movement
 from training.evaluate import gain_curve, tier_outcomes, win_metrics
 from training.guards import constant_signals, inputs_available
 from training.plots import tier_matrix
-from training.scoring import Scorer, describe_ties
-from training.tiers import allocate_budget, budget_summary, tier_movement
 
 COMPONENTS = {
     "revenue_potential_score": "revenue potential",
@@ -53,11 +53,11 @@ def model_run_id(model_uri: str | None) -> str:
     """The training run behind a model URI (default: the champion)."""
     import mlflow
 
-    uri = model_uri or f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
+    uri = model_uri or f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}"
     try:
         return mlflow.models.get_model_info(uri).run_id
     except Exception as error:  # MLflow raises many types for a missing model or an unreachable store
-        raise tracking.TrackingError(f"cannot find the training run of {uri}: {str(error).strip()[:300]}") from None
+        raise registry.TrackingError(f"cannot find the training run of {uri}: {str(error).strip()[:300]}") from None
 
 
 def holdout_from_run(run_id: str) -> Holdout:
@@ -73,10 +73,10 @@ def holdout_from_run(run_id: str) -> Holdout:
                 )
                 return pd.read_csv(path, dtype={"account_id": "str"})
 
-            book, opportunities = table(tracking.HOLDOUT_BOOK), table(tracking.HOLDOUT_PREDICTIONS)
+            book, opportunities = table(registry.HOLDOUT_BOOK), table(registry.HOLDOUT_PREDICTIONS)
         summary = mlflow.artifacts.load_dict(f"runs:/{run_id}/data_summary.json")
     except Exception as error:  # as above; most often a run logged by an older version of tiering
-        raise tracking.TrackingError(
+        raise registry.TrackingError(
             f"run {run_id} has no holdout tables to compare on "
             f"({str(error).strip()[:200]}): retrain the model with `tiering train`"
         ) from None
@@ -105,9 +105,9 @@ def rules_backtest(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | N
 
 def log_report(run_id: str, folder: Path) -> None:
     try:
-        tracking.client().log_artifacts(run_id, str(folder), REPORT_FOLDER)
+        registry.client().log_artifacts(run_id, str(folder), REPORT_FOLDER)
     except Exception as error:  # the report is written either way; say so
-        raise tracking.TrackingError(
+        raise registry.TrackingError(
             f"the report is in {folder} but could not be logged to run {run_id}: {str(error).strip()[:300]}"
         ) from None
 

@@ -9,7 +9,7 @@ It holds the feature spec, the learners, the rule config and the frozen tier cut
   own serving), tiers by the frozen cut-offs unless asked to fill them by capacity.
 
 The model records a digest of its scoring code and refuses to load in a process whose code differs
-(`training.bundle.check_scoring_code`), so it is never scored silently by other code than it was
+(`scoring.bundle.check_scoring_code`), so it is never scored silently by other code than it was
 logged with. With no champion, `TieringModel.rules_only(config)` answers the same questions with the
 rules alone.
 """
@@ -29,8 +29,8 @@ from features.pointintime import FeatureBuilder, snapshot
 from features.rules import Features
 from features.schema import CrmData
 from features.timeindex import to_seconds
-from training.bundle import load_scorer
-from training.scoring import RULES_ONLY, Scorer, place_tiers
+from scoring.bundle import load_scorer
+from scoring.scorer import RULES_ONLY, Scorer, place_tiers
 
 
 class TieringModel(PythonModel):

@@ -15,8 +15,8 @@ import numpy as np
 
 from features.config import parse_config
 from features.matrix import FeatureSpec
-from training.models import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
-from training.scoring import Scorer
+from scoring.learners import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
+from scoring.scorer import Scorer
 
 BUNDLE_FILE = "bundle.json"
 # The modules whose code turns an account book into scores. The model records a digest of each, and a
@@ -29,13 +29,13 @@ SCORING_CODE = (
     "features.rules",
     "features.schema",
     "features.timeindex",
-    "training.attribution",
-    "training.bundle",
-    "training.models",
-    "training.pyfunc",
-    "training.reasons",
-    "training.scoring",
-    "training.tiers",
+    "scoring.attribution",
+    "scoring.bundle",
+    "scoring.learners",
+    "scoring.pyfunc",
+    "scoring.reasons",
+    "scoring.scorer",
+    "scoring.tiers",
 )
 
 

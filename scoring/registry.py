@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from training.pyfunc import TieringModel
+    from features.config import TieringConfig
+    from scoring.pyfunc import TieringModel
 
 MODEL_NAME = "abm-tiering"
 EXPERIMENT = "abm-tiering"
@@ -405,3 +406,33 @@ def load_model_for(model_uri: str) -> TieringModel:
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:
+    """The model to score with and the version label to print: the given URI, else the champion, else rules only.
+
+    A version that cannot be loaded is named, with the folder its model files should be in when they are missing."""
+    configure()
+    if model_uri:
+        try:
+            model = load_model_for(model_uri)
+        except Exception as error:
+            version = model_uri.removeprefix(f"models:/{MODEL_NAME}/")
+            if version.isdigit():
+                info = VersionInfo(version, [], "", {})
+                raise TrackingError(f"cannot load {model_uri!r}: {load_problem(info, error, 'model')}") from None
+            raise TrackingError(
+                f"cannot load model {model_uri!r}: {first_line(error)}. "
+                "Use models:/abm-tiering/<version> or models:/abm-tiering@champion"
+            ) from None
+        return model, model_uri.rsplit("/", 1)[-1]
+    champion = alias_version(CHAMPION)
+    if champion is None:
+        from scoring.pyfunc import TieringModel
+        from scoring.scorer import RULES_ONLY
+
+        return TieringModel.rules_only(config), RULES_ONLY
+    try:
+        return load_model_for(champion.uri), champion.version
+    except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
+        raise TrackingError(load_problem(champion, error)) from None

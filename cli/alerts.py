@@ -1,4 +1,4 @@
-"""`tiering alerts` and `tiering export`: scores where the team works (issue 15). Registered in `training.cli`.
+"""`tiering alerts` and `tiering export`: scores where the team works (issue 15). Registered in `cli.main`.
 
 Exit codes: 0 done; 2 bad input (nothing written, nothing sent); 3 the events file was written but some events
 could not be delivered (they stay in FILE.outbox and are sent first next run).
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from training.stopping import STOPPED
+from cli.stopping import STOPPED
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -50,7 +50,7 @@ def alerts_command(
     """Intent surges, tier entries and exits, and large jumps between two scorings, as JSON Lines (or CSV), with
     optional signed webhook delivery through an outbox. Exit 3 when some events could not be delivered."""
     from features.config import load_config
-    from training.diff import read_pair
+    from reports.diff import read_pair
 
     settings = load_config(config)
     url = webhook or settings.alerts.webhook_url
@@ -61,8 +61,8 @@ def alerts_command(
 
 def prepare(out: Path, url: str | None) -> None:
     """Everything refused before any work: the events file and the webhook URL."""
-    from training.alerts import check_events_target
-    from training.delivery import check_webhook_url
+    from activation.alerts import check_events_target
+    from activation.delivery import check_webhook_url
 
     check_events_target(out)
     if url:
@@ -73,7 +73,7 @@ def publish_alerts(
     previous, current, out: Path, url: str | None, settings, previous_name: str, current_name: str
 ) -> None:
     """Build the events, write them to `out`, deliver them when `url` is given (exit 3 when partly delivered)."""
-    from training.alerts import build_events, counts_by_kind, write_events
+    from activation.alerts import build_events, counts_by_kind, write_events
 
     events = build_events(previous, current, settings.alerts, previous_name, current_name)
     write_events(events, out)
@@ -85,7 +85,7 @@ def publish_alerts(
     if url:
         _deliver(events, out, url, settings)
     else:
-        from training.delivery import outbox_path
+        from activation.delivery import outbox_path
 
         waiting = outbox_path(out)
         if waiting.exists():
@@ -100,7 +100,7 @@ def publish_alerts(
 def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
     import os
 
-    from training.delivery import deliver, outbox_path
+    from activation.delivery import deliver, outbox_path
 
     if not os.environ.get(settings.alerts.secret_env):
         say(f"note: {settings.alerts.secret_env} is not set: events are sent unsigned", error=True)
@@ -170,7 +170,7 @@ def export_command(
     ] = None,
 ) -> None:
     """An upsert-ready import file for the CRM, keyed on its own account ids: tier, scores, surge and reasons."""
-    from training.crm_export import (
+    from activation.crm_export import (
         check_export_target,
         check_format,
         check_mapping,
@@ -179,7 +179,7 @@ def export_command(
         read_id_map,
         write_export,
     )
-    from training.diff import read_scores
+    from reports.diff import read_scores
 
     check_format(fmt)
     renames = parse_renames(fmt, field or [])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import DataError, Problem, rows_of
+from scoring.scorer import SCORE_COLUMNS, tier_counts
+from scoring.tiers import TIER_ORDER, tier_movement
 from training.plots import tier_matrix
-from training.scoring import SCORE_COLUMNS, tier_counts
-from training.tiers import TIER_ORDER, tier_movement
 
 COMPARED_SCORES = {
     "revenue_potential_score": "revenue potential",

@@ -16,9 +16,9 @@ from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
 from features.rules import Features, rule_score_columns, rule_scores
-from training.models import DealSizeModel, WinModel
-from training.reasons import top_reasons
-from training.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
+from scoring.learners import DealSizeModel, WinModel
+from scoring.reasons import top_reasons
+from scoring.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
 
 SCORE_COLUMNS = [
     "account_id",

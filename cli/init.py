@@ -1,5 +1,5 @@
 """`tiering init DATA [--out FILE]`: inspect an export, write a draft mapping (every guess commented), validate
-with it and say what to fix next. Registered in `training.cli`; the inspection itself is `features.init`."""
+with it and say what to fix next. Registered in `cli.main`; the inspection itself is `features.init`."""
 
 from __future__ import annotations
 

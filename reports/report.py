@@ -25,10 +25,10 @@ from matplotlib.figure import Figure
 
 from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError, Problem
+from features.files import check_writable_target, write_table
+from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
+from reports.diff import TierDiff
 from training import plots
-from training.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
-from training.diff import TierDiff
-from training.files import check_writable_target, write_table
 
 REPORT_PAGE = "report.html"
 DIFF_PAGE = "diff.html"

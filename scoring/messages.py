@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from training import tracking
+from scoring import registry
 
 
 def no_champion_message(doing: str, use_with: str | None = None) -> str:
     """'No champion ...: <doing>.', naming the registered challenger (or latest version), why the gate kept it back,
     and how to use it: `use_with` ("Score", "Compare") with --model, or promote it.
 
-    The registry must be configured (`tracking.configure()`); a registry that cannot be asked raises TrackingError.
+    The registry must be configured (`registry.configure()`); a registry that cannot be asked raises TrackingError.
     """
-    versions = tracking.versions()
+    versions = registry.versions()
     if not versions:
         return f"No champion model is registered: {doing}. Train one with `tiering train DATA`."
-    challenger = tracking.alias_version(tracking.CHALLENGER)  # version searches do not list aliases
+    challenger = registry.alias_version(registry.CHALLENGER)  # version searches do not list aliases
     named = challenger or versions[-1]
     role = "registered as challenger" if challenger else "registered"
     reason = named.tags.get("gate_reason")

@@ -1,0 +1,39 @@
+"""The `tiering` command line: one module per command group, registered here in the order `--help` lists them.
+
+Each command is a thin shell: parse options, call domain functions, print with rich. Known user
+errors (bad data, bad config, bad model URI) become one clear message and exit code 2; nothing
+prints a traceback at a user.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cli import alerts, data, init, models, scores, serve
+from cli.common import app, friendly_errors
+
+COMMANDS = {
+    "generate": data.generate,
+    "validate": data.validate,
+    "init": friendly_errors(init.init_command),
+    "train": models.train,
+    "promote": models.promote,
+    "rollback": models.rollback,
+    "score": scores.score,
+    "compare": scores.compare,
+    "diff": scores.diff,
+    "alerts": friendly_errors(alerts.alerts_command),
+    "export": friendly_errors(alerts.export_command),
+    "serve": serve.serve,
+    "demo": models.demo,
+}
+for name, command in COMMANDS.items():
+    app.command(name=name)(command)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

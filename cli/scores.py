@@ -1,0 +1,313 @@
+"""`tiering score`, `compare` and `diff`: scores, learned against rule tiers, and what moved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from features.config import load_config
+
+if TYPE_CHECKING:
+    pass
+from cli.common import (
+    AsOfOpt,
+    ConfigOpt,
+    DataDir,
+    InvalidRowsOpt,
+    MappingOpt,
+    ModelOpt,
+    UserError,
+    console,
+    err_console,
+    finite_budget,
+    friendly_errors,
+    load_data,
+    parse_as_of,
+    say_as_of,
+    say_model_config,
+    say_no_champion,
+    say_ties,
+    steps,
+    tier_count_table,
+    warn_far_dates,
+)
+
+
+@friendly_errors
+def score(
+    # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Folder with the export (CSV or Parquet files); with --engine spark, "
+            "any folder Spark reads (local, hdfs://, s3a://...).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Output file: .csv or .parquet (--engine spark: .parquet, written as a Parquet folder)."
+        ),
+    ],
+    mapping: MappingOpt = None,
+    model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", callback=finite_budget, help="Total budget to split by tier.")
+    ] = None,
+    overrides: Annotated[
+        Path | None, typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="pandas (one machine) or spark (a Spark cluster; reads canonical tables, writes Parquet)."
+        ),
+    ] = "pandas",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            "--spark-master", help="Spark master URL for --engine spark, e.g. spark://host:7077, yarn, k8s://..."
+        ),
+    ] = "local[2]",
+    config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+    alerts_against: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts-against",
+            help="An earlier scores file: after "
+            "scoring, write the alerts against it (as `tiering alerts`, "
+            "delivered to alerts.webhook_url when set).",
+        ),
+    ] = None,
+    alerts_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts-out", help="Events file for --alerts-against (default: beside --out, NAME.alerts.jsonl)."
+        ),
+    ] = None,
+) -> None:
+    """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
+    from features.files import read_overrides, write_table
+    from scoring.registry import resolve_model
+    from scoring.scorer import RULES_ONLY
+    from training.workflow import score_book
+
+    if engine not in ("pandas", "spark"):
+        raise UserError(f"--engine must be pandas or spark, not {engine!r}")
+    settings = load_config(config)
+    from features.repair import invalid_rows_mode
+
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
+    previous_scores = None
+    if alerts_against is not None:  # refused before any work, like every other option
+        from cli.alerts import prepare
+        from reports.diff import read_scores
+
+        alerts_out = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
+        prepare(alerts_out, settings.alerts.webhook_url)
+        previous_scores = read_scores(alerts_against)
+    if engine == "spark":
+        if rows_mode == "drop":
+            raise UserError(
+                "--engine spark reads canonical tables as they are and drops no rows; validate and score "
+                "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
+            )
+        if not out.lower().endswith(".parquet"):
+            raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
+        if mapping:
+            raise UserError(
+                "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
+                ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
+            )
+        try:
+            from scoring.spark import SparkUnavailable, score_export, spark_session
+        except ImportError:
+            raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
+        try:
+            with steps(5) as progress:
+                progress(f"starting Spark ({spark_master})")
+                with spark_session(spark_master) as spark:
+                    result = score_export(
+                        spark,
+                        data,
+                        out,
+                        model_uri=model,
+                        config=settings,
+                        as_of=parse_as_of(as_of),
+                        budget=budget,
+                        overrides=overrides,
+                        progress=progress,
+                    )
+        except SparkUnavailable as error:
+            raise UserError(str(error)) from None
+        scores, version, pins = result.placement, result.version, result.overrides
+        if version == RULES_ONLY:
+            say_no_champion("scored with the rules only", "Score")
+    else:
+        if Path(out).suffix.lower() not in (".csv", ".parquet"):
+            raise UserError(f"--out {out} must end in .csv or .parquet")
+        from features.activity import default_as_of
+        from features.files import check_writable_target
+
+        cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
+        check_writable_target(Path(out))
+        frame = load_data(data, mapping, rows_mode)
+        pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+        scorer, version = resolve_model(model, settings)
+        if version == RULES_ONLY:
+            say_no_champion("scoring with the rules only", "Score")
+        say_model_config(scorer, version, settings, config)
+        if cutoff is None:
+            warn_far_dates(frame)
+        cutoff = cutoff or default_as_of(frame)
+        say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
+        with steps(1) as progress:
+            progress("scoring accounts")
+            scores = score_book(frame, scorer, version, cutoff, budget, pins)
+        write_table(scores, out)
+    if pins is not None:
+        console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
+    console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
+    say_ties(scores)
+    console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
+    if previous_scores is not None:
+        from cli.alerts import publish_alerts
+        from reports.diff import read_scores
+
+        publish_alerts(
+            previous_scores,
+            read_scores(Path(out)),
+            alerts_out,
+            settings.alerts.webhook_url,
+            settings,
+            str(alerts_against),
+            str(out),
+        )
+
+
+def write_comparison(
+    frame,
+    scorer,
+    scores,
+    version: str,
+    model_uri: str | None,
+    as_of,
+    budget: float,
+    out: Path,
+    data_label: str,
+    progress: Callable[[str], None],
+):
+    """The comparison report and its tables in OUT, logged to the model's training run (compare and demo)."""
+    from features.activity import default_as_of
+    from reports.compare import build_comparison, log_report
+    from reports.report import REPORT_PAGE, publish, render_comparison
+
+    comparison = build_comparison(
+        frame,
+        scorer,
+        scores,
+        version=version,
+        model_uri=model_uri,
+        as_of=as_of or default_as_of(frame),
+        budget=budget,
+        progress=progress,
+    )
+    page = publish(out, REPORT_PAGE, render_comparison(comparison, data_label), comparison.tables())
+    if comparison.run_id:
+        progress("logging the report to MLflow")
+        log_report(comparison.run_id, out)
+    return page, comparison
+
+
+@friendly_errors
+def compare(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its CSV tables (replaced whole).")],
+    mapping: MappingOpt = None,
+    model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    budget: Annotated[
+        float, typer.Option("--budget", callback=finite_budget, help="Budget to split by tier in the report.")
+    ] = 1_000_000.0,
+    config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+) -> None:
+    """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
+    from features.activity import default_as_of
+    from features.repair import invalid_rows_mode
+    from reports.report import REPORT_PAGE, check_output_folder
+    from scoring.registry import resolve_model
+    from training.workflow import score_book
+
+    cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
+    settings = load_config(config)
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
+    check_output_folder(out, REPORT_PAGE)
+    frame = load_data(data, mapping, rows_mode)
+    scorer, version = resolve_model(model, settings)
+    if not scorer.is_learned:
+        say_no_champion("the report compares nothing learned and shows the rule tiers only", "Compare")
+    say_model_config(scorer, version, settings, config)
+    if cutoff is None:
+        warn_far_dates(frame)
+    given, cutoff = cutoff is not None, cutoff or default_as_of(frame)
+    say_as_of(cutoff, given, "the day after the latest date in the export")
+    with steps(4) as progress:
+        progress("scoring the current book")
+        scores = score_book(frame, scorer, version, cutoff, budget)
+        page, comparison = write_comparison(
+            frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}", progress
+        )
+    for warning in comparison.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if comparison.learned:
+        h = comparison.headline
+        console.print(
+            f"Learned and rule tiers agree for {h['same_tier_share']:.0%} of {len(scores):,} accounts "
+            f"(Cohen's kappa {h['kappa_current']:.2f}); {int(h['movers']):,} accounts are 2 or more levels apart."
+        )
+    run_id = comparison.run_id
+    console.print(
+        escape(f"Report: {page}" + (f"  (logged to MLflow run {run_id} under compare/)" if run_id else "")),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@friendly_errors
+def diff(
+    old_scores: Annotated[
+        Path, typer.Argument(help="Earlier scores file (.csv or .parquet from `tiering score`).", show_default=False)
+    ],
+    new_scores: Annotated[Path, typer.Argument(help="Later scores file of the same book.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for diff.html and its CSV tables (replaced whole).")],
+) -> None:
+    """Which accounts moved tier between two scorings, up or down, and what changed behind each move."""
+    from rich.table import Table
+
+    from reports.diff import diff_scores, read_pair
+    from reports.report import DIFF_PAGE, check_output_folder, publish, render_diff
+
+    check_output_folder(out, DIFF_PAGE)  # before reading: an --out holding the user's own files is refused
+    result = diff_scores(*read_pair(old_scores, new_scores), str(old_scores), str(new_scores))
+    page = publish(out, DIFF_PAGE, render_diff(result), result.tables())
+    table = Table(title=escape(f"Tiers: {old_scores} -> {new_scores}"))
+    for column in ("tier", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for row in result.counts.itertuples():
+        table.add_row(row.tier, f"{row.before:,}", f"{row.after:,}", f"{row.change:+,}")
+    console.print(table)
+    moves = result.moves["direction"].value_counts()
+    console.print(
+        f"{moves.get('up', 0):,} account(s) moved up and {moves.get('down', 0):,} down, of {result.common:,} "
+        f"in both files. Report: {escape(str(page))}",
+        highlight=False,
+        soft_wrap=True,
+    )
