@@ -331,6 +331,37 @@ class Alerts(Strict):
     )
 
 
+class Review(Strict):
+    """`tiering review`: when a past scoring's period can be judged, and when the model should be retrained."""
+
+    min_days: int = Field(60, ge=1, description="A period shorter than this many days is too short to judge.")
+    min_won: int = Field(20, ge=1, description="Won deals (created and closed in the period) needed to judge.")
+    min_lost: int = Field(20, ge=1, description="Lost deals (created and closed in the period) needed to judge.")
+    auc_margin: float = Field(
+        0.0,
+        ge=0,
+        description="Retrain when the field ROC AUC is below the training holdout's 95% lower bound by more than this.",
+    )
+    calibration_tolerance: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="Retrain when the field calibration error's 95% lower bound exceeds the holdout's by more.",
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0, description="A feature whose population stability index exceeds this has drifted (0.25: major)."
+    )
+    max_drifted_features: int = Field(
+        0, ge=0, description="Retrain when more features than this have drifted past psi_threshold."
+    )
+    max_unseen_share: float = Field(
+        0.05, ge=0, le=1, description="Retrain when more accounts than this share carry categories the model never saw."
+    )
+    max_months_since_training: float = Field(
+        6.0, gt=0, description="Retrain when the period ends this many months or more after the training cut-off."
+    )
+
+
 class TieringConfig(Strict):
     rule_weights: RuleWeights = RuleWeights()
     revenue_potential: RevenuePotential = RevenuePotential()
@@ -342,6 +373,7 @@ class TieringConfig(Strict):
     model: Model = Model()
     validation: Validation = Validation()
     alerts: Alerts = Alerts()
+    review: Review = Review()
 
 
 class ConfigError(ValueError):

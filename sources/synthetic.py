@@ -412,11 +412,13 @@ def generate_export(
     seed: int = 7,
     file_format: str = "csv",
     end_date: str = "2026-06-30",
+    engagement_shift: tuple[str, float] | None = None,
 ) -> GenerationSummary:
     """Write a synthetic CRM export (canonical tables plus `truth.csv`) into `out_dir`.
 
     The same arguments always give byte-identical files. All files appear together at the end, or,
-    on failure, none does.
+    on failure, none does. `engagement_shift=(date, factor)` plants a population shift for drift tests:
+    from that date on, every account's engagement is `factor` times as frequent (the default plants none).
     """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file_format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
@@ -424,6 +426,10 @@ def generate_export(
         raise ValueError(f"n_accounts must be at least 1, not {n_accounts}")
     started = time.perf_counter()
     calendar = _Calendar.ending(end_date)
+    shift = None
+    if engagement_shift is not None:
+        shift_day = int((np.datetime64(engagement_shift[0], "D") - calendar.origin).astype(np.int64))
+        shift = (shift_day * SECONDS_PER_DAY, float(engagement_shift[1]))
     account_seed, opportunity_seed, activity_seed, outcome_seed, export_seed = np.random.SeedSequence(seed).spawn(5)
 
     accounts = _draw_accounts(np.random.default_rng(account_seed), n_accounts, calendar)
@@ -433,7 +439,7 @@ def generate_export(
     out_dir.mkdir(parents=True, exist_ok=True)
     with _StagedFiles(out_dir) as staged:
         engagement_points, intent_points, activity_rows = _write_activity(
-            staged, accounts, opportunities, calendar, file_format, activity_seed
+            staged, accounts, opportunities, calendar, file_format, activity_seed, shift
         )
         won, win_probability = _draw_outcomes(
             np.random.default_rng(outcome_seed), accounts, opportunities, engagement_points, intent_points, calendar
@@ -559,6 +565,7 @@ def _write_activity(
     calendar: _Calendar,
     file_format: str,
     seed: np.random.SeedSequence,
+    shift: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Generate and write engagement and intent; return each opportunity's pre-creation points."""
     engagement_points = np.zeros(len(opportunities))
@@ -579,7 +586,7 @@ def _write_activity(
             rng = np.random.default_rng(chunk_seed)
             chunk_ids = accounts.ids[chunk.accounts]
 
-            local, second, channel, count = _draw_engagement(rng, accounts, chunk, calendar)
+            local, second, channel, count = _draw_engagement(rng, accounts, chunk, calendar, shift)
             weight = TRUTH_WEIGHT_BY_CHANNEL[channel] * count
             engagement_points[members] = _decayed_window_sums(local, second, weight, chunk.owner, chunk.created_second)
             timestamps, channels = calendar.timestamps(second), CHANNEL_NAMES.take(channel)
@@ -607,7 +614,11 @@ def _write_activity(
 
 
 def _draw_engagement(
-    rng: np.random.Generator, accounts: _Accounts, chunk: _Chunk, calendar: _Calendar
+    rng: np.random.Generator,
+    accounts: _Accounts,
+    chunk: _Chunk,
+    calendar: _Calendar,
+    shift: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The chunk's events sorted by account then time: (account within chunk, second, channel, count)."""
     parts = []
@@ -648,6 +659,11 @@ def _draw_engagement(
     local, second, channel = (np.concatenate(columns) for columns in zip(*parts))
     inside = (second >= 0) & (second < calendar.end_of_history_second)
     local, second, channel = local[inside], second[inside], channel[inside]
+    if shift is not None:  # a planted population shift: from the shift on, each event comes `factor` times on average
+        start, factor = shift
+        after = np.flatnonzero(second >= start)
+        copies = np.repeat(after, rng.poisson(max(factor - 1.0, 0.0), size=after.size))
+        local, second, channel = (np.r_[column, column[copies]] for column in (local, second, channel))
     order = np.argsort(local * calendar.end_of_history_second + second, kind="stable")
     local, second, channel = local[order], second[order], channel[order]
     # Most events count once; a web visit may be several page views, an email opened again.
