@@ -75,6 +75,12 @@ class SparkScores:
 @contextmanager
 def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
     """A quiet session for scoring (Arrow on, UTC clock, no progress bar), stopped on the way out."""
+    if master.startswith("sc://"):
+        raise SparkUnavailable(
+            f"--spark-master {master} is a Spark Connect server, which abm-tiering cannot score through: the "
+            "scores are written atomically through Hadoop's file system, which a Connect client cannot reach. "
+            "Use a classic master (spark://host:7077, yarn, k8s://..., local[*])"
+        )
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
     builder = (
@@ -265,13 +271,19 @@ def _check_unique_accounts(book: pd.DataFrame) -> None:
         )
 
 
+# Hadoop's file system, reached through the JVM gateway: PySpark has no public file-system API. These two
+# functions are the only place that touches `spark._jvm` / `spark._jsc`; Spark Connect is refused upfront.
 def _exists(spark: SparkSession, path: str) -> bool:
-    return _filesystem(spark, path).exists(spark._jvm.org.apache.hadoop.fs.Path(path))
+    return _filesystem(spark, path).exists(_hadoop_path(spark, path))
+
+
+def _hadoop_path(spark: SparkSession, path: str):
+    return spark._jvm.org.apache.hadoop.fs.Path(path)
 
 
 def _filesystem(spark: SparkSession, path: str):
     """Hadoop's file system for `path`: local, HDFS, S3 or whatever the cluster is configured for."""
-    return spark._jvm.org.apache.hadoop.fs.Path(path).getFileSystem(spark._jsc.hadoopConfiguration())
+    return _hadoop_path(spark, path).getFileSystem(spark._jsc.hadoopConfiguration())
 
 
 def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
@@ -394,8 +406,7 @@ def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None
 
 def write_parquet(spark: SparkSession, frame: DataFrame, out: str) -> None:
     """Write a Parquet folder beside `out`, then swap it in: a failed run leaves the previous scores intact."""
-    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path
-    target, staging = hadoop_path(out), hadoop_path(f"{out.rstrip('/')}.partial-{uuid.uuid4().hex[:8]}")
+    target, staging = _hadoop_path(spark, out), _hadoop_path(spark, f"{out.rstrip('/')}.partial-{uuid.uuid4().hex[:8]}")
     filesystem = _filesystem(spark, out)
     try:
         frame.write.parquet(staging.toString())

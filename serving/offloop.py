@@ -7,12 +7,16 @@ validation and `/docs.json`) and the 400 (BentoML's handler catches the `Validat
 the thread) stay BentoML's own; only where the work runs changes. Small bodies, validated in well under
 a millisecond, stay on the loop: a thread hand-off would cost them more than it saves.
 
-It relies on BentoML internals (`_bentoml_impl.serde.Payload`, `APIMethod.input_spec`), which is why the
-lock pins BentoML and a test checks both the 400 and that the loop stays free.
+BentoML has no public hook for where a body is validated, so this is the one module that relies on its
+internals (`_bentoml_impl.serde.Payload`, the input model's `from_http_request`). It checks them when the
+service is defined and refuses to start on any other BentoML minor version than the one it was written
+for (`TESTED_BENTOML`), so an upgrade fails loudly instead of silently validating on the loop again. The
+lock pins BentoML; a test checks both the 400 and that the loop stays free.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from serving import memory
 
+TESTED_BENTOML = "1.4."  # the minor version whose internals this module uses
 INLINE_BODY_BYTES = 256 * 1024
 # Validation holds the GIL most of the time: more threads would not finish sooner.
 _VALIDATORS = anyio.CapacityLimiter(2)
@@ -78,12 +83,38 @@ def _deserialize(serde: Any, payload: Any, cls: type, body: bytes) -> Any:
     return serde.deserialize_model(payload, cls)
 
 
-async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
-    # BentoML's own type, as JSONSerde.parse_request builds it.
-    from _bentoml_impl.serde import Payload
+class UnsupportedBentoML(RuntimeError):
+    """The installed BentoML is not the one whose internals this module was written against."""
 
+
+FIX = "install the locked version (make install), or port serving/offloop.py to it and raise TESTED_BENTOML"
+
+
+def check_bentoml_version(installed: str) -> None:
+    if not installed.startswith(TESTED_BENTOML):
+        raise UnsupportedBentoML(
+            f"serving/offloop.py validates large bodies off the event loop through BentoML {TESTED_BENTOML}x "
+            f"internals, and BentoML {installed} is installed: {FIX}"
+        )
+
+
+@functools.cache
+def payload_type() -> type:
+    """BentoML's own request payload type, as JSONSerde.parse_request builds it, once the version is checked."""
+    import bentoml
+
+    check_bentoml_version(bentoml.__version__)
+    try:
+        from _bentoml_impl.serde import Payload
+    except ImportError as error:
+        missing = f"BentoML {bentoml.__version__} has no _bentoml_impl.serde.Payload ({error})"
+        raise UnsupportedBentoML(f"{missing}: {FIX}") from None
+    return Payload
+
+
+async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
     body = await request.body()
-    payload = Payload((body,), metadata=request.headers)
+    payload = payload_type()((body,), metadata=request.headers)
     if len(body) <= INLINE_BODY_BYTES:
         return _deserialize(serde, payload, cls, body)
     try:
@@ -94,7 +125,10 @@ async def _from_http_request(cls: type, request: Any, serde: Any) -> Any:
 
 def validate_off_loop(*apis: Any) -> None:
     """Make these BentoML API methods (`Service.apis[name]`) validate large JSON bodies in a worker thread."""
+    payload_type()  # fails loudly now, not on the first large request
     for api in apis:
+        if not callable(getattr(api.input_spec, "from_http_request", None)):
+            raise UnsupportedBentoML(f"{api.name}: BentoML's input model has no from_http_request to run off the loop")
         if api.input_spec.mime_type() != "application/json":
             raise ValueError(f"{api.name}: only JSON bodies are validated off the loop")
         api.input_spec.from_http_request = classmethod(_from_http_request)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field
-from pydantic.json_schema import GenerateJsonSchema
 
 from serving.middleware import OPEN_PATHS, App, Receive, Scope, Send
 
@@ -43,15 +42,58 @@ class Refusal(BaseModel):
     error: str
 
 
-class AcceptedInput(GenerateJsonSchema):
-    """Request schemas as the models validate: text fields of models with `coerce_numbers_to_str` take numbers."""
+METADATA = ("title", "description", "default", "examples", "deprecated")
 
-    def str_schema(self, schema):
-        text = super().str_schema(schema)
-        # `_config` is the model being documented, as pydantic's own str_schema reads it.
-        if self._config.config_dict.get("coerce_numbers_to_str") and not schema.get("strict"):
-            return {"anyOf": [text, {"type": "number"}]}
-        return text
+
+def _text_or_number(node: dict) -> dict:
+    """A text schema widened to take a number, as a `coerce_numbers_to_str` model reads one."""
+    if node.get("type") == "string" and not {"format", "enum", "const"} & node.keys():
+        text = {key: value for key, value in node.items() if key not in METADATA}
+        return {**{key: node[key] for key in METADATA if key in node}, "anyOf": [text, {"type": "number"}]}
+    widened = dict(node)
+    for key in ("anyOf", "oneOf"):
+        if key in node:  # a text alternative becomes two: text, number
+            widened[key] = [
+                alternative
+                for member in node[key]
+                for alternative in (
+                    _text_or_number(member).get("anyOf", [member])
+                    if member.get("type") == "string"
+                    else [_text_or_number(member)]
+                )
+            ]
+    return widened
+
+
+def _models_within(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The model and every model its fields nest, each once."""
+    found: list[type[BaseModel]] = []
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.append(annotation)
+                for field in annotation.model_fields.values():
+                    visit(field.annotation)
+            return
+        for inner in get_args(annotation):
+            visit(inner)
+
+    visit(model)
+    return found
+
+
+def _document_number_text(model: type[BaseModel], schema: dict, schemas: dict) -> None:
+    """Text fields of models with `coerce_numbers_to_str` take numbers (CRM ids are often numeric): say so."""
+    for nested in _models_within(model):
+        target = schema if nested is model else schemas.get(nested.__name__)
+        if target is None or not nested.model_config.get("coerce_numbers_to_str"):
+            continue
+        properties = target.get("properties", {})
+        for name, field in nested.model_fields.items():
+            key = field.alias or name
+            if key in properties:
+                properties[key] = _text_or_number(properties[key])
 
 
 def _json_answer(model: type[BaseModel], description: str) -> dict:
@@ -63,9 +105,11 @@ def _json_answer(model: type[BaseModel], description: str) -> dict:
 
 def _body_schema(model: type[BaseModel], mode: str, schemas: dict) -> dict:
     """The model's own JSON schema; the models it nests go to the document's components."""
-    generator = AcceptedInput if mode == "validation" else GenerateJsonSchema
-    schema = model.model_json_schema(ref_template=SCHEMAS, mode=mode, schema_generator=generator)
-    schemas.update(schema.pop("$defs", {}))
+    schema = model.model_json_schema(ref_template=SCHEMAS, mode=mode)
+    defined = schema.pop("$defs", {})
+    if mode == "validation":
+        _document_number_text(model, schema, defined)
+    schemas.update(defined)
     return schema
 
 

@@ -112,3 +112,12 @@ def test_large_bodies_are_validated_off_the_loop_with_the_same_400(client, monke
         == large_answer.json()["detail"]
         == [{**small_answer.json()["detail"][0], "loc": ["accounts", 0, "employees"]}]
     )
+
+
+def test_the_bentoml_internals_are_checked_and_another_minor_version_is_refused():
+    import bentoml
+
+    offloop.check_bentoml_version(bentoml.__version__)  # the locked version passes
+    assert offloop.payload_type().__module__ == "_bentoml_impl.serde"
+    with pytest.raises(offloop.UnsupportedBentoML, match=r"BentoML 1\.5\.0 is installed.*make install"):
+        offloop.check_bentoml_version("1.5.0")

@@ -123,3 +123,11 @@ def test_the_spark_engine_refuses_what_it_cannot_do_before_starting(options, mes
     result = CliRunner().invoke(app, ["score", str(tmp_path), *engine, *options])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_a_spark_connect_master_is_refused_with_what_to_use_instead():
+    from scoring.spark import SparkUnavailable, spark_session
+
+    with pytest.raises(SparkUnavailable, match=r"sc://spark\.example:15002 is a Spark Connect server.*spark://"):
+        with spark_session("sc://spark.example:15002"):
+            pass
