@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from serving.middleware import API_KEY_ENV, api_key
@@ -12,13 +13,14 @@ from serving.middleware import API_KEY_ENV, api_key
 SERVICE = "serving.service:TieringService"
 ACCESS_LOG_ENV = "TIERING_ACCESS_LOG"
 # The tiering.yaml the service uses when it scores with the rules only (`tiering serve --config`); unset:
-# ./tiering.yaml,
-# else the built-in defaults. A learned champion scores with the configuration it was trained with.
+# ./tiering.yaml, else the built-in defaults. A learned champion scores with the configuration it was trained with.
 CONFIG_ENV = "TIERING_CONFIG"
 
 
-def config_path() -> str | None:
-    return os.environ.get(CONFIG_ENV) or None
+def config_path() -> Path | None:
+    from features.settings import load_settings
+
+    return load_settings().config
 
 
 def access_log_enabled() -> bool:
