@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from features.config import load_config
-from features.errors import DataError
-
-if TYPE_CHECKING:
-    pass
 from cli.common import (
     AsOfOpt,
     ConfigOpt,
@@ -25,6 +20,8 @@ from cli.common import (
     friendly_errors,
     parse_as_of,
 )
+from features.config import load_config
+from features.errors import DataError
 
 
 @friendly_errors

@@ -8,10 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from features.config import load_config
-
-if TYPE_CHECKING:
-    from rich.table import Table
 from cli.common import (
     AsOfOpt,
     ConfigOpt,
@@ -32,6 +28,10 @@ from cli.common import (
     warn_far_dates,
 )
 from cli.scores import write_comparison
+from features.config import load_config
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TRAIN_STEPS = 13  # progress steps of a training run (features, checks, search, evaluation, final, MLflow)
 

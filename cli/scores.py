@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from features.config import load_config
-
-if TYPE_CHECKING:
-    pass
 from cli.common import (
     AsOfOpt,
     ConfigOpt,
@@ -35,6 +31,7 @@ from cli.common import (
     tier_count_table,
     warn_far_dates,
 )
+from features.config import load_config
 
 
 @friendly_errors

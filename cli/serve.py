@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from features.config import load_config
-
-if TYPE_CHECKING:
-    pass
 from cli.common import ConfigOpt, UserError, err_console, friendly_errors, say_no_champion_to_serve
+from features.config import load_config
 
 
 @friendly_errors
