@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, init, models, scores, serve
+from cli import alerts, data, init, models, review, scores, serve
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -22,6 +22,7 @@ COMMANDS = {
     "score": scores.score,
     "compare": scores.compare,
     "diff": scores.diff,
+    "review": review.review,
     "alerts": friendly_errors(alerts.alerts_command),
     "export": friendly_errors(alerts.export_command),
     "serve": serve.serve,

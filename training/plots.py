@@ -260,3 +260,56 @@ def calibration_quantile_figure(y: np.ndarray, probabilities: dict[str, np.ndarr
     axes.legend(loc="upper left", fontsize=9)
     figure.tight_layout()
     return figure
+
+
+# --- tiering review ----------------------------------------------------------------------------------
+
+
+def psi_figure(drift: pd.DataFrame, threshold: float, shown: int = 15) -> Figure:
+    """The features with the largest population stability index, as bars, with the 0.1 and threshold lines."""
+    top = drift.head(shown).iloc[::-1]
+    figure, axes = _figure("Population stability index, training population → book now", (7.4, 0.32 * len(top) + 1.6))
+    colours = ["#b91c1c" if v > threshold else "#f59e0b" if v > 0.1 else "#3b82f6" for v in top["psi"]]
+    axes.barh(top["feature"], top["psi"], color=colours)
+    axes.axvline(0.1, ls=":", color="#6b7280", lw=1, label="0.1: moderate shift")
+    axes.axvline(threshold, ls="--", color="#b91c1c", lw=1, label=f"{threshold:g}: retrain threshold")
+    axes.set_xlabel("PSI (0 = same distribution)")
+    axes.tick_params(axis="y", labelsize=8)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def distribution_shift_figure(then: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> Figure:
+    """Each 0-100 score's distribution then and now, one small panel per score."""
+    figure, panels = plt.subplots(1, len(then), figsize=(3.0 * len(then), 2.8), dpi=110, sharey=True)
+    bins = np.linspace(0, 100, 21)
+    for axes, name in zip(np.atleast_1d(panels), then):
+        for label, values, colour in (("then", then[name], "#9ca3af"), ("now", now[name], "#1f6feb")):
+            finite = values[np.isfinite(values)]
+            weights = np.full(len(finite), 100 / max(len(finite), 1))
+            axes.hist(finite, bins=bins, weights=weights, histtype="step", lw=1.8, color=colour, label=label)
+        axes.set_title(name, fontsize=10, loc="left")
+        axes.set_xlabel("score (0-100)")
+        axes.grid(alpha=0.25)
+    np.atleast_1d(panels)[0].set_ylabel("% of accounts")
+    np.atleast_1d(panels)[0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def deal_size_figure(predicted: np.ndarray, actual: np.ndarray) -> Figure:
+    """Won amounts against the expected deal size predicted for the account, both on log scales."""
+    figure, axes = _figure("Won amount against the past expected deal size", (6.0, 4.6))
+    keep = np.isfinite(predicted) & np.isfinite(actual) & (predicted > 0) & (actual > 0)
+    axes.scatter(predicted[keep], actual[keep], s=10, alpha=0.45, color=COLOURS["learned"], edgecolors="none")
+    if keep.any():
+        low, high = min(predicted[keep].min(), actual[keep].min()), max(predicted[keep].max(), actual[keep].max())
+        axes.plot([low, high], [low, high], ls="--", color="#9ca3af", lw=1, label="predicted = won")
+        axes.legend(fontsize=8, loc="upper left")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("Expected deal size at the past scoring ($)")
+    axes.set_ylabel("Won amount ($)")
+    figure.tight_layout()
+    return figure

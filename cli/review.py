@@ -1,0 +1,259 @@
+"""`tiering review`: what happened since a past scoring, was the budget well spent, does the model still predict,
+and is it time to retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from cli.common import (
+    ConfigOpt,
+    DataDir,
+    InvalidRowsOpt,
+    MappingOpt,
+    UserError,
+    console,
+    err_console,
+    friendly_errors,
+    load_data,
+    steps,
+)
+from features.config import load_config
+
+if TYPE_CHECKING:
+    from reports.review import ModelFacts, Review_
+
+REVIEW_FOLDER = "review"  # where the review is logged in the model version's training run
+
+
+def _day(value: str | None, option: str):
+    from features.dates import NotADate, parse_day
+
+    try:
+        return parse_day(value, option)
+    except NotADate as error:
+        raise UserError(str(error)) from None
+
+
+def model_facts(version: str, model) -> ModelFacts:
+    """What the registry and the training run recorded about `version`: its run, training cut-off, holdout figures."""
+    import math
+
+    import pandas as pd
+
+    from reports.review import ModelFacts
+    from scoring import registry
+
+    if not model.is_learned:
+        return ModelFacts(version=version, learned=False)
+    try:
+        info = registry.client().get_model_version(registry.MODEL_NAME, version)
+        metrics = registry.client().get_run(info.run_id).data.metrics
+    except Exception as error:  # a version the store does not know: judged without its holdout figures
+        err_console.print(
+            f"[yellow]warning:[/] the registry has no record of model version {escape(version)} "
+            f"({escape(registry.first_line(error))}): the review cannot compare with its training holdout",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return ModelFacts(version=version, learned=True)
+    until = info.tags.get("window_end")
+    nan = math.nan
+    return ModelFacts(
+        version=version,
+        learned=True,
+        run_id=info.run_id,
+        trained_until=pd.Timestamp(until) if until else None,
+        holdout_roc_auc=float(metrics.get("model_roc_auc", nan)),
+        holdout_roc_auc_low=float(metrics.get("model_roc_auc_low", nan)),
+        holdout_ece=float(metrics.get("model_ece", nan)),
+    )
+
+
+def log_review(review: Review_, out: Path) -> str | None:
+    """The page, its tables and the key figures logged to the training run of the version that made the past scores."""
+    from scoring import registry
+
+    run_id = review.facts.run_id
+    if not run_id:
+        return None
+    folder = f"{REVIEW_FOLDER}/{review.period.start.date()}_{review.period.end.date()}"
+    try:
+        client = registry.client()
+        client.log_artifacts(run_id, str(out), folder)
+        for key, value in review.metrics().items():
+            client.log_metric(run_id, key, value)
+    except Exception as error:
+        raise registry.TrackingError(
+            f"the review is in {out} but could not be logged to run {run_id}: {registry.first_line(error)}"
+        ) from None
+    return f"{run_id} under {folder}/"
+
+
+def past_model_uri(past, name: str) -> str | None:
+    """The model version that made the past scores (None: rules only)."""
+    from scoring.registry import MODEL_NAME
+    from scoring.scorer import RULES_ONLY
+
+    versions = sorted({str(v) for v in past["model_version"] if str(v).strip()})
+    if not versions:
+        raise UserError(f"{name}: the model_version column is empty: pass --model URI (the model that scored it)")
+    if len(versions) > 1:
+        raise UserError(
+            f"{name}: the scores come from several model versions ({', '.join(versions[:3])}): review one scoring at a "
+            "time, or pass --model URI"
+        )
+    version = versions[0]
+    if version == RULES_ONLY:
+        return None
+    return f"models:/{MODEL_NAME}/{version}" if version.isdigit() else version
+
+
+def say_review(review: Review_, page: Path, logged: str | None) -> None:
+    from rich.table import Table
+
+    from reports.html import count, money, percent
+
+    final = review.outcomes[review.outcomes["tiering"] == "final"]
+    table = Table(title=escape(f"Outcomes by tier, {review.period.label()} ({review.period.days} days)"))
+    for column in ("tier", "accounts", "new pipeline", "closed", "won", "win rate", "won revenue", "share"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for row in final.itertuples():
+        table.add_row(
+            row.tier,
+            count(row.accounts),
+            f"{count(row.pipeline_created)} ({money(row.pipeline_amount)})",
+            count(row.deals_closed),
+            count(row.deals_won),
+            percent(row.win_rate),
+            money(row.won_revenue),
+            percent(row.revenue_share),
+        )
+    console.print(table)
+    m, top = review.predictions.metrics, review.top_tiers
+    console.print(
+        f"Tier 1 + 2 took {percent(top.get('learned'))} of the period's won revenue under the learned tiers, "
+        f"{percent(top.get('rule'))} under the rule tiers.",
+        highlight=False,
+    )
+    if review.facts.learned and m["roc_auc"] == m["roc_auc"]:
+        console.print(
+            f"Field ROC AUC {m['roc_auc']:.3f} (95% {m['roc_auc_low']:.3f}-{m['roc_auc_high']:.3f}) on "
+            f"{int(m['deals']):,} deals created and closed in the period; training holdout "
+            f"{review.facts.holdout_roc_auc:.3f}. Calibration error {m['ece']:.1%}.",
+            highlight=False,
+        )
+    if len(review.drift):
+        worst = review.drift.iloc[0]
+        console.print(f"Largest drift: {escape(worst['feature'])} (PSI {worst['psi']:.2f}).", highlight=False)
+    colour = {"retrain recommended": "red", "model still holds": "green"}.get(review.verdict.status, "yellow")
+    console.print(f"[bold {colour}]Verdict: {escape(review.verdict.headline)}[/]")
+    for reason in review.verdict.reasons:
+        console.print(f"  - {escape(reason)}", highlight=False, soft_wrap=True)
+    where = f"  (logged to MLflow run {logged})" if logged else ""
+    console.print(escape(f"Report: {page}{where}"), highlight=False, soft_wrap=True)
+
+
+@friendly_errors
+def review(
+    past_scores: Annotated[
+        Path,
+        typer.Argument(help="A scores file written by `tiering score` at an earlier --as-of.", show_default=False),
+    ],
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for review.html and its CSV tables (replaced whole).")],
+    mapping: MappingOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="The model that made the past scores (default: the version in their model_version column).",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="End of the period, YYYY-MM-DD, exclusive (default: the day after the latest date)."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start of the period for a scores file without an as_of column (its as_of)."),
+    ] = None,
+    config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+) -> None:
+    """What happened since a past scoring: outcomes and return on budget by tier, realised lift, predictions against
+    reality, drift, tier movement, and a retrain verdict."""
+    from features.activity import default_as_of
+    from features.pointintime import FeatureBuilder, snapshot
+    from features.repair import invalid_rows_mode
+    from reports.diff import read_scores
+    from reports.report import check_output_folder, publish
+    from reports.review import Period, build_review, drift_rows, past_as_of
+    from reports.review_page import REVIEW_PAGE, render_review
+    from scoring.registry import resolve_model
+
+    settings = load_config(config)
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
+    end = _day(until, "--until")
+    start = _day(since, "--since")
+    check_output_folder(out, REVIEW_PAGE)  # an --out holding the user's own files is refused before any work
+    past = read_scores(past_scores)
+    start = past_as_of(past, str(past_scores), start)
+    if end is not None and end <= start:
+        raise UserError(
+            f"--until {end.date()} is not after the past scoring's as_of {start.date()} ({past_scores}): "
+            "pass a later --until"
+        )
+    uri = model or past_model_uri(past, str(past_scores))
+    frame = load_data(data, mapping, rows_mode)
+    end = end or default_as_of(frame)
+    if end <= start:
+        raise UserError(
+            f"the export's latest date is before the past scoring's as_of {start.date()} ({past_scores}): nothing has "
+            "happened since; pass the export as it is now"
+        )
+    console.print(f"period {start.date()} to {end.date()} (from the scores' as_of to --until, exclusive)")
+    if uri:
+        tiering_model, version = resolve_model(uri, settings)
+    else:
+        from scoring.pyfunc import TieringModel
+        from scoring.scorer import RULES_ONLY
+
+        tiering_model, version = TieringModel.rules_only(settings), RULES_ONLY
+    facts = model_facts(version, tiering_model)
+    with steps(5) as progress:
+        progress("scoring the book now")
+        book = snapshot(frame, FeatureBuilder(frame, tiering_model.config), end)
+        now = tiering_model.score_features(book, by_capacity=True, model_version=version)
+        progress("measuring drift")
+        reference = current = None
+        if tiering_model.is_learned and facts.trained_until is not None:
+            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book)
+        progress("outcomes, ranking and predictions")
+        result = build_review(
+            past,
+            frame,
+            Period(start, end),
+            now,
+            facts,
+            reference,
+            current,
+            list(tiering_model.scorer.spec.columns) if tiering_model.is_learned else [],
+            dict(tiering_model.scorer.spec.categories) if tiering_model.is_learned else {},
+            tiering_model.config if tiering_model.is_learned else settings,
+            past_name=str(past_scores),
+            data_label=str(data),
+            rules=settings.review,
+        )
+        progress("writing the report")
+        page = publish(out, REVIEW_PAGE, render_review(result, settings.review.psi_threshold), result.tables())
+        logged = None
+        if facts.run_id:
+            progress("logging the review to MLflow")
+            logged = log_review(result, out)
+    say_review(result, page, logged)
