@@ -340,10 +340,10 @@ class Review(Strict):
     auc_margin: float = Field(
         0.0,
         ge=0,
-        description="Retrain when the field ROC AUC is below the training holdout's 95% lower bound by more than this.",
+        description="Retrain when the field ROC AUC is below the holdout's beyond chance (95%) by more than this.",
     )
     calibration_tolerance: float = Field(
-        0.03,
+        0.05,
         ge=0,
         le=1,
         description="Retrain when the field calibration error's 95% lower bound exceeds the holdout's by more.",

@@ -509,6 +509,19 @@ def months_between(start: pd.Timestamp, end: pd.Timestamp) -> float:
     return float((end - start).days / 30.4375)
 
 
+def auc_floor(facts: ModelFacts, metrics: dict[str, float], margin: float) -> float:
+    """The lowest field ROC AUC still consistent with the holdout's at 95%: the holdout AUC less 1.96 combined
+    standard errors of the two estimates (each read off its 95% interval: the holdout's lower bound, the field's
+    bootstrap interval), less `margin`. A field AUC below it is worse than the holdout beyond what chance explains."""
+    holdout, holdout_low = facts.holdout_roc_auc, facts.holdout_roc_auc_low
+    low, high = metrics.get("roc_auc_low", np.nan), metrics.get("roc_auc_high", np.nan)
+    if not (np.isfinite(holdout) and np.isfinite(holdout_low)):
+        return np.nan
+    holdout_se = max(holdout - holdout_low, 0.0) / 1.96
+    field_se = (high - low) / 3.92 if np.isfinite(low) and np.isfinite(high) else 0.0
+    return float(holdout - 1.96 * np.hypot(holdout_se, field_se) - margin)
+
+
 def verdict(
     period: Period,
     facts: ModelFacts,
@@ -553,22 +566,25 @@ def verdict(
         None if short else False,
     )
     reasons: list[str] = []
-    auc, holdout_low = metrics.get("roc_auc", np.nan), facts.holdout_roc_auc_low
-    if np.isfinite(auc) and np.isfinite(holdout_low):
-        failed = auc < holdout_low - rules.auc_margin
+    auc, holdout = metrics.get("roc_auc", np.nan), facts.holdout_roc_auc
+    floor = auc_floor(facts, metrics, rules.auc_margin)
+    if np.isfinite(auc) and np.isfinite(floor):
+        failed = auc < floor
         check(
             "field ROC AUC",
             f"{auc:.3f} (95% {metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f})",
-            f">= holdout's 95% lower bound {holdout_low:.3f} - {rules.auc_margin:g}",
+            f">= {floor:.3f}: holdout {holdout:.3f} less the 95% margin of the two estimates"
+            + (f" and {rules.auc_margin:g}" if rules.auc_margin else ""),
             failed,
         )
         if failed:
             reasons.append(
-                f"the field ROC AUC {auc:.3f} is below the training holdout's 95% lower bound {holdout_low:.3f} "
-                f"(holdout AUC {facts.holdout_roc_auc:.3f}): the model ranks deals worse than it was validated to"
+                f"the field ROC AUC {auc:.3f} (95% {metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f}) is "
+                f"significantly below the training holdout's {holdout:.3f} (95% from {facts.holdout_roc_auc_low:.3f}):"
+                " the model ranks deals worse than it was validated to"
             )
     else:
-        check("field ROC AUC", "–", "holdout's 95% lower bound", None)
+        check("field ROC AUC", "–", "the training holdout's ROC AUC", None)
     ece_low, holdout_ece = metrics.get("ece_low", np.nan), facts.holdout_ece
     if np.isfinite(ece_low) and np.isfinite(holdout_ece):
         failed = ece_low > holdout_ece + rules.calibration_tolerance

@@ -191,8 +191,12 @@ def test_verdicts():
     rules = Review()
     held = verdict(PERIOD, facts(), METRICS, QUIET, 0.0, rules)
     assert held.status == HOLDS and (held.checks["outcome"] != "retrain").all()
-    worse = verdict(PERIOD, facts(), {**METRICS, "roc_auc": 0.70}, QUIET, 0.0, rules)
-    assert worse.status == RETRAIN and "0.700 is below the training holdout's 95% lower bound 0.760" in worse.reasons[0]
+    # The AUC floor: holdout 0.80 less 1.96 combined standard errors, (0.80 - 0.76) / 1.96 for the holdout and
+    # (0.85 - 0.72) / 3.92 for the field: 0.80 - 1.96 * hypot(0.02041, 0.03316) = 0.7237.
+    assert verdict(PERIOD, facts(), {**METRICS, "roc_auc": 0.73}, QUIET, 0.0, rules).status == HOLDS
+    worse = verdict(PERIOD, facts(), {**METRICS, "roc_auc": 0.72}, QUIET, 0.0, rules)
+    assert worse.status == RETRAIN and "0.720 (95% 0.720-0.850) is significantly below" in worse.reasons[0]
+    assert worse.checks.set_index("check").at["field ROC AUC", "threshold"].startswith(">= 0.724")
     drifted = pd.DataFrame({"feature": ["eng_w_total", "industry"], "psi": [0.9, 0.3]})
     moved = verdict(PERIOD, facts(), METRICS, drifted, 0.0, rules)
     assert moved.status == RETRAIN and "eng_w_total (0.90), industry (0.30)" in moved.reasons[0]
