@@ -24,9 +24,7 @@ from cli.common import (
 from features.config import load_config
 
 if TYPE_CHECKING:
-    from reports.review import ModelFacts, Review_
-
-REVIEW_FOLDER = "review"  # where the review is logged in the model version's training run
+    from reports.review import Review_
 
 
 def _day(value: str | None, option: str):
@@ -36,61 +34,6 @@ def _day(value: str | None, option: str):
         return parse_day(value, option)
     except NotADate as error:
         raise UserError(str(error)) from None
-
-
-def model_facts(version: str, model) -> ModelFacts:
-    """What the registry and the training run recorded about `version`: its run, training cut-off, holdout figures."""
-    import math
-
-    import pandas as pd
-
-    from reports.review import ModelFacts
-    from scoring import registry
-
-    if not model.is_learned:
-        return ModelFacts(version=version, learned=False)
-    try:
-        info = registry.client().get_model_version(registry.MODEL_NAME, version)
-        metrics = registry.client().get_run(info.run_id).data.metrics
-    except Exception as error:  # a version the store does not know: judged without its holdout figures
-        err_console.print(
-            f"[yellow]warning:[/] the registry has no record of model version {escape(version)} "
-            f"({escape(registry.first_line(error))}): the review cannot compare with its training holdout",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return ModelFacts(version=version, learned=True)
-    until = info.tags.get("window_end")
-    nan = math.nan
-    return ModelFacts(
-        version=version,
-        learned=True,
-        run_id=info.run_id,
-        trained_until=pd.Timestamp(until) if until else None,
-        holdout_roc_auc=float(metrics.get("model_roc_auc", nan)),
-        holdout_roc_auc_low=float(metrics.get("model_roc_auc_low", nan)),
-        holdout_ece=float(metrics.get("model_ece", nan)),
-    )
-
-
-def log_review(review: Review_, out: Path) -> str | None:
-    """The page, its tables and the key figures logged to the training run of the version that made the past scores."""
-    from scoring import registry
-
-    run_id = review.facts.run_id
-    if not run_id:
-        return None
-    folder = f"{REVIEW_FOLDER}/{review.period.start.date()}_{review.period.end.date()}"
-    try:
-        client = registry.client()
-        client.log_artifacts(run_id, str(out), folder)
-        for key, value in review.metrics().items():
-            client.log_metric(run_id, key, value)
-    except Exception as error:
-        raise registry.TrackingError(
-            f"the review is in {out} but could not be logged to run {run_id}: {registry.first_line(error)}"
-        ) from None
-    return f"{run_id} under {folder}/"
 
 
 def past_model_uri(past, name: str) -> str | None:
@@ -112,24 +55,34 @@ def past_model_uri(past, name: str) -> str | None:
     return f"models:/{MODEL_NAME}/{version}" if version.isdigit() else version
 
 
+def short_money(value: float) -> str:
+    """$1.2M, $340K, $950: amounts that fit a terminal column."""
+    if value != value:
+        return "-"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"${value / size:,.1f}{suffix}"
+    return f"${value:,.0f}"
+
+
 def say_review(review: Review_, page: Path, logged: str | None) -> None:
     from rich.table import Table
 
-    from reports.html import count, money, percent
+    from reports.html import count, percent
 
     final = review.outcomes[review.outcomes["tiering"] == "final"]
     table = Table(title=escape(f"Outcomes by tier, {review.period.label()} ({review.period.days} days)"))
-    for column in ("tier", "accounts", "new pipeline", "closed", "won", "win rate", "won revenue", "share"):
+    for column in ("tier", "accounts", "pipeline created", "closed", "won", "win rate", "won revenue", "share"):
         table.add_column(column, justify="left" if column == "tier" else "right")
     for row in final.itertuples():
         table.add_row(
             row.tier,
             count(row.accounts),
-            f"{count(row.pipeline_created)} ({money(row.pipeline_amount)})",
+            f"{count(row.pipeline_created)} ({short_money(row.pipeline_amount)})",
             count(row.deals_closed),
             count(row.deals_won),
             percent(row.win_rate),
-            money(row.won_revenue),
+            short_money(row.won_revenue),
             percent(row.revenue_share),
         )
     console.print(table)
@@ -194,6 +147,7 @@ def review(
     from reports.diff import read_scores
     from reports.report import check_output_folder, publish
     from reports.review import Period, build_review, drift_rows, past_as_of
+    from reports.review_mlflow import log_review, model_facts
     from reports.review_page import REVIEW_PAGE, render_review
     from scoring.registry import resolve_model
 
@@ -225,7 +179,9 @@ def review(
         from scoring.scorer import RULES_ONLY
 
         tiering_model, version = TieringModel.rules_only(settings), RULES_ONLY
-    facts = model_facts(version, tiering_model)
+    facts, warning = model_facts(version, tiering_model)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     with steps(5) as progress:
         progress("scoring the book now")
         book = snapshot(frame, FeatureBuilder(frame, tiering_model.config), end)

@@ -222,3 +222,33 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     assert expected in words(result.output)
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quarterly_review.ipynb"
+
+
+def test_the_review_notebook_is_stored_without_outputs():
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
+
+
+def test_the_review_notebook_runs_top_to_bottom(world, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    monkeypatch.setenv("TIERING_DATA", str(world["plain"]))
+    monkeypatch.setenv("TIERING_MODEL", "models:/abm-tiering/1")
+    monkeypatch.setenv("TIERING_PAST_AS_OF", AS_OF)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert not any(output.get("output_type") == "error" for output in outputs)
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "Model still holds" in text
