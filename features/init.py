@@ -832,7 +832,9 @@ def _pick_accounts(files: list[FileProfile], opportunities: FileProfile):
     return None if best is None else best[1:]
 
 
-def _pick_columns(file: FileProfile, table: str, taken: set[str], decided: set[str] = frozenset()) -> dict[str, Choice]:
+def _pick_columns(
+    file: FileProfile, table: str, taken: set[str], decided: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Choice]:
     """Each canonical column of `table` not `decided` yet, by its header among the columns not `taken`, checked
     against its values' kind."""
     chosen: dict[str, Choice] = {}
@@ -918,7 +920,7 @@ def _section(
     notes: list[str],
     values=None,
     with_file: bool = True,
-    also_used: set[str] = frozenset(),
+    also_used: frozenset[str] | set[str] = frozenset(),
 ) -> list[Entry]:
     entries = [Entry("file", file.name, f"{file.rows:,} rows read")] if with_file else []
     mapped = [

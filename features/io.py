@@ -481,7 +481,8 @@ def _read_parquet(path: Path, display: str, problems: list[Problem]) -> pa.Table
 def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
     """Read a CSV with every column as text, detecting its delimiter and encoding."""
     header = _first_line_bytes(path)
-    table, malformed = None, []
+    table: pa.Table | None = None
+    malformed: list[pcsv.InvalidRow] = []
     for encoding in ENCODINGS:
         try:
             header_text = header.decode("utf-8-sig" if encoding == "utf8" else encoding)

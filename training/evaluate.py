@@ -91,7 +91,8 @@ def auc_confidence(
         return empty
     y = y.astype(np.float64)
     ranked = [np.unique(score, return_inverse=True)[1] for score in (model, *references.values())]
-    aucs, gains = [], {name: [] for name in names}
+    aucs: list[float] = []
+    gains: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(resamples):
         weight = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
         model_auc, *reference_aucs = (_weighted_auc(y, level, level.max() + 1, weight) for level in ranked)
