@@ -95,6 +95,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("serving", "bench.serving_bench"),
         ("load", "bench.load_bench"),
         ("alerts", "bench.alerts_bench"),
+        ("review", "bench.review_bench"),
     ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
@@ -162,6 +163,9 @@ def markdown(results: dict) -> str:
     alerts = results.get("alerts")
     if alerts and "markdown_rows" in alerts:
         lines.extend(alerts["markdown_rows"])
+    review = results.get("review")
+    if review and "markdown_rows" in review:
+        lines.extend(review["markdown_rows"])
     scaled = [name for name in ("features", "train", "score") if name in results]
     if scaled:
         lines += [
@@ -196,7 +200,9 @@ def update_readme(table: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
-    parser.add_argument("--only", help="comma-separated steps: generator,features,train,score,serving,load")
+    parser.add_argument(
+        "--only", help="comma-separated steps: generator,features,train,score,serving,load,alerts,review"
+    )
     args = parser.parse_args()
     results = run(args.quick, set(args.only.split(",")) if args.only else None)
     stored = ROOT / "results.json"

@@ -296,6 +296,8 @@ def overrides_table(r: Review_):
 
 
 def verdict_table(r: Review_):
+    if r.verdict.checks.empty:
+        return None
     return html.table(
         r.verdict.checks,
         [

@@ -1,0 +1,105 @@
+"""`tiering review` at book size, beside the time to merely score the same book (issue 13; goal: at most 2x).
+
+    python -m bench.review_bench [--accounts 100000]   (also part of `make bench`: --only review)
+
+On the cached benchmark export (seeded, bench/data/): a model trained as of 1 Mar 2026 on the 10,000-account
+export of the same generator (one LightGBM candidate: the learner is not what is measured, and a review costs the
+same whatever book the model learned from), `tiering score --as-of 2026-03-01 --budget` as the past scoring, then,
+timed, each as a user runs it (export read and validated by each): `tiering score` of the book now, and `tiering
+review` of the past scores against the export (page, tables and MLflow logging included). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+AS_OF = "2026-03-01"
+TRAIN_ACCOUNTS = 10_000
+FAST = {
+    "model": {
+        "num_boost_round": 300,
+        "search": {
+            "candidates": [{"num_leaves": 15, "learning_rate": 0.08, "min_child_samples": 40, "lambda_l2": 1.0}]
+        },
+    }
+}
+
+
+def _tiering(*args: str, env: dict) -> float:
+    started = time.perf_counter()
+    child = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"tiering {' '.join(args)} failed:\n{child.stdout[-2000:]}\n{child.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def measure(n_accounts: int) -> dict:
+    from bench.run import dataset
+
+    data, _ = dataset(n_accounts)
+    training_data, _ = dataset(min(n_accounts, TRAIN_ACCOUNTS))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = folder / "tiering.yaml"
+        config.write_text(yaml.safe_dump(FAST), encoding="utf-8")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        train_s = _tiering("train", str(training_data), "--as-of", AS_OF, "--config", str(config), env=env)
+        past = folder / "past.parquet"
+        _tiering("score", str(data), "--as-of", AS_OF, "--budget", "1000000", "--out", str(past), env=env)
+        score_s = _tiering("score", str(data), "--out", str(folder / "now.parquet"), env=env)
+        review_s = _tiering(
+            "review", str(past), str(data), "--out", str(folder / "review"), "--config", str(config), env=env
+        )
+        page_mb = (folder / "review" / "review.html").stat().st_size / 1e6
+    return {
+        "accounts": n_accounts,
+        "train_s": round(train_s, 2),
+        "score_s": round(score_s, 2),
+        "review_s": round(review_s, 2),
+        "ratio": round(review_s / score_s, 2),
+        "page_mb": round(page_mb, 2),
+        "peak_rss_mb_children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 0),
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """`make bench`'s entry: 100,000 accounts (quick: 10,000), in its own process, with its table row."""
+    n_accounts = 10_000 if quick else 100_000
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.review_bench", "--accounts", str(n_accounts)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"review bench failed:\n{child.stderr[-3000:]}")
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures["markdown_rows"] = [
+        f"| `tiering review`, {n_accounts:,} accounts (a quarter after the past scoring; page, tables and MLflow "
+        f"logging included) | {figures['review_s']:.1f} s | `tiering score` of the same book "
+        f"{figures['score_s']:.1f} s | "
+        f"{figures['ratio']:.2f}x | <= 2x | {figures['peak_rss_mb_children']:,.0f} MB |"
+    ]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=100_000)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.accounts)))
+
+
+if __name__ == "__main__":
+    main()
