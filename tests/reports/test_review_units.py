@@ -223,3 +223,31 @@ def test_bad_inputs_are_refused_with_the_file_and_the_fix():
     empty = Period(pd.Timestamp("2027-01-01"), pd.Timestamp("2027-04-01"))
     with pytest.raises(DataError, match="no deal of these accounts closed"):
         build_review(past_scores(), export(), empty, None, facts(), None, None, [], {}, TieringConfig())
+
+
+@pytest.mark.parametrize("option", ["--until", "--since"])
+@pytest.mark.parametrize("value", ["next quarter", "2026-13-01", "1700-01-01"])
+def test_review_dates_are_refused_before_any_work(option, value, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["review", "nowhere.csv", "/nonexistent/export", "--out", "r", option, value])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert option in text and "Traceback" not in text and "unexpected error" not in text
+    assert not (tmp_path / "r").exists()
+
+
+def test_review_refuses_a_folder_of_the_users_files_before_any_work(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["review", "nowhere.csv", "/nonexistent/export", "--out", "r"])
+    assert result.exit_code == 2 and "notes.txt" in result.output
+    assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
