@@ -534,8 +534,8 @@ def verdict(
     more is needed) when the period is short or has too few deals created and closed in it."""
     checks: list[dict] = []
 
-    def check(name: str, measured: str, threshold: str, failed: bool | None) -> None:
-        outcome = "not measured" if failed is None else ("retrain" if failed else "holds")
+    def check(name: str, measured: str, threshold: str, failed: bool | None, outcome: str | None = None) -> None:
+        outcome = outcome or ("not measured" if failed is None else ("retrain" if failed else "holds"))
         checks.append({"check": name, "measured": measured, "threshold": threshold, "outcome": outcome})
 
     if not facts.learned:
@@ -558,12 +558,21 @@ def verdict(
             f"{won} won and {lost} lost deals were created and closed in the period; at least {rules.min_won} won and "
             f"{rules.min_lost} lost are needed to judge the predictions ({' and '.join(more)})"
         )
-    check("period length", f"{period.days} days", f">= {rules.min_days} days", None if short else False)
+    long_enough = period.days >= rules.min_days
+    enough_deals = won >= rules.min_won and lost >= rules.min_lost
+    check(
+        "period length",
+        f"{period.days} days",
+        f">= {rules.min_days} days",
+        None,
+        "enough" if long_enough else "too short",
+    )
     check(
         "field deals",
         f"{won} won, {lost} lost",
         f">= {rules.min_won} won, >= {rules.min_lost} lost",
-        None if short else False,
+        None,
+        "enough" if enough_deals else "too few",
     )
     reasons: list[str] = []
     auc, holdout = metrics.get("roc_auc", np.nan), facts.holdout_roc_auc
