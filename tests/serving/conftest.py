@@ -162,16 +162,14 @@ def _forget_bentoml_metrics() -> None:
     second registration. In multiprocess mode `/metrics` reads the values from PROMETHEUS_MULTIPROC_DIR,
     not from that registry, so dropping the earlier apps' entries loses nothing.
     """
-    import gc
-
     from prometheus_client import REGISTRY
-    from prometheus_client.metrics import MetricWrapperBase
 
-    # prometheus_client has no public list of registered collectors: find BentoML's metric objects instead.
-    for collector in [item for item in gc.get_objects() if isinstance(item, MetricWrapperBase)]:
-        if any(family.name.startswith("bentoml_") for family in collector.describe()):
-            with contextlib.suppress(KeyError):  # not (or no longer) registered
-                REGISTRY.unregister(collector)
+    # prometheus_client has no public list of a registry's collectors (and the service's gc.freeze() hides
+    # them from gc.get_objects()): this private mapping is the one way, in tests only. An upgrade that
+    # renames it fails here loudly, with an AttributeError, never silently.
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(name.startswith("bentoml_") for name in names):
+            REGISTRY.unregister(collector)
 
 
 def register_copy_of(version: str) -> str:
