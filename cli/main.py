@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, init, models, review, scores, serve
+from cli import alerts, data, forecast, init, models, review, scores, serve
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": scores.compare,
     "diff": scores.diff,
     "review": review.review,
+    "forecast": forecast.forecast,
     "alerts": friendly_errors(alerts.alerts_command),
     "export": friendly_errors(alerts.export_command),
     "serve": serve.serve,

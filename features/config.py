@@ -285,6 +285,23 @@ class Model(Strict):
     num_boost_round: int = Field(
         1000, ge=10, description="Most boosting rounds; early stopping on the validation slice usually stops sooner."
     )
+    horizon_days: int = Field(
+        90,
+        ge=7,
+        le=365,
+        description="Look-ahead of pipeline_probability (a new opportunity within this many days) and "
+        "expected_revenue (won revenue inside it), and of `tiering forecast`.",
+    )
+    rank_on: Literal["expected_value", "expected_revenue"] = Field(
+        "expected_revenue",
+        description="What the model part of learned_score ranks on: expected_value (per opportunity, today) or "
+        "expected_revenue (won revenue expected inside the horizon: open deals plus new pipeline).",
+    )
+    pipeline_max_rows: int = Field(
+        200_000,
+        ge=1_000,
+        description="The pipeline-propensity learner fits on at most this many account snapshots (a seeded sample).",
+    )
     search: Search = Search()
     guards: Guards = Guards()
     seed: int = 42

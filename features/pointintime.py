@@ -165,20 +165,33 @@ class FeatureBuilder:
                 to_seconds(closed["close_date"]),
                 closed["amount"].fillna(0.0).to_numpy(dtype="float64"),
             ),
+            created=Activity(
+                codes(opps["account_id"]),
+                np.zeros(len(opps), dtype=np.int64),
+                to_seconds(opps["created_date"]),
+                opps["amount"].fillna(0.0).to_numpy(dtype="float64"),
+            ),
         )
 
     @classmethod
     def from_activity(
-        cls, config: TieringConfig, accounts: dict[str, list], engagement: Activity, intent: Activity, deals: Activity
+        cls,
+        config: TieringConfig,
+        accounts: dict[str, list],
+        engagement: Activity,
+        intent: Activity,
+        deals: Activity,
+        created: Activity | None = None,
     ) -> FeatureBuilder:
         """A builder over accounts already reduced to arrays: the service's way in, without pandas tables.
 
         `accounts` maps the account columns (account_id and the firmographics) to one value per account;
-        `deals` holds closed deals only. Ask it with `build_columns` and account positions as codes.
+        `deals` holds closed deals only; `created` every deal (open or closed) by its created date and amount.
+        Ask it with `build_columns` and account positions as codes.
         """
         builder = cls.__new__(cls)
         builder._index(
-            config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals
+            config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals, created
         )
         return builder
 
@@ -203,6 +216,7 @@ class FeatureBuilder:
         engagement: Activity,
         intent: Activity,
         deals: Activity,
+        created: Activity | None = None,
     ) -> None:
         self.config = config
         self._account_ids = account_ids
@@ -222,6 +236,13 @@ class FeatureBuilder:
         self._history = TimeIndex(deals.account * 2 + deals.kind, deals.seconds, np.ones(len(deals.account)))
         won = deals.kind == 0
         self._won_amount = TimeIndex(deals.account[won], deals.seconds[won], deals.value[won])
+        # Opportunity creations (open or closed) and closed amounts: how often the account opens pipeline, and
+        # what is open at a cut-off (the pipeline-propensity learner's own features).
+        if created is None:
+            created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
+        self._created = TimeIndex(created.account, created.seconds, np.ones(len(created.account)))
+        self._created_amount = TimeIndex(created.account, created.seconds, created.value)
+        self._closed_amount = TimeIndex(deals.account, deals.seconds, deals.value)
 
     def _codes(self, account_ids: pd.Series) -> np.ndarray:
         return self._codes_in(pd.Index(self._account_ids))(account_ids)
@@ -281,6 +302,7 @@ class FeatureBuilder:
         out["prior_lost"] = self._history.total(codes * 2 + 1, when)
         out["prior_won_amount"] = self._won_amount.total(codes, when)
         out["days_since_won"] = self._history.days_since_last(codes * 2, when)
+        out.update(self._pipeline_features(codes, when, out["prior_won"] + out["prior_lost"]))
 
         restore = np.empty_like(order)
         restore[order] = np.arange(len(order))
@@ -289,6 +311,21 @@ class FeatureBuilder:
         features.update({name: values[restore] for name, values in out.items()})
         features["intent_surge"] = features["surging_channels"] >= config.intent.surge.min_channels
         return features
+
+    def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
+        """Opportunities created recently, and those open at the cut-off (created before it, not closed before it).
+
+        An open deal without an amount counts in `open_deals` but adds nothing to `open_amount`.
+        """
+        created = self._created.total(codes, when)
+        open_amount = self._created_amount.total(codes, when) - self._closed_amount.total(codes, when)
+        return {
+            "created_90d": self._created.total(codes, when, 90),
+            "created_180d": self._created.total(codes, when, 180),
+            "days_since_created": self._created.days_since_last(codes, when),
+            "open_deals": np.maximum(created - closed, 0.0),
+            "open_amount": np.maximum(open_amount, 0.0),
+        }
 
     def _surges(self, index: TimeIndex, group: np.ndarray, when: np.ndarray) -> np.ndarray:
         """1 where this channel's last-14-day activity is `factor` times its own baseline rate."""

@@ -30,6 +30,7 @@ NOTABLE_POINTS = 5.0  # a score change smaller than this (on 0-100) is not worth
 NOTABLE_PROBABILITY = 0.05
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
 ADDED_LATER = ("as_of", "surge_channels")
+NUMBERS_ADDED_LATER = ("pipeline_probability", "expected_revenue")  # blank (NaN) in older scores files
 TEXT_COLUMNS = [
     "account_id",
     *TIER_COLUMNS,
@@ -80,6 +81,9 @@ def read_scores(path: Path) -> pd.DataFrame:
     for column in ADDED_LATER:  # scores files written before these columns existed are still read (blank)
         if column not in frame.columns:
             frame[column] = ""
+    for column in NUMBERS_ADDED_LATER:
+        if column not in frame.columns:
+            frame[column] = float("nan")
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(

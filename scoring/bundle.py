@@ -16,6 +16,7 @@ import numpy as np
 from features.config import parse_config
 from features.matrix import FeatureSpec
 from scoring.learners import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
+from scoring.pipeline import PipelineModel
 from scoring.scorer import Scorer
 
 BUNDLE_FILE = "bundle.json"
@@ -31,7 +32,9 @@ SCORING_CODE = (
     "features.timeindex",
     "scoring.attribution",
     "scoring.bundle",
+    "scoring.forecast",
     "scoring.learners",
+    "scoring.pipeline",
     "scoring.pyfunc",
     "scoring.reasons",
     "scoring.scorer",
@@ -99,10 +102,19 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
                 "value_quantiles": scorer.value_quantiles.tolist(),
             }
         )
+        if scorer.pipeline is not None:
+            pipeline = scorer.pipeline
+            if pipeline.model is not None and pipeline.model.is_tree:
+                (folder / PIPELINE_BOOSTER).write_text(pipeline.model.learner.model_to_string(), encoding="utf-8")
+            if pipeline.count_model is not None:
+                (folder / PIPELINE_COUNT_BOOSTER).write_text(pipeline.count_model.model_to_string(), encoding="utf-8")
+            meta["pipeline"] = pipeline.to_dict()
     (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return folder
 
 
+PIPELINE_BOOSTER = "pipeline_model.txt"
+PIPELINE_COUNT_BOOSTER = "pipeline_count_model.txt"
 LEGACY_MODEL_KEYS = ("learning_rate", "num_leaves", "min_child_samples")  # moved into model.search.candidates
 
 
@@ -176,4 +188,16 @@ def load_scorer(folder: Path) -> Scorer:
         deal_model=deal,
         value_quantiles=np.asarray(meta["value_quantiles"]),
         cutoffs=meta["cutoffs"],
+        pipeline=_load_pipeline(meta, folder),
     )
+
+
+def _load_pipeline(meta: dict, folder: Path) -> PipelineModel | None:
+    """The pipeline-propensity part; None for models logged before it existed."""
+    if meta.get("pipeline") is None:
+        return None
+    booster_file = folder / PIPELINE_BOOSTER
+    booster = lgb.Booster(model_file=str(booster_file)) if booster_file.is_file() else None
+    count_file = folder / PIPELINE_COUNT_BOOSTER
+    counts = lgb.Booster(model_file=str(count_file)) if count_file.is_file() else None
+    return PipelineModel.from_dict(meta["pipeline"], booster, counts)

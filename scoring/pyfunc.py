@@ -16,6 +16,7 @@ rules alone.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +27,11 @@ from mlflow.pyfunc import PythonModel
 from features.activity import builder_for_accounts
 from features.config import TieringConfig
 from features.pointintime import FeatureBuilder, snapshot
-from features.rules import Features
+from features.rules import Features, rule_score_columns
 from features.schema import CrmData
 from features.timeindex import to_seconds
 from scoring.bundle import load_scorer
+from scoring.forecast import SIMULATIONS, BookInputs, tier_forecast
 from scoring.scorer import RULES_ONLY, Scorer, place_tiers
 
 
@@ -70,6 +72,27 @@ class TieringModel(PythonModel):
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
         return self.scorer.score(
             book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
+        )
+
+    def forecast_book(
+        self, data: CrmData, as_of: pd.Timestamp, *, model_version: str = RULES_ONLY, simulations: int = SIMULATIONS
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The book scored as of `as_of` (tiers by capacity) and its per-tier forecast inside the horizon."""
+        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of)
+        return scores, self.forecast(scores, book, simulations)
+
+    def forecast(self, scores: Features, features: Features, simulations: int = SIMULATIONS) -> pd.DataFrame:
+        """Per-tier forecast of score records and their feature rows (same order); refused without the learner."""
+        pipeline = self.scorer.pipeline
+        if pipeline is None or not self.is_learned:
+            raise ValueError(
+                "this model has no pipeline-propensity learner (rules only, or trained before it existed), so it "
+                "cannot forecast: train a new version (tiering train) and forecast with it"
+            )
+        rows = ChainMap(rule_score_columns(features, self.scorer.config), features)
+        return tier_forecast(
+            BookInputs.of(scores, rows, pipeline), pipeline, simulations, seed=self.scorer.config.model.seed
         )
 
     def score_accounts(

@@ -17,6 +17,7 @@ from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
 from features.rules import Features, rule_score_columns, rule_scores
 from scoring.learners import DealSizeModel, WinModel
+from scoring.pipeline import PipelineModel
 from scoring.reasons import top_reasons
 from scoring.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
 
@@ -43,6 +44,8 @@ SCORE_COLUMNS = [
     "scored_at",
     "as_of",
     "surge_channels",
+    "pipeline_probability",
+    "expected_revenue",
 ]
 RULES_ONLY = "rules-only"
 # Per-account columns carried from the feature rows and rule scores into the score records.
@@ -75,6 +78,7 @@ class Scorer:
     deal_model: DealSizeModel | None = None
     value_quantiles: np.ndarray | None = None  # of log1p(ranking value) on the training book
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # {"learned": {...}, "rule": {...}}
+    pipeline: PipelineModel | None = None  # pipeline propensity and time to close (models logged before: None)
     _attribution_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -102,6 +106,8 @@ class Scorer:
                 "win_probability": missing,
                 "expected_deal_size": missing,
                 "expected_value": missing,
+                "pipeline_probability": missing,
+                "expected_revenue": missing,
                 "learned_score": out["rule_score"],
                 "reason_1": blank,
                 "reason_2": blank,
@@ -119,11 +125,16 @@ class Scorer:
         probability = self.win_model.calibrate(win_margin)
         deal_size = self.deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
+        pipeline_probability, expected_revenue = self.look_ahead(rows, probability, deal_size)
         out.update(
             win_probability=probability,
             expected_deal_size=deal_size,
             expected_value=expected_value,
-            learned_score=self.learned_score(self.ranking_value(probability, deal_size), out["rule_score"]),
+            pipeline_probability=pipeline_probability,
+            expected_revenue=expected_revenue,
+            learned_score=self.learned_score(
+                self.ranking_value(probability, deal_size, expected_revenue), out["rule_score"]
+            ),
         )
         reasons = [blank] * 3
         if explain:
@@ -135,9 +146,30 @@ class Scorer:
         out.update(reason_1=reasons[0], reason_2=reasons[1], reason_3=reasons[2])
         return out
 
-    def ranking_value(self, probability: np.ndarray, deal_size: np.ndarray) -> np.ndarray:
-        """What the model part ranks on: expected value, or the win probability when no amounts were known."""
-        return probability * deal_size if self.deal_model.known else probability
+    def look_ahead(
+        self, rows: Features, probability: np.ndarray, deal_size: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """pipeline_probability and expected_revenue (NaN for models logged before the pipeline learner)."""
+        if self.pipeline is None:
+            missing = np.full(len(probability), np.nan)
+            return missing, missing
+        pipeline_probability = self.pipeline.probability(rows)
+        return pipeline_probability, self.pipeline.expected_revenue(rows, pipeline_probability, probability, deal_size)
+
+    def ranking_value(
+        self, probability: np.ndarray, deal_size: np.ndarray, expected_revenue: np.ndarray | None = None
+    ) -> np.ndarray:
+        """What the model part ranks on (`model.rank_on`): expected value, or expected revenue inside the horizon;
+        the win probability when no amounts were known."""
+        if not self.deal_model.known:
+            return probability
+        if (
+            self.config.model.rank_on == "expected_revenue"
+            and expected_revenue is not None
+            and self.pipeline is not None
+        ):
+            return expected_revenue
+        return probability * deal_size
 
     def model_part(self, value: np.ndarray) -> np.ndarray:
         """0-100: where the value falls in the training book's distribution, strictly increasing.
@@ -168,7 +200,9 @@ class Scorer:
         if self.is_learned:
             matrix = self.spec.encode(scored)
             probability = self.win_model.predict(matrix)
-            value = self.ranking_value(probability, self.deal_model.predict(matrix))
+            deal_size = self.deal_model.predict(matrix)
+            _, revenue = self.look_ahead(scored, probability, deal_size)
+            value = self.ranking_value(probability, deal_size, revenue)
             self.value_quantiles = np.quantile(np.log1p(np.clip(value, 0, None)), np.linspace(0, 1, QUANTILES))
             learned_score = self.learned_score(value, scored["rule_score"].to_numpy())
         columns = {

@@ -59,6 +59,14 @@ class ScoreRecord(Finite):
         description="The channels whose activity surges, ';'-separated (e.g. "
         "'demo_request;external_intent'); intent_surge needs at least two."
     )
+    pipeline_probability: float | None = Field(
+        description="P(the account opens a new opportunity within model.horizon_days, default 90), calibrated; "
+        "null with rules only or a model trained before it existed."
+    )
+    expected_revenue: float | None = Field(
+        description="Expected won revenue inside the horizon (USD): open deals plus new pipeline, each by its "
+        "chance to close inside the horizon and be won; null with rules only or without deal amounts."
+    )
 
 
 class ScoreResponse(Finite):

@@ -9,6 +9,8 @@ measured against (training never reads it):
   perfect point-in-time model could recover it; the outcome is a Bernoulli draw from it.
 - every account's true expected deal size is the mean amount of a won deal with it (see
   `expected_deal_size`).
+- `truth_creation.csv` holds each account's true opportunity-creation rate (a Poisson rate per day, plus the
+  date of the one follow-up a research surge may cause), the answer key of the pipeline-propensity learner.
 
 Firmographics in the truth are the generator's complete values; the export then loses some of them
 and mangles the case and spacing of a few, as real CRMs do.
@@ -37,6 +39,7 @@ from features.config import CHANNELS
 
 FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
 TRUTH_FILE = "truth.csv"
+CREATION_TRUTH_FILE = "truth_creation.csv"  # each account's true opportunity-creation rate (pipeline propensity)
 
 HISTORY_DAYS = 730  # opportunities are created over the two years ending at end_date
 LOOKBACK_DAYS = 180  # engagement and intent older than this do not count for an opportunity
@@ -397,6 +400,10 @@ class _Opportunities:
     heat: np.ndarray  # how much buying activity precedes it (seen only through the events it causes)
     amount: np.ndarray
     last_day: int  # end_date: an opportunity that would close later is still open
+    # The truth of opportunity creation, per account: the Poisson rate of background creations per day (uniform
+    # over the creation days) and the day of the one follow-up creation a research surge causes (-1: none).
+    creation_rate: np.ndarray | None = None
+    follow_up_day: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.account)
@@ -454,11 +461,14 @@ def generate_export(
             accounts, opportunities, tables["opportunities"]["opportunity_id"].combine_chunks(), win_probability
         )
         _write_table(truth, staged.path(TRUTH_FILE), "csv")
+        creation_truth = _creation_truth_table(accounts, opportunities, calendar)
+        _write_table(creation_truth, staged.path(CREATION_TRUTH_FILE), "csv")
 
     closed = ~opportunities.is_open
     rows = {f"{name}.{file_format}": table.num_rows for name, table in tables.items()}
     rows.update({f"{name}.{file_format}": count for name, count in activity_rows.items()})
     rows[TRUTH_FILE] = truth.num_rows
+    rows[CREATION_TRUTH_FILE] = creation_truth.num_rows
     return GenerationSummary(
         out_dir=out_dir,
         file_format=file_format,
@@ -520,6 +530,9 @@ def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar:
     account = np.concatenate([account, np.flatnonzero(follows_surge)])
     created = np.concatenate([created, follow_up_created[follows_surge]])
 
+    creation_days = calendar.last_day + 1 - calendar.first_created_day
+    creation_rate = mean_count * mixing / creation_days
+    follow_up_day = np.where(follows_surge, follow_up_created, -1)
     m = account.size
     cycle = np.clip(
         np.round(MIN_SALES_CYCLE_DAYS + rng.gamma(2.0, 28.0, size=m)), MIN_SALES_CYCLE_DAYS, MAX_SALES_CYCLE_DAYS
@@ -539,6 +552,8 @@ def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar:
         heat=heat[order],
         amount=np.round(np.exp(log_amount))[order],
         last_day=calendar.last_day,
+        creation_rate=creation_rate,
+        follow_up_day=follow_up_day,
     )
 
 
@@ -910,6 +925,23 @@ def _truth_table(
             "true_expected_deal_size": np.concatenate(
                 [deal_size[opportunities.account], deal_size[without_opportunities]]
             ),
+        }
+    )
+
+
+def _creation_truth_table(accounts: _Accounts, opportunities: _Opportunities, calendar: _Calendar) -> pa.Table:
+    """Each account's true opportunity creation: background creations arrive as a Poisson process at
+    `true_creation_rate_per_day` (constant between `creation_start` and the end date; it rises with the
+    account's latent propensity, which also drives its engagement, and with its size), and a research surge
+    may add one creation on `follow_up_created_date`. So P(at least one creation in [T, T + h)) is
+    1 - exp(-rate * days of [T, T + h) inside the creation period), or 1 when the follow-up falls inside."""
+    follow_up = opportunities.follow_up_day
+    return pa.table(
+        {
+            "account_id": accounts.ids,
+            "true_creation_rate_per_day": np.round(opportunities.creation_rate, 9),
+            "follow_up_created_date": calendar.dates(np.maximum(follow_up, 0), missing=follow_up < 0),
+            "creation_start": calendar.dates(np.full(len(accounts), calendar.first_created_day)),
         }
     )
 

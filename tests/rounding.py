@@ -16,6 +16,8 @@ SCORE_NUMBERS = [
     "expected_deal_size",
     "expected_value",
     "learned_score",
+    "pipeline_probability",
+    "expected_revenue",
 ]
 TOLERANCE = 1e-9  # how far two engines' full-precision values may drift apart (float summation order)
 

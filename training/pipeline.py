@@ -42,6 +42,7 @@ from training.models import (
     select_calibrator,
     train_booster,
 )
+from training.propensity import fit_pipeline
 from training.window import Window, need_with_advice
 
 Progress = Callable[[str], None]
@@ -89,6 +90,7 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the run decided for the user (deal size, calibration)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pipeline_holdout: pd.DataFrame = field(default_factory=pd.DataFrame)  # the propensity holdout's accounts
 
 
 def select_recipe(
@@ -310,6 +312,20 @@ def train(
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
     probability = win.predict(holdout_matrix)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
+
+    progress("pipeline propensity and time to close")
+    won_validation = ~early & won_dev
+    look_ahead = fit_pipeline(
+        data,
+        builder,
+        config,
+        window.start,
+        window.as_of,
+        residual_quantiles(deal, matrix[won_validation], amount_dev[won_validation]),
+    )
+    evaluation.pipeline = look_ahead.evaluation
+    metrics.update(look_ahead.metrics)
+    notes.extend(look_ahead.notes)
     for number, candidate in enumerate(selection.candidates):
         metrics[f"candidate_{number}_validation_roc_auc"] = candidate.validation_auc
         metrics[f"candidate_{number}_holdout_roc_auc"] = candidate.holdout_auc
@@ -409,7 +425,7 @@ def train(
             shrink=deal.shrink,
         )
     )
-    final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal)
+    final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal, pipeline=look_ahead.final)
     book = snapshot(data, builder, window.as_of)
     final.freeze(book)
     warnings.extend(constant_signals(with_rule_scores(book, config), inputs_available(data)))
@@ -436,7 +452,21 @@ def train(
         warnings,
         notes,
         importance,
+        look_ahead.holdout,
     )
+
+
+RESIDUAL_QUANTILES = 101
+
+
+def residual_quantiles(deal: DealSizeModel, matrix: np.ndarray, amount: np.ndarray) -> list[float]:
+    """Quantiles of log won amount around the deal-size model's margin on validation deals (never fitted on):
+    what the forecast draws a deal's amount from."""
+    priced = np.isfinite(amount) & (amount > 0)
+    if not deal.known or priced.sum() < 10:
+        return []
+    residual = np.log(amount[priced]) - deal.margin(matrix[priced])
+    return np.quantile(residual, np.linspace(0, 1, RESIDUAL_QUANTILES)).round(6).tolist()
 
 
 def _deal_notes(deal: DealSizeModel, config: TieringConfig) -> list[str]:

@@ -151,6 +151,8 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         for name, table in result.tier_tables.items():
             registry.write_frame_artifact(table, f"holdout_tiers_{name}.csv")
         registry.write_frame_artifact(result.feature_importance, "feature_importance.csv")
+        if not result.pipeline_holdout.empty:
+            registry.write_frame_artifact(result.pipeline_holdout, "pipeline_holdout.csv")
         registry.write_frame_artifact(result.selection.table(), "learner_selection.csv")
         mlflow.log_dict(
             {

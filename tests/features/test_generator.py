@@ -13,7 +13,7 @@ from sources import synthetic as generator
 from sources.synthetic import HALF_LIFE_DAYS, LOOKBACK_DAYS, TRUTH_CHANNEL_WEIGHTS, WIN_MODEL, generate_export
 
 END_DATE = pd.Timestamp("2026-06-30")
-FILES = [f"{table}.csv" for table in TABLES] + ["truth.csv"]
+FILES = [f"{table}.csv" for table in TABLES] + ["truth.csv", "truth_creation.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_parquet_holds_the_same_export_and_replaces_the_csv_tables(tmp_path):
     from_csv = {table: pd.read_csv(tmp_path / f"{table}.csv") for table in TABLES}
     generate_export(tmp_path, n_accounts=150, seed=5, file_format="parquet")
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        [f"{table}.parquet" for table in TABLES] + ["truth.csv"]
+        [f"{table}.parquet" for table in TABLES] + ["truth.csv", "truth_creation.csv"]
     )
     for table in TABLES:
         from_parquet = pd.read_parquet(tmp_path / f"{table}.parquet")

@@ -48,7 +48,7 @@ def _data() -> CrmData:
 def test_surge_channels_and_as_of_are_in_every_score(tmp_path):
     scores = TieringModel.rules_only(TieringConfig()).score_book(_data(), AS_OF).set_index("account_id")
     assert list(scores.reset_index().columns) == SCORE_COLUMNS
-    assert SCORE_COLUMNS[-3:] == ["scored_at", "as_of", "surge_channels"]
+    assert SCORE_COLUMNS[-5:] == ["scored_at", "as_of", "surge_channels", "pipeline_probability", "expected_revenue"]
     # Channels in the documented order (engagement channels as listed, then external_intent).
     assert scores.loc["hot", "surge_channels"] == "web_visit;demo_request"
     assert scores.loc["one", "surge_channels"] == "web_visit"
@@ -62,4 +62,4 @@ def test_surge_channels_and_as_of_are_in_every_score(tmp_path):
     back = read_scores(path).set_index("account_id")
     assert back.loc["flat", "surge_channels"] == "" and back.loc["intent", "as_of"] == "2025-06-01"
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    assert raw.columns[-2:].tolist() == ["as_of", "surge_channels"]
+    assert raw.columns[-4:-2].tolist() == ["as_of", "surge_channels"]

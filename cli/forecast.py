@@ -1,0 +1,168 @@
+"""`tiering forecast`: per-tier pipeline and revenue expected inside the horizon, with 80% intervals; with
+`--backtest`, the same forecast re-run from past origins and measured against what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cli.common import (
+    AsOfOpt,
+    ConfigOpt,
+    DataDir,
+    InvalidRowsOpt,
+    MappingOpt,
+    ModelOpt,
+    UserError,
+    console,
+    err_console,
+    friendly_errors,
+    load_data,
+    parse_as_of,
+    say_as_of,
+    say_model_config,
+    steps,
+)
+from features.config import load_config
+
+FORECAST_PAGE = "forecast.html"
+
+
+def _cell(row: dict, name: str, money: bool) -> str:
+    def fmt(value: float) -> str:
+        return f"${value:,.0f}" if money else f"{value:,.0f}"
+
+    return f"{fmt(row[name])} ({fmt(row[name + '_low'])}-{fmt(row[name + '_high'])})"
+
+
+def forecast_table(table, title: str):
+    from rich.table import Table
+
+    out = Table(title=title)
+    out.add_column("tier")
+    out.add_column("accounts", justify="right")
+    for name in ("new opportunities", "pipeline value", "deals won", "won revenue"):
+        out.add_column(f"{name} (80% interval)", justify="right")
+    for row in table.to_dict("records"):
+        out.add_row(
+            row["tier"],
+            f"{row['accounts']:,}",
+            _cell(row, "new_opportunities", False),
+            _cell(row, "pipeline_value", True),
+            _cell(row, "deals_won", False),
+            _cell(row, "won_revenue", True),
+        )
+    return out
+
+
+def check_as_of_inside(frame, cutoff) -> None:
+    """An --as-of before the export's first opportunity or after the day after its latest date is refused."""
+    from features.activity import default_as_of
+
+    first, last = frame.opportunities["created_date"].min(), default_as_of(frame)
+    if cutoff is not None and not (first < cutoff <= last):
+        raise UserError(
+            f"--as-of {cutoff.date()} is outside the data (opportunities from {first.date()}; the latest date is "
+            f"{(last - __import__('pandas').Timedelta(days=1)).date()}): pass a date between them"
+        )
+
+
+@friendly_errors
+def forecast(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for forecast.html and its CSV tables (replaced whole).")],
+    mapping: MappingOpt = None,
+    model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = None,
+    invalid_rows: InvalidRowsOpt = None,
+    backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Also re-run the forecast from past origins, each with a model trained only on data before it, "
+            "and compare with what happened (trains one model per origin).",
+        ),
+    ] = False,
+    origins: Annotated[int, typer.Option("--origins", min=1, max=12, help="Backtest origins, 30 days apart.")] = 3,
+    simulations: Annotated[
+        int, typer.Option("--simulations", min=100, max=100_000, help="Simulations behind each interval.")
+    ] = 10_000,
+) -> None:
+    """Per tier (and overall): new opportunities, pipeline value, deals won and won revenue expected inside the
+    horizon (model.horizon_days), each with an 80% interval from simulation over the accounts."""
+    import pandas as pd
+
+    from features.activity import default_as_of
+    from features.repair import invalid_rows_mode
+    from reports.report import check_output_folder, publish
+    from scoring.forecast import fan
+    from scoring.registry import resolve_model
+
+    cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
+    settings = load_config(config)
+    rows_mode = invalid_rows_mode(invalid_rows, settings)
+    check_output_folder(out, FORECAST_PAGE)
+    frame = load_data(data, mapping, rows_mode)
+    check_as_of_inside(frame, cutoff)
+    scorer, version = resolve_model(model, settings)
+    pipeline = scorer.scorer.pipeline
+    if not scorer.is_learned or pipeline is None:
+        raise UserError(
+            "the model has no pipeline-propensity learner (rules only, or trained before it existed), so it cannot "
+            "forecast: train a new version with `tiering train` and forecast with it"
+        )
+    say_model_config(scorer, version, settings, config)
+    given, cutoff = cutoff is not None, cutoff or default_as_of(frame)
+    say_as_of(cutoff, given, "the day after the latest date in the export")
+    horizon = pipeline.horizon_days
+    if pipeline.note:
+        err_console.print(f"[yellow]note:[/] {escape(pipeline.note)}", highlight=False, soft_wrap=True)
+    tables: dict[str, pd.DataFrame] = {}
+    summary = None
+    with steps(3 + (origins if backtest else 0)) as progress:
+        progress("scoring the book and simulating the horizon")
+        scores, table = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
+        progress("the fan chart's steps")
+        from features.pointintime import FeatureBuilder, snapshot
+        from scoring.forecast import BookInputs
+
+        book = snapshot(frame, FeatureBuilder(frame, scorer.config), cutoff)
+        from collections import ChainMap
+
+        from features.rules import rule_score_columns
+
+        rows = ChainMap(rule_score_columns(book, scorer.config), book)
+        fan_table = fan(BookInputs.of(scores, rows, pipeline), pipeline)
+        tables["forecast"], tables["fan"] = table, fan_table
+        if backtest:
+            from training.backtest import backtest as run_backtest
+            from training.backtest import backtest_summary
+
+            cells = run_backtest(
+                frame, settings, cutoff, origins, simulations=min(simulations, 2_000), progress=progress
+            )
+            summary = backtest_summary(cells)
+            tables["backtest"], tables["backtest_summary"] = cells, summary
+        progress(f"writing {out}")
+        from reports.forecast_page import render_forecast
+
+        page = publish(
+            out,
+            FORECAST_PAGE,
+            render_forecast(table, fan_table, summary, tables.get("backtest"), cutoff, horizon, version, str(data)),
+            tables,
+        )
+    end = (cutoff + pd.Timedelta(days=horizon - 1)).date()
+    console.print(forecast_table(table, f"Forecast for {cutoff.date()} to {end} ({horizon} days), model {version}"))
+    if summary is not None:
+        for row in summary.to_dict("records"):
+            console.print(
+                f"backtest {row['quantity']}: the 80% interval covered {row['coverage']:.0%} of {row['cells']} "
+                f"tier x origin cells; mean absolute percentage error of the point forecast {row['mape']:.0%}",
+                highlight=False,
+            )
+    console.print(escape(f"Forecast: {page}"), highlight=False, soft_wrap=True)

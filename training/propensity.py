@@ -1,0 +1,328 @@
+"""Fitting the look-ahead: the pipeline-propensity learner on monthly snapshots of the book, and time to close.
+
+Snapshots. Cut-offs T_k = as_of - horizon - 30 k days (k = 0, 1, ...) inside the training window; each
+account at each cut-off is one row, its features as of T_k (data strictly before it), its label 1 when
+the account created an opportunity in [T_k, T_k + horizon). Labels of a cut-off end where the next
+slice's features begin, so no slice sees another's answers:
+
+- holdout: k = 0 (labels end at as_of), which judges and chooses nothing;
+- validation: k = v, the first cut-off whose labels end by T_0 (v = ceil(horizon / 30)): boosting stops,
+  the learner and the calibration are chosen, probabilities are calibrated on it;
+- fit: k >= 2 v (labels end by T_v).
+
+The registered learner is then refit on every cut-off k >= v and calibrated on k = 0. Rows are bounded
+by `model.pipeline_max_rows` (a seeded sample of accounts per cut-off).
+
+Time to close: a Kaplan-Meier distribution of days from creation to close over the window's
+opportunities (still-open deals censored at as_of), and the amount-weighted share of the deals open at
+past cut-offs that closed inside the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from features.config import Candidate, TieringConfig
+from features.matrix import FeatureSpec, candidate_columns
+from features.pointintime import FeatureBuilder
+from features.rules import rule_scores
+from features.schema import CrmData
+from scoring.learners import LIGHTGBM, LOGISTIC, Recipe, WinModel
+from scoring.pipeline import HISTORICAL, PIPELINE_FEATURES, CloseTiming, PipelineModel
+from training.evaluate import win_metrics
+from training.models import fit_logistic, fit_recipe, select_calibrator, train_booster
+
+SNAPSHOT_SPACING_DAYS = 30
+MIN_CREATIONS = 50  # each slice needs this many accounts that did, and that did not, open an opportunity
+PIPELINE_CANDIDATE = Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0)
+KM_DAYS = 731
+
+
+@dataclass
+class PipelineFit:
+    """The pipeline learner of a training run: the evaluation model (judged on the holdout cut-off), the
+    registered one, their metrics and what the run says about them."""
+
+    evaluation: PipelineModel
+    final: PipelineModel
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    holdout: pd.DataFrame = field(default_factory=pd.DataFrame)  # account, cut-off, label, predictions
+
+
+# Counts since the export began grow with its age, not with the account: a learner fitted on early snapshots
+# would read every later account as busier. The pipeline learner uses the windowed counts instead.
+SINCE_THE_START = ("prior_won", "prior_lost", "prior_won_amount")
+
+
+def pipeline_columns(config: TieringConfig) -> list[str]:
+    return [*(c for c in candidate_columns(config) if c not in SINCE_THE_START), *PIPELINE_FEATURES]
+
+
+def count_scale(counts: lgb.Booster, rows: pd.DataFrame, spec: FeatureSpec) -> float:
+    """The factor that makes the count learner's total match these (later) snapshots' actual total."""
+    predicted = float(counts.predict(spec.encode(rows)).sum())
+    return float(rows["count"].sum()) / predicted if predicted > 0 else 1.0
+
+
+def snapshot_cutoffs(as_of: pd.Timestamp, start: pd.Timestamp, horizon: int) -> list[pd.Timestamp]:
+    """T_k = as_of - horizon - 30 k days for every k with T_k at or after `start`, latest first."""
+    cutoffs, k = [], 0
+    while (cutoff := as_of - pd.Timedelta(days=horizon + SNAPSHOT_SPACING_DAYS * k)) >= start:
+        cutoffs.append(cutoff)
+        k += 1
+    return cutoffs
+
+
+def creation_counts(data: CrmData, ids: pd.Series, cutoff: pd.Timestamp, horizon: int) -> np.ndarray:
+    """How many opportunities each account created in [cutoff, cutoff + horizon)."""
+    created = data.opportunities["created_date"]
+    inside = (created >= cutoff) & (created < cutoff + pd.Timedelta(days=horizon))
+    counts = data.opportunities.loc[inside, "account_id"].astype("str").value_counts()
+    return ids.map(counts).fillna(0).to_numpy(dtype=np.float64)
+
+
+def snapshot_rows(
+    data: CrmData,
+    builder: FeatureBuilder,
+    cutoffs: list[pd.Timestamp],
+    config: TieringConfig,
+    per_cutoff: int,
+) -> pd.DataFrame:
+    """Every (sampled) account at every cut-off with its features as of the cut-off and its label."""
+    ids = data.accounts["account_id"].astype("str").reset_index(drop=True)
+    horizon = config.model.horizon_days
+    frames = []
+    for number, cutoff in enumerate(cutoffs):
+        chosen = ids
+        if len(ids) > per_cutoff:
+            rng = np.random.default_rng(config.model.seed + number)
+            chosen = ids.iloc[np.sort(rng.choice(len(ids), per_cutoff, replace=False))].reset_index(drop=True)
+        rows = builder.build(chosen, pd.Series(cutoff, index=chosen.index))
+        scores = rule_scores(rows, config)
+        rows = pd.concat([rows.drop(columns=[c for c in scores.columns if c in rows.columns]), scores], axis=1)
+        rows["snapshot"] = number
+        rows["count"] = creation_counts(data, chosen, cutoff, horizon)
+        rows["label"] = (rows["count"] > 0).to_numpy().astype(np.int64)
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+def close_timing(data: CrmData, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int):
+    """Kaplan-Meier days to close over the opportunities created in [start - 1 year, as_of), and the
+    amount-weighted share of deals open at each past cut-off that closed within the horizon."""
+    opps = data.opportunities
+    created = opps["created_date"]
+    seen = opps[(created >= start - pd.Timedelta(days=365)) & (created < as_of)]
+    close = seen["close_date"].where(seen["outcome"] != "open")
+    closed = close.notna() & (close < as_of)
+    duration = np.where(closed, (close - seen["created_date"]).dt.days, (as_of - seen["created_date"]).dt.days)
+    duration = np.clip(np.nan_to_num(duration.astype(np.float64)), 0, KM_DAYS - 1).astype(np.int64)
+    events = np.bincount(duration[closed.to_numpy()], minlength=KM_DAYS)
+    leaving = np.bincount(duration, minlength=KM_DAYS)
+    at_risk = len(duration) - np.concatenate(([0], np.cumsum(leaving)[:-1]))
+    hazard = np.where(at_risk > 0, events / np.maximum(at_risk, 1), 0.0)
+    cdf = 1.0 - np.cumprod(1.0 - hazard)
+    new_share = float(np.mean(cdf[:horizon]))
+    amount = opps["amount"].fillna(0.0).to_numpy(dtype=np.float64)
+    weight = np.where(amount > 0, amount, 0.0) if (amount > 0).any() else np.ones(len(opps))
+    closing = opps["close_date"].where(opps["outcome"] != "open")
+    done, total = 0.0, 0.0
+    for cutoff in cutoffs:
+        open_then = ((created < cutoff) & ~(closing < cutoff)).to_numpy()
+        closed_inside = (closing >= cutoff) & (closing < cutoff + pd.Timedelta(days=horizon))
+        done += float(weight[open_then & closed_inside.to_numpy()].sum())
+        total += float(weight[open_then].sum())
+    open_share = done / total if total > 0 else new_share
+    return CloseTiming(cdf.round(6).tolist(), new_share, open_share, rows=int(len(duration)))
+
+
+def _historical(horizon: int, timing: CloseTiming, rows: pd.DataFrame, note: str, residuals: list[float]):
+    return PipelineModel(
+        horizon,
+        HISTORICAL,
+        timing,
+        mean_created_180d=float(rows["created_180d"].mean()) if len(rows) else 0.0,
+        residual_quantiles=residuals,
+        note=note,
+    )
+
+
+def _learn(
+    fit: pd.DataFrame, calibrate: pd.DataFrame, spec: FeatureSpec, config: TieringConfig, recipe: Recipe | None
+) -> tuple[WinModel, dict[str, float]]:
+    """The recipe fitted on `fit` and calibrated on `calibrate`; without a recipe, logistic regression and one
+    LightGBM (early-stopped on `calibrate`) are compared on it, the simpler winning ties."""
+    x, y = spec.encode(fit), fit["label"].to_numpy()
+    cx, cy = spec.encode(calibrate), calibrate["label"].to_numpy()
+    categorical, names = spec.categorical_indices, spec.columns
+    if recipe is not None:
+        return fit_recipe(recipe, x, y, cx, cy, categorical, names, config.model), {}
+    model_config = config.model
+    logistic = fit_logistic(x, y, categorical, model_config.search.logistic_c, model_config.seed)
+    booster, rounds = train_booster(
+        x,
+        y,
+        categorical,
+        names,
+        model_config,
+        PIPELINE_CANDIDATE,
+        "binary",
+        model_config.num_boost_round,
+        validation=(cx, cy),
+    )
+    aucs = {
+        LOGISTIC: float(roc_auc_score(cy, logistic.margin(cx))),
+        LIGHTGBM: float(roc_auc_score(cy, booster.predict(cx, raw_score=True))),
+    }
+    use_tree = aucs[LIGHTGBM] > aucs[LOGISTIC] + model_config.search.tie_tolerance
+    learner = booster if use_tree else logistic
+    margin = booster.predict(cx, raw_score=True) if use_tree else logistic.margin(cx)
+    calibrator, _ = select_calibrator(margin, cy, model_config.calibration, model_config.seed)
+    params = (
+        {**PIPELINE_CANDIDATE.model_dump(), "num_boost_round": rounds}
+        if use_tree
+        else {"c": model_config.search.logistic_c}
+    )
+    recipe = Recipe(LIGHTGBM if use_tree else LOGISTIC, params, calibrator.method)
+    return WinModel(learner, calibrator, recipe), {f"pipeline_validation_{k}_roc_auc": v for k, v in aucs.items()}
+
+
+def _count_learner(
+    fit: pd.DataFrame, validation: pd.DataFrame, spec: FeatureSpec, config: TieringConfig, rounds: int | None
+) -> tuple[lgb.Booster, int]:
+    """LightGBM with the Poisson loss on the creation counts; early-stopped on `validation` unless `rounds` given."""
+    categorical, names = spec.categorical_indices, spec.columns
+    x, y = spec.encode(fit), fit["count"].to_numpy()
+    if rounds is not None:
+        return train_booster(x, y, categorical, names, config.model, PIPELINE_CANDIDATE, "poisson", rounds)
+    return train_booster(
+        x,
+        y,
+        categorical,
+        names,
+        config.model,
+        PIPELINE_CANDIDATE,
+        "poisson",
+        config.model.num_boost_round,
+        validation=(spec.encode(validation), validation["count"].to_numpy()),
+        metric="poisson",
+    )
+
+
+def fit_pipeline(
+    data: CrmData,
+    builder: FeatureBuilder,
+    config: TieringConfig,
+    start: pd.Timestamp,
+    as_of: pd.Timestamp,
+    residual_quantiles: list[float] | None = None,
+) -> PipelineFit:
+    """The pipeline-propensity learner and time to close for a training window [start, as_of)."""
+    horizon = config.model.horizon_days
+    residuals = list(residual_quantiles or [])
+    cutoffs = snapshot_cutoffs(as_of, start, horizon)
+    validation_at = math.ceil(horizon / SNAPSHOT_SPACING_DAYS)
+    timing = close_timing(data, start, as_of, cutoffs, horizon)
+    metrics = {"pipeline_close_new_share": timing.new_share, "pipeline_close_open_share": timing.open_share}
+    if len(cutoffs) <= 2 * validation_at:
+        note = (
+            f"pipeline propensity: model.horizon_days {horizon} is longer than the training window allows "
+            f"(snapshots {SNAPSHOT_SPACING_DAYS} days apart from {start.date()} to {as_of.date()} - {horizon} days "
+            f"give {len(cutoffs)} cut-off(s); fit, validation and holdout need {2 * validation_at + 1}): "
+            "pipeline_probability falls back to each account's historical creation rate. Shorten "
+            "model.horizon_days or lengthen model.window.months"
+        )
+        rows = snapshot_rows(data, builder, [as_of], config, config.model.pipeline_max_rows)
+        model = _historical(horizon, timing, rows, note, residuals)
+        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
+    per_cutoff = max(config.model.pipeline_max_rows // len(cutoffs), 1)
+    rows = snapshot_rows(data, builder, cutoffs, config, per_cutoff)
+    snapshot = rows["snapshot"].to_numpy()
+    holdout, validation = rows[snapshot == 0], rows[snapshot == validation_at]
+    fit = rows[snapshot >= 2 * validation_at]
+    thin = [
+        f"{name} ({int(part['label'].sum())} of {len(part):,} account snapshots opened one)"
+        for name, part in (("fit", fit), ("validation", validation), ("holdout", holdout))
+        if min(int(part["label"].sum()), int((1 - part["label"]).sum())) < MIN_CREATIONS
+    ]
+    metrics["pipeline_rows"] = float(len(rows))
+    metrics["pipeline_creation_rate_holdout"] = float(holdout["label"].mean())
+    y = holdout["label"].to_numpy()
+    historical = _historical(horizon, timing, fit, "", residuals)
+    historical_p = historical.probability(holdout)
+    engagement = holdout["engagement_score"].to_numpy(dtype=np.float64)
+    metrics.update({f"pipeline_historical_{k}": v for k, v in win_metrics(y, historical_p).items()})
+    if len(np.unique(y)) == 2:
+        metrics["pipeline_engagement_roc_auc"] = float(roc_auc_score(y, engagement))
+    if thin:
+        note = (
+            f"pipeline propensity: too few opportunity creations to learn from (at least {MIN_CREATIONS} accounts "
+            f"that open one and {MIN_CREATIONS} that do not per slice; {'; '.join(thin)}): pipeline_probability "
+            "falls back to each account's historical creation rate"
+        )
+        model = _historical(horizon, timing, rows[snapshot == 0], note, residuals)
+        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
+    spec = FeatureSpec.fit(fit, config, columns=pipeline_columns(config))
+    learner, chosen = _learn(fit, validation, spec, config, None)
+    metrics.update(chosen)
+    probability = learner.predict(spec.encode(holdout))
+    metrics.update({f"pipeline_{k}": v for k, v in win_metrics(y, probability).items()})
+    notes = []
+    validation_y = validation["label"].to_numpy()
+    learner_validation = float(roc_auc_score(validation_y, learner.predict(spec.encode(validation))))
+    historical_validation = float(roc_auc_score(validation_y, historical.probability(validation)))
+    if learner_validation <= historical_validation + config.model.search.tie_tolerance:
+        note = (
+            f"pipeline propensity: the learner shows no validated skill over the historical creation rate "
+            f"(validation ROC AUC {learner_validation:.3f} against {historical_validation:.3f}): replaced by it"
+        )
+        model = _historical(horizon, timing, rows[snapshot == 0], note, residuals)
+        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
+    counts, count_rounds = _count_learner(fit, validation, spec, config, None)
+    scale = count_scale(counts, validation, spec)
+    metrics["pipeline_count_scale"] = scale
+    predicted_counts = scale * counts.predict(spec.encode(holdout))
+    actual_counts = holdout["count"].to_numpy()
+    metrics["pipeline_count_mae"] = float(np.abs(predicted_counts - actual_counts).mean())
+    metrics["pipeline_count_total_ratio"] = float(predicted_counts.sum() / max(actual_counts.sum(), 1.0))
+    poisson_of_probability = -np.log1p(-np.clip(probability, 0, 0.999))
+    metrics["pipeline_count_from_probability_total_ratio"] = float(
+        poisson_of_probability.sum() / max(actual_counts.sum(), 1.0)
+    )
+    evaluation = PipelineModel(
+        horizon,
+        learner.recipe.learner,
+        timing,
+        spec,
+        learner,
+        residual_quantiles=residuals,
+        count_model=counts,
+        count_scale=scale,
+    )
+    later = rows[snapshot >= validation_at]
+    final_learner, _ = _learn(later, holdout, spec, config, learner.recipe)
+    final_counts, _ = _count_learner(later, holdout, spec, config, count_rounds)
+    final = PipelineModel(
+        horizon,
+        learner.recipe.learner,
+        timing,
+        spec,
+        final_learner,
+        residual_quantiles=residuals,
+        count_model=final_counts,
+        count_scale=count_scale(final_counts, holdout, spec),
+    )
+    metrics["pipeline_fallback"] = 0.0
+    table = holdout[["account_id", "cutoff", "label", "engagement_score"]].copy()
+    table["pipeline_probability"] = probability
+    table["historical_probability"] = historical_p
+    table["count"] = actual_counts
+    table["expected_count"] = predicted_counts
+    return PipelineFit(evaluation, final, metrics, notes, table)
