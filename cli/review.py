@@ -184,12 +184,13 @@ def review(
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     with steps(5) as progress:
         progress("scoring the book now")
-        book = snapshot(frame, FeatureBuilder(frame, tiering_model.config), end)
+        builder = FeatureBuilder(frame, tiering_model.config)
+        book = snapshot(frame, builder, end)
         now = tiering_model.score_features(book, by_capacity=True, model_version=version)
         progress("measuring drift")
         reference = current = None
         if tiering_model.is_learned and facts.trained_until is not None:
-            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book)
+            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book, builder)
         progress("outcomes, ranking and predictions")
         result = build_review(
             past,
