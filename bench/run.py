@@ -84,7 +84,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
     if wanted("generator") and "generator" not in results:
         with tempfile.TemporaryDirectory() as tmp:
             results["generator"] = generator_bench.run(sizes[-1], Path(tmp), file_format="parquet", seed=SEED)
-    for name in ("features", "train", "score"):
+    for name in ("features", "train", "score", "forecast"):
         if not wanted(name):
             continue
         results[name] = {}
@@ -201,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument(
-        "--only", help="comma-separated steps: generator,features,train,score,serving,load,alerts,review"
+        "--only", help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review"
     )
     args = parser.parse_args()
     results = run(args.quick, set(args.only.split(",")) if args.only else None)

@@ -185,7 +185,32 @@ def score(data_dir: Path) -> dict:
     }
 
 
-STEPS = {"features": features, "train": train, "score": score}
+def forecast(data_dir: Path) -> dict:
+    """`tiering forecast`'s work (scoring the book, then 10,000 simulations per tier) against a plain scoring
+    of the same book (the goal: at most 2x)."""
+    from features.activity import default_as_of
+    from scoring.forecast import SIMULATIONS
+    from scoring.pyfunc import TieringModel
+    from training.pipeline import train as train_models
+
+    data, config = _load(data_dir)
+    model = TieringModel.around(train_models(data, config).scorer)
+    as_of = default_as_of(data)
+    clock = Clock()
+    model.score_book(data, as_of)
+    scoring_seconds = clock.lap()
+    model.forecast_book(data, as_of, simulations=SIMULATIONS)
+    forecast_seconds = clock.lap()
+    return {
+        "accounts": int(len(data.accounts)),
+        "score_s": scoring_seconds,
+        "forecast_s": forecast_seconds,
+        "simulations": SIMULATIONS,
+        "ratio": forecast_seconds / scoring_seconds,
+    }
+
+
+STEPS = {"features": features, "train": train, "score": score, "forecast": forecast}
 
 if __name__ == "__main__":
     step, folder = sys.argv[1], Path(sys.argv[2])

@@ -31,11 +31,18 @@ from features.config import load_config
 FORECAST_PAGE = "forecast.html"
 
 
-def _cell(row: dict, name: str, money: bool) -> str:
-    def fmt(value: float) -> str:
-        return f"${value:,.0f}" if money else f"{value:,.0f}"
+def _compact(value: float, money: bool) -> str:
+    sign = "$" if money else ""
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
+        if abs(value) >= size:
+            return f"{sign}{value / size:,.1f}{unit}"
+    return f"{sign}{value:,.0f}"
 
-    return f"{fmt(row[name])} ({fmt(row[name + '_low'])}-{fmt(row[name + '_high'])})"
+
+def _cell(row: dict, name: str, money: bool) -> str:
+    """The point forecast, and its 80% interval on the line below."""
+    low, high = _compact(row[name + "_low"], money), _compact(row[name + "_high"], money)
+    return f"{_compact(row[name], money)}\n{low}-{high}"
 
 
 def forecast_table(table, title: str):
@@ -44,8 +51,8 @@ def forecast_table(table, title: str):
     out = Table(title=title)
     out.add_column("tier")
     out.add_column("accounts", justify="right")
-    for name in ("new opportunities", "pipeline value", "deals won", "won revenue"):
-        out.add_column(f"{name} (80% interval)", justify="right")
+    for name in ("new opps", "pipeline", "deals won", "won revenue"):
+        out.add_column(name, justify="right")
     for row in table.to_dict("records"):
         out.add_row(
             row["tier"],
@@ -60,13 +67,15 @@ def forecast_table(table, title: str):
 
 def check_as_of_inside(frame, cutoff) -> None:
     """An --as-of before the export's first opportunity or after the day after its latest date is refused."""
+    import pandas as pd
+
     from features.activity import default_as_of
 
     first, last = frame.opportunities["created_date"].min(), default_as_of(frame)
     if cutoff is not None and not (first < cutoff <= last):
         raise UserError(
             f"--as-of {cutoff.date()} is outside the data (opportunities from {first.date()}; the latest date is "
-            f"{(last - __import__('pandas').Timedelta(days=1)).date()}): pass a date between them"
+            f"{(last - pd.Timedelta(days=1)).date()}): pass a date between them"
         )
 
 
@@ -127,16 +136,7 @@ def forecast(
         progress("scoring the book and simulating the horizon")
         scores, table = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
         progress("the fan chart's steps")
-        from features.pointintime import FeatureBuilder, snapshot
-        from scoring.forecast import BookInputs
-
-        book = snapshot(frame, FeatureBuilder(frame, scorer.config), cutoff)
-        from collections import ChainMap
-
-        from features.rules import rule_score_columns
-
-        rows = ChainMap(rule_score_columns(book, scorer.config), book)
-        fan_table = fan(BookInputs.of(scores, rows, pipeline), pipeline)
+        fan_table = fan(scorer.forecast_inputs(frame, cutoff, scores), pipeline)
         tables["forecast"], tables["fan"] = table, fan_table
         if backtest:
             from training.backtest import backtest as run_backtest
@@ -157,7 +157,8 @@ def forecast(
             tables,
         )
     end = (cutoff + pd.Timedelta(days=horizon - 1)).date()
-    console.print(forecast_table(table, f"Forecast for {cutoff.date()} to {end} ({horizon} days), model {version}"))
+    title = f"Forecast {cutoff.date()} to {end} ({horizon} days), model {version}: expected, 80% interval below"
+    console.print(forecast_table(table, title))
     if summary is not None:
         for row in summary.to_dict("records"):
             console.print(
@@ -165,4 +166,30 @@ def forecast(
                 f"tier x origin cells; mean absolute percentage error of the point forecast {row['mape']:.0%}",
                 highlight=False,
             )
+    if summary is not None:
+        _log_backtest(model, out, summary)
     console.print(escape(f"Forecast: {page}"), highlight=False, soft_wrap=True)
+
+
+def _log_backtest(model_uri: str | None, out: Path, summary) -> None:
+    """The backtest goes to the forecast model's training run (forecast/ and backtest_* metrics); a store that
+    cannot take it is said, the files are written either way."""
+    from reports.compare import model_run_id
+    from scoring import registry
+
+    try:
+        run_id = model_run_id(model_uri)
+        client = registry.client()
+        client.log_artifacts(run_id, str(out), "forecast")
+        for row in summary.to_dict("records"):
+            client.log_metric(run_id, f"backtest_{row['quantity']}_coverage", row["coverage"])
+            if row["mape"] == row["mape"]:
+                client.log_metric(run_id, f"backtest_{row['quantity']}_mape", row["mape"])
+        console.print(f"Backtest logged to MLflow run {run_id} under forecast/", highlight=False)
+    except Exception as error:  # MLflow raises many types for an unreachable store
+        err_console.print(
+            f"[yellow]warning:[/] the backtest is in {escape(str(out))} but could not be logged to MLflow: "
+            f"{escape(str(error).strip()[:300])}",
+            highlight=False,
+            soft_wrap=True,
+        )

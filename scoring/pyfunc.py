@@ -82,6 +82,12 @@ class TieringModel(PythonModel):
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of)
         return scores, self.forecast(scores, book, simulations)
 
+    def forecast_inputs(self, data: CrmData, as_of: pd.Timestamp, scores: Features) -> BookInputs:
+        """What the forecast reads of a scored book (its score records and features as of `as_of`), e.g. for a fan."""
+        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        rows = ChainMap(rule_score_columns(book, self.scorer.config), book)
+        return BookInputs.of(scores, rows, self.scorer.pipeline)
+
     def forecast(self, scores: Features, features: Features, simulations: int = SIMULATIONS) -> pd.DataFrame:
         """Per-tier forecast of score records and their feature rows (same order); refused without the learner."""
         pipeline = self.scorer.pipeline
@@ -105,13 +111,32 @@ class TieringModel(PythonModel):
         model_version: str = RULES_ONLY,
     ) -> dict[str, np.ndarray]:
         """Accounts carrying their engagement, intent and opportunities, as score columns in request order."""
+        features = self._account_features(accounts, as_of)
+        return self.scorer.score_columns(
+            features, by_capacity=by_capacity, budget=budget, model_version=model_version, as_of=as_of
+        )
+
+    def _account_features(self, accounts: Sequence[Any], as_of: pd.Timestamp) -> dict[str, np.ndarray]:
         cutoffs = np.full(len(accounts), to_seconds(np.array([pd.Timestamp(as_of).to_datetime64()]))[0])
         # Accounts are coded by position: the builder never needs their ids.
         features = builder_for_accounts(accounts, self.scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
         features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
-        return self.scorer.score_columns(
-            features, by_capacity=by_capacity, budget=budget, model_version=model_version, as_of=as_of
+        return features
+
+    def forecast_accounts(
+        self,
+        accounts: Sequence[Any],
+        as_of: pd.Timestamp,
+        *,
+        model_version: str = RULES_ONLY,
+        simulations: int = SIMULATIONS,
+    ) -> pd.DataFrame:
+        """The API's book (accounts with their activity): tiers by capacity, then the per-tier forecast."""
+        features = self._account_features(accounts, as_of)
+        scores = self.scorer.score_columns(
+            features, by_capacity=True, model_version=model_version, as_of=as_of, explain=False
         )
+        return self.forecast(scores, features, simulations)
 
     def score_features(
         self,

@@ -305,6 +305,29 @@ class ScoreRequest(BaseModel):
     _checked = model_validator(mode="wrap")(classmethod(_checked_accounts))
 
 
+class ForecastRequest(ScoreRequest):
+    """A whole book of accounts: tiers filled by capacity, then each tier's forecast inside the horizon."""
+
+    model_config = ConfigDict(
+        title="ForecastRequest",
+        json_schema_extra={
+            "example": {
+                "accounts": [ACCOUNT_EXAMPLE, {**ACCOUNT_EXAMPLE, "account_id": "ACC-000043", "employees": 90}],
+                "simulations": 2000,
+            }
+        },
+    )
+
+    accounts: list[Account] = Field(
+        min_length=1,
+        max_length=MAX_BOOK_ACCOUNTS,
+        description=f"The book: 1 to {MAX_BOOK_ACCOUNTS:,} accounts with unique account_id.",
+    )
+    simulations: int = Field(
+        2_000, ge=100, le=10_000, strict=True, description="Simulations behind each 80% interval (100 to 10,000)."
+    )
+
+
 class TierRequest(ScoreRequest):
     """A whole book of accounts, ranked against each other to fill the tiers by capacity."""
 

@@ -92,6 +92,34 @@ class TierResponse(ScoreResponse):
     tiers: list[TierCount]
 
 
+class ForecastTier(Finite):
+    """One tier's (or the whole book's, `overall`) figures expected inside the horizon, each with its 80% interval."""
+
+    tier: Literal["tier_1", "tier_2", "tier_3", "untiered", "overall"]
+    accounts: int
+    new_opportunities: float = Field(description="Opportunities expected to be created inside the horizon.")
+    new_opportunities_low: float
+    new_opportunities_high: float
+    pipeline_value: float = Field(description="Their amounts (USD).")
+    pipeline_value_low: float
+    pipeline_value_high: float
+    deals_won: float = Field(description="Deals expected to close won inside the horizon, open deals included.")
+    deals_won_low: float
+    deals_won_high: float
+    won_revenue: float = Field(description="Their amounts (USD).")
+    won_revenue_low: float
+    won_revenue_high: float
+
+
+class ForecastResponse(Finite):
+    """Per-tier forecast of a book inside the model's horizon (model.horizon_days)."""
+
+    model_version: str = Field(examples=["3"])
+    as_of: date = Field(description="The forecast starts here: only data before it was seen.", examples=["2026-07-01"])
+    horizon_days: int = Field(description="The horizon, from the model's configuration.", examples=[90])
+    tiers: list[ForecastTier]
+
+
 class ModelInfo(Finite):
     """The model behind the answers, as the MLflow registry describes it."""
 

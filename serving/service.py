@@ -26,8 +26,15 @@ from serving.logs import log_rejections_on_one_line
 from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
-from serving.requests import ScoreRequest, TierRequest
-from serving.responses import ModelInfo, ScoreResponse, TierResponse, score_records, tier_counts
+from serving.requests import ForecastRequest, ScoreRequest, TierRequest, scoring_as_of
+from serving.responses import (
+    ForecastResponse,
+    ModelInfo,
+    ScoreResponse,
+    TierResponse,
+    score_records,
+    tier_counts,
+)
 from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
@@ -92,6 +99,33 @@ class TieringService:
             tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget),
         )
 
+    @bentoml.api(route="/forecast", output_spec=ForecastResponse)
+    def forecast(self, request: ForecastRequest, /) -> ForecastResponse | JSONResponse:
+        """Tiers by capacity over the book, then per tier: new opportunities, pipeline value, deals won and won revenue
+        expected inside the horizon, each with an 80% interval from simulation."""
+        serving = self.champion.serving
+        if serving is None:
+            return self._unavailable()
+        pipeline = serving.model.scorer.pipeline
+        if pipeline is None or not serving.model.is_learned:
+            return JSONResponse(
+                {
+                    "error": f"model {serving.version} cannot forecast: it has no pipeline-propensity learner (rules "
+                    "only, or trained before it existed); train and promote a new version"
+                },
+                status_code=503,
+            )
+        as_of = scoring_as_of(request)
+        table = serving.model.forecast_accounts(
+            request.accounts, as_of, model_version=serving.version, simulations=request.simulations
+        )
+        return ForecastResponse(
+            model_version=serving.version,
+            as_of=as_of.date(),
+            horizon_days=pipeline.horizon_days,
+            tiers=table.to_dict("records"),
+        )
+
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)
     def alerts(self, request: AlertsRequest, /) -> AlertsResponse | JSONResponse:
         """The events between two books of score records (surges, Tier 1/2 entries and exits, jumps); no delivery."""
@@ -129,7 +163,7 @@ class TieringService:
 
 # @bentoml.service makes the class a bentoml Service, whose attributes the type checker cannot see.
 service: Any = TieringService
-validate_off_loop(service.apis["score"], service.apis["tier"], service.apis["alerts"])
+validate_off_loop(service.apis["score"], service.apis["tier"], service.apis["forecast"], service.apis["alerts"])
 # Outermost first: an unauthenticated client is refused before its body is read.
 service.add_asgi_middleware(BearerAuth)
 service.add_asgi_middleware(JsonBodiesOnly)
