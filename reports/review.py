@@ -606,9 +606,9 @@ def verdict(
         if failed:
             reasons.append(
                 f"the field calibration error is {metrics['ece']:.1%} (95% lower bound {ece_low:.1%}), more than "
-                f"{rules.calibration_tolerance:.0%} above the holdout's {holdout_ece:.1%}: win probabilities can no "
-                f"longer be taken at face value (predicted {metrics['mean_win_probability']:.0%} on average, "
-                f"{metrics['win_rate']:.0%} won)"
+                f"{rules.calibration_tolerance * 100:.0f} points above the holdout's {holdout_ece:.1%}: win "
+                f"probabilities can no longer be taken at face value (predicted "
+                f"{metrics['mean_win_probability']:.0%} on average, {metrics['win_rate']:.0%} won)"
             )
     else:
         check("field calibration error", "–", "holdout's calibration error", None)

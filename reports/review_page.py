@@ -309,13 +309,25 @@ def verdict_table(r: Review_):
     )
 
 
+def verdict_note(r: Review_) -> str:
+    """The verdict card's one line: which checks call for retraining, else the first reason."""
+    failed = (
+        r.verdict.checks.loc[r.verdict.checks["outcome"] == "retrain", "check"].tolist()
+        if len(r.verdict.checks)
+        else []
+    )
+    if r.verdict.status == RETRAIN and failed:
+        return f"because of: {', '.join(failed)} (see the verdict)"
+    return r.verdict.reasons[0] if r.verdict.reasons else ""
+
+
 def render_review(r: Review_, psi_threshold: float) -> str:
     """The whole page."""
     m = r.predictions.metrics
     top = r.top_tiers
     final = r.outcomes[r.outcomes["tiering"] == "final"]
     cards = [
-        ("Verdict", r.verdict.headline, r.verdict.reasons[0] if r.verdict.reasons else ""),
+        ("Verdict", r.verdict.headline, verdict_note(r)),
         (
             "Won in the period",
             money(final["won_revenue"].sum()),
