@@ -29,7 +29,7 @@ from features.config import TIER_NAMES, UNTIERED
 from scoring.pipeline import PipelineModel
 
 SIMULATIONS = 10_000
-MAX_DRAWS = 4_000_000  # per quantity and tier: beyond this the amounts' sum is drawn by its mean and variance
+MAX_DRAWS = 1_000_000  # per quantity and tier (about 100 deals a simulation): beyond, the sum is drawn by its moments
 LOW, HIGH = 0.10, 0.90
 QUANTITIES = ("new_opportunities", "pipeline_value", "deals_won", "won_revenue")
 OVERALL = "overall"

@@ -79,7 +79,8 @@ class TieringModel(PythonModel):
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The book scored as of `as_of` (tiers by capacity) and its per-tier forecast inside the horizon."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of)
+        # The forecast reads tiers and probabilities, not the reasons (which cost more than the prediction).
+        scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
         return scores, self.forecast(scores, book, simulations)
 
     def forecast_inputs(self, data: CrmData, as_of: pd.Timestamp, scores: Features) -> BookInputs:
