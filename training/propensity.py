@@ -96,7 +96,8 @@ def snapshot_rows(
     per_cutoff: int,
 ) -> pd.DataFrame:
     """Every (sampled) account at every cut-off with its features as of the cut-off and its label."""
-    ids = data.accounts["account_id"].astype("str").reset_index(drop=True)
+    # Sorted: the sample and the row order (so LightGBM's bagging) never depend on the file's order.
+    ids = data.accounts["account_id"].astype("str").sort_values(kind="stable").reset_index(drop=True)
     horizon = config.model.horizon_days
     frames = []
     for number, cutoff in enumerate(cutoffs):
