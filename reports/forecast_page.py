@@ -99,7 +99,7 @@ def render_forecast(
         forecast_table=forecast_table,
         fan_figure=figure(
             fan_chart(fan),
-            "How to read: the line is the expected won revenue from the as-of date to each day of the horizon; the "
+            "The line is the expected won revenue from the as-of date to each day of the horizon; the "
             "band holds 80% of the simulated outcomes.",
             "Fan chart of won revenue per tier",
         ),

@@ -36,7 +36,8 @@ def _missing(value) -> bool:
 
 
 def count(value) -> str:
-    return "–" if _missing(value) else f"{int(value):,}"
+    """A count to the nearest whole (an expected 134.9 deals reads 135, never a truncated 134)."""
+    return "–" if _missing(value) else f"{round(float(value)):,}"
 
 
 def percent(value, digits: int = 0) -> str:

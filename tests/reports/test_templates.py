@@ -232,3 +232,12 @@ def test_rules_only_page_leaves_out_the_learned_sections(comparison):
     assert "<div class=banner>No learned model: no champion model is registered" in page
     assert "<h2>How the rule tiers did on recent deals</h2>" in page
     assert "<div class=label>Accounts scored</div><div class=value>1,500</div>" in page
+
+
+def test_counts_are_rounded_to_the_nearest_whole_not_truncated():
+    from reports.html import count
+
+    assert count(134.94) == "135"  # an expected 134.94 deals won
+    assert count(2118.53) == "2,119"
+    assert count(20) == "20"
+    assert count(float("nan")) == "–"
