@@ -24,7 +24,7 @@ from cli.common import (
 from features.config import load_config
 
 if TYPE_CHECKING:
-    from reports.review import Review_
+    from reports.review import QuarterlyReview
 
 
 def _day(value: str | None, option: str):
@@ -65,7 +65,7 @@ def short_money(value: float) -> str:
     return f"${value:,.0f}"
 
 
-def say_review(review: Review_, page: Path, logged: str | None) -> None:
+def say_review(review: QuarterlyReview, page: Path, logged: str | None) -> None:
     from rich.table import Table
 
     from reports.html import count, percent

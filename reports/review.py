@@ -659,7 +659,7 @@ def verdict(
 
 
 @dataclass
-class Review_:
+class QuarterlyReview:
     period: Period
     past_name: str
     data_label: str
@@ -742,7 +742,7 @@ def build_review(
     past_name: str = "past scores",
     data_label: str = "the export",
     rules: Review | None = None,
-) -> Review_:
+) -> QuarterlyReview:
     """The whole review from frames: the past scores, the export, the book scored now (`now`, for engagement now
     and movement), the training population's feature rows (`reference`, see `drift_rows`) and the book's (`current`).
 
@@ -783,7 +783,7 @@ def build_review(
     judged = verdict(period, facts, preds.metrics, drift, unseen, rules or config.review)
     known = set(common["account_id"])
     new_accounts = int((~data.accounts["account_id"].astype(str).isin(known)).sum())
-    return Review_(
+    return QuarterlyReview(
         period=period,
         past_name=past_name,
         data_label=data_label,

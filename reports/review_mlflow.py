@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.review import ModelFacts, Review_
+from reports.review import ModelFacts, QuarterlyReview
 from scoring import registry
 
 REVIEW_FOLDER = "review"  # where the review is logged in the model version's training run
@@ -41,7 +41,7 @@ def model_facts(version: str, model) -> tuple[ModelFacts, str | None]:
     return facts, None
 
 
-def log_review(review: Review_, out: Path) -> str | None:
+def log_review(review: QuarterlyReview, out: Path) -> str | None:
     """The page, its tables and the key figures logged to the training run of the model that made the past scores;
     where it went (None without a run)."""
     run_id = review.facts.run_id

@@ -8,7 +8,7 @@ import pandas as pd
 
 from reports import html
 from reports.html import Column, count, decimals, money, percent, points
-from reports.review import COMPONENTS, HOLDS, RETRAIN, TIERS, TOO_EARLY, Review_, won_revenue_by_account
+from reports.review import COMPONENTS, HOLDS, RETRAIN, TIERS, TOO_EARLY, QuarterlyReview, won_revenue_by_account
 from training import plots
 
 REVIEW_PAGE = "review.html"
@@ -54,7 +54,7 @@ def _side_by_side(long: pd.DataFrame, tierings: list[str], fields: list[Column])
     return html.table(wide, cells, groups)
 
 
-def outcomes_table(r: Review_) -> object:
+def outcomes_table(r: QuarterlyReview) -> object:
     final = r.outcomes[r.outcomes["tiering"] == "final"]
     return html.table(
         final,
@@ -79,14 +79,14 @@ def outcomes_table(r: Review_) -> object:
     )
 
 
-def outcome_chart(r: Review_):
+def outcome_chart(r: QuarterlyReview):
     chart = plots.tier_outcome_figure(r.outcomes[r.outcomes["tiering"].isin(["learned", "rule"])])
     for axes in chart.axes:
         axes.set_xlabel("Tier at the past scoring")
     return html.figure(chart, CAPTIONS["outcomes"], "Win rate and share of won revenue per tier")
 
 
-def roi_table(r: Review_) -> object | None:
+def roi_table(r: QuarterlyReview) -> object | None:
     if r.roi is None:
         return None
     fields = [
@@ -98,7 +98,7 @@ def roi_table(r: Review_) -> object | None:
     return _side_by_side(r.roi[r.roi["tier"] != "all"], ["final", "rule"], fields)
 
 
-def roi_totals(r: Review_) -> dict | None:
+def roi_totals(r: QuarterlyReview) -> dict | None:
     if r.roi is None:
         return None
     totals = r.roi[r.roi["tier"] == "all"].set_index("tiering")
@@ -113,7 +113,7 @@ def roi_totals(r: Review_) -> dict | None:
     }
 
 
-def gain_chart(r: Review_):
+def gain_chart(r: QuarterlyReview):
     past = r.past
     revenue = won_revenue_by_account(r.deals.closed, past["account_id"]).to_numpy()
     scores = {
@@ -132,13 +132,13 @@ def _captured(top: float):
     return cell
 
 
-def lift_table(r: Review_):
+def lift_table(r: QuarterlyReview):
     columns = [Column("Ordered by", "score", numeric=False)]
     columns += [Column(f"Top {top:.0%}: revenue (lift)", _captured(top)) for top in (0.05, 0.10, 0.20)]
     return html.table(r.lift, columns)
 
 
-def calibration_chart(r: Review_):
+def calibration_chart(r: QuarterlyReview):
     deals = r.predictions.deals.dropna(subset=["win_probability"])
     if deals["won"].nunique() < 2:
         return None
@@ -149,7 +149,7 @@ def calibration_chart(r: Review_):
     return html.figure(chart, CAPTIONS["calibration"], "Calibration of the past win probability")
 
 
-def deal_size_chart(r: Review_):
+def deal_size_chart(r: QuarterlyReview):
     won = r.predictions.deals[(r.predictions.deals["won"] == 1) & r.predictions.deals["expected_deal_size"].notna()]
     if won.empty:
         return None
@@ -157,7 +157,7 @@ def deal_size_chart(r: Review_):
     return html.figure(chart, CAPTIONS["deal_size"], "Won amounts against the expected deal size")
 
 
-def prediction_table(r: Review_):
+def prediction_table(r: QuarterlyReview):
     m, s, f = r.predictions.metrics, r.predictions.deal_size, r.facts
     rows = pd.DataFrame(
         [
@@ -199,7 +199,7 @@ def prediction_table(r: Review_):
     )
 
 
-def drift_table(r: Review_):
+def drift_table(r: QuarterlyReview):
     if r.drift.empty:
         return None
     return html.table(
@@ -213,7 +213,7 @@ def drift_table(r: Review_):
     )
 
 
-def drift_chart(r: Review_, threshold: float):
+def drift_chart(r: QuarterlyReview, threshold: float):
     if r.drift.empty:
         return None
     return html.figure(
@@ -221,7 +221,7 @@ def drift_chart(r: Review_, threshold: float):
     )
 
 
-def components_chart(r: Review_):
+def components_chart(r: QuarterlyReview):
     if r.now is None:
         return None
     now = r.now.set_index("account_id").reindex(r.past["account_id"])
@@ -232,7 +232,7 @@ def components_chart(r: Review_):
     )
 
 
-def components_table(r: Review_):
+def components_table(r: QuarterlyReview):
     return html.table(
         r.components,
         [
@@ -244,7 +244,7 @@ def components_table(r: Review_):
     )
 
 
-def movement_parts(r: Review_) -> dict:
+def movement_parts(r: QuarterlyReview) -> dict:
     d = r.movement
     counts = html.table(
         d.counts,
@@ -278,7 +278,7 @@ def movement_parts(r: Review_) -> dict:
     }
 
 
-def overrides_table(r: Review_):
+def overrides_table(r: QuarterlyReview):
     if r.overrides.empty:
         return None
     return html.table(
@@ -295,7 +295,7 @@ def overrides_table(r: Review_):
     )
 
 
-def verdict_table(r: Review_):
+def verdict_table(r: QuarterlyReview):
     if r.verdict.checks.empty:
         return None
     return html.table(
@@ -309,7 +309,7 @@ def verdict_table(r: Review_):
     )
 
 
-def verdict_note(r: Review_) -> str:
+def verdict_note(r: QuarterlyReview) -> str:
     """The verdict card's one line: which checks call for retraining, else the first reason."""
     failed = (
         r.verdict.checks.loc[r.verdict.checks["outcome"] == "retrain", "check"].tolist()
@@ -321,7 +321,7 @@ def verdict_note(r: Review_) -> str:
     return r.verdict.reasons[0] if r.verdict.reasons else ""
 
 
-def render_review(r: Review_, psi_threshold: float) -> str:
+def render_review(r: QuarterlyReview, psi_threshold: float) -> str:
     """The whole page."""
     m = r.predictions.metrics
     top = r.top_tiers
