@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from cli.common import ConfigOpt, console, err_console
 from cli.stopping import STOPPED
 
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
 PARTIAL_DELIVERY = 3
 
 
@@ -42,10 +40,7 @@ def alerts_command(
             "--webhook", help="POST each event here (https, or http to a loopback address); default alerts.webhook_url."
         ),
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="tiering.yaml to use (default: ./tiering.yaml, else built-in defaults)."),
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Intent surges, tier entries and exits, and large jumps between two scorings, as JSON Lines (or CSV), with
     optional signed webhook delivery through an outbox. Exit 3 when some events could not be delivered."""
