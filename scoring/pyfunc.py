@@ -83,6 +83,13 @@ class TieringModel(PythonModel):
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
         return scores, self.forecast(scores, book, simulations)
 
+    def forecast_scored(
+        self, data: CrmData, as_of: pd.Timestamp, scores: Features, simulations: int = SIMULATIONS
+    ) -> pd.DataFrame:
+        """The per-tier forecast of an export already scored as of `as_of` (its score records, by capacity)."""
+        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        return self.forecast(scores, book, simulations)
+
     def forecast_inputs(self, data: CrmData, as_of: pd.Timestamp, scores: Features) -> BookInputs:
         """What the forecast reads of a scored book (its score records and features as of `as_of`), e.g. for a fan."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
@@ -92,7 +99,7 @@ class TieringModel(PythonModel):
     def forecast(self, scores: Features, features: Features, simulations: int = SIMULATIONS) -> pd.DataFrame:
         """Per-tier forecast of score records and their feature rows (same order); refused without the learner."""
         pipeline = self.scorer.pipeline
-        if pipeline is None or not self.is_learned:
+        if pipeline is None or not self.can_forecast:
             raise ValueError(
                 "this model has no pipeline-propensity learner (rules only, or trained before it existed), so it "
                 "cannot forecast: train a new version (tiering train) and forecast with it"
@@ -138,6 +145,27 @@ class TieringModel(PythonModel):
             features, by_capacity=True, model_version=model_version, as_of=as_of, explain=False
         )
         return self.forecast(scores, features, simulations)
+
+    def tier_accounts(
+        self,
+        accounts: Sequence[Any],
+        as_of: pd.Timestamp,
+        *,
+        budget: float | None = None,
+        model_version: str = RULES_ONLY,
+        simulations: int = SIMULATIONS,
+    ) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+        """The API's book with tiers by capacity, and its per-tier forecast (None when the model cannot forecast),
+        from one set of feature rows."""
+        features = self._account_features(accounts, as_of)
+        scores = self.scorer.score_columns(
+            features, by_capacity=True, budget=budget, model_version=model_version, as_of=as_of
+        )
+        return scores, (self.forecast(scores, features, simulations) if self.can_forecast else None)
+
+    @property
+    def can_forecast(self) -> bool:
+        return self.is_learned and self.scorer.pipeline is not None
 
     def score_features(
         self,

@@ -85,13 +85,6 @@ class TierCount(Finite):
     per_account: float | None = Field(description="Budget per account in the tier; null without a budget.")
 
 
-class TierResponse(ScoreResponse):
-    """The book's score records with tiers filled by capacity, and what each tier holds."""
-
-    budget: float | None = Field(description="The total budget given, or null.", examples=[1_000_000])
-    tiers: list[TierCount]
-
-
 class ForecastTier(Finite):
     """One tier's (or the whole book's, `overall`) figures expected inside the horizon, each with its 80% interval."""
 
@@ -109,6 +102,22 @@ class ForecastTier(Finite):
     won_revenue: float = Field(description="Their amounts (USD).")
     won_revenue_low: float
     won_revenue_high: float
+
+
+class TierResponse(ScoreResponse):
+    """The book's score records with tiers filled by capacity, what each tier holds, and what each tier should
+    bring inside the horizon (as `POST /forecast` answers, with 10,000 simulations)."""
+
+    budget: float | None = Field(description="The total budget given, or null.", examples=[1_000_000])
+    tiers: list[TierCount]
+    horizon_days: int | None = Field(
+        description="The forecast's horizon (model.horizon_days); null when the model cannot forecast.", examples=[90]
+    )
+    forecast: list[ForecastTier] | None = Field(
+        description="Per tier and overall: new opportunities, pipeline value, deals won and won revenue expected "
+        "inside the horizon, each with its 80% interval; null when the model has no pipeline-propensity learner "
+        "(rules only, or trained before it existed)."
+    )
 
 
 class ForecastResponse(Finite):

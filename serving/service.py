@@ -90,13 +90,19 @@ class TieringService:
         serving = self.champion.serving
         if serving is None:
             return self._unavailable()
-        scored = score_request(serving, request, by_capacity=True, budget=request.budget)
+        as_of = scoring_as_of(request)
+        scores, forecast = serving.model.tier_accounts(
+            request.accounts, as_of, budget=request.budget, model_version=serving.version
+        )
+        pipeline = serving.model.scorer.pipeline
         return TierResponse(
-            model_version=scored.version,
-            as_of=scored.as_of.date(),
-            scores=score_records(scored.scores),
+            model_version=serving.version,
+            as_of=as_of.date(),
+            scores=score_records(scores),
             budget=request.budget,
-            tiers=tier_counts(scored.scores["tier"], request.budget, serving.model.config.budget),
+            tiers=tier_counts(scores["tier"], request.budget, serving.model.config.budget),
+            horizon_days=None if forecast is None or pipeline is None else pipeline.horizon_days,
+            forecast=None if forecast is None else forecast.to_dict("records"),
         )
 
     @bentoml.api(route="/forecast", output_spec=ForecastResponse)

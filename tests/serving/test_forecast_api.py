@@ -38,3 +38,32 @@ def test_bad_simulations_are_a_400_naming_the_field(trained, book, simulations):
         response = client.post("/forecast", json={**book, "simulations": simulations})
     assert response.status_code == 400
     assert "simulations" in response.text
+
+
+def test_tier_answers_carry_the_forecast_of_their_own_records(trained, book):
+    """Each tier's expected won revenue is the sum of its accounts' expected_revenue (open deals plus new pipeline,
+    both inside the horizon), and its accounts are the records placed in it."""
+    with serving(trained.folder) as client:
+        response = client.post("/tier", json={**book, "budget": 300_000})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["horizon_days"] == 90
+    records = answer["scores"]
+    forecast = {row["tier"]: row for row in answer["forecast"]}
+    assert list(forecast) == ["tier_1", "tier_2", "tier_3", "untiered", "overall"]
+    for tier in ("tier_1", "tier_2", "tier_3"):
+        members = [r for r in records if r["tier"] == tier]
+        assert forecast[tier]["accounts"] == len(members)
+        by_hand = sum(r["expected_revenue"] for r in members)
+        assert forecast[tier]["won_revenue"] == pytest.approx(by_hand, rel=1e-4, abs=1.0)
+        assert forecast[tier]["won_revenue_low"] <= forecast[tier]["won_revenue"] <= forecast[tier]["won_revenue_high"]
+    assert forecast["overall"]["accounts"] == 300
+
+
+def test_a_rules_only_service_tiers_without_a_forecast(empty_store, tmp_path, monkeypatch, book):
+    monkeypatch.chdir(tmp_path)
+    with serving(empty_store) as client:
+        answer = client.post("/tier", json=book).json()
+    assert answer["model_version"] == "rules-only"
+    assert answer["forecast"] is None and answer["horizon_days"] is None
+    assert len(answer["scores"]) == 300
