@@ -235,7 +235,7 @@ def demo(
         tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
     )
     say_ties(scores)
-    with steps(3) as progress:
+    with steps(4) as progress:
         report, _ = write_comparison(
             frame,
             scorer,

@@ -256,7 +256,7 @@ def compare(
         warn_far_dates(frame)
     given, cutoff = cutoff is not None, cutoff or default_as_of(frame)
     say_as_of(cutoff, given, "the day after the latest date in the export")
-    with steps(4) as progress:
+    with steps(5) as progress:
         progress("scoring the current book")
         scores = score_book(frame, scorer, version, cutoff, budget)
         page, comparison = write_comparison(

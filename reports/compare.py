@@ -21,6 +21,7 @@ from sklearn.metrics import cohen_kappa_score
 from features.config import TieringConfig
 from features.schema import CrmData
 from scoring import registry
+from scoring.pyfunc import TieringModel
 from scoring.scorer import Scorer, describe_ties
 from scoring.tiers import allocate_budget, budget_summary, tier_movement
 from training.evaluate import gain_curve, tier_outcomes, win_metrics
@@ -250,6 +251,10 @@ class Comparison:
     movers: pd.DataFrame
     headline: dict[str, float]
     warnings: list[str] = field(default_factory=list)  # degenerate signals, ties, the training run's own warnings
+    # What each tier of the current book should bring inside the horizon (scoring.forecast); None when the model
+    # has no pipeline learner (rules only, or trained before it existed).
+    forecast: pd.DataFrame | None = None
+    horizon_days: int | None = None
 
     @property
     def tierings(self) -> tuple[str, ...]:
@@ -269,6 +274,8 @@ class Comparison:
         }
         if self.learned:
             tables.update({"agreement": self.agreement, "agreement_stats": self.agreement_stats, "movers": self.movers})
+        if self.forecast is not None:
+            tables["forecast"] = self.forecast
         return tables
 
 
@@ -363,7 +370,7 @@ def _headline(
 
 def build_comparison(
     data: CrmData,
-    scorer: Scorer,
+    scorer: TieringModel,
     scores: pd.DataFrame,
     *,
     version: str,
@@ -396,7 +403,12 @@ def build_comparison(
         *describe_ties(scores.attrs.get("boundary_ties", [])),
         *run_warnings(run_id),
     ]
-    return replace(comparison, warnings=warnings)
+    forecast, horizon = None, None
+    if scorer.can_forecast and scorer.scorer.pipeline is not None:
+        progress("forecasting the horizon")
+        forecast = scorer.forecast_scored(data, as_of, scores)
+        horizon = scorer.scorer.pipeline.horizon_days
+    return replace(comparison, warnings=warnings, forecast=forecast, horizon_days=horizon)
 
 
 def run_warnings(run_id: str | None) -> list[str]:

@@ -4,6 +4,7 @@ a fan chart per tier (won revenue through the horizon), and the backtest when on
 from __future__ import annotations
 
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from reports.html import Column, count, figure, money, percent, render, table
@@ -41,6 +42,21 @@ def fan_chart(fan: pd.DataFrame) -> Figure:
     return chart
 
 
+def forecast_tier_table(forecast: pd.DataFrame) -> Markup:
+    """Per tier: accounts, and each quantity's point forecast with its 80% interval (this page and compare's)."""
+    return table(
+        forecast,
+        [
+            Column("Tier", "tier", numeric=False, kind="tier"),
+            Column("Accounts", "accounts", count),
+            _interval("new_opportunities", count),
+            _interval("pipeline_value", money),
+            _interval("deals_won", count),
+            _interval("won_revenue", money),
+        ],
+    )
+
+
 def render_forecast(
     forecast: pd.DataFrame,
     fan: pd.DataFrame,
@@ -52,17 +68,7 @@ def render_forecast(
     data_label: str,
 ) -> str:
     overall = forecast[forecast["tier"] == OVERALL].iloc[0]
-    forecast_table = table(
-        forecast,
-        [
-            Column("Tier", "tier", numeric=False, kind="tier"),
-            Column("Accounts", "accounts", count),
-            _interval("new_opportunities", count),
-            _interval("pipeline_value", money),
-            _interval("deals_won", count),
-            _interval("won_revenue", money),
-        ],
-    )
+    forecast_table = forecast_tier_table(forecast)
     backtest_table = None
     summary_table = None
     if backtest is not None and summary is not None:

@@ -22,6 +22,7 @@ from features.errors import DataError, Problem
 from features.files import check_writable_target, write_table
 from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
 from reports.diff import TierDiff
+from reports.forecast_page import forecast_tier_table
 from reports.html import Column, count, figure, matrix, money, percent, points, render, signed, table
 from training import plots
 
@@ -361,6 +362,8 @@ def render_comparison(c: Comparison, data_label: str) -> str:
         "gain_table": _gain_table(c),
         "budget_table": _budget_table(c),
         "budget_split": _budget_split(c),
+        "forecast_table": forecast_tier_table(c.forecast) if c.learned and c.forecast is not None else None,
+        "forecast_end": None if c.horizon_days is None else c.as_of + pd.Timedelta(days=c.horizon_days - 1),
     }
     if c.learned:
         first = _tier_1(c)

@@ -117,7 +117,8 @@ PAGE_VARIABLES = {  # what each page reads from its context: a misspelt name fai
     "compare.html": {"c", "h", "data_label", "files", "written", "mover_levels", "movers_shown", "agreement",
                      "holdout_figure", "holdout_table", "holdout_last_day", "gain_figure", "gain_table",
                      "calibration_figure", "calibration_table", "map_figure", "tier_1_accounts", "tier_1_table",
-                     "movers_table", "one_level_apart", "budget_table", "budget_split"},
+                     "movers_table", "one_level_apart", "budget_table", "budget_split", "forecast_table",
+                     "forecast_end"},
     "base.html": {"title", "subtitle", "menu", "footer"},
     "macros.html": set(),
 }  # fmt: skip
@@ -211,11 +212,11 @@ def test_compare_page_escapes_account_names_reasons_warnings_and_the_data_label(
 def test_compare_page_keeps_every_section_in_order_with_its_menu(comparison):
     page = report.render_comparison(hostile(comparison), "export")
     anchors = re.findall(r"<section id=([\w-]+)>", page)
-    assert anchors == ["agreement", "holdout", "gain", "calibration", "map", "movers", "budget"]
+    assert anchors == ["agreement", "holdout", "gain", "calibration", "map", "movers", "budget", "forecast"]
     assert (
         '<nav><a href="#agreement">Agreement</a><a href="#holdout">Holdout by tier</a><a href="#gain">Gain and lift'
         '</a><a href="#calibration">Calibration</a><a href="#map">Priority map</a><a href="#movers">Movers</a>'
-        '<a href="#budget">Budget</a></nav>'
+        '<a href="#budget">Budget</a><a href="#forecast">Forecast</a></nav>'
     ) in page
     assert "<h2>Accounts the tierings disagree on (1)</h2>" in page
     assert len(re.findall(r"<figure><img src=\"data:image/png;base64,", page)) == 4

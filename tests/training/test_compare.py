@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TIER_NAMES, UNTIERED
+from features.config import TIER_NAMES, UNTIERED, TieringConfig
 from features.errors import DataError
 from reports.compare import MOVER_LEVELS, movers
 from reports.report import Column, publish, table
 
 runner = CliRunner()
 TIERS = [*TIER_NAMES, UNTIERED]
-LEARNED_SECTIONS = ("agreement", "holdout", "gain", "calibration", "map", "movers", "budget")
+LEARNED_SECTIONS = ("agreement", "holdout", "gain", "calibration", "map", "movers", "budget", "forecast")
 
 
 def words(text: str) -> str:
@@ -140,6 +140,24 @@ def test_report_is_logged_to_the_models_run(report, model_store):
     assert {"report.html", "agreement.csv", "movers.csv", "scores.csv"} <= logged
 
 
+def test_the_forecast_section_adds_up_the_scores_files_expected_revenue_per_tier(report):
+    """Each tier's expected won revenue inside the horizon is its accounts' expected_revenue summed (the scores
+    file of `tiering score` on the same book), and the interval holds the point."""
+    scores = pd.read_csv(report / "scores.csv")
+    forecast = pd.read_csv(report / "report" / "forecast.csv").set_index("tier")
+    assert list(forecast.index) == [*TIERS, "overall"]
+    for tier in TIERS:
+        members = scores[scores["tier"] == tier]
+        assert forecast.at[tier, "accounts"] == len(members)
+        assert forecast.at[tier, "won_revenue"] == pytest.approx(members["expected_revenue"].sum(), rel=1e-4, abs=1)
+        assert forecast.at[tier, "won_revenue_low"] <= forecast.at[tier, "won_revenue"]
+        assert forecast.at[tier, "won_revenue"] <= forecast.at[tier, "won_revenue_high"]
+    assert forecast.at["overall", "accounts"] == len(scores)
+    page = words((report / "report" / "report.html").read_text(encoding="utf-8"))
+    horizon = TieringConfig().model.horizon_days
+    assert f"What each learned tier should bring in the next {horizon} days" in page
+
+
 def test_rules_only_report_says_so_and_skips_learned_parts(trained_model, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")  # no champion here
     result = runner.invoke(app, ["compare", str(trained_model.data_dir), "--out", str(tmp_path / "report")])
@@ -149,9 +167,10 @@ def test_rules_only_report_says_so_and_skips_learned_parts(trained_model, tmp_pa
     assert "No learned model" in page
     for anchor in ("holdout", "gain", "budget"):
         assert f"<section id={anchor}>" in page
-    for anchor in ("agreement", "calibration", "map", "movers"):
+    for anchor in ("agreement", "calibration", "map", "movers", "forecast"):
         assert f"<section id={anchor}>" not in page
     assert not (tmp_path / "report" / "movers.csv").exists()
+    assert not (tmp_path / "report" / "forecast.csv").exists()
     holdout = pd.read_csv(tmp_path / "report" / "holdout_tiers.csv")
     assert set(holdout["tiering"]) == {"rule"} and holdout["opportunities"].sum() > 0
 
