@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import TIER_NAMES, UNTIERED
-from scoring.pipeline import PipelineModel
+from scoring.pipeline import CloseTiming, PipelineModel
 
 SIMULATIONS = 10_000
 MAX_DRAWS = 1_000_000  # per quantity and tier (about 100 deals a simulation): beyond, the sum is drawn by its moments
@@ -47,6 +47,18 @@ class BookInputs:
     open_deals: np.ndarray
     open_amount: np.ndarray
     expected_new: np.ndarray  # new opportunities expected inside the horizon
+    employees: np.ndarray  # the head count (NaN unknown), which picks the account's time-to-close distribution
+
+    def new_share_by(self, timing: CloseTiming, days: int) -> np.ndarray:
+        """Per account: the share of deals created over the first `days` days that close within them."""
+        return timing.per_account(self._rows(), lambda own: own.new_share_by(days))
+
+    def open_share_by(self, timing: CloseTiming, days: int, horizon: int) -> np.ndarray:
+        """Per account: the share of its open deals that close within the first `days` days of the horizon."""
+        return timing.per_account(self._rows(), lambda own: own.open_share_by(days, horizon))
+
+    def _rows(self) -> dict[str, np.ndarray]:
+        return {"open_amount": self.open_amount, "employees": self.employees}
 
     @classmethod
     def of(cls, scores, features, pipeline: PipelineModel) -> BookInputs:
@@ -63,6 +75,11 @@ class BookInputs:
             open_deals=numbers(features["open_deals"]),
             open_amount=numbers(features["open_amount"]),
             expected_new=pipeline.expected_count(numbers(scores["pipeline_probability"]), features),
+            employees=(
+                np.asarray(features["employees"], dtype=np.float64)
+                if "employees" in features
+                else np.full(len(scores["tier"]), np.nan)
+            ),
         )
 
 
@@ -122,8 +139,8 @@ def tier_forecast(
     days = horizon if days is None else min(days, horizon)
     factors = amount_factors(pipeline)
     expected_new = inputs.expected_new * days / horizon
-    won_new = expected_new * timing.new_share_by(days) * inputs.win_probability
-    won_open = inputs.open_deals * timing.open_share_by(days, horizon) * inputs.win_probability
+    won_new = expected_new * inputs.new_share_by(timing, days) * inputs.win_probability
+    won_open = inputs.open_deals * inputs.open_share_by(timing, days, horizon) * inputs.win_probability
     open_each = np.where(inputs.open_deals > 0, inputs.open_amount / np.maximum(inputs.open_deals, 1), 0.0)
     rows = []
     for tier in FORECAST_TIERS:

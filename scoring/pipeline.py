@@ -15,6 +15,7 @@ Prediction only (the fitting lives in `training.propensity`); it travels inside 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
@@ -29,19 +30,32 @@ PIPELINE_FEATURES = ("created_90d", "created_180d", "days_since_created", "open_
 MAX_PROBABILITY = 0.999  # the Poisson count behind a probability of 1 is infinite
 
 
+# Company size bands by employees (small below 200, mid-market below 2,000, enterprise from there): deal cycles
+# usually differ most along size. Accounts without a head count take the book's one distribution.
+SIZE_BANDS = (200.0, 2_000.0)
+SIZE_BAND_NAMES = ("small", "mid", "large")
+ONE_DISTRIBUTION = "one distribution"
+BY_SIZE = "by company size"
+
+
+def size_bands(employees) -> np.ndarray:
+    """0, 1, 2 by SIZE_BANDS; -1 where the head count is unknown."""
+    values = np.asarray(employees, dtype=np.float64)
+    return np.where(np.isnan(values), -1, np.searchsorted(np.asarray(SIZE_BANDS), values, side="right"))
+
+
 @dataclass
 class CloseTiming:
     """Time to close, from the history: the Kaplan-Meier distribution of days from creation to close (won or
-    lost; still-open deals censored), and the two shares the forecast needs for a horizon of h days."""
+    lost; still-open deals censored), and the two shares the forecast needs for a horizon of h days. With
+    `method == BY_SIZE`, each size band with enough deals has its own (in `segments`, by band number)."""
 
     cdf: list[float]  # P(closed within d days of creation), d = 0, 1, ..., len - 1 (flat beyond)
     new_share: float  # a deal created uniformly inside the horizon closes inside it
     open_share: float  # a deal open at the cut-off closes inside the horizon (measured at past cut-offs)
     rows: int = 0
-
-    def closes_within(self, days: np.ndarray) -> np.ndarray:
-        cdf = np.asarray(self.cdf)
-        return cdf[np.clip(np.asarray(days, dtype=np.int64), 0, len(cdf) - 1)]
+    method: str = ONE_DISTRIBUTION
+    segments: dict[int, CloseTiming] = field(default_factory=dict)
 
     def new_share_by(self, days: int) -> float:
         """The share of deals created uniformly over `days` days that close within those days."""
@@ -52,18 +66,36 @@ class CloseTiming:
         """Open deals closing within the first `days` days of the horizon, at a constant hazard."""
         return 1.0 - (1.0 - min(self.open_share, 1.0 - 1e-9)) ** (days / horizon)
 
-    def open_close_share(self, age_days: np.ndarray, horizon: int) -> np.ndarray:
-        """P(close inside the horizon | open at an age of `age_days`), from the distribution's hazard."""
-        now, later = self.closes_within(age_days), self.closes_within(np.asarray(age_days) + horizon)
-        alive = 1.0 - now
-        return np.where(alive > 1e-9, (later - now) / np.maximum(alive, 1e-9), self.open_share)
+    def per_account(self, rows: Features, share: Callable[[CloseTiming], float]) -> np.ndarray:
+        """`share` of each account's distribution (its size band's, else the book's), one value per row."""
+        count = len(rows["open_amount"])
+        values = np.full(count, share(self))
+        if self.segments and "employees" in rows:
+            bands = size_bands(rows["employees"])
+            for band, timing in self.segments.items():
+                values[bands == band] = share(timing)
+        return values
 
     def to_dict(self) -> dict:
-        return {"cdf": self.cdf, "new_share": self.new_share, "open_share": self.open_share, "rows": self.rows}
+        return {
+            "cdf": self.cdf,
+            "new_share": self.new_share,
+            "open_share": self.open_share,
+            "rows": self.rows,
+            "method": self.method,
+            "segments": {str(band): timing.to_dict() for band, timing in self.segments.items()},
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> CloseTiming:
-        return cls(list(raw["cdf"]), float(raw["new_share"]), float(raw["open_share"]), int(raw.get("rows", 0)))
+        return cls(
+            list(raw["cdf"]),
+            float(raw["new_share"]),
+            float(raw["open_share"]),
+            int(raw.get("rows", 0)),
+            raw.get("method", ONE_DISTRIBUTION),
+            {int(band): cls.from_dict(inner) for band, inner in raw.get("segments", {}).items()},
+        )
 
 
 @dataclass
@@ -104,8 +136,10 @@ class PipelineModel:
         self, rows: Features, probability: np.ndarray, win_probability: np.ndarray, deal_size: np.ndarray
     ) -> np.ndarray:
         open_amount = np.nan_to_num(np.asarray(rows["open_amount"], dtype=np.float64))
-        new = self.expected_count(probability, rows) * self.timing.new_share * deal_size
-        return win_probability * (new + self.timing.open_share * open_amount)
+        new_share = self.timing.per_account(rows, lambda timing: timing.new_share)
+        open_share = self.timing.per_account(rows, lambda timing: timing.open_share)
+        new = self.expected_count(probability, rows) * new_share * deal_size
+        return win_probability * (new + open_share * open_amount)
 
     def to_dict(self) -> dict:
         model = self.model

@@ -34,7 +34,15 @@ from features.pointintime import FeatureBuilder
 from features.rules import rule_scores
 from features.schema import CrmData
 from scoring.learners import LIGHTGBM, LOGISTIC, Recipe, WinModel
-from scoring.pipeline import HISTORICAL, PIPELINE_FEATURES, CloseTiming, PipelineModel
+from scoring.pipeline import (
+    BY_SIZE,
+    HISTORICAL,
+    PIPELINE_FEATURES,
+    SIZE_BAND_NAMES,
+    CloseTiming,
+    PipelineModel,
+    size_bands,
+)
 from training.evaluate import win_metrics
 from training.models import fit_logistic, fit_recipe, select_calibrator, train_booster
 
@@ -42,6 +50,8 @@ SNAPSHOT_SPACING_DAYS = 30
 MIN_CREATIONS = 50  # each slice needs this many accounts that did, and that did not, open an opportunity
 PIPELINE_CANDIDATE = Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0)
 KM_DAYS = 731
+SEGMENT_MIN_DEALS = 200  # a size band's own time-to-close distribution needs this many deals, else the book's
+SEGMENT_GAIN = 0.01  # by size band must lower the Brier score by 1% to be chosen over one distribution
 
 
 @dataclass
@@ -115,33 +125,124 @@ def snapshot_rows(
     return pd.concat(frames, ignore_index=True)
 
 
-def close_timing(data: CrmData, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int):
-    """Kaplan-Meier days to close over the opportunities created in [start - 1 year, as_of), and the
-    amount-weighted share of deals open at each past cut-off that closed within the horizon."""
-    opps = data.opportunities
-    created = opps["created_date"]
-    seen = opps[(created >= start - pd.Timedelta(days=365)) & (created < as_of)]
-    close = seen["close_date"].where(seen["outcome"] != "open")
-    closed = close.notna() & (close < as_of)
-    duration = np.where(closed, (close - seen["created_date"]).dt.days, (as_of - seen["created_date"]).dt.days)
-    duration = np.clip(np.nan_to_num(duration.astype(np.float64)), 0, KM_DAYS - 1).astype(np.int64)
-    events = np.bincount(duration[closed.to_numpy()], minlength=KM_DAYS)
+def _kaplan_meier(duration: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """P(closed within d days of creation) for d = 0 .. KM_DAYS - 1; `closed` False is censored at `duration`."""
+    events = np.bincount(duration[closed], minlength=KM_DAYS)
     leaving = np.bincount(duration, minlength=KM_DAYS)
     at_risk = len(duration) - np.concatenate(([0], np.cumsum(leaving)[:-1]))
     hazard = np.where(at_risk > 0, events / np.maximum(at_risk, 1), 0.0)
-    cdf = 1.0 - np.cumprod(1.0 - hazard)
-    new_share = float(np.mean(cdf[:horizon]))
+    return 1.0 - np.cumprod(1.0 - hazard)
+
+
+def _observed(opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """The opportunities created in [start - 1 year, end), with days to close and whether it closed before `end`
+    (the others censored there)."""
+    created = opps["created_date"]
+    seen = opps[(created >= start - pd.Timedelta(days=365)) & (created < end)]
+    close = seen["close_date"].where(seen["outcome"] != "open")
+    closed = (close.notna() & (close < end)).to_numpy()
+    duration = np.where(closed, (close - seen["created_date"]).dt.days, (end - seen["created_date"]).dt.days)
+    duration = np.clip(np.nan_to_num(duration.astype(np.float64)), 0, KM_DAYS - 1).astype(np.int64)
+    return duration, closed
+
+
+def _open_share(opps: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon: int, fallback: float) -> float:
+    """The amount-weighted share of the deals open at each cut-off that closed within the horizon."""
+    created = opps["created_date"]
     amount = opps["amount"].fillna(0.0).to_numpy(dtype=np.float64)
     weight = np.where(amount > 0, amount, 0.0) if (amount > 0).any() else np.ones(len(opps))
     closing = opps["close_date"].where(opps["outcome"] != "open")
     done, total = 0.0, 0.0
     for cutoff in cutoffs:
         open_then = ((created < cutoff) & ~(closing < cutoff)).to_numpy()
-        closed_inside = (closing >= cutoff) & (closing < cutoff + pd.Timedelta(days=horizon))
-        done += float(weight[open_then & closed_inside.to_numpy()].sum())
+        closed_inside = ((closing >= cutoff) & (closing < cutoff + pd.Timedelta(days=horizon))).to_numpy()
+        done += float(weight[open_then & closed_inside].sum())
         total += float(weight[open_then].sum())
-    open_share = done / total if total > 0 else new_share
-    return CloseTiming(cdf.round(6).tolist(), new_share, open_share, rows=int(len(duration)))
+    return done / total if total > 0 else fallback
+
+
+def _account_bands(data: CrmData, opps: pd.DataFrame) -> np.ndarray:
+    """Each opportunity's account size band (-1 unknown)."""
+    employees = data.accounts.set_index(data.accounts["account_id"].astype("str"))["employees"]
+    employees = employees[~employees.index.duplicated()]
+    return size_bands(opps["account_id"].astype("str").map(employees).to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def _timing(
+    opps: pd.DataFrame, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int
+) -> CloseTiming:
+    duration, closed = _observed(opps, start, as_of)
+    cdf = _kaplan_meier(duration, closed)
+    new_share = float(np.mean(cdf[:horizon]))
+    return CloseTiming(
+        cdf.round(6).tolist(), new_share, _open_share(opps, cutoffs, horizon, new_share), rows=int(len(duration))
+    )
+
+
+def _segmented(
+    data: CrmData, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int
+) -> CloseTiming:
+    """The book's distribution, and each size band's where the band has SEGMENT_MIN_DEALS deals of its own."""
+    opps = data.opportunities
+    timing = _timing(opps, start, as_of, cutoffs, horizon)
+    bands = _account_bands(data, opps)
+    created = opps["created_date"]
+    recent = ((created >= start - pd.Timedelta(days=365)) & (created < as_of)).to_numpy()
+    for band in range(len(SIZE_BAND_NAMES)):
+        mine = bands == band
+        if int((mine & recent).sum()) >= SEGMENT_MIN_DEALS:
+            timing.segments[band] = _timing(opps[mine], start, as_of, cutoffs, horizon)
+    timing.method = BY_SIZE
+    return timing
+
+
+def _brier_at(timing: CloseTiming, data: CrmData, check: pd.Timestamp, as_of: pd.Timestamp) -> float:
+    """How well `timing` (fitted on data before `check`) foretells which deals close in [check, as_of): those
+    open at `check` (given their age) and those created after it. The mean squared error of the probability."""
+    opps = data.opportunities
+    created = opps["created_date"]
+    close = opps["close_date"].where(opps["outcome"] != "open")
+    open_then = ((created < check) & ~(close < check)).to_numpy()
+    new_then = ((created >= check) & (created < as_of)).to_numpy()
+    actual = (close.notna() & (close < as_of)).to_numpy().astype(np.float64)
+    bands = _account_bands(data, opps)
+    last = KM_DAYS - 1
+    age = np.clip((check - created).dt.days.to_numpy(dtype=np.float64, na_value=0), 0, last).astype(np.int64)
+    left = np.clip((as_of - created).dt.days.to_numpy(dtype=np.float64, na_value=0) - 1, 0, last).astype(np.int64)
+    predicted = np.zeros(len(opps))
+    for band in (-1, *range(len(SIZE_BAND_NAMES))):
+        cdf = np.asarray(timing.segments.get(band, timing).cdf)
+        mine = bands == band
+        before = np.where(age > 0, cdf[np.maximum(age - 1, 0)], 0.0)  # closed before `check`: duration <= age - 1
+        alive = np.maximum(1.0 - before, 1e-9)
+        predicted[mine] = np.where(open_then, (cdf[left] - before) / alive, cdf[left])[mine]
+    judged = open_then | new_then
+    return float(np.mean((predicted[judged] - actual[judged]) ** 2)) if judged.any() else float("nan")
+
+
+def close_timing(
+    data: CrmData, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int
+) -> tuple[CloseTiming, dict[str, float]]:
+    """Time to close for the window [start, as_of): one Kaplan-Meier distribution for the book, or one per
+    company size band, whichever foretells better which deals close in the last `horizon` days when both are fitted
+    on the data before them (by the Brier score; the size bands must win by SEGMENT_GAIN). With it, the
+    amount-weighted share of deals open at each past cut-off that closed within the horizon. Metrics beside it."""
+    check = as_of - pd.Timedelta(days=horizon)
+    earlier = [cutoff for cutoff in cutoffs if cutoff + pd.Timedelta(days=horizon) <= check]
+    one = _timing(data.opportunities, start, check, earlier, horizon)
+    sized = _segmented(data, start, check, earlier, horizon)
+    one_brier, sized_brier = _brier_at(one, data, check, as_of), _brier_at(sized, data, check, as_of)
+    by_size = bool(sized.segments) and sized_brier < one_brier * (1 - SEGMENT_GAIN)
+    if by_size:
+        timing = _segmented(data, start, as_of, cutoffs, horizon)
+    else:
+        timing = _timing(data.opportunities, start, as_of, cutoffs, horizon)
+    metrics = {
+        "pipeline_close_brier_one_distribution": one_brier,
+        "pipeline_close_brier_by_size": sized_brier if sized.segments else float("nan"),
+        "pipeline_close_by_size": float(by_size),
+    }
+    return timing, metrics
 
 
 def _historical(horizon: int, timing: CloseTiming, rows: pd.DataFrame, note: str, residuals: list[float]):
@@ -230,8 +331,8 @@ def fit_pipeline(
     residuals = list(residual_quantiles or [])
     cutoffs = snapshot_cutoffs(as_of, start, horizon)
     validation_at = math.ceil(horizon / SNAPSHOT_SPACING_DAYS)
-    timing = close_timing(data, start, as_of, cutoffs, horizon)
-    metrics = {"pipeline_close_new_share": timing.new_share, "pipeline_close_open_share": timing.open_share}
+    timing, metrics = close_timing(data, start, as_of, cutoffs, horizon)
+    metrics |= {"pipeline_close_new_share": timing.new_share, "pipeline_close_open_share": timing.open_share}
     if len(cutoffs) <= 2 * validation_at:
         note = (
             f"pipeline propensity: model.horizon_days {horizon} is longer than the training window allows "

@@ -155,6 +155,7 @@ def _book(tiers, probability, win, size, open_deals, open_amount):
         open_deals=np.array(open_deals, dtype=float),
         open_amount=np.array(open_amount, dtype=float),
         expected_new=-np.log1p(-np.array(probability, dtype=float)),
+        employees=np.full(len(tiers), np.nan),
     )
 
 

@@ -1,0 +1,92 @@
+"""Time to close: one Kaplan-Meier distribution for the book, or one per company size band, whichever foretells
+better which deals close; the forecast and expected_revenue then use each account's own band. Oracles: exports
+built by hand with known cycles, and the shares computed from them by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import CrmData, conform
+from scoring.forecast import BookInputs, tier_forecast
+from scoring.pipeline import BY_SIZE, HISTORICAL, ONE_DISTRIBUTION, PipelineModel
+from training.propensity import close_timing, snapshot_cutoffs
+
+HORIZON = 90
+START, AS_OF = pd.Timestamp("2025-01-01"), pd.Timestamp("2026-01-01")
+
+
+def export(small_cycle: int, large_cycle: int, per_account: int = 6, seed: int = 0) -> CrmData:
+    """300 small accounts (50 employees) and 300 large ones (5,000), each opening deals at random days over two
+    years; a small account's deal closes exactly `small_cycle` days after it opens, a large one's `large_cycle`."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i}" for i in range(300)] + [f"L{i}" for i in range(300)]
+    employees = [50.0] * 300 + [5000.0] * 300
+    accounts = conform(pd.DataFrame({"account_id": ids, "employees": employees}), "accounts")
+    owner = np.repeat(np.arange(600), per_account)
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 730, size=owner.size), unit="D")
+    cycle = np.where(owner < 300, small_cycle, large_cycle)
+    close = created + pd.to_timedelta(cycle, unit="D")
+    still_open = close >= AS_OF
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": [f"O{i}" for i in range(owner.size)],
+            "account_id": np.array(ids)[owner],
+            "created_date": created,
+            "close_date": np.where(still_open, pd.NaT, close),
+            "outcome": np.where(still_open, "open", np.where(rng.random(owner.size) < 0.3, "won", "lost")),
+            "amount": 10_000.0,
+        }
+    )
+    opportunities = opportunities[opportunities["created_date"] < AS_OF]
+    return CrmData(accounts, conform(opportunities, "opportunities"))
+
+
+def timing_of(data: CrmData):
+    return close_timing(data, START, AS_OF, snapshot_cutoffs(AS_OF, START, HORIZON), HORIZON)
+
+
+def test_cycles_that_differ_by_size_get_a_distribution_per_band_with_the_shares_by_hand():
+    timing, metrics = timing_of(export(small_cycle=20, large_cycle=150))
+    assert timing.method == BY_SIZE and metrics["pipeline_close_by_size"] == 1.0
+    assert metrics["pipeline_close_brier_by_size"] < metrics["pipeline_close_brier_one_distribution"]
+    small, large = timing.segments[0], timing.segments[2]
+    assert 1 not in timing.segments  # no mid-market account
+    # A deal opened uniformly over the 90 days closes inside them when opened in the first 70 (20-day cycle).
+    assert small.new_share == pytest.approx(70 / 90, abs=1e-3)  # KM keeps a deal censored on day 20 at risk
+    assert large.new_share == pytest.approx(0.0, abs=1e-6)  # 150 days never fit in 90
+    # Open at a cut-off: every small deal closes within 20 days; a large one when it is more than 60 days old,
+    # i.e. 90 of its 150 open days.
+    assert small.open_share == pytest.approx(1.0, abs=1e-6)
+    assert large.open_share == pytest.approx(90 / 150, abs=0.03)
+
+
+def test_cycles_alike_for_every_size_keep_one_distribution():
+    timing, metrics = timing_of(export(small_cycle=45, large_cycle=45))
+    assert timing.method == ONE_DISTRIBUTION and not timing.segments
+    assert metrics["pipeline_close_by_size"] == 0.0
+    assert timing.new_share == pytest.approx(45 / 90, abs=3e-3)
+
+
+def test_the_forecast_and_expected_revenue_read_each_accounts_own_band():
+    timing, _ = timing_of(export(small_cycle=20, large_cycle=150))
+    pipeline = PipelineModel(HORIZON, HISTORICAL, timing)
+    employees = np.array([50.0, 5000.0, np.nan])  # small, large, unknown (the book's distribution)
+    book = BookInputs(
+        tier=np.array(["tier_1", "tier_1", "tier_1"], dtype=object),
+        pipeline_probability=np.array([0.5, 0.5, 0.5]),
+        win_probability=np.array([0.4, 0.4, 0.4]),
+        deal_size=np.array([10_000.0, 10_000.0, 10_000.0]),
+        open_deals=np.array([0.0, 0.0, 0.0]),
+        open_amount=np.array([0.0, 0.0, 0.0]),
+        expected_new=np.array([1.0, 1.0, 1.0]),
+        employees=employees,
+    )
+    table = tier_forecast(book, pipeline, simulations=200, seed=1).set_index("tier")
+    small, large = timing.segments[0].new_share, timing.segments[2].new_share  # about 70/90 and 0, checked above
+    by_hand = 0.4 * 10_000 * (small + large + timing.new_share)
+    assert table.at["tier_1", "won_revenue"] == pytest.approx(by_hand, rel=1e-6)
+    rows = {"open_amount": np.zeros(3), "employees": employees, "created_180d": np.zeros(3)}
+    revenue = pipeline.expected_revenue(rows, np.full(3, 1 - np.exp(-1.0)), np.full(3, 0.4), np.full(3, 10_000.0))
+    assert revenue == pytest.approx([0.4 * 10_000 * small, 0.4 * 10_000 * large, 0.4 * 10_000 * timing.new_share])
