@@ -4,12 +4,14 @@ revenue, each with an 80% interval from simulation over the accounts.
 Prediction only (it runs in `tiering forecast`, `tiering compare` and the service's `/forecast`), from the
 score records and the feature rows of one book and the model's `PipelineModel`:
 
-- account a opens new opportunities as a Poisson count with mean lambda_a = -ln(1 - pipeline_probability_a);
-  each closes inside the horizon with the time-to-close share for new deals, is won with win_probability_a
-  and is worth expected_deal_size_a times a factor drawn from the deal-size model's own residuals (log won
-  amount around its prediction on validation deals, rescaled to mean 1);
+- account a opens new opportunities as a Poisson count with mean lambda_a (the count learner's); each closes
+  inside the horizon with the time-to-close share for new deals, is won with the win rate of the account's new
+  deals closing inside the horizon (win_probability_a shifted on its log-odds: `PipelineModel.horizon_win`) and
+  is worth expected_deal_size_a times a factor drawn from the deal-size model's own residuals (log won amount
+  around its prediction on validation deals, rescaled to mean 1);
 - each of its open deals closes inside the horizon with the share of open deals that did at past cut-offs
-  and is won with win_probability_a, for its own amount (the mean of the account's open amounts).
+  and is won with the win rate of its open deals closing inside the horizon, for its own amount (the mean of the
+  account's open amounts).
 
 Thinned Poisson counts add up to Poisson counts, so a tier's events are drawn as one Poisson count per
 simulation and assigned to accounts by their weights (exact compound-Poisson sums). Where a tier expects so
@@ -42,7 +44,8 @@ class BookInputs:
 
     tier: np.ndarray
     pipeline_probability: np.ndarray
-    win_probability: np.ndarray
+    new_win_probability: np.ndarray  # the win rate of the account's deals closing inside the horizon: new ones
+    open_win_probability: np.ndarray  # open ones
     deal_size: np.ndarray
     open_deals: np.ndarray
     open_amount: np.ndarray
@@ -67,10 +70,12 @@ class BookInputs:
         def numbers(values) -> np.ndarray:
             return np.nan_to_num(np.asarray(values, dtype=np.float64))
 
+        open_win, new_win = pipeline.horizon_win(numbers(scores["win_probability"]))
         return cls(
             tier=np.asarray(scores["tier"], dtype=object),
             pipeline_probability=numbers(scores["pipeline_probability"]),
-            win_probability=numbers(scores["win_probability"]),
+            new_win_probability=new_win,
+            open_win_probability=open_win,
             deal_size=numbers(scores["expected_deal_size"]),
             open_deals=numbers(features["open_deals"]),
             open_amount=numbers(features["open_amount"]),
@@ -139,8 +144,8 @@ def tier_forecast(
     days = horizon if days is None else min(days, horizon)
     factors = amount_factors(pipeline)
     expected_new = inputs.expected_new * days / horizon
-    won_new = expected_new * inputs.new_share_by(timing, days) * inputs.win_probability
-    won_open = inputs.open_deals * inputs.open_share_by(timing, days, horizon) * inputs.win_probability
+    won_new = expected_new * inputs.new_share_by(timing, days) * inputs.new_win_probability
+    won_open = inputs.open_deals * inputs.open_share_by(timing, days, horizon) * inputs.open_win_probability
     open_each = np.where(inputs.open_deals > 0, inputs.open_amount / np.maximum(inputs.open_deals, 1), 0.0)
     rows = []
     for tier in FORECAST_TIERS:

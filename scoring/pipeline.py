@@ -98,6 +98,16 @@ class CloseTiming:
         )
 
 
+def shifted(probability: np.ndarray, shift: float) -> np.ndarray:
+    """The probability with `shift` added to its log-odds (0 and 1 stay where they are)."""
+    if shift == 0.0:
+        return probability
+    odds = np.asarray(probability, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = odds * np.exp(shift) / (1.0 - odds + odds * np.exp(shift))
+    return np.where(np.isfinite(moved), moved, odds)
+
+
 @dataclass
 class PipelineModel:
     horizon_days: int
@@ -112,6 +122,11 @@ class PipelineModel:
     # P(at least one) says little about accounts that open several. None: the Poisson count behind the probability.
     count_model: lgb.Booster | None = None
     count_scale: float = 1.0  # the count learner's level, set on later snapshots than it was fitted on
+    # The win model judges a deal by the account's features when the deal was opened; at a cut-off the account
+    # looks different (quieter before it opens one, say). These log-odds shifts, fitted on the snapshots, turn the
+    # account's win probability now into the win rate of its deals that close inside the horizon: open ones, new ones.
+    open_win_shift: float = 0.0
+    new_win_shift: float = 0.0
 
     def probability(self, rows: Features) -> np.ndarray:
         if self.model is not None and self.spec is not None:
@@ -132,14 +147,19 @@ class PipelineModel:
             return self.count_scale * self.count_model.predict(self.spec.encode(rows))
         return -np.log1p(-np.clip(probability, 0.0, MAX_PROBABILITY))
 
+    def horizon_win(self, win_probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The win rate of the account's deals that close inside the horizon: (open ones, new ones)."""
+        return shifted(win_probability, self.open_win_shift), shifted(win_probability, self.new_win_shift)
+
     def expected_revenue(
         self, rows: Features, probability: np.ndarray, win_probability: np.ndarray, deal_size: np.ndarray
     ) -> np.ndarray:
         open_amount = np.nan_to_num(np.asarray(rows["open_amount"], dtype=np.float64))
         new_share = self.timing.per_account(rows, lambda timing: timing.new_share)
         open_share = self.timing.per_account(rows, lambda timing: timing.open_share)
+        open_win, new_win = self.horizon_win(win_probability)
         new = self.expected_count(probability, rows) * new_share * deal_size
-        return win_probability * (new + open_share * open_amount)
+        return new_win * new + open_win * open_share * open_amount
 
     def to_dict(self) -> dict:
         model = self.model
@@ -155,6 +175,8 @@ class PipelineModel:
             "residual_quantiles": self.residual_quantiles,
             "note": self.note,
             "count_scale": self.count_scale,
+            "open_win_shift": self.open_win_shift,
+            "new_win_shift": self.new_win_shift,
         }
 
     @classmethod
@@ -174,4 +196,6 @@ class PipelineModel:
             note=raw.get("note", ""),
             count_model=count_model,
             count_scale=float(raw.get("count_scale", 1.0)),
+            open_win_shift=float(raw.get("open_win_shift", 0.0)),
+            new_win_shift=float(raw.get("new_win_shift", 0.0)),
         )

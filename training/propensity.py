@@ -64,6 +64,7 @@ class PipelineFit:
     metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     holdout: pd.DataFrame = field(default_factory=pd.DataFrame)  # account, cut-off, label, predictions
+    snapshots: pd.DataFrame = field(default_factory=pd.DataFrame)  # every account snapshot (for `set_win_shifts`)
 
 
 # Counts since the export began grow with its age, not with the account: a learner fitted on early snapshots
@@ -79,6 +80,11 @@ def count_scale(counts: lgb.Booster, rows: pd.DataFrame, spec: FeatureSpec) -> f
     """The factor that makes the count learner's total match these (later) snapshots' actual total."""
     predicted = float(counts.predict(spec.encode(rows)).sum())
     return float(rows["count"].sum()) / predicted if predicted > 0 else 1.0
+
+
+def validation_snapshot(horizon: int) -> int:
+    """k of the validation slice: the first cut-off whose labels end where the holdout's features begin."""
+    return math.ceil(horizon / SNAPSHOT_SPACING_DAYS)
 
 
 def snapshot_cutoffs(as_of: pd.Timestamp, start: pd.Timestamp, horizon: int) -> list[pd.Timestamp]:
@@ -330,7 +336,7 @@ def fit_pipeline(
     horizon = config.model.horizon_days
     residuals = list(residual_quantiles or [])
     cutoffs = snapshot_cutoffs(as_of, start, horizon)
-    validation_at = math.ceil(horizon / SNAPSHOT_SPACING_DAYS)
+    validation_at = validation_snapshot(horizon)
     timing, metrics = close_timing(data, start, as_of, cutoffs, horizon)
     metrics |= {"pipeline_close_new_share": timing.new_share, "pipeline_close_open_share": timing.open_share}
     if len(cutoffs) <= 2 * validation_at:
@@ -370,7 +376,7 @@ def fit_pipeline(
             "falls back to each account's historical creation rate"
         )
         model = _historical(horizon, timing, rows[snapshot == 0], note, residuals)
-        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
+        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note], snapshots=rows)
     spec = FeatureSpec.fit(fit, config, columns=pipeline_columns(config))
     learner, chosen = _learn(fit, validation, spec, config, None)
     metrics.update(chosen)
@@ -386,7 +392,7 @@ def fit_pipeline(
             f"(validation ROC AUC {learner_validation:.3f} against {historical_validation:.3f}): replaced by it"
         )
         model = _historical(horizon, timing, rows[snapshot == 0], note, residuals)
-        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
+        return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note], snapshots=rows)
     counts, count_rounds = _count_learner(fit, validation, spec, config, None)
     scale = count_scale(counts, validation, spec)
     metrics["pipeline_count_scale"] = scale
@@ -427,4 +433,69 @@ def fit_pipeline(
     table["historical_probability"] = historical_p
     table["count"] = actual_counts
     table["expected_count"] = predicted_counts
-    return PipelineFit(evaluation, final, metrics, notes, table)
+    return PipelineFit(evaluation, final, metrics, notes, table, rows)
+
+
+def closing_deals(data: CrmData, snapshots: pd.DataFrame, horizon: int) -> dict[str, np.ndarray]:
+    """Per account snapshot (account at cut-off T): its deals that closed inside [T, T + horizon), those open at T
+    and those opened inside it, and how many of each were won."""
+    opps = data.opportunities
+    account = opps["account_id"].astype("str")
+    created = opps["created_date"]
+    closing = opps["close_date"].where(opps["outcome"] != "open")
+    won = (opps["outcome"] == "won").to_numpy()
+    out = {name: np.zeros(len(snapshots)) for name in ("open_closing", "open_won", "new_closing", "new_won")}
+    cutoffs = pd.to_datetime(snapshots["cutoff"]).to_numpy()
+    ids = snapshots["account_id"].astype("str").to_numpy()
+    for cutoff in np.unique(cutoffs):
+        at = np.flatnonzero(cutoffs == cutoff)
+        start = pd.Timestamp(cutoff)
+        inside = ((closing >= start) & (closing < start + pd.Timedelta(days=horizon))).to_numpy()
+        opened_before = (created < start).to_numpy()  # and not closed before T, since it closes inside
+        for part, mask in (("open", inside & opened_before), ("new", inside & ~opened_before)):
+            closed_per_account = account[mask].value_counts()
+            won_per_account = account[mask & won].value_counts()
+            keys = pd.Index(ids[at])
+            out[f"{part}_closing"][at] = closed_per_account.reindex(keys, fill_value=0).to_numpy()
+            out[f"{part}_won"][at] = won_per_account.reindex(keys, fill_value=0).to_numpy()
+    return out
+
+
+def log_odds_shift(probability: np.ndarray, deals: np.ndarray, won: np.ndarray) -> float:
+    """The shift b of the log-odds with sum(deals * sigmoid(logit(probability) + b)) = sum(won): the level at which
+    `probability` (one per account snapshot) matches the win rate of `deals`. 0 without deals."""
+    if deals.sum() <= 0 or not np.isfinite(probability).all():
+        return 0.0
+    margin = np.log(np.clip(probability, 1e-6, 1 - 1e-6) / (1 - np.clip(probability, 1e-6, 1 - 1e-6)))
+    target = float(won.sum())
+    low, high = -10.0, 10.0
+    for _ in range(60):  # bisection: the expected wins grow with the shift
+        middle = (low + high) / 2
+        expected = float(deals @ (1 / (1 + np.exp(-(margin + middle)))))
+        low, high = (middle, high) if expected < target else (low, middle)
+    return (low + high) / 2
+
+
+def set_win_shifts(
+    pipeline: PipelineModel,
+    data: CrmData,
+    snapshots: pd.DataFrame,
+    win: WinModel,
+    spec: FeatureSpec,
+    config: TieringConfig,
+) -> dict[str, float]:
+    """Fit `pipeline`'s open and new win shifts on these snapshots for the win model `win`; their metrics."""
+    if not len(snapshots):
+        return {}
+    horizon = config.model.horizon_days
+    probability = win.predict(spec.encode(snapshots))
+    deals = closing_deals(data, snapshots, horizon)
+    pipeline.open_win_shift = log_odds_shift(probability, deals["open_closing"], deals["open_won"])
+    pipeline.new_win_shift = log_odds_shift(probability, deals["new_closing"], deals["new_won"])
+    metrics = {"pipeline_open_win_shift": pipeline.open_win_shift, "pipeline_new_win_shift": pipeline.new_win_shift}
+    for part in ("open", "new"):
+        closing, won = deals[f"{part}_closing"], deals[f"{part}_won"]
+        if closing.sum() > 0:
+            metrics[f"pipeline_{part}_win_rate_actual"] = float(won.sum() / closing.sum())
+            metrics[f"pipeline_{part}_win_rate_unshifted"] = float(closing @ probability / closing.sum())
+    return metrics

@@ -76,7 +76,8 @@ def test_the_forecast_and_expected_revenue_read_each_accounts_own_band():
     book = BookInputs(
         tier=np.array(["tier_1", "tier_1", "tier_1"], dtype=object),
         pipeline_probability=np.array([0.5, 0.5, 0.5]),
-        win_probability=np.array([0.4, 0.4, 0.4]),
+        new_win_probability=np.array([0.4, 0.4, 0.4]),
+        open_win_probability=np.array([0.4, 0.4, 0.4]),
         deal_size=np.array([10_000.0, 10_000.0, 10_000.0]),
         open_deals=np.array([0.0, 0.0, 0.0]),
         open_amount=np.array([0.0, 0.0, 0.0]),
@@ -90,3 +91,14 @@ def test_the_forecast_and_expected_revenue_read_each_accounts_own_band():
     rows = {"open_amount": np.zeros(3), "employees": employees, "created_180d": np.zeros(3)}
     revenue = pipeline.expected_revenue(rows, np.full(3, 1 - np.exp(-1.0)), np.full(3, 0.4), np.full(3, 10_000.0))
     assert revenue == pytest.approx([0.4 * 10_000 * small, 0.4 * 10_000 * large, 0.4 * 10_000 * timing.new_share])
+
+
+def test_the_win_rate_shift_matches_the_deals_that_closed_by_hand():
+    """Ten closing deals at an even-odds account, eight won: the shift is logit(0.8) = ln 4; none: no shift."""
+    from training.propensity import log_odds_shift
+
+    assert log_odds_shift(np.array([0.5]), np.array([10.0]), np.array([8.0])) == pytest.approx(np.log(4), abs=1e-9)
+    # two accounts at odds 1:3 and 1:1 with 4 closing deals each, 4 won in all: sigmoid(l + b) sums to 4
+    shift = log_odds_shift(np.array([0.25, 0.5]), np.array([4.0, 4.0]), np.array([1.0, 3.0]))
+    assert 4 / (1 + np.exp(-(np.log(1 / 3) + shift))) + 4 / (1 + np.exp(-shift)) == pytest.approx(4.0, abs=1e-9)
+    assert log_odds_shift(np.array([0.3, 0.6]), np.zeros(2), np.zeros(2)) == 0.0

@@ -122,9 +122,12 @@ def test_scores_carry_pipeline_probability_and_expected_revenue_by_hand(syntheti
 
     rows = pd.concat([book, rule_scores(book, result.scorer.config)], axis=1)
     count = pipeline.count_scale * pipeline.count_model.predict(pipeline.spec.encode(rows))
-    by_hand = scores["win_probability"] * (
-        count * pipeline.timing.new_share * scores["expected_deal_size"]
-        + result.metrics["pipeline_close_open_share"] * open_amount
+    # the win rates of deals closing inside the horizon: the win probability moved on its log-odds by the logged shifts
+    logit = np.log(scores["win_probability"] / (1 - scores["win_probability"]))
+    open_win = 1 / (1 + np.exp(-(logit + result.metrics["pipeline_open_win_shift"])))
+    new_win = 1 / (1 + np.exp(-(logit + result.metrics["pipeline_new_win_shift"])))
+    by_hand = new_win * count * pipeline.timing.new_share * scores["expected_deal_size"] + (
+        open_win * result.metrics["pipeline_close_open_share"] * open_amount
     )
     np.testing.assert_allclose(scores["expected_revenue"], by_hand, rtol=1e-9)
 
@@ -150,7 +153,8 @@ def _book(tiers, probability, win, size, open_deals, open_amount):
     return BookInputs(
         tier=np.array(tiers, dtype=object),
         pipeline_probability=np.array(probability, dtype=float),
-        win_probability=np.array(win, dtype=float),
+        new_win_probability=np.array(win, dtype=float),
+        open_win_probability=np.array(win, dtype=float),
         deal_size=np.array(size, dtype=float),
         open_deals=np.array(open_deals, dtype=float),
         open_amount=np.array(open_amount, dtype=float),
