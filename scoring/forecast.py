@@ -105,11 +105,14 @@ def _compound(
     amounts: np.ndarray,
     factors: np.ndarray | None,
     simulations: int,
+    level: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per simulation: a Poisson count of events with rate sum(weights), each at account a with probability
-    weights_a / sum, worth amounts_a (times a random factor when `factors` is given). Returns counts and sums."""
+    """Per simulation: a Poisson count of events with rate sum(weights) (times that simulation's `level`, when
+    given), each at account a with probability weights_a / sum, worth amounts_a (times a random factor when
+    `factors` is given). Returns counts and sums."""
     total = float(weights.sum())
-    counts = rng.poisson(total, size=simulations) if total > 0 else np.zeros(simulations, dtype=np.int64)
+    rate = total if level is None else total * level
+    counts = rng.poisson(rate, size=simulations) if total > 0 else np.zeros(simulations, dtype=np.int64)
     if total <= 0:
         return counts, np.zeros(simulations)
     share = weights / total
@@ -151,8 +154,11 @@ def tier_forecast(
     for tier in FORECAST_TIERS:
         members = np.ones(len(inputs.tier), dtype=bool) if tier == OVERALL else inputs.tier == tier
         size = inputs.deal_size[members]
-        new_count, pipeline_value = _compound(rng, expected_new[members], size, factors, simulations)
-        new_won, new_revenue = _compound(rng, won_new[members], size, factors, simulations)
+        # The count learner's own error on a group of accounts, beyond chance: one draw per tier and simulation.
+        spread = pipeline.count_dispersion
+        level = np.exp(spread * rng.standard_normal(simulations) - spread**2 / 2) if spread > 0 else None
+        new_count, pipeline_value = _compound(rng, expected_new[members], size, factors, simulations, level)
+        new_won, new_revenue = _compound(rng, won_new[members], size, factors, simulations, level)
         open_won, open_revenue = _compound(rng, won_open[members], open_each[members], None, simulations)
         simulated = {
             "new_opportunities": new_count.astype(np.float64),

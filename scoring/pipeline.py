@@ -127,6 +127,9 @@ class PipelineModel:
     # account's win probability now into the win rate of its deals that close inside the horizon: open ones, new ones.
     open_win_shift: float = 0.0
     new_win_shift: float = 0.0
+    # The count learner's error on a group of accounts beyond Poisson chance (sd of log actual / predicted), measured
+    # out of time on the holdout snapshot: the forecast draws each tier's level from it.
+    count_dispersion: float = 0.0
 
     def probability(self, rows: Features) -> np.ndarray:
         if self.model is not None and self.spec is not None:
@@ -177,6 +180,7 @@ class PipelineModel:
             "count_scale": self.count_scale,
             "open_win_shift": self.open_win_shift,
             "new_win_shift": self.new_win_shift,
+            "count_dispersion": self.count_dispersion,
         }
 
     @classmethod
@@ -198,4 +202,5 @@ class PipelineModel:
             count_scale=float(raw.get("count_scale", 1.0)),
             open_win_shift=float(raw.get("open_win_shift", 0.0)),
             new_win_shift=float(raw.get("new_win_shift", 0.0)),
+            count_dispersion=float(raw.get("count_dispersion", 0.0)),
         )

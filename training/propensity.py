@@ -50,6 +50,7 @@ SNAPSHOT_SPACING_DAYS = 30
 MIN_CREATIONS = 50  # each slice needs this many accounts that did, and that did not, open an opportunity
 PIPELINE_CANDIDATE = Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0)
 KM_DAYS = 731
+COUNT_GROUPS = 10  # groups of accounts by predicted count, for the count learner's error beyond chance
 SEGMENT_MIN_DEALS = 200  # a size band's own time-to-close distribution needs this many deals, else the book's
 SEGMENT_GAIN = 0.01  # by size band must lower the Brier score by 1% to be chosen over one distribution
 
@@ -85,6 +86,21 @@ def count_scale(counts: lgb.Booster, rows: pd.DataFrame, spec: FeatureSpec) -> f
 def validation_snapshot(horizon: int) -> int:
     """k of the validation slice: the first cut-off whose labels end where the holdout's features begin."""
     return math.ceil(horizon / SNAPSHOT_SPACING_DAYS)
+
+
+def count_dispersion(predicted: np.ndarray, actual: np.ndarray, groups: int = COUNT_GROUPS) -> float:
+    """The sd of log(actual / predicted) over groups of accounts ranked by their predicted count (as tiers rank
+    them), less what Poisson chance alone gives (about 1 / predicted for a group's log total). 0 when chance explains
+    it all or the groups are empty."""
+    order = np.argsort(-predicted, kind="stable")
+    parts = [part for part in np.array_split(order, groups) if len(part)]
+    expected = np.array([predicted[part].sum() for part in parts])
+    happened = np.array([actual[part].sum() for part in parts])
+    usable = (expected > 0) & (happened > 0)
+    if usable.sum() < 2:
+        return 0.0
+    excess = np.mean(np.log(happened[usable] / expected[usable]) ** 2) - np.mean(1.0 / expected[usable])
+    return float(np.sqrt(max(excess, 0.0)))
 
 
 def snapshot_cutoffs(as_of: pd.Timestamp, start: pd.Timestamp, horizon: int) -> list[pd.Timestamp]:
@@ -400,6 +416,8 @@ def fit_pipeline(
     actual_counts = holdout["count"].to_numpy()
     metrics["pipeline_count_mae"] = float(np.abs(predicted_counts - actual_counts).mean())
     metrics["pipeline_count_total_ratio"] = float(predicted_counts.sum() / max(actual_counts.sum(), 1.0))
+    dispersion = count_dispersion(predicted_counts, actual_counts)
+    metrics["pipeline_count_dispersion"] = dispersion
     poisson_of_probability = -np.log1p(-np.clip(probability, 0, 0.999))
     metrics["pipeline_count_from_probability_total_ratio"] = float(
         poisson_of_probability.sum() / max(actual_counts.sum(), 1.0)
@@ -413,6 +431,7 @@ def fit_pipeline(
         residual_quantiles=residuals,
         count_model=counts,
         count_scale=scale,
+        count_dispersion=dispersion,
     )
     later = rows[snapshot >= validation_at]
     final_learner, _ = _learn(later, holdout, spec, config, learner.recipe)
@@ -426,6 +445,7 @@ def fit_pipeline(
         residual_quantiles=residuals,
         count_model=final_counts,
         count_scale=count_scale(final_counts, holdout, spec),
+        count_dispersion=dispersion,
     )
     metrics["pipeline_fallback"] = 0.0
     table = holdout[["account_id", "cutoff", "label", "engagement_score"]].copy()

@@ -102,3 +102,48 @@ def test_the_win_rate_shift_matches_the_deals_that_closed_by_hand():
     shift = log_odds_shift(np.array([0.25, 0.5]), np.array([4.0, 4.0]), np.array([1.0, 3.0]))
     assert 4 / (1 + np.exp(-(np.log(1 / 3) + shift))) + 4 / (1 + np.exp(-shift)) == pytest.approx(4.0, abs=1e-9)
     assert log_odds_shift(np.array([0.3, 0.6]), np.zeros(2), np.zeros(2)) == 0.0
+
+
+def test_the_count_learners_error_beyond_chance_by_hand():
+    """Ten groups of 100 accounts, each expecting 100 opportunities; half got 120, half 80. Chance alone gives a
+    group's log total a variance of about 1/100, so the spread beyond it is sqrt(mean(log(1.2 or 0.8)^2) - 0.01)."""
+    from training.propensity import count_dispersion
+
+    predicted = np.ones(1000)
+    actual = np.zeros(1000)
+    for group in range(10):
+        actual[group * 100] = 120 if group % 2 == 0 else 80
+    by_hand = np.sqrt((np.log(1.2) ** 2 + np.log(0.8) ** 2) / 2 - 1 / 100)
+    assert count_dispersion(predicted, actual) == pytest.approx(by_hand, rel=1e-9)
+    assert count_dispersion(predicted, predicted.copy()) == 0.0  # every group as predicted: chance explains it
+
+
+def test_the_forecast_widens_the_count_interval_by_the_learners_error_and_keeps_the_point():
+    """1,000 expected opportunities: Poisson chance alone gives about 1000 +- 1.28 sqrt(1000) (80%); a log-normal
+    level error of sd 0.2 on top gives about 1000 exp(+-1.28 sqrt(0.2^2 + 1/1000) - 0.02)."""
+    from scoring.pipeline import CloseTiming
+
+    timing = CloseTiming(cdf=[0.5] * 400, new_share=0.5, open_share=0.5)
+    book = BookInputs(
+        tier=np.array(["tier_1"] * 100, dtype=object),
+        pipeline_probability=np.full(100, 0.99),
+        new_win_probability=np.full(100, 0.3),
+        open_win_probability=np.full(100, 0.3),
+        deal_size=np.full(100, 1_000.0),
+        open_deals=np.zeros(100),
+        open_amount=np.zeros(100),
+        expected_new=np.full(100, 10.0),
+        employees=np.full(100, np.nan),
+    )
+    plain = tier_forecast(book, PipelineModel(HORIZON, HISTORICAL, timing), simulations=20_000, seed=2)
+    wide = tier_forecast(
+        book, PipelineModel(HORIZON, HISTORICAL, timing, count_dispersion=0.2), simulations=20_000, seed=2
+    )
+    plain, wide = plain.set_index("tier").loc["tier_1"], wide.set_index("tier").loc["tier_1"]
+    assert plain["new_opportunities"] == wide["new_opportunities"] == pytest.approx(1000)
+    z = 1.2816
+    assert plain["new_opportunities_low"] == pytest.approx(1000 - z * np.sqrt(1000), rel=0.01)
+    assert plain["new_opportunities_high"] == pytest.approx(1000 + z * np.sqrt(1000), rel=0.01)
+    sd = np.sqrt(0.2**2 + 1 / 1000)
+    assert wide["new_opportunities_low"] == pytest.approx(1000 * np.exp(-z * sd - 0.02), rel=0.03)
+    assert wide["new_opportunities_high"] == pytest.approx(1000 * np.exp(z * sd - 0.02), rel=0.03)
