@@ -201,7 +201,7 @@ def build_events(
                 )
             )
         if masks["tier_entered"][i]:
-            origin = f" (from {TIER_LABELS.get(previous_tier, previous_tier)})" if known[i] else " (new account)"
+            origin = f" (from {TIER_LABELS.get(old_tier[i], old_tier[i])})" if known[i] else " (new account)"
             summary = f"{account} entered {TIER_LABELS[tier[i]]}{origin}"
             events.append(
                 _event(

@@ -180,6 +180,8 @@ class _Connection:
 
     def __init__(self, url: str):
         parts = urlsplit(url)
+        if not parts.hostname:  # check_webhook_url refuses such a URL before any connection is made
+            raise ValueError(f"the webhook URL {url!r} names no host")
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname, parts.port
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

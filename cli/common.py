@@ -195,7 +195,7 @@ def steps(total: int):
         progress.update(task, completed=total, description="done")
 
 
-def load_data(data: Path, mapping: str | None, invalid_rows: str = "stop"):
+def load_data(data: str | Path, mapping: str | None, invalid_rows: str = "stop"):
     """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
     ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
     from features.io import load_export

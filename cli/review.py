@@ -192,6 +192,7 @@ def review(
         if tiering_model.is_learned and facts.trained_until is not None:
             reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book, builder)
         progress("outcomes, ranking and predictions")
+        learners = tiering_model.scorer.learners()
         result = build_review(
             past,
             frame,
@@ -200,8 +201,8 @@ def review(
             facts,
             reference,
             current,
-            list(tiering_model.scorer.spec.columns) if tiering_model.is_learned else [],
-            dict(tiering_model.scorer.spec.categories) if tiering_model.is_learned else {},
+            list(learners.spec.columns) if learners is not None else [],
+            dict(learners.spec.categories) if learners is not None else {},
             tiering_model.config if tiering_model.is_learned else settings,
             past_name=str(past_scores),
             data_label=str(data),

@@ -102,14 +102,14 @@ def score(
     from features.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
-    previous_scores = None
+    against = None  # with --alerts-against: the earlier scores and the events file
     if alerts_against is not None:  # refused before any work, like every other option
         from cli.alerts import prepare
         from reports.diff import read_scores
 
-        alerts_out = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
-        prepare(alerts_out, settings.alerts.webhook_url)
-        previous_scores = read_scores(alerts_against)
+        events_file = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
+        prepare(events_file, settings.alerts.webhook_url)
+        against = (read_scores(alerts_against), events_file)
     if engine == "spark":
         if rows_mode == "drop":
             raise UserError(
@@ -174,14 +174,15 @@ def score(
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
     say_ties(scores)
     console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
-    if previous_scores is not None:
+    if against is not None:
         from cli.alerts import publish_alerts
         from reports.diff import read_scores
 
+        previous_scores, events_file = against
         publish_alerts(
             previous_scores,
             read_scores(Path(out)),
-            alerts_out,
+            events_file,
             settings.alerts.webhook_url,
             settings,
             str(alerts_against),

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 MAX_ROWS_SHOWN = 5
 
 
@@ -40,7 +42,7 @@ class Problem:
         return f"{text}. Fix: {self.fix}" if self.fix else text
 
 
-def rows_of(mask_index: Sequence[int]) -> tuple[tuple[int, ...], int]:
+def rows_of(mask_index: Sequence[int] | np.ndarray) -> tuple[tuple[int, ...], int]:
     """First few 1-based row numbers (as a spreadsheet shows data rows below the header) and the count."""
     # Convert only the rows shown: a check may flag millions of rows.
     first = tuple(int(i) + 2 for i in list(mask_index[:MAX_ROWS_SHOWN]))  # +1 for 1-based, +1 for the header

@@ -86,7 +86,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """CSV or Parquet by extension, atomically, numbers rounded to their published precision (`round_for_output`)."""
     path = Path(path)
     suffix = path.suffix.lower()

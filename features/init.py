@@ -381,7 +381,7 @@ def _date_format(texts: pd.Series, header: str = "") -> tuple[str | None, bool]:
     if shares[layout].mean() < needed:
         return None, False
     swapped = SWAPPED.get(layout)
-    ambiguous = bool(swapped) and bool((shares[swapped] >= shares[layout]).all())
+    ambiguous = swapped is not None and bool((shares[swapped] >= shares[layout]).all())
     return layout, ambiguous
 
 
@@ -572,7 +572,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
             lead_file.rows,
             {**lead_file.columns, **{name: deals_file.columns[name] for name in brought}},
         )
-        outcome = outcome_map = open_values = None
+        outcome = outcome_map = open_values = None  # the outcome comes from the funnel's join and rule
     else:
         opp_file, outcome, outcome_map, open_values = opportunities
         remaining.remove(opp_file)
@@ -594,7 +594,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
             )
     decided: set[str] = set()
     taken: set[str] = set()
-    if funnel is None:
+    if outcome is not None:  # an opportunities file with an outcome column (not a funnel)
         opp_choices["outcome"] = Choice(
             "outcome", outcome, f"values read as outcomes ({_listed(outcome.values.index)})"
         )
@@ -645,7 +645,11 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         sections["accounts"] = entries
     else:
         absent["accounts"] = "no account column found"
-    values = {"outcome": _outcome_entries(outcome_map, open_values)} if funnel is None else {}
+    values = (
+        {"outcome": _outcome_entries(outcome_map, open_values)}
+        if outcome_map is not None and open_values is not None
+        else {}
+    )
     rule_columns = {won.name} if funnel is not None else set()
     sections["opportunities"] = _section(
         opp_file, "opportunities", opp_choices, notes, also_used=account_columns | rule_columns, values=values

@@ -511,6 +511,15 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
             )
             problems.append(Problem(message, fix="export the file again as CSV with a header row", file=display))
             return None
+    if table is None:  # latin-1 reads any bytes, so one of the encodings always parses: never expected
+        problems.append(
+            Problem(
+                f"cannot be read as CSV in any of the encodings tried ({', '.join(ENCODINGS)})",
+                fix="export the file again as UTF-8 CSV with a header row",
+                file=display,
+            )
+        )
+        return None
     if encoding != "utf8":
         problems.append(
             Problem(

@@ -47,6 +47,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from features.errors import DataError, Problem
 from features.schema import TABLES, columns
@@ -185,6 +186,7 @@ class Mapping(_Strict):
     @field_validator(*TABLES)
     @classmethod
     def _known_columns(cls, section: TableMapping, info: ValidationInfo) -> TableMapping:
+        assert info.field_name is not None  # pydantic names the field to every field validator
         issues = _column_name_issues(info.field_name, section)
         if section.from_opportunities and info.field_name != "accounts":
             issues.append("from_opportunities is for the accounts table only")
@@ -317,7 +319,7 @@ def _yaml_error_text(error: Exception) -> str:
     return f"{where}: {error.problem}" + (f" ({error.context})" if error.context else "")
 
 
-def _problem_of(issue: dict, spec: str) -> Problem:
+def _problem_of(issue: ErrorDetails, spec: str) -> Problem:
     path = ".".join(str(part) for part in issue["loc"])
     if issue["type"] == "extra_forbidden":
         parts = [str(part) for part in issue["loc"]]

@@ -117,7 +117,18 @@ def firmographic_columns(accounts, config: TieringConfig) -> dict[str, np.ndarra
 def vocabulary_codes(values, vocabulary: list[str]) -> np.ndarray:
     """Position of each value in `vocabulary` after cleaning, len(vocabulary) for anything else."""
     known = {word.lower(): i for i, word in enumerate(vocabulary)}
-    return _per_distinct(values, lambda value: known.get(clean_text(value), len(vocabulary)), np.int64)
+
+    def code(value) -> int:
+        text = clean_text(value)
+        return len(vocabulary) if text is None else known.get(text, len(vocabulary))
+
+    return _per_distinct(values, code, np.int64)
+
+
+def _with_unknown_row(values: np.ndarray) -> np.ndarray:
+    """`values` and one missing value past the end (None for text, NaN for numbers)."""
+    missing = np.array([None], dtype=object) if values.dtype == object else np.nan
+    return np.append(values, missing).astype(values.dtype)
 
 
 @dataclass(frozen=True)
@@ -221,10 +232,7 @@ class FeatureBuilder:
         self.config = config
         self._account_ids = account_ids
         # One extra row past the end: what an unknown account reads (NaN numbers, missing text).
-        self._firmographics = {
-            name: np.append(values, None if values.dtype == object else np.nan).astype(values.dtype)
-            for name, values in firmographics.items()
-        }
+        self._firmographics = {name: _with_unknown_row(values) for name, values in firmographics.items()}
         self._n_channels = len(CHANNELS) + 1
         self._n_topics = len(config.intent.topics) + 1
         half_life = config.engagement.half_life_days

@@ -6,7 +6,8 @@ the service builds for a request) and answers numpy arrays, so both paths run th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 from typing import TypeAlias
 
 import numpy as np
@@ -110,6 +111,13 @@ def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, n
     )
     scores["in_icp"] = parts["in_icp"]
     return scores
+
+
+def with_rule_score_columns(features: Features, config: TieringConfig) -> ChainMap[str, np.ndarray]:
+    """The feature columns with `rule_score_columns` over them, neither copied (a read-only mapping of
+    feature columns is copied into a dict: a ChainMap holds mutable mappings, though it only writes the first)."""
+    rest = features if isinstance(features, (pd.DataFrame, MutableMapping)) else dict(features)
+    return ChainMap(rule_score_columns(features, config), rest)
 
 
 def rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:

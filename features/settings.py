@@ -141,6 +141,6 @@ def check_environment() -> Settings:
     except SettingsError as error:
         problems = str(error).splitlines() + problems
         settings = None
-    if problems:
+    if problems or settings is None:
         raise SettingsError("\n".join(problems))
     return settings

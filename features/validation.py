@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ class SourceTable:
         message: str,
         fix: str,
         column: str = "",
-        severity: str = "error",
+        severity: Literal["error", "warning"] = "error",
         reason: str | pd.Series | None = None,
     ) -> list[Problem]:
         """One Problem per file holding rows where `mask` is true (none when it is all false).

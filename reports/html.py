@@ -152,7 +152,7 @@ class Column:
 
     title: str
     value: str | Callable[[dict], object]
-    format: Callable[[object], object] = as_is
+    format: Callable[[Any], object] = as_is  # takes whatever the column holds
     numeric: bool = True
     kind: str = "text"
 

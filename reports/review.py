@@ -250,9 +250,9 @@ def ranking(past: pd.DataFrame, revenue: pd.Series) -> tuple[pd.DataFrame, pd.Da
     for name in scores:
         row: dict[str, object] = {"score": name}
         for top in TOP_SHARES:
-            captured = float(np.interp(top, curve["share_of_accounts"], curve[name]))
-            row[f"top_{top:.0%}_revenue_share"] = captured
-            row[f"top_{top:.0%}_lift"] = captured / top
+            top_captured = float(np.interp(top, curve["share_of_accounts"], curve[name]))
+            row[f"top_{top:.0%}_revenue_share"] = top_captured
+            row[f"top_{top:.0%}_lift"] = top_captured / top
         rows.append(row)
     return curve, pd.DataFrame(rows)
 

@@ -113,8 +113,15 @@ def roi_totals(r: QuarterlyReview) -> dict | None:
     }
 
 
+def _past(r: QuarterlyReview) -> pd.DataFrame:
+    """The past scoring's accounts, which `build_review` always records."""
+    if r.past is None:
+        raise ValueError("this review holds no past scoring to draw (build it with build_review)")
+    return r.past
+
+
 def gain_chart(r: QuarterlyReview):
-    past = r.past
+    past = _past(r)
     revenue = won_revenue_by_account(r.deals.closed, past["account_id"]).to_numpy()
     scores = {
         "learned score (past)": past["learned_score"].to_numpy(dtype=np.float64),
@@ -224,8 +231,9 @@ def drift_chart(r: QuarterlyReview, threshold: float):
 def components_chart(r: QuarterlyReview):
     if r.now is None:
         return None
-    now = r.now.set_index("account_id").reindex(r.past["account_id"])
-    then = {name: r.past[column].to_numpy(dtype=np.float64) for column, name in COMPONENTS.items()}
+    past = _past(r)
+    now = r.now.set_index("account_id").reindex(past["account_id"])
+    then = {name: past[column].to_numpy(dtype=np.float64) for column, name in COMPONENTS.items()}
     current = {name: now[column].to_numpy(dtype=np.float64) for column, name in COMPONENTS.items()}
     return html.figure(
         plots.distribution_shift_figure(then, current), CAPTIONS["components"], "Rule components then and now"

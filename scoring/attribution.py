@@ -23,6 +23,25 @@ from scipy import sparse
 DENSE_ROWS = 64
 
 
+def predict_dense(
+    booster: lgb.Booster,
+    matrix: np.ndarray,
+    *,
+    raw_score: bool = False,
+    pred_leaf: bool = False,
+    pred_contrib: bool = False,
+    num_iteration: int | None = None,
+) -> np.ndarray:
+    """`Booster.predict` on a dense matrix, which answers a dense array (LightGBM's annotation also allows
+    the sparse results it gives for sparse input only)."""
+    prediction = booster.predict(
+        matrix, raw_score=raw_score, pred_leaf=pred_leaf, pred_contrib=pred_contrib, num_iteration=num_iteration
+    )
+    if not isinstance(prediction, np.ndarray):
+        raise TypeError(f"LightGBM predicted a {type(prediction).__name__} for a dense matrix, not an array")
+    return prediction
+
+
 class PathAttribution:
     def __init__(self, booster: lgb.Booster):
         self.booster = booster
@@ -62,7 +81,7 @@ class PathAttribution:
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         table, offsets = self._leaf_table
-        leaves = self.booster.predict(matrix, pred_leaf=True).astype(np.int64).reshape(len(matrix), -1)
+        leaves = predict_dense(self.booster, matrix, pred_leaf=True).astype(np.int64).reshape(len(matrix), -1)
         rows, trees = leaves.shape
         if rows <= DENSE_ROWS:
             # A few rows (a service request): gathering dense rows skips scipy's set-up. Both sum each
@@ -77,7 +96,7 @@ class PathAttribution:
 
 def contributions(booster: lgb.Booster, matrix: np.ndarray, method: str, cache: dict | None = None) -> np.ndarray:
     if method == "treeshap":
-        return booster.predict(matrix, pred_contrib=True)
+        return predict_dense(booster, matrix, pred_contrib=True)
     if cache is None:
         return PathAttribution(booster).contributions(matrix)
     attribution = cache.setdefault(id(booster), PathAttribution(booster))

@@ -46,11 +46,19 @@ class ModelCodeMismatch(RuntimeError):
     """The model was logged with other scoring code than this process runs."""
 
 
+def _module_file(name: str) -> str:
+    """Where an imported module's source is (every scoring module is a plain file, never a namespace)."""
+    file = importlib.import_module(name).__file__
+    if file is None:
+        raise ModelCodeMismatch(f"{name} has no source file, so its code cannot be checked against the model's")
+    return file
+
+
 def scoring_code_digests() -> dict[str, str]:
     """SHA-256 of each scoring module's source, as this process has it imported."""
     digests = {}
     for name in SCORING_CODE:
-        source = Path(importlib.import_module(name).__file__).read_bytes()
+        source = Path(_module_file(name)).read_bytes()
         digests[name] = hashlib.sha256(source).hexdigest()
     return digests
 
@@ -62,7 +70,7 @@ def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
     running = scoring_code_digests()
     changed = sorted(name for name in set(logged) | set(running) if logged.get(name) != running.get(name))
     if changed:
-        where = Path(importlib.import_module("features").__file__).parent.parent
+        where = Path(_module_file("features")).parent.parent
         files = ", ".join(name.replace(".", "/") + ".py" for name in changed)
         raise ModelCodeMismatch(
             f"this model was logged with other scoring code than this process runs ({files} differ; code from "
@@ -79,17 +87,20 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
         "learned": scorer.is_learned,
         "scoring_code": scoring_code_digests(),
     }
-    if scorer.is_learned:
-        win, deal = scorer.win_model, scorer.deal_model
-        if win.is_tree:
+    learners = scorer.learners()
+    if learners is not None:
+        win, deal = learners.win_model, learners.deal_model
+        if scorer.value_quantiles is None:
+            raise ValueError("a learned scorer is saved after a full scoring (freeze), which sets its value quantiles")
+        if isinstance(win.learner, lgb.Booster):
             (folder / "win_model.txt").write_text(win.learner.model_to_string(), encoding="utf-8")
         if deal.booster is not None:
             (folder / "deal_size_model.txt").write_text(deal.booster.model_to_string(), encoding="utf-8")
         meta.update(
             {
-                "spec": scorer.spec.to_dict(),
+                "spec": learners.spec.to_dict(),
                 "recipe": win.recipe.to_dict(),
-                "logistic": None if win.is_tree else win.learner.to_dict(),
+                "logistic": win.learner.to_dict() if isinstance(win.learner, LogisticLearner) else None,
                 "calibrator": win.calibrator.to_dict(),
                 "deal_size": {
                     "smearing": deal.smearing,
@@ -104,7 +115,7 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
         )
         if scorer.pipeline is not None:
             pipeline = scorer.pipeline
-            if pipeline.model is not None and pipeline.model.is_tree:
+            if pipeline.model is not None and isinstance(pipeline.model.learner, lgb.Booster):
                 (folder / PIPELINE_BOOSTER).write_text(pipeline.model.learner.model_to_string(), encoding="utf-8")
             if pipeline.count_model is not None:
                 (folder / PIPELINE_COUNT_BOOSTER).write_text(pipeline.count_model.model_to_string(), encoding="utf-8")

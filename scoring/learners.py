@@ -17,6 +17,7 @@ from scipy.special import expit, log_expit
 
 from features.config import Candidate
 from scoring.attribution import contributions as tree_contributions
+from scoring.attribution import predict_dense
 
 LIGHTGBM, LOGISTIC = "lightgbm", "logistic"
 
@@ -185,9 +186,10 @@ class WinModel:
         return learner_margin(self.learner, matrix)
 
     def contributions(self, matrix: np.ndarray, method: str, cache: dict) -> np.ndarray:
-        if self.is_tree:
-            return tree_contributions(self.learner, matrix, method, cache)
-        return self.learner.contributions(matrix)
+        learner = self.learner
+        if isinstance(learner, lgb.Booster):
+            return tree_contributions(learner, matrix, method, cache)
+        return learner.contributions(matrix)
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
         return self.calibrator(margin)
@@ -196,18 +198,19 @@ class WinModel:
         return self.calibrate(self.margin(matrix))
 
     def importance(self, names: list[str]) -> np.ndarray:
-        if self.is_tree:
-            return self.learner.feature_importance("gain")
+        learner = self.learner
+        if isinstance(learner, lgb.Booster):
+            return learner.feature_importance("gain")
         weights = np.zeros(len(names))
-        weights[self.learner.numeric] = np.abs(self.learner.numeric_coef)
-        for column, coef in zip(self.learner.categorical, self.learner.level_coef):
+        weights[learner.numeric] = np.abs(learner.numeric_coef)
+        for column, coef in zip(learner.categorical, learner.level_coef):
             weights[column] = float(np.ptp(coef)) if coef else 0.0
         return weights
 
 
 def learner_margin(learner: lgb.Booster | LogisticLearner, matrix: np.ndarray) -> np.ndarray:
     if isinstance(learner, lgb.Booster):
-        return learner.predict(matrix, raw_score=True)
+        return predict_dense(learner, matrix, raw_score=True)
     return learner.margin(matrix)
 
 
@@ -241,7 +244,7 @@ class DealSizeModel:
         """Log amount (log_l2) or the log of the mean (gamma), after shrinkage."""
         if self.booster is None or self.shrink == 0.0:
             return np.full(len(matrix), self.base)
-        return self.base + self.shrink * (self.booster.predict(matrix, raw_score=True) - self.base)
+        return self.base + self.shrink * (predict_dense(self.booster, matrix, raw_score=True) - self.base)
 
     def contributions(self, matrix: np.ndarray, method: str, cache: dict) -> np.ndarray:
         """Per-feature contributions to the (shrunk) margin; the last column is the bias."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from features.matrix import FeatureSpec
 from features.rules import Features
+from scoring.attribution import predict_dense
 from scoring.learners import Calibrator, LogisticLearner, Recipe, WinModel
 
 HISTORICAL = "historical rate"
@@ -147,7 +148,7 @@ class PipelineModel:
         """New opportunities expected inside the horizon: the count learner's, else the Poisson mean behind
         P(at least one)."""
         if self.count_model is not None and self.spec is not None and rows is not None:
-            return self.count_scale * self.count_model.predict(self.spec.encode(rows))
+            return self.count_scale * predict_dense(self.count_model, self.spec.encode(rows))
         return -np.log1p(-np.clip(probability, 0.0, MAX_PROBABILITY))
 
     def horizon_win(self, win_probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +167,7 @@ class PipelineModel:
 
     def to_dict(self) -> dict:
         model = self.model
+        logistic = model.learner if model is not None and isinstance(model.learner, LogisticLearner) else None
         return {
             "horizon_days": self.horizon_days,
             "method": self.method,
@@ -173,7 +175,7 @@ class PipelineModel:
             "spec": None if self.spec is None else self.spec.to_dict(),
             "recipe": None if model is None else model.recipe.to_dict(),
             "calibrator": None if model is None else model.calibrator.to_dict(),
-            "logistic": None if model is None or model.is_tree else model.learner.to_dict(),
+            "logistic": None if logistic is None else logistic.to_dict(),
             "mean_created_180d": self.mean_created_180d,
             "residual_quantiles": self.residual_quantiles,
             "note": self.note,
@@ -187,7 +189,13 @@ class PipelineModel:
     def from_dict(cls, raw: dict, booster: lgb.Booster | None, count_model: lgb.Booster | None = None) -> PipelineModel:
         model = None
         if raw["recipe"] is not None:
-            learner = booster if raw["logistic"] is None else LogisticLearner.from_dict(raw["logistic"])
+            learner: lgb.Booster | LogisticLearner
+            if raw["logistic"] is not None:
+                learner = LogisticLearner.from_dict(raw["logistic"])
+            elif booster is not None:
+                learner = booster
+            else:
+                raise ValueError("the pipeline-propensity learner is a LightGBM model, but its booster file is missing")
             model = WinModel(learner, Calibrator.from_dict(raw["calibrator"]), Recipe.from_dict(raw["recipe"]))
         return cls(
             horizon_days=int(raw["horizon_days"]),

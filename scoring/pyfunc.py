@@ -16,7 +16,6 @@ rules alone.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,11 +26,12 @@ from mlflow.pyfunc import PythonModel
 from features.activity import builder_for_accounts
 from features.config import TieringConfig
 from features.pointintime import FeatureBuilder, snapshot
-from features.rules import Features, rule_score_columns
+from features.rules import Features, with_rule_score_columns
 from features.schema import CrmData
 from features.timeindex import to_seconds
 from scoring.bundle import load_scorer
 from scoring.forecast import SIMULATIONS, BookInputs, tier_forecast
+from scoring.pipeline import PipelineModel
 from scoring.scorer import RULES_ONLY, Scorer, place_tiers
 
 
@@ -92,22 +92,28 @@ class TieringModel(PythonModel):
 
     def forecast_inputs(self, data: CrmData, as_of: pd.Timestamp, scores: Features) -> BookInputs:
         """What the forecast reads of a scored book (its score records and features as of `as_of`), e.g. for a fan."""
+        pipeline = self._pipeline()
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        rows = ChainMap(rule_score_columns(book, self.scorer.config), book)
-        return BookInputs.of(scores, rows, self.scorer.pipeline)
+        rows = with_rule_score_columns(book, self.scorer.config)
+        return BookInputs.of(scores, rows, pipeline)
 
     def forecast(self, scores: Features, features: Features, simulations: int = SIMULATIONS) -> pd.DataFrame:
         """Per-tier forecast of score records and their feature rows (same order); refused without the learner."""
+        pipeline = self._pipeline()
+        rows = with_rule_score_columns(features, self.scorer.config)
+        return tier_forecast(
+            BookInputs.of(scores, rows, pipeline), pipeline, simulations, seed=self.scorer.config.model.seed
+        )
+
+    def _pipeline(self) -> PipelineModel:
+        """The pipeline-propensity learner, which forecasting needs; refused without it."""
         pipeline = self.scorer.pipeline
         if pipeline is None or not self.can_forecast:
             raise ValueError(
                 "this model has no pipeline-propensity learner (rules only, or trained before it existed), so it "
                 "cannot forecast: train a new version (tiering train) and forecast with it"
             )
-        rows = ChainMap(rule_score_columns(features, self.scorer.config), features)
-        return tier_forecast(
-            BookInputs.of(scores, rows, pipeline), pipeline, simulations, seed=self.scorer.config.model.seed
-        )
+        return pipeline
 
     def score_accounts(
         self,

@@ -90,7 +90,8 @@ def _create_experiment(uri: str) -> None:
 def store_failure(error: BaseException) -> str | None:
     """The message for an MLflow store that failed in the middle of a command (a tracking server stopped or
     unreachable, a connection reset); None for any other error."""
-    texts, seen = [], error
+    texts: list[str] = []
+    seen: BaseException | None = error
     while seen is not None and len(texts) < 5:
         texts.append(f"{type(seen).__module__}.{type(seen).__name__}: {seen}")
         seen = seen.__cause__ or seen.__context__
@@ -130,7 +131,7 @@ def store_failure(error: BaseException) -> str | None:
     )
 
 
-def first_line(error: Exception) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else error.__class__.__name__
 

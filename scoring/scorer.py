@@ -6,7 +6,6 @@ logged MLflow model, and behind the BentoML service.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 from features.config import UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
-from features.rules import Features, rule_score_columns, rule_scores
+from features.rules import Features, rule_scores, with_rule_score_columns
 from scoring.learners import DealSizeModel, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.reasons import top_reasons
@@ -68,6 +67,15 @@ def with_rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFr
     return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)
 
 
+@dataclass(frozen=True)
+class Learners:
+    """A learned scorer's feature spec and models, all present (see `Scorer.learners`)."""
+
+    spec: FeatureSpec
+    win_model: WinModel
+    deal_model: DealSizeModel
+
+
 @dataclass
 class Scorer:
     """Everything needed to score an account; `win_model=None` means rules only (no champion yet)."""
@@ -85,6 +93,14 @@ class Scorer:
     def is_learned(self) -> bool:
         return self.win_model is not None
 
+    def learners(self) -> Learners | None:
+        """The feature spec and both models; None for a rules-only scorer (no win model)."""
+        if self.win_model is None:
+            return None
+        if self.spec is None or self.deal_model is None:
+            raise ValueError("a learned scorer needs its feature spec and deal-size model along with its win model")
+        return Learners(self.spec, self.win_model, self.deal_model)
+
     def predict(self, rows: pd.DataFrame, explain: bool = True) -> pd.DataFrame:
         """Per-account scores without the book-level parts (tiers, budget, overrides).
 
@@ -95,11 +111,12 @@ class Scorer:
 
     def predict_columns(self, features: Features, explain: bool = True) -> dict[str, np.ndarray]:
         """`predict` on feature columns given as a frame or a mapping of arrays (the service's way)."""
-        rows = ChainMap(rule_score_columns(features, self.config), features)
+        rows = with_rule_score_columns(features, self.config)
         out = {name: np.asarray(rows[name]) for name in PREDICTED_FROM_FEATURES}
         count = len(out["rule_score"])
         blank = np.full(count, "", dtype=object)
-        if not self.is_learned or count == 0:  # LightGBM cannot explain zero rows
+        learners = self.learners()
+        if learners is None or count == 0:  # LightGBM cannot explain zero rows
             missing = np.full(count, np.nan)
             return {
                 **out,
@@ -113,17 +130,18 @@ class Scorer:
                 "reason_2": blank,
                 "reason_3": blank,
             }
-        matrix = self.spec.encode(rows)
+        win_model, deal_model = learners.win_model, learners.deal_model
+        matrix = learners.spec.encode(rows)
         if explain:
             # Contributions add up to each model's raw margin, so they replace the plain predictions.
             method, cache = self.config.model.reasons_method, self._attribution_cache
-            contributions_win = self.win_model.contributions(matrix, method, cache)
-            contributions_size = self.deal_model.contributions(matrix, method, cache)
+            contributions_win = win_model.contributions(matrix, method, cache)
+            contributions_size = deal_model.contributions(matrix, method, cache)
             win_margin, size_margin = contributions_win.sum(axis=1), contributions_size.sum(axis=1)
         else:
-            win_margin, size_margin = self.win_model.margin(matrix), self.deal_model.margin(matrix)
-        probability = self.win_model.calibrate(win_margin)
-        deal_size = self.deal_model.from_margin(size_margin)
+            win_margin, size_margin = win_model.margin(matrix), deal_model.margin(matrix)
+        probability = win_model.calibrate(win_margin)
+        deal_size = deal_model.from_margin(size_margin)
         expected_value = probability * deal_size
         pipeline_probability, expected_revenue = self.look_ahead(rows, probability, deal_size)
         out.update(
@@ -140,9 +158,9 @@ class Scorer:
         if explain:
             # d log(p) / d margin = 1 - p for a logistic link: contributions to log expected value, to first order.
             combined = contributions_win[:, :-1] * (1 - probability)[:, None]
-            if self.deal_model.known:
+            if deal_model.known:
                 combined = combined + contributions_size[:, :-1]
-            reasons = top_reasons(combined, self.spec.columns, rows, self.config)
+            reasons = top_reasons(combined, learners.spec.columns, rows, self.config)
         out.update(reason_1=reasons[0], reason_2=reasons[1], reason_3=reasons[2])
         return out
 
@@ -161,6 +179,8 @@ class Scorer:
     ) -> np.ndarray:
         """What the model part ranks on (`model.rank_on`): expected value, or expected revenue inside the horizon;
         the win probability when no amounts were known."""
+        if self.deal_model is None:
+            raise ValueError("this scorer has no deal-size model (rules only): it has no model part to rank on")
         if not self.deal_model.known:
             return probability
         if (
@@ -179,6 +199,8 @@ class Scorer:
         range stay ordered instead of tying at 100.
         """
         quantiles = self.value_quantiles
+        if quantiles is None:
+            raise ValueError("the model part needs the value distribution of a full scoring: freeze the scorer first")
         logged = np.log1p(np.clip(value, 0, None))
         levels = np.linspace(0.5, 99.5, len(quantiles))
         inside = np.interp(logged, quantiles, levels)
@@ -197,10 +219,11 @@ class Scorer:
         scored = with_rule_scores(book, self.config)
         learned_score = scored["rule_score"].to_numpy()
         probability = np.full(len(scored), np.nan)
-        if self.is_learned:
-            matrix = self.spec.encode(scored)
-            probability = self.win_model.predict(matrix)
-            deal_size = self.deal_model.predict(matrix)
+        learners = self.learners()
+        if learners is not None:
+            matrix = learners.spec.encode(scored)
+            probability = learners.win_model.predict(matrix)
+            deal_size = learners.deal_model.predict(matrix)
             _, revenue = self.look_ahead(scored, probability, deal_size)
             value = self.ranking_value(probability, deal_size, revenue)
             self.value_quantiles = np.quantile(np.log1p(np.clip(value, 0, None)), np.linspace(0, 1, QUANTILES))

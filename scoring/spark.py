@@ -49,7 +49,7 @@ SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the sam
 PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget"]
 KIND_TYPES = {"id": StringType(), "text": StringType(), "date": TimestampNTZType(), "number": DoubleType()}
 # What the engine reads: canonical table names, comma-separated UTF-8 CSV with a header row, or Parquet.
-CSV_OPTIONS = {
+CSV_OPTIONS: dict[str, bool | str] = {
     "header": True,
     "multiLine": True,
     "escape": '"',
@@ -129,7 +129,8 @@ def score_export(
     with cached(*tables.values()):  # typed once, then read for the cut-off and for the features
         pins = None
         if overrides:  # checked against the book before the expensive part
-            pins = read_overrides(overrides, tables["accounts"].select("account_id").toPandas()["account_id"])
+            accounts: pd.DataFrame = tables["accounts"].select("account_id").toPandas()
+            pins = read_overrides(overrides, accounts["account_id"])
         cutoff = as_of or _default_as_of(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
@@ -149,7 +150,9 @@ def score_export(
             progress("placing tiers by capacity")
             placement = pd.DataFrame(scorer.place_tiers(book, budget=budget, overrides=pins))
             # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
-            scored_at = scored.agg(F.min("score.scored_at")).first()[0]
+            earliest = scored.agg(F.min("score.scored_at")).first()
+            assert earliest is not None  # an aggregate over the whole frame answers exactly one row
+            scored_at = earliest[0]
             progress(f"writing {len(book):,} scores")
             result = (
                 scored.select("score.*")
@@ -204,7 +207,9 @@ def read_tables(spark: SparkSession, data: str, config: TieringConfig) -> dict[s
     found = {name: _read_table(spark, data.rstrip("/"), name, problems) for name in TABLES}
     if problems:
         raise DataError(problems)
-    extras = [column for column in config.model.extra_features if column in found["accounts"].columns]
+    accounts = found["accounts"]
+    assert accounts is not None  # a required table: without it, `problems` said so above
+    extras = [column for column in config.model.extra_features if column in accounts.columns]
     return {
         name: _canonical(frame, name, extras if name == "accounts" else [])
         for name, frame in found.items()
@@ -278,7 +283,13 @@ def _exists(spark: SparkSession, path: str) -> bool:
 
 
 def _hadoop_path(spark: SparkSession, path: str):
-    return spark._jvm.org.apache.hadoop.fs.Path(path)
+    jvm = spark._jvm
+    if jvm is None:
+        raise SparkUnavailable(
+            "this Spark session has no JVM gateway (a Spark Connect client?), so the scores cannot be written "
+            "through Hadoop's file system: use a classic master (spark://host:7077, yarn, k8s://..., local[*])"
+        )
+    return jvm.org.apache.hadoop.fs.Path(path)
 
 
 def _filesystem(spark: SparkSession, path: str):
@@ -359,11 +370,11 @@ def _feature_schema(scorer: TieringModel, as_of: pd.Timestamp) -> StructType:
     """The feature rows' Spark types, as the feature code produces them on an empty book; an extra feature
     is a double when the model reads it as a number, else text (always text for rules only)."""
     spec = scorer.scorer.spec if scorer.is_learned else None
-    numeric_extras = {
-        column
-        for column in (spec.columns if spec else [])
-        if column.startswith(EXTRA_PREFIX) and column not in spec.categories
-    }
+    numeric_extras = (
+        set()
+        if spec is None
+        else {column for column in spec.columns if column.startswith(EXTRA_PREFIX) and column not in spec.categories}
+    )
     schema = spark_schema(book_features(empty_book(), scorer.config, as_of))
     return StructType(
         [StructField(field.name, DoubleType()) if field.name in numeric_extras else field for field in schema]
@@ -397,7 +408,8 @@ def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None
             spark, model_uri, result_type=result_type, env_manager="local", params={"model_version": version}
         )
 
-    @F.pandas_udf(result_type)
+    # pyspark's stubs type only the functionType forms of pandas_udf, not this type-hint form (Spark 3's own).
+    @F.pandas_udf(result_type)  # type: ignore[call-overload]
     def rules_only(rows: pd.DataFrame) -> pd.DataFrame:
         return rules.score_features(rows, by_capacity=False, model_version=RULES_ONLY)
 

@@ -166,8 +166,8 @@ class ChampionFollower:
                 problem += f"; still answering with version {self.serving.version}, loaded earlier"
             self._report(problem, blocking=True)
             return
-        previous, self.serving = self.serving, loaded
-        previous = previous.version if previous else None  # the old model is garbage from here on
+        previous = self.serving.version if self.serving else None
+        self.serving = loaded  # the old model is garbage from here on
         # What the heap now holds (libraries, this model) stays: frozen, the garbage collector stops
         # re-scanning it every few requests (about 0.6 ms of a single-account request's 5). Unfrozen
         # first, so the previous model's cycles are collected rather than kept for good.

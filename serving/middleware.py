@@ -82,9 +82,10 @@ class BearerAuth:
         self._expected = key.encode("utf-8") if key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._expected is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        expected = self._expected
+        if expected is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
-        if self._authorised(_header(scope, b"authorization") or b""):
+        if _authorised(_header(scope, b"authorization") or b"", expected):
             return await self.app(scope, receive, send)
         await _send_json(
             send,
@@ -93,10 +94,11 @@ class BearerAuth:
             [(b"www-authenticate", b"Bearer")],
         )
 
-    def _authorised(self, header: bytes) -> bool:
-        scheme, _, token = header.partition(b" ")
-        # compare_digest on bytes takes the same time wherever the first difference is.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._expected)
+
+def _authorised(header: bytes, expected: bytes) -> bool:
+    scheme, _, token = header.partition(b" ")
+    # compare_digest on bytes takes the same time wherever the first difference is.
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), expected)
 
 
 class BodySizeLimit:

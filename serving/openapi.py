@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -103,7 +103,7 @@ def _json_answer(model: type[BaseModel], description: str) -> dict:
     }
 
 
-def _body_schema(model: type[BaseModel], mode: str, schemas: dict) -> dict:
+def _body_schema(model: type[BaseModel], mode: Literal["validation", "serialization"], schemas: dict) -> dict:
     """The model's own JSON schema; the models it nests go to the document's components."""
     schema = model.model_json_schema(ref_template=SCHEMAS, mode=mode)
     defined = schema.pop("$defs", {})

@@ -8,9 +8,10 @@ and nothing that passes can make the scoring code fail. No HTTP here: tests use 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date, datetime
 from itertools import chain
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import pandas as pd
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PlainValidator,
     StrictStr,
     ValidationError,
@@ -25,6 +27,7 @@ from pydantic import (
     WrapValidator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from features.activity import account_columns_of, day_after_latest
@@ -87,7 +90,7 @@ def _join_tech_stack(value: Any) -> Any:
 
 
 # BentoML's OpenAPI page reads OpenAPI 3.0's singular `example` on models.
-ACCOUNT_EXAMPLE = {
+ACCOUNT_EXAMPLE: JsonDict = {
     "account_id": "ACC-000042",
     "account_name": "Globex",
     "industry": "Software",
@@ -238,7 +241,10 @@ def _accounts_limit(model: type[BaseModel]) -> int:
     )
 
 
-def _checked_accounts(model: type[BaseModel], data: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
+_Request = TypeVar("_Request", bound="ScoreRequest")
+
+
+def _checked_accounts(model: type[_Request], data: Any, handler: Callable[[Any], _Request]) -> _Request:
     """Validate the request, refusing an over-long account list up front and adding repeated ids.
 
     At the model level, not on the `accounts` field: a field wrap validator makes pydantic hand every
@@ -302,7 +308,10 @@ class ScoreRequest(BaseModel):
         examples=["2026-07-01"],
     )
 
-    _checked = model_validator(mode="wrap")(classmethod(_checked_accounts))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _checked(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return _checked_accounts(cls, data, handler)
 
 
 class ForecastRequest(ScoreRequest):

@@ -402,8 +402,8 @@ class _Opportunities:
     last_day: int  # end_date: an opportunity that would close later is still open
     # The truth of opportunity creation, per account: the Poisson rate of background creations per day (uniform
     # over the creation days) and the day of the one follow-up creation a research surge causes (-1: none).
-    creation_rate: np.ndarray | None = None
-    follow_up_day: np.ndarray | None = None
+    creation_rate: np.ndarray
+    follow_up_day: np.ndarray
 
     def __len__(self) -> int:
         return len(self.account)

@@ -12,6 +12,7 @@ import numpy as np
 
 from features.config import Candidate
 from features.config import Model as ModelConfig
+from scoring.attribution import predict_dense
 from scoring.learners import (
     LOGISTIC,
     Calibrator,
@@ -319,7 +320,7 @@ def fit_deal_size(
             (valid[0], valid_target),
             metric="gamma_deviance" if gamma else "l2",
         )
-        raw = booster.predict(valid[0], raw_score=True, num_iteration=rounds)
+        raw = predict_dense(booster, valid[0], raw_score=True, num_iteration=rounds)
         log_valid = np.log(valid[1])
         shrink, r2_raw, r2 = _shrinkage(log_valid, raw, base)
         if r2 < config.deal_size_min_r2:

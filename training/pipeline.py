@@ -23,6 +23,7 @@ from features.config import TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
+from scoring.attribution import predict_dense
 from scoring.learners import LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
 from scoring.scorer import Scorer, with_rule_scores
 from training.evaluate import (
@@ -144,7 +145,7 @@ def select_recipe(
                 candidate.label(),
                 LIGHTGBM,
                 float(roc_auc_score(val_y, margins[key])),
-                holdout_auc(booster.predict(holdout_x, raw_score=True)),
+                holdout_auc(predict_dense(booster, holdout_x, raw_score=True)),
                 seconds=time.perf_counter() - clock,
                 rounds=rounds,
             )
@@ -436,9 +437,9 @@ def train(
     warnings.extend(constant_signals(with_rule_scores(book, config), inputs_available(data)))
     importance = pd.DataFrame(
         {
-            "feature": final.spec.columns,
-            "win_gain": final.win_model.importance(spec.columns),
-            "deal_size_gain": final.deal_model.importance(len(spec.columns)),
+            "feature": spec.columns,
+            "win_gain": final_win.importance(spec.columns),
+            "deal_size_gain": final_deal.importance(len(spec.columns)),
         }
     ).sort_values("win_gain", ascending=False)
     return TrainingResult(

@@ -121,8 +121,9 @@ def score_gain_figure(
     palette = dict(zip(components, ("#7c3aed", "#0d9488", "#db2777")))
     for axes in figure.axes:
         for line in axes.lines:
-            if line.get_label() in palette:
-                line.set(color=palette[line.get_label()], linestyle=":", linewidth=1.6)
+            label = line.get_label()  # typed as any object by matplotlib; a line's label is text
+            if isinstance(label, str) and label in palette:
+                line.set(color=palette[label], linestyle=":", linewidth=1.6)
         axes.legend(fontsize=8)  # rebuilt so the legend shows the new styles
     return figure
 

@@ -33,6 +33,7 @@ from features.matrix import FeatureSpec, candidate_columns
 from features.pointintime import FeatureBuilder
 from features.rules import rule_scores
 from features.schema import CrmData
+from scoring.attribution import predict_dense
 from scoring.learners import LIGHTGBM, LOGISTIC, Recipe, WinModel
 from scoring.pipeline import (
     BY_SIZE,
@@ -79,7 +80,7 @@ def pipeline_columns(config: TieringConfig) -> list[str]:
 
 def count_scale(counts: lgb.Booster, rows: pd.DataFrame, spec: FeatureSpec) -> float:
     """The factor that makes the count learner's total match these (later) snapshots' actual total."""
-    predicted = float(counts.predict(spec.encode(rows)).sum())
+    predicted = float(predict_dense(counts, spec.encode(rows)).sum())
     return float(rows["count"].sum()) / predicted if predicted > 0 else 1.0
 
 
@@ -303,11 +304,11 @@ def _learn(
     )
     aucs = {
         LOGISTIC: float(roc_auc_score(cy, logistic.margin(cx))),
-        LIGHTGBM: float(roc_auc_score(cy, booster.predict(cx, raw_score=True))),
+        LIGHTGBM: float(roc_auc_score(cy, predict_dense(booster, cx, raw_score=True))),
     }
     use_tree = aucs[LIGHTGBM] > aucs[LOGISTIC] + model_config.search.tie_tolerance
     learner = booster if use_tree else logistic
-    margin = booster.predict(cx, raw_score=True) if use_tree else logistic.margin(cx)
+    margin = predict_dense(booster, cx, raw_score=True) if use_tree else logistic.margin(cx)
     calibrator, _ = select_calibrator(margin, cy, model_config.calibration, model_config.seed)
     params = (
         {**PIPELINE_CANDIDATE.model_dump(), "num_boost_round": rounds}
@@ -398,7 +399,7 @@ def fit_pipeline(
     metrics.update(chosen)
     probability = learner.predict(spec.encode(holdout))
     metrics.update({f"pipeline_{k}": v for k, v in win_metrics(y, probability).items()})
-    notes = []
+    notes: list[str] = []
     validation_y = validation["label"].to_numpy()
     learner_validation = float(roc_auc_score(validation_y, learner.predict(spec.encode(validation))))
     historical_validation = float(roc_auc_score(validation_y, historical.probability(validation)))
@@ -412,7 +413,7 @@ def fit_pipeline(
     counts, count_rounds = _count_learner(fit, validation, spec, config, None)
     scale = count_scale(counts, validation, spec)
     metrics["pipeline_count_scale"] = scale
-    predicted_counts = scale * counts.predict(spec.encode(holdout))
+    predicted_counts = scale * predict_dense(counts, spec.encode(holdout))
     actual_counts = holdout["count"].to_numpy()
     metrics["pipeline_count_mae"] = float(np.abs(predicted_counts - actual_counts).mean())
     metrics["pipeline_count_total_ratio"] = float(predicted_counts.sum() / max(actual_counts.sum(), 1.0))

@@ -63,6 +63,8 @@ class Window:
 
     def slices(self) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
         """Each slice's [first day, day after the last) by close date (see `slice_bounds`)."""
+        if self.months is None:
+            raise ValueError("this window has no slice lengths: make it with Window.for_data, which records them")
         return {
             name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([self.as_of]), self.months)
         }

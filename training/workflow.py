@@ -67,9 +67,11 @@ def judge_champion(champion: registry.VersionInfo | None, result: TrainingResult
         scorer = load_model_for(champion.uri).scorer
     except Exception as error:  # a broken or foreign artifact must not block training
         return ChampionJudgement(champion.version, None, f"its model cannot be loaded ({registry.first_line(error)})")
-    if not scorer.is_learned:
+    learners = scorer.learners()
+    if learners is None:
         return ChampionJudgement(champion.version, None, "it scores with rules only")
-    missing = [c for c in scorer.spec.columns if c not in result.development]
+    spec = learners.spec
+    missing = [c for c in spec.columns if c not in result.development]
     if missing:
         return ChampionJudgement(
             champion.version,
@@ -82,16 +84,16 @@ def judge_champion(champion: registry.VersionInfo | None, result: TrainingResult
         result.development,
         result.holdout_rows,
         window.calibration_start,
-        scorer.win_model.recipe,
+        learners.win_model.recipe,
         scorer.config,
-        scorer.spec.columns,
+        spec.columns,
     )
     forward_auc, forward_rows = None, 0
     trained_until = champion.tags.get("window_end")
     if trained_until:
         rows = result.holdout_rows[result.holdout_rows["close_date"] >= pd.Timestamp(trained_until)]
         if rows["won"].nunique() == 2:
-            probability = scorer.win_model.predict(scorer.spec.encode(rows))
+            probability = learners.win_model.predict(spec.encode(rows))
             forward_auc, forward_rows = win_metrics(rows["won"].to_numpy(), probability)["roc_auc"], len(rows)
     return ChampionJudgement(champion.version, refit, forward_auc=forward_auc, forward_rows=forward_rows)
 
@@ -156,7 +158,7 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         registry.write_frame_artifact(result.selection.table(), "learner_selection.csv")
         mlflow.log_dict(
             {
-                "recipe": result.scorer.win_model.recipe.to_dict(),
+                "recipe": result.selection.recipe.to_dict(),  # the final model's, refit with it
                 "calibration_log_loss": result.selection.calibration_losses,
                 "refused_features": [leak.render() for leak in result.leaks],
                 "warnings": result.warnings,
@@ -165,9 +167,7 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
             "selection.json",
         )
         mlflow.log_text("\n".join(result.warnings) or "no warnings", "warnings.txt")
-        mlflow.set_tags(
-            {"learner": result.scorer.win_model.recipe.describe(), "warnings": " | ".join(result.warnings)[:5000]}
-        )
+        mlflow.set_tags({"learner": result.selection.recipe.describe(), "warnings": " | ".join(result.warnings)[:5000]})
         # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
         # registered model has been refit on the holdout months and would be judged in-sample there.
         registry.write_frame_artifact(result.holdout, registry.HOLDOUT_PREDICTIONS)
