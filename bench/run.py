@@ -142,6 +142,15 @@ def markdown(results: dict) -> str:
             f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
             f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |"
         )
+    if "train" in results:
+        t = results["train"][top]
+        pipeline = sum(seconds for name, seconds in t.get("steps_s", {}).items() if name.startswith("pipeline"))
+        if pipeline:
+            lines.append(
+                f"| ... of which the pipeline-propensity learner, its count model and time to close | "
+                f"{_fmt(pipeline)} s | the same training without them {_fmt(t['train_s'] - pipeline)} s | "
+                f"+{pipeline / (t['train_s'] - pipeline):.0%} | <= +50% | |"
+            )
     if "score" in results:
         s = results["score"][top]
         lines.append(
@@ -153,6 +162,13 @@ def markdown(results: dict) -> str:
             f"| ... with the three reasons (path attribution) | {_fmt(s['score_with_reasons_per_s'], 0)} accounts/s | "
             f"raw "
             f"`booster.predict` | {_fmt(s['ratio_with_reasons'], 3)} | - | |"
+        )
+    if "forecast" in results:
+        f = results["forecast"][top]
+        lines.append(
+            f"| `tiering forecast`, {f['accounts']:,} accounts ({f['simulations']:,} simulations per tier) | "
+            f"{_fmt(f['forecast_s'])} s | `tiering score` of the same book {_fmt(f['score_s'])} s | "
+            f"{_fmt(f['ratio'], 2)}x | <= 2x | {_fmt(f['peak_rss_mb'], 0)} MB |"
         )
     serving = results.get("serving")
     if serving and "markdown_rows" in serving:
