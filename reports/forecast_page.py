@@ -7,7 +7,7 @@ import pandas as pd
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.html import Column, count, figure, money, percent, render, table
+from reports.html import Column, compact_money, count, figure, money, percent, render, table
 from scoring.forecast import OVERALL
 
 FAN_TIERS = ("tier_1", "tier_2", "tier_3", "untiered", OVERALL)
@@ -50,9 +50,9 @@ def forecast_tier_table(forecast: pd.DataFrame) -> Markup:
             Column("Tier", "tier", numeric=False, kind="tier"),
             Column("Accounts", "accounts", count),
             _interval("new_opportunities", count),
-            _interval("pipeline_value", money),
+            _interval("pipeline_value", compact_money),
             _interval("deals_won", count),
-            _interval("won_revenue", money),
+            _interval("won_revenue", compact_money),
         ],
     )
 

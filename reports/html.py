@@ -24,6 +24,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from scoring.reasons import money as reasons_money
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -46,6 +48,11 @@ def percent(value, digits: int = 0) -> str:
 
 def money(value) -> str:
     return "–" if _missing(value) else f"${value:,.0f}"
+
+
+def compact_money(value) -> str:
+    """$950, $12.3k, $4.5M, as the reasons write amounts: for tables whose cells hold a figure and its interval."""
+    return "–" if _missing(value) else reasons_money(value)
 
 
 def points(value) -> str:
