@@ -91,10 +91,15 @@ def validation_snapshot(horizon: int) -> int:
 
 def count_dispersion(predicted: np.ndarray, actual: np.ndarray, groups: int = COUNT_GROUPS) -> float:
     """The sd of log(actual / predicted) over groups of accounts ranked by their predicted count (as tiers rank
-    them), less what Poisson chance alone gives (about 1 / predicted for a group's log total). 0 when chance explains
-    it all or the groups are empty."""
+    them), each group expecting the same total (groups of equal size would let the many accounts that expect
+    almost nothing decide it), less what Poisson chance alone gives (about 1 / predicted for a group's log total).
+    0 when chance explains it all or the groups are empty."""
     order = np.argsort(-predicted, kind="stable")
-    parts = [part for part in np.array_split(order, groups) if len(part)]
+    running = np.cumsum(predicted[order])
+    if not len(running) or running[-1] <= 0:
+        return 0.0
+    edges = np.searchsorted(running, running[-1] * np.arange(1, groups) / groups, side="right")
+    parts = [part for part in np.split(order, edges) if len(part)]
     expected = np.array([predicted[part].sum() for part in parts])
     happened = np.array([actual[part].sum() for part in parts])
     usable = (expected > 0) & (happened > 0)

@@ -116,6 +116,11 @@ def test_the_count_learners_error_beyond_chance_by_hand():
     by_hand = np.sqrt((np.log(1.2) ** 2 + np.log(0.8) ** 2) / 2 - 1 / 100)
     assert count_dispersion(predicted, actual) == pytest.approx(by_hand, rel=1e-9)
     assert count_dispersion(predicted, predicted.copy()) == 0.0  # every group as predicted: chance explains it
+    # Groups expect equal totals, not equal head counts: 500 accounts expecting 0.01 each are one group of their own
+    # beside ten accounts expecting 5 each (5 per group), so their misses (nothing happened) weigh as one group.
+    few = np.concatenate([np.full(10, 5.0), np.full(500, 0.01)])
+    happened = np.concatenate([np.full(10, 5.0), np.zeros(500)])
+    assert count_dispersion(few, happened, groups=11) == 0.0  # the empty group is left out, the others exact
 
 
 def test_the_forecast_widens_the_count_interval_by_the_learners_error_and_keeps_the_point():
