@@ -47,8 +47,12 @@ class NotADate(ValueError):
     """A value outside the date grammar or the date range; the message says which."""
 
 
+# As datetimes once: converting the Timestamps on every call cost 3.5 µs of a 5 µs parse (a request's hundreds of dates).
+_EARLIEST_MOMENT, _LATEST_MOMENT = EARLIEST.to_pydatetime(), LATEST.to_pydatetime()
+
+
 def in_range(moment: datetime) -> bool:
-    return EARLIEST.to_pydatetime() <= moment <= LATEST.to_pydatetime()
+    return _EARLIEST_MOMENT <= moment <= _LATEST_MOMENT
 
 
 def parse_moment(value: str | datetime | date) -> datetime:
