@@ -128,15 +128,14 @@ class GroupBlocks:
                 return total
             sums, times, offsets = self._level(j)
             base = offsets[run]
-            for take, position in ((active & (left & 1 == 1), left), (active & (right & 1 == 1), right - 1)):
+            take_left, take_right = active & (left & 1 == 1), active & (right & 1 == 1)
+            for take, position in ((take_left, left), (take_right, right - 1)):
                 index = np.where(take, base + position, 0)
                 part = sums[index]
                 if self._decay is not None:
                     part = part * np.exp(-self._decay * np.maximum(cutoff - times[index], 0.0))
                 total += np.where(take, part, 0.0)
-            left = left + (active & (left & 1 == 1))
-            right = right - (active & (right & 1 == 1))
-            left, right, j = left >> 1, right >> 1, j + 1
+            left, right, j = (left + take_left) >> 1, (right - take_right) >> 1, j + 1
 
 
 class TimeIndex:
@@ -179,9 +178,14 @@ class TimeIndex:
         return len(self._keys)
 
     def _bounds(self, group: np.ndarray, cutoff: np.ndarray, window_seconds: float | None, end_offset: float = 0.0):
-        # np.maximum, not np.clip: clip's checks cost more than the work on a request's few values.
-        end = np.maximum(cutoff - end_offset, 0).astype(np.int64)
-        group = group.astype(np.int64)
+        # np.maximum, not np.clip: clip's checks cost more than the work on a request's few values. Whole seconds with
+        # no offset skip the round trip through floats; groups already int64 are not copied.
+        cutoff = np.asarray(cutoff)
+        if end_offset == 0 and cutoff.dtype == np.int64:
+            end = np.maximum(cutoff, 0)
+        else:
+            end = np.maximum(cutoff - end_offset, 0).astype(np.int64)
+        group = np.asarray(group, dtype=np.int64)
         hi = np.searchsorted(self._keys, (group << _TIME_BITS) | end, side="left")
         if window_seconds is None:
             lo = np.searchsorted(self._keys, group << _TIME_BITS, side="left")
