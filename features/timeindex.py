@@ -161,11 +161,7 @@ class TimeIndex:
         # Running totals of whole numbers below 2**53 are exact, and so is their difference.
         self._exact_totals = bool(
             len(self._value) == 0
-            or (
-                (self._value == np.floor(self._value)).all()
-                and (self._value >= 0).all()
-                and self._cum.max() < 2.0**53
-            )
+            or ((self._value == np.floor(self._value)).all() and (self._value >= 0).all() and self._cum.max() < 2.0**53)
         )
         self._decay = None if half_life_days is None else np.log(2.0) / (half_life_days * SECONDS_PER_DAY)
         self._plain_blocks: GroupBlocks | None = None
