@@ -82,28 +82,41 @@ class FeatureSpec:
         `rows` is a frame or any mapping of column name to array (the service's feature columns).
         """
         count = len(rows[self.columns[0]])
-        matrix = np.empty((count, len(self.columns)), dtype=np.float64)
+        small = count <= SMALL_BOOK
+        # A few rows (a service request) are gathered column by column and stacked in one call; a book is written
+        # into its matrix column by column. Either way each value is the same float64.
+        matrix = None if small else np.empty((count, len(self.columns)), dtype=np.float64)
+        gathered = []
         for i, column in enumerate(self.columns):
             values = np.asarray(rows[column])
             if column in self.categories:
                 codes = self._codes[column]
-                if count > SMALL_BOOK:  # one hashed lookup over the column instead of a Python call per value
+                if not small:  # one hashed lookup over the column instead of a Python call per value
                     text = pd.Series(values, dtype=object)
                     mapped = text.astype("str").map(codes).to_numpy(dtype=np.float64, na_value=np.nan)
-                    matrix[:, i] = np.where(pd.isna(text).to_numpy(), np.nan, mapped)
+                    values = np.where(pd.isna(text).to_numpy(), np.nan, mapped)
                 else:
-                    matrix[:, i] = [
-                        np.nan
-                        if _missing(value)
-                        else codes.get(value if isinstance(value, str) else str(value), np.nan)
-                        for value in values
-                    ]
-            elif values.dtype.kind in "fiub":
-                matrix[:, i] = values
-            else:  # e.g. a custom feature that arrived as text but was numeric in training
-                matrix[:, i] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+                    values = np.array(
+                        [
+                            np.nan
+                            if _missing(value)
+                            else codes.get(value if isinstance(value, str) else str(value), np.nan)
+                            for value in values
+                        ],
+                        dtype=np.float64,
+                    )
+            elif (
+                values.dtype.kind not in "fiub"
+            ):  # e.g. a custom feature that arrived as text but was numeric in training
+                values = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
+            if matrix is None:
+                gathered.append(values)
+            else:
+                matrix[:, i] = values
+        if matrix is None:
+            return np.ascontiguousarray(np.array(gathered, dtype=np.float64).reshape(len(self.columns), count).T)
         return matrix
 
     @cached_property

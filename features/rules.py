@@ -7,8 +7,8 @@ the service builds for a request) and answers numpy arrays, so both paths run th
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Mapping, MutableMapping
-from typing import TypeAlias
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -113,11 +113,14 @@ def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, n
     return scores
 
 
-def with_rule_score_columns(features: Features, config: TieringConfig) -> ChainMap[str, np.ndarray]:
-    """The feature columns with `rule_score_columns` over them, neither copied (a read-only mapping of
-    feature columns is copied into a dict: a ChainMap holds mutable mappings, though it only writes the first)."""
-    rest = features if isinstance(features, (pd.DataFrame, MutableMapping)) else dict(features)
-    return ChainMap(rule_score_columns(features, config), rest)
+def with_rule_score_columns(features: Features, config: TieringConfig) -> Mapping[str, Any]:
+    """The feature columns with `rule_score_columns` over them. A frame stays behind a ChainMap, uncopied; a mapping
+    of arrays (the service's) merges into one dict, since the matrices read every column and a ChainMap's lookups
+    cost a microsecond each."""
+    scores = rule_score_columns(features, config)
+    if isinstance(features, pd.DataFrame):
+        return ChainMap(scores, features)
+    return {**features, **scores}
 
 
 def rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:

@@ -132,9 +132,16 @@ class PipelineModel:
     # out of time on the holdout snapshot: the forecast draws each tier's level from it.
     count_dispersion: float = 0.0
 
-    def probability(self, rows: Features) -> np.ndarray:
+    def encode(self, rows: Features) -> np.ndarray | None:
+        """The learners' matrix of `rows` (None when there is no learner to read it)."""
+        if self.spec is None or (self.model is None and self.count_model is None):
+            return None
+        return self.spec.encode(rows)
+
+    def probability(self, rows: Features, matrix: np.ndarray | None = None) -> np.ndarray:
+        """`matrix`: `encode(rows)` when the caller has it already."""
         if self.model is not None and self.spec is not None:
-            return np.clip(self.model.predict(self.spec.encode(rows)), 0.0, 1.0)
+            return np.clip(self.model.predict(self.spec.encode(rows) if matrix is None else matrix), 0.0, 1.0)
         return self.historical(rows)
 
     def historical(self, rows: Features) -> np.ndarray:
@@ -144,11 +151,15 @@ class PipelineModel:
         rate = (created + self.mean_created_180d) / (2 * 180.0)
         return 1.0 - np.exp(-rate * self.horizon_days)
 
-    def expected_count(self, probability: np.ndarray, rows: Features | None = None) -> np.ndarray:
+    def expected_count(
+        self, probability: np.ndarray, rows: Features | None = None, matrix: np.ndarray | None = None
+    ) -> np.ndarray:
         """New opportunities expected inside the horizon: the count learner's, else the Poisson mean behind
         P(at least one)."""
         if self.count_model is not None and self.spec is not None and rows is not None:
-            return self.count_scale * predict_dense(self.count_model, self.spec.encode(rows))
+            return self.count_scale * predict_dense(
+                self.count_model, self.spec.encode(rows) if matrix is None else matrix
+            )
         return -np.log1p(-np.clip(probability, 0.0, MAX_PROBABILITY))
 
     def horizon_win(self, win_probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,13 +167,18 @@ class PipelineModel:
         return shifted(win_probability, self.open_win_shift), shifted(win_probability, self.new_win_shift)
 
     def expected_revenue(
-        self, rows: Features, probability: np.ndarray, win_probability: np.ndarray, deal_size: np.ndarray
+        self,
+        rows: Features,
+        probability: np.ndarray,
+        win_probability: np.ndarray,
+        deal_size: np.ndarray,
+        matrix: np.ndarray | None = None,
     ) -> np.ndarray:
         open_amount = np.nan_to_num(np.asarray(rows["open_amount"], dtype=np.float64))
         new_share = self.timing.per_account(rows, lambda timing: timing.new_share)
         open_share = self.timing.per_account(rows, lambda timing: timing.open_share)
         open_win, new_win = self.horizon_win(win_probability)
-        new = self.expected_count(probability, rows) * new_share * deal_size
+        new = self.expected_count(probability, rows, matrix) * new_share * deal_size
         return new_win * new + open_win * open_share * open_amount
 
     def to_dict(self) -> dict:

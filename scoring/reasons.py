@@ -130,6 +130,8 @@ def top_reasons(
     count = len(contributions)
     strength = np.abs(contributions)
     order = np.argsort(-strength, axis=1, kind="stable")[:, :how_many]
+    if count <= FEW_ROWS:
+        return _few_top_reasons(contributions, strength, order, names, rows, config, how_many)
     everyone = np.arange(count)
     ranked = []
     for rank in range(order.shape[1]):
@@ -151,4 +153,38 @@ def top_reasons(
             phrases[at] = chosen
         ranked.append(phrases)
     ranked += [np.full(count, "", dtype=object)] * (how_many - len(ranked))
+    return ranked
+
+
+FEW_ROWS = 8  # a service request: row by row costs less than the per-feature masks above
+
+
+def _few_top_reasons(
+    contributions: np.ndarray,
+    strength: np.ndarray,
+    order: np.ndarray,
+    names: list[str],
+    rows,
+    config: TieringConfig,
+    how_many: int,
+) -> list[np.ndarray]:
+    """`top_reasons` for a few rows, row by row: the same phrases, each (rank, feature, value, direction) written once
+    and the first row's phrase kept for the rows after it, as above."""
+    count = len(contributions)
+    ranked = [np.full(count, "", dtype=object) for _ in range(how_many)]
+    values: dict[int, np.ndarray] = {}
+    written: dict[tuple[int, int, str, bool], str] = {}
+    for row, features in enumerate(order.tolist()):
+        for rank, feature in enumerate(features):
+            if not strength[row, feature] > 1e-12:
+                continue
+            if feature not in values:
+                values[feature] = np.asarray(rows[names[feature]], dtype=object)
+            value = values[feature][row]
+            up = bool(contributions[row, feature] > 0)
+            key = (rank, feature, str(value), up)
+            phrase = written.get(key)
+            if phrase is None:
+                phrase = written[key] = f"{UP if up else DOWN} {describe(names[feature], value, config)}"
+            ranked[rank][row] = phrase
     return ranked

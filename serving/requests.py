@@ -23,8 +23,6 @@ from pydantic import (
     PlainValidator,
     StrictStr,
     ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     model_validator,
 )
 from pydantic.config import JsonDict
@@ -53,7 +51,7 @@ def _bounded(table: str, column: str, default: float | None, description: str):
     )
 
 
-def _moment(value: Any, _parse: ValidatorFunctionWrapHandler) -> datetime:
+def _moment(value: Any) -> datetime:
     """A date-time in naive UTC (what the canonical tables hold), by the batch import's own date grammar.
 
     Not pydantic's: it reads numbers and numeric strings ("20260601", "0") as Unix times, where a data file
@@ -65,13 +63,15 @@ def _moment(value: Any, _parse: ValidatorFunctionWrapHandler) -> datetime:
         raise PydanticCustomError("date", str(error)) from None
 
 
-def _day(value: Any, parse: ValidatorFunctionWrapHandler) -> date:
-    return _moment(value, parse).date()
+def _day(value: Any) -> date:
+    return _moment(value).date()
 
 
 # ISO 8601 date or date-time, naive (taken as UTC) or with a zone (converted to UTC): features.dates.
-Timestamp = Annotated[datetime, WrapValidator(_moment, json_schema_input_type=datetime | date)]
-Day = Annotated[date, WrapValidator(_day, json_schema_input_type=date)]
+# Plain validators, not wrap validators (whose handler pydantic's own parsing is never asked): a request's hundreds of
+# dates validate in half the time.
+Timestamp = Annotated[datetime, PlainValidator(_moment, json_schema_input_type=datetime | date)]
+Day = Annotated[date, PlainValidator(_day, json_schema_input_type=date)]
 Text = Annotated[str, Field(min_length=1)]
 
 
