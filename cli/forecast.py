@@ -134,9 +134,9 @@ def forecast(
     summary = None
     with steps(3 + (origins if backtest else 0)) as progress:
         progress("scoring the book and simulating the horizon")
-        scores, table = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
+        _, table, inputs = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
         progress("the fan chart's steps")
-        fan_table = fan(scorer.forecast_inputs(frame, cutoff, scores), pipeline)
+        fan_table = fan(inputs, pipeline)
         tables["forecast"], tables["fan"] = table, fan_table
         if backtest:
             from training.backtest import backtest as run_backtest

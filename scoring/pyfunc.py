@@ -76,12 +76,14 @@ class TieringModel(PythonModel):
 
     def forecast_book(
         self, data: CrmData, as_of: pd.Timestamp, *, model_version: str = RULES_ONLY, simulations: int = SIMULATIONS
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The book scored as of `as_of` (tiers by capacity) and its per-tier forecast inside the horizon."""
+    ) -> tuple[pd.DataFrame, pd.DataFrame, BookInputs]:
+        """The book scored as of `as_of` (tiers by capacity), its per-tier forecast inside the horizon, and what the
+        forecast read of it (for more forecasts of the same book, e.g. a fan chart's steps)."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
         # The forecast reads tiers and probabilities, not the reasons (which cost more than the prediction).
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
-        return scores, self.forecast(scores, book, simulations)
+        inputs = self.book_inputs(scores, book)
+        return scores, self._simulate(inputs, simulations), inputs
 
     def forecast_scored(
         self, data: CrmData, as_of: pd.Timestamp, scores: Features, simulations: int = SIMULATIONS
@@ -90,20 +92,16 @@ class TieringModel(PythonModel):
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
         return self.forecast(scores, book, simulations)
 
-    def forecast_inputs(self, data: CrmData, as_of: pd.Timestamp, scores: Features) -> BookInputs:
-        """What the forecast reads of a scored book (its score records and features as of `as_of`), e.g. for a fan."""
-        pipeline = self._pipeline()
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        rows = with_rule_score_columns(book, self.scorer.config)
-        return BookInputs.of(scores, rows, pipeline)
+    def book_inputs(self, scores: Features, features: Features) -> BookInputs:
+        """What the forecast reads of score records and their feature rows (same order); refused without the learner."""
+        return BookInputs.of(scores, with_rule_score_columns(features, self.scorer.config), self._pipeline())
 
     def forecast(self, scores: Features, features: Features, simulations: int = SIMULATIONS) -> pd.DataFrame:
         """Per-tier forecast of score records and their feature rows (same order); refused without the learner."""
-        pipeline = self._pipeline()
-        rows = with_rule_score_columns(features, self.scorer.config)
-        return tier_forecast(
-            BookInputs.of(scores, rows, pipeline), pipeline, simulations, seed=self.scorer.config.model.seed
-        )
+        return self._simulate(self.book_inputs(scores, features), simulations)
+
+    def _simulate(self, inputs: BookInputs, simulations: int) -> pd.DataFrame:
+        return tier_forecast(inputs, self._pipeline(), simulations, seed=self.scorer.config.model.seed)
 
     def _pipeline(self) -> PipelineModel:
         """The pipeline-propensity learner, which forecasting needs; refused without it."""

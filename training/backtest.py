@@ -68,7 +68,7 @@ def backtest(
         progress(f"backtest origin {number} of {origins}: training as of {origin.date()}")
         result = train(data, config, origin)
         model = TieringModel.around(result.scorer)
-        scores, forecast = model.forecast_book(
+        scores, forecast, _ = model.forecast_book(
             data, origin, model_version=f"backtest-{origin.date()}", simulations=simulations
         )
         actual = realised(data, scores.set_index("account_id")["tier"], origin, horizon).set_index("tier")
