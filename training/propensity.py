@@ -21,7 +21,7 @@ past cut-offs that closed inside the horizon.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -207,33 +207,37 @@ def _timing(
     )
 
 
-def _segmented(
-    data: CrmData, start: pd.Timestamp, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], horizon: int
+def _with_bands(
+    book: CloseTiming,
+    opps: pd.DataFrame,
+    bands: np.ndarray,
+    start: pd.Timestamp,
+    as_of: pd.Timestamp,
+    cutoffs: list[pd.Timestamp],
+    horizon: int,
 ) -> CloseTiming:
-    """The book's distribution, and each size band's where the band has SEGMENT_MIN_DEALS deals of its own."""
-    opps = data.opportunities
-    timing = _timing(opps, start, as_of, cutoffs, horizon)
-    bands = _account_bands(data, opps)
+    """The book's distribution `book` with each size band's beside it, where the band has SEGMENT_MIN_DEALS deals
+    of its own (`bands`: each opportunity's)."""
     created = opps["created_date"]
     recent = ((created >= start - pd.Timedelta(days=365)) & (created < as_of)).to_numpy()
-    for band in range(len(SIZE_BAND_NAMES)):
-        mine = bands == band
-        if int((mine & recent).sum()) >= SEGMENT_MIN_DEALS:
-            timing.segments[band] = _timing(opps[mine], start, as_of, cutoffs, horizon)
-    timing.method = BY_SIZE
-    return timing
+    segments = {
+        band: _timing(opps[bands == band], start, as_of, cutoffs, horizon)
+        for band in range(len(SIZE_BAND_NAMES))
+        if int(((bands == band) & recent).sum()) >= SEGMENT_MIN_DEALS
+    }
+    return replace(book, method=BY_SIZE, segments=segments)
 
 
-def _brier_at(timing: CloseTiming, data: CrmData, check: pd.Timestamp, as_of: pd.Timestamp) -> float:
+def _brier_at(
+    timing: CloseTiming, opps: pd.DataFrame, bands: np.ndarray, check: pd.Timestamp, as_of: pd.Timestamp
+) -> float:
     """How well `timing` (fitted on data before `check`) foretells which deals close in [check, as_of): those
     open at `check` (given their age) and those created after it. The mean squared error of the probability."""
-    opps = data.opportunities
     created = opps["created_date"]
     close = opps["close_date"].where(opps["outcome"] != "open")
     open_then = ((created < check) & ~(close < check)).to_numpy()
     new_then = ((created >= check) & (created < as_of)).to_numpy()
     actual = (close.notna() & (close < as_of)).to_numpy().astype(np.float64)
-    bands = _account_bands(data, opps)
     last = KM_DAYS - 1
     age = np.clip((check - created).dt.days.to_numpy(dtype=np.float64, na_value=0), 0, last).astype(np.int64)
     left = np.clip((as_of - created).dt.days.to_numpy(dtype=np.float64, na_value=0) - 1, 0, last).astype(np.int64)
@@ -255,16 +259,17 @@ def close_timing(
     company size band, whichever foretells better which deals close in the last `horizon` days when both are fitted
     on the data before them (by the Brier score; the size bands must win by SEGMENT_GAIN). With it, the
     amount-weighted share of deals open at each past cut-off that closed within the horizon. Metrics beside it."""
+    opps = data.opportunities
+    bands = _account_bands(data, opps)
     check = as_of - pd.Timedelta(days=horizon)
-    earlier = [cutoff for cutoff in cutoffs if cutoff + pd.Timedelta(days=horizon) <= check]
-    one = _timing(data.opportunities, start, check, earlier, horizon)
-    sized = _segmented(data, start, check, earlier, horizon)
-    one_brier, sized_brier = _brier_at(one, data, check, as_of), _brier_at(sized, data, check, as_of)
+    # The check reads the distributions only, not the open share: no past cut-offs for the fits it judges.
+    one = _timing(opps, start, check, [], horizon)
+    sized = _with_bands(one, opps, bands, start, check, [], horizon)
+    one_brier, sized_brier = _brier_at(one, opps, bands, check, as_of), _brier_at(sized, opps, bands, check, as_of)
     by_size = bool(sized.segments) and sized_brier < one_brier * (1 - SEGMENT_GAIN)
+    timing = _timing(opps, start, as_of, cutoffs, horizon)
     if by_size:
-        timing = _segmented(data, start, as_of, cutoffs, horizon)
-    else:
-        timing = _timing(data.opportunities, start, as_of, cutoffs, horizon)
+        timing = _with_bands(timing, opps, bands, start, as_of, cutoffs, horizon)
     metrics = {
         "pipeline_close_brier_one_distribution": one_brier,
         "pipeline_close_brier_by_size": sized_brier if sized.segments else float("nan"),
