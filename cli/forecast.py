@@ -32,6 +32,8 @@ FORECAST_PAGE = "forecast.html"
 
 
 def _compact(value: float, money: bool) -> str:
+    if value != value:  # NaN: an amount the export does not have
+        return "unknown"
     sign = "$" if money else ""
     for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
         if abs(value) >= size:
@@ -41,6 +43,8 @@ def _compact(value: float, money: bool) -> str:
 
 def _cell(row: dict, name: str, money: bool) -> str:
     """The point forecast, and its 80% interval on the line below."""
+    if row[name] != row[name]:  # NaN: unknown, and so is its interval
+        return "unknown"
     low, high = _compact(row[name + "_low"], money), _compact(row[name + "_high"], money)
     return f"{_compact(row[name], money)}\n{low}-{high}"
 
@@ -159,6 +163,13 @@ def forecast(
     end = (cutoff + pd.Timedelta(days=horizon - 1)).date()
     title = f"Forecast {cutoff.date()} to {end} ({horizon} days), model {version}: expected, 80% interval below"
     console.print(forecast_table(table, title))
+    if table["won_revenue"].isna().all():
+        err_console.print(
+            "[yellow]note:[/] the model knows no deal size (the export's opportunities have no amount), so pipeline "
+            "value and won revenue are unknown; the counts stand. Map opportunities.amount to forecast them.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary is not None:
         for row in summary.to_dict("records"):
             console.print(

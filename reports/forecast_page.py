@@ -14,10 +14,12 @@ FAN_TIERS = ("tier_1", "tier_2", "tier_3", "untiered", OVERALL)
 
 
 def _interval(name: str, fmt) -> Column:
-    return Column(
-        name.replace("_", " ").capitalize(),
-        lambda r: f"{fmt(r[name])} ({fmt(r[name + '_low'])} – {fmt(r[name + '_high'])})",
-    )
+    def cell(r) -> str:
+        if r[name] != r[name]:  # NaN: an amount the export does not have, and so is its interval
+            return "unknown"
+        return f"{fmt(r[name])} ({fmt(r[name + '_low'])} – {fmt(r[name + '_high'])})"
+
+    return Column(name.replace("_", " ").capitalize(), cell)
 
 
 def fan_chart(fan: pd.DataFrame) -> Figure:
@@ -103,6 +105,7 @@ def render_forecast(
         data_label=data_label,
         overall=overall,
         forecast_table=forecast_table,
+        amounts_known=bool(forecast["won_revenue"].notna().any()),
         fan_figure=figure(
             fan_chart(fan),
             "The line is the expected won revenue from the as-of date to each day of the horizon; the "

@@ -34,6 +34,7 @@ SIMULATIONS = 10_000
 MAX_DRAWS = 1_000_000  # per quantity and tier (about 100 deals a simulation): beyond, the sum is drawn by its moments
 LOW, HIGH = 0.10, 0.90
 QUANTITIES = ("new_opportunities", "pipeline_value", "deals_won", "won_revenue")
+MONEY = ("pipeline_value", "won_revenue")  # unknown (NaN) when the export has no amounts
 OVERALL = "overall"
 FORECAST_TIERS = (*TIER_NAMES, UNTIERED, OVERALL)
 
@@ -51,6 +52,7 @@ class BookInputs:
     open_amount: np.ndarray
     expected_new: np.ndarray  # new opportunities expected inside the horizon
     employees: np.ndarray  # the head count (NaN unknown), which picks the account's time-to-close distribution
+    amounts_known: bool = True  # False when the model knows no deal size (an export without amounts)
 
     def new_share_by(self, timing: CloseTiming, days: int) -> np.ndarray:
         """Per account: the share of deals created over the first `days` days that close within them."""
@@ -85,6 +87,7 @@ class BookInputs:
                 if "employees" in features
                 else np.full(len(scores["tier"]), np.nan)
             ),
+            amounts_known=bool(np.isfinite(np.asarray(scores["expected_deal_size"], dtype=np.float64)).any()),
         )
 
 
@@ -176,6 +179,8 @@ def tier_forecast(
         for name in QUANTITIES:
             low, high = np.quantile(simulated[name], [LOW, HIGH])
             row.update({name: expected[name], f"{name}_low": float(low), f"{name}_high": float(high)})
+        if not inputs.amounts_known:  # no deal size to count in: the amounts are unknown, not 0
+            row.update({f"{name}{end}": np.nan for name in MONEY for end in ("", "_low", "_high")})
         rows.append(row)
     return pd.DataFrame(rows)
 

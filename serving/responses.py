@@ -93,15 +93,19 @@ class ForecastTier(Finite):
     new_opportunities: float = Field(description="Opportunities expected to be created inside the horizon.")
     new_opportunities_low: float
     new_opportunities_high: float
-    pipeline_value: float = Field(description="Their amounts (USD).")
-    pipeline_value_low: float
-    pipeline_value_high: float
+    pipeline_value: float | None = Field(
+        description="Their amounts (USD); null when the model knows no deal size (no amounts)."
+    )
+    pipeline_value_low: float | None
+    pipeline_value_high: float | None
     deals_won: float = Field(description="Deals expected to close won inside the horizon, open deals included.")
     deals_won_low: float
     deals_won_high: float
-    won_revenue: float = Field(description="Their amounts (USD).")
-    won_revenue_low: float
-    won_revenue_high: float
+    won_revenue: float | None = Field(
+        description="Their amounts (USD); null when the model knows no deal size (no amounts)."
+    )
+    won_revenue_low: float | None
+    won_revenue_high: float | None
 
 
 class TierResponse(ScoreResponse):
@@ -174,6 +178,11 @@ def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]
             if isinstance(value, float) and not math.isfinite(value):
                 record[name] = None
     return records
+
+
+def forecast_records(table: pd.DataFrame) -> list[dict]:
+    """The per-tier forecast as JSON-ready dicts: unknown amounts (an export without them) become None."""
+    return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
 def tier_counts(tiers: pd.Series, budget: float | None, split: Budget) -> list[dict]:

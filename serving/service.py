@@ -32,6 +32,7 @@ from serving.responses import (
     ModelInfo,
     ScoreResponse,
     TierResponse,
+    forecast_records,
     score_records,
     tier_counts,
 )
@@ -102,7 +103,7 @@ class TieringService:
             budget=request.budget,
             tiers=tier_counts(scores["tier"], request.budget, serving.model.config.budget),
             horizon_days=None if forecast is None or pipeline is None else pipeline.horizon_days,
-            forecast=None if forecast is None else forecast.to_dict("records"),
+            forecast=None if forecast is None else forecast_records(forecast),
         )
 
     @bentoml.api(route="/forecast", output_spec=ForecastResponse)
@@ -129,7 +130,7 @@ class TieringService:
             model_version=serving.version,
             as_of=as_of.date(),
             horizon_days=pipeline.horizon_days,
-            tiers=table.to_dict("records"),
+            tiers=forecast_records(table),
         )
 
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)

@@ -95,9 +95,10 @@ def backtest(
 
 
 def backtest_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per quantity, over the tier x origin cells (overall rows left out, empty tiers too): the share of cells
-    the 80% interval covered and the mean absolute percentage error of the point forecast."""
-    cells = table[(table["tier"] != OVERALL) & (table["accounts"] > 0)]
+    """Per quantity, over the tier x origin cells (overall rows left out, empty tiers and unknown amounts too): the
+    share of cells the 80% interval covered and the mean absolute percentage error of the point forecast."""
+    # Unknown amounts (an export without them) are no forecast to judge.
+    cells = table[(table["tier"] != OVERALL) & (table["accounts"] > 0) & table["predicted"].notna()]
     rows = []
     for quantity, part in cells.groupby("quantity", sort=False):
         real = part["actual"] > 0

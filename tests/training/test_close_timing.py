@@ -152,3 +152,40 @@ def test_the_forecast_widens_the_count_interval_by_the_learners_error_and_keeps_
     sd = np.sqrt(0.2**2 + 1 / 1000)
     assert wide["new_opportunities_low"] == pytest.approx(1000 * np.exp(-z * sd - 0.02), rel=0.03)
     assert wide["new_opportunities_high"] == pytest.approx(1000 * np.exp(z * sd - 0.02), rel=0.03)
+
+
+def test_without_any_deal_size_the_amounts_are_unknown_not_zero_and_the_counts_stand():
+    """An export without amounts: the model knows no deal size (NaN), so pipeline value and won revenue are unknown;
+    the counts are the same as with sizes. The API carries them as null."""
+    from scoring.pipeline import CloseTiming
+    from serving.responses import ForecastTier, forecast_records
+
+    pipeline = PipelineModel(HORIZON, HISTORICAL, CloseTiming(cdf=[0.5] * 400, new_share=0.5, open_share=0.5))
+    scores = {
+        "tier": np.array(["tier_1", "tier_2"], dtype=object),
+        "pipeline_probability": np.array([0.5, 0.2]),
+        "win_probability": np.array([0.4, 0.3]),
+        "expected_deal_size": np.array([np.nan, np.nan]),
+    }
+    features = {"open_deals": np.array([1.0, 0.0]), "open_amount": np.array([0.0, 0.0])}
+    table = tier_forecast(BookInputs.of(scores, features, pipeline), pipeline, simulations=500, seed=1)
+    sized = tier_forecast(
+        BookInputs.of({**scores, "expected_deal_size": np.array([1e4, 2e4])}, features, pipeline),
+        pipeline,
+        simulations=500,
+        seed=1,
+    )
+    for money in ("pipeline_value", "won_revenue"):
+        assert table[[money, f"{money}_low", f"{money}_high"]].isna().all().all()
+    for count in ("new_opportunities", "deals_won"):
+        assert table[count].tolist() == pytest.approx(sized[count].tolist())
+    records = forecast_records(table)
+    assert records[0]["won_revenue"] is None and records[0]["deals_won"] == pytest.approx(table.at[0, "deals_won"])
+    assert ForecastTier(**records[0]).pipeline_value_high is None
+    from reports.forecast_page import render_forecast
+    from scoring.forecast import fan
+
+    inputs = BookInputs.of(scores, features, pipeline)
+    page = render_forecast(table, fan(inputs, pipeline, simulations=200), None, None, AS_OF, HORIZON, "1", "odd")
+    assert "unknown: the export has no amounts" in page and "No fan chart" in page and "<figure>" not in page
+    assert page.count(">unknown</td>") == 2 * len(table)  # pipeline value and won revenue of every row
