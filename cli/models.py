@@ -193,7 +193,7 @@ def demo(
     from features.files import write_table
     from features.repair import check_rejected_target, invalid_rows_mode
     from sources.synthetic import generate_export
-    from training.workflow import score_book, train_and_register
+    from training.workflow import train_and_register
 
     settings = load_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
@@ -218,7 +218,7 @@ def demo(
         from features.activity import default_as_of
 
         scoring_as_of = default_as_of(frame)
-        scores = score_book(frame, scorer, version, scoring_as_of, budget)
+        scores, features = scorer.score_book_with_features(frame, scoring_as_of, budget=budget, model_version=version)
         scores_path = write_table(scores, out / "scores.csv")
     say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
     say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
@@ -240,9 +240,10 @@ def demo(
             frame,
             scorer,
             scores,
+            features,
             version,
             None,
-            None,
+            scoring_as_of,
             budget,
             out / "report",
             f"Synthetic export in {data_dir}",

@@ -194,6 +194,7 @@ def write_comparison(
     frame,
     scorer,
     scores,
+    features,
     version: str,
     model_uri: str | None,
     as_of,
@@ -211,6 +212,7 @@ def write_comparison(
         frame,
         scorer,
         scores,
+        features,
         version=version,
         model_uri=model_uri,
         as_of=as_of or default_as_of(frame),
@@ -242,7 +244,6 @@ def compare(
     from features.repair import invalid_rows_mode
     from reports.report import REPORT_PAGE, check_output_folder
     from scoring.registry import resolve_model
-    from training.workflow import score_book
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
     settings = load_config(config)
@@ -259,9 +260,9 @@ def compare(
     say_as_of(cutoff, given, "the day after the latest date in the export")
     with steps(5) as progress:
         progress("scoring the current book")
-        scores = score_book(frame, scorer, version, cutoff, budget)
+        scores, features = scorer.score_book_with_features(frame, cutoff, budget=budget, model_version=version)
         page, comparison = write_comparison(
-            frame, scorer, scores, version, model, cutoff, budget, out, f"Data: {data}", progress
+            frame, scorer, scores, features, version, model, cutoff, budget, out, f"Data: {data}", progress
         )
     for warning in comparison.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)

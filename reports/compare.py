@@ -372,6 +372,7 @@ def build_comparison(
     data: CrmData,
     scorer: TieringModel,
     scores: pd.DataFrame,
+    features: pd.DataFrame,
     *,
     version: str,
     model_uri: str | None,
@@ -379,7 +380,8 @@ def build_comparison(
     budget: float,
     progress: Callable[[str], None] = lambda step: None,
 ) -> Comparison:
-    """The comparison of a scored book (`scores`, scored as of `as_of` by `scorer`) on its model's holdout.
+    """The comparison of a scored book (`scores`, scored as of `as_of` by `scorer` from its feature rows `features`, in
+    the same order) on its model's holdout.
 
     `model_uri` is the model that scored it (None: the champion); with rules only, a backtest stands in.
     """
@@ -406,7 +408,7 @@ def build_comparison(
     forecast, horizon = None, None
     if scorer.can_forecast and scorer.scorer.pipeline is not None:
         progress("forecasting the horizon")
-        forecast = scorer.forecast_scored(data, as_of, scores)
+        forecast = scorer.forecast(scores, features)
         horizon = scorer.scorer.pipeline.horizon_days
     return replace(comparison, warnings=warnings, forecast=forecast, horizon_days=horizon)
 

@@ -69,10 +69,25 @@ class TieringModel(PythonModel):
         model_version: str = RULES_ONLY,
     ) -> pd.DataFrame:
         """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
+        return self.score_book_with_features(
+            data, as_of, budget=budget, overrides=overrides, model_version=model_version
+        )[0]
+
+    def score_book_with_features(
+        self,
+        data: CrmData,
+        as_of: pd.Timestamp,
+        *,
+        budget: float | None = None,
+        overrides: pd.DataFrame | None = None,
+        model_version: str = RULES_ONLY,
+    ) -> tuple[pd.DataFrame, Features]:
+        """`score_book`, and the feature rows it scored (same order): a forecast of the same book reads them."""
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        return self.scorer.score(
+        scores = self.scorer.score(
             book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
         )
+        return scores, book
 
     def forecast_book(
         self, data: CrmData, as_of: pd.Timestamp, *, model_version: str = RULES_ONLY, simulations: int = SIMULATIONS
@@ -84,13 +99,6 @@ class TieringModel(PythonModel):
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
         inputs = self.book_inputs(scores, book)
         return scores, self._simulate(inputs, simulations), inputs
-
-    def forecast_scored(
-        self, data: CrmData, as_of: pd.Timestamp, scores: Features, simulations: int = SIMULATIONS
-    ) -> pd.DataFrame:
-        """The per-tier forecast of an export already scored as of `as_of` (its score records, by capacity)."""
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
-        return self.forecast(scores, book, simulations)
 
     def book_inputs(self, scores: Features, features: Features) -> BookInputs:
         """What the forecast reads of score records and their feature rows (same order); refused without the learner."""
