@@ -8,8 +8,10 @@ back for 60 s (10 s with --quick): most send single-account `POST /score`, two s
 book to `POST /tier`, two send invalid requests (bad JSON, wrong types, more than 10,000 accounts, a
 wrong key), after a warm-up under the same load (5 s; 15 s at full length). Reports throughput,
 p50/p99 latency per kind of request, answers by class (each invalid request must get its 4xx; goal:
-zero 5xx, zero timeouts), the server's RSS (the `bentoml serve` process and its workers) after the
-warm-up, at the end and at its peak (goal: growth under 10%), and whether the key reached its log.
+zero 5xx, zero timeouts), the server's RSS (the `bentoml serve` process and its workers) a few seconds
+after the warm-up and after the measured load (what it keeps, not the books in flight at that instant;
+goal: growth under 10%), its peak and its RSS the moment the load ended, and whether the key reached
+its log.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CLIENTS = {"single": 12, "book": 2, "invalid": 2}  # 16 in all
 CONCURRENCY = sum(CLIENTS.values())
 REQUEST_TIMEOUT_S = 30.0  # a request still unanswered after this counts as a timeout
 RSS_SAMPLE_S = 0.5
+# After each phase the clients stop and the server idles this long before its RSS is read: longer than the memory
+# trimmer's wait (serving.memory), so what is read is what the server keeps, not a 1,000-account book in flight.
+SETTLE_S = 4.0
 GOAL_RSS_GROWTH = 0.10
 JSON = {"content-type": "application/json"}
 SINGLE, BOOK = "single-account /score", f"{BOOK_ACCOUNTS:,}-account /tier"
@@ -202,6 +207,11 @@ def _summary(outcomes: list[Outcome], seconds: float) -> dict:
     }
 
 
+def _settled(rss: RssSampler) -> float:
+    time.sleep(SETTLE_S)
+    return rss.now_mb()
+
+
 def run(quick: bool = False) -> dict:
     n_accounts, seconds, warm_up_seconds = (1_500, 10.0, 5.0) if quick else (5_000, 60.0, 15.0)
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
@@ -234,9 +244,10 @@ def run(quick: bool = False) -> dict:
                 # The same load first, so the allocator's working set for it (concurrent 1,000-account requests
                 # included) is in place: what grows after that is retained memory, not warm-up.
                 _run_clients(base_url, key, calls, warm_up_seconds)
-                start_mb = rss.now_mb()
+                start_mb = _settled(rss)
                 outcomes, elapsed = _run_clients(base_url, key, calls, seconds)
-                end_mb = rss.now_mb()
+                end_under_load_mb = rss.now_mb()
+                end_mb = _settled(rss)
         server_log = log.read_text(errors="replace")
 
     summary = _summary(outcomes, elapsed)
@@ -253,6 +264,7 @@ def run(quick: bool = False) -> dict:
             "ready": round(ready_mb, 1),
             "start": round(start_mb, 1),
             "end": round(end_mb, 1),
+            "end_under_load": round(end_under_load_mb, 1),
             "peak": round(rss.peak_mb, 1),
             "growth_pct": round(100 * growth, 1),
         },
@@ -281,8 +293,9 @@ def _markdown_rows(result: dict) -> list[str]:
         f"{CLIENTS['invalid']} invalid) | "
         f"{result['throughput_per_s']:,} req/s, p50 {result['p50_ms']:,} ms, p99 {result['p99_ms']:,} ms | "
         f"{answers['5xx']} 5xx, {answers['timeout']} timeouts, {result['unexpected_answers']} unexpected answers | - | "
-        f"zero 5xx, RSS +<{GOAL_RSS_GROWTH:.0%} | start {rss['start']:,} MB -> end {rss['end']:,} MB "
-        f"({rss['growth_pct']:+}%), peak {rss['peak']:,} MB |",
+        f"zero 5xx, RSS +<{GOAL_RSS_GROWTH:.0%} | settled after warm-up {rss['start']:,} MB -> after the load "
+        f"{rss['end']:,} MB ({rss['growth_pct']:+}%), peak {rss['peak']:,} MB, as the load ended "
+        f"{rss['end_under_load']:,} MB |",
         f"| ... single-account `/score` within it | {single['per_s']:,} req/s, p50 {single['p50_ms']:,} ms, "
         f"p99 {single['p99_ms']:,} ms | {BOOK}: {book['per_s']:,} req/s, p50 {book['p50_ms']:,} ms, "
         f"p99 {book['p99_ms']:,} ms | - | - | - |",
