@@ -17,7 +17,7 @@ rules alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,14 @@ from scoring.bundle import load_scorer
 from scoring.forecast import SIMULATIONS, BookInputs, tier_forecast
 from scoring.pipeline import PipelineModel
 from scoring.scorer import RULES_ONLY, Scorer, place_tiers
+
+
+class BookOptions(TypedDict, total=False):
+    """`score_book`'s options, as `score_book_with_features` takes them."""
+
+    budget: float | None
+    overrides: pd.DataFrame | None
+    model_version: str
 
 
 class TieringModel(PythonModel):
@@ -59,19 +67,9 @@ class TieringModel(PythonModel):
     def config(self) -> TieringConfig:
         return self.scorer.config
 
-    def score_book(
-        self,
-        data: CrmData,
-        as_of: pd.Timestamp,
-        *,
-        budget: float | None = None,
-        overrides: pd.DataFrame | None = None,
-        model_version: str = RULES_ONLY,
-    ) -> pd.DataFrame:
+    def score_book(self, data: CrmData, as_of: pd.Timestamp, **options: Unpack[BookOptions]) -> pd.DataFrame:
         """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
-        return self.score_book_with_features(
-            data, as_of, budget=budget, overrides=overrides, model_version=model_version
-        )[0]
+        return self.score_book_with_features(data, as_of, **options)[0]
 
     def score_book_with_features(
         self,
