@@ -6,10 +6,9 @@ Trains a champion on a synthetic export in a temporary MLflow store, starts `tie
 `mlflow models serve -m models:/abm-tiering@champion --env-manager local`, and measures on each:
 sequential single-account latency (p50, p99), one 1,000-account request, and throughput with 8
 concurrent clients, each client on one keep-alive connection of the standard library's `http.client`
-(the median through httpx, whose own time per request is several times the standard library's, is
-kept beside it). `/score` takes the raw account (fields, activity, deals) and builds the
-point-in-time features itself; MLflow's server takes the already-built feature rows (the pyfunc
-input), so it does strictly less work per request.
+(the median through httpx, which adds more time of its own, is kept beside it). `/score` takes the
+raw account (fields, activity, deals) and builds the point-in-time features itself; MLflow's server
+takes the already-built feature rows (the pyfunc input), so it does strictly less work per request.
 """
 
 from __future__ import annotations
