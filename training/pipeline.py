@@ -43,7 +43,7 @@ from training.models import (
     select_calibrator,
     train_booster,
 )
-from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot
+from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot, with_closing_deals
 from training.window import Window, need_with_advice
 
 Progress = Callable[[str], None]
@@ -326,10 +326,11 @@ def train(
     )
     evaluation.pipeline = look_ahead.evaluation
     metrics.update(look_ahead.metrics)
-    snapshots = look_ahead.snapshots
+    # Which deals closed inside each snapshot's horizon, counted once for both fits of the win shifts below.
+    snapshots = with_closing_deals(data, look_ahead.snapshots, config.model.horizon_days)
     if len(snapshots):  # the evaluation models know the snapshots whose horizon ends before the holdout's labels
         earlier = snapshots[snapshots["snapshot"] >= validation_snapshot(config.model.horizon_days)]
-        set_win_shifts(look_ahead.evaluation, data, earlier, win, spec, config)
+        set_win_shifts(look_ahead.evaluation, earlier, win, spec)
     notes.extend(look_ahead.notes)
     for number, candidate in enumerate(selection.candidates):
         metrics[f"candidate_{number}_validation_roc_auc"] = candidate.validation_auc
@@ -430,7 +431,7 @@ def train(
             shrink=deal.shrink,
         )
     )
-    metrics.update(set_win_shifts(look_ahead.final, data, look_ahead.snapshots, final_win, spec, config))
+    metrics.update(set_win_shifts(look_ahead.final, snapshots, final_win, spec))
     final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal, pipeline=look_ahead.final)
     book = snapshot(data, builder, window.as_of)
     final.freeze(book)

@@ -54,6 +54,7 @@ KM_DAYS = 731
 COUNT_GROUPS = 10  # groups of accounts by predicted count, for the count learner's error beyond chance
 SEGMENT_MIN_DEALS = 200  # a size band's own time-to-close distribution needs this many deals, else the book's
 SEGMENT_GAIN = 0.01  # by size band must lower the Brier score by 1% to be chosen over one distribution
+CLOSING_COLUMNS = ("open_closing", "open_won", "new_closing", "new_won")  # `closing_deals`' counts
 
 
 @dataclass
@@ -475,7 +476,7 @@ def closing_deals(data: CrmData, snapshots: pd.DataFrame, horizon: int) -> dict[
     created = opps["created_date"]
     closing = opps["close_date"].where(opps["outcome"] != "open")
     won = (opps["outcome"] == "won").to_numpy()
-    out = {name: np.zeros(len(snapshots)) for name in ("open_closing", "open_won", "new_closing", "new_won")}
+    out = {name: np.zeros(len(snapshots)) for name in CLOSING_COLUMNS}
     cutoffs = pd.to_datetime(snapshots["cutoff"]).to_numpy()
     ids = snapshots["account_id"].astype("str").to_numpy()
     for cutoff in np.unique(cutoffs):
@@ -483,10 +484,10 @@ def closing_deals(data: CrmData, snapshots: pd.DataFrame, horizon: int) -> dict[
         start = pd.Timestamp(cutoff)
         inside = ((closing >= start) & (closing < start + pd.Timedelta(days=horizon))).to_numpy()
         opened_before = (created < start).to_numpy()  # and not closed before T, since it closes inside
+        keys = pd.Index(ids[at])
         for part, mask in (("open", inside & opened_before), ("new", inside & ~opened_before)):
             closed_per_account = account[mask].value_counts()
             won_per_account = account[mask & won].value_counts()
-            keys = pd.Index(ids[at])
             out[f"{part}_closing"][at] = closed_per_account.reindex(keys, fill_value=0).to_numpy()
             out[f"{part}_won"][at] = won_per_account.reindex(keys, fill_value=0).to_numpy()
     return out
@@ -507,20 +508,21 @@ def log_odds_shift(probability: np.ndarray, deals: np.ndarray, won: np.ndarray) 
     return (low + high) / 2
 
 
+def with_closing_deals(data: CrmData, snapshots: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """`snapshots` with `closing_deals` as columns: they do not depend on the win model, so every fit of the shifts
+    (the evaluation models', the final ones') reads the same columns."""
+    return snapshots.assign(**closing_deals(data, snapshots, horizon)) if len(snapshots) else snapshots
+
+
 def set_win_shifts(
-    pipeline: PipelineModel,
-    data: CrmData,
-    snapshots: pd.DataFrame,
-    win: WinModel,
-    spec: FeatureSpec,
-    config: TieringConfig,
+    pipeline: PipelineModel, snapshots: pd.DataFrame, win: WinModel, spec: FeatureSpec
 ) -> dict[str, float]:
-    """Fit `pipeline`'s open and new win shifts on these snapshots for the win model `win`; their metrics."""
+    """Fit `pipeline`'s open and new win shifts on these snapshots (carrying `with_closing_deals`' columns) for the
+    win model `win`; their metrics."""
     if not len(snapshots):
         return {}
-    horizon = config.model.horizon_days
     probability = win.predict(spec.encode(snapshots))
-    deals = closing_deals(data, snapshots, horizon)
+    deals = {name: snapshots[name].to_numpy(dtype=np.float64) for name in CLOSING_COLUMNS}
     pipeline.open_win_shift = log_odds_shift(probability, deals["open_closing"], deals["open_won"])
     pipeline.new_win_shift = log_odds_shift(probability, deals["new_closing"], deals["new_won"])
     metrics = {"pipeline_open_win_shift": pipeline.open_win_shift, "pipeline_new_win_shift": pipeline.new_win_shift}
