@@ -142,8 +142,6 @@ def markdown(results: dict) -> str:
             f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
             f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |"
         )
-    if "train" in results:
-        t = results["train"][top]
         pipeline = sum(seconds for name, seconds in t.get("steps_s", {}).items() if name.startswith("pipeline"))
         if pipeline:
             lines.append(

@@ -153,12 +153,12 @@ def tier_forecast(
     won_new = expected_new * inputs.new_share_by(timing, days) * inputs.new_win_probability
     won_open = inputs.open_deals * inputs.open_share_by(timing, days, horizon) * inputs.open_win_probability
     open_each = np.where(inputs.open_deals > 0, inputs.open_amount / np.maximum(inputs.open_deals, 1), 0.0)
+    spread = pipeline.count_dispersion
     rows = []
     for tier in FORECAST_TIERS:
         members = np.ones(len(inputs.tier), dtype=bool) if tier == OVERALL else inputs.tier == tier
         size = inputs.deal_size[members]
         # The count learner's own error on a group of accounts, beyond chance: one draw per tier and simulation.
-        spread = pipeline.count_dispersion
         level = np.exp(spread * rng.standard_normal(simulations) - spread**2 / 2) if spread > 0 else None
         new_count, pipeline_value = _compound(rng, expected_new[members], size, factors, simulations, level)
         new_won, new_revenue = _compound(rng, won_new[members], size, factors, simulations, level)

@@ -498,7 +498,8 @@ def log_odds_shift(probability: np.ndarray, deals: np.ndarray, won: np.ndarray) 
     `probability` (one per account snapshot) matches the win rate of `deals`. 0 without deals."""
     if deals.sum() <= 0 or not np.isfinite(probability).all():
         return 0.0
-    margin = np.log(np.clip(probability, 1e-6, 1 - 1e-6) / (1 - np.clip(probability, 1e-6, 1 - 1e-6)))
+    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
+    margin = np.log(clipped / (1 - clipped))
     target = float(won.sum())
     low, high = -10.0, 10.0
     for _ in range(60):  # bisection: the expected wins grow with the shift
