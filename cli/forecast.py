@@ -157,7 +157,9 @@ def forecast(
         page = publish(
             out,
             FORECAST_PAGE,
-            render_forecast(table, fan_table, summary, tables.get("backtest"), cutoff, horizon, version, str(data)),
+            render_forecast(
+                table, fan_table, summary, tables.get("backtest"), cutoff, horizon, version, str(data), simulations
+            ),
             tables,
         )
     end = (cutoff + pd.Timedelta(days=horizon - 1)).date()

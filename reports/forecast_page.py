@@ -8,7 +8,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from reports.html import Column, compact_money, count, figure, money, percent, render, table
-from scoring.forecast import OVERALL
+from scoring.forecast import OVERALL, SIMULATIONS
 
 FAN_TIERS = ("tier_1", "tier_2", "tier_3", "untiered", OVERALL)
 
@@ -68,7 +68,9 @@ def render_forecast(
     horizon: int,
     version: str,
     data_label: str,
+    simulations: int = SIMULATIONS,
 ) -> str:
+    """The forecast page; `simulations`: how many drew each interval (the page says so)."""
     overall = forecast[forecast["tier"] == OVERALL].iloc[0]
     forecast_table = forecast_tier_table(forecast)
     backtest_table = None
@@ -103,6 +105,7 @@ def render_forecast(
         horizon=horizon,
         version=version,
         data_label=data_label,
+        simulations=simulations,
         overall=overall,
         forecast_table=forecast_table,
         amounts_known=bool(forecast["won_revenue"].notna().any()),

@@ -24,6 +24,7 @@ from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_r
 from reports.diff import TierDiff
 from reports.forecast_page import forecast_tier_table
 from reports.html import Column, count, figure, matrix, money, percent, points, render, signed, table
+from scoring.forecast import SIMULATIONS
 from training import plots
 
 __all__ = [
@@ -364,6 +365,7 @@ def render_comparison(c: Comparison, data_label: str) -> str:
         "budget_split": _budget_split(c),
         "forecast_table": forecast_tier_table(c.forecast) if c.learned and c.forecast is not None else None,
         "forecast_end": None if c.horizon_days is None else c.as_of + pd.Timedelta(days=c.horizon_days - 1),
+        "simulations": SIMULATIONS,  # the comparison's forecast draws scoring.forecast's default
     }
     if c.learned:
         first = _tier_1(c)

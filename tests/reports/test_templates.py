@@ -118,7 +118,7 @@ PAGE_VARIABLES = {  # what each page reads from its context: a misspelt name fai
                      "holdout_figure", "holdout_table", "holdout_last_day", "gain_figure", "gain_table",
                      "calibration_figure", "calibration_table", "map_figure", "tier_1_accounts", "tier_1_table",
                      "movers_table", "one_level_apart", "budget_table", "budget_split", "forecast_table",
-                     "forecast_end"},
+                     "forecast_end", "simulations"},
     "base.html": {"title", "subtitle", "menu", "footer"},
     "macros.html": set(),
 }  # fmt: skip

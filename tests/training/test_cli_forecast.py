@@ -69,6 +69,7 @@ def test_a_backtest_is_written_and_logged_to_the_models_training_run(model_store
     )
     assert result.exit_code == 0, result.output
     assert f"Backtest logged to MLflow run {model_store.run_id} under forecast/" in " ".join(result.output.split())
+    assert "80% interval of 500 simulations" in (out / "forecast.html").read_text(encoding="utf-8")  # --simulations
     summary = pd.read_csv(out / "backtest_summary.csv").set_index("quantity")
     client = MlflowClient(model_store.tracking_uri)
     logged = {item.path for item in client.list_artifacts(model_store.run_id, "forecast")}
