@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-.PHONY: install demo lint test serve ui bench bench-quick clean
+.PHONY: install demo lint docs test serve ui bench bench-quick clean
 
 install: $(STAMP)
 
@@ -23,6 +24,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(MKDOCS)
+
+# The docs site, built strictly so that a broken link or anchor between pages fails (not --quiet: it hides
+# the warnings --strict counts); site/ is git-ignored.
+docs: install
+	$(MKDOCS)
 
 test: install lint
 	$(BIN)/python -m pytest -n 2 --timeout 600
@@ -40,4 +47,4 @@ bench-quick: install
 	$(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) models/mlflow.db models/artifacts demo-output
+	rm -rf $(VENV) models/mlflow.db models/artifacts demo-output site

@@ -1,4 +1,4 @@
-"""Alerts, CRM export and webhook delivery at book size (issue 15).
+"""Alerts, CRM export and webhook delivery at book size.
 
     python -m bench.alerts_bench [--accounts 100000] [--webhook-events 1000]   (also part of `make bench`)
 

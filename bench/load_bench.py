@@ -44,8 +44,8 @@ RSS_SAMPLE_S = 0.5
 # trimmer's wait (serving.memory), so what is read is what the server keeps, not a 1,000-account book in flight.
 SETTLE_S = 4.0
 # The server's working set under this load (two 1,000-account books validated and scored at once, beside the single
-# accounts) takes about a minute to reach: read after settling, 859 MB after 15 s, then 1,030, 1,093, 1,144, 1,148 and
-# 1,171 MB after each further 40 s. Growth after this warm-up is what the goal judges: memory kept, not warm-up.
+# accounts) takes about a minute to reach (docs/benchmarks.md has the readings). Growth after this warm-up is what the
+# goal judges: memory kept, not warm-up.
 WARM_UP_S = 60.0
 GOAL_RSS_GROWTH = 0.10
 JSON = {"content-type": "application/json"}

@@ -1,4 +1,4 @@
-"""`tiering review` at book size, beside the time to merely score the same book (issue 13; goal: at most 2x).
+"""`tiering review` at book size, beside the time to merely score the same book (goal: at most 2x).
 
     python -m bench.review_bench [--accounts 100000]   (also part of `make bench`: --only review)
 

@@ -2,9 +2,9 @@
 
     python -m bench.run [--quick] [--only features,train,...]
 
-Writes bench/results.json and bench/results.md, and copies the table into README.md between the
-`bench:start` / `bench:end` markers. Benchmark data is generated once per size (seeded) and cached in
-bench/data/.
+Writes bench/results.json and bench/results.md and, at full size, the table into docs/benchmarks.md
+between its `bench:start` / `bench:end` markers (the rest of that page is written by hand). Benchmark
+data is generated once per size (seeded) and cached in bench/data/.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from bench import generator_bench
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
+DOCS_PAGE = REPO / "docs" / "benchmarks.md"
+TABLE_START, TABLE_END = "<!-- bench:start -->", "<!-- bench:end -->"
 FULL_SIZES = (10_000, 30_000, 100_000)
 QUICK_SIZES = (2_000, 5_000, 10_000)
 SEED = 7
@@ -201,14 +203,22 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table: str) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{table}{end}{tail}", encoding="utf-8")
+def _around_table(page: Path) -> tuple[str, str]:
+    """The hand-written text before and after the page's generated table; a clear error without its markers."""
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if text.count(TABLE_START) != 1 or text.count(TABLE_END) != 1 or end < start:
+        raise SystemExit(
+            f"{page}: the benchmark table goes between one '{TABLE_START}' line and one '{TABLE_END}' line after it; "
+            "add them where the table belongs"
+        )
+    return text[:start], text[end + len(TABLE_END) :]
+
+
+def write_table(page: Path, table: str) -> None:
+    """Replace the table between the page's markers, leaving the rest of the page as written."""
+    head, tail = _around_table(page)
+    page.write_text(f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -218,6 +228,8 @@ def main() -> None:
         "--only", help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review"
     )
     args = parser.parse_args()
+    if not args.quick:
+        _around_table(DOCS_PAGE)  # before the long run, not after it
     results = run(args.quick, set(args.only.split(",")) if args.only else None)
     stored = ROOT / "results.json"
     if args.only and stored.exists():  # refresh only the steps that ran, keep the others' figures
@@ -229,7 +241,7 @@ def main() -> None:
     table = markdown(results)
     (ROOT / "results.md").write_text(table, encoding="utf-8")
     if not args.quick:
-        update_readme(table)
+        write_table(DOCS_PAGE, table)
     print(table)
 
 

@@ -105,8 +105,8 @@ def _split(frame: pd.DataFrame) -> dict:
 class _Connection:
     """One keep-alive HTTP/1.1 connection from the standard library, a client that adds little time of its own.
 
-    httpx adds more (on this machine 0.7 ms a request on `/livez`, and 0.7-2.9 ms on a single account's 21 KB body, the
-    spread not pinned down), so its median is kept beside for comparison; both servers are measured through both."""
+    httpx adds more time of its own (docs/benchmarks.md says how much), so its median is kept beside for comparison;
+    both servers are measured through both."""
 
     def __init__(self, url: str):
         parts = urlsplit(url)

@@ -1,4 +1,4 @@
-"""`tiering alerts` and `tiering export`: scores where the team works (issue 15). Registered in `cli.main`.
+"""`tiering alerts` and `tiering export`: scores where the team works. Registered in `cli.main`.
 
 Exit codes: 0 done; 2 bad input (nothing written, nothing sent); 3 the events file was written but some events
 could not be delivered (they stay in FILE.outbox and are sent first next run).

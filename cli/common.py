@@ -63,7 +63,7 @@ def friendly_errors(command: Callable) -> Callable:
             for problem in sorted(error.problems, key=lambda p: p.severity != "error"):
                 colour, label = ("red", "") if problem.severity == "error" else ("yellow", "warning: ")
                 err_console.print(f"[{colour}]- {label}{escape(problem.render())}[/]", highlight=False, soft_wrap=True)
-            if error.hint():  # row-level problems: they could be dropped instead (issue 17)
+            if error.hint():  # row-level problems: they could be dropped instead
                 err_console.print(escape(error.hint()), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (ConfigError, UserError, TrackingError) as error:

@@ -224,7 +224,7 @@ class Draft:
             "#   tiering validate DATA --mapping THIS_FILE",
             "# Keys: file (name or glob), columns (canonical: your header), values (your value: canonical), "
             "date_format,",
-            '# scale, defaults, from_opportunities (accounts only); see the README, "Bring your own export".',
+            "# scale, defaults, from_opportunities (accounts only); docs/data-and-mapping.md lists every key.",
         ]
         if self.preset:
             lines.append(
@@ -610,7 +610,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     if "opportunity_id" not in opp_choices:
         notes.append(
             f"{opp_file.name} has no opportunity id column: each row gets a stable generated id "
-            "(see the README); map yours if it has one"
+            "(see docs/data-and-mapping.md); map yours if it has one"
         )
     elif opp_choices["opportunity_id"].profile.filled < opp_file.rows:
         empty = opp_file.rows - opp_choices["opportunity_id"].profile.filled

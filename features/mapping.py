@@ -338,5 +338,7 @@ def _problem_of(issue: ErrorDetails, spec: str) -> Problem:
         return Problem(f"unknown key '{path}'", fix=f"{hint}keys allowed here: {', '.join(allowed)}", file=spec)
     reason = str(issue["ctx"]["error"]) if "error" in issue.get("ctx", {}) else issue["msg"]
     return Problem(
-        f"'{path}': {reason}", fix="correct this entry of the mapping (see the README's mapping format)", file=spec
+        f"'{path}': {reason}",
+        fix="correct this entry of the mapping (docs/data-and-mapping.md lists every key)",
+        file=spec,
     )

@@ -1,4 +1,4 @@
-"""Rule-based fit scores, 0-100 each, from the point-in-time feature rows (formulas in the README).
+"""Rule-based fit scores, 0-100 each, from the point-in-time feature rows (formulas in docs/scoring.md).
 
 Each function takes the feature rows as a DataFrame or as a mapping of column name to array (what
 the service builds for a request) and answers numpy arrays, so both paths run the same arithmetic.

@@ -205,7 +205,7 @@ def diff_scores(old: pd.DataFrame, new: pd.DataFrame, old_name: str = "old", new
             "levels": levels[moved].to_numpy(),
             "old_tier": before.loc[moved, "tier"].to_numpy(),
             "new_tier": after.loc[moved, "tier"].to_numpy(),
-            # Plain records: a pandas row per account cost ~10 ms each, most of a large review's time.
+            # Plain records: a pandas row per moved account made this most of a large review's time.
             "what_changed": [
                 describe_change(was, now)
                 for was, now in zip(before.loc[moved].to_dict("records"), after.loc[moved].to_dict("records"))

@@ -1,7 +1,7 @@
 """Per-feature contributions of a LightGBM model, two ways.
 
-- `treeshap`: LightGBM's own `pred_contrib=True` (exact Shapley values, TreeSHAP). About 100-300 µs
-  a row for our models, 30-60x the prediction itself.
+- `treeshap`: LightGBM's own `pred_contrib=True` (exact Shapley values, TreeSHAP), many times the cost
+  of the prediction itself (docs/benchmarks.md has the figures).
 - `path`: the decomposition of each tree's output along the row's decision path (Saabas; what
   treeinterpreter computes): every split moves the prediction from the parent's value to the child's,
   and that move is credited to the split's feature. Like TreeSHAP it adds up exactly to the raw

@@ -2,7 +2,7 @@
 calibration, and the deal-size model with its shrinkage towards a constant.
 
 Models train on the encoded matrix from `features.matrix.FeatureSpec` and predict with plain numpy
-or the raw LightGBM booster (about 25x faster per row than the scikit-learn wrapper). Every learner
+or the raw LightGBM booster (much cheaper per row than the scikit-learn wrapper). Every learner
 answers per-feature contributions that add up to its margin, which is what the reasons are made of.
 """
 

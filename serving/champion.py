@@ -169,7 +169,7 @@ class ChampionFollower:
         previous = self.serving.version if self.serving else None
         self.serving = loaded  # the old model is garbage from here on
         # What the heap now holds (libraries, this model) stays: frozen, the garbage collector stops
-        # re-scanning it every few requests (about 0.6 ms of a single-account request's 5). Unfrozen
+        # re-scanning it every few requests (a noticeable share of a single-account request). Unfrozen
         # first, so the previous model's cycles are collected rather than kept for good.
         gc.unfreeze()
         gc.collect()

@@ -1,10 +1,10 @@
 """Give freed heap back to the operating system after large requests.
 
-Parsing an 18 MB book allocates hundreds of megabytes that Python frees when the answer is sent, but
+Parsing a large book allocates many times its body's size, which Python frees when the answer is sent, but
 glibc keeps the freed pages in its arenas, so the server's resident memory ratchets up under mixed
-load (+17% over a 60 s load test) although nothing leaks. `malloc_trim(0)` returns them: measured,
-130-180 MB for ~10 ms of work, done outside the GIL. Trimming runs on a background thread a moment
-after large requests, never on the path of a request.
+load although nothing leaks. `malloc_trim(0)` returns them, outside the GIL (the load test in
+docs/benchmarks.md measures the effect). Trimming runs on a background thread a moment after large
+requests, never on the path of a request.
 """
 
 from __future__ import annotations

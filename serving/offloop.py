@@ -1,7 +1,7 @@
 """Large request bodies are validated in a worker thread, so the event loop keeps answering meanwhile.
 
 BentoML 1.4 reads an API's body with `input_spec.from_http_request(request, serde)`, which runs pydantic
-on the event loop: an 18 MB book takes over a second, during which health probes and every other request
+on the event loop: a large book holds it for long enough that health probes and every other request
 wait. This replaces that one classmethod on the API's generated input model. The serde, the model (so the
 validation and `/docs.json`) and the 400 (BentoML's handler catches the `ValidationError` re-raised from
 the thread) stay BentoML's own; only where the work runs changes. Small bodies, validated in well under

@@ -169,8 +169,8 @@ def service_info() -> dict:
         "title": TITLE,
         "version": _version(),
         "description": f"{DESCRIPTION} When the server has TIERING_API_KEY set, send `Authorization: Bearer "
-        "<key>` on every endpoint but the health probes. The README's sections *HTTP API* and "
-        "*Reliability and security* describe every body and guarantee.",
+        "<key>` on every endpoint but the health probes. The project's docs/serving.md describes every body "
+        "and docs/reliability.md every guarantee.",
     }
 
 

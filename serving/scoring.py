@@ -1,8 +1,8 @@
 """Scoring a validated request: straight from the request's objects to score columns, without tables.
 
-A one-account request costs about a millisecond of computation, less than handing it to a thread
-would add, so small requests are scored on the event loop itself; larger ones (which would hold the
-loop for longer than a health probe should wait) go to a worker thread.
+A one-account request costs less computation than handing it to a thread would add, so small requests
+are scored on the event loop itself; larger ones (which would hold the loop for longer than a health
+probe should wait) go to a worker thread.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from serving.requests import ScoreRequest, scoring_as_of
 if TYPE_CHECKING:  # the champion module scores a probe with this one
     from serving.champion import ServingModel
 
-# Accounts plus their activity rows: about 5 ms of work at this size, the most the event loop may hold.
+# Accounts plus their activity rows: about as much work as the event loop may hold before other requests wait.
 INLINE_MAX_ROWS = 2_000
 
 

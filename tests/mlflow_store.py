@@ -1,4 +1,4 @@
-"""A fresh MLflow SQLite store per test, copied from one migrated template (migrations cost ~2 s)."""
+"""A fresh MLflow SQLite store per test, copied from one migrated template (migrating each would cost seconds)."""
 
 import shutil
 

@@ -1,4 +1,4 @@
-"""Against a real team MLflow server (issue 16, item 16): `mlflow server` with its tracking store, registry and artifact
+"""Against a real team MLflow server: `mlflow server` with its tracking store, registry and artifact
 proxy (`--serve-artifacts`) on 127.0.0.1 and a free port, started and stopped by each test.
 
 train -> register -> gate -> score -> serve (following the alias) -> promote -> rollback, all over HTTP; then what a

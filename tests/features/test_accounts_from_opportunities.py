@@ -1,4 +1,4 @@
-"""Accounts from the opportunities rows (issue 17, item 2): an opportunities-only report (a Salesforce opportunity
+"""Accounts from the opportunities rows: an opportunities-only report (a Salesforce opportunity
 report with the account's columns on each row) gives one account per distinct account id, each column from the
 latest row that has a value, with disagreements counted and reported. Expected tables are written out by hand."""
 

@@ -1,4 +1,4 @@
-"""Activity presets (issue 17, item 6): Salesforce activity reports and HubSpot engagement exports map onto the
+"""Activity presets: Salesforce activity reports and HubSpot engagement exports map onto the
 engagement table, channels onto the canonical ones where one fits and kept (and reported) otherwise. The example
 files use each CRM's documented export columns: Salesforce's ActivityHistory / OpenActivity field labels (Activity
 ID, Subject, Activity Subtype with Task, Email, Call, Event, List Email, LinkedIn; Type; Date; Account ID) and

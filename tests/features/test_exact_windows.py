@@ -1,4 +1,4 @@
-"""Window sums are made of the events inside the window only (issue 16, item 2).
+"""Window sums are made of the events inside the window only.
 
 They were differences of running totals, so one old engagement row with count 1e17 swamped every later
 window of its account: an engagement score of 12.66 became 0.0. Counts are now bounded (0 to 1,000,000 a row,

@@ -1,5 +1,5 @@
-"""Generated opportunity ids (issue 17, item 3): a row without an opportunity_id gets `gen-` and the first 16 hex
-digits of the SHA-256 of its other values, by column name in name order, as the README documents. The oracle below
+"""Generated opportunity ids: a row without an opportunity_id gets `gen-` and the first 16 hex
+digits of the SHA-256 of its other values, by column name in name order, as documented. The oracle below
 is that recipe written out independently of the product's code."""
 
 from __future__ import annotations

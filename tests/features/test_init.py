@@ -1,4 +1,4 @@
-"""`tiering init` (issue 17, item 1): a draft mapping from the export's own files, every guess commented; a preset's
+"""`tiering init`: a draft mapping from the export's own files, every guess commented; a preset's
 export recognised; validated with the draft; never overwriting a file. On hand-made shapes the guesses (outcome,
 dates, ids, accounts) are asserted, and the tables the draft loads are checked row by row."""
 

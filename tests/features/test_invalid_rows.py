@@ -1,4 +1,4 @@
-"""`validation.invalid_rows: drop` (issue 17, item 4): every row-level problem drops its row, which is counted and
+"""`validation.invalid_rows: drop`: every row-level problem drops its row, which is counted and
 listed in rejected_rows.csv with its file, row number and reason; table-level problems still stop.
 
 The expected rows are written out by hand from the export below (rows numbered as a spreadsheet shows them: the

@@ -1,4 +1,4 @@
-"""Joins and outcome rules in the mapping (issue 17, item 5): a lead-funnel export (qualified leads, and a file of won
+"""Joins and outcome rules in the mapping: a lead-funnel export (qualified leads, and a file of won
 deals only) loads without code. The outcomes are worked out by hand from the rule: won when a won date exists;
 lost when none `lost_after_days` after creation, judged on the export's latest date; open otherwise."""
 
@@ -169,7 +169,7 @@ def test_generated_ids_of_a_funnel_use_the_leads_own_columns_only(funnel):
     text = MAPPING.replace("on: Lead ID", "on: Ref").replace("opportunity_id: Lead ID, ", "")
     ids = list(load_export(folder, mapping(text)).data.opportunities["opportunity_id"])
 
-    def documented(**values):  # the README's recipe: every column of the row in its own file, by name
+    def documented(**values):  # the documented recipe: every column of the row in its own file, by name
         line = "\x1e".join(f"{name}\x1f{values[name]}" for name in sorted(values))
         return "gen-" + hashlib.sha256(line.encode()).hexdigest()[:16]
 

@@ -1,4 +1,4 @@
-"""Messages (issue 17, item 7): user text (file names, headers, values) is printed as written, never as console
+"""Messages: user text (file names, headers, values) is printed as written, never as console
 markup or emoji; every problem names its table (two tables may read one file); headers count problems and warnings
 apart."""
 

@@ -1,6 +1,6 @@
 """Fixtures for the service tests: one trained champion per test session, copied per test that needs it.
 
-Training takes 10-20 s, so it happens once, even under pytest-xdist (workers share it through a lock
+Training takes seconds, so it happens once, even under pytest-xdist (workers share it through a lock
 file); a fresh SQLite store costs seconds of migrations, so an empty one is also made once and copied.
 """
 

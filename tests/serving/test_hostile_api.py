@@ -1,5 +1,5 @@
 """The API under hostile input: one date grammar with the data files, NaN ids, a key read from a file, slow bodies,
-and one log line per rejected request (issue 16, items 3, 7 and 14)."""
+and one log line per rejected request."""
 
 from __future__ import annotations
 

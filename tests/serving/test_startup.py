@@ -1,5 +1,5 @@
 """`tiering serve` start-up as a real process: a port in use and bad environment settings stop it at once with one
-message and exit 2, instead of a 57-line traceback or workers restarting in a loop (issue 16, items 11 and 12)."""
+message and exit 2, instead of a 57-line traceback or workers restarting in a loop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The registry under concurrent and careless use (issue 16, items 5, 6 and 15): promotions and rollbacks at once,
+"""The registry under concurrent and careless use: promotions and rollbacks at once,
 a second rollback, a champion whose model files are gone, and two trainings on a fresh store."""
 
 from __future__ import annotations

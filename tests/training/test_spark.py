@@ -30,7 +30,7 @@ NUMBERS = [*SCORE_NUMBERS, "budget"]
 def spark():
     from scoring.spark import spark_session
 
-    with spark_session("local[2]") as session:  # one JVM start-up (10-20 s) for the module
+    with spark_session("local[2]") as session:  # one JVM start-up for the module
         yield session
 
 

@@ -1,0 +1,129 @@
+"""bench/run.py's results table: its rows from a small fake result set, worked out by hand, and how it is
+written into the docs page between the markers without touching the hand-written rest of the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.run import TABLE_END, TABLE_START, markdown, write_table
+
+SIZES = [1_000, 2_000, 4_000]
+
+
+def fake_results() -> dict:
+    features = {
+        n: {
+            "features_s": s,
+            "opportunity_rows": 10 * n,
+            "accounts": n,
+            "engagement_events": 200 * n,
+            "load_and_validate_s": 0.5,
+            "read_parquet_s": 0.5,
+            "peak_rss_mb": 300.0,
+        }
+        for n, s in zip(SIZES, [1.0, 2.0, 4.0])
+    }
+    train = {
+        n: {
+            "train_s": s,
+            "training_rows": 5 * n,
+            "search_s": 8.0,
+            "search_share": 0.1,
+            "chosen": "LightGBM",
+            "raw_fits_s": 4.0,
+            "ratio": s / 4.0,
+            "peak_rss_mb": 900.0,
+            "steps_s": {"pipeline_fit": 10.0, "pipeline_count": 5.0, "search": 8.0},
+        }
+        for n, s in zip(SIZES, [10.0, 20.0, 80.0])
+    }
+    score = {
+        n: {
+            "accounts": n,
+            "score_per_s": 4_000.0,
+            "raw_predict_per_s": 8_000.0,
+            "ratio": 0.5,
+            "score_with_reasons_per_s": 1_000.0,
+            "ratio_with_reasons": 0.125,
+            "peak_rss_mb": 500.0,
+        }
+        for n in SIZES
+    }
+    return {
+        "machine": {"cpus": 2, "python": "3.11.7", "platform": "Linux"},
+        "sizes": SIZES,
+        "quick": False,
+        "features": features,
+        "train": train,
+        "score": score,
+    }
+
+
+def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
+    table = markdown(fake_results())
+    lines = table.splitlines()
+    assert (
+        lines[0] == "Measured on 2 cores, Python 3.11.7. Each figure sits beside its raw reference from the same run."
+    )
+    assert (
+        "| point-in-time features, 40,000 opportunity rows + 4,000 accounts over 800,000 events | 4.0 s "
+        "(+ 0.5 s load and validate) | read Parquet 0.5 s | 8.0x | < 120 s, < 8 GB | 300 MB |"
+    ) in lines
+    # 80 s of training, of which the pipeline steps 10 + 5 = 15 s: the same training without them 65 s, +23%.
+    assert (
+        "| ... of which the pipeline-propensity learner, its count model and time to close | 15.0 s | "
+        "the same training without them 65.0 s | +23% | <= +50% | |"
+    ) in lines
+    assert (
+        "| `tiering score`, 4,000 accounts | 4,000 accounts/s | raw `booster.predict` 8,000/s | 0.50 | >= 0.5 | "
+        "500 MB |"
+    ) in lines
+    assert "generate" not in table  # no generator figures, no generator row
+
+
+def test_growth_with_size_is_the_exponent_between_the_smallest_and_largest_size():
+    lines = markdown(fake_results()).splitlines()
+    assert "| step | 1,000 | 2,000 | 4,000 | k |" in lines
+    assert "| features (s) | 1.0 | 2.0 | 4.0 | 1.00 |" in lines  # doubling with the size: linear
+    assert "| train (s) | 10.0 | 20.0 | 80.0 | 1.50 |" in lines  # 8 times the time for 4 times the size: 4^1.5
+    assert "| score with reasons (s) | 1.0 | 2.0 | 4.0 | 1.00 |" in lines  # 1,000 accounts/s at every size
+
+
+HEAD = "# Benchmarks\n\nWritten by hand before the table.\n\n"
+TAIL = "\n\n## How to read the table\n\nWritten by hand after it.\n"
+
+
+def test_the_table_replaces_only_what_lies_between_the_markers(tmp_path: Path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"{HEAD}{TABLE_START}\n| an old | table |\n{TABLE_END}{TAIL}", encoding="utf-8")
+    table = markdown(fake_results())
+    write_table(page, table)
+    assert page.read_text(encoding="utf-8") == f"{HEAD}{TABLE_START}\n{table}{TABLE_END}{TAIL}"
+    write_table(page, table)  # a second run with the same figures changes nothing
+    assert page.read_text(encoding="utf-8") == f"{HEAD}{TABLE_START}\n{table}{TABLE_END}{TAIL}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{HEAD}{TAIL}",  # no markers
+        f"{HEAD}{TABLE_START}\n{TAIL}",  # no end marker
+        f"{HEAD}{TABLE_END}\n| t |\n{TABLE_START}{TAIL}",  # end before start
+        f"{HEAD}{TABLE_START}\n{TABLE_END}\n{TABLE_START}\n{TABLE_END}{TAIL}",  # two tables
+    ],
+)
+def test_a_page_without_one_pair_of_markers_is_refused_by_name_and_left_as_it_was(tmp_path: Path, text: str):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(text, encoding="utf-8")
+    with pytest.raises(SystemExit, match="benchmarks.md: the benchmark table goes between one"):
+        write_table(page, markdown(fake_results()))
+    assert page.read_text(encoding="utf-8") == text
+
+
+def test_the_docs_page_carries_the_markers_the_bench_writes_between():
+    page = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+    text = page.read_text(encoding="utf-8")
+    assert text.count(TABLE_START) == 1 and text.count(TABLE_END) == 1
+    assert text.index(TABLE_START) < text.index(TABLE_END)
