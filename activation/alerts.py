@@ -331,7 +331,7 @@ def render_events(events: list[dict], suffix: str) -> str:
     """The events file's text: JSON Lines, or CSV (formulas neutralised as in every CSV the tool writes)."""
     if suffix != ".csv":
         return "".join(event_line(event) + "\n" for event in events)
-    from features.files import neutralise_formulas
+    from ingest.files import neutralise_formulas
 
     frame = neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS))
     buffer = io.StringIO()
@@ -371,7 +371,7 @@ def check_events_target(path: Path) -> None:
                 )
             ]
         )
-    from features.files import check_writable_target
+    from ingest.files import check_writable_target
 
     check_writable_target(path)
     if path.exists() and not is_events_file(path):
@@ -387,7 +387,7 @@ def check_events_target(path: Path) -> None:
 
 
 def write_events(events: list[dict], path: Path) -> Path:
-    from features.files import atomic_path
+    from ingest.files import atomic_path
 
     path = Path(path)
     with atomic_path(path) as temporary:

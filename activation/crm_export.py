@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError, Problem, rows_of
-from features.files import atomic_path, neutralise_formulas
+from ingest.files import atomic_path, neutralise_formulas
 
 FORMATS = ("salesforce", "hubspot")
 SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -125,7 +125,7 @@ def parse_renames(fmt: str, options: list[str]) -> dict[str, str]:
 
 def check_mapping(fmt: str, mapping: str | None, id_map_given: bool) -> None:
     """Scores of an export read with another CRM's preset (or a canonical export) do not carry this CRM's ids."""
-    from features.mapping import PRESETS
+    from ingest.mapping import PRESETS
 
     if mapping is None or id_map_given or mapping == fmt or mapping not in PRESETS:
         return  # a mapping file: the ids' shape is checked row by row
@@ -162,7 +162,7 @@ def check_export_target(path: Path, fmt: str, renames: dict[str, str] | None = N
                 )
             ]
         )
-    from features.files import check_writable_target
+    from ingest.files import check_writable_target
 
     check_writable_target(path)
     if path.exists():
@@ -188,7 +188,7 @@ def read_id_map(path: Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise DataError([Problem("id map not found", "pass a CSV with the columns account_id,crm_id", file=str(path))])
-    from features.io import read_side_csv
+    from ingest.io import read_side_csv
 
     frame = read_side_csv(path)
     missing = [column for column in ("account_id", "crm_id") if column not in frame.columns]

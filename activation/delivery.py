@@ -166,7 +166,7 @@ def _write_outbox(path: Path, events: list[dict]) -> None:
     if not events:
         path.unlink(missing_ok=True)
         return
-    from features.files import atomic_path
+    from ingest.files import atomic_path
 
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:

@@ -42,8 +42,8 @@ def read_floor(data_dir: Path) -> float:
 
 def features(data_dir: Path) -> dict:
     from features.config import TieringConfig
-    from features.io import load_export
     from features.pointintime import FeatureBuilder, snapshot, training_rows
+    from ingest.io import load_export
     from training.pipeline import Window
 
     floor = read_floor(data_dir)
@@ -73,9 +73,9 @@ def features(data_dir: Path) -> dict:
 
 def _training_matrix(data_dir: Path):
     from features.config import TieringConfig
-    from features.io import load_export
     from features.matrix import FeatureSpec
     from features.pointintime import FeatureBuilder, training_rows
+    from ingest.io import load_export
     from scoring.scorer import with_rule_scores
     from training.pipeline import Window
 
@@ -149,7 +149,7 @@ def train(data_dir: Path) -> dict:
 
 def _load(data_dir: Path):
     from features.config import TieringConfig
-    from features.io import load_export
+    from ingest.io import load_export
 
     return load_export(data_dir).data, TieringConfig()
 

@@ -198,8 +198,9 @@ def steps(total: int):
 def load_data(data: str | Path, mapping: str | None, invalid_rows: str = "stop"):
     """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
     ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
-    from features.io import load_export
-    from features.repair import check_rejected_target, report_rejected
+    from cli.summary import report_rejected
+    from ingest.io import load_export
+    from ingest.repair import check_rejected_target
 
     if invalid_rows == "drop":
         check_rejected_target()

@@ -44,8 +44,8 @@ def generate(
 def _check_generate_target(out: Path) -> None:
     """Refuse a folder whose export files `generate` would overwrite or remove unless it is an earlier synthetic export
     (it holds truth.csv): pointed at a real CRM export by mistake, it would replace the user's accounts.csv."""
-    from features.files import check_writable_target
     from features.schema import TABLES
+    from ingest.files import check_writable_target
     from sources.synthetic import TRUTH_FILE
 
     check_writable_target(out, folder=True)
@@ -71,9 +71,9 @@ def validate(
 ) -> None:
     """Check an export against the data contract; print a summary and the training window it gives, or every
     problem and exit 2."""
-    from features.io import load_export
-    from features.repair import check_rejected_target, invalid_rows_mode, report_rejected
-    from features.validation import render_summary
+    from cli.summary import render_summary, report_rejected
+    from ingest.io import load_export
+    from ingest.repair import check_rejected_target, invalid_rows_mode
 
     settings = load_config(config)
     cutoff = parse_as_of(as_of)

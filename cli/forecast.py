@@ -110,7 +110,7 @@ def forecast(
     import pandas as pd
 
     from features.activity import default_as_of
-    from features.repair import invalid_rows_mode
+    from ingest.repair import invalid_rows_mode
     from reports.report import check_output_folder, publish
     from scoring.forecast import fan
     from scoring.registry import resolve_model

@@ -1,5 +1,5 @@
 """`tiering init DATA [--out FILE]`: inspect an export, write a draft mapping (every guess commented), validate
-with it and say what to fix next. Registered in `cli.main`; the inspection itself is `features.init`."""
+with it and say what to fix next. Registered in `cli.main`; the inspection itself is `ingest.draft`."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ def init_command(
 ) -> None:
     """Inspect an export and write a draft mapping, every guess commented (a preset's export is recognised), then
     validate with it and print what to fix next. Exit 0 when the draft validates, 2 when something is left to fix."""
+    from cli.summary import render_summary
     from features.errors import DataError
-    from features.init import draft_mapping, refuse_existing, write_new
-    from features.io import load_export
-    from features.validation import render_summary
+    from ingest.draft import draft_mapping, refuse_existing, write_new
+    from ingest.io import load_export
 
     refuse_existing(out)  # before any work: init never replaces a file
     draft = draft_mapping(data)

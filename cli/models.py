@@ -93,7 +93,7 @@ def train(
     invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
-    from features.repair import invalid_rows_mode
+    from ingest.repair import invalid_rows_mode
     from training.workflow import train_and_register
 
     cutoff = parse_as_of(as_of)
@@ -190,8 +190,8 @@ def demo(
     invalid_rows: InvalidRowsOpt = None,
 ) -> None:
     """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
-    from features.files import write_table
-    from features.repair import check_rejected_target, invalid_rows_mode
+    from ingest.files import write_table
+    from ingest.repair import check_rejected_target, invalid_rows_mode
     from sources.synthetic import generate_export
     from training.workflow import train_and_register
 
@@ -200,7 +200,7 @@ def demo(
     if rows_mode == "drop":
         check_rejected_target()
     data_dir = out / "data"
-    from features.files import check_writable_target
+    from ingest.files import check_writable_target
     from reports.report import REPORT_PAGE, check_output_folder
 
     check_writable_target(out / "scores.csv")  # before the work: outputs that cannot be written are refused first

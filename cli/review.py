@@ -143,7 +143,7 @@ def review(
     reality, drift, tier movement, and a retrain verdict."""
     from features.activity import default_as_of
     from features.pointintime import FeatureBuilder, snapshot
-    from features.repair import invalid_rows_mode
+    from ingest.repair import invalid_rows_mode
     from reports.diff import read_scores
     from reports.report import check_output_folder, publish
     from reports.review import Period, build_review, drift_rows, past_as_of

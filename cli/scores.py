@@ -91,7 +91,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
-    from features.files import read_overrides, write_table
+    from ingest.files import read_overrides, write_table
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
     from training.workflow import score_book
@@ -99,7 +99,7 @@ def score(
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
     settings = load_config(config)
-    from features.repair import invalid_rows_mode
+    from ingest.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     against = None  # with --alerts-against: the earlier scores and the events file
@@ -139,7 +139,7 @@ def score(
                         config=settings,
                         as_of=parse_as_of(as_of),
                         budget=budget,
-                        overrides=overrides,
+                        overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
                         progress=progress,
                     )
         except SparkUnavailable as error:
@@ -151,7 +151,7 @@ def score(
         if Path(out).suffix.lower() not in (".csv", ".parquet"):
             raise UserError(f"--out {out} must end in .csv or .parquet")
         from features.activity import default_as_of
-        from features.files import check_writable_target
+        from ingest.files import check_writable_target
 
         cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
         check_writable_target(Path(out))
@@ -241,7 +241,7 @@ def compare(
 ) -> None:
     """Learned versus rule tiers: an HTML report with plots and the tables behind it, logged to the model's run."""
     from features.activity import default_as_of
-    from features.repair import invalid_rows_mode
+    from ingest.repair import invalid_rows_mode
     from reports.report import REPORT_PAGE, check_output_folder
     from scoring.registry import resolve_model
 

@@ -27,7 +27,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Start the BentoML service on the champion model (rules only while there is none); follows the alias live."""
-    from features.settings import SettingsError, check_environment
+    from ingest.settings import SettingsError, check_environment
     from scoring.registry import tracking_uri
     from serving.launch import (
         ACCESS_LOG_ENV,

@@ -93,8 +93,18 @@ def parse_day(value: str | None, option: str = "--as-of") -> pd.Timestamp | None
         raise NotADate(f"{option} {value!r}: {error}") from None
 
 
-def parse_dates(raw: pd.Series) -> pd.Series:
-    """A column of text dates as naive UTC datetime64[ns]; NaT where a value is outside the grammar or range."""
+def parse_dates(raw: pd.Series, date_format: str | None = None) -> pd.Series:
+    """A column of dates as naive UTC datetime64[ns]; NaT where a value is outside the grammar or range.
+
+    Datetime columns (a Parquet timestamp) are converted to UTC; text is read with `date_format` when a mapping
+    names one, else by the ISO grammar above.
+    """
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return within_range(raw.dt.tz_convert("UTC").dt.tz_localize(None))
+    if pd.api.types.is_datetime64_dtype(raw):
+        return within_range(raw)
+    if date_format:
+        return within_range(pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).dt.tz_localize(None))
     try:  # fast path: arrow parses plain ISO dates without a zone in C++ (a subset of the grammar)
         if not (pd.api.types.is_string_dtype(raw) or raw.dtype == object):
             raise pa.ArrowInvalid("numbers are not dates")  # arrow would read them as nanoseconds since 1970

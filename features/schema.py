@@ -6,6 +6,7 @@ ids and text are pandas `str`, dates are `datetime64[ns]` (naive, UTC), numbers 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -35,6 +36,16 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "opportunities": {"close_date": "date", "amount": "number", "product": "text"},
     "engagement": {"count": "number"},
     "intent": {"score": "number"},
+}
+MAX_COUNT = 1_000_000  # engagement events in one row; the import and the API both refuse more
+# (table, column) -> inclusive (low, high) of a number column, enforced by the import and by the API alike
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("accounts", "employees"): (0, math.inf),
+    ("accounts", "annual_revenue"): (0, math.inf),
+    ("opportunities", "amount"): (0, math.inf),
+    # Bounded so that every window sum of counts is exact in float64 (features.timeindex): 2**53 / 1e6 rows.
+    ("engagement", "count"): (0, MAX_COUNT),
+    ("intent", "score"): (0, 100),
 }
 DEFAULTS: dict[str, dict[str, float]] = {"engagement": {"count": 1.0}, "intent": {"score": 100.0}}
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError, Problem
-from features.files import check_writable_target, write_table
+from ingest.files import check_writable_target, write_table
 from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
 from reports.diff import TierDiff
 from reports.forecast_page import forecast_tier_table

@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -32,12 +31,12 @@ from pyspark.sql.types import DoubleType, NullType, StringType, StructField, Str
 
 from features.config import TieringConfig
 from features.errors import DataError, Problem
-from features.files import read_overrides, round_for_output
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from scoring import registry
 from scoring.pyfunc import TieringModel
+from scoring.rounding import round_for_output
 from scoring.scorer import RULES_ONLY, SCORE_COLUMNS
 
 DEFAULT_MASTER = "local[2]"
@@ -116,21 +115,22 @@ def score_export(
     config: TieringConfig,
     as_of: pd.Timestamp | None = None,
     budget: float | None = None,
-    overrides: Path | None = None,
+    overrides: Callable[[pd.Series], pd.DataFrame] | None = None,
     progress: Callable[[str], None] = lambda step: None,
 ) -> SparkScores:
     """Score every account of the canonical export in `data`; write the SPEC scores columns to `out` (Parquet).
 
     The model is `model_uri`, else the champion, else rules only with `config`, as `resolve_model` decides.
+    `overrides` reads the sales overrides checked against the book's account ids (the caller owns the file).
     """
     scorer, version, pinned_uri = _resolve(model_uri, config)
     progress("reading the export")
     tables = read_tables(spark, data, scorer.config)
     with cached(*tables.values()):  # typed once, then read for the cut-off and for the features
         pins = None
-        if overrides:  # checked against the book before the expensive part
+        if overrides is not None:  # checked against the book before the expensive part
             accounts: pd.DataFrame = tables["accounts"].select("account_id").toPandas()
-            pins = read_overrides(overrides, accounts["account_id"])
+            pins = overrides(accounts["account_id"])
         cutoff = as_of or _default_as_of(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)

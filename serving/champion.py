@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,8 +23,8 @@ from scoring.pyfunc import TieringModel
 from scoring.registry import load_model_for
 from scoring.scorer import RULES_ONLY
 from serving.launch import config_path
+from serving.predict import ServingModel, score_request
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
-from serving.scoring import score_request
 
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".
@@ -35,18 +34,9 @@ VERSION_SCORES = ("holdout_roc_auc", "rule_roc_auc")
 logger = logging.getLogger("bentoml.abm_tiering")
 
 
-@dataclass(frozen=True)
-class ServingModel:
-    """A loaded model and what `/model` says about it."""
-
-    model: TieringModel
-    version: str  # the registered version, or "rules-only"
-    facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
-
-
 def reload_seconds() -> float:
-    """TIERING_RELOAD_SECONDS, validated with every other setting (features.settings; SettingsError if bad)."""
-    from features.settings import load_settings
+    """TIERING_RELOAD_SECONDS, validated with every other setting (ingest.settings; SettingsError if bad)."""
+    from ingest.settings import load_settings
 
     return load_settings().reload_seconds
 

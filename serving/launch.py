@@ -18,13 +18,13 @@ CONFIG_ENV = "TIERING_CONFIG"
 
 
 def config_path() -> Path | None:
-    from features.settings import load_settings
+    from ingest.settings import load_settings
 
     return load_settings().config
 
 
 def access_log_enabled() -> bool:
-    from features.settings import load_settings
+    from ingest.settings import load_settings
 
     return load_settings().access_log
 

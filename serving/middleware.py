@@ -30,8 +30,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def api_key() -> str | None:
     """The configured key, without surrounding whitespace (a key read from a file keeps its newline); empty is unset.
-    A blank key or one holding a line break is refused (features.settings.SettingsError)."""
-    from features.settings import load_settings
+    A blank key or one holding a line break is refused (ingest.settings.SettingsError)."""
+    from ingest.settings import load_settings
 
     key = load_settings().api_key
     return key.get_secret_value() if key is not None else None
@@ -39,7 +39,7 @@ def api_key() -> str | None:
 
 def body_timeout_seconds() -> float:
     """How long a client may take to send a whole request body (TIERING_BODY_TIMEOUT_SECONDS, default 60)."""
-    from features.settings import load_settings
+    from ingest.settings import load_settings
 
     return load_settings().body_timeout_seconds
 

@@ -30,8 +30,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from features.activity import account_columns_of, day_after_latest
 from features.dates import NotADate, parse_moment
-from features.schema import TABLES, CrmData, conform
-from features.validation import RANGES
+from features.schema import RANGES, TABLES, CrmData, conform
 
 MAX_SCORE_ACCOUNTS = 10_000
 MAX_BOOK_ACCOUNTS = 100_000  # /tier ranks a whole book; the body-size limit bounds it as well

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import Budget
-from features.files import OUTPUT_DECIMALS, rounded
+from scoring.rounding import OUTPUT_DECIMALS, rounded
 from scoring.scorer import SCORE_COLUMNS
 from scoring.tiers import budget_summary
 
@@ -164,7 +164,7 @@ class ModelInfo(Finite):
 def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]:
     """Score rows as JSON-ready dicts: missing or non-finite numbers become None.
 
-    Numbers are rounded as the scores file rounds them (`features.files.rounded`), so the API and batch scoring
+    Numbers are rounded as the scores file rounds them (`ingest.files.rounded`), so the API and batch scoring
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.

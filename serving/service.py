@@ -26,6 +26,7 @@ from serving.logs import log_rejections_on_one_line
 from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
+from serving.predict import INLINE_MAX_ROWS, request_rows, score_request
 from serving.requests import ForecastRequest, ScoreRequest, TierRequest, scoring_as_of
 from serving.responses import (
     ForecastResponse,
@@ -36,7 +37,6 @@ from serving.responses import (
     score_records,
     tier_counts,
 )
-from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -70,7 +70,7 @@ class TieringService:
             raise HTTPException(status_code=503, detail=f"not ready: {self.champion.problem}")
         return True
 
-    # Async: a small request is scored right here (see serving.scoring), sparing a thread hand-off.
+    # Async: a small request is scored right here (see serving.predict), sparing a thread hand-off.
     @bentoml.api(route="/score", output_spec=ScoreResponse)
     async def score(self, request: ScoreRequest, /) -> ScoreResponse | JSONResponse:
         """Score accounts one by one; each is placed in a tier by the cut-offs frozen with the model."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from features.errors import DataError, Problem
-from features.io import load_export
+from ingest.io import load_export
 
 # Rows are numbered as a spreadsheet shows them: the header is row 1, O1 is row 2.
 VALID_EXPORT: dict[str, str] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.files import OUTPUT_DECIMALS
+from scoring.rounding import OUTPUT_DECIMALS
 
 # The per-account numbers of a score record, which every engine publishes rounded (budget is book-level).
 SCORE_NUMBERS = [

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from features.config import parse_config
-from features.io import load_export
 from features.schema import CrmData
+from ingest.io import load_export
 from scoring import registry
 from sources.synthetic import generate_export
 

@@ -33,7 +33,7 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
         "features/pointintime.py",
         "scoring/scorer.py",
         "tiering.yaml",
-        "features/presets/canonical.yaml",
+        "ingest/presets/canonical.yaml",
     ):
         assert (bento / "src" / packed).is_file(), packed
     assert "bentoml==" in (bento / "env" / "python" / "requirements.txt").read_text()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.io import load_export
+from ingest.io import load_export
 from serving.middleware import BodySizeLimit
 from serving.requests import ScoreRequest, to_crm_data
 

@@ -47,7 +47,7 @@ def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str
     batch = batch.set_index("account_id").loc[api.index]
     for column in columns:
         if column in NUMBERS or column == "budget":
-            # The API publishes numbers rounded as the scores file writes them (features.files.OUTPUT_DECIMALS):
+            # The API publishes numbers rounded as the scores file writes them (ingest.files.OUTPUT_DECIMALS):
             # the answer must be the batch figure, to 1e-9, rounded the same way.
             assert_published(api[column].astype(float), batch[column].astype(float), column)
         else:

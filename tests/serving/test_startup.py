@@ -111,7 +111,7 @@ def test_a_bad_environment_setting_stops_serve_at_once(env, expected, empty_temp
 
 
 def test_settings_read_trimmed_and_defaulted(monkeypatch):
-    from features.settings import load_settings
+    from ingest.settings import load_settings
 
     for name in list(os.environ):
         if name.startswith("TIERING_"):

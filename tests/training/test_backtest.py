@@ -8,7 +8,7 @@ import pytest
 
 from features.activity import default_as_of
 from features.config import parse_config
-from features.io import load_export
+from ingest.io import load_export
 from sources.synthetic import generate_export
 from training.backtest import backtest, backtest_origins, backtest_summary
 

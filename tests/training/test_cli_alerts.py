@@ -6,7 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.files import write_table
+from ingest.files import write_table
 from tests.conftest import VALID_EXPORT
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401
 from tests.training.test_alerts import CURRENT, PREVIOUS

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 from activation.crm_export import export_frame
 from cli.main import app
 from features.config import TieringConfig
-from features.files import write_table
-from features.io import load_export
+from ingest.files import write_table
+from ingest.io import load_export
 from scoring.pyfunc import TieringModel
 from scoring.scorer import SCORE_COLUMNS
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from features.config import TieringConfig
-from features.io import load_export
+from ingest.io import load_export
 from scoring import registry
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)

@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from features.activity import default_as_of
 from features.config import TieringConfig, parse_config
-from features.io import load_export
 from features.pointintime import FeatureBuilder, snapshot
+from ingest.io import load_export
 from scoring.bundle import load_scorer, save_scorer
 from scoring.forecast import BookInputs, tier_forecast
 from scoring.pipeline import HISTORICAL, CloseTiming, PipelineModel

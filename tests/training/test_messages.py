@@ -141,7 +141,7 @@ def test_validate_shows_the_window_its_slices_and_names_the_thin_holdout_with_an
 
 
 def test_the_slices_hold_the_hand_counted_deals_with_inclusive_starts():
-    from features.io import load_export  # noqa: F401  (the CLI path is tested above; here the preview itself)
+    from ingest.io import load_export  # noqa: F401  (the CLI path is tested above; here the preview itself)
     from training.preview import preview
 
     data = _crm(closed_deals())
@@ -278,7 +278,7 @@ def score_frame() -> pd.DataFrame:
 
 
 def test_write_table_rounds_scores_probabilities_and_money_and_leaves_the_frame_alone(tmp_path):
-    from features.files import write_table
+    from ingest.files import write_table
 
     frame = score_frame()
     path = write_table(frame, tmp_path / "scores.csv")

@@ -21,7 +21,7 @@ RULES_BY_REVENUE = "rule_weights: {revenue_potential: 1.0, business_fit: 0.0, en
 @pytest.fixture(scope="module")
 def challenger(tmp_path_factory):
     """A 600-account export and a store where version 1 is registered as challenger (the gate refused it)."""
-    from features.io import load_export
+    from ingest.io import load_export
     from sources.synthetic import generate_export
     from training.workflow import train_and_register
 

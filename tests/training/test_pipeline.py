@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features.config import TieringConfig
-from features.io import load_export
+from ingest.io import load_export
 from sources.synthetic import generate_export
 from training.pipeline import ChampionJudgement, Window, gate, train
 

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from features.config import parse_config
 from features.errors import DataError
-from features.files import read_overrides
-from features.io import load_export
+from ingest.files import read_overrides
+from ingest.io import load_export
 from scoring.registry import resolve_model
 from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export
@@ -52,7 +52,13 @@ def spark_scores(spark, export, out, budget, overrides=None):
     from scoring.spark import score_export
 
     result = score_export(
-        spark, str(export), str(out), model_uri=None, config=CONFIG, budget=budget, overrides=overrides
+        spark,
+        str(export),
+        str(out),
+        model_uri=None,
+        config=CONFIG,
+        budget=budget,
+        overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
     )
     return result, pd.read_parquet(out)
 

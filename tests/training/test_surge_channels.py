@@ -3,8 +3,8 @@
 import pandas as pd
 
 from features.config import TieringConfig
-from features.files import write_table
 from features.schema import CrmData, conform
+from ingest.files import write_table
 from reports.diff import read_scores
 from scoring.pyfunc import TieringModel
 from scoring.scorer import SCORE_COLUMNS

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.config import TieringConfig, parse_config
-from features.io import load_export
+from ingest.io import load_export
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from training.pipeline import train

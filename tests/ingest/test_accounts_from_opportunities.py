@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from features.errors import DataError
-from features.io import load_export
-from features.mapping import load_mapping
+from ingest.io import load_export
+from ingest.mapping import load_mapping
 
 REPORT = """\
 Opportunity ID,Account ID,Account Name,Industry,Employees,Created Date,Close Date,Stage,Amount

@@ -16,32 +16,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from features.config import CHANNELS
-from features.dates import EARLIEST, LATEST, parse_dates, within_range
-from features.errors import Problem, plural, rows_of
-from features.mapping import Mapping, TableMapping
-from features.schema import OPTIONAL, OUTCOMES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
+from features.dates import EARLIEST, LATEST, parse_dates
+from features.errors import Problem, rows_of
+from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
+from ingest.mapping import Mapping, TableMapping
 
 if TYPE_CHECKING:
-    from features.io import LoadedExport
+    pass
 
 CLOSED: tuple[str, ...] = ("won", "lost")
 UNIQUE_IDS: dict[str, str] = {"accounts": "account_id", "opportunities": "opportunity_id"}
-MAX_COUNT = 1_000_000  # engagement events in one row; the API refuses more too
-# (table, column) -> inclusive (low, high)
-RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("accounts", "employees"): (0, np.inf),
-    ("accounts", "annual_revenue"): (0, np.inf),
-    ("opportunities", "amount"): (0, np.inf),
-    # Bounded so that every window sum of counts is exact in float64 (features.timeindex): 2**53 / 1e6 rows.
-    ("engagement", "count"): (0, MAX_COUNT),
-    ("intent", "score"): (0, 100),
-}
 # Plausible dates (features.dates, shared with the API and --as-of); inside what datetime64[ns] can hold.
 DATE_RANGE = (EARLIEST, LATEST)
 MAX_EXAMPLES = 3
@@ -67,7 +53,7 @@ class SourceTable:
     rejections: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (frame positions, reasons)
     rejected: list[pd.DataFrame] = field(default_factory=list)  # rows dropped so far: file, row, table, reason
     dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
-    generated_ids: int = 0  # opportunities given an id made from their row (features.derive)
+    generated_ids: int = 0  # opportunities given an id made from their row (ingest.derive)
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
 
     def origins(self, positions: np.ndarray) -> np.ndarray:
@@ -183,7 +169,7 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str
     problems: list[Problem] = []
     for table in tables.values():
         if mapping.table(table.name).outcome_rule is not None:
-            from features.derive import apply_outcome_rule
+            from ingest.derive import apply_outcome_rule
 
             problems += apply_outcome_rule(table, mapping.table(table.name))
         problems += check_required(table)
@@ -196,7 +182,7 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str
         problems = _dropped(problems, tables.values())
     accounts = complete.get("accounts")
     if accounts is not None and accounts.derived and "opportunities" in complete:
-        from features.derive import collapse_accounts
+        from ingest.derive import collapse_accounts
 
         problems += collapse_accounts(accounts, complete["opportunities"])
     problems += check_references(complete)
@@ -356,7 +342,7 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
         kind = kinds.get(column) or ("number" if column in section.scale else None)
         raw = frame[column]
         if kind == "date":
-            parsed = _parse_dates(raw, section.date_format_for(column))
+            parsed = parse_dates(raw, section.date_format_for(column))
             fix = (
                 "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
                 '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
@@ -377,19 +363,6 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
         )
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
     return problems
-
-
-def _parse_dates(raw: pd.Series, date_format: str | None) -> pd.Series:
-    """Naive UTC datetime64[ns]; NaT where a value is not a plausible date."""
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif pd.api.types.is_datetime64_dtype(raw):
-        parsed = raw
-    elif date_format:
-        parsed = pd.to_datetime(raw, format=date_format, errors="coerce", utc=True).dt.tz_localize(None)
-    else:
-        return parse_dates(raw)  # the one grammar of features.dates, which the API and --as-of use too
-    return within_range(parsed)
 
 
 def _parse_numbers(raw: pd.Series) -> pd.Series:
@@ -634,64 +607,3 @@ def summarize(data: CrmData, dropped_rows: dict[str, int]) -> dict[str, Any]:
 
 def _iso(value: Any) -> str | None:
     return None if pd.isna(value) else value.date().isoformat()
-
-
-def render_summary(loaded: LoadedExport, console: Console) -> None:
-    """The `tiering validate` report: what was read, the outcome mix, and every warning.
-
-    User text (file names, channels, mapping names, problems) is printed as plain text: never read as rich markup
-    or emoji codes, whatever console is passed in ("offers.csv:Id: ..." stays as written).
-    """
-    summary = loaded.summary
-
-    def say(text: str, **options: Any) -> None:
-        console.print(text, highlight=False, emoji=False, **options)
-
-    say(f"Mapping: {escape(loaded.mapping)}", soft_wrap=True)
-    files = Table()
-    files.add_column("table")
-    files.add_column("file(s)")
-    files.add_column("rows", justify="right")
-    for name, rows in summary["rows"].items():
-        read = ", ".join(path.name for path in loaded.files.get(name, []))
-        names = Text(read) if read else Text("absent", style="dim")
-        if name == "accounts" and summary.get("accounts_from_opportunities"):
-            names.append(" (one account per account_id of the opportunities rows)", style="dim")
-        dropped = summary["dropped_rows"].get(name)
-        rejected = summary.get("rejected_rows", {}).get(name)
-        notes = [f"{rejected:,} with row-level problems dropped"] if rejected else []
-        notes += [f"{dropped:,} open without account or date dropped"] if dropped else []
-        files.add_row(name, names, f"{rows:,}" + (f" [dim]({'; '.join(notes)})[/]" if notes else ""))
-    console.print(files)
-
-    opportunities = summary["opportunities"]
-    win_rate = opportunities["win_rate"]
-    closed = (
-        f"closed {opportunities['closed_from']} to {opportunities['closed_to']}"
-        if opportunities["closed_from"]
-        else "none closed"
-    )
-    say(f"Opportunities created {opportunities['created_from']} to {opportunities['created_to']}, {closed}")
-    say(
-        f"Outcomes: {opportunities['won']:,} won, {opportunities['lost']:,} lost, {opportunities['open']:,} open; "
-        f"win rate {f'{win_rate:.1%}' if win_rate is not None else 'n/a (no closed opportunities)'}"
-    )
-    rule = summary.get("outcome_rule")
-    if rule:
-        say(
-            escape(
-                f"Outcomes by the mapping's outcome_rule: won when '{rule['won_date']}' holds a date; lost after "
-                f"{rule['lost_after_days']:,} days without one, judged on {rule['judged_on']}; open otherwise"
-            ),
-            soft_wrap=True,
-        )
-    say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
-    if summary.get("generated_ids"):
-        say(f"Opportunity ids generated (rows without one): {summary['generated_ids']:,}")
-    channels = summary["unknown_channels"]
-    say("Unknown channels: " + escape(", ".join(f"{name} ({count:,})" for name, count in channels.items()) or "none"))
-    if loaded.warnings:
-        say(f"[yellow]{plural(len(loaded.warnings), 'warning')}:[/]")
-        for warning in loaded.warnings:
-            say(f"[yellow]- {escape(warning.render())}[/]", soft_wrap=True)
-    say("[green]The export is valid.[/]")

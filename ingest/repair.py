@@ -1,6 +1,6 @@
 """`validation.invalid_rows: drop`: what became of the rows with row-level problems, said and written down.
 
-With `drop`, `features.io.load_export` drops every row that a row-level problem names (an empty required
+With `drop`, `ingest.io.load_export` drops every row that a row-level problem names (an empty required
 value, a date or number that is not one, close before create, a negative amount, a duplicate id, an
 opportunity of an unknown or dropped account) and keeps each in `LoadedExport.rejected`. This module writes
 them to `rejected_rows.csv` in the current folder (file, row as a spreadsheet numbers it, table, reason) and
@@ -17,16 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.text import Text
-
 from features.errors import DataError, Problem, plural
-from features.io import REJECTED_COLUMNS
-from features.validation import INVALID_ROWS
+from ingest.io import REJECTED_COLUMNS
+from ingest.validation import INVALID_ROWS
 
 if TYPE_CHECKING:
     from features.config import TieringConfig
-    from features.io import LoadedExport
+    from ingest.io import LoadedExport
 
 REJECTED_FILE = "rejected_rows.csv"
 HEADER_LINE = ",".join(REJECTED_COLUMNS)
@@ -99,12 +96,3 @@ def counts_sentence(loaded: LoadedExport) -> str:
     total = sum(counts.values())
     per_table = ", ".join(f"{name} {count:,}" for name, count in counts.items())
     return f"Dropped {plural(total, 'row')} with row-level problems ({per_table})"
-
-
-def report_rejected(loaded: LoadedExport, console: Console, path: str | Path = REJECTED_FILE) -> Path | None:
-    """With drop: write rejected_rows.csv and print the counts and where the list is. Nothing with stop."""
-    if loaded.invalid_rows != "drop":
-        return None
-    written = write_rejected(loaded, path)
-    console.print(Text(f"{counts_sentence(loaded)}; each is listed with its reason in {written}"), soft_wrap=True)
-    return written

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from features.errors import DataError
-from features.io import load_export
+from ingest.io import load_export
 
 
 def documented_id(**values: str) -> str:

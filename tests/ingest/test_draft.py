@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.init import draft_mapping
-from features.io import load_export
-from features.mapping import load_mapping
+from ingest.draft import draft_mapping
+from ingest.io import load_export
+from ingest.mapping import load_mapping
 from sources.synthetic import generate_export
 
 runner = CliRunner()

@@ -6,8 +6,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.io import load_export
-from features.validation import render_summary
+from cli.summary import render_summary
+from ingest.io import load_export
 
 VALID_OPPORTUNITIES_HEADER = "opportunity_id,account_id,created_date,close_date,outcome,amount,product\n"
 

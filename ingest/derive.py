@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.dates import parse_dates
 from features.errors import Problem, plural
 
 GENERATED_PREFIX = "gen-"
@@ -145,8 +146,6 @@ def apply_outcome_rule(table, section) -> list[Problem]:
     `lost_after_days` have passed since created_date by the reference day (`observed_until`, else the latest
     created or won date in the table); open otherwise, and wherever created_date is missing or not a date.
     close_date: the won date, or created_date plus `lost_after_days` for lost."""
-    from features.validation import _parse_dates
-
     rule = section.outcome_rule
     frame = table.frame
     if rule.won_date not in frame.columns:
@@ -162,12 +161,12 @@ def apply_outcome_rule(table, section) -> list[Problem]:
             )
         ]
     created = (
-        _parse_dates(frame["created_date"], section.date_format_for("created_date"))
+        parse_dates(frame["created_date"], section.date_format_for("created_date"))
         if "created_date" in frame
         else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     )
     raw_won = frame[rule.won_date]
-    won = _parse_dates(raw_won, section.date_format_for("close_date"))
+    won = parse_dates(raw_won, section.date_format_for("close_date"))
     unreadable = raw_won.notna() & won.isna()
     problems = table.problems_at(
         unreadable,

@@ -20,11 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from features.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
 from features.errors import DataError, Problem, rows_of
-from features.mapping import Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
-from features.validation import SourceTable, summarize, unusable_open_opportunities, validate
+from ingest.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
+from ingest.mapping import Mapping, TableMapping, load_mapping
+from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -218,7 +218,7 @@ def _read_table(
     for path in paths:
         display = path.relative_to(data_dir).as_posix()
         if path not in reads:
-            reads[path] = _read_file(path, display, problems)
+            reads[path] = read_file(path, display, problems)
         raw = reads[path]
         if raw is None:
             continue
@@ -247,7 +247,7 @@ def _read_table(
             )
             parts.append((display, _clean_text(section.rename(raw), name, section)))
     generated = np.zeros(0, dtype=bool)
-    if name == "opportunities":  # rows without an id get a stable one made from the row (features.derive)
+    if name == "opportunities":  # rows without an id get a stable one made from the row (ingest.derive)
         filled = [fill_opportunity_ids(table, own_columns[display]) for display, table in parts]
         parts = [(display, table) for (display, _), (table, _) in zip(parts, filled)]
         generated = np.concatenate([mask for _, mask in filled]) if filled else generated
@@ -320,7 +320,7 @@ def _apply_joins(
         for path in paths:
             name = path.relative_to(data_dir).as_posix()
             if path not in reads:
-                reads[path] = _read_file(path, name, problems)
+                reads[path] = read_file(path, name, problems)
             if reads[path] is None:
                 return None, brought
             rights.append((name, reads[path]))
@@ -429,7 +429,7 @@ def _clean_text(table: pa.Table, name: str, section: TableMapping) -> pa.Table:
     return table
 
 
-def _read_file(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
+def read_file(path: Path, display: str, problems: list[Problem]) -> pa.Table | None:
     """One file as an arrow table with trimmed, unique headers; None (and a problem) on failure."""
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
@@ -599,7 +599,7 @@ def read_side_csv(path: Path) -> pd.DataFrame:
     without BOM, cp1252 or Latin-1; comma, semicolon, tab or pipe; every cell text, blank cells empty strings.
     Raises DataError naming the file when it cannot be read."""
     problems: list[Problem] = []
-    table = _read_file(Path(path), Path(path).name, problems)
+    table = read_file(Path(path), Path(path).name, problems)
     errors = [problem for problem in problems if problem.severity == "error"]
     if table is None or errors:
         raise DataError(errors or [Problem("cannot be read", fix="save it as a CSV file", file=Path(path).name)])

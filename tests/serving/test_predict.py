@@ -12,9 +12,8 @@ import pytest
 from scoring.registry import load_model_for
 from scoring.scorer import SCORE_COLUMNS
 from serving import memory, offloop, scoring
-from serving.champion import ServingModel
+from serving.predict import INLINE_MAX_ROWS, ServingModel, request_rows, score_request
 from serving.requests import ScoreRequest, account_payloads
-from serving.scoring import INLINE_MAX_ROWS, request_rows, score_request
 
 from .conftest import serving, tracking_at
 

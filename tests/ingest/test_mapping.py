@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from features.errors import DataError
-from features.io import load_export
-from features.mapping import PRESETS, load_mapping
+from ingest.io import load_export
+from ingest.mapping import PRESETS, load_mapping
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 

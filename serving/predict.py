@@ -7,19 +7,25 @@ probe should wait) go to a worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from scoring.pyfunc import TieringModel
 from serving.requests import ScoreRequest, scoring_as_of
-
-if TYPE_CHECKING:  # the champion module scores a probe with this one
-    from serving.champion import ServingModel
 
 # Accounts plus their activity rows: about as much work as the event loop may hold before other requests wait.
 INLINE_MAX_ROWS = 2_000
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model and what `/model` says about it."""
+
+    model: TieringModel
+    version: str  # the registered version, or "rules-only"
+    facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import hashlib
 import pytest
 
 from features.errors import DataError
-from features.io import load_export
-from features.mapping import load_mapping
+from ingest.io import load_export
+from ingest.mapping import load_mapping
 
 LEADS = """\
 Lead ID,Company,Created,Source

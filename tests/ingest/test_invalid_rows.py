@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from features.config import TieringConfig, parse_config
 from features.errors import DataError
-from features.io import load_export
-from features.repair import REJECTED_FILE, invalid_rows_mode
+from ingest.io import load_export
+from ingest.repair import REJECTED_FILE, invalid_rows_mode
 
 runner = CliRunner()
 

@@ -12,46 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError, Problem, rows_of
+from scoring.rounding import round_for_output
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 OVERRIDE_COLUMNS = ("account_id", "tier", "reason", "owner")
-# Decimals each published number is rounded to (scores files, report tables and API answers alike): scores 0-100
-# to 2, probabilities to 4, money to the cent. Rounding happens only here, at writing: tiers, ties and budgets are
-# decided on the full-precision values.
-OUTPUT_DECIMALS: dict[str, int] = {
-    **dict.fromkeys(
-        ("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "learned_score"), 2
-    ),
-    **dict.fromkeys(("win_probability", "pipeline_probability"), 4),
-    **dict.fromkeys(("expected_deal_size", "expected_value", "expected_revenue", "budget"), 2),
-}
-
-
-def rounded(values, column: str):
-    """`values` (array-like) of `column` rounded to its OUTPUT_DECIMALS as float64; other columns unchanged."""
-    decimals = OUTPUT_DECIMALS.get(column)
-    if decimals is None:
-        return values
-    array = np.asarray(values)
-    if array.dtype.kind not in "fiu":
-        array = pd.to_numeric(pd.Series(array, dtype=object), errors="coerce").to_numpy(dtype="float64")
-    return np.round(array.astype("float64"), decimals)
-
-
-def round_for_output(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `frame` with every OUTPUT_DECIMALS column rounded (39.199999999999996 is written 39.2)."""
-    present = [column for column in frame.columns if column in OUTPUT_DECIMALS]
-    if not present:
-        return frame
-    out = frame.copy()
-    for column in present:
-        out[column] = rounded(out[column].to_numpy(), column)
-    return out
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +75,7 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     name = path.name
     if not path.is_file():
         raise DataError([Problem("overrides file not found", "pass an existing CSV with --overrides", file=str(path))])
-    from features.io import read_side_csv
+    from ingest.io import read_side_csv
 
     frame = read_side_csv(path)  # the encodings and delimiters the export's own CSVs may have
     problems = []

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.io import load_export
+from ingest.io import load_export
 
 runner = CliRunner()
 

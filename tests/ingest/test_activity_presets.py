@@ -10,9 +10,9 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.io import load_export
-from features.mapping import load_mapping
-from tests.features.test_mapping import HUBSPOT_COMPANIES, HUBSPOT_DEALS, SALESFORCE_ACCOUNTS, SALESFORCE_OPPORTUNITIES
+from ingest.io import load_export
+from ingest.mapping import load_mapping
+from tests.ingest.test_mapping import HUBSPOT_COMPANIES, HUBSPOT_DEALS, SALESFORCE_ACCOUNTS, SALESFORCE_OPPORTUNITIES
 
 SALESFORCE_ACTIVITIES = """\
 Activity ID,Subject,Activity Subtype,Type,Date,Account ID,Assigned,Closed

@@ -32,9 +32,9 @@ from features.config import CHANNELS
 from features.dates import PATTERN as ISO_PATTERN
 from features.dates import within_range
 from features.errors import DataError, Problem
-from features.io import CSV_SUFFIXES, PARQUET_SUFFIXES, _read_file, data_folder
-from features.mapping import PRESETS, Mapping, TableMapping, load_mapping
 from features.schema import REQUIRED, TABLES, columns
+from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
+from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
 
 PROFILE_ROWS = 200_000
 DATE_SAMPLE = 5_000
@@ -312,7 +312,7 @@ def profile_folder(data_dir: Path) -> tuple[list[FileProfile], list[str]]:
         ):
             continue
         problems: list[Problem] = []
-        table = _read_file(path, path.name, problems)
+        table = read_file(path, path.name, problems)
         if table is None or table.num_columns == 0:
             unreadable.append(f"{path.name} ({problems[0].message if problems else 'no columns'})")
             continue
@@ -402,7 +402,7 @@ def recognise_preset(data_dir: Path, files: list[FileProfile]) -> tuple[str, Map
                 break
             headers = set.intersection(*(set(by_name[name].columns) for name in matched))
             section = mapping.table(table)
-            # An opportunities file without its id column still loads: its ids are generated (features.derive).
+            # An opportunities file without its id column still loads: its ids are generated (ingest.derive).
             wanted = {
                 column: section.columns.get(column, column)
                 for column in REQUIRED[table]

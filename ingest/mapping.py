@@ -23,7 +23,7 @@ A mapping is a YAML file with one optional section per canonical table:
       outcome_rule: {won_date: Won Date, lost_after_days: 90}   # derives outcome and close_date
 
 Unmapped source columns pass through under their own names (accounts taken from the opportunities rows keep
-only their mapped columns). Presets live in `features/presets/`.
+only their mapped columns). Presets live in `ingest/presets/`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from features.errors import DataError
-from features.files import atomic_path, read_overrides, write_table
+from ingest.files import atomic_path, read_overrides, write_table
 
 
 def test_csv_output_never_carries_a_live_formula(tmp_path):

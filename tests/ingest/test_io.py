@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.io import load_export
 from features.schema import TABLES, columns
+from ingest.io import load_export
 
 ACCOUNTS_HEADER = "account_id,account_name,industry,employees,annual_revenue,country\n"
 
@@ -150,7 +150,7 @@ def test_rows_with_extra_fields_are_numbered(write_export, problems_of):
 
 
 def test_very_long_text_and_formulas_are_kept_as_text(write_export, monkeypatch):
-    monkeypatch.setattr("features.io.CSV_BLOCK_SIZE", 1 << 20)  # a small block, so the long value straddles blocks
+    monkeypatch.setattr("ingest.io.CSV_BLOCK_SIZE", 1 << 20)  # a small block, so the long value straddles blocks
     long_name = "x" * (3 << 20)
     formula = '=HYPERLINK("http://evil.example","click")'
     quoted_formula = '"=HYPERLINK(""http://evil.example"",""click"")"'
