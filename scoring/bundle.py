@@ -20,47 +20,44 @@ from scoring.pipeline import PipelineModel
 from scoring.scorer import Scorer
 
 BUNDLE_FILE = "bundle.json"
-# The modules whose code turns an account book into scores. The model records a digest of each, and a
-# process that runs different code for any of them refuses the model instead of scoring it silently.
-SCORING_CODE = (
-    "features.config",
-    "features.dates",
-    "features.matrix",
-    "features.pointintime",
-    "features.rules",
-    "features.schema",
-    "features.timeindex",
-    "scoring.attribution",
-    "scoring.bundle",
-    "scoring.forecast",
-    "scoring.learners",
-    "scoring.pipeline",
-    "scoring.pyfunc",
-    "scoring.reasons",
-    "scoring.scorer",
-    "scoring.tiers",
-)
+# The packages the logged model ships (its MLflow `code_paths`) and runs; the import-linter contract "the logged
+# model" names the same two. The model records a digest of every file they hold, and a process that runs
+# different code for any of them refuses the model instead of scoring it silently.
+MODEL_PACKAGES = ("features", "scoring")
 
 
 class ModelCodeMismatch(RuntimeError):
     """The model was logged with other scoring code than this process runs."""
 
 
-def _module_file(name: str) -> str:
-    """Where an imported module's source is (every scoring module is a plain file, never a namespace)."""
-    file = importlib.import_module(name).__file__
-    if file is None:
-        raise ModelCodeMismatch(f"{name} has no source file, so its code cannot be checked against the model's")
-    return file
+def model_code_paths() -> list[Path]:
+    """The folders of the model's packages as this process imports them: what `code_paths` ships."""
+    folders = []
+    for name in MODEL_PACKAGES:
+        file = importlib.import_module(name).__file__
+        if file is None:  # a namespace package has no folder of its own to ship or to check
+            raise ModelCodeMismatch(f"{name} has no source folder, so its code cannot be checked against the model's")
+        folders.append(Path(file).parent)
+    return folders
+
+
+def model_code_files() -> dict[str, Path]:
+    """Every file the model ships, keyed by its path from the code root (`features/rules.py`).
+
+    What MLflow copies for `code_paths`: the whole folder but `__pycache__`, so package data counts as code too.
+    """
+    files = {}
+    for folder in model_code_paths():
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder.parent)
+            if path.is_file() and "__pycache__" not in relative.parts:
+                files[relative.as_posix()] = path
+    return files
 
 
 def scoring_code_digests() -> dict[str, str]:
-    """SHA-256 of each scoring module's source, as this process has it imported."""
-    digests = {}
-    for name in SCORING_CODE:
-        source = Path(_module_file(name)).read_bytes()
-        digests[name] = hashlib.sha256(source).hexdigest()
-    return digests
+    """SHA-256 of each file the model ships, as this process has it."""
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in model_code_files().items()}
 
 
 def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
@@ -70,8 +67,8 @@ def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
     running = scoring_code_digests()
     changed = sorted(name for name in set(logged) | set(running) if logged.get(name) != running.get(name))
     if changed:
-        where = Path(_module_file("features")).parent.parent
-        files = ", ".join(name.replace(".", "/") + ".py" for name in changed)
+        where = model_code_paths()[0].parent
+        files = ", ".join(changed)
         raise ModelCodeMismatch(
             f"this model was logged with other scoring code than this process runs ({files} differ; code from "
             f"{where}), so its scores would not be the ones it was validated with. Score it with the abm-tiering "

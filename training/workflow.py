@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-import features
-import scoring
 from features.activity import default_as_of
 from features.config import TieringConfig, config_to_yaml
 from features.schema import CrmData
 from scoring import registry
-from scoring.bundle import save_scorer
+from scoring.bundle import model_code_paths, save_scorer
 from scoring.registry import load_model_for
 from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
@@ -186,7 +184,7 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
                 name="model",
                 python_model=TieringModel(),
                 artifacts={"bundle": str(bundle)},
-                code_paths=[str(Path(features.__file__).parent), str(Path(scoring.__file__).parent)],
+                code_paths=[str(folder) for folder in model_code_paths()],
                 signature=signature,
                 input_example=example,
                 pip_requirements=_pip_requirements(),

@@ -1,16 +1,20 @@
-"""A logged model is never scored silently by other scoring code than it was logged with.
+"""A logged model is never scored silently by other code than it was logged with.
 
-The model records a digest of every scoring module; a process whose code differs refuses it with a
-message naming the files. Proven with a copy of the checkout whose feature code changes after logging.
+The model ships the packages features/ and scoring/ and records a digest of every file in them; a process whose
+code differs refuses it with a message naming the files. Proven with a copy of the checkout whose code changes
+after logging, in each shipped package; and the digest, the shipped files and the import contract that keeps the
+model's code apart are held to name the same files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -48,8 +52,14 @@ def load_in_fresh_process(code_root: Path, model_uri: str, tracking_uri: str, cw
     )
 
 
+def append_line(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + line + "\n")
+
+
 @pytest.mark.slow
-def test_a_process_running_changed_feature_code_refuses_the_model_and_names_the_file(trained_model, tmp_path):
+def test_a_process_running_changed_code_in_any_shipped_package_refuses_the_model_and_names_the_files(
+    trained_model, tmp_path
+):
     same = checkout_copy(tmp_path / "same")
     loaded = load_in_fresh_process(same, trained_model.uri, trained_model.tracking_uri, tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
@@ -65,25 +75,62 @@ def test_a_process_running_changed_feature_code_refuses_the_model_and_names_the_
         )
     )
     assert rules.read_text() != (REPO / "features" / "rules.py").read_text()
+    # Any other file of either package counts too: the API's activity preparation, a module of scoring/ that
+    # the scorer never imports, and a data file shipped beside the code.
+    append_line(changed / "features" / "activity.py", "# changed after logging")
+    append_line(changed / "scoring" / "messages.py", "# changed after logging")
+    (changed / "scoring" / "notes.txt").write_text("shipped with the model\n")
     refused = load_in_fresh_process(changed, trained_model.uri, trained_model.tracking_uri, tmp_path)
     assert refused.returncode == 3, refused.stdout + refused.stderr[-2000:]
     assert "REFUSED" in refused.stdout
     assert (
-        "this model was logged with other scoring code than this process runs (features/rules.py differ; code "
-        f"from {changed})"
+        "this model was logged with other scoring code than this process runs (features/activity.py, "
+        f"features/rules.py, scoring/messages.py, scoring/notes.txt differ; code from {changed})"
     ) in refused.stdout
     assert "train a new version with this one (tiering train)" in refused.stdout
 
 
-def test_the_bundle_records_a_digest_of_each_scoring_module(tmp_path):
-    import hashlib
+def files_under(root: Path, packages: set[str]) -> set[str]:
+    """Every file of the packages as a path from `root`, bytecode caches left out (MLflow does not ship them)."""
+    found = set()
+    for package in packages:
+        for folder, subfolders, names in os.walk(root / package):
+            subfolders[:] = [name for name in subfolders if name != "__pycache__"]
+            found |= {(Path(folder) / name).relative_to(root).as_posix() for name in names}
+    return found
 
-    from features.config import TieringConfig
-    from scoring.bundle import SCORING_CODE, save_scorer
-    from scoring.scorer import Scorer
 
-    folder = save_scorer(Scorer(config=TieringConfig()), tmp_path / "bundle")
-    recorded = json.loads((folder / "bundle.json").read_text())["scoring_code"]
-    assert set(recorded) == set(SCORING_CODE)
-    expected = hashlib.sha256((REPO / "features" / "rules.py").read_bytes()).hexdigest()
-    assert recorded["features.rules"] == expected
+def model_contract() -> dict:
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in settings["contracts"] if c["name"].startswith("the logged model:")]
+    return {**contract, "root_packages": settings["root_packages"]}
+
+
+@pytest.mark.slow
+def test_the_digest_the_shipped_code_and_the_import_contract_name_the_same_files(model_store, tmp_path):
+    import grimp
+    import mlflow
+
+    contract = model_contract()
+    packages = set(contract["source_modules"])
+    # The contract keeps the model's packages from importing every other package of ours.
+    assert set(contract["forbidden_modules"]) == set(contract["root_packages"]) - packages
+
+    # What the registered model ships (its code_paths) and what its bundle recorded a digest of.
+    model = Path(mlflow.artifacts.download_artifacts(model_store.uri, dst_path=str(tmp_path)))
+    shipped = files_under(model / "code", packages)
+    (bundle,) = model.glob("artifacts/**/bundle.json")
+    recorded = json.loads(bundle.read_text())["scoring_code"]
+    assert set(recorded) == shipped
+    # ... which are the files of the checkout's packages, byte for byte.
+    assert shipped == files_under(REPO, packages)
+    for name, digest in recorded.items():
+        assert digest == hashlib.sha256((REPO / name).read_bytes()).hexdigest(), name
+    # ... and every module the import contract holds is a file the digest covers, and no Python file is left out.
+    graph = grimp.build_graph(*sorted(packages))
+    modules = {module for package in packages for module in graph.find_descendants(package) | {package}}
+    as_files = {
+        module.replace(".", "/") + ("/__init__.py" if (REPO / module.replace(".", "/")).is_dir() else ".py")
+        for module in modules
+    }
+    assert as_files == {name for name in recorded if name.endswith(".py")}
