@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import Alerts
+from configuration.tiering import Alerts
 from features.errors import DataError, Problem
 
 KINDS = ("intent_surge", "tier_entered", "tier_left", "win_probability_jump", "learned_score_jump")

@@ -39,7 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from activation.alerts import event_line
-from features.config import Alerts
+from configuration.tiering import Alerts
 from features.errors import DataError, Problem
 
 SIGNATURE_HEADER = "X-Tiering-Signature"

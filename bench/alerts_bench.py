@@ -24,7 +24,7 @@ import pandas as pd
 from activation.alerts import build_events, write_events
 from activation.crm_export import export_frame, write_export
 from activation.delivery import deliver
-from features.config import Alerts
+from configuration.tiering import Alerts
 from scoring.scorer import SCORE_COLUMNS
 
 TIERS = np.array(["tier_1", "tier_2", "tier_3", "untiered"], dtype=object)

@@ -51,7 +51,7 @@ def _free_port() -> int:
 
 def _train_champion(folder: Path, n_accounts: int):
     """A synthetic export and a champion trained on it with the default model settings."""
-    from features.config import load_config, parse_config
+    from configuration.tiering import load_config, parse_config
     from ingest.io import load_export
     from sources.synthetic import generate_export
     from training.workflow import promote, train_and_register

@@ -41,7 +41,7 @@ def read_floor(data_dir: Path) -> float:
 
 
 def features(data_dir: Path) -> dict:
-    from features.config import TieringConfig
+    from configuration.tiering import TieringConfig
     from features.pointintime import FeatureBuilder, snapshot, training_rows
     from ingest.io import load_export
     from training.pipeline import Window
@@ -72,7 +72,7 @@ def features(data_dir: Path) -> dict:
 
 
 def _training_matrix(data_dir: Path):
-    from features.config import TieringConfig
+    from configuration.tiering import TieringConfig
     from features.matrix import FeatureSpec
     from features.pointintime import FeatureBuilder, training_rows
     from ingest.io import load_export
@@ -148,7 +148,7 @@ def train(data_dir: Path) -> dict:
 
 
 def _load(data_dir: Path):
-    from features.config import TieringConfig
+    from configuration.tiering import TieringConfig
     from ingest.io import load_export
 
     return load_export(data_dir).data, TieringConfig()

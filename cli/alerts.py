@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from cli.common import ConfigOpt, console, err_console
+from cli.common import ConfigOpt, console, err_console, use_config
 from cli.stopping import STOPPED
 
 PARTIAL_DELIVERY = 3
@@ -44,10 +44,9 @@ def alerts_command(
 ) -> None:
     """Intent surges, tier entries and exits, and large jumps between two scorings, as JSON Lines (or CSV), with
     optional signed webhook delivery through an outbox. Exit 3 when some events could not be delivered."""
-    from features.config import load_config
     from reports.diff import read_pair
 
-    settings = load_config(config)
+    settings = use_config(config)
     url = webhook or settings.alerts.webhook_url
     prepare(out, url)
     previous, current = read_pair(previous_scores, current_scores)

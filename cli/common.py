@@ -23,6 +23,8 @@ from scoring.registry import TrackingError
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from configuration.tiering import TieringConfig
+
 
 app = typer.Typer(
     name="tiering",
@@ -253,13 +255,27 @@ def say_no_champion_to_serve() -> None:
         return
 
 
-def say_model_config(scorer, version: str, settings, config: Path | None) -> None:
-    """A learned model scores with the configuration it was trained with; say so when --config differs from it."""
-    if config is not None and scorer.is_learned and scorer.config != settings:
+def use_config(path: Path | None) -> TieringConfig:
+    """The configuration a command runs with (`--config`, else ./tiering.yaml, else the defaults), said on stderr."""
+    from configuration.tiering import choose_config
+
+    choice = choose_config(path)
+    err_console.print(f"configuration: {escape(choice.label)}", highlight=False, soft_wrap=True)
+    return choice.config
+
+
+def say_model_config(scorer, version: str, settings: TieringConfig, config: Path | None) -> None:
+    """A learned model keeps the feature settings and learners it was trained with (the business knobs of the
+    configuration apply); say so when the configuration's model part differs from the model's."""
+    if (
+        config is not None
+        and scorer.is_learned
+        and scorer.config.prediction_settings() != settings.prediction_settings()
+    ):
         err_console.print(
-            f"[yellow]note: model {escape(version)} scores with the configuration it was trained with "
-            f"(logged with its run as config/tiering.yaml), which differs from {escape(str(config))}; "
-            "--config applies when scoring with the rules only.[/]",
+            f"[yellow]note: model {escape(version)} keeps the feature settings and learners it was trained with "
+            f"(logged with its run as config/tiering.yaml), which differ from {escape(str(config))}; its rule "
+            "weights, blend, tiers and budget apply, the rest applies when scoring with the rules only.[/]",
             highlight=False,
             soft_wrap=True,
         )

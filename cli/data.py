@@ -19,8 +19,8 @@ from cli.common import (
     err_console,
     friendly_errors,
     parse_as_of,
+    use_config,
 )
-from features.config import load_config
 from features.errors import DataError
 
 
@@ -75,7 +75,7 @@ def validate(
     from ingest.io import load_export
     from ingest.repair import check_rejected_target, invalid_rows_mode
 
-    settings = load_config(config)
+    settings = use_config(config)
     cutoff = parse_as_of(as_of)
     mode = invalid_rows_mode(invalid_rows, settings)
     if mode == "drop":

@@ -25,8 +25,8 @@ from cli.common import (
     say_as_of,
     say_model_config,
     steps,
+    use_config,
 )
-from features.config import load_config
 
 FORECAST_PAGE = "forecast.html"
 
@@ -116,7 +116,7 @@ def forecast(
     from scoring.registry import resolve_model
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
-    settings = load_config(config)
+    settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     check_output_folder(out, FORECAST_PAGE)
     frame = load_data(data, mapping, rows_mode)

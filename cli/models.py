@@ -25,10 +25,10 @@ from cli.common import (
     steps,
     tier_count_table,
     tracking_hint,
+    use_config,
     warn_far_dates,
 )
 from cli.scores import write_comparison
-from features.config import load_config
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -97,7 +97,7 @@ def train(
     from training.workflow import train_and_register
 
     cutoff = parse_as_of(as_of)
-    settings = load_config(config)
+    settings = use_config(config)
     frame = load_data(data, mapping, invalid_rows_mode(invalid_rows, settings))
     if cutoff is None:
         warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
@@ -195,7 +195,7 @@ def demo(
     from sources.synthetic import generate_export
     from training.workflow import train_and_register
 
-    settings = load_config(config)
+    settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     if rows_mode == "drop":
         check_rejected_target()

@@ -20,8 +20,8 @@ from cli.common import (
     friendly_errors,
     load_data,
     steps,
+    use_config,
 )
-from features.config import load_config
 
 if TYPE_CHECKING:
     from reports.review import QuarterlyReview
@@ -151,7 +151,7 @@ def review(
     from reports.review_page import REVIEW_PAGE, render_review
     from scoring.registry import resolve_model
 
-    settings = load_config(config)
+    settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     end = _day(until, "--until")
     start = _day(since, "--since")

@@ -29,9 +29,9 @@ from cli.common import (
     say_ties,
     steps,
     tier_count_table,
+    use_config,
     warn_far_dates,
 )
-from features.config import load_config
 
 
 @friendly_errors
@@ -98,7 +98,7 @@ def score(
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
-    settings = load_config(config)
+    settings = use_config(config)
     from ingest.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
@@ -246,7 +246,7 @@ def compare(
     from scoring.registry import resolve_model
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
-    settings = load_config(config)
+    settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     check_output_folder(out, REPORT_PAGE)
     frame = load_data(data, mapping, rows_mode)

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.common import ConfigOpt, UserError, err_console, friendly_errors, say_no_champion_to_serve
-from features.config import load_config
+from cli.common import ConfigOpt, UserError, err_console, friendly_errors, say_no_champion_to_serve, use_config
 
 
 @friendly_errors
@@ -47,7 +46,7 @@ def serve(
         raise UserError(f"the environment has settings tiering serve cannot use:\n{error}") from None
     except (UnsafeHost, CannotListen) as error:
         raise UserError(str(error)) from None
-    load_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
+    use_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())  # read by the service's workers, which inherit this environment
     err_console.print(

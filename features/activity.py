@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import CHANNELS, TieringConfig
+from features.config import CHANNELS, ModelConfig
 from features.pointintime import Activity, FeatureBuilder, vocabulary_codes
 from features.schema import OPTIONAL, CrmData
 from features.timeindex import seconds_of
@@ -48,7 +48,7 @@ def account_columns_of(accounts: Sequence[Any], custom: list[str]) -> dict[str, 
     }
 
 
-def builder_for_accounts(accounts: Sequence[Any], config: TieringConfig) -> FeatureBuilder:
+def builder_for_accounts(accounts: Sequence[Any], config: ModelConfig) -> FeatureBuilder:
     """A point-in-time feature builder over accounts that carry their activity, their codes being their positions.
 
     Reads the accounts (the service's validated request objects: `engagement`, `intent` and `opportunities`

@@ -6,10 +6,8 @@ in the YAML stops the run with the key's path instead of being silently ignored.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CHANNELS: tuple[str, ...] = (
@@ -312,74 +310,18 @@ class Model(Strict):
     gate: Gate = Gate()
 
 
-class Validation(Strict):
-    """What a row-level problem in the export does (a missing column or an unreadable file always stops)."""
-
-    invalid_rows: Literal["stop", "drop"] = Field(
-        "stop",
-        description="stop: the run stops and lists every problem; drop: the row is dropped, counted in every "
-        "summary and listed with its reason in rejected_rows.csv.",
-    )
+FEATURE_SECTIONS = ("revenue_potential", "business_fit", "engagement", "intent")
 
 
-class Alerts(Strict):
-    """`tiering alerts`: which changes between two scorings become events, and how they are delivered."""
+class ModelConfig(Strict):
+    """What the logged model runs with: the feature settings (rule components are learner inputs), the learners,
+    search, guards, window and gate, and `rank_on`, all frozen with a registered model.
 
-    tiers: list[Literal["tier_1", "tier_2", "tier_3"]] = Field(
-        default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event."
-    )
-    win_probability_jump: float = Field(
-        0.15, gt=0, le=1, description="A win probability change this large is an event."
-    )
-    learned_score_jump: float = Field(
-        15, gt=0, le=100, description="A learned score change (0-100) this large is an event."
-    )
-    webhook_url: str | None = Field(
-        None, description="Where events are POSTed (https unless loopback); --webhook overrides."
-    )
-    secret_env: str = Field(
-        "TIERING_WEBHOOK_SECRET", description="Environment variable holding the HMAC-SHA256 secret."
-    )
-    timeout_seconds: float = Field(5, gt=0, description="One attempt waits this long for an answer.")
-    max_attempts: int = Field(5, ge=1, description="Attempts per event on 5xx, 429, timeouts and refused connections.")
-    backoff_seconds: float = Field(0.5, ge=0, description="First wait between attempts; doubles each time.")
-    max_total_seconds: float = Field(
-        60, gt=0, description="Delivery stops after this long; the rest stays in the outbox."
-    )
+    The business part (`rule_weights`, `model.blend`, `tiers`, `budget`) rides along so a scorer is complete on
+    its own, but it is read at scoring time: `with_business` swaps in the current configuration's values, so
+    re-weighting or re-sizing tiers needs no retraining. The full `tiering.yaml` (with the alerts, review and
+    validation settings, which the model never reads) is `configuration.TieringConfig`."""
 
-
-class Review(Strict):
-    """`tiering review`: when a past scoring's period can be judged, and when the model should be retrained."""
-
-    min_days: int = Field(60, ge=1, description="A period shorter than this many days is too short to judge.")
-    min_won: int = Field(20, ge=1, description="Won deals (created and closed in the period) needed to judge.")
-    min_lost: int = Field(20, ge=1, description="Lost deals (created and closed in the period) needed to judge.")
-    auc_margin: float = Field(
-        0.0,
-        ge=0,
-        description="Retrain when the field ROC AUC is below the holdout's beyond chance (95%) by more than this.",
-    )
-    calibration_tolerance: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="Retrain when the field calibration error's 95% lower bound exceeds the holdout's by more.",
-    )
-    psi_threshold: float = Field(
-        0.25, gt=0, description="A feature whose population stability index exceeds this has drifted (0.25: major)."
-    )
-    max_drifted_features: int = Field(
-        0, ge=0, description="Retrain when more features than this have drifted past psi_threshold."
-    )
-    max_unseen_share: float = Field(
-        0.05, ge=0, le=1, description="Retrain when more accounts than this share carry categories the model never saw."
-    )
-    max_months_since_training: float = Field(
-        6.0, gt=0, description="Retrain when the period ends this many months or more after the training cut-off."
-    )
-
-
-class TieringConfig(Strict):
     rule_weights: RuleWeights = RuleWeights()
     revenue_potential: RevenuePotential = RevenuePotential()
     business_fit: BusinessFit = BusinessFit()
@@ -388,16 +330,37 @@ class TieringConfig(Strict):
     tiers: Tiers = Tiers()
     budget: Budget = Budget()
     model: Model = Model()
-    validation: Validation = Validation()
-    alerts: Alerts = Alerts()
-    review: Review = Review()
+
+    def with_business(self, business: ModelConfig) -> ModelConfig:
+        """This model configuration with the business knobs (rule weights, blend, tiers, budget) of `business`."""
+        return self.model_copy(
+            update={
+                "rule_weights": business.rule_weights,
+                "tiers": business.tiers,
+                "budget": business.budget,
+                "model": self.model.model_copy(update={"blend": business.model.blend}),
+            }
+        )
+
+    def prediction_settings(self) -> dict:
+        """What decides a trained model's predictions and reasons (not its training-only gate, search or window)."""
+        scoring_knobs = ("extra_features", "reasons_method", "horizon_days", "rank_on")
+        return {
+            **{name: getattr(self, name).model_dump(mode="json") for name in FEATURE_SECTIONS},
+            "model": {name: getattr(self.model, name) for name in scoring_knobs},
+        }
+
+    def model_part(self) -> dict:
+        """The keys a registered model records (JSON-ready): this class's fields only, whatever subclass `self` is."""
+        return {name: getattr(self, name).model_dump(mode="json") for name in ModelConfig.model_fields}
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and key."""
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def describe_problems(error: ValidationError, source: str) -> str:
+    """One line per problem, naming the file and the key path, and the fix for an unknown key."""
     lines = []
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
@@ -408,31 +371,9 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: dict | None, source: str = "config") -> TieringConfig:
+def parse_model_config(raw: dict | None, source: str = "config") -> ModelConfig:
+    """A model configuration as a registered model recorded it."""
     try:
-        return TieringConfig.model_validate(raw or {})
+        return ModelConfig.model_validate(raw or {})
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
-
-
-def load_config(path: str | Path | None = None) -> TieringConfig:
-    """Read a `tiering.yaml`; with no path, `./tiering.yaml` when present, else the built-in defaults."""
-    if path is None:
-        candidate = Path("tiering.yaml")
-        if not candidate.exists():
-            return TieringConfig()
-        path = candidate
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found: pass an existing file with --config")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}): fix the syntax") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return parse_config(raw, str(path))
-
-
-def config_to_yaml(config: TieringConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        raise ConfigError(describe_problems(error, source)) from None

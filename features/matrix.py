@@ -13,14 +13,14 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.pointintime import FIRMOGRAPHIC_TEXT, engagement_columns, intent_columns, slug
 from features.rules import RULE_COLUMNS, SMALL_BOOK
 
 MAX_CATEGORIES = 200  # rarer values share the "unseen" code; keeps trees from memorising ids
 
 
-def candidate_columns(config: TieringConfig) -> list[str]:
+def candidate_columns(config: ModelConfig) -> list[str]:
     engagement = engagement_columns()
     return [
         *FIRMOGRAPHIC_TEXT,
@@ -59,7 +59,7 @@ class FeatureSpec:
     def fit(
         cls,
         rows: pd.DataFrame,
-        config: TieringConfig,
+        config: ModelConfig,
         columns: list[str] | None = None,
         exclude: tuple[str, ...] | list[str] = (),
     ) -> FeatureSpec:

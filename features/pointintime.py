@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.config import CHANNELS, TieringConfig
+from features.config import CHANNELS, ModelConfig
 from features.schema import CrmData
 from features.timeindex import TimeIndex, to_seconds
 
@@ -37,7 +37,7 @@ def engagement_columns() -> dict[str, list[str]]:
     }
 
 
-def intent_columns(config: TieringConfig) -> list[str]:
+def intent_columns(config: ModelConfig) -> list[str]:
     return [f"intent_w_{slug(t)}" for t in config.intent.topics] + [f"intent_w_{OTHER}"]
 
 
@@ -87,7 +87,7 @@ def _tech_items(stack: str | None) -> list[str]:
     return [item for item in _TECH_SEPARATOR.split(stack) if item] if stack else []
 
 
-def firmographic_columns(accounts, config: TieringConfig) -> dict[str, np.ndarray]:
+def firmographic_columns(accounts, config: ModelConfig) -> dict[str, np.ndarray]:
     """Cleaned firmographics and extra feature columns, one entry per account, in the order given.
 
     `accounts` is the accounts table or any mapping of its column names to sequences (the service
@@ -148,7 +148,7 @@ class Activity:
 class FeatureBuilder:
     """Indexes a CRM export once, then answers feature rows for any (account, cut-off) pairs."""
 
-    def __init__(self, data: CrmData, config: TieringConfig):
+    def __init__(self, data: CrmData, config: ModelConfig):
         account_ids = pd.Index(data.accounts["account_id"].astype("str"))
         codes = self._codes_in(account_ids)
         eng, intent = data.engagement, data.intent
@@ -187,7 +187,7 @@ class FeatureBuilder:
     @classmethod
     def from_activity(
         cls,
-        config: TieringConfig,
+        config: ModelConfig,
         accounts: dict[str, list],
         engagement: Activity,
         intent: Activity,
@@ -221,7 +221,7 @@ class FeatureBuilder:
 
     def _index(
         self,
-        config: TieringConfig,
+        config: ModelConfig,
         account_ids: pd.Index | list[str],
         firmographics: dict[str, np.ndarray],
         engagement: Activity,

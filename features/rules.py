@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from features.config import CHANNELS, TieringConfig
+from features.config import CHANNELS, ModelConfig
 from features.pointintime import OTHER
 
 RULE_COLUMNS = ("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score")
@@ -31,7 +31,7 @@ def _log_scaled(values: np.ndarray, floor: float, ceiling: float) -> np.ndarray:
     return np.clip((logs - np.log10(floor)) / (np.log10(ceiling) - np.log10(floor)), 0.0, 1.0)
 
 
-def revenue_potential_score(features: Features, config: TieringConfig) -> np.ndarray:
+def revenue_potential_score(features: Features, config: ModelConfig) -> np.ndarray:
     rules = config.revenue_potential
     revenue = _log_scaled(_floats(features, "annual_revenue"), rules.revenue_floor, rules.revenue_ceiling)
     staff = _log_scaled(_floats(features, "employees"), rules.employees_floor, rules.employees_ceiling)
@@ -54,7 +54,7 @@ def _in(features: Features, column: str, allowed: list[str]) -> np.ndarray:
     return np.fromiter((value in wanted for value in values), dtype=bool, count=len(values))
 
 
-def icp_parts(features: Features, config: TieringConfig) -> dict[str, np.ndarray]:
+def icp_parts(features: Features, config: ModelConfig) -> dict[str, np.ndarray]:
     """Which ICP criteria each account meets, and whether it is excluded from the ICP altogether."""
     icp = config.business_fit
     employees = _floats(features, "employees")
@@ -70,7 +70,7 @@ def icp_parts(features: Features, config: TieringConfig) -> dict[str, np.ndarray
 
 
 def business_fit_score(
-    features: Features, config: TieringConfig, parts: dict[str, np.ndarray] | None = None
+    features: Features, config: ModelConfig, parts: dict[str, np.ndarray] | None = None
 ) -> np.ndarray:
     icp, parts = config.business_fit, parts if parts is not None else icp_parts(features, config)
     return (
@@ -81,7 +81,7 @@ def business_fit_score(
     ).astype("float64")
 
 
-def engagement_points(features: Features, config: TieringConfig) -> np.ndarray:
+def engagement_points(features: Features, config: ModelConfig) -> np.ndarray:
     weights = config.engagement.channel_weights
     points = np.zeros(len(_floats(features, f"eng_w_{OTHER}")))
     for channel in CHANNELS:
@@ -89,13 +89,13 @@ def engagement_points(features: Features, config: TieringConfig) -> np.ndarray:
     return points + config.engagement.unknown_channel_weight * _floats(features, f"eng_w_{OTHER}")
 
 
-def engagement_score(features: Features, config: TieringConfig) -> np.ndarray:
+def engagement_score(features: Features, config: ModelConfig) -> np.ndarray:
     """Recency-weighted activity mapped onto 0-100 with diminishing returns (never above 100)."""
     points = engagement_points(features, config)
     return 100.0 * (1.0 - np.exp(-points / config.engagement.saturation_points))
 
 
-def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, np.ndarray]:
+def rule_score_columns(features: Features, config: ModelConfig) -> dict[str, np.ndarray]:
     """The three component scores, their weighted `rule_score`, and `in_icp`."""
     weights = config.rule_weights
     parts = icp_parts(features, config)
@@ -113,7 +113,7 @@ def rule_score_columns(features: Features, config: TieringConfig) -> dict[str, n
     return scores
 
 
-def with_rule_score_columns(features: Features, config: TieringConfig) -> Mapping[str, Any]:
+def with_rule_score_columns(features: Features, config: ModelConfig) -> Mapping[str, Any]:
     """The feature columns with `rule_score_columns` over them. A frame stays behind a ChainMap, uncopied; a mapping
     of arrays (the service's) merges into one dict, since the matrices read every column and a ChainMap's lookups
     cost a microsecond each."""
@@ -123,6 +123,6 @@ def with_rule_score_columns(features: Features, config: TieringConfig) -> Mappin
     return {**features, **scores}
 
 
-def rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:
+def rule_scores(features: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
     """`rule_score_columns` as a frame on the feature rows' index."""
     return pd.DataFrame(rule_score_columns(features, config), index=features.index)

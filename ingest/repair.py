@@ -22,7 +22,7 @@ from ingest.io import REJECTED_COLUMNS
 from ingest.validation import INVALID_ROWS
 
 if TYPE_CHECKING:
-    from features.config import TieringConfig
+    from configuration.tiering import TieringConfig
     from ingest.io import LoadedExport
 
 REJECTED_FILE = "rejected_rows.csv"

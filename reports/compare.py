@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.schema import CrmData
 from scoring import registry
 from scoring.pyfunc import TieringModel
@@ -92,7 +92,7 @@ def holdout_from_run(run_id: str) -> Holdout:
     )
 
 
-def rules_backtest(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> Holdout:
+def rules_backtest(data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None) -> Holdout:
     """Rule tiers as of the holdout start of the training window, judged on the deals that closed after."""
     from features.pointintime import FeatureBuilder, snapshot, training_rows
     from training.pipeline import Window
@@ -159,7 +159,7 @@ def holdout_tier_table(holdout: Holdout, tierings: tuple[str, ...]) -> pd.DataFr
 
 
 def book_tier_table(
-    scores: pd.DataFrame, tierings: tuple[str, ...], budget: float, config: TieringConfig
+    scores: pd.DataFrame, tierings: tuple[str, ...], budget: float, config: ModelConfig
 ) -> pd.DataFrame:
     """Per tiering and tier on the current book: accounts, expected value and its share, budget."""
     parts = []
@@ -282,7 +282,7 @@ class Comparison:
 def compare(
     scores: pd.DataFrame,
     holdout: Holdout,
-    config: TieringConfig,
+    config: ModelConfig,
     *,
     model: str,
     learned: bool,

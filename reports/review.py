@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.config import TIER_NAMES, UNTIERED, Review, TieringConfig
+from configuration.tiering import Review
+from features.config import TIER_NAMES, UNTIERED, ModelConfig
 from features.errors import DataError, Problem
 from features.schema import CrmData
 from reports.diff import TierDiff, diff_scores
@@ -189,7 +190,7 @@ def has_budget(past: pd.DataFrame) -> bool:
     return bool(budget.notna().any() and budget.sum() > 0)
 
 
-def budget_return(past: pd.DataFrame, revenue: pd.Series, deals_won: pd.Series, config: TieringConfig) -> pd.DataFrame:
+def budget_return(past: pd.DataFrame, revenue: pd.Series, deals_won: pd.Series, config: ModelConfig) -> pd.DataFrame:
     """Per tier, for the budget as it was spent (final tiers) and as the rule tiers would have spent the same total:
     budget, won revenue, revenue per budget unit, budget per won deal; plus an `all` row per tiering.
 
@@ -738,15 +739,15 @@ def build_review(
     current: pd.DataFrame | None,
     feature_columns: list[str],
     categories: dict[str, list[str]],
-    config: TieringConfig,
+    config: ModelConfig,
     past_name: str = "past scores",
     data_label: str = "the export",
-    rules: Review | None = None,
+    rules: Review = Review(),
 ) -> QuarterlyReview:
     """The whole review from frames: the past scores, the export, the book scored now (`now`, for engagement now
     and movement), the training population's feature rows (`reference`, see `drift_rows`) and the book's (`current`).
 
-    The verdict's thresholds are `rules` (default: `config.review`). Refuses (DataError) a period with no closed
+    The verdict's thresholds are `rules` (the configuration's `review`). Refuses (DataError) a period with no closed
     deal: nothing could be judged."""
     common = common_accounts(past, data, past_name)
     deals = period_deals(data, period, common["account_id"])
@@ -780,7 +781,7 @@ def build_review(
     components = component_shift(common, now_frame)
     moved = movement(common, now_frame, past_name, "the book now")
     overrides = overrides_outcome(common, revenue, deals_won)
-    judged = verdict(period, facts, preds.metrics, drift, unseen, rules or config.review)
+    judged = verdict(period, facts, preds.metrics, drift, unseen, rules)
     known = set(common["account_id"])
     new_accounts = int((~data.accounts["account_id"].astype(str).isin(known)).sum())
     return QuarterlyReview(
@@ -811,7 +812,7 @@ def build_review(
 
 
 def drift_rows(
-    data: CrmData, config: TieringConfig, trained_until: pd.Timestamp, book: pd.DataFrame, builder=None
+    data: CrmData, config: ModelConfig, trained_until: pd.Timestamp, book: pd.DataFrame, builder=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training population and the book now, as feature rows with the rule components (what the learners see).
 

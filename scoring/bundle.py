@@ -13,7 +13,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from features.config import parse_config
+from features.config import parse_model_config
 from features.matrix import FeatureSpec
 from scoring.learners import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
 from scoring.pipeline import PipelineModel
@@ -79,7 +79,7 @@ def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
 def save_scorer(scorer: Scorer, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
-        "config": scorer.config.model_dump(mode="json"),
+        "config": scorer.config.model_part(),  # never the alerts, review or validation settings it does not run
         "cutoffs": scorer.cutoffs,
         "learned": scorer.is_learned,
         "scoring_code": scoring_code_digests(),
@@ -123,11 +123,14 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
 
 PIPELINE_BOOSTER = "pipeline_model.txt"
 PIPELINE_COUNT_BOOSTER = "pipeline_count_model.txt"
+COMMAND_ONLY_SECTIONS = ("validation", "alerts", "review")
 LEGACY_MODEL_KEYS = ("learning_rate", "num_leaves", "min_child_samples")  # moved into model.search.candidates
 
 
 def _upgrade(meta: dict) -> dict:
     """A bundle logged before learner selection (one LightGBM, isotonic knots) in today's terms."""
+    for section in COMMAND_ONLY_SECTIONS:  # bundles that recorded the whole tiering.yaml
+        meta["config"].pop(section, None)
     model = meta["config"].get("model", {})
     legacy = {key: model.pop(key) for key in LEGACY_MODEL_KEYS if key in model}
     if not meta["learned"] or "recipe" in meta:
@@ -164,7 +167,7 @@ def load_scorer(folder: Path) -> Scorer:
     folder = Path(folder)
     meta = _upgrade(json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8")))
     check_scoring_code(meta.get("scoring_code"), folder)
-    config = parse_config(meta["config"], str(folder / BUNDLE_FILE))
+    config = parse_model_config(meta["config"], str(folder / BUNDLE_FILE))
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
     recipe = Recipe.from_dict(meta["recipe"])

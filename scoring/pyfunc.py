@@ -17,6 +17,7 @@ rules alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from features.activity import builder_for_accounts
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import Features, with_rule_score_columns
 from features.schema import CrmData
@@ -53,18 +54,23 @@ class TieringModel(PythonModel):
         return model
 
     @classmethod
-    def rules_only(cls, config: TieringConfig) -> TieringModel:
+    def rules_only(cls, config: ModelConfig) -> TieringModel:
         return cls.around(Scorer(config=config))
 
     def load_context(self, context) -> None:
         self.scorer = load_scorer(context.artifacts["bundle"])
+
+    def with_business(self, business: ModelConfig) -> TieringModel:
+        """This model scoring with the business knobs (rule weights, blend, tiers, budget) of `business`, read at
+        scoring time; its feature settings, learners and frozen single-account cut-offs stay as trained."""
+        return TieringModel.around(replace(self.scorer, config=self.scorer.config.with_business(business)))
 
     @property
     def is_learned(self) -> bool:
         return self.scorer.is_learned
 
     @property
-    def config(self) -> TieringConfig:
+    def config(self) -> ModelConfig:
         return self.scorer.config
 
     def score_book(self, data: CrmData, as_of: pd.Timestamp, **options: Unpack[BookOptions]) -> pd.DataFrame:

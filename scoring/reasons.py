@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 
 UP, DOWN = "↑", "↓"
 CHANNEL_WORDS = {
@@ -66,7 +66,7 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
-def describe(feature: str, value, config: TieringConfig) -> str:
+def describe(feature: str, value, config: ModelConfig) -> str:
     """One feature value in words a salesperson understands."""
     icp = config.business_fit
     if feature.startswith("eng_30d_"):
@@ -119,7 +119,7 @@ def describe(feature: str, value, config: TieringConfig) -> str:
 
 
 def top_reasons(
-    contributions: np.ndarray, names: list[str], rows, config: TieringConfig, how_many: int = 3
+    contributions: np.ndarray, names: list[str], rows, config: ModelConfig, how_many: int = 3
 ) -> list[np.ndarray]:
     """Per rank (strongest first), one phrase per row: the feature with that rank by absolute contribution.
 
@@ -165,7 +165,7 @@ def _few_top_reasons(
     order: np.ndarray,
     names: list[str],
     rows,
-    config: TieringConfig,
+    config: ModelConfig,
     how_many: int,
 ) -> list[np.ndarray]:
     """`top_reasons` for a few rows, row by row: the same phrases, each (rank, feature, value, direction) written once

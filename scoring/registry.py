@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from features.config import TieringConfig
+    from features.config import ModelConfig
     from scoring.pyfunc import TieringModel
 
 MODEL_NAME = "abm-tiering"
@@ -409,8 +409,9 @@ def load_model_for(model_uri: str) -> TieringModel:
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
-def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str]:
-    """The model to score with and the version label to print: the given URI, else the champion, else rules only.
+def resolve_model(model_uri: str | None, config: ModelConfig) -> tuple[TieringModel, str]:
+    """The model to score with and the version label to print: the given URI, else the champion, else rules only;
+    it scores with the business knobs of `config` (rule weights, blend, tiers, budget), whatever it was trained with.
 
     A version that cannot be loaded is named, with the folder its model files should be in when they are missing."""
     configure()
@@ -426,7 +427,7 @@ def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Tiering
                 f"cannot load model {model_uri!r}: {first_line(error)}. "
                 "Use models:/abm-tiering/<version> or models:/abm-tiering@champion"
             ) from None
-        return model, model_uri.rsplit("/", 1)[-1]
+        return model.with_business(config), model_uri.rsplit("/", 1)[-1]
     champion = alias_version(CHAMPION)
     if champion is None:
         from scoring.pyfunc import TieringModel
@@ -434,6 +435,6 @@ def resolve_model(model_uri: str | None, config: TieringConfig) -> tuple[Tiering
 
         return TieringModel.rules_only(config), RULES_ONLY
     try:
-        return load_model_for(champion.uri), champion.version
+        return load_model_for(champion.uri).with_business(config), champion.version
     except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
         raise TrackingError(load_problem(champion, error)) from None

@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from features.config import UNTIERED, TieringConfig
+from features.config import UNTIERED, ModelConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
 from features.rules import Features, rule_scores, with_rule_score_columns
@@ -63,7 +63,7 @@ TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rul
 QUANTILES = 201
 
 
-def with_rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:
+def with_rule_scores(features: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
     """Feature rows plus the rule component scores (which the learners also use as features)."""
     scores = rule_scores(features, config)
     return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)
@@ -82,7 +82,7 @@ class Learners:
 class Scorer:
     """Everything needed to score an account; `win_model=None` means rules only (no champion yet)."""
 
-    config: TieringConfig
+    config: ModelConfig
     spec: FeatureSpec | None = None
     win_model: WinModel | None = None
     deal_model: DealSizeModel | None = None
@@ -360,7 +360,7 @@ def tie_order(book: Features, score_column: str) -> RankedBook:
 
 def place_tiers(
     book: Features,
-    config: TieringConfig,
+    config: ModelConfig,
     cutoffs: dict[str, dict[str, float]] | None,
     budget: float | None,
     overrides: pd.DataFrame | None,
@@ -398,7 +398,7 @@ def place_tiers(
     return placement
 
 
-def boundary_ties(book: Features, config: TieringConfig) -> list[dict]:
+def boundary_ties(book: Features, config: ModelConfig) -> list[dict]:
     """Per tiering and tier boundary where accounts with the same score fall on both sides: how many tie,
     the score, and how many the secondary keys put inside. What a user needs to know before trusting a cut.
 

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import DoubleType, NullType, StringType, StructField, StructType, TimestampNTZType
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.errors import DataError, Problem
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
@@ -112,7 +112,7 @@ def score_export(
     out: str,
     *,
     model_uri: str | None,
-    config: TieringConfig,
+    config: ModelConfig,
     as_of: pd.Timestamp | None = None,
     budget: float | None = None,
     overrides: Callable[[pd.Series], pd.DataFrame] | None = None,
@@ -179,7 +179,7 @@ def cached(*frames: DataFrame) -> Iterator[None]:
             frame.unpersist()
 
 
-def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel, str, str | None]:
+def _resolve(model_uri: str | None, config: ModelConfig) -> tuple[TieringModel, str, str | None]:
     """The model, its version label and the URI the executors load (None: rules only).
 
     The champion is pinned to its version first, so the driver and every executor use the same model even
@@ -197,7 +197,7 @@ def _resolve(model_uri: str | None, config: TieringConfig) -> tuple[TieringModel
     return scorer, version, model_uri
 
 
-def read_tables(spark: SparkSession, data: str, config: TieringConfig) -> dict[str, DataFrame]:
+def read_tables(spark: SparkSession, data: str, config: ModelConfig) -> dict[str, DataFrame]:
     """The canonical tables found in `data` (<table>.parquet or <table>.csv), typed as `load_export` types them.
 
     Only structure is checked (tables, required columns, and unique account ids once scored): values are the
@@ -316,7 +316,7 @@ def empty_book() -> CrmData:
     return CrmData(**{name: empty_table(name) for name in TABLES})
 
 
-def book_features(data: CrmData, config: TieringConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+def book_features(data: CrmData, config: ModelConfig, as_of: pd.Timestamp) -> pd.DataFrame:
     """The pandas path's feature rows for these accounts, plus `in_icp`, which the ranking needs."""
     features = snapshot(data, FeatureBuilder(data, config), as_of)
     features["in_icp"] = icp_parts(features, config)["in_icp"]
@@ -394,7 +394,7 @@ def _model_input(features: DataFrame):
     return F.struct(*[column for column in features.columns if column != "in_icp"])
 
 
-def _score_udf(spark: SparkSession, config: TieringConfig, model_uri: str | None, version: str):
+def _score_udf(spark: SparkSession, config: ModelConfig, model_uri: str | None, version: str):
     """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
     rules = TieringModel.rules_only(config)
     # Rules-only records of an empty book have the score records' columns and types, learned or not.

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from features.config import load_config
+from configuration.tiering import load_config
 from scoring import registry
 from scoring.messages import no_champion_message
 from scoring.pyfunc import TieringModel
@@ -74,12 +74,15 @@ def _log_no_champion() -> None:
 
 
 def load_serving_model(champion: registry.VersionInfo | None) -> ServingModel:
+    # The business configuration (rule weights, blend, tiers, budget, alerts) is read now, not taken from the model.
+    business = load_config(config_path())
     if champion is None:
-        model = ServingModel(TieringModel.rules_only(load_config(config_path())), RULES_ONLY)
+        model = ServingModel(TieringModel.rules_only(business), RULES_ONLY, alerts=business.alerts)
         _log_no_champion()
     else:
         # By version, not by alias: the alias may move between looking it up and loading it.
-        model = ServingModel(load_model_for(champion.uri), champion.version, _version_facts(champion))
+        loaded = load_model_for(champion.uri).with_business(business)
+        model = ServingModel(loaded, champion.version, _version_facts(champion), alerts=business.alerts)
     # Score one account before serving: a model that loads but cannot score is never swapped in, and
     # the first real request does not pay for the scorer's lazy set-up.
     score_request(model, ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]}), by_capacity=False)

@@ -12,8 +12,8 @@ from serving.middleware import API_KEY_ENV, api_key
 
 SERVICE = "serving.service:TieringService"
 ACCESS_LOG_ENV = "TIERING_ACCESS_LOG"
-# The tiering.yaml the service uses when it scores with the rules only (`tiering serve --config`); unset:
-# ./tiering.yaml, else the built-in defaults. A learned champion scores with the configuration it was trained with.
+# The tiering.yaml the service reads its business configuration from (`tiering serve --config`); unset:
+# ./tiering.yaml, else the built-in defaults. A learned champion keeps its own model configuration.
 CONFIG_ENV = "TIERING_CONFIG"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from configuration.tiering import Alerts
 from scoring.pyfunc import TieringModel
 from serving.requests import ScoreRequest, scoring_as_of
 
@@ -26,6 +27,7 @@ class ServingModel:
     model: TieringModel
     version: str  # the registered version, or "rules-only"
     facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
+    alerts: Alerts = field(default_factory=Alerts)  # the business configuration's thresholds for /alerts
 
 
 @dataclass(frozen=True)

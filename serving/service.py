@@ -136,11 +136,11 @@ class TieringService:
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)
     def alerts(self, request: AlertsRequest, /) -> AlertsResponse | JSONResponse:
         """The events between two books of score records (surges, Tier 1/2 entries and exits, jumps); no delivery."""
-        from features.config import Alerts
+        from configuration.tiering import Alerts
         from features.errors import DataError
 
-        serving = self.champion.serving  # its configuration's `alerts` thresholds, else the defaults
-        config = serving.model.config.alerts if serving is not None else Alerts()
+        serving = self.champion.serving  # the business configuration's `alerts` thresholds, else the defaults
+        config = serving.alerts if serving is not None else Alerts()
         try:
             return AlertsResponse.model_validate(alerts_answer(request, config))
         except DataError as error:  # the request's own checks come first; this is a last line, never a 500

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.schema import CrmData
 from scoring.forecast import OVERALL, QUANTITIES
 from scoring.pyfunc import TieringModel
@@ -55,7 +55,7 @@ def realised(data: CrmData, tiers: pd.Series, start: pd.Timestamp, horizon: int)
 
 def backtest(
     data: CrmData,
-    config: TieringConfig,
+    config: ModelConfig,
     as_of: pd.Timestamp,
     origins: int = 3,
     simulations: int = 2_000,

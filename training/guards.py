@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import chi2_contingency
 from sklearn.metrics import roc_auc_score
 
-from features.config import Guards, TieringConfig
+from features.config import Guards, ModelConfig
 from features.pointintime import slug
 from features.schema import CrmData
 
@@ -75,7 +75,7 @@ def _folded_auc(won: np.ndarray, score: np.ndarray) -> float:
     return max(auc, 1 - auc)
 
 
-def find_leaks(rows: pd.DataFrame, columns: list[str], config: TieringConfig) -> list[Leak]:
+def find_leaks(rows: pd.DataFrame, columns: list[str], config: ModelConfig) -> list[Leak]:
     """Features that alone separate won from lost almost perfectly, or are present almost only for one outcome."""
     guards, allowed = config.model.guards, _allowed(config)
     won = rows["won"].to_numpy(dtype=np.int64)
@@ -104,12 +104,12 @@ def find_leaks(rows: pd.DataFrame, columns: list[str], config: TieringConfig) ->
     return leaks
 
 
-def _allowed(config: TieringConfig) -> set[str]:
+def _allowed(config: ModelConfig) -> set[str]:
     names = set(config.model.allow_features)
     return names | {f"extra_{slug(name)}" for name in names}
 
 
-def _display_name(feature: str, config: TieringConfig) -> str:
+def _display_name(feature: str, config: ModelConfig) -> str:
     """The account column a user knows (`signed_segment`), not the model's feature name (`extra_signed_segment`)."""
     for name in config.model.extra_features:
         if feature == f"extra_{slug(name)}":

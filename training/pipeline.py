@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData
@@ -103,7 +103,7 @@ def select_recipe(
     holdout_y: np.ndarray,
     categorical: list[int],
     names: list[str],
-    config: TieringConfig,
+    config: ModelConfig,
     progress: Progress,
 ) -> Selection:
     """Every candidate fitted on the fit slice and ranked by validation ROC AUC; the best within the tie
@@ -186,7 +186,7 @@ def sample_rows(positions: np.ndarray, most: int, seed: int) -> np.ndarray:
 
 
 def fit_win_model(
-    rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe, config: TieringConfig
+    rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe, config: ModelConfig
 ) -> WinModel:
     """The recipe fitted on rows closed before `calibration_start`, calibrated on the rest."""
     early = (rows["close_date"] < calibration_start).to_numpy()
@@ -209,7 +209,7 @@ def refit_auc(
     holdout: pd.DataFrame,
     calibration_start: pd.Timestamp,
     recipe: Recipe,
-    config: TieringConfig,
+    config: ModelConfig,
     columns: list[str],
 ) -> float:
     """A recipe (e.g. the champion's) re-fitted on these fit and validation slices, judged on this holdout."""
@@ -238,7 +238,7 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
 
 
 def train(
-    data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
+    data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
 ) -> TrainingResult:
     window = Window.for_data(data, config, as_of)
     progress("point-in-time features")
@@ -476,7 +476,7 @@ def residual_quantiles(deal: DealSizeModel, matrix: np.ndarray, amount: np.ndarr
     return np.quantile(residual, np.linspace(0, 1, RESIDUAL_QUANTILES)).round(6).tolist()
 
 
-def _deal_notes(deal: DealSizeModel, config: TieringConfig) -> list[str]:
+def _deal_notes(deal: DealSizeModel, config: ModelConfig) -> list[str]:
     if not deal.known:
         return [
             "no won deal has an amount: deal size is not learned (expected_deal_size and expected_value are "
@@ -528,7 +528,7 @@ def gate(
     summary: dict,
     metrics: dict[str, float],
     champion: ChampionJudgement | None,
-    config: TieringConfig,
+    config: ModelConfig,
     leaks: Sequence[Leak] = (),
 ) -> GateDecision:
     """Champion only with enough data, a holdout AUC above the rule score's (or chance), not significantly

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.schema import CrmData
 from training.window import SLICE_MINIMUM, Window, closed_dates, count_between, suggest_as_of
 
@@ -46,7 +46,7 @@ class WindowPreview:
         return [piece for piece in self.slices if piece.thin]
 
 
-def preview(data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None = None) -> WindowPreview:
+def preview(data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = None) -> WindowPreview:
     """The training window for `as_of` (default: the day after the latest close date) and its slices' deals.
 
     Raises DataError when there is no closed opportunity to place a window on (as training does).

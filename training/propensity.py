@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.config import Candidate, TieringConfig
+from features.config import Candidate, ModelConfig
 from features.matrix import FeatureSpec, candidate_columns
 from features.pointintime import FeatureBuilder
 from features.rules import rule_scores
@@ -75,7 +75,7 @@ class PipelineFit:
 SINCE_THE_START = ("prior_won", "prior_lost", "prior_won_amount")
 
 
-def pipeline_columns(config: TieringConfig) -> list[str]:
+def pipeline_columns(config: ModelConfig) -> list[str]:
     return [*(c for c in candidate_columns(config) if c not in SINCE_THE_START), *PIPELINE_FEATURES]
 
 
@@ -131,7 +131,7 @@ def snapshot_rows(
     data: CrmData,
     builder: FeatureBuilder,
     cutoffs: list[pd.Timestamp],
-    config: TieringConfig,
+    config: ModelConfig,
     per_cutoff: int,
 ) -> pd.DataFrame:
     """Every (sampled) account at every cut-off with its features as of the cut-off and its label."""
@@ -291,7 +291,7 @@ def _historical(horizon: int, timing: CloseTiming, rows: pd.DataFrame, note: str
 
 
 def _learn(
-    fit: pd.DataFrame, calibrate: pd.DataFrame, spec: FeatureSpec, config: TieringConfig, recipe: Recipe | None
+    fit: pd.DataFrame, calibrate: pd.DataFrame, spec: FeatureSpec, config: ModelConfig, recipe: Recipe | None
 ) -> tuple[WinModel, dict[str, float]]:
     """The recipe fitted on `fit` and calibrated on `calibrate`; without a recipe, logistic regression and one
     LightGBM (early-stopped on `calibrate`) are compared on it, the simpler winning ties."""
@@ -331,7 +331,7 @@ def _learn(
 
 
 def _count_learner(
-    fit: pd.DataFrame, validation: pd.DataFrame, spec: FeatureSpec, config: TieringConfig, rounds: int | None
+    fit: pd.DataFrame, validation: pd.DataFrame, spec: FeatureSpec, config: ModelConfig, rounds: int | None
 ) -> tuple[lgb.Booster, int]:
     """LightGBM with the Poisson loss on the creation counts; early-stopped on `validation` unless `rounds` given."""
     categorical, names = spec.categorical_indices, spec.columns
@@ -355,7 +355,7 @@ def _count_learner(
 def fit_pipeline(
     data: CrmData,
     builder: FeatureBuilder,
-    config: TieringConfig,
+    config: ModelConfig,
     start: pd.Timestamp,
     as_of: pd.Timestamp,
     residual_quantiles: list[float] | None = None,

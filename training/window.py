@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import TieringConfig
+from features.config import ModelConfig
 from features.config import Window as WindowConfig
 from features.errors import DataError, Problem
 from features.schema import CrmData
@@ -29,7 +29,7 @@ class Window:
     as_of: pd.Timestamp
 
     @classmethod
-    def for_data(cls, data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None) -> Window:
+    def for_data(cls, data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None) -> Window:
         if as_of is None:
             closed = data.opportunities.loc[data.opportunities["outcome"] != "open", "close_date"].dropna()
             if closed.empty:
@@ -149,7 +149,7 @@ def need(
     )
 
 
-def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmData, config: TieringConfig) -> None:
+def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmData, config: ModelConfig) -> None:
     """`need`, naming the nearest --as-of at which every slice has enough, when there is one."""
     everything = _closed_outcomes(data)
     try:
@@ -183,7 +183,7 @@ def count_between(dates: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIn
     )
 
 
-def suggest_as_of(data: CrmData, config: TieringConfig, near: pd.Timestamp) -> pd.Timestamp | None:
+def suggest_as_of(data: CrmData, config: ModelConfig, near: pd.Timestamp) -> pd.Timestamp | None:
     """The cut-off nearest `near` (the later on a tie) at which every slice has its minimum of won and lost deals.
 
     Cut-offs tried: the day after each close date (where a slice gains a deal). None when no cut-off works.

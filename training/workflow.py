@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from configuration.tiering import TieringConfig, config_to_yaml
 from features.activity import default_as_of
-from features.config import TieringConfig, config_to_yaml
 from features.schema import CrmData
 from scoring import registry
 from scoring.bundle import model_code_paths, save_scorer

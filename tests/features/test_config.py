@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.config import ConfigError, TieringConfig, load_config, parse_config
+from configuration.tiering import TieringConfig, load_config, parse_config
+from features.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

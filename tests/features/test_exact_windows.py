@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.config import parse_config
+from configuration.tiering import parse_config
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import rule_scores
 from features.schema import CrmData, conform

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import CrmData, conform
 from tests.factories import random_crm

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import CHANNELS, TieringConfig
+from configuration.tiering import TieringConfig
+from features.config import CHANNELS
 from features.pointintime import OTHER
 from features.rules import business_fit_score, engagement_score, revenue_potential_score, rule_scores
 

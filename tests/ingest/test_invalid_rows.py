@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TieringConfig, parse_config
+from configuration.tiering import TieringConfig, parse_config
 from features.errors import DataError
 from ingest.io import load_export
 from ingest.repair import REJECTED_FILE, invalid_rows_mode

@@ -36,7 +36,7 @@ def words(text: str) -> str:
 def world(tmp_path_factory):
     """One trained model (cut-off 1 Mar 2026) and two exports of the same seed: as generated, and with every
     account's engagement four times as frequent from 1 Mar 2026 (a planted population shift)."""
-    from features.config import parse_config
+    from configuration.tiering import parse_config
     from ingest.io import load_export
     from sources.synthetic import generate_export
     from training.workflow import train_and_register

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import Review, TieringConfig
+from configuration.tiering import Review, TieringConfig
 from features.errors import DataError
 from features.schema import CrmData, conform
 from reports.review import (

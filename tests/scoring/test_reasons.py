@@ -4,7 +4,7 @@ book's many rows (written per feature) must say the same."""
 import numpy as np
 import pytest
 
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from scoring.reasons import top_reasons
 
 CONFIG = TieringConfig()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from features.config import parse_config
+from configuration.tiering import parse_config
 from features.schema import CrmData
 from ingest.io import load_export
 from scoring import registry

@@ -137,8 +137,8 @@ ODD_ACCOUNT = {
 @pytest.mark.parametrize("extra_features", [[], ["segment_hint"]])
 def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export, extra_features):
     """The service reads requests straight into arrays; the batch path builds typed tables first."""
+    from configuration.tiering import parse_config
     from features.activity import builder_for_accounts
-    from features.config import parse_config
     from features.pointintime import FeatureBuilder
     from serving.requests import account_payloads
 

@@ -27,7 +27,7 @@ class TrainedModel:
 
 
 def train_small_model(root: Path, seed: int = 11) -> TrainedModel:
-    from features.config import parse_config
+    from configuration.tiering import parse_config
     from ingest.io import load_export
     from sources.synthetic import generate_export
     from training.workflow import train_and_register

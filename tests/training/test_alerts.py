@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from activation.alerts import build_events, check_events_target, write_events
-from features.config import Alerts
+from configuration.tiering import Alerts
 from features.errors import DataError
 from scoring.scorer import SCORE_COLUMNS
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from configuration.tiering import parse_config
 from features.activity import default_as_of
-from features.config import parse_config
 from ingest.io import load_export
 from sources.synthetic import generate_export
 from training.backtest import backtest, backtest_origins, backtest_summary

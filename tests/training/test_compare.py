@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TIER_NAMES, UNTIERED, TieringConfig
+from configuration.tiering import TieringConfig
+from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError
 from reports.compare import MOVER_LEVELS, movers
 from reports.report import Column, publish, table

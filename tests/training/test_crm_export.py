@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from activation.crm_export import export_frame
 from cli.main import app
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from ingest.files import write_table
 from ingest.io import load_export
 from scoring.pyfunc import TieringModel

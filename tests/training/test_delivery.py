@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from activation.delivery import check_webhook_url, deliver
-from features.config import Alerts
+from configuration.tiering import Alerts
 from features.errors import DataError
 
 SECRET = "s3cret-for-tests"
@@ -192,7 +192,7 @@ def test_a_refusal_stays_in_the_outbox_and_the_total_time_is_bounded(tmp_path):
 
 SENDER = """
 import json, sys
-from features.config import Alerts
+from configuration.tiering import Alerts
 from activation.delivery import deliver
 events = json.loads(open(sys.argv[1]).read())
 deliver(events, sys.argv[2], sys.argv[3], Alerts(timeout_seconds=2, max_attempts=2, backoff_seconds=0.05))

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from ingest.io import load_export
 from scoring import registry
 from sources.synthetic import generate_export

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from configuration.tiering import TieringConfig, parse_config
 from features.activity import default_as_of
-from features.config import TieringConfig, parse_config
 from features.pointintime import FeatureBuilder, snapshot
 from ingest.io import load_export
 from scoring.bundle import load_scorer, save_scorer

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TieringConfig, parse_config
+from configuration.tiering import TieringConfig, parse_config
 from features.schema import CrmData, conform
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 

@@ -134,3 +134,53 @@ def test_the_digest_the_shipped_code_and_the_import_contract_name_the_same_files
         for module in modules
     }
     assert as_files == {name for name in recorded if name.endswith(".py")}
+
+
+@pytest.mark.slow
+def test_changing_alert_and_review_defaults_never_stops_a_registered_model_from_loading(trained_model, tmp_path):
+    """The alerts and review settings are business configuration: they live outside the shipped packages."""
+    copy = checkout_copy(tmp_path / "business")
+    shutil.copytree(REPO / "configuration", copy / "configuration", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = copy / "configuration" / "tiering.py"
+    text = settings.read_text()
+    changed = text.replace(
+        'default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event."',
+        'default=["tier_1"], description="Entering or leaving one of these tiers is an event."',
+    ).replace(
+        "min_days: int = Field(60, ge=1,",
+        "min_days: int = Field(45, ge=1,",
+    )
+    assert changed.count("tier_1") == text.count("tier_1") and changed != text
+    settings.write_text(changed)
+    check = LOAD.replace(
+        "print('LOADED', features.__file__)",
+        "from configuration.tiering import TieringConfig\n"
+        "print('LOADED', TieringConfig().alerts.tiers, TieringConfig().review.min_days)",
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "MLFLOW_TRACKING_URI": trained_model.tracking_uri,
+        "MLFLOW_REGISTRY_URI": trained_model.tracking_uri,
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", check, trained_model.uri],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "LOADED ['tier_1'] 45"
+
+
+@pytest.mark.slow
+def test_the_registered_model_records_its_model_configuration_only(model_store, tmp_path):
+    import mlflow
+
+    model = Path(mlflow.artifacts.download_artifacts(model_store.uri, dst_path=str(tmp_path)))
+    (bundle,) = model.rglob("bundle.json")
+    recorded = json.loads(bundle.read_text())["config"]
+    assert "model" in recorded and "engagement" in recorded and "tiers" in recorded
+    assert not {"alerts", "review", "validation"} & set(recorded)

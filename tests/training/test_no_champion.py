@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import load_config, parse_config
+from configuration.tiering import load_config, parse_config
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 
 runner = CliRunner()
@@ -87,10 +87,21 @@ def test_the_challenger_scores_with_its_uri_and_says_when_config_differs_from_it
         app, ["score", str(store), "--out", str(out), "--model", "models:/abm-tiering/1", "--config", str(other)]
     )
     assert result.exit_code == 0, result.output
+    # Rule weights are business configuration: they apply to the learned model, with nothing to note.
+    assert "note:" not in result.output
+    scores = pd.read_csv(out)
+    assert (scores["rule_score"] - scores["revenue_potential_score"]).abs().max() <= 0.01
+    # A feature setting is the model's own: the model keeps its own, and says so.
+    other.write_text(RULES_BY_REVENUE + "engagement: {half_life_days: 10}\n")
+    result = runner.invoke(
+        app, ["score", str(store), "--out", str(out), "--model", "models:/abm-tiering/1", "--config", str(other)]
+    )
+    assert result.exit_code == 0, result.output
     assert (
-        f"note: model 1 scores with the configuration it was trained with (logged with its run as "
-        f"config/tiering.yaml), which differs from {other}; --config applies when scoring with the rules only."
-    ) in result.output
+        f"note: model 1 keeps the feature settings and learners it was trained with (logged with its run as "
+        f"config/tiering.yaml), which differ from {other}; its rule weights, blend, tiers and budget apply, the "
+        "rest applies when scoring with the rules only."
+    ) in " ".join(result.output.split())
 
 
 def test_with_nothing_registered_the_message_says_to_train(mlflow_store, write_export, tmp_path, monkeypatch):  # noqa: F811

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from ingest.io import load_export
 from sources.synthetic import generate_export
 from training.pipeline import ChampionJudgement, Window, gate, train

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import parse_config
+from configuration.tiering import parse_config
 from features.errors import DataError
 from ingest.files import read_overrides
 from ingest.io import load_export

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from features.schema import CrmData, conform
 from ingest.files import write_table
 from reports.diff import read_scores

@@ -141,6 +141,6 @@ def test_boundary_ties_report_each_tiering_and_only_ties_that_straddle_a_boundar
 
 
 def _config_with(tiers: Tiers):
-    from features.config import TieringConfig
+    from configuration.tiering import TieringConfig
 
     return TieringConfig(tiers=tiers)

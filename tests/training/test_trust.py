@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TieringConfig, parse_config
+from configuration.tiering import TieringConfig, parse_config
 from ingest.io import load_export
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)

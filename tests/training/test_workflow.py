@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from features.config import TieringConfig
+from configuration.tiering import TieringConfig
 from scoring import registry
 from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export

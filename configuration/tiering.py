@@ -1,0 +1,144 @@
+"""The whole `tiering.yaml`: the model's configuration (features/config.py, frozen with a registered model) plus
+the settings only commands read (validation of exports, alerts, review), and where a command's file comes from.
+
+Which file a command uses: `--config FILE` when given, else `./tiering.yaml`, else the built-in defaults; every
+command says which (`ConfigChoice.label`). Keys keep their place in the YAML; docs/configuration.md says which part
+each belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from features.config import ConfigError, ModelConfig, Strict, describe_problems
+
+DEFAULT_FILE = Path("tiering.yaml")
+
+
+class Validation(Strict):
+    """What a row-level problem in the export does (a missing column or an unreadable file always stops)."""
+
+    invalid_rows: Literal["stop", "drop"] = Field(
+        "stop",
+        description="stop: the run stops and lists every problem; drop: the row is dropped, counted in every "
+        "summary and listed with its reason in rejected_rows.csv.",
+    )
+
+
+class Alerts(Strict):
+    """`tiering alerts`: which changes between two scorings become events, and how they are delivered."""
+
+    tiers: list[Literal["tier_1", "tier_2", "tier_3"]] = Field(
+        default=["tier_1", "tier_2"], description="Entering or leaving one of these tiers is an event."
+    )
+    win_probability_jump: float = Field(
+        0.15, gt=0, le=1, description="A win probability change this large is an event."
+    )
+    learned_score_jump: float = Field(
+        15, gt=0, le=100, description="A learned score change (0-100) this large is an event."
+    )
+    webhook_url: str | None = Field(
+        None, description="Where events are POSTed (https unless loopback); --webhook overrides."
+    )
+    secret_env: str = Field(
+        "TIERING_WEBHOOK_SECRET", description="Environment variable holding the HMAC-SHA256 secret."
+    )
+    timeout_seconds: float = Field(5, gt=0, description="One attempt waits this long for an answer.")
+    max_attempts: int = Field(5, ge=1, description="Attempts per event on 5xx, 429, timeouts and refused connections.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First wait between attempts; doubles each time.")
+    max_total_seconds: float = Field(
+        60, gt=0, description="Delivery stops after this long; the rest stays in the outbox."
+    )
+
+
+class Review(Strict):
+    """`tiering review`: when a past scoring's period can be judged, and when the model should be retrained."""
+
+    min_days: int = Field(60, ge=1, description="A period shorter than this many days is too short to judge.")
+    min_won: int = Field(20, ge=1, description="Won deals (created and closed in the period) needed to judge.")
+    min_lost: int = Field(20, ge=1, description="Lost deals (created and closed in the period) needed to judge.")
+    auc_margin: float = Field(
+        0.0,
+        ge=0,
+        description="Retrain when the field ROC AUC is below the holdout's beyond chance (95%) by more than this.",
+    )
+    calibration_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Retrain when the field calibration error's 95% lower bound exceeds the holdout's by more.",
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0, description="A feature whose population stability index exceeds this has drifted (0.25: major)."
+    )
+    max_drifted_features: int = Field(
+        0, ge=0, description="Retrain when more features than this have drifted past psi_threshold."
+    )
+    max_unseen_share: float = Field(
+        0.05, ge=0, le=1, description="Retrain when more accounts than this share carry categories the model never saw."
+    )
+    max_months_since_training: float = Field(
+        6.0, gt=0, description="Retrain when the period ends this many months or more after the training cut-off."
+    )
+
+
+class TieringConfig(ModelConfig):
+    """Everything `tiering.yaml` holds. The business part read at scoring time is the model's `rule_weights`,
+    `model.blend`, `tiers` and `budget` (see `ModelConfig.with_business`) plus the sections below."""
+
+    validation: Validation = Validation()
+    alerts: Alerts = Alerts()
+    review: Review = Review()
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """The configuration a command runs with and where it came from."""
+
+    config: TieringConfig
+    path: Path | None  # None: the built-in defaults
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else "built-in defaults"
+
+
+def parse_config(raw: dict | None, source: str = "config") -> TieringConfig:
+    try:
+        return TieringConfig.model_validate(raw or {})
+    except ValidationError as error:
+        raise ConfigError(describe_problems(error, source)) from None
+
+
+def choose_config(path: str | Path | None = None) -> ConfigChoice:
+    """`path` when given, else `./tiering.yaml` when present, else the built-in defaults."""
+    if path is None:
+        if not DEFAULT_FILE.exists():
+            return ConfigChoice(TieringConfig(), None)
+        path = DEFAULT_FILE
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found: pass an existing file with --config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}): fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error.__class__.__name__}): pass a readable UTF-8 file") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return ConfigChoice(parse_config(raw, str(path)), path)
+
+
+def load_config(path: str | Path | None = None) -> TieringConfig:
+    """Read a `tiering.yaml`; with no path, `./tiering.yaml` when present, else the built-in defaults."""
+    return choose_config(path).config
+
+
+def config_to_yaml(config: TieringConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
