@@ -3,6 +3,7 @@ and is it time to retrain."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,12 +37,15 @@ def _day(value: str | None, option: str):
         raise UserError(str(error)) from None
 
 
-def past_model_uri(past, name: str) -> str | None:
-    """The model version that made the past scores (None: rules only)."""
+def past_model_version(past, name: str) -> str | None:
+    """The registered version that made the past scores, as their model_version column names it (None: rules only).
+
+    Loading a model runs its code, so a file may only name a version number of the registered model (or
+    models:/abm-tiering/<number>); any other value, a path or another URI, needs an explicit --model."""
     from scoring.registry import MODEL_NAME
     from scoring.scorer import RULES_ONLY
 
-    versions = sorted({str(v) for v in past["model_version"] if str(v).strip()})
+    versions = sorted({str(v).strip() for v in past["model_version"] if str(v).strip()})
     if not versions:
         raise UserError(f"{name}: the model_version column is empty: pass --model URI (the model that scored it)")
     if len(versions) > 1:
@@ -52,7 +56,30 @@ def past_model_uri(past, name: str) -> str | None:
     version = versions[0]
     if version == RULES_ONLY:
         return None
-    return f"models:/{MODEL_NAME}/{version}" if version.isdigit() else version
+    number = re.fullmatch(rf"(?:models:/{re.escape(MODEL_NAME)}/)?([0-9]+)", version)
+    if number is None:
+        raise UserError(
+            f"{name}: model_version {version!r} is not a version of the registered model {MODEL_NAME}: a scores file "
+            "may only name a registered version, since loading a model runs its code. If you trust that model, pass "
+            "it explicitly with --model URI"
+        )
+    return number.group(1)
+
+
+def registered_uri(version: str, name: str) -> str:
+    """The URI of the version a scores file names; refused, by name, when the registry does not hold it."""
+    from scoring import registry
+
+    registry.configure()
+    if registry.registered_version(version) is None:
+        known = [info.version for info in registry.versions()]
+        held = f"it holds version(s) {', '.join(known[-5:])}" if known else "it holds no version"
+        raise UserError(
+            f"{name}: model_version {version} is not in the MLflow registry at {registry.tracking_uri()} ({held}): "
+            "pass --model URI for the model that made these scores, or set MLFLOW_TRACKING_URI to the store that "
+            "holds it"
+        )
+    return f"models:/{registry.MODEL_NAME}/{version}"
 
 
 def short_money(value: float) -> str:
@@ -163,7 +190,11 @@ def review(
             f"--until {end.date()} is not after the past scoring's as_of {start.date()} ({past_scores}): "
             "pass a later --until"
         )
-    uri = model or past_model_uri(past, str(past_scores))
+    if model:
+        uri: str | None = model
+    else:
+        file_version = past_model_version(past, str(past_scores))
+        uri = registered_uri(file_version, str(past_scores)) if file_version else None
     frame = load_data(data, mapping, rows_mode)
     end = end or default_as_of(frame)
     if end <= start:

@@ -174,6 +174,12 @@ def _info(version) -> VersionInfo:
     return VersionInfo(str(version.version), list(version.aliases), version.run_id, dict(version.tags))
 
 
+def registered_version(version: str) -> VersionInfo | None:
+    """The registered version `version` of the model; None when the registry has no such version."""
+    found = _ask_registry(lambda: client().get_model_version(MODEL_NAME, version), None)
+    return None if found is None else _info(found)
+
+
 def alias_version(alias: str) -> VersionInfo | None:
     """The version holding `alias`; None when there is none."""
     found = _ask_registry(lambda: client().get_model_version_by_alias(MODEL_NAME, alias), None)

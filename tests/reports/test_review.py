@@ -224,6 +224,70 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     assert not out.exists()
 
 
+class LoadHook:
+    """A pyfunc model whose load hook writes a file: proof that loading it ran code."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def load_context(self, context) -> None:
+        Path(self.marker).write_text("code ran")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+@pytest.fixture(scope="module")
+def crafted_model(tmp_path_factory) -> tuple[Path, Path]:
+    import mlflow.pyfunc
+
+    root = tmp_path_factory.mktemp("crafted")
+    marker, folder = root / "code-ran.txt", root / "model"
+
+    class Hook(LoadHook, mlflow.pyfunc.PythonModel):
+        pass
+
+    Hook.__module__, Hook.__qualname__ = __name__, "Hook"
+    globals()["Hook"] = Hook  # pickled by reference, as an attacker's class would be found on the path
+    mlflow.pyfunc.save_model(str(folder), python_model=Hook(str(marker)), pip_requirements=[])
+    mlflow.pyfunc.load_model(str(folder))  # the hook does run when loaded: the test below can fail
+    assert marker.exists()
+    marker.unlink()
+    return folder, marker
+
+
+@pytest.mark.parametrize("form", ["path", "file_uri"])
+def test_a_scores_file_cannot_choose_a_model_to_load(world, crafted_model, tmp_path, monkeypatch, form):
+    folder, marker = crafted_model
+    named = str(folder) if form == "path" else folder.as_uri()
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version=named).to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out)])
+    assert not marker.exists()  # the model's code never ran
+    assert result.exit_code == 2, result.output
+    text = words(result.output)
+    assert f"model_version '{named}' is not a version of the registered model abm-tiering" in text
+    assert "pass it explicitly with --model URI" in text and "Traceback" not in text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("named", ["99", "models:/abm-tiering/99"])
+def test_a_version_the_registry_does_not_hold_is_refused_by_name(world, tmp_path, monkeypatch, named):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version=named).to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    text = words(result.output)
+    assert "model_version 99 is not in the MLflow registry" in text and "(it holds version(s) 1)" in text
+    assert "pass --model URI" in text and not out.exists()
+
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quarterly_review.ipynb"
 
 
