@@ -23,6 +23,7 @@ from cli.common import (
     steps,
 )
 from features.config import load_config
+from features.redact import redact
 
 if TYPE_CHECKING:
     from reports.review import QuarterlyReview
@@ -75,9 +76,9 @@ def registered_uri(version: str, name: str) -> str:
         known = [info.version for info in registry.versions()]
         held = f"it holds version(s) {', '.join(known[-5:])}" if known else "it holds no version"
         raise UserError(
-            f"{name}: model_version {version} is not in the MLflow registry at {registry.tracking_uri()} ({held}): "
-            "pass --model URI for the model that made these scores, or set MLFLOW_TRACKING_URI to the store that "
-            "holds it"
+            f"{name}: model_version {version} is not in the MLflow registry at "
+            f"{redact(registry.tracking_uri())} ({held}): pass --model URI for the model that made these scores, or "
+            "set MLFLOW_TRACKING_URI to the store that holds it"
         )
     return f"models:/{registry.MODEL_NAME}/{version}"
 
