@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from features.config import TIER_NAMES, UNTIERED, Review, TieringConfig
-from features.errors import DataError, Problem
+from features.dates import NotADate, parse_day
+from features.errors import DataError, Problem, rows_of
 from features.schema import CrmData
 from reports.diff import TierDiff, diff_scores
 from scoring.tiers import allocate_budget
@@ -60,7 +61,8 @@ class Period:
 
 
 def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.Timestamp:
-    """Where the period starts: --since when given, else the scores file's own as_of (one date for the file)."""
+    """Where the period starts: --since when given, else the scores file's own as_of (one date for the file), read
+    with the one date grammar of every command (features.dates) and cut to its day, as --as-of is."""
     if since is not None:
         return pd.Timestamp(since)
     values = sorted({str(v).strip() for v in past["as_of"] if str(v).strip() and str(v) != "nan"})
@@ -75,23 +77,37 @@ def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.
                 )
             ]
         )
-    if len(values) > 1:
+    days: dict[pd.Timestamp, str] = {}
+    for value in values:
+        try:
+            day = parse_day(value, "as_of")
+        except NotADate as error:
+            rows, count = rows_of(past.index[past["as_of"].astype(str).str.strip() == value])
+            raise DataError(
+                [
+                    Problem(
+                        str(error),
+                        "write the as_of `tiering score` wrote (YYYY-MM-DD), or pass --since YYYY-MM-DD",
+                        file=name,
+                        column="as_of",
+                        rows=rows,
+                        row_count=count,
+                    )
+                ]
+            ) from None
+        days.setdefault(day, value)
+    if len(days) > 1:
         raise DataError(
             [
                 Problem(
-                    f"the scores file mixes several as_of dates ({', '.join(values[:3])})",
+                    f"the scores file mixes several as_of dates ({', '.join(list(days.values())[:3])})",
                     "review one scoring at a time (one `tiering score` output), or pass --since DATE",
                     file=name,
                     column="as_of",
                 )
             ]
         )
-    try:
-        return pd.Timestamp(values[0])
-    except ValueError:
-        raise DataError(
-            [Problem(f"as_of {values[0]!r} is not a date", "pass --since YYYY-MM-DD", file=name, column="as_of")]
-        ) from None
+    return next(iter(days))
 
 
 def common_accounts(past: pd.DataFrame, data: CrmData, name: str) -> pd.DataFrame:

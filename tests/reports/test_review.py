@@ -199,6 +199,7 @@ def test_a_short_period_is_too_early_to_judge(world, tmp_path, monkeypatch):
         ("other_book", "none of its"),
         ("until_before", "is not after the past scoring's as_of 2026-03-01"),
         ("no_closed_deals", "no deal of these accounts closed"),
+        ("as_of_day_first", "past.csv:as_of: as_of '01/03/2026': not a date"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatch, case, expected):
@@ -212,6 +213,8 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     elif case == "until_before":
         past.to_csv(path, index=False)
         extra = ["--until", "2026-02-01"]
+    elif case == "as_of_day_first":  # 1 March as a spreadsheet writes it: refused, never guessed as 3 January
+        past.assign(as_of="01/03/2026").to_csv(path, index=False)
     else:  # a period after the export's last date
         past.assign(as_of="2026-07-01").to_csv(path, index=False)
         extra = ["--until", "2026-08-01"]

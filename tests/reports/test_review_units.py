@@ -251,3 +251,32 @@ def test_review_refuses_a_folder_of_the_users_files_before_any_work(tmp_path, mo
     result = CliRunner().invoke(app, ["review", "nowhere.csv", "/nonexistent/export", "--out", "r"])
     assert result.exit_code == 2 and "notes.txt" in result.output
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "written, day",
+    [
+        ("2026-01-01", "2026-01-01"),
+        ("20260101", "2026-01-01"),
+        ("2026-01-01 00:00:00", "2026-01-01"),
+        ("2026-01-01T00:00:00-05:00", "2026-01-01"),  # 05:00 UTC: the same day
+        ("2026-01-01T00:00:00+05:00", "2025-12-31"),  # 19:00 UTC the day before, as the grammar reads a zone
+    ],
+)
+def test_the_scores_as_of_is_read_with_the_one_date_grammar(written, day):
+    assert past_as_of(past_scores().assign(as_of=written), "old.csv", None) == pd.Timestamp(day)
+
+
+def test_one_as_of_written_two_ways_is_one_date():
+    past = past_scores().assign(as_of=["2026-01-01", "20260101", "2026-01-01", "2026-01-01 00:00", "2026-01-01"])
+    assert past_as_of(past, "old.csv", None) == START
+
+
+@pytest.mark.parametrize("written", ["01/03/2026", "March 1, 2026", "1767225600", "2026-02-30"])
+def test_an_as_of_outside_the_grammar_is_refused_naming_file_column_and_rows(written):
+    past = past_scores().assign(as_of=written)
+    with pytest.raises(DataError) as raised:
+        past_as_of(past, "old.csv", None)
+    [problem] = raised.value.problems
+    assert (problem.file, problem.column, problem.rows[:2], problem.row_count) == ("old.csv", "as_of", (2, 3), 5)
+    assert problem.message.startswith(f"as_of {written!r}: not a") and "--since" in problem.fix
