@@ -157,7 +157,8 @@ def review(
     until: Annotated[
         str | None,
         typer.Option(
-            "--until", help="End of the period, YYYY-MM-DD, exclusive (default: the day after the latest date)."
+            "--until",
+            help="End of the period, YYYY-MM-DD, exclusive (default and latest: the day after the data's latest date).",
         ),
     ] = None,
     since: Annotated[
@@ -169,6 +170,8 @@ def review(
 ) -> None:
     """What happened since a past scoring: outcomes and return on budget by tier, realised lift, predictions against
     reality, drift, tier movement, and a retrain verdict."""
+    import pandas as pd
+
     from features.activity import default_as_of
     from features.pointintime import FeatureBuilder, snapshot
     from features.repair import invalid_rows_mode
@@ -197,7 +200,13 @@ def review(
         file_version = past_model_version(past, str(past_scores))
         uri = registered_uri(file_version, str(past_scores)) if file_version else None
     frame = load_data(data, mapping, rows_mode)
-    end = end or default_as_of(frame)
+    last = default_as_of(frame)
+    if end is not None and end > last:  # after the data, activity would look like it stopped: invented drift
+        raise UserError(
+            f"--until {end.date()} is beyond the data (the export's latest date is "
+            f"{(last - pd.Timedelta(days=1)).date()}): pass --until {last.date()} or earlier, or leave it out"
+        )
+    end = end or last
     if end <= start:
         raise UserError(
             f"the export's latest date is before the past scoring's as_of {start.date()} ({past_scores}): nothing has "

@@ -199,6 +199,12 @@ def test_a_short_period_is_too_early_to_judge(world, tmp_path, monkeypatch):
         ("other_book", "none of its"),
         ("until_before", "is not after the past scoring's as_of 2026-03-01"),
         ("no_closed_deals", "no deal of these accounts closed"),
+        (
+            "until_beyond",
+            "--until 2026-07-02 is beyond the data (the export's latest date is 2026-06-30): pass --until "
+            "2026-07-01 or earlier",
+        ),
+        ("until_far_beyond", "--until 2030-01-01 is beyond the data"),
         ("as_of_day_first", "past.csv:as_of: as_of '01/03/2026': not a date"),
     ],
 )
@@ -215,9 +221,12 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
         extra = ["--until", "2026-02-01"]
     elif case == "as_of_day_first":  # 1 March as a spreadsheet writes it: refused, never guessed as 3 January
         past.assign(as_of="01/03/2026").to_csv(path, index=False)
-    else:  # a period after the export's last date
-        past.assign(as_of="2026-07-01").to_csv(path, index=False)
-        extra = ["--until", "2026-08-01"]
+    elif case.startswith("until_"):  # the day after the latest date is the last --until the data can answer
+        past.to_csv(path, index=False)
+        extra = ["--until", "2026-07-02" if case == "until_beyond" else "2030-01-01"]
+    else:  # a period before any deal closed
+        past.assign(as_of="2000-01-01").to_csv(path, index=False)
+        extra = ["--until", "2000-02-01"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
     out = tmp_path / "review"
     result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out), *extra])
