@@ -23,6 +23,7 @@ from cli.common import (
     steps,
 )
 from features.config import load_config
+from features.errors import DataError
 from features.redact import redact
 
 if TYPE_CHECKING:
@@ -81,6 +82,38 @@ def registered_uri(version: str, name: str) -> str:
             "set MLFLOW_TRACKING_URI to the store that holds it"
         )
     return f"models:/{registry.MODEL_NAME}/{version}"
+
+
+def explicit_version(uri: str) -> str:
+    """The version an explicit --model names: the number of models:/abm-tiering/<n> or of the version an alias holds
+    (models:/abm-tiering@champion), else the URI itself (a model outside the registry)."""
+    from scoring import registry
+
+    prefix = f"models:/{registry.MODEL_NAME}"
+    number = re.fullmatch(rf"{re.escape(prefix)}/([0-9]+)", uri)
+    if number:
+        return number.group(1)
+    alias = re.fullmatch(rf"{re.escape(prefix)}@([\w-]+)", uri)
+    if alias:
+        registry.configure()
+        held = registry.alias_version(alias.group(1))
+        if held is not None:
+            return held.version
+    return uri
+
+
+def file_claims(past, name: str) -> str | None:
+    """The version the scores file says made it (a number or rules-only); None when it names none usable."""
+    from scoring.scorer import RULES_ONLY
+
+    try:
+        return past_model_version(past, name) or RULES_ONLY
+    except UserError:
+        return None
+
+
+def warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(redact(text))}", highlight=False, soft_wrap=True)
 
 
 def short_money(value: float) -> str:
@@ -188,6 +221,17 @@ def review(
     start = _day(since, "--since")
     check_output_folder(out, REVIEW_PAGE)  # an --out holding the user's own files is refused before any work
     past = read_scores(past_scores)
+    cautions: list[str] = []  # said on the console and on the page
+    if start is not None:
+        try:
+            written = past_as_of(past, str(past_scores), None)
+        except DataError:
+            written = None  # no usable as_of in the file: --since is what the user knows
+        if written is not None and written != start:
+            cautions.append(
+                f"--since {start.date()} overrides the scores file's as_of {written.date()}: the period, and the deals "
+                "judged against these scores, start at --since, not when the scores were made"
+            )
     start = past_as_of(past, str(past_scores), start)
     if end is not None and end <= start:
         raise UserError(
@@ -196,9 +240,20 @@ def review(
         )
     if model:
         uri: str | None = model
+        claimed = file_claims(past, str(past_scores))
+        chosen: str | None = explicit_version(model)
+        if claimed != chosen:
+            cautions.append(
+                f"--model {model} overrides the scores file's model_version ({claimed or 'none usable'}): these "
+                f"scores' probabilities are judged against {model}'s training holdout, and the review is not logged "
+                "to MLflow, since that model's run did not make these scores"
+            )
+            chosen = None
+        elif chosen is not None and chosen.isdigit():  # an alias is reviewed as the version it holds
+            uri = registered_uri(chosen, str(past_scores))
     else:
-        file_version = past_model_version(past, str(past_scores))
-        uri = registered_uri(file_version, str(past_scores)) if file_version else None
+        chosen = past_model_version(past, str(past_scores))
+        uri = registered_uri(chosen, str(past_scores)) if chosen else None
     frame = load_data(data, mapping, rows_mode)
     last = default_as_of(frame)
     if end is not None and end > last:  # after the data, activity would look like it stopped: invented drift
@@ -222,7 +277,17 @@ def review(
         tiering_model, version = TieringModel.rules_only(settings), RULES_ONLY
     facts, warning = model_facts(version, tiering_model)
     if warning:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
+    made_the_scores = chosen is not None  # the run behind the model is the run that made these scores
+    if facts.trained_until is not None and start < facts.trained_until:
+        cautions.append(
+            f"the period starts {start.date()}, before the model's training cut-off {facts.trained_until.date()}: "
+            "deals closed in between may be its own training deals, which flatter its field ROC AUC and "
+            "calibration; the review is not logged to MLflow"
+        )
+        made_the_scores = False
+    for caution in cautions:
+        warn(caution)
     with steps(5) as progress:
         progress("scoring the book now")
         builder = FeatureBuilder(frame, tiering_model.config)
@@ -249,10 +314,11 @@ def review(
             data_label=str(data),
             rules=settings.review,
         )
+        result.notes.extend(cautions)
         progress("writing the report")
         page = publish(out, REVIEW_PAGE, render_review(result, settings.review.psi_threshold), result.tables())
         logged = None
-        if facts.run_id:
+        if facts.run_id and made_the_scores:
             progress("logging the review to MLflow")
             logged = log_review(result, out)
     say_review(result, page, logged)

@@ -3,6 +3,7 @@ review judges it on what the synthetic export says happened after, against the g
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -234,6 +235,51 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     assert expected in words(result.output)
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def logged_folders(world) -> list[str]:
+    from mlflow import MlflowClient
+
+    return [a.path for a in MlflowClient(tracking_uri=world["uri"]).list_artifacts(world["run_id"], "review")]
+
+
+def test_a_model_other_than_the_files_is_warned_and_never_logged_to_its_run(world, tmp_path, monkeypatch):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version="rules-only").to_csv(path, index=False)  # these scores were not made by version 1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    args = ["review", str(path), str(world["plain"]), "--out", str(out), "--model", "models:/abm-tiering/1"]
+    result = runner.invoke(app, [*args, "--until", "2026-06-01"])
+    assert result.exit_code == 0, result.output
+    warning = "--model models:/abm-tiering/1 overrides the scores file's model_version (rules-only)"
+    assert warning in words(result.stderr) and "is not logged to MLflow" in words(result.stderr)
+    assert warning in words(html.unescape((out / "review.html").read_text(encoding="utf-8")))
+    assert "logged to MLflow run" not in result.output
+    assert "review/2026-03-01_2026-06-01" not in logged_folders(world)
+
+
+def test_the_files_own_model_named_with_model_is_logged_without_warning(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    past = world["root"] / "past_plain.csv"
+    args = ["review", str(past), str(world["plain"]), "--out", str(tmp_path / "review"), "--until", "2026-05-15"]
+    result = runner.invoke(app, [*args, "--model", "models:/abm-tiering/1"])
+    assert result.exit_code == 0, result.output
+    assert "overrides" not in result.stderr and "logged to MLflow run" in result.output
+    assert "review/2026-03-01_2026-05-15" in logged_folders(world)
+
+
+def test_since_before_the_files_as_of_and_the_training_cut_off_is_warned_and_not_logged(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    past = world["root"] / "past_plain.csv"
+    args = ["review", str(past), str(world["plain"]), "--out", str(tmp_path / "review"), "--since", "2025-06-01"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = words(result.stderr)
+    assert "--since 2025-06-01 overrides the scores file's as_of 2026-03-01" in said
+    assert "before the model's training cut-off 2026-03-01" in said and "its own training deals" in said
+    assert "logged to MLflow run" not in result.output
+    assert not [folder for folder in logged_folders(world) if folder.startswith("review/2025-06-01")]
 
 
 class LoadHook:
