@@ -207,6 +207,9 @@ def test_a_short_period_is_too_early_to_judge(world, tmp_path, monkeypatch):
         ),
         ("until_far_beyond", "--until 2030-01-01 is beyond the data"),
         ("as_of_day_first", "past.csv:as_of: as_of '01/03/2026': not a date"),
+        ("probability_text", "past.csv:win_probability: 'high' is not a number (row 4)"),
+        ("probability_percent", "past.csv:win_probability: '9.3' is not a probability from 0 to 1"),
+        ("negative_size", "past.csv:expected_deal_size: '-120.5' is not an amount of 0 or more (row 2)"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatch, case, expected):
@@ -222,6 +225,14 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
         extra = ["--until", "2026-02-01"]
     elif case == "as_of_day_first":  # 1 March as a spreadsheet writes it: refused, never guessed as 3 January
         past.assign(as_of="01/03/2026").to_csv(path, index=False)
+    elif case in ("probability_text", "probability_percent", "negative_size"):  # hand edits of the file
+        column, row, value = {
+            "probability_text": ("win_probability", 2, "high"),
+            "probability_percent": ("win_probability", 0, "9.3"),
+            "negative_size": ("expected_deal_size", 0, "-120.5"),
+        }[case]
+        past.loc[row, column] = value
+        past.to_csv(path, index=False)
     elif case.startswith("until_"):  # the day after the latest date is the last --until the data can answer
         past.to_csv(path, index=False)
         extra = ["--until", "2026-07-02" if case == "until_beyond" else "2030-01-01"]
@@ -280,6 +291,21 @@ def test_since_before_the_files_as_of_and_the_training_cut_off_is_warned_and_not
     assert "before the model's training cut-off 2026-03-01" in said and "its own training deals" in said
     assert "logged to MLflow run" not in result.output
     assert not [folder for folder in logged_folders(world) if folder.startswith("review/2025-06-01")]
+
+
+def test_scores_without_probabilities_get_no_verdict_that_needs_them(world, tmp_path, monkeypatch):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(win_probability="").to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out), "--until", "2026-06-15"])
+    assert result.exit_code == 0, result.output
+    text = words(result.output)
+    assert "Verdict: Cannot judge" in text and "Model still holds" not in text
+    assert "the win_probability column is blank" in text
+    checks = pd.read_csv(out / "verdict.csv").set_index("check")["outcome"]
+    assert checks["field ROC AUC"] == checks["field calibration error"] == "not measured"
 
 
 class LoadHook:
