@@ -122,3 +122,26 @@ def test_slack_control_sequences_arrive_as_text_in_text_and_blocks(tmp_path, mon
     assert "<" not in mrkdwn and ">" not in mrkdwn  # no mention, link or command can open anywhere
     assert payload["event"] == event  # the raw values, for receivers that read the event itself
     assert secret.encode() not in request["body"] and b"t0k" not in request["body"]
+
+
+def test_mlflow_errors_quoting_the_server_url_lose_its_password(monkeypatch):
+    import mlflow
+
+    from reports.compare import model_run_id
+    from scoring.registry import TrackingError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        mlflow.set_tracking_uri(f"http://admin:Tr0ub4dor@127.0.0.1:{port}")
+        mlflow.set_registry_uri(f"http://admin:Tr0ub4dor@127.0.0.1:{port}")
+        with pytest.raises(TrackingError) as raised:
+            model_run_id("models:/abm-tiering/1")
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+    assert "cannot find the training run of models:/abm-tiering/1" in str(raised.value)
+    assert "Tr0ub4dor" not in str(raised.value)
