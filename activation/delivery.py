@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from activation.alerts import event_line
 from configuration.tiering import Alerts
 from features.errors import DataError, Problem
+from features.redact import redact, redact_url
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
 TIMESTAMP_HEADER = "X-Tiering-Timestamp"
@@ -74,7 +75,7 @@ def check_webhook_url(url: str) -> None:
         parts, port = None, None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise DataError(
-            [Problem(f"--webhook {url!r} is not an http(s) URL", "pass e.g. https://hooks.example.com/abm")]
+            [Problem(f"--webhook {redact_url(url)!r} is not an http(s) URL", "pass e.g. https://hooks.example.com/abm")]
         )
     del port
     if parts.username or parts.password:
@@ -90,7 +91,7 @@ def check_webhook_url(url: str) -> None:
         raise DataError(
             [
                 Problem(
-                    f"--webhook {url!r} is plain http beyond this machine: events would travel unencrypted",
+                    f"--webhook {redact_url(url)!r} is plain http beyond this machine: events would travel unencrypted",
                     "use an https URL (plain http is allowed to loopback addresses only)",
                 )
             ]
@@ -102,10 +103,17 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+def slack_text(value: object) -> str:
+    """A value as Slack's mrkdwn shows it literally: `&`, `<` and `>` escaped as Slack asks, so that `<!channel>` or
+    `<https://example.com|Reset your password>` in an account id or a reason is text, not a mention or a link."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_body(event: dict) -> bytes:
-    """The exact bytes POSTed for an event: the same every attempt and every run."""
+    """The exact bytes POSTed for an event: the same every attempt and every run. Its `text` and `blocks` are Slack
+    mrkdwn with every value escaped; `event` holds the values as they are, for receivers that read it."""
     fields = [
-        {"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+        {"type": "mrkdwn", "text": f"*{name}*\n{slack_text(value)}"}
         for name, value in (
             ("account", event["account_id"]),
             ("tier", event["tier"]),
@@ -115,10 +123,11 @@ def webhook_body(event: dict) -> bytes:
             ("surge channels", ", ".join(event["surge_channels"]) or "none"),
         )
     ]
+    summary = slack_text(event["summary"])
     payload = {
-        "text": event["summary"],
+        "text": summary,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": event["summary"]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
             {"type": "section", "fields": fields},
         ],
         "event": event,
@@ -181,7 +190,7 @@ class _Connection:
     def __init__(self, url: str):
         parts = urlsplit(url)
         if not parts.hostname:  # check_webhook_url refuses such a URL before any connection is made
-            raise ValueError(f"the webhook URL {url!r} names no host")
+            raise ValueError(f"the webhook URL {redact_url(url)!r} names no host")
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname, parts.port
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -318,7 +327,7 @@ def _send(
             status = connection.post(body, headers, min(config.timeout_seconds, remaining))
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             status = None
-            report.last_problem = f"{error.__class__.__name__}: {error}".strip(": ")
+            report.last_problem = redact(f"{error.__class__.__name__}: {error}".strip(": "))
         else:
             if 200 <= status < 300:
                 return status

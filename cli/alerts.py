@@ -14,12 +14,13 @@ from rich.text import Text
 
 from cli.common import ConfigOpt, console, err_console, use_config
 from cli.stopping import STOPPED
+from features.redact import redact
 
 PARTIAL_DELIVERY = 3
 
 
 def say(text: str, error: bool = False) -> None:
-    (err_console if error else console).print(Text(text), soft_wrap=True)
+    (err_console if error else console).print(Text(redact(text)), soft_wrap=True)
 
 
 def alerts_command(

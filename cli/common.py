@@ -18,6 +18,7 @@ from rich.markup import escape
 from cli.stopping import STOPPED, default_sigterm, stop_on_sigterm
 from features.config import ConfigError
 from features.errors import DataError
+from features.redact import redact
 from scoring.registry import TrackingError
 
 if TYPE_CHECKING:
@@ -53,23 +54,26 @@ class UserError(Exception):
 
 
 def friendly_errors(command: Callable) -> Callable:
-    """Turn expected failures into one message and a non-zero exit, never a traceback."""
+    """Turn expected failures into one message and a non-zero exit, never a traceback; every message passes through
+    `redact`, so no URL's secret reaches the terminal, whichever layer wrote the message."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except DataError as error:
-            err_console.print(f"[bold red]{escape(error.headline())}:[/]")
+            err_console.print(f"[bold red]{escape(redact(error.headline()))}:[/]")
             # Errors first, then warnings, each warning marked as one (colour alone is lost in a log file).
             for problem in sorted(error.problems, key=lambda p: p.severity != "error"):
                 colour, label = ("red", "") if problem.severity == "error" else ("yellow", "warning: ")
-                err_console.print(f"[{colour}]- {label}{escape(problem.render())}[/]", highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"[{colour}]- {label}{escape(redact(problem.render()))}[/]", highlight=False, soft_wrap=True
+                )
             if error.hint():  # row-level problems: they could be dropped instead
                 err_console.print(escape(error.hint()), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (ConfigError, UserError, TrackingError) as error:
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(redact(str(error)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except STOPPED:
             err_console.print("[yellow]interrupted: nothing was written[/]")
@@ -81,13 +85,13 @@ def friendly_errors(command: Callable) -> Callable:
 
             failure = store_failure(error)  # a tracking server that stopped answering mid-command is no bug
             if failure:
-                err_console.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(redact(failure))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             if os.environ.get("TIERING_DEBUG"):
                 raise
             err_console.print(
                 f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "
-                f"{escape(str(error).strip().splitlines()[0][:300] if str(error).strip() else '')}\n"
+                f"{escape(redact(str(error)).strip().splitlines()[0][:300] if str(error).strip() else '')}\n"
                 "Set TIERING_DEBUG=1 to see the traceback, and please report it.",
                 highlight=False,
                 soft_wrap=True,
@@ -284,4 +288,4 @@ def say_model_config(scorer, version: str, settings: TieringConfig, config: Path
 def tracking_hint() -> str:
     from scoring.registry import tracking_uri
 
-    return f"{tracking_uri()} (make ui)"
+    return f"{redact(tracking_uri())} (make ui)"

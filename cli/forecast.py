@@ -202,7 +202,7 @@ def _log_backtest(model_uri: str | None, out: Path, summary) -> None:
     except Exception as error:  # MLflow raises many types for an unreachable store
         err_console.print(
             f"[yellow]warning:[/] the backtest is in {escape(str(out))} but could not be logged to MLflow: "
-            f"{escape(str(error).strip()[:300])}",
+            f"{escape(registry.first_line(error))}",
             highlight=False,
             soft_wrap=True,
         )

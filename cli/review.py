@@ -3,6 +3,7 @@ and is it time to retrain."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +23,8 @@ from cli.common import (
     steps,
     use_config,
 )
+from features.errors import DataError
+from features.redact import redact
 
 if TYPE_CHECKING:
     from reports.review import QuarterlyReview
@@ -36,12 +39,15 @@ def _day(value: str | None, option: str):
         raise UserError(str(error)) from None
 
 
-def past_model_uri(past, name: str) -> str | None:
-    """The model version that made the past scores (None: rules only)."""
+def past_model_version(past, name: str) -> str | None:
+    """The registered version that made the past scores, as their model_version column names it (None: rules only).
+
+    Loading a model runs its code, so a file may only name a version number of the registered model (or
+    models:/abm-tiering/<number>); any other value, a path or another URI, needs an explicit --model."""
     from scoring.registry import MODEL_NAME
     from scoring.scorer import RULES_ONLY
 
-    versions = sorted({str(v) for v in past["model_version"] if str(v).strip()})
+    versions = sorted({str(v).strip() for v in past["model_version"] if str(v).strip()})
     if not versions:
         raise UserError(f"{name}: the model_version column is empty: pass --model URI (the model that scored it)")
     if len(versions) > 1:
@@ -52,7 +58,62 @@ def past_model_uri(past, name: str) -> str | None:
     version = versions[0]
     if version == RULES_ONLY:
         return None
-    return f"models:/{MODEL_NAME}/{version}" if version.isdigit() else version
+    number = re.fullmatch(rf"(?:models:/{re.escape(MODEL_NAME)}/)?([0-9]+)", version)
+    if number is None:
+        raise UserError(
+            f"{name}: model_version {version!r} is not a version of the registered model {MODEL_NAME}: a scores file "
+            "may only name a registered version, since loading a model runs its code. If you trust that model, pass "
+            "it explicitly with --model URI"
+        )
+    return number.group(1)
+
+
+def registered_uri(version: str, name: str) -> str:
+    """The URI of the version a scores file names; refused, by name, when the registry does not hold it."""
+    from scoring import registry
+
+    registry.configure()
+    if registry.registered_version(version) is None:
+        known = [info.version for info in registry.versions()]
+        held = f"it holds version(s) {', '.join(known[-5:])}" if known else "it holds no version"
+        raise UserError(
+            f"{name}: model_version {version} is not in the MLflow registry at "
+            f"{redact(registry.tracking_uri())} ({held}): pass --model URI for the model that made these scores, or "
+            "set MLFLOW_TRACKING_URI to the store that holds it"
+        )
+    return f"models:/{registry.MODEL_NAME}/{version}"
+
+
+def explicit_version(uri: str) -> str:
+    """The version an explicit --model names: the number of models:/abm-tiering/<n> or of the version an alias holds
+    (models:/abm-tiering@champion), else the URI itself (a model outside the registry)."""
+    from scoring import registry
+
+    prefix = f"models:/{registry.MODEL_NAME}"
+    number = re.fullmatch(rf"{re.escape(prefix)}/([0-9]+)", uri)
+    if number:
+        return number.group(1)
+    alias = re.fullmatch(rf"{re.escape(prefix)}@([\w-]+)", uri)
+    if alias:
+        registry.configure()
+        held = registry.alias_version(alias.group(1))
+        if held is not None:
+            return held.version
+    return uri
+
+
+def file_claims(past, name: str) -> str | None:
+    """The version the scores file says made it (a number or rules-only); None when it names none usable."""
+    from scoring.scorer import RULES_ONLY
+
+    try:
+        return past_model_version(past, name) or RULES_ONLY
+    except UserError:
+        return None
+
+
+def warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(redact(text))}", highlight=False, soft_wrap=True)
 
 
 def short_money(value: float) -> str:
@@ -129,7 +190,8 @@ def review(
     until: Annotated[
         str | None,
         typer.Option(
-            "--until", help="End of the period, YYYY-MM-DD, exclusive (default: the day after the latest date)."
+            "--until",
+            help="End of the period, YYYY-MM-DD, exclusive (default and latest: the day after the data's latest date).",
         ),
     ] = None,
     since: Annotated[
@@ -141,6 +203,8 @@ def review(
 ) -> None:
     """What happened since a past scoring: outcomes and return on budget by tier, realised lift, predictions against
     reality, drift, tier movement, and a retrain verdict."""
+    import pandas as pd
+
     from features.activity import default_as_of
     from features.pointintime import FeatureBuilder, snapshot
     from ingest.repair import invalid_rows_mode
@@ -157,15 +221,47 @@ def review(
     start = _day(since, "--since")
     check_output_folder(out, REVIEW_PAGE)  # an --out holding the user's own files is refused before any work
     past = read_scores(past_scores)
+    cautions: list[str] = []  # said on the console and on the page
+    if start is not None:
+        try:
+            written = past_as_of(past, str(past_scores), None)
+        except DataError:
+            written = None  # no usable as_of in the file: --since is what the user knows
+        if written is not None and written != start:
+            cautions.append(
+                f"--since {start.date()} overrides the scores file's as_of {written.date()}: the period, and the deals "
+                "judged against these scores, start at --since, not when the scores were made"
+            )
     start = past_as_of(past, str(past_scores), start)
     if end is not None and end <= start:
         raise UserError(
             f"--until {end.date()} is not after the past scoring's as_of {start.date()} ({past_scores}): "
             "pass a later --until"
         )
-    uri = model or past_model_uri(past, str(past_scores))
+    if model:
+        uri: str | None = model
+        claimed = file_claims(past, str(past_scores))
+        chosen: str | None = explicit_version(model)
+        if claimed != chosen:
+            cautions.append(
+                f"--model {model} overrides the scores file's model_version ({claimed or 'none usable'}): these "
+                f"scores' probabilities are judged against {model}'s training holdout, and the review is not logged "
+                "to MLflow, since that model's run did not make these scores"
+            )
+            chosen = None
+        elif chosen is not None and chosen.isdigit():  # an alias is reviewed as the version it holds
+            uri = registered_uri(chosen, str(past_scores))
+    else:
+        chosen = past_model_version(past, str(past_scores))
+        uri = registered_uri(chosen, str(past_scores)) if chosen else None
     frame = load_data(data, mapping, rows_mode)
-    end = end or default_as_of(frame)
+    last = default_as_of(frame)
+    if end is not None and end > last:  # after the data, activity would look like it stopped: invented drift
+        raise UserError(
+            f"--until {end.date()} is beyond the data (the export's latest date is "
+            f"{(last - pd.Timedelta(days=1)).date()}): pass --until {last.date()} or earlier, or leave it out"
+        )
+    end = end or last
     if end <= start:
         raise UserError(
             f"the export's latest date is before the past scoring's as_of {start.date()} ({past_scores}): nothing has "
@@ -181,7 +277,17 @@ def review(
         tiering_model, version = TieringModel.rules_only(settings), RULES_ONLY
     facts, warning = model_facts(version, tiering_model)
     if warning:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
+    made_the_scores = chosen is not None  # the run behind the model is the run that made these scores
+    if facts.trained_until is not None and start < facts.trained_until:
+        cautions.append(
+            f"the period starts {start.date()}, before the model's training cut-off {facts.trained_until.date()}: "
+            "deals closed in between may be its own training deals, which flatter its field ROC AUC and "
+            "calibration; the review is not logged to MLflow"
+        )
+        made_the_scores = False
+    for caution in cautions:
+        warn(caution)
     with steps(5) as progress:
         progress("scoring the book now")
         builder = FeatureBuilder(frame, tiering_model.config)
@@ -208,10 +314,11 @@ def review(
             data_label=str(data),
             rules=settings.review,
         )
+        result.notes.extend(cautions)
         progress("writing the report")
         page = publish(out, REVIEW_PAGE, render_review(result, settings.review.psi_threshold), result.tables())
         logged = None
-        if facts.run_id:
+        if facts.run_id and made_the_scores:
             progress("logging the review to MLflow")
             logged = log_review(result, out)
     say_review(result, page, logged)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from cli.common import ConfigOpt, UserError, err_console, friendly_errors, say_no_champion_to_serve, use_config
+from features.redact import redact
 
 
 @friendly_errors
@@ -50,7 +51,7 @@ def serve(
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())  # read by the service's workers, which inherit this environment
     err_console.print(
-        f"Serving the champion of {escape(tracking_uri())} on http://{escape(host)}:{port} (Ctrl-C stops)",
+        f"Serving the champion of {escape(redact(tracking_uri()))} on http://{escape(host)}:{port} (Ctrl-C stops)",
         highlight=False,
     )
     say_no_champion_to_serve()

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from features.config import ModelConfig
+from features.redact import redact
 from features.schema import CrmData
 from scoring import registry
 from scoring.pyfunc import TieringModel
@@ -58,7 +59,9 @@ def model_run_id(model_uri: str | None) -> str:
     try:
         return mlflow.models.get_model_info(uri).run_id
     except Exception as error:  # MLflow raises many types for a missing model or an unreachable store
-        raise registry.TrackingError(f"cannot find the training run of {uri}: {str(error).strip()[:300]}") from None
+        raise registry.TrackingError(
+            f"cannot find the training run of {redact(uri)}: {registry.first_line(error)}"
+        ) from None
 
 
 def holdout_from_run(run_id: str) -> Holdout:
@@ -79,7 +82,7 @@ def holdout_from_run(run_id: str) -> Holdout:
     except Exception as error:  # as above; most often a run logged by an older version of tiering
         raise registry.TrackingError(
             f"run {run_id} has no holdout tables to compare on "
-            f"({str(error).strip()[:200]}): retrain the model with `tiering train`"
+            f"({registry.first_line(error)[:200]}): retrain the model with `tiering train`"
         ) from None
     text = ["reason_1", "reason_2", "reason_3", "override_reason"]
     book[text] = book[text].fillna("")
@@ -109,7 +112,7 @@ def log_report(run_id: str, folder: Path) -> None:
         registry.client().log_artifacts(run_id, str(folder), REPORT_FOLDER)
     except Exception as error:  # the report is written either way; say so
         raise registry.TrackingError(
-            f"the report is in {folder} but could not be logged to run {run_id}: {str(error).strip()[:300]}"
+            f"the report is in {folder} but could not be logged to run {run_id}: {registry.first_line(error)}"
         ) from None
 
 

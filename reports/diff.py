@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.errors import DataError, Problem, rows_of
@@ -33,6 +34,16 @@ NOTABLE_PROBABILITY = 0.05
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
 ADDED_LATER = ("as_of", "surge_channels")
 NUMBERS_ADDED_LATER = ("pipeline_probability", "expected_revenue")  # blank (NaN) in older scores files
+# The numbers of a scores file and the values they can take; blank is allowed (rules only leave probabilities blank).
+NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
+    **{column: (0.0, 100.0, "a score from 0 to 100") for column in COMPARED_SCORES},
+    "win_probability": (0.0, 1.0, "a probability from 0 to 1 (0.93, not 93)"),
+    "pipeline_probability": (0.0, 1.0, "a probability from 0 to 1 (0.93, not 93)"),
+    "expected_deal_size": (0.0, np.inf, "an amount of 0 or more"),
+    "expected_value": (0.0, np.inf, "an amount of 0 or more"),
+    "expected_revenue": (0.0, np.inf, "an amount of 0 or more"),
+    "budget": (0.0, np.inf, "an amount of 0 or more"),
+}
 TEXT_COLUMNS = [
     "account_id",
     *TIER_COLUMNS,
@@ -125,12 +136,42 @@ def read_scores(path: Path) -> pd.DataFrame:
                     row_count=count,
                 )
             )
+    problems += number_problems(frame, path.name)
     if problems:
         raise DataError(problems)
     frame[[*REASONS, "override_reason", "surge_channels"]] = frame[
         [*REASONS, "override_reason", "surge_channels"]
     ].fillna("")
     return frame
+
+
+def number_problems(frame: pd.DataFrame, name: str) -> list[Problem]:
+    """Every number column of a scores file checked as `tiering score` writes it (NUMBER_RANGES), and converted to
+    float64 in place; the problems name the file, the column, the first rows and the value."""
+    problems = []
+    for column, (low, high, meaning) in NUMBER_RANGES.items():
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        blank = raw.isna() | raw.astype("str").str.strip().eq("")
+        for mask, what in (
+            (values.isna() & ~blank, "is not a number"),
+            (values.notna() & ~(np.isfinite(values) & values.between(low, high)), f"is not {meaning}"),
+        ):
+            bad = frame.index[mask.to_numpy()]
+            if len(bad):
+                rows, count = rows_of(bad)
+                problems.append(
+                    Problem(
+                        f"{str(raw.iloc[bad[0]])!r} {what}",
+                        f"write {meaning}, or leave it blank, as `tiering score` writes it",
+                        file=name,
+                        column=column,
+                        rows=rows,
+                        row_count=count,
+                    )
+                )
+        frame[column] = values
+    return problems
 
 
 def read_pair(old: Path, new: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -21,7 +21,8 @@ import pandas as pd
 
 from configuration.tiering import Review
 from features.config import TIER_NAMES, UNTIERED, ModelConfig
-from features.errors import DataError, Problem
+from features.dates import NotADate, parse_day
+from features.errors import DataError, Problem, rows_of
 from features.schema import CrmData
 from reports.diff import TierDiff, diff_scores
 from scoring.tiers import allocate_budget
@@ -41,6 +42,7 @@ PSI_BINS = 10
 PSI_FLOOR = 1e-4  # a bin empty on one side counts as this share, so PSI stays finite
 RESAMPLES = 200
 TOO_EARLY, RETRAIN, HOLDS, NO_MODEL = "too early to judge", "retrain recommended", "model still holds", "no model"
+UNMEASURED = "cannot judge"  # a check the verdict needs could not be measured
 
 
 # --- the period and its deals ---------------------------------------------------------------------------------
@@ -61,7 +63,8 @@ class Period:
 
 
 def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.Timestamp:
-    """Where the period starts: --since when given, else the scores file's own as_of (one date for the file)."""
+    """Where the period starts: --since when given, else the scores file's own as_of (one date for the file), read
+    with the one date grammar of every command (features.dates) and cut to its day, as --as-of is."""
     if since is not None:
         return pd.Timestamp(since)
     values = sorted({str(v).strip() for v in past["as_of"] if str(v).strip() and str(v) != "nan"})
@@ -76,23 +79,37 @@ def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.
                 )
             ]
         )
-    if len(values) > 1:
+    days: dict[pd.Timestamp, str] = {}
+    for value in values:
+        try:
+            day = parse_day(value, "as_of")
+        except NotADate as error:
+            rows, count = rows_of(past.index[past["as_of"].astype(str).str.strip() == value])
+            raise DataError(
+                [
+                    Problem(
+                        str(error),
+                        "write the as_of `tiering score` wrote (YYYY-MM-DD), or pass --since YYYY-MM-DD",
+                        file=name,
+                        column="as_of",
+                        rows=rows,
+                        row_count=count,
+                    )
+                ]
+            ) from None
+        days.setdefault(day, value)
+    if len(days) > 1:
         raise DataError(
             [
                 Problem(
-                    f"the scores file mixes several as_of dates ({', '.join(values[:3])})",
+                    f"the scores file mixes several as_of dates ({', '.join(list(days.values())[:3])})",
                     "review one scoring at a time (one `tiering score` output), or pass --since DATE",
                     file=name,
                     column="as_of",
                 )
             ]
         )
-    try:
-        return pd.Timestamp(values[0])
-    except ValueError:
-        raise DataError(
-            [Problem(f"as_of {values[0]!r} is not a date", "pass --since YYYY-MM-DD", file=name, column="as_of")]
-        ) from None
+    return next(iter(days))
 
 
 def common_accounts(past: pd.DataFrame, data: CrmData, name: str) -> pd.DataFrame:
@@ -307,6 +324,7 @@ def predictions(past: pd.DataFrame, field_deals: pd.DataFrame) -> Predictions:
     y, p = scored["won"].to_numpy(dtype=np.float64), scored["win_probability"].to_numpy(dtype=np.float64)
     metrics: dict[str, float] = {
         "deals": float(len(deals)),
+        "scored_deals": float(len(scored)),  # field deals whose account has a past win probability
         "won": float(deals["won"].sum()),
         "lost": float(len(deals) - deals["won"].sum()),
         "win_rate": float(deals["won"].mean()) if len(deals) else np.nan,
@@ -492,7 +510,7 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # TOO_EARLY, RETRAIN, HOLDS or NO_MODEL
+    status: str  # TOO_EARLY, RETRAIN, HOLDS, UNMEASURED or NO_MODEL
     reasons: list[str]  # why, as measured
     checks: pd.DataFrame  # check, measured, threshold, outcome
 
@@ -503,6 +521,7 @@ class Verdict:
             RETRAIN: "Retrain recommended",
             HOLDS: "Model still holds",
             NO_MODEL: "No learned model to judge",
+            UNMEASURED: "Cannot judge: a measurement the verdict needs is missing",
         }[self.status]
 
 
@@ -653,7 +672,32 @@ def verdict(
         return Verdict(TOO_EARLY, short, table)
     if reasons:
         return Verdict(RETRAIN, reasons, table)
+    missing = unmeasured(facts, metrics, bool(np.isfinite(auc) and np.isfinite(floor)))
+    if missing:
+        return Verdict(UNMEASURED, missing, table)
     return Verdict(HOLDS, ["every check is inside its threshold (see the table)"], table)
+
+
+def unmeasured(facts: ModelFacts, metrics: dict[str, float], auc_measured: bool) -> list[str]:
+    """Why the field ROC AUC or calibration check could not be made (empty when both were): a model "still holds"
+    only on measurements."""
+    if metrics.get("scored_deals", np.nan) == 0:
+        return [
+            "no field deal's account has a win probability in the past scores (the win_probability column is blank): "
+            "the field ROC AUC and calibration error cannot be measured; review the scores file the model wrote"
+        ]
+    missing = []
+    if not np.isfinite([facts.holdout_roc_auc, facts.holdout_roc_auc_low, facts.holdout_ece]).all():
+        missing.append(
+            f"the training run of model version {facts.version} records no holdout ROC AUC or calibration error to "
+            "compare with: pass --model with the version that made the scores, or retrain"
+        )
+    elif not (auc_measured and np.isfinite(metrics.get("ece_low", np.nan))):
+        missing.append(
+            "the field deals with a past win probability are all won or all lost: the field ROC AUC and calibration "
+            "error cannot be measured; review again once both outcomes have closed (--until)"
+        )
+    return missing
 
 
 # --- the whole review -------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from features.redact import redact
+
 if TYPE_CHECKING:
     from features.config import ModelConfig
     from scoring.pyfunc import TieringModel
@@ -66,7 +68,7 @@ def configure() -> str:
         raise
     except Exception as error:  # MLflow raises many types for a locked or unreachable store
         raise TrackingError(
-            f"cannot use the MLflow store at {uri}: {first_line(error)}. "
+            f"cannot use the MLflow store at {redact(uri)}: {first_line(error)}. "
             "Check MLFLOW_TRACKING_URI, that the server is up, and that no other process holds "
             "the SQLite file"
         ) from None
@@ -125,14 +127,15 @@ def store_failure(error: BaseException) -> str | None:
         f" The run {run} is left unfinished on the server; mark it failed in the MLflow UI, or leave it." if run else ""
     )
     return (
-        f"the MLflow store at {tracking_uri()} stopped answering: {first_line(error)}. Aliases move only once a "
-        f"command has finished cleanly, so this command did not change the champion.{left} Run it again once the "
-        "server answers (check MLFLOW_TRACKING_URI and that the server is up)."
+        f"the MLflow store at {redact(tracking_uri())} stopped answering: {first_line(error)}. Aliases move only "
+        f"once a command has finished cleanly, so this command did not change the champion.{left} Run it again once "
+        "the server answers (check MLFLOW_TRACKING_URI and that the server is up)."
     )
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    """An error's first line, for a message or a log: short, and with the secrets of any URL in it masked."""
+    text = redact(str(error)).strip().splitlines()
     return text[0][:300] if text else error.__class__.__name__
 
 
@@ -167,11 +170,19 @@ def _ask_registry(question, when_absent):
     except MlflowException as error:
         if error.error_code in NOT_FOUND:
             return when_absent
-        raise TrackingError(f"cannot read the MLflow registry at {tracking_uri()}: {first_line(error)}") from None
+        raise TrackingError(
+            f"cannot read the MLflow registry at {redact(tracking_uri())}: {first_line(error)}"
+        ) from None
 
 
 def _info(version) -> VersionInfo:
     return VersionInfo(str(version.version), list(version.aliases), version.run_id, dict(version.tags))
+
+
+def registered_version(version: str) -> VersionInfo | None:
+    """The registered version `version` of the model; None when the registry has no such version."""
+    found = _ask_registry(lambda: client().get_model_version(MODEL_NAME, version), None)
+    return None if found is None else _info(found)
 
 
 def alias_version(alias: str) -> VersionInfo | None:
@@ -390,7 +401,7 @@ def load_problem(info: VersionInfo, error: Exception, role: str = "champion") ->
                 f"({'no such folder' if not folder.exists() else 'no MLmodel file in it'}). Restore them, or make "
                 "another version champion: tiering rollback, or tiering promote VERSION"
             )
-    return f"{role} version {info.version} cannot be loaded from {location or info.uri}: {first_line(error)}"
+    return f"{role} version {info.version} cannot be loaded from {redact(location or info.uri)}: {first_line(error)}"
 
 
 def write_frame_artifact(frame: pd.DataFrame, name: str, folder: str = "tables") -> None:
@@ -424,7 +435,7 @@ def resolve_model(model_uri: str | None, config: ModelConfig) -> tuple[TieringMo
                 info = VersionInfo(version, [], "", {})
                 raise TrackingError(f"cannot load {model_uri!r}: {load_problem(info, error, 'model')}") from None
             raise TrackingError(
-                f"cannot load model {model_uri!r}: {first_line(error)}. "
+                f"cannot load model {redact(model_uri)!r}: {first_line(error)}. "
                 "Use models:/abm-tiering/<version> or models:/abm-tiering@champion"
             ) from None
         return model.with_business(config), model_uri.rsplit("/", 1)[-1]

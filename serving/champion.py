@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from configuration.tiering import load_config
+from features.redact import redact
 from scoring import registry
 from scoring.messages import no_champion_message
 from scoring.pyfunc import TieringModel
@@ -134,7 +135,7 @@ class ChampionFollower:
         except Exception as error:  # a store that is down, locked or misconfigured: keep what serves
             described = registry.first_line(error)
             if not isinstance(error, registry.TrackingError):
-                described = f"cannot read the MLflow registry at {registry.tracking_uri()}: {described}"
+                described = f"cannot read the MLflow registry at {redact(registry.tracking_uri())}: {described}"
             self.registry_problem = described + (
                 f"; still serving version {self.serving.version}, loaded earlier" if self.serving is not None else ""
             )

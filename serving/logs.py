@@ -3,7 +3,8 @@
 BentoML logs every 400 it answers for a pydantic ValidationError as `logger.error("Exception on ...",
 exc_info=True)`: one request with 1,000 bad fields wrote about 4,000 lines at ERROR, burying real errors. A
 filter on that logger turns such a record into one WARNING line saying how many problems and where the first
-is (its field path and message, never the client's values). Every other record passes untouched.
+is: its field path and its kind (`greater_than_equal`, `duplicate_account_id`), never its message, which may quote
+the client's values (an account id that appears twice). Every other record passes untouched.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ class RejectedRequestsOnOneLine(logging.Filter):
             return True
         path, method = (record.args + ("", ""))[:2] if isinstance(record.args, tuple) else ("", "")
         problems = error.errors(include_url=False, include_input=False, include_context=False)
-        first = problems[0] if problems else {"loc": (), "msg": ""}
+        first = problems[0] if problems else {"loc": (), "type": ""}
         where = ".".join(str(part) for part in first["loc"]) or "body"
         record.msg = "400 %s %s: %d problem(s) in the request; first at %s: %s"
-        record.args = (method, path, len(problems), where, first["msg"])
+        record.args = (method, path, len(problems), where, first["type"])
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True

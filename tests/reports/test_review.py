@@ -3,6 +3,7 @@ review judges it on what the synthetic export says happened after, against the g
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -199,6 +200,16 @@ def test_a_short_period_is_too_early_to_judge(world, tmp_path, monkeypatch):
         ("other_book", "none of its"),
         ("until_before", "is not after the past scoring's as_of 2026-03-01"),
         ("no_closed_deals", "no deal of these accounts closed"),
+        (
+            "until_beyond",
+            "--until 2026-07-02 is beyond the data (the export's latest date is 2026-06-30): pass --until "
+            "2026-07-01 or earlier",
+        ),
+        ("until_far_beyond", "--until 2030-01-01 is beyond the data"),
+        ("as_of_day_first", "past.csv:as_of: as_of '01/03/2026': not a date"),
+        ("probability_text", "past.csv:win_probability: 'high' is not a number (row 4)"),
+        ("probability_percent", "past.csv:win_probability: '9.3' is not a probability from 0 to 1"),
+        ("negative_size", "past.csv:expected_deal_size: '-120.5' is not an amount of 0 or more (row 2)"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatch, case, expected):
@@ -212,9 +223,22 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     elif case == "until_before":
         past.to_csv(path, index=False)
         extra = ["--until", "2026-02-01"]
-    else:  # a period after the export's last date
-        past.assign(as_of="2026-07-01").to_csv(path, index=False)
-        extra = ["--until", "2026-08-01"]
+    elif case == "as_of_day_first":  # 1 March as a spreadsheet writes it: refused, never guessed as 3 January
+        past.assign(as_of="01/03/2026").to_csv(path, index=False)
+    elif case in ("probability_text", "probability_percent", "negative_size"):  # hand edits of the file
+        column, row, value = {
+            "probability_text": ("win_probability", 2, "high"),
+            "probability_percent": ("win_probability", 0, "9.3"),
+            "negative_size": ("expected_deal_size", 0, "-120.5"),
+        }[case]
+        past.loc[row, column] = value
+        past.to_csv(path, index=False)
+    elif case.startswith("until_"):  # the day after the latest date is the last --until the data can answer
+        past.to_csv(path, index=False)
+        extra = ["--until", "2026-07-02" if case == "until_beyond" else "2030-01-01"]
+    else:  # a period before any deal closed
+        past.assign(as_of="2000-01-01").to_csv(path, index=False)
+        extra = ["--until", "2000-02-01"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
     out = tmp_path / "review"
     result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out), *extra])
@@ -222,6 +246,130 @@ def test_bad_input_is_refused_and_nothing_is_written(world, tmp_path, monkeypatc
     assert expected in words(result.output)
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def logged_folders(world) -> list[str]:
+    from mlflow import MlflowClient
+
+    return [a.path for a in MlflowClient(tracking_uri=world["uri"]).list_artifacts(world["run_id"], "review")]
+
+
+def test_a_model_other_than_the_files_is_warned_and_never_logged_to_its_run(world, tmp_path, monkeypatch):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version="rules-only").to_csv(path, index=False)  # these scores were not made by version 1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    args = ["review", str(path), str(world["plain"]), "--out", str(out), "--model", "models:/abm-tiering/1"]
+    result = runner.invoke(app, [*args, "--until", "2026-06-01"])
+    assert result.exit_code == 0, result.output
+    warning = "--model models:/abm-tiering/1 overrides the scores file's model_version (rules-only)"
+    assert warning in words(result.stderr) and "is not logged to MLflow" in words(result.stderr)
+    assert warning in words(html.unescape((out / "review.html").read_text(encoding="utf-8")))
+    assert "logged to MLflow run" not in result.output
+    assert "review/2026-03-01_2026-06-01" not in logged_folders(world)
+
+
+def test_the_files_own_model_named_with_model_is_logged_without_warning(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    past = world["root"] / "past_plain.csv"
+    args = ["review", str(past), str(world["plain"]), "--out", str(tmp_path / "review"), "--until", "2026-05-15"]
+    result = runner.invoke(app, [*args, "--model", "models:/abm-tiering/1"])
+    assert result.exit_code == 0, result.output
+    assert "overrides" not in result.stderr and "logged to MLflow run" in result.output
+    assert "review/2026-03-01_2026-05-15" in logged_folders(world)
+
+
+def test_since_before_the_files_as_of_and_the_training_cut_off_is_warned_and_not_logged(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    past = world["root"] / "past_plain.csv"
+    args = ["review", str(past), str(world["plain"]), "--out", str(tmp_path / "review"), "--since", "2025-06-01"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = words(result.stderr)
+    assert "--since 2025-06-01 overrides the scores file's as_of 2026-03-01" in said
+    assert "before the model's training cut-off 2026-03-01" in said and "its own training deals" in said
+    assert "logged to MLflow run" not in result.output
+    assert not [folder for folder in logged_folders(world) if folder.startswith("review/2025-06-01")]
+
+
+def test_scores_without_probabilities_get_no_verdict_that_needs_them(world, tmp_path, monkeypatch):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(win_probability="").to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out), "--until", "2026-06-15"])
+    assert result.exit_code == 0, result.output
+    text = words(result.output)
+    assert "Verdict: Cannot judge" in text and "Model still holds" not in text
+    assert "the win_probability column is blank" in text
+    checks = pd.read_csv(out / "verdict.csv").set_index("check")["outcome"]
+    assert checks["field ROC AUC"] == checks["field calibration error"] == "not measured"
+
+
+class LoadHook:
+    """A pyfunc model whose load hook writes a file: proof that loading it ran code."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def load_context(self, context) -> None:
+        Path(self.marker).write_text("code ran")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+@pytest.fixture(scope="module")
+def crafted_model(tmp_path_factory) -> tuple[Path, Path]:
+    import mlflow.pyfunc
+
+    root = tmp_path_factory.mktemp("crafted")
+    marker, folder = root / "code-ran.txt", root / "model"
+
+    class Hook(LoadHook, mlflow.pyfunc.PythonModel):
+        pass
+
+    Hook.__module__, Hook.__qualname__ = __name__, "Hook"
+    globals()["Hook"] = Hook  # pickled by reference, as an attacker's class would be found on the path
+    mlflow.pyfunc.save_model(str(folder), python_model=Hook(str(marker)), pip_requirements=[])
+    mlflow.pyfunc.load_model(str(folder))  # the hook does run when loaded: the test below can fail
+    assert marker.exists()
+    marker.unlink()
+    return folder, marker
+
+
+@pytest.mark.parametrize("form", ["path", "file_uri"])
+def test_a_scores_file_cannot_choose_a_model_to_load(world, crafted_model, tmp_path, monkeypatch, form):
+    folder, marker = crafted_model
+    named = str(folder) if form == "path" else folder.as_uri()
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version=named).to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out)])
+    assert not marker.exists()  # the model's code never ran
+    assert result.exit_code == 2, result.output
+    text = words(result.output)
+    assert f"model_version '{named}' is not a version of the registered model abm-tiering" in text
+    assert "pass it explicitly with --model URI" in text and "Traceback" not in text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("named", ["99", "models:/abm-tiering/99"])
+def test_a_version_the_registry_does_not_hold_is_refused_by_name(world, tmp_path, monkeypatch, named):
+    past = pd.read_csv(world["root"] / "past_plain.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "past.csv"
+    past.assign(model_version=named).to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])
+    out = tmp_path / "review"
+    result = runner.invoke(app, ["review", str(path), str(world["plain"]), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    text = words(result.output)
+    assert "model_version 99 is not in the MLflow registry" in text and "(it holds version(s) 1)" in text
+    assert "pass --model URI" in text and not out.exists()
 
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quarterly_review.ipynb"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from reports.review import (
     HOLDS,
     RETRAIN,
     TOO_EARLY,
+    UNMEASURED,
     ModelFacts,
     Period,
     budget_return,
@@ -251,3 +253,107 @@ def test_review_refuses_a_folder_of_the_users_files_before_any_work(tmp_path, mo
     result = CliRunner().invoke(app, ["review", "nowhere.csv", "/nonexistent/export", "--out", "r"])
     assert result.exit_code == 2 and "notes.txt" in result.output
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "written, day",
+    [
+        ("2026-01-01", "2026-01-01"),
+        ("20260101", "2026-01-01"),
+        ("2026-01-01 00:00:00", "2026-01-01"),
+        ("2026-01-01T00:00:00-05:00", "2026-01-01"),  # 05:00 UTC: the same day
+        ("2026-01-01T00:00:00+05:00", "2025-12-31"),  # 19:00 UTC the day before, as the grammar reads a zone
+    ],
+)
+def test_the_scores_as_of_is_read_with_the_one_date_grammar(written, day):
+    assert past_as_of(past_scores().assign(as_of=written), "old.csv", None) == pd.Timestamp(day)
+
+
+def test_one_as_of_written_two_ways_is_one_date():
+    past = past_scores().assign(as_of=["2026-01-01", "20260101", "2026-01-01", "2026-01-01 00:00", "2026-01-01"])
+    assert past_as_of(past, "old.csv", None) == START
+
+
+@pytest.mark.parametrize("written", ["01/03/2026", "March 1, 2026", "1767225600", "2026-02-30"])
+def test_an_as_of_outside_the_grammar_is_refused_naming_file_column_and_rows(written):
+    past = past_scores().assign(as_of=written)
+    with pytest.raises(DataError) as raised:
+        past_as_of(past, "old.csv", None)
+    [problem] = raised.value.problems
+    assert (problem.file, problem.column, problem.rows[:2], problem.row_count) == ("old.csv", "as_of", (2, 3), 5)
+    assert problem.message.startswith(f"as_of {written!r}: not a") and "--since" in problem.fix
+
+
+def test_no_verdict_without_its_measurements():
+    lenient = Review(min_days=1, min_won=1, min_lost=1)  # the hand-built period is judged despite its few deals
+    blank = past_scores().assign(win_probability=np.nan)
+    field = period_deals(export(), PERIOD, blank["account_id"]).field
+    metrics = predictions(blank, field).metrics
+    assert (metrics["scored_deals"], metrics["won"], metrics["lost"]) == (0, 2, 2)  # O1, O4 won; O3, O9 lost
+    unjudged = verdict(PERIOD, facts(), metrics, QUIET, 0.0, lenient)
+    assert unjudged.status == UNMEASURED and "the win_probability column is blank" in unjudged.reasons[0]
+    assert unjudged.headline.startswith("Cannot judge")
+    checks = unjudged.checks.set_index("check")["outcome"]
+    assert checks["field ROC AUC"] == checks["field calibration error"] == "not measured"
+    no_holdout = verdict(PERIOD, facts(holdout_roc_auc=np.nan), {**METRICS, "scored_deals": 150}, QUIET, 0.0, Review())
+    assert no_holdout.status == UNMEASURED and "records no holdout ROC AUC" in no_holdout.reasons[0]
+    # A failure that was measured still stands: drift is reason enough whatever else is missing.
+    drifted = pd.DataFrame({"feature": ["eng_w_total"], "psi": [0.9]})
+    assert verdict(PERIOD, facts(), metrics, drifted, 0.0, lenient).status == RETRAIN
+
+
+def scores_file(tmp_path, **columns) -> Path:
+    from scoring.scorer import SCORE_COLUMNS
+
+    frame = past_scores().assign(
+        rule_tier="tier_3", scored_at="2026-01-01T06:00:00+00:00", surge_channels="", intent_surge=False
+    )
+    for column in SCORE_COLUMNS:
+        if column not in frame:
+            frame[column] = ""
+    path = tmp_path / "old.csv"
+    frame.assign(**columns)[SCORE_COLUMNS].to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        (
+            "win_probability",
+            ["0.6", "high", "0.3", "", "0.1"],
+            "old.csv:win_probability: 'high' is not a number (row 3)",
+        ),
+        (
+            "win_probability",
+            [0.6, 9.3, 0.3, 0.2, 0.1],
+            "old.csv:win_probability: '9.3' is not a probability from 0 to 1",
+        ),
+        (
+            "win_probability",
+            [0.6, 0.7, -0.1, 0.2, 0.1],
+            "'-0.1' is not a probability from 0 to 1 (0.93, not 93) (row 4)",
+        ),
+        (
+            "expected_deal_size",
+            [1000, -5, 500, 300, -1],
+            "old.csv:expected_deal_size: '-5' is not an amount of 0 or more (rows 3, 6)",
+        ),
+        ("budget", [600, "inf", 1, 1, 1], "old.csv:budget: 'inf' is not an amount of 0 or more (row 3)"),
+        ("learned_score", [90, 80, 150, 30, 10], "old.csv:learned_score: '150' is not a score from 0 to 100 (row 4)"),
+    ],
+)
+def test_a_hand_edited_scores_file_is_refused_naming_file_column_and_row(tmp_path, column, values, message):
+    from reports.diff import read_scores
+
+    with pytest.raises(DataError) as raised:
+        read_scores(scores_file(tmp_path, **{column: values}))
+    assert message in str(raised.value)
+
+
+def test_blank_numbers_are_read_as_missing(tmp_path):
+    from reports.diff import read_scores
+
+    frame = read_scores(scores_file(tmp_path, win_probability=["", "0.7", " ", "", "0.1"]))
+    assert frame["win_probability"].dtype == "float64"
+    assert frame["win_probability"].isna().tolist() == [True, False, True, True, False]

@@ -188,10 +188,50 @@ def test_a_rejected_request_is_one_warning_line_without_traceback_or_values(rule
     assert [r for r in mine if r.levelno >= logging.ERROR or r.exc_info] == []
     [line] = [r for r in mine if r.levelno == logging.WARNING]
     assert line.getMessage() == (
-        "400 POST /score: 1000 problem(s) in the request; first at accounts.0.employees: "
-        "Input should be greater than or equal to 0"
+        "400 POST /score: 1000 problem(s) in the request; first at accounts.0.employees: greater_than_equal"
     )
     assert "secret-value" not in caplog.text and "Traceback" not in caplog.text
+
+
+def alert_record(account_id: str) -> dict:
+    return {
+        "account_id": account_id,
+        "tier": "tier_3",
+        "learned_score": 40.0,
+        "win_probability": 0.2,
+        "as_of": "2026-07-01",
+    }
+
+
+@pytest.mark.parametrize(
+    "path, body, line",
+    [
+        (
+            "/score",
+            {"accounts": [{**PLAIN, "account_id": "Acme-Secret-Merger-Target"}] * 2},
+            "400 POST /score: 1 problem(s) in the request; first at accounts.1.account_id: duplicate_account_id",
+        ),
+        (
+            "/alerts",
+            {"previous": [], "current": [alert_record("Confidential-Co"), alert_record("Confidential-Co")]},
+            "400 POST /alerts: 1 problem(s) in the request; first at current.1.account_id: duplicate_account",
+        ),
+        (
+            "/score",
+            {"accounts": [{**PLAIN, "engagement": [{"timestamp": "Project Nightingale 01/03", "channel": "web"}]}]},
+            "400 POST /score: 1 problem(s) in the request; first at accounts.0.engagement.0.timestamp: date",
+        ),
+    ],
+)
+def test_a_rejected_request_logs_where_and_what_kind_never_the_client_values(rules_only, caplog, path, body, line):
+    with caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        response = rules_only.post(path, json=body)
+    assert response.status_code == 400, response.text
+    [logged] = [r for r in caplog.records if r.name.startswith("bentoml") and r.levelno == logging.WARNING]
+    assert logged.getMessage() == line
+    for value in ("Acme-Secret-Merger-Target", "Confidential-Co", "Nightingale"):
+        assert value not in caplog.text
 
 
 # --- slow bodies ------------------------------------------------------------------------------------------
