@@ -34,11 +34,9 @@ FORECAST_PAGE = "forecast.html"
 def _compact(value: float, money: bool) -> str:
     if value != value:  # NaN: an amount the export does not have
         return "unknown"
-    sign = "$" if money else ""
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
-        if abs(value) >= size:
-            return f"{sign}{value / size:,.1f}{unit}"
-    return f"{sign}{value:,.0f}"
+    from scoring.reasons import compact
+
+    return compact(value, "$" if money else "")
 
 
 def _cell(row: dict, name: str, money: bool) -> str:
