@@ -24,6 +24,7 @@ from cli.common import (
     parse_as_of,
     say_as_of,
     say_model_config,
+    say_open_at_deal_size,
     steps,
 )
 from features.config import load_config
@@ -170,6 +171,7 @@ def forecast(
             highlight=False,
             soft_wrap=True,
         )
+    say_open_at_deal_size(inputs.open_at_deal_size, "pipeline value and won revenue")
     if summary is not None:
         for row in summary.to_dict("records"):
             console.print(

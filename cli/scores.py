@@ -26,6 +26,7 @@ from cli.common import (
     say_as_of,
     say_model_config,
     say_no_champion,
+    say_open_at_deal_size,
     say_ties,
     steps,
     tier_count_table,
@@ -92,9 +93,9 @@ def score(
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from features.files import read_overrides, write_table
+    from scoring.pipeline import counted_at_deal_size
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
-    from training.workflow import score_book
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
@@ -167,8 +168,12 @@ def score(
         say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
         with steps(1) as progress:
             progress("scoring accounts")
-            scores = score_book(frame, scorer, version, cutoff, budget, pins)
+            scores, features = scorer.score_book_with_features(
+                frame, cutoff, budget=budget, overrides=pins, model_version=version
+            )
         write_table(scores, out)
+        if scorer.can_forecast:
+            say_open_at_deal_size(counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue")
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
@@ -243,6 +248,7 @@ def compare(
     from features.activity import default_as_of
     from features.repair import invalid_rows_mode
     from reports.report import REPORT_PAGE, check_output_folder
+    from scoring.pipeline import counted_at_deal_size
     from scoring.registry import resolve_model
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
@@ -266,6 +272,10 @@ def compare(
         )
     for warning in comparison.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if scorer.can_forecast:
+        say_open_at_deal_size(
+            counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue and the forecast"
+        )
     if comparison.learned:
         h = comparison.headline
         console.print(
