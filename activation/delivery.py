@@ -18,12 +18,14 @@ with the same Idempotency-Key and the same bytes, so a receiver that honours the
 
 Attempts are retried with exponential back-off (`backoff_seconds`, doubling) on 5xx, 408, 429, timeouts and
 connection failures, up to `max_attempts` per event, and the whole delivery stops after `max_total_seconds`
-(what is left stays in the outbox). Other 4xx answers are refusals: the event stays in the outbox and the
-rest go on. Redirects are not followed (the body would be re-sent elsewhere).
+(what is left stays in the outbox). Each attempt is bounded as a whole by `timeout_seconds` (and by what is left
+of `max_total_seconds`), however slowly the receiver answers. Other 4xx answers are refusals: the event stays
+in the outbox and the rest go on. Redirects are not followed (the body would be re-sent elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -31,7 +33,9 @@ import http.client
 import ipaddress
 import json
 import os
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +71,7 @@ def is_loopback(host: str) -> bool:
 
 def check_webhook_url(url: str) -> None:
     """https, or http to a loopback address only (a local relay or test receiver); DataError otherwise."""
+    _check_url_characters(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -92,6 +97,24 @@ def check_webhook_url(url: str) -> None:
                 Problem(
                     f"--webhook {url!r} is plain http beyond this machine: events would travel unencrypted",
                     "use an https URL (plain http is allowed to loopback addresses only)",
+                )
+            ]
+        )
+
+
+def _check_url_characters(url: str) -> None:
+    """A request line carries printable ASCII only: a space, a control character or a non-ASCII letter is refused
+    here, by position (the URL itself may hold a secret), rather than failing every attempt until the time limit."""
+    for position, char in enumerate(url, start=1):
+        if "!" <= char <= "~":
+            continue
+        what = "a space" if char == " " else "a control character" if char.isascii() else "a non-ASCII character"
+        raise DataError(
+            [
+                Problem(
+                    f"the webhook URL holds {what} at character {position}, which no HTTP request can carry",
+                    "percent-encode it (a space is %20, other characters their UTF-8 bytes as %XX) and write an "
+                    "international host name in its xn-- form",
                 )
             ]
         )
@@ -188,6 +211,35 @@ class _Connection:
         self.connection: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        """One attempt, bounded as a whole by `timeout` seconds. The socket's timeout bounds each read only: a
+        receiver trickling its answer a byte at a time would hold an attempt for ever, so the exchange runs in a
+        worker thread and is cut off (its socket shut) when the time is up."""
+        connection = self._open(timeout)
+        outcome: dict = {}
+
+        def exchange() -> None:
+            try:
+                connection.request("POST", self.target, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                outcome["status"], outcome["will_close"] = response.status, response.will_close
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=exchange, name="webhook-attempt", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            self.close()
+            raise TimeoutError(f"no complete answer within {timeout:g} s")
+        if "error" in outcome:
+            self.close()
+            raise outcome["error"]
+        if outcome["will_close"]:
+            self.close()
+        return outcome["status"]
+
+    def _open(self, timeout: float) -> http.client.HTTPConnection:
         if self.connection is None:
             if self.https:
                 self.connection = http.client.HTTPSConnection(
@@ -198,21 +250,17 @@ class _Connection:
         self.connection.timeout = timeout
         if self.connection.sock is not None:
             self.connection.sock.settimeout(timeout)
-        try:
-            self.connection.request("POST", self.target, body=body, headers=headers)
-            response = self.connection.getresponse()
-            response.read()
-            if response.will_close:
-                self.close()
-            return response.status
-        except BaseException:
-            self.close()
-            raise
+        return self.connection
 
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        """Shut the socket (a read blocked in an attempt's worker ends at once: closing alone would not wake it) and
+        drop the connection; the next attempt opens a new one."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+            connection.close()
 
 
 def deliver(

@@ -90,6 +90,10 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     )
     assert plain.exit_code == 2 and "plain http beyond this machine" in " ".join(plain.output.split())
     assert not out.exists()
+    for url in ("http://127.0.0.1:9/a b", "https://hooks.example.com/\u00e9t\u00e9"):  # refused at once, no traceback
+        odd = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", url])
+        assert odd.exit_code == 2 and "percent-encode" in odd.output and "Traceback" not in odd.output
+        assert not out.exists()
     swapped = runner.invoke(app, ["alerts", str(current), str(previous), "--out", str(out)])
     assert swapped.exit_code == 2 and "pass the earlier scoring first" in " ".join(swapped.output.split())
     other = write_table(CURRENT.assign(account_id=[f"X{i}" for i in range(7)]), tmp_path / "other.csv")
