@@ -37,9 +37,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from activation.alerts import event_line
@@ -263,6 +264,34 @@ class _Connection:
             connection.close()
 
 
+@contextlib.contextmanager
+def events_file_lock(out: Path, create: bool = True) -> Iterator[TextIO | None]:
+    """Held by one run of an events file at a time, from before it writes anything to the end of its delivery: a
+    second run is refused with nothing written (it once replaced the events file of a run still delivering).
+
+    The lock is on FILE.delivered; with `create` False and no such file (nothing ever delivered there, no webhook
+    now) nothing is locked or created and None is yielded."""
+    ledger = delivered_path(Path(out))
+    if not create and not ledger.exists():
+        yield None
+        return
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a", encoding="utf-8") as ledger_file:
+        try:
+            fcntl.flock(ledger_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                [
+                    Problem(
+                        "another run is writing or delivering this events file",
+                        "nothing was written or sent by this one: run it again when the other has finished",
+                        file=str(out),
+                    )
+                ]
+            ) from None
+        yield ledger_file
+
+
 def deliver(
     events: list[dict],
     out: Path,
@@ -272,25 +301,16 @@ def deliver(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_delivered: Callable[[str], None] | None = None,
+    held: TextIO | None = None,
 ) -> DeliveryReport:
-    """Send the outbox's events first, then this run's new ones; keep what could not be delivered."""
+    """Send the outbox's events first, then this run's new ones; keep what could not be delivered. `held`: the
+    ledger of an `events_file_lock(out)` the caller holds (else the lock is taken here)."""
     check_webhook_url(url)
     out = Path(out)
     outbox, ledger = outbox_path(out), delivered_path(out)
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    with open(ledger, "a", encoding="utf-8") as ledger_file:
-        try:  # one delivery per events file at a time: two at once could both send the outbox
-            fcntl.flock(ledger_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(
-                [
-                    Problem(
-                        "another delivery of this events file is running",
-                        "wait for it to finish; its outbox is sent then",
-                        file=str(out),
-                    )
-                ]
-            ) from None
+    if held is not None:
+        return _deliver_locked(events, outbox, ledger, held, url, config, clock, sleep, on_delivered)
+    with events_file_lock(out) as ledger_file:
         return _deliver_locked(events, outbox, ledger, ledger_file, url, config, clock, sleep, on_delivered)
 
 

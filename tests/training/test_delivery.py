@@ -354,7 +354,7 @@ def test_two_deliveries_of_one_events_file_never_run_at_once(tmp_path):
     out = tmp_path / "alerts.jsonl"
     with open(tmp_path / "alerts.jsonl.delivered", "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        with Receiver() as receiver, pytest.raises(DataError, match="another delivery"):
+        with Receiver() as receiver, pytest.raises(DataError, match="another run is writing or delivering"):
             deliver(make_events(2), out, receiver.url, FAST)
     assert receiver.requests == []
 
