@@ -14,9 +14,7 @@ rerunning the same pair gives the same ids, which the webhook delivery uses as i
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 from pathlib import Path
@@ -340,12 +338,9 @@ def render_events(events: list[dict], suffix: str) -> str:
     """The events file's text: JSON Lines, or CSV (formulas neutralised as in every CSV the tool writes)."""
     if suffix != ".csv":
         return "".join(event_line(event) + "\n" for event in events)
-    from features.files import neutralise_formulas
+    from features.files import csv_text, neutralise_formulas
 
-    frame = neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS))
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
-    return buffer.getvalue()
+    return csv_text(neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS)))
 
 
 def is_events_file(path: Path) -> bool:
