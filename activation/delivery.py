@@ -217,9 +217,15 @@ class _Connection:
         worker thread and is cut off (its socket shut) when the time is up."""
         connection = self._open(timeout)
         outcome: dict = {}
+        given_up = threading.Event()
 
         def exchange() -> None:
             try:
+                if connection.sock is None:
+                    connection.connect()  # a name lookup no socket timeout bounds may end after the attempt did
+                if given_up.is_set():  # then nothing is sent: the next attempt owns the event
+                    connection.close()
+                    return
                 connection.request("POST", self.target, body=body, headers=headers)
                 response = connection.getresponse()
                 response.read()
@@ -231,6 +237,7 @@ class _Connection:
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
+            given_up.set()
             self.close()
             raise TimeoutError(f"no complete answer within {timeout:g} s")
         if "error" in outcome:

@@ -334,6 +334,31 @@ def test_a_receiver_trickling_its_answer_cannot_hold_an_attempt_or_the_delivery(
     assert len(kept) == 3
 
 
+def test_a_connection_that_hangs_before_the_socket_is_cut_off_and_sends_nothing_late(tmp_path, monkeypatch):
+    """A name lookup that hangs is bounded by no socket timeout; once the attempt gave up, its late connection
+    must not send the event behind the next attempt's back."""
+    import socket
+
+    release, real = threading.Event(), socket.create_connection
+
+    def hanging(*args, **kwargs):  # a resolver that answers only when released
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", hanging)
+    limits = Alerts(timeout_seconds=0.3, max_attempts=2, backoff_seconds=0.05, max_total_seconds=1.0)
+    with Receiver() as receiver:
+        started = time.monotonic()
+        report = deliver(make_events(1), tmp_path / "alerts.jsonl", receiver.url, limits)
+        assert time.monotonic() - started < limits.max_total_seconds + 0.5
+        assert report.delivered == [] and len(report.pending) == 1 and "TimeoutError" in report.last_problem
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "webhook-attempt":
+                thread.join(timeout=5)
+        assert receiver.requests == []
+
+
 def test_an_interrupted_delivery_keeps_every_unsent_event(tmp_path):
     events = make_events(4)
     out = tmp_path / "alerts.jsonl"
