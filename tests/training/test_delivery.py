@@ -326,7 +326,7 @@ def test_a_receiver_trickling_its_answer_cannot_hold_an_attempt_or_the_delivery(
         took = time.monotonic() - started
         assert not sender.is_alive(), "delivery still running after 10 s"
     report = outcome["report"]
-    assert took < limits.max_total_seconds + 0.5
+    assert took < limits.max_total_seconds + 1.0  # the existing bound tests allow 1 s of slack too
     assert report.delivered == [] and len(report.pending) == 3 and report.timed_out
     assert "TimeoutError" in report.last_problem
     assert 2 <= trickler.connections <= 3  # each attempt cut off at 0.3 s, a new connection for the next
@@ -350,7 +350,7 @@ def test_a_connection_that_hangs_before_the_socket_is_cut_off_and_sends_nothing_
     with Receiver() as receiver:
         started = time.monotonic()
         report = deliver(make_events(1), tmp_path / "alerts.jsonl", receiver.url, limits)
-        assert time.monotonic() - started < limits.max_total_seconds + 0.5
+        assert time.monotonic() - started < limits.max_total_seconds + 1.0
         assert report.delivered == [] and len(report.pending) == 1 and "TimeoutError" in report.last_problem
         release.set()
         for thread in threading.enumerate():
