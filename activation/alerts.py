@@ -14,9 +14,7 @@ rerunning the same pair gives the same ids, which the webhook delivery uses as i
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 from pathlib import Path
@@ -117,18 +115,14 @@ def _flag(value) -> bool:
     return bool(value) and not (isinstance(value, float) and math.isnan(value))
 
 
-def build_events(
-    previous: pd.DataFrame,
-    current: pd.DataFrame,
-    config: Alerts,
-    previous_name: str = "previous",
-    current_name: str = "current",
-) -> list[dict]:
-    """The events between two score books (frames with the scores-file columns), ordered by account then kind."""
-    # An empty previous book (a first scoring) makes every account new.
-    # A previous book without as_of (written before the column existed) is compared all the same.
+def check_order_and_book(
+    previous: pd.DataFrame, previous_name: str, as_of: str, current_ids, current_name: str
+) -> None:
+    """The previous book must be scored no later than the current one (as_of, ISO) and share accounts with it
+    (`current_ids`): `score --alerts-against` asks this before it writes its scores, `alerts` before it writes
+    events. An empty previous book (a first scoring) makes every account new; one without as_of (written before
+    the column existed) is compared all the same."""
     before_as_of = book_as_of(previous, previous_name, required=False) if len(previous) else ""
-    as_of = book_as_of(current, current_name)
     if before_as_of > as_of:
         raise DataError(
             [
@@ -138,8 +132,8 @@ def build_events(
                 )
             ]
         )
-    common = set(previous["account_id"]).intersection(current["account_id"])
-    if len(previous) and len(current) and not common:
+    current_ids = pd.Series(current_ids, dtype=object)
+    if len(previous) and len(current_ids) and not previous["account_id"].isin(current_ids).any():
         raise DataError(
             [
                 Problem(
@@ -148,6 +142,19 @@ def build_events(
                 )
             ]
         )
+
+
+def build_events(
+    previous: pd.DataFrame,
+    current: pd.DataFrame,
+    config: Alerts,
+    previous_name: str = "previous",
+    current_name: str = "current",
+) -> list[dict]:
+    """The events between two score books (frames with the scores-file columns), ordered by account then kind."""
+    as_of = book_as_of(current, current_name)
+    check_order_and_book(previous, previous_name, as_of, current["account_id"], current_name)
+    before_as_of = book_as_of(previous, previous_name, required=False) if len(previous) else ""
     # Vectorised over the book (100,000 accounts in well under a second); dicts only for the accounts with events.
     current = current.reset_index(drop=True)
     position = pd.Index(previous["account_id"]).get_indexer(current["account_id"])
@@ -331,12 +338,9 @@ def render_events(events: list[dict], suffix: str) -> str:
     """The events file's text: JSON Lines, or CSV (formulas neutralised as in every CSV the tool writes)."""
     if suffix != ".csv":
         return "".join(event_line(event) + "\n" for event in events)
-    from ingest.files import neutralise_formulas
+    from ingest.files import csv_text, neutralise_formulas
 
-    frame = neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS))
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
-    return buffer.getvalue()
+    return csv_text(neutralise_formulas(pd.DataFrame(csv_rows(events), columns=CSV_COLUMNS)))
 
 
 def is_events_file(path: Path) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError, Problem, rows_of
-from ingest.files import atomic_path, neutralise_formulas
+from ingest.files import atomic_path, csv_text, neutralise_formulas
 
 FORMATS = ("salesforce", "hubspot")
 SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -80,6 +80,28 @@ FIELD_NAMES = {  # a custom field's API name (at most 40 characters before __c) 
 }
 
 
+# HubSpot's own company properties: a --field naming one would overwrite it on every company of the import (the
+# company's name, its domain, its record id). HubSpot's internal names start hs_ or hubspot_; the others are the
+# default properties every portal has.
+HUBSPOT_BUILT_IN = frozenset(
+    (
+        "name domain website phone address address2 city state zip country timezone industry description "
+        "about_us type lifecyclestage numberofemployees annualrevenue total_revenue founded_year is_public "
+        "total_money_raised web_technologies createdate closedate first_deal_created_date recent_deal_amount "
+        "recent_deal_close_date num_associated_contacts num_associated_deals days_to_close notes_last_updated "
+        "notes_last_contacted num_notes num_contacted_notes engagements_last_meeting_booked "
+        "first_contact_createdate linkedin_company_page linkedinbio twitterhandle twitterbio twitterfollowers "
+        "facebook_company_page facebookfans googleplus_page owneremail ownername hubspotscore "
+        "associatedcompanyid associations"
+    ).split()
+)
+HUBSPOT_BUILT_IN_PREFIXES = ("hs_", "hubspot_")
+
+
+def is_hubspot_built_in(name: str) -> bool:
+    return name in HUBSPOT_BUILT_IN or name.startswith(HUBSPOT_BUILT_IN_PREFIXES)
+
+
 def layout(fmt: str, renames: dict[str, str] | None = None) -> tuple[str, re.Pattern, int, tuple[Field, ...]]:
     """The format's key, id pattern, text limit and fields, with the field names `renames` gives (column -> name)."""
     key, pattern, limit, fields = LAYOUTS[fmt]
@@ -97,7 +119,8 @@ def parse_renames(fmt: str, options: list[str]) -> dict[str, str]:
     check_format(fmt)
     pattern, shape = FIELD_NAMES[fmt]
     sources = [field.source for field in LAYOUTS[fmt][3]]
-    renames, problems = {}, []
+    renames: dict[str, str] = {}
+    problems = []
     for option in options:
         column, _, name = option.partition("=")
         column, name = column.strip(), name.strip()
@@ -110,6 +133,21 @@ def parse_renames(fmt: str, options: list[str]) -> dict[str, str]:
             )
         elif not pattern.fullmatch(name):
             problems.append(Problem(f"--field {option!r}: {name!r} is not {shape}", f"name a {fmt} field: {shape}"))
+        elif fmt == "hubspot" and is_hubspot_built_in(name):
+            problems.append(
+                Problem(
+                    f"--field {option!r}: {name!r} is one of HubSpot's own company properties: the import would "
+                    "overwrite it on every company",
+                    "name a custom property of your own, e.g. abm_" + column,
+                )
+            )
+        elif column in renames:
+            problems.append(
+                Problem(
+                    f"--field names {column!r} twice ({renames[column]!r} and {name!r})",
+                    "give each column one --field",
+                )
+            )
         else:
             renames[column] = name
     names = [field.header for field in layout(fmt, renames)[3]]
@@ -212,6 +250,22 @@ def read_id_map(path: Path) -> dict[str, str]:
                 )
             ]
         )
+    shared = frame.index[frame["crm_id"].duplicated(keep=False) & (frame["crm_id"].str.len() > 0)]
+    if len(shared):  # two rows of the import for one CRM record: one would overwrite the other
+        rows, count = rows_of(shared)
+        raise DataError(
+            [
+                Problem(
+                    f"accounts share one crm_id (e.g. {frame.at[shared[0], 'crm_id']!r}): the import would write two "
+                    "rows for one CRM record",
+                    "give each account its own crm_id (or leave it out of the id map)",
+                    file=path.name,
+                    column="crm_id",
+                    rows=rows,
+                    row_count=count,
+                )
+            ]
+        )
     return dict(zip(frame["account_id"], frame["crm_id"]))
 
 
@@ -288,8 +342,8 @@ def export_frame(
 
 
 def write_export(frame: pd.DataFrame, path: Path) -> Path:
-    """Atomically; empty numbers are empty cells (the CRM field is left blank)."""
+    """Atomically, as RFC 4180 CSV (`csv_text`); empty numbers are empty cells (the CRM field is left blank)."""
     path = Path(path)
     with atomic_path(path) as temporary:
-        frame.to_csv(temporary, index=False, encoding="utf-8")
+        temporary.write_bytes(csv_text(frame).encode("utf-8"))
     return path

@@ -18,12 +18,14 @@ with the same Idempotency-Key and the same bytes, so a receiver that honours the
 
 Attempts are retried with exponential back-off (`backoff_seconds`, doubling) on 5xx, 408, 429, timeouts and
 connection failures, up to `max_attempts` per event, and the whole delivery stops after `max_total_seconds`
-(what is left stays in the outbox). Other 4xx answers are refusals: the event stays in the outbox and the
-rest go on. Redirects are not followed (the body would be re-sent elsewhere).
+(what is left stays in the outbox). Each attempt is bounded as a whole by `timeout_seconds` (and by what is left
+of `max_total_seconds`), however slowly the receiver answers. Other 4xx answers are refusals: the event stays
+in the outbox and the rest go on. Redirects are not followed (the body would be re-sent elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -31,11 +33,14 @@ import http.client
 import ipaddress
 import json
 import os
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from activation.alerts import event_line
@@ -68,6 +73,7 @@ def is_loopback(host: str) -> bool:
 
 def check_webhook_url(url: str) -> None:
     """https, or http to a loopback address only (a local relay or test receiver); DataError otherwise."""
+    _check_url_characters(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -93,6 +99,24 @@ def check_webhook_url(url: str) -> None:
                 Problem(
                     f"--webhook {redact_url(url)!r} is plain http beyond this machine: events would travel unencrypted",
                     "use an https URL (plain http is allowed to loopback addresses only)",
+                )
+            ]
+        )
+
+
+def _check_url_characters(url: str) -> None:
+    """A request line carries printable ASCII only: a space, a control character or a non-ASCII letter is refused
+    here, by position (the URL itself may hold a secret), rather than failing every attempt until the time limit."""
+    for position, char in enumerate(url, start=1):
+        if "!" <= char <= "~":
+            continue
+        what = "a space" if char == " " else "a control character" if char.isascii() else "a non-ASCII character"
+        raise DataError(
+            [
+                Problem(
+                    f"the webhook URL holds {what} at character {position}, which no HTTP request can carry",
+                    "percent-encode it (a space is %20, other characters their UTF-8 bytes as %XX) and write an "
+                    "international host name in its xn-- form",
                 )
             ]
         )
@@ -197,6 +221,42 @@ class _Connection:
         self.connection: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        """One attempt, bounded as a whole by `timeout` seconds. The socket's timeout bounds each read only: a
+        receiver trickling its answer a byte at a time would hold an attempt for ever, so the exchange runs in a
+        worker thread and is cut off (its socket shut) when the time is up."""
+        connection = self._open(timeout)
+        outcome: dict = {}
+        given_up = threading.Event()
+
+        def exchange() -> None:
+            try:
+                if connection.sock is None:
+                    connection.connect()  # a name lookup no socket timeout bounds may end after the attempt did
+                if given_up.is_set():  # then nothing is sent: the next attempt owns the event
+                    connection.close()
+                    return
+                connection.request("POST", self.target, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                outcome["status"], outcome["will_close"] = response.status, response.will_close
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=exchange, name="webhook-attempt", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            given_up.set()
+            self.close()
+            raise TimeoutError(f"no complete answer within {timeout:g} s")
+        if "error" in outcome:
+            self.close()
+            raise outcome["error"]
+        if outcome["will_close"]:
+            self.close()
+        return outcome["status"]
+
+    def _open(self, timeout: float) -> http.client.HTTPConnection:
         if self.connection is None:
             if self.https:
                 self.connection = http.client.HTTPSConnection(
@@ -207,21 +267,45 @@ class _Connection:
         self.connection.timeout = timeout
         if self.connection.sock is not None:
             self.connection.sock.settimeout(timeout)
-        try:
-            self.connection.request("POST", self.target, body=body, headers=headers)
-            response = self.connection.getresponse()
-            response.read()
-            if response.will_close:
-                self.close()
-            return response.status
-        except BaseException:
-            self.close()
-            raise
+        return self.connection
 
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        """Shut the socket (a read blocked in an attempt's worker ends at once: closing alone would not wake it) and
+        drop the connection; the next attempt opens a new one."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+
+@contextlib.contextmanager
+def events_file_lock(out: Path, create: bool = True) -> Iterator[TextIO | None]:
+    """Held by one run of an events file at a time, from before it writes anything to the end of its delivery: a
+    second run is refused with nothing written (it once replaced the events file of a run still delivering).
+
+    The lock is on FILE.delivered; with `create` False and no such file (nothing ever delivered there, no webhook
+    now) nothing is locked or created and None is yielded."""
+    ledger = delivered_path(Path(out))
+    if not create and not ledger.exists():
+        yield None
+        return
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a", encoding="utf-8") as ledger_file:
+        try:
+            fcntl.flock(ledger_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(
+                [
+                    Problem(
+                        "another run is writing or delivering this events file",
+                        "nothing was written or sent by this one: run it again when the other has finished",
+                        file=str(out),
+                    )
+                ]
+            ) from None
+        yield ledger_file
 
 
 def deliver(
@@ -233,25 +317,16 @@ def deliver(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_delivered: Callable[[str], None] | None = None,
+    held: TextIO | None = None,
 ) -> DeliveryReport:
-    """Send the outbox's events first, then this run's new ones; keep what could not be delivered."""
+    """Send the outbox's events first, then this run's new ones; keep what could not be delivered. `held`: the
+    ledger of an `events_file_lock(out)` the caller holds (else the lock is taken here)."""
     check_webhook_url(url)
     out = Path(out)
     outbox, ledger = outbox_path(out), delivered_path(out)
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    with open(ledger, "a", encoding="utf-8") as ledger_file:
-        try:  # one delivery per events file at a time: two at once could both send the outbox
-            fcntl.flock(ledger_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(
-                [
-                    Problem(
-                        "another delivery of this events file is running",
-                        "wait for it to finish; its outbox is sent then",
-                        file=str(out),
-                    )
-                ]
-            ) from None
+    if held is not None:
+        return _deliver_locked(events, outbox, ledger, held, url, config, clock, sleep, on_delivered)
+    with events_file_lock(out) as ledger_file:
         return _deliver_locked(events, outbox, ledger, ledger_file, url, config, clock, sleep, on_delivered)
 
 

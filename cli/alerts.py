@@ -6,8 +6,10 @@ could not be delivered (they stay in FILE.outbox and are sent first next run).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.text import Text
@@ -49,25 +51,37 @@ def alerts_command(
 
     settings = use_config(config)
     url = webhook or settings.alerts.webhook_url
-    prepare(out, url)
-    previous, current = read_pair(previous_scores, current_scores)
-    publish_alerts(previous, current, out, url, settings, str(previous_scores), str(current_scores))
+    with prepare(out, url) as held:
+        previous, current = read_pair(previous_scores, current_scores)
+        publish_alerts(previous, current, out, url, settings, str(previous_scores), str(current_scores), held)
 
 
-def prepare(out: Path, url: str | None) -> None:
-    """Everything refused before any work: the events file and the webhook URL."""
+@contextlib.contextmanager
+def prepare(out: Path, url: str | None) -> Iterator[TextIO | None]:
+    """Everything refused before any work: the events file, the webhook URL, and another run on the same events
+    file (which holds its lock until its delivery is over). Hold it around the work; yields the lock's ledger."""
     from activation.alerts import check_events_target
-    from activation.delivery import check_webhook_url
+    from activation.delivery import check_webhook_url, events_file_lock
 
     check_events_target(out)
     if url:
         check_webhook_url(url)
+    with events_file_lock(out, create=bool(url)) as held:
+        yield held
 
 
 def publish_alerts(
-    previous, current, out: Path, url: str | None, settings, previous_name: str, current_name: str
+    previous,
+    current,
+    out: Path,
+    url: str | None,
+    settings,
+    previous_name: str,
+    current_name: str,
+    held: TextIO | None = None,
 ) -> None:
-    """Build the events, write them to `out`, deliver them when `url` is given (exit 3 when partly delivered)."""
+    """Build the events, write them to `out`, deliver them when `url` is given (exit 3 when partly delivered);
+    `held`: the events file's lock from `prepare`."""
     from activation.alerts import build_events, counts_by_kind, write_events
 
     events = build_events(previous, current, settings.alerts, previous_name, current_name)
@@ -78,7 +92,7 @@ def publish_alerts(
     say(f"as_of {as_of} against {previous_as_of}: {len(events):,} event(s) ({counts})")
     say(f"Events written to {out}")
     if url:
-        _deliver(events, out, url, settings)
+        _deliver(events, out, url, settings, held)
     else:
         from activation.delivery import outbox_path
 
@@ -92,7 +106,7 @@ def publish_alerts(
             )
 
 
-def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
+def _deliver(events: list[dict], out: Path, url: str, settings, held: TextIO | None) -> None:
     import os
 
     from activation.delivery import deliver, outbox_path
@@ -100,7 +114,7 @@ def _deliver(events: list[dict], out: Path, url: str, settings) -> None:
     if not os.environ.get(settings.alerts.secret_env):
         say(f"note: {settings.alerts.secret_env} is not set: events are sent unsigned", error=True)
     try:
-        report = deliver(events, out, url, settings.alerts)
+        report = deliver(events, out, url, settings.alerts, held=held)
     except STOPPED:  # the events file is written and the outbox holds what was not sent
         say(f"interrupted: {out} is written; the events not yet delivered are kept in {outbox_path(out)}", error=True)
         raise typer.Exit(130) from None

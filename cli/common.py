@@ -225,6 +225,17 @@ def say_ties(scores) -> None:
         err_console.print(f"[yellow]note:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
 
 
+def say_open_at_deal_size(count: int, figures: str) -> None:
+    """Open deals without an amount were counted at their account's expected deal size in `figures`: say how many."""
+    if count:
+        err_console.print(
+            f"[yellow]note:[/] {count:,} open deal(s) have no amount; {figures} count each at its account's expected "
+            "deal size (map or fill opportunities.amount to use the real ones)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def tier_count_table(scores, title: str) -> Table:
     from rich.table import Table
 

@@ -24,6 +24,7 @@ from cli.common import (
     parse_as_of,
     say_as_of,
     say_model_config,
+    say_open_at_deal_size,
     steps,
     use_config,
 )
@@ -34,11 +35,9 @@ FORECAST_PAGE = "forecast.html"
 def _compact(value: float, money: bool) -> str:
     if value != value:  # NaN: an amount the export does not have
         return "unknown"
-    sign = "$" if money else ""
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
-        if abs(value) >= size:
-            return f"{sign}{value / size:,.1f}{unit}"
-    return f"{sign}{value:,.0f}"
+    from scoring.reasons import compact
+
+    return compact(value, "$" if money else "")
 
 
 def _cell(row: dict, name: str, money: bool) -> str:
@@ -172,6 +171,7 @@ def forecast(
             highlight=False,
             soft_wrap=True,
         )
+    say_open_at_deal_size(inputs.open_at_deal_size, "pipeline value and won revenue")
     if summary is not None:
         for row in summary.to_dict("records"):
             console.print(

@@ -3,6 +3,7 @@ and is it time to retrain."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -117,13 +118,10 @@ def warn(text: str) -> None:
 
 
 def short_money(value: float) -> str:
-    """$1.2M, $340K, $950: amounts that fit a terminal column."""
-    if value != value:
-        return "-"
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= size:
-            return f"${value / size:,.1f}{suffix}"
-    return f"${value:,.0f}"
+    """An amount that fits a terminal column, in the one compact form ($1.2M, $340.0k, $950); "-" when unknown."""
+    from scoring.reasons import compact
+
+    return compact(value, "$") if math.isfinite(value) else "-"
 
 
 def say_review(review: QuarterlyReview, page: Path, logged: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,7 @@ from cli.common import (
     say_as_of,
     say_model_config,
     say_no_champion,
+    say_open_at_deal_size,
     say_ties,
     steps,
     tier_count_table,
@@ -92,9 +94,9 @@ def score(
 ) -> None:
     """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
     from ingest.files import read_overrides, write_table
+    from scoring.pipeline import counted_at_deal_size
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
-    from training.workflow import score_book
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
@@ -102,92 +104,108 @@ def score(
     from ingest.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
-    against = None  # with --alerts-against: the earlier scores and the events file
-    if alerts_against is not None:  # refused before any work, like every other option
-        from cli.alerts import prepare
-        from reports.diff import read_scores
+    with contextlib.ExitStack() as stack:  # holds the events file's lock from the check to the delivery
+        against = None  # with --alerts-against: the earlier scores, the events file and its lock
+        if alerts_against is not None:  # refused before any work, like every other option
+            from cli.alerts import prepare
+            from reports.diff import read_scores
 
-        events_file = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
-        prepare(events_file, settings.alerts.webhook_url)
-        against = (read_scores(alerts_against), events_file)
-    if engine == "spark":
-        if rows_mode == "drop":
-            raise UserError(
-                "--engine spark reads canonical tables as they are and drops no rows; validate and score "
-                "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
+            events_file = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
+            held = stack.enter_context(prepare(events_file, settings.alerts.webhook_url))
+            against = (read_scores(alerts_against), events_file, held)
+        if engine == "spark":
+            if rows_mode == "drop":
+                raise UserError(
+                    "--engine spark reads canonical tables as they are and drops no rows; validate and score "
+                    "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
+                )
+            if not out.lower().endswith(".parquet"):
+                raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
+            if mapping:
+                raise UserError(
+                    "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
+                    ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
+                )
+            spark_as_of = parse_as_of(as_of)
+            if against is not None and spark_as_of is not None:  # the default as_of is known only to Spark
+                from activation.alerts import check_order_and_book
+
+                check_order_and_book(against[0], str(alerts_against), spark_as_of.date().isoformat(), [], out)
+            try:
+                from scoring.spark import SparkUnavailable, score_export, spark_session
+            except ImportError:
+                raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
+            try:
+                with steps(5) as progress:
+                    progress(f"starting Spark ({spark_master})")
+                    with spark_session(spark_master) as spark:
+                        result = score_export(
+                            spark,
+                            data,
+                            out,
+                            model_uri=model,
+                            config=settings,
+                            as_of=spark_as_of,
+                            budget=budget,
+                            overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
+                            progress=progress,
+                        )
+            except SparkUnavailable as error:
+                raise UserError(str(error)) from None
+            scores, version, pins = result.placement, result.version, result.overrides
+            if version == RULES_ONLY:
+                say_no_champion("scored with the rules only", "Score")
+        else:
+            if Path(out).suffix.lower() not in (".csv", ".parquet"):
+                raise UserError(f"--out {out} must end in .csv or .parquet")
+            from features.activity import default_as_of
+            from ingest.files import check_writable_target
+
+            cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
+            check_writable_target(Path(out))
+            frame = load_data(data, mapping, rows_mode)
+            pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+            scorer, version = resolve_model(model, settings)
+            if version == RULES_ONLY:
+                say_no_champion("scoring with the rules only", "Score")
+            say_model_config(scorer, version, settings, config)
+            if cutoff is None:
+                warn_far_dates(frame)
+            cutoff = cutoff or default_as_of(frame)
+            say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
+            if against is not None:  # the earlier scoring must come before this one, of the same book
+                from activation.alerts import check_order_and_book
+
+                accounts = frame.accounts["account_id"].astype("str")
+                check_order_and_book(against[0], str(alerts_against), cutoff.date().isoformat(), accounts, out)
+            with steps(1) as progress:
+                progress("scoring accounts")
+                scores, features = scorer.score_book_with_features(
+                    frame, cutoff, budget=budget, overrides=pins, model_version=version
+                )
+            write_table(scores, out)
+            if scorer.can_forecast:
+                say_open_at_deal_size(counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue")
+        if pins is not None:
+            console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
+        console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
+        say_ties(scores)
+        console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
+        if against is not None:
+            from cli.alerts import publish_alerts
+            from reports.diff import read_scores
+
+            previous_scores, events_file, held = against
+            publish_alerts(
+                previous_scores,
+                read_scores(Path(out)),
+                events_file,
+                settings.alerts.webhook_url,
+                settings,
+                str(alerts_against),
+                str(out),
+                held,
             )
-        if not out.lower().endswith(".parquet"):
-            raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
-        if mapping:
-            raise UserError(
-                "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
-                ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
-            )
-        try:
-            from scoring.spark import SparkUnavailable, score_export, spark_session
-        except ImportError:
-            raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
-        try:
-            with steps(5) as progress:
-                progress(f"starting Spark ({spark_master})")
-                with spark_session(spark_master) as spark:
-                    result = score_export(
-                        spark,
-                        data,
-                        out,
-                        model_uri=model,
-                        config=settings,
-                        as_of=parse_as_of(as_of),
-                        budget=budget,
-                        overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
-                        progress=progress,
-                    )
-        except SparkUnavailable as error:
-            raise UserError(str(error)) from None
-        scores, version, pins = result.placement, result.version, result.overrides
-        if version == RULES_ONLY:
-            say_no_champion("scored with the rules only", "Score")
-    else:
-        if Path(out).suffix.lower() not in (".csv", ".parquet"):
-            raise UserError(f"--out {out} must end in .csv or .parquet")
-        from features.activity import default_as_of
-        from ingest.files import check_writable_target
-
-        cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
-        check_writable_target(Path(out))
-        frame = load_data(data, mapping, rows_mode)
-        pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
-        scorer, version = resolve_model(model, settings)
-        if version == RULES_ONLY:
-            say_no_champion("scoring with the rules only", "Score")
-        say_model_config(scorer, version, settings, config)
-        if cutoff is None:
-            warn_far_dates(frame)
-        cutoff = cutoff or default_as_of(frame)
-        say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
-        with steps(1) as progress:
-            progress("scoring accounts")
-            scores = score_book(frame, scorer, version, cutoff, budget, pins)
-        write_table(scores, out)
-    if pins is not None:
-        console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
-    console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
-    say_ties(scores)
-    console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
-    if against is not None:
-        from cli.alerts import publish_alerts
-        from reports.diff import read_scores
-
-        previous_scores, events_file = against
-        publish_alerts(
-            previous_scores,
-            read_scores(Path(out)),
-            events_file,
-            settings.alerts.webhook_url,
-            settings,
-            str(alerts_against),
-            str(out),
-        )
 
 
 def write_comparison(
@@ -243,6 +261,7 @@ def compare(
     from features.activity import default_as_of
     from ingest.repair import invalid_rows_mode
     from reports.report import REPORT_PAGE, check_output_folder
+    from scoring.pipeline import counted_at_deal_size
     from scoring.registry import resolve_model
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
@@ -266,6 +285,10 @@ def compare(
         )
     for warning in comparison.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if scorer.can_forecast:
+        say_open_at_deal_size(
+            counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue and the forecast"
+        )
     if comparison.learned:
         h = comparison.headline
         console.print(

@@ -87,7 +87,7 @@ def builder_for_accounts(accounts: Sequence[Any], config: ModelConfig) -> Featur
         owners(closed),
         np.array([deal.outcome != "won" for deal in flat_closed], dtype=np.int64),
         seconds_of([deal.close_date for deal in flat_closed]),
-        np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_closed], dtype="float64"),
+        np.array([deal.amount if deal.amount is not None else np.nan for deal in flat_closed], dtype="float64"),
     )
     every_deal = [account.opportunities for account in accounts]
     flat_deals = list(chain.from_iterable(every_deal))
@@ -95,6 +95,6 @@ def builder_for_accounts(accounts: Sequence[Any], config: ModelConfig) -> Featur
         owners(every_deal),
         np.zeros(len(flat_deals), dtype=np.int64),
         seconds_of([deal.created_date for deal in flat_deals]),
-        np.array([deal.amount if deal.amount is not None else 0.0 for deal in flat_deals], dtype="float64"),
+        np.array([deal.amount if deal.amount is not None else np.nan for deal in flat_deals], dtype="float64"),
     )
     return FeatureBuilder.from_activity(config, columns, engagement, intent, deals, created)

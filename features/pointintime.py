@@ -21,6 +21,7 @@ from features.timeindex import TimeIndex, to_seconds
 
 RECENT_DAYS = 30
 OTHER = "other"
+OPEN_UNPRICED = "open_unpriced"  # open deals without an amount at the cut-off (a forecast input, not a learner's)
 
 FIRMOGRAPHIC_TEXT = ("industry", "country", "region")
 
@@ -174,13 +175,13 @@ class FeatureBuilder:
                 codes(closed["account_id"]),
                 (closed["outcome"] != "won").to_numpy().astype(np.int64),
                 to_seconds(closed["close_date"]),
-                closed["amount"].fillna(0.0).to_numpy(dtype="float64"),
+                closed["amount"].to_numpy(dtype="float64", na_value=np.nan),
             ),
             created=Activity(
                 codes(opps["account_id"]),
                 np.zeros(len(opps), dtype=np.int64),
                 to_seconds(opps["created_date"]),
-                opps["amount"].fillna(0.0).to_numpy(dtype="float64"),
+                opps["amount"].to_numpy(dtype="float64", na_value=np.nan),
             ),
         )
 
@@ -197,7 +198,8 @@ class FeatureBuilder:
         """A builder over accounts already reduced to arrays: the service's way in, without pandas tables.
 
         `accounts` maps the account columns (account_id and the firmographics) to one value per account;
-        `deals` holds closed deals only; `created` every deal (open or closed) by its created date and amount.
+        `deals` holds closed deals only; `created` every deal (open or closed) by its created date and amount
+        (NaN where the deal has none).
         Ask it with `build_columns` and account positions as codes.
         """
         builder = cls.__new__(cls)
@@ -243,14 +245,27 @@ class FeatureBuilder:
         self._intent_rows = TimeIndex(intent.account, intent.seconds, np.ones(len(intent.account)))
         self._history = TimeIndex(deals.account * 2 + deals.kind, deals.seconds, np.ones(len(deals.account)))
         won = deals.kind == 0
-        self._won_amount = TimeIndex(deals.account[won], deals.seconds[won], deals.value[won])
+        deal_amounts = np.nan_to_num(deals.value)  # a deal without an amount adds nothing to the sums
+        self._won_amount = TimeIndex(deals.account[won], deals.seconds[won], deal_amounts[won])
         # Opportunity creations (open or closed) and closed amounts: how often the account opens pipeline, and
         # what is open at a cut-off (the pipeline-propensity learner's own features).
         if created is None:
             created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
         self._created = TimeIndex(created.account, created.seconds, np.ones(len(created.account)))
-        self._created_amount = TimeIndex(created.account, created.seconds, created.value)
-        self._closed_amount = TimeIndex(deals.account, deals.seconds, deals.value)
+        self._created_amount = TimeIndex(created.account, created.seconds, np.nan_to_num(created.value))
+        self._closed_amount = TimeIndex(deals.account, deals.seconds, deal_amounts)
+        # Deals without an amount: +1 at creation, -1 at close, so the sum before a cut-off is how many are open.
+        # Built only when there are any (most exports price every deal).
+        created_blank, closed_blank = np.isnan(created.value), np.isnan(deals.value)
+        self._open_unpriced = (
+            TimeIndex(
+                np.concatenate((created.account[created_blank], deals.account[closed_blank])),
+                np.concatenate((created.seconds[created_blank], deals.seconds[closed_blank])),
+                np.concatenate((np.ones(created_blank.sum()), -np.ones(closed_blank.sum()))),
+            )
+            if created_blank.any()
+            else None
+        )
 
     def _codes(self, account_ids: pd.Series) -> np.ndarray:
         return self._codes_in(pd.Index(self._account_ids))(account_ids)
@@ -323,11 +338,14 @@ class FeatureBuilder:
     def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
         """Opportunities created recently, and those open at the cut-off (created before it, not closed before it).
 
-        An open deal without an amount counts in `open_deals` but adds nothing to `open_amount`.
+        An open deal without an amount counts in `open_deals` and `open_unpriced` but adds nothing to `open_amount`
+        (the forecast counts it at the account's expected deal size). `open_unpriced` is not a learner's feature.
         """
         created = self._created.total(codes, when)
         open_amount = self._created_amount.total(codes, when) - self._closed_amount.total(codes, when)
+        unpriced = self._open_unpriced
         return {
+            OPEN_UNPRICED: np.zeros(len(codes)) if unpriced is None else np.maximum(unpriced.total(codes, when), 0.0),
             "created_90d": self._created.total(codes, when, 90),
             "created_180d": self._created.total(codes, when, 180),
             "days_since_created": self._created.days_since_last(codes, when),

@@ -6,6 +6,7 @@ leaves the previous output intact; CSV cells that a spreadsheet would run as a f
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,13 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             if risky.any():
                 out[column] = values.where(~risky, "'" + text)
     return out
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`frame` as RFC 4180 CSV without its index: rows end in CRLF, so a field holding a line break, also a bare CR,
+    is quoted (the csv module quotes only the characters of its line terminator; an unquoted CR splits the row in
+    spreadsheets and CRM importers)."""
+    return frame.to_csv(index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
 
 
 @contextmanager

@@ -51,7 +51,8 @@ def money(value) -> str:
 
 
 def compact_money(value) -> str:
-    """$950, $12.3k, $4.5M, as the reasons write amounts: for tables whose cells hold a figure and its interval."""
+    """$950, $12.3k, $4.5M: the one compact form (scoring.reasons.compact), for cells holding a figure and its
+    interval."""
     return "–" if _missing(value) else reasons_money(value)
 
 

@@ -11,7 +11,7 @@ score records and the feature rows of one book and the model's `PipelineModel`:
   around its prediction on validation deals, rescaled to mean 1);
 - each of its open deals closes inside the horizon with the share of open deals that did at past cut-offs
   and is won with the win rate of its open deals closing inside the horizon, for its own amount (the mean of the
-  account's open amounts).
+  account's open amounts, an open deal without one counting at the account's expected deal size).
 
 Thinned Poisson counts add up to Poisson counts, so a tier's events are drawn as one Poisson count per
 simulation and assigned to accounts by their weights (exact compound-Poisson sums). Where a tier expects so
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import TIER_NAMES, UNTIERED
-from scoring.pipeline import CloseTiming, PipelineModel
+from scoring.pipeline import CloseTiming, PipelineModel, counted_at_deal_size, open_value
 
 SIMULATIONS = 10_000
 MAX_DRAWS = 1_000_000  # per quantity and tier (about 100 deals a simulation): beyond, the sum is drawn by its moments
@@ -53,6 +53,7 @@ class BookInputs:
     expected_new: np.ndarray  # new opportunities expected inside the horizon
     employees: np.ndarray  # the head count (NaN unknown), which picks the account's time-to-close distribution
     amounts_known: bool = True  # False when the model knows no deal size (an export without amounts)
+    open_at_deal_size: int = 0  # open deals without an amount, counted at their account's expected deal size
 
     def new_share_by(self, timing: CloseTiming, days: int) -> np.ndarray:
         """Per account: the share of deals created over the first `days` days that close within them."""
@@ -73,21 +74,23 @@ class BookInputs:
             return np.nan_to_num(np.asarray(values, dtype=np.float64))
 
         open_win, new_win = pipeline.horizon_win(numbers(scores["win_probability"]))
+        deal_size = np.asarray(scores["expected_deal_size"], dtype=np.float64)
         return cls(
             tier=np.asarray(scores["tier"], dtype=object),
             pipeline_probability=numbers(scores["pipeline_probability"]),
             new_win_probability=new_win,
             open_win_probability=open_win,
-            deal_size=numbers(scores["expected_deal_size"]),
+            deal_size=numbers(deal_size),
             open_deals=numbers(features["open_deals"]),
-            open_amount=numbers(features["open_amount"]),
+            open_amount=numbers(open_value(features, deal_size)),
             expected_new=pipeline.expected_count(numbers(scores["pipeline_probability"]), features),
             employees=(
                 np.asarray(features["employees"], dtype=np.float64)
                 if "employees" in features
                 else np.full(len(scores["tier"]), np.nan)
             ),
-            amounts_known=bool(np.isfinite(np.asarray(scores["expected_deal_size"], dtype=np.float64)).any()),
+            amounts_known=bool(np.isfinite(deal_size).any()),
+            open_at_deal_size=counted_at_deal_size(features, deal_size),
         )
 
 

@@ -43,18 +43,30 @@ def number(value) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+COMPACT_UNITS = ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "B"), (1e12, "T"))
+
+
+def compact(value: float, unit: str = "") -> str:
+    """The one compact form of a figure (console, pages, reasons): 950, 1.0k, 12.3k, 999.9k, 1.0M, 2.1B, 3.0T;
+    beyond that 1.0e+15. `unit` goes before the digits ("$"). A figure that rounds up to 1,000 of its unit
+    moves to the next one (999,999 is 1.0M, never 1,000.0k). NaN and infinity are the caller's to word."""
+    value = float(value)
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size >= HUGE:
+        return f"{sign}{unit}{size:.1e}"
+    # each unit's figure rounded as it prints, so the unit is chosen on what is shown
+    shown_in = [(round(size / step, 0 if step == 1.0 else 1), suffix) for step, suffix in COMPACT_UNITS]
+    shown, suffix = next((pair for pair in shown_in if pair[0] < 1000), shown_in[-1])
+    digits = 0 if suffix == "" else 1
+    return f"{'' if shown == 0 else sign}{unit}{shown:,.{digits}f}{suffix}"
+
+
 def money(value: float) -> str:
     """$950, $12.3k, $4.5M, $2.1B, $3.0T; beyond that $1.0e+15; an unknown amount for NaN or infinity."""
     value = float(value)
     if not math.isfinite(value):
         return "an unknown amount"
-    sign, value = ("-" if value < 0 else ""), abs(value)
-    if value >= HUGE:
-        return f"{sign}${value:.1e}"
-    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if value >= threshold:
-            return f"{sign}${value / threshold:,.1f}{suffix}"
-    return f"{sign}${value:,.0f}"
+    return compact(value, "$")
 
 
 def _count(value: float, words: tuple[str, str]) -> str:

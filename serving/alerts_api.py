@@ -27,10 +27,11 @@ class AlertScore(BaseModel):
 
     account_id: str = Field(min_length=1)
     tier: TierName
-    learned_score: Number = Field(None, strict=True)
-    win_probability: Number = Field(None, strict=True)
-    rule_score: Number = Field(None, strict=True)
-    expected_value: Number = Field(None, strict=True)
+    # The ranges /score answers in: a probability of 5 or a score of -1.7e308 is not a score record.
+    learned_score: Number = Field(None, strict=True, ge=0, le=100)
+    win_probability: Number = Field(None, strict=True, ge=0, le=1)
+    rule_score: Number = Field(None, strict=True, ge=0, le=100)
+    expected_value: Number = Field(None, strict=True, ge=0)
     intent_surge: StrictBool = False
     surge_channels: str = ""
     reason_1: str = ""

@@ -74,6 +74,20 @@ Day = Annotated[date, PlainValidator(_day, json_schema_input_type=date)]
 Text = Annotated[str, Field(min_length=1)]
 
 
+def _exact_id(value: Any) -> Any:
+    """An id is text, or a whole JSON number (kept digit for digit). A number with a fraction or an exponent
+    arrives as a float: 12345678901234567.0 would become '1.2345678901234568e+16' and 1e309 'inf', another id."""
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "id_not_exact", 'an id must be text or a whole number: send it as a string, e.g. "12345678901234567"'
+        )
+    return value
+
+
+# Ids: text, or whole numbers turned into their digits (coerce_numbers_to_str), never a float's rounding of them.
+Identifier = Annotated[str, BeforeValidator(_exact_id), Field(min_length=1)]
+
+
 def _custom_field_value(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -150,7 +164,7 @@ class IntentSignal(CrmRow):
 class Opportunity(CrmRow):
     """One opportunity with this account, open or closed (a row of the `opportunities` table)."""
 
-    opportunity_id: Text = Field(description="The CRM's opportunity id.", examples=["OPP-000123"])
+    opportunity_id: Identifier = Field(description="The CRM's opportunity id.", examples=["OPP-000123"])
     created_date: Timestamp = Field(description="When it was created.", examples=["2025-11-03"])
     close_date: Timestamp | None = Field(
         None, description="When it closed; required when outcome is won or lost.", examples=["2026-02-17"]
@@ -180,7 +194,9 @@ class Account(BaseModel):
     )
     __pydantic_extra__: dict[str, Annotated[Any, PlainValidator(_custom_field_value)]]
 
-    account_id: Text = Field(description="The CRM's account id; unique within a request.", examples=["ACC-000042"])
+    account_id: Identifier = Field(
+        description="The CRM's account id; unique within a request.", examples=["ACC-000042"]
+    )
     account_name: str | None = Field(None, description="Display name.", examples=["Globex"])
     industry: str | None = Field(
         None, description="Industry, matched against the ICP case-insensitively.", examples=["Software"]
@@ -198,7 +214,9 @@ class Account(BaseModel):
         description="Technologies, ';'-separated (a list of strings is accepted too).",
         examples=["salesforce;aws"],
     )
-    parent_account_id: str | None = Field(None, description="Parent account id.", examples=["ACC-000001"])
+    parent_account_id: Annotated[str, BeforeValidator(_exact_id)] | None = Field(
+        None, description="Parent account id.", examples=["ACC-000001"]
+    )
     engagement: list[EngagementEvent] = Field(default_factory=list, description="Recent touches with this account.")
     intent: list[IntentSignal] = Field(default_factory=list, description="Recent research-intent signals.")
     opportunities: list[Opportunity] = Field(default_factory=list, description="Earlier and open opportunities.")

@@ -15,18 +15,65 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from features.activity import default_as_of
 from features.config import ModelConfig
+from features.errors import DataError, Problem
 from features.schema import CrmData
 from scoring.forecast import OVERALL, QUANTITIES
 from scoring.pyfunc import TieringModel
 from training.pipeline import train
 from training.propensity import SNAPSHOT_SPACING_DAYS
+from training.window import suggest_as_of
 
 Progress = Callable[[str], None]
 
 
 def backtest_origins(as_of: pd.Timestamp, horizon: int, count: int) -> list[pd.Timestamp]:
     return [as_of - pd.Timedelta(days=horizon + SNAPSHOT_SPACING_DAYS * k) for k in range(count)]
+
+
+def origin_problem(
+    error: DataError,
+    data: CrmData,
+    config: ModelConfig,
+    as_of: pd.Timestamp,
+    origin: pd.Timestamp,
+    number: int,
+    origins: int,
+) -> DataError:
+    """Training failed at a backtest origin. Its advice names a training cut-off, but the user moves the forecast's
+    --as-of, which lies `as_of - origin` after the origin: passing that cut-off as --as-of would put the origin even
+    earlier (and was at times the very --as-of given). Translate it into an --as-of, or fewer --origins."""
+    shift = as_of - origin
+    better = suggest_as_of(data, config, origin)
+    latest = default_as_of(data)
+    wanted = None if better is None else better + shift
+    if better is not None and wanted is not None and wanted <= latest and wanted != as_of:
+        fix = (
+            f"pass --as-of {wanted.date()} (backtest origin {number} then falls on {better.date()}, the nearest "
+            "cut-off with enough closed deals to train)"
+        )
+        if number > 1:
+            fix += f", or --origins {number - 1}"
+    elif number > 1:
+        fix = f"pass --origins {number - 1}: origin {number} lies too early in the export's history to train a model"
+    else:
+        fix = (
+            f"forecast without --backtest: the export's history is too short to train a model {shift.days} days "
+            "before --as-of"
+        )
+    what = "; ".join(problem.message for problem in error.problems)
+    return DataError(
+        [
+            Problem(
+                f"backtest origin {number} of {origins} ({origin.date()}, {shift.days} days before --as-of) cannot "
+                f"be trained: {what}",
+                fix,
+                file="opportunities",
+                column="close_date",
+            )
+        ]
+    )
 
 
 def realised(data: CrmData, tiers: pd.Series, start: pd.Timestamp, horizon: int) -> pd.DataFrame:
@@ -66,7 +113,10 @@ def backtest(
     rows = []
     for number, origin in enumerate(backtest_origins(as_of, horizon, origins), start=1):
         progress(f"backtest origin {number} of {origins}: training as of {origin.date()}")
-        result = train(data, config, origin)
+        try:
+            result = train(data, config, origin)
+        except DataError as error:
+            raise origin_problem(error, data, config, as_of, origin, number, origins) from None
         model = TieringModel.around(result.scorer)
         scores, forecast, _ = model.forecast_book(
             data, origin, model_version=f"backtest-{origin.date()}", simulations=simulations

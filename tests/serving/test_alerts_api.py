@@ -93,6 +93,15 @@ def test_nothing_changed_means_no_event_and_an_empty_previous_book_makes_every_a
         ({"previous": CURRENT, "current": PREVIOUS}, ["previous", 0, "as_of"]),
         ({"previous": PREVIOUS, "current": [dict(CURRENT[0], account_id="Z")]}, ["current"]),
         ({"previous": PREVIOUS, "current": [dict(CURRENT[0], learned_score="high")]}, ["current", 0, "learned_score"]),
+        # outside the ranges /score answers in (probabilities 0-1, scores 0-100, money >= 0)
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], win_probability=5)]}, ["current", 0, "win_probability"]),
+        (
+            {"previous": [dict(PREVIOUS[0], win_probability=-1.7e308)], "current": CURRENT},
+            ["previous", 0, "win_probability"],
+        ),
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], learned_score=100.5)]}, ["current", 0, "learned_score"]),
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], rule_score=-0.1)]}, ["current", 0, "rule_score"]),
+        ({"previous": PREVIOUS, "current": [dict(CURRENT[0], expected_value=-1)]}, ["current", 0, "expected_value"]),
         ({"previous": PREVIOUS}, ["current"]),
         ({"previous": PREVIOUS, "current": CURRENT, "webhook": "https://x"}, ["webhook"]),
     ],

@@ -153,6 +153,33 @@ def test_nan_and_infinity_are_not_json_numbers(body, expected, rules_only):
     assert where == expected and "NaN and Infinity are not JSON numbers" in message
 
 
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ('{"accounts": [{"account_id": 12345678901234567.0}]}', "accounts.0.account_id"),
+        ('{"accounts": [{"account_id": 1e309}]}', "accounts.0.account_id"),
+        ('{"accounts": [{"account_id": 42.5}]}', "accounts.0.account_id"),
+        ('{"accounts": [{"account_id": "A", "parent_account_id": 1e17}]}', "accounts.0.parent_account_id"),
+        (
+            '{"accounts": [{"account_id": "A", "opportunities": [{"opportunity_id": 9.0e15, '
+            '"created_date": "2026-01-01", "outcome": "open"}]}]}',
+            "accounts.0.opportunities.0.opportunity_id",
+        ),
+    ],
+)
+def test_an_id_a_float_would_change_is_refused(body, where, rules_only):
+    """12345678901234567.0 was scored as account '1.2345678901234568e+16', 1e309 as account 'inf'."""
+    [(found, message)] = problems(rules_only.post("/score", content=body, headers={"content-type": "application/json"}))
+    assert found == where and "an id must be text or a whole number" in message
+
+
+def test_a_whole_number_id_is_kept_digit_for_digit(rules_only):
+    body = '{"accounts": [{"account_id": 12345678901234567, "parent_account_id": 98765432109876543210}]}'
+    answer = rules_only.post("/score", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scores"][0]["account_id"] == "12345678901234567"
+
+
 def test_the_text_nan_is_an_ordinary_id(rules_only):
     answer = rules_only.post("/score", json={"accounts": [{"account_id": "NaN", "account_name": "NaNa Infinity Corp"}]})
     assert answer.status_code == 200 and answer.json()["scores"][0]["account_id"] == "NaN"

@@ -55,3 +55,30 @@ def test_intervals_cover_the_realised_tier_revenue_about_80_percent_of_the_time(
     assert revenue["cells"] >= 12
     assert 0.70 <= revenue["coverage"] <= 0.90, summary
     assert revenue["mape"] < 0.25
+
+
+def test_thin_history_at_an_origin_advises_an_as_of_that_works_never_the_one_given(tmp_path):
+    """The advice of training at the origin named a training cut-off: passed as --as-of it moved the origin even
+    earlier, and at the first cut-off with enough closed deals it was the very --as-of given."""
+    import re
+
+    from features.errors import DataError
+    from training.window import suggest_as_of
+
+    generate_export(tmp_path, n_accounts=300, seed=3)
+    data = load_export(tmp_path).data
+    config = parse_config(
+        {"model": {"gate": {"min_won": 10, "min_lost": 10}, "search": {"candidates": [ONE_CANDIDATE]}}}
+    )
+    as_of = suggest_as_of(data, config, data.opportunities["close_date"].min())  # the first cut-off that trains
+    with pytest.raises(DataError) as refused:
+        backtest(data, config, as_of, origins=1, simulations=200)
+    problem = refused.value.problems[0]
+    assert (
+        f"backtest origin 1 of 1 ({(as_of - pd.Timedelta(days=90)).date()}, 90 days before --as-of)" in problem.message
+    )
+    assert f"--as-of {as_of.date()}" not in problem.fix
+    advised = pd.Timestamp(re.search(r"pass --as-of (\d{4}-\d\d-\d\d)", problem.fix).group(1))
+    assert advised - pd.Timedelta(days=90) >= as_of  # the origin then lies where training has enough deals
+    table = backtest(data, config, advised, origins=1, simulations=200)  # the advice works
+    assert set(table["origin"]) == {(advised - pd.Timedelta(days=90)).date().isoformat()}

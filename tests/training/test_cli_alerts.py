@@ -90,6 +90,10 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     )
     assert plain.exit_code == 2 and "plain http beyond this machine" in " ".join(plain.output.split())
     assert not out.exists()
+    for url in ("http://127.0.0.1:9/a b", "https://hooks.example.com/\u00e9t\u00e9"):  # refused at once, no traceback
+        odd = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", url])
+        assert odd.exit_code == 2 and "percent-encode" in odd.output and "Traceback" not in odd.output
+        assert not out.exists()
     swapped = runner.invoke(app, ["alerts", str(current), str(previous), "--out", str(out)])
     assert swapped.exit_code == 2 and "pass the earlier scoring first" in " ".join(swapped.output.split())
     other = write_table(CURRENT.assign(account_id=[f"X{i}" for i in range(7)]), tmp_path / "other.csv")
@@ -157,3 +161,50 @@ def test_a_run_without_webhook_says_what_waits_in_the_outbox(tmp_path):
     (tmp_path / "alerts.jsonl.outbox").write_text('{"id":"1"}\n{"id":"2"}\n')
     result = runner.invoke(app, ["alerts", str(previous), str(current), "--out", str(out)])
     assert result.exit_code == 0 and "2 undelivered event(s) wait in" in " ".join(result.output.split())
+
+
+def test_a_second_run_on_one_events_file_is_refused_before_writing_anything(tmp_path):
+    """The refused second run once replaced the events file of the first while that one was still delivering."""
+    import fcntl
+
+    previous, current = pair(tmp_path)
+    out = tmp_path / "alerts.jsonl"
+    with Receiver() as receiver:
+        first = runner.invoke(
+            app, ["alerts", str(previous), str(current), "--out", str(out), "--webhook", receiver.url]
+        )
+        assert first.exit_code == 0, first.output
+        written = out.read_bytes()
+        ledger = (tmp_path / "alerts.jsonl.delivered").read_bytes()
+        later = write_table(CURRENT.assign(as_of="2026-12-01", tier="tier_3"), tmp_path / "december.csv")
+        with open(tmp_path / "alerts.jsonl.delivered", "a") as running:  # what a run still delivering holds
+            fcntl.flock(running.fileno(), fcntl.LOCK_EX)
+            for webhook in (["--webhook", receiver.url], []):
+                second = runner.invoke(app, ["alerts", str(current), str(later), "--out", str(out), *webhook])
+                text = " ".join(second.output.split())
+                assert second.exit_code == 2 and "another run is writing or delivering this events file" in text
+                assert "nothing was written or sent" in text and "Traceback" not in text
+        assert len(receiver.requests) == 7  # the first run's only
+    assert out.read_bytes() == written and (tmp_path / "alerts.jsonl.delivered").read_bytes() == ledger
+    assert not (tmp_path / "alerts.jsonl.outbox").exists()
+
+
+def test_score_checks_the_earlier_scoring_before_writing_its_scores(write_export, mlflow_store, tmp_path):  # noqa: F811
+    export = write_export()
+    later = tmp_path / "later.csv"
+    ran = runner.invoke(app, ["score", str(export), "--out", str(later), "--as-of", "2024-05-01"])
+    assert ran.exit_code == 0, ran.output
+    out = tmp_path / "earlier.csv"
+    swapped = runner.invoke(
+        app, ["score", str(export), "--out", str(out), "--as-of", "2024-01-02", "--alerts-against", str(later)]
+    )
+    text = " ".join(swapped.output.split())
+    assert swapped.exit_code == 2 and "pass the earlier scoring first" in text and "2024-05-01" in text
+    assert not out.exists() and not (tmp_path / "earlier.alerts.jsonl").exists()
+    strangers = CURRENT.assign(account_id=[f"X{i}" for i in range(7)], as_of="2024-01-02")
+    other = runner.invoke(
+        app,
+        ["score", str(export), "--out", str(out), "--alerts-against", str(write_table(strangers, tmp_path / "x.csv"))],
+    )
+    assert other.exit_code == 2 and "two different books" in other.output
+    assert not out.exists() and not (tmp_path / "earlier.alerts.jsonl").exists()

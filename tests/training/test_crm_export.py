@@ -232,3 +232,58 @@ def test_scores_of_another_crms_export_need_an_id_map(tmp_path):
         app, ["export", str(scores), "--format", "hubspot", "--mapping", "hubspot", "--out", str(tmp_path / "hs.csv")]
     )
     assert same.exit_code == 0, same.output
+
+
+def _export(tmp_path, fmt: str, *options: str, scores=None):
+    path = tmp_path / "scores.csv"
+    write_table(_book() if scores is None else scores, path)
+    out = tmp_path / f"{fmt}.csv"
+    result = runner.invoke(app, ["export", str(path), "--format", fmt, "--out", str(out), *options])
+    return result, " ".join(result.output.split()), out
+
+
+def test_hubspot_built_in_properties_are_refused_as_field_names(tmp_path):
+    """--field tier=name would rename every company in the CRM (Salesforce already refuses fields without __c)."""
+    scores = _book(account_id="5001")
+    for name in ("name", "domain", "hs_object_id", "hubspot_owner_id", "numberofemployees"):
+        result, text, out = _export(tmp_path, "hubspot", "--field", f"tier={name}", scores=scores)
+        assert result.exit_code == 2 and f"'{name}' is one of HubSpot's own company properties" in text, text
+        assert "Traceback" not in text and not out.exists()
+    custom, _, out = _export(tmp_path, "hubspot", "--field", "tier=abm_account_tier", scores=scores)
+    assert custom.exit_code == 0 and pd.read_csv(out, dtype=str).columns[1] == "abm_account_tier"
+
+
+def test_a_column_given_two_fields_is_refused(tmp_path):
+    result, text, out = _export(tmp_path, "salesforce", "--field", "tier=First__c", "--field", "tier=Second__c")
+    assert result.exit_code == 2 and "--field names 'tier' twice ('First__c' and 'Second__c')" in text
+    assert not out.exists()
+
+
+def test_accounts_sharing_one_crm_id_are_refused(tmp_path):
+    """Two rows of the import for one CRM record: the second would overwrite the first."""
+    scores = pd.concat([_book(account_id=f"ACC-{n}") for n in (1, 2, 3)])
+    ids = tmp_path / "ids.csv"
+    ids.write_text("account_id,crm_id\nACC-1,001Dn00000AbCdEIAZ\nACC-2,001Dn00000XyZwVIAQ\nACC-3,001Dn00000AbCdEIAZ\n")
+    result, text, out = _export(tmp_path, "salesforce", "--ids", str(ids), scores=scores)
+    assert result.exit_code == 2 and "accounts share one crm_id (e.g. '001Dn00000AbCdEIAZ')" in text, text
+    assert "ids.csv:crm_id" in text and "(rows 2, 4)" in text and not out.exists()  # file rows, header is row 1
+
+
+def test_a_bare_carriage_return_in_text_is_quoted_in_export_and_alerts_csvs(tmp_path):
+    """Unquoted, a lone CR ends the row for spreadsheets, CRM importers and Python's own csv reader."""
+    import csv
+
+    from activation.alerts import write_events
+    from activation.crm_export import write_export
+    from tests.training.test_delivery import make_events
+
+    frame, _ = export_frame(_book(reason_3="first\rsecond", surge_channels="a\rb"), "salesforce")
+    out = write_export(frame, tmp_path / "sf.csv")
+    with open(out, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 2 and rows[1][7] == "a\rb" and rows[1][10] == "first\rsecond"
+    events = [dict(event, summary=f"A{n} moved\rup") for n, event in enumerate(make_events(2))]
+    path = write_events(events, tmp_path / "alerts.csv")
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["summary"] for row in rows] == ["A0 moved\rup", "A1 moved\rup"]

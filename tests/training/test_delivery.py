@@ -238,6 +238,127 @@ def test_webhook_urls_that_are_allowed(url):
     check_webhook_url(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "what", "position"),
+    [
+        ("http://127.0.0.1:9/hooks/a b", "a space", 27),
+        ("https://hooks.example.com/café", "a non-ASCII character", 30),
+        ("https://hööks.example.com/x", "a non-ASCII character", 10),
+        ("http://127.0.0.1:9/x\n", "a control character", 21),
+    ],
+)
+def test_a_url_no_request_can_carry_is_refused_at_once_by_position(tmp_path, url, what, position):
+    """Once a UnicodeEncodeError, or (a space) every attempt failing until the time limit."""
+    with pytest.raises(DataError) as refused:
+        check_webhook_url(url)
+    message = str(refused.value)
+    assert f"holds {what} at character {position}" in message and "percent-encode" in message
+    assert "hooks" not in message and "127.0.0.1" not in message  # the URL itself may hold a secret
+    started = time.monotonic()
+    with pytest.raises(DataError):
+        deliver(make_events(1), tmp_path / "alerts.jsonl", url, FAST)
+    assert time.monotonic() - started < 0.5 and not (tmp_path / "alerts.jsonl.outbox").exists()
+
+
+class Trickler:
+    """A receiver on 127.0.0.1 that reads the request, then answers one byte every `every` seconds: each read of
+    the client finishes well inside its socket timeout, so only a bound on the whole attempt stops it. It gives up
+    after `give_up` seconds, so a client without that bound fails the test instead of hanging it."""
+
+    def __init__(self, every: float = 0.05, give_up: float = 15.0):
+        import socket
+
+        self.every, self.give_up = every, give_up
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self):
+        self.server.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self.trickle, args=(client,), daemon=True).start()
+
+    def trickle(self, client):
+        answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 100_000
+        with client:
+            client.recv(65536)
+            started = time.monotonic()
+            for byte in answer:
+                if self.stop.is_set() or time.monotonic() - started > self.give_up:
+                    return
+                try:
+                    client.sendall(bytes([byte]))
+                except OSError:  # the client hung up: what a bounded attempt does
+                    return
+                self.stop.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.server.close()
+
+
+def test_a_receiver_trickling_its_answer_cannot_hold_an_attempt_or_the_delivery(tmp_path):
+    """A byte a second once kept `tiering alerts` on its first event for 40 s with timeout_seconds 2 and
+    max_total_seconds 5: the deadline was only checked between attempts."""
+    limits = Alerts(timeout_seconds=0.3, max_attempts=3, backoff_seconds=0.05, max_total_seconds=1.0)
+    outcome = {}
+
+    def run():
+        outcome["report"] = deliver(make_events(3), tmp_path / "alerts.jsonl", trickler.url, limits)
+
+    with Trickler() as trickler:
+        started = time.monotonic()
+        sender = threading.Thread(target=run, daemon=True)
+        sender.start()
+        sender.join(timeout=10)
+        took = time.monotonic() - started
+        assert not sender.is_alive(), "delivery still running after 10 s"
+    report = outcome["report"]
+    assert took < limits.max_total_seconds + 1.0  # the existing bound tests allow 1 s of slack too
+    assert report.delivered == [] and len(report.pending) == 3 and report.timed_out
+    assert "TimeoutError" in report.last_problem
+    assert 2 <= trickler.connections <= 3  # each attempt cut off at 0.3 s, a new connection for the next
+    kept = (tmp_path / "alerts.jsonl.outbox").read_text().splitlines()
+    assert len(kept) == 3
+
+
+def test_a_connection_that_hangs_before_the_socket_is_cut_off_and_sends_nothing_late(tmp_path, monkeypatch):
+    """A name lookup that hangs is bounded by no socket timeout; once the attempt gave up, its late connection
+    must not send the event behind the next attempt's back."""
+    import socket
+
+    release, real = threading.Event(), socket.create_connection
+
+    def hanging(*args, **kwargs):  # a resolver that answers only when released
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", hanging)
+    limits = Alerts(timeout_seconds=0.3, max_attempts=2, backoff_seconds=0.05, max_total_seconds=1.0)
+    with Receiver() as receiver:
+        started = time.monotonic()
+        report = deliver(make_events(1), tmp_path / "alerts.jsonl", receiver.url, limits)
+        assert time.monotonic() - started < limits.max_total_seconds + 1.0
+        assert report.delivered == [] and len(report.pending) == 1 and "TimeoutError" in report.last_problem
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "webhook-attempt":
+                thread.join(timeout=5)
+        assert receiver.requests == []
+
+
 def test_an_interrupted_delivery_keeps_every_unsent_event(tmp_path):
     events = make_events(4)
     out = tmp_path / "alerts.jsonl"
@@ -258,7 +379,7 @@ def test_two_deliveries_of_one_events_file_never_run_at_once(tmp_path):
     out = tmp_path / "alerts.jsonl"
     with open(tmp_path / "alerts.jsonl.delivered", "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        with Receiver() as receiver, pytest.raises(DataError, match="another delivery"):
+        with Receiver() as receiver, pytest.raises(DataError, match="another run is writing or delivering"):
             deliver(make_events(2), out, receiver.url, FAST)
     assert receiver.requests == []
 

@@ -259,6 +259,61 @@ def test_money_is_compact_and_never_infinite(value, expected):
     assert money(value) == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.0, "0"),
+        (999.0, "999"),
+        (999.4, "999"),
+        (999.5, "1.0k"),  # prints as 1,000 in units: the next unit up
+        (1_000.0, "1.0k"),
+        (9_999.0, "10.0k"),
+        (10_000.0, "10.0k"),
+        (821_146.0, "821.1k"),
+        (999_949.0, "999.9k"),
+        (999_999.0, "1.0M"),
+        (1e6, "1.0M"),
+        (12_345_678.0, "12.3M"),
+        (999_999_999.0, "1.0B"),
+        (1e9, "1.0B"),
+        (1e12, "1.0T"),
+        (1e15, "1.0e+15"),
+        (-9_999.0, "-10.0k"),
+        (-0.2, "0"),
+    ],
+)
+def test_compact_figures_change_unit_where_the_rounded_figure_reaches_1000(value, expected):
+    from scoring.reasons import compact
+
+    assert compact(value) == expected
+    assert compact(value, "$") == (expected.replace("-", "-$") if expected.startswith("-") else "$" + expected)
+
+
+def test_forecast_console_and_page_write_the_same_compact_figures():
+    """$821,146 once printed $82.1K on the console (thousands at 1e4) while the page said $821.1k."""
+    from rich.console import Console
+
+    from cli.forecast import forecast_table
+    from reports.forecast_page import forecast_tier_table
+
+    row = {"tier": "tier_1", "accounts": 1_234}
+    figures = {
+        "new_opportunities": (10_000.0, 9_999.0, 10_400.0),
+        "pipeline_value": (821_146.0, 999_999.0, 1_000.0),
+        "deals_won": (999.0, 950.0, 1_050.0),
+        "won_revenue": (52_200_000.0, 10_400_000.0, 999_949.0),
+    }
+    for name, (point, low, high) in figures.items():
+        row.update({name: point, f"{name}_low": low, f"{name}_high": high})
+    console = Console(width=200, record=True, color_system=None)
+    console.print(forecast_table(pd.DataFrame([row]), "t"))
+    text = console.export_text()
+    for cell in ("10.0k", "10.0k-10.4k", "$821.1k", "$1.0M-$1.0k", "999", "950-1.1k", "$52.2M", "$10.4M-$999.9k"):
+        assert cell in text, cell
+    page = str(forecast_tier_table(pd.DataFrame([row])))
+    assert "$821.1k ($1.0M – $1.0k)" in page and "$52.2M ($10.4M – $999.9k)" in page
+
+
 # --- the scores file: sensible precision, rounded only when written ------------------------------------------
 
 

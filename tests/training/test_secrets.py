@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from activation.delivery import deliver
 from cli.main import app
 from configuration.tiering import Alerts
-from features.files import write_table
 from features.redact import redact, redact_url
+from ingest.files import write_table
 from tests.training.test_alerts import CURRENT, PREVIOUS
 from tests.training.test_delivery import Receiver, make_events
 
