@@ -94,7 +94,6 @@ def score(
     from ingest.files import read_overrides, write_table
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
-    from training.workflow import score_book
 
     if engine not in ("pandas", "spark"):
         raise UserError(f"--engine must be pandas or spark, not {engine!r}")
@@ -167,7 +166,7 @@ def score(
         say_as_of(cutoff, as_of is not None, "the day after the latest date in the export")
         with steps(1) as progress:
             progress("scoring accounts")
-            scores = score_book(frame, scorer, version, cutoff, budget, pins)
+            scores = scorer.score_book(frame, cutoff, budget=budget, overrides=pins, model_version=version).scores
         write_table(scores, out)
     if pins is not None:
         console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
@@ -260,7 +259,8 @@ def compare(
     say_as_of(cutoff, given, "the day after the latest date in the export")
     with steps(5) as progress:
         progress("scoring the current book")
-        scores, features = scorer.score_book_with_features(frame, cutoff, budget=budget, model_version=version)
+        scored = scorer.score_book(frame, cutoff, budget=budget, model_version=version)
+        scores, features = scored.scores, scored.features
         page, comparison = write_comparison(
             frame, scorer, scores, features, version, model, cutoff, budget, out, f"Data: {data}", progress
         )

@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from features.config import UNTIERED, TieringConfig
+from features.config import TIER_NAMES, UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
 from features.rules import Features, rule_scores, with_rule_score_columns
@@ -420,5 +420,6 @@ def describe_ties(ties: list[dict]) -> list[str]:
 
 
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
+    """Accounts per tier name (every tier, untiered last), zero where none."""
     counts = scores[column].value_counts()
-    return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}
+    return {name: int(counts.get(name, 0)) for name in [*TIER_NAMES, UNTIERED]}

@@ -16,7 +16,7 @@ from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import SCORE_NUMBERS, assert_published
-from training.workflow import score_book, train_and_register
+from training.workflow import train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def pandas_scores(export, budget, overrides=None):
     frame = load_export(export).data
     scorer, version = resolve_model(None, CONFIG)
     pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
-    return score_book(frame, scorer, version, None, budget, pins)
+    return scorer.score_book(frame, budget=budget, overrides=pins, model_version=version).scores
 
 
 def spark_scores(spark, export, out, budget, overrides=None):
