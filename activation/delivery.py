@@ -28,7 +28,6 @@ import fcntl
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import os
 import ssl
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit
 from activation.alerts import event_line
 from features.config import Alerts
 from features.errors import DataError, Problem
+from ingest.settings import is_loopback
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
 TIMESTAMP_HEADER = "X-Tiering-Timestamp"
@@ -54,15 +54,6 @@ def outbox_path(out: Path) -> Path:
 
 def delivered_path(out: Path) -> Path:
     return Path(f"{out}.delivered")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_webhook_url(url: str) -> None:

@@ -150,7 +150,7 @@ def rollback() -> None:
     console.print(f"champion: {before} -> {after}")
 
 
-def holdout_tier_table(result) -> Table:
+def holdout_tiers_console(result) -> Table:
     from rich.table import Table
 
     table = Table(
@@ -231,7 +231,7 @@ def demo(
         f"{escape(outcome.decision.render())}[/]",
         highlight=False,
     )
-    console.print(holdout_tier_table(outcome.result))
+    console.print(holdout_tiers_console(outcome.result))
     console.print(
         tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
     )

@@ -19,6 +19,7 @@ the fix, instead of workers failing and restarting in a loop. The service's modu
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -26,6 +27,16 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "TIERING_"
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address; any other name may resolve to anything, so it is not loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SettingsError(ValueError):

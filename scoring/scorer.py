@@ -16,7 +16,7 @@ import pandas as pd
 from features.config import TIER_NAMES, UNTIERED, TieringConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
-from features.rules import Features, rule_scores, with_rule_score_columns
+from features.rules import Features, with_rule_score_columns, with_rule_scores
 from scoring.learners import DealSizeModel, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.reasons import top_reasons
@@ -61,12 +61,6 @@ PREDICTED_FROM_FEATURES = (
 )
 TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
-
-
-def with_rule_scores(features: pd.DataFrame, config: TieringConfig) -> pd.DataFrame:
-    """Feature rows plus the rule component scores (which the learners also use as features)."""
-    scores = rule_scores(features, config)
-    return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)
 
 
 @dataclass(frozen=True)

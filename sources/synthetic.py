@@ -228,7 +228,7 @@ TRUTH_WEIGHT_BY_CHANNEL = np.array([TRUTH_CHANNEL_WEIGHTS[channel] for channel i
 
 
 @dataclass(frozen=True)
-class WinModel:
+class TrueWinModel:
     """The true win probability: a logistic function of what the export shows before creation.
 
     logit = intercept + industry_fit * [industry in ICP_INDUSTRIES]
@@ -278,7 +278,7 @@ class WinModel:
         return 1.0 / (1.0 + np.exp(-self.logit(*args, **kwargs)))
 
 
-WIN_MODEL = WinModel()
+WIN_MODEL = TrueWinModel()
 
 # --- Output ----------------------------------------------------------------------------------------
 

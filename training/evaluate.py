@@ -128,6 +128,13 @@ def deal_size_metrics(amount: np.ndarray, predicted: np.ndarray, predicted_log: 
     }
 
 
+def won_revenue_by_account(deals: pd.DataFrame, accounts: pd.Series) -> pd.Series:
+    """Won revenue of `deals` (account_id, won, amount) per account, in the order of `accounts`; 0 where none."""
+    won = deals[deals["won"] == 1]
+    revenue = won.groupby("account_id")["amount"].sum(min_count=1).fillna(0.0)
+    return accounts.map(revenue).fillna(0.0).astype("float64").rename("won_revenue")
+
+
 def tier_outcomes(tiers: pd.Series, holdout: pd.DataFrame) -> pd.DataFrame:
     """Per tier: accounts, holdout opportunities, win rate, won revenue and its share.
 
