@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from activation.alerts import event_line
 from features.config import Alerts
 from features.errors import DataError, Problem
-from ingest.settings import is_loopback
+from ingest.settings import is_loopback, secret
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
 TIMESTAMP_HEADER = "X-Tiering-Timestamp"
@@ -254,7 +254,7 @@ def _deliver_locked(
             queue.append(event)
             queued.add(event["id"])
     _write_outbox(outbox, queue)  # before any send: a crash from here on loses nothing
-    secret = os.environ.get(config.secret_env, "")
+    signing_key = secret(config.secret_env)
     deadline = clock() + config.max_total_seconds
     connection = _Connection(url)
     sent: set[str] = set()
@@ -263,7 +263,7 @@ def _deliver_locked(
             if clock() >= deadline:
                 report.timed_out = True
                 break
-            status = _send(connection, event, secret, config, deadline, clock, sleep, report)
+            status = _send(connection, event, signing_key, config, deadline, clock, sleep, report)
             if status is not None and 200 <= status < 300:
                 ledger_file.write(event["id"] + "\n")
                 ledger_file.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,13 @@ from cli.common import (
 from features.config import load_config
 
 
+class Engine(StrEnum):
+    """Where `tiering score` runs."""
+
+    PANDAS = "pandas"  # this machine
+    SPARK = "spark"  # a Spark cluster: reads canonical tables, writes Parquet
+
+
 @friendly_errors
 def score(
     # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
@@ -61,11 +69,11 @@ def score(
         Path | None, typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")
     ] = None,
     engine: Annotated[
-        str,
+        Engine,
         typer.Option(
             "--engine", help="pandas (one machine) or spark (a Spark cluster; reads canonical tables, writes Parquet)."
         ),
-    ] = "pandas",
+    ] = Engine.PANDAS,
     spark_master: Annotated[
         str,
         typer.Option(
@@ -95,8 +103,6 @@ def score(
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
 
-    if engine not in ("pandas", "spark"):
-        raise UserError(f"--engine must be pandas or spark, not {engine!r}")
     settings = load_config(config)
     from ingest.repair import invalid_rows_mode
 
@@ -109,7 +115,7 @@ def score(
         events_file = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
         prepare(events_file, settings.alerts.webhook_url)
         against = (read_scores(alerts_against), events_file)
-    if engine == "spark":
+    if engine == Engine.SPARK:
         if rows_mode == "drop":
             raise UserError(
                 "--engine spark reads canonical tables as they are and drops no rows; validate and score "

@@ -130,6 +130,21 @@ def load_settings() -> Settings:
         raise SettingsError("\n".join(lines)) from None
 
 
+def debugging() -> bool:
+    """`TIERING_DEBUG` set to a true value (1, true, yes, on); false too when the environment does not validate, since
+    this is asked while another error is reported."""
+    try:
+        return load_settings().debug
+    except SettingsError:
+        return False
+
+
+def secret(name: str) -> str:
+    """The value of the environment variable a configuration names for a secret (`alerts.secret_env`); "" if unset.
+    Secrets live in the environment only, never in tiering.yaml, so the file can be shared."""
+    return os.environ.get(name, "")
+
+
 def unknown_variables() -> list[str]:
     """TIERING_* variables that no setting reads (a typo such as TIERING_API_KEYS leaves the service open)."""
     found = []

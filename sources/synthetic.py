@@ -21,7 +21,7 @@ accounts at a time so 100,000 accounts (about 20 million events) fit in little m
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from features.config import CHANNELS
+from ingest.files import atomic_path
 
 FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
 TRUTH_FILE = "truth.csv"
@@ -950,20 +951,18 @@ def _creation_truth_table(accounts: _Accounts, opportunities: _Opportunities, ca
 
 
 class _StagedFiles:
-    """Files written under temporary names in the target folder and renamed into place together at
+    """Files written under temporary names in the target folder (`atomic_path`) and renamed into place together at
     the end, so a failed run leaves no half-written (or half-updated) export behind."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._pending: dict[Path, Path] = {}
+        self._files = contextlib.ExitStack()
         self._superseded: list[Path] = []
 
     def path(self, name: str, supersedes: tuple[str, ...] = ()) -> Path:
         """A temporary path for `name`; on success the files named in `supersedes` are removed."""
-        temporary = self.folder / f".{name}.{os.getpid()}.tmp"
-        self._pending[temporary] = self.folder / name
         self._superseded.extend(self.folder / other for other in supersedes)
-        return temporary
+        return self._files.enter_context(atomic_path(self.folder / name))
 
     def table_path(self, table: str, file_format: str) -> Path:
         """Where a canonical table goes; the same table in another format goes, as a loader needs one."""
@@ -971,17 +970,14 @@ class _StagedFiles:
         return self.path(f"{table}.{file_format}", supersedes=others)
 
     def __enter__(self) -> _StagedFiles:
+        self._files.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
+        self._files.__exit__(exc_type, exc, traceback)  # each file renamed into place, or its temporary removed
         if exc_type is None:
-            for temporary, final in self._pending.items():
-                os.replace(temporary, final)
             for stale in self._superseded:
                 stale.unlink(missing_ok=True)
-        else:
-            for temporary in self._pending:
-                temporary.unlink(missing_ok=True)
 
 
 def _open_writer(path: Path, schema: pa.Schema, file_format: str):

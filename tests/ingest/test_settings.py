@@ -27,3 +27,23 @@ def test_serve_refuses_a_localhost_subdomain_without_a_key(monkeypatch):
     check_exposure("127.0.0.1")  # loopback: open without a key
     with pytest.raises(UnsafeHost):
         check_exposure("relay.localhost")
+
+
+@pytest.mark.parametrize(("value", "traceback"), [("1", True), ("yes", True), ("0", False), ("no", False)])
+def test_tiering_debug_is_read_as_a_setting(value, traceback, monkeypatch, tmp_path):
+    """TIERING_DEBUG=0 means off (it used to mean on: any non-empty value did)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("ingest.io.load_export", broken)
+    monkeypatch.setenv("TIERING_DEBUG", value)
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    if traceback:
+        assert isinstance(result.exception, RuntimeError)
+    else:
+        assert result.exit_code == 1
+        assert "unexpected error: RuntimeError: a bug" in result.output
