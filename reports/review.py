@@ -811,16 +811,16 @@ def build_review(
 
 
 def drift_rows(
-    data: CrmData, config: TieringConfig, trained_until: pd.Timestamp, book: pd.DataFrame, builder=None
+    data: CrmData, config: TieringConfig, trained_until: pd.Timestamp, book: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training population and the book now, as feature rows with the rule components (what the learners see).
 
     The training population is the book as of the model's training cut-off, computed point in time from the export:
     accounts against accounts. (The training rows themselves are deals, each with features as of its creation, when
     activity peaks before every deal; against any book they differ by design, so they would show drift where there
-    is none.) `builder`: the export's FeatureBuilder when the caller has one (building it indexes every event)."""
+    is none.)"""
     from features.pointintime import FeatureBuilder, snapshot
     from features.rules import with_rule_scores
 
-    reference = snapshot(data, builder or FeatureBuilder(data, config), trained_until)
+    reference = snapshot(data, FeatureBuilder(data, config), trained_until)
     return with_rule_scores(reference, config), with_rule_scores(book, config)
