@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,14 @@ from rich.text import Text
 from features.config import CHANNELS
 from ingest.files import atomic_path
 
-FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+class FileFormat(StrEnum):
+    """The format of the generated tables (`tiering generate --format`)."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
 TRUTH_FILE = "truth.csv"
 CREATION_TRUTH_FILE = "truth_creation.csv"  # each account's true opportunity-creation rate (pipeline propensity)
 
@@ -428,8 +436,8 @@ def generate_export(
     on failure, none does. `engagement_shift=(date, factor)` plants a population shift for drift tests:
     from that date on, every account's engagement is `factor` times as frequent (the default plants none).
     """
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"file_format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
+    if file_format not in set(FileFormat):
+        raise ValueError(f"file_format must be one of {', '.join(FileFormat)}, not {file_format!r}")
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, not {n_accounts}")
     started = time.perf_counter()
@@ -966,7 +974,7 @@ class _StagedFiles:
 
     def table_path(self, table: str, file_format: str) -> Path:
         """Where a canonical table goes; the same table in another format goes, as a loader needs one."""
-        others = tuple(f"{table}.{other}" for other in FILE_FORMATS if other != file_format)
+        others = tuple(f"{table}.{other}" for other in FileFormat if other != file_format)
         return self.path(f"{table}.{file_format}", supersedes=others)
 
     def __enter__(self) -> _StagedFiles:
