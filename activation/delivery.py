@@ -30,7 +30,6 @@ import fcntl
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import os
 import socket
@@ -47,6 +46,7 @@ from activation.alerts import event_line
 from configuration.tiering import Alerts
 from features.errors import DataError, Problem
 from features.redact import redact, redact_url
+from ingest.settings import is_loopback, secret
 
 SIGNATURE_HEADER = "X-Tiering-Signature"
 TIMESTAMP_HEADER = "X-Tiering-Timestamp"
@@ -60,15 +60,6 @@ def outbox_path(out: Path) -> Path:
 
 def delivered_path(out: Path) -> Path:
     return Path(f"{out}.delivered")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_webhook_url(url: str) -> None:
@@ -347,7 +338,7 @@ def _deliver_locked(
             queue.append(event)
             queued.add(event["id"])
     _write_outbox(outbox, queue)  # before any send: a crash from here on loses nothing
-    secret = os.environ.get(config.secret_env, "")
+    signing_key = secret(config.secret_env)
     deadline = clock() + config.max_total_seconds
     connection = _Connection(url)
     sent: set[str] = set()
@@ -356,7 +347,7 @@ def _deliver_locked(
             if clock() >= deadline:
                 report.timed_out = True
                 break
-            status = _send(connection, event, secret, config, deadline, clock, sleep, report)
+            status = _send(connection, event, signing_key, config, deadline, clock, sleep, report)
             if status is not None and 200 <= status < 300:
                 ledger_file.write(event["id"] + "\n")
                 ledger_file.flush()

@@ -33,7 +33,7 @@ import numpy as np
 import psutil
 
 from bench.serving_bench import BOOK as BOOK_ACCOUNTS
-from bench.serving_bench import _free_port, _payloads, _server, _tracking_store, _train_champion
+from bench.serving_bench import free_port, payloads, running_server, tracking_store, train_champion
 from serving.requests import MAX_SCORE_ACCOUNTS
 
 CLIENTS = {"single": 12, "book": 2, "invalid": 2}  # 16 in all
@@ -221,10 +221,10 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
         folder = Path(tmp)
         store = f"sqlite:///{folder / 'store' / 'mlflow.db'}"
-        with _tracking_store(store):
+        with tracking_store(store):
             _progress(f"training a champion on {n_accounts:,} synthetic accounts")
-            data, version = _train_champion(folder, n_accounts)
-            singles, book, _, _ = _payloads(data, version)
+            data, version = train_champion(folder, n_accounts)
+            singles, book, _, _ = payloads(data, version)
         calls = _calls(singles, book)
 
         key = secrets.token_urlsafe(24)
@@ -235,14 +235,14 @@ def run(quick: bool = False) -> dict:
             "BENTOML_DO_NOT_TRACK": "true",
             "TIERING_API_KEY": key,
         }
-        port = _free_port()
+        port = free_port()
         base_url, log = f"http://127.0.0.1:{port}", folder / "tiering.log"
         _progress(
             f"starting tiering serve; then {CONCURRENCY} clients for {warm_up_seconds:g} s of warm-up "
             f"and {seconds:g} s measured"
         )
         command = [str(Path(sys.executable).parent / "tiering"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        with _server(command, f"{base_url}/readyz", env, log):
+        with running_server(command, f"{base_url}/readyz", env, log):
             with RssSampler(_server_process(port)) as rss:
                 ready_mb = rss.now_mb()
                 # The same load first, so the allocator's working set for it (concurrent 1,000-account requests

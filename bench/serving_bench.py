@@ -43,13 +43,13 @@ def _progress(step: str) -> None:
     print(f"[serving bench] {step}", file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _train_champion(folder: Path, n_accounts: int):
+def train_champion(folder: Path, n_accounts: int):
     """A synthetic export and a champion trained on it with the default model settings."""
     from configuration.tiering import load_config, parse_config
     from ingest.io import load_export
@@ -67,7 +67,7 @@ def _train_champion(folder: Path, n_accounts: int):
 
 
 @contextmanager
-def _server(command: list[str], ready_url: str, env: dict, log: Path) -> Iterator[None]:
+def running_server(command: list[str], ready_url: str, env: dict, log: Path) -> Iterator[None]:
     with open(log, "w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
@@ -209,7 +209,7 @@ def _best(rounds: list[dict], repeats: int) -> dict:
 
 
 @contextmanager
-def _tracking_store(uri: str) -> Iterator[None]:
+def tracking_store(uri: str) -> Iterator[None]:
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
@@ -221,7 +221,7 @@ def _tracking_store(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
-def _payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], bytes]:
+def payloads(data, version: str) -> tuple[list[bytes], bytes, list[bytes], bytes]:
     """The same accounts and cut-off for both servers: raw accounts for `/score`, feature rows for MLflow."""
     from features.activity import default_as_of
     from scoring import registry
@@ -245,10 +245,10 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         folder = Path(tmp)
         store = f"sqlite:///{folder / 'store' / 'mlflow.db'}"
-        with _tracking_store(store):
+        with tracking_store(store):
             _progress(f"training a champion on {n_accounts:,} synthetic accounts")
-            data, version = _train_champion(folder, n_accounts)
-            ours_single, ours_book, mlflow_single, mlflow_book = _payloads(data, version)
+            data, version = train_champion(folder, n_accounts)
+            ours_single, ours_book, mlflow_single, mlflow_book = payloads(data, version)
 
         # `mlflow models serve` runs `uvicorn` from PATH, which lacks this venv when it is not activated.
         env = {
@@ -259,7 +259,7 @@ def run(quick: bool = False) -> dict:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
         env.pop("TIERING_API_KEY", None)
-        ours_port, mlflow_port = _free_port(), _free_port()
+        ours_port, mlflow_port = free_port(), free_port()
         ours_command = [str(Path(sys.executable).parent / "tiering"), "serve", "--port", str(ours_port)]
         mlflow_command = [
             sys.executable,
@@ -279,8 +279,8 @@ def run(quick: bool = False) -> dict:
         ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
         _progress("starting tiering serve and mlflow models serve")
         with (
-            _server(ours_command, f"{ours_url}/readyz", env, folder / "tiering.log"),
-            _server(mlflow_command, f"{mlflow_url}/ping", env, folder / "mlflow.log"),
+            running_server(ours_command, f"{ours_url}/readyz", env, folder / "tiering.log"),
+            running_server(mlflow_command, f"{mlflow_url}/ping", env, folder / "mlflow.log"),
         ):
             ours_rounds, mlflow_rounds = [], []
             for round_number in range(1, ROUNDS + 1):

@@ -44,7 +44,7 @@ def features(data_dir: Path) -> dict:
     from configuration.tiering import TieringConfig
     from features.pointintime import FeatureBuilder, snapshot, training_rows
     from ingest.io import load_export
-    from training.pipeline import Window
+    from training.pipeline import WindowDates
 
     floor = read_floor(data_dir)
     clock = Clock()
@@ -53,7 +53,7 @@ def features(data_dir: Path) -> dict:
     config = TieringConfig()
     builder = FeatureBuilder(data, config)
     index_seconds = clock.lap()
-    window = Window.for_data(data, config, None)
+    window = WindowDates.for_data(data, config, None)
     rows = training_rows(data, builder, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
     rows_seconds = clock.lap()
     book = snapshot(data, builder, window.as_of)
@@ -75,13 +75,13 @@ def _training_matrix(data_dir: Path):
     from configuration.tiering import TieringConfig
     from features.matrix import FeatureSpec
     from features.pointintime import FeatureBuilder, training_rows
+    from features.rules import with_rule_scores
     from ingest.io import load_export
-    from scoring.scorer import with_rule_scores
-    from training.pipeline import Window
+    from training.pipeline import WindowDates
 
     data = load_export(data_dir).data
     config = TieringConfig()
-    window = Window.for_data(data, config, None)
+    window = WindowDates.for_data(data, config, None)
     rows = with_rule_scores(training_rows(data, FeatureBuilder(data, config), window.start, window.as_of), config)
     spec = FeatureSpec.fit(rows, config)
     return data, config, rows, spec, spec.encode(rows)
@@ -157,7 +157,7 @@ def _load(data_dir: Path):
 def score(data_dir: Path) -> dict:
     """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
     from features.pointintime import FeatureBuilder, snapshot
-    from scoring.scorer import with_rule_scores
+    from features.rules import with_rule_scores
     from training.pipeline import train as train_models
 
     data, config = _load(data_dir)

@@ -107,11 +107,10 @@ def publish_alerts(
 
 
 def _deliver(events: list[dict], out: Path, url: str, settings, held: TextIO | None) -> None:
-    import os
-
     from activation.delivery import deliver, outbox_path
+    from ingest.settings import secret
 
-    if not os.environ.get(settings.alerts.secret_env):
+    if not secret(settings.alerts.secret_env):
         say(f"note: {settings.alerts.secret_env} is not set: events are sent unsigned", error=True)
     try:
         report = deliver(events, out, url, settings.alerts, held=held)

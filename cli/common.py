@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +18,7 @@ from cli.stopping import STOPPED, default_sigterm, stop_on_sigterm
 from features.config import ConfigError
 from features.errors import DataError
 from features.redact import redact
+from ingest.validation import InvalidRows
 from scoring.registry import TrackingError
 
 if TYPE_CHECKING:
@@ -87,7 +87,9 @@ def friendly_errors(command: Callable) -> Callable:
             if failure:
                 err_console.print(f"[bold red]error:[/] {escape(redact(failure))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
-            if os.environ.get("TIERING_DEBUG"):
+            from ingest.settings import debugging
+
+            if debugging():
                 raise
             err_console.print(
                 f"[bold red]unexpected error:[/] {escape(error.__class__.__name__)}: "
@@ -130,7 +132,7 @@ ModelOpt = Annotated[
 
 
 InvalidRowsOpt = Annotated[
-    str | None,
+    InvalidRows | None,
     typer.Option(
         "--invalid-rows",
         help="stop: a row-level problem (empty id, bad date, close before create...) stops the run; drop: "
@@ -201,7 +203,7 @@ def steps(total: int):
         progress.update(task, completed=total, description="done")
 
 
-def load_data(data: str | Path, mapping: str | None, invalid_rows: str = "stop"):
+def load_data(data: str | Path, mapping: str | None, invalid_rows: InvalidRows = InvalidRows.STOP):
     """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
     ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
     from cli.summary import report_rejected

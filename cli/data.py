@@ -22,6 +22,7 @@ from cli.common import (
     use_config,
 )
 from features.errors import DataError
+from sources.synthetic import FileFormat
 
 
 @friendly_errors
@@ -29,13 +30,11 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic export into.")],
     accounts: Annotated[int, typer.Option("--accounts", min=10, help="Number of accounts.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same export.")] = 7,
-    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    file_format: Annotated[FileFormat, typer.Option("--format", help="Format of the tables.")] = FileFormat.CSV,
 ) -> None:
     """Write a realistic synthetic CRM export in canonical form, plus truth.csv (never read by training)."""
     from sources.synthetic import generate_export
 
-    if file_format not in ("csv", "parquet"):
-        raise UserError(f"--format must be csv or parquet, not {file_format!r}")
     _check_generate_target(out)
     summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
     console.print(summary.render() if hasattr(summary, "render") else escape(str(summary)))  # Text: never markup

@@ -150,7 +150,7 @@ def rollback() -> None:
     console.print(f"champion: {before} -> {after}")
 
 
-def holdout_tier_table(result) -> Table:
+def holdout_tiers_console(result) -> Table:
     from rich.table import Table
 
     table = Table(
@@ -218,7 +218,8 @@ def demo(
         from features.activity import default_as_of
 
         scoring_as_of = default_as_of(frame)
-        scores, features = scorer.score_book_with_features(frame, scoring_as_of, budget=budget, model_version=version)
+        scored = scorer.score_book(frame, scoring_as_of, budget=budget, model_version=version)
+        scores, features = scored.scores, scored.features
         scores_path = write_table(scores, out / "scores.csv")
     say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
     say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
@@ -230,7 +231,7 @@ def demo(
         f"{escape(outcome.decision.render())}[/]",
         highlight=False,
     )
-    console.print(holdout_tier_table(outcome.result))
+    console.print(holdout_tiers_console(outcome.result))
     console.print(
         tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
     )

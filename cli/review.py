@@ -204,7 +204,6 @@ def review(
     import pandas as pd
 
     from features.activity import default_as_of
-    from features.pointintime import FeatureBuilder, snapshot
     from ingest.repair import invalid_rows_mode
     from reports.diff import read_scores
     from reports.report import check_output_folder, publish
@@ -288,13 +287,12 @@ def review(
         warn(caution)
     with steps(5) as progress:
         progress("scoring the book now")
-        builder = FeatureBuilder(frame, tiering_model.config)
-        book = snapshot(frame, builder, end)
-        now = tiering_model.score_features(book, by_capacity=True, model_version=version)
+        scored = tiering_model.score_book(frame, end, model_version=version)
+        now, book = scored.scores, scored.features
         progress("measuring drift")
         reference = current = None
         if tiering_model.is_learned and facts.trained_until is not None:
-            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book, builder)
+            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book)
         progress("outcomes, ranking and predictions")
         learners = tiering_model.scorer.learners()
         result = build_review(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +37,13 @@ from cli.common import (
 )
 
 
+class Engine(StrEnum):
+    """Where `tiering score` runs."""
+
+    PANDAS = "pandas"  # this machine
+    SPARK = "spark"  # a Spark cluster: reads canonical tables, writes Parquet
+
+
 @friendly_errors
 def score(
     # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
@@ -63,11 +71,11 @@ def score(
         Path | None, typer.Option("--overrides", help="CSV of account_id,tier,reason,owner pinning accounts.")
     ] = None,
     engine: Annotated[
-        str,
+        Engine,
         typer.Option(
             "--engine", help="pandas (one machine) or spark (a Spark cluster; reads canonical tables, writes Parquet)."
         ),
-    ] = "pandas",
+    ] = Engine.PANDAS,
     spark_master: Annotated[
         str,
         typer.Option(
@@ -98,8 +106,6 @@ def score(
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
 
-    if engine not in ("pandas", "spark"):
-        raise UserError(f"--engine must be pandas or spark, not {engine!r}")
     settings = use_config(config)
     from ingest.repair import invalid_rows_mode
 
@@ -113,7 +119,7 @@ def score(
             events_file = alerts_out or Path(out).with_name(f"{Path(out).stem}.alerts.jsonl")
             held = stack.enter_context(prepare(events_file, settings.alerts.webhook_url))
             against = (read_scores(alerts_against), events_file, held)
-        if engine == "spark":
+        if engine == Engine.SPARK:
             if rows_mode == "drop":
                 raise UserError(
                     "--engine spark reads canonical tables as they are and drops no rows; validate and score "
@@ -180,9 +186,8 @@ def score(
                 check_order_and_book(against[0], str(alerts_against), cutoff.date().isoformat(), accounts, out)
             with steps(1) as progress:
                 progress("scoring accounts")
-                scores, features = scorer.score_book_with_features(
-                    frame, cutoff, budget=budget, overrides=pins, model_version=version
-                )
+                scored = scorer.score_book(frame, cutoff, budget=budget, overrides=pins, model_version=version)
+                scores, features = scored.scores, scored.features
             write_table(scores, out)
             if scorer.can_forecast:
                 say_open_at_deal_size(counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue")
@@ -279,7 +284,8 @@ def compare(
     say_as_of(cutoff, given, "the day after the latest date in the export")
     with steps(5) as progress:
         progress("scoring the current book")
-        scores, features = scorer.score_book_with_features(frame, cutoff, budget=budget, model_version=version)
+        scored = scorer.score_book(frame, cutoff, budget=budget, model_version=version)
+        scores, features = scored.scores, scored.features
         page, comparison = write_comparison(
             frame, scorer, scores, features, version, model, cutoff, budget, out, f"Data: {data}", progress
         )

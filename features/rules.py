@@ -126,3 +126,9 @@ def with_rule_score_columns(features: Features, config: ModelConfig) -> Mapping[
 def rule_scores(features: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
     """`rule_score_columns` as a frame on the feature rows' index."""
     return pd.DataFrame(rule_score_columns(features, config), index=features.index)
+
+
+def with_rule_scores(features: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
+    """Feature rows plus the rule component scores (which the learners also use as features), as a new frame."""
+    scores = rule_scores(features, config)
+    return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)

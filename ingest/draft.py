@@ -17,9 +17,7 @@ The draft never overwrites a file: it is linked into place only where nothing ex
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from features.dates import PATTERN as ISO_PATTERN
 from features.dates import within_range
 from features.errors import DataError, Problem
 from features.schema import REQUIRED, TABLES, columns
+from ingest.files import atomic_path
 from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
 from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
 
@@ -1030,22 +1029,17 @@ def write_new(path: str | Path, text: str) -> Path:
                 )
             ]
         )
-    handle, temporary = tempfile.mkstemp(prefix=".mapping.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        try:
-            os.link(temporary, path)  # fails if a file appeared meanwhile: never replaced
-        except FileExistsError:
-            raise DataError(
-                [
-                    Problem(
-                        f"{path} already exists: tiering init never overwrites a file",
-                        fix="pass another --out, or move that file away first",
-                        file=str(path),
-                    )
-                ]
-            ) from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        with atomic_path(path, overwrite=False) as temporary:  # never replaces a file that appeared meanwhile
+            temporary.write_text(text, encoding="utf-8")
+    except FileExistsError:
+        raise DataError(
+            [
+                Problem(
+                    f"{path} already exists: tiering init never overwrites a file",
+                    fix="pass another --out, or move that file away first",
+                    file=str(path),
+                )
+            ]
+        ) from None
     return path

@@ -44,8 +44,12 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path in the target's folder that replaces the target only if the block succeeds."""
+def atomic_path(target: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """A temporary path in the target's folder that becomes the target only if the block succeeds: the one way
+    tiering writes a file, so an interrupted run leaves the previous file (or none), never half of one.
+
+    With `overwrite=False` an existing target is never replaced: FileExistsError if one appeared meanwhile.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -57,7 +61,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            os.link(temporary, target)  # atomic too, and fails where a file exists
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -12,14 +12,13 @@ file, outcome values the mapping does not name) still stop the run.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from features.errors import DataError, Problem, plural
+from ingest.files import atomic_path
 from ingest.io import REJECTED_COLUMNS
-from ingest.validation import INVALID_ROWS
+from ingest.validation import InvalidRows
 
 if TYPE_CHECKING:
     from configuration.tiering import TieringConfig
@@ -29,21 +28,11 @@ REJECTED_FILE = "rejected_rows.csv"
 HEADER_LINE = ",".join(REJECTED_COLUMNS)
 
 
-def invalid_rows_mode(option: str | None, config: TieringConfig | None) -> str:
+def invalid_rows_mode(option: InvalidRows | None, config: TieringConfig | None) -> InvalidRows:
     """`--invalid-rows` when given, else `validation.invalid_rows` from the configuration (default stop)."""
-    if option is None:
-        return config.validation.invalid_rows if config is not None else "stop"
-    if option not in INVALID_ROWS:
-        raise DataError(
-            [
-                Problem(
-                    f"--invalid-rows {option!r} is not a choice",
-                    fix="give --invalid-rows stop (a bad row stops the run) or drop (it is dropped and "
-                    f"listed in {REJECTED_FILE})",
-                )
-            ]
-        )
-    return option
+    if option is not None:
+        return option
+    return InvalidRows(config.validation.invalid_rows) if config is not None else InvalidRows.STOP
 
 
 def check_rejected_target(path: str | Path = REJECTED_FILE) -> Path:
@@ -75,16 +64,10 @@ def write_rejected(loaded: LoadedExport, path: str | Path = REJECTED_FILE) -> Pa
     """Write every dropped row (header only when none was dropped), replacing the file at once: never half-written."""
     path = check_rejected_target(path)
     target = path.resolve()
-    handle, temporary = tempfile.mkstemp(prefix=".rejected_rows.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(REJECTED_COLUMNS)
-            writer.writerows(loaded.rejected[list(REJECTED_COLUMNS)].itertuples(index=False, name=None))
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as temporary, temporary.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(REJECTED_COLUMNS)
+        writer.writerows(loaded.rejected[list(REJECTED_COLUMNS)].itertuples(index=False, name=None))
     return path
 
 

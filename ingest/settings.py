@@ -19,6 +19,7 @@ the fix, instead of workers failing and restarting in a loop. The service's modu
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -26,6 +27,16 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "TIERING_"
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address; any other name may resolve to anything, so it is not loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SettingsError(ValueError):
@@ -117,6 +128,21 @@ def load_settings() -> Settings:
             message = problem["msg"].removeprefix("Value error, ")
             lines.append(f"{name}{shown}: {message}" + (f"; expected {hint}" if hint and field != "api_key" else ""))
         raise SettingsError("\n".join(lines)) from None
+
+
+def debugging() -> bool:
+    """`TIERING_DEBUG` set to a true value (1, true, yes, on); false too when the environment does not validate, since
+    this is asked while another error is reported."""
+    try:
+        return load_settings().debug
+    except SettingsError:
+        return False
+
+
+def secret(name: str) -> str:
+    """The value of the environment variable a configuration names for a secret (`alerts.secret_env`); "" if unset.
+    Secrets live in the environment only, never in tiering.yaml, so the file can be shared."""
+    return os.environ.get(name, "")
 
 
 def unknown_variables() -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -151,19 +152,23 @@ class SourceTable:
         return len(dropped)
 
 
-INVALID_ROWS: tuple[str, ...] = ("stop", "drop")
+class InvalidRows(StrEnum):
+    """What a row-level problem does (`--invalid-rows`, `validation.invalid_rows`)."""
+
+    STOP = "stop"  # the run stops and lists every problem
+    DROP = "drop"  # the row is dropped, counted in every summary and listed in rejected_rows.csv
 
 
-def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str = "stop") -> list[Problem]:
+def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str = InvalidRows.STOP) -> list[Problem]:
     """Check every imported table, parsing dates and numbers in place; returns errors and warnings.
 
     With `invalid_rows="drop"`, every row a row-level error names is dropped from its table (kept in the table's
     `rejected`) and the error becomes a warning; table-level errors still stop. References are checked after the
     rows of the accounts table were dropped, so an opportunity of a dropped account is dropped in turn.
     """
-    if invalid_rows not in INVALID_ROWS:
+    if invalid_rows not in set(InvalidRows):
         raise ValueError(f"invalid_rows must be stop or drop, not {invalid_rows!r}")
-    dropping = invalid_rows == "drop"
+    dropping = invalid_rows == InvalidRows.DROP
     for table in tables.values():
         table.dropping = dropping
     problems: list[Problem] = []

@@ -25,7 +25,7 @@ from scoring import registry
 from scoring.pyfunc import TieringModel
 from scoring.scorer import Scorer, describe_ties
 from scoring.tiers import allocate_budget, budget_summary, tier_movement
-from training.evaluate import gain_curve, tier_outcomes, win_metrics
+from training.evaluate import gain_curve, tier_outcomes, win_metrics, won_revenue_by_account
 from training.guards import constant_signals, inputs_available
 from training.plots import tier_matrix
 
@@ -98,9 +98,9 @@ def holdout_from_run(run_id: str) -> Holdout:
 def rules_backtest(data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None) -> Holdout:
     """Rule tiers as of the holdout start of the training window, judged on the deals that closed after."""
     from features.pointintime import FeatureBuilder, snapshot, training_rows
-    from training.pipeline import Window
+    from training.pipeline import WindowDates
 
-    window = Window.for_data(data, config, as_of)
+    window = WindowDates.for_data(data, config, as_of)
     builder = FeatureBuilder(data, config)
     book = Scorer(config=config).score(snapshot(data, builder, window.holdout_start), by_capacity=True)
     deals = training_rows(data, builder, window.holdout_start, window.as_of)[["account_id", "won", "amount"]]
@@ -142,13 +142,6 @@ def agreement_stats(book: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def won_revenue_by_account(holdout: Holdout) -> pd.Series:
-    """Each holdout-book account's won revenue over the holdout (0 for accounts that won nothing)."""
-    deals = holdout.opportunities
-    won = deals[deals["won"] == 1].groupby("account_id")["amount"].sum()
-    return holdout.book["account_id"].map(won).fillna(0.0).rename("won_revenue")
-
-
 def holdout_tier_table(holdout: Holdout, tierings: tuple[str, ...]) -> pd.DataFrame:
     """Per tiering and tier: accounts, opportunities, win rate, won revenue and share, expected value."""
     book = holdout.book.set_index("account_id")
@@ -187,7 +180,7 @@ def ranking_scores(learned: bool) -> dict[str, str]:
 
 def gain_table(holdout: Holdout, scores: dict[str, str]) -> pd.DataFrame:
     """Cumulative gain of each score on the holdout: accounts worked best-first against won revenue captured."""
-    value = won_revenue_by_account(holdout).to_numpy()
+    value = won_revenue_by_account(holdout.opportunities, holdout.book["account_id"]).to_numpy()
     parts = []
     for column, name in scores.items():
         worked, captured = gain_curve(value, holdout.book[column].to_numpy())

@@ -20,12 +20,13 @@ from matplotlib.figure import Figure
 from features.config import TIER_NAMES, UNTIERED
 from features.errors import DataError, Problem
 from ingest.files import check_writable_target, write_table
-from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at, won_revenue_by_account
+from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at
 from reports.diff import TierDiff
 from reports.forecast_page import forecast_tier_table
 from reports.html import Column, count, figure, matrix, money, percent, points, render, signed, table
 from scoring.forecast import SIMULATIONS
 from training import plots
+from training.evaluate import won_revenue_by_account
 
 __all__ = [
     "DIFF_PAGE",
@@ -153,7 +154,7 @@ def holdout_chart(c: Comparison) -> Figure:
 
 
 def gain_chart(c: Comparison) -> Figure:
-    value = won_revenue_by_account(c.holdout).to_numpy()
+    value = won_revenue_by_account(c.holdout.opportunities, c.holdout.book["account_id"]).to_numpy()
     book = c.holdout.book
     scores = {name: book[column].to_numpy() for column, name in c.ranking_scores.items() if column not in COMPONENTS}
     components = {name: book[column].to_numpy() for column, name in COMPONENTS.items()}

@@ -26,7 +26,14 @@ from features.errors import DataError, Problem, rows_of
 from features.schema import CrmData
 from reports.diff import TierDiff, diff_scores
 from scoring.tiers import allocate_budget
-from training.evaluate import bootstrap_aucs, deal_size_metrics, expected_calibration_error, gain_curve, win_metrics
+from training.evaluate import (
+    bootstrap_aucs,
+    deal_size_metrics,
+    expected_calibration_error,
+    gain_curve,
+    win_metrics,
+    won_revenue_by_account,
+)
 
 TIERS = [*TIER_NAMES, UNTIERED]
 TIERINGS = {"tier": "final", "learned_tier": "learned", "rule_tier": "rule"}
@@ -146,13 +153,6 @@ def period_deals(data: CrmData, period: Period, accounts: pd.Series) -> PeriodDe
     field_deals = closed[closed["created_date"] >= period.start]
     prepare = lambda frame: frame.assign(won=(frame["outcome"] == "won").astype(int)).reset_index(drop=True)  # noqa: E731
     return PeriodDeals(prepare(created), prepare(closed), prepare(field_deals))
-
-
-def won_revenue_by_account(closed: pd.DataFrame, accounts: pd.Series) -> pd.Series:
-    """Won revenue in the period per account (0 where none), in the order of `accounts`."""
-    won = closed[closed["won"] == 1]
-    revenue = won.groupby("account_id")["amount"].sum(min_count=1).fillna(0.0)
-    return accounts.map(revenue).fillna(0.0).astype("float64")
 
 
 # --- 1. outcomes by tier ----------------------------------------------------------------------------------------
@@ -856,16 +856,16 @@ def build_review(
 
 
 def drift_rows(
-    data: CrmData, config: ModelConfig, trained_until: pd.Timestamp, book: pd.DataFrame, builder=None
+    data: CrmData, config: ModelConfig, trained_until: pd.Timestamp, book: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training population and the book now, as feature rows with the rule components (what the learners see).
 
     The training population is the book as of the model's training cut-off, computed point in time from the export:
     accounts against accounts. (The training rows themselves are deals, each with features as of its creation, when
     activity peaks before every deal; against any book they differ by design, so they would show drift where there
-    is none.) `builder`: the export's FeatureBuilder when the caller has one (building it indexes every event)."""
+    is none.)"""
     from features.pointintime import FeatureBuilder, snapshot
-    from scoring.scorer import with_rule_scores
+    from features.rules import with_rule_scores
 
-    reference = snapshot(data, builder or FeatureBuilder(data, config), trained_until)
+    reference = snapshot(data, FeatureBuilder(data, config), trained_until)
     return with_rule_scores(reference, config), with_rule_scores(book, config)

@@ -8,8 +8,9 @@ import pandas as pd
 
 from reports import html
 from reports.html import Column, count, decimals, money, percent, points
-from reports.review import COMPONENTS, HOLDS, RETRAIN, TIERS, TOO_EARLY, QuarterlyReview, won_revenue_by_account
+from reports.review import COMPONENTS, HOLDS, RETRAIN, TIERS, TOO_EARLY, QuarterlyReview
 from training import plots
+from training.evaluate import won_revenue_by_account
 
 REVIEW_PAGE = "review.html"
 MOVES_SHOWN = 25

@@ -2,7 +2,8 @@
 the service, Spark) loads it and asks it for scores; nobody else turns accounts into scores.
 
 It holds the feature spec, the learners, the rule config and the frozen tier cut-offs. It answers:
-- `score_book`: a canonical export's accounts as of a date, tiers filled by capacity (batch scoring);
+- `score_book`: a canonical export's accounts as of a date, tiers filled by capacity (batch scoring, compare,
+  demo), with the feature rows it scored;
 - `score_accounts`: accounts that carry their own activity (the API's), tiers by capacity or by the
   frozen cut-offs;
 - `score_features` / `predict`: ready point-in-time feature rows (Spark's workers, `spark_udf`, MLflow's
@@ -17,14 +18,14 @@ rules alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any, TypedDict, Unpack
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from features.activity import builder_for_accounts
+from features.activity import builder_for_accounts, default_as_of
 from features.config import ModelConfig
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import Features, with_rule_score_columns
@@ -36,12 +37,23 @@ from scoring.pipeline import PipelineModel
 from scoring.scorer import RULES_ONLY, Scorer, place_tiers
 
 
-class BookOptions(TypedDict, total=False):
-    """`score_book`'s options, as `score_book_with_features` takes them."""
+@dataclass(frozen=True)
+class ScoredBook:
+    """A book scored by `TieringModel.score_book`: the score records, the feature rows they were scored from (same
+    order; a forecast of the same book reads them) and the day they were scored as of."""
 
-    budget: float | None
-    overrides: pd.DataFrame | None
-    model_version: str
+    scores: pd.DataFrame
+    features: Features
+    as_of: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class ScoredAccounts:
+    """Accounts scored by `TieringModel.score_accounts`: score columns in request order, and the per-tier forecast
+    when one was asked for and the model can forecast."""
+
+    scores: dict[str, np.ndarray]
+    forecast: pd.DataFrame | None = None
 
 
 class TieringModel(PythonModel):
@@ -73,25 +85,23 @@ class TieringModel(PythonModel):
     def config(self) -> ModelConfig:
         return self.scorer.config
 
-    def score_book(self, data: CrmData, as_of: pd.Timestamp, **options: Unpack[BookOptions]) -> pd.DataFrame:
-        """Every account of the export scored as of `as_of`, tiers filled by capacity over the book."""
-        return self.score_book_with_features(data, as_of, **options)[0]
-
-    def score_book_with_features(
+    def score_book(
         self,
         data: CrmData,
-        as_of: pd.Timestamp,
+        as_of: pd.Timestamp | None = None,
         *,
         budget: float | None = None,
         overrides: pd.DataFrame | None = None,
         model_version: str = RULES_ONLY,
-    ) -> tuple[pd.DataFrame, Features]:
-        """`score_book`, and the feature rows it scored (same order): a forecast of the same book reads them."""
+    ) -> ScoredBook:
+        """Every account of the export scored as of `as_of` (default: the day after the export's latest date), tiers
+        filled by capacity over the book: the one way a book is scored (`score`, `compare`, `demo`, the notebooks)."""
+        as_of = default_as_of(data) if as_of is None else as_of
         book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
         scores = self.scorer.score(
             book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
         )
-        return scores, book
+        return ScoredBook(scores, book, as_of)
 
     def forecast_book(
         self, data: CrmData, as_of: pd.Timestamp, *, model_version: str = RULES_ONLY, simulations: int = SIMULATIONS
@@ -133,12 +143,20 @@ class TieringModel(PythonModel):
         by_capacity: bool,
         budget: float | None = None,
         model_version: str = RULES_ONLY,
-    ) -> dict[str, np.ndarray]:
-        """Accounts carrying their engagement, intent and opportunities, as score columns in request order."""
+        forecast: bool = False,
+        explain: bool = True,
+        simulations: int = SIMULATIONS,
+    ) -> ScoredAccounts:
+        """Accounts carrying their engagement, intent and opportunities, as score columns in request order; with
+        `forecast`, tiers by capacity and the per-tier forecast from the same feature rows (when the model can)."""
+        if forecast and not by_capacity:
+            raise ValueError("a forecast reads tiers filled by capacity over the book: pass by_capacity=True")
         features = self._account_features(accounts, as_of)
-        return self.scorer.score_columns(
-            features, by_capacity=by_capacity, budget=budget, model_version=model_version, as_of=as_of
+        scores = self.scorer.score_columns(
+            features, by_capacity=by_capacity, budget=budget, model_version=model_version, as_of=as_of, explain=explain
         )
+        table = self.forecast(scores, features, simulations) if forecast and self.can_forecast else None
+        return ScoredAccounts(scores, table)
 
     def _account_features(self, accounts: Sequence[Any], as_of: pd.Timestamp) -> dict[str, np.ndarray]:
         cutoffs = np.full(len(accounts), to_seconds(np.array([pd.Timestamp(as_of).to_datetime64()]))[0])
@@ -146,38 +164,6 @@ class TieringModel(PythonModel):
         features = builder_for_accounts(accounts, self.scorer.config).build_columns(np.arange(len(accounts)), cutoffs)
         features["account_id"] = np.array([account.account_id for account in accounts], dtype=object)
         return features
-
-    def forecast_accounts(
-        self,
-        accounts: Sequence[Any],
-        as_of: pd.Timestamp,
-        *,
-        model_version: str = RULES_ONLY,
-        simulations: int = SIMULATIONS,
-    ) -> pd.DataFrame:
-        """The API's book (accounts with their activity): tiers by capacity, then the per-tier forecast."""
-        features = self._account_features(accounts, as_of)
-        scores = self.scorer.score_columns(
-            features, by_capacity=True, model_version=model_version, as_of=as_of, explain=False
-        )
-        return self.forecast(scores, features, simulations)
-
-    def tier_accounts(
-        self,
-        accounts: Sequence[Any],
-        as_of: pd.Timestamp,
-        *,
-        budget: float | None = None,
-        model_version: str = RULES_ONLY,
-        simulations: int = SIMULATIONS,
-    ) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
-        """The API's book with tiers by capacity, and its per-tier forecast (None when the model cannot forecast),
-        from one set of feature rows."""
-        features = self._account_features(accounts, as_of)
-        scores = self.scorer.score_columns(
-            features, by_capacity=True, budget=budget, model_version=model_version, as_of=as_of
-        )
-        return scores, (self.forecast(scores, features, simulations) if self.can_forecast else None)
 
     @property
     def can_forecast(self) -> bool:

@@ -13,10 +13,10 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from features.config import UNTIERED, ModelConfig
+from features.config import TIER_NAMES, UNTIERED, ModelConfig
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
-from features.rules import Features, rule_scores, with_rule_score_columns
+from features.rules import Features, with_rule_score_columns, with_rule_scores
 from scoring.learners import DealSizeModel, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.reasons import top_reasons
@@ -61,12 +61,6 @@ PREDICTED_FROM_FEATURES = (
 )
 TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
-
-
-def with_rule_scores(features: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
-    """Feature rows plus the rule component scores (which the learners also use as features)."""
-    scores = rule_scores(features, config)
-    return pd.concat([features.drop(columns=[c for c in scores.columns if c in features.columns]), scores], axis=1)
 
 
 @dataclass(frozen=True)
@@ -420,5 +414,6 @@ def describe_ties(ties: list[dict]) -> list[str]:
 
 
 def tier_counts(scores: pd.DataFrame, column: str = "tier") -> dict[str, int]:
+    """Accounts per tier name (every tier, untiered last), zero where none."""
     counts = scores[column].value_counts()
-    return {name: int(counts.get(name, 0)) for name in ["tier_1", "tier_2", "tier_3", UNTIERED]}
+    return {name: int(counts.get(name, 0)) for name in [*TIER_NAMES, UNTIERED]}

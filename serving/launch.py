@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -33,15 +32,6 @@ class UnsafeHost(Exception):
     """Listening beyond loopback without an API key would open the scores to the network."""
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
 def serve_command(host: str, port: int) -> list[str]:
     """The `bentoml serve` command line, run by this interpreter so it uses the same environment."""
     # BentoML binds IP addresses only; the working directory stays the caller's, so a relative
@@ -51,6 +41,8 @@ def serve_command(host: str, port: int) -> list[str]:
 
 
 def check_exposure(host: str) -> None:
+    from ingest.settings import is_loopback
+
     if not is_loopback(host) and api_key() is None:
         raise UnsafeHost(
             f"--host {host} listens beyond this machine: set {API_KEY_ENV} first (clients then send "

@@ -23,7 +23,7 @@ SCHEMAS = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
 
 
-class Problem(BaseModel):
+class FieldProblem(BaseModel):
     type: str = Field(description="Kind of problem, e.g. missing, float_parsing, duplicate_account_id.")
     loc: list[str | int] = Field(description='Path to the field at fault, e.g. ["accounts", 0, "employees"].')
     msg: str = Field(description="What is wrong, in words.")
@@ -33,7 +33,7 @@ class BadRequest(BaseModel):
     """Every problem found in the request, each with its field path."""
 
     error: str = Field(description="Summary, e.g. '2 validation errors for ScoreRequest'.")
-    detail: list[Problem]
+    detail: list[FieldProblem]
 
 
 class Refusal(BaseModel):
@@ -119,7 +119,7 @@ def documented(document: dict, apis: Mapping[str, Any]) -> dict:
     `apis` are the service's BentoML API methods (route, input and output models).
     """
     schemas = document["components"]["schemas"]
-    for model in (Problem, BadRequest, Refusal):
+    for model in (FieldProblem, BadRequest, Refusal):
         schemas[model.__name__] = model.model_json_schema(ref_template=SCHEMAS)
     for api in apis.values():
         operation = document["paths"][api.route]["post"]

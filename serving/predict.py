@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from configuration.tiering import Alerts
+from scoring.forecast import SIMULATIONS
 from scoring.pyfunc import TieringModel
-from serving.requests import ScoreRequest, scoring_as_of
+from serving.requests import ForecastRequest, ScoreRequest, scoring_as_of
 
 # Accounts plus their activity rows: about as much work as the event loop may hold before other requests wait.
 INLINE_MAX_ROWS = 2_000
@@ -35,6 +36,7 @@ class Scored:
     scores: dict[str, np.ndarray]  # the SPEC score columns, one entry per account in request order
     as_of: pd.Timestamp
     version: str
+    forecast: pd.DataFrame | None = None  # per tier, when asked for and the model can forecast
 
 
 def request_rows(request: ScoreRequest) -> int:
@@ -42,11 +44,26 @@ def request_rows(request: ScoreRequest) -> int:
 
 
 def score_request(
-    serving: ServingModel, request: ScoreRequest, *, by_capacity: bool, budget: float | None = None
+    serving: ServingModel,
+    request: ScoreRequest,
+    *,
+    by_capacity: bool,
+    budget: float | None = None,
+    forecast: bool = False,
+    explain: bool = True,
 ) -> Scored:
-    """The loaded model scores the request's accounts from their own activity (the one scoring path)."""
+    """The loaded model scores the request's accounts from their own activity: the one scoring path of every
+    endpoint (`/score` by the frozen cut-offs; `/tier` and `/forecast` by capacity, with the forecast)."""
     as_of = scoring_as_of(request)
-    scores = serving.model.score_accounts(
-        request.accounts, as_of, by_capacity=by_capacity, budget=budget, model_version=serving.version
+    simulations = request.simulations if isinstance(request, ForecastRequest) else SIMULATIONS
+    scored = serving.model.score_accounts(
+        request.accounts,
+        as_of,
+        by_capacity=by_capacity,
+        budget=budget,
+        model_version=serving.version,
+        forecast=forecast,
+        explain=explain,
+        simulations=simulations,
     )
-    return Scored(scores, as_of, serving.version)
+    return Scored(scored.scores, as_of, serving.version, scored.forecast)

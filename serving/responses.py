@@ -185,7 +185,7 @@ def forecast_records(table: pd.DataFrame) -> list[dict]:
     return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
-def tier_counts(tiers: pd.Series, budget: float | None, split: Budget) -> list[dict]:
+def tier_budget_records(tiers: pd.Series, budget: float | None, split: Budget) -> list[dict]:
     """Accounts and budget per tier; the amounts are null when no budget was given."""
     summary = budget_summary(tiers, budget, split)
     if budget is None:

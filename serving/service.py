@@ -27,7 +27,7 @@ from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
 from serving.predict import INLINE_MAX_ROWS, request_rows, score_request
-from serving.requests import ForecastRequest, ScoreRequest, TierRequest, scoring_as_of
+from serving.requests import ForecastRequest, ScoreRequest, TierRequest
 from serving.responses import (
     ForecastResponse,
     ModelInfo,
@@ -35,7 +35,7 @@ from serving.responses import (
     TierResponse,
     forecast_records,
     score_records,
-    tier_counts,
+    tier_budget_records,
 )
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
@@ -91,19 +91,16 @@ class TieringService:
         serving = self.champion.serving
         if serving is None:
             return self._unavailable()
-        as_of = scoring_as_of(request)
-        scores, forecast = serving.model.tier_accounts(
-            request.accounts, as_of, budget=request.budget, model_version=serving.version
-        )
+        scored = score_request(serving, request, by_capacity=True, budget=request.budget, forecast=True)
         pipeline = serving.model.scorer.pipeline
         return TierResponse(
-            model_version=serving.version,
-            as_of=as_of.date(),
-            scores=score_records(scores),
+            model_version=scored.version,
+            as_of=scored.as_of.date(),
+            scores=score_records(scored.scores),
             budget=request.budget,
-            tiers=tier_counts(scores["tier"], request.budget, serving.model.config.budget),
-            horizon_days=None if forecast is None or pipeline is None else pipeline.horizon_days,
-            forecast=None if forecast is None else forecast_records(forecast),
+            tiers=tier_budget_records(scored.scores["tier"], request.budget, serving.model.config.budget),
+            horizon_days=None if scored.forecast is None or pipeline is None else pipeline.horizon_days,
+            forecast=None if scored.forecast is None else forecast_records(scored.forecast),
         )
 
     @bentoml.api(route="/forecast", output_spec=ForecastResponse)
@@ -114,7 +111,7 @@ class TieringService:
         if serving is None:
             return self._unavailable()
         pipeline = serving.model.scorer.pipeline
-        if pipeline is None or not serving.model.is_learned:
+        if pipeline is None or not serving.model.can_forecast:
             return JSONResponse(
                 {
                     "error": f"model {serving.version} cannot forecast: it has no pipeline-propensity learner (rules "
@@ -122,15 +119,14 @@ class TieringService:
                 },
                 status_code=503,
             )
-        as_of = scoring_as_of(request)
-        table = serving.model.forecast_accounts(
-            request.accounts, as_of, model_version=serving.version, simulations=request.simulations
-        )
+        # The forecast reads tiers and probabilities, not the reasons (which cost more than the prediction).
+        scored = score_request(serving, request, by_capacity=True, forecast=True, explain=False)
+        assert scored.forecast is not None  # the model can forecast: checked above
         return ForecastResponse(
-            model_version=serving.version,
-            as_of=as_of.date(),
+            model_version=scored.version,
+            as_of=scored.as_of.date(),
             horizon_days=pipeline.horizon_days,
-            tiers=forecast_records(table),
+            tiers=forecast_records(scored.forecast),
         )
 
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)

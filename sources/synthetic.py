@@ -21,9 +21,10 @@ accounts at a time so 100,000 accounts (about 20 million events) fit in little m
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,16 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from features.config import CHANNELS
+from ingest.files import atomic_path
 
-FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+class FileFormat(StrEnum):
+    """The format of the generated tables (`tiering generate --format`)."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
 TRUTH_FILE = "truth.csv"
 CREATION_TRUTH_FILE = "truth_creation.csv"  # each account's true opportunity-creation rate (pipeline propensity)
 
@@ -228,7 +237,7 @@ TRUTH_WEIGHT_BY_CHANNEL = np.array([TRUTH_CHANNEL_WEIGHTS[channel] for channel i
 
 
 @dataclass(frozen=True)
-class WinModel:
+class TrueWinModel:
     """The true win probability: a logistic function of what the export shows before creation.
 
     logit = intercept + industry_fit * [industry in ICP_INDUSTRIES]
@@ -278,7 +287,7 @@ class WinModel:
         return 1.0 / (1.0 + np.exp(-self.logit(*args, **kwargs)))
 
 
-WIN_MODEL = WinModel()
+WIN_MODEL = TrueWinModel()
 
 # --- Output ----------------------------------------------------------------------------------------
 
@@ -427,8 +436,8 @@ def generate_export(
     on failure, none does. `engagement_shift=(date, factor)` plants a population shift for drift tests:
     from that date on, every account's engagement is `factor` times as frequent (the default plants none).
     """
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"file_format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
+    if file_format not in set(FileFormat):
+        raise ValueError(f"file_format must be one of {', '.join(FileFormat)}, not {file_format!r}")
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be at least 1, not {n_accounts}")
     started = time.perf_counter()
@@ -950,38 +959,33 @@ def _creation_truth_table(accounts: _Accounts, opportunities: _Opportunities, ca
 
 
 class _StagedFiles:
-    """Files written under temporary names in the target folder and renamed into place together at
+    """Files written under temporary names in the target folder (`atomic_path`) and renamed into place together at
     the end, so a failed run leaves no half-written (or half-updated) export behind."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._pending: dict[Path, Path] = {}
+        self._files = contextlib.ExitStack()
         self._superseded: list[Path] = []
 
     def path(self, name: str, supersedes: tuple[str, ...] = ()) -> Path:
         """A temporary path for `name`; on success the files named in `supersedes` are removed."""
-        temporary = self.folder / f".{name}.{os.getpid()}.tmp"
-        self._pending[temporary] = self.folder / name
         self._superseded.extend(self.folder / other for other in supersedes)
-        return temporary
+        return self._files.enter_context(atomic_path(self.folder / name))
 
     def table_path(self, table: str, file_format: str) -> Path:
         """Where a canonical table goes; the same table in another format goes, as a loader needs one."""
-        others = tuple(f"{table}.{other}" for other in FILE_FORMATS if other != file_format)
+        others = tuple(f"{table}.{other}" for other in FileFormat if other != file_format)
         return self.path(f"{table}.{file_format}", supersedes=others)
 
     def __enter__(self) -> _StagedFiles:
+        self._files.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
+        self._files.__exit__(exc_type, exc, traceback)  # each file renamed into place, or its temporary removed
         if exc_type is None:
-            for temporary, final in self._pending.items():
-                os.replace(temporary, final)
             for stale in self._superseded:
                 stale.unlink(missing_ok=True)
-        else:
-            for temporary in self._pending:
-                temporary.unlink(missing_ok=True)
 
 
 def _open_writer(path: Path, schema: pa.Schema, file_format: str):

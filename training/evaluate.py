@@ -40,7 +40,7 @@ def win_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def _weighted_auc(y: np.ndarray, level: np.ndarray, levels: int, weight: np.ndarray) -> float:
+def weighted_auc(y: np.ndarray, level: np.ndarray, levels: int, weight: np.ndarray) -> float:
     """ROC AUC with rows repeated `weight` times; `level` is each row's rank among distinct scores.
 
     Two weighted histograms over the score levels, O(rows), instead of a sort per resample; ties
@@ -60,7 +60,7 @@ def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int = 200
     out = np.empty((resamples, len(scores)))
     for row in range(resamples):
         weight = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
-        out[row] = [_weighted_auc(y, level, level.max() + 1, weight) for level in ranked]
+        out[row] = [weighted_auc(y, level, level.max() + 1, weight) for level in ranked]
     return out
 
 
@@ -95,7 +95,7 @@ def auc_confidence(
     gains: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(resamples):
         weight = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(np.float64)
-        model_auc, *reference_aucs = (_weighted_auc(y, level, level.max() + 1, weight) for level in ranked)
+        model_auc, *reference_aucs = (weighted_auc(y, level, level.max() + 1, weight) for level in ranked)
         aucs.append(model_auc)
         for name, reference_auc in zip(names, reference_aucs):
             gains[name].append(model_auc - reference_auc)
@@ -126,6 +126,13 @@ def deal_size_metrics(amount: np.ndarray, predicted: np.ndarray, predicted_log: 
         "r2_log": float(1 - residual / spread) if spread > 0 else float("nan"),
         "excluded": excluded,
     }
+
+
+def won_revenue_by_account(deals: pd.DataFrame, accounts: pd.Series) -> pd.Series:
+    """Won revenue of `deals` (account_id, won, amount) per account, in the order of `accounts`; 0 where none."""
+    won = deals[deals["won"] == 1]
+    revenue = won.groupby("account_id")["amount"].sum(min_count=1).fillna(0.0)
+    return accounts.map(revenue).fillna(0.0).astype("float64").rename("won_revenue")
 
 
 def tier_outcomes(tiers: pd.Series, holdout: pd.DataFrame) -> pd.DataFrame:

@@ -22,10 +22,11 @@ from sklearn.metrics import roc_auc_score
 from features.config import ModelConfig
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
+from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
 from scoring.learners import LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
-from scoring.scorer import Scorer, with_rule_scores
+from scoring.scorer import Scorer
 from training.evaluate import (
     auc_confidence,
     bootstrap_aucs,
@@ -44,7 +45,7 @@ from training.models import (
     train_booster,
 )
 from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot, with_closing_deals
-from training.window import Window, need_with_advice
+from training.window import WindowDates, need_with_advice
 
 Progress = Callable[[str], None]
 
@@ -77,7 +78,7 @@ class Selection:
 @dataclass
 class TrainingResult:
     scorer: Scorer
-    window: Window
+    window: WindowDates
     summary: dict
     metrics: dict[str, float]
     holdout: pd.DataFrame  # one row per holdout opportunity with every model's prediction
@@ -222,7 +223,7 @@ def _amounts(rows: pd.DataFrame) -> np.ndarray:
     return rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
+def _data_summary(rows: pd.DataFrame, data: CrmData, window: WindowDates) -> dict:
     won = int(rows["won"].sum())
     return {
         "accounts": int(len(data.accounts)),
@@ -240,7 +241,7 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: Window) -> dict:
 def train(
     data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
 ) -> TrainingResult:
-    window = Window.for_data(data, config, as_of)
+    window = WindowDates.for_data(data, config, as_of)
     progress("point-in-time features")
     builder = FeatureBuilder(data, config)
     rows = with_rule_scores(training_rows(data, builder, window.start, window.as_of), config)

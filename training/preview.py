@@ -12,7 +12,7 @@ import pandas as pd
 
 from features.config import ModelConfig
 from features.schema import CrmData
-from training.window import SLICE_MINIMUM, Window, closed_dates, count_between, suggest_as_of
+from training.window import SLICE_MINIMUM, WindowDates, closed_dates, count_between, suggest_as_of
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Slice:
 
 @dataclass(frozen=True)
 class WindowPreview:
-    window: Window
+    window: WindowDates
     slices: list[Slice]
     default_as_of: bool  # the window ends the day after the latest close date (no --as-of given)
     suggestion: pd.Timestamp | None  # the --as-of nearest this one at which no slice is thin; None if none is
@@ -51,7 +51,7 @@ def preview(data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = Non
 
     Raises DataError when there is no closed opportunity to place a window on (as training does).
     """
-    window = Window.for_data(data, config, as_of)
+    window = WindowDates.for_data(data, config, as_of)
     won, lost = closed_dates(data)
     slices = []
     for name, (start, end) in window.slices().items():

@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 from features.config import Candidate, ModelConfig
 from features.matrix import FeatureSpec, candidate_columns
 from features.pointintime import FeatureBuilder
-from features.rules import rule_scores
+from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
 from scoring.learners import LIGHTGBM, LOGISTIC, Recipe, WinModel
@@ -145,8 +145,7 @@ def snapshot_rows(
             rng = np.random.default_rng(config.model.seed + number)
             chosen = ids.iloc[np.sort(rng.choice(len(ids), per_cutoff, replace=False))].reset_index(drop=True)
         rows = builder.build(chosen, pd.Series(cutoff, index=chosen.index))
-        scores = rule_scores(rows, config)
-        rows = pd.concat([rows.drop(columns=[c for c in scores.columns if c in rows.columns]), scores], axis=1)
+        rows = with_rule_scores(rows, config)
         rows["snapshot"] = number
         rows["count"] = creation_counts(data, chosen, cutoff, horizon)
         rows["label"] = (rows["count"] > 0).to_numpy().astype(np.int64)

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import ModelConfig
-from features.config import Window as WindowConfig
+from features.config import ModelConfig, Window
 from features.errors import DataError, Problem
 from features.schema import CrmData
 
 
 @dataclass(frozen=True)
-class Window:
+class WindowDates:
     start: pd.Timestamp
     calibration_start: pd.Timestamp  # evaluation models calibrate on [calibration_start, holdout_start)
     holdout_start: pd.Timestamp
@@ -29,7 +28,7 @@ class Window:
     as_of: pd.Timestamp
 
     @classmethod
-    def for_data(cls, data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None) -> Window:
+    def for_data(cls, data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None) -> WindowDates:
         if as_of is None:
             closed = data.opportunities.loc[data.opportunities["outcome"] != "open", "close_date"].dropna()
             if closed.empty:
@@ -64,12 +63,12 @@ class Window:
     def slices(self) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
         """Each slice's [first day, day after the last) by close date (see `slice_bounds`)."""
         if self.months is None:
-            raise ValueError("this window has no slice lengths: make it with Window.for_data, which records them")
+            raise ValueError("this window has no slice lengths: make it with WindowDates.for_data, which records them")
         return {
             name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([self.as_of]), self.months)
         }
 
-    months: WindowConfig | None = None
+    months: Window | None = None
 
 
 SLICE_MINIMUM = {"fit": 20, "validation": 10, "holdout": 10, "final calibration": 10}  # won and lost deals each needs
@@ -81,7 +80,7 @@ SLICE_REMEDY = {
 }
 
 
-def slice_bounds(as_of: pd.DatetimeIndex, months: WindowConfig) -> list[tuple[str, pd.DatetimeIndex, pd.DatetimeIndex]]:
+def slice_bounds(as_of: pd.DatetimeIndex, months: Window) -> list[tuple[str, pd.DatetimeIndex, pd.DatetimeIndex]]:
     """Each slice's [start, end) for every cut-off in `as_of` (vectorised, to try many cut-offs at once).
 
     fit, validation and holdout follow each other; the final calibration slice is the registered model's:
@@ -104,7 +103,7 @@ def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
 def need(
     rows: pd.DataFrame,
     name: str,
-    window: Window,
+    window: WindowDates,
     everything: pd.DataFrame | None = None,
     better: pd.Timestamp | None = None,
 ) -> None:
@@ -149,7 +148,7 @@ def need(
     )
 
 
-def need_with_advice(rows: pd.DataFrame, name: str, window: Window, data: CrmData, config: ModelConfig) -> None:
+def need_with_advice(rows: pd.DataFrame, name: str, window: WindowDates, data: CrmData, config: ModelConfig) -> None:
     """`need`, naming the nearest --as-of at which every slice has enough, when there is one."""
     everything = _closed_outcomes(data)
     try:

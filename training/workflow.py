@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from configuration.tiering import TieringConfig, config_to_yaml
-from features.activity import default_as_of
 from features.schema import CrmData
 from scoring import registry
 from scoring.bundle import model_code_paths, save_scorer
@@ -27,7 +26,7 @@ from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
 
 if TYPE_CHECKING:
-    from scoring.pyfunc import TieringModel
+    pass
 
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml", "mlflow")
 
@@ -230,20 +229,6 @@ def train_and_register(
     registry.configure()
     result = train(data, config, as_of, progress)
     return log_and_register(result, config, progress)
-
-
-def score_book(
-    data: CrmData,
-    model: TieringModel,
-    version: str,
-    as_of: pd.Timestamp | None,
-    budget: float | None = None,
-    overrides: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Every account of the export scored as of `as_of` by the loaded model, tiers filled by capacity."""
-    return model.score_book(
-        data, as_of or default_as_of(data), budget=budget, overrides=overrides, model_version=version
-    )
 
 
 def promote(version: str) -> tuple[str | None, str | None]:

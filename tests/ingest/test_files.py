@@ -31,6 +31,22 @@ def test_interrupted_write_leaves_the_old_output(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
 
 
+def test_a_write_that_must_not_overwrite_leaves_a_file_that_appeared_meanwhile(tmp_path):
+    target = tmp_path / "mapping.yaml"
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, overwrite=False) as temporary:
+            temporary.write_text("drafted\n")
+            target.write_text("someone else's\n")  # appears while the draft is written
+    assert target.read_text() == "someone else's\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["mapping.yaml"]
+
+    fresh = tmp_path / "fresh.yaml"
+    with atomic_path(fresh, overwrite=False) as temporary:
+        temporary.write_text("drafted\n")
+    assert fresh.read_text() == "drafted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.yaml", "mapping.yaml"]
+
+
 def test_overrides_report_unknown_accounts_and_tiers(tmp_path):
     path = tmp_path / "pins.csv"
     path.write_text("account_id,tier,reason,owner\nA1,tier_1,logo,kim\nZZ,tier_9,x,y\nA2,tier_2,,kim\n")

@@ -29,8 +29,8 @@ from reports.review import (
     psi,
     ranking,
     verdict,
-    won_revenue_by_account,
 )
+from training.evaluate import won_revenue_by_account
 
 START, END = pd.Timestamp("2026-01-01"), pd.Timestamp("2026-04-01")
 PERIOD = Period(START, END)

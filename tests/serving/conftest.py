@@ -75,7 +75,7 @@ def _made_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path
     return folder
 
 
-def _train_champion(folder: Path) -> None:
+def train_champion(folder: Path) -> None:
     from training.workflow import promote, train_and_register
 
     generate_export(folder / "data", n_accounts=1500, seed=SEED)
@@ -94,7 +94,7 @@ def _empty_store(folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, worker_id) -> TrainedStore:
-    folder = _made_once(tmp_path_factory, worker_id, "trained-champion", _train_champion)
+    folder = _made_once(tmp_path_factory, worker_id, "trained-champion", train_champion)
     return TrainedStore(folder / "store", folder / "data", (folder / "version").read_text())
 
 

@@ -33,6 +33,7 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
         "features/pointintime.py",
         "scoring/scorer.py",
         "tiering.yaml",
+        "ingest/settings.py",  # the service reads its environment settings there
         "ingest/presets/canonical.yaml",
     ):
         assert (bento / "src" / packed).is_file(), packed

@@ -9,7 +9,6 @@ from features.pointintime import FeatureBuilder, snapshot
 from scoring.registry import load_model_for
 from serving.requests import account_payloads
 from tests.rounding import SCORE_NUMBERS, assert_published
-from training.workflow import score_book
 
 from .conftest import serving, subset, tracking_at
 
@@ -57,7 +56,7 @@ def assert_same_scores(api: pd.DataFrame, batch: pd.DataFrame, columns: list[str
 def test_score_matches_batch_scoring_of_the_whole_book(answers, export, case, trained):
     ids, as_of, scorer = case
     api, _ = answers
-    batch = score_book(export, scorer, trained.version, as_of)
+    batch = scorer.score_book(export, as_of, model_version=trained.version).scores
     assert_same_scores(api, batch, NUMBERS + SAME)
 
 
@@ -72,7 +71,7 @@ def test_score_places_tiers_by_the_frozen_cut_offs(answers, export, case, traine
 def test_tier_matches_batch_capacity_tiers_and_budget_for_the_same_book(answers, export, case, trained):
     ids, as_of, scorer = case
     _, api = answers
-    batch = score_book(subset(export, ids), scorer, trained.version, as_of, budget=BUDGET)
+    batch = scorer.score_book(subset(export, ids), as_of, budget=BUDGET, model_version=trained.version).scores
     assert_same_scores(api, batch, NUMBERS + SAME + TIERS + ["budget"])
     assert api["tier"].nunique() > 1  # the sample spans tiers, so the comparison means something
 

@@ -11,7 +11,7 @@ import pytest
 
 from scoring.registry import load_model_for
 from scoring.scorer import SCORE_COLUMNS
-from serving import memory, offloop, scoring
+from serving import memory, offloop, predict
 from serving.predict import INLINE_MAX_ROWS, ServingModel, request_rows, score_request
 from serving.requests import ScoreRequest, account_payloads
 
@@ -60,7 +60,7 @@ def client(trained):
 
 def test_small_requests_are_scored_on_the_loop_and_large_ones_in_a_thread(client, export, monkeypatch):
     where: list[str] = []
-    original = scoring.score_request
+    original = predict.score_request
 
     def recording(*args, **kwargs):
         where.append(threading.current_thread().name)

@@ -80,7 +80,7 @@ def scores_of(tmp_path, files: dict[str, str], preset: str):
     for name, text in files.items():
         (folder / name).write_text(text)
     data = load_export(folder, preset).data
-    scores = TieringModel.rules_only(TieringConfig()).score_book(data, AS_OF)
+    scores = TieringModel.rules_only(TieringConfig()).score_book(data, AS_OF).scores
     return write_table(scores, tmp_path / f"{preset}-scores.csv")
 
 

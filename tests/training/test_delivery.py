@@ -224,7 +224,17 @@ def test_no_duplicate_after_the_sender_is_killed_between_send_and_bookkeeping(tm
 
 
 @pytest.mark.parametrize(
-    "url", ["http://hooks.example.com/x", "ftp://127.0.0.1/x", "https://user:pw@hooks.example.com/x", "not a url"]
+    "url",
+    [
+        "http://hooks.example.com/x",
+        "ftp://127.0.0.1/x",
+        "https://user:pw@hooks.example.com/x",
+        "not a url",
+        # A name may resolve anywhere: plain http goes to `localhost` and loopback addresses only, as `tiering serve`
+        # decides whether it may listen without a key.
+        "http://relay.localhost/x",
+        "http://localhost.localdomain/x",
+    ],
 )
 def test_webhook_urls_that_are_refused(url):
     with pytest.raises(DataError):

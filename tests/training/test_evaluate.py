@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.evaluate import _weighted_auc, auc_confidence, deal_size_metrics, expected_calibration_error, gain_curve
+from training.evaluate import auc_confidence, deal_size_metrics, expected_calibration_error, gain_curve, weighted_auc
 
 
 def test_weighted_auc_equals_roc_auc_of_the_repeated_rows_with_ties():
@@ -13,7 +13,7 @@ def test_weighted_auc_equals_roc_auc_of_the_repeated_rows_with_ties():
     for _ in range(5):
         weight = np.bincount(rng.integers(0, 2000, 2000), minlength=2000).astype(float)
         repeated = np.repeat(np.arange(2000), weight.astype(int))
-        assert _weighted_auc(y, level, level.max() + 1, weight) == pytest.approx(
+        assert weighted_auc(y, level, level.max() + 1, weight) == pytest.approx(
             roc_auc_score(y[repeated], score[repeated]), abs=1e-12
         )
 

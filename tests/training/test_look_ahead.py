@@ -106,11 +106,11 @@ def test_scores_carry_pipeline_probability_and_expected_revenue_by_hand(syntheti
     data, result, _ = synthetic
     as_of = default_as_of(data)
     model = TieringModel.around(load_scorer(save_scorer(result.scorer, tmp_path / "bundle")))
-    scores = model.score_book(data, as_of).set_index("account_id")
+    scores = model.score_book(data, as_of).scores.set_index("account_id")
     assert list(scores.reset_index().columns) == SCORE_COLUMNS
     assert SCORE_COLUMNS[-2:] == ["pipeline_probability", "expected_revenue"]
     assert scores["pipeline_probability"].between(0, 1).all() and (scores["expected_revenue"] >= 0).all()
-    direct = TieringModel.around(result.scorer).score_book(data, as_of).set_index("account_id")
+    direct = TieringModel.around(result.scorer).score_book(data, as_of).scores.set_index("account_id")
     np.testing.assert_allclose(scores["pipeline_probability"], direct["pipeline_probability"])  # saved and loaded
     # expected_revenue by hand: open deals' amounts from the raw table, the shares the run logged
     pipeline = result.scorer.pipeline
@@ -145,7 +145,7 @@ def test_a_horizon_longer_than_the_window_allows_falls_back_to_historical_rates_
     result = train(data, config)
     assert result.scorer.pipeline.method == HISTORICAL and result.metrics["pipeline_fallback"] == 1.0
     assert any("horizon_days 200 is longer than the training window allows" in note for note in result.notes)
-    scores = TieringModel.around(result.scorer).score_book(data, default_as_of(data))
+    scores = TieringModel.around(result.scorer).score_book(data, default_as_of(data)).scores
     assert scores["pipeline_probability"].between(0, 1).all()
 
 

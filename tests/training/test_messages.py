@@ -183,12 +183,12 @@ def test_when_no_as_of_works_validate_says_so_and_what_else_helps(write_export):
 
 
 def test_the_vectorised_slice_bounds_are_the_training_window():
-    from training.window import Window, slice_bounds
+    from training.window import WindowDates, slice_bounds
 
     config = parse_config({"model": {"window": {"months": 9, "holdout_months": 2, "calibration_months": 1}}})
     data = _crm(closed_deals())
     for day in ("2024-03-31", "2024-02-29", "2025-01-01", "2024-08-31"):
-        window = Window.for_data(data, config, pd.Timestamp(day))
+        window = WindowDates.for_data(data, config, pd.Timestamp(day))
         bounds = {
             name: (start[0], end[0]) for name, start, end in slice_bounds(pd.DatetimeIndex([day]), config.model.window)
         }

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from configuration.tiering import TieringConfig
 from ingest.io import load_export
 from sources.synthetic import generate_export
-from training.pipeline import ChampionJudgement, Window, gate, train
+from training.pipeline import ChampionJudgement, WindowDates, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 
@@ -188,6 +188,6 @@ def test_gate_against_a_constant_rule_score_says_chance_is_the_reference():
 
 def test_window_defaults_to_the_day_after_the_latest_close(synthetic):
     data, _, _ = synthetic
-    window = Window.for_data(data, TieringConfig(), pd.Timestamp("2026-01-01"))
+    window = WindowDates.for_data(data, TieringConfig(), pd.Timestamp("2026-01-01"))
     assert window.start == pd.Timestamp("2025-01-01") and window.holdout_start == pd.Timestamp("2025-10-01")
     assert window.calibration_start == pd.Timestamp("2025-08-01")

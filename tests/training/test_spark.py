@@ -16,7 +16,8 @@ from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import SCORE_NUMBERS, assert_published
-from training.workflow import score_book, train_and_register
+from tests.test_cli_hostile import words
+from training.workflow import train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def pandas_scores(export, budget, overrides=None):
     frame = load_export(export).data
     scorer, version = resolve_model(None, CONFIG)
     pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
-    return score_book(frame, scorer, version, None, budget, pins)
+    return scorer.score_book(frame, budget=budget, overrides=pins, model_version=version).scores
 
 
 def spark_scores(spark, export, out, budget, overrides=None):
@@ -121,14 +122,14 @@ def test_a_missing_required_table_stops_the_run_with_its_name(spark, parquet_exp
     [
         (["--out", "scores.csv"], "--engine spark writes Parquet; name the output scores.parquet"),
         (["--out", "scores.parquet", "--mapping", "salesforce"], "without --mapping"),
-        (["--out", "scores.parquet", "--engine", "dask"], "--engine must be pandas or spark"),
+        (["--out", "scores.parquet", "--engine", "dask"], "'dask' is not one of 'pandas', 'spark'"),
     ],
 )
 def test_the_spark_engine_refuses_what_it_cannot_do_before_starting(options, message, tmp_path):
     engine = [] if "--engine" in options else ["--engine", "spark"]
     result = CliRunner().invoke(app, ["score", str(tmp_path), *engine, *options])
     assert result.exit_code == 2
-    assert message in " ".join(result.output.split())
+    assert message in words(result.output)
 
 
 def test_a_spark_connect_master_is_refused_with_what_to_use_instead():

@@ -46,7 +46,7 @@ def _data() -> CrmData:
 
 
 def test_surge_channels_and_as_of_are_in_every_score(tmp_path):
-    scores = TieringModel.rules_only(TieringConfig()).score_book(_data(), AS_OF).set_index("account_id")
+    scores = TieringModel.rules_only(TieringConfig()).score_book(_data(), AS_OF).scores.set_index("account_id")
     assert list(scores.reset_index().columns) == SCORE_COLUMNS
     assert SCORE_COLUMNS[-5:] == ["scored_at", "as_of", "surge_channels", "pipeline_probability", "expected_revenue"]
     # Channels in the documented order (engagement channels as listed, then external_intent).
