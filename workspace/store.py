@@ -14,10 +14,11 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -33,8 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from features.config import TIER_NAMES, UNTIERED
 from workspace.errors import (
@@ -46,10 +46,11 @@ from workspace.errors import (
     StoreMissing,
     StoreUnavailable,
 )
+from workspace.location import database_url, parsed_url, shown, sqlite_file, store_exists
 from workspace.migrate import SchemaStatus, schema_status, upgrade
+from workspace.roles import Role
 from workspace.tables import AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
 
-DEFAULT_URL = "sqlite:///models/workspace.db"
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
 TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)
 # The scored-account columns published from a scores file (all but the keys and the search helper).
@@ -83,15 +84,9 @@ SORTABLE: tuple[str, ...] = (
     "budget",
 )
 MAX_PAGE_SIZE = 1000
+# argon2-cffi's defaults (RFC 9106's low-memory profile); tests swap in a cheaper hasher.
+HASHER = PasswordHasher()
 AUDIT_PAGE_SIZE = 100
-
-
-class Role(enum.StrEnum):
-    """viewer reads and flags; editor also pins; admin also publishes configurations and manages users."""
-
-    viewer = "viewer"
-    editor = "editor"
-    admin = "admin"
 
 
 CAN_PIN = (Role.editor, Role.admin)
@@ -221,47 +216,6 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def database_url(url: str | None = None) -> str:
-    """The store's URL: `url` when given, else TIERING_DATABASE_URL (through the settings), else the default."""
-    if url:
-        return url
-    from features.settings import load_settings
-
-    return load_settings().database_url or DEFAULT_URL
-
-
-def shown(url: str) -> str:
-    """The URL as messages may print it: the password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable URL)"
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for in-memory SQLite and for every other database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
-def store_exists(url: str | None = None) -> bool:
-    """Whether a store is there to read, without creating one: a SQLite file that exists, or any server URL.
-
-    A command that needs no store (a plain `tiering score`) asks this before opening, so it never creates one.
-    """
-    resolved = database_url(url)
-    try:
-        parsed = make_url(resolved)
-    except ArgumentError:
-        return False
-    if parsed.get_backend_name() != "sqlite":
-        return True
-    path = sqlite_file(resolved)
-    return path is not None and path.is_file()
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -270,13 +224,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(
-            f"TIERING_DATABASE_URL is not a database URL: {shown(url)}; use e.g. "
-            "sqlite:///models/workspace.db or postgresql+psycopg://user@host:5432/tiering"
-        ) from None
+    parsed = parsed_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"timeout": 10})
@@ -1062,8 +1010,6 @@ class WorkspaceStore:
 
     def add_user(self, name: str, role: Role | str, password: str, by: str = "cli") -> UserInfo:
         """A new user with an Argon2-hashed password; InvalidInput for a taken or blank name or a short password."""
-        from argon2 import PasswordHasher
-
         name = (name or "").strip()
         if not name or len(name) > 200 or any(not c.isprintable() for c in name):
             raise InvalidInput("user name: give 1 to 200 printable characters")
@@ -1081,7 +1027,7 @@ class WorkspaceStore:
                     {
                         "name": name,
                         "role": role.value,
-                        "password_hash": PasswordHasher().hash(password),
+                        "password_hash": HASHER.hash(password),
                         "disabled": False,
                         "created_at": stamp,
                         "failed_logins": 0,
@@ -1123,10 +1069,7 @@ class WorkspaceStore:
         slow the next try); a success resets the count. An unknown name costs one hash too, so timing does not
         say which names exist.
         """
-        from argon2 import PasswordHasher
-        from argon2.exceptions import InvalidHashError, VerificationError
-
-        hasher = PasswordHasher()
+        hasher = HASHER
         with self.engine.connect() as connection:
             row = connection.execute(select(User).where(User.name == name)).first()
         if row is None:
