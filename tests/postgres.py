@@ -34,11 +34,25 @@ def postgres_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
+class ClusterUnavailable(RuntimeError):
+    """PostgreSQL is not installed here, or its cluster would not start."""
+
+
 def missing(reason: str) -> None:
     """Skip, or fail where CI requires the services."""
     if services_required():
         pytest.fail(f"{reason} (TIERING_REQUIRE_SERVICES=1: {INSTALL_HINT})")
     pytest.skip(f"{reason}: {INSTALL_HINT}")
+
+
+@contextlib.contextmanager
+def postgres_for_tests() -> Iterator[str]:
+    """postgres_cluster(), skipping (or failing, where CI requires it) when PostgreSQL is unavailable."""
+    try:
+        with postgres_cluster() as url:
+            yield url
+    except ClusterUnavailable as error:
+        missing(str(error))
 
 
 def free_port() -> int:
@@ -49,11 +63,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def postgres_cluster() -> Iterator[str]:
-    """A running cluster for the session; yields a SQLAlchemy URL of its `postgres` database (user postgres)."""
+    """A running cluster; yields a SQLAlchemy URL of its `postgres` database (user postgres), then stops it and
+    deletes its folder. ClusterUnavailable when PostgreSQL is not installed or would not start."""
     binaries = postgres_bin()
     if binaries is None:
-        missing("PostgreSQL's initdb and pg_ctl are not installed")
-    assert binaries is not None
+        raise ClusterUnavailable("PostgreSQL's initdb and pg_ctl are not installed")
     as_root = os.geteuid() == 0
     folder = Path(tempfile.mkdtemp(prefix="tiering-pg-"))
     data = folder / "data"
@@ -74,7 +88,7 @@ def postgres_cluster() -> Iterator[str]:
         run(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         shutil.rmtree(folder, ignore_errors=True)
-        missing(f"could not start a PostgreSQL cluster: {error}")
+        raise ClusterUnavailable(f"could not start a PostgreSQL cluster: {error}") from None
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -49,7 +50,7 @@ from workspace.errors import (
 from workspace.location import database_url, parsed_url, shown, sqlite_file, store_exists
 from workspace.migrate import SchemaStatus, schema_status, upgrade
 from workspace.roles import Role
-from workspace.tables import AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
+from workspace.tables import SEARCH_LENGTH, AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
 
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
 TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)
@@ -84,6 +85,7 @@ SORTABLE: tuple[str, ...] = (
     "budget",
 )
 MAX_PAGE_SIZE = 1000
+INDEX_ENTRY_BYTES = 2000  # below PostgreSQL's largest B-tree entry (about 2,700 bytes)
 # argon2-cffi's defaults (RFC 9106's low-memory profile); tests swap in a cheaper hasher.
 HASHER = PasswordHasher()
 AUDIT_PAGE_SIZE = 100
@@ -220,6 +222,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")  # two writers wait for each other instead of failing
+    cursor.execute("PRAGMA mmap_size=268435456")  # a 100,000-account scoring is read from memory, not by syscalls
     cursor.close()
 
 
@@ -254,29 +257,32 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _clean(value: Any) -> Any:
-    """Database-ready: NaN, NaT and pandas' missing markers become NULL; numpy scalars become Python's."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    return value
+def _without_missing(values: np.ndarray) -> list[Any]:
+    """An object array as a list, NaN, NaT and pandas' NA as None (NULL in the database)."""
+    out = values.astype(object)
+    out[pd.isna(out)] = None
+    return out.tolist()
 
 
 def _text_column(values: pd.Series) -> list[Any]:
-    return [None if v is None else str(v) for v in (_clean(v) for v in values.tolist())]
+    """Text as Python str (numbers or other objects written as text), missing values None."""
+    listed = _without_missing(values.to_numpy(dtype=object))
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return listed
+    return [None if v is None else str(v.item() if hasattr(v, "item") else v) for v in listed]
 
 
 def _number_column(values: pd.Series, name: str) -> list[Any]:
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = values.notna() & numbers.isna() & (values.astype("str").str.strip() != "")
-    if bad.any():
-        raise InvalidInput(f"scores column {name}: {values[bad].iloc[0]!r} is not a number (row {bad.idxmax()})")
-    return [None if math.isnan(v) else float(v) for v in numbers.astype("float64").tolist()]
+    """Doubles at full precision, missing values None; InvalidInput for text that is no number."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        coerced = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & coerced.isna() & (values.astype("str").str.strip() != "")
+        if bad.any():
+            raise InvalidInput(f"scores column {name}: {values[bad].iloc[0]!r} is not a number (row {bad.idxmax()})")
+        numbers = coerced.to_numpy(dtype="float64", na_value=np.nan)
+    return _without_missing(numbers)
 
 
 def _bool_column(values: pd.Series) -> list[bool]:
@@ -473,8 +479,14 @@ class WorkspaceStore:
                 values = list(zip([scoring_id] * scoring["account_count"], *rows.values()))
                 if connection.dialect.name == "postgresql":
                     self._copy_rows(connection, columns, values)
+                elif connection.dialect.name == "sqlite":  # one executemany of tuples, as the driver takes them
+                    marks = ", ".join("?" for _ in columns)
+                    names = ", ".join(f'"{c}"' for c in columns)  # our own column names, never user text
+                    connection.exec_driver_sql(f"INSERT INTO scored_accounts ({names}) VALUES ({marks})", values)
                 else:
                     connection.execute(insert(SCORED), [dict(zip(columns, row)) for row in values])
+                # Fresh statistics, so the planner reads a large scoring through the covering index, not row by row.
+                connection.exec_driver_sql("ANALYZE scored_accounts")
                 connection.execute(
                     insert(AuditEvent),
                     {
@@ -503,6 +515,22 @@ class WorkspaceStore:
         with cursor.copy(f"COPY scored_accounts ({names}) FROM STDIN") as copy:
             for row in values:
                 copy.write_row(row)
+
+    @staticmethod
+    def _check_index_entries(rows: dict[str, list[Any]]) -> None:
+        """InvalidInput for an account whose indexed text would not fit one PostgreSQL index entry (pathological
+        lengths only: the check costs nothing unless the longest values together could exceed it)."""
+        indexed = ("account_id", "industry", "owner", "search_text")
+        longest = sum(max((len(v) for v in rows[name] if v), default=0) for name in indexed)
+        if longest * 4 <= INDEX_ENTRY_BYTES:  # UTF-8 takes at most 4 bytes a character
+            return
+        for position, values in enumerate(zip(*(rows[name] for name in indexed))):
+            size = sum(len(value.encode()) for value in values if value)
+            if size > INDEX_ENTRY_BYTES:
+                raise InvalidInput(
+                    f"account {rows['account_id'][position][:60]!r}: its id, industry, owner and name take {size:,} "
+                    f"bytes together, more than the store indexes ({INDEX_ENTRY_BYTES:,}); shorten them in the export"
+                )
 
     def _scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
         """The stored columns, one Python list each, validated (InvalidInput names the column and the fix)."""
@@ -548,8 +576,19 @@ class WorkspaceStore:
             else:
                 rows[name] = _text_column(frame[name])
         rows["search_text"] = [
-            f"{account} {name or ''}".casefold() for account, name in zip(rows["account_id"], rows["account_name"])
+            f"{account} {name or ''}".casefold()[:SEARCH_LENGTH]
+            for account, name in zip(rows["account_id"], rows["account_name"])
         ]
+        self._check_index_entries(rows)
+        for name, values in rows.items():  # the same limits on every database (SQLite would store longer text)
+            limit = getattr(SCORED.c[name].type, "length", None)
+            texts = [value for value in values if isinstance(value, str)]
+            if limit and texts and max(map(len, texts)) > limit:
+                longest = max(texts, key=len)
+                raise InvalidInput(
+                    f"column {name}: a value of {len(longest):,} characters (starting {longest[:40]!r}) is longer "
+                    f"than the store keeps ({limit}); shorten it in the export"
+                )
         return rows
 
     # ---- reading scorings -------------------------------------------------------------------------------------
@@ -656,23 +695,26 @@ class WorkspaceStore:
         conditions = self._conditions(scoring.id, where or BookFilter(), today)
         key = SCORED.c[sort]
         order = (key.asc() if direction is SortDirection.asc else key.desc()).nulls_last()
-        columns = [SCORED.c[name] for name in STORED_COLUMNS]
-        query = (
-            select(*columns)
+        # The page's ids first (from the covering index where the sort allows), then only those wide rows.
+        page_ids = (
+            select(ScoredAccount.account_id)
             .where(*conditions)
             .order_by(order, ScoredAccount.account_id.asc())
             .limit(page_size)
             .offset((page - 1) * page_size)
         )
+        columns = [SCORED.c[name] for name in STORED_COLUMNS]
         summary = (
             select(ScoredAccount.tier, func.count(), func.coalesce(func.sum(ScoredAccount.budget), 0.0))
             .where(*conditions)
             .group_by(ScoredAccount.tier)
         )
         with self.engine.connect() as connection:
-            found = [dict(row._mapping) for row in connection.execute(query)]
+            ids = list(connection.execute(page_ids).scalars())
+            wide = select(*columns).where(ScoredAccount.scoring_id == scoring.id, ScoredAccount.account_id.in_(ids))
+            by_id = {row.account_id: dict(row._mapping) for row in connection.execute(wide)} if ids else {}
+            found = [by_id[account] for account in ids]
             totals = connection.execute(summary).all()
-            ids = [row["account_id"] for row in found]
             pins = self._pins_of(connection, ids, today)
             flags = self._open_flag_counts(connection, ids)
         for row in found:

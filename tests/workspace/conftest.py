@@ -11,7 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 
-from tests.postgres import postgres_cluster
+from tests.postgres import postgres_for_tests
 from workspace import Role, WorkspaceStore
 
 BACKENDS = ("sqlite", "postgresql")
@@ -27,7 +27,7 @@ def cheap_password_hashing(monkeypatch):
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    with postgres_cluster() as url:
+    with postgres_for_tests() as url:
         yield url
 
 

@@ -169,12 +169,28 @@ def test_publishing_a_bad_frame_writes_nothing(store):
         "lack column": scores.drop(columns=["tier"]),
         "not a number": scores.assign(win_probability=["0.5", "high", "0.1", "0.2", "0.3"]),
         "no accounts": scores.head(0),
+        "longer than the store keeps": scores.assign(reason_1="x", model_version=["7"] * 4 + ["v" * 201]),
+        "more than the store indexes": scores.assign(
+            account_id=[f"{'𝒳' * 190}{i}" for i in range(5)], owner="𝒳" * 190, industry="𝒳" * 190
+        ),
     }
     for message, frame in cases.items():
         with pytest.raises(InvalidInput, match=message):
             store.publish(frame, None, as_of="2026-07-01", model_version="1", configuration={}, published_by="x")
     assert store.scorings() == []
     assert store.audit()[1] == 0
+
+
+def test_the_longest_values_the_store_keeps_publish_on_every_database(store):
+    scores = scores_frame(3).assign(account_id=[f"{'é' * 190}{i}" for i in range(3)], owner="ø" * 200)
+    accounts = pd.DataFrame({"account_id": scores["account_id"], "account_name": "N" * 400, "industry": "i" * 200})
+    scoring_id = store.publish(
+        scores, accounts, as_of="2026-07-01", model_version="v" * 200, configuration={}, published_by="x"
+    )
+    stored = store.scores_frame(scoring_id)
+    assert stored["account_id"].tolist() == sorted(scores["account_id"])
+    assert set(stored["account_name"]) == {"N" * 400} and set(stored["owner"]) == {"ø" * 200}
+    assert store.book_page(BookFilter(q="éé")).total == 3  # searched within the first 300 characters
 
 
 def test_the_account_fields_come_from_the_accounts_frame_and_history_spans_scorings(store):
