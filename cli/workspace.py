@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import pandas as pd
 import typer
 from rich.markup import escape
 
@@ -15,8 +16,6 @@ from cli.common import AsOfOpt, ConfigOpt, MappingOpt, UserError, console, frien
 from workspace.roles import Role
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from workspace import WorkspaceStore
 
 
@@ -56,8 +55,6 @@ def merged_overrides(
     """The --overrides file's pins and the store's active pins (today) for the accounts in the book, as one
     override frame; UserError naming both when the two pin one account to different tiers.
     (frame or None, number of store pins applied)."""
-    import pandas as pd
-
     if store is None:
         return file_pins, 0
     pins = store.active_pins()
@@ -115,6 +112,43 @@ def one_value(scores: pd.DataFrame, column: str) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
+def with_store_pins(scores: pd.DataFrame, pins: pd.DataFrame, settings) -> tuple[pd.DataFrame, int]:
+    """A scores file scored without the store (e.g. on Spark) with the store's active pins applied as `tiering
+    score` applies them, the budget re-split by tier when the file has one; (scores, pins applied).
+
+    A row the file already overrides keeps its override when it names the same tier; a different tier stops the
+    publish naming both. Rows the store's pins already placed (scored here) are left as they are."""
+    from scoring.tiers import allocate_budget, apply_overrides
+
+    ids = scores["account_id"].astype("str")
+    pins = pins[pins["account_id"].isin(set(ids))]
+    if pins.empty:
+        return scores, 0
+    by_id = scores.assign(account_id=ids).set_index("account_id")
+    reasons = by_id["override_reason"].fillna("").astype("str")
+    overridden = pins[reasons.loc[pins["account_id"]].str.strip().ne("").to_numpy()]
+    clash = overridden[by_id.loc[overridden["account_id"], "tier"].to_numpy() != overridden["tier"].to_numpy()]
+    if len(clash):
+        first = clash.iloc[0]
+        raise UserError(
+            f"{len(clash)} account(s) pinned two ways, e.g. {first['account_id']}: the scores file says "
+            f"{by_id.loc[first['account_id'], 'override_reason']!r}, and the workspace pins it to {first['tier']} "
+            f"({first['owner']}: {first['reason']}); unpin it in the workspace or rescore without the file's override"
+        )
+    fresh = pins[~pins["account_id"].isin(set(overridden["account_id"]))]
+    if fresh.empty:
+        return scores, 0
+    tier, reason = apply_overrides(scores["learned_tier"], ids, fresh[["account_id", "tier", "reason", "owner"]])
+    pinned = ids.isin(set(fresh["account_id"]))
+    out = scores.copy()
+    out.loc[pinned, "tier"] = tier[pinned]
+    out.loc[pinned, "override_reason"] = reason[pinned]
+    budgets = pd.to_numeric(out["budget"], errors="coerce")
+    if budgets.notna().any():
+        out["budget"] = allocate_budget(out["tier"], float(budgets.sum()), settings.budget)
+    return out, len(fresh)
+
+
 @friendly_errors
 def publish(
     scores: Annotated[
@@ -149,6 +183,12 @@ def publish(
         console.print("No --data: the workspace shows account ids without names, industry, country or owner.")
     store = WorkspaceStore.open()
     try:
+        frame, applied = with_store_pins(frame, store.active_pins(), settings)
+        if applied:
+            console.print(
+                f"{applied} workspace pin(s) applied to the published tiers (and budget); see override_reason.",
+                highlight=False,
+            )
         publish_scores(
             store,
             frame,

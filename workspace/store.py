@@ -503,6 +503,11 @@ class WorkspaceStore:
                         },
                     },
                 )
+            if self.engine.dialect.name == "postgresql":
+                # Marks the new rows all-visible, so book pages read the covering index alone (VACUUM cannot run
+                # inside the publishing transaction); the scoring is already committed.
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.exec_driver_sql("VACUUM (ANALYZE) scored_accounts")
         except OperationalError as error:
             raise self._unavailable(error) from None
         return scoring_id
@@ -841,6 +846,13 @@ class WorkspaceStore:
         return select(Pin).where(
             Pin.id.in_(latest), Pin.removed_at.is_(None), or_(Pin.expires.is_(None), Pin.expires >= day)
         )
+
+    def pins_revision(self) -> int:
+        """A number that changes whenever a pin is made or removed: a cache of active pins (the service's `/tier`)
+        is fresh while it is unchanged and the day has not changed (pins expire at the end of their day)."""
+        query = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(("pin", "unpin")))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
 
     def active_pins(self, as_of: date | datetime | None = None) -> pd.DataFrame:
         """The pins holding on `as_of` (default today; a pin holds through its expiry date), one per account, as

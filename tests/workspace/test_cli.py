@@ -159,3 +159,41 @@ def test_an_unreachable_database_is_one_message_naming_the_setting(monkeypatch, 
     monkeypatch.setenv("TIERING_DATABASE_URL", "not a url")
     result = invoke("users", "list")
     assert result.exit_code == 2 and "is not a database URL" in words(result.output)
+
+
+def test_publish_applies_workspace_pins_to_a_file_scored_without_them(
+    write_export, mlflow_store, workspace_url, tmp_path
+):
+    from features.config import TieringConfig
+
+    data = write_export()
+    assert invoke("score", data, "--out", "plain.csv", "--budget", "1000").exit_code == 0
+    (tmp_path / "file-pin.csv").write_text("account_id,tier,reason,owner\nA3,tier_2,from the file,sam\n")
+    assert invoke("score", data, "--out", "file-pinned.csv", "--overrides", "file-pin.csv").exit_code == 0
+    assert invoke("publish", "plain.csv", "--data", data).exit_code == 0
+    with WorkspaceStore.open(workspace_url, create=False) as store:
+        store.add_user("erin", "editor", PASSWORD)
+        store.pin("A3", "tier_1", "strategic logo", None, "erin")
+
+    result = invoke("publish", "plain.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 workspace pin(s) applied" in words(result.output)
+    plain = pd.read_csv(tmp_path / "plain.csv", keep_default_na=False).set_index("account_id")
+    with WorkspaceStore.open(workspace_url, create=False) as store:
+        published = store.scores_frame().set_index("account_id")
+    assert published.loc["A3", "tier"] == "tier_1"
+    expected_reason = f"pinned to tier_1 by erin: strategic logo (model said {plain.loc['A3', 'learned_tier']})"
+    assert published.loc["A3", "override_reason"] == expected_reason
+    tiers = published["tier"]
+    split = TieringConfig().budget.split
+    total = plain["budget"].sum()
+    for account, tier in tiers.items():  # the budget re-split by tier, evenly within each tier
+        assert published.loc[account, "budget"] == pytest.approx(total * split.get(tier, 0.0) / (tiers == tier).sum())
+    others = [a for a in plain.index if a != "A3"]
+    assert published.loc[others, "tier"].tolist() == plain.loc[others, "tier"].tolist()
+
+    clash = invoke("publish", "file-pinned.csv")
+    assert clash.exit_code == 2
+    assert "the workspace pins it to tier_1 (erin: strategic logo)" in words(clash.output)
+    with WorkspaceStore.open(workspace_url, create=False) as store:
+        assert len(store.scorings()) == 2

@@ -377,7 +377,11 @@ def test_the_agreement_matrix_and_map_points_count_what_was_published(store, pub
 def test_pins_supersede_expire_and_unpin_each_step_audited(store, published, people):
     editor, admin = people["editor"], people["admin"]
     today = now().date()
+    revisions = [store.pins_revision()]
     first = store.pin("ACC-00002", "tier_1", "strategic", None, editor)
+    revisions.append(store.pins_revision())
+    store.flag("ACC-00002", "not a pin", people["viewer"])
+    assert store.pins_revision() == revisions[-1]  # a flag leaves the pins' cache fresh
     second = store.pin("ACC-00002", "tier_3", "budget cut", today + timedelta(days=10), admin)
     detail = store.account("ACC-00002")
     assert detail is not None and detail.pin == second and [p.id for p in detail.pins] == [second.id, first.id]
@@ -389,12 +393,15 @@ def test_pins_supersede_expire_and_unpin_each_step_audited(store, published, peo
     assert pins_on == {today: ["ACC-00002"], today + timedelta(days=10): ["ACC-00002"], today + timedelta(days=11): []}
     active = store.active_pins(today)
     assert active.loc[0, ["tier", "reason", "owner"]].tolist() == ["tier_3", "budget cut", admin]
+    revisions.append(store.pins_revision())
     removed = store.unpin("ACC-00002", editor)
     assert removed == second and store.active_pins(today).empty
+    revisions.append(store.pins_revision())
+    assert revisions == sorted(set(revisions)) and len(revisions) == 4
     assert store.unpin("ACC-00002", editor) is None  # nothing held: nothing audited
     events, total = store.audit(account_id="ACC-00002")
-    assert total == 3 and [e.action for e in events] == ["unpin", "pin", "pin"]
-    unpin, repin, pin = events
+    assert total == 4 and [e.action for e in events] == ["unpin", "pin", "flag", "pin"]
+    unpin, repin, _, pin = events
     assert pin.before is None and pin.after == {
         "pin_id": first.id,
         "tier": "tier_1",
