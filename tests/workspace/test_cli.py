@@ -197,3 +197,22 @@ def test_publish_applies_workspace_pins_to_a_file_scored_without_them(
     assert "the workspace pins it to tier_1 (erin: strategic logo)" in words(clash.output)
     with WorkspaceStore.open(workspace_url, create=False) as store:
         assert len(store.scorings()) == 2
+
+
+def test_review_counts_the_accounts_flagged_in_the_workspace(write_export, mlflow_store, workspace_url, tmp_path):
+    data = write_export()
+    past = invoke("score", data, "--as-of", "2024-02-01", "--out", "past.csv", "--publish")
+    assert past.exit_code == 0, past.output
+    with WorkspaceStore.open(workspace_url, create=False) as store:
+        store.add_user("vic", "viewer", PASSWORD)
+        store.flag("A2", "should be tier 1", "vic")
+        store.flag("A2", "really", "vic")
+    result = invoke("review", "past.csv", data, "--out", "review")
+    assert result.exit_code == 0, result.output
+    # A2 won O4 (30,000, closed 2024-04-01) inside the period 2024-02-01 to 2024-04-02.
+    assert "1 account(s) flagged in the workspace won $30.0K in the period" in words(result.output)
+    flags = pd.read_csv(tmp_path / "review" / "flags.csv")
+    assert flags[["account_id", "flags", "first_comment", "won_revenue"]].values.tolist() == [
+        ["A2", 2, "should be tier 1", 30000.0]
+    ]
+    assert "Flagged in the workspace" in (tmp_path / "review" / "review.html").read_text()
