@@ -501,6 +501,14 @@ def test_users_sign_in_with_their_password_only_while_enabled(store):
         store.add_user("erin", "superuser", PASSWORD)
     with pytest.raises(InvalidInput, match="8 characters"):
         store.add_user("erin", "viewer", "short")
+    store.set_password("dana", "a new passphrase", by="dana")
+    assert store.authenticate("dana", PASSWORD) is None and store.authenticate("dana", "a new passphrase")
+    with pytest.raises(InvalidInput, match="8 characters"):
+        store.set_password("dana", "short", by="dana")
+    with pytest.raises(InvalidInput, match="no user named"):
+        store.set_password("erin", "long enough", by="admin")
+    assert store.audit(user="dana")[0][0].after == {"user": "dana"}  # no password in the audit
+    store.set_password("dana", PASSWORD, by="dana")
     store.disable_user("dana")
     assert store.authenticate("dana", PASSWORD) is None
     assert [(u.name, u.role, u.disabled) for u in store.users()] == [("dana", "editor", True)]
