@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError
 
 from features.config import TIER_NAMES, UNTIERED
 from workspace.errors import (
@@ -1163,8 +1163,3 @@ class WorkspaceStore:
 def generated_password() -> str:
     """A password to print once: 20 URL-safe random characters (about 120 bits)."""
     return secrets.token_urlsafe(15)
-
-
-def safe_failure(error: SQLAlchemyError) -> str:
-    """A database error as one line without parameters (which may hold client values)."""
-    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]

@@ -315,6 +315,14 @@ def test_the_csv_download_is_the_filtered_book(store, published):
     assert list(download.columns) == list(STORED_COLUMNS)
 
 
+def test_the_filter_menus_list_each_value_once(store, published):
+    _, frame = published
+    for column in ("industry", "owner", "country"):
+        assert store.filter_values(column) == sorted(frame[column].dropna().unique())
+    with pytest.raises(InvalidInput, match="no value list"):
+        store.filter_values("password_hash")
+
+
 def test_paging_and_sorting_refuse_what_they_do_not_know(store, published):
     for bad in (
         {"sort": "password_hash"},
