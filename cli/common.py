@@ -20,6 +20,7 @@ from features.errors import DataError
 from features.redact import redact
 from ingest.validation import InvalidRows
 from scoring.registry import TrackingError
+from workspace.errors import StoreError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -72,7 +73,7 @@ def friendly_errors(command: Callable) -> Callable:
             if error.hint():  # row-level problems: they could be dropped instead
                 err_console.print(escape(error.hint()), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (ConfigError, UserError, TrackingError) as error:
+        except (ConfigError, UserError, TrackingError, StoreError) as error:
             err_console.print(f"[bold red]error:[/] {escape(redact(str(error)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except STOPPED:
