@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,4 +38,18 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
         "ingest/presets/canonical.yaml",
     ):
         assert (bento / "src" / packed).is_file(), packed
+    # Every module of ours the service imports, directly or through others, is packed.
+    import grimp
+
+    root_packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+    graph = grimp.build_graph(*root_packages)
+    needed = graph.find_upstream_modules("serving.service") | {"serving.service"}
+    missing = []
+    for module in sorted(needed):
+        path = Path(*module.split("."))
+        if not (
+            (bento / "src" / path.with_suffix(".py")).is_file() or (bento / "src" / path / "__init__.py").is_file()
+        ):
+            missing.append(module)
+    assert not missing, f"the service imports modules the Bento does not pack: {missing}"
     assert "bentoml==" in (bento / "env" / "python" / "requirements.txt").read_text()
