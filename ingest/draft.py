@@ -35,6 +35,7 @@ from features.errors import DataError, Problem
 from features.schema import REQUIRED, TABLES, columns
 from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
 from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
+from ingest.numbers import numbers_if_all_numeric, parse_numbers
 
 PROFILE_ROWS = 200_000
 DATE_SAMPLE = 5_000
@@ -341,7 +342,7 @@ def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
     series = series.where(series.isna(), series.astype(str).str.strip())
     texts = series[series.notna() & (series != "")]
     counts = texts.value_counts()
-    numeric = typed_number or (len(texts) > 0 and pd.to_numeric(texts, errors="coerce").notna().all())
+    numeric = typed_number or numbers_if_all_numeric(texts.astype("str"))[1] is not None
     date_format, ambiguous = (ISO, False) if typed_date else _date_format(texts, name)
     if numeric and date_format == ISO and not typed_date:  # 20240105 is a number first, unless named like a date
         date_format = ISO if {"date", "day", "timestamp", "time"} & set(words_of(name)) else None
@@ -963,7 +964,7 @@ def _section(
         )
     revenue = choices.get("annual_revenue")
     if revenue is not None:
-        median = float(pd.to_numeric(revenue.profile.texts, errors="coerce").median())
+        median = float(parse_numbers(revenue.profile.texts.astype("str"))[0].median())
         if median < 100_000:
             notes.append(
                 f"{file.name}: {revenue.profile.name} has a median of {median:,.4g}: if it is in thousands or "

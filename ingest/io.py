@@ -126,6 +126,7 @@ def load_export(
             "lost_after_days": rule.lost_after_days,
             "judged_on": None if reference is None else reference.date().isoformat(),
         }
+    summary["numbers"] = number_readings(tables.values())
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -144,6 +145,23 @@ def _tagged(problems: list[Problem], table: str) -> list[Problem]:
 
 
 REJECTED_COLUMNS: tuple[str, ...] = ("file", "row", "table", "reason")
+
+
+def number_readings(tables) -> list[dict[str, Any]]:
+    """How each number column was read, for `validate` to say: table, column, header, how, values, decided by."""
+    return [
+        {
+            "table": table.name,
+            "column": column,
+            "header": table.header(column),
+            "read_as": reading.describe(),
+            "values": reading.values,
+            "decided_by": reading.decided_by,
+        }
+        for table in tables
+        for column, reading in table.number_readings.items()
+        if reading.values
+    ]
 
 
 def rejected_rows(tables) -> pd.DataFrame:

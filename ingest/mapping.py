@@ -9,6 +9,7 @@ A mapping is a YAML file with one optional section per canonical table:
         outcome: {Won: won, Lost: lost, "*": open}
       date_format: "%Y-%m-%d"             # for every date column, or {close_date: "%d/%m/%Y"}
       scale: {amount: 1000}               # multiplier applied after parsing
+      number_format: decimal_comma        # 1.234,5; for every number column, or {amount: decimal_comma}
       defaults: {product: hardware}       # constant for a column the export lacks
 
     accounts:
@@ -51,13 +52,14 @@ from pydantic_core import ErrorDetails
 
 from features.errors import DataError, Problem
 from features.schema import TABLES, columns
+from ingest.numbers import NumberFormat
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS: tuple[str, ...] = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
 DEFAULT_PRESET = "canonical"
 CATCH_ALL = "*"
 # Mapping keys whose canonical columns must be of one kind.
-KIND_OF_KEY: dict[str, str] = {"scale": "number", "date_format": "date"}
+KIND_OF_KEY: dict[str, str] = {"scale": "number", "date_format": "date", "number_format": "number"}
 
 
 def _as_text(value: Any) -> Any:
@@ -121,6 +123,8 @@ class TableMapping(_Strict):
     values: dict[str, dict[Text, Text | None]] = {}
     date_format: Text | dict[str, Text] | None = None
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
+    # Which mark is the decimal one where a column's values cannot tell (1,234 reads both ways).
+    number_format: NumberFormat | dict[str, NumberFormat] | None = None
     defaults: dict[str, Text] = {}
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
     join: Annotated[list[Join], BeforeValidator(_one_or_many)] = []
@@ -135,6 +139,11 @@ class TableMapping(_Strict):
         if isinstance(self.date_format, dict):
             return self.date_format.get(column)
         return self.date_format
+
+    def number_format_for(self, column: str) -> NumberFormat | None:
+        if isinstance(self.number_format, dict):
+            return self.number_format.get(column)
+        return self.number_format
 
     def rename(self, table: pa.Table) -> pa.Table:
         """Mapped columns under their canonical names; unmapped source columns pass through as they are."""
@@ -223,6 +232,7 @@ def _column_name_issues(table: str, section: TableMapping) -> list[str]:
         "scale": section.scale,
         "defaults": section.defaults,
         "date_format": section.date_format if isinstance(section.date_format, dict) else {},
+        "number_format": section.number_format if isinstance(section.number_format, dict) else {},
     }
     for key, entries in named.items():
         for name in entries:

@@ -22,6 +22,7 @@ from features.dates import EARLIEST, LATEST, parse_dates
 from features.errors import Problem, rows_of
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
+from ingest.numbers import NumberReading, evidence, numbers_if_all_numeric, parse_numbers
 
 if TYPE_CHECKING:
     pass
@@ -55,6 +56,7 @@ class SourceTable:
     dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
     generated_ids: int = 0  # opportunities given an id made from their row (ingest.derive)
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
+    number_readings: dict[str, NumberReading] = field(default_factory=dict)  # column -> how its numbers were read
 
     def origins(self, positions: np.ndarray) -> np.ndarray:
         """Where frame rows were read: their positions in the files as read, all files in order."""
@@ -334,12 +336,16 @@ def unusable_open_opportunities(frame: pd.DataFrame) -> dict[str, pd.Series]:
 def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
     """Turn text dates and numbers into typed columns (then apply `scale`); unparseable cells are errors.
 
-    Extra columns become numbers when every value is one, so learners can use them as they are.
+    Numbers are read by `ingest.numbers` (thousands separators, currencies, K/M suffixes, a decimal comma), and how
+    each column was read is kept in `table.number_readings`. Extra columns become numbers when every value is one,
+    so learners can use them as they are.
     """
     problems: list[Problem] = []
     frame, kinds = table.frame, columns(table.name)
+    number_columns = [column for column in frame.columns if _kind(column, kinds, section) == "number"]
+    table_evidence = _table_evidence(frame, number_columns, section)
     for column in frame.columns:
-        kind = kinds.get(column) or ("number" if column in section.scale else None)
+        kind = _kind(column, kinds, section)
         raw = frame[column]
         if kind == "date":
             parsed = parse_dates(raw, section.date_format_for(column))
@@ -348,10 +354,15 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
                 '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
             )
         elif kind == "number":
-            parsed = _parse_numbers(raw)
-            fix = "write plain numbers: no currency symbols or thousands separators, '.' as the decimal point"
+            convention = section.number_format_for(column)
+            parsed, reading = parse_numbers(raw, convention, table_evidence)
+            table.number_readings[column] = reading
+            problems += _ambiguity_warning(table, column, reading)
+            fix = NUMBER_FIX + (f" (this column is read with {_mark(reading.convention)})")
         elif kind is None and isinstance(raw.dtype, pd.StringDtype):
-            frame[column] = _numbers_if_all_numeric(raw)
+            frame[column], extra = numbers_if_all_numeric(raw)
+            if extra is not None and not extra.plain:
+                table.number_readings[column] = extra
             continue
         else:
             continue
@@ -362,24 +373,63 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column, reason=reason
         )
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
+        if kind == "number" and len(table.number_readings[column].currencies) > 1:
+            listed = ", ".join(table.number_readings[column].currencies)
+            problems += table.problems_at(
+                raw.notna(),
+                f"amounts in several currencies ({listed}) are read as written, without conversion",
+                fix="convert them to one currency in the export if the figures are to be compared",
+                column=column,
+                severity="warning",
+            )
     return problems
 
 
-def _parse_numbers(raw: pd.Series) -> pd.Series:
-    """float64; NaN where a value is not a finite number."""
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-        parsed = raw.astype("float64")
-    else:
-        try:  # fast path: arrow parses clean numeric text in C++
-            parsed = pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
-    return parsed.where(np.isfinite(parsed))
+NUMBER_FIX = (
+    "write numbers such as 1234.5, 1,234.50, $1.2K, USD 1,234 or (12.50); set `number_format: decimal_comma` "
+    "in the mapping for 1.234,5"
+)
 
 
-def _numbers_if_all_numeric(raw: pd.Series) -> pd.Series:
-    parsed = _parse_numbers(raw)
-    return parsed if parsed.notna().sum() == raw.notna().sum() else raw
+def _kind(column: str, kinds: dict[str, str], section: TableMapping) -> str | None:
+    named = column in section.scale or (isinstance(section.number_format, dict) and column in section.number_format)
+    return kinds.get(column) or ("number" if named else None)
+
+
+def _mark(convention: str) -> str:
+    return "a decimal comma" if convention == "decimal_comma" else "a decimal point"
+
+
+def _table_evidence(frame: pd.DataFrame, number_columns: list[str], section: TableMapping) -> dict:
+    """Values that read one way only, over the table's number columns that the mapping leaves to the values."""
+    totals = {"decimal_point": 0, "decimal_comma": 0}
+    for column in number_columns:
+        raw = frame[column]
+        if section.number_format_for(column) is None and not pd.api.types.is_numeric_dtype(raw):
+            for convention, count in evidence(raw.head(EVIDENCE_ROWS)).items():
+                totals[convention] += count
+    return totals
+
+
+EVIDENCE_ROWS = 100_000
+
+
+def _ambiguity_warning(table: SourceTable, column: str, reading: NumberReading) -> list[Problem]:
+    """Values that read both ways (1,234) in a column and table that nothing else decided: said, never silent."""
+    if not reading.ambiguous:
+        return []
+    shown = ", ".join(repr(value) for value in reading.ambiguous)
+    return [
+        Problem(
+            f"values such as {shown} read as thousands separators with a decimal point (nothing in the file says "
+            "otherwise)",
+            fix=f"if ',' is the decimal mark here, set `number_format: decimal_comma` for {column} in the mapping",
+            file=", ".join(table.files),
+            column=table.header(column),
+            severity="warning",
+            table=table.name,
+        )
+    ]
 
 
 def check_values(table: SourceTable) -> list[Problem]:
