@@ -81,7 +81,7 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
 
 DECIDED_BY = {
     "mapping": "as the mapping's number_format says",
-    "table": "as the table's other number columns show",
+    "table": "as the file's other numbers show",
     "values": "",
     "default": "",
 }

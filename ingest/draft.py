@@ -104,16 +104,34 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
             ("created", "on"),
             ("opened",),
         ),
-        "close_date": (("close", "date"), ("closed", "date"), ("close",), ("closed",), ("won", "date"), ("closing",)),
+        "close_date": (
+            ("close", "date"),
+            ("closed", "date"),
+            ("booking", "date"),
+            ("booked", "date"),
+            ("won", "date"),
+            ("signed", "date"),
+            ("close",),
+            ("closed",),
+            ("booking",),
+            ("booked",),
+            ("closing",),
+            ("signed",),
+        ),
         "outcome": (("outcome",), ("deal", "stage"), ("stage",), ("status",), ("result",), ("won",)),
         "amount": (
             ("amount",),
             ("close", "value"),
             ("deal", "value"),
-            ("value",),
-            ("revenue",),
+            ("total", "arr"),
             ("arr",),
             ("acv",),
+            ("tcv",),
+            ("mrr",),
+            ("bookings",),
+            ("booking", "value"),
+            ("value",),
+            ("revenue",),
             ("price",),
         ),
         "product": (("product", "name"), ("product",), ("plan",), ("sku",)),
@@ -121,7 +139,16 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "accounts": {
         "account_name": (("account", "name"), ("company", "name"), ("name",)),
         "industry": (("industry",), ("sector",), ("vertical",)),
-        "employees": (("employees",), ("number", "of", "employees"), ("employee",), ("headcount",), ("staff",)),
+        "employees": (
+            ("number", "of", "employees"),
+            ("employees",),
+            ("employee",),
+            ("headcount",),
+            ("head", "count"),
+            ("staff",),
+            ("fte",),
+            ("company", "size"),
+        ),
         "annual_revenue": (("annual", "revenue"), ("revenue",), ("turnover",)),
         "country": (("country",), ("billing", "country"), ("office", "location"), ("location",)),
         "region": (("region",), ("territory",)),
@@ -225,7 +252,8 @@ class Draft:
             "#   tiering validate DATA --mapping THIS_FILE",
             "# Keys: file (name or glob), columns (canonical: your header), values (your value: canonical), "
             "date_format,",
-            "# scale, defaults, from_opportunities (accounts only); docs/data-and-mapping.md lists every key.",
+            "# number_format, scale, defaults, from_opportunities and one_per_opportunity (accounts only);",
+            "# docs/data-and-mapping.md lists every key.",
         ]
         if self.preset:
             lines.append(
@@ -588,7 +616,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         )
     else:
         accounts_file = account_key = None
-        opp_account = _best(opp_file, ACCOUNT_KEY_SETS, lambda p: p.filled > 0 and p.date_format is None)
+        opp_account = _best(opp_file, ACCOUNT_KEY_SETS, looks_like_id)
         if opp_account is not None:
             opp_choices["account_id"] = Choice(
                 "account_id", opp_account, "header names the account; no other file holds these accounts"
@@ -616,7 +644,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     elif opp_choices["opportunity_id"].profile.filled < opp_file.rows:
         empty = opp_file.rows - opp_choices["opportunity_id"].profile.filled
         opp_choices["opportunity_id"].why += f"; {empty:,} empty: those rows get a stable generated id"
-    for required in ("account_id", "created_date"):
+    for required in ("created_date",):  # without an account column, each opportunity is its own account
         if required not in opp_choices:
             notes.append(f"which column of {opp_file.name} is the opportunities' {required}: none looked like it")
 
@@ -645,7 +673,24 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         )
         sections["accounts"] = entries
     else:
-        absent["accounts"] = "no account column found"
+        taken = {choice.profile.name for choice in opp_choices.values()}
+        choices = _pick_columns(opp_file, "accounts", taken, {"account_id"})
+        account_columns = {choice.profile.name for choice in choices.values()}
+        entries = _section(opp_file, "accounts", choices, notes, with_file=False)
+        entries[0:0] = [
+            Entry("from_opportunities", True, f"no accounts file: the accounts come from {opp_file.name}"),
+            Entry(
+                "one_per_opportunity",
+                True,
+                f"no column of {opp_file.name} names an account: each opportunity is its own account "
+                "(its account_id is its opportunity_id)",
+            ),
+        ]
+        sections["accounts"] = entries
+        notes.append(
+            f"{opp_file.name} has no account column: each opportunity is taken as its own account; if a column "
+            "names the account, map it as opportunities' account_id and remove accounts' one_per_opportunity"
+        )
     values = (
         {"outcome": _outcome_entries(outcome_map, open_values)}
         if outcome_map is not None and open_values is not None
@@ -811,11 +856,7 @@ def _file_score(file: FileProfile, table: str) -> float:
 def _pick_accounts(files: list[FileProfile], opportunities: FileProfile):
     """The file and key column whose unique values hold most of an opportunities column's values."""
     best = None
-    opp_columns = [
-        p
-        for p in opportunities.columns.values()
-        if not p.unique and p.filled and not p.numeric and p.date_format is None
-    ]
+    opp_columns = [p for p in opportunities.columns.values() if not p.unique and not p.numeric and looks_like_id(p)]
     for file in files:
         for key in file.columns.values():
             if not key.unique or key.date_format:
@@ -851,6 +892,8 @@ def _pick_columns(
             continue
 
         def fits(profile: Profile, kind=kind, canonical=canonical) -> bool:
+            if canonical == "close_date" and "created_date" in chosen:  # a close comes after the creation
+                return profile.date_format is not None and mostly_after(profile, chosen["created_date"].profile)
             if kind == "date":
                 return profile.date_format is not None
             if kind == "number":
@@ -866,6 +909,41 @@ def _pick_columns(
         why = {"date": f"dates ({_format_text(profile)})", "number": "numbers"}.get(kind, "")
         chosen[canonical] = Choice(canonical, profile, f"header reads as {canonical}" + (f"; {why}" if why else ""))
     return chosen
+
+
+LATER_SHARE = 0.9  # of the rows holding both dates, at least this share closes on or after its creation
+
+
+def profile_dates(profile: Profile) -> pd.Series:
+    """A date column's values as dates, on the rows' positions (NaT where empty or unreadable)."""
+    texts = profile.texts
+    if profile.date_format == ISO or profile.date_format is None:
+        return pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+    return pd.to_datetime(texts, format=profile.date_format, errors="coerce")
+
+
+def mostly_after(later: Profile, earlier: Profile) -> bool:
+    """Whether `later`'s dates fall on or after `earlier`'s on (almost) every row holding both."""
+    both = pd.concat([profile_dates(earlier), profile_dates(later)], axis=1, join="inner").dropna()
+    if both.empty:
+        return True
+    return bool((both.iloc[:, 1] >= both.iloc[:, 0]).mean() >= LATER_SHARE)
+
+
+FLAG_VALUES = frozenset({"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1", "x", "-", "none", "null"})
+ID_MIN_DISTINCT = 20  # an id column of a large file holds at least this many values (fewer in a small file)
+
+
+def looks_like_id(profile: Profile) -> bool:
+    """Many distinct values, not dates, not a yes/no flag: a column that can name accounts or opportunities."""
+    if not profile.filled or profile.date_format is not None:
+        return False
+    values = {str(value).strip().lower() for value in profile.values.index}
+    if profile.distinct <= len(FLAG_VALUES) and values <= FLAG_VALUES:
+        return False
+    if profile.words & {"is", "has"} and profile.distinct <= 3:
+        return False
+    return profile.distinct >= min(ID_MIN_DISTINCT, max(2, profile.filled // 4))
 
 
 def _format_text(profile: Profile) -> str:
@@ -889,7 +967,7 @@ def _pick_activity(
             if share > overlap:
                 account, overlap = profile, share
         if account is None:
-            account = _best(file, ACCOUNT_KEY_SETS)
+            account = _best(file, ACCOUNT_KEY_SETS, looks_like_id)
         if account is None:
             continue
         choices = {
@@ -935,7 +1013,8 @@ def _section(
     ]
     order = list(columns(table))
     mapped.sort(key=lambda entry: order.index(entry.key))
-    entries.append(Entry("columns", children=mapped))
+    if mapped:
+        entries.append(Entry("columns", children=mapped))
     value_entries = [Entry(column, children=items) for column, items in (values or {}).items() if items]
     if value_entries:
         entries.append(Entry("values", children=value_entries))

@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from features.errors import DataError, Problem, rows_of
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
-from ingest.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
+from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
+from ingest.numbers import file_evidence
 from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -259,16 +260,17 @@ def _read_table(
                 )
             )
         if not lacking:
-            renamed = {canonical for canonical, source in section.columns.items() if source in joined}
-            own_columns[display] = {column for column in raw.column_names if column not in joined} | (
-                set(section.columns) - renamed
-            )
-            parts.append((display, _clean_text(section.rename(raw), name, section)))
+            table, own_columns[display] = _renamed(raw, joined, name, section)
+            if derived and section.one_per_opportunity:
+                table = _account_per_opportunity(table, raw, joined, mapping.opportunities)
+            parts.append((display, table))
     generated = np.zeros(0, dtype=bool)
     if name == "opportunities":  # rows without an id get a stable one made from the row (ingest.derive)
         filled = [fill_opportunity_ids(table, own_columns[display]) for display, table in parts]
         parts = [(display, table) for (display, _), (table, _) in zip(parts, filled)]
         generated = np.concatenate([mask for _, mask in filled]) if filled else generated
+        if mapping.accounts.one_per_opportunity:
+            parts = [(display, _set_column(table, "account_id", table.column(ID_COLUMN))) for display, table in parts]
     if len(parts) < len(paths):
         return None
     try:  # files of one glob may differ in columns (filled with nulls) or numeric widths (promoted)
@@ -283,6 +285,7 @@ def _read_table(
         )
         return None
     origin = None
+    evidence = file_evidence(combined)  # before derived accounts keep only their columns
     if name == "accounts" and section.from_opportunities:
         combined, origin = accounts_rows(combined, section)
     frame = combined.to_pandas()
@@ -299,8 +302,33 @@ def _read_table(
         derived=origin is not None,
     )
     read.generated_ids = int(generated.sum())
+    read.number_evidence = evidence
     problems += generated_ids_warning(read, generated)
     return read
+
+
+def _renamed(raw: pa.Table, joined: set[str], name: str, section: TableMapping) -> tuple[pa.Table, set[str]]:
+    """A file's rows as one table reads them, and the columns that are the file's own (not joined), renamed."""
+    renamed = {canonical for canonical, source in section.columns.items() if source in joined}
+    own = {column for column in raw.column_names if column not in joined} | (set(section.columns) - renamed)
+    return _clean_text(section.rename(raw), name, section), own
+
+
+def _account_per_opportunity(table: pa.Table, raw: pa.Table, joined: set[str], opportunities: TableMapping):
+    """Accounts taken one per opportunity: each row's account_id is the id its opportunity gets (read or generated
+    exactly as the opportunities table does). Left without one when the opportunities mapping does not fit the file:
+    that table reports it."""
+    if any(source not in raw.column_names for source in opportunities.columns.values()):
+        return table
+    rows, own = _renamed(raw, joined, "opportunities", opportunities)
+    filled, _ = fill_opportunity_ids(rows, own)
+    return _set_column(table, "account_id", filled.column(ID_COLUMN))
+
+
+def _set_column(table: pa.Table, name: str, values: pa.ChunkedArray) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
 
 
 def _matching(data_dir: Path, pattern: str) -> list[Path]:

@@ -16,6 +16,11 @@ A mapping is a YAML file with one optional section per canonical table:
       from_opportunities: true            # one account per distinct account_id of the opportunities rows
       columns: {account_id: Account ID, industry: Industry}   # headers of the opportunities file
 
+    accounts:                             # an export with no account column (one deal per row)
+      from_opportunities: true
+      one_per_opportunity: true           # each opportunity is its own account: account_id is its opportunity_id
+      columns: {employees: Number of Employees}
+
     opportunities:                        # a lead funnel: leads, and a file of won deals
       file: leads.csv
       join:                               # bring columns from another file on a key (left join, unique keys)
@@ -47,6 +52,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -127,6 +133,7 @@ class TableMapping(_Strict):
     number_format: NumberFormat | dict[str, NumberFormat] | None = None
     defaults: dict[str, Text] = {}
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
+    one_per_opportunity: bool = False  # accounts only, with from_opportunities: account_id is the opportunity_id
     join: Annotated[list[Join], BeforeValidator(_one_or_many)] = []
     outcome_rule: OutcomeRule | None = None  # opportunities only
 
@@ -192,6 +199,15 @@ class Mapping(_Strict):
     def table(self, name: str) -> TableMapping:
         return getattr(self, name)
 
+    @model_validator(mode="after")
+    def _one_account_source(self) -> Mapping:
+        if self.accounts.one_per_opportunity and "account_id" in self.opportunities.columns:
+            raise ValueError(
+                "accounts.one_per_opportunity makes each opportunity's id its account_id: remove account_id from "
+                "opportunities.columns, or one_per_opportunity if that column names the account"
+            )
+        return self
+
     @field_validator(*TABLES)
     @classmethod
     def _known_columns(cls, section: TableMapping, info: ValidationInfo) -> TableMapping:
@@ -208,6 +224,13 @@ class Mapping(_Strict):
                 "from_opportunities takes the opportunities rows as they are read: put `join:` under "
                 "opportunities and map the joined headers here"
             )
+        if section.one_per_opportunity:
+            if info.field_name != "accounts" or not section.from_opportunities:
+                issues.append("one_per_opportunity is for the accounts table, with from_opportunities: true")
+            if "account_id" in section.columns:
+                issues.append(
+                    "one_per_opportunity takes each opportunity's id as its account_id: remove account_id from columns"
+                )
         if section.outcome_rule is not None:
             if info.field_name != "opportunities":
                 issues.append("outcome_rule is for the opportunities table only")
@@ -331,6 +354,9 @@ def _yaml_error_text(error: Exception) -> str:
 
 def _problem_of(issue: ErrorDetails, spec: str) -> Problem:
     path = ".".join(str(part) for part in issue["loc"])
+    if not path:  # a rule across sections
+        reason = str(issue.get("ctx", {}).get("error", issue["msg"]))
+        return Problem(reason, fix="correct the mapping (docs/data-and-mapping.md lists every key)", file=spec)
     if issue["type"] == "extra_forbidden":
         parts = [str(part) for part in issue["loc"]]
         model = (

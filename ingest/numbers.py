@@ -31,6 +31,8 @@ NumberFormat = Literal["decimal_point", "decimal_comma"]
 NUMBER_FORMATS: tuple[NumberFormat, ...] = ("decimal_point", "decimal_comma")
 # Values tried before a column that is not named numeric is read as numbers (an extra column): text stops early.
 EXTRA_SAMPLE = 1_000
+# Rows of each column whose values vote for the file's decimal mark: decisive values are common where there are any.
+EVIDENCE_ROWS = 2_000
 
 SUFFIXES: dict[str, int] = {"k": 3, "m": 6, "mm": 6, "b": 9, "bn": 9}
 CURRENCY_CODES = (
@@ -164,6 +166,17 @@ def evidence(texts: pd.Series) -> dict[NumberFormat, int]:
         if len(possible) == 1:
             counts[possible[0]] += 1
     return counts
+
+
+def file_evidence(table: pa.Table, rows: int = EVIDENCE_ROWS) -> dict[NumberFormat, int]:
+    """`evidence` over the first rows of every text column of a file: the file's own decimal mark, for the columns
+    whose values cannot tell (a table taken from the file keeps only some of its columns)."""
+    totals: dict[NumberFormat, int] = dict.fromkeys(NUMBER_FORMATS, 0)
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            for convention, count in evidence(pd.Series(column.slice(0, rows).to_pylist(), dtype=object)).items():
+                totals[convention] += count
+    return totals
 
 
 def _two_ways(digits: str) -> bool:

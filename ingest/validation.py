@@ -22,7 +22,7 @@ from features.dates import EARLIEST, LATEST, parse_dates
 from features.errors import Problem, rows_of
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
-from ingest.numbers import NumberReading, evidence, numbers_if_all_numeric, parse_numbers
+from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
 
 if TYPE_CHECKING:
     pass
@@ -57,6 +57,7 @@ class SourceTable:
     generated_ids: int = 0  # opportunities given an id made from their row (ingest.derive)
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
     number_readings: dict[str, NumberReading] = field(default_factory=dict)  # column -> how its numbers were read
+    number_evidence: dict[NumberFormat, int] | None = None  # values of its files that read one decimal mark only
 
     def origins(self, positions: np.ndarray) -> np.ndarray:
         """Where frame rows were read: their positions in the files as read, all files in order."""
@@ -342,8 +343,6 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
     """
     problems: list[Problem] = []
     frame, kinds = table.frame, columns(table.name)
-    number_columns = [column for column in frame.columns if _kind(column, kinds, section) == "number"]
-    table_evidence = _table_evidence(frame, number_columns, section)
     for column in frame.columns:
         kind = _kind(column, kinds, section)
         raw = frame[column]
@@ -355,7 +354,7 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             )
         elif kind == "number":
             convention = section.number_format_for(column)
-            parsed, reading = parse_numbers(raw, convention, table_evidence)
+            parsed, reading = parse_numbers(raw, convention, table.number_evidence)
             table.number_readings[column] = reading
             problems += _ambiguity_warning(table, column, reading)
             fix = NUMBER_FIX + (f" (this column is read with {_mark(reading.convention)})")
@@ -398,20 +397,6 @@ def _kind(column: str, kinds: dict[str, str], section: TableMapping) -> str | No
 
 def _mark(convention: str) -> str:
     return "a decimal comma" if convention == "decimal_comma" else "a decimal point"
-
-
-def _table_evidence(frame: pd.DataFrame, number_columns: list[str], section: TableMapping) -> dict:
-    """Values that read one way only, over the table's number columns that the mapping leaves to the values."""
-    totals = {"decimal_point": 0, "decimal_comma": 0}
-    for column in number_columns:
-        raw = frame[column]
-        if section.number_format_for(column) is None and not pd.api.types.is_numeric_dtype(raw):
-            for convention, count in evidence(raw.head(EVIDENCE_ROWS)).items():
-                totals[convention] += count
-    return totals
-
-
-EVIDENCE_ROWS = 100_000
 
 
 def _ambiguity_warning(table: SourceTable, column: str, reading: NumberReading) -> list[Problem]:
