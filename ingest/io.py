@@ -8,6 +8,7 @@ Every problem in every file is collected and raised together in one `DataError`.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem, plural, rows_of
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
 from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
@@ -529,12 +530,20 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
     header = _first_line_bytes(path)
     table: pa.Table | None = None
     malformed: list[pcsv.InvalidRow] = []
+    data: bytes | None = None  # the file re-encoded, when it is UTF-8 with stray bytes
+    stray = 0
     for encoding in ENCODINGS:
+        if encoding != "utf8" and data is None and _written_as_utf8(path):
+            # A byte order mark or UTF-8 sequences say UTF-8: reading it all as cp1252 would garble every accented
+            # character (and put the mark into the first header) for the sake of a few stray bytes.
+            data, stray = _utf8_with_stray_bytes(path)
+            header = data.split(b"\n", 1)[0].rstrip(b"\r")
+            encoding = "utf8"
         try:
             header_text = header.decode("utf-8-sig" if encoding == "utf8" else encoding)
             delimiter = max(DELIMITERS, key=lambda candidate: len(_fields(header_text, candidate)))
             names = _fields(header_text, delimiter)
-            table, malformed = _parse_csv(path, encoding, delimiter, names)
+            table, malformed = _parse_csv(path, encoding, delimiter, names, data=data)
             break
         except UnicodeDecodeError:  # from Python's codecs: decoding the header, or cp1252 under pyarrow
             continue
@@ -566,7 +575,17 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
             )
         )
         return None
-    if encoding != "utf8":
+    if stray:
+        problems.append(
+            Problem(
+                f"the file is UTF-8 but for {plural(stray, 'byte')} that are not: "
+                f"{'it was' if stray == 1 else 'they were'} read as cp1252 characters, the rest as UTF-8",
+                file=display,
+                severity="warning",
+                fix="export it again as UTF-8 so that every accented character is certain to be right",
+            )
+        )
+    elif encoding != "utf8":
         problems.append(
             Problem(
                 f"the file is not UTF-8; it was read as {encoding}",
@@ -587,7 +606,7 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
         return None
     if malformed:
         if any(row.number is None for row in malformed):  # multi-threaded reads do not number rows
-            _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False)
+            _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False, data=data)
         problems.append(
             Problem(
                 f"rows with a different number of fields than the header's {malformed[0].expected_columns}",
@@ -602,8 +621,11 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
 
 
 def _parse_csv(
-    path: Path, encoding: str, delimiter: str, names: list[str], *, threads: bool = True
+    path: Path, encoding: str, delimiter: str, names: list[str], *, threads: bool = True, data: bytes | None = None
 ) -> tuple[pa.Table, list[pcsv.InvalidRow]]:
+    """The file (or `data`, its bytes re-encoded) parsed with every column as text, and its malformed rows."""
+    source = (lambda: pa.BufferReader(data)) if data is not None else (lambda: path)
+    size = len(data) if data is not None else path.stat().st_size
     malformed: list[pcsv.InvalidRow] = []
 
     def skip(row: pcsv.InvalidRow) -> str:
@@ -617,18 +639,53 @@ def _parse_csv(
     )
     try:
         read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=CSV_BLOCK_SIZE)
-        return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+        return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
     except pa.ArrowInvalid as error:
         if "straddling" not in str(error):
             raise
     # A value longer than a read block: read the file as a single block.
     malformed.clear()
-    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(path.stat().st_size + 1, 2**31 - 1))
-    return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(size + 1, 2**31 - 1))
+    return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# A multi-byte UTF-8 character: in a cp1252 file these byte pairs are rare (Ã followed by ©...).
+UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+UTF8_PROBE = 16 << 20
+
+
+def _written_as_utf8(path: Path) -> bool:
+    """A byte order mark, or UTF-8 characters in the first bytes: a file meant as UTF-8, whatever stray bytes it
+    holds."""
+    with path.open("rb") as handle:
+        start = handle.read(UTF8_PROBE)
+    return start.startswith(UTF8_BOM) or UTF8_SEQUENCE.search(start) is not None
+
+
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how the surrogateescape handler keeps a byte that is not UTF-8
+
+
+def _utf8_with_stray_bytes(path: Path) -> tuple[bytes, int]:
+    """The file as UTF-8 without its byte order mark, each byte that is not UTF-8 read as the cp1252 (else Latin-1)
+    character it is; and how many such bytes there were."""
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    stray = 0
+
+    def as_cp1252(match: re.Match) -> str:
+        nonlocal stray
+        stray += 1
+        byte = bytes([ord(match.group()) - 0xDC00])
+        try:
+            return byte.decode("cp1252")
+        except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+            return byte.decode("latin-1")
+
+    return ESCAPED_BYTE.sub(as_cp1252, text).encode("utf-8"), stray
 
 
 def _first_line_bytes(path: Path, limit: int = 1 << 20) -> bytes:
