@@ -36,6 +36,7 @@ from features.schema import REQUIRED, TABLES, columns
 from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
 from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
 from ingest.numbers import numbers_if_all_numeric, parse_numbers
+from ingest.validation import SWAPPED
 
 PROFILE_ROWS = 200_000
 DATE_SAMPLE = 5_000
@@ -62,14 +63,6 @@ DATE_FORMATS: tuple[str, ...] = (
     "%b %d, %Y",
     "%d-%b-%Y",
 )
-# Day-first and month-first layouts that read the same text when every day is 12 or less.
-SWAPPED = {
-    "%m/%d/%Y": "%d/%m/%Y",
-    "%m/%d/%Y %H:%M": "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S": "%d/%m/%Y %H:%M:%S",
-    "%m/%d/%y": "%d/%m/%y",
-    "%m-%d-%Y": "%d-%m-%Y",
-}
 
 FILE_WORDS: dict[str, tuple[str, ...]] = {
     "accounts": ("account", "compan", "organi", "customer", "firm"),
@@ -350,12 +343,21 @@ def profile_folder(data_dir: Path) -> tuple[list[FileProfile], list[str]]:
 
 
 def profile_table(path: Path, name: str, table: pa.Table) -> FileProfile:
-    return FileProfile(
-        path,
-        name,
-        table.num_rows,
-        {column: profile_column(column, table.column(column)) for column in table.column_names},
-    )
+    profiles = {column: profile_column(column, table.column(column)) for column in table.column_names}
+    settle_day_order(profiles.values())
+    return FileProfile(path, name, table.num_rows, profiles)
+
+
+def settle_day_order(profiles) -> None:
+    """A file writes its dates one way: a column whose days are all 12 or less takes the day order that another
+    date column of the file shows (one that has a day above 12), so created and close dates never disagree."""
+    decided = {p.date_format for p in profiles if p.date_format in SWAPPED and not p.ambiguous_day}
+    for profile in profiles:
+        if profile.ambiguous_day and SWAPPED[profile.date_format] in decided and profile.date_format not in decided:
+            profile.date_format = SWAPPED[profile.date_format]
+            profile.ambiguous_day = False
+        elif profile.ambiguous_day and profile.date_format in decided:
+            profile.ambiguous_day = False
 
 
 def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
@@ -410,8 +412,16 @@ def _date_format(texts: pd.Series, header: str = "") -> tuple[str | None, bool]:
     if shares[layout].mean() < needed:
         return None, False
     swapped = SWAPPED.get(layout)
-    ambiguous = swapped is not None and bool((shares[swapped] >= shares[layout]).all())
-    return layout, ambiguous
+    if swapped is None or not bool((shares[swapped] >= shares[layout]).all()):
+        return layout, False
+    if len(texts) > len(sample):  # the sample cannot tell: a later row may (a 13th day)
+        read = {
+            candidate: int(within_range(pd.to_datetime(texts, format=candidate, errors="coerce")).notna().sum())
+            for candidate in (layout, swapped)
+        }
+        if read[layout] != read[swapped]:
+            return max((layout, swapped), key=lambda candidate: read[candidate]), False
+    return layout, True
 
 
 # --- preset recognition ---------------------------------------------------------------------------------------

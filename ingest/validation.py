@@ -33,6 +33,16 @@ UNIQUE_IDS: dict[str, str] = {"accounts": "account_id", "opportunities": "opport
 DATE_RANGE = (EARLIEST, LATEST)
 MAX_EXAMPLES = 3
 
+# Day-first and month-first layouts that read the same text when every day is 12 or less: each names the other.
+SWAP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("%m/%d/%Y", "%d/%m/%Y"),
+    ("%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M"),
+    ("%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"),
+    ("%m/%d/%y", "%d/%m/%y"),
+    ("%m-%d-%Y", "%d-%m-%Y"),
+)
+SWAPPED: dict[str, str] = {first: second for pair in SWAP_PAIRS for first, second in (pair, pair[::-1])}
+
 
 @dataclass
 class SourceTable:
@@ -343,15 +353,27 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
     """
     problems: list[Problem] = []
     frame, kinds = table.frame, columns(table.name)
+    both_ways: dict[str, bool] = {}  # date columns read with a day-month layout: whether the swap reads them too
     for column in frame.columns:
         kind = _kind(column, kinds, section)
         raw = frame[column]
         if kind == "date":
-            parsed = parse_dates(raw, section.date_format_for(column))
+            layout = section.date_format_for(column)
+            parsed = parse_dates(raw, layout)
             fix = (
                 "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
                 '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
             )
+            swapped = SWAPPED.get(layout or "")
+            unread = bool((raw.notna() & parsed.isna()).any())
+            read_swapped = bool(swapped) and parse_dates(raw, swapped).notna().sum() == raw.notna().sum()
+            if swapped and raw.notna().any():
+                both_ways[column] = read_swapped and not unread
+            if read_swapped and unread:
+                fix = (
+                    f"day and month are swapped: every value reads as a date with date_format {swapped!r}, not "
+                    f"{layout!r}; set that in the mapping (for every date column this table reads so)"
+                )
         elif kind == "number":
             convention = section.number_format_for(column)
             parsed, reading = parse_numbers(raw, convention, table.number_evidence)
@@ -381,7 +403,22 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
                 column=column,
                 severity="warning",
             )
+    if both_ways and all(both_ways.values()):
+        problems.append(_day_order_warning(table, section, list(both_ways)))
     return problems
+
+
+def _day_order_warning(table: SourceTable, section: TableMapping, dates: list[str]) -> Problem:
+    """Every date of the table reads day-first and month-first alike: the mapping's order is used, and said."""
+    layout = section.date_format_for(dates[0]) or ""
+    return Problem(
+        f"every day in {', '.join(table.header(column) for column in dates)} is 12 or less, so the dates read "
+        f"both day-first and month-first: they are read as date_format {layout!r}",
+        fix=f"check in the CRM which comes first; if it is the other way, set date_format {SWAPPED[layout]!r}",
+        file=", ".join(table.files),
+        severity="warning",
+        table=table.name,
+    )
 
 
 NUMBER_FIX = (
