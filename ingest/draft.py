@@ -33,7 +33,7 @@ from features.dates import PATTERN as ISO_PATTERN
 from features.dates import within_range
 from features.errors import DataError, Problem
 from features.schema import REQUIRED, TABLES, columns
-from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
+from ingest.io import CSV_SUFFIXES, EMPTY_FILE, PARQUET_SUFFIXES, data_folder, read_file
 from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
 from ingest.numbers import numbers_if_all_numeric, parse_numbers
 from ingest.validation import SWAPPED
@@ -280,7 +280,21 @@ def words_of(text: str) -> list[str]:
 
 
 def _comment(text: str) -> str:
-    return " ".join(str(text).split())
+    return _escaped(" ".join(str(text).split()))
+
+
+YAML_BREAKS = frozenset("\x85\u2028\u2029")  # YAML reads these as line breaks, even inside quotes
+
+
+def _escaped(text: str) -> str:
+    """`text` with every character YAML refuses (DEL, C1 controls) or reads as a line break (NEL) written as a
+    backslash escape, which a double-quoted YAML scalar reads back as the character itself."""
+    return "".join(
+        (f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        if not char.isprintable() or char in YAML_BREAKS
+        else char
+        for char in text
+    )
 
 
 PLAIN_KEY = re.compile(r"[a-z_][a-z0-9_]*")
@@ -300,7 +314,7 @@ def _scalar(value: Any, key: bool = False) -> str:
         return repr(value)
     if key and PLAIN_KEY.fullmatch(str(value)) and str(value) not in YAML_WORDS:
         return str(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    return _escaped(json.dumps(str(value), ensure_ascii=False))
 
 
 def _render_entries(entries: list[Entry], depth: int) -> list[str]:
@@ -1074,6 +1088,8 @@ def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     `presets` is false)."""
     data_dir = data_folder(data_dir)
     files, unreadable = profile_folder(data_dir)
+    if not files and unreadable:
+        raise DataError([_none_readable(data_dir, unreadable)])
     if not files:
         raise DataError(
             [
@@ -1092,6 +1108,22 @@ def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     return guess_draft(data_dir, files, unreadable)
 
 
+def _none_readable(data_dir: Path, unreadable: list[str]) -> Problem:
+    """Data files are here, but none could be read: which, and why (empty files named as such)."""
+    empty = [entry.removesuffix(f" ({EMPTY_FILE})") for entry in unreadable if entry.endswith(f" ({EMPTY_FILE})")]
+    if len(empty) == len(unreadable):
+        return Problem(
+            f"every CSV or Parquet file here is empty (no header, no rows): {_listed(empty, 10)}",
+            file=str(data_dir),
+            fix="export the files again with their header row and rows, or pass the folder that holds them",
+        )
+    return Problem(
+        f"no CSV or Parquet file here could be read: {_listed(unreadable, 10)}",
+        file=str(data_dir),
+        fix="export the files again as CSV (UTF-8) or Parquet with a header row",
+    )
+
+
 def refuse_existing(path: str | Path) -> None:
     """Stop, naming it, if anything (a file, a folder, a link) is at `path`: init never overwrites."""
     path = Path(path)
@@ -1107,6 +1139,23 @@ def refuse_existing(path: str | Path) -> None:
         )
 
 
+def check_draft_target(path: str | Path) -> None:
+    """Before any work: nothing at `path` (init never overwrites), its folder exists and can be written in."""
+    from ingest.files import check_writable_target
+
+    path = Path(path)
+    refuse_existing(path)
+    if not path.parent.is_dir():
+        raise DataError(
+            [
+                Problem(
+                    f"the folder of --out {path} does not exist", fix="create it, or pass another --out", file=str(path)
+                )
+            ]
+        )
+    check_writable_target(path)
+
+
 def write_new(path: str | Path, text: str) -> Path:
     """Write `text` to `path` only if nothing is there: the whole file appears at once, or nothing does."""
     path = Path(path)
@@ -1120,7 +1169,12 @@ def write_new(path: str | Path, text: str) -> Path:
                 )
             ]
         )
-    handle, temporary = tempfile.mkstemp(prefix=".mapping.", suffix=".tmp", dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".mapping.", suffix=".tmp", dir=folder)
+    except OSError as error:  # the folder became unwritable since it was checked
+        raise DataError(
+            [Problem(f"cannot write in {folder}: {error.strerror}", fix="pass another --out", file=str(path))]
+        ) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)

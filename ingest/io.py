@@ -34,6 +34,7 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 ENCODINGS: tuple[str, ...] = ("utf8", "cp1252", "latin-1")
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 CSV_BLOCK_SIZE = 16 << 20
+EMPTY_FILE = "the file is empty"
 ABSENT_TABLE_WARNINGS: dict[str, tuple[str, str]] = {
     "engagement": (
         "no engagement table: the engagement score is 0 for every account",
@@ -559,11 +560,7 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
         except pa.ArrowInvalid as error:
             if "UTF8" in str(error):  # pyarrow's own UTF-8 check
                 continue
-            message = (
-                "the file is empty"
-                if "Empty CSV file" in str(error)
-                else f"cannot be read as CSV ({_first_line(error)})"
-            )
+            message = EMPTY_FILE if "Empty CSV file" in str(error) else f"cannot be read as CSV ({_first_line(error)})"
             problems.append(Problem(message, fix="export the file again as CSV with a header row", file=display))
             return None
     if table is None:  # latin-1 reads any bytes, so one of the encodings always parses: never expected
