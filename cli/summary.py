@@ -35,7 +35,9 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
     for name, rows in summary["rows"].items():
         read = ", ".join(path.name for path in loaded.files.get(name, []))
         names = Text(read) if read else Text("absent", style="dim")
-        if name == "accounts" and summary.get("accounts_from_opportunities"):
+        if name == "accounts" and summary.get("one_account_per_opportunity"):
+            names.append(" (each opportunity is its own account)", style="dim")
+        elif name == "accounts" and summary.get("accounts_from_opportunities"):
             names.append(" (one account per account_id of the opportunities rows)", style="dim")
         dropped = summary["dropped_rows"].get(name)
         rejected = summary.get("rejected_rows", {}).get(name)

@@ -121,6 +121,7 @@ def load_export(
     summary["invalid_rows"] = invalid_rows
     summary["generated_ids"] = tables["opportunities"].generated_ids
     summary["accounts_from_opportunities"] = chosen.accounts.from_opportunities
+    summary["one_account_per_opportunity"] = chosen.accounts.one_per_opportunity
     rule = chosen.opportunities.outcome_rule
     if rule is not None:
         reference = tables["opportunities"].rule_reference

@@ -366,10 +366,9 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             )
             swapped = SWAPPED.get(layout or "")
             unread = bool((raw.notna() & parsed.isna()).any())
-            read_swapped = bool(swapped) and parse_dates(raw, swapped).notna().sum() == raw.notna().sum()
-            if swapped and raw.notna().any():
-                both_ways[column] = read_swapped and not unread
-            if read_swapped and unread:
+            if swapped and raw.notna().any():  # every day 12 or less: the other order reads every value too
+                both_ways[column] = not unread and bool((parsed.dropna().dt.day <= 12).all())
+            if swapped and unread and parse_dates(raw, swapped).notna().sum() == raw.notna().sum():
                 fix = (
                     f"day and month are swapped: every value reads as a date with date_format {swapped!r}, not "
                     f"{layout!r}; set that in the mapping (for every date column this table reads so)"

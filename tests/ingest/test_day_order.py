@@ -67,6 +67,8 @@ def test_validate_says_when_the_mappings_order_is_the_wrong_way(tmp_path):
 
 def test_validate_warns_when_every_date_reads_both_ways(tmp_path):
     folder = deals(tmp_path / "export", early_days(20))
+    with (folder / "deals.csv").open("a", encoding="utf-8") as out:
+        out.write("D99,A1,01-05-2025,,Open\n")  # an open deal: no close date
     mapping = mapping_with(tmp_path, "%m-%d-%Y")
     loaded = load_export(folder, mapping)
     warning = next(w for w in loaded.warnings if "day-first and month-first" in w.message)
@@ -87,7 +89,7 @@ def mapping_with(tmp_path: Path, layout: str) -> Path:
         "opportunities": {
             "file": "deals.csv",
             "columns": columns,
-            "values": {"outcome": {"Won": "won", "Lost": "lost"}},
+            "values": {"outcome": {"Won": "won", "Lost": "lost", "Open": "open"}},
             "date_format": layout,
         },
     }

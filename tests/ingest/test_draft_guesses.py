@@ -72,6 +72,7 @@ def test_a_bookings_export_without_an_account_column_validates_from_the_unedited
     validated = runner.invoke(app, ["validate", str(folder), "--mapping", str(draft)], terminal_width=300)
     assert validated.exit_code == 0, validated.output
     assert "The export is valid." in validated.output
+    assert "(each opportunity is its own account)" in validated.output
     assert "opportunities.amount (Total ARR): read as currency ($) with thousands separators and K/M" in (
         validated.output
     )
