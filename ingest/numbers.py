@@ -19,8 +19,9 @@ adds a rounding error.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ NUMBER_FORMATS: tuple[NumberFormat, ...] = ("decimal_point", "decimal_comma")
 EXTRA_SAMPLE = 1_000
 # Rows of each column whose values vote for the file's decimal mark: decisive values are common where there are any.
 EVIDENCE_ROWS = 2_000
+EVIDENCE_VALUES = 100  # of them, the distinct values that could vote, per column
 
 SUFFIXES: dict[str, int] = {"k": 3, "m": 6, "mm": 6, "b": 9, "bn": 9}
 CURRENCY_CODES = (
@@ -62,6 +64,7 @@ _POINT = re.compile(
     rf"(?P<int>\d+|\d{{1,3}}(?:(?P<sep>{_GROUPS})\d{{3}})(?:(?P=sep)\d{{3}})*)(?P<frac>\.\d*)?(?P<exp>[eE][-+]?\d+)?"
 )
 _COMMA = re.compile(r"(?P<int>\d+|\d{1,3}(?:(?P<sep>[.' ])\d{3})(?:(?P=sep)\d{3})*)(?P<frac>,\d*)?")
+_CANDIDATE = re.compile(r"[.,]\d")
 _LEADING_FRACTION = {"decimal_point": re.compile(r"\.\d+"), "decimal_comma": re.compile(r",\d+")}
 
 
@@ -117,6 +120,8 @@ class NumberReading:
 
 def split_value(text: str) -> Parts | None:
     """A cell's sign, currency, digits and suffix; None when it is not shaped like a number at all."""
+    if not any(char.isdigit() for char in text):  # names and labels: no need for the whole pattern
+        return None
     text = _SPACES.sub(" ", text.strip())
     parentheses = len(text) > 2 and text[0] == "(" and text[-1] == ")"
     if parentheses:
@@ -154,15 +159,24 @@ def _readings(digits: str) -> dict[NumberFormat, tuple[str, bool] | None]:
     return {convention: literal(digits, convention) for convention in NUMBER_FORMATS}
 
 
-def evidence(texts: pd.Series) -> dict[NumberFormat, int]:
-    """How many distinct values read under one convention only, per convention."""
+def evidence(texts: Iterable[Any], limit: int | None = None) -> dict[NumberFormat, int]:
+    """How many distinct values (of the first `limit` that could) read under one convention only, per convention."""
     counts: dict[NumberFormat, int] = dict.fromkeys(NUMBER_FORMATS, 0)
-    for text in texts.dropna().unique():
-        parts = split_value(str(text))
+    seen: set[str] = set()
+    for value in texts:
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        text = str(value)
+        # Only a mark followed by a digit can read one way only: names, dates and plain integers are skipped.
+        if text in seen or _CANDIDATE.search(text) is None:
+            continue
+        seen.add(text)
+        if limit is not None and len(seen) > limit:
+            break
+        parts = split_value(text)
         if parts is None:
             continue
-        readings = _readings(parts.digits)
-        possible = [convention for convention, reading in readings.items() if reading is not None]
+        possible = [convention for convention, reading in _readings(parts.digits).items() if reading is not None]
         if len(possible) == 1:
             counts[possible[0]] += 1
     return counts
@@ -174,7 +188,7 @@ def file_evidence(table: pa.Table, rows: int = EVIDENCE_ROWS) -> dict[NumberForm
     totals: dict[NumberFormat, int] = dict.fromkeys(NUMBER_FORMATS, 0)
     for column in table.columns:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            for convention, count in evidence(pd.Series(column.slice(0, rows).to_pylist(), dtype=object)).items():
+            for convention, count in evidence(column.slice(0, rows).to_pylist(), EVIDENCE_VALUES).items():
                 totals[convention] += count
     return totals
 
