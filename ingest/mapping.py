@@ -58,7 +58,7 @@ from pydantic_core import ErrorDetails
 
 from features.errors import DataError, Problem
 from features.schema import TABLES, columns
-from ingest.numbers import NumberFormat
+from ingest.numbers import NUMBER_FORMATS, NumberFormat
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS: tuple[str, ...] = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
@@ -121,6 +121,18 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
+def _number_format(value: Any) -> Any:
+    """One message for a wrong number format (pydantic would give one per member of the union)."""
+    allowed = " or ".join(NUMBER_FORMATS)
+    if isinstance(value, dict):
+        for column, each in value.items():
+            if each not in NUMBER_FORMATS:
+                raise ValueError(f"{column}: {each!r} is not a number format; use {allowed}")
+    elif value is not None and value not in NUMBER_FORMATS:
+        raise ValueError(f"{value!r} is not a number format; use {allowed}, or one per column: {{amount: {allowed}}}")
+    return value
+
+
 class TableMapping(_Strict):
     """How one canonical table is found and read; every key is optional."""
 
@@ -130,7 +142,7 @@ class TableMapping(_Strict):
     date_format: Text | dict[str, Text] | None = None
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
     # Which mark is the decimal one where a column's values cannot tell (1,234 reads both ways).
-    number_format: NumberFormat | dict[str, NumberFormat] | None = None
+    number_format: Annotated[NumberFormat | dict[str, NumberFormat] | None, BeforeValidator(_number_format)] = None
     defaults: dict[str, Text] = {}
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
     one_per_opportunity: bool = False  # accounts only, with from_opportunities: account_id is the opportunity_id

@@ -195,7 +195,8 @@ def test_the_mapping_key_is_typed(tmp_path):
     good.write_text("opportunities:\n  number_format: decimal_comma\n", encoding="utf-8")
     assert load_mapping(good).opportunities.number_format == "decimal_comma"
     for text, expected in (
-        ("opportunities:\n  number_format: comma\n", "number_format"),
+        ("opportunities:\n  number_format: comma\n", "'comma' is not a number format; use decimal_point or"),
+        ("opportunities:\n  number_format: {amount: dot}\n", "amount: 'dot' is not a number format"),
         ("opportunities:\n  numbr_format: decimal_comma\n", "did you mean 'number_format'"),
         ("opportunities:\n  number_format: {product: decimal_comma}\n", "'product' is not a number column"),
     ):
@@ -203,4 +204,4 @@ def test_the_mapping_key_is_typed(tmp_path):
         bad.write_text(text, encoding="utf-8")
         with pytest.raises(DataError) as raised:
             load_mapping(bad)
-        assert expected in str(raised.value), str(raised.value)
+        assert expected in str(raised.value) and len(raised.value.problems) == 1, str(raised.value)
