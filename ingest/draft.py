@@ -922,8 +922,12 @@ def _pick_columns(
                 return profile.date_format is not None
             if kind == "number":
                 return profile.numeric and profile.date_format is None
-            if canonical == "opportunity_id":
-                return profile.distinct >= 0.9 * profile.filled and profile.date_format is None
+            if canonical == "opportunity_id":  # an id of (almost) every row: not one filled on a few rows only
+                return (
+                    looks_like_id(profile)
+                    and profile.distinct >= 0.9 * profile.filled
+                    and profile.filled >= 0.5 * profile.rows
+                )
             return profile.date_format is None or canonical in ("product",)
 
         profile = _best(file, word_sets, fits, taken)

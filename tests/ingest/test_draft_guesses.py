@@ -139,3 +139,15 @@ def test_one_account_per_opportunity_cannot_also_map_an_account_column(tmp_path)
     mapping.write_text("accounts: {one_per_opportunity: true}\n", encoding="utf-8")
     with pytest.raises(DataError, match="with from_opportunities: true"):
         load_mapping(mapping)
+
+
+def test_an_id_filled_on_a_few_rows_is_not_the_opportunity_id(tmp_path):
+    folder = tmp_path / "leads"
+    folder.mkdir()
+    lines = ["Lead Id,Converted Opportunity Id,Company,Created,Closed,Stage"]
+    for index in range(40):
+        converted = f"OPP{index}" if index % 10 == 0 else ""  # one lead in ten became an opportunity
+        lines.append(f"L{index},{converted},C{index % 15},2025-01-{1 + index % 28:02d},2025-03-01,Won")
+    (folder / "leads.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    document = yaml.safe_load(draft_mapping(folder).render())
+    assert document["opportunities"]["columns"]["opportunity_id"] == "Lead Id"
