@@ -281,4 +281,6 @@ def numbers_if_all_numeric(raw: pd.Series) -> tuple[pd.Series, NumberReading | N
     if parse_numbers(sample)[0].isna().any():  # text: stop before reading the whole column
         return raw, None
     parsed, reading = parse_numbers(raw)
+    if reading.suffixes and not reading.currencies:  # "5m" in a column nobody named numeric may be 5 minutes
+        return raw, None
     return (parsed, reading) if parsed.notna().sum() == raw.notna().sum() else (raw, None)

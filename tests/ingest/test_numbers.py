@@ -124,7 +124,12 @@ DECIMAL_COMMA_EXPORT = {
 
 
 def test_a_crm_export_reads_currency_suffixes_separators_and_parentheses(tmp_path):
-    data = load_export(write(tmp_path / "crm", CRM_EXPORT)).data
+    files = dict(CRM_EXPORT)
+    files["accounts.csv"] = files["accounts.csv"].replace("annual_revenue\n", "annual_revenue,call_length\n")
+    files["accounts.csv"] = files["accounts.csv"].replace("$1.2M\n", "$1.2M,5m\n").replace("$980K\n", "$980K,12m\n")
+    data = load_export(write(tmp_path / "crm", files)).data
+    # A column nobody named numeric is read as numbers only without a bare K/M suffix: 5m may be 5 minutes.
+    assert data.accounts["call_length"].tolist() == ["5m", "12m"]
     assert data.accounts["employees"].tolist() == [10_001.0, 250.0]
     assert data.accounts["annual_revenue"].tolist() == [1_200_000.0, 980_000.0]
     assert data.opportunities["amount"].tolist() == [102_000.0, 1234.56, 0.0]
