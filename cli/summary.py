@@ -83,7 +83,7 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
 
 DECIDED_BY = {
     "mapping": "as the mapping's number_format says",
-    "table": "as the file's other numbers show",
+    "file": "as the file's other numbers show",
     "values": "",
     "default": "",
 }

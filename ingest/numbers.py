@@ -8,10 +8,10 @@ Read, besides plain numbers (`1234.5`, `-3`, `1e6`):
 - negatives as `-12`, `−12`, `12-` or in parentheses: `(1,234.50)` is -1,234.5;
 - a decimal comma (`1.234,5`, `12,5`) where the column uses it.
 
-Whether `,` or `.` is the decimal mark is decided per column from the values that can only be read one way
-(`12.5` and `1,234,567` read one way; `1.234,5` and `12,5` the other); a column whose every value reads both
-ways (`1,234` is 1234 or 1.234) follows the other columns of its table, else the mapping's `number_format`, else
-the decimal point, and the import says so. A value is refused only when it is not a number under the column's
+Whether `,` or `.` is the decimal mark is the mapping's `number_format` where it says, else decided per column
+from the values that can only be read one way (`12.5` and `1,234,567` read one way; `1.234,5` and `12,5` the
+other); a column whose every value reads both ways (`1,234` is 1234 or 1.234) follows the other columns of its
+file, else the decimal point, and the import says so. A value is refused only when it is not a number under the column's
 convention. The text is rebuilt as a decimal literal before conversion (`102K` becomes `102e3`), so a suffix never
 adds a rounding error.
 """
@@ -89,7 +89,7 @@ class NumberReading:
     thousands: bool = False
     suffixes: bool = False
     parentheses: bool = False
-    decided_by: str = "values"  # values, table, mapping, default
+    decided_by: str = "values"  # values, file, mapping, default
     ambiguous: list[str] = field(default_factory=list)  # values that read both ways, when nothing decided
 
     @property
@@ -199,19 +199,19 @@ def _two_ways(digits: str) -> bool:
 
 
 def parse_numbers(
-    raw: pd.Series, convention: NumberFormat | None = None, table_evidence: dict[NumberFormat, int] | None = None
+    raw: pd.Series, convention: NumberFormat | None = None, file_votes: dict[NumberFormat, int] | None = None
 ) -> tuple[pd.Series, NumberReading]:
     """float64 (NaN where a value is not a finite number under the column's convention) and how it was read.
 
-    `convention` comes from the mapping and wins; else the column's own values decide, then `table_evidence`
-    (the other columns of the table), then the decimal point."""
+    `convention` comes from the mapping and wins; else the column's own values decide, then `file_votes`
+    (the values of the file's columns that read one way only, `file_evidence`), then the decimal point."""
     if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
         parsed = raw.astype("float64")
         parsed = parsed.where(np.isfinite(parsed))
         return parsed, NumberReading(convention or "decimal_point", values=int(parsed.notna().sum()))
     present = raw.notna()
-    comma_table = bool(table_evidence) and _majority(table_evidence or {}) == "decimal_comma"
-    if convention is None and not comma_table:  # fast path: arrow parses clean numeric text in C++
+    comma_file = bool(file_votes) and _majority(file_votes or {}) == "decimal_comma"
+    if convention is None and not comma_file:  # fast path: arrow parses clean numeric text in C++
         try:
             parsed = pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -225,8 +225,8 @@ def parse_numbers(
         own = evidence(texts)
         if any(own.values()):
             convention, decided_by = _majority(own), "values"
-        elif table_evidence and any(table_evidence.values()):
-            convention, decided_by = _majority(table_evidence), "table"
+        elif file_votes and any(file_votes.values()):
+            convention, decided_by = _majority(file_votes), "file"
         else:
             convention, decided_by = "decimal_point", "default"
     reading = NumberReading(convention, values=int(present.sum()), decided_by=decided_by)

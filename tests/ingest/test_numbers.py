@@ -56,8 +56,8 @@ DECIMAL_COMMA_VALUES = [
 NOT_NUMBERS = ["about 1200", "12 apples", "TBD", "1.2.3,4,5", "$", "K", "--5", "(-5)", "$5 €", "1,23,4", "nan", "inf"]
 
 
-def values(texts: list[str], convention=None, table_evidence=None) -> list[float]:
-    parsed, _ = parse_numbers(pd.Series(texts, dtype="str"), convention, table_evidence)
+def values(texts: list[str], convention=None, file_votes=None) -> list[float]:
+    parsed, _ = parse_numbers(pd.Series(texts, dtype="str"), convention, file_votes)
     return parsed.tolist()
 
 
@@ -81,7 +81,7 @@ def test_a_column_decides_its_decimal_mark_from_the_values_that_read_one_way():
     assert values(["1,234", "12,5"]) == [1.234, 12.5]  # 12,5 is only a decimal comma: 1,234 follows
     assert values(["1,234", "12.5"]) == [1234.0, 12.5]
     # A column that cannot tell follows the table's other columns, and the mapping wins over both.
-    assert values(["1.500", "2.000"], table_evidence={"decimal_point": 0, "decimal_comma": 3}) == [1500.0, 2000.0]
+    assert values(["1.500", "2.000"], file_votes={"decimal_point": 0, "decimal_comma": 3}) == [1500.0, 2000.0]
     assert values(["1,234", "2"], convention="decimal_comma") == [1.234, 2.0]
     assert values(["1.500"], convention="decimal_comma") == [1500.0]  # not the fast path's plain 1.5
     assert math.isnan(values(["1,234.5"], convention="decimal_comma")[0])
