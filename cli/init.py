@@ -3,6 +3,7 @@ with it and say what to fix next. Registered in `cli.main`; the inspection itsel
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -25,10 +26,10 @@ def init_command(
     validate with it and print what to fix next. Exit 0 when the draft validates, 2 when something is left to fix."""
     from cli.summary import render_summary
     from features.errors import DataError
-    from ingest.draft import draft_mapping, refuse_existing, write_new
+    from ingest.draft import check_draft_target, draft_mapping, write_new
     from ingest.io import load_export
 
-    refuse_existing(out)  # before any work: init never replaces a file
+    check_draft_target(out)  # before any work: init never replaces a file, and can write where it is told
     draft = draft_mapping(data)
     write_new(out, draft.render())
     say(f"Draft mapping written to {out}")
@@ -71,9 +72,12 @@ def _next_steps(draft, data: Path, out: Path, valid: bool) -> None:
         say("To decide in the draft (each is commented there):")
         for note in draft.notes:
             say(f"  - {note}")
+    # Quoted for a POSIX shell, so that a path with spaces or quotes can be pasted as it is.
+    data_arg, out_arg = shlex.quote(str(data)), shlex.quote(str(out))
     if valid:
-        say(f"Next: check the guesses in {out}, then `tiering train {data} --mapping {out}`.")
+        say(f"Next: check the guesses in {out}, then `tiering train {data_arg} --mapping {out_arg}`.")
     else:
         say(
-            f"Next: fix the problems above (in {out} or in the export), then `tiering validate {data} --mapping {out}`."
+            f"Next: fix the problems above (in {out} or in the export), then "
+            f"`tiering validate {data_arg} --mapping {out_arg}`."
         )

@@ -35,7 +35,9 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
     for name, rows in summary["rows"].items():
         read = ", ".join(path.name for path in loaded.files.get(name, []))
         names = Text(read) if read else Text("absent", style="dim")
-        if name == "accounts" and summary.get("accounts_from_opportunities"):
+        if name == "accounts" and summary.get("one_account_per_opportunity"):
+            names.append(" (each opportunity is its own account)", style="dim")
+        elif name == "accounts" and summary.get("accounts_from_opportunities"):
             names.append(" (one account per account_id of the opportunities rows)", style="dim")
         dropped = summary["dropped_rows"].get(name)
         rejected = summary.get("rejected_rows", {}).get(name)
@@ -65,6 +67,8 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
             ),
             soft_wrap=True,
         )
+    for line in number_lines(summary.get("numbers", [])):
+        say(escape(line), soft_wrap=True)
     say(f"Accounts without opportunities: {summary['accounts_without_opportunities']:,}")
     if summary.get("generated_ids"):
         say(f"Opportunity ids generated (rows without one): {summary['generated_ids']:,}")
@@ -75,6 +79,36 @@ def render_summary(loaded: LoadedExport, console: Console) -> None:
         for warning in loaded.warnings:
             say(f"[yellow]- {escape(warning.render())}[/]", soft_wrap=True)
     say("[green]The export is valid.[/]")
+
+
+DECIDED_BY = {
+    "mapping": "as the mapping's number_format says",
+    "file": "as the file's other numbers show",
+    "values": "",
+    "default": "",
+}
+
+
+def number_lines(readings: list[dict[str, Any]]) -> list[str]:
+    """`Numbers: opportunities.amount (Total ARR): read as currency ($) with K/M suffixes (3,699 values)`, one line
+    per number column; plain columns share one line."""
+    lines, plain = [], []
+    for reading in readings:
+        name = f"{reading['table']}.{reading['column']}"
+        if reading["header"] != reading["column"]:
+            name += f" ({reading['header']})"
+        if reading["read_as"] == "plain numbers":
+            plain.append(name)
+            continue
+        why = DECIDED_BY.get(reading["decided_by"], "")
+        lines.append(
+            f"Numbers: {name}: read as {reading['read_as']} ({reading['values']:,} values"
+            + (f"; {why}" if why else "")
+            + ")"
+        )
+    if plain:
+        lines.append(f"Numbers read as plain numbers: {', '.join(plain)}")
+    return lines
 
 
 def report_rejected(loaded: LoadedExport, console: Console, path: str | Path = REJECTED_FILE) -> Path | None:

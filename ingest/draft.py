@@ -32,8 +32,10 @@ from features.dates import within_range
 from features.errors import DataError, Problem
 from features.schema import REQUIRED, TABLES, columns
 from ingest.files import atomic_path
-from ingest.io import CSV_SUFFIXES, PARQUET_SUFFIXES, data_folder, read_file
+from ingest.io import CSV_SUFFIXES, EMPTY_FILE, PARQUET_SUFFIXES, data_folder, read_file
 from ingest.mapping import PRESETS, Mapping, TableMapping, load_mapping
+from ingest.numbers import numbers_if_all_numeric, parse_numbers
+from ingest.validation import SWAPPED
 
 PROFILE_ROWS = 200_000
 DATE_SAMPLE = 5_000
@@ -60,14 +62,6 @@ DATE_FORMATS: tuple[str, ...] = (
     "%b %d, %Y",
     "%d-%b-%Y",
 )
-# Day-first and month-first layouts that read the same text when every day is 12 or less.
-SWAPPED = {
-    "%m/%d/%Y": "%d/%m/%Y",
-    "%m/%d/%Y %H:%M": "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S": "%d/%m/%Y %H:%M:%S",
-    "%m/%d/%y": "%d/%m/%y",
-    "%m-%d-%Y": "%d-%m-%Y",
-}
 
 FILE_WORDS: dict[str, tuple[str, ...]] = {
     "accounts": ("account", "compan", "organi", "customer", "firm"),
@@ -102,16 +96,34 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
             ("created", "on"),
             ("opened",),
         ),
-        "close_date": (("close", "date"), ("closed", "date"), ("close",), ("closed",), ("won", "date"), ("closing",)),
+        "close_date": (
+            ("close", "date"),
+            ("closed", "date"),
+            ("booking", "date"),
+            ("booked", "date"),
+            ("won", "date"),
+            ("signed", "date"),
+            ("close",),
+            ("closed",),
+            ("booking",),
+            ("booked",),
+            ("closing",),
+            ("signed",),
+        ),
         "outcome": (("outcome",), ("deal", "stage"), ("stage",), ("status",), ("result",), ("won",)),
         "amount": (
             ("amount",),
             ("close", "value"),
             ("deal", "value"),
-            ("value",),
-            ("revenue",),
+            ("total", "arr"),
             ("arr",),
             ("acv",),
+            ("tcv",),
+            ("mrr",),
+            ("bookings",),
+            ("booking", "value"),
+            ("value",),
+            ("revenue",),
             ("price",),
         ),
         "product": (("product", "name"), ("product",), ("plan",), ("sku",)),
@@ -119,7 +131,16 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "accounts": {
         "account_name": (("account", "name"), ("company", "name"), ("name",)),
         "industry": (("industry",), ("sector",), ("vertical",)),
-        "employees": (("employees",), ("number", "of", "employees"), ("employee",), ("headcount",), ("staff",)),
+        "employees": (
+            ("number", "of", "employees"),
+            ("employees",),
+            ("employee",),
+            ("headcount",),
+            ("head", "count"),
+            ("staff",),
+            ("fte",),
+            ("company", "size"),
+        ),
         "annual_revenue": (("annual", "revenue"), ("revenue",), ("turnover",)),
         "country": (("country",), ("billing", "country"), ("office", "location"), ("location",)),
         "region": (("region",), ("territory",)),
@@ -224,7 +245,8 @@ class Draft:
             "#   tiering validate DATA --mapping THIS_FILE",
             "# Keys: file (name or glob), columns (canonical: your header), values (your value: canonical), "
             "date_format,",
-            "# scale, defaults, from_opportunities (accounts only); docs/data-and-mapping.md lists every key.",
+            "# number_format, scale, defaults, from_opportunities and one_per_opportunity (accounts only);",
+            "# docs/data-and-mapping.md lists every key.",
         ]
         if self.preset:
             lines.append(
@@ -258,7 +280,21 @@ def words_of(text: str) -> list[str]:
 
 
 def _comment(text: str) -> str:
-    return " ".join(str(text).split())
+    return _escaped(" ".join(str(text).split()))
+
+
+YAML_BREAKS = frozenset("\x85\u2028\u2029")  # YAML reads these as line breaks, even inside quotes
+
+
+def _escaped(text: str) -> str:
+    """`text` with every character YAML refuses (DEL, C1 controls) or reads as a line break (NEL) written as a
+    backslash escape, which a double-quoted YAML scalar reads back as the character itself."""
+    return "".join(
+        (f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        if not char.isprintable() or char in YAML_BREAKS
+        else char
+        for char in text
+    )
 
 
 PLAIN_KEY = re.compile(r"[a-z_][a-z0-9_]*")
@@ -278,7 +314,7 @@ def _scalar(value: Any, key: bool = False) -> str:
         return repr(value)
     if key and PLAIN_KEY.fullmatch(str(value)) and str(value) not in YAML_WORDS:
         return str(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    return _escaped(json.dumps(str(value), ensure_ascii=False))
 
 
 def _render_entries(entries: list[Entry], depth: int) -> list[str]:
@@ -321,12 +357,21 @@ def profile_folder(data_dir: Path) -> tuple[list[FileProfile], list[str]]:
 
 
 def profile_table(path: Path, name: str, table: pa.Table) -> FileProfile:
-    return FileProfile(
-        path,
-        name,
-        table.num_rows,
-        {column: profile_column(column, table.column(column)) for column in table.column_names},
-    )
+    profiles = {column: profile_column(column, table.column(column)) for column in table.column_names}
+    settle_day_order(profiles.values())
+    return FileProfile(path, name, table.num_rows, profiles)
+
+
+def settle_day_order(profiles) -> None:
+    """A file writes its dates one way: a column whose days are all 12 or less takes the day order that another
+    date column of the file shows (one that has a day above 12), so created and close dates never disagree."""
+    decided = {p.date_format for p in profiles if p.date_format in SWAPPED and not p.ambiguous_day}
+    for profile in profiles:
+        if profile.ambiguous_day and SWAPPED[profile.date_format] in decided and profile.date_format not in decided:
+            profile.date_format = SWAPPED[profile.date_format]
+            profile.ambiguous_day = False
+        elif profile.ambiguous_day and profile.date_format in decided:
+            profile.ambiguous_day = False
 
 
 def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
@@ -341,7 +386,7 @@ def profile_column(name: str, column: pa.ChunkedArray) -> Profile:
     series = series.where(series.isna(), series.astype(str).str.strip())
     texts = series[series.notna() & (series != "")]
     counts = texts.value_counts()
-    numeric = typed_number or (len(texts) > 0 and pd.to_numeric(texts, errors="coerce").notna().all())
+    numeric = typed_number or numbers_if_all_numeric(texts.astype("str"))[1] is not None
     date_format, ambiguous = (ISO, False) if typed_date else _date_format(texts, name)
     if numeric and date_format == ISO and not typed_date:  # 20240105 is a number first, unless named like a date
         date_format = ISO if {"date", "day", "timestamp", "time"} & set(words_of(name)) else None
@@ -381,8 +426,16 @@ def _date_format(texts: pd.Series, header: str = "") -> tuple[str | None, bool]:
     if shares[layout].mean() < needed:
         return None, False
     swapped = SWAPPED.get(layout)
-    ambiguous = swapped is not None and bool((shares[swapped] >= shares[layout]).all())
-    return layout, ambiguous
+    if swapped is None or not bool((shares[swapped] >= shares[layout]).all()):
+        return layout, False
+    if len(texts) > len(sample):  # the sample cannot tell: a later row may (a 13th day)
+        read = {
+            candidate: int(within_range(pd.to_datetime(texts, format=candidate, errors="coerce")).notna().sum())
+            for candidate in (layout, swapped)
+        }
+        if read[layout] != read[swapped]:
+            return max((layout, swapped), key=lambda candidate: read[candidate]), False
+    return layout, True
 
 
 # --- preset recognition ---------------------------------------------------------------------------------------
@@ -587,7 +640,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         )
     else:
         accounts_file = account_key = None
-        opp_account = _best(opp_file, ACCOUNT_KEY_SETS, lambda p: p.filled > 0 and p.date_format is None)
+        opp_account = _best(opp_file, ACCOUNT_KEY_SETS, looks_like_id)
         if opp_account is not None:
             opp_choices["account_id"] = Choice(
                 "account_id", opp_account, "header names the account; no other file holds these accounts"
@@ -615,7 +668,7 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
     elif opp_choices["opportunity_id"].profile.filled < opp_file.rows:
         empty = opp_file.rows - opp_choices["opportunity_id"].profile.filled
         opp_choices["opportunity_id"].why += f"; {empty:,} empty: those rows get a stable generated id"
-    for required in ("account_id", "created_date"):
+    for required in ("created_date",):  # without an account column, each opportunity is its own account
         if required not in opp_choices:
             notes.append(f"which column of {opp_file.name} is the opportunities' {required}: none looked like it")
 
@@ -644,7 +697,24 @@ def guess_draft(data_dir: Path, files: list[FileProfile], unreadable: list[str])
         )
         sections["accounts"] = entries
     else:
-        absent["accounts"] = "no account column found"
+        taken = {choice.profile.name for choice in opp_choices.values()}
+        choices = _pick_columns(opp_file, "accounts", taken, {"account_id"})
+        account_columns = {choice.profile.name for choice in choices.values()}
+        entries = _section(opp_file, "accounts", choices, notes, with_file=False)
+        entries[0:0] = [
+            Entry("from_opportunities", True, f"no accounts file: the accounts come from {opp_file.name}"),
+            Entry(
+                "one_per_opportunity",
+                True,
+                f"no column of {opp_file.name} names an account: each opportunity is its own account "
+                "(its account_id is its opportunity_id)",
+            ),
+        ]
+        sections["accounts"] = entries
+        notes.append(
+            f"{opp_file.name} has no account column: each opportunity is taken as its own account; if a column "
+            "names the account, map it as opportunities' account_id and remove accounts' one_per_opportunity"
+        )
     values = (
         {"outcome": _outcome_entries(outcome_map, open_values)}
         if outcome_map is not None and open_values is not None
@@ -810,11 +880,7 @@ def _file_score(file: FileProfile, table: str) -> float:
 def _pick_accounts(files: list[FileProfile], opportunities: FileProfile):
     """The file and key column whose unique values hold most of an opportunities column's values."""
     best = None
-    opp_columns = [
-        p
-        for p in opportunities.columns.values()
-        if not p.unique and p.filled and not p.numeric and p.date_format is None
-    ]
+    opp_columns = [p for p in opportunities.columns.values() if not p.unique and not p.numeric and looks_like_id(p)]
     for file in files:
         for key in file.columns.values():
             if not key.unique or key.date_format:
@@ -850,12 +916,18 @@ def _pick_columns(
             continue
 
         def fits(profile: Profile, kind=kind, canonical=canonical) -> bool:
+            if canonical == "close_date" and "created_date" in chosen:  # a close comes after the creation
+                return profile.date_format is not None and mostly_after(profile, chosen["created_date"].profile)
             if kind == "date":
                 return profile.date_format is not None
             if kind == "number":
                 return profile.numeric and profile.date_format is None
-            if canonical == "opportunity_id":
-                return profile.distinct >= 0.9 * profile.filled and profile.date_format is None
+            if canonical == "opportunity_id":  # an id of (almost) every row: not one filled on a few rows only
+                return (
+                    looks_like_id(profile)
+                    and profile.distinct >= 0.9 * profile.filled
+                    and profile.filled >= 0.5 * profile.rows
+                )
             return profile.date_format is None or canonical in ("product",)
 
         profile = _best(file, word_sets, fits, taken)
@@ -865,6 +937,41 @@ def _pick_columns(
         why = {"date": f"dates ({_format_text(profile)})", "number": "numbers"}.get(kind, "")
         chosen[canonical] = Choice(canonical, profile, f"header reads as {canonical}" + (f"; {why}" if why else ""))
     return chosen
+
+
+LATER_SHARE = 0.9  # of the rows holding both dates, at least this share closes on or after its creation
+
+
+def profile_dates(profile: Profile) -> pd.Series:
+    """A date column's values as dates, on the rows' positions (NaT where empty or unreadable)."""
+    texts = profile.texts
+    if profile.date_format == ISO or profile.date_format is None:
+        return pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+    return pd.to_datetime(texts, format=profile.date_format, errors="coerce")
+
+
+def mostly_after(later: Profile, earlier: Profile) -> bool:
+    """Whether `later`'s dates fall on or after `earlier`'s on (almost) every row holding both."""
+    both = pd.concat([profile_dates(earlier), profile_dates(later)], axis=1, join="inner").dropna()
+    if both.empty:
+        return True
+    return bool((both.iloc[:, 1] >= both.iloc[:, 0]).mean() >= LATER_SHARE)
+
+
+FLAG_VALUES = frozenset({"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1", "x", "-", "none", "null"})
+ID_MIN_DISTINCT = 20  # an id column of a large file holds at least this many values (fewer in a small file)
+
+
+def looks_like_id(profile: Profile) -> bool:
+    """Many distinct values, not dates, not a yes/no flag: a column that can name accounts or opportunities."""
+    if not profile.filled or profile.date_format is not None:
+        return False
+    values = {str(value).strip().lower() for value in profile.values.index}
+    if profile.distinct <= len(FLAG_VALUES) and values <= FLAG_VALUES:
+        return False
+    if profile.words & {"is", "has"} and profile.distinct <= 3:
+        return False
+    return profile.distinct >= min(ID_MIN_DISTINCT, max(2, profile.filled // 4))
 
 
 def _format_text(profile: Profile) -> str:
@@ -888,7 +995,7 @@ def _pick_activity(
             if share > overlap:
                 account, overlap = profile, share
         if account is None:
-            account = _best(file, ACCOUNT_KEY_SETS)
+            account = _best(file, ACCOUNT_KEY_SETS, looks_like_id)
         if account is None:
             continue
         choices = {
@@ -934,7 +1041,8 @@ def _section(
     ]
     order = list(columns(table))
     mapped.sort(key=lambda entry: order.index(entry.key))
-    entries.append(Entry("columns", children=mapped))
+    if mapped:
+        entries.append(Entry("columns", children=mapped))
     value_entries = [Entry(column, children=items) for column, items in (values or {}).items() if items]
     if value_entries:
         entries.append(Entry("values", children=value_entries))
@@ -963,7 +1071,7 @@ def _section(
         )
     revenue = choices.get("annual_revenue")
     if revenue is not None:
-        median = float(pd.to_numeric(revenue.profile.texts, errors="coerce").median())
+        median = float(parse_numbers(revenue.profile.texts.astype("str"))[0].median())
         if median < 100_000:
             notes.append(
                 f"{file.name}: {revenue.profile.name} has a median of {median:,.4g}: if it is in thousands or "
@@ -984,6 +1092,8 @@ def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     `presets` is false)."""
     data_dir = data_folder(data_dir)
     files, unreadable = profile_folder(data_dir)
+    if not files and unreadable:
+        raise DataError([_none_readable(data_dir, unreadable)])
     if not files:
         raise DataError(
             [
@@ -1002,6 +1112,22 @@ def draft_mapping(data_dir: str | Path, presets: bool = True) -> Draft:
     return guess_draft(data_dir, files, unreadable)
 
 
+def _none_readable(data_dir: Path, unreadable: list[str]) -> Problem:
+    """Data files are here, but none could be read: which, and why (empty files named as such)."""
+    empty = [entry.removesuffix(f" ({EMPTY_FILE})") for entry in unreadable if entry.endswith(f" ({EMPTY_FILE})")]
+    if len(empty) == len(unreadable):
+        return Problem(
+            f"every CSV or Parquet file here is empty (no header, no rows): {_listed(empty, 10)}",
+            file=str(data_dir),
+            fix="export the files again with their header row and rows, or pass the folder that holds them",
+        )
+    return Problem(
+        f"no CSV or Parquet file here could be read: {_listed(unreadable, 10)}",
+        file=str(data_dir),
+        fix="export the files again as CSV (UTF-8) or Parquet with a header row",
+    )
+
+
 def refuse_existing(path: str | Path) -> None:
     """Stop, naming it, if anything (a file, a folder, a link) is at `path`: init never overwrites."""
     path = Path(path)
@@ -1015,6 +1141,23 @@ def refuse_existing(path: str | Path) -> None:
                 )
             ]
         )
+
+
+def check_draft_target(path: str | Path) -> None:
+    """Before any work: nothing at `path` (init never overwrites), its folder exists and can be written in."""
+    from ingest.files import check_writable_target
+
+    path = Path(path)
+    refuse_existing(path)
+    if not path.parent.is_dir():
+        raise DataError(
+            [
+                Problem(
+                    f"the folder of --out {path} does not exist", fix="create it, or pass another --out", file=str(path)
+                )
+            ]
+        )
+    check_writable_target(path)
 
 
 def write_new(path: str | Path, text: str) -> Path:
@@ -1042,5 +1185,9 @@ def write_new(path: str | Path, text: str) -> Path:
                     file=str(path),
                 )
             ]
+        ) from None
+    except OSError as error:  # the folder became unwritable since it was checked
+        raise DataError(
+            [Problem(f"cannot write in {folder}: {error.strerror}", fix="pass another --out", file=str(path))]
         ) from None
     return path

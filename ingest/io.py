@@ -8,6 +8,7 @@ Every problem in every file is collected and raised together in one `DataError`.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,10 +21,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem, plural, rows_of
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
-from ingest.derive import accounts_rows, fill_opportunity_ids, generated_ids_warning
+from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
+from ingest.numbers import file_evidence
 from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -32,6 +34,7 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 ENCODINGS: tuple[str, ...] = ("utf8", "cp1252", "latin-1")
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 CSV_BLOCK_SIZE = 16 << 20
+EMPTY_FILE = "the file is empty"
 ABSENT_TABLE_WARNINGS: dict[str, tuple[str, str]] = {
     "engagement": (
         "no engagement table: the engagement score is 0 for every account",
@@ -118,6 +121,7 @@ def load_export(
     summary["invalid_rows"] = invalid_rows
     summary["generated_ids"] = tables["opportunities"].generated_ids
     summary["accounts_from_opportunities"] = chosen.accounts.from_opportunities
+    summary["one_account_per_opportunity"] = chosen.accounts.one_per_opportunity
     rule = chosen.opportunities.outcome_rule
     if rule is not None:
         reference = tables["opportunities"].rule_reference
@@ -126,6 +130,7 @@ def load_export(
             "lost_after_days": rule.lost_after_days,
             "judged_on": None if reference is None else reference.date().isoformat(),
         }
+    summary["numbers"] = number_readings(tables.values())
     summary["rejected_rows"] = {name: int((rejected["table"] == name).sum()) for name in TABLES if name in tables}
     return LoadedExport(
         data=data,
@@ -144,6 +149,23 @@ def _tagged(problems: list[Problem], table: str) -> list[Problem]:
 
 
 REJECTED_COLUMNS: tuple[str, ...] = ("file", "row", "table", "reason")
+
+
+def number_readings(tables) -> list[dict[str, Any]]:
+    """How each number column was read, for `validate` to say: table, column, header, how, values, decided by."""
+    return [
+        {
+            "table": table.name,
+            "column": column,
+            "header": table.header(column),
+            "read_as": reading.describe(),
+            "values": reading.values,
+            "decided_by": reading.decided_by,
+        }
+        for table in tables
+        for column, reading in table.number_readings.items()
+        if reading.values
+    ]
 
 
 def rejected_rows(tables) -> pd.DataFrame:
@@ -241,16 +263,17 @@ def _read_table(
                 )
             )
         if not lacking:
-            renamed = {canonical for canonical, source in section.columns.items() if source in joined}
-            own_columns[display] = {column for column in raw.column_names if column not in joined} | (
-                set(section.columns) - renamed
-            )
-            parts.append((display, _clean_text(section.rename(raw), name, section)))
+            table, own_columns[display] = _renamed(raw, joined, name, section)
+            if derived and section.one_per_opportunity:
+                table = _account_per_opportunity(table, raw, joined, mapping.opportunities)
+            parts.append((display, table))
     generated = np.zeros(0, dtype=bool)
     if name == "opportunities":  # rows without an id get a stable one made from the row (ingest.derive)
         filled = [fill_opportunity_ids(table, own_columns[display]) for display, table in parts]
         parts = [(display, table) for (display, _), (table, _) in zip(parts, filled)]
         generated = np.concatenate([mask for _, mask in filled]) if filled else generated
+        if mapping.accounts.one_per_opportunity:
+            parts = [(display, _set_column(table, "account_id", table.column(ID_COLUMN))) for display, table in parts]
     if len(parts) < len(paths):
         return None
     try:  # files of one glob may differ in columns (filled with nulls) or numeric widths (promoted)
@@ -265,6 +288,7 @@ def _read_table(
         )
         return None
     origin = None
+    evidence = file_evidence(combined)  # before derived accounts keep only their columns
     if name == "accounts" and section.from_opportunities:
         combined, origin = accounts_rows(combined, section)
     frame = combined.to_pandas()
@@ -281,8 +305,33 @@ def _read_table(
         derived=origin is not None,
     )
     read.generated_ids = int(generated.sum())
+    read.number_evidence = evidence
     problems += generated_ids_warning(read, generated)
     return read
+
+
+def _renamed(raw: pa.Table, joined: set[str], name: str, section: TableMapping) -> tuple[pa.Table, set[str]]:
+    """A file's rows as one table reads them, and the columns that are the file's own (not joined), renamed."""
+    renamed = {canonical for canonical, source in section.columns.items() if source in joined}
+    own = {column for column in raw.column_names if column not in joined} | (set(section.columns) - renamed)
+    return _clean_text(section.rename(raw), name, section), own
+
+
+def _account_per_opportunity(table: pa.Table, raw: pa.Table, joined: set[str], opportunities: TableMapping):
+    """Accounts taken one per opportunity: each row's account_id is the id its opportunity gets (read or generated
+    exactly as the opportunities table does). Left without one when the opportunities mapping does not fit the file:
+    that table reports it."""
+    if any(source not in raw.column_names for source in opportunities.columns.values()):
+        return table
+    rows, own = _renamed(raw, joined, "opportunities", opportunities)
+    filled, _ = fill_opportunity_ids(rows, own)
+    return _set_column(table, "account_id", filled.column(ID_COLUMN))
+
+
+def _set_column(table: pa.Table, name: str, values: pa.ChunkedArray) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
 
 
 def _matching(data_dir: Path, pattern: str) -> list[Path]:
@@ -483,12 +532,20 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
     header = _first_line_bytes(path)
     table: pa.Table | None = None
     malformed: list[pcsv.InvalidRow] = []
+    data: bytes | None = None  # the file re-encoded, when it is UTF-8 with stray bytes
+    stray = 0
     for encoding in ENCODINGS:
+        if encoding != "utf8" and data is None and _written_as_utf8(path):
+            # A byte order mark or UTF-8 sequences say UTF-8: reading it all as cp1252 would garble every accented
+            # character (and put the mark into the first header) for the sake of a few stray bytes.
+            data, stray = _utf8_with_stray_bytes(path)
+            header = data.split(b"\n", 1)[0].rstrip(b"\r")
+            encoding = "utf8"
         try:
             header_text = header.decode("utf-8-sig" if encoding == "utf8" else encoding)
             delimiter = max(DELIMITERS, key=lambda candidate: len(_fields(header_text, candidate)))
             names = _fields(header_text, delimiter)
-            table, malformed = _parse_csv(path, encoding, delimiter, names)
+            table, malformed = _parse_csv(path, encoding, delimiter, names, data=data)
             break
         except UnicodeDecodeError:  # from Python's codecs: decoding the header, or cp1252 under pyarrow
             continue
@@ -504,11 +561,7 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
         except pa.ArrowInvalid as error:
             if "UTF8" in str(error):  # pyarrow's own UTF-8 check
                 continue
-            message = (
-                "the file is empty"
-                if "Empty CSV file" in str(error)
-                else f"cannot be read as CSV ({_first_line(error)})"
-            )
+            message = EMPTY_FILE if "Empty CSV file" in str(error) else f"cannot be read as CSV ({_first_line(error)})"
             problems.append(Problem(message, fix="export the file again as CSV with a header row", file=display))
             return None
     if table is None:  # latin-1 reads any bytes, so one of the encodings always parses: never expected
@@ -520,7 +573,17 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
             )
         )
         return None
-    if encoding != "utf8":
+    if stray:
+        problems.append(
+            Problem(
+                f"the file is UTF-8 but for {plural(stray, 'byte')} that are not: "
+                f"{'it was' if stray == 1 else 'they were'} read as cp1252 characters, the rest as UTF-8",
+                file=display,
+                severity="warning",
+                fix="export it again as UTF-8 so that every accented character is certain to be right",
+            )
+        )
+    elif encoding != "utf8":
         problems.append(
             Problem(
                 f"the file is not UTF-8; it was read as {encoding}",
@@ -541,7 +604,7 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
         return None
     if malformed:
         if any(row.number is None for row in malformed):  # multi-threaded reads do not number rows
-            _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False)
+            _, malformed = _parse_csv(path, encoding, delimiter, names, threads=False, data=data)
         problems.append(
             Problem(
                 f"rows with a different number of fields than the header's {malformed[0].expected_columns}",
@@ -556,8 +619,11 @@ def _read_csv(path: Path, display: str, problems: list[Problem]) -> pa.Table | N
 
 
 def _parse_csv(
-    path: Path, encoding: str, delimiter: str, names: list[str], *, threads: bool = True
+    path: Path, encoding: str, delimiter: str, names: list[str], *, threads: bool = True, data: bytes | None = None
 ) -> tuple[pa.Table, list[pcsv.InvalidRow]]:
+    """The file (or `data`, its bytes re-encoded) parsed with every column as text, and its malformed rows."""
+    source = (lambda: pa.BufferReader(data)) if data is not None else (lambda: path)
+    size = len(data) if data is not None else path.stat().st_size
     malformed: list[pcsv.InvalidRow] = []
 
     def skip(row: pcsv.InvalidRow) -> str:
@@ -571,18 +637,53 @@ def _parse_csv(
     )
     try:
         read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=CSV_BLOCK_SIZE)
-        return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+        return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
     except pa.ArrowInvalid as error:
         if "straddling" not in str(error):
             raise
     # A value longer than a read block: read the file as a single block.
     malformed.clear()
-    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(path.stat().st_size + 1, 2**31 - 1))
-    return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert), malformed
+    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(size + 1, 2**31 - 1))
+    return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# A multi-byte UTF-8 character: in a cp1252 file these byte pairs are rare (Ã followed by ©...).
+UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+UTF8_PROBE = 16 << 20
+
+
+def _written_as_utf8(path: Path) -> bool:
+    """A byte order mark, or UTF-8 characters in the first bytes: a file meant as UTF-8, whatever stray bytes it
+    holds."""
+    with path.open("rb") as handle:
+        start = handle.read(UTF8_PROBE)
+    return start.startswith(UTF8_BOM) or UTF8_SEQUENCE.search(start) is not None
+
+
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how the surrogateescape handler keeps a byte that is not UTF-8
+
+
+def _utf8_with_stray_bytes(path: Path) -> tuple[bytes, int]:
+    """The file as UTF-8 without its byte order mark, each byte that is not UTF-8 read as the cp1252 (else Latin-1)
+    character it is; and how many such bytes there were."""
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    stray = 0
+
+    def as_cp1252(match: re.Match) -> str:
+        nonlocal stray
+        stray += 1
+        byte = bytes([ord(match.group()) - 0xDC00])
+        try:
+            return byte.decode("cp1252")
+        except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+            return byte.decode("latin-1")
+
+    return ESCAPED_BYTE.sub(as_cp1252, text).encode("utf-8"), stray
 
 
 def _first_line_bytes(path: Path, limit: int = 1 << 20) -> bytes:

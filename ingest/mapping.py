@@ -9,11 +9,17 @@ A mapping is a YAML file with one optional section per canonical table:
         outcome: {Won: won, Lost: lost, "*": open}
       date_format: "%Y-%m-%d"             # for every date column, or {close_date: "%d/%m/%Y"}
       scale: {amount: 1000}               # multiplier applied after parsing
+      number_format: decimal_comma        # 1.234,5; for every number column, or {amount: decimal_comma}
       defaults: {product: hardware}       # constant for a column the export lacks
 
     accounts:
       from_opportunities: true            # one account per distinct account_id of the opportunities rows
       columns: {account_id: Account ID, industry: Industry}   # headers of the opportunities file
+
+    accounts:                             # an export with no account column (one deal per row)
+      from_opportunities: true
+      one_per_opportunity: true           # each opportunity is its own account: account_id is its opportunity_id
+      columns: {employees: Number of Employees}
 
     opportunities:                        # a lead funnel: leads, and a file of won deals
       file: leads.csv
@@ -46,18 +52,20 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from features.errors import DataError, Problem
 from features.schema import TABLES, columns
+from ingest.numbers import NUMBER_FORMATS, NumberFormat
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS: tuple[str, ...] = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
 DEFAULT_PRESET = "canonical"
 CATCH_ALL = "*"
 # Mapping keys whose canonical columns must be of one kind.
-KIND_OF_KEY: dict[str, str] = {"scale": "number", "date_format": "date"}
+KIND_OF_KEY: dict[str, str] = {"scale": "number", "date_format": "date", "number_format": "number"}
 
 
 def _as_text(value: Any) -> Any:
@@ -113,6 +121,18 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
+def _number_format(value: Any) -> Any:
+    """One message for a wrong number format (pydantic would give one per member of the union)."""
+    allowed = " or ".join(NUMBER_FORMATS)
+    if isinstance(value, dict):
+        for column, each in value.items():
+            if each not in NUMBER_FORMATS:
+                raise ValueError(f"{column}: {each!r} is not a number format; use {allowed}")
+    elif value is not None and value not in NUMBER_FORMATS:
+        raise ValueError(f"{value!r} is not a number format; use {allowed}, or one per column: {{amount: {allowed}}}")
+    return value
+
+
 class TableMapping(_Strict):
     """How one canonical table is found and read; every key is optional."""
 
@@ -121,8 +141,11 @@ class TableMapping(_Strict):
     values: dict[str, dict[Text, Text | None]] = {}
     date_format: Text | dict[str, Text] | None = None
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
+    # Which mark is the decimal one where a column's values cannot tell (1,234 reads both ways).
+    number_format: Annotated[NumberFormat | dict[str, NumberFormat] | None, BeforeValidator(_number_format)] = None
     defaults: dict[str, Text] = {}
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
+    one_per_opportunity: bool = False  # accounts only, with from_opportunities: account_id is the opportunity_id
     join: Annotated[list[Join], BeforeValidator(_one_or_many)] = []
     outcome_rule: OutcomeRule | None = None  # opportunities only
 
@@ -135,6 +158,11 @@ class TableMapping(_Strict):
         if isinstance(self.date_format, dict):
             return self.date_format.get(column)
         return self.date_format
+
+    def number_format_for(self, column: str) -> NumberFormat | None:
+        if isinstance(self.number_format, dict):
+            return self.number_format.get(column)
+        return self.number_format
 
     def rename(self, table: pa.Table) -> pa.Table:
         """Mapped columns under their canonical names; unmapped source columns pass through as they are."""
@@ -183,6 +211,15 @@ class Mapping(_Strict):
     def table(self, name: str) -> TableMapping:
         return getattr(self, name)
 
+    @model_validator(mode="after")
+    def _one_account_source(self) -> Mapping:
+        if self.accounts.one_per_opportunity and "account_id" in self.opportunities.columns:
+            raise ValueError(
+                "accounts.one_per_opportunity makes each opportunity's id its account_id: remove account_id from "
+                "opportunities.columns, or one_per_opportunity if that column names the account"
+            )
+        return self
+
     @field_validator(*TABLES)
     @classmethod
     def _known_columns(cls, section: TableMapping, info: ValidationInfo) -> TableMapping:
@@ -199,6 +236,13 @@ class Mapping(_Strict):
                 "from_opportunities takes the opportunities rows as they are read: put `join:` under "
                 "opportunities and map the joined headers here"
             )
+        if section.one_per_opportunity:
+            if info.field_name != "accounts" or not section.from_opportunities:
+                issues.append("one_per_opportunity is for the accounts table, with from_opportunities: true")
+            if "account_id" in section.columns:
+                issues.append(
+                    "one_per_opportunity takes each opportunity's id as its account_id: remove account_id from columns"
+                )
         if section.outcome_rule is not None:
             if info.field_name != "opportunities":
                 issues.append("outcome_rule is for the opportunities table only")
@@ -223,6 +267,7 @@ def _column_name_issues(table: str, section: TableMapping) -> list[str]:
         "scale": section.scale,
         "defaults": section.defaults,
         "date_format": section.date_format if isinstance(section.date_format, dict) else {},
+        "number_format": section.number_format if isinstance(section.number_format, dict) else {},
     }
     for key, entries in named.items():
         for name in entries:
@@ -321,6 +366,9 @@ def _yaml_error_text(error: Exception) -> str:
 
 def _problem_of(issue: ErrorDetails, spec: str) -> Problem:
     path = ".".join(str(part) for part in issue["loc"])
+    if not path:  # a rule across sections
+        reason = str(issue.get("ctx", {}).get("error", issue["msg"]))
+        return Problem(reason, fix="correct the mapping (docs/data-and-mapping.md lists every key)", file=spec)
     if issue["type"] == "extra_forbidden":
         parts = [str(part) for part in issue["loc"]]
         model = (

@@ -23,6 +23,7 @@ from features.dates import EARLIEST, LATEST, parse_dates
 from features.errors import Problem, rows_of
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
+from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
 
 if TYPE_CHECKING:
     pass
@@ -32,6 +33,16 @@ UNIQUE_IDS: dict[str, str] = {"accounts": "account_id", "opportunities": "opport
 # Plausible dates (features.dates, shared with the API and --as-of); inside what datetime64[ns] can hold.
 DATE_RANGE = (EARLIEST, LATEST)
 MAX_EXAMPLES = 3
+
+# Day-first and month-first layouts that read the same text when every day is 12 or less: each names the other.
+SWAP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("%m/%d/%Y", "%d/%m/%Y"),
+    ("%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M"),
+    ("%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"),
+    ("%m/%d/%y", "%d/%m/%y"),
+    ("%m-%d-%Y", "%d-%m-%Y"),
+)
+SWAPPED: dict[str, str] = {first: second for pair in SWAP_PAIRS for first, second in (pair, pair[::-1])}
 
 
 @dataclass
@@ -56,6 +67,8 @@ class SourceTable:
     dropped_ids: set[str] = field(default_factory=set)  # account_id values of dropped rows
     generated_ids: int = 0  # opportunities given an id made from their row (ingest.derive)
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
+    number_readings: dict[str, NumberReading] = field(default_factory=dict)  # column -> how its numbers were read
+    number_evidence: dict[NumberFormat, int] | None = None  # values of its files that read one decimal mark only
 
     def origins(self, positions: np.ndarray) -> np.ndarray:
         """Where frame rows were read: their positions in the files as read, all files in order."""
@@ -339,24 +352,42 @@ def unusable_open_opportunities(frame: pd.DataFrame) -> dict[str, pd.Series]:
 def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
     """Turn text dates and numbers into typed columns (then apply `scale`); unparseable cells are errors.
 
-    Extra columns become numbers when every value is one, so learners can use them as they are.
+    Numbers are read by `ingest.numbers` (thousands separators, currencies, K/M suffixes, a decimal comma), and how
+    each column was read is kept in `table.number_readings`. Extra columns become numbers when every value is one,
+    so learners can use them as they are.
     """
     problems: list[Problem] = []
     frame, kinds = table.frame, columns(table.name)
+    both_ways: dict[str, bool] = {}  # date columns read with a day-month layout: whether the swap reads them too
     for column in frame.columns:
-        kind = kinds.get(column) or ("number" if column in section.scale else None)
+        kind = _kind(column, kinds, section)
         raw = frame[column]
         if kind == "date":
-            parsed = parse_dates(raw, section.date_format_for(column))
+            layout = section.date_format_for(column)
+            parsed = parse_dates(raw, layout)
             fix = (
                 "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
                 '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
             )
+            swapped = SWAPPED.get(layout or "")
+            unread = bool((raw.notna() & parsed.isna()).any())
+            if swapped and raw.notna().any():  # every day 12 or less: the other order reads every value too
+                both_ways[column] = not unread and bool((parsed.dropna().dt.day <= 12).all())
+            if swapped and unread and parse_dates(raw, swapped).notna().sum() == raw.notna().sum():
+                fix = (
+                    f"day and month are swapped: every value reads as a date with date_format {swapped!r}, not "
+                    f"{layout!r}; set that in the mapping (for every date column this table reads so)"
+                )
         elif kind == "number":
-            parsed = _parse_numbers(raw)
-            fix = "write plain numbers: no currency symbols or thousands separators, '.' as the decimal point"
+            convention = section.number_format_for(column)
+            parsed, reading = parse_numbers(raw, convention, table.number_evidence)
+            table.number_readings[column] = reading
+            problems += _ambiguity_warning(table, column, reading)
+            fix = NUMBER_FIX + (f" (this column is read with {_mark(reading.convention)})")
         elif kind is None and isinstance(raw.dtype, pd.StringDtype):
-            frame[column] = _numbers_if_all_numeric(raw)
+            frame[column], extra = numbers_if_all_numeric(raw)
+            if extra is not None and not extra.plain:
+                table.number_readings[column] = extra
             continue
         else:
             continue
@@ -367,24 +398,64 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
             unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column, reason=reason
         )
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
+        if kind == "number" and len(table.number_readings[column].currencies) > 1:
+            listed = ", ".join(table.number_readings[column].currencies)
+            problems += table.problems_at(
+                raw.notna(),
+                f"amounts in several currencies ({listed}) are read as written, without conversion",
+                fix="convert them to one currency in the export if the figures are to be compared",
+                column=column,
+                severity="warning",
+            )
+    if both_ways and all(both_ways.values()):
+        problems.append(_day_order_warning(table, section, list(both_ways)))
     return problems
 
 
-def _parse_numbers(raw: pd.Series) -> pd.Series:
-    """float64; NaN where a value is not a finite number."""
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-        parsed = raw.astype("float64")
-    else:
-        try:  # fast path: arrow parses clean numeric text in C++
-            parsed = pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
-    return parsed.where(np.isfinite(parsed))
+def _day_order_warning(table: SourceTable, section: TableMapping, dates: list[str]) -> Problem:
+    """Every date of the table reads day-first and month-first alike: the mapping's order is used, and said."""
+    layout = section.date_format_for(dates[0]) or ""
+    return Problem(
+        f"every day in {', '.join(table.header(column) for column in dates)} is 12 or less, so the dates read "
+        f"both day-first and month-first: they are read as date_format {layout!r}",
+        fix=f"check in the CRM which comes first; if it is the other way, set date_format {SWAPPED[layout]!r}",
+        file=", ".join(table.files),
+        severity="warning",
+        table=table.name,
+    )
 
 
-def _numbers_if_all_numeric(raw: pd.Series) -> pd.Series:
-    parsed = _parse_numbers(raw)
-    return parsed if parsed.notna().sum() == raw.notna().sum() else raw
+NUMBER_FIX = (
+    "write numbers such as 1234.5, 1,234.50, $1.2K, USD 1,234 or (12.50); set `number_format: decimal_comma` "
+    "in the mapping for 1.234,5"
+)
+
+
+def _kind(column: str, kinds: dict[str, str], section: TableMapping) -> str | None:
+    named = column in section.scale or (isinstance(section.number_format, dict) and column in section.number_format)
+    return kinds.get(column) or ("number" if named else None)
+
+
+def _mark(convention: str) -> str:
+    return "a decimal comma" if convention == "decimal_comma" else "a decimal point"
+
+
+def _ambiguity_warning(table: SourceTable, column: str, reading: NumberReading) -> list[Problem]:
+    """Values that read both ways (1,234) in a column and table that nothing else decided: said, never silent."""
+    if not reading.ambiguous:
+        return []
+    shown = ", ".join(repr(value) for value in reading.ambiguous)
+    return [
+        Problem(
+            f"values such as {shown} read as thousands separators with a decimal point (nothing in the file says "
+            "otherwise)",
+            fix=f"if ',' is the decimal mark here, set `number_format: decimal_comma` for {column} in the mapping",
+            file=", ".join(table.files),
+            column=table.header(column),
+            severity="warning",
+            table=table.name,
+        )
+    ]
 
 
 def check_values(table: SourceTable) -> list[Problem]:
