@@ -13,6 +13,7 @@ the fix, instead of workers failing and restarting in a loop. The service's modu
 | `TIERING_CONFIG` | the tiering.yaml of rules-only scoring (`tiering serve --config`) | ./tiering.yaml, else built in |
 | `TIERING_DEBUG` | tracebacks for unexpected errors | off |
 | `TIERING_DATA`, `TIERING_MAPPING`, `TIERING_MODEL`, `TIERING_AS_OF`, `TIERING_BUDGET` | the notebook's inputs | see the notebook |
+| `TIERING_DATABASE_URL` | the workspace store (a SQLAlchemy URL, e.g. `postgresql+psycopg://user@host:5432/tiering`) | `sqlite:///models/workspace.db` |
 | `MLFLOW_TRACKING_URI` | the MLflow store or team server | `sqlite:///models/mlflow.db` |
 """
 
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     model: str | None = None
     as_of: str | None = Field(None, description="a date such as 2026-07-01")
     budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="a finite amount of at least 0")
+    database_url: str | None = Field(
+        None, description="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/tiering"
+    )
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias="MLFLOW_TRACKING_URI",
@@ -87,7 +91,7 @@ class Settings(BaseSettings):
                 raise ValueError(str(error)) from None
         return value
 
-    @field_validator("mlflow_tracking_uri")
+    @field_validator("mlflow_tracking_uri", "database_url")
     @classmethod
     def _a_uri(cls, value: str | None):
         if value is not None and not value.strip():
