@@ -7,9 +7,11 @@ inline script or style. Every page needs a signed-in user; writes need the sessi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -19,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
@@ -131,6 +134,11 @@ class Workspace:
         self._store: WorkspaceStore | None = None
         self._opening = threading.Lock()
 
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def store(self) -> WorkspaceStore:
         """The store, opened (created and migrated if new) on first use; an unreachable or outdated one raises,
         and is tried again on the next request."""
@@ -180,10 +188,20 @@ def plotly_script() -> bytes:
 
 def create_app(workspace: Workspace | None = None) -> FastAPI:
     """The pages as an ASGI app, to mount at `/app`; `workspace` is built from the settings when not given."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(GZipMiddleware, minimum_size=2048)  # the map's points shrink tenfold
     shared: dict[str, Workspace] = {}
     building = threading.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Each server start reads the settings afresh (a test process starts many), and its pins with them.
+        pin_cache.forget()
+        yield
+        built = shared.pop("workspace", None)
+        if built is not None and workspace is None:
+            built.close()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)  # the map's points shrink tenfold
 
     def state() -> Workspace:
         if "workspace" not in shared:
@@ -658,6 +676,9 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             filter_account=account_id,
         )
 
+    for route in app.routes:  # pages, not API: kept out of the service's /docs.json (and its schema fuzzing)
+        if isinstance(route, APIRoute):
+            route.include_in_schema = False
     return app
 
 

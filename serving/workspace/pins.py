@@ -54,6 +54,11 @@ class PinCache:
             self._max_age = load_settings().reload_seconds
         return self._max_age
 
+    def forget(self) -> None:
+        """Drop the pins held: the next request loads them (a server starting, perhaps on another store)."""
+        with self._refreshing:
+            self._pins, self._ids, self._loaded_at, self.problem = NO_PINS, frozenset(), None, None
+
     def refresh(self) -> None:
         """Reload now (after a pin changed here); on failure the pins held stay, and `problem` says why."""
         with self._refreshing:
