@@ -54,7 +54,7 @@
       yaxis: { title: { text: "engagement score" }, range: [-2, 102], zeroline: false },
       legend: { orientation: "h", y: -0.12 }
     };
-    Plotly.newPlot(box, traces, layout, { displaylogo: false, responsive: true }).then(function () {
+    Plotly.newPlot(box, traces, layout, { displaylogo: false, displayModeBar: false, responsive: true, doubleClick: "reset" }).then(function () {
       status.textContent = n.toLocaleString() + " accounts.";
       box.dataset.ready = String(n);
     });
