@@ -96,6 +96,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("load", "bench.load_bench"),
         ("alerts", "bench.alerts_bench"),
         ("review", "bench.review_bench"),
+        ("workspace", "bench.workspace"),
     ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
@@ -180,6 +181,9 @@ def markdown(results: dict) -> str:
     review = results.get("review")
     if review and "markdown_rows" in review:
         lines.extend(review["markdown_rows"])
+    workspace = results.get("workspace")
+    if workspace and "markdown_rows" in workspace:
+        lines.extend(workspace["markdown_rows"])
     scaled = [name for name in ("features", "train", "score") if name in results]
     if scaled:
         lines += [

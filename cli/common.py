@@ -19,6 +19,7 @@ from cli.stopping import STOPPED, default_sigterm, stop_on_sigterm
 from features.config import ConfigError
 from features.errors import DataError
 from scoring.registry import TrackingError
+from workspace.errors import StoreError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -66,7 +67,7 @@ def friendly_errors(command: Callable) -> Callable:
             if error.hint():  # row-level problems: they could be dropped instead (issue 17)
                 err_console.print(escape(error.hint()), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (ConfigError, UserError, TrackingError) as error:
+        except (ConfigError, UserError, TrackingError, StoreError) as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except STOPPED:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, forecast, init, models, review, scores, serve
+from cli import alerts, data, forecast, init, models, review, scores, serve, workspace
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -26,11 +26,14 @@ COMMANDS = {
     "forecast": forecast.forecast,
     "alerts": friendly_errors(alerts.alerts_command),
     "export": friendly_errors(alerts.export_command),
+    "publish": workspace.publish,
     "serve": serve.serve,
     "demo": models.demo,
 }
 for name, command in COMMANDS.items():
     app.command(name=name)(command)
+app.add_typer(workspace.users_app, name="users")
+app.add_typer(workspace.db_app, name="db")
 
 
 def main() -> None:  # pragma: no cover - console entry

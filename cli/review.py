@@ -106,8 +106,32 @@ def say_review(review: QuarterlyReview, page: Path, logged: str | None) -> None:
     console.print(f"[bold {colour}]Verdict: {escape(review.verdict.headline)}[/]")
     for reason in review.verdict.reasons:
         console.print(f"  - {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(review.flags):
+        flagged = review.flags
+        console.print(
+            f"{len(flagged):,} account(s) flagged in the workspace won {short_money(flagged['won_revenue'].sum())} in "
+            f"the period ({short_money(flagged['won_revenue'].mean())} each; the average account of their tiers "
+            f"{short_money(flagged['tier_revenue_per_account'].mean())}).",
+            highlight=False,
+        )
     where = f"  (logged to MLflow run {logged})" if logged else ""
     console.print(escape(f"Report: {page}{where}"), highlight=False, soft_wrap=True)
+
+
+def workspace_flags():
+    """The workspace's flags (account_id, comment, created_at) when a store exists, else None; never creates one."""
+    import pandas as pd
+
+    from cli.workspace import open_existing_store
+
+    store = open_existing_store()
+    if store is None:
+        return None
+    with store:
+        flags = store.flags()
+    return pd.DataFrame(
+        [(f.account_id, f.comment, f.created_at) for f in flags], columns=["account_id", "comment", "created_at"]
+    )
 
 
 @friendly_errors
@@ -207,6 +231,7 @@ def review(
             past_name=str(past_scores),
             data_label=str(data),
             rules=settings.review,
+            flags=workspace_flags(),
         )
         progress("writing the report")
         page = publish(out, REVIEW_PAGE, render_review(result, settings.review.psi_threshold), result.tables())

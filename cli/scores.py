@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -32,6 +32,9 @@ from cli.common import (
     warn_far_dates,
 )
 from features.config import load_config
+
+if TYPE_CHECKING:
+    from workspace import WorkspaceStore
 
 
 @friendly_errors
@@ -89,8 +92,18 @@ def score(
             "--alerts-out", help="Events file for --alerts-against (default: beside --out, NAME.alerts.jsonl)."
         ),
     ] = None,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish", help="Also record the scores in the workspace store (created on first use), for the pages."
+        ),
+    ] = False,
 ) -> None:
-    """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons."""
+    """Score every account: rule scores, learned scores, tiers by capacity, budget and reasons.
+
+    Active pins in the workspace store (when there is one) apply beside --overrides.
+    """
+    from cli.workspace import merged_overrides, one_value, open_existing_store, publish_scores
     from features.files import read_overrides, write_table
     from scoring.registry import resolve_model
     from scoring.scorer import RULES_ONLY
@@ -102,6 +115,22 @@ def score(
     from features.repair import invalid_rows_mode
 
     rows_mode = invalid_rows_mode(invalid_rows, settings)
+    # With --publish an unreachable or outdated store is refused before any work; without, a store is read for
+    # its pins when one exists, and never created.
+    store: WorkspaceStore | None
+    if publish:
+        from workspace import WorkspaceStore
+
+        store = WorkspaceStore.open()
+    else:
+        store = open_existing_store()
+    store_pins = 0
+
+    def add_pins(file_pins, account_ids):
+        nonlocal store_pins
+        pins, store_pins = merged_overrides(file_pins, store, account_ids)
+        return pins
+
     against = None  # with --alerts-against: the earlier scores and the events file
     if alerts_against is not None:  # refused before any work, like every other option
         from cli.alerts import prepare
@@ -141,6 +170,7 @@ def score(
                         budget=budget,
                         overrides=overrides,
                         progress=progress,
+                        add_pins=add_pins,
                     )
         except SparkUnavailable as error:
             raise UserError(str(error)) from None
@@ -156,7 +186,9 @@ def score(
         cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
         check_writable_target(Path(out))
         frame = load_data(data, mapping, rows_mode)
-        pins = read_overrides(overrides, frame.accounts["account_id"]) if overrides else None
+        pins = add_pins(
+            read_overrides(overrides, frame.accounts["account_id"]) if overrides else None, frame.accounts["account_id"]
+        )
         scorer, version = resolve_model(model, settings)
         if version == RULES_ONLY:
             say_no_champion("scoring with the rules only", "Score")
@@ -170,10 +202,25 @@ def score(
             scores = score_book(frame, scorer, version, cutoff, budget, pins)
         write_table(scores, out)
     if pins is not None:
-        console.print(f"{len(pins)} override(s) applied; see the override_reason column.")
+        pinned_here = f", {store_pins} of them pinned in the workspace" if store_pins else ""
+        console.print(f"{len(pins)} override(s) applied{pinned_here}; see the override_reason column.")
     console.print(tier_count_table(scores, f"{len(scores):,} accounts scored with model {escape(version)}"))
     say_ties(scores)
     console.print(f"Scores written to {escape(str(out))}", highlight=False, soft_wrap=True)
+    if publish:
+        assert store is not None
+        if engine == "spark":  # the placement alone is in memory: publish the file Spark wrote
+            from reports.diff import read_scores
+
+            scores, accounts = read_scores(Path(out)), None
+        else:
+            accounts = frame.accounts
+        published_as_of = one_value(scores, "as_of") or str(cutoff.date())
+        publish_scores(
+            store, scores, accounts, published_as_of, version, settings.model_dump(mode="json"), "tiering score"
+        )
+    if store is not None:
+        store.close()
     if against is not None:
         from cli.alerts import publish_alerts
         from reports.diff import read_scores

@@ -126,6 +126,7 @@ HEADER_WORDS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
         "region": (("region",), ("territory",)),
         "tech_stack": (("tech", "stack"), ("technologies",), ("tech",), ("stack",)),
         "parent_account_id": (("parent", "account", "id"), ("parent",), ("subsidiary", "of"), ("subsidiary",)),
+        "owner": (("account", "owner"), ("company", "owner"), ("account", "manager")),
     },
     "engagement": {
         "timestamp": (

@@ -31,6 +31,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
         "region": "text",
         "tech_stack": "text",
         "parent_account_id": "id",
+        "owner": "text",  # the account owner's name or email, as CRMs export Account Owner
     },
     "opportunities": {"close_date": "date", "amount": "number", "product": "text"},
     "engagement": {"count": "number"},

@@ -473,6 +473,48 @@ def overrides_outcome(past: pd.DataFrame, revenue: pd.Series, deals_won: pd.Seri
     return pd.DataFrame(rows, columns=columns)
 
 
+FLAG_COLUMNS = [
+    "account_id",
+    "tier",
+    "model_tier",
+    "flags",
+    "first_comment",
+    "won_revenue",
+    "deals_won",
+    "tier_revenue_per_account",
+]
+
+
+def flags_outcome(
+    past: pd.DataFrame, revenue: pd.Series, deals_won: pd.Series, flags: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The accounts someone flagged in the workspace as wrongly scored, how they did in the period, and how the
+    average unflagged account of their tier did (won revenue per account)."""
+    if flags is None or flags.empty:
+        return pd.DataFrame(columns=FLAG_COLUMNS)
+    raised = flags.assign(account_id=flags["account_id"].astype(str)).sort_values("created_at")
+    per_account = raised.groupby("account_id").agg(flags=("comment", "size"), first_comment=("comment", "first"))
+    flagged = past["account_id"].astype(str).isin(per_account.index)
+    average = revenue[~flagged].groupby(past.loc[~flagged, "tier"]).mean()
+    rows = []
+    for index in past.index[flagged]:
+        row = past.loc[index]
+        found = per_account.loc[str(row["account_id"])]
+        rows.append(
+            {
+                "account_id": row["account_id"],
+                "tier": row["tier"],
+                "model_tier": row["learned_tier"],
+                "flags": int(found["flags"]),
+                "first_comment": found["first_comment"],
+                "won_revenue": float(revenue[index]),
+                "deals_won": int(deals_won[index]),
+                "tier_revenue_per_account": float(average.get(row["tier"], np.nan)),
+            }
+        )
+    return pd.DataFrame(rows, columns=FLAG_COLUMNS)
+
+
 # --- 7. verdict -------------------------------------------------------------------------------------------------
 
 
@@ -681,6 +723,7 @@ class QuarterlyReview:
     overrides: pd.DataFrame
     verdict: Verdict
     notes: list[str] = field(default_factory=list)
+    flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FLAG_COLUMNS))
     past: pd.DataFrame | None = None
     now: pd.DataFrame | None = None
 
@@ -708,6 +751,8 @@ class QuarterlyReview:
             "overrides": self.overrides,
             "verdict": self.verdict.checks,
         }
+        if len(self.flags):
+            tables["flags"] = self.flags
         if self.roi is not None:
             tables["budget_return"] = self.roi
         return tables
@@ -742,9 +787,11 @@ def build_review(
     past_name: str = "past scores",
     data_label: str = "the export",
     rules: Review | None = None,
+    flags: pd.DataFrame | None = None,
 ) -> QuarterlyReview:
     """The whole review from frames: the past scores, the export, the book scored now (`now`, for engagement now
-    and movement), the training population's feature rows (`reference`, see `drift_rows`) and the book's (`current`).
+    and movement), the training population's feature rows (`reference`, see `drift_rows`) and the book's (`current`);
+    `flags` (account_id, comment, created_at), the workspace's flags, when there is a store.
 
     The verdict's thresholds are `rules` (default: `config.review`). Refuses (DataError) a period with no closed
     deal: nothing could be judged."""
@@ -780,6 +827,7 @@ def build_review(
     components = component_shift(common, now_frame)
     moved = movement(common, now_frame, past_name, "the book now")
     overrides = overrides_outcome(common, revenue, deals_won)
+    flagged = flags_outcome(common, revenue, deals_won, flags)
     judged = verdict(period, facts, preds.metrics, drift, unseen, rules or config.review)
     known = set(common["account_id"])
     new_accounts = int((~data.accounts["account_id"].astype(str).isin(known)).sum())
@@ -805,6 +853,7 @@ def build_review(
         overrides=overrides,
         verdict=judged,
         notes=notes,
+        flags=flagged,
         past=common,
         now=now,
     )

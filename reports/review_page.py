@@ -303,6 +303,23 @@ def overrides_table(r: QuarterlyReview):
     )
 
 
+def flags_table(r: QuarterlyReview):
+    if r.flags.empty:
+        return None
+    return html.table(
+        r.flags,
+        [
+            Column("Account", "account_id", numeric=False),
+            Column("Tier", "tier", numeric=False, kind="tier"),
+            Column("Model said", "model_tier", numeric=False, kind="tier"),
+            Column("Flags", "flags", count),
+            Column("Won in the period", lambda row: f"{money(row['won_revenue'])} ({count(row['deals_won'])} deals)"),
+            Column("Tier's average", "tier_revenue_per_account", money),
+            Column("First comment", "first_comment", numeric=False, kind="note"),
+        ],
+    )
+
+
 def verdict_table(r: QuarterlyReview):
     if r.verdict.checks.empty:
         return None
@@ -401,6 +418,7 @@ def render_review(r: QuarterlyReview, psi_threshold: float) -> str:
         components_table=components_table(r),
         movement=movement_parts(r),
         overrides_table=overrides_table(r),
+        flags_table=flags_table(r),
         verdict_table=verdict_table(r),
         files=[f"{name}.csv" for name in tables],
         written=pd.Timestamp.now(tz="UTC"),

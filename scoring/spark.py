@@ -118,19 +118,23 @@ def score_export(
     budget: float | None = None,
     overrides: Path | None = None,
     progress: Callable[[str], None] = lambda step: None,
+    add_pins: Callable[[pd.DataFrame | None, pd.Series], pd.DataFrame | None] | None = None,
 ) -> SparkScores:
     """Score every account of the canonical export in `data`; write the SPEC scores columns to `out` (Parquet).
 
     The model is `model_uri`, else the champion, else rules only with `config`, as `resolve_model` decides.
+    `add_pins(file_pins, account_ids)` joins pins kept elsewhere (the workspace's) to the --overrides file's.
     """
     scorer, version, pinned_uri = _resolve(model_uri, config)
     progress("reading the export")
     tables = read_tables(spark, data, scorer.config)
     with cached(*tables.values()):  # typed once, then read for the cut-off and for the features
         pins = None
-        if overrides:  # checked against the book before the expensive part
+        if overrides or add_pins:  # checked against the book before the expensive part
             accounts: pd.DataFrame = tables["accounts"].select("account_id").toPandas()
-            pins = read_overrides(overrides, accounts["account_id"])
+            pins = read_overrides(overrides, accounts["account_id"]) if overrides else None
+            if add_pins is not None:
+                pins = add_pins(pins, accounts["account_id"])
         cutoff = as_of or _default_as_of(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)

@@ -200,6 +200,7 @@ class Account(BaseModel):
         examples=["salesforce;aws"],
     )
     parent_account_id: str | None = Field(None, description="Parent account id.", examples=["ACC-000001"])
+    owner: str | None = Field(None, description="The account owner's name or email.", examples=["jane@example.com"])
     engagement: list[EngagementEvent] = Field(default_factory=list, description="Recent touches with this account.")
     intent: list[IntentSignal] = Field(default_factory=list, description="Recent research-intent signals.")
     opportunities: list[Opportunity] = Field(default_factory=list, description="Earlier and open opportunities.")

@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -54,12 +55,15 @@ def schema_status(engine: Engine) -> SchemaStatus:
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         tables = inspect(connection).get_table_names()
-    return SchemaStatus(current, head_revision(), current in known_revisions(), not tables)
+    # A database migrated down to nothing keeps Alembic's own (empty) version table.
+    return SchemaStatus(current, head_revision(), current in known_revisions(), not set(tables) - {VERSION_TABLE})
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Migrate to this version's schema in one transaction; (revision before, revision after)."""
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Migrate to `revision` (default this version's schema) in one transaction; (revision before, after)."""
     before = schema_status(engine).current
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
-    return before, head_revision()
+        command.upgrade(alembic_config(connection), revision)
+    after = schema_status(engine).current
+    assert after is not None
+    return before, after

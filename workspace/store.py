@@ -14,10 +14,12 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -33,8 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from features.config import TIER_NAMES, UNTIERED
 from workspace.errors import (
@@ -46,10 +47,11 @@ from workspace.errors import (
     StoreMissing,
     StoreUnavailable,
 )
+from workspace.location import database_url, parsed_url, shown, sqlite_file, store_exists
 from workspace.migrate import SchemaStatus, schema_status, upgrade
-from workspace.tables import AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
+from workspace.roles import Role
+from workspace.tables import SEARCH_LENGTH, AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
 
-DEFAULT_URL = "sqlite:///models/workspace.db"
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
 TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)
 # The scored-account columns published from a scores file (all but the keys and the search helper).
@@ -83,15 +85,10 @@ SORTABLE: tuple[str, ...] = (
     "budget",
 )
 MAX_PAGE_SIZE = 1000
+INDEX_ENTRY_BYTES = 2000  # below PostgreSQL's largest B-tree entry (about 2,700 bytes)
+# argon2-cffi's defaults (RFC 9106's low-memory profile); tests swap in a cheaper hasher.
+HASHER = PasswordHasher()
 AUDIT_PAGE_SIZE = 100
-
-
-class Role(enum.StrEnum):
-    """viewer reads and flags; editor also pins; admin also publishes configurations and manages users."""
-
-    viewer = "viewer"
-    editor = "editor"
-    admin = "admin"
 
 
 CAN_PIN = (Role.editor, Role.admin)
@@ -221,62 +218,16 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def database_url(url: str | None = None) -> str:
-    """The store's URL: `url` when given, else TIERING_DATABASE_URL (through the settings), else the default."""
-    if url:
-        return url
-    from features.settings import load_settings
-
-    return load_settings().database_url or DEFAULT_URL
-
-
-def shown(url: str) -> str:
-    """The URL as messages may print it: the password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable URL)"
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for in-memory SQLite and for every other database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
-def store_exists(url: str | None = None) -> bool:
-    """Whether a store is there to read, without creating one: a SQLite file that exists, or any server URL.
-
-    A command that needs no store (a plain `tiering score`) asks this before opening, so it never creates one.
-    """
-    resolved = database_url(url)
-    try:
-        parsed = make_url(resolved)
-    except ArgumentError:
-        return False
-    if parsed.get_backend_name() != "sqlite":
-        return True
-    path = sqlite_file(resolved)
-    return path is not None and path.is_file()
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")  # two writers wait for each other instead of failing
+    cursor.execute("PRAGMA mmap_size=268435456")  # a 100,000-account scoring is read from memory, not by syscalls
     cursor.close()
 
 
 def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(
-            f"TIERING_DATABASE_URL is not a database URL: {shown(url)}; use e.g. "
-            "sqlite:///models/workspace.db or postgresql+psycopg://user@host:5432/tiering"
-        ) from None
+    parsed = parsed_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"timeout": 10})
@@ -306,29 +257,32 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _clean(value: Any) -> Any:
-    """Database-ready: NaN, NaT and pandas' missing markers become NULL; numpy scalars become Python's."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    return value
+def _without_missing(values: np.ndarray) -> list[Any]:
+    """An object array as a list, NaN, NaT and pandas' NA as None (NULL in the database)."""
+    out = values.astype(object)
+    out[pd.isna(out)] = None
+    return out.tolist()
 
 
 def _text_column(values: pd.Series) -> list[Any]:
-    return [None if v is None else str(v) for v in (_clean(v) for v in values.tolist())]
+    """Text as Python str (numbers or other objects written as text), missing values None."""
+    listed = _without_missing(values.to_numpy(dtype=object))
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return listed
+    return [None if v is None else str(v.item() if hasattr(v, "item") else v) for v in listed]
 
 
 def _number_column(values: pd.Series, name: str) -> list[Any]:
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = values.notna() & numbers.isna() & (values.astype("str").str.strip() != "")
-    if bad.any():
-        raise InvalidInput(f"scores column {name}: {values[bad].iloc[0]!r} is not a number (row {bad.idxmax()})")
-    return [None if math.isnan(v) else float(v) for v in numbers.astype("float64").tolist()]
+    """Doubles at full precision, missing values None; InvalidInput for text that is no number."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        coerced = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & coerced.isna() & (values.astype("str").str.strip() != "")
+        if bad.any():
+            raise InvalidInput(f"scores column {name}: {values[bad].iloc[0]!r} is not a number (row {bad.idxmax()})")
+        numbers = coerced.to_numpy(dtype="float64", na_value=np.nan)
+    return _without_missing(numbers)
 
 
 def _bool_column(values: pd.Series) -> list[bool]:
@@ -525,8 +479,14 @@ class WorkspaceStore:
                 values = list(zip([scoring_id] * scoring["account_count"], *rows.values()))
                 if connection.dialect.name == "postgresql":
                     self._copy_rows(connection, columns, values)
+                elif connection.dialect.name == "sqlite":  # one executemany of tuples, as the driver takes them
+                    marks = ", ".join("?" for _ in columns)
+                    names = ", ".join(f'"{c}"' for c in columns)  # our own column names, never user text
+                    connection.exec_driver_sql(f"INSERT INTO scored_accounts ({names}) VALUES ({marks})", values)
                 else:
                     connection.execute(insert(SCORED), [dict(zip(columns, row)) for row in values])
+                # Fresh statistics, so the planner reads a large scoring through the covering index, not row by row.
+                connection.exec_driver_sql("ANALYZE scored_accounts")
                 connection.execute(
                     insert(AuditEvent),
                     {
@@ -543,6 +503,11 @@ class WorkspaceStore:
                         },
                     },
                 )
+            if self.engine.dialect.name == "postgresql":
+                # Marks the new rows all-visible, so book pages read the covering index alone (VACUUM cannot run
+                # inside the publishing transaction); the scoring is already committed.
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.exec_driver_sql("VACUUM (ANALYZE) scored_accounts")
         except OperationalError as error:
             raise self._unavailable(error) from None
         return scoring_id
@@ -555,6 +520,22 @@ class WorkspaceStore:
         with cursor.copy(f"COPY scored_accounts ({names}) FROM STDIN") as copy:
             for row in values:
                 copy.write_row(row)
+
+    @staticmethod
+    def _check_index_entries(rows: dict[str, list[Any]]) -> None:
+        """InvalidInput for an account whose indexed text would not fit one PostgreSQL index entry (pathological
+        lengths only: the check costs nothing unless the longest values together could exceed it)."""
+        indexed = ("account_id", "industry", "owner", "search_text")
+        longest = sum(max((len(v) for v in rows[name] if v), default=0) for name in indexed)
+        if longest * 4 <= INDEX_ENTRY_BYTES:  # UTF-8 takes at most 4 bytes a character
+            return
+        for position, values in enumerate(zip(*(rows[name] for name in indexed))):
+            size = sum(len(value.encode()) for value in values if value)
+            if size > INDEX_ENTRY_BYTES:
+                raise InvalidInput(
+                    f"account {rows['account_id'][position][:60]!r}: its id, industry, owner and name take {size:,} "
+                    f"bytes together, more than the store indexes ({INDEX_ENTRY_BYTES:,}); shorten them in the export"
+                )
 
     def _scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
         """The stored columns, one Python list each, validated (InvalidInput names the column and the fix)."""
@@ -600,8 +581,19 @@ class WorkspaceStore:
             else:
                 rows[name] = _text_column(frame[name])
         rows["search_text"] = [
-            f"{account} {name or ''}".casefold() for account, name in zip(rows["account_id"], rows["account_name"])
+            f"{account} {name or ''}".casefold()[:SEARCH_LENGTH]
+            for account, name in zip(rows["account_id"], rows["account_name"])
         ]
+        self._check_index_entries(rows)
+        for name, values in rows.items():  # the same limits on every database (SQLite would store longer text)
+            limit = getattr(SCORED.c[name].type, "length", None)
+            texts = [value for value in values if isinstance(value, str)]
+            if limit and texts and max(map(len, texts)) > limit:
+                longest = max(texts, key=len)
+                raise InvalidInput(
+                    f"column {name}: a value of {len(longest):,} characters (starting {longest[:40]!r}) is longer "
+                    f"than the store keeps ({limit}); shorten it in the export"
+                )
         return rows
 
     # ---- reading scorings -------------------------------------------------------------------------------------
@@ -708,23 +700,26 @@ class WorkspaceStore:
         conditions = self._conditions(scoring.id, where or BookFilter(), today)
         key = SCORED.c[sort]
         order = (key.asc() if direction is SortDirection.asc else key.desc()).nulls_last()
-        columns = [SCORED.c[name] for name in STORED_COLUMNS]
-        query = (
-            select(*columns)
+        # The page's ids first (from the covering index where the sort allows), then only those wide rows.
+        page_ids = (
+            select(ScoredAccount.account_id)
             .where(*conditions)
             .order_by(order, ScoredAccount.account_id.asc())
             .limit(page_size)
             .offset((page - 1) * page_size)
         )
+        columns = [SCORED.c[name] for name in STORED_COLUMNS]
         summary = (
             select(ScoredAccount.tier, func.count(), func.coalesce(func.sum(ScoredAccount.budget), 0.0))
             .where(*conditions)
             .group_by(ScoredAccount.tier)
         )
         with self.engine.connect() as connection:
-            found = [dict(row._mapping) for row in connection.execute(query)]
+            ids = list(connection.execute(page_ids).scalars())
+            wide = select(*columns).where(ScoredAccount.scoring_id == scoring.id, ScoredAccount.account_id.in_(ids))
+            by_id = {row.account_id: dict(row._mapping) for row in connection.execute(wide)} if ids else {}
+            found = [by_id[account] for account in ids]
             totals = connection.execute(summary).all()
-            ids = [row["account_id"] for row in found]
             pins = self._pins_of(connection, ids, today)
             flags = self._open_flag_counts(connection, ids)
         for row in found:
@@ -851,6 +846,13 @@ class WorkspaceStore:
         return select(Pin).where(
             Pin.id.in_(latest), Pin.removed_at.is_(None), or_(Pin.expires.is_(None), Pin.expires >= day)
         )
+
+    def pins_revision(self) -> int:
+        """A number that changes whenever a pin is made or removed: a cache of active pins (the service's `/tier`)
+        is fresh while it is unchanged and the day has not changed (pins expire at the end of their day)."""
+        query = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(("pin", "unpin")))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
 
     def active_pins(self, as_of: date | datetime | None = None) -> pd.DataFrame:
         """The pins holding on `as_of` (default today; a pin holds through its expiry date), one per account, as
@@ -1062,8 +1064,6 @@ class WorkspaceStore:
 
     def add_user(self, name: str, role: Role | str, password: str, by: str = "cli") -> UserInfo:
         """A new user with an Argon2-hashed password; InvalidInput for a taken or blank name or a short password."""
-        from argon2 import PasswordHasher
-
         name = (name or "").strip()
         if not name or len(name) > 200 or any(not c.isprintable() for c in name):
             raise InvalidInput("user name: give 1 to 200 printable characters")
@@ -1081,7 +1081,7 @@ class WorkspaceStore:
                     {
                         "name": name,
                         "role": role.value,
-                        "password_hash": PasswordHasher().hash(password),
+                        "password_hash": HASHER.hash(password),
                         "disabled": False,
                         "created_at": stamp,
                         "failed_logins": 0,
@@ -1123,10 +1123,7 @@ class WorkspaceStore:
         slow the next try); a success resets the count. An unknown name costs one hash too, so timing does not
         say which names exist.
         """
-        from argon2 import PasswordHasher
-        from argon2.exceptions import InvalidHashError, VerificationError
-
-        hasher = PasswordHasher()
+        hasher = HASHER
         with self.engine.connect() as connection:
             row = connection.execute(select(User).where(User.name == name)).first()
         if row is None:

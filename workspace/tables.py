@@ -37,6 +37,7 @@ NAMING = {
 
 ID = String(200)  # account ids and names as CRMs export them
 NAME = String(400)
+SEARCH_LENGTH = 300
 
 
 class Base(DeclarativeBase):
@@ -71,8 +72,9 @@ class ScoredAccount(Base):
     country: Mapped[str | None] = mapped_column(String(200))
     employees: Mapped[float | None]
     owner: Mapped[str | None] = mapped_column(String(200))
-    # Lower-cased "account_id account_name": text search with one portable LIKE on every database.
-    search_text: Mapped[str] = mapped_column(String(700))
+    # Lower-cased "account_id account_name" (its first SEARCH_LENGTH characters): text search with one portable
+    # LIKE on every database, short enough for a PostgreSQL index entry.
+    search_text: Mapped[str] = mapped_column(String(SEARCH_LENGTH))
     revenue_potential_score: Mapped[float | None]
     business_fit_score: Mapped[float | None]
     engagement_score: Mapped[float | None]
@@ -104,10 +106,24 @@ class ScoredAccount(Base):
     family_engagement_share: Mapped[float | None]
 
     __table_args__ = (
-        Index("ix_scored_accounts_tier", "scoring_id", "tier", "learned_score"),
+        # Covering the book's filters (text search included), its tier counts and budget, and its default order
+        # within a tier, so those read the index alone and never the wide rows.
+        Index(
+            "ix_scored_accounts_book",
+            "scoring_id",
+            "tier",
+            "learned_score",
+            "industry",
+            "owner",
+            "learned_tier",
+            "rule_tier",
+            "intent_surge",
+            "budget",
+            "account_id",
+            "search_text",
+        ),
         Index("ix_scored_accounts_learned_score", "scoring_id", "learned_score"),
         Index("ix_scored_accounts_rule_score", "scoring_id", "rule_score"),
-        Index("ix_scored_accounts_tiers", "scoring_id", "learned_tier", "rule_tier"),
         Index("ix_scored_accounts_industry", "scoring_id", "industry"),
         Index("ix_scored_accounts_owner", "scoring_id", "owner"),
         Index("ix_scored_accounts_account", "account_id", "scoring_id"),  # an account's history

@@ -332,3 +332,23 @@ def test_a_lead_funnel_gets_a_join_and_an_outcome_rule(tmp_path):
         ("L3", "won", "2024-03-20", 3000.0),
         ("L4", "open", None, None),
     ]
+
+
+def test_an_account_owner_column_is_mapped_to_owner_and_an_opportunity_owner_is_not(tmp_path):
+    deals = DEALS.replace("Deal;Company;", "Deal;Opportunity Owner;Company;").replace(";Acme;", ";rep-1;Acme;")
+    deals = deals.replace(";Beta;", ";rep-2;Beta;")
+    customers = CUSTOMERS.replace("Company,Sector,", "Company,Account Owner,Sector,")
+    customers = customers.replace("Acme,", "Acme,ann@example.com,").replace("Beta,", "Beta,bob@example.com,")
+    customers = customers.replace("Gamma,", "Gamma,,")
+    folder = export(tmp_path, {"Deals export.csv": deals, "customers.csv": customers})
+    result = init(folder)
+    assert result.exit_code == 0, result.output
+    mapping = load_mapping(tmp_path / "mapping.yaml")
+    assert mapping.accounts.columns["owner"] == "Account Owner"
+    assert "owner" not in mapping.opportunities.columns
+    data = load_export(folder, tmp_path / "mapping.yaml").data
+    assert rows(data.accounts, ["account_id", "owner"]) == [
+        ("Acme", "ann@example.com"),
+        ("Beta", "bob@example.com"),
+        ("Gamma", None),
+    ]

@@ -20,6 +20,7 @@ from reports.review import (
     budget_return,
     build_review,
     common_accounts,
+    flags_outcome,
     outcomes_by_tier,
     past_as_of,
     period_deals,
@@ -251,3 +252,32 @@ def test_review_refuses_a_folder_of_the_users_files_before_any_work(tmp_path, mo
     result = CliRunner().invoke(app, ["review", "nowhere.csv", "/nonexistent/export", "--out", "r"])
     assert result.exit_code == 2 and "notes.txt" in result.output
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
+
+
+def test_flagged_accounts_beside_their_tiers_unflagged_average_by_hand():
+    common = common_accounts(past_scores(), export(), "past.csv")
+    deals = period_deals(export(), PERIOD, common["account_id"])
+    revenue = won_revenue_by_account(deals.closed, common["account_id"])
+    won = deals.closed[deals.closed["won"] == 1].groupby("account_id").size()
+    deals_won = common["account_id"].map(won).fillna(0).astype(int)
+    flags = pd.DataFrame(
+        {
+            "account_id": ["A2", "A4", "A2", "GONE", "ZZZ"],
+            "comment": ["later", "too low", "first", "gone", "unknown"],
+            "created_at": pd.to_datetime(["2026-02-02", "2026-01-05", "2026-01-03", "2026-01-01", "2026-01-01"]),
+        }
+    )
+    table = flags_outcome(common, revenue, deals_won, flags).set_index("account_id")
+    # Flagged and in the past scoring: A2 (tier 2, won O4 3000) and A4 (tier 3, nothing won). The unflagged
+    # accounts: A1 in tier 1 (1500) and A3 in tier 2 (0), so tier 2's unflagged average is 0 and tier 3 has none.
+    assert table.index.tolist() == ["A2", "A4"]
+    assert table.loc["A2", ["tier", "model_tier", "flags", "first_comment"]].tolist() == [
+        "tier_2",
+        "tier_2",
+        2,
+        "first",
+    ]
+    assert table.loc["A2", ["won_revenue", "deals_won", "tier_revenue_per_account"]].tolist() == [3000.0, 1, 0.0]
+    assert table.loc["A4", ["flags", "won_revenue", "deals_won"]].tolist() == [1, 0.0, 0]
+    assert math.isnan(table.loc["A4", "tier_revenue_per_account"])
+    assert flags_outcome(common, revenue, deals_won, None).empty

@@ -195,7 +195,7 @@ def upgrade() -> None:
         sa.Column("country", sa.String(length=200), nullable=True),
         sa.Column("employees", sa.Double(), nullable=True),
         sa.Column("owner", sa.String(length=200), nullable=True),
-        sa.Column("search_text", sa.String(length=700), nullable=False),
+        sa.Column("search_text", sa.String(length=300), nullable=False),
         sa.Column("revenue_potential_score", sa.Double(), nullable=True),
         sa.Column("business_fit_score", sa.Double(), nullable=True),
         sa.Column("engagement_score", sa.Double(), nullable=True),
@@ -236,8 +236,23 @@ def upgrade() -> None:
         batch_op.create_index("ix_scored_accounts_learned_score", ["scoring_id", "learned_score"], unique=False)
         batch_op.create_index("ix_scored_accounts_owner", ["scoring_id", "owner"], unique=False)
         batch_op.create_index("ix_scored_accounts_rule_score", ["scoring_id", "rule_score"], unique=False)
-        batch_op.create_index("ix_scored_accounts_tier", ["scoring_id", "tier", "learned_score"], unique=False)
-        batch_op.create_index("ix_scored_accounts_tiers", ["scoring_id", "learned_tier", "rule_tier"], unique=False)
+        batch_op.create_index(
+            "ix_scored_accounts_book",
+            [
+                "scoring_id",
+                "tier",
+                "learned_score",
+                "industry",
+                "owner",
+                "learned_tier",
+                "rule_tier",
+                "intent_surge",
+                "budget",
+                "account_id",
+                "search_text",
+            ],
+            unique=False,
+        )
 
     op.create_table(
         "pilot_assignments",
@@ -270,8 +285,7 @@ def downgrade() -> None:
 
     op.drop_table("pilot_assignments")
     with op.batch_alter_table("scored_accounts", schema=None) as batch_op:
-        batch_op.drop_index("ix_scored_accounts_tiers")
-        batch_op.drop_index("ix_scored_accounts_tier")
+        batch_op.drop_index("ix_scored_accounts_book")
         batch_op.drop_index("ix_scored_accounts_rule_score")
         batch_op.drop_index("ix_scored_accounts_owner")
         batch_op.drop_index("ix_scored_accounts_learned_score")
