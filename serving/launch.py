@@ -103,8 +103,9 @@ def check_store() -> None:
     """Refuse a workspace store whose schema this version does not know (SchemaMismatch names `tiering db upgrade`).
     No store yet is fine (the pages create one on first use), and so is one that cannot be reached now (the pages
     answer 503 until it can)."""
+    from workspace import store_exists
     from workspace.errors import StoreMissing, StoreUnavailable
-    from workspace.store import WorkspaceStore, store_exists
+    from workspace.store import WorkspaceStore
 
     if not store_exists():
         return

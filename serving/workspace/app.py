@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
@@ -149,6 +150,30 @@ class Workspace:
         return self._store
 
 
+class SecurityHeaders:
+    """The CSP and its companions on every answer; `no-store` on all but the static assets (pages hold client data).
+    Plain ASGI: it never holds a response body, and a client leaving mid-answer is no error."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        static = scope["path"].startswith(f"{scope.get('root_path', '').rstrip('/')}/static/")
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if not static and "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _templates() -> Environment:
     environment = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -212,15 +237,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
 
     app.state.workspace = state
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers[name] = value
-        if not request.url.path.startswith(f"{_root(request)}/static/"):
-            response.headers["cache-control"] = "no-store"
-        return response
-
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # ---- rendering and errors ------------------------------------------------------------------------------------

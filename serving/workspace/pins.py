@@ -26,7 +26,8 @@ NO_PINS = pd.DataFrame({name: pd.Series(dtype="str") for name in PIN_COLUMNS})
 
 def store_pins() -> pd.DataFrame:
     """The store's active pins today; none when there is no store (it is not created here)."""
-    from workspace.store import WorkspaceStore, store_exists
+    from workspace import store_exists
+    from workspace.store import WorkspaceStore
 
     if not store_exists():
         return NO_PINS

@@ -17,7 +17,10 @@
     .then(function (points) { draw(points); })
     .catch(function (error) { status.textContent = "The accounts could not be loaded: " + error.message; });
 
-  function draw(points) {
+  // WebGL draws 100,000 points at once; where plotly finds none it can use (some remote desktops, old drivers,
+  // headless browsers), the map is drawn again as SVG, slower but complete.
+  function draw(points, kind) {
+    kind = kind || "scattergl";
     var n = points.account_id.length;
     var byTier = {};
     var surge = { x: [], y: [], i: [] };
@@ -33,17 +36,18 @@
           (LABELS[points.tier[i]] || points.tier[i]) + (points.surge[i] ? " · surging" : "");
       });
     };
-    var traces = Object.keys(COLOURS).filter(function (tier) { return byTier[tier]; }).map(function (tier) {
+    // Untiered first, Tier 1 last: the accounts that matter most are drawn on top.
+    var traces = Object.keys(COLOURS).reverse().filter(function (tier) { return byTier[tier]; }).map(function (tier) {
       var group = byTier[tier];
       return {
-        type: "scattergl", mode: "markers", name: LABELS[tier] + " (" + group.i.length.toLocaleString() + ")",
+        type: kind, mode: "markers", name: LABELS[tier] + " (" + group.i.length.toLocaleString() + ")",
         x: group.x, y: group.y, customdata: group.i, text: text(group.i), hoverinfo: "text",
         marker: { color: COLOURS[tier], size: n > 20000 ? 4 : 7, opacity: 0.75 }
       };
     });
     if (surge.i.length) {
       traces.push({
-        type: "scattergl", mode: "markers", name: "intent surge (" + surge.i.length.toLocaleString() + ")",
+        type: kind, mode: "markers", name: "intent surge (" + surge.i.length.toLocaleString() + ")",
         x: surge.x, y: surge.y, customdata: surge.i, text: text(surge.i), hoverinfo: "text",
         marker: { symbol: "circle-open", color: "#c2410c", size: n > 20000 ? 9 : 13, line: { width: 2 } }
       });
@@ -52,10 +56,15 @@
       margin: { l: 60, r: 20, t: 10, b: 50 }, hovermode: "closest", dragmode: "zoom",
       xaxis: { title: { text: "business fit score" }, range: [-2, 102], zeroline: false },
       yaxis: { title: { text: "engagement score" }, range: [-2, 102], zeroline: false },
-      legend: { orientation: "h", y: -0.12 }
+      legend: { orientation: "h", y: -0.12, traceorder: "reversed" }
     };
     Plotly.newPlot(box, traces, layout, { displaylogo: false, displayModeBar: false, responsive: true, doubleClick: "reset" }).then(function () {
-      status.textContent = n.toLocaleString() + " accounts.";
+      if (kind === "scattergl" && box.querySelector(".no-webgl")) {
+        Plotly.purge(box);
+        return draw(points, "scatter");
+      }
+      status.textContent = n.toLocaleString() + " accounts." +
+        (kind === "scatter" ? " (This browser has no WebGL: the map is drawn more slowly.)" : "");
       box.dataset.ready = String(n);
     });
     box.on("plotly_click", function (event) {
