@@ -170,9 +170,9 @@ def publish(
     from reports.diff import read_scores
     from workspace import WorkspaceStore
 
+    cutoff = parse_as_of(as_of)  # refused before anything is read
     settings = load_config(config)
     frame = read_scores(scores)
-    cutoff = parse_as_of(as_of) if as_of else None
     if cutoff is None:
         written = one_value(frame, "as_of")
         if written is None:

@@ -117,6 +117,19 @@ REGIONS: dict[str, tuple[float, tuple[str, ...], dict[str, float]]] = {
 }
 REGION_NAMES = np.array(list(REGIONS))
 LEGAL_SUFFIXES = np.array([spec[1] for spec in REGIONS.values()])  # (region, suffix)
+OWNER_NAMES = np.array(
+    [
+        "ana.silva@example.com",
+        "ben.okafor@example.com",
+        "chloe.martin@example.com",
+        "dev.patel@example.com",
+        "emma.schmidt@example.com",
+        "felix.tanaka@example.com",
+        "grace.kim@example.com",
+        "hugo.rossi@example.com",
+        "isla.brown@example.com",
+    ]
+)
 COUNTRY_NAMES = np.array([country for spec in REGIONS.values() for country in spec[2]])
 COUNTRY_REGION = np.array([r for r, spec in enumerate(REGIONS.values()) for _ in spec[2]])
 COUNTRY_SHARES = np.array([spec[0] * share for spec in REGIONS.values() for share in spec[2].values()])
@@ -852,20 +865,26 @@ def _accounts_table(rng: np.random.Generator, accounts: _Accounts) -> pa.Table:
     def missing(rate: float) -> np.ndarray:
         return rng.random(n) < rate
 
-    return pa.table(
-        {
-            "account_id": accounts.ids,
-            "account_name": names,
-            "industry": pa.array(_hand_typed(rng, INDUSTRY_NAMES[accounts.industry], 0.04), mask=missing(0.03)),
-            "employees": pa.array(accounts.employees.astype(np.int64), mask=missing(0.04)),
-            "annual_revenue": pa.array(accounts.revenue.astype(np.int64), mask=missing(0.08)),
-            "country": pa.array(_hand_typed(rng, COUNTRY_NAMES[accounts.country], 0.03), mask=missing(0.04)),
-            "region": pa.array(_hand_typed(rng, REGION_NAMES[accounts.region], 0.02), mask=missing(0.03)),
-            "tech_stack": pa.array(_hand_typed(rng, tech_stack, 0.02), mask=missing(0.08) | no_tools),
-            "parent_account_id": accounts.ids.take(pa.array(parent, mask=parent < 0)),
-            "segment_hint": pa.array(segment, mask=missing(0.15)),
-        }
-    )
+    table = {
+        "account_id": accounts.ids,
+        "account_name": names,
+        "industry": pa.array(_hand_typed(rng, INDUSTRY_NAMES[accounts.industry], 0.04), mask=missing(0.03)),
+        "employees": pa.array(accounts.employees.astype(np.int64), mask=missing(0.04)),
+        "annual_revenue": pa.array(accounts.revenue.astype(np.int64), mask=missing(0.08)),
+        "country": pa.array(_hand_typed(rng, COUNTRY_NAMES[accounts.country], 0.03), mask=missing(0.04)),
+        "region": pa.array(_hand_typed(rng, REGION_NAMES[accounts.region], 0.02), mask=missing(0.03)),
+        "tech_stack": pa.array(_hand_typed(rng, tech_stack, 0.02), mask=missing(0.08) | no_tools),
+        "parent_account_id": accounts.ids.take(pa.array(parent, mask=parent < 0)),
+        "segment_hint": pa.array(segment, mask=missing(0.15)),
+    }
+    # Account owners, drawn after every other column so those stay as earlier versions wrote them: one rep per
+    # region and segment mostly, a few accounts reassigned, a few unowned.
+    reps = OWNER_NAMES[
+        (accounts.region * 3 + np.searchsorted([500, 5_000], accounts.employees, side="right")) % OWNER_NAMES.size
+    ]
+    reps = np.where(rng.random(n) < 0.1, OWNER_NAMES[rng.integers(0, OWNER_NAMES.size, size=n)], reps)
+    table["owner"] = pa.array(reps, mask=missing(0.05))
+    return pa.table(table)
 
 
 def _numbered_ids(prefix: str, count: int, digits: int) -> pa.Array:

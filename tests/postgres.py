@@ -84,7 +84,20 @@ def postgres_cluster() -> Iterator[str]:
             raise RuntimeError(f"{command[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
 
     try:
-        run(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        # The C locale, so text sorts by code point as SQLite and Python sort it (whatever the machine's LANG).
+        run(
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--no-locale",
+            "-E",
+            "UTF8",
+        )
         run(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         shutil.rmtree(folder, ignore_errors=True)

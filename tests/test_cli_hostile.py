@@ -34,6 +34,7 @@ AS_OF_COMMANDS = {
     "train": ["train", NOWHERE],
     "score": ["score", NOWHERE, "--out", "never.csv"],
     "compare": ["compare", NOWHERE, "--out", "never-report"],
+    "publish": ["publish", f"{NOWHERE}/scores.csv"],
 }
 BUDGET_COMMANDS = {
     "score": ["score", NOWHERE, "--out", "never.csv"],

@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError
 
 from features.config import TIER_NAMES, UNTIERED
 from workspace.errors import (
@@ -1104,6 +1104,20 @@ class WorkspaceStore:
             found = connection.execute(select(User).order_by(User.name)).all()
         return [_user_info(User(**row._mapping)) for row in found]
 
+    def set_password(self, name: str, password: str, by: str) -> None:
+        """Replace a user's password (the user themself, or an admin); InvalidInput for an unknown user or a
+        password under 8 characters. Audited without either password."""
+        if len(password or "") < 8:
+            raise InvalidInput("password: use at least 8 characters")
+        stamp = now()
+        with self._writing() as connection:
+            changed = connection.execute(
+                update(User).where(User.name == name).values(password_hash=HASHER.hash(password), failed_logins=0)
+            ).rowcount
+            if not changed:
+                raise InvalidInput(f"no user named {name!r}; `tiering users list` shows them")
+            self._audit(connection, stamp, by, "user_password", None, None, {"user": name})
+
     def disable_user(self, name: str, by: str = "cli") -> UserInfo:
         """Disable a user (they can no longer sign in or write); InvalidInput when there is no such user."""
         stamp = now()
@@ -1149,8 +1163,3 @@ class WorkspaceStore:
 def generated_password() -> str:
     """A password to print once: 20 URL-safe random characters (about 120 bits)."""
     return secrets.token_urlsafe(15)
-
-
-def safe_failure(error: SQLAlchemyError) -> str:
-    """A database error as one line without parameters (which may hold client values)."""
-    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]

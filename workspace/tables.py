@@ -106,8 +106,8 @@ class ScoredAccount(Base):
     family_engagement_share: Mapped[float | None]
 
     __table_args__ = (
-        # Covering the book's filters (text search included), its tier counts and budget, and its default order
-        # within a tier, so those read the index alone and never the wide rows.
+        # Covering the book's filters (text search included), its tier counts and budget, and its most used sort
+        # columns, so those read the index alone and never the wide rows.
         Index(
             "ix_scored_accounts_book",
             "scoring_id",
@@ -119,6 +119,10 @@ class ScoredAccount(Base):
             "rule_tier",
             "intent_surge",
             "budget",
+            "rule_score",
+            "win_probability",
+            "expected_value",
+            "expected_revenue",
             "account_id",
             "search_text",
         ),

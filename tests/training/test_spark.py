@@ -131,3 +131,37 @@ def test_a_spark_connect_master_is_refused_with_what_to_use_instead():
     with pytest.raises(SparkUnavailable, match=r"sc://spark\.example:15002 is a Spark Connect server.*spark://"):
         with spark_session("sc://spark.example:15002"):
             pass
+
+
+@needs_java
+def test_pins_kept_elsewhere_join_the_file_overrides_on_spark(spark, mlflow_store, tmp_path):  # noqa: F811
+    from scoring.spark import score_export
+
+    export = tmp_path / "csv-export"
+    generate_export(export, n_accounts=300, seed=4, file_format="csv")
+    overrides = tmp_path / "overrides.csv"
+    seen = {}
+
+    def add_pins(file_pins, account_ids):
+        seen["file"], seen["ids"] = file_pins, sorted(account_ids)
+        first, second = sorted(account_ids)[:2]
+        store_pin = pd.DataFrame({"account_id": [second], "tier": ["tier_3"], "reason": ["kept"], "owner": ["erin"]})
+        return pd.concat([file_pins, store_pin], ignore_index=True)
+
+    first = pd.read_csv(export / "accounts.csv")["account_id"].sort_values().iloc[0]
+    overrides.write_text(f"account_id,tier,reason,owner\n{first},tier_1,file pin,ana\n")
+    result = score_export(
+        spark,
+        str(export),
+        str(tmp_path / "s.parquet"),
+        model_uri=None,
+        config=CONFIG,
+        overrides=overrides,
+        add_pins=add_pins,
+    )
+    scores = pd.read_parquet(tmp_path / "s.parquet").set_index("account_id")
+    second = seen["ids"][1]
+    assert seen["file"]["account_id"].tolist() == [first] and len(seen["ids"]) == 300
+    assert (scores.loc[first, "tier"], scores.loc[second, "tier"]) == ("tier_1", "tier_3")
+    assert scores.loc[second, "override_reason"].startswith("pinned to tier_3 by erin: kept (model said ")
+    assert sorted(result.overrides["account_id"]) == sorted([first, second])

@@ -315,6 +315,14 @@ def test_the_csv_download_is_the_filtered_book(store, published):
     assert list(download.columns) == list(STORED_COLUMNS)
 
 
+def test_the_filter_menus_list_each_value_once(store, published):
+    _, frame = published
+    for column in ("industry", "owner", "country"):
+        assert store.filter_values(column) == sorted(frame[column].dropna().unique())
+    with pytest.raises(InvalidInput, match="no value list"):
+        store.filter_values("password_hash")
+
+
 def test_paging_and_sorting_refuse_what_they_do_not_know(store, published):
     for bad in (
         {"sort": "password_hash"},
@@ -501,6 +509,14 @@ def test_users_sign_in_with_their_password_only_while_enabled(store):
         store.add_user("erin", "superuser", PASSWORD)
     with pytest.raises(InvalidInput, match="8 characters"):
         store.add_user("erin", "viewer", "short")
+    store.set_password("dana", "a new passphrase", by="dana")
+    assert store.authenticate("dana", PASSWORD) is None and store.authenticate("dana", "a new passphrase")
+    with pytest.raises(InvalidInput, match="8 characters"):
+        store.set_password("dana", "short", by="dana")
+    with pytest.raises(InvalidInput, match="no user named"):
+        store.set_password("erin", "long enough", by="admin")
+    assert store.audit(user="dana")[0][0].after == {"user": "dana"}  # no password in the audit
+    store.set_password("dana", PASSWORD, by="dana")
     store.disable_user("dana")
     assert store.authenticate("dana", PASSWORD) is None
     assert [(u.name, u.role, u.disabled) for u in store.users()] == [("dana", "editor", True)]
