@@ -454,6 +454,35 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
         return response
 
+    @app.get("/password")
+    async def password_form(request: Request):
+        visitor = await signed_in(request)
+        return render(request, "password.html", visitor=visitor, title="Change password", message="", done=False)
+
+    @app.post("/password")
+    async def change_password(request: Request):
+        visitor, fields = await posted(request)
+        workspace = state()
+        store = workspace.store()
+
+        def refused(message: str, status: int = 400) -> Response:
+            return render(
+                request, "password.html", status, visitor, title="Change password", message=message, done=False
+            )
+
+        await workspace.throttle.wait(visitor.name)
+        if await run_in_threadpool(store.authenticate, visitor.name, fields.get("current_password", "")) is None:
+            workspace.throttle.failed(visitor.name)
+            return refused("The current password is wrong.", 401)
+        workspace.throttle.succeeded(visitor.name)
+        if fields.get("new_password", "") != fields.get("repeat_password", ""):
+            return refused("The new password and its repetition differ.")
+        try:
+            await run_in_threadpool(store.set_password, visitor.name, fields.get("new_password", ""), visitor.name)
+        except InvalidInput as error:
+            return refused(str(error))
+        return render(request, "password.html", visitor=visitor, title="Change password", message="", done=True)
+
     # ---- the book ------------------------------------------------------------------------------------------------
 
     @app.get("/")

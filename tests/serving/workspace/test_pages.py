@@ -349,3 +349,25 @@ def test_an_unreachable_database_gives_a_503_page(tmp_path):
     assert answer.status_code == 503
     assert "The workspace database cannot be reached" in answer.text and "TIERING_DATABASE_URL" in answer.text
     assert "secret-password" not in answer.text
+
+
+def test_a_user_changes_their_password_knowing_the_current_one(pages):
+    pages.sign_in("vera")
+    token = pages.token("/app/password")
+    new = "a-brand-new-password"
+    form = {"current_password": PASSWORDS["vera"], "new_password": new, "repeat_password": new}
+    assert pages.client.post("/app/password", data=form).status_code == 403  # no CSRF token
+    wrong = pages.client.post("/app/password", data={**form, "current_password": "guess", "csrf_token": token})
+    assert wrong.status_code == 401 and "current password is wrong" in wrong.text
+    differ = pages.client.post("/app/password", data={**form, "repeat_password": "other-password", "csrf_token": token})
+    assert differ.status_code == 400
+    short = pages.client.post(
+        "/app/password", data={**form, "new_password": "short", "repeat_password": "short", "csrf_token": token}
+    )
+    assert short.status_code == 400 and "at least 8 characters" in short.text
+    changed = pages.client.post("/app/password", data={**form, "csrf_token": token})
+    assert changed.status_code == 200 and "Your password is changed" in changed.text
+    pages.client.cookies.clear()
+    assert pages.sign_in("vera").status_code == 401
+    assert pages.sign_in("vera", new).status_code == 303
+    assert "user_password" in pages.client.get("/app/audit?user=vera").text
