@@ -36,16 +36,19 @@ def serve(
         UnsafeHost,
         check_exposure,
         check_port,
+        check_store,
         exec_server,
     )
+    from workspace.errors import SchemaMismatch
 
     try:  # every setting and the address before the server starts: its workers would fail and restart in a loop
         check_environment()
         check_exposure(host)
         check_port(host, port)
+        check_store()
     except SettingsError as error:
         raise UserError(f"the environment has settings tiering serve cannot use:\n{error}") from None
-    except (UnsafeHost, CannotListen) as error:
+    except (UnsafeHost, CannotListen, SchemaMismatch) as error:
         raise UserError(str(error)) from None
     use_config(config)  # a bad file stops here, with its message, rather than leave the service not ready
     if config is not None:
@@ -54,6 +57,7 @@ def serve(
         f"Serving the champion of {escape(redact(tracking_uri()))} on http://{escape(host)}:{port} (Ctrl-C stops)",
         highlight=False,
     )
+    err_console.print(f"Workspace pages: http://{escape(host)}:{port}/app (sign in as a user of `tiering users`)")
     say_no_champion_to_serve()
     if access_log:
         os.environ[ACCESS_LOG_ENV] = "1"  # read by the service's workers, which inherit this environment

@@ -12,6 +12,9 @@ the fix, instead of workers failing and restarting in a loop. The service's modu
 | `TIERING_ACCESS_LOG` | one log line per request (`tiering serve --access-log`) | off |
 | `TIERING_CONFIG` | the tiering.yaml of rules-only scoring (`tiering serve --config`) | ./tiering.yaml, else built in |
 | `TIERING_DEBUG` | tracebacks for unexpected errors | off |
+| `TIERING_SESSION_SECRET` | signs the workspace's session cookies; set it so sessions outlive a restart | a random one per start |
+| `TIERING_SSO_HEADER` | the header a reverse proxy sets to the signed-in user's name (single sign-on) | unset: no single sign-on |
+| `TIERING_SSO_PROXIES` | the proxy addresses (IPs or networks, comma-separated) trusted to set that header | unset: none |
 | `TIERING_DATA`, `TIERING_MAPPING`, `TIERING_MODEL`, `TIERING_AS_OF`, `TIERING_BUDGET` | the notebook's inputs | see the notebook |
 | `TIERING_DATABASE_URL` | the workspace store (a SQLAlchemy URL, e.g. `postgresql+psycopg://user@host:5432/tiering`) | `sqlite:///models/workspace.db` |
 | `MLFLOW_TRACKING_URI` | the MLflow store or team server | `sqlite:///models/mlflow.db` |
@@ -22,12 +25,14 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "TIERING_"
+SECRETS = ("api_key", "session_secret")  # never echoed in a message
 
 
 def is_loopback(host: str) -> bool:
@@ -57,6 +62,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="1 or 0 (also true/false, yes/no, on/off)")
     config: Path | None = Field(None, description="the path of an existing tiering.yaml")
     debug: bool = Field(False, description="1 or 0")
+    session_secret: SecretStr | None = Field(None, description="a random text of at least 32 characters")
+    sso_header: str | None = Field(None, description="a header name such as X-Forwarded-User")
+    sso_proxies: str | None = Field(None, description="IP addresses or networks, e.g. 10.0.0.5,10.1.0.0/16")
     data: str | None = None
     mapping: str | None = None
     model: str | None = None
@@ -82,6 +90,31 @@ class Settings(BaseSettings):
         if any(not character.isprintable() for character in text):
             raise ValueError("holds a line break or another control character, which no client can send in a header")
         return text
+
+    @field_validator("session_secret", mode="before")
+    @classmethod
+    def _long_secret(cls, value):
+        if value is not None and len(str(value).strip()) < 32:
+            raise ValueError("is shorter than 32 characters: anyone could guess it")
+        return value
+
+    @field_validator("sso_header")
+    @classmethod
+    def _header_name(cls, value: str | None):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+", value.strip()):
+            raise ValueError("is not a header name (letters, digits and dashes)")
+        return None if value is None else value.strip()
+
+    @field_validator("sso_proxies")
+    @classmethod
+    def _networks(cls, value: str | None):
+        if value is not None:
+            for part in value.split(","):
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or network") from None
+        return value
 
     @field_validator("config")
     @classmethod
@@ -127,10 +160,10 @@ def load_settings() -> Settings:
         for problem in error.errors(include_url=False):
             field = str(problem["loc"][0]) if problem["loc"] else ""
             name = variable(field) if field in Settings.model_fields else field
-            shown = "" if field == "api_key" else f"={os.environ.get(name, '')!r}"
+            shown = "" if field in SECRETS else f"={os.environ.get(name, '')!r}"
             hint = Settings.model_fields[field].description if field in Settings.model_fields else None
             message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"{name}{shown}: {message}" + (f"; expected {hint}" if hint and field != "api_key" else ""))
+            lines.append(f"{name}{shown}: {message}" + (f"; expected {hint}" if hint and field not in SECRETS else ""))
         raise SettingsError("\n".join(lines)) from None
 
 

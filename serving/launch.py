@@ -89,3 +89,19 @@ def check_port(host: str, port: int) -> None:
             if error.errno == errno.EACCES:
                 raise CannotListen(f"port {port} needs privileges to listen on: pass a port above 1023") from None
             raise CannotListen(f"cannot listen on {address}:{port}: {error.strerror or error}") from None
+
+
+def check_store() -> None:
+    """Refuse a workspace store whose schema this version does not know (SchemaMismatch names `tiering db upgrade`).
+    No store yet is fine (the pages create one on first use), and so is one that cannot be reached now (the pages
+    answer 503 until it can)."""
+    from workspace import store_exists
+    from workspace.errors import StoreMissing, StoreUnavailable
+    from workspace.store import WorkspaceStore
+
+    if not store_exists():
+        return
+    try:
+        WorkspaceStore.open(create=False).close()
+    except (StoreMissing, StoreUnavailable):
+        return

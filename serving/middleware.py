@@ -1,8 +1,9 @@
 """ASGI middleware in front of every route: the API key, the request-size limit, JSON bodies only.
 
 `TIERING_API_KEY`, when set, is required as `Authorization: Bearer <key>` on every path but the
-health probes (so orchestrators can probe without the secret); `/metrics` stays protected because
-it reveals traffic. The key is compared in constant time and never logged or echoed.
+health probes (so orchestrators can probe without the secret) and the workspace pages under `/app`
+(which have their own sign-in and take forms); `/metrics` stays protected because it reveals traffic.
+The key is compared in constant time and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ API_KEY_ENV = "TIERING_API_KEY"
 # BentoML refuses pickle itself, but with a list for a body instead of the documented error object.
 NOT_JSON_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded", b"application/vnd.bentoml+pickle")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+WORKSPACE_PATH = "/app"  # the workspace pages: their own sign-in, form posts; the API key neither needed nor enough
 MAX_BODY_BYTES = 64 * 1024 * 1024  # 10,000 accounts with months of activity fit well within this
 
 logger = logging.getLogger("bentoml.abm_tiering")
@@ -69,6 +71,10 @@ async def _send_problem(send: Send, status: int, kind: str, location: list[str],
     await _send_json(send, status, _problem(kind, location, message))
 
 
+def is_workspace(path: str) -> bool:
+    return path == WORKSPACE_PATH or path.startswith(WORKSPACE_PATH + "/")
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope.get("headers", []) if key.lower() == name), None)
 
@@ -83,7 +89,12 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         expected = self._expected
-        if expected is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if (
+            expected is None
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] in OPEN_PATHS
+            or is_workspace(scope["path"])
+        ):
             return await self.app(scope, receive, send)
         if _authorised(_header(scope, b"authorization") or b"", expected):
             return await self.app(scope, receive, send)
@@ -162,14 +173,15 @@ class BodySizeLimit:
 
 
 class JsonBodiesOnly:
-    """415 for form-encoded or pickled bodies: the API reads JSON (any other content type is read as JSON)."""
+    """415 for form-encoded or pickled bodies: the API reads JSON (any other content type is read as JSON).
+    The workspace pages take forms."""
 
     def __init__(self, app: App):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-        if scope["type"] == "http" and declared in NOT_JSON_TYPES:
+        if scope["type"] == "http" and declared in NOT_JSON_TYPES and not is_workspace(scope["path"]):
             return await _send_problem(
                 send,
                 415,

@@ -45,8 +45,10 @@ class ScoreRecord(Finite):
         description="Model value blended with the rule score, 0-100 (the rule score with rules only)."
     )
     learned_tier: TierName = Field(description="Tier from the learned score.")
-    tier: TierName = Field(description="Final tier (the learned tier; the API takes no overrides).")
-    override_reason: str = Field(description="Always empty in the API (overrides are a batch feature).")
+    tier: TierName = Field(description="Final tier: the learned tier, unless a pin in the workspace store holds it.")
+    override_reason: str = Field(
+        description="Who pinned the account to its tier and why (a workspace pin that holds today); else empty."
+    )
     budget: float | None = Field(description="This account's share of the budget; null when no budget was given.")
     intent_surge: bool = Field(description="Activity up threefold on at least two channels within 14 days.")
     reason_1: str = Field(description="Strongest factor behind the learned score, in words (empty with rules only).")

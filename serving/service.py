@@ -1,7 +1,8 @@
 """The BentoML HTTP service (SPEC section 7): score accounts on the registry's champion model.
 
 `POST /score` scores accounts one by one (tiers from the cut-offs frozen with the model), `POST /tier`
-ranks a whole book (tiers filled by capacity, budget split), `GET /model` says which model answers.
+ranks a whole book (tiers filled by capacity, budget split), `GET /model` says which model answers;
+both place the workspace store's active pins. The workspace pages are mounted under `/app`.
 The health probes and `/metrics` are BentoML's own. Run it with `tiering serve`.
 """
 
@@ -23,7 +24,7 @@ from serving.alerts_api import answer as alerts_answer
 from serving.champion import ChampionFollower, reload_seconds
 from serving.launch import access_log_enabled
 from serving.logs import log_rejections_on_one_line
-from serving.middleware import BearerAuth, BodySizeLimit, JsonBodiesOnly
+from serving.middleware import WORKSPACE_PATH, BearerAuth, BodySizeLimit, JsonBodiesOnly
 from serving.offloop import validate_off_loop
 from serving.openapi import DocumentedService
 from serving.predict import INLINE_MAX_ROWS, request_rows, score_request
@@ -37,6 +38,8 @@ from serving.responses import (
     score_records,
     tier_budget_records,
 )
+from serving.workspace.app import workspace_app
+from serving.workspace.pins import pin_cache, with_pins
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -51,6 +54,7 @@ model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     logging={"access": {"enabled": access_log_enabled()}},
 )
 @bentoml.asgi_app(model_routes)
+@bentoml.asgi_app(workspace_app, path=WORKSPACE_PATH)
 class TieringService:
     def __init__(self) -> None:
         log_rejections_on_one_line()
@@ -81,9 +85,10 @@ class TieringService:
             scored = score_request(serving, request, by_capacity=False)
         else:
             scored = await anyio.to_thread.run_sync(partial(score_request, serving, request, by_capacity=False))
-        return ScoreResponse(
-            model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scored.scores)
+        scores = with_pins(
+            scored.scores, pin_cache.pinned(scored.scores["account_id"]), None, serving.model.config.budget
         )
+        return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scores))
 
     @bentoml.api(route="/tier", output_spec=TierResponse)
     def tier(self, request: TierRequest, /) -> TierResponse | JSONResponse:
@@ -92,13 +97,17 @@ class TieringService:
         if serving is None:
             return self._unavailable()
         scored = score_request(serving, request, by_capacity=True, budget=request.budget, forecast=True)
+        # The store's pins hold in /tier as in `tiering score`; the forecast stays by the model's own tiers.
+        scores = with_pins(
+            scored.scores, pin_cache.pinned(scored.scores["account_id"]), request.budget, serving.model.config.budget
+        )
         pipeline = serving.model.scorer.pipeline
         return TierResponse(
             model_version=scored.version,
             as_of=scored.as_of.date(),
-            scores=score_records(scored.scores),
+            scores=score_records(scores),
             budget=request.budget,
-            tiers=tier_budget_records(scored.scores["tier"], request.budget, serving.model.config.budget),
+            tiers=tier_budget_records(scores["tier"], request.budget, serving.model.config.budget),
             horizon_days=None if scored.forecast is None or pipeline is None else pipeline.horizon_days,
             forecast=None if scored.forecast is None else forecast_records(scored.forecast),
         )

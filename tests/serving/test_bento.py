@@ -36,6 +36,13 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_its_code(tmp_path):
         "tiering.yaml",
         "ingest/settings.py",  # the service reads its environment settings there
         "ingest/presets/canonical.yaml",
+        "serving/templates/index.html",
+        "serving/workspace/templates/book.html",
+        "serving/workspace/static/htmx.min.js",
+        "serving/workspace/static/plotly-strict.min.js.gz",
+        "workspace/store.py",
+        "workspace/migrations/versions/0001_workspace.py",
+        "workspace/migrations/script.py.mako",
     ):
         assert (bento / "src" / packed).is_file(), packed
     # Every module of ours the service imports, directly or through others, is packed.

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from reports.diff import describe_change
+from scoring.changes import describe_change
 
 runner = CliRunner()
 

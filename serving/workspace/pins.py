@@ -1,0 +1,117 @@
+"""The store's active pins in the API: `/score` and `/tier` answer with them, from memory.
+
+A request never waits for the database: it reads the pins held in this process. They are reloaded at once when a
+pin changes through the pages of this process, and otherwise in the background every TIERING_RELOAD_SECONDS
+(another worker's or another server's pins, and pins that expired at midnight). With no store there are no pins,
+and the API never creates one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from features.config import Budget
+from scoring.tiers import allocate_budget, apply_overrides
+
+logger = logging.getLogger("bentoml.abm_tiering")
+PIN_COLUMNS = ["account_id", "tier", "reason", "owner"]
+NO_PINS = pd.DataFrame({name: pd.Series(dtype="str") for name in PIN_COLUMNS})
+
+
+def store_pins() -> pd.DataFrame:
+    """The store's active pins today; none when there is no store (it is not created here)."""
+    from workspace import store_exists
+    from workspace.store import WorkspaceStore
+
+    if not store_exists():
+        return NO_PINS
+    with WorkspaceStore.open(create=False) as store:
+        return store.active_pins()[PIN_COLUMNS]
+
+
+class PinCache:
+    """The active pins, reloaded on `refresh()` and, when older than `max_age` seconds, in a background thread."""
+
+    def __init__(self, load: Callable[[], pd.DataFrame] = store_pins, max_age: float | None = None):
+        self._load = load
+        self._max_age = max_age
+        self._pins = NO_PINS
+        self._ids: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+        self._refreshing = threading.Lock()
+        self.problem: str | None = None
+
+    @property
+    def max_age(self) -> float:
+        if self._max_age is None:
+            from ingest.settings import load_settings
+
+            self._max_age = load_settings().reload_seconds
+        return self._max_age
+
+    def forget(self) -> None:
+        """Drop the pins held: the next request loads them (a server starting, perhaps on another store)."""
+        with self._refreshing:
+            self._pins, self._ids, self._loaded_at, self.problem = NO_PINS, frozenset(), None, None
+
+    def refresh(self) -> None:
+        """Reload now (after a pin changed here); on failure the pins held stay, and `problem` says why."""
+        with self._refreshing:
+            self._reload()
+
+    def _reload(self) -> None:
+        try:
+            pins = self._load()
+        except Exception as error:  # the database may be down: keep answering with the pins known
+            self.problem = f"the workspace pins could not be reloaded: {str(error).splitlines()[0][:300]}"
+            logger.warning(self.problem)
+        else:
+            self._pins, self._ids, self.problem = pins, frozenset(pins["account_id"]), None
+        self._loaded_at = time.monotonic()
+
+    def current(self) -> pd.DataFrame:
+        """The pins held now; starts a background reload when they are older than `max_age`."""
+        loaded_at = self._loaded_at
+        if loaded_at is None:
+            self.refresh()  # the first request of a process loads them once
+        elif time.monotonic() - loaded_at > self.max_age and self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._reload_and_release, daemon=True, name="pin-reload").start()
+        return self._pins
+
+    def _reload_and_release(self) -> None:
+        try:
+            self._reload()
+        finally:
+            self._refreshing.release()
+
+    def pinned(self, account_ids: np.ndarray) -> pd.DataFrame | None:
+        """The pins of these accounts, or None when none of them is pinned (the usual, cheap case)."""
+        pins = self.current()
+        if pins.empty or not self._ids.intersection(account_ids.tolist()):
+            return None
+        return pins[pins["account_id"].isin(account_ids)]
+
+
+def with_pins(
+    scores: dict[str, np.ndarray], pins: pd.DataFrame | None, budget: float | None, split: Budget
+) -> dict[str, np.ndarray]:
+    """Score columns with the pinned accounts' final tier and `override_reason` (as `tiering score --overrides`
+    writes them), and the budget split again over the final tiers when a budget was asked for."""
+    if pins is None or pins.empty:
+        return scores
+    ids = pd.Series(scores["account_id"])
+    tier, reason = apply_overrides(pd.Series(scores["learned_tier"]), ids, pins)
+    pinned = dict(scores)
+    pinned["tier"], pinned["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
+    if budget is not None:
+        pinned["budget"] = allocate_budget(tier, budget, split).to_numpy()
+    return pinned
+
+
+pin_cache = PinCache()
