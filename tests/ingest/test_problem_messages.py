@@ -49,7 +49,9 @@ def test_two_tables_reading_one_file_each_say_which_table_a_problem_is_about(tmp
         line.startswith("- opportunities table, offers.csv:Created: values are not dates (e.g. 'someday') (row 3)")
         for line in lines
     )
-    assert result.output.startswith("2 problems stop this run (and 2 warnings):")  # no engagement, no intent
+    config_line, rest = result.output.split("\n", 1)
+    assert config_line == "configuration: built-in defaults"
+    assert rest.startswith("2 problems stop this run (and 2 warnings):")  # no engagement, no intent
     assert len(lines) == 2 + 2
 
 

@@ -111,6 +111,9 @@ def test_the_digest_the_shipped_code_and_the_import_contract_name_the_same_files
     import grimp
     import mlflow
 
+    from scoring.registry import configure
+
+    configure()  # MLflow keeps the registry an earlier test of this process set: point it at this store
     contract = model_contract()
     packages = set(contract["source_modules"])
     # The contract keeps the model's packages from importing every other package of ours.
@@ -178,6 +181,10 @@ def test_changing_alert_and_review_defaults_never_stops_a_registered_model_from_
 @pytest.mark.slow
 def test_the_registered_model_records_its_model_configuration_only(model_store, tmp_path):
     import mlflow
+
+    from scoring.registry import configure
+
+    configure()  # MLflow keeps the registry an earlier test of this process set: point it at this store
 
     model = Path(mlflow.artifacts.download_artifacts(model_store.uri, dst_path=str(tmp_path)))
     (bundle,) = model.rglob("bundle.json")
