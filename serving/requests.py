@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     ModelWrapValidatorHandler,
     PlainValidator,
     StrictStr,
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.config import JsonDict
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from features.activity import account_columns_of, day_after_latest
 from features.dates import NotADate, parse_moment
@@ -66,11 +67,37 @@ def _day(value: Any) -> date:
     return _moment(value).date()
 
 
+# The layouts clients send most (2026-06-01, 2026-06-01T09:30:00 or with a space), in the date range (every day of
+# the years 1900 to 2100 lies in it) and without a zone: pydantic's own parser reads them to the very datetime
+# `parse_moment` gives, without calling Python once per date. ASCII digits only: Rust's \d is any Unicode digit.
+_PLAIN_MOMENT = r"^(?:19[0-9]{2}|20[0-9]{2}|2100)-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}:[0-9]{2})?$"
+# The union's branch names, which pydantic puts in an error's path after the date field.
+PLAIN_BRANCH, GRAMMAR_BRANCH = "plain-iso", "grammar"
+
+
+class _PlainLayoutsFirst:
+    """A date field read by pydantic's parser when it holds a plain layout, else by `_moment` (any other text, a
+    datetime object, or a value that is not a date, which `_moment` names). Both failing puts both errors in the
+    answer: `_checked_accounts` keeps the grammar's only. The JSON schema stays the grammar validator's."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        grammar = handler(source)
+        plain = core_schema.chain_schema(
+            [core_schema.str_schema(pattern=_PLAIN_MOMENT, strict=True), core_schema.datetime_schema()]
+        )
+        return core_schema.union_schema(
+            [(plain, PLAIN_BRANCH), (grammar, GRAMMAR_BRANCH)],
+            mode="left_to_right",
+            metadata={"pydantic_js_functions": [lambda _, json_handler: json_handler(grammar)]},
+        )
+
+
 # ISO 8601 date or date-time, naive (taken as UTC) or with a zone (converted to UTC): features.dates.
 # Plain validators, not wrap validators (whose handler pydantic's own parsing is never asked): a request's hundreds of
 # dates validate in half the time.
-Timestamp = Annotated[datetime, PlainValidator(_moment, json_schema_input_type=datetime | date)]
+Timestamp = Annotated[datetime, PlainValidator(_moment, json_schema_input_type=datetime | date), _PlainLayoutsFirst()]
 Day = Annotated[date, PlainValidator(_day, json_schema_input_type=date)]
+DATE_FIELDS = frozenset({"timestamp", "date", "created_date", "close_date"})  # the row models' Timestamp fields
 Text = Annotated[str, Field(min_length=1)]
 
 
@@ -259,6 +286,16 @@ def _accounts_limit(model: type[BaseModel]) -> int:
     )
 
 
+def _date_branch(location: tuple) -> str | None:
+    """Which branch of a date field's union (`_PlainLayoutsFirst`) an error comes from; None for other errors.
+
+    The branch name follows the date field's name, the last part of a date's path: a custom field or an id that
+    happens to hold the same text is never mistaken for it."""
+    if len(location) >= 2 and location[-2] in DATE_FIELDS and location[-1] in (PLAIN_BRANCH, GRAMMAR_BRANCH):
+        return location[-1]
+    return None
+
+
 _Request = TypeVar("_Request", bound="ScoreRequest")
 
 
@@ -286,12 +323,19 @@ def _checked_accounts(model: type[_Request], data: Any, handler: Callable[[Any],
         request = handler(data)
     except ValidationError as error:
         duplicates = _duplicate_id_errors([_raw_id(item) for item in raw] if isinstance(raw, list) else [])
-        if not duplicates:
+        errors = error.errors(include_url=False)
+        if not duplicates and not any(_date_branch(e["loc"]) for e in errors):
             raise
-        # Keep each error as it was (type, message, path) and add the duplicates to the same answer.
+        # Keep each error as it was (type, message, path), a bad date's as the grammar words it, and add the
+        # duplicates to the same answer.
         kept = [
-            InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
-            for e in error.errors(include_url=False)
+            InitErrorDetails(
+                type=PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
+                loc=e["loc"][:-1] if _date_branch(e["loc"]) else e["loc"],
+                input=e["input"],
+            )
+            for e in errors
+            if _date_branch(e["loc"]) != PLAIN_BRANCH
         ]
         raise ValidationError.from_exception_data(model.__name__, kept + duplicates) from None
     duplicates = _duplicate_id_errors([account.account_id for account in request.accounts])

@@ -51,3 +51,34 @@ def test_empty_index_answers_zero_and_nan():
     assert index.total(*q).tolist() == [0.0, 0.0]
     assert index.decayed(*q, 180).tolist() == [0.0, 0.0]
     assert np.isnan(index.days_since_last(*q)).all()
+
+
+def test_a_window_asked_alone_gets_the_bits_it_gets_among_a_books_thousands():
+    """A request asks a few windows, a book thousands: each window's sum must not depend on how many are asked with it
+    (one account scored through the API gets the bits batch scoring gives it), and must be the window's own sum."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    groups = rng.integers(0, 12, n)
+    base = to_seconds(pd.Series(pd.to_datetime(["2024-01-01"])))[0]
+    seconds = base + rng.integers(0, 700 * 86400, n)
+    values = rng.uniform(0.0, 5.0, n)  # not whole numbers: plain sums come from the blocks as well
+    index = TimeIndex(groups, seconds, values, half_life_days=30)
+    qg = rng.integers(0, 13, 2000)
+    qt = base + rng.integers(-10 * 86400, 720 * 86400, 2000)
+    for ask in (
+        lambda g, t: index.decayed(g, t, 365),
+        lambda g, t: index.decayed(g, t, 10_000),
+        lambda g, t: index.total(g, t, 90),
+        lambda g, t: index.total(g, t),
+    ):
+        together = ask(qg, qt)
+        for size in (1, 8, 100):
+            for first in range(0, 400, size):
+                alone = ask(qg[first : first + size], qt[first : first + size])
+                assert alone.tobytes() == together[first : first + size].tobytes()
+    np.testing.assert_allclose(
+        index.decayed(qg[:50], qt[:50], 365),
+        brute_force(groups, seconds, values, qg[:50], qt[:50], 365, 30),
+        rtol=1e-9,
+        atol=1e-12,
+    )

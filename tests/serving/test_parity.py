@@ -6,6 +6,7 @@ import pytest
 
 from features.activity import default_as_of
 from features.pointintime import FeatureBuilder, snapshot
+from features.schema import CrmData
 from scoring.registry import load_model_for
 from serving.requests import account_payloads
 from tests.rounding import SCORE_NUMBERS, assert_published
@@ -16,6 +17,7 @@ NUMBERS = SCORE_NUMBERS
 SAME = ["intent_surge", "reason_1", "reason_2", "reason_3", "model_version", "as_of", "surge_channels"]
 TIERS = ["rule_tier", "learned_tier", "tier"]
 BUDGET = 250_000.0
+HEAVY_EVENTS = 1_000  # engagement events of the heavy account: a body of about 100 KB
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,32 @@ def test_the_default_as_of_is_batch_scorings_default(export, case):
     ids, _, _ = case
     request = ScoreRequest.model_validate({"accounts": account_payloads(export, ids)})
     assert scoring_as_of(request) == default_as_of(subset(export, ids))
+
+
+@pytest.fixture(scope="module")
+def heavy(trained, export):
+    """The most engaged account cut to its latest HEAVY_EVENTS events (the export restricted to it), sent alone."""
+    counts = export.engagement["account_id"].value_counts()
+    account_id = counts.index[0]
+    assert counts.iloc[0] >= HEAVY_EVENTS
+    alone = subset(export, [account_id])
+    latest = alone.engagement.sort_values("timestamp", kind="stable").tail(HEAVY_EVENTS).reset_index(drop=True)
+    data = CrmData(accounts=alone.accounts, opportunities=alone.opportunities, engagement=latest, intent=alone.intent)
+    as_of = default_as_of(export)
+    body = {"accounts": account_payloads(data, [account_id]), "as_of": as_of.date().isoformat()}
+    assert len(body["accounts"][0]["engagement"]) == HEAVY_EVENTS
+    with serving(trained.folder) as client:
+        scored = client.post("/score", json=body)
+    assert scored.status_code == 200
+    return data, as_of, pd.DataFrame(scored.json()["scores"]).set_index("account_id")
+
+
+def test_a_heavy_account_alone_scores_as_batch_scoring_does(heavy, case, trained):
+    data, as_of, api = heavy
+    _, _, scorer = case
+    batch = scorer.score_book(data, as_of, model_version=trained.version).scores
+    assert_same_scores(api, batch, NUMBERS + SAME)
+    rows = snapshot(data, FeatureBuilder(data, scorer.config), as_of)
+    frozen = scorer.score_features(rows, by_capacity=False, model_version=trained.version)
+    assert_same_scores(api, frozen, TIERS)
+    assert api["engagement_score"].iloc[0] > 0 and api["reason_1"].iloc[0]  # the activity was read, and explained

@@ -100,6 +100,89 @@ def test_every_problem_is_reported_at_once_with_its_path():
     }
 
 
+def _event_at(text) -> dict:
+    return {"accounts": [{"account_id": "A", "engagement": [{"timestamp": text, "channel": "web_visit"}]}]}
+
+
+def _calendar_moment(year: int, month: int, day: int, clock: tuple[int, int, int]) -> datetime.datetime | None:
+    """The moment the text names, or None when the calendar or the clock has no such day or time."""
+    try:
+        return datetime.datetime(year, month, day, *clock)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("separator", ["T", " ", None])
+def test_plain_layouts_read_as_the_calendar_says_and_impossible_ones_are_refused_with_the_grammars_message(separator):
+    """Dates in the common layouts are read by pydantic's own parser: every day and clock it accepts must be the one
+    Python's calendar gives, and every impossible one must be refused as any other bad date is."""
+    clocks = [(0, 0, 0), (23, 59, 59), (24, 0, 0), (23, 60, 0), (23, 59, 60), (7, 5, 9)]
+    for year in (1900, 1904, 2023, 2024, 2100):
+        for month in (0, 1, 2, 4, 12, 13):
+            for day in (0, 1, 28, 29, 30, 31, 32):
+                for clock in clocks if separator else [(0, 0, 0)]:
+                    text = f"{year:04d}-{month:02d}-{day:02d}"
+                    if separator:
+                        text += f"{separator}{clock[0]:02d}:{clock[1]:02d}:{clock[2]:02d}"
+                    expected = _calendar_moment(year, month, day, clock)
+                    if expected is not None:
+                        assert parse(_event_at(text)).accounts[0].engagement[0].timestamp == expected, text
+                        continue
+                    with pytest.raises(ValidationError) as caught:
+                        parse(_event_at(text))
+                    errors = caught.value.errors()
+                    assert [(e["loc"], e["type"]) for e in errors] == [
+                        (("accounts", 0, "engagement", 0, "timestamp"), "date")
+                    ], text
+                    assert errors[0]["msg"].startswith("not a calendar date or time"), text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1899-12-31", "dates must lie between 1900-01-01 and 2100-12-31"),
+        ("2101-01-01T00:00:00", "dates must lie between 1900-01-01 and 2100-12-31"),
+        ("20\u0662\u0666-01-01", "not a date"),  # Arabic-Indic digits are no ISO 8601 digits
+        ("2026-01-01T10:00", None),
+        ("2026-01-01T10:00:00Z", None),
+        (" 2026-01-01 ", None),
+        ("20260101", None),
+        (20260101, "dates must be text, not int"),
+    ],
+)
+def test_other_layouts_keep_the_grammars_reading_and_messages(text, message):
+    body = json.dumps(_event_at(text))
+    if message is None:
+        moment = ScoreRequest.model_validate_json(body).accounts[0].engagement[0].timestamp
+        assert moment.tzinfo is None and moment.date() == datetime.date(2026, 1, 1)
+        return
+    with pytest.raises(ValidationError) as caught:
+        ScoreRequest.model_validate_json(body)
+    assert [(e["loc"], e["msg"][: len(message)]) for e in caught.value.errors()] == [
+        (("accounts", 0, "engagement", 0, "timestamp"), message)
+    ]
+
+
+def test_a_bad_date_among_other_problems_is_one_error_on_its_field():
+    body = {
+        "accounts": [
+            {
+                "account_id": "A",
+                "employees": -5,
+                "engagement": [{"timestamp": "2026-13-01", "channel": "x"}],
+                "opportunities": [{"opportunity_id": "O", "created_date": "2026-02-30", "outcome": "open"}],
+            }
+        ]
+    }
+    with pytest.raises(ValidationError) as caught:
+        parse(body)
+    assert {tuple(e["loc"]): e["type"] for e in caught.value.errors()} == {
+        ("accounts", 0, "employees"): "greater_than_equal",
+        ("accounts", 0, "engagement", 0, "timestamp"): "date",
+        ("accounts", 0, "opportunities", 0, "created_date"): "date",
+    }
+
+
 def test_a_book_may_be_larger_than_a_scoring_request():
     accounts = [{"account_id": str(i)} for i in range(10_001)]
     with pytest.raises(ValidationError):
