@@ -7,11 +7,19 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from features.schema import CrmData
+    from training.pipeline import TrainingResult
+
 SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}  # a 1,500-account export passes it
 TRAINING_WAIT_SECONDS = 600
+# pytest-xdist (--dist loadgroup) runs the tests of one group on one worker: tests sharing an expensive fixture
+# of module or session scope carry one, so the fixture is built once per run, not once per worker.
+DEMO_TRAINING = pytest.mark.xdist_group("demo-training")
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,28 @@ def shared_trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedMod
     partial.write_text(json.dumps({**asdict(model), "data_dir": str(model.data_dir)}))
     partial.replace(marker)  # whole, so a waiting worker never reads half of it
     return model
+
+
+@dataclass(frozen=True)
+class DemoTraining:
+    folder: Path  # the generated export, with the generator's truth files
+    data: CrmData
+    result: TrainingResult
+
+
+@pytest.fixture(scope="session")
+def demo_training(tmp_path_factory: pytest.TempPathFactory) -> DemoTraining:
+    """`train` with the default configuration on the demo's 5,000-account export, once per worker: the modules that
+    judge it against the generator's truth carry the xdist group DEMO_TRAINING, so they share one worker."""
+    from features.config import TieringConfig
+    from features.io import load_export
+    from sources.synthetic import generate_export
+    from training.pipeline import train
+
+    folder = tmp_path_factory.mktemp("demo-export")
+    generate_export(folder, n_accounts=5000, seed=7)  # the demo's export
+    data = load_export(folder).data
+    return DemoTraining(folder, data, train(data, TieringConfig()))
 
 
 @pytest.fixture(scope="session")
