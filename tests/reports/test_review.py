@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from cli.main import app
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("review")  # the trained world below is built once, on one worker
 AS_OF, UNTIL = "2026-03-01", "2026-07-01"  # the export ends on 30 Jun 2026
 FAST = {  # one LightGBM candidate: the review is under test, not the learner search
     "model": {

@@ -16,7 +16,6 @@ from reports.diff import TierDiff
 from tests.training.conftest import shared_trained_model
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("templates")  # the comparison below is built once, on one worker
 SCRIPT = "<script>alert(1)</script>"
 SCRIPT_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 REASON = 'Budget & "timing" <b>now</b>'

@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}  # a 1,500-account export passes it
 TRAINING_WAIT_SECONDS = 600
-# pytest-xdist (--dist loadgroup) runs the tests of one group on one worker: tests sharing an expensive fixture
-# of module or session scope carry one, so the fixture is built once per run, not once per worker.
-DEMO_TRAINING = pytest.mark.xdist_group("demo-training")
 
 
 @dataclass(frozen=True)
@@ -88,8 +85,8 @@ class DemoTraining:
 
 @pytest.fixture(scope="session")
 def demo_training(tmp_path_factory: pytest.TempPathFactory) -> DemoTraining:
-    """`train` with the default configuration on the demo's 5,000-account export, once per worker: the modules that
-    judge it against the generator's truth carry the xdist group DEMO_TRAINING, so they share one worker."""
+    """`train` with the default configuration on the demo's 5,000-account export, once per worker process, for the
+    modules that judge it against the generator's truth (test_pipeline, test_look_ahead)."""
     from features.config import TieringConfig
     from features.io import load_export
     from sources.synthetic import generate_export

@@ -14,7 +14,6 @@ from training.backtest import backtest, backtest_origins, backtest_summary
 
 ORIGINS = 6
 ONE_CANDIDATE = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 50, "lambda_l2": 5.0}
-pytestmark = pytest.mark.xdist_group("backtest")  # the backtest below runs once, on one worker
 
 
 @pytest.fixture(scope="module")

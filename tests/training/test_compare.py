@@ -17,7 +17,6 @@ from reports.compare import MOVER_LEVELS, movers
 from reports.report import Column, publish, table
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("compare")  # the compare run below is made once, on one worker
 TIERS = [*TIER_NAMES, UNTIERED]
 LEARNED_SECTIONS = ("agreement", "holdout", "gain", "calibration", "map", "movers", "budget", "forecast")
 

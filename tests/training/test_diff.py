@@ -12,7 +12,6 @@ from cli.main import app
 from reports.diff import describe_change
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("diff")  # the two scorings below are made once, on one worker
 
 
 def words(text: str) -> str:

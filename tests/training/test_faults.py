@@ -19,7 +19,6 @@ from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("faults")  # the trained store below is built once, on one worker
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,10 @@ from scoring.pipeline import HISTORICAL, CloseTiming, PipelineModel
 from scoring.pyfunc import TieringModel
 from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import CREATION_TRUTH_FILE, generate_export
-from tests.training.conftest import DEMO_TRAINING
 from training.evaluate import expected_calibration_error
 from training.pipeline import train
 
 HORIZON = 90
-
-
-pytestmark = DEMO_TRAINING
 
 
 @pytest.fixture(scope="module")

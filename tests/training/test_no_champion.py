@@ -14,7 +14,6 @@ from features.config import load_config, parse_config
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("no-champion")  # the challenger below is trained once, on one worker
 REFUSING_GATE = {"model": {"gate": {"min_won": 100000}}}  # no export has that many: the version stays challenger
 RULES_BY_REVENUE = "rule_weights: {revenue_potential: 1.0, business_fit: 0.0, engagement: 0.0}\n"
 

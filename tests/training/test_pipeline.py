@@ -9,11 +9,9 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import TieringConfig
 from features.io import load_export
-from tests.training.conftest import DEMO_TRAINING
 from training.pipeline import ChampionJudgement, Window, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
-pytestmark = DEMO_TRAINING
 
 
 @pytest.fixture(scope="module")

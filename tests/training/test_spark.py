@@ -19,8 +19,7 @@ from tests.rounding import SCORE_NUMBERS, assert_published
 from training.workflow import score_book, train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
-# the Spark session and the export below are made once, on one worker
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+pytestmark = pytest.mark.slow
 
 CONFIG = parse_config({"model": {"gate": {"min_won": 10, "min_lost": 10}}})  # an 800-account export passes it
 BUDGET = 1_000_000.0

@@ -20,7 +20,6 @@ from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_template  # noqa: F401  (fixture)
 
 runner = CliRunner()
-pytestmark = pytest.mark.xdist_group("workflow")  # the trained store below is built once, on one worker
 
 
 @pytest.fixture(scope="module")
