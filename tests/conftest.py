@@ -38,6 +38,12 @@ VALID_EXPORT: dict[str, str] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (trainings, processes) first: under pytest-xdist the long ones start early and the short ones fill
+    in around them, rather than one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def write_export(tmp_path: Path) -> Callable[..., Path]:
     """write_export({name: content}): the valid export with files replaced (text or bytes) or removed (None)."""

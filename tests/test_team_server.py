@@ -103,7 +103,8 @@ class TeamServer(Process):
             ],
             folder / "server.log",
             folder,
-            {**os.environ},
+            # Its job runner (a second process, for GenAI evaluation jobs) serves nothing the tool uses.
+            {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         self.artifacts = folder / "artifacts"
 

@@ -7,8 +7,13 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from features.schema import CrmData
+    from training.pipeline import TrainingResult
 
 SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}  # a 1,500-account export passes it
 TRAINING_WAIT_SECONDS = 600
@@ -69,6 +74,28 @@ def shared_trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedMod
     partial.write_text(json.dumps({**asdict(model), "data_dir": str(model.data_dir)}))
     partial.replace(marker)  # whole, so a waiting worker never reads half of it
     return model
+
+
+@dataclass(frozen=True)
+class DemoTraining:
+    folder: Path  # the generated export, with the generator's truth files
+    data: CrmData
+    result: TrainingResult
+
+
+@pytest.fixture(scope="session")
+def demo_training(tmp_path_factory: pytest.TempPathFactory) -> DemoTraining:
+    """`train` with the default configuration on the demo's 5,000-account export, once per worker process, for the
+    modules that judge it against the generator's truth (test_pipeline, test_look_ahead)."""
+    from configuration.tiering import TieringConfig
+    from ingest.io import load_export
+    from sources.synthetic import generate_export
+    from training.pipeline import train
+
+    folder = tmp_path_factory.mktemp("demo-export")
+    generate_export(folder, n_accounts=5000, seed=7)  # the demo's export
+    data = load_export(folder).data
+    return DemoTraining(folder, data, train(data, TieringConfig()))
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,16 @@ from sklearn.metrics import roc_auc_score
 
 from configuration.tiering import TieringConfig
 from ingest.io import load_export
-from sources.synthetic import generate_export
 from training.pipeline import ChampionJudgement, WindowDates, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("synthetic")
-    generate_export(folder, n_accounts=5000, seed=7)  # the demo's export
-    data = load_export(folder).data
-    truth = pd.read_csv(folder / "truth.csv", dtype={"opportunity_id": "str", "account_id": "str"})
-    return data, train(data, TieringConfig()), truth
+def synthetic(demo_training):
+    """The demo's export trained with the default configuration (shared with test_look_ahead), and its truth."""
+    truth = pd.read_csv(demo_training.folder / "truth.csv", dtype={"opportunity_id": "str", "account_id": "str"})
+    return demo_training.data, demo_training.result, truth
 
 
 def test_win_model_ranks_nearly_as_well_as_the_truth_and_is_calibrated(synthetic):

@@ -1,6 +1,7 @@
 """Decisions a data scientist can trust on exports unlike our generator's: each test plants one real-export
 shape (no firmographics, no amounts, a leaking field, a shifting win rate, massive ties, a noise deal
-size, an identical retrain) in files and asserts what the tool says and does about it."""
+size, an identical retrain, which must also reproduce every figure and score) in files and asserts what the tool
+says and does about it."""
 
 from __future__ import annotations
 
@@ -200,6 +201,12 @@ def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_i
     first = train_and_register(data, config(), None, lambda step: None)
     second = train_and_register(data, config(), None, lambda step: None)
     assert (first.version, second.version) == ("1", "2") and first.decision.promote and second.decision.promote
+    # Reproducible: the same data, config and seed give the same figures and the same scores.
+    assert second.result.metrics == pytest.approx(first.result.metrics, rel=0, abs=1e-9, nan_ok=True)
+    stamp = pd.Timestamp("2026-01-01", tz="UTC")
+    scores_one = first.result.scorer.score(first.result.book, by_capacity=True, scored_at=stamp)
+    scores_two = second.result.scorer.score(second.result.book, by_capacity=True, scored_at=stamp)
+    pd.testing.assert_frame_equal(scores_one, scores_two, check_exact=False, rtol=0, atol=1e-9)
     metrics = mlflow.get_run(second.run_id).data.metrics
     # The champion's recipe re-fitted on the same slices is the same model: the very same figure, to the bit.
     assert metrics["champion_refit_roc_auc"] == metrics["model_roc_auc"] == first.result.metrics["model_roc_auc"]
