@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from ingest.io import load_export
 from ingest.mapping import load_mapping
-from tests.test_cli_hostile import NOWHERE, TIERING, read_only, unprivileged, words  # noqa: F401 (read_only: a fixture)
+from tests.cli.test_hostile import NOWHERE, TIERING, read_only, unprivileged, words  # noqa: F401 (read_only: a fixture)
 
 runner = CliRunner()
 DEALS = "Deal ID,Company,Created,Closed,Stage\nD1,Acme,2024-01-05,2024-02-10,Won\nD2,Beta,2024-01-06,2024-02-11,Lost\n"

@@ -16,7 +16,7 @@ from configuration.tiering import TieringConfig, parse_config
 from features.errors import DataError
 from ingest.io import load_export
 from ingest.repair import REJECTED_FILE, invalid_rows_mode
-from tests.test_cli_hostile import words
+from tests.cli.test_hostile import words
 
 runner = CliRunner()
 

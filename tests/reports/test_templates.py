@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from reports import html, report
 from reports.diff import TierDiff
-from tests.training.conftest import shared_trained_model
+from tests.trained import shared_trained_model
 
 runner = CliRunner()
 SCRIPT = "<script>alert(1)</script>"

@@ -247,7 +247,7 @@ def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_afte
 
 
 def test_a_thin_holdout_stops_training_with_its_dates_and_an_as_of_that_works(tmp_path):
-    from tests.training.test_messages import closed_deals
+    from tests.scoring.test_messages import closed_deals
 
     folder = tmp_path / "thin"
     folder.mkdir()

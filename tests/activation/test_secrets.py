@@ -18,8 +18,8 @@ from cli.main import app
 from configuration.tiering import Alerts
 from features.redact import redact, redact_url
 from ingest.files import write_table
-from tests.training.test_alerts import CURRENT, PREVIOUS
-from tests.training.test_delivery import Receiver, make_events
+from tests.activation.test_alerts import CURRENT, PREVIOUS
+from tests.activation.test_delivery import Receiver, make_events
 
 runner = CliRunner()
 FAST = Alerts(timeout_seconds=0.4, max_attempts=2, backoff_seconds=0.05, max_total_seconds=3)

@@ -1,4 +1,5 @@
-"""Training fixtures: one small trained and registered model per test run (training takes a while)."""
+"""Trained-model fixtures shared by every test folder (the root conftest registers them): one small trained and
+registered model per test run, and one default training of the demo export per worker."""
 
 from __future__ import annotations
 

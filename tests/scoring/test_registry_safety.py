@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from scoring import registry
 from scoring.registry import ChampionEvent, replay
-
-from .conftest import SMALL_GATE
+from tests.trained import SMALL_GATE
 
 runner = CliRunner()
 TIERING = str(Path(sys.executable).parent / "tiering")

@@ -275,7 +275,7 @@ def test_a_bare_carriage_return_in_text_is_quoted_in_export_and_alerts_csvs(tmp_
 
     from activation.alerts import write_events
     from activation.crm_export import write_export
-    from tests.training.test_delivery import make_events
+    from tests.activation.test_delivery import make_events
 
     frame, _ = export_frame(_book(reason_3="first\rsecond", surge_channels="a\rb"), "salesforce")
     out = write_export(frame, tmp_path / "sf.csv")

@@ -14,9 +14,9 @@ from ingest.io import load_export
 from scoring.registry import resolve_model
 from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export
+from tests.cli.test_hostile import words
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import SCORE_NUMBERS, assert_published
-from tests.test_cli_hostile import words
 from training.workflow import train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")

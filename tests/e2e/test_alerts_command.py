@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ingest.files import write_table
+from tests.activation.test_alerts import CURRENT, PREVIOUS
+from tests.activation.test_delivery import Receiver, free_port_url
 from tests.conftest import VALID_EXPORT
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401
-from tests.training.test_alerts import CURRENT, PREVIOUS
-from tests.training.test_delivery import Receiver, free_port_url
 
 runner = CliRunner()
 FAST = "alerts:\n  timeout_seconds: 0.4\n  max_attempts: 2\n  backoff_seconds: 0.05\n  max_total_seconds: 3\n"

@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.training.conftest import shared_trained_model
+from tests.trained import shared_trained_model
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_tiers.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "compare_tiers.ipynb"
 
 
 def test_notebook_is_stored_without_outputs():
