@@ -213,24 +213,13 @@ def select_recipe(
         item.score.validation_auc = float(np.dot(weights, item.score.fold_aucs))
     if search.blend and any(t.score.learner == LIGHTGBM for t in tried):
         progress("learner search: blend of the best logistic regression and LightGBM")
-        tried.append(_blend(tried, folds, fold_y, weights, matrix, y, holdout_x, holdout_y, categorical, names, config))
+        tried.append(_blend(tried, folds, fold_y, weights, holdout_y, config.model.seed))
 
-    # Occam's rule on the pooled folds: the simplest candidate whose pooled AUC is within the noise of the best
-    # (tie_standard_errors standard errors of their pooled paired difference, or the tie tolerance if larger).
-    aucs = np.array([t.score.validation_auc for t in tried])
-    best_at = int(np.nanargmax(aucs))
-    variance = np.zeros(len(tried))
-    for number, part in enumerate(fold_y):
-        resampled = bootstrap_aucs(part, [t.margins[number] for t in tried], seed=model_config.seed + number)
-        variance += weights[number] ** 2 * np.nanvar(resampled[:, [best_at]] - resampled, axis=0)
-    noise = np.sqrt(variance)
+    aucs, noise, chosen_at = pooled_choice(
+        [t.margins for t in tried], fold_y, search.tie_tolerance, search.tie_standard_errors, model_config.seed
+    )
     for item, error in zip(tried, noise):
         item.score.validation_noise = float(error)
-    chosen_at = next(
-        i
-        for i, item in enumerate(tried)
-        if aucs[best_at] - aucs[i] <= max(search.tie_tolerance, search.tie_standard_errors * noise[i])
-    )
     chosen = tried[chosen_at]
     chosen.score.chosen = True
     method, losses = _choose_calibration(chosen.margins, fold_y, model_config.calibration)
@@ -239,18 +228,36 @@ def select_recipe(
     return Selection(recipe, [t.score for t in tried], losses, skipped, folds, calibration)
 
 
+def pooled_choice(
+    margins: list[list[np.ndarray]], fold_y: list[np.ndarray], tolerance: float, standard_errors: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Occam's rule on the pooled folds. `margins[candidate][fold]` score the fold's rows `fold_y[fold]`;
+    candidates come simplest first. Returns each candidate's pooled AUC (fold AUCs weighted by rows), the
+    standard error of its pooled paired difference to the best (per-fold paired bootstrap variances, weighted
+    by rows squared: the folds are independent rows), and the index of the simplest candidate within
+    `standard_errors` of that noise (or `tolerance`, if larger) of the best."""
+    weights = np.array([len(part) for part in fold_y], dtype=np.float64)
+    weights /= weights.sum()
+    aucs = np.array([np.dot(weights, [_auc(part, m) for part, m in zip(fold_y, ms)]) for ms in margins])
+    best_at = int(np.nanargmax(aucs))
+    variance = np.zeros(len(margins))
+    for number, part in enumerate(fold_y):
+        resampled = bootstrap_aucs(part, [ms[number] for ms in margins], seed=seed + number)
+        variance += weights[number] ** 2 * np.nanvar(resampled[:, [best_at]] - resampled, axis=0)
+    noise = np.sqrt(variance)
+    chosen_at = next(
+        i for i in range(len(margins)) if aucs[best_at] - aucs[i] <= max(tolerance, standard_errors * noise[i])
+    )
+    return aucs, noise, chosen_at
+
+
 def _blend(
     tried: list[_Tried],
     folds: list[Fold],
     fold_y: list[np.ndarray],
     weights: np.ndarray,
-    matrix: np.ndarray,
-    y: np.ndarray,
-    holdout_x: np.ndarray,
     holdout_y: np.ndarray,
-    categorical: list[int],
-    names: list[str],
-    config: TieringConfig,
+    seed: int,
 ) -> _Tried:
     """The best logistic regression and the best LightGBM stacked: a logistic fit on their out-of-fold margins.
 
@@ -263,7 +270,7 @@ def _blend(
     ]
     stacked = [np.column_stack([p.margins[i] for p in parts]) for i in range(len(folds))]
     margins = []
-    rng = np.random.default_rng(config.model.seed)
+    rng = np.random.default_rng(seed)
     for i, (features, part_y) in enumerate(zip(stacked, fold_y)):
         others = [j for j in range(len(folds)) if j != i]
         if others:
