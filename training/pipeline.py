@@ -283,6 +283,7 @@ def train(
     metrics["deal_shrink"] = deal.shrink if deal.known else float("nan")
     metrics["deal_validation_r2_log"] = deal.validation.get("r2_log_raw", float("nan"))
     notes.extend(_deal_notes(deal, config))
+    notes.append(calibration_note(selection, metrics["model_ece"], float(probability.mean()), float(y.mean())))
     for slice_name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
         metrics[f"data_win_rate_{slice_name}"] = float(part["won"].mean())
 
@@ -363,6 +364,16 @@ def train(
         importance,
         look_ahead.holdout,
     )
+
+
+def calibration_note(selection: Selection, holdout_ece: float, predicted: float, observed: float) -> str:
+    """Calibration per slice in one line: each validation period's, then the holdout's."""
+    parts = [
+        f"{row.slice} ECE {row.ece:.3f} (predicted {row.mean_predicted:.1%}, won {row.win_rate:.1%})"
+        for row in selection.calibration.itertuples()
+    ]
+    parts.append(f"holdout ECE {holdout_ece:.3f} (predicted {predicted:.1%}, won {observed:.1%})")
+    return f"calibration ({selection.recipe.calibration}, chosen on the pooled periods): " + "; ".join(parts)
 
 
 RESIDUAL_QUANTILES = 101
