@@ -296,7 +296,7 @@ def users_list() -> None:
         table.add_row(
             escape(user.name),
             user.role.value,
-            "disabled" if user.disabled else "active",
+            "disabled" if user.disabled else "active, this machine only" if user.local_only else "active",
             user.last_login_at.isoformat(timespec="minutes") if user.last_login_at else "never",
             str(user.failed_logins),
         )

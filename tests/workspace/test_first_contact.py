@@ -104,6 +104,12 @@ def test_the_demo_book_is_what_the_pages_show_to_the_loopback_demo_login(demo_bo
     with WorkspaceStore.open() as store:
         demo = store.user(DEMO_USER)
         assert demo is not None and (demo.role, demo.local_only, demo.failed_logins) == (Role.editor, True, 1)
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    listed = " ".join(CliRunner().invoke(app, ["users", "list"], env={"COLUMNS": "200"}).output.split())
+    assert "this machine only" in listed
 
 
 def test_a_rerun_publishes_again_and_replaces_the_demo_password(demo_book, capsys):
