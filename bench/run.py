@@ -99,6 +99,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("alerts", "bench.alerts_bench"),
         ("review", "bench.review_bench"),
         ("workspace", "bench.workspace"),
+        ("map", "bench.map_bench"),
     ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
@@ -184,9 +185,10 @@ def markdown(results: dict) -> str:
     review = results.get("review")
     if review and "markdown_rows" in review:
         lines.extend(review["markdown_rows"])
-    workspace = results.get("workspace")
-    if workspace and "markdown_rows" in workspace:
-        lines.extend(workspace["markdown_rows"])
+    for name in ("workspace", "map"):
+        figures = results.get(name)
+        if figures and "markdown_rows" in figures:
+            lines.extend(figures["markdown_rows"])
     scaled = [name for name in ("features", "train", "score") if name in results]
     if scaled:
         lines += [
@@ -230,7 +232,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument(
-        "--only", help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review"
+        "--only",
+        help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review,workspace,map",
     )
     args = parser.parse_args()
     if not args.quick:

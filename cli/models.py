@@ -190,7 +190,7 @@ def demo(
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
 ) -> None:
-    """Generate a synthetic export, train, score and compare learned with rule tiers, end to end."""
+    """Generate a synthetic export, train, score, compare learned with rule tiers, and open the workspace on it."""
     from ingest.files import write_table
     from ingest.repair import check_rejected_target, invalid_rows_mode
     from sources.synthetic import generate_export
@@ -206,52 +206,62 @@ def demo(
 
     check_writable_target(out / "scores.csv")  # before the work: outputs that cannot be written are refused first
     check_output_folder(out / "report", REPORT_PAGE)
-    with steps(TRAIN_STEPS + 3) as progress:
-        progress(f"generating {accounts:,} synthetic accounts")
-        generate_export(data_dir, n_accounts=accounts, seed=seed)
-        progress("loading and validating the export")
-        frame = load_data(data_dir, None, rows_mode)
-        outcome = train_and_register(frame, settings, None, progress)
-        progress("scoring every account")
-        from scoring.registry import resolve_model
+    from cli.workspace import first_contact
+    from workspace import WorkspaceStore
 
-        scorer, version = resolve_model(None, settings)
-        from features.activity import default_as_of
+    store = WorkspaceStore.open()  # an outdated or unreachable store is refused before the work, as with --publish
+    try:
+        with steps(TRAIN_STEPS + 3) as progress:
+            progress(f"generating {accounts:,} synthetic accounts")
+            generate_export(data_dir, n_accounts=accounts, seed=seed)
+            progress("loading and validating the export")
+            frame = load_data(data_dir, None, rows_mode)
+            outcome = train_and_register(frame, settings, None, progress)
+            progress("scoring every account")
+            from scoring.registry import resolve_model
 
-        scoring_as_of = default_as_of(frame)
-        scored = scorer.score_book(frame, scoring_as_of, budget=budget, model_version=version)
-        scores, features = scored.scores, scored.features
-        scores_path = write_table(scores, out / "scores.csv")
-    say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
-    say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
-    console.print(_selection_table(outcome.result))
-    print_training_findings(outcome.result)
-    console.print(_gate_table(outcome))
-    console.print(
-        f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
-        f"{escape(outcome.decision.render())}[/]",
-        highlight=False,
-    )
-    console.print(holdout_tiers_console(outcome.result))
-    console.print(
-        tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
-    )
-    say_ties(scores)
-    with steps(4) as progress:
-        report, _ = write_comparison(
-            frame,
-            scorer,
-            scores,
-            features,
-            version,
-            None,
-            scoring_as_of,
-            budget,
-            out / "report",
-            f"Synthetic export in {data_dir}",
-            progress,
+            scorer, version = resolve_model(None, settings)
+            from features.activity import default_as_of
+
+            scoring_as_of = default_as_of(frame)
+            scored = scorer.score_book(frame, scoring_as_of, budget=budget, model_version=version)
+            scores, features = scored.scores, scored.features
+            scores_path = write_table(scores, out / "scores.csv")
+        say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
+        say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
+        console.print(_selection_table(outcome.result))
+        print_training_findings(outcome.result)
+        console.print(_gate_table(outcome))
+        console.print(
+            f"[{'green' if outcome.decision.promote else 'yellow'}]Version {outcome.version} "
+            f"{escape(outcome.decision.render())}[/]",
+            highlight=False,
         )
-    console.print(
-        escape(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {tracking_hint()}"), highlight=False, soft_wrap=True
-    )
-    console.print(f"[bold]Report: {escape(str(report))}[/] (open it in a browser)", highlight=False, soft_wrap=True)
+        console.print(holdout_tiers_console(outcome.result))
+        console.print(
+            tier_count_table(scores, f"Current book: {len(scores):,} accounts scored with model {escape(version)}")
+        )
+        say_ties(scores)
+        with steps(4) as progress:
+            report, _ = write_comparison(
+                frame,
+                scorer,
+                scores,
+                features,
+                version,
+                None,
+                scoring_as_of,
+                budget,
+                out / "report",
+                f"Synthetic export in {data_dir}",
+                progress,
+            )
+        console.print(
+            escape(f"Data: {data_dir}/  Scores: {scores_path}  MLflow: {tracking_hint()}"),
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(f"[bold]Report: {escape(str(report))}[/] (open it in a browser)", highlight=False, soft_wrap=True)
+        first_contact(store, scores, frame.accounts, scoring_as_of, version, settings, "tiering demo")
+    finally:
+        store.close()

@@ -105,6 +105,55 @@ def publish_scores(
     return scoring_id
 
 
+DEMO_USER = "demo"
+# Where `make serve` (and `tiering serve` with its defaults) opens the pages.
+DEMO_PAGES = "http://127.0.0.1:3000/app/"
+
+
+def first_contact(
+    store: WorkspaceStore,
+    scores: pd.DataFrame,
+    accounts: pd.DataFrame,
+    as_of,
+    model_version: str,
+    settings,
+    source: str,
+) -> str | None:
+    """The demo's book in the workspace and a login to read it: publishes the scoring (the store's pins applied),
+    creates the editor `demo`, who signs in from this machine only, or on a re-run gives it a new password, and
+    prints where to go. The password, or None when a `demo` user made by hand (not local-only) is left alone."""
+    from workspace import generated_password
+
+    scores, applied = with_store_pins(scores, store.active_pins(), settings)
+    if applied:
+        console.print(f"{applied} workspace pin(s) applied to the published tiers; see override_reason.")
+    publish_scores(store, scores, accounts, as_of, model_version, settings.model_dump(mode="json"), source)
+    existing = store.user(DEMO_USER)
+    password: str | None = generated_password()
+    assert password is not None
+    if existing is None:
+        store.add_user(DEMO_USER, Role.editor, password, by=current_user(), local_only=True)
+    elif existing.local_only and not existing.disabled:
+        store.set_password(DEMO_USER, password, by=current_user())
+    else:  # someone's own account: never reset a password the demo did not make
+        password = None
+    if password is None:
+        console.print(
+            f"[bold]Workspace:[/] `make serve`, then open {DEMO_PAGES} and sign in as one of `tiering users list` "
+            f"(a user named {DEMO_USER} exists already, so the demo made no login of its own)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"[bold]Workspace:[/] `make serve`, then open {DEMO_PAGES} and sign in as {DEMO_USER} / "
+            f"{escape(password)} (this login works from this machine only)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return password
+
+
 def one_value(scores: pd.DataFrame, column: str) -> str | None:
     """The one value a column holds in every row (as_of, model_version), else None."""
     values = scores[column].dropna().astype("str").unique() if column in scores else []
@@ -247,7 +296,7 @@ def users_list() -> None:
         table.add_row(
             escape(user.name),
             user.role.value,
-            "disabled" if user.disabled else "active",
+            "disabled" if user.disabled else "active, this machine only" if user.local_only else "active",
             user.last_login_at.isoformat(timespec="minutes") if user.last_login_at else "never",
             str(user.failed_logins),
         )

@@ -200,6 +200,7 @@ class UserInfo:
     last_login_at: datetime | None
     failed_logins: int
     last_failed_at: datetime | None
+    local_only: bool = False  # signs in only from a loopback client
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,7 @@ def _user_info(row: User) -> UserInfo:
         row.last_login_at,
         row.failed_logins,
         row.last_failed_at,
+        row.local_only,
     )
 
 
@@ -1062,8 +1064,12 @@ class WorkspaceStore:
 
     # ---- users ------------------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, role: Role | str, password: str, by: str = "cli") -> UserInfo:
-        """A new user with an Argon2-hashed password; InvalidInput for a taken or blank name or a short password."""
+    def add_user(
+        self, name: str, role: Role | str, password: str, by: str = "cli", local_only: bool = False
+    ) -> UserInfo:
+        """A new user with an Argon2-hashed password; InvalidInput for a taken or blank name or a short password.
+
+        A `local_only` user signs in only from a loopback client (see `authenticate`)."""
         name = (name or "").strip()
         if not name or len(name) > 200 or any(not c.isprintable() for c in name):
             raise InvalidInput("user name: give 1 to 200 printable characters")
@@ -1083,14 +1089,16 @@ class WorkspaceStore:
                         "role": role.value,
                         "password_hash": HASHER.hash(password),
                         "disabled": False,
+                        "local_only": local_only,
                         "created_at": stamp,
                         "failed_logins": 0,
                     },
                 )
-                self._audit(connection, stamp, by, "user_add", None, None, {"user": name, "role": role.value})
+                added = {"user": name, "role": role.value, "local_only": local_only}
+                self._audit(connection, stamp, by, "user_add", None, None, added)
         except IntegrityError:
             raise InvalidInput(f"user name: {name!r} is taken; choose another") from None
-        return UserInfo(name, role, False, stamp, None, 0, None)
+        return UserInfo(name, role, False, stamp, None, 0, None, local_only)
 
     def user(self, name: str) -> UserInfo | None:
         """The user by name (disabled ones too), or None."""
@@ -1130,8 +1138,10 @@ class WorkspaceStore:
         assert found is not None
         return found
 
-    def authenticate(self, name: str, password: str) -> UserInfo | None:
-        """The user when the name and password match an enabled user, else None.
+    def authenticate(self, name: str, password: str, from_loopback: bool = False) -> UserInfo | None:
+        """The user when the name and password match an enabled user, else None; a `local_only` user matches
+        only when the caller says the client is on this machine (`from_loopback`), and otherwise fails exactly
+        as a wrong password does.
 
         A failure counts against the user (`failed_logins`, `last_failed_at`, which the sign-in page uses to
         slow the next try); a success resets the count. An unknown name costs one hash too, so timing does not
@@ -1145,7 +1155,7 @@ class WorkspaceStore:
             return None
         try:
             hasher.verify(row.password_hash, password or "")
-            matched = not row.disabled
+            matched = not row.disabled and (from_loopback or not row.local_only)
         except (VerificationError, InvalidHashError):
             matched = False
         stamp = now()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -191,6 +192,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str] = mapped_column(String(400))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Signs in only from a loopback client (the demo's login): a password that works from this machine alone.
+    local_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)

@@ -41,6 +41,7 @@ from serving.workspace.auth import (
     Session,
     SessionSigner,
     TrustedHeader,
+    on_this_machine,
     session_secret,
     tokens_match,
 )
@@ -342,12 +343,17 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         if session is None:
             raise NeedsSignIn()
         user = await run_in_threadpool(store.user, session.user)
-        if user is None or user.disabled:
+        # A local_only user is out the moment a request comes from elsewhere, its session cookie notwithstanding;
+        # through the SSO proxy it never comes from this machine.
+        away = user is not None and user.local_only and (proxied is not None or not _local(request, workspace))
+        if user is None or user.disabled or away:
+            request.state.new_session = None  # no session for whom the pages refuse
             if proxied is not None:
                 raise PageError(
                     403,
                     "No workspace user by that name",
-                    f"Your single sign-on name {proxied!r} is not a workspace user, or is disabled.",
+                    f"Your single sign-on name {proxied!r} is not a workspace user, is disabled, or signs in "
+                    "only on the service's own machine.",
                     "Ask an admin to run `tiering users add NAME --role viewer`.",
                 )
             raise NeedsSignIn()
@@ -383,9 +389,11 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
     @app.get("/login")
     async def login_form(request: Request, next: str = ""):
         workspace = state()
-        if workspace.signer.read(request.cookies.get(SESSION_COOKIE)) is not None:
-            return RedirectResponse(_safe_next(request, next), status_code=303)
-        return _login_page(request, workspace, next=next)
+        try:  # a session the pages would refuse (a disabled user, one away from its machine) gets the form
+            await signed_in(request)
+        except (NeedsSignIn, PageError):
+            return _login_page(request, workspace, next=next)
+        return RedirectResponse(_safe_next(request, next), status_code=303)
 
     def _login_page(
         request: Request, workspace: Workspace, *, next: str = "", message: str = "", username: str = "", status=200
@@ -428,7 +436,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         name, password = fields.get("username", "").strip(), fields.get("password", "")
         store = await run_in_threadpool(workspace.store)
         await workspace.throttle.wait(name)
-        user = await run_in_threadpool(store.authenticate, name, password) if name and password else None
+        local = _local(request, workspace)
+        user = await run_in_threadpool(store.authenticate, name, password, local) if name and password else None
         if user is None:
             failures = workspace.throttle.failed(name)
             logger.warning("workspace sign-in failed for a user name (%d in a row for it)", failures)
@@ -471,7 +480,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             )
 
         await workspace.throttle.wait(visitor.name)
-        if await run_in_threadpool(store.authenticate, visitor.name, fields.get("current_password", "")) is None:
+        current = fields.get("current_password", "")
+        if await run_in_threadpool(store.authenticate, visitor.name, current, _local(request, workspace)) is None:
             workspace.throttle.failed(visitor.name)
             return refused("The current password is wrong.", 401)
         workspace.throttle.succeeded(visitor.name)
@@ -790,6 +800,10 @@ def _root(request: Request) -> str:
 
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def _local(request: Request, workspace: Workspace) -> bool:
+    return on_this_machine(_client(request), workspace.trusted)
 
 
 def _headers(request: Request) -> dict[str, str]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from ingest.settings import is_loopback
+
 SESSION_COOKIE = "tiering_session"
 LOGIN_COOKIE = "tiering_login"  # carries the login form's CSRF token before anyone is signed in
 SESSION_SECONDS = 12 * 3600  # a working day; then sign in again
@@ -136,17 +138,28 @@ class TrustedHeader:
         )
         return cls(header.lower(), networks)
 
-    def user(self, client_host: str | None, headers: dict[str, str]) -> str | None:
-        value = headers.get(self.header)
-        if not value or not client_host:
-            return None
+    def is_proxy(self, client_host: str | None) -> bool:
+        if not client_host:
+            return False
         try:
             address = ipaddress.ip_address(client_host)
         except ValueError:
-            return None
-        if not any(address in network for network in self.proxies):
+            return False
+        return any(address in network for network in self.proxies)
+
+    def user(self, client_host: str | None, headers: dict[str, str]) -> str | None:
+        value = headers.get(self.header)
+        if not value or not self.is_proxy(client_host):
             return None
         return value.strip() or None
+
+
+def on_this_machine(client_host: str | None, trusted: TrustedHeader | None) -> bool:
+    """Whether the client is on the service's machine (a loopback address), as a `local_only` user must be.
+    A configured SSO proxy on loopback is not: it relays other machines' requests."""
+    if not client_host or not is_loopback(client_host):
+        return False
+    return trusted is None or not trusted.is_proxy(client_host)
 
 
 def session_secret(configured: str | None) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
@@ -20,12 +22,13 @@ from workspace import (
     BookFilter,
     InvalidInput,
     NotAllowed,
+    Role,
     SchemaMismatch,
     StoreMissing,
     StoreUnavailable,
     WorkspaceStore,
 )
-from workspace.migrate import head_revision, known_revisions, upgrade
+from workspace.migrate import alembic_config, head_revision, known_revisions, upgrade
 from workspace.store import STORED_COLUMNS, now
 from workspace.tables import Base
 
@@ -68,9 +71,8 @@ def test_a_new_store_is_created_at_this_versions_schema_and_matches_the_models(d
 def test_every_earlier_revision_is_refused_naming_the_command_and_upgrades_to_head(database_url):
     for revision in [None, *known_revisions()[:-1]]:  # from empty, then from each revision before head
         engine = create_engine(database_url)
-        with engine.begin() as connection:
-            Base.metadata.drop_all(connection)
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        with engine.begin() as connection:  # back to an empty database through every downgrade
+            command.downgrade(alembic_config(connection), "base")
         if revision is not None:
             upgrade(engine, revision)
             with pytest.raises(SchemaMismatch, match="tiering db upgrade"):
@@ -529,3 +531,58 @@ def test_dates_compare_as_dates_on_both_databases(store, published, people):
     store.pin("ACC-00007", "tier_2", "long", expiry, people["editor"])
     assert store.active_pins(date(2099, 1, 31))["expires"].tolist() == [expiry]
     assert store.active_pins(date(2099, 2, 1)).empty
+
+
+def test_upgrading_a_store_made_at_0001_keeps_its_users_and_scorings_and_adds_local_only(database_url):
+    engine = create_engine(database_url)
+    upgrade(engine, "0001")
+    scores = scores_frame(count=12)
+    with engine.begin() as connection:  # rows as a 0001 store holds them, written without today's models
+        connection.execute(
+            text(
+                "INSERT INTO users (name, role, password_hash, disabled, created_at, failed_logins) "
+                "VALUES ('old-editor', 'editor', :hash, false, :at, 2)"
+            ),
+            {"hash": PasswordHasher().hash(PASSWORD), "at": datetime(2026, 1, 2)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO scorings (as_of, model_version, configuration, published_by, published_at, "
+                "account_count, source) VALUES (:at, '6', '{}', 'ann', :at, 12, 'old.csv')"
+            ),
+            {"at": datetime(2026, 1, 2)},
+        )
+        for account_id, tier in zip(scores["account_id"], scores["tier"], strict=True):
+            connection.execute(
+                text(
+                    "INSERT INTO scored_accounts (scoring_id, account_id, search_text, tier, intent_surge) "
+                    "VALUES (1, :id, :search, :tier, false)"
+                ),
+                {"id": account_id, "search": account_id.lower(), "tier": tier},
+            )
+    engine.dispose()
+    with pytest.raises(SchemaMismatch, match=r"older schema \(0001.*tiering db upgrade"):
+        WorkspaceStore.open(database_url)
+    store = WorkspaceStore.open_for_upgrade(database_url)
+    assert store.upgrade() == ("0001", "0002")
+    store.close()
+    with WorkspaceStore.open(database_url) as upgraded:
+        old = upgraded.user("old-editor")
+        assert old is not None and (old.role, old.failed_logins, old.local_only) == (Role.editor, 2, False)
+        assert upgraded.authenticate("old-editor", PASSWORD, from_loopback=False) is not None
+        frame = upgraded.scores_frame().set_index("account_id")
+        assert frame["tier"].to_dict() == dict(zip(scores["account_id"], scores["tier"], strict=True))
+
+
+def test_a_local_only_user_signs_in_only_when_the_client_is_on_this_machine(store):
+    store.add_user("local", "editor", PASSWORD, local_only=True)
+    assert store.user("local").local_only is True
+    assert store.authenticate("local", PASSWORD, from_loopback=False) is None
+    assert store.authenticate("local", PASSWORD) is None  # not said to be local: refused
+    assert store.user("local").failed_logins == 2  # counted as wrong passwords are
+    signed_in = store.authenticate("local", PASSWORD, from_loopback=True)
+    assert signed_in is not None and signed_in.failed_logins == 0
+    store.add_user("anywhere", "viewer", PASSWORD)
+    assert store.authenticate("anywhere", PASSWORD, from_loopback=False) is not None
+    added = [event.after for event in store.audit()[0] if event.action == "user_add"]
+    assert {"user": "local", "role": "editor", "local_only": True} in added

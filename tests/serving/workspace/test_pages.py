@@ -371,3 +371,66 @@ def test_a_user_changes_their_password_knowing_the_current_one(pages):
     assert pages.sign_in("vera").status_code == 401
     assert pages.sign_in("vera", new).status_code == 303
     assert "user_password" in pages.client.get("/app/audit?user=vera").text
+
+
+# ---- local-only users (the demo's login) ----------------------------------------------------------------------
+
+LOCAL_PASSWORD = "local-password-1"
+
+
+def _sign_in_from(client, user: str, password: str):
+    token = csrf_of(client.get("/app/login").text)
+    return client.post(
+        "/app/login", data={"username": user, "password": password, "csrf_token": token}, follow_redirects=False
+    )
+
+
+@pytest.mark.parametrize("loopback", ["127.0.0.1", "::1", "127.8.9.10"])
+def test_a_local_only_user_signs_in_from_a_loopback_address(store, loopback):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    store.add_user("local", "editor", LOCAL_PASSWORD, local_only=True)
+    with TestClient(_app_for(store, None), base_url="http://127.0.0.1", client=(loopback, 5000)) as here:
+        assert _sign_in_from(here, "local", LOCAL_PASSWORD).status_code == 303
+        assert "local · editor" in here.get("/app/").text
+    assert store.user("local").failed_logins == 0
+
+
+def test_a_local_only_user_from_another_machine_fails_like_a_wrong_password(pages):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    pages.store.add_user("local", "editor", LOCAL_PASSWORD, local_only=True)
+    app = pages.client.app
+    with TestClient(app, base_url="http://127.0.0.1", client=("203.0.113.7", 5000)) as away:
+        for _ in range(2):
+            answer = _sign_in_from(away, "local", LOCAL_PASSWORD)
+            assert answer.status_code == 401 and "Wrong user name or password." in answer.text
+            assert "tiering_session" not in answer.headers.get("set-cookie", "")
+        assert pages.waited == [LoginThrottle().first_delay]  # slowed as a wrong password is
+        assert pages.store.user("local").failed_logins == 2  # and counted
+        # A session made on this machine does not travel: the same cookie from elsewhere is sent to sign in.
+        assert pages.sign_in("local", LOCAL_PASSWORD).status_code == 303
+        away.cookies.set("tiering_session", pages.client.cookies["tiering_session"])
+        assert pages.client.get("/app/", follow_redirects=False).status_code == 200
+        assert away.get("/app/", follow_redirects=False).status_code == 303
+
+
+def test_a_local_only_user_is_refused_through_the_sso_proxy_even_on_loopback(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from serving.workspace.auth import TrustedHeader
+
+    store.add_user("local", "editor", LOCAL_PASSWORD, local_only=True)
+    app = _app_for(store, TrustedHeader.parse("X-Remote-User", "127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 4000)) as proxy:
+        answer = proxy.get("/app/", headers={"x-remote-user": "local"}, follow_redirects=False)
+        assert answer.status_code == 403 and "only on the service" in answer.text
+        # The proxy relays other machines: a password sign-in through it is not from this machine either.
+        assert _sign_in_from(proxy, "local", LOCAL_PASSWORD).status_code == 401
+        assert proxy.get("/app/", headers={"x-remote-user": "ed"}, follow_redirects=False).status_code == 200

@@ -32,3 +32,18 @@ def test_serve_creates_no_store_when_there_is_none(tmp_path, monkeypatch):
     monkeypatch.setenv("TIERING_DATABASE_URL", f"sqlite:///{tmp_path / 'absent.db'}")
     check_store()
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_serve_refuses_a_store_at_an_older_schema_naming_the_upgrade(tmp_path, monkeypatch):
+    from workspace.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'workspace.db'}"
+    engine = create_engine(url)
+    upgrade(engine, "0001")
+    engine.dispose()
+    monkeypatch.setenv("TIERING_DATABASE_URL", url)
+    monkeypatch.delenv("TIERING_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--port", str(free_port())])
+    assert result.exit_code != 0
+    output = " ".join(result.output.split())
+    assert "older schema (0001" in output and "tiering db upgrade" in output
