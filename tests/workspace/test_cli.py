@@ -210,7 +210,7 @@ def test_review_counts_the_accounts_flagged_in_the_workspace(write_export, mlflo
     result = invoke("review", "past.csv", data, "--out", "review")
     assert result.exit_code == 0, result.output
     # A2 won O4 (30,000, closed 2024-04-01) inside the period 2024-02-01 to 2024-04-02.
-    assert "1 account(s) flagged in the workspace won $30.0K in the period" in words(result.output)
+    assert "1 account(s) flagged in the workspace won $30.0k in the period" in words(result.output)
     flags = pd.read_csv(tmp_path / "review" / "flags.csv")
     assert flags[["account_id", "flags", "first_comment", "won_revenue"]].values.tolist() == [
         ["A2", 2, "should be tier 1", 30000.0]
