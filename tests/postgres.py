@@ -1,7 +1,7 @@
 """A throw-away PostgreSQL cluster for tests: initdb in a temporary folder, pg_ctl on a free loopback port.
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user (runuser). Without the
-Debian `postgresql` binaries the tests skip saying what to install, unless TIERING_REQUIRE_SERVICES=1 (CI), where
+Debian `postgresql` binaries the tests skip saying what to install, unless REQUIRE_TEST_SERVICES=1 (CI), where
 they fail.
 """
 
@@ -22,7 +22,7 @@ INSTALL_HINT = "install PostgreSQL (Debian: apt-get install postgresql) to run t
 
 
 def services_required() -> bool:
-    return os.environ.get("TIERING_REQUIRE_SERVICES") == "1"
+    return os.environ.get("REQUIRE_TEST_SERVICES") == "1"
 
 
 def postgres_bin() -> Path | None:
@@ -41,7 +41,7 @@ class ClusterUnavailable(RuntimeError):
 def missing(reason: str) -> None:
     """Skip, or fail where CI requires the services."""
     if services_required():
-        pytest.fail(f"{reason} (TIERING_REQUIRE_SERVICES=1: {INSTALL_HINT})")
+        pytest.fail(f"{reason} (REQUIRE_TEST_SERVICES=1: {INSTALL_HINT})")
     pytest.skip(f"{reason}: {INSTALL_HINT}")
 
 

@@ -140,8 +140,9 @@ def test_text_without_digits_is_not_a_date(text, command):
     command=st.sampled_from(sorted(AS_OF_COMMANDS)),
 )
 def test_every_day_in_the_range_is_accepted_in_every_layout(moment, layout, command):
-    # Accepted: the command goes on to read the data folder, which does not exist.
-    refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={moment.strftime(layout)}"), "data folder not found")
+    # Accepted: the command goes on to read its input (a data folder, or publish's scores file), which does not exist.
+    missing = "scores file not found" if command == "publish" else "data folder not found"
+    refused(invoke(*AS_OF_COMMANDS[command], f"--as-of={moment.strftime(layout)}"), missing)
 
 
 def test_as_of_used_is_printed_and_a_far_future_date_is_named(write_export, mlflow_store, tmp_path):

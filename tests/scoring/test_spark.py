@@ -163,7 +163,7 @@ def test_pins_kept_elsewhere_join_the_file_overrides_on_spark(spark, mlflow_stor
         str(tmp_path / "s.parquet"),
         model_uri=None,
         config=CONFIG,
-        overrides=overrides,
+        overrides=lambda ids: read_overrides(overrides, ids),
         add_pins=add_pins,
     )
     scores = pd.read_parquet(tmp_path / "s.parquet").set_index("account_id")

@@ -1,7 +1,7 @@
 """The workspace in a real browser (Playwright driving Debian's chromium) against a real `tiering serve`.
 
 One server and one browser for the module. Every request each page makes is recorded, and none may leave
-127.0.0.1. Without chromium these tests skip saying what to install; with TIERING_REQUIRE_SERVICES=1 (CI) they fail.
+127.0.0.1. Without chromium these tests skip saying what to install; with REQUIRE_TEST_SERVICES=1 (CI) they fail.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def require_chromium() -> None:
     if CHROMIUM.exists():
         return
     message = "Debian chromium is not installed (apt-get install chromium); the browser tests need it"
-    if os.environ.get("TIERING_REQUIRE_SERVICES") == "1":
+    if os.environ.get("REQUIRE_TEST_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)
 
