@@ -34,7 +34,6 @@ from features.schema import ACCOUNT_FIELDS, CrmData
 from ingest.io import load_export
 from training.evaluate import expected_calibration_error
 from training.pipeline import TrainingResult, train
-from training.window import WindowDates
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAPPINGS = Path(__file__).resolve().parent / "mappings"

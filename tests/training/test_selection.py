@@ -12,7 +12,6 @@ from features.config import Window as WindowConfig
 from scoring.learners import BLEND, LIGHTGBM, LOGISTIC, BlendLearner, Recipe
 from training.models import fit_learner
 from training.selection import pooled_choice, rolling_folds
-from training.window import WindowDates
 
 
 def test_folds_validate_on_consecutive_periods_ending_at_the_holdout_each_fitted_on_the_months_before():
