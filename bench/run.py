@@ -142,8 +142,7 @@ def markdown(results: dict) -> str:
         t = results["train"][top]
         lines.append(
             f"| `tiering train` (learner search on), {t['training_rows']:,} closed opportunities | "
-            f"{_fmt(t['train_s'])} s, of which the search on {t.get('search_folds', 1)} rolling folds "
-            f"{_fmt(t.get('search_s', 0))} s "
+            f"{_fmt(t['train_s'])} s, of which the search {_fmt(t.get('search_s', 0))} s "
             f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
             f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |"
         )

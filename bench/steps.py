@@ -142,7 +142,6 @@ def train(data_dir: Path) -> dict:
         "steps_s": steps,
         "search_s": search,
         "search_share": search / total,
-        "search_folds": len(outcome.result.selection.folds),
         "chosen": recipe.describe(),
         "logistic_chosen": recipe.learner == LOGISTIC,
     }

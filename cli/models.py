@@ -58,18 +58,17 @@ def _gate_table(outcome) -> Table:
 def _selection_table(result) -> Table:
     from rich.table import Table
 
-    selection = result.selection
-    table = Table(
-        title="Learner selection: ROC AUC on each validation period (fitted on the months before it), pooled; "
-        "chosen on the pooled folds, judged on the holdout"
-    )
-    folds = selection.fold_table()
-    for column in folds.columns:
+    table = Table(title="Learner selection: chosen on the validation slice, judged on the holdout")
+    for column in ("candidate", "validation ROC AUC", "holdout ROC AUC", "rounds", "seconds"):
         table.add_column(column, justify="left" if column == "candidate" else "right")
-    for candidate, (_, row) in zip(selection.candidates, folds.iterrows()):
+    for candidate in result.selection.candidates:
+        mark = " (chosen)" if candidate.chosen else ""
         table.add_row(
-            escape(row["candidate"]),
-            *[f"{value:.3f}" for value in row.iloc[1:]],
+            escape(candidate.name + mark),
+            f"{candidate.validation_auc:.3f}",
+            f"{candidate.holdout_auc:.3f}",
+            str(candidate.rounds or "-"),
+            f"{candidate.seconds:.1f}",
             style="bold" if candidate.chosen else None,
         )
     return table

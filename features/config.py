@@ -178,34 +178,24 @@ class Candidate(Strict):
     learning_rate: float = Field(gt=0, le=1)
     min_child_samples: int = Field(ge=1)
     lambda_l2: float = Field(0.0, ge=0)
-    min_data_per_group: int = Field(100, ge=1, description="Fewest rows a category level needs to split alone.")
-    cat_smooth: float = Field(20.0, ge=0, description="Pulls a rare category level's win rate towards the overall.")
 
     def label(self) -> str:
-        categories = (
-            ""
-            if (self.min_data_per_group, self.cat_smooth) == (100, 20.0)
-            else f", category groups {self.min_data_per_group}, smoothing {self.cat_smooth:g}"
-        )
         return (
             f"LightGBM {self.num_leaves} leaves, rate {self.learning_rate:g}, "
-            f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}{categories}"
+            f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}"
         )
 
 
 DEFAULT_CANDIDATES = (
     Candidate(num_leaves=7, learning_rate=0.05, min_child_samples=50, lambda_l2=5.0),
     Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0),
-    # Small data: a category level with 20 deals may split alone, its win rate pulled hard towards the overall one.
-    Candidate(
-        num_leaves=7, learning_rate=0.03, min_child_samples=20, lambda_l2=5.0, min_data_per_group=20, cat_smooth=50.0
-    ),
+    Candidate(num_leaves=31, learning_rate=0.05, min_child_samples=20, lambda_l2=1.0),
     Candidate(num_leaves=15, learning_rate=0.1, min_child_samples=100, lambda_l2=10.0),
 )
 
 
 class Search(Strict):
-    """Learner selection on rolling time folds: validation periods before the holdout, which the holdout never sees."""
+    """Learner selection on the validation slice (the months before the holdout, which the holdout never sees)."""
 
     candidates: list[Candidate] = Field(
         default=list(DEFAULT_CANDIDATES),
@@ -215,29 +205,19 @@ class Search(Strict):
         50, ge=5, description="Stop boosting when validation AUC has not improved for this many rounds."
     )
     time_budget_seconds: float = Field(
-        120.0, gt=0, description="No new candidate starts once the search has used this long or would pass it."
-    )
-    folds: int = Field(
-        3,
-        ge=1,
-        le=12,
-        description="Validation periods of calibration_months each, ending at the holdout; each candidate is fitted "
-        "on the months before each period and judged on the periods pooled.",
-    )
-    blend: bool = Field(
-        True, description="Also try a stack of the best logistic regression and the best LightGBM setting."
+        120.0, gt=0, description="No new candidate starts once the search has used this long."
     )
     tie_tolerance: float = Field(
         0.002,
         ge=0,
-        description="Pooled validation ROC AUC within this of the best (or within "
+        description="Validation ROC AUC within this of the best (or within "
         "`tie_standard_errors` of the difference, if larger) is a tie; ties go to the simpler learner.",
     )
     tie_standard_errors: float = Field(
-        1.0,
+        2.0,
         ge=0,
-        description="A more complex learner must beat a simpler one by this many standard errors of "
-        "their paired AUC difference pooled over the folds.",
+        description="A more complex learner must beat a simpler one by this many "
+        "bootstrap standard errors on the validation slice (2 = about 95% confidence).",
     )
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
     max_rows: int = Field(

@@ -15,7 +15,7 @@ import numpy as np
 
 from features.config import parse_model_config
 from features.matrix import FeatureSpec
-from scoring.learners import BlendLearner, Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
+from scoring.learners import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.scorer import Scorer
 
@@ -89,22 +89,15 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
         win, deal = learners.win_model, learners.deal_model
         if scorer.value_quantiles is None:
             raise ValueError("a learned scorer is saved after a full scoring (freeze), which sets its value quantiles")
-        booster = win.learner.booster if isinstance(win.learner, BlendLearner) else win.learner
-        logistic = win.learner.logistic if isinstance(win.learner, BlendLearner) else win.learner
-        if isinstance(booster, lgb.Booster):
-            (folder / "win_model.txt").write_text(booster.model_to_string(), encoding="utf-8")
+        if isinstance(win.learner, lgb.Booster):
+            (folder / "win_model.txt").write_text(win.learner.model_to_string(), encoding="utf-8")
         if deal.booster is not None:
             (folder / "deal_size_model.txt").write_text(deal.booster.model_to_string(), encoding="utf-8")
         meta.update(
             {
                 "spec": learners.spec.to_dict(),
                 "recipe": win.recipe.to_dict(),
-                "logistic": logistic.to_dict() if isinstance(logistic, LogisticLearner) else None,
-                "blend": (
-                    {"weights": win.learner.weights, "intercept": win.learner.intercept}
-                    if isinstance(win.learner, BlendLearner)
-                    else None
-                ),
+                "logistic": win.learner.to_dict() if isinstance(win.learner, LogisticLearner) else None,
                 "calibrator": win.calibrator.to_dict(),
                 "deal_size": {
                     "smearing": deal.smearing,
@@ -178,18 +171,11 @@ def load_scorer(folder: Path) -> Scorer:
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
     recipe = Recipe.from_dict(meta["recipe"])
-    learner: lgb.Booster | LogisticLearner | BlendLearner
-    if meta.get("blend"):
-        learner = BlendLearner(
-            LogisticLearner.from_dict(meta["logistic"]),
-            lgb.Booster(model_file=str(folder / "win_model.txt")),
-            [float(w) for w in meta["blend"]["weights"]],
-            float(meta["blend"]["intercept"]),
-        )
-    elif meta["logistic"] is None:
-        learner = lgb.Booster(model_file=str(folder / "win_model.txt"))
-    else:
-        learner = LogisticLearner.from_dict(meta["logistic"])
+    learner = (
+        lgb.Booster(model_file=str(folder / "win_model.txt"))
+        if meta["logistic"] is None
+        else LogisticLearner.from_dict(meta["logistic"])
+    )
     win = WinModel(learner, Calibrator.from_dict(meta["calibrator"]), recipe)
     size = meta["deal_size"]
     booster = (

@@ -19,7 +19,7 @@ from features.config import Candidate
 from scoring.attribution import contributions as tree_contributions
 from scoring.attribution import predict_dense
 
-LIGHTGBM, LOGISTIC, BLEND = "lightgbm", "logistic", "blend"
+LIGHTGBM, LOGISTIC = "lightgbm", "logistic"
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -107,32 +107,6 @@ class LogisticLearner:
         )
 
 
-@dataclass
-class BlendLearner:
-    """A logistic regression and a LightGBM booster stacked: margin = intercept + sum of weight x part's margin.
-
-    Linear in the parts' margins, so its contributions stay exact: each part's, scaled by its weight.
-    """
-
-    logistic: LogisticLearner
-    booster: lgb.Booster
-    weights: list[float]  # logistic's, then the booster's
-    intercept: float
-
-    def contributions(self, matrix: np.ndarray, method: str = "path", cache: dict | None = None) -> np.ndarray:
-        tree = tree_contributions(self.booster, matrix, method, {} if cache is None else cache)
-        out = self.weights[0] * self.logistic.contributions(matrix) + self.weights[1] * tree
-        out[:, -1] += self.intercept
-        return out
-
-    def margin(self, matrix: np.ndarray) -> np.ndarray:
-        return (
-            self.intercept
-            + self.weights[0] * self.logistic.margin(matrix)
-            + self.weights[1] * predict_dense(self.booster, matrix, raw_score=True)
-        )
-
-
 def beta_features(margin: np.ndarray) -> np.ndarray:
     """Beta calibration's inputs ln(s) and -ln(1 - s) for s = sigmoid(margin), computed without overflow."""
     return np.column_stack([log_expit(margin), -log_expit(-margin)])
@@ -178,14 +152,11 @@ class Calibrator:
 class Recipe:
     """How a win model is made, so another run can re-fit it on its own months (the gate's like for like)."""
 
-    learner: str  # LIGHTGBM, LOGISTIC or BLEND
-    params: dict[str, Any]  # lightgbm: a Candidate's fields and num_boost_round; logistic: c; blend: parts, weights
+    learner: str  # LIGHTGBM or LOGISTIC
+    params: dict[str, Any]  # lightgbm: a Candidate's fields and num_boost_round; logistic: c
     calibration: str
 
     def describe(self) -> str:
-        if self.learner == BLEND:
-            parts = [Recipe.from_dict(part).describe().rsplit(", ", 1)[0] for part in self.params["parts"]]
-            return f"blend of {parts[0]} and {parts[1]}, {self.calibration} calibration"
         if self.learner == LOGISTIC:
             return f"logistic regression (C {self.params['c']:g}), {self.calibration} calibration"
         candidate = Candidate(**{k: v for k, v in self.params.items() if k != "num_boost_round"})
@@ -203,7 +174,7 @@ class Recipe:
 class WinModel:
     """P(won): a learner's margin, calibrated on later rows than it was fitted on."""
 
-    learner: lgb.Booster | LogisticLearner | BlendLearner
+    learner: lgb.Booster | LogisticLearner
     calibrator: Calibrator
     recipe: Recipe
 
@@ -218,8 +189,6 @@ class WinModel:
         learner = self.learner
         if isinstance(learner, lgb.Booster):
             return tree_contributions(learner, matrix, method, cache)
-        if isinstance(learner, BlendLearner):
-            return learner.contributions(matrix, method, cache)
         return learner.contributions(matrix)
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
@@ -232,13 +201,6 @@ class WinModel:
         learner = self.learner
         if isinstance(learner, lgb.Booster):
             return learner.feature_importance("gain")
-        if isinstance(learner, BlendLearner):  # each part's importance as a share of its total, weighted
-            parts = [
-                WinModel(part, self.calibrator, self.recipe).importance(names)
-                for part in (learner.logistic, learner.booster)
-            ]
-            shares = [abs(w) * part / max(float(part.sum()), 1e-12) for w, part in zip(learner.weights, parts)]
-            return np.sum(shares, axis=0)
         weights = np.zeros(len(names))
         weights[learner.numeric] = np.abs(learner.numeric_coef)
         for column, coef in zip(learner.categorical, learner.level_coef):
@@ -246,7 +208,7 @@ class WinModel:
         return weights
 
 
-def learner_margin(learner: lgb.Booster | LogisticLearner | BlendLearner, matrix: np.ndarray) -> np.ndarray:
+def learner_margin(learner: lgb.Booster | LogisticLearner, matrix: np.ndarray) -> np.ndarray:
     if isinstance(learner, lgb.Booster):
         return predict_dense(learner, matrix, raw_score=True)
     return learner.margin(matrix)

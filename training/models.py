@@ -14,9 +14,7 @@ from features.config import Candidate
 from features.config import Model as ModelConfig
 from scoring.attribution import predict_dense
 from scoring.learners import (
-    BLEND,
     LOGISTIC,
-    BlendLearner,
     Calibrator,
     DealSizeModel,
     LogisticLearner,
@@ -49,8 +47,7 @@ def booster_params(config: ModelConfig, objective: str, candidate: Candidate | N
         "feature_fraction": 0.9,
         "bagging_fraction": 0.9,
         "bagging_freq": 1,
-        "cat_smooth": candidate.cat_smooth,
-        "min_data_per_group": candidate.min_data_per_group,
+        "cat_smooth": 20,
         "seed": config.seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -134,7 +131,7 @@ def cross_fitted_booster(
     candidate: Candidate,
     val_x: np.ndarray,
     val_y: np.ndarray,
-) -> tuple[np.ndarray, int, lgb.Booster]:
+) -> tuple[np.ndarray, int]:
     """Validation margins a LightGBM setting earns without choosing its rounds on the same rows.
 
     The validation rows are split in two halves at random: the rounds that are best on one half
@@ -164,7 +161,7 @@ def cross_fitted_booster(
     margin = np.empty(len(val_y))
     margin[~half] = booster.predict(val_x[~half], raw_score=True, num_iteration=best_a)
     margin[half] = booster.predict(val_x[half], raw_score=True, num_iteration=best_b)
-    return margin, max(1, round((best_a + best_b) / 2)), booster
+    return margin, max(1, round((best_a + best_b) / 2))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, categorical: list[int], c: float, seed: int) -> LogisticLearner:
@@ -264,23 +261,9 @@ def select_calibrator(margin: np.ndarray, y: np.ndarray, method: str, seed: int)
     return fit_calibrator(margin, y, chosen), losses
 
 
-def fit_stack(margins: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Weights and intercept of a nearly unpenalised logistic fit of the outcome on the parts' margins."""
-    from sklearn.linear_model import LogisticRegression
-
-    stack = LogisticRegression(C=1e4, max_iter=1000).fit(margins, y)
-    return stack.coef_[0].astype(np.float64), float(stack.intercept_[0])
-
-
 def fit_learner(
     recipe: Recipe, x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig
-) -> lgb.Booster | LogisticLearner | BlendLearner:
-    if recipe.learner == BLEND:
-        logistic, booster = (
-            fit_learner(Recipe.from_dict(part), x, y, categorical, names, config) for part in recipe.params["parts"]
-        )
-        assert isinstance(logistic, LogisticLearner) and isinstance(booster, lgb.Booster)
-        return BlendLearner(logistic, booster, list(recipe.params["weights"]), float(recipe.params["intercept"]))
+) -> lgb.Booster | LogisticLearner:
     if recipe.learner == LOGISTIC:
         return fit_logistic(x, y, categorical, recipe.params["c"], config.seed)
     params = dict(recipe.params)

@@ -10,34 +10,69 @@ the end of the window, so it has seen the most recent deals.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from features.config import ModelConfig
 from features.matrix import FeatureSpec
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.rules import with_rule_scores
 from features.schema import CrmData
-from scoring.learners import LOGISTIC, DealSizeModel, Recipe, WinModel
+from scoring.attribution import predict_dense
+from scoring.learners import LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
 from scoring.scorer import Scorer
 from training.evaluate import (
     auc_confidence,
+    bootstrap_aucs,
     deal_size_metrics,
     tier_metric_dict,
     tier_outcomes,
     win_metrics,
 )
 from training.guards import Leak, constant_signals, find_leaks, inputs_available, win_rate_shift
-from training.models import fit_deal_size, fit_recipe
+from training.models import (
+    cross_fitted_booster,
+    fit_deal_size,
+    fit_logistic,
+    fit_recipe,
+    select_calibrator,
+    train_booster,
+)
 from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot, with_closing_deals
-from training.selection import Selection, sample_rows, select_recipe
 from training.window import WindowDates, need_with_advice
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class CandidateScore:
+    """One win-model candidate: its ROC AUC on the validation slice (which chose) and on the holdout (which judges)."""
+
+    name: str
+    learner: str
+    validation_auc: float
+    holdout_auc: float = float("nan")
+    validation_noise: float = 0.0  # bootstrap standard error of its AUC difference to the best candidate
+    seconds: float = 0.0
+    chosen: bool = False
+    rounds: int = 0
+
+
+@dataclass
+class Selection:
+    recipe: Recipe
+    candidates: list[CandidateScore]
+    calibration_losses: dict[str, float]  # cross-validated log loss per calibration method (auto)
+    skipped: list[str] = field(default_factory=list)  # candidates the time budget left out
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([c.__dict__ for c in self.candidates])
 
 
 @dataclass
@@ -60,7 +95,95 @@ class TrainingResult:
     pipeline_holdout: pd.DataFrame = field(default_factory=pd.DataFrame)  # the propensity holdout's accounts
 
 
+def select_recipe(
+    fit_x: np.ndarray,
+    fit_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    holdout_x: np.ndarray,
+    holdout_y: np.ndarray,
+    categorical: list[int],
+    names: list[str],
+    config: ModelConfig,
+    progress: Progress,
+) -> Selection:
+    """Every candidate fitted on the fit slice and ranked by validation ROC AUC; the best within the tie
+    tolerance, simplest first (logistic regression, then the LightGBM settings in order), is chosen.
+    The holdout AUC of each is recorded for the report only: it plays no part in the choice."""
+    search, model_config = config.model.search, config.model
+    scores, margins, skipped = [], {}, []
+    began = time.perf_counter()
+    two_classes = len(np.unique(holdout_y)) == 2
+
+    def holdout_auc(margin: np.ndarray) -> float:
+        return float(roc_auc_score(holdout_y, margin)) if two_classes else float("nan")
+
+    clock = time.perf_counter()
+    logistic = fit_logistic(fit_x, fit_y, categorical, search.logistic_c, model_config.seed)
+    margins["logistic"] = logistic.margin(val_x)
+    scores.append(
+        CandidateScore(
+            "logistic regression",
+            LOGISTIC,
+            float(roc_auc_score(val_y, margins["logistic"])),
+            holdout_auc(logistic.margin(holdout_x)),
+            seconds=time.perf_counter() - clock,
+        )
+    )
+    for number, candidate in enumerate(search.candidates):
+        if number and time.perf_counter() - began > search.time_budget_seconds:
+            skipped.append(candidate.label())
+            continue
+        progress(f"learner search: {candidate.label()}")
+        clock = time.perf_counter()
+        key = f"lightgbm_{number}"
+        margins[key], rounds = cross_fitted_booster(
+            fit_x, fit_y, categorical, names, model_config, candidate, val_x, val_y
+        )
+        booster, _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
+        scores.append(
+            CandidateScore(
+                candidate.label(),
+                LIGHTGBM,
+                float(roc_auc_score(val_y, margins[key])),
+                holdout_auc(predict_dense(booster, holdout_x, raw_score=True)),
+                seconds=time.perf_counter() - clock,
+                rounds=rounds,
+            )
+        )
+    # Occam's rule: the simplest candidate whose validation AUC is within the noise of the best (tie_standard_errors
+    # bootstrap standard errors of their paired difference, or the tie tolerance if larger) is chosen.
+    aucs = np.array([score.validation_auc for score in scores])
+    best_at = int(np.argmax(aucs))
+    resampled = bootstrap_aucs(val_y, list(margins.values()), seed=model_config.seed)
+    noise = np.nanstd(resampled[:, [best_at]] - resampled, axis=0)
+    for score, error in zip(scores, noise):
+        score.validation_noise = float(error)
+    chosen_at = next(
+        i
+        for i, score in enumerate(scores)
+        if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance, search.tie_standard_errors * noise[i])
+    )
+    chosen = scores[chosen_at]
+    chosen.chosen = True
+    key = list(margins)[chosen_at]  # margins and scores share one order
+    calibrator, losses = select_calibrator(margins[key], val_y, model_config.calibration, model_config.seed)
+    if chosen.learner == LOGISTIC:
+        params = {"c": search.logistic_c}
+    else:
+        candidate = next(c for c in search.candidates if c.label() == chosen.name)
+        params = {**candidate.model_dump(), "num_boost_round": chosen.rounds}
+    return Selection(Recipe(chosen.learner, params, calibrator.method), scores, losses, skipped)
+
+
 LEAK_CHECK_ROWS = 100_000  # a single feature's AUC is settled to the second decimal long before this
+
+
+def sample_rows(positions: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """At most `most` of `positions`, a seeded random sample kept in their order; all of them when fewer."""
+    if len(positions) <= most:
+        return positions
+    return np.sort(np.random.default_rng(seed).choice(positions, most, replace=False))
 
 
 def fit_win_model(
@@ -115,67 +238,6 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: WindowDates) -> dic
     }
 
 
-@dataclass
-class WinStage:
-    """The win model as the run chose it: refused features, the search on rolling folds, and the evaluation model
-    (fitted on the fit slice, calibrated on the validation slice) with its holdout probabilities."""
-
-    spec: FeatureSpec
-    leaks: list[Leak]
-    selection: Selection
-    win: WinModel
-    probability: np.ndarray
-    warnings: list[str]
-    notes: list[str]
-    matrix: np.ndarray  # the development rows encoded by `spec`
-    holdout_matrix: np.ndarray
-
-
-def win_model_stage(
-    development: pd.DataFrame, holdout: pd.DataFrame, window: WindowDates, config: ModelConfig, progress: Progress
-) -> WinStage:
-    progress("leakage and shift checks")
-    warnings, notes = [], []
-    early = (development["close_date"] < window.calibration_start).to_numpy()
-    fit_rows, validation_rows = development[early], development[~early]
-    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
-    leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
-    shift = win_rate_shift(
-        {
-            "fit": fit_rows["won"].to_numpy(),
-            "validation": validation_rows["won"].to_numpy(),
-            "holdout": holdout["won"].to_numpy(),
-        },
-        config.model.guards,
-    )
-    if shift:
-        warnings.append(shift.render())
-    spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
-    matrix, holdout_matrix = spec.encode(development), spec.encode(holdout)
-    # Each fold's candidates are fitted on a bounded sample of its fit rows: their ranking settles long before
-    # the rows run out, and the search's cost then stops growing with the book.
-    selection = select_recipe(
-        matrix,
-        development["won"].to_numpy(),
-        development["close_date"],
-        holdout_matrix,
-        holdout["won"].to_numpy(),
-        spec.categorical_indices,
-        spec.columns,
-        config,
-        window,
-        progress,
-    )
-    if selection.skipped:
-        notes.append(
-            f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
-            f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
-        )
-    progress("evaluation models")
-    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
-    return WinStage(spec, leaks, selection, win, win.predict(holdout_matrix), warnings, notes, matrix, holdout_matrix)
-
-
 def train(
     data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
 ) -> TrainingResult:
@@ -198,11 +260,47 @@ def train(
     ):
         need_with_advice(part, name, window, data, config)
 
-    stage = win_model_stage(development, holdout, window, config, progress)
-    spec, selection, win, leaks = stage.spec, stage.selection, stage.win, stage.leaks
-    warnings, notes = list(stage.warnings), list(stage.notes)
-    matrix, holdout_matrix = stage.matrix, stage.holdout_matrix
+    progress("leakage and shift checks")
+    warnings, notes = [], []
+    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
+    leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
+    shift = win_rate_shift(
+        {
+            "fit": fit_rows["won"].to_numpy(),
+            "validation": validation_rows["won"].to_numpy(),
+            "holdout": holdout["won"].to_numpy(),
+        },
+        config.model.guards,
+    )
+    if shift:
+        warnings.append(shift.render())
+    spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
+    matrix = spec.encode(development)
+    holdout_matrix = spec.encode(holdout)
     y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
+
+    # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
+    # rows run out, and the search's cost then stops growing with the book.
+    fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
+    selection = select_recipe(
+        matrix[fit_at],
+        y_dev[fit_at],
+        matrix[~early],
+        y_dev[~early],
+        holdout_matrix,
+        y,
+        spec.categorical_indices,
+        spec.columns,
+        config,
+        progress,
+    )
+    if selection.skipped:
+        notes.append(
+            f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
+            f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
+        )
+    progress("evaluation models")
+    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
     won_dev = y_dev == 1
     amount_dev = _amounts(development)
     deal = fit_deal_size(
@@ -214,7 +312,7 @@ def train(
         validation=(matrix[~early & won_dev], amount_dev[~early & won_dev]),
     )
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
-    probability = stage.probability
+    probability = win.predict(holdout_matrix)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
 
     progress("pipeline propensity and time to close")
@@ -284,7 +382,6 @@ def train(
     metrics["deal_shrink"] = deal.shrink if deal.known else float("nan")
     metrics["deal_validation_r2_log"] = deal.validation.get("r2_log_raw", float("nan"))
     notes.extend(_deal_notes(deal, config))
-    notes.append(calibration_note(selection, metrics["model_ece"], float(probability.mean()), float(y.mean())))
     for slice_name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
         metrics[f"data_win_rate_{slice_name}"] = float(part["won"].mean())
 
@@ -365,16 +462,6 @@ def train(
         importance,
         look_ahead.holdout,
     )
-
-
-def calibration_note(selection: Selection, holdout_ece: float, predicted: float, observed: float) -> str:
-    """Calibration per slice in one line: each validation period's, then the holdout's."""
-    parts = [
-        f"{row.slice} ECE {row.ece:.3f} (predicted {row.mean_predicted:.1%}, won {row.win_rate:.1%})"
-        for row in selection.calibration.itertuples()
-    ]
-    parts.append(f"holdout ECE {holdout_ece:.3f} (predicted {predicted:.1%}, won {observed:.1%})")
-    return f"calibration ({selection.recipe.calibration}, chosen on the pooled periods): " + "; ".join(parts)
 
 
 RESIDUAL_QUANTILES = 101

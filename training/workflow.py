@@ -153,9 +153,6 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         if not result.pipeline_holdout.empty:
             registry.write_frame_artifact(result.pipeline_holdout, "pipeline_holdout.csv")
         registry.write_frame_artifact(result.selection.table(), "learner_selection.csv")
-        registry.write_frame_artifact(result.selection.fold_table(), "learner_folds.csv")
-        registry.write_frame_artifact(result.selection.calibration, "calibration_by_slice.csv")
-        mlflow.log_text(result.selection.fold_table().to_string(index=False, float_format="%.3f"), "learner_folds.txt")
         mlflow.log_dict(
             {
                 "recipe": result.selection.recipe.to_dict(),  # the final model's, refit with it
