@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency
-from sklearn.metrics import roc_auc_score
 
 from features.config import Guards, ModelConfig
 from features.pointintime import slug
 from features.schema import CrmData
+from training.evaluate import rank_auc
 
 CATEGORY_PRIOR_ROWS = 20  # a category's win rate is pulled towards the overall rate by this many rows
+FEW_LEVELS = 12  # a column with at most this many values splits the deals into levels the guard looks within
 RULE_INPUTS = {
     "revenue_potential_score": ("annual_revenue", "employees"),
     "business_fit_score": ("industry", "employees", "country", "region", "tech_stack"),
@@ -71,16 +72,76 @@ def _single_feature_auc(values: pd.Series, won: np.ndarray) -> float:
 def _folded_auc(won: np.ndarray, score: np.ndarray) -> float:
     if np.all(score == score[0]):
         return 0.5
-    auc = float(roc_auc_score(won, score))
+    auc = rank_auc(won, score)
     return max(auc, 1 - auc)
 
 
+def level_masks(
+    rows: pd.DataFrame, columns: list[str], smallest: int, won: np.ndarray
+) -> list[tuple[str, str, np.ndarray]]:
+    """(column, level, rows in it) for each value of a column with at most FEW_LEVELS values (empty counts as one)
+    whose rows hold at least `smallest` won and `smallest` lost deals: the groups a leak can hide in."""
+    groups = []
+    for column in columns:
+        if column not in rows or not 1 < rows[column].nunique(dropna=False) <= FEW_LEVELS:
+            continue
+        codes, levels = pd.factorize(rows[column], use_na_sentinel=False)
+        for code, level in enumerate(levels):
+            mask = codes == code
+            level_won = int(won[mask].sum())
+            if min(level_won, int(mask.sum()) - level_won) >= smallest:
+                groups.append((column, "(empty)" if pd.isna(level) else str(level), mask))
+    return groups
+
+
+def _auc_from_counts(positive: np.ndarray, negative: np.ndarray) -> float:
+    """ROC AUC of a score whose distinct values, in ascending order, hold these won and lost counts (ties half)."""
+    pairs = positive.sum() * negative.sum()
+    return float(np.dot(positive, np.cumsum(negative) - 0.5 * negative) / pairs) if pairs else 0.5
+
+
+def _aucs_within(values: pd.Series, won: np.ndarray, masks: list[np.ndarray]) -> list[float]:
+    """`_single_feature_auc` of `values` within each group of rows, folded; each group is one pass of bincounts
+    over the values' codes, computed once, so thousands of groups stay cheap."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(numbers)
+        # Missing ranks below or above every value, whichever separates better (as for the whole column).
+        encodings = [np.unique(np.where(missing, -np.inf, numbers), return_inverse=True)[1]]
+        if missing.any():
+            encodings.append(np.unique(np.where(missing, np.inf, numbers), return_inverse=True)[1])
+        out = []
+        for mask in masks:
+            best = 0.5
+            for codes in encodings:
+                positive = np.bincount(codes[mask], weights=won[mask], minlength=int(codes.max()) + 1)
+                negative = np.bincount(codes[mask], minlength=int(codes.max()) + 1) - positive
+                auc = _auc_from_counts(positive, negative)
+                best = max(best, auc, 1 - auc)
+            out.append(best)
+        return out
+    codes = pd.factorize(values.astype("object"), use_na_sentinel=False)[0]
+    out = []
+    for mask in masks:
+        won_count = np.bincount(codes[mask], weights=won[mask], minlength=int(codes.max()) + 1)
+        count = np.bincount(codes[mask], minlength=int(codes.max()) + 1)
+        overall = won[mask].mean()
+        rate = (won_count + CATEGORY_PRIOR_ROWS * overall) / (count + CATEGORY_PRIOR_ROWS)
+        order = np.unique(rate, return_inverse=True)[1]
+        positive = np.bincount(order, weights=won_count)
+        auc = _auc_from_counts(positive, np.bincount(order, weights=count) - positive)
+        out.append(max(auc, 1 - auc))
+    return out
+
+
 def find_leaks(rows: pd.DataFrame, columns: list[str], config: ModelConfig) -> list[Leak]:
-    """Features that alone separate won from lost almost perfectly, or are present almost only for one outcome."""
+    """Features that alone separate won from lost almost perfectly, overall or within one level of a column with
+    few values, or are present almost only for one outcome."""
     guards, allowed = config.model.guards, _allowed(config)
     won = rows["won"].to_numpy(dtype=np.int64)
     if len(np.unique(won)) < 2:
         return []
+    groups = level_masks(rows, columns, guards.leak_min_present, won)
     leaks = []
     for column in columns:
         if column in allowed or column not in rows:
@@ -99,9 +160,33 @@ def find_leaks(rows: pd.DataFrame, columns: list[str], config: ModelConfig) -> l
             if purity >= guards.leak_purity and purity > base:
                 outcome = "won" if share_won > 0.5 else "lost"
                 why = f"is filled in almost only for {outcome} deals ({purity:.1%} of the rows where it has a value)"
+        if why is None:
+            why = _leak_within_levels(values, won, column, groups, guards.leak_auc, config)
         if why:
             leaks.append(Leak(column, auc, present_won, present_lost, why, _display_name(column, config)))
     return leaks
+
+
+def _leak_within_levels(
+    values: pd.Series,
+    won: np.ndarray,
+    column: str,
+    groups: list[tuple[str, str, np.ndarray]],
+    bound: float,
+    config: ModelConfig,
+) -> str | None:
+    """Why `values` leaks inside one level of another column (the first such level), or None.
+
+    A flag that winning sets can be diluted overall by a level where every deal has it (upgrades are
+    customers anyway) and still tell the outcome among the other deals."""
+    others = [group for group in groups if group[0] != column]
+    for (other, level, _), auc in zip(others, _aucs_within(values, won, [mask for _, _, mask in others])):
+        if auc > bound:
+            return (
+                f"separates won from lost almost perfectly among the deals whose '{_display_name(other, config)}' is "
+                f"'{level}' (ROC AUC {auc:.3f} there, above the bound {bound:g})"
+            )
+    return None
 
 
 def _allowed(config: ModelConfig) -> set[str]:
