@@ -238,7 +238,10 @@ def score(
                 scores, accounts = read_scores(Path(out)), None
             else:
                 accounts = frame.accounts
-            published_as_of = one_value(scores, "as_of") or str(cutoff.date())
+            given = spark_as_of if engine == Engine.SPARK else cutoff
+            published_as_of = one_value(scores, "as_of") or (str(given.date()) if given is not None else None)
+            if published_as_of is None:
+                raise UserError(f"{out}: its as_of column holds no single date; publish it with --as-of")
             publish_scores(
                 store, scores, accounts, published_as_of, version, settings.model_dump(mode="json"), "tiering score"
             )

@@ -291,7 +291,7 @@ def users_list() -> None:
         return
     table = Table(title="Workspace users")
     for column in ("name", "role", "status", "last sign-in", "failed sign-ins"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "status")  # a status reads as one phrase
     for user in users:
         table.add_row(
             escape(user.name),

@@ -27,14 +27,11 @@ def database_url(url: str | None = None) -> str:
 
 
 def shown(url: str) -> str:
-    """The URL as messages may print it: the password masked."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The URL as messages may print it: user, password and query (which may carry `?password=`) masked by the
+    project's one redaction rule."""
+    from features.redact import redact_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable URL)"
+    return redact_url(url)
 
 
 def parsed_url(url: str) -> URL:

@@ -62,6 +62,8 @@ from workspace.store import SORTABLE, BookFilter, UserInfo, WorkspaceStore
 
 logger = logging.getLogger("bentoml.abm_tiering")
 HERE = Path(__file__).parent
+# Each password check is an Argon2 hash of tens of MB: at most two at once, however many sign-ins arrive together.
+PASSWORD_CHECKS = threading.BoundedSemaphore(2)
 # Only this origin, no inline script or style, no plugins, no framing, forms post back here only.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -437,7 +439,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = await run_in_threadpool(workspace.store)
         await workspace.throttle.wait(name)
         local = _local(request, workspace)
-        user = await run_in_threadpool(store.authenticate, name, password, local) if name and password else None
+        user = await run_in_threadpool(checked_password, store, name, password, local) if name and password else None
         if user is None:
             failures = workspace.throttle.failed(name)
             logger.warning("workspace sign-in failed for a user name (%d in a row for it)", failures)
@@ -481,7 +483,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
 
         await workspace.throttle.wait(visitor.name)
         current = fields.get("current_password", "")
-        if await run_in_threadpool(store.authenticate, visitor.name, current, _local(request, workspace)) is None:
+        if await run_in_threadpool(checked_password, store, visitor.name, current, _local(request, workspace)) is None:
             workspace.throttle.failed(visitor.name)
             return refused("The current password is wrong.", 401)
         workspace.throttle.succeeded(visitor.name)
@@ -606,7 +608,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         if action in ("pin", "unpin"):
             await run_in_threadpool(pin_cache.refresh)  # the API answers with the new pin from the next request
         back = fields.get("back", "")
-        target = back if back.startswith(f"{_root(request)}/") and not back.startswith("//") else None
+        target = back if _is_workspace_page(request, back) else None
         return RedirectResponse(target or f"{_root(request)}/accounts/{quote(account_id, safe='')}", status_code=303)
 
     @app.post("/accounts/{account_id:path}/pin")
@@ -818,12 +820,21 @@ def _tiers_of(request: Request) -> list[str]:
     return chosen
 
 
+def _is_workspace_page(request: Request, target: str) -> bool:
+    """Whether a redirect target is a page of this workspace, never another site (the one rule for every redirect)."""
+    root = _root(request)
+    return target.startswith(f"{root}/") and not target.startswith("//") and "\\" not in target and "://" not in target
+
+
+def checked_password(store: WorkspaceStore, name: str, password: str, local: bool) -> UserInfo | None:
+    """`store.authenticate`, never more than PASSWORD_CHECKS at once (run in a worker thread)."""
+    with PASSWORD_CHECKS:
+        return store.authenticate(name, password, local)
+
+
 def _safe_next(request: Request, target: str) -> str:
     """Where to go after signing in: a page of the workspace only, never another site."""
-    root = _root(request)
-    if target.startswith(f"{root}/") and not target.startswith("//") and "\\" not in target and "://" not in target:
-        return target
-    return f"{root}/"
+    return target if _is_workspace_page(request, target) else f"{_root(request)}/"
 
 
 def _set_session_cookie(request: Request, response: Response, cookie: str) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import shutil
 import socket
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -136,6 +138,14 @@ def empty_store(empty_template, tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@functools.cache
+def built_in_defaults_file() -> Path:
+    """A tiering.yaml with no keys (the built-in defaults), one per test process."""
+    path = Path(tempfile.mkdtemp(prefix="tiering-defaults-")) / "tiering.yaml"
+    path.write_text("{}\n")
+    return path
+
+
 @contextlib.contextmanager
 def serving(store: Path, **env: str) -> Iterator[TestClient]:
     """The service in-process on `store`; it follows no alias moves unless TIERING_RELOAD_SECONDS is given."""
@@ -148,6 +158,9 @@ def serving(store: Path, **env: str) -> Iterator[TestClient]:
     with tracking_at(store), pytest.MonkeyPatch.context() as patch:
         patch.setenv("TIERING_RELOAD_SECONDS", "3600")
         patch.delenv("TIERING_API_KEY", raising=False)
+        # The service reads its business configuration when it loads a model: the built-in defaults (what the test
+        # models were trained with) unless a test names a file, whatever folder or environment the run is in.
+        patch.setenv("TIERING_CONFIG", str(built_in_defaults_file()))
         for name, value in env.items():
             patch.setenv(name, value)
         _forget_bentoml_metrics()

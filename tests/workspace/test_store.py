@@ -586,3 +586,13 @@ def test_a_local_only_user_signs_in_only_when_the_client_is_on_this_machine(stor
     assert store.authenticate("anywhere", PASSWORD, from_loopback=False) is not None
     added = [event.after for event in store.audit()[0] if event.action == "user_add"]
     assert {"user": "local", "role": "editor", "local_only": True} in added
+
+
+def test_a_store_url_is_shown_without_its_credentials():
+    from workspace.location import shown
+
+    assert shown("postgresql+psycopg://ana:s3cret@db.example:5432/tiering") == (
+        "postgresql+psycopg://***@db.example:5432/tiering"
+    )
+    assert shown("postgresql+psycopg://ana@db/tiering?password=s3cret") == "postgresql+psycopg://***@db/tiering?***"
+    assert shown("sqlite:///models/workspace.db") == "sqlite:///models/workspace.db"

@@ -30,9 +30,13 @@
       group.x.push(points.fit[i]); group.y.push(points.engagement[i]); group.i.push(i);
       if (points.surge[i]) { surge.x.push(points.fit[i]); surge.y.push(points.engagement[i]); surge.i.push(i); }
     }
+    // Plotly reads <b>, <a href> and <span style> in hover text: account names and ids are escaped first.
+    var escape = function (value) {
+      return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    };
     var text = function (rows) {
       return rows.map(function (i) {
-        return (points.account_name[i] || points.account_id[i]) + " (" + points.account_id[i] + ")<br>" +
+        return escape(points.account_name[i] || points.account_id[i]) + " (" + escape(points.account_id[i]) + ")<br>" +
           (LABELS[points.tier[i]] || points.tier[i]) + (points.surge[i] ? " · surging" : "");
       });
     };

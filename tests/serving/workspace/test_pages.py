@@ -434,3 +434,37 @@ def test_a_local_only_user_is_refused_through_the_sso_proxy_even_on_loopback(sto
         # The proxy relays other machines: a password sign-in through it is not from this machine either.
         assert _sign_in_from(proxy, "local", LOCAL_PASSWORD).status_code == 401
         assert proxy.get("/app/", headers={"x-remote-user": "ed"}, follow_redirects=False).status_code == 200
+
+
+def test_no_more_than_two_password_checks_run_at_once():
+    import threading
+    import time
+
+    from serving.workspace.app import PASSWORD_CHECKS, checked_password
+
+    active, peak, lock = 0, 0, threading.Lock()
+
+    class SlowStore:
+        def authenticate(self, name, password, local):
+            nonlocal active, peak
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            time.sleep(0.05)  # long enough for every thread to be waiting on the checks
+            with lock:
+                active -= 1
+            return None
+
+    threads = [
+        threading.Thread(target=checked_password, args=(SlowStore(), f"user{i}", "guess", True)) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 2
+    # Every slot was given back: two can be taken again, and no third.
+    taken = [PASSWORD_CHECKS.acquire(blocking=False) for _ in range(3)]
+    for _ in range(sum(taken)):
+        PASSWORD_CHECKS.release()
+    assert taken == [True, True, False]
