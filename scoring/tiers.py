@@ -110,6 +110,8 @@ def apply_overrides(
         return final, reasons
     pinned = overrides.set_index("account_id")
     position = pd.Index(account_ids.astype("str")).get_indexer(pinned.index)
+    # A pin for an account not scored here pins nothing (get_indexer's -1 would otherwise pin the last row).
+    pinned, position = pinned[position >= 0], position[position >= 0]
     rows = learned.index[position]
     final.loc[rows] = pinned["tier"].to_numpy()
     reasons.loc[rows] = [

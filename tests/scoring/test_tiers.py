@@ -144,3 +144,16 @@ def _config_with(tiers: Tiers):
     from configuration.tiering import TieringConfig
 
     return TieringConfig(tiers=tiers)
+
+
+def test_a_pin_for_an_account_not_scored_pins_nothing():
+    from scoring.tiers import apply_overrides
+
+    learned = pd.Series(["tier_2", "tier_3", "untiered"])
+    ids = pd.Series(["A", "B", "C"])
+    pins = pd.DataFrame(
+        {"account_id": ["ZZ", "B"], "tier": ["tier_1", "tier_1"], "reason": ["gone", "MSA"], "owner": ["ana", "bo"]}
+    )
+    final, reasons = apply_overrides(learned, ids, pins)
+    assert final.tolist() == ["tier_2", "tier_1", "untiered"]
+    assert reasons.tolist() == ["", "pinned to tier_1 by bo: MSA (model said tier_3)", ""]
