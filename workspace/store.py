@@ -219,6 +219,9 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -234,7 +237,8 @@ def _engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 10})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True)
+        # An unreachable server answers within seconds rather than holding a page (or the first /score) for minutes.
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
     except (NoSuchModuleError, ImportError) as error:
         raise StoreError(f"cannot use the database {shown(url)}: {error}") from None
 

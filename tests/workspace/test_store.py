@@ -596,3 +596,18 @@ def test_a_store_url_is_shown_without_its_credentials():
     )
     assert shown("postgresql+psycopg://ana@db/tiering?password=s3cret") == "postgresql+psycopg://***@db/tiering?***"
     assert shown("sqlite:///models/workspace.db") == "sqlite:///models/workspace.db"
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_accepts_and_never_answers_is_unavailable_not_a_hang():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # the kernel completes the handshake; nothing ever answers PostgreSQL's greeting
+    try:
+        url = f"postgresql+psycopg://tiering@127.0.0.1:{listener.getsockname()[1]}/tiering"
+        with pytest.raises(StoreUnavailable):
+            WorkspaceStore.open(url)
+    finally:
+        listener.close()
