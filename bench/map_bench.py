@@ -13,7 +13,6 @@ each, after one warm-up load. Prints one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -23,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.workspace import book
+from bench.workspace import FULL_ACCOUNTS, QUICK_ACCOUNTS, book, sized_main
 
-FULL_ACCOUNTS = 100_000
-QUICK_ACCOUNTS = 10_000
 REPEATS = 3
 CHROMIUM = Path("/usr/bin/chromium")
 USER, PASSWORD = "bench", "bench-password-1"
@@ -152,13 +149,7 @@ def run(quick: bool = False, accounts: int | None = None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_ACCOUNTS:,} accounts instead of {FULL_ACCOUNTS:,}"
-    )
-    parser.add_argument("--accounts", type=int, default=None)
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.accounts)))
+    sized_main(run, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -288,14 +288,19 @@ def run(quick: bool = False, accounts: int | None = None) -> dict:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sized_main(run_at: Callable[[bool, int | None], dict], description: str) -> None:
+    """The command line of a book-size bench: --quick (QUICK_ACCOUNTS) or --accounts N; prints its results."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_ACCOUNTS:,} accounts instead of {FULL_ACCOUNTS:,}"
     )
     parser.add_argument("--accounts", type=int, default=None)
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.accounts)))
+    print(json.dumps(run_at(args.quick, args.accounts)))
+
+
+def main() -> None:
+    sized_main(run, __doc__ or "")
 
 
 if __name__ == "__main__":
