@@ -21,6 +21,7 @@ CHANNELS: tuple[str, ...] = (
 )
 TIER_NAMES: tuple[str, ...] = ("tier_1", "tier_2", "tier_3")
 UNTIERED = "untiered"
+TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)  # every value a tier column takes
 
 
 class Strict(BaseModel):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.config import TIER_NAMES, UNTIERED
+from features.config import TIERS
 from features.errors import DataError, Problem, rows_of
 from scoring.rounding import round_for_output
 
@@ -106,14 +106,13 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
             ]
         )
     frame = frame[list(OVERRIDE_COLUMNS)].apply(lambda column: column.str.strip())
-    valid_tiers = [*TIER_NAMES, UNTIERED]
-    bad_tier = frame.index[~frame["tier"].isin(valid_tiers)]
+    bad_tier = frame.index[~frame["tier"].isin(TIERS)]
     if len(bad_tier):
         rows, count = rows_of(bad_tier)
         problems.append(
             Problem(
                 f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
-                f"use one of {', '.join(valid_tiers)}",
+                f"use one of {', '.join(TIERS)}",
                 file=name,
                 column="tier",
                 rows=rows,

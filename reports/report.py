@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from features.config import TIER_NAMES, UNTIERED
+from features.config import TIERS
 from features.errors import DataError, Problem
 from ingest.files import check_writable_target, write_table
 from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at
@@ -47,7 +47,6 @@ __all__ = [
 REPORT_PAGE = "report.html"
 DIFF_PAGE = "diff.html"
 MOVERS_SHOWN = 40  # the full lists are in the CSV files beside the page
-TIERS = [*TIER_NAMES, UNTIERED]
 
 
 # Written into every output folder: the files the command wrote there, so a later run replaces exactly those and

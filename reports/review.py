@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from configuration.tiering import Review
-from features.config import TIER_NAMES, UNTIERED, ModelConfig
+from features.config import TIERS, ModelConfig
 from features.dates import NotADate, parse_day
 from features.errors import DataError, Problem, rows_of
 from features.schema import CrmData
@@ -35,7 +35,6 @@ from training.evaluate import (
     won_revenue_by_account,
 )
 
-TIERS = [*TIER_NAMES, UNTIERED]
 TIERINGS = {"tier": "final", "learned_tier": "learned", "rule_tier": "rule"}
 COMPONENTS = {
     "revenue_potential_score": "revenue potential",

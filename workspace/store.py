@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError
 
-from features.config import TIER_NAMES, UNTIERED
+from features.config import TIERS
 from workspace.errors import (
     UPGRADE_COMMAND,
     InvalidInput,
@@ -53,7 +53,6 @@ from workspace.roles import Role
 from workspace.tables import SEARCH_LENGTH, AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
 
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
-TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)
 # The scored-account columns published from a scores file (all but the keys and the search helper).
 ACCOUNT_COLUMNS: tuple[str, ...] = ("account_name", "industry", "country", "employees", "owner")
 STORED_COLUMNS: tuple[str, ...] = tuple(

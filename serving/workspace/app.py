@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
+from features.config import TIERS
 from serving.workspace.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -48,7 +49,6 @@ from serving.workspace.auth import (
 from serving.workspace.pins import pin_cache
 from serving.workspace.views import (
     PAGE_SIZE,
-    TIERS,
     BadQuery,
     audit_summary,
     history_chart,

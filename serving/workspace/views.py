@@ -12,10 +12,9 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from features.config import TIER_NAMES, UNTIERED
+from features.config import TIERS
 from scoring.changes import COMPARED_SCORES, REASONS, describe_change
 
-TIERS: tuple[str, ...] = (*TIER_NAMES, UNTIERED)
 PAGE_SIZE = 50
 DEFAULT_SORT = "learned_score"
 # Query parameters a book link may carry: the filters, then sort and page.
