@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import chi2_contingency
 from sklearn.metrics import roc_auc_score
 
 from bench.real_exports import EXPORTS, references, shipped
@@ -56,3 +57,20 @@ def test_the_shipped_probabilities_are_calibrated_or_off_by_the_holdouts_shift_a
     ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * np.mean(bins == b) for b in np.unique(bins))
     in_the_large = abs(float(p.mean()) - float(y.mean()))
     assert ece <= ECE_TARGET or ece <= in_the_large + ECE_OVER_SHIFT, (export.name, ece, in_the_large)
+
+
+def test_the_shift_warning_is_given_exactly_where_the_slices_win_rates_pass_the_guards_ratio(judged):
+    export, tool, _ = judged
+    guards = tool.config.model.guards
+    dates, won = tool.rows["close_date"], tool.rows["won"].to_numpy()
+    slices = [
+        (dates < tool.window.calibration_start).to_numpy(),
+        ((dates >= tool.window.calibration_start) & (dates < tool.window.holdout_start)).to_numpy(),
+        (dates >= tool.window.holdout_start).to_numpy(),
+    ]
+    rates = [won[part].mean() for part in slices]
+    low, high = min(rates), max(rates)
+    counts = [[won[part].sum(), (1 - won[part]).sum()] for part in slices]
+    significant = chi2_contingency(np.array(counts, dtype=float))[1] < guards.shift_p_value
+    sizeable = high >= guards.shift_min_ratio * low or 1 - low >= guards.shift_min_ratio * (1 - high)
+    assert (tool.shift is not None) == (significant and sizeable), (export.name, rates)
