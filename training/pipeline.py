@@ -31,6 +31,7 @@ from training.evaluate import (
     auc_confidence,
     bootstrap_aucs,
     deal_size_metrics,
+    expected_calibration_error,
     tier_metric_dict,
     tier_outcomes,
     win_metrics,
@@ -413,6 +414,7 @@ def train(
     notes.extend(_deal_notes(deal, config))
     for slice_name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
         metrics[f"data_win_rate_{slice_name}"] = float(part["won"].mean())
+    notes.append(_calibration_note(win, matrix, y_dev, early, probability, y))
 
     progress("holdout tiers")
     holdout_book = snapshot(data, builder, window.holdout_start)
@@ -491,6 +493,23 @@ def train(
         importance,
         look_ahead.holdout,
     )
+
+
+def _calibration_note(
+    win: WinModel, matrix: np.ndarray, y_dev: np.ndarray, early: np.ndarray, probability: np.ndarray, y: np.ndarray
+) -> str:
+    """Calibration per slice of the evaluation model: a shift in win rate shows as predicted against observed."""
+    parts = []
+    for name, predicted, observed in (
+        ("fit", win.predict(matrix[early]), y_dev[early]),
+        ("validation, calibrated on", win.predict(matrix[~early]), y_dev[~early]),
+        ("holdout", probability, y),
+    ):
+        parts.append(
+            f"{name}: ECE {expected_calibration_error(observed, predicted):.3f}, mean predicted "
+            f"{predicted.mean():.1%} against a win rate of {observed.mean():.1%}"
+        )
+    return "win probability calibration by slice (" + "; ".join(parts) + ")"
 
 
 RESIDUAL_QUANTILES = 101
