@@ -31,6 +31,7 @@ from training.evaluate import (
     auc_confidence,
     bootstrap_aucs,
     deal_size_metrics,
+    expected_calibration_error,
     tier_metric_dict,
     tier_outcomes,
     win_metrics,
@@ -219,6 +220,56 @@ def refit_auc(
     return win_metrics(holdout["won"].to_numpy(), model.predict(spec.encode(holdout)))["roc_auc"]
 
 
+@dataclass
+class WinModelStage:
+    """The win model judged on the holdout: the features it may use, the learner search, and the model fitted on
+    the fit slice and calibrated on the validation slice, with its holdout probabilities."""
+
+    spec: FeatureSpec
+    leaks: list[Leak]
+    selection: Selection
+    model: WinModel
+    matrix: np.ndarray  # the development rows encoded
+    holdout_matrix: np.ndarray
+    probability: np.ndarray  # of each holdout row
+
+
+def win_model_stage(
+    development: pd.DataFrame,
+    holdout: pd.DataFrame,
+    window: WindowDates,
+    config: ModelConfig,
+    progress: Progress = lambda step: None,
+) -> WinModelStage:
+    """Leak checks on the fit slice, the learner search, and the chosen recipe fitted for evaluation."""
+    early = (development["close_date"] < window.calibration_start).to_numpy()
+    fit_rows = development[early]
+    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
+    leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
+    spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
+    matrix = spec.encode(development)
+    holdout_matrix = spec.encode(holdout)
+    y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
+    # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
+    # rows run out, and the search's cost then stops growing with the book.
+    fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
+    selection = select_recipe(
+        matrix[fit_at],
+        y_dev[fit_at],
+        matrix[~early],
+        y_dev[~early],
+        holdout_matrix,
+        y,
+        spec.categorical_indices,
+        spec.columns,
+        config,
+        progress,
+    )
+    progress("evaluation models")
+    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
+    return WinModelStage(spec, leaks, selection, win, matrix, holdout_matrix, win.predict(holdout_matrix))
+
+
 def _amounts(rows: pd.DataFrame) -> np.ndarray:
     return rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -262,8 +313,6 @@ def train(
 
     progress("leakage and shift checks")
     warnings, notes = [], []
-    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
-    leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
     shift = win_rate_shift(
         {
             "fit": fit_rows["won"].to_numpy(),
@@ -274,33 +323,15 @@ def train(
     )
     if shift:
         warnings.append(shift.render())
-    spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
-    matrix = spec.encode(development)
-    holdout_matrix = spec.encode(holdout)
+    stage = win_model_stage(development, holdout, window, config, progress)
+    spec, leaks, selection, win = stage.spec, stage.leaks, stage.selection, stage.model
+    matrix, holdout_matrix, probability = stage.matrix, stage.holdout_matrix, stage.probability
     y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
-
-    # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
-    # rows run out, and the search's cost then stops growing with the book.
-    fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
-    selection = select_recipe(
-        matrix[fit_at],
-        y_dev[fit_at],
-        matrix[~early],
-        y_dev[~early],
-        holdout_matrix,
-        y,
-        spec.categorical_indices,
-        spec.columns,
-        config,
-        progress,
-    )
     if selection.skipped:
         notes.append(
             f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
             f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
         )
-    progress("evaluation models")
-    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
     won_dev = y_dev == 1
     amount_dev = _amounts(development)
     deal = fit_deal_size(
@@ -312,7 +343,6 @@ def train(
         validation=(matrix[~early & won_dev], amount_dev[~early & won_dev]),
     )
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
-    probability = win.predict(holdout_matrix)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
 
     progress("pipeline propensity and time to close")
@@ -384,6 +414,7 @@ def train(
     notes.extend(_deal_notes(deal, config))
     for slice_name, part in (("fit", fit_rows), ("validation", validation_rows), ("holdout", holdout)):
         metrics[f"data_win_rate_{slice_name}"] = float(part["won"].mean())
+    notes.append(_calibration_note(win, matrix, y_dev, early, probability, y))
 
     progress("holdout tiers")
     holdout_book = snapshot(data, builder, window.holdout_start)
@@ -462,6 +493,23 @@ def train(
         importance,
         look_ahead.holdout,
     )
+
+
+def _calibration_note(
+    win: WinModel, matrix: np.ndarray, y_dev: np.ndarray, early: np.ndarray, probability: np.ndarray, y: np.ndarray
+) -> str:
+    """Calibration per slice of the evaluation model: a shift in win rate shows as predicted against observed."""
+    parts = []
+    for name, predicted, observed in (
+        ("fit", win.predict(matrix[early]), y_dev[early]),
+        ("validation, calibrated on", win.predict(matrix[~early]), y_dev[~early]),
+        ("holdout", probability, y),
+    ):
+        parts.append(
+            f"{name}: ECE {expected_calibration_error(observed, predicted):.3f}, mean predicted "
+            f"{predicted.mean():.1%} against a win rate of {observed.mean():.1%}"
+        )
+    return "win probability calibration by slice (" + "; ".join(parts) + ")"
 
 
 RESIDUAL_QUANTILES = 101

@@ -188,3 +188,13 @@ def test_window_defaults_to_the_day_after_the_latest_close(synthetic):
     window = WindowDates.for_data(data, TieringConfig(), pd.Timestamp("2026-01-01"))
     assert window.start == pd.Timestamp("2025-01-01") and window.holdout_start == pd.Timestamp("2025-10-01")
     assert window.calibration_start == pd.Timestamp("2025-08-01")
+
+
+def test_training_says_how_calibrated_the_win_probability_is_on_each_slice(synthetic):
+    _, result, _ = synthetic
+    (note,) = [note for note in result.notes if note.startswith("win probability calibration by slice")]
+    p, y = result.holdout["win_probability"].to_numpy(), result.holdout["won"].to_numpy()
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * np.mean(bins == b) for b in np.unique(bins))
+    assert f"holdout: ECE {ece:.3f}, mean predicted {p.mean():.1%} against a win rate of {y.mean():.1%}" in note
+    assert "fit: ECE" in note and "validation, calibrated on: ECE" in note
