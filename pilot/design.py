@@ -165,7 +165,10 @@ def design_pilot(
     strata = list(strata or [])
     missing = [column for column in ["account_id", "tier", *strata] if column not in scores.columns]
     if missing:
-        raise DesignError(f"the scores have no column {', '.join(missing)}: pass a scores file from tiering score")
+        raise DesignError(
+            f"no column {', '.join(missing)} in the scores (or the export's accounts, with --data): stratify by a "
+            "column one of them holds"
+        )
     eligible = scores[scores["tier"].astype(str).isin(tiers)].reset_index(drop=True)
     if len(eligible) < 2:
         raise DesignError(
@@ -218,6 +221,10 @@ def design_pilot(
     if clustered:
         assignment["family_id"] = [u if not u.startswith("account:") else "" for u in pilot_accounts["_unit"]]
         notes.append(f"whole families randomised together: {len(chosen):,} units for {len(assignment):,} accounts")
+    # The four-group readout (high and low score, treated and control) needs each account's band as designed.
+    if "learned_score" in pilot_accounts.columns:
+        score = pd.to_numeric(pilot_accounts["learned_score"], errors="coerce").to_numpy(float)
+        assignment["score_band"] = np.where(score >= np.nanmedian(score), "high", "low")
     assignment = assignment.sort_values(["stratum", "account_id"], kind="stable").reset_index(drop=True)
     return Design(
         assignment=assignment,

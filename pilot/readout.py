@@ -25,7 +25,7 @@ from pilot.estimate import (
     units_per_group,
     within_stratum_variance,
 )
-from pilot.metrics import AMOUNTS, LABELS, READOUT_ORDER, Metric, value_and_weight
+from pilot.metrics import AMOUNTS, COLUMNS, LABELS, READOUT_ORDER, Metric, value_and_weight
 
 POOLED = "pooled"
 
@@ -56,7 +56,7 @@ def unit_table(assignment: pd.DataFrame, activity: pd.DataFrame, prior: pd.DataF
 
 
 def _metric_arrays(units: pd.DataFrame, metric: Metric, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
-    columns = units.rename(columns=lambda c: c[len(prefix) :] if prefix and c.startswith(prefix) else c)
+    columns = units[[f"{prefix}{c}" for c in COLUMNS]].rename(columns=lambda c: c[len(prefix) :])
     value, weight = value_and_weight(columns, metric)
     if metric != Metric.WIN_RATE:
         weight = units["accounts"].to_numpy(float)  # per account, whatever the unit's size

@@ -101,5 +101,5 @@ def test_an_unbalanced_draw_is_redrawn_and_said_when_none_passes():
 def test_refusals_name_the_fix():
     with pytest.raises(DesignError, match="--size 40: give between 2 and 22"):
         design_pilot(_scores(), ["tier_1", "tier_2"], seed=1, size=40)
-    with pytest.raises(DesignError, match="no column region"):
+    with pytest.raises(DesignError, match="no column region in the scores"):
         design_pilot(_scores(), ["tier_1"], seed=1, strata=["region"])

@@ -1,0 +1,223 @@
+"""`tiering pilot design` and `tiering pilot readout`: a randomised pilot before a roll-out, from the split and its
+power to the measured lift and a verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cli.common import ConfigOpt, MappingOpt, UserError, console, err_console, friendly_errors, load_data, use_config
+from pilot.metrics import Metric
+
+pilot_app = typer.Typer(
+    help="Pilots: randomised treatment and control within tiers, their power, and the measured lift.",
+    no_args_is_help=True,
+)
+
+TIER_NAMES = ("tier_1", "tier_2", "tier_3")
+
+
+def _day(value: str | None, option: str) -> date | None:
+    from features.dates import NotADate, parse_day
+
+    try:
+        moment = parse_day(value, option)
+    except NotADate as error:
+        raise UserError(str(error)) from None
+    return None if moment is None else moment.date()
+
+
+def _names(value: str | None, option: str) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _tiers(value: str | None, default: Sequence[str]) -> list[str]:
+    tiers = _names(value, "--tiers") or list(default)
+    unknown = [tier for tier in tiers if tier not in TIER_NAMES]
+    if unknown:
+        raise UserError(f"--tiers {value}: {', '.join(unknown)} is not a tier; use {', '.join(TIER_NAMES)}")
+    return tiers
+
+
+def _say(text: str, colour: str = "") -> None:
+    styled = f"[{colour}]{escape(text)}[/]" if colour else escape(text)
+    console.print(styled, highlight=False, soft_wrap=True)
+
+
+@friendly_errors
+def design(
+    scores: Annotated[Path, typer.Argument(help="Scores file from `tiering score` (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for assignment.csv and pilot.json.")],
+    tiers: Annotated[
+        str | None, typer.Option("--tiers", help="Comma-separated tiers to draw from (default: pilot.tiers).")
+    ] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Accounts in the pilot (default: all).")] = None,
+    share: Annotated[
+        float | None, typer.Option("--share", help="Share of the tiers' accounts in the pilot, e.g. 0.2.")
+    ] = None,
+    strata: Annotated[
+        str | None,
+        typer.Option("--strata", help="Comma-separated columns to stratify by, besides the tier (e.g. industry)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same split.")] = 1,
+    metric: Annotated[Metric, typer.Option("--metric", help="The metric the pilot is judged on.")] = Metric.PIPELINE,
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", min=7, max=730, help="Pilot length (default: pilot.horizon_days).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First day of the pilot, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="The export: the accounts' history gives the power and the balance check."),
+    ] = None,
+    target_lift: Annotated[
+        float | None, typer.Option("--target-lift", help="Also say the group sizes this lift needs, e.g. 0.2.")
+    ] = None,
+    mapping: MappingOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Split accounts into treatment and control by stratified randomisation within tiers, check the balance, state
+    the power, write assignment.csv and pilot.json, and publish the pilot to the workspace (frozen)."""
+    import pandas as pd
+
+    from cli.workspace import current_user
+    from pilot.design import DesignError, design_pilot
+    from pilot.metrics import account_activity
+    from pilot.readout import design_power
+    from reports.diff import read_scores
+    from reports.pilot import ASSIGNMENT_FILE, PILOT_FILE, pilot_document, pilot_json
+    from reports.report import check_output_folder, publish
+    from workspace import WorkspaceStore
+    from workspace.pilots import publish_pilot, withdraw_pilot
+
+    settings = use_config(config).pilot
+    chosen_tiers = _tiers(tiers, settings.tiers)
+    columns = _names(strata, "--strata")
+    if size is not None and share is not None:
+        raise UserError("--size and --share both given: pass one (accounts, or a share of the tiers' accounts)")
+    if share is not None and not 0 < share <= 1:
+        raise UserError(f"--share {share}: give a share above 0 and at most 1, e.g. 0.2")
+    if target_lift is not None and not target_lift > 0:
+        raise UserError(f"--target-lift {target_lift}: give a positive lift, e.g. 0.2 for +20%")
+    horizon = horizon_days or settings.horizon_days
+    first_day = _day(start, "--start") or pd.Timestamp.now(tz="UTC").date()
+    check_output_folder(out, PILOT_FILE)
+
+    book = read_scores(scores)
+    duplicated = book["account_id"].astype(str).duplicated(keep=False)
+    if duplicated.any():
+        rows = ", ".join(str(r) for r in (duplicated[duplicated].index + 2)[:5])
+        raise UserError(f"{scores}: account_id repeats on rows {rows}: a scores file has one row per account")
+    history = earlier = None
+    if data is not None:
+        crm = load_data(data, mapping)
+        known = set(crm.accounts["account_id"].astype(str))
+        unknown = ~book["account_id"].astype(str).isin(known)
+        if unknown.any():
+            rows = ", ".join(str(r) for r in (unknown[unknown].index + 2)[:5])
+            raise UserError(
+                f"{scores}: {int(unknown.sum()):,} account(s) (rows {rows}) are not in the export {data}: pass the "
+                "scores and the export of the same CRM"
+            )
+        pre_start = pd.Timestamp(first_day) - pd.Timedelta(days=horizon)
+        ids = book["account_id"].astype(str)
+        history = account_activity(crm.opportunities, ids, pre_start, pd.Timestamp(first_day))
+        earlier = account_activity(crm.opportunities, ids, pre_start - pd.Timedelta(days=horizon), pre_start)
+        # Stratification columns the scores lack (industry, country...) come from the export's accounts.
+        wanted = [c for c in columns if c not in book.columns and c in crm.accounts.columns]
+        if wanted:
+            extra = crm.accounts[["account_id", *wanted]].astype({"account_id": str})
+            book = book.astype({"account_id": str}).merge(extra, on="account_id", how="left")
+    balance_history = None
+    if history is not None:
+        balance_history = history[["account_id", "pipeline", "deals_won", "won_revenue"]].rename(
+            columns=lambda c: c if c == "account_id" else f"history_{c}"
+        )
+    try:
+        made = design_pilot(
+            book,
+            chosen_tiers,
+            seed=seed,
+            strata=columns,
+            size=size,
+            share=share,
+            history=balance_history,
+            threshold=settings.max_standardised_difference,
+            max_draws=settings.max_draws,
+        )
+    except DesignError as error:
+        raise UserError(f"{scores}: {error}") from None
+    power = None
+    if history is not None:
+        power = design_power(made.assignment, metric, history, earlier, target_lift)
+    worst = float(made.balance["standardised_difference"].abs().max()) if len(made.balance) else 0.0
+    document = pilot_document(
+        made.assignment,
+        seed=seed,
+        start=first_day,
+        horizon_days=horizon,
+        metric=metric,
+        tiers=chosen_tiers,
+        strata=columns,
+        draw=made.draw,
+        draws_tried=made.draws,
+        balanced=made.balanced,
+        max_standardised_difference=round(worst, 4),
+        balance_threshold=made.threshold,
+        size=size,
+        share=share,
+        eligible_accounts=made.eligible_accounts,
+        units=made.units,
+        clustered=made.clustered,
+        scores_file=scores.name,
+        power=None
+        if power is None
+        else {
+            "baseline": power.baseline,
+            "detectable_difference": power.detectable_difference,
+            "detectable_lift": power.detectable_lift,
+            "with_cuped": power.with_cuped,
+            "target_lift": target_lift,
+            "units_per_group_for_target": power.units_per_group_for_target,
+        },
+    )
+    with WorkspaceStore.open() as store:
+        # The store refuses an overlapping pilot before any file is written; files that cannot be written take the
+        # pilot back out of the store.
+        publish_pilot(store, document, made.assignment, current_user())
+        try:
+            publish(out, PILOT_FILE, pilot_json(document), {ASSIGNMENT_FILE.removesuffix(".csv"): made.assignment})
+        except BaseException:
+            withdraw_pilot(store, document["pilot_id"])
+            raise
+
+    treated = document["treatment"]
+    _say(
+        f"pilot {document['pilot_id']}: {document['accounts']:,} accounts of {made.eligible_accounts:,} in "
+        f"{', '.join(chosen_tiers)}; {treated:,} treatment, {document['control']:,} control; "
+        f"{first_day.isoformat()} to {(first_day + timedelta(days=horizon - 1)).isoformat()} ({horizon} days)"
+    )
+    for note in made.notes:
+        _say(f"note: {note}", "yellow")
+    if made.balanced:
+        _say(
+            f"balance: largest standardised difference {worst:.3f} (at most {made.threshold}) on draw "
+            f"{made.draw + 1} of {made.draws}"
+        )
+    else:
+        _say(
+            f"balance: no draw of {made.draws} kept every standardised difference within {made.threshold}; the best "
+            f"(draw {made.draw + 1}) differs by {worst:.3f}: stratify by the unbalanced column or enlarge the pilot",
+            "yellow",
+        )
+    if power is not None:
+        _say(power.sentence())
+    else:
+        err_console.print("[yellow]note:[/] pass --data EXPORT for the power statement (from the accounts' history)")
+    _say(f"written: {out / ASSIGNMENT_FILE}, {out / PILOT_FILE}; published to the workspace (frozen)")
