@@ -36,6 +36,7 @@ app.add_typer(workspace.users_app, name="users")
 app.add_typer(workspace.db_app, name="db")
 app.add_typer(pilot.pilot_app, name="pilot")
 pilot.pilot_app.command(name="design")(pilot.design)
+pilot.pilot_app.command(name="readout")(pilot.readout)
 
 
 def main() -> None:  # pragma: no cover - console entry

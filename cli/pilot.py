@@ -88,10 +88,10 @@ def design(
 
     from cli.workspace import current_user
     from pilot.design import DesignError, design_pilot
+    from pilot.document import ASSIGNMENT_FILE, PILOT_FILE, pilot_document, pilot_json
     from pilot.metrics import account_activity
     from pilot.readout import design_power
     from reports.diff import read_scores
-    from reports.pilot import ASSIGNMENT_FILE, PILOT_FILE, pilot_document, pilot_json
     from reports.report import check_output_folder, publish
     from workspace import WorkspaceStore
     from workspace.pilots import publish_pilot, withdraw_pilot
@@ -221,3 +221,121 @@ def design(
     else:
         err_console.print("[yellow]note:[/] pass --data EXPORT for the power statement (from the accounts' history)")
     _say(f"written: {out / ASSIGNMENT_FILE}, {out / PILOT_FILE}; published to the workspace (frozen)")
+
+
+@friendly_errors
+def readout(
+    assignment: Annotated[
+        Path, typer.Argument(help="The design's folder, or its assignment.csv (pilot.json beside it).")
+    ],
+    data: Annotated[Path, typer.Argument(help="The export covering the pilot period (CSV or Parquet files).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for readout.html and its tables.")],
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Read out as of this day, YYYY-MM-DD (default: the export's latest date)."),
+    ] = None,
+    mapping: MappingOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """After the pilot period: per metric, treatment against control, the lift as a difference and a ratio with
+    95% intervals (stratified, CUPED), per tier and pooled; the sample-ratio check; the four groups; a verdict."""
+    import pandas as pd
+
+    from cli.workspace import open_existing_store
+    from pilot.metrics import account_activity
+    from pilot.readout import LIFT_COLUMNS, read_out
+    from reports.pilot import check_known_accounts, read_pilot
+    from reports.pilot_mlflow import log_readout
+    from reports.pilot_page import READOUT_PAGE, render_readout
+    from reports.report import check_output_folder, publish
+    from workspace.pilots import store_readout
+
+    use_config(config)
+    files = read_pilot(assignment)
+    check_output_folder(out, READOUT_PAGE)
+    as_of = _day(until, "--until")
+    crm = load_data(data, mapping)
+    check_known_accounts(files, crm.accounts["account_id"], str(data))
+    opportunities = crm.opportunities
+    if as_of is None:
+        latest = pd.concat([opportunities["created_date"], opportunities.get("close_date", pd.Series())]).max()
+        as_of = (pd.Timestamp(latest) + pd.Timedelta(days=1)).date() if pd.notna(latest) else files.start.date()
+    left = (files.end.date() - as_of).days
+    if left > 0:
+        raise UserError(
+            f"the pilot {files.pilot['pilot_id']} runs until {(files.end - pd.Timedelta(days=1)).date()}: {left} "
+            f"day(s) left (the data or --until reach {as_of - timedelta(days=1)}); read it out from "
+            f"{files.end.date()} on an export that covers the period"
+        )
+    ids = files.assignment["account_id"]
+    activity = account_activity(opportunities, ids, files.start, files.end)
+    prior = account_activity(opportunities, ids, files.start - (files.end - files.start), files.start)
+    power = files.pilot.get("power") or {}
+    result = read_out(files.assignment, activity, prior, files.metric, power.get("detectable_lift"))
+    page = render_readout(result, files.pilot, str(data))
+    publish(
+        out,
+        READOUT_PAGE,
+        page,
+        {
+            "lift": result.lift[LIFT_COLUMNS],
+            "groups": result.groups,
+            "four_groups": result.four_groups,
+            "cuped": result.narrowing,
+        },
+    )
+    run_id = log_readout(files.pilot, result.lift, out)
+    store = open_existing_store()
+    kept = False
+    if store is not None:
+        with store:
+            kept = store_readout(store, str(files.pilot["pilot_id"]), readout_record(result, files.pilot))
+    _say(result.ratio_check.sentence(), "red" if result.ratio_check.mismatch else "")
+    for note in result.notes:
+        _say(f"note: {note}", "yellow")
+    console.print(_lift_console_table(result))
+    _say(f"verdict: {result.verdict}", "bold")
+    _say(f"written: {out / READOUT_PAGE} (lift.csv, groups.csv, four_groups.csv, cuped.csv beside it)")
+    _say(f"logged to MLflow run {run_id}" + ("; kept with the pilot in the workspace" if kept else ""))
+
+
+def readout_record(result, pilot: dict) -> dict:
+    """What the workspace's pilot page shows of a readout: the verdict, the ratio check and the pooled lifts."""
+    lift = result.lift[result.lift["scope"] == "pooled"]
+    return {
+        "verdict": result.verdict,
+        "sample_ratio": result.ratio_check.sentence(),
+        "metric": str(result.metric),
+        "lift": [
+            {key: (None if isinstance(value, float) and value != value else value) for key, value in row.items()}
+            for row in lift.to_dict("records")
+        ],
+        "four_groups": [
+            {key: (None if isinstance(value, float) and value != value else value) for key, value in row.items()}
+            for row in result.four_groups.to_dict("records")
+        ],
+    }
+
+
+def _lift_console_table(result):
+    from rich.table import Table
+
+    from pilot.metrics import LABELS, Metric
+
+    table = Table(title="Lift: treatment against control (95% intervals)")
+    for column in ("metric", "scope", "treatment", "control", "lift", "95% interval", "p"):
+        table.add_column(column, justify="left" if column in ("metric", "scope") else "right")
+    ratios = result.lift[result.lift["kind"] == "ratio"]
+    for row in ratios.itertuples():
+        metric = Metric(row.metric)
+        shown = (lambda v: f"{v:.1%}") if metric == Metric.WIN_RATE else (lambda v: f"{v:,.2f}")
+        table.add_row(
+            LABELS[metric],
+            row.scope,
+            shown(row.treatment),
+            shown(row.control),
+            f"{row.estimate - 1:+.1%}",
+            f"{row.low - 1:+.1%} to {row.high - 1:+.1%}",
+            f"{row.p_value:.3f}",
+        )
+    return table
