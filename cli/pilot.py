@@ -44,6 +44,29 @@ def _tiers(value: str | None, default: Sequence[str]) -> list[str]:
     return tiers
 
 
+def active_pilots():
+    """account_id, group, pilot_key of the accounts in pilots running today, from the workspace store when one
+    exists (never creating one); None without a store."""
+    from cli.workspace import open_existing_store
+    from workspace.pilots import active_assignments
+
+    store = open_existing_store()
+    if store is None:
+        return None
+    with store:
+        return active_assignments(store)
+
+
+def say_control_left_out(count: int, where: str) -> None:
+    if count:
+        err_console.print(
+            f"note: {count:,} control account(s) of a running pilot left out of the {where} "
+            "(pilot.exclude_control_from)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _say(text: str, colour: str = "") -> None:
     styled = f"[{colour}]{escape(text)}[/]" if colour else escape(text)
     console.print(styled, highlight=False, soft_wrap=True)

@@ -227,3 +227,70 @@ def test_generate_plants_the_lift_it_says(tmp_path, monkeypatch):
     alone = invoke("generate", "--out", "e", "--accounts", "50", "--pilot-lift", "0.2")
     assert alone.exit_code == 2 and "go together" in words(alone.output)
     assert not (tmp_path / "e").exists()
+
+
+def test_control_accounts_stay_out_of_alerts_and_the_crm_export(tmp_path, workspace):
+    today = pd.Timestamp.now(tz="UTC").date().isoformat()
+    previous = write_scores(tmp_path / "previous.csv").assign(as_of="2026-01-01")
+    previous.to_csv(tmp_path / "previous.csv", index=False)
+    design = invoke("pilot", "design", "previous.csv", "--out", "p", "--tiers", "tier_1", "--start", today)
+    assert design.exit_code == 0, design.output
+    assignment = pd.read_csv(tmp_path / "p" / "assignment.csv")
+    control = set(assignment.loc[assignment["group"] == "control", "account_id"])
+    assert len(control) == 3  # tier_1 holds six accounts
+    # Every account's win probability jumps by 0.4 (alerts.win_probability_jump is 0.15): one event each.
+    current = previous.assign(win_probability=0.9, as_of="2026-02-01")
+    current.to_csv(tmp_path / "current.csv", index=False)
+    alerts = invoke("alerts", "previous.csv", "current.csv", "--out", "events.jsonl")
+    assert alerts.exit_code == 0, alerts.output
+    events = pd.read_json(tmp_path / "events.jsonl", lines=True)
+    assert set(events["account_id"]) == set(previous["account_id"]) - control
+    assert "3 control account(s) of a running pilot left out of the alerts" in words(alerts.output)
+
+    crm_ids = {account: f"001Dn00000Ab{number:03d}" for number, account in enumerate(previous["account_id"])}
+    pd.DataFrame({"account_id": list(crm_ids), "crm_id": list(crm_ids.values())}).to_csv("ids.csv", index=False)
+    export = invoke("export", "current.csv", "--format", "salesforce", "--out", "crm.csv", "--ids", "ids.csv")
+    assert export.exit_code == 0, export.output
+    exported = pd.read_csv(tmp_path / "crm.csv")
+    assert set(exported.iloc[:, 0]) == {crm_ids[a] for a in previous["account_id"] if a not in control}
+    assert "3 control account(s) of a running pilot left out of the export" in words(export.output)
+
+    # With pilot.exclude_control_from empty they are activated like any other account.
+    (tmp_path / "open.yaml").write_text("pilot:\n  exclude_control_from: []\n")
+    everyone = invoke(
+        "export",
+        "current.csv",
+        "--format",
+        "salesforce",
+        "--out",
+        "all.csv",
+        "--ids",
+        "ids.csv",
+        "--config",
+        "open.yaml",
+    )
+    assert everyone.exit_code == 0, everyone.output
+    assert len(pd.read_csv(tmp_path / "all.csv")) == len(previous)
+
+
+def test_scores_carry_each_accounts_pilot_group(tmp_path, workspace, write_export, mlflow_store):
+    data = write_export()
+    plain = invoke("score", data, "--out", "before.csv")
+    assert plain.exit_code == 0, plain.output
+    before = pd.read_csv(tmp_path / "before.csv", keep_default_na=False)
+    assert before["pilot_group"].tolist() == ["", "", ""]  # always present, empty outside a pilot
+    book = before.assign(tier="tier_1")
+    book.to_csv(tmp_path / "book.csv", index=False)
+    today = pd.Timestamp.now(tz="UTC").date().isoformat()
+    design = invoke("pilot", "design", "book.csv", "--out", "p", "--tiers", "tier_1", "--start", today)
+    assert design.exit_code == 0, design.output
+    groups = pd.read_csv(tmp_path / "p" / "assignment.csv").set_index("account_id")["group"]
+    after = invoke("score", data, "--out", "after.csv")
+    assert after.exit_code == 0, after.output
+    scored = pd.read_csv(tmp_path / "after.csv", keep_default_na=False).set_index("account_id")
+    assert scored["pilot_group"].to_dict() == groups.to_dict()
+    assert sorted(groups) == ["control", "control", "treatment"] or sorted(groups) == [
+        "control",
+        "treatment",
+        "treatment",
+    ]
