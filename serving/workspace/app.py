@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -52,12 +52,14 @@ from serving.workspace.views import (
     BadQuery,
     audit_summary,
     history_chart,
+    pilot_view,
     read_book_query,
     read_page,
     tier_history,
     tier_label,
 )
 from workspace.errors import InvalidInput, NotAllowed, SchemaMismatch, StoreError, StoreUnavailable
+from workspace.pilots import pilots
 from workspace.store import SORTABLE, BookFilter, UserInfo, WorkspaceStore
 
 logger = logging.getLogger("bentoml.abm_tiering")
@@ -82,6 +84,7 @@ NAV = (
     ("/compare", "Learned vs rule", "compare"),
     ("/overrides", "Overrides", "overrides"),
     ("/audit", "Audit", "audit"),
+    ("/pilots", "Pilots", "pilots"),
 )
 AUDIT_PAGE = 50
 
@@ -752,6 +755,21 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             link=link,
             filter_user=user,
             filter_account=account_id,
+        )
+
+    @app.get("/pilots")
+    async def pilot_list(request: Request):
+        visitor = await signed_in(request)
+        store = state().store()
+        listed = await run_in_threadpool(lambda: pilots(store))
+        today = datetime.now(UTC).date()
+        return render(
+            request,
+            "pilots.html",
+            visitor=visitor,
+            title="Pilots",
+            active="pilots",
+            pilots=[pilot_view(info, today) for info in listed],
         )
 
     for route in app.routes:  # pages, not API: kept out of the service's /docs.json (and its schema fuzzing)
