@@ -53,3 +53,18 @@ def test_the_pilots_page_lists_pilots_counts_and_readouts(pages):
     assert "pipeline created +18% (95% CI +4% to +33%): roll out" in text
     assert '<td class="num">+18%</td><td class="num">+4% to +33%</td><td class="num">0.010</td>' in text
     assert 'href="/app/pilots"' in page.text  # in the menu
+
+
+def test_score_and_tier_mark_each_accounts_pilot_group(empty_store, store):
+    from serving.requests import ACCOUNT_EXAMPLE
+    from tests.serving.conftest import serving
+
+    today = dt.datetime.now(dt.UTC).date()
+    pilot, assignment = _pilot("pilot-now", today, ["A1", "A2"])  # A1 treatment, A2 control
+    publish_pilot(store, pilot, assignment, "cli:ana")
+    body = {"accounts": [{**ACCOUNT_EXAMPLE, "account_id": account} for account in ("A1", "A2", "A3")]}
+    with serving(empty_store, TIERING_DATABASE_URL=store.url) as client:
+        scored = client.post("/score", json=body).json()["scores"]
+        assert [record["pilot_group"] for record in scored] == ["treatment", "control", ""]
+        tiered = client.post("/tier", json=body).json()["scores"]
+        assert {r["account_id"]: r["pilot_group"] for r in tiered} == {"A1": "treatment", "A2": "control", "A3": ""}
