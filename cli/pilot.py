@@ -133,10 +133,6 @@ def design(
     check_output_folder(out, PILOT_FILE)
 
     book = read_scores(scores)
-    duplicated = book["account_id"].astype(str).duplicated(keep=False)
-    if duplicated.any():
-        rows = ", ".join(str(r) for r in (duplicated[duplicated].index + 2)[:5])
-        raise UserError(f"{scores}: account_id repeats on rows {rows}: a scores file has one row per account")
     history = earlier = None
     if data is not None:
         crm = load_data(data, mapping)
@@ -344,19 +340,19 @@ def _lift_console_table(result):
     from rich.table import Table
 
     from pilot.metrics import LABELS, Metric
+    from reports.pilot_page import metric_value
 
-    table = Table(title="Lift: treatment against control (95% intervals)")
+    table = Table(title="Lift: treatment against control, per account (95% intervals)")
     for column in ("metric", "scope", "treatment", "control", "lift", "95% interval", "p"):
         table.add_column(column, justify="left" if column in ("metric", "scope") else "right")
     ratios = result.lift[result.lift["kind"] == "ratio"]
     for row in ratios.itertuples():
         metric = Metric(row.metric)
-        shown = (lambda v: f"{v:.1%}") if metric == Metric.WIN_RATE else (lambda v: f"{v:,.2f}")
         table.add_row(
             LABELS[metric],
             row.scope,
-            shown(row.treatment),
-            shown(row.control),
+            metric_value(str(metric), row.treatment),
+            metric_value(str(metric), row.control),
             f"{row.estimate - 1:+.1%}",
             f"{row.low - 1:+.1%} to {row.high - 1:+.1%}",
             f"{row.p_value:.3f}",

@@ -294,3 +294,16 @@ def test_scores_carry_each_accounts_pilot_group(tmp_path, workspace, write_expor
         "treatment",
         "treatment",
     ]
+
+
+def test_design_refuses_scores_of_another_export_and_duplicated_accounts(tmp_path, workspace, write_export):
+    data = write_export()  # accounts A1, A2, A3: none of the scores' A00-A19
+    write_scores(tmp_path / "scores.csv")
+    other = invoke("pilot", "design", "scores.csv", "--out", "p", "--data", data)
+    assert other.exit_code == 2
+    assert "20 account(s) (rows 2, 3, 4, 5, 6) are not in the export" in words(other.output)
+    frame = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    pd.concat([frame, frame.head(1)]).to_csv(tmp_path / "twice.csv", index=False)
+    twice = invoke("pilot", "design", "twice.csv", "--out", "p")
+    assert twice.exit_code == 2 and "appears more than once" in words(twice.output)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "workspace.db").exists()
