@@ -71,6 +71,22 @@ def active_assignments(store: WorkspaceStore, day: date | None = None) -> pd.Dat
     return frame.loc[active, ["account_id", "group", "pilot_key"]].reset_index(drop=True)
 
 
+def account_pilot(store: WorkspaceStore, account_id: str, day: date | None = None) -> dict[str, Any] | None:
+    """The running pilot that holds this account today (pilot_key, group, end date), or None."""
+    day = day or now().date()
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(PilotAssignment.group, Pilot.pilot_key, Pilot.start_date, Pilot.horizon_days)
+            .join(Pilot, Pilot.id == PilotAssignment.pilot_id)
+            .where(Pilot.status == RUNNING, PilotAssignment.account_id == account_id)
+        ).all()
+    for group, key, start, horizon in rows:
+        end = start + timedelta(days=horizon)
+        if day < end:
+            return {"pilot_key": key, "group": group, "last_day": end - timedelta(days=1)}
+    return None
+
+
 def publish_pilot(store: WorkspaceStore, pilot: dict[str, Any], assignment: pd.DataFrame, created_by: str) -> PilotInfo:
     """Record a design and its assignment, frozen. InvalidInput when its key exists or when any of its accounts is
     in an active pilot (nothing is written)."""

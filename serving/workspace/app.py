@@ -59,7 +59,7 @@ from serving.workspace.views import (
     tier_label,
 )
 from workspace.errors import InvalidInput, NotAllowed, SchemaMismatch, StoreError, StoreUnavailable
-from workspace.pilots import pilots
+from workspace.pilots import account_pilot, pilots
 from workspace.store import SORTABLE, BookFilter, UserInfo, WorkspaceStore
 
 logger = logging.getLogger("bentoml.abm_tiering")
@@ -575,6 +575,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             history=points,
             moves=[point for point in points if point.what_changed],
             chart=history_chart(points) if points else None,
+            pilot=account_pilot(store, account_id),
             problem=problem,
             form=form or {},
             today=date.today().isoformat(),

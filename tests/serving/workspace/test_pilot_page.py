@@ -68,3 +68,17 @@ def test_score_and_tier_mark_each_accounts_pilot_group(empty_store, store):
         assert [record["pilot_group"] for record in scored] == ["treatment", "control", ""]
         tiered = client.post("/tier", json=body).json()["scores"]
         assert {r["account_id"]: r["pilot_group"] for r in tiered} == {"A1": "treatment", "A2": "control", "A3": ""}
+
+
+def test_an_accounts_page_says_its_pilot_group(pages):
+    today = dt.datetime.now(dt.UTC).date()
+    pilot, assignment = _pilot("pilot-now", today - dt.timedelta(days=5), ["A1", "A2"])  # A1 treatment, A2 control
+    publish_pilot(pages.store, pilot, assignment, "cli:ana")
+    pages.sign_in("vera")
+    last_day = (today + dt.timedelta(days=84)).isoformat()
+    control = " ".join(pages.client.get("/app/accounts/A2").text.split())
+    assert '<span class="badge pilot">pilot: control</span>' in control
+    assert f"until {last_day}: kept out of alerts and the CRM export until then" in control
+    treated = " ".join(pages.client.get("/app/accounts/A1").text.split())
+    assert "pilot: treatment" in treated and "kept out" not in treated
+    assert "badge pilot" not in pages.client.get("/app/accounts/A3").text
