@@ -153,14 +153,14 @@ def stratified_lift(value, weight, strata, treated, confidence: float = CONFIDEN
     treated = np.asarray(treated, dtype=bool)
     codes, labels = stratum_codes(strata)
     cells = _cells(value, weight, codes, treated, len(labels))
-    share = cells.weight.sum(-1)
-    share = share / share.sum(-1, keepdims=True)  # (..., strata)
-    both = np.all(cells.units > 0, axis=-1)  # strata where both groups have units
-    if not both.all():
-        share = np.where(both, share, 0.0)
+    # A stratum counts where both groups have weight (accounts; for a win rate, closed deals): elsewhere there is
+    # no comparison to make, and the other strata's shares are scaled up to fill its place.
+    both = np.all(cells.weight > 0, axis=-1)  # (..., strata)
+    share = np.where(both, cells.weight.sum(-1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
         share = share / share.sum(-1, keepdims=True)
-    rate = np.where(both[:, None], cells.rate, 0.0)
-    variance = np.where(both[:, None], cells.variance, 0.0)
+    rate = np.where(both[..., None], cells.rate, 0.0)
+    variance = np.where(both[..., None], cells.variance, 0.0)
     means = (share[..., None] * rate).sum(-2)  # (..., 2)
     variances = (np.square(share)[..., None] * variance).sum(-2)
     control, treatment = means[..., 0], means[..., 1]

@@ -131,3 +131,16 @@ def test_the_stated_detectable_lift_is_detected_four_times_in_five():
     lift = stratified_lift(lifted, 1.0, stratum, treated)
     detected = ((lift.difference_p < 0.05) & (lift.difference > 0)).mean()
     assert 0.75 <= detected <= 0.85, detected
+
+
+def test_a_win_rate_is_won_over_closed_and_a_stratum_without_closed_deals_drops_out():
+    # Stratum a: treatment won 1+1+0 of 2+2+1 closed (0.4), control 0+1+0 of 1+2+1 (0.25); stratum b's control
+    # closed nothing, so b compares nothing and a carries the whole weight.
+    value = [1, 1, 0, 1, 0, 0, 1, 0]
+    closed = [2, 2, 1, 2, 1, 1, 1, 0]
+    treated = [True, True, False, False, False, True, True, False]
+    lift = stratified_lift(value, closed, ["a"] * 6 + ["b"] * 2, treated)
+    assert (float(lift.treatment), float(lift.control)) == pytest.approx((0.4, 0.25))
+    # Linearised variance: treatment residuals 1-0.8, 1-0.8, 0-0.4 -> 0.04+0.04+0.16 = 0.24, n/(n-1) = 1.5, / 5^2;
+    # control residuals 0-0.25, 1-0.5, 0-0.25 -> 0.0625+0.25+0.0625 = 0.375, * 1.5 / 4^2.
+    assert float(lift.standard_error) == pytest.approx(math.sqrt(1.5 * 0.24 / 25 + 1.5 * 0.375 / 16))
