@@ -270,9 +270,9 @@ def readout(
     from workspace.pilots import store_readout
 
     use_config(config)
-    files = read_pilot(assignment)
+    as_of = _day(until, "--until")  # options first: a bad one is refused before any file is read
     check_output_folder(out, READOUT_PAGE)
-    as_of = _day(until, "--until")
+    files = read_pilot(assignment)
     crm = load_data(data, mapping)
     check_known_accounts(files, crm.accounts["account_id"], str(data))
     opportunities = crm.opportunities

@@ -307,3 +307,20 @@ def test_design_refuses_scores_of_another_export_and_duplicated_accounts(tmp_pat
     twice = invoke("pilot", "design", "twice.csv", "--out", "p")
     assert twice.exit_code == 2 and "appears more than once" in words(twice.output)
     assert not (tmp_path / "p").exists() and not (tmp_path / "workspace.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pilot", "design", "nowhere.csv", "--out", "p", "--start"],
+        ["pilot", "readout", "nowhere", "nowhere", "--out", "r", "--until"],
+        ["generate", "--out", "g", "--pilot-lift", "0.2", "--pilot-start"],
+    ],
+)
+@pytest.mark.parametrize("value", ["2026-13-01", "June 1 2026", "2101-01-01"])
+def test_a_date_option_that_is_not_a_date_is_refused_before_any_file_is_read(tmp_path, monkeypatch, command, value):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*command, value)
+    assert result.exit_code == 2
+    assert "ISO 8601" in words(result.output) or "between 1900-01-01 and 2100-12-31" in words(result.output)
+    assert "not found" not in result.output and list(tmp_path.iterdir()) == []
