@@ -32,12 +32,12 @@ def _day(value: str | None, option: str) -> date | None:
     return None if moment is None else moment.date()
 
 
-def _names(value: str | None, option: str) -> list[str]:
+def _names(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _tiers(value: str | None, default: Sequence[str]) -> list[str]:
-    tiers = _names(value, "--tiers") or list(default)
+    tiers = _names(value) or list(default)
     unknown = [tier for tier in tiers if tier not in TIER_NAMES]
     if unknown:
         raise UserError(f"--tiers {value}: {', '.join(unknown)} is not a tier; use {', '.join(TIER_NAMES)}")
@@ -121,7 +121,7 @@ def design(
 
     settings = use_config(config).pilot
     chosen_tiers = _tiers(tiers, settings.tiers)
-    columns = _names(strata, "--strata")
+    columns = _names(strata)
     if size is not None and share is not None:
         raise UserError("--size and --share both given: pass one (accounts, or a share of the tiers' accounts)")
     if share is not None and not 0 < share <= 1:
