@@ -187,6 +187,7 @@ def score(
                             overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
                             progress=progress,
                             add_pins=add_pins,
+                            pilot_groups=active_pilots(),
                         )
             except SparkUnavailable as error:
                 raise UserError(str(error)) from None
