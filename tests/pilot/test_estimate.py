@@ -144,3 +144,31 @@ def test_a_win_rate_is_won_over_closed_and_a_stratum_without_closed_deals_drops_
     # Linearised variance: treatment residuals 1-0.8, 1-0.8, 0-0.4 -> 0.04+0.04+0.16 = 0.24, n/(n-1) = 1.5, / 5^2;
     # control residuals 0-0.25, 1-0.5, 0-0.25 -> 0.0625+0.25+0.0625 = 0.375, * 1.5 / 4^2.
     assert float(lift.standard_error) == pytest.approx(math.sqrt(1.5 * 0.24 / 25 + 1.5 * 0.375 / 16))
+
+
+def test_a_readout_with_a_sample_ratio_mismatch_says_so_first():
+    from pilot.readout import read_out
+    from reports.pilot_page import render_readout
+
+    # 10 treatment against 40 control where the design split 25/25: chi-square (15^2 + 15^2) / 25 = 18, p ~ 2e-5.
+    ids = [f"A{i}" for i in range(50)]
+    assignment = pd.DataFrame(
+        {"account_id": ids, "group": ["treatment"] * 10 + ["control"] * 40, "stratum": ["tier_1"] * 50}
+    )
+    rng = np.random.default_rng(3)
+    activity = pd.DataFrame(
+        {
+            "account_id": ids,
+            "pipeline": rng.gamma(2, 100, 50),
+            "deals_won": rng.poisson(1, 50).astype(float),
+            "won_revenue": rng.gamma(2, 50, 50),
+        }
+    )
+    activity["closed_deals"] = activity["deals_won"] + 1
+    readout = read_out(assignment, activity, activity.assign(pipeline=activity["pipeline"] * 0.9), Metric.PIPELINE)
+    assert readout.ratio_check.mismatch
+    assert readout.ratio_check.p_value == pytest.approx(math.erfc(math.sqrt(18 / 2)))
+    assert readout.verdict.startswith("sample ratio mismatch: 10 treatment and 40 control accounts")
+    pilot = {"pilot_id": "p", "seed": 1, "start_date": "2026-01-01", "horizon_days": 90, "metric": "pipeline"}
+    page = render_readout(readout, {**pilot, "tiers": ["tier_1"], "strata": []}, "export")
+    assert "<div class=banner>sample ratio mismatch" in page
