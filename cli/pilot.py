@@ -276,9 +276,16 @@ def readout(
     crm = load_data(data, mapping)
     check_known_accounts(files, crm.accounts["account_id"], str(data))
     opportunities = crm.opportunities
+    latest = pd.concat([opportunities["created_date"], opportunities.get("close_date", pd.Series())]).max()
     if as_of is None:
-        latest = pd.concat([opportunities["created_date"], opportunities.get("close_date", pd.Series())]).max()
         as_of = (pd.Timestamp(latest) + pd.Timedelta(days=1)).date() if pd.notna(latest) else files.start.date()
+    elif pd.isna(latest) or pd.Timestamp(latest) < files.end - pd.Timedelta(days=1):
+        err_console.print(
+            f"[yellow]warning:[/] the export's latest date is {escape(str(pd.Timestamp(latest).date()))}, before the "
+            f"pilot's last day {(files.end - pd.Timedelta(days=1)).date()}: activity after it counts as none",
+            highlight=False,
+            soft_wrap=True,
+        )
     left = (files.end.date() - as_of).days
     if left > 0:
         raise UserError(
