@@ -85,6 +85,12 @@ def publish_alerts(
     from activation.alerts import build_events, counts_by_kind, write_events
 
     events = build_events(previous, current, settings.alerts, previous_name, current_name)
+    if "alerts" in settings.pilot.exclude_control_from:
+        from activation.holdout import control_accounts, without_control_events
+        from cli.pilot import active_pilots, say_control_left_out
+
+        events, left_out = without_control_events(events, control_accounts(current, active_pilots()))
+        say_control_left_out(left_out, "alerts")
     write_events(events, out)
     as_of = current["as_of"].iloc[0] if len(current) else "?"
     counts = ", ".join(f"{count:,} {kind}" for kind, count in counts_by_kind(events).items() if count) or "none"
@@ -176,8 +182,10 @@ def export_command(
             help="Rename a field, COLUMN=NAME (e.g. tier=Account_Tier__c); repeat for more. Default: the ABM_* names.",
         ),
     ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """An upsert-ready import file for the CRM, keyed on its own account ids: tier, scores, surge and reasons."""
+    """An upsert-ready import file for the CRM, keyed on its own account ids: tier, scores, surge and reasons.
+    A running pilot's control accounts are left out (pilot.exclude_control_from)."""
     from activation.crm_export import (
         check_export_target,
         check_format,
@@ -189,13 +197,25 @@ def export_command(
     )
     from reports.diff import read_scores
 
+    settings = use_config(config)
     check_format(fmt)
     renames = parse_renames(fmt, field or [])
     check_mapping(fmt, mapping, ids is not None)
     check_export_target(out, fmt, renames)
     id_map = read_id_map(ids) if ids else None
-    frame, skipped = export_frame(read_scores(scores), fmt, id_map, str(scores), renames)
+    book = read_scores(scores)
+    left_out = 0
+    if "export" in settings.pilot.exclude_control_from:
+        from activation.holdout import control_accounts, without_control_rows
+        from cli.pilot import active_pilots
+
+        book, left_out = without_control_rows(book, control_accounts(book, active_pilots()))
+    frame, skipped = export_frame(book, fmt, id_map, str(scores), renames)
     write_export(frame, out)
+    if left_out:
+        from cli.pilot import say_control_left_out
+
+        say_control_left_out(left_out, "export")
     if skipped:
         say(f"warning: {skipped:,} account(s) have no crm_id in {ids} and are left out", error=True)
     say(f"{len(frame):,} account(s) written to {out} ({fmt} import format)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -31,12 +32,39 @@ def generate(
     accounts: Annotated[int, typer.Option("--accounts", min=10, help="Number of accounts.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same export.")] = 7,
     file_format: Annotated[FileFormat, typer.Option("--format", help="Format of the tables.")] = FileFormat.CSV,
+    pilot_lift: Annotated[
+        float | None,
+        typer.Option("--pilot-lift", help="Plant a pilot: treated accounts open this much more pipeline (0.2: +20%)."),
+    ] = None,
+    pilot_start: Annotated[
+        str | None, typer.Option("--pilot-start", help="The planted pilot's first day, YYYY-MM-DD.")
+    ] = None,
 ) -> None:
     """Write a realistic synthetic CRM export in canonical form, plus truth.csv (never read by training)."""
-    from sources.synthetic import generate_export
+    from sources.synthetic import PilotOutsideHistory, PlantedPilot, generate_export
 
     _check_generate_target(out)
-    summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
+    pilot = None
+    if (pilot_lift is None) != (pilot_start is None):
+        raise UserError("--pilot-lift and --pilot-start go together: pass both to plant a pilot, or neither")
+    if pilot_lift is not None and pilot_start is not None:
+        from configuration.tiering import TieringConfig
+        from features.dates import NotADate, parse_day
+
+        if not (math.isfinite(pilot_lift) and pilot_lift >= 0):
+            raise UserError(f"--pilot-lift {pilot_lift}: give a lift of at least 0, e.g. 0.2 for +20%")
+        try:
+            start = parse_day(pilot_start, "--pilot-start")
+        except NotADate as error:
+            raise UserError(str(error)) from None
+        assert start is not None
+        pilot = PlantedPilot(
+            start=start.date().isoformat(), lift=pilot_lift, horizon_days=TieringConfig().pilot.horizon_days
+        )
+    try:
+        summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format, pilot=pilot)
+    except PilotOutsideHistory as error:
+        raise UserError(f"--pilot-start: {error}") from None
     console.print(summary.render() if hasattr(summary, "render") else escape(str(summary)))  # Text: never markup
 
 

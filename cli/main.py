@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, forecast, init, models, review, scores, serve, workspace
+from cli import alerts, data, forecast, init, models, pilot, review, scores, serve, workspace
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -34,6 +34,9 @@ for name, command in COMMANDS.items():
     app.command(name=name)(command)
 app.add_typer(workspace.users_app, name="users")
 app.add_typer(workspace.db_app, name="db")
+app.add_typer(pilot.pilot_app, name="pilot")
+pilot.pilot_app.command(name="design")(pilot.design)
+pilot.pilot_app.command(name="readout")(pilot.readout)
 
 
 def main() -> None:  # pragma: no cover - console entry

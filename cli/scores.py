@@ -113,6 +113,8 @@ def score(
 
     Active pins in the workspace store (when there is one) apply beside --overrides.
     """
+    from activation.holdout import pilot_groups
+    from cli.pilot import active_pilots
     from cli.workspace import merged_overrides, one_value, open_existing_store, publish_scores
     from ingest.files import read_overrides, write_table
     from scoring.pipeline import counted_at_deal_size
@@ -185,6 +187,7 @@ def score(
                             overrides=(lambda ids: read_overrides(overrides, ids)) if overrides else None,
                             progress=progress,
                             add_pins=add_pins,
+                            pilot_groups=active_pilots(),
                         )
             except SparkUnavailable as error:
                 raise UserError(str(error)) from None
@@ -221,6 +224,7 @@ def score(
                 progress("scoring accounts")
                 scored = scorer.score_book(frame, cutoff, budget=budget, overrides=pins, model_version=version)
                 scores, features = scored.scores, scored.features
+            scores["pilot_group"] = pilot_groups(scores["account_id"], active_pilots())
             write_table(scores, out)
             if scorer.can_forecast:
                 say_open_at_deal_size(counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue")

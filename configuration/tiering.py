@@ -87,6 +87,23 @@ class Review(Strict):
     )
 
 
+class PilotSettings(Strict):
+    """`tiering pilot design|readout` and the campaign's side of a running pilot (business configuration)."""
+
+    exclude_control_from: list[Literal["alerts", "export"]] = Field(
+        default=["alerts", "export"],
+        description="Where the control accounts of an active pilot are left out of activation (and counted).",
+    )
+    tiers: list[Literal["tier_1", "tier_2", "tier_3"]] = Field(
+        default=["tier_1", "tier_2"], description="The tiers a design draws its accounts from unless --tiers says."
+    )
+    horizon_days: int = Field(90, ge=7, le=730, description="A pilot's length unless --horizon-days says.")
+    max_standardised_difference: float = Field(
+        0.1, gt=0, description="A draw whose score or history columns differ by more (in pooled SDs) is re-drawn."
+    )
+    max_draws: int = Field(20, ge=1, le=1000, description="Draws tried before keeping the best and saying so.")
+
+
 class TieringConfig(ModelConfig):
     """Everything `tiering.yaml` holds. The business part read at scoring time is the model's `rule_weights`,
     `model.blend`, `tiers` and `budget` (see `ModelConfig.with_business`) plus the sections below."""
@@ -94,6 +111,7 @@ class TieringConfig(ModelConfig):
     validation: Validation = Validation()
     alerts: Alerts = Alerts()
     review: Review = Review()
+    pilot: PilotSettings = PilotSettings()
 
 
 @dataclass(frozen=True)

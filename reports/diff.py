@@ -21,7 +21,7 @@ from scoring.tiers import TIER_ORDER, tier_movement
 from training.plots import tier_matrix
 
 TIER_COLUMNS = ["rule_tier", "learned_tier", "tier"]
-ADDED_LATER = ("as_of", "surge_channels")
+ADDED_LATER = ("as_of", "surge_channels", "pilot_group")
 NUMBERS_ADDED_LATER = ("pipeline_probability", "expected_revenue")  # blank (NaN) in older scores files
 # The numbers of a scores file and the values they can take; blank is allowed (rules only leave probabilities blank).
 NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
@@ -39,6 +39,7 @@ TEXT_COLUMNS = [
     "override_reason",
     *REASONS,
     "model_version",
+    "pilot_group",
     "scored_at",
     "as_of",
     "surge_channels",

@@ -66,7 +66,7 @@ class SparkUnavailable(Exception):
 class SparkScores:
     """What the driver holds after a Spark scoring: per account, the tiers and budget (the scores are in `out`)."""
 
-    placement: pd.DataFrame  # account_id, learned_tier, rule_tier, tier, override_reason, budget
+    placement: pd.DataFrame  # account_id, learned_tier, rule_tier, tier, override_reason, budget, pilot_group
     version: str
     overrides: pd.DataFrame | None  # the overrides applied, as read
 
@@ -118,12 +118,14 @@ def score_export(
     overrides: Callable[[pd.Series], pd.DataFrame] | None = None,
     progress: Callable[[str], None] = lambda step: None,
     add_pins: Callable[[pd.DataFrame | None, pd.Series], pd.DataFrame | None] | None = None,
+    pilot_groups: pd.DataFrame | None = None,
 ) -> SparkScores:
     """Score every account of the canonical export in `data`; write the SPEC scores columns to `out` (Parquet).
 
     The model is `model_uri`, else the champion, else rules only with `config`, as `resolve_model` decides.
     `overrides` reads the sales overrides checked against the book's account ids (the caller owns the file);
-    `add_pins(file_pins, account_ids)` joins pins kept elsewhere (the workspace's) to those.
+    `add_pins(file_pins, account_ids)` joins pins kept elsewhere (the workspace's) to those. `pilot_groups`
+    (account_id, group) fills the file's `pilot_group` column, which is empty for every other account.
     """
     scorer, version, pinned_uri = _resolve(model_uri, config)
     progress("reading the export")
@@ -153,6 +155,10 @@ def score_export(
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
             placement = pd.DataFrame(scorer.place_tiers(book, budget=budget, overrides=pins))
+            placement["pilot_group"] = ""
+            if pilot_groups is not None and len(pilot_groups):
+                group = pilot_groups.drop_duplicates("account_id").set_index("account_id")["group"]
+                placement["pilot_group"] = placement["account_id"].astype(str).map(group).fillna("")
             # One stamp for the whole book, as the pandas path writes: the earliest any batch wrote.
             earliest = scored.agg(F.min("score.scored_at")).first()
             assert earliest is not None  # an aggregate over the whole frame answers exactly one row
@@ -163,7 +169,7 @@ def score_export(
                 .drop(*PLACEMENT_COLUMNS)
                 .join(spark.createDataFrame(placement), "account_id")
                 .withColumn("scored_at", F.lit(scored_at))
-                .select(*SCORE_COLUMNS)
+                .select(*SCORE_COLUMNS, "pilot_group")
             )
             # Rounded by the pandas engine's own function, so both engines write the same figures.
             result = result.mapInPandas(lambda batches: (round_for_output(batch) for batch in batches), result.schema)

@@ -69,6 +69,11 @@ class ScoreRecord(Finite):
         description="Expected won revenue inside the horizon (USD): open deals plus new pipeline, each by its "
         "chance to close inside the horizon and be won; null with rules only or without deal amounts."
     )
+    pilot_group: str = Field(
+        "",
+        description="The account's group in a pilot running today (treatment or control; control accounts are "
+        "kept out of activation); empty outside a pilot.",
+    )
 
 
 class ScoreResponse(Finite):
@@ -170,11 +175,12 @@ def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
+    names = [*SCORE_COLUMNS, *(["pilot_group"] if "pilot_group" in scores else [])]
     columns = [
         np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
-        for name in SCORE_COLUMNS
+        for name in names
     ]
-    records = [dict(zip(SCORE_COLUMNS, values)) for values in zip(*columns)]
+    records = [dict(zip(names, values)) for values in zip(*columns)]
     for record in records:
         for name, value in record.items():
             if isinstance(value, float) and not math.isfinite(value):

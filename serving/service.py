@@ -39,7 +39,7 @@ from serving.responses import (
     tier_budget_records,
 )
 from serving.workspace.app import workspace_app
-from serving.workspace.pins import pin_cache, with_pins
+from serving.workspace.pins import pilot_cache, pin_cache, with_pilot_groups, with_pins
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -88,6 +88,7 @@ class TieringService:
         scores = with_pins(
             scored.scores, pin_cache.pinned(scored.scores["account_id"]), None, serving.model.config.budget
         )
+        scores = with_pilot_groups(scores, pilot_cache.pinned(scored.scores["account_id"]))
         return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scores))
 
     @bentoml.api(route="/tier", output_spec=TierResponse)
@@ -101,6 +102,7 @@ class TieringService:
         scores = with_pins(
             scored.scores, pin_cache.pinned(scored.scores["account_id"]), request.budget, serving.model.config.budget
         )
+        scores = with_pilot_groups(scores, pilot_cache.pinned(scored.scores["account_id"]))
         pipeline = serving.model.scorer.pipeline
         return TierResponse(
             model_version=scored.version,

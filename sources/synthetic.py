@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +49,7 @@ class FileFormat(StrEnum):
 
 
 TRUTH_FILE = "truth.csv"
+PILOT_TRUTH_FILE = "truth_pilot.csv"  # a planted pilot: each pilot account's group and its extra opportunities
 CREATION_TRUTH_FILE = "truth_creation.csv"  # each account's true opportunity-creation rate (pipeline propensity)
 
 HISTORY_DAYS = 730  # opportunities are created over the two years ending at end_date
@@ -435,6 +437,21 @@ class _Opportunities:
         return self.close_day > self.last_day
 
 
+class PilotOutsideHistory(ValueError):
+    """A planted pilot's period (or its pre-period) does not fit inside the export's history."""
+
+
+@dataclass(frozen=True)
+class PlantedPilot:
+    """A pilot the generator runs on its accounts: from `start`, treated accounts open opportunities `lift` times
+    more often (0.2: 20% more), for `horizon_days` and beyond; control accounts as before."""
+
+    start: str
+    lift: float
+    horizon_days: int = 90
+    seed: int = 1
+
+
 def generate_export(
     out_dir: Path,
     n_accounts: int = 5000,
@@ -442,12 +459,15 @@ def generate_export(
     file_format: str = "csv",
     end_date: str = "2026-06-30",
     engagement_shift: tuple[str, float] | None = None,
+    pilot: PlantedPilot | None = None,
 ) -> GenerationSummary:
     """Write a synthetic CRM export (canonical tables plus `truth.csv`) into `out_dir`.
 
     The same arguments always give byte-identical files. All files appear together at the end, or,
     on failure, none does. `engagement_shift=(date, factor)` plants a population shift for drift tests:
     from that date on, every account's engagement is `factor` times as frequent (the default plants none).
+    `pilot` plants a treatment effect, with `assignment.csv` and `pilot.json` as `tiering pilot design` writes them
+    and the truth in `truth_pilot.csv`.
     """
     if file_format not in set(FileFormat):
         raise ValueError(f"file_format must be one of {', '.join(FileFormat)}, not {file_format!r}")
@@ -462,7 +482,14 @@ def generate_export(
     account_seed, opportunity_seed, activity_seed, outcome_seed, export_seed = np.random.SeedSequence(seed).spawn(5)
 
     accounts = _draw_accounts(np.random.default_rng(account_seed), n_accounts, calendar)
-    opportunities = _draw_opportunities(np.random.default_rng(opportunity_seed), accounts, calendar)
+    planted = _plan_pilot(pilot, accounts, calendar) if pilot is not None else None
+    opportunities = _draw_opportunities(
+        np.random.default_rng(opportunity_seed),
+        accounts,
+        calendar,
+        # Its own stream: an export without a pilot draws exactly what it drew before pilots existed.
+        None if planted is None else (planted, np.random.default_rng(np.random.SeedSequence(seed).spawn(6)[5])),
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -485,12 +512,16 @@ def generate_export(
         _write_table(truth, staged.path(TRUTH_FILE), "csv")
         creation_truth = _creation_truth_table(accounts, opportunities, calendar)
         _write_table(creation_truth, staged.path(CREATION_TRUTH_FILE), "csv")
+        if planted is not None:
+            _write_pilot(staged, planted, accounts, opportunities, tables["opportunities"])
 
     closed = ~opportunities.is_open
     rows = {f"{name}.{file_format}": table.num_rows for name, table in tables.items()}
     rows.update({f"{name}.{file_format}": count for name, count in activity_rows.items()})
     rows[TRUTH_FILE] = truth.num_rows
     rows[CREATION_TRUTH_FILE] = creation_truth.num_rows
+    if planted is not None:
+        rows[PILOT_TRUTH_FILE] = len(planted.assignment)
     return GenerationSummary(
         out_dir=out_dir,
         file_format=file_format,
@@ -536,7 +567,12 @@ def _draw_accounts(rng: np.random.Generator, n: int, calendar: _Calendar) -> _Ac
     )
 
 
-def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar: _Calendar) -> _Opportunities:
+def _draw_opportunities(
+    rng: np.random.Generator,
+    accounts: _Accounts,
+    calendar: _Calendar,
+    planted: tuple[_PilotPlan, np.random.Generator] | None = None,
+) -> _Opportunities:
     n = len(accounts)
     size_score = (np.log(accounts.employees) - np.log(MEDIAN_EMPLOYEES)) / LOG_EMPLOYEES_SD
     mean_count = OPPORTUNITIES_PER_ACCOUNT * np.exp(
@@ -555,15 +591,20 @@ def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar:
     creation_days = calendar.last_day + 1 - calendar.first_created_day
     creation_rate = mean_count * mixing / creation_days
     follow_up_day = np.where(follows_surge, follow_up_created, -1)
-    m = account.size
-    cycle = np.clip(
-        np.round(MIN_SALES_CYCLE_DAYS + rng.gamma(2.0, 28.0, size=m)), MIN_SALES_CYCLE_DAYS, MAX_SALES_CYCLE_DAYS
-    )
-    heat = np.exp(0.5 * accounts.propensity[account] + 0.8 * rng.standard_normal(m) - (0.5**2 + 0.8**2) / 2)
-    mix = np.cumsum(PRODUCT_MIX[accounts.size_band()[account]], axis=1)
-    product = np.minimum((rng.random(m)[:, None] > mix).sum(axis=1), len(PRODUCTS) - 1)
-    log_amount = accounts.log_deal_size_base()[account] + PRODUCT_PRICE_EFFECT[product]
-    log_amount += DEAL_NOISE_SIGMA * rng.standard_normal(m)
+    cycle, heat, product, log_amount = _opportunity_details(rng, accounts, account)
+    if planted is not None:  # treated accounts open `lift` times more opportunities from the start on
+        plan, pilot_rng = planted
+        days = calendar.last_day + 1 - plan.start_day
+        extra = pilot_rng.poisson(plan.pilot.lift * creation_rate * days * plan.treated)
+        plan.extra_opportunities[:] = extra
+        extra_account = np.repeat(np.arange(n), extra)
+        # Drawn from the pilot's own stream: every other opportunity is the one the export without a pilot holds.
+        details = _opportunity_details(pilot_rng, accounts, extra_account)
+        account = np.concatenate([account, extra_account])
+        created = np.concatenate([created, pilot_rng.integers(plan.start_day, calendar.last_day + 1, size=extra.sum())])
+        cycle, heat, product, log_amount = (
+            np.concatenate([mine, theirs]) for mine, theirs in zip((cycle, heat, product, log_amount), details)
+        )
     # CRMs number opportunities as they are created.
     order = np.lexsort((account, created))
     return _Opportunities(
@@ -577,6 +618,107 @@ def _draw_opportunities(rng: np.random.Generator, accounts: _Accounts, calendar:
         creation_rate=creation_rate,
         follow_up_day=follow_up_day,
     )
+
+
+def _opportunity_details(rng: np.random.Generator, accounts: _Accounts, account: np.ndarray):
+    """Sales cycle (days), heat, product and log amount of opportunities with these accounts."""
+    m = account.size
+    cycle = np.clip(
+        np.round(MIN_SALES_CYCLE_DAYS + rng.gamma(2.0, 28.0, size=m)), MIN_SALES_CYCLE_DAYS, MAX_SALES_CYCLE_DAYS
+    )
+    heat = np.exp(0.5 * accounts.propensity[account] + 0.8 * rng.standard_normal(m) - (0.5**2 + 0.8**2) / 2)
+    mix = np.cumsum(PRODUCT_MIX[accounts.size_band()[account]], axis=1)
+    product = np.minimum((rng.random(m)[:, None] > mix).sum(axis=1), len(PRODUCTS) - 1)
+    log_amount = accounts.log_deal_size_base()[account] + PRODUCT_PRICE_EFFECT[product]
+    log_amount += DEAL_NOISE_SIGMA * rng.standard_normal(m)
+    return cycle, heat, product, log_amount
+
+
+# --- A planted pilot ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _PilotPlan:
+    pilot: PlantedPilot
+    start_day: int
+    assignment: Any  # pandas DataFrame: account_id, group, stratum, score_band
+    treated: np.ndarray  # per account (all accounts; False outside the pilot)
+    extra_opportunities: np.ndarray  # per account, filled when opportunities are drawn
+
+
+def _plan_pilot(pilot: PlantedPilot, accounts: _Accounts, calendar: _Calendar) -> _PilotPlan:
+    """The split, made as `tiering pilot design` makes it: every account, its tier standing in for the one a scoring
+    would give (its size band: large accounts in Tier 1, mid-size in Tier 2, small in Tier 3)."""
+    import pandas as pd
+
+    from pilot.design import TREATMENT, design_pilot
+
+    start = np.datetime64(pilot.start, "D")
+    start_day = int((start - calendar.origin).astype(np.int64))
+    if start_day - pilot.horizon_days < calendar.first_created_day:
+        raise PilotOutsideHistory(
+            f"pilot start {pilot.start} leaves no {pilot.horizon_days}-day pre-period inside the history: start later"
+        )
+    if start_day + pilot.horizon_days > calendar.last_day + 1:
+        last = calendar.origin + np.timedelta64(calendar.last_day, "D")
+        raise PilotOutsideHistory(
+            f"pilot start {pilot.start}: its {pilot.horizon_days} days end after the export's last day ({last}): "
+            "start earlier"
+        )
+    band = accounts.size_band()
+    tier = np.where(band >= 2, "tier_1", np.where(band == 1, "tier_2", "tier_3"))
+    ids = np.asarray(accounts.ids.to_pylist(), dtype=object)
+    scores = pd.DataFrame({"account_id": ids, "tier": tier, "learned_score": accounts.log_deal_size_base()})
+    made = design_pilot(scores, ["tier_1", "tier_2", "tier_3"], seed=pilot.seed)
+    treated = np.isin(ids, made.assignment.loc[made.assignment["group"] == TREATMENT, "account_id"].to_numpy())
+    return _PilotPlan(pilot, start_day, made.assignment, treated, np.zeros(len(accounts), dtype=np.int64))
+
+
+def _write_pilot(
+    staged: _StagedFiles, plan: _PilotPlan, accounts: _Accounts, opportunities: _Opportunities, table: pa.Table
+) -> None:
+    """assignment.csv and pilot.json as a design writes them (its power from the generated history), and the truth."""
+    import pandas as pd
+
+    from pilot.document import ASSIGNMENT_FILE, PILOT_FILE, pilot_document, pilot_json
+    from pilot.metrics import Metric, account_activity
+    from pilot.readout import design_power
+
+    pilot = plan.pilot
+    start = pd.Timestamp(pilot.start)
+    horizon = pd.Timedelta(days=pilot.horizon_days)
+    frame = table.select(["account_id", "created_date", "close_date", "outcome", "amount"]).to_pandas()
+    for column in ("created_date", "close_date"):
+        frame[column] = pd.to_datetime(frame[column])
+    ids = plan.assignment["account_id"]
+    history = account_activity(frame, ids, start - horizon, start)
+    earlier = account_activity(frame, ids, start - 2 * horizon, start - horizon)
+    power = design_power(plan.assignment, Metric.PIPELINE, history, earlier)
+    document = pilot_document(
+        plan.assignment,
+        seed=pilot.seed,
+        start=start.date(),
+        horizon_days=pilot.horizon_days,
+        metric=Metric.PIPELINE,
+        tiers=["tier_1", "tier_2", "tier_3"],
+        strata=[],
+        draw=0,
+        generated=True,
+        power={
+            "baseline": power.baseline,
+            "detectable_difference": power.detectable_difference,
+            "detectable_lift": power.detectable_lift,
+            "with_cuped": power.with_cuped,
+        },
+    )
+    staged.path(ASSIGNMENT_FILE).write_text(plan.assignment.to_csv(index=False), encoding="utf-8")
+    staged.path(PILOT_FILE).write_text(pilot_json(document), encoding="utf-8")
+    position = pd.Series(np.arange(len(accounts)), index=accounts.ids.to_pylist())
+    truth = plan.assignment[["account_id", "group"]].assign(
+        planted_lift=np.where(plan.assignment["group"] == "treatment", pilot.lift, 0.0),
+        extra_opportunities=plan.extra_opportunities[position.reindex(ids).to_numpy()],
+    )
+    staged.path(PILOT_TRUTH_FILE).write_text(truth.to_csv(index=False), encoding="utf-8")
 
 
 # --- Engagement and intent, chunk by chunk -----------------------------------------------------------

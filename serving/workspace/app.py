@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -46,18 +46,20 @@ from serving.workspace.auth import (
     session_secret,
     tokens_match,
 )
-from serving.workspace.pins import pin_cache
+from serving.workspace.pins import pilot_cache, pin_cache
 from serving.workspace.views import (
     PAGE_SIZE,
     BadQuery,
     audit_summary,
     history_chart,
+    pilot_view,
     read_book_query,
     read_page,
     tier_history,
     tier_label,
 )
 from workspace.errors import InvalidInput, NotAllowed, SchemaMismatch, StoreError, StoreUnavailable
+from workspace.pilots import account_pilot, pilots
 from workspace.store import SORTABLE, BookFilter, UserInfo, WorkspaceStore
 
 logger = logging.getLogger("bentoml.abm_tiering")
@@ -82,6 +84,7 @@ NAV = (
     ("/compare", "Learned vs rule", "compare"),
     ("/overrides", "Overrides", "overrides"),
     ("/audit", "Audit", "audit"),
+    ("/pilots", "Pilots", "pilots"),
 )
 AUDIT_PAGE = 50
 
@@ -230,6 +233,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Each server start reads the settings afresh (a test process starts many), and its pins with them.
         pin_cache.forget()
+        pilot_cache.forget()
         yield
         built = shared.pop("workspace", None)
         if built is not None and workspace is None:
@@ -571,6 +575,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             history=points,
             moves=[point for point in points if point.what_changed],
             chart=history_chart(points) if points else None,
+            pilot=account_pilot(store, account_id),
             problem=problem,
             form=form or {},
             today=date.today().isoformat(),
@@ -752,6 +757,21 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             link=link,
             filter_user=user,
             filter_account=account_id,
+        )
+
+    @app.get("/pilots")
+    async def pilot_list(request: Request):
+        visitor = await signed_in(request)
+        store = state().store()
+        listed = await run_in_threadpool(lambda: pilots(store))
+        today = datetime.now(UTC).date()
+        return render(
+            request,
+            "pilots.html",
+            visitor=visitor,
+            title="Pilots",
+            active="pilots",
+            pilots=[pilot_view(info, today) for info in listed],
         )
 
     for route in app.routes:  # pages, not API: kept out of the service's /docs.json (and its schema fuzzing)

@@ -115,3 +115,31 @@ def with_pins(
 
 
 pin_cache = PinCache()
+
+
+def store_pilot_groups() -> pd.DataFrame:
+    """account_id and group of the accounts in pilots running today; none without a store (never created here)."""
+    from workspace import store_exists
+    from workspace.pilots import active_assignments
+    from workspace.store import WorkspaceStore
+
+    if not store_exists():
+        return NO_PINS
+    with WorkspaceStore.open(create=False) as store:
+        return active_assignments(store)[["account_id", "group"]]
+
+
+def with_pilot_groups(scores: dict[str, np.ndarray], groups: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Score columns with `pilot_group`: treatment, control, or empty outside a running pilot (always present)."""
+    ids = np.asarray(scores["account_id"], dtype=object)
+    marked = dict(scores)
+    if groups is None or groups.empty:
+        marked["pilot_group"] = np.full(len(ids), "", dtype=object)
+    else:
+        group = groups.drop_duplicates("account_id").set_index("account_id")["group"]
+        marked["pilot_group"] = pd.Series(ids).astype(str).map(group).fillna("").to_numpy(dtype=object)
+    return marked
+
+
+# Pilots change when a design is published (by the CLI): reloaded in the background like another process's pins.
+pilot_cache = PinCache(load=store_pilot_groups)

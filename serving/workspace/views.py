@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -217,3 +217,56 @@ def audit_summary(record: Mapping[str, Any] | None) -> str:
     if not record:
         return "—"
     return "; ".join(f"{name}: {value}" for name, value in record.items() if value not in (None, ""))
+
+
+PILOT_METRIC_LABELS = {
+    "pipeline": "pipeline created",
+    "win_rate": "win rate",
+    "won_revenue": "won revenue",
+    "deals_won": "deals won",
+}
+
+
+def _change(ratio: Any) -> str:
+    return "–" if ratio is None else f"{float(ratio) - 1:+.0%}"
+
+
+def pilot_view(info: Any, today: date) -> dict[str, Any]:
+    """A pilot as the pilots page lists it: its design, its counts, its state today, and its readout's figures."""
+    power = (info.design or {}).get("power") or {}
+    readout = info.readout or {}
+    lifts = [
+        {
+            "metric": PILOT_METRIC_LABELS.get(str(row.get("metric")), str(row.get("metric"))),
+            "lift": _change(row.get("estimate")),
+            "interval": f"{_change(row.get('low'))} to {_change(row.get('high'))}",
+            "p_value": "–" if row.get("p_value") is None else f"{float(row['p_value']):.3f}",
+        }
+        for row in readout.get("lift", [])
+        if row.get("kind") == "ratio"
+    ]
+    if info.status != "running":
+        state = info.status
+    elif today < info.start_date:
+        state = "starts " + info.start_date.isoformat()
+    elif today < info.end_date:
+        state = f"running, {(info.end_date - today).days} day(s) left"
+    else:
+        state = "ended, awaiting its readout"
+    return {
+        "key": info.pilot_key,
+        "state": state,
+        "start": info.start_date.isoformat(),
+        "last_day": (info.end_date - timedelta(days=1)).isoformat(),
+        "horizon_days": info.horizon_days,
+        "metric": PILOT_METRIC_LABELS.get(info.metric, info.metric),
+        "tiers": ", ".join((info.design or {}).get("tiers", [])),
+        "strata": ", ".join((info.design or {}).get("strata", [])) or "tier only",
+        "treatment": info.treatment,
+        "control": info.control,
+        "detectable": None if power.get("detectable_lift") is None else f"{float(power['detectable_lift']):+.0%}",
+        "created_by": info.created_by,
+        "verdict": readout.get("verdict"),
+        "sample_ratio": readout.get("sample_ratio"),
+        "lifts": lifts,
+    }

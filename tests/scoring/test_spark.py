@@ -65,7 +65,9 @@ def spark_scores(spark, export, out, budget, overrides=None):
 
 
 def assert_same_scores(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
-    assert list(actual.columns) == SCORE_COLUMNS
+    assert list(actual.columns) == [*SCORE_COLUMNS, "pilot_group"]  # the scores file: pilot_group too
+    assert set(actual["pilot_group"]) == {""}  # no pilot runs here
+    actual = actual.drop(columns="pilot_group")
     expected, actual = expected.set_index("account_id").sort_index(), actual.set_index("account_id").sort_index()
     assert actual.index.equals(expected.index)
     for column in expected.columns.drop("scored_at"):

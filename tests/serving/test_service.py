@@ -45,7 +45,7 @@ def test_score_answers_one_record_per_account_with_the_scores_file_columns(clien
     assert answer["model_version"] == trained.version and answer["as_of"] == "2026-07-01"
     assert [record["account_id"] for record in answer["scores"]] == ["ACC-000042", "ACC-PLAIN"]
     for record in answer["scores"]:
-        assert list(record) == SCORE_COLUMNS
+        assert list(record) == [*SCORE_COLUMNS, "pilot_group"]  # the scores file: pilot_group too
         assert 0 < record["win_probability"] < 1 and record["budget"] is None
         assert record["model_version"] == trained.version
     assert_finite(answer)

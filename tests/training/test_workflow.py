@@ -137,7 +137,7 @@ def test_score_writes_exactly_the_spec_columns_with_budget_and_overrides(store, 
     )
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out)
-    assert list(scores.columns) == SCORE_COLUMNS
+    assert list(scores.columns) == [*SCORE_COLUMNS, "pilot_group"]  # pilot_group: always, by the SPEC
     assert len(scores) == 1500 and scores["account_id"].is_unique
     assert set(scores["tier"]) <= {"tier_1", "tier_2", "tier_3", "untiered"}
     assert (scores["tier"] == "tier_1").sum() <= 21 and (scores["learned_tier"] == "tier_1").sum() <= 20
@@ -149,7 +149,7 @@ def test_score_writes_exactly_the_spec_columns_with_budget_and_overrides(store, 
     parquet = tmp_path / "scores.parquet"
     assert runner.invoke(app, ["score", str(export), "--out", str(parquet)]).exit_code == 0
     same = pd.read_parquet(parquet)
-    assert list(same.columns) == SCORE_COLUMNS
+    assert list(same.columns) == [*SCORE_COLUMNS, "pilot_group"]
     pd.testing.assert_series_equal(same["learned_score"], scores["learned_score"], check_exact=False, rtol=1e-12)
 
 

@@ -25,6 +25,7 @@ PAGES = [
     "/app/compare",
     "/app/overrides",
     "/app/audit",
+    "/app/pilots",
 ]
 
 
