@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import json
 import logging
 import threading
@@ -534,12 +533,10 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = state().store()
         query = read_book_query(request.query_params, SORTABLE)
         frame = await run_in_threadpool(store.scores_frame, None, BookFilter(**query.filters))
-        from ingest.files import neutralise_formulas
+        from ingest.files import csv_text, neutralise_formulas
 
-        text = io.StringIO()
-        neutralise_formulas(frame).to_csv(text, index=False)
         return Response(
-            text.getvalue(),
+            csv_text(neutralise_formulas(frame)),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="book.csv"'},
         )

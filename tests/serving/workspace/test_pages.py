@@ -222,6 +222,24 @@ def test_the_csv_download_holds_the_current_filter(pages):
     assert float(rows[0]["learned_score"]) == 45.0
 
 
+def test_the_csv_download_neutralises_formulas_and_quotes_a_bare_carriage_return(pages):
+    from tests.serving.workspace.conftest import SECOND, account_rows
+
+    accounts = account_rows()
+    accounts.loc[0, "account_name"] = "=cmd|' /C calc'!A0"
+    accounts.loc[1, "account_name"] = "first line\rsecond line"
+    pages.store.publish(SECOND, accounts, as_of="2026-07-01", model_version="7", configuration={}, published_by="ops")
+    pages.sign_in("vera")
+
+    answer = pages.client.get("/app/book.csv")
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8"), newline="")))
+    names = {row["account_id"]: row["account_name"] for row in rows}
+    assert len(rows) == 6  # the CR did not split a row
+    assert names["A1"] == "'=cmd|' /C calc'!A0"  # a spreadsheet reads it as text, never runs it
+    assert names["A2"] == "first line\rsecond line"
+    assert '"first line\rsecond line"' in answer.content.decode("utf-8")
+
+
 @pytest.mark.parametrize(
     "attack",
     ["' OR 1=1 --", "x'; DROP TABLE scored_accounts; --", '" OR ""="', "%' OR '%'='", "\\", "_"],
