@@ -464,7 +464,7 @@ class WorkspaceStore:
         `accounts` (the canonical accounts table, or None) supplies account_name, industry, country, employees and
         owner where the scores lack them. All or nothing: a bad frame raises InvalidInput and writes no row.
         """
-        rows = self._scored_rows(scores, accounts)
+        rows = self.scored_rows(scores, accounts)
         stamp = pd.Timestamp(as_of)
         if stamp.tzinfo is not None:
             stamp = stamp.tz_convert(None)
@@ -542,8 +542,9 @@ class WorkspaceStore:
                     f"bytes together, more than the store indexes ({INDEX_ENTRY_BYTES:,}); shorten them in the export"
                 )
 
-    def _scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
-        """The stored columns, one Python list each, validated (InvalidInput names the column and the fix)."""
+    def scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
+        """The columns `publish` stores for these scores, one Python list each, validated (InvalidInput names the
+        column and the fix); nothing is written."""
         missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in scores.columns]
         if missing:
             raise InvalidInput(
