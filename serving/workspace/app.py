@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -32,6 +31,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 from features.config import TIERS
+from ingest.display import count, decimals, money, percent, tier_label
 from serving.workspace.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -54,7 +54,6 @@ from serving.workspace.views import (
     read_book_query,
     read_page,
     tier_history,
-    tier_label,
 )
 from workspace.errors import InvalidInput, NotAllowed, SchemaMismatch, StoreError, StoreUnavailable
 from workspace.store import SORTABLE, BookFilter, UserInfo, WorkspaceStore
@@ -186,25 +185,14 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["tier_label"] = tier_label
-    environment.filters["number"] = _number
-    environment.filters["percent"] = _percent
-    environment.filters["money"] = _money
+    environment.filters["count"] = count
+    environment.filters["decimals"] = decimals
+    environment.filters["percent"] = percent
+    environment.filters["money"] = money
     environment.filters["when"] = lambda moment: "" if moment is None else str(moment)[:16].replace("T", " ")
     environment.filters["summary"] = audit_summary
     environment.filters["q"] = lambda text: quote(str(text), safe="")
     return environment
-
-
-def _number(value: Any, digits: int = 1) -> str:
-    return "—" if value is None or value != value else f"{value:,.{digits}f}"
-
-
-def _percent(value: Any) -> str:
-    return "—" if value is None or value != value else f"{value:.0%}"
-
-
-def _money(value: Any) -> str:
-    return "—" if value is None or value != value else f"{value:,.0f}"
 
 
 TEMPLATES = _templates()

@@ -222,6 +222,15 @@ def test_the_csv_download_holds_the_current_filter(pages):
     assert float(rows[0]["learned_score"]) == 45.0
 
 
+def test_the_pages_write_money_scores_and_tiers_as_the_reports_do(pages):
+    pages.sign_in("vera")
+    page = pages.client.get("/app/accounts/A2").text
+    # By hand from conftest: A2's expected deal size 10,000 and learned score 45 in the latest scoring, Tier 3.
+    assert "<dt>Expected deal size</dt><dd>$10,000</dd>" in page
+    assert "<dt>Learned score</dt><dd>45.0 (Tier 3)</dd>" in page
+    assert "<dt>Budget</dt><dd>–</dd>" in page  # no budget: the reports' mark for a missing figure
+
+
 def test_the_csv_download_neutralises_formulas_and_quotes_a_bare_carriage_return(pages):
     from tests.serving.workspace.conftest import SECOND, account_rows
 
