@@ -26,6 +26,7 @@ import pandas as pd
 
 from features.errors import DataError, Problem
 from ingest.files import atomic_path, csv_text, neutralise_formulas
+from ingest.problems import problem_at_rows
 
 FORMATS = ("salesforce", "hubspot")
 SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -239,7 +240,7 @@ def read_id_map(path: Path) -> dict[str, str]:
     if len(duplicated):
         raise DataError(
             [
-                Problem.at_rows(
+                problem_at_rows(
                     duplicated,
                     "an account has more than one crm_id",
                     "keep one row per account",
@@ -252,7 +253,7 @@ def read_id_map(path: Path) -> dict[str, str]:
     if len(shared):  # two rows of the import for one CRM record: one would overwrite the other
         raise DataError(
             [
-                Problem.at_rows(
+                problem_at_rows(
                     shared,
                     f"accounts share one crm_id (e.g. {frame.at[shared[0], 'crm_id']!r}): the import would write two "
                     "rows for one CRM record",
@@ -300,7 +301,7 @@ def export_frame(
         where = "crm_id in the id map" if id_map is not None else "account_id"
         raise DataError(
             [
-                Problem.at_rows(
+                problem_at_rows(
                     bad,
                     f"{len(bad):,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
                     "score an export read with the matching preset (--mapping " + fmt + "), or pass "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -29,12 +29,6 @@ class Problem:
     severity: Literal["error", "warning"] = "error"
     table: str = ""
     row_level: bool = False
-
-    @classmethod
-    def at_rows(cls, positions: Sequence[int] | np.ndarray, message: str, fix: str, **where: Any) -> Problem:
-        """A problem at these 0-based data rows, which it shows as their first few row numbers and their count."""
-        rows, count = rows_of(positions)
-        return cls(message, fix, rows=rows, row_count=count, **where)
 
     def render(self) -> str:
         where = ":".join(part for part in (self.file, self.column) if part)

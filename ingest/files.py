@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.config import TIERS
 from features.errors import DataError, Problem
+from ingest.problems import problem_at_rows
 from scoring.rounding import round_for_output
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -109,7 +110,7 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     bad_tier = frame.index[~frame["tier"].isin(TIERS)]
     if len(bad_tier):
         problems.append(
-            Problem.at_rows(
+            problem_at_rows(
                 bad_tier,
                 f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
                 f"use one of {', '.join(TIERS)}",
@@ -120,7 +121,7 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     unknown = frame.index[~frame["account_id"].isin(set(known_accounts.astype("str")))]
     if len(unknown):
         problems.append(
-            Problem.at_rows(
+            problem_at_rows(
                 unknown,
                 f"{len(unknown)} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
                 "fix the account_id or remove the row",
@@ -131,7 +132,7 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
     if len(duplicated):
         problems.append(
-            Problem.at_rows(
+            problem_at_rows(
                 duplicated,
                 "an account is pinned more than once",
                 "keep one row per account",
@@ -142,7 +143,7 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     empty = frame.index[(frame["reason"] == "") | (frame["owner"] == "")]
     if len(empty):
         problems.append(
-            Problem.at_rows(
+            problem_at_rows(
                 empty,
                 "an override without a reason or owner",
                 "say who pinned the account and why",

@@ -26,6 +26,7 @@ from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
 from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
 from ingest.numbers import file_evidence
+from ingest.problems import problem_at_rows
 from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -421,7 +422,7 @@ def _apply_joins(
                 positions = np.flatnonzero(repeated.to_numpy()[starts[index] : end])
                 if len(positions):
                     problems.append(
-                        Problem.at_rows(
+                        problem_at_rows(
                             positions,
                             f"join: the key '{join.key}' repeats (e.g. "
                             f"{keys[int(starts[index] + positions[0])].as_py()!r}): a row "
@@ -443,7 +444,7 @@ def _apply_joins(
         ) & pc.is_valid(keys).to_numpy(zero_copy_only=False)
         if unmatched.any():
             problems.append(
-                Problem.at_rows(
+                problem_at_rows(
                     np.flatnonzero(unmatched),
                     f"join: {int(unmatched.sum()):,} row(s) of {names} match no row of {display} on {join.key} = "
                     f"{join.on}: left out",

@@ -24,6 +24,7 @@ from features.errors import Problem
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
 from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
+from ingest.problems import problem_at_rows
 
 if TYPE_CHECKING:
     pass
@@ -111,7 +112,7 @@ class SourceTable:
         problems = []
         for index in np.unique(file_of_row):
             problems.append(
-                Problem.at_rows(
+                problem_at_rows(
                     positions[file_of_row == index] - self.starts[index],
                     message,
                     fix,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError, Problem
+from ingest.problems import problem_at_rows
 from scoring.changes import COMPARED_SCORES, REASONS, describe_change
 from scoring.scorer import SCORE_COLUMNS, tier_counts
 from scoring.tiers import TIER_ORDER, tier_movement
@@ -101,7 +102,7 @@ def read_scores(path: Path) -> pd.DataFrame:
     duplicated = frame.index[frame["account_id"].duplicated()]
     if len(duplicated):
         problems.append(
-            Problem.at_rows(
+            problem_at_rows(
                 duplicated,
                 f"account {frame.at[duplicated[0], 'account_id']!r} appears more than once",
                 "a scores file has one row per account",
@@ -113,7 +114,7 @@ def read_scores(path: Path) -> pd.DataFrame:
         unknown = frame.index[~frame[column].isin(list(TIER_ORDER))]
         if len(unknown):
             problems.append(
-                Problem.at_rows(
+                problem_at_rows(
                     unknown,
                     f"unknown tier {frame.at[unknown[0], column]!r}",
                     f"use one of {', '.join(TIER_ORDER)}",
@@ -145,7 +146,7 @@ def number_problems(frame: pd.DataFrame, name: str) -> list[Problem]:
             bad = frame.index[mask.to_numpy()]
             if len(bad):
                 problems.append(
-                    Problem.at_rows(
+                    problem_at_rows(
                         bad,
                         f"{str(raw.iloc[bad[0]])!r} {what}",
                         f"write {meaning}, or leave it blank, as `tiering score` writes it",

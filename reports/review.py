@@ -24,6 +24,7 @@ from features.config import TIERS, ModelConfig
 from features.dates import NotADate, parse_day
 from features.errors import DataError, Problem
 from features.schema import CrmData
+from ingest.problems import problem_at_rows
 from reports.diff import TierDiff, diff_scores
 from scoring.tiers import allocate_budget
 from training.evaluate import (
@@ -92,7 +93,7 @@ def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.
         except NotADate as error:
             raise DataError(
                 [
-                    Problem.at_rows(
+                    problem_at_rows(
                         past.index[past["as_of"].astype(str).str.strip() == value],
                         str(error),
                         "write the as_of `tiering score` wrote (YYYY-MM-DD), or pass --since YYYY-MM-DD",
