@@ -326,12 +326,14 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = await run_in_threadpool(workspace.store)
         session = workspace.signer.read(request.cookies.get(SESSION_COOKIE))
         proxied = workspace.trusted.user(_client(request), _headers(request)) if workspace.trusted else None
-        if proxied is not None and (session is None or session.user != proxied):
-            cookie, session = workspace.signer.issue(proxied)
-            request.state.new_session = cookie  # set on the page answered
-        if session is None:
+        name = proxied if proxied is not None else session.user if session is not None else None
+        if name is None:
             raise NeedsSignIn()
-        user = await run_in_threadpool(store.user, session.user)
+        user = await run_in_threadpool(store.user, name)
+        fresh = session is None or session.user != name or (user is not None and session.epoch != user.session_epoch)
+        if proxied is not None and user is not None and fresh:
+            cookie, session = workspace.signer.issue(proxied, user.session_epoch)
+            request.state.new_session = cookie  # set on the page answered
         # A local_only user is out the moment a request comes from elsewhere, its session cookie notwithstanding;
         # through the SSO proxy it never comes from this machine.
         away = user is not None and user.local_only and (proxied is not None or not _local(request, workspace))
@@ -346,6 +348,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                     "Ask an admin to run `tiering users add NAME --role viewer`.",
                 )
             raise NeedsSignIn()
+        if session is None or session.epoch != user.session_epoch:
+            raise NeedsSignIn()  # signed out, a new password or disabled since it was issued: that session has ended
         visitor = Visitor(user, session)
         request.state.visitor = visitor
         return visitor
@@ -439,7 +443,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                 status=401,
             )
         workspace.throttle.succeeded(name)
-        cookie, _ = workspace.signer.issue(user.name)
+        cookie, _ = workspace.signer.issue(user.name, user.session_epoch)
         response = RedirectResponse(_safe_next(request, fields.get("next", "")), status_code=303)
         _set_session_cookie(request, response, cookie)
         response.delete_cookie(LOGIN_COOKIE, path=_root(request) or "/")
@@ -447,7 +451,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request):
-        await posted(request)
+        visitor, _ = await posted(request)
+        await run_in_threadpool(state().store().end_sessions, visitor.name)  # a copy of the cookie is no session now
         response = RedirectResponse(f"{_root(request)}/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
         return response
@@ -480,6 +485,11 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             await run_in_threadpool(store.set_password, visitor.name, fields.get("new_password", ""), visitor.name)
         except InvalidInput as error:
             return refused(str(error))
+        # The new password ended every session of the user; this one goes on under a new cookie.
+        changed = await run_in_threadpool(store.user, visitor.name)
+        if changed is not None:
+            request.state.new_session, session = workspace.signer.issue(visitor.name, changed.session_epoch)
+            visitor = Visitor(changed, session)
         return render(request, "password.html", visitor=visitor, title="Change password", message="", done=True)
 
     # ---- the book ------------------------------------------------------------------------------------------------

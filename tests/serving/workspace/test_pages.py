@@ -326,6 +326,41 @@ def test_signing_out_ends_the_session(pages):
     assert pages.client.get("/app/", follow_redirects=False).status_code == 303
 
 
+def test_signing_out_ends_the_session_on_the_server_for_a_copy_of_its_cookie_too(pages):
+    pages.sign_in("ed")
+    copied = pages.client.cookies.get("tiering_session")
+    token = pages.token()
+    pages.client.post("/app/logout", data={"csrf_token": token}, follow_redirects=False)
+    pages.client.cookies.set("tiering_session", copied, domain="127.0.0.1", path="/app")
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303  # the copy signs nobody in
+    assert pages.sign_in("ed").status_code == 303 and pages.client.get("/app/").status_code == 200
+
+
+def test_a_new_password_or_disabling_ends_the_users_other_sessions(pages):
+    pages.sign_in("vera")
+    other = pages.client.cookies.get("tiering_session")  # the same user in another browser
+    pages.client.cookies.clear()
+    pages.sign_in("vera")
+    new = "a-brand-new-password"
+    form = {"current_password": PASSWORDS["vera"], "new_password": new, "repeat_password": new}
+    changed = pages.client.post("/app/password", data={**form, "csrf_token": pages.token("/app/password")})
+    assert changed.status_code == 200 and "Your password is changed" in changed.text
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 200  # this session goes on
+    # ... and its forms still carry the session's token.
+    assert pages.client.post("/app/logout", data={"csrf_token": csrf_of(changed.text)}).status_code == 200
+
+    pages.client.cookies.clear()
+    pages.client.cookies.set("tiering_session", other, domain="127.0.0.1", path="/app")
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303  # the other browser is out
+
+    pages.client.cookies.clear()
+    pages.sign_in("ed")
+    before = pages.store.user("ed").session_epoch
+    pages.store.disable_user("ed")
+    assert pages.store.user("ed").session_epoch == before + 1  # were ed enabled again, this session stays ended
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303
+
+
 def _app_for(store, trusted):
     from starlette.applications import Starlette
     from starlette.routing import Mount
