@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem
 from ingest.files import atomic_path, csv_text, neutralise_formulas
+from ingest.problems import problem_at_rows
 
 FORMATS = ("salesforce", "hubspot")
 SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -237,32 +238,28 @@ def read_id_map(path: Path) -> dict[str, str]:
     frame = frame[["account_id", "crm_id"]].apply(lambda column: column.astype("str").str.strip())
     duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
     if len(duplicated):
-        rows, count = rows_of(duplicated)
         raise DataError(
             [
-                Problem(
+                problem_at_rows(
+                    duplicated,
                     "an account has more than one crm_id",
                     "keep one row per account",
                     file=path.name,
                     column="account_id",
-                    rows=rows,
-                    row_count=count,
                 )
             ]
         )
     shared = frame.index[frame["crm_id"].duplicated(keep=False) & (frame["crm_id"].str.len() > 0)]
     if len(shared):  # two rows of the import for one CRM record: one would overwrite the other
-        rows, count = rows_of(shared)
         raise DataError(
             [
-                Problem(
+                problem_at_rows(
+                    shared,
                     f"accounts share one crm_id (e.g. {frame.at[shared[0], 'crm_id']!r}): the import would write two "
                     "rows for one CRM record",
                     "give each account its own crm_id (or leave it out of the id map)",
                     file=path.name,
                     column="crm_id",
-                    rows=rows,
-                    row_count=count,
                 )
             ]
         )
@@ -301,18 +298,16 @@ def export_frame(
     ids = ids.astype(str).reset_index(drop=True)
     bad = ids.index[~ids.str.fullmatch(pattern)]
     if len(bad):
-        rows, count = rows_of(bad)
         where = "crm_id in the id map" if id_map is not None else "account_id"
         raise DataError(
             [
-                Problem(
-                    f"{count:,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
+                problem_at_rows(
+                    bad,
+                    f"{len(bad):,} id(s) are not {ID_HELP[fmt]}, e.g. {ids[bad[0]]!r}",
                     "score an export read with the matching preset (--mapping " + fmt + "), or pass "
                     "--ids FILE mapping account_id to the CRM's crm_id",
                     file=source,
                     column=where,
-                    rows=rows,
-                    row_count=count,
                 )
             ]
         )

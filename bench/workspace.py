@@ -93,7 +93,7 @@ def _publish(store, scores, accounts) -> float:
 
 def _rows(store, scores, accounts) -> tuple[list[str], list[tuple]]:
     """The rows exactly as publish stores them, under scoring id 1 (the reference inserts them, already built)."""
-    built = store._scored_rows(scores, accounts)
+    built = store.scored_rows(scores, accounts)
     columns = ["scoring_id", *built]
     return columns, list(zip([1] * len(scores), *built.values()))
 

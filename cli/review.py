@@ -127,7 +127,7 @@ def short_money(value: float) -> str:
 def say_review(review: QuarterlyReview, page: Path, logged: str | None) -> None:
     from rich.table import Table
 
-    from reports.html import count, percent
+    from ingest.display import count, percent
 
     final = review.outcomes[review.outcomes["tiering"] == "final"]
     table = Table(title=escape(f"Outcomes by tier, {review.period.label()} ({review.period.days} days)"))

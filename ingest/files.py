@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.config import TIERS
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem
+from ingest.problems import problem_at_rows
 from scoring.rounding import round_for_output
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -108,54 +109,46 @@ def read_overrides(path: Path, known_accounts: pd.Series) -> pd.DataFrame:
     frame = frame[list(OVERRIDE_COLUMNS)].apply(lambda column: column.str.strip())
     bad_tier = frame.index[~frame["tier"].isin(TIERS)]
     if len(bad_tier):
-        rows, count = rows_of(bad_tier)
         problems.append(
-            Problem(
+            problem_at_rows(
+                bad_tier,
                 f"unknown tier {sorted(set(frame.loc[bad_tier, 'tier']))}",
                 f"use one of {', '.join(TIERS)}",
                 file=name,
                 column="tier",
-                rows=rows,
-                row_count=count,
             )
         )
     unknown = frame.index[~frame["account_id"].isin(set(known_accounts.astype("str")))]
     if len(unknown):
-        rows, count = rows_of(unknown)
         problems.append(
-            Problem(
-                f"{count} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
+            problem_at_rows(
+                unknown,
+                f"{len(unknown)} account(s) not in the scored export, e.g. {frame.loc[unknown[0], 'account_id']!r}",
                 "fix the account_id or remove the row",
                 file=name,
                 column="account_id",
-                rows=rows,
-                row_count=count,
             )
         )
     duplicated = frame.index[frame["account_id"].duplicated(keep=False)]
     if len(duplicated):
-        rows, count = rows_of(duplicated)
         problems.append(
-            Problem(
+            problem_at_rows(
+                duplicated,
                 "an account is pinned more than once",
                 "keep one row per account",
                 file=name,
                 column="account_id",
-                rows=rows,
-                row_count=count,
             )
         )
     empty = frame.index[(frame["reason"] == "") | (frame["owner"] == "")]
     if len(empty):
-        rows, count = rows_of(empty)
         problems.append(
-            Problem(
+            problem_at_rows(
+                empty,
                 "an override without a reason or owner",
                 "say who pinned the account and why",
                 file=name,
                 column="reason",
-                rows=rows,
-                row_count=count,
             )
         )
     if problems:

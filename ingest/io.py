@@ -21,11 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from features.errors import DataError, Problem, plural, rows_of
+from features.errors import DataError, Problem, plural
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
 from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
 from ingest.numbers import file_evidence
+from ingest.problems import problem_at_rows
 from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -420,16 +421,14 @@ def _apply_joins(
                 end = starts[index] + rights[index][1].num_rows
                 positions = np.flatnonzero(repeated.to_numpy()[starts[index] : end])
                 if len(positions):
-                    rows, count = rows_of(positions)
                     problems.append(
-                        Problem(
+                        problem_at_rows(
+                            positions,
                             f"join: the key '{join.key}' repeats (e.g. "
                             f"{keys[int(starts[index] + positions[0])].as_py()!r}): a row "
                             f"of {display} could take either",
                             file=name,
                             column=join.key,
-                            rows=rows,
-                            row_count=count,
                             fix="keep one row per key in the joined file (a left join matches each row once)",
                         )
                     )
@@ -444,15 +443,14 @@ def _apply_joins(
             zero_copy_only=False
         ) & pc.is_valid(keys).to_numpy(zero_copy_only=False)
         if unmatched.any():
-            rows, count = rows_of(np.flatnonzero(unmatched))
             problems.append(
-                Problem(
-                    f"join: {count:,} row(s) of {names} match no row of {display} on {join.key} = {join.on}: left out",
+                problem_at_rows(
+                    np.flatnonzero(unmatched),
+                    f"join: {int(unmatched.sum()):,} row(s) of {names} match no row of {display} on {join.key} = "
+                    f"{join.on}: left out",
                     fix="none needed if expected; otherwise make the keys agree",
                     file=names,
                     column=join.key,
-                    rows=rows,
-                    row_count=count,
                     severity="warning",
                 )
             )

@@ -20,10 +20,11 @@ import pyarrow.compute as pc
 
 from features.config import CHANNELS
 from features.dates import EARLIEST, LATEST, parse_dates
-from features.errors import Problem, rows_of
+from features.errors import Problem
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
 from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
+from ingest.problems import problem_at_rows
 
 if TYPE_CHECKING:
     pass
@@ -110,16 +111,14 @@ class SourceTable:
         file_of_row = np.searchsorted(self.starts, positions, side="right") - 1
         problems = []
         for index in np.unique(file_of_row):
-            rows, count = rows_of(positions[file_of_row == index] - self.starts[index])
             problems.append(
-                Problem(
+                problem_at_rows(
+                    positions[file_of_row == index] - self.starts[index],
                     message,
                     fix,
-                    self.files[index],
-                    self.header(column),
-                    rows,
-                    count,
-                    severity,
+                    file=self.files[index],
+                    column=self.header(column),
+                    severity=severity,
                     table=self.name,
                     row_level=row_level,
                 )

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem
+from ingest.problems import problem_at_rows
 from scoring.changes import COMPARED_SCORES, REASONS, describe_change
 from scoring.scorer import SCORE_COLUMNS, tier_counts
 from scoring.tiers import TIER_ORDER, tier_movement
@@ -101,29 +102,25 @@ def read_scores(path: Path) -> pd.DataFrame:
     problems = []
     duplicated = frame.index[frame["account_id"].duplicated()]
     if len(duplicated):
-        rows, count = rows_of(duplicated)
         problems.append(
-            Problem(
+            problem_at_rows(
+                duplicated,
                 f"account {frame.at[duplicated[0], 'account_id']!r} appears more than once",
                 "a scores file has one row per account",
                 file=path.name,
                 column="account_id",
-                rows=rows,
-                row_count=count,
             )
         )
     for column in TIER_COLUMNS:
         unknown = frame.index[~frame[column].isin(list(TIER_ORDER))]
         if len(unknown):
-            rows, count = rows_of(unknown)
             problems.append(
-                Problem(
+                problem_at_rows(
+                    unknown,
                     f"unknown tier {frame.at[unknown[0], column]!r}",
                     f"use one of {', '.join(TIER_ORDER)}",
                     file=path.name,
                     column=column,
-                    rows=rows,
-                    row_count=count,
                 )
             )
     problems += number_problems(frame, path.name)
@@ -149,15 +146,13 @@ def number_problems(frame: pd.DataFrame, name: str) -> list[Problem]:
         ):
             bad = frame.index[mask.to_numpy()]
             if len(bad):
-                rows, count = rows_of(bad)
                 problems.append(
-                    Problem(
+                    problem_at_rows(
+                        bad,
                         f"{str(raw.iloc[bad[0]])!r} {what}",
                         f"write {meaning}, or leave it blank, as `tiering score` writes it",
                         file=name,
                         column=column,
-                        rows=rows,
-                        row_count=count,
                     )
                 )
         frame[column] = values

@@ -7,7 +7,8 @@ import pandas as pd
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.html import Column, compact_money, count, figure, money, percent, render, table
+from ingest.display import compact_money, count, money, percent
+from reports.html import Column, figure, render, table
 from scoring.forecast import OVERALL, SIMULATIONS
 
 FAN_TIERS = ("tier_1", "tier_2", "tier_3", "untiered", OVERALL)

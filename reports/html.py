@@ -24,59 +24,13 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from scoring.reasons import money as reasons_money
+from ingest.display import count, date, decimals, money, percent, points, signed, tier_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 OTHER_COLOUR = "#6b7280"  # a badge for a tier name outside the four
 ANCHOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def count(value) -> str:
-    """A count to the nearest whole (an expected 134.9 deals reads 135, never a truncated 134)."""
-    return "–" if _missing(value) else f"{round(float(value)):,}"
-
-
-def percent(value, digits: int = 0) -> str:
-    return "–" if _missing(value) else f"{value:.{digits}%}"
-
-
-def money(value) -> str:
-    return "–" if _missing(value) else f"${value:,.0f}"
-
-
-def compact_money(value) -> str:
-    """$950, $12.3k, $4.5M: the one compact form (scoring.reasons.compact), for cells holding a figure and its
-    interval."""
-    return "–" if _missing(value) else reasons_money(value)
-
-
-def points(value) -> str:
-    return "–" if _missing(value) else f"{value:.0f}"
-
-
-def signed(value) -> str:
-    return "–" if _missing(value) else f"{int(value):+,}"
-
-
-def decimals(value, digits: int = 2) -> str:
-    """A plain number with `digits` decimals (kappa, AUC, Brier score)."""
-    return "–" if _missing(value) else f"{value:.{digits}f}"
-
-
-def date(value, format: str = "%d %b %Y") -> str:
-    return "–" if _missing(value) else f"{pd.Timestamp(value):{format}}"
-
-
-def tier_label(tier: str) -> str:
-    from training.plots import TIER_LABELS  # the plots' names and colours, so a badge matches its chart
-
-    return TIER_LABELS.get(tier, str(tier))
 
 
 def tier_colour(tier: str) -> str:

@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 
 from features.config import TIERS
 from features.errors import DataError, Problem
+from ingest.display import count, money, percent, points, signed
 from ingest.files import check_writable_target, write_table
 from reports.compare import COMPONENTS, MOVER_LEVELS, Comparison, gain_at
 from reports.diff import TierDiff
 from reports.forecast_page import forecast_tier_table
-from reports.html import Column, count, figure, matrix, money, percent, points, render, signed, table
+from reports.html import Column, figure, matrix, render, table
 from scoring.forecast import SIMULATIONS
 from training import plots
 from training.evaluate import won_revenue_by_account

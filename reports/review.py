@@ -22,8 +22,9 @@ import pandas as pd
 from configuration.tiering import Review
 from features.config import TIERS, ModelConfig
 from features.dates import NotADate, parse_day
-from features.errors import DataError, Problem, rows_of
+from features.errors import DataError, Problem
 from features.schema import CrmData
+from ingest.problems import problem_at_rows
 from reports.diff import TierDiff, diff_scores
 from scoring.tiers import allocate_budget
 from training.evaluate import (
@@ -90,16 +91,14 @@ def past_as_of(past: pd.DataFrame, name: str, since: pd.Timestamp | None) -> pd.
         try:
             day = parse_day(value, "as_of")
         except NotADate as error:
-            rows, count = rows_of(past.index[past["as_of"].astype(str).str.strip() == value])
             raise DataError(
                 [
-                    Problem(
+                    problem_at_rows(
+                        past.index[past["as_of"].astype(str).str.strip() == value],
                         str(error),
                         "write the as_of `tiering score` wrote (YYYY-MM-DD), or pass --since YYYY-MM-DD",
                         file=name,
                         column="as_of",
-                        rows=rows,
-                        row_count=count,
                     )
                 ]
             ) from None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ingest.display import count, decimals, money, percent, points
 from reports import html
-from reports.html import Column, count, decimals, money, percent, points
+from reports.html import Column
 from reports.review import COMPONENTS, HOLDS, RETRAIN, TIERS, TOO_EARLY, QuarterlyReview
 from training import plots
 from training.evaluate import won_revenue_by_account

@@ -7,6 +7,7 @@ and nothing that passes can make the scoring code fail. No HTTP here: tests use 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from datetime import date, datetime
@@ -20,14 +21,13 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
-    ModelWrapValidatorHandler,
     PlainValidator,
     StrictStr,
     ValidationError,
     model_validator,
 )
 from pydantic.config import JsonDict
-from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
+from pydantic_core import CoreConfig, CoreSchema, InitErrorDetails, PydanticCustomError, SchemaValidator, core_schema
 
 from features.activity import account_columns_of, day_after_latest
 from features.dates import NotADate, parse_moment
@@ -98,7 +98,36 @@ class _PlainLayoutsFirst:
 Timestamp = Annotated[datetime, PlainValidator(_moment, json_schema_input_type=datetime | date), _PlainLayoutsFirst()]
 Day = Annotated[date, PlainValidator(_day, json_schema_input_type=date)]
 DATE_FIELDS = frozenset({"timestamp", "date", "created_date", "close_date"})  # the row models' Timestamp fields
-Text = Annotated[str, Field(min_length=1)]
+
+
+def _float_as_python_writes_it(value: Any) -> Any:
+    return str(value) if isinstance(value, float) else value
+
+
+class _FloatsWrittenAsPython:
+    """A text field of a `coerce_numbers_to_str` model writes a number in it as Python does, from JSON as well.
+
+    From JSON, pydantic writes a float its own way (0.0 as "0", 1e20 as "100000000000000000000"), where it writes
+    Python's ("0.0", "1e+20") from Python objects, as a request validated whole used to be read: so a JSON body reads
+    the same validated directly (`ScoreRequest.model_validate_json`). Whole numbers read the same either way."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        text = handler(source)
+        # Text itself takes the first branch, without calling Python: a request's thousand channels validate unslowed.
+        floats_first = core_schema.union_schema(
+            [
+                core_schema.str_schema(strict=True),
+                core_schema.no_info_plain_validator_function(_float_as_python_writes_it),
+            ],
+            mode="left_to_right",
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([floats_first, text]), python_schema=text
+        )
+
+
+PlainText = Annotated[str, _FloatsWrittenAsPython()]
+Text = Annotated[str, Field(min_length=1), _FloatsWrittenAsPython()]
 
 
 def _exact_id(value: Any) -> Any:
@@ -198,7 +227,7 @@ class Opportunity(CrmRow):
     )
     outcome: Literal["won", "lost", "open"] = Field(description="won, lost or open.", examples=["won"])
     amount: float | None = _bounded("opportunities", "amount", None, "Deal amount in USD (>= 0).")
-    product: str | None = Field(None, description="Product line.", examples=["Platform"])
+    product: PlainText | None = Field(None, description="Product line.", examples=["Platform"])
 
     @model_validator(mode="after")
     def _closed_has_valid_close_date(self) -> Opportunity:
@@ -224,18 +253,18 @@ class Account(BaseModel):
     account_id: Identifier = Field(
         description="The CRM's account id; unique within a request.", examples=["ACC-000042"]
     )
-    account_name: str | None = Field(None, description="Display name.", examples=["Globex"])
-    industry: str | None = Field(
+    account_name: PlainText | None = Field(None, description="Display name.", examples=["Globex"])
+    industry: PlainText | None = Field(
         None, description="Industry, matched against the ICP case-insensitively.", examples=["Software"]
     )
     employees: float | None = _bounded("accounts", "employees", None, "Head-count (>= 0).")
     annual_revenue: float | None = _bounded("accounts", "annual_revenue", None, "Annual revenue in USD (>= 0).")
-    country: str | None = Field(None, description="Country name.", examples=["United States"])
-    region: str | None = Field(
+    country: PlainText | None = Field(None, description="Country name.", examples=["United States"])
+    region: PlainText | None = Field(
         None, description="Region, used when the country is not an ICP country.", examples=["North America"]
     )
     tech_stack: Annotated[
-        str | None, BeforeValidator(_join_tech_stack, json_schema_input_type=str | list[StrictStr] | None)
+        PlainText | None, BeforeValidator(_join_tech_stack, json_schema_input_type=str | list[StrictStr] | None)
     ] = Field(
         None,
         description="Technologies, ';'-separated (a list of strings is accepted too).",
@@ -244,7 +273,9 @@ class Account(BaseModel):
     parent_account_id: Annotated[str, BeforeValidator(_exact_id)] | None = Field(
         None, description="Parent account id.", examples=["ACC-000001"]
     )
-    owner: str | None = Field(None, description="The account owner's name or email.", examples=["jane@example.com"])
+    owner: PlainText | None = Field(
+        None, description="The account owner's name or email.", examples=["jane@example.com"]
+    )
     engagement: list[EngagementEvent] = Field(default_factory=list, description="Recent touches with this account.")
     intent: list[IntentSignal] = Field(default_factory=list, description="Recent research-intent signals.")
     opportunities: list[Opportunity] = Field(default_factory=list, description="Earlier and open opportunities.")
@@ -302,8 +333,8 @@ _Request = TypeVar("_Request", bound="ScoreRequest")
 def _checked_accounts(model: type[_Request], data: Any, handler: Callable[[Any], _Request]) -> _Request:
     """Validate the request, refusing an over-long account list up front and adding repeated ids.
 
-    At the model level, not on the `accounts` field: a field wrap validator makes pydantic hand every
-    account over as Python objects instead of validating the JSON directly, at twice the cost.
+    Around the whole model, not on the `accounts` field: a field wrap validator makes pydantic hand every account over
+    as Python objects, then validate them at twice the cost of validating the JSON directly.
     """
     raw = data.get("accounts") if isinstance(data, dict) else None
     limit = _accounts_limit(model)
@@ -344,6 +375,24 @@ def _checked_accounts(model: type[_Request], data: Any, handler: Callable[[Any],
     return request
 
 
+@functools.cache
+def _answering_validator(model: type[ScoreRequest]) -> SchemaValidator:
+    """The model validated inside `_checked_accounts`: reads a body that failed, or that may hold too many accounts.
+
+    Its function is handed the body as Python objects (a third of a large body's validation), to refuse a list that is
+    too long before validating it, and to find repeated ids and word bad dates in a request that failed."""
+    return SchemaValidator(
+        core_schema.no_info_wrap_validator_function(
+            functools.partial(_checked_accounts, model), model.__pydantic_core_schema__
+        ),
+        CoreConfig(title=model.__name__, hide_input_in_errors=True),
+    )
+
+
+# `{"account_id":0}` and a comma: a body shorter than this per account cannot hold too many accounts.
+SMALLEST_ACCOUNT_BYTES = 17
+
+
 ROW_MODELS: dict[str, type[CrmRow]] = {
     "opportunities": Opportunity,
     "engagement": EngagementEvent,
@@ -370,10 +419,25 @@ class ScoreRequest(BaseModel):
         examples=["2026-07-01"],
     )
 
-    @model_validator(mode="wrap")
+    # Validated by pydantic's own validator when that is enough, else by `_answering_validator`: no model validator,
+    # which would turn every JSON body into Python objects before validating it.
     @classmethod
-    def _checked(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        return _checked_accounts(cls, data, handler)
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
+        return _answering_validator(cls).validate_python(obj, **options)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **options: Any) -> Self:
+        """The JSON validated directly, a third faster; a body that fails this or may hold too many accounts is
+        validated again by `_answering_validator`, which words every problem as before."""
+        if len(json_data) < SMALLEST_ACCOUNT_BYTES * _accounts_limit(cls):
+            try:
+                request = super().model_validate_json(json_data, **options)
+            except ValidationError:
+                pass
+            else:
+                if not _duplicate_id_errors([account.account_id for account in request.accounts]):
+                    return request
+        return _answering_validator(cls).validate_json(json_data, **options)
 
 
 class ForecastRequest(ScoreRequest):

@@ -13,11 +13,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from features.config import TIER_NAMES, UNTIERED  # noqa: E402
+from ingest.display import TIER_LABELS  # noqa: E402
 from training.evaluate import gain_curve  # noqa: E402
 
 COLOURS = {"learned": "#1f6feb", "rule": "#d97706", "logreg": "#6b7280", "oracle": "#059669"}
 TIER_COLOURS = {"tier_1": "#b91c1c", "tier_2": "#f59e0b", "tier_3": "#3b82f6", UNTIERED: "#9ca3af"}
-TIER_LABELS = {"tier_1": "Tier 1", "tier_2": "Tier 2", "tier_3": "Tier 3", UNTIERED: "Untiered"}
 
 
 def _figure(title: str, size=(6.4, 4.6)) -> tuple[Figure, plt.Axes]:

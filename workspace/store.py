@@ -200,6 +200,7 @@ class UserInfo:
     failed_logins: int
     last_failed_at: datetime | None
     local_only: bool = False  # signs in only from a loopback client
+    session_epoch: int = 0  # sessions carrying another epoch have ended (signed out, new password, disabled)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ def _user_info(row: User) -> UserInfo:
         row.failed_logins,
         row.last_failed_at,
         row.local_only,
+        row.session_epoch,
     )
 
 
@@ -464,7 +466,7 @@ class WorkspaceStore:
         `accounts` (the canonical accounts table, or None) supplies account_name, industry, country, employees and
         owner where the scores lack them. All or nothing: a bad frame raises InvalidInput and writes no row.
         """
-        rows = self._scored_rows(scores, accounts)
+        rows = self.scored_rows(scores, accounts)
         stamp = pd.Timestamp(as_of)
         if stamp.tzinfo is not None:
             stamp = stamp.tz_convert(None)
@@ -542,8 +544,9 @@ class WorkspaceStore:
                     f"bytes together, more than the store indexes ({INDEX_ENTRY_BYTES:,}); shorten them in the export"
                 )
 
-    def _scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
-        """The stored columns, one Python list each, validated (InvalidInput names the column and the fix)."""
+    def scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
+        """The columns `publish` stores for these scores, one Python list each, validated (InvalidInput names the
+        column and the fix); nothing is written."""
         missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in scores.columns]
         if missing:
             raise InvalidInput(
@@ -1116,24 +1119,34 @@ class WorkspaceStore:
         return [_user_info(User(**row._mapping)) for row in found]
 
     def set_password(self, name: str, password: str, by: str) -> None:
-        """Replace a user's password (the user themself, or an admin); InvalidInput for an unknown user or a
-        password under 8 characters. Audited without either password."""
+        """Replace a user's password (the user themself, or an admin), which ends their sessions; InvalidInput for an
+        unknown user or a password under 8 characters. Audited without either password."""
         if len(password or "") < 8:
             raise InvalidInput("password: use at least 8 characters")
         stamp = now()
         with self._writing() as connection:
             changed = connection.execute(
-                update(User).where(User.name == name).values(password_hash=HASHER.hash(password), failed_logins=0)
+                update(User)
+                .where(User.name == name)
+                .values(password_hash=HASHER.hash(password), failed_logins=0, session_epoch=User.session_epoch + 1)
             ).rowcount
             if not changed:
                 raise InvalidInput(f"no user named {name!r}; `tiering users list` shows them")
             self._audit(connection, stamp, by, "user_password", None, None, {"user": name})
 
+    def end_sessions(self, name: str) -> None:
+        """End every session of the user (signing out): their session cookies no longer sign anyone in."""
+        with self._writing() as connection:
+            connection.execute(update(User).where(User.name == name).values(session_epoch=User.session_epoch + 1))
+
     def disable_user(self, name: str, by: str = "cli") -> UserInfo:
-        """Disable a user (they can no longer sign in or write); InvalidInput when there is no such user."""
+        """Disable a user (they can no longer sign in or write; their sessions end); InvalidInput when there is no
+        such user."""
         stamp = now()
         with self._writing() as connection:
-            changed = connection.execute(update(User).where(User.name == name).values(disabled=True)).rowcount
+            changed = connection.execute(
+                update(User).where(User.name == name).values(disabled=True, session_epoch=User.session_epoch + 1)
+            ).rowcount
             if not changed:
                 raise InvalidInput(f"no user named {name!r}; `tiering users list` shows them")
             self._audit(connection, stamp, by, "user_disable", None, {"user": name}, {"user": name, "disabled": True})

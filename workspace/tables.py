@@ -198,6 +198,8 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Raised by signing out, a new password and disabling: a session cookie carrying an older one has ended.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ConfigVersion(Base):

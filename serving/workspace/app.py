@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import json
 import logging
 import threading
@@ -18,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -33,6 +31,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 from features.config import TIERS
+from ingest.display import count, decimals, money, percent, tier_label
 from serving.workspace.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -56,7 +55,6 @@ from serving.workspace.views import (
     read_book_query,
     read_page,
     tier_history,
-    tier_label,
 )
 from workspace.errors import InvalidInput, NotAllowed, SchemaMismatch, StoreError, StoreUnavailable
 from workspace.pilots import account_pilot, pilots
@@ -190,25 +188,14 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["tier_label"] = tier_label
-    environment.filters["number"] = _number
-    environment.filters["percent"] = _percent
-    environment.filters["money"] = _money
+    environment.filters["count"] = count
+    environment.filters["decimals"] = decimals
+    environment.filters["percent"] = percent
+    environment.filters["money"] = money
     environment.filters["when"] = lambda moment: "" if moment is None else str(moment)[:16].replace("T", " ")
     environment.filters["summary"] = audit_summary
     environment.filters["q"] = lambda text: quote(str(text), safe="")
     return environment
-
-
-def _number(value: Any, digits: int = 1) -> str:
-    return "—" if value is None or value != value else f"{value:,.{digits}f}"
-
-
-def _percent(value: Any) -> str:
-    return "—" if value is None or value != value else f"{value:.0%}"
-
-
-def _money(value: Any) -> str:
-    return "—" if value is None or value != value else f"{value:,.0f}"
 
 
 TEMPLATES = _templates()
@@ -343,12 +330,14 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = await run_in_threadpool(workspace.store)
         session = workspace.signer.read(request.cookies.get(SESSION_COOKIE))
         proxied = workspace.trusted.user(_client(request), _headers(request)) if workspace.trusted else None
-        if proxied is not None and (session is None or session.user != proxied):
-            cookie, session = workspace.signer.issue(proxied)
-            request.state.new_session = cookie  # set on the page answered
-        if session is None:
+        name = proxied if proxied is not None else session.user if session is not None else None
+        if name is None:
             raise NeedsSignIn()
-        user = await run_in_threadpool(store.user, session.user)
+        user = await run_in_threadpool(store.user, name)
+        fresh = session is None or session.user != name or (user is not None and session.epoch != user.session_epoch)
+        if proxied is not None and user is not None and fresh:
+            cookie, session = workspace.signer.issue(proxied, user.session_epoch)
+            request.state.new_session = cookie  # set on the page answered
         # A local_only user is out the moment a request comes from elsewhere, its session cookie notwithstanding;
         # through the SSO proxy it never comes from this machine.
         away = user is not None and user.local_only and (proxied is not None or not _local(request, workspace))
@@ -363,6 +352,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                     "Ask an admin to run `tiering users add NAME --role viewer`.",
                 )
             raise NeedsSignIn()
+        if session is None or session.epoch != user.session_epoch:
+            raise NeedsSignIn()  # signed out, a new password or disabled since it was issued: that session has ended
         visitor = Visitor(user, session)
         request.state.visitor = visitor
         return visitor
@@ -456,7 +447,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                 status=401,
             )
         workspace.throttle.succeeded(name)
-        cookie, _ = workspace.signer.issue(user.name)
+        cookie, _ = workspace.signer.issue(user.name, user.session_epoch)
         response = RedirectResponse(_safe_next(request, fields.get("next", "")), status_code=303)
         _set_session_cookie(request, response, cookie)
         response.delete_cookie(LOGIN_COOKIE, path=_root(request) or "/")
@@ -464,7 +455,8 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request):
-        await posted(request)
+        visitor, _ = await posted(request)
+        await run_in_threadpool(state().store().end_sessions, visitor.name)  # a copy of the cookie is no session now
         response = RedirectResponse(f"{_root(request)}/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/")
         return response
@@ -497,6 +489,11 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             await run_in_threadpool(store.set_password, visitor.name, fields.get("new_password", ""), visitor.name)
         except InvalidInput as error:
             return refused(str(error))
+        # The new password ended every session of the user; this one goes on under a new cookie.
+        changed = await run_in_threadpool(store.user, visitor.name)
+        if changed is not None:
+            request.state.new_session, session = workspace.signer.issue(visitor.name, changed.session_epoch)
+            visitor = Visitor(changed, session)
         return render(request, "password.html", visitor=visitor, title="Change password", message="", done=True)
 
     # ---- the book ------------------------------------------------------------------------------------------------
@@ -538,12 +535,10 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = state().store()
         query = read_book_query(request.query_params, SORTABLE)
         frame = await run_in_threadpool(store.scores_frame, None, BookFilter(**query.filters))
-        from ingest.files import neutralise_formulas
+        from ingest.files import csv_text, neutralise_formulas
 
-        text = io.StringIO()
-        neutralise_formulas(frame).to_csv(text, index=False)
         return Response(
-            text.getvalue(),
+            csv_text(neutralise_formulas(frame)),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="book.csv"'},
         )

@@ -1,8 +1,10 @@
 """Who is asking: signed session cookies, CSRF tokens, slowed failed logins, and the optional trusted SSO header.
 
-A session is a cookie signed with the session secret (itsdangerous), holding the user's name and the session's
-CSRF token; the user's role and whether they are still enabled are read from the store on every request, so a
-disabled user is out at their next click. The API key plays no part here: it neither grants nor is needed.
+A session is a cookie signed with the session secret (itsdangerous), holding the user's name, the session's CSRF
+token and the user's session epoch; the user's role, whether they are still enabled and their epoch are read from
+the store on every request, so a disabled user is out at their next click, and signing out or a new password ends
+every session issued before (the store raises the epoch), wherever its cookie is. The API key plays no part here:
+it neither grants nor is needed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ WRITERS = frozenset({"editor", "admin"})  # may pin and unpin
 class Session:
     user: str
     csrf: str
+    epoch: int  # the user's session epoch when it was issued: the store's must still be the same
 
 
 class SessionSigner:
@@ -41,9 +44,9 @@ class SessionSigner:
         self._sessions = URLSafeTimedSerializer(secret, salt="tiering-workspace-session")
         self._login = URLSafeTimedSerializer(secret, salt="tiering-workspace-login")
 
-    def issue(self, user: str) -> tuple[str, Session]:
-        session = Session(user, secrets.token_urlsafe(32))
-        return self._sessions.dumps({"user": session.user, "csrf": session.csrf}), session
+    def issue(self, user: str, epoch: int) -> tuple[str, Session]:
+        session = Session(user, secrets.token_urlsafe(32), epoch)
+        return self._sessions.dumps({"user": session.user, "csrf": session.csrf, "epoch": epoch}), session
 
     def read(self, cookie: str | None) -> Session | None:
         if not cookie:
@@ -54,7 +57,10 @@ class SessionSigner:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("user"), str) or not isinstance(data.get("csrf"), str):
             return None
-        return Session(data["user"], data["csrf"])
+        epoch = data.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):  # issued before sessions could end on the server
+            return None
+        return Session(data["user"], data["csrf"], epoch)
 
     def login_token(self) -> tuple[str, str]:
         """A fresh CSRF token for the login form and the cookie that vouches for it."""

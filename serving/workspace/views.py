@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from features.config import TIERS
+from ingest.display import tier_label
 from scoring.changes import COMPARED_SCORES, REASONS, describe_change
 
 PAGE_SIZE = 50
@@ -35,10 +36,6 @@ YES_NO = {"1": True, "yes": True, "true": True, "0": False, "no": False, "false"
 
 class BadQuery(ValueError):
     """A query parameter the pages cannot read; the message names it and says what it takes."""
-
-
-def tier_label(tier: str | None) -> str:
-    return "—" if not tier else tier.replace("_", " ").title()
 
 
 @dataclass(frozen=True)

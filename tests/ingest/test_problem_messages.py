@@ -95,3 +95,14 @@ def test_warnings_about_absent_tables_have_no_file_and_no_table_prefix(write_exp
     loaded = load_export(write_export({"intent.csv": None}))
     [absent] = [w for w in loaded.warnings if "no intent table" in w.message]
     assert absent.render().startswith("no intent table: intent data is left out")
+
+
+def test_a_problem_at_rows_shows_the_first_rows_below_the_header_and_counts_them_all():
+    from features.errors import MAX_ROWS_SHOWN
+    from ingest.problems import problem_at_rows
+
+    problem = problem_at_rows([0, 3, 4, 7, 8, 9, 12], "empty id", "fill it in", file="a.csv", column="account_id")
+    # Data row 0 is the file's line 2 (line 1 is the header); only the first MAX_ROWS_SHOWN are listed.
+    assert problem.rows == (2, 5, 6, 9, 10)[:MAX_ROWS_SHOWN] and problem.row_count == 7
+    where = (problem.file, problem.column, problem.message, problem.fix)
+    assert where == ("a.csv", "account_id", "empty id", "fill it in")

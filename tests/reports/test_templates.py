@@ -236,7 +236,7 @@ def test_rules_only_page_leaves_out_the_learned_sections(comparison):
 
 
 def test_counts_are_rounded_to_the_nearest_whole_not_truncated():
-    from reports.html import count
+    from ingest.display import count
 
     assert count(134.94) == "135"  # an expected 134.94 deals won
     assert count(2118.53) == "2,119"

@@ -242,3 +242,55 @@ def test_request_arrays_give_exactly_the_features_of_the_canonical_tables(export
         else:
             np.testing.assert_array_equal(reference[name].to_numpy(dtype=values.dtype), values, err_msg=name)
     assert reference["eng_30d_other"].iloc[-2] == 0 and reference["prior_lost"].iloc[-2] == 1  # the odd one counted
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [
+        ("0.0", "0.0"),
+        ("-0.0", "-0.0"),
+        ("1e20", "1e+20"),
+        ("1E2", "100.0"),
+        ("1e-7", "1e-07"),
+        ("7", "7"),
+        ("2.50", "2.5"),
+    ],
+)
+def test_a_number_in_a_text_field_reads_as_it_did_when_requests_were_read_from_python_objects(number, text):
+    """A JSON body is validated directly, where pydantic writes 0.0 as "0" and 1e20 as "100000000000000000000"; every
+    text field must keep the reading of a request validated from Python objects (Python's own writing)."""
+    names = ("account_name", "industry", "country", "region", "owner", "tech_stack")
+    account = {
+        "account_id": "A",
+        **dict.fromkeys(names, "NUMBER"),
+        "engagement": [{"timestamp": "2026-06-01", "channel": "NUMBER"}],
+        "intent": [{"date": "2026-06-01", "topic": "NUMBER"}],
+        "opportunities": [
+            {"opportunity_id": "O", "created_date": "2026-01-01", "outcome": "open", "product": "NUMBER"}
+        ],
+    }
+    body = json.dumps({"accounts": [account]}).replace('"NUMBER"', number)  # the number exactly as written
+    read = ScoreRequest.model_validate_json(body).accounts[0]
+
+    assert [getattr(read, name) for name in names] == [text] * len(names)
+    assert read.engagement[0].channel == read.intent[0].topic == read.opportunities[0].product == text
+
+
+def test_a_failing_body_is_worded_as_json_and_lists_repeated_ids_beside_its_other_problems():
+    """A body that fails the direct reading is read again for the whole answer, in the words of JSON (an array, an
+    object), as a client sent it."""
+    with pytest.raises(ValidationError) as caught:
+        parse({"accounts": [{"account_id": "A", "engagement": 5}]})
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
+        (("accounts", 0, "engagement"), "Input should be a valid array")
+    ]
+    with pytest.raises(ValidationError) as caught:
+        ScoreRequest.model_validate_json("[1, 2]")
+    assert [e["msg"] for e in caught.value.errors()] == ["Input should be an object"]
+
+    with pytest.raises(ValidationError) as caught:
+        parse({"accounts": [{"account_id": "A"}, {"account_id": "A", "intent": [{"topic": "crm"}]}]})
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [
+        (("accounts", 1, "intent", 0, "date"), "missing"),
+        (("accounts", 1, "account_id"), "duplicate_account_id"),
+    ]

@@ -183,6 +183,18 @@ def test_publishing_a_bad_frame_writes_nothing(store):
     assert store.audit()[1] == 0
 
 
+def test_the_rows_a_publish_would_store_are_read_without_writing_anything(store):
+    scores = scores_frame(4)
+    accounts = accounts_frame(scores)
+    rows = store.scored_rows(scores, accounts)
+    assert rows["account_id"] == scores["account_id"].tolist()
+    assert rows["account_name"] == accounts["account_name"].tolist()  # filled from the accounts frame
+    assert rows["tier"] == scores["tier"].tolist()
+    with pytest.raises(InvalidInput, match="not a tier"):
+        store.scored_rows(scores.assign(tier=["tier_1", "tier_9", "tier_2", "tier_3"]), None)
+    assert store.scorings() == [] and store.audit()[1] == 0
+
+
 def test_the_longest_values_the_store_keeps_publish_on_every_database(store):
     scores = scores_frame(3).assign(account_id=[f"{'é' * 190}{i}" for i in range(3)], owner="ø" * 200)
     accounts = pd.DataFrame({"account_id": scores["account_id"], "account_name": "N" * 400, "industry": "i" * 200})
@@ -564,7 +576,7 @@ def test_upgrading_a_store_made_at_0001_keeps_its_users_and_scorings_and_adds_lo
     with pytest.raises(SchemaMismatch, match=r"older schema \(0001.*tiering db upgrade"):
         WorkspaceStore.open(database_url)
     store = WorkspaceStore.open_for_upgrade(database_url)
-    assert store.upgrade() == ("0001", "0002")
+    assert store.upgrade() == ("0001", head_revision())
     store.close()
     with WorkspaceStore.open(database_url) as upgraded:
         old = upgraded.user("old-editor")

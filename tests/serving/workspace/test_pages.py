@@ -223,6 +223,33 @@ def test_the_csv_download_holds_the_current_filter(pages):
     assert float(rows[0]["learned_score"]) == 45.0
 
 
+def test_the_pages_write_money_scores_and_tiers_as_the_reports_do(pages):
+    pages.sign_in("vera")
+    page = pages.client.get("/app/accounts/A2").text
+    # By hand from conftest: A2's expected deal size 10,000 and learned score 45 in the latest scoring, Tier 3.
+    assert "<dt>Expected deal size</dt><dd>$10,000</dd>" in page
+    assert "<dt>Learned score</dt><dd>45.0 (Tier 3)</dd>" in page
+    assert "<dt>Budget</dt><dd>–</dd>" in page  # no budget: the reports' mark for a missing figure
+
+
+def test_the_csv_download_neutralises_formulas_and_quotes_a_bare_carriage_return(pages):
+    from tests.serving.workspace.conftest import SECOND, account_rows
+
+    accounts = account_rows()
+    accounts.loc[0, "account_name"] = "=cmd|' /C calc'!A0"
+    accounts.loc[1, "account_name"] = "first line\rsecond line"
+    pages.store.publish(SECOND, accounts, as_of="2026-07-01", model_version="7", configuration={}, published_by="ops")
+    pages.sign_in("vera")
+
+    answer = pages.client.get("/app/book.csv")
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8"), newline="")))
+    names = {row["account_id"]: row["account_name"] for row in rows}
+    assert len(rows) == 6  # the CR did not split a row
+    assert names["A1"] == "'=cmd|' /C calc'!A0"  # a spreadsheet reads it as text, never runs it
+    assert names["A2"] == "first line\rsecond line"
+    assert '"first line\rsecond line"' in answer.content.decode("utf-8")
+
+
 @pytest.mark.parametrize(
     "attack",
     ["' OR 1=1 --", "x'; DROP TABLE scored_accounts; --", '" OR ""="', "%' OR '%'='", "\\", "_"],
@@ -297,6 +324,41 @@ def test_signing_out_ends_the_session(pages):
     pages.sign_in("ed")
     token = pages.token()
     assert pages.client.post("/app/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303
+
+
+def test_signing_out_ends_the_session_on_the_server_for_a_copy_of_its_cookie_too(pages):
+    pages.sign_in("ed")
+    copied = pages.client.cookies.get("tiering_session")
+    token = pages.token()
+    pages.client.post("/app/logout", data={"csrf_token": token}, follow_redirects=False)
+    pages.client.cookies.set("tiering_session", copied, domain="127.0.0.1", path="/app")
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303  # the copy signs nobody in
+    assert pages.sign_in("ed").status_code == 303 and pages.client.get("/app/").status_code == 200
+
+
+def test_a_new_password_or_disabling_ends_the_users_other_sessions(pages):
+    pages.sign_in("vera")
+    other = pages.client.cookies.get("tiering_session")  # the same user in another browser
+    pages.client.cookies.clear()
+    pages.sign_in("vera")
+    new = "a-brand-new-password"
+    form = {"current_password": PASSWORDS["vera"], "new_password": new, "repeat_password": new}
+    changed = pages.client.post("/app/password", data={**form, "csrf_token": pages.token("/app/password")})
+    assert changed.status_code == 200 and "Your password is changed" in changed.text
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 200  # this session goes on
+    # ... and its forms still carry the session's token.
+    assert pages.client.post("/app/logout", data={"csrf_token": csrf_of(changed.text)}).status_code == 200
+
+    pages.client.cookies.clear()
+    pages.client.cookies.set("tiering_session", other, domain="127.0.0.1", path="/app")
+    assert pages.client.get("/app/", follow_redirects=False).status_code == 303  # the other browser is out
+
+    pages.client.cookies.clear()
+    pages.sign_in("ed")
+    before = pages.store.user("ed").session_epoch
+    pages.store.disable_user("ed")
+    assert pages.store.user("ed").session_epoch == before + 1  # were ed enabled again, this session stays ended
     assert pages.client.get("/app/", follow_redirects=False).status_code == 303
 
 
