@@ -274,12 +274,37 @@ def say_no_champion_to_serve() -> None:
 
 
 def use_config(path: Path | None) -> TieringConfig:
-    """The configuration a command runs with (`--config`, else ./tiering.yaml, else the defaults), said on stderr."""
-    from configuration.tiering import choose_config
+    """The configuration a command runs with (`--config`, else the workspace's active business configuration over
+    ./tiering.yaml or the defaults, else ./tiering.yaml, else the defaults), said on stderr."""
+    config, label = active_config(path)
+    err_console.print(f"configuration: {escape(label)}", highlight=False, soft_wrap=True)
+    return config
+
+
+def active_config(path: Path | None = None) -> tuple[TieringConfig, str]:
+    """`--config` when given; else the latest business configuration published in the workspace store (when there
+    is one) laid over ./tiering.yaml or the defaults; else those. (configuration, where it came from)."""
+    from configuration.tiering import apply_draft, choose_config
 
     choice = choose_config(path)
-    err_console.print(f"configuration: {escape(choice.label)}", highlight=False, soft_wrap=True)
-    return choice.config
+    if path is not None:
+        return choice.config, choice.label
+    from workspace import StoreMissing, WorkspaceStore, store_exists
+
+    if not store_exists():
+        return choice.config, choice.label
+    try:
+        store = WorkspaceStore.open(create=False)
+    except StoreMissing:  # a configured server database that holds no store yet
+        return choice.config, choice.label
+    try:
+        version = store.active_config()
+    finally:
+        store.close()
+    if version is None:
+        return choice.config, choice.label
+    label = f"workspace configuration version {version.id} over {choice.label}"
+    return apply_draft(choice.config, version.configuration, label), label
 
 
 def say_model_config(scorer, version: str, settings: TieringConfig, config: Path | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, forecast, init, models, review, scores, serve, workspace
+from cli import alerts, data, forecast, init, models, review, scores, serve, whatif, workspace
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -27,6 +27,7 @@ COMMANDS = {
     "alerts": friendly_errors(alerts.alerts_command),
     "export": friendly_errors(alerts.export_command),
     "publish": workspace.publish,
+    "whatif": whatif.whatif,
     "serve": serve.serve,
     "demo": models.demo,
 }
@@ -34,6 +35,7 @@ for name, command in COMMANDS.items():
     app.command(name=name)(command)
 app.add_typer(workspace.users_app, name="users")
 app.add_typer(workspace.db_app, name="db")
+app.add_typer(whatif.config_app, name="config")
 
 
 def main() -> None:  # pragma: no cover - console entry
