@@ -369,8 +369,6 @@ def log_config_version(version) -> None:
 @friendly_errors
 def history() -> None:
     """Every published business configuration, newest first: who, when, why, and what it changed."""
-    from rich.table import Table
-
     from workspace import WorkspaceStore
 
     with WorkspaceStore.open() as store:
@@ -381,22 +379,19 @@ def history() -> None:
             "built-in defaults. Publish one with `tiering whatif ... --publish`."
         )
         return
-    table = Table(title="Published business configurations (the first is active)")
-    for column in ("version", "published", "by", "note", "changes"):
-        table.add_column(column)
-    for version in versions:
-        changed = "; ".join(
-            f"{key} {value['before']} -> {value['after']}" for key, value in list(version.changes.items())[:6]
+    for position, version in enumerate(versions):
+        state = " (active)" if position == 0 else ""
+        restored = f", restores version {version.restored_from}" if version.restored_from else ""
+        console.print(
+            f"[bold]version {version.id}{state}[/]  {version.published_at.isoformat(timespec='minutes')} UTC by "
+            f"{escape(version.published_by)}{restored}: {escape(version.note) or '(no note)'}",
+            highlight=False,
+            soft_wrap=True,
         )
-        more = len(version.changes) - 6
-        table.add_row(
-            str(version.id),
-            version.published_at.isoformat(timespec="minutes"),
-            escape(version.published_by),
-            escape(version.note),
-            escape(changed + (f" and {more} more" if more > 0 else "") or "(first version)"),
-        )
-    console.print(table)
+        for key, value in version.changes.items():
+            console.print(f"    {escape(key)}: {value['before']} -> {value['after']}", highlight=False, soft_wrap=True)
+        if not version.changes:
+            console.print("    (the first version: every business key as published)", highlight=False)
 
 
 @friendly_errors
