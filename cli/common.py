@@ -284,27 +284,14 @@ def use_config(path: Path | None) -> TieringConfig:
 def active_config(path: Path | None = None) -> tuple[TieringConfig, str]:
     """`--config` when given; else the latest business configuration published in the workspace store (when there
     is one) laid over ./tiering.yaml or the defaults; else those. (configuration, where it came from)."""
-    from configuration.tiering import apply_draft, choose_config
+    from configuration.tiering import choose_config
+    from workspace.active import active_version_over
 
     choice = choose_config(path)
     if path is not None:
         return choice.config, choice.label
-    from workspace import StoreMissing, WorkspaceStore, store_exists
-
-    if not store_exists():
-        return choice.config, choice.label
-    try:
-        store = WorkspaceStore.open(create=False)
-    except StoreMissing:  # a configured server database that holds no store yet
-        return choice.config, choice.label
-    try:
-        version = store.active_config()
-    finally:
-        store.close()
-    if version is None:
-        return choice.config, choice.label
-    label = f"workspace configuration version {version.id} over {choice.label}"
-    return apply_draft(choice.config, version.configuration, label), label
+    config, label, _ = active_version_over(choice.config, choice.label)
+    return config, label
 
 
 def say_model_config(scorer, version: str, settings: TieringConfig, config: Path | None) -> None:

@@ -1111,9 +1111,12 @@ class WorkspaceStore:
 
         with self.engine.connect() as connection:
             found = connection.execute(select(ConfigVersion).order_by(ConfigVersion.id)).all()
-        versions, previous = [], None
+        versions: list[ConfigVersionInfo] = []
+        previous: dict[str, Any] | None = None
         for row in found:
-            changes = dict_changes(previous, row.configuration) if previous is not None else {}
+            changes: dict[str, dict[str, Any]] = (
+                dict_changes(previous, row.configuration) if previous is not None else {}
+            )
             versions.append(
                 ConfigVersionInfo(
                     row.id, row.configuration, row.note, row.published_by, row.published_at, row.restored_from, changes
