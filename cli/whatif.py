@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
+import yaml
 from rich.markup import escape
 
 from cli.common import (
     AsOfOpt,
     MappingOpt,
     ModelOpt,
+    UserError,
     active_config,
     console,
     err_console,
@@ -118,13 +120,21 @@ def _pins(store: WorkspaceStore | None, overrides: Path | None, accounts: pd.Ser
 @friendly_errors
 def whatif(
     data: Annotated[Path, typer.Argument(help="Folder with the export (CSV or Parquet files).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for whatif.html and its CSV tables (replaced whole).")],
     config: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--config", "-c", help="The draft: a YAML holding only the keys it changes, over the active configuration."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for whatif.html and its CSV tables (replaced whole).")],
+    ] = None,
+    suggest: Annotated[
+        bool,
+        typer.Option(
+            "--suggest",
+            help="Fit the rule weights (and up to whatif.max_suggested_changes ICP industry edits) that would have put "
+            "the most won revenue in Tier 1 and 2, and show them as the scenario (written as suggested.yaml).",
+        ),
+    ] = False,
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     as_of: AsOfOpt = None,
@@ -160,13 +170,39 @@ def whatif(
     from scoring.scenarios import PartsMissing, compare_scenario, rescored
     from scoring.scorer import RULES_ONLY
 
+    if (config is None) == (not suggest):
+        raise UserError("give a draft with --config DRAFT.yaml, or --suggest for suggested weights (not both)")
     check_output_folder(out, WHATIF_PAGE)  # bad options and outputs are refused before any work
     cutoff = parse_as_of(as_of)
     active, label = active_config(None)
-    draft_raw = read_mapping(config)
-    scenario = apply_draft(active, draft_raw, str(config))
+    frame = None
+    resolved = None
+
+    def book() -> CrmData:
+        nonlocal frame
+        if frame is None:
+            frame = load_data(data, mapping)
+        return frame
+
+    def scorer():
+        nonlocal resolved
+        if resolved is None:
+            resolved = resolve_model(model, active)
+        return resolved
+
+    suggestion = None
+    if config is not None:
+        draft_raw = read_mapping(config)
+        draft_label = str(config)
+    else:
+        suggestion = suggested(book(), scorer(), cutoff or default_as_of(book()), active)
+        if suggestion.weights is None:
+            console.print(f"Nothing suggested: {escape(suggestion.message)}.", highlight=False, soft_wrap=True)
+            return
+        draft_raw, draft_label = suggestion.draft(), "suggested.yaml"
+    scenario = apply_draft(active, draft_raw, draft_label)
     err_console.print(
-        f"configuration: {escape(label)} (active); scenario: {escape(str(config))} over it",
+        f"configuration: {escape(label)} (active); scenario: {escape(draft_label)} over it",
         highlight=False,
         soft_wrap=True,
     )
@@ -190,21 +226,6 @@ def whatif(
             champion = alias_version(CHAMPION)
             wanted = champion.version if champion is not None else RULES_ONLY
         parts = None if (retrain or overrides) else published_parts(store, cutoff, wanted)
-        frame = None
-        resolved = None
-
-        def book() -> CrmData:
-            nonlocal frame
-            if frame is None:
-                frame = load_data(data, mapping)
-            return frame
-
-        def scorer():
-            nonlocal resolved
-            if resolved is None:
-                resolved = resolve_model(model, active)
-            return resolved
-
         if parts is None:
             when = cutoff or default_as_of(book())
             tiering_model, version = scorer()
@@ -244,7 +265,14 @@ def whatif(
             period = Period(past, parts.as_of)
             table, period_label = backtest(book(), period, past_before, past_after), period.label()
         result = WhatIfResult(
-            comparison, changes, retrain, parts.source, parts.as_of.date().isoformat(), table, period_label
+            comparison,
+            changes,
+            retrain,
+            parts.source,
+            parts.as_of.date().isoformat(),
+            table,
+            period_label,
+            None if suggestion is None else f"Suggested: {suggestion.message}.",
         )
         from reports.diff import diff_scores
 
@@ -252,14 +280,41 @@ def whatif(
         tables = {**comparison.tables(), "moves": moves}
         if table is not None:
             tables["backtest"] = table
-        page = write_output(out, WHATIF_PAGE, render_whatif(result, str(config)), tables)
+        extra = {"suggested.yaml": yaml.safe_dump(draft_raw, sort_keys=False)} if suggestion is not None else {}
+        page = write_output(out, WHATIF_PAGE, render_whatif(result, draft_label), tables, extra)
         _say(result, page)
         if publish:
             assert store is not None
-            _publish(store, scenario, draft_raw or {}, result, parts.scoring_id, str(config), note, retrain)
+            _publish(store, scenario, draft_raw or {}, result, parts.scoring_id, draft_label, note, retrain)
     finally:
         if store is not None:
             store.close()
+
+
+def suggested(frame: CrmData, resolved, as_of: pd.Timestamp, active: TieringConfig):
+    """Weights fitted on the period two horizons to one horizon before `as_of` (the backtest then judges them on the
+    last horizon: out of time)."""
+    from reports.review import Period, period_deals
+    from training.suggestions import suggest
+
+    model, version = resolved
+    horizon = pd.Timedelta(days=active.model.horizon_days)
+    start = as_of - 2 * horizon
+    with console.status("fitting suggested weights"):
+        scored = model.score_book(frame, start, model_version=version)
+        parts = scored.scores.copy()
+        features = scored.features.reset_index(drop=True)
+        from features.rules import icp_parts
+
+        parts["in_icp"] = icp_parts(features, model.config)["in_icp"]
+        closed = period_deals(frame, Period(start, as_of - horizon), parts["account_id"]).closed
+        won = closed[closed["won"] == 1].groupby("account_id")["amount"].sum()
+        revenue = parts["account_id"].map(won).fillna(0.0).to_numpy()
+        found = suggest(parts, features, revenue, active, active.whatif.max_suggested_changes)
+    console.print(
+        f"Fitted on {Period(start, as_of - horizon).label()}: {escape(found.message)}", highlight=False, soft_wrap=True
+    )
+    return found
 
 
 def _say(result, page: Path) -> None:

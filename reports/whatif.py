@@ -92,6 +92,7 @@ class WhatIfResult:
     as_of: str
     backtest: pd.DataFrame | None
     period: str | None
+    note: str | None = None  # how a suggested scenario was found
 
     def summary(self) -> dict:
         """What the workspace stores of a run (JSON-ready): changes, tier table, backtest, movers."""
@@ -105,6 +106,7 @@ class WhatIfResult:
             "moves": int(len(self.comparison.moves)),
             "movers": moves.replace({np.nan: None}).to_dict("records"),
             "period": self.period,
+            "note": self.note,
             "backtest": None if self.backtest is None else self.backtest.replace({np.nan: None}).to_dict("records"),
         }
 

@@ -207,3 +207,53 @@ def test_the_preview_from_a_published_scoring_equals_a_full_scoring_with_the_dra
     moved = accounts[accounts["tier_before"] != accounts["tier_after"]]
     assert len(moved) and (moved["why"] != "").all()
     assert len(pd.read_csv(tmp_path / "w" / "moves.csv")) == len(moved)
+
+
+CONSTANT_RULES = {
+    "accounts.csv": (
+        "account_id,account_name,industry,employees,annual_revenue,country\n"
+        "A1,Acme,software,500,1000000,United States\n"
+        "A2,Beta,software,500,1000000,United States\n"
+        "A3,Gamma,software,500,1000000,United States\n"
+    ),
+    "opportunities.csv": (
+        "opportunity_id,account_id,created_date,close_date,outcome,amount,product\n"
+        "O1,A1,2024-01-05,2024-02-10,won,12000,Core\n"
+        "O2,A2,2024-05-01,2024-06-30,lost,0,Core\n"
+    ),
+    "engagement.csv": "account_id,timestamp,channel,count\n",
+    "intent.csv": "account_id,date,topic,score\n",
+}
+
+
+def test_on_an_export_whose_rule_scores_are_constant_the_suggestion_says_there_is_nothing_to_learn(
+    workspace, write_export
+):
+    result = invoke("whatif", write_export(CONSTANT_RULES), "--suggest", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert "Nothing suggested: the rule scores are the same for every account: there is nothing to learn" in words(
+        result.output
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_the_suggested_weights_beat_the_default_out_of_time_on_the_generator(workspace, tmp_path):
+    from sources.synthetic import generate_export
+
+    export = tmp_path / "book"
+    generate_export(export, n_accounts=3000, seed=7)
+    result = invoke("whatif", export, "--suggest", "--out", "out")
+    assert result.exit_code == 0, result.output
+    suggested = yaml.safe_load((workspace / "out" / "suggested.yaml").read_text())
+    weights = suggested["rule_weights"]
+    assert all(value >= 0 for value in weights.values()) and sum(weights.values()) == pytest.approx(1)
+    assert (
+        len(suggested.get("business_fit", {}).get("industries", []))
+        <= len(TieringConfig().business_fit.industries) + TieringConfig().whatif.max_suggested_changes
+    )
+    backtest = pd.read_csv(workspace / "out" / "backtest.csv")
+    top = backtest[(backtest["tier"] == "tier_1+2") & (backtest["tiering"] == "rule")].set_index("configuration")
+    # Judged on the last horizon, which the fit never saw (it fits on the horizon before).
+    assert top.at["scenario", "revenue_share"] > top.at["active", "revenue_share"]
+    assert "Fitted on 02 Jan 2026 to 01 Apr 2026" in words(result.output)
+    assert "Backtest 02 Apr 2026 to 30 Jun 2026" in words(result.output)
