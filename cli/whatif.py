@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from workspace import WorkspaceStore
 
 WHATIF_PAGE = "whatif.html"
-CONFIG_EXPERIMENT = "abm-tiering-configurations"
 
 config_app = typer.Typer(
     help="Published business configurations: their history, and restoring an earlier one.", no_args_is_help=True
@@ -367,6 +366,7 @@ def _publish(
 ) -> None:
     from cli.workspace import current_user
     from configuration.tiering import business_part
+    from scoring.registry import log_config_version
 
     user = current_user()
     active = store.active_config()
@@ -382,7 +382,7 @@ def _publish(
     version = store.publish_config(
         business_part(scenario), note or f"scenario {Path(name).name}", user, check_role=False
     )
-    log_config_version(version)
+    log_config_version(version.id, version.configuration, version.changes, version.published_by, version.note)
     console.print(
         f"Saved scenario {scenario_id}; published its business configuration as version {version.id} "
         f"({len(version.changes)} key(s) changed). The next `tiering score` and the service use it; "
@@ -397,28 +397,6 @@ def _publish(
             highlight=False,
             soft_wrap=True,
         )
-
-
-def log_config_version(version) -> None:
-    """The published configuration as an MLflow run of its own experiment (what changed, by whom, why)."""
-    import mlflow
-
-    from scoring.registry import configure
-
-    configure()
-    experiment = mlflow.get_experiment_by_name(CONFIG_EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(CONFIG_EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"configuration version {version.id}"):
-        mlflow.set_tags(
-            {
-                "config_version": str(version.id),
-                "published_by": version.published_by,
-                "note": version.note[:500],
-                "restored_from": str(version.restored_from or ""),
-            }
-        )
-        mlflow.log_dict(version.configuration, "business_configuration.json")
-        mlflow.log_dict(version.changes, "changes.json")
 
 
 @friendly_errors
@@ -455,11 +433,14 @@ def restore(
 ) -> None:
     """Make an earlier business configuration active again, as a new version that says which one it restores."""
     from cli.workspace import current_user
+    from scoring.registry import log_config_version
     from workspace import WorkspaceStore
 
     with WorkspaceStore.open() as store:
         restored = store.restore_config(version, current_user(), check_role=False)
-    log_config_version(restored)
+    log_config_version(
+        restored.id, restored.configuration, restored.changes, restored.published_by, restored.note, version
+    )
     console.print(
         f"Version {version} is active again, as version {restored.id} ({len(restored.changes)} key(s) changed).",
         highlight=False,
