@@ -149,7 +149,9 @@ def compare_scenario(before: pd.DataFrame, after: pd.DataFrame) -> ScenarioCompa
     tiers = pd.DataFrame(rows)
     tiers["budget_change"] = tiers["budget_after"] - tiers["budget_before"]
     moves = accounts.iloc[moved].copy()
-    levels = moves["tier_before"].map(TIER_ORDER) - moves["tier_after"].map(TIER_ORDER)
+    rank = np.vectorize(TIER_ORDER.__getitem__, otypes=[np.int64])
+    levels = rank(moves["tier_before"].to_numpy()) - rank(moves["tier_after"].to_numpy()) if len(moves) else []
+    levels = pd.Series(levels, index=moves.index, dtype="int64")
     moves.insert(1, "direction", np.where(levels > 0, "up", "down"))
     moves.insert(2, "levels", levels.astype(int))
     moves = moves.sort_values(["levels", "learned_score_after"], ascending=[False, False], key=None)
