@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import weakref
 
 import numpy as np
 
@@ -113,6 +114,15 @@ def active_config_version() -> int | None:
     return business_configuration()[1]
 
 
+_FOLLOWERS: weakref.WeakSet[ChampionFollower] = weakref.WeakSet()
+
+
+def refresh_followers() -> None:
+    """Every follower of this process looks again now (a business configuration was published from the pages)."""
+    for follower in list(_FOLLOWERS):
+        follower.refresh()
+
+
 class ChampionFollower:
     """Keeps `serving` on the registry's champion; `problem` says why the champion cannot be served."""
 
@@ -129,6 +139,8 @@ class ChampionFollower:
         self._last_problem: str | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
+        self._refreshing = threading.Lock()  # the background look and a publish's look, one at a time
+        _FOLLOWERS.add(self)
 
     @property
     def ready(self) -> bool:
@@ -149,7 +161,12 @@ class ChampionFollower:
             self.refresh()
 
     def refresh(self) -> None:
-        """One look at the registry: load the champion if it is not the version serving."""
+        """One look at the registry and the active configuration: load the champion if it is not the version
+        serving, or if another business configuration was published since."""
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             if not self._configured:
                 registry.configure()

@@ -871,6 +871,11 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                 "Save the scenario and ask an admin to publish it.",
             )
 
+    def refresh_followers() -> None:
+        from serving.champion import refresh_followers as look_again
+
+        look_again()
+
     def log_version(found) -> None:
         from scoring.registry import log_config_version
 
@@ -897,6 +902,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         note = fields.get("note", "") or f"published from the what-if page by {visitor.name}"
         published = await run_in_threadpool(lambda: store.publish_config(business_part(scenario), note, visitor.name))
         await run_in_threadpool(log_version, published)
+        await run_in_threadpool(refresh_followers)  # the API scores with it from the next request
         return RedirectResponse(f"{_root(request)}/whatif?published={published.id}", status_code=303)
 
     @app.post("/whatif/restore")
@@ -909,6 +915,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         store = state().store()
         restored = await run_in_threadpool(lambda: store.restore_config(int(version), visitor.name))
         await run_in_threadpool(log_version, restored)
+        await run_in_threadpool(refresh_followers)
         return RedirectResponse(f"{_root(request)}/whatif?published={restored.id}", status_code=303)
 
     for route in app.routes:  # pages, not API: kept out of the service's /docs.json (and its schema fuzzing)
