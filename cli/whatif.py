@@ -224,7 +224,7 @@ def whatif(
             configure()
             champion = alias_version(CHAMPION)
             wanted = champion.version if champion is not None else RULES_ONLY
-        parts = None if (retrain or overrides) else published_parts(store, cutoff, wanted)
+        parts = None if retrain else published_parts(store, cutoff, wanted)
         if parts is None:
             when = cutoff or default_as_of(book())
             tiering_model, version = scorer()

@@ -72,7 +72,7 @@ def backtest(
         "revenue_share",
         "lift",
     ]
-    order = {tier: rank for rank, tier in enumerate([*TIER_NAMES[:1], TOP_TWO, *TIER_NAMES[1:], "untiered"])}
+    order = {tier: rank for rank, tier in enumerate([*TIER_NAMES[:2], TOP_TWO, *TIER_NAMES[2:], "untiered"])}
     table_ = table_.assign(_order=table_["tier"].map(order)).sort_values(["configuration", "tiering", "_order"])
     return table_[columns].reset_index(drop=True)
 
@@ -178,7 +178,7 @@ def render_whatif(result: WhatIfResult, draft_label: str) -> str:
             shown,
             [
                 Column("Configuration", "configuration", numeric=False),
-                _tier("Tier", "tier"),
+                Column("Tier", "tier", lambda v: "Tier 1 + 2 together" if v == TOP_TWO else v, False, "tier"),
                 Column("Accounts", "accounts", count),
                 Column("Pipeline", "pipeline_amount", money),
                 Column("Pipeline share", "pipeline_share", percent),
