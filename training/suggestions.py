@@ -131,7 +131,16 @@ def suggest(
     return Suggestion(fitted, message, share, active_share, edits, industries)
 
 
-def _icp_edits(parts, features, revenue, config, weights, share, max_changes, count):
+def _icp_edits(
+    parts: pd.DataFrame,
+    features: pd.DataFrame,
+    revenue: np.ndarray,
+    config: ModelConfig,
+    weights: np.ndarray,
+    share: float,
+    max_changes: int,
+    count: int,
+) -> tuple[np.ndarray, float, list[str], list[str] | None]:
     """Greedy ICP industry edits at the fitted weights, each kept only when it raises the fit share."""
     industries = list(config.business_fit.industries)
     seen = sorted({value for value in features["industry"].dropna().astype(str) if value})
@@ -139,7 +148,7 @@ def _icp_edits(parts, features, revenue, config, weights, share, max_changes, co
     components = parts[list(COMPONENTS)].to_numpy(dtype=np.float64).copy()
     fit_column = COMPONENTS.index("business_fit_score")
     for _ in range(max_changes):
-        best = None
+        best: tuple[float, list[str], str, np.ndarray] | None = None
         for industry in seen:
             trial = [i for i in industries if i != industry] if industry in industries else [*industries, industry]
             edited = config.model_copy(
