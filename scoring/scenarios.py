@@ -26,6 +26,17 @@ COMPONENT_WEIGHTS = {
     "business_fit_score": "business_fit",
     "engagement_score": "engagement",
 }
+NUMBERS = (
+    *COMPONENT_WEIGHTS,
+    "rule_score",
+    "learned_score",
+    "win_probability",
+    "expected_deal_size",
+    "expected_value",
+    "pipeline_probability",
+    "expected_revenue",
+    "budget",
+)
 ACCOUNT_COLUMNS = [
     "account_id",
     "tier_before",
@@ -78,6 +89,10 @@ def rescored(
     from scoring.pyfunc import TieringModel
 
     out = parts.copy()
+    for column in NUMBERS:  # a store hands back a column of rules-only blanks as None
+        if column in out:
+            out[column] = out[column].astype("float64")
+    parts = out
     rule_then = parts["rule_score"].to_numpy(dtype="float64")
     same_weights = business.rule_weights == then.rule_weights
     rule = rule_then if same_weights else rule_score_of(parts, business)

@@ -117,6 +117,8 @@ def test_the_backtest_of_the_active_configuration_is_the_review_of_the_same_peri
 def test_publish_is_used_by_the_next_scoring_and_restore_goes_back(workspace, small_export, mlflow_store):
     five = draft(workspace, "tiers: {tier_1: {max_accounts: 5}}\nbudget: {total: 1000}\n", "five.yaml")
     eight = draft(workspace, "tiers: {tier_1: {max_accounts: 8}}\n", "eight.yaml")
+    # A rules-only scoring published first: the scenario is previewed from its parts (blank probabilities and all).
+    assert invoke("score", small_export, "--out", "s0.csv", "--publish").exit_code == 0
     first = invoke(
         "whatif",
         small_export,
@@ -131,6 +133,9 @@ def test_publish_is_used_by_the_next_scoring_and_restore_goes_back(workspace, sm
     )
     assert first.exit_code == 0, first.output
     assert "published its business configuration as version 1" in words(first.output)
+    assert "published scoring 1" in (workspace / "w1" / "whatif.html").read_text()
+    moved = pd.read_csv(workspace / "w1" / "accounts.csv").query("tier_before != tier_after")
+    assert set(moved["tier_before"]) == {"tier_1"} and len(moved) == 15  # 20 Tier 1 seats down to 5
 
     def tier_1_after_scoring(name: str) -> tuple[int, str, float]:
         scored = invoke("score", small_export, "--out", name)
