@@ -207,6 +207,11 @@ def whatif(
     )
     changes = config_changes(active, scenario)
     retrain = model_knobs(changes)
+    if publish and len(retrain) == len(changes):
+        raise UserError(
+            f"{draft_label} changes no business key of the active configuration, so --publish has nothing to publish"
+            + (f" ({', '.join(retrain)} are the model's: train a challenger with them)" if retrain else "")
+        )
     store: WorkspaceStore | None
     if publish:
         from workspace import WorkspaceStore
@@ -402,10 +407,13 @@ def _publish(
 @friendly_errors
 def history() -> None:
     """Every published business configuration, newest first: who, when, why, and what it changed."""
-    from workspace import WorkspaceStore
+    from workspace import StoreMissing, WorkspaceStore
 
-    with WorkspaceStore.open() as store:
-        versions = store.config_versions()
+    try:
+        with WorkspaceStore.open(create=False) as store:
+            versions = store.config_versions()
+    except StoreMissing:
+        versions = []
     if not versions:
         console.print(
             "No business configuration has been published: commands use --config, ./tiering.yaml or the "
@@ -436,7 +444,7 @@ def restore(
     from scoring.registry import log_config_version
     from workspace import WorkspaceStore
 
-    with WorkspaceStore.open() as store:
+    with WorkspaceStore.open(create=False) as store:
         restored = store.restore_config(version, current_user(), check_role=False)
     log_config_version(
         restored.id, restored.configuration, restored.changes, restored.published_by, restored.note, version

@@ -50,6 +50,14 @@ def draft(folder: Path, text: str, name: str = "draft.yaml") -> Path:
     return path
 
 
+def test_config_history_and_restore_without_a_store_create_none(workspace):
+    history = invoke("config", "history")
+    assert history.exit_code == 0 and "No business configuration has been published" in words(history.output)
+    restored = invoke("config", "restore", "1")
+    assert restored.exit_code == 2 and "no workspace store" in words(restored.output)
+    assert not (workspace / "workspace.db").exists()
+
+
 @pytest.mark.parametrize(
     "text, key",
     [
@@ -159,6 +167,9 @@ def test_publish_is_used_by_the_next_scoring_and_restore_goes_back(workspace, sm
     assert "Version 1 is active again, as version 3" in words(restored.output)
     assert tier_1_after_scoring("s3.csv")[0] == 5
     assert invoke("config", "restore", "9").exit_code == 2
+    unchanged = invoke("whatif", small_export, "--config", five, "--out", "w4", "--no-backtest", "--publish")
+    assert unchanged.exit_code == 2 and "changes no business key" in words(unchanged.output)
+    assert not (workspace / "w4").exists()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
