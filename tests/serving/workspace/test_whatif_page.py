@@ -135,3 +135,21 @@ def test_a_bad_field_is_refused_naming_the_key_and_nothing_is_written(pages, mlf
         assert response.status_code == 400
         assert message in text_of(response.text).replace("&#39;", "'")
     assert pages.store.config_versions() == [] and pages.store.scenarios() == []
+
+
+def test_the_page_shows_the_backtest_that_tiering_whatif_publish_stored(pages):
+    backtest = [
+        {"configuration": "active", "tiering": "final", "tier": "tier_1+2", "revenue_share": 0.786},
+        {"configuration": "scenario", "tiering": "final", "tier": "tier_1+2", "revenue_share": 0.845},
+        {"configuration": "scenario", "tiering": "rule", "tier": "tier_1+2", "revenue_share": 0.5},
+    ]
+    pages.store.save_scenario(
+        "suggested",
+        {"rule_weights": {"revenue_potential": 0.45, "business_fit": 0.15, "engagement": 0.4}},
+        {"backtest": backtest, "period": "02 Apr 2026 to 30 Jun 2026"},
+        "cli:ops",
+        check_role=False,
+    )
+    pages.sign_in("vera")
+    listed = text_of(pages.client.get("/app/whatif").text.split('id="whatif-scenarios"', 1)[1])
+    assert "active 79% · scenario 84% (02 Apr 2026 to 30 Jun 2026)" in listed  # the final tiers' rows only
