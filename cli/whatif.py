@@ -238,19 +238,20 @@ def whatif(
             parts.as_of, as_of is not None, "the published scoring's, else the day after the export's latest date"
         )
         accounts = parts.scores["account_id"].astype("str")
-        pins = _pins(store, overrides, accounts) if overrides else _pins(store, None, accounts)
-        try:
-            before = rescored(parts.scores, parts.then, active, budget=_business_total(budget, active), overrides=pins)
-            after = rescored(
-                parts.scores, parts.then, scenario, budget=_business_total(budget, scenario), overrides=pins
-            )
-        except PartsMissing:
-            tiering_model, version = scorer()
-            parts = scored_parts(tiering_model, version, book(), parts.as_of, f"the book scored now with {version}")
-            before = rescored(parts.scores, parts.then, active, budget=_business_total(budget, active), overrides=pins)
-            after = rescored(
-                parts.scores, parts.then, scenario, budget=_business_total(budget, scenario), overrides=pins
-            )
+        pins = _pins(store, overrides, accounts)
+
+        def under(business: TieringConfig, parts: Parts, total: float | None, pins) -> pd.DataFrame:
+            """The book's records under `business`: from `parts`, else (a scoring blended with weight 0 on the
+            model keeps no model part) from the book scored with `business` itself."""
+            try:
+                return rescored(parts.scores, parts.then, business, budget=total, overrides=pins)
+            except PartsMissing:
+                tiering_model, version = scorer()
+                fresh = scored_parts(tiering_model.with_business(business), version, book(), parts.as_of, "")
+                return rescored(fresh.scores, fresh.then, business, budget=total, overrides=pins)
+
+        before = under(active, parts, _business_total(budget, active), pins)
+        after = under(scenario, parts, _business_total(budget, scenario), pins)
         learned = bool(parts.scores["win_probability"].notna().any())
         if retrain:
             after = with_rules_of(after, book(), scenario, parts.as_of, learned)
@@ -262,8 +263,8 @@ def whatif(
             tiering_model, version = scorer()
             past = parts.as_of - pd.Timedelta(days=active.model.horizon_days)
             past_parts = scored_parts(tiering_model, version, book(), past, "")
-            past_before = rescored(past_parts.scores, past_parts.then, active, budget=None, overrides=None)
-            past_after = rescored(past_parts.scores, past_parts.then, scenario, budget=None, overrides=None)
+            past_before = under(active, past_parts, None, None)
+            past_after = under(scenario, past_parts, None, None)
             if retrain:
                 past_after = with_rules_of(past_after, book(), scenario, past, learned)
             period = Period(past, parts.as_of)
