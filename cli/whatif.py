@@ -391,7 +391,8 @@ def _publish(
     log_config_version(version.id, version.configuration, version.changes, version.published_by, version.note)
     console.print(
         f"Saved scenario {scenario_id}; published its business configuration as version {version.id} "
-        f"({len(version.changes)} key(s) changed). The next `tiering score` and the service use it; "
+        f"({len(result.changes) - len(retrain)} business key(s) changed). The next `tiering score` and the service "
+        "use it; "
         f"`tiering config restore` goes back.",
         highlight=False,
         soft_wrap=True,
