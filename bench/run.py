@@ -98,6 +98,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("load", "bench.load_bench"),
         ("alerts", "bench.alerts_bench"),
         ("review", "bench.review_bench"),
+        ("whatif", "bench.whatif_bench"),
         ("workspace", "bench.workspace"),
         ("map", "bench.map_bench"),
     ):
@@ -184,6 +185,9 @@ def markdown(results: dict) -> str:
     review = results.get("review")
     if review and "markdown_rows" in review:
         lines.extend(review["markdown_rows"])
+    whatif = results.get("whatif")
+    if whatif and "markdown_rows" in whatif:
+        lines.extend(whatif["markdown_rows"])
     for name in ("workspace", "map"):
         figures = results.get(name)
         if figures and "markdown_rows" in figures:
@@ -232,7 +236,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument(
         "--only",
-        help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review,workspace,map",
+        help="comma-separated steps: generator,features,train,score,forecast,serving,load,alerts,review,whatif,"
+        "workspace,map",
     )
     args = parser.parse_args()
     if not args.quick:

@@ -274,12 +274,24 @@ def say_no_champion_to_serve() -> None:
 
 
 def use_config(path: Path | None) -> TieringConfig:
-    """The configuration a command runs with (`--config`, else ./tiering.yaml, else the defaults), said on stderr."""
+    """The configuration a command runs with (`--config`, else the workspace's active business configuration over
+    ./tiering.yaml or the defaults, else ./tiering.yaml, else the defaults), said on stderr."""
+    config, label = active_config(path)
+    err_console.print(f"configuration: {escape(label)}", highlight=False, soft_wrap=True)
+    return config
+
+
+def active_config(path: Path | None = None) -> tuple[TieringConfig, str]:
+    """`--config` when given; else the latest business configuration published in the workspace store (when there
+    is one) laid over ./tiering.yaml or the defaults; else those. (configuration, where it came from)."""
     from configuration.tiering import choose_config
+    from workspace.active import active_version_over
 
     choice = choose_config(path)
-    err_console.print(f"configuration: {escape(choice.label)}", highlight=False, soft_wrap=True)
-    return choice.config
+    if path is not None:
+        return choice.config, choice.label
+    config, label, _ = active_version_over(choice.config, choice.label)
+    return config, label
 
 
 def say_model_config(scorer, version: str, settings: TieringConfig, config: Path | None) -> None:

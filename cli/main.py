@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import alerts, data, forecast, init, models, pilot, review, scores, serve, workspace
+from cli import alerts, data, forecast, init, models, pilot, review, scores, serve, whatif, workspace
 from cli.common import app, friendly_errors
 
 COMMANDS = {
@@ -27,6 +27,7 @@ COMMANDS = {
     "alerts": friendly_errors(alerts.alerts_command),
     "export": friendly_errors(alerts.export_command),
     "publish": workspace.publish,
+    "whatif": whatif.whatif,
     "serve": serve.serve,
     "demo": models.demo,
 }
@@ -37,6 +38,7 @@ app.add_typer(workspace.db_app, name="db")
 app.add_typer(pilot.pilot_app, name="pilot")
 pilot.pilot_app.command(name="design")(pilot.design)
 pilot.pilot_app.command(name="readout")(pilot.readout)
+app.add_typer(whatif.config_app, name="config")
 
 
 def main() -> None:  # pragma: no cover - console entry

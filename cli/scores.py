@@ -124,6 +124,7 @@ def score(
     settings = use_config(config)
     from ingest.repair import invalid_rows_mode
 
+    budget = budget if budget is not None else settings.budget.total  # --budget, else budget.total
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     # With --publish an unreachable or outdated store is refused before any work; without, a store is read for
     # its pins when one exists, and never created.

@@ -104,6 +104,14 @@ class PilotSettings(Strict):
     max_draws: int = Field(20, ge=1, le=1000, description="Draws tried before keeping the best and saying so.")
 
 
+class WhatIf(Strict):
+    """`tiering whatif`: the suggested scenario's limits."""
+
+    max_suggested_changes: int = Field(
+        3, ge=0, description="At most this many ICP edits (industries or size range) in a suggested scenario."
+    )
+
+
 class TieringConfig(ModelConfig):
     """Everything `tiering.yaml` holds. The business part read at scoring time is the model's `rule_weights`,
     `model.blend`, `tiers` and `budget` (see `ModelConfig.with_business`) plus the sections below."""
@@ -112,6 +120,7 @@ class TieringConfig(ModelConfig):
     alerts: Alerts = Alerts()
     review: Review = Review()
     pilot: PilotSettings = PilotSettings()
+    whatif: WhatIf = WhatIf()
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,11 @@ def choose_config(path: str | Path | None = None) -> ConfigChoice:
             return ConfigChoice(TieringConfig(), None)
         path = DEFAULT_FILE
     path = Path(path)
+    return ConfigChoice(parse_config(read_mapping(path), str(path)), path)
+
+
+def read_mapping(path: Path) -> dict | None:
+    """A YAML file's top-level mapping (None when empty); ConfigError naming the file otherwise."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found: pass an existing file with --config")
     try:
@@ -150,7 +164,7 @@ def choose_config(path: str | Path | None = None) -> ConfigChoice:
         raise ConfigError(f"{path}: cannot be read ({error.__class__.__name__}): pass a readable UTF-8 file") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return ConfigChoice(parse_config(raw, str(path)), path)
+    return raw
 
 
 def load_config(path: str | Path | None = None) -> TieringConfig:
@@ -160,3 +174,70 @@ def load_config(path: str | Path | None = None) -> TieringConfig:
 
 def config_to_yaml(config: TieringConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# The business configuration: read at scoring time, published and restored in the workspace. The rest of the file
+# (feature settings, learners, window, rank_on) is the model's configuration and travels with a registered model.
+BUSINESS_KEYS = ("rule_weights", "model.blend", "tiers", "budget", "alerts", "review", "whatif", "pilot")
+
+
+def _leaves(raw: object, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value for every leaf of a nested mapping (lists are leaves)."""
+    if not isinstance(raw, dict) or not raw:
+        return {prefix: raw}
+    found: dict[str, object] = {}
+    for key, value in raw.items():
+        found.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+def is_business_key(key: str) -> bool:
+    return any(key == part or key.startswith(f"{part}.") for part in BUSINESS_KEYS)
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` laid over it, mapping by mapping (a list or value in `changes` replaces the base's)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_draft(base: TieringConfig, changes: dict | None, source: str) -> TieringConfig:
+    """A draft holding only the keys it changes, applied over `base` and validated as a whole file would be;
+    ConfigError naming `source` and the key otherwise. Changing both a whole section and a key inside it is fine."""
+    return parse_config(merged(base.model_dump(mode="json"), changes or {}), source)
+
+
+def config_changes(before: TieringConfig, after: TieringConfig) -> dict[str, dict[str, object]]:
+    """Every key whose value differs, dotted (`tiers.tier_1.max_accounts`), with its value before and after."""
+    return dict_changes(before.model_dump(mode="json"), after.model_dump(mode="json"))
+
+
+def dict_changes(before: dict, after: dict) -> dict[str, dict[str, object]]:
+    """`config_changes` of two configurations as JSON."""
+    old, new = _leaves(before), _leaves(after)
+    return {
+        key: {"before": old.get(key), "after": new.get(key)}
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+
+
+def model_knobs(changes: dict[str, dict[str, object]]) -> list[str]:
+    """The changed keys that feed the learners (the model's configuration): these need a retrain to reach the
+    learned tiers."""
+    return [key for key in changes if not is_business_key(key)]
+
+
+def business_part(config: TieringConfig) -> dict:
+    """The business keys of a configuration (what a published version changes), as nested JSON."""
+    full = config.model_dump(mode="json")
+    part: dict = {}
+    for key in BUSINESS_KEYS:
+        section, _, leaf = key.partition(".")
+        if leaf:
+            part.setdefault(section, {})[leaf] = full[section][leaf]
+        else:
+            part[section] = full[section]
+    return part

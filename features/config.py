@@ -125,7 +125,7 @@ class Intent(Strict):
 
 
 class Tier(Strict):
-    max_accounts: int | None = Field(description="Capacity; null = no limit.")
+    max_accounts: int | None = Field(ge=0, description="Capacity; null = no limit.")
     min_score: float = Field(ge=0, le=100, description="Accounts below this score cannot enter the tier.")
 
 
@@ -140,9 +140,14 @@ class Tiers(Strict):
 
 class Budget(Strict):
     split: dict[str, float] = Field(default={"tier_1": 0.60, "tier_2": 0.30, "tier_3": 0.10})
+    total: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Total budget split by tier when --budget is not given."
+    )
 
     @model_validator(mode="after")
     def _valid_split(self) -> Budget:
+        if any(share < 0 for share in self.split.values()):
+            raise ValueError("budget.split shares must be 0 or more")
         unknown = set(self.split) - set(TIER_NAMES)
         if unknown:
             raise ValueError(f"budget.split has unknown tiers {sorted(unknown)}; use {list(TIER_NAMES)}")

@@ -102,7 +102,9 @@ def check_output_folder(out: Path, page_name: str) -> None:
         )
 
 
-def publish(out: Path, page_name: str, text: str, tables: dict[str, pd.DataFrame]) -> Path:
+def publish(
+    out: Path, page_name: str, text: str, tables: dict[str, pd.DataFrame], files: dict[str, str] | None = None
+) -> Path:
     """Write the page and its CSV tables into `out`, replacing an earlier output of the same command whole.
 
     Everything is written into a staging folder beside `out` first: an interrupted run leaves the
@@ -116,8 +118,10 @@ def publish(out: Path, page_name: str, text: str, tables: dict[str, pd.DataFrame
         for name, frame in tables.items():
             write_table(frame, staging / f"{name}.csv")
         (staging / page_name).write_text(text, encoding="utf-8")
-        files = [page_name, *(f"{name}.csv" for name in tables)]
-        (staging / MANIFEST).write_text(json.dumps({"page": page_name, "files": files}), encoding="utf-8")
+        for name, content in (files or {}).items():  # other text files of the output (e.g. a suggested draft)
+            (staging / name).write_text(content, encoding="utf-8")
+        written = [page_name, *(f"{name}.csv" for name in tables), *(files or {})]
+        (staging / MANIFEST).write_text(json.dumps({"page": page_name, "files": written}), encoding="utf-8")
         # mkdtemp and write_table's temporary files are private; a report is for sharing.
         staging.chmod(0o755)
         for path in staging.iterdir():

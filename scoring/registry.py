@@ -449,3 +449,28 @@ def resolve_model(model_uri: str | None, config: ModelConfig) -> tuple[TieringMo
         return load_model_for(champion.uri).with_business(config), champion.version
     except Exception as error:  # missing or corrupt artifacts: name the version and where its files should be
         raise TrackingError(load_problem(champion, error)) from None
+
+
+CONFIG_EXPERIMENT = "abm-tiering-configurations"
+
+
+def log_config_version(
+    version: int, configuration: dict, changes: dict, published_by: str, note: str, restored_from: int | None = None
+) -> None:
+    """A published business configuration as an MLflow run of its own experiment: what changed, by whom, why."""
+    import mlflow
+
+    configure()
+    experiment = mlflow.get_experiment_by_name(CONFIG_EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(CONFIG_EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"configuration version {version}"):
+        mlflow.set_tags(
+            {
+                "config_version": str(version),
+                "published_by": published_by,
+                "note": note[:500],
+                "restored_from": str(restored_from or ""),
+            }
+        )
+        mlflow.log_dict(configuration, "business_configuration.json")
+        mlflow.log_dict(changes, "changes.json")

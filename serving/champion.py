@@ -13,10 +13,11 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import weakref
 
 import numpy as np
 
-from configuration.tiering import load_config
+from configuration.tiering import TieringConfig, load_config
 from features.redact import redact
 from scoring import registry
 from scoring.messages import no_champion_message
@@ -26,6 +27,7 @@ from scoring.scorer import RULES_ONLY
 from serving.launch import config_path
 from serving.predict import ServingModel, score_request
 from serving.requests import ACCOUNT_EXAMPLE, ScoreRequest
+from workspace.active import active_version_over
 
 # How MLflow says "no such alias" and "no such registered model"; any other error means the
 # registry could not be asked, which must not be mistaken for "there is no champion".
@@ -76,18 +78,49 @@ def _log_no_champion() -> None:
 
 def load_serving_model(champion: registry.VersionInfo | None) -> ServingModel:
     # The business configuration (rule weights, blend, tiers, budget, alerts) is read now, not taken from the model.
-    business = load_config(config_path())
+    business, config_version = business_configuration()
     if champion is None:
-        model = ServingModel(TieringModel.rules_only(business), RULES_ONLY, alerts=business.alerts)
+        model = ServingModel(
+            TieringModel.rules_only(business), RULES_ONLY, alerts=business.alerts, config_version=config_version
+        )
         _log_no_champion()
     else:
         # By version, not by alias: the alias may move between looking it up and loading it.
         loaded = load_model_for(champion.uri).with_business(business)
-        model = ServingModel(loaded, champion.version, _version_facts(champion), alerts=business.alerts)
+        model = ServingModel(
+            loaded, champion.version, _version_facts(champion), alerts=business.alerts, config_version=config_version
+        )
     # Score one account before serving: a model that loads but cannot score is never swapped in, and
     # the first real request does not pay for the scorer's lazy set-up.
     score_request(model, ScoreRequest.model_validate({"accounts": [ACCOUNT_EXAMPLE]}), by_capacity=False)
     return model
+
+
+def business_configuration() -> tuple[TieringConfig, int | None]:
+    """`tiering serve --config` (TIERING_CONFIG) when given; else the workspace's active business configuration
+    over ./tiering.yaml or the defaults, and its version."""
+    path = config_path()
+    business = load_config(path)
+    if path is not None:
+        return business, None
+    business, _, version = active_version_over(business, "tiering.yaml")
+    return business, version
+
+
+def active_config_version() -> int | None:
+    """The workspace's active configuration version now (None: none, or TIERING_CONFIG fixes the configuration)."""
+    if config_path() is not None:
+        return None
+    return business_configuration()[1]
+
+
+_FOLLOWERS: weakref.WeakSet[ChampionFollower] = weakref.WeakSet()
+
+
+def refresh_followers() -> None:
+    """Every follower of this process looks again now (a business configuration was published from the pages)."""
+    for follower in list(_FOLLOWERS):
+        follower.refresh()
 
 
 class ChampionFollower:
@@ -106,6 +139,8 @@ class ChampionFollower:
         self._last_problem: str | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
+        self._refreshing = threading.Lock()  # the background look and a publish's look, one at a time
+        _FOLLOWERS.add(self)
 
     @property
     def ready(self) -> bool:
@@ -126,7 +161,12 @@ class ChampionFollower:
             self.refresh()
 
     def refresh(self) -> None:
-        """One look at the registry: load the champion if it is not the version serving."""
+        """One look at the registry and the active configuration: load the champion if it is not the version
+        serving, or if another business configuration was published since."""
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             if not self._configured:
                 registry.configure()
@@ -145,8 +185,14 @@ class ChampionFollower:
         wanted = champion.version if champion else RULES_ONLY
         self.registry_champion = wanted
         if self.serving is not None and self.serving.version == wanted:
-            self._report(None)
-            return
+            try:  # a newly published business configuration is loaded like a new champion
+                unchanged = active_config_version() == self.serving.config_version
+            except Exception as error:  # a store that cannot be read now: keep what serves
+                logger.warning("cannot read the active configuration: %s", registry.first_line(error))
+                unchanged = True
+            if unchanged:
+                self._report(None)
+                return
         try:
             loaded = load_serving_model(champion)
         except Exception as error:  # missing or corrupt artifacts, a bad tiering.yaml: never serve them, never crash

@@ -29,6 +29,7 @@ class ServingModel:
     version: str  # the registered version, or "rules-only"
     facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
     alerts: Alerts = field(default_factory=Alerts)  # the business configuration's thresholds for /alerts
+    config_version: int | None = None  # the workspace's business configuration version scored with, if any
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,17 @@ from workspace.errors import (
 from workspace.location import database_url, parsed_url, shown, sqlite_file, store_exists
 from workspace.migrate import SchemaStatus, schema_status, upgrade
 from workspace.roles import Role
-from workspace.tables import SEARCH_LENGTH, AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
+from workspace.tables import (
+    SEARCH_LENGTH,
+    AuditEvent,
+    ConfigVersion,
+    Flag,
+    Pin,
+    Scenario,
+    ScoredAccount,
+    Scoring,
+    User,
+)
 
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
 # The scored-account columns published from a scores file (all but the keys and the search helper).
@@ -91,6 +101,7 @@ AUDIT_PAGE_SIZE = 100
 
 
 CAN_PIN = (Role.editor, Role.admin)
+CAN_PUBLISH_CONFIG = (Role.admin,)
 
 
 class SortDirection(enum.StrEnum):
@@ -186,6 +197,33 @@ class AuditInfo:
     account_id: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ConfigVersionInfo:
+    """A published business configuration: the whole configuration, who published it, why, and what it changed
+    against the version before (dotted key -> before, after)."""
+
+    id: int
+    configuration: dict[str, Any]
+    note: str
+    published_by: str
+    published_at: datetime
+    restored_from: int | None
+    changes: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    id: int
+    name: str
+    configuration: dict[str, Any]  # the draft's keys only
+    base_version_id: int | None
+    scoring_id: int | None
+    result: dict[str, Any] | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -1067,6 +1105,145 @@ class WorkspaceStore:
                     raise store._unavailable(failure) from None
 
         return _Transaction()
+
+    # ---- business configurations and scenarios ---------------------------------------------------------------
+
+    def config_versions(self) -> list[ConfigVersionInfo]:
+        """Every published business configuration, newest first, each with its changes against the one before."""
+        from configuration.tiering import dict_changes
+
+        with self.engine.connect() as connection:
+            found = connection.execute(select(ConfigVersion).order_by(ConfigVersion.id)).all()
+        versions: list[ConfigVersionInfo] = []
+        previous: dict[str, Any] | None = None
+        for row in found:
+            changes: dict[str, dict[str, Any]] = (
+                dict_changes(previous, row.configuration) if previous is not None else {}
+            )
+            versions.append(
+                ConfigVersionInfo(
+                    row.id, row.configuration, row.note, row.published_by, row.published_at, row.restored_from, changes
+                )
+            )
+            previous = row.configuration
+        return versions[::-1]
+
+    def active_config(self) -> ConfigVersionInfo | None:
+        """The business configuration in force: the latest published version; None before the first."""
+        versions = self.config_versions()
+        return versions[0] if versions else None
+
+    def publish_config(
+        self,
+        configuration: dict[str, Any],
+        note: str,
+        user: str,
+        *,
+        check_role: bool = True,
+        restored_from: int | None = None,
+    ) -> ConfigVersionInfo:
+        """A new active business configuration (an admin's, when `check_role`; the CLI runs as the machine's
+        operator), audited with what it changed against the version before."""
+        from configuration.tiering import dict_changes
+
+        note = (note or "").strip()
+        if len(note) > 2000:
+            raise InvalidInput("note: keep it under 2,000 characters")
+        stamp = now()
+        with self._writing() as connection:
+            if check_role:
+                self._require_user(connection, user, CAN_PUBLISH_CONFIG, "publish configurations")
+            previous = connection.execute(
+                select(ConfigVersion.configuration).order_by(ConfigVersion.id.desc()).limit(1)
+            ).scalar()
+            version_id = int(
+                connection.execute(
+                    insert(ConfigVersion).returning(ConfigVersion.id),
+                    {
+                        "configuration": configuration,
+                        "note": note,
+                        "published_by": user,
+                        "published_at": stamp,
+                        "restored_from": restored_from,
+                    },
+                ).scalar_one()
+            )
+            changes = dict_changes(previous, configuration) if previous is not None else {}
+            action = "config_restore" if restored_from is not None else "config_publish"
+            after = {"version": version_id, "note": note, "changes": changes, "restored_from": restored_from}
+            self._audit(connection, stamp, user, action, None, None, after)
+        return ConfigVersionInfo(version_id, configuration, note, user, stamp, restored_from, changes)
+
+    def restore_config(self, version: int, user: str, *, check_role: bool = True) -> ConfigVersionInfo:
+        """Publish an earlier version again, as a new version that says which one it restores."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ConfigVersion).where(ConfigVersion.id == version)).first()
+        if row is None:
+            known = [str(v.id) for v in self.config_versions()]
+            raise InvalidInput(
+                f"no published configuration has version {version}; "
+                + (f"the versions are {', '.join(known)}" if known else "none has been published yet")
+            )
+        return self.publish_config(
+            row.configuration, f"restores version {version}", user, check_role=check_role, restored_from=version
+        )
+
+    def save_scenario(
+        self,
+        name: str,
+        configuration: dict[str, Any],
+        result: dict[str, Any] | None,
+        user: str,
+        *,
+        base_version_id: int | None = None,
+        scoring_id: int | None = None,
+        check_role: bool = True,
+    ) -> int:
+        """Record a scenario (a draft's keys) and its what-if result; an editor's or admin's, when `check_role`."""
+        name = (name or "").strip()[:200] or "scenario"
+        stamp = now()
+        with self._writing() as connection:
+            if check_role:
+                self._require_user(connection, user, CAN_PIN, "save scenarios")
+            scenario_id = int(
+                connection.execute(
+                    insert(Scenario).returning(Scenario.id),
+                    {
+                        "name": name,
+                        "configuration": configuration,
+                        "base_version_id": base_version_id,
+                        "scoring_id": scoring_id,
+                        "result": result,
+                        "created_by": user,
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                    },
+                ).scalar_one()
+            )
+            self._audit(connection, stamp, user, "scenario", None, None, {"scenario": scenario_id, "name": name})
+        return scenario_id
+
+    def scenarios(self) -> list[ScenarioInfo]:
+        """Every saved scenario, newest first."""
+        with self.engine.connect() as connection:
+            found = connection.execute(select(Scenario).order_by(Scenario.id.desc())).all()
+        return [
+            ScenarioInfo(
+                r.id,
+                r.name,
+                r.configuration,
+                r.base_version_id,
+                r.scoring_id,
+                r.result,
+                r.created_by,
+                r.created_at,
+                r.updated_at,
+            )
+            for r in found
+        ]
+
+    def scenario(self, scenario_id: int) -> ScenarioInfo | None:
+        return next((found for found in self.scenarios() if found.id == scenario_id), None)
 
     # ---- users ------------------------------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ NAV = (
     ("/map", "Priority map", "map"),
     ("/compare", "Learned vs rule", "compare"),
     ("/overrides", "Overrides", "overrides"),
+    ("/whatif", "What if", "whatif"),
     ("/audit", "Audit", "audit"),
     ("/pilots", "Pilots", "pilots"),
 )
@@ -768,6 +769,169 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             active="pilots",
             pilots=[pilot_view(info, today) for info in listed],
         )
+
+    # ---- what if: scenarios and the business configuration ---------------------------------------------------------
+
+    def active_business(store: WorkspaceStore):
+        """The business configuration the service scores with (TIERING_CONFIG, else the store's active version over
+        ./tiering.yaml or the defaults) and its version."""
+        from configuration.tiering import load_config
+        from serving.launch import config_path
+        from workspace.active import active_version_over
+
+        path = config_path()
+        base = load_config(path)
+        if path is not None:
+            return base, None
+        config, _, version = active_version_over(base, "tiering.yaml", store)
+        return config, version
+
+    def whatif_page(
+        request: Request, visitor: Visitor, form: dict[str, str] | None, status: int = 200, problem: str = ""
+    ) -> Response:
+        from serving.workspace import scenarios
+
+        store = state().store()
+        active, version = active_business(store)
+        saved = store.scenarios()
+        opened = None
+        chosen = request.query_params.get("scenario", "")
+        if form is None and chosen.isdigit():
+            opened = next((found for found in saved if found.id == int(chosen)), None)
+            if opened is None:
+                raise PageError(404, "No such scenario", f"No saved scenario has id {chosen}.")
+        result = None
+        values = scenarios.field_values(active)
+        try:
+            if opened is not None:
+                draft = opened.configuration
+            elif form is not None:
+                draft = scenarios.draft_from_form(form, active)
+            else:
+                draft = {}
+            scenario = scenarios.scenario_config(active, draft, "the scenario")
+            values = scenarios.field_values(scenario)
+            if draft or form is not None:
+                result = scenarios.preview(store, active, scenario)
+        except scenarios.FormProblem as error:
+            problem, status = str(error), 400
+            values = {**values, **(form or {})}
+        return render(
+            request,
+            "whatif.html",
+            status,
+            visitor,
+            title="What if",
+            active="whatif",
+            values=values,
+            weight_fields=scenarios.WEIGHT_FIELDS,
+            split_fields=scenarios.SPLIT_FIELDS,
+            tier_names=[name for name in TIERS if name != "untiered"],
+            result=result,
+            movers=scenarios.moves_shown(result).to_dict("records") if result else [],
+            problem=problem,
+            scenarios=saved,
+            opened=opened,
+            versions=store.config_versions(),
+            active_version=version,
+            is_admin=visitor.role == "admin",
+            name=(form or {}).get("name", opened.name if opened else ""),
+        )
+
+    @app.get("/whatif")
+    async def whatif(request: Request):
+        visitor = await signed_in(request)
+        form = dict(request.query_params) if request.query_params.get("preview") else None
+        return await run_in_threadpool(whatif_page, request, visitor, form)
+
+    @app.post("/whatif/save")
+    async def whatif_save(request: Request):
+        from serving.workspace import scenarios
+
+        visitor, fields = await posted(request)
+        writer(visitor, "save scenarios")
+        store = state().store()
+        active, version = await run_in_threadpool(active_business, store)
+        try:
+            draft = scenarios.draft_from_form(fields, active)
+            scenario = scenarios.scenario_config(active, draft, "the scenario")
+            result = await run_in_threadpool(scenarios.preview, store, active, scenario)
+        except scenarios.FormProblem as error:
+            return await run_in_threadpool(whatif_page, request, visitor, fields, 400, str(error))
+        summary = None
+        if result is not None:
+            summary = {
+                "tiers": result.comparison.tiers.to_dict("records"),
+                "moves": len(result.comparison.moves),
+                "changes": result.changes,
+            }
+        scenario_id = await run_in_threadpool(
+            lambda: store.save_scenario(
+                fields.get("name", ""),
+                draft,
+                summary,
+                visitor.name,
+                base_version_id=version,
+                scoring_id=result.scoring.id if result else None,
+            )
+        )
+        return RedirectResponse(f"{_root(request)}/whatif?scenario={scenario_id}", status_code=303)
+
+    def admin(visitor: Visitor, doing: str) -> None:
+        if visitor.role != "admin":
+            raise PageError(
+                403,
+                "Not allowed",
+                f"{visitor.name} is a {visitor.role}: only admins {doing}.",
+                "Save the scenario and ask an admin to publish it.",
+            )
+
+    def refresh_followers() -> None:
+        from serving.champion import refresh_followers as look_again
+
+        look_again()
+
+    def log_version(found) -> None:
+        from scoring.registry import log_config_version
+
+        try:
+            log_config_version(
+                found.id, found.configuration, found.changes, found.published_by, found.note, found.restored_from
+            )
+        except Exception as error:  # the store holds the version; MLflow's copy is a record, never a reason to fail
+            logger.warning("configuration version %s was not logged to MLflow: %s", found.id, error)
+
+    @app.post("/whatif/publish")
+    async def whatif_publish(request: Request):
+        from configuration.tiering import business_part
+        from serving.workspace import scenarios
+
+        visitor, fields = await posted(request)
+        admin(visitor, "publish configurations")
+        store = state().store()
+        active, _ = await run_in_threadpool(active_business, store)
+        try:
+            scenario = scenarios.scenario_config(active, scenarios.draft_from_form(fields, active), "the scenario")
+        except scenarios.FormProblem as error:
+            return await run_in_threadpool(whatif_page, request, visitor, fields, 400, str(error))
+        note = fields.get("note", "") or f"published from the what-if page by {visitor.name}"
+        published = await run_in_threadpool(lambda: store.publish_config(business_part(scenario), note, visitor.name))
+        await run_in_threadpool(log_version, published)
+        await run_in_threadpool(refresh_followers)  # the API scores with it from the next request
+        return RedirectResponse(f"{_root(request)}/whatif?published={published.id}", status_code=303)
+
+    @app.post("/whatif/restore")
+    async def whatif_restore(request: Request):
+        visitor, fields = await posted(request)
+        admin(visitor, "restore configurations")
+        version = fields.get("version", "")
+        if not version.isdigit():
+            raise PageError(400, "No such version", "Choose a version from the list.")
+        store = state().store()
+        restored = await run_in_threadpool(lambda: store.restore_config(int(version), visitor.name))
+        await run_in_threadpool(log_version, restored)
+        await run_in_threadpool(refresh_followers)
+        return RedirectResponse(f"{_root(request)}/whatif?published={restored.id}", status_code=303)
 
     for route in app.routes:  # pages, not API: kept out of the service's /docs.json (and its schema fuzzing)
         if isinstance(route, APIRoute):

@@ -86,3 +86,24 @@ def test_a_bad_reload_interval_is_refused_with_its_name(monkeypatch, raw):
     monkeypatch.setenv("TIERING_RELOAD_SECONDS", raw)
     with pytest.raises(ValueError, match="TIERING_RELOAD_SECONDS"):
         reload_seconds()
+
+
+def test_a_published_business_configuration_is_served_and_a_restore_goes_back(follower, trained, tmp_path, monkeypatch):
+    from workspace import WorkspaceStore
+
+    monkeypatch.delenv("TIERING_CONFIG", raising=False)
+    monkeypatch.setenv("TIERING_DATABASE_URL", f"sqlite:///{tmp_path / 'workspace.db'}")
+    assert follower.serving.config_version is None
+    default_capacity = follower.serving.model.config.tiers.tier_1.max_accounts
+    with WorkspaceStore.open() as store:
+        first = store.publish_config({"tiers": {"tier_1": {"max_accounts": 3}}}, "three", "cli:test", check_role=False)
+    follower.refresh()  # the same champion, a new configuration: loaded
+    assert follower.serving.version == trained.version and follower.serving.config_version == first.id
+    assert follower.serving.model.config.tiers.tier_1.max_accounts == 3
+    with WorkspaceStore.open() as store:
+        restored = store.publish_config(
+            {"tiers": {"tier_1": {"max_accounts": default_capacity}}}, "back", "cli:test", check_role=False
+        )
+    follower.refresh()
+    assert follower.serving.config_version == restored.id
+    assert follower.serving.model.config.tiers.tier_1.max_accounts == default_capacity

@@ -196,3 +196,49 @@ def test_a_viewer_is_refused_and_a_form_without_its_token_too(page_as, served):
         editor.click("form[action$='/flag'] button")
     assert answered.value.status == 403
     editor.wait_for_selector("text=This form has expired")
+
+
+def test_scenarios_are_previewed_saved_published_used_by_the_api_and_restored(page_as, served):
+    open_as, _ = page_as
+    viewer = open_as("vera")
+    viewer.goto("/app/whatif")
+    assert viewer.locator("form[action$='/whatif/publish']").count() == 0
+    # An editor changes one weight pair and sees the moves and the budget per tier (the latest scoring: learned
+    # scores A1 92, A3 61 lead; one Tier 1 seat leaves A3 in Tier 2).
+    editor = open_as("ed")
+    editor.goto("/app/whatif")
+    editor.fill("input[name='tiers.tier_1.max_accounts']", "1")
+    editor.fill("input[name='budget.total']", "1000")
+    editor.click("form.whatif button[type=submit]")
+    editor.wait_for_selector("#whatif-moves")
+    assert editor.locator("#whatif-moves tbody tr").all_inner_texts()[0].startswith("A3")
+    tiers = editor.locator("#whatif-tiers tbody tr").all_inner_texts()
+    assert tiers[0].split("\t")[-1] == "600"  # Tier 1's budget after: 60% of the 1,000, to its one account
+    editor.fill("form[action$='/whatif/save'] input[name=name]", "one seat")
+    editor.click("form[action$='/whatif/save'] button")
+    editor.wait_for_url(re.compile(r"/app/whatif\?scenario=\d+"))
+    assert editor.locator("form[action$='/whatif/publish']").count() == 0
+    assert "one seat" in editor.inner_text("#whatif-scenarios")
+    # The admin opens the saved scenario and publishes it: the API scores with it from the next request.
+    admin = open_as("ada")
+    admin.goto("/app/whatif")
+    admin.click("#whatif-scenarios >> text=one seat")
+    admin.wait_for_selector("#whatif-moves")
+    ids = ["T1", "T2", "T3"]
+    assert sum(record["tier"] == "tier_1" for record in api_tier(served, *ids).values()) == 3
+    admin.fill("form[action$='/whatif/publish'] input[name=note]", "one Tier 1 seat")
+    admin.click("form[action$='/whatif/publish'] button")
+    admin.wait_for_url(re.compile(r"/app/whatif\?published=\d+"))
+    assert "one Tier 1 seat" in admin.inner_text("#whatif-versions")
+    assert sum(record["tier"] == "tier_1" for record in api_tier(served, *ids).values()) == 1
+    # A second version, then the first restored from the list: back to one seat... and the defaults before it.
+    admin.goto("/app/whatif")
+    admin.fill("input[name='tiers.tier_1.max_accounts']", "2")
+    admin.click("form.whatif button[type=submit]")
+    admin.click("form[action$='/whatif/publish'] button")
+    admin.wait_for_url(re.compile(r"/app/whatif\?published=\d+"))
+    assert sum(record["tier"] == "tier_1" for record in api_tier(served, *ids).values()) == 2
+    admin.click("#whatif-versions tr:has-text('one Tier 1 seat') button:has-text('Restore')")
+    admin.wait_for_url(re.compile(r"/app/whatif\?published=\d+"))
+    assert sum(record["tier"] == "tier_1" for record in api_tier(served, *ids).values()) == 1
+    assert "restores version" in admin.inner_text("#whatif-versions")
