@@ -8,12 +8,15 @@ as `tiering alerts` writes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from serving.requests import Day
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ALERT_ACCOUNTS = 100_000
 TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
@@ -38,6 +41,9 @@ class AlertScore(BaseModel):
     reason_2: str = ""
     reason_3: str = ""
     model_version: str = ""
+    pilot_group: Literal["treatment", "control", ""] = Field(
+        "", description="The account's group in a running pilot: control accounts get no alerts."
+    )
     as_of: Day = Field(description="The date the book was scored as of (ISO date); a number is not a date.")
 
 
@@ -176,15 +182,27 @@ class AlertsResponse(BaseModel):
     as_of: str = Field(description="The current book's as-of date.")
     previous_as_of: str = Field(description="The previous book's as-of date ('' when it is empty).")
     events: list[AlertEvent]
+    control_left_out: int = Field(
+        0, description="Events left out because their account is in a running pilot's control group."
+    )
 
 
-def answer(request: AlertsRequest, config) -> dict:
-    """The events between the request's two books (`config`: the `alerts` section), as the response's fields."""
+def answer(request: AlertsRequest, config, running_pilots: pd.DataFrame | None = None) -> dict:
+    """The events between the request's two books (`config`: the `alerts` section), as the response's fields.
+
+    With `running_pilots` (account_id, group), control accounts, by it or by the records' own `pilot_group`, get
+    no events: a pilot's control group stays out of the campaign."""
     from activation.alerts import build_events
+    from activation.holdout import control_accounts, without_control_events
 
     previous, current = request.books()
+    events = build_events(previous, current, config)
+    left_out = 0
+    if running_pilots is not None:
+        events, left_out = without_control_events(events, control_accounts(current, running_pilots))
     return {
         "as_of": request.current[0].as_of.isoformat(),
         "previous_as_of": request.previous[0].as_of.isoformat() if request.previous else "",
-        "events": build_events(previous, current, config),
+        "events": events,
+        "control_left_out": left_out,
     }

@@ -81,14 +81,23 @@ def load_serving_model(champion: registry.VersionInfo | None) -> ServingModel:
     business, config_version = business_configuration()
     if champion is None:
         model = ServingModel(
-            TieringModel.rules_only(business), RULES_ONLY, alerts=business.alerts, config_version=config_version
+            TieringModel.rules_only(business),
+            RULES_ONLY,
+            alerts=business.alerts,
+            pilot=business.pilot,
+            config_version=config_version,
         )
         _log_no_champion()
     else:
         # By version, not by alias: the alias may move between looking it up and loading it.
         loaded = load_model_for(champion.uri).with_business(business)
         model = ServingModel(
-            loaded, champion.version, _version_facts(champion), alerts=business.alerts, config_version=config_version
+            loaded,
+            champion.version,
+            _version_facts(champion),
+            alerts=business.alerts,
+            pilot=business.pilot,
+            config_version=config_version,
         )
     # Score one account before serving: a model that loads but cannot score is never swapped in, and
     # the first real request does not pay for the scorer's lazy set-up.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from configuration.tiering import Alerts
+from configuration.tiering import Alerts, PilotSettings
 from scoring.forecast import SIMULATIONS
 from scoring.pyfunc import TieringModel
 from serving.requests import ForecastRequest, ScoreRequest, scoring_as_of
@@ -29,6 +29,7 @@ class ServingModel:
     version: str  # the registered version, or "rules-only"
     facts: dict = field(default_factory=dict)  # ModelInfo fields read from the registry
     alerts: Alerts = field(default_factory=Alerts)  # the business configuration's thresholds for /alerts
+    pilot: PilotSettings = field(default_factory=PilotSettings)  # where a running pilot's control group is left out
     config_version: int | None = None  # the workspace's business configuration version scored with, if any
 
 

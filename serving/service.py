@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio.to_thread
 import bentoml
+import numpy as np
+import pandas as pd
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -143,13 +145,19 @@ class TieringService:
     @bentoml.api(route="/alerts", output_spec=AlertsResponse)
     def alerts(self, request: AlertsRequest, /) -> AlertsResponse | JSONResponse:
         """The events between two books of score records (surges, Tier 1/2 entries and exits, jumps); no delivery."""
-        from configuration.tiering import Alerts
+        from configuration.tiering import Alerts, PilotSettings
         from features.errors import DataError
 
         serving = self.champion.serving  # the business configuration's `alerts` thresholds, else the defaults
         config = serving.alerts if serving is not None else Alerts()
+        pilot = serving.pilot if serving is not None else PilotSettings()
+        running = None
+        if "alerts" in pilot.exclude_control_from:
+            ids = np.asarray([record.account_id for record in request.current], dtype=object)
+            found = pilot_cache.pinned(ids)
+            running = found if found is not None else pd.DataFrame({"account_id": [], "group": []})
         try:
-            return AlertsResponse.model_validate(alerts_answer(request, config))
+            return AlertsResponse.model_validate(alerts_answer(request, config, running))
         except DataError as error:  # the request's own checks come first; this is a last line, never a 500
             return JSONResponse(
                 {"detail": [{"loc": [], "msg": problem.render()} for problem in error.problems]}, status_code=400

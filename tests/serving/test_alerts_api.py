@@ -52,6 +52,16 @@ def client(tmp_path_factory, empty_template):
         yield client
 
 
+def test_a_pilots_control_account_gets_no_event(client):
+    # B surges in both requests; marked control in the current book, its surge is left out and counted.
+    current = [{**row, "pilot_group": "control"} if row["account_id"] == "B" else row for row in CURRENT]
+    plain = client.post("/alerts", json={"previous": PREVIOUS, "current": CURRENT}).json()
+    held = client.post("/alerts", json={"previous": PREVIOUS, "current": current}).json()
+    assert "B" in {event["account_id"] for event in plain["events"]} and plain["control_left_out"] == 0
+    assert [e for e in plain["events"] if e["account_id"] != "B"] == held["events"]
+    assert held["control_left_out"] == sum(event["account_id"] == "B" for event in plain["events"])
+
+
 def test_alerts_answers_the_events_by_hand(client):
     response = client.post("/alerts", json={"previous": PREVIOUS, "current": CURRENT})
     assert response.status_code == 200, response.text

@@ -69,6 +69,21 @@ def test_score_and_tier_mark_each_accounts_pilot_group(empty_store, store):
         tiered = client.post("/tier", json=body).json()["scores"]
         assert {r["account_id"]: r["pilot_group"] for r in tiered} == {"A1": "treatment", "A2": "control", "A3": ""}
 
+        # /alerts: the store's control account A2 gets no event although both A1 and A2 surge; the records here
+        # carry no pilot_group, so only the store can say A2 is control.
+        def book(as_of: str, surge: bool) -> list[dict]:
+            return [
+                {"account_id": account, "tier": "tier_2", "as_of": as_of, "intent_surge": surge}
+                for account in ("A1", "A2")
+            ]
+
+        answer = client.post(
+            "/alerts", json={"previous": book("2026-04-01", False), "current": book("2026-07-01", True)}
+        )
+        assert answer.status_code == 200, answer.text
+        assert [event["account_id"] for event in answer.json()["events"]] == ["A1"]
+        assert answer.json()["control_left_out"] == 1
+
 
 def test_an_accounts_page_says_its_pilot_group(pages):
     today = dt.datetime.now(dt.UTC).date()
