@@ -77,6 +77,17 @@ def published_parts(store: WorkspaceStore | None, as_of: pd.Timestamp | None, ve
     return Parts(scores, then, source, pd.Timestamp(scoring.as_of), scoring.id)
 
 
+def _other_accounts(parts: Parts, frame: CrmData) -> str:
+    """How the published scoring's accounts differ from the export's ('' when they are the same accounts): a
+    preview of another book's scoring would be a wrong answer about this one."""
+    published = set(parts.scores["account_id"].astype(str))
+    exported = set(frame.accounts["account_id"].astype(str))
+    missing, extra = len(exported - published), len(published - exported)
+    if not missing and not extra:
+        return ""
+    return f"{missing} of the export's {len(exported)} accounts not in it, {extra} of its accounts not in the export"
+
+
 def scored_parts(model, version: str, frame: CrmData, as_of: pd.Timestamp, source: str) -> Parts:
     """The book scored now as of `as_of` (no pins, no budget: the scenarios place those)."""
     from features.rules import icp_parts
@@ -230,6 +241,13 @@ def whatif(
             champion = alias_version(CHAMPION)
             wanted = champion.version if champion is not None else RULES_ONLY
         parts = None if retrain else published_parts(store, cutoff, wanted)
+        if parts is not None and (other := _other_accounts(parts, book())):
+            err_console.print(
+                f"note: {parts.source} is not of this export ({other}): scoring the export now instead",
+                highlight=False,
+                soft_wrap=True,
+            )
+            parts = None
         if parts is None:
             when = cutoff or default_as_of(book())
             tiering_model, version = scorer()

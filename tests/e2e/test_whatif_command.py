@@ -224,6 +224,16 @@ def test_the_preview_from_a_published_scoring_equals_a_full_scoring_with_the_dra
     assert len(moved) and (moved["why"] != "").all()
     assert len(pd.read_csv(tmp_path / "w" / "moves.csv")) == len(moved)
 
+    # Another book (one account more than was published): the published parts would describe the wrong book.
+    other = tmp_path / "other-export"
+    shutil.copytree(data, other)
+    book = pd.read_csv(other / "accounts.csv", keep_default_na=False)
+    pd.concat([book, book.tail(1).assign(account_id="NEW-1")]).to_csv(other / "accounts.csv", index=False)
+    result = invoke("whatif", other, "--config", path, "--model", uri, "--out", "w2", "--no-backtest")
+    assert result.exit_code == 0, result.output
+    assert "is not of this export (1 of the export's" in words(result.output)
+    assert "NEW-1" in set(pd.read_csv(tmp_path / "w2" / "accounts.csv")["account_id"])
+
 
 CONSTANT_RULES = {
     "accounts.csv": (
