@@ -15,15 +15,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.processes import bench_figures, tiering_seconds
+
 AS_OF = "2026-03-01"
 TRAIN_ACCOUNTS = 10_000
 FAST = {
@@ -36,14 +34,6 @@ FAST = {
 }
 
 
-def _tiering(*args: str, env: dict) -> float:
-    started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True, text=True)
-    if child.returncode != 0:
-        raise RuntimeError(f"tiering {' '.join(args)} failed:\n{child.stdout[-2000:]}\n{child.stderr[-2000:]}")
-    return time.perf_counter() - started
-
-
 def measure(n_accounts: int) -> dict:
     from bench.run import dataset
 
@@ -54,11 +44,11 @@ def measure(n_accounts: int) -> dict:
         config = folder / "tiering.yaml"
         config.write_text(yaml.safe_dump(FAST), encoding="utf-8")
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-        train_s = _tiering("train", str(training_data), "--as-of", AS_OF, "--config", str(config), env=env)
+        train_s = tiering_seconds("train", str(training_data), "--as-of", AS_OF, "--config", str(config), env=env)
         past = folder / "past.parquet"
-        _tiering("score", str(data), "--as-of", AS_OF, "--budget", "1000000", "--out", str(past), env=env)
-        score_s = _tiering("score", str(data), "--out", str(folder / "now.parquet"), env=env)
-        review_s = _tiering(
+        tiering_seconds("score", str(data), "--as-of", AS_OF, "--budget", "1000000", "--out", str(past), env=env)
+        score_s = tiering_seconds("score", str(data), "--out", str(folder / "now.parquet"), env=env)
+        review_s = tiering_seconds(
             "review", str(past), str(data), "--out", str(folder / "review"), "--config", str(config), env=env
         )
         page_mb = (folder / "review" / "review.html").stat().st_size / 1e6
@@ -76,15 +66,7 @@ def measure(n_accounts: int) -> dict:
 def run(quick: bool = False) -> dict:
     """`make bench`'s entry: 100,000 accounts (quick: 10,000), in its own process, with its table row."""
     n_accounts = 10_000 if quick else 100_000
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.review_bench", "--accounts", str(n_accounts)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"review bench failed:\n{child.stderr[-3000:]}")
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures = bench_figures("bench.review_bench", n_accounts)
     figures["markdown_rows"] = [
         f"| `tiering review`, {n_accounts:,} accounts (a quarter after the past scoring; page, tables and MLflow "
         f"logging included) | {figures['review_s']:.1f} s | `tiering score` of the same book "

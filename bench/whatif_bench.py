@@ -17,15 +17,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.processes import REPO, bench_figures, tiering_seconds
+
 TRAIN_ACCOUNTS = 10_000
 FAST = {
     "model": {
@@ -41,14 +39,6 @@ DRAFT = {
     "tiers": {"tier_1": {"max_accounts": 50}, "tier_2": {"max_accounts": 800}},
     "budget": {"total": 2_000_000.0},
 }
-
-
-def _tiering(*args: str, env: dict, cwd: Path) -> float:
-    started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if child.returncode != 0:
-        raise RuntimeError(f"tiering {' '.join(args)} failed:\n{child.stdout[-2000:]}\n{child.stderr[-2000:]}")
-    return time.perf_counter() - started
 
 
 def measure(n_accounts: int) -> dict:
@@ -68,10 +58,10 @@ def measure(n_accounts: int) -> dict:
             "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
             "TIERING_DATABASE_URL": f"sqlite:///{folder / 'workspace.db'}",
         }
-        train_s = _tiering("train", str(training_data), "--config", str(config), env=env, cwd=folder)
-        score_s = _tiering("score", str(data), "--out", str(folder / "scores.parquet"), env=env, cwd=folder)
-        publish_s = _tiering("publish", str(folder / "scores.parquet"), "--data", str(data), env=env, cwd=folder)
-        whatif_s = _tiering(
+        train_s = tiering_seconds("train", str(training_data), "--config", str(config), env=env, cwd=folder)
+        score_s = tiering_seconds("score", str(data), "--out", str(folder / "scores.parquet"), env=env, cwd=folder)
+        publish_s = tiering_seconds("publish", str(folder / "scores.parquet"), "--data", str(data), env=env, cwd=folder)
+        whatif_s = tiering_seconds(
             "whatif",
             str(data),
             "--config",
@@ -100,15 +90,7 @@ def measure(n_accounts: int) -> dict:
 def run(quick: bool = False) -> dict:
     """`make bench`'s entry: 100,000 accounts (quick: 10,000), in its own process, with its table row."""
     n_accounts = 10_000 if quick else 100_000
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.whatif_bench", "--accounts", str(n_accounts)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"what-if bench failed:\n{child.stderr[-3000:]}")
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures = bench_figures("bench.whatif_bench", n_accounts)
     figures["markdown_rows"] = [row(figures)]
     return figures
 
