@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import CHANNELS, ModelConfig
+from features.families import FAMILY_PREFIX, resolve_families
 from features.schema import CrmData
 from features.timeindex import TimeIndex, to_seconds
 
@@ -183,6 +184,9 @@ class FeatureBuilder:
                 to_seconds(opps["created_date"]),
                 opps["amount"].to_numpy(dtype="float64", na_value=np.nan),
             ),
+            parents=data.accounts["parent_account_id"].to_numpy(dtype=object)
+            if "parent_account_id" in data.accounts
+            else None,
         )
 
     @classmethod
@@ -204,7 +208,14 @@ class FeatureBuilder:
         """
         builder = cls.__new__(cls)
         builder._index(
-            config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals, created
+            config,
+            accounts["account_id"],
+            firmographic_columns(accounts, config),
+            engagement,
+            intent,
+            deals,
+            created,
+            parents=accounts.get("parent_account_id"),
         )
         return builder
 
@@ -230,8 +241,14 @@ class FeatureBuilder:
         intent: Activity,
         deals: Activity,
         created: Activity | None = None,
+        parents=None,
     ) -> None:
         self.config = config
+        self._family: FeatureBuilder | None = None
+        if created is None:
+            created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
+        if config.hierarchy.roll_up == "family":
+            self._index_families(account_ids, parents, firmographics, (engagement, intent, deals, created))
         self._account_ids = account_ids
         # One extra row past the end: what an unknown account reads (NaN numbers, missing text).
         self._firmographics = {name: _with_unknown_row(values) for name, values in firmographics.items()}
@@ -249,8 +266,6 @@ class FeatureBuilder:
         self._won_amount = TimeIndex(deals.account[won], deals.seconds[won], deal_amounts[won])
         # Opportunity creations (open or closed) and closed amounts: how often the account opens pipeline, and
         # what is open at a cut-off (the pipeline-propensity learner's own features).
-        if created is None:
-            created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
         self._created = TimeIndex(created.account, created.seconds, np.ones(len(created.account)))
         self._created_amount = TimeIndex(created.account, created.seconds, np.nan_to_num(created.value))
         self._closed_amount = TimeIndex(deals.account, deals.seconds, deal_amounts)
@@ -266,6 +281,81 @@ class FeatureBuilder:
             if created_blank.any()
             else None
         )
+
+    def _index_families(self, account_ids, parents, firmographics: dict[str, np.ndarray], activities) -> None:
+        """A second builder over the same data with every row re-keyed to its family's top account: asked for a top
+        account, it answers the family's rolled-up features (sums of the decayed signals, surges over the family's
+        channels, pooled deals, the top account's firmographics)."""
+        ids = np.asarray(account_ids, dtype=object)
+        count = len(ids)
+        links = np.full(count, None, dtype=object) if parents is None else np.asarray(parents, dtype=object)
+        families = resolve_families(ids, links)
+        self.families = families
+        # Codes past the end (rows of unknown accounts) stay past the end.
+        self._top = np.append(families.top, count).astype(np.int64)
+        self._family_size = np.append(np.bincount(families.top, minlength=count)[families.top], 1).astype(np.float64)
+        self._family_ids = np.concatenate([ids, np.array([None], dtype=object)])[self._top]
+        family = FeatureBuilder.__new__(FeatureBuilder)
+        rekeyed = [Activity(self._top[a.account], a.kind, a.seconds, a.value) for a in activities]
+        family._index(
+            self.config.model_copy(update={"hierarchy": type(self.config.hierarchy)()}), ids, firmographics, *rekeyed
+        )
+        self._family = family
+        # Members of each family, for the maxima over a family's entities.
+        order = np.argsort(families.top, kind="stable")
+        self._members = order
+        self._member_start = np.searchsorted(families.top[order], np.arange(count + 1))
+
+    def family_rows(self, account_ids: pd.Series, cutoffs: pd.Series) -> pd.DataFrame:
+        """One feature row per family of `account_ids` at its cut-off: the family's rolled-up features, keyed by
+        family_id (the top account's id); what `family_learned_score` is predicted from."""
+        if self._family is None:
+            raise ValueError("family rows need hierarchy.roll_up: family")
+        codes = self._codes(account_ids)
+        when = to_seconds(cutoffs)
+        tops = self._top[codes]
+        pairs = pd.DataFrame({"top": tops, "when": when}).drop_duplicates().sort_values(["top", "when"])
+        pairs = pairs[pairs["top"] < len(self._top) - 1]
+        top_codes, top_when = pairs["top"].to_numpy(), pairs["when"].to_numpy()
+        columns = self._family.build_columns(top_codes, top_when)
+        columns.update(self._family_columns(top_codes, top_when, columns))
+        rows = pd.DataFrame(columns)
+        rows = rows.astype({name: "str" for name, values in columns.items() if values.dtype == object})
+        rows.insert(0, "account_id", self._family_ids[top_codes].astype(str))
+        rows.insert(1, "cutoff", pd.to_datetime(top_when, unit="s").to_numpy())
+        return rows.reset_index(drop=True)
+
+    def _family_columns(
+        self, codes: np.ndarray, when: np.ndarray, family: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The family features the learners see, for account codes whose family's features are `family` (same order):
+        family_id, the family's size, its rolled-up sums and the maximum engagement of one of its entities."""
+        out = {f"{FAMILY_PREFIX}{name}": family[name] for name in FAMILY_SUMS}
+        out["family_id"] = self._family_ids[codes]
+        out["family_size"] = self._family_size[codes]
+        out["family_max_eng_w_total"] = self._max_member_engagement(codes, when)
+        return out
+
+    def _max_member_engagement(self, codes: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """The largest decayed engagement of one entity of each code's family at its cut-off (point in time)."""
+        tops = self._top[codes]
+        known = tops < len(self._member_start) - 1
+        start = np.where(known, self._member_start[np.minimum(tops, len(self._member_start) - 2)], 0)
+        stop = np.where(known, self._member_start[np.minimum(tops, len(self._member_start) - 2) + 1], 0)
+        sizes = stop - start
+        query = np.repeat(np.arange(len(codes)), sizes)
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        members = self._members[np.repeat(start, sizes) + offsets]
+        n_channels = self._n_channels
+        groups = (members[:, None] * n_channels + np.arange(n_channels)).ravel()
+        totals = (
+            self._engagement.decayed(groups, np.repeat(when[query], n_channels), self.config.engagement.lookback_days)
+            .reshape(-1, n_channels)
+            .sum(axis=1)
+        )
+        result = np.zeros(len(codes))
+        np.maximum.at(result, query, totals)
+        return result
 
     def _codes(self, account_ids: pd.Series) -> np.ndarray:
         return self._codes_in(pd.Index(self._account_ids))(account_ids)
@@ -333,7 +423,17 @@ class FeatureBuilder:
         features = {name: values[codes] for name, values in self._firmographics.items()}
         features.update({name: values[restore] for name, values in out.items()})
         features["intent_surge"] = features["surging_channels"] >= config.intent.surge.min_channels
+        if self._family is not None:
+            features.update(self._family_features(codes, when[restore]))
         return features
+
+    def _family_features(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
+        """The family columns of account codes at cut-offs: each distinct (family, cut-off) is computed once."""
+        tops = self._top[codes]
+        pairs, inverse = np.unique(np.stack([tops, when]), axis=1, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        family = self._family.build_columns(pairs[0], pairs[1]) if self._family is not None else {}
+        return self._family_columns(codes, when, {name: family[name][inverse] for name in FAMILY_SUMS})
 
     def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
         """Opportunities created recently, and those open at the cut-off (created before it, not closed before it).
@@ -377,6 +477,28 @@ class FeatureBuilder:
             else pd.Series([], dtype="str", index=account_ids.index)
         )
 
+
+# Rolled-up values the learners see as family_<name> (sums over the family's entities; days since: the latest).
+FAMILY_SUMS: tuple[str, ...] = (
+    "eng_w_total",
+    "eng_30d_total",
+    "days_since_engagement",
+    "intent_w_total",
+    "intent_30d_signals",
+    "surging_channels",
+    "prior_won",
+    "prior_lost",
+    "prior_won_amount",
+    "days_since_won",
+    "created_90d",
+    "open_deals",
+    "open_amount",
+)
+FAMILY_LEARNED: tuple[str, ...] = (
+    *(f"{FAMILY_PREFIX}{name}" for name in FAMILY_SUMS),
+    "family_size",
+    "family_max_eng_w_total",
+)
 
 SURGE_INTENT = "external_intent"  # the intent table's signals, as a surge channel
 SURGE_CHANNELS: tuple[str, ...] = (*CHANNELS, OTHER, SURGE_INTENT)  # bit i of `surge_mask` is channel i

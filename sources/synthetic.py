@@ -37,6 +37,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from features.config import CHANNELS
+from features.families import resolve_links
 from ingest.files import atomic_path
 
 
@@ -863,7 +864,7 @@ def _accounts_table(rng: np.random.Generator, accounts: _Accounts) -> pa.Table:
     parent = np.full(n, -1)
     if large.size:
         parent = np.where(rng.random(n) < PARENT_SHARE, large[rng.integers(0, large.size, size=n)], -1)
-        parent[parent == np.arange(n)] = -1
+        parent = resolve_links(parent).parent  # no self-parent, cycle or over-deep chain: the export is valid
     # A sales-ops custom field: the rep's segment call, mostly following head-count.
     segment = np.array(["SMB", "Mid-Market", "Enterprise"])[
         np.searchsorted([500, 5_000], accounts.employees, side="right")
