@@ -306,34 +306,23 @@ class FeatureBuilder:
         self._members = order
         self._member_start = np.searchsorted(families.top[order], np.arange(count + 1))
 
-    def family_rows(self, account_ids: pd.Series, cutoffs: pd.Series) -> pd.DataFrame:
-        """One feature row per family of `account_ids` at its cut-off: the family's rolled-up features, keyed by
-        family_id (the top account's id); what `family_learned_score` is predicted from."""
-        if self._family is None:
-            raise ValueError("family rows need hierarchy.roll_up: family")
-        codes = self._codes(account_ids)
-        when = to_seconds(cutoffs)
+    def _family_features(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
+        """The family columns of account codes at cut-offs, each distinct (family, cut-off) computed once: family_id,
+        the family's size, `family_<feature>` for every feature of the family's rolled-up row (what its
+        family_learned_score is predicted from; the learners see `FAMILY_LEARNED` of them) and the largest decayed
+        engagement of one of its entities."""
+        assert self._family is not None
         tops = self._top[codes]
-        pairs = pd.DataFrame({"top": tops, "when": when}).drop_duplicates().sort_values(["top", "when"])
-        pairs = pairs[pairs["top"] < len(self._top) - 1]
-        top_codes, top_when = pairs["top"].to_numpy(), pairs["when"].to_numpy()
-        columns = self._family.build_columns(top_codes, top_when)
-        columns.update(self._family_columns(top_codes, top_when, columns))
-        rows = pd.DataFrame(columns)
-        rows = rows.astype({name: "str" for name, values in columns.items() if values.dtype == object})
-        rows.insert(0, "account_id", self._family_ids[top_codes].astype(str))
-        rows.insert(1, "cutoff", pd.to_datetime(top_when, unit="s").to_numpy())
-        return rows.reset_index(drop=True)
-
-    def _family_columns(
-        self, codes: np.ndarray, when: np.ndarray, family: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """The family features the learners see, for account codes whose family's features are `family` (same order):
-        family_id, the family's size, its rolled-up sums and the maximum engagement of one of its entities."""
-        out = {f"{FAMILY_PREFIX}{name}": family[name] for name in FAMILY_SUMS}
+        pairs, first, inverse = np.unique(np.stack([tops, when]), axis=1, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        family = self._family.build_columns(pairs[0], pairs[1])
+        family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], pairs[1])
+        out = {
+            f"{FAMILY_PREFIX}{name}" if not name.startswith(FAMILY_PREFIX) else name: values[inverse]
+            for name, values in family.items()
+        }
         out["family_id"] = self._family_ids[codes]
         out["family_size"] = self._family_size[codes]
-        out["family_max_eng_w_total"] = self._max_member_engagement(codes, when)
         return out
 
     def _max_member_engagement(self, codes: np.ndarray, when: np.ndarray) -> np.ndarray:
@@ -426,14 +415,6 @@ class FeatureBuilder:
         if self._family is not None:
             features.update(self._family_features(codes, when[restore]))
         return features
-
-    def _family_features(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
-        """The family columns of account codes at cut-offs: each distinct (family, cut-off) is computed once."""
-        tops = self._top[codes]
-        pairs, inverse = np.unique(np.stack([tops, when]), axis=1, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        family = self._family.build_columns(pairs[0], pairs[1]) if self._family is not None else {}
-        return self._family_columns(codes, when, {name: family[name][inverse] for name in FAMILY_SUMS})
 
     def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
         """Opportunities created recently, and those open at the cut-off (created before it, not closed before it).
