@@ -31,12 +31,20 @@ def generate(
     accounts: Annotated[int, typer.Option("--accounts", min=10, help="Number of accounts.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same export.")] = 7,
     file_format: Annotated[FileFormat, typer.Option("--format", help="Format of the tables.")] = FileFormat.CSV,
+    families: Annotated[
+        bool,
+        typer.Option(
+            "--families",
+            help="Link accounts into families (parent_account_id) whose deals follow the whole family's engagement "
+            "and intent; see docs/families.md.",
+        ),
+    ] = False,
 ) -> None:
     """Write a realistic synthetic CRM export in canonical form, plus truth.csv (never read by training)."""
     from sources.synthetic import generate_export
 
     _check_generate_target(out)
-    summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format)
+    summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format, families=families)
     console.print(summary.render() if hasattr(summary, "render") else escape(str(summary)))  # Text: never markup
 
 
