@@ -313,10 +313,12 @@ class FeatureBuilder:
         engagement of one of its entities."""
         assert self._family is not None
         tops = self._top[codes]
-        pairs, first, inverse = np.unique(np.stack([tops, when]), axis=1, return_index=True, return_inverse=True)
+        # One int64 key per (family, cut-off): seconds since 1970 stay below 2**34, codes far below 2**29.
+        offset = when.min(initial=0)
+        _, first, inverse = np.unique(tops * (1 << 34) + (when - offset), return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        family = self._family.build_columns(pairs[0], pairs[1])
-        family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], pairs[1])
+        family = self._family.build_columns(tops[first], when[first])
+        family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], when[first])
         out = {
             f"{FAMILY_PREFIX}{name}" if not name.startswith(FAMILY_PREFIX) else name: values[inverse]
             for name, values in family.items()

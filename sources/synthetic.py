@@ -171,7 +171,7 @@ MEDIAN_REVENUE_PER_EMPLOYEE = 180_000
 PARENT_SHARE = 0.03
 # With families: accounts come in families of these sizes (drawn with these shares), each the top account, its
 # children and, from the fourth member on, grandchildren under the second one. Buying is a family matter: the
-# activity before a deal is spread over the family's entities, and the true win probability reads the family's
+# activity before a deal shows up at the family's other entities, and the true win probability reads the family's
 # engagement and intent (the whole family's points), not the entity's own.
 FAMILY_SIZES = np.array([1, 2, 3, 4, 5, 6])
 FAMILY_SIZE_SHARES = np.array([0.40, 0.15, 0.15, 0.12, 0.10, 0.08])
@@ -569,12 +569,15 @@ def _draw_families(rng: np.random.Generator, accounts: _Accounts) -> None:
 
 
 def _spread_over_family(rng: np.random.Generator, accounts: _Accounts, chunk: _Chunk, owner: np.ndarray) -> np.ndarray:
-    """With families: each of the `owner` accounts (within the chunk) replaced by a random entity of its family."""
+    """With families: each of the `owner` accounts (within the chunk) replaced by another entity of its family, drawn
+    at random (a family of one keeps its own): the buying group's activity shows up across the family."""
     if accounts.family_top is None:
         return owner
     top = accounts.family_top[chunk.accounts] - chunk.start
-    size = np.bincount(top, minlength=chunk.size)
-    return top[owner] + (rng.random(owner.size) * size[top[owner]]).astype(np.int64)
+    size = np.bincount(top, minlength=chunk.size)[top[owner]]
+    rank = owner - top[owner]
+    step = 1 + (rng.random(owner.size) * np.maximum(size - 1, 1)).astype(np.int64)
+    return top[owner] + np.where(size > 1, (rank + step) % np.maximum(size, 1), 0)
 
 
 def _family_points(
