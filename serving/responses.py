@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import Budget
 from scoring.rounding import OUTPUT_DECIMALS, rounded
-from scoring.scorer import SCORE_COLUMNS
+from scoring.scorer import FAMILY_COLUMNS, SCORE_COLUMNS
 from scoring.tiers import budget_summary
 
 TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
@@ -170,11 +170,14 @@ def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
+    names = [*SCORE_COLUMNS, *(name for name in FAMILY_COLUMNS if name in scores)]  # family ones with roll_up: family
     columns = [
-        np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
-        for name in SCORE_COLUMNS
+        np.asarray(rounded(scores[name], name)).tolist()
+        if name in OUTPUT_DECIMALS
+        else np.asarray(scores[name]).tolist()
+        for name in names
     ]
-    records = [dict(zip(SCORE_COLUMNS, values)) for values in zip(*columns)]
+    records = [dict(zip(names, values)) for values in zip(*columns)]
     for record in records:
         for name, value in record.items():
             if isinstance(value, float) and not math.isfinite(value):

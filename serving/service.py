@@ -98,8 +98,13 @@ class TieringService:
             return self._unavailable()
         scored = score_request(serving, request, by_capacity=True, budget=request.budget, forecast=True)
         # The store's pins hold in /tier as in `tiering score`; the forecast stays by the model's own tiers.
+        config = serving.model.config
         scores = with_pins(
-            scored.scores, pin_cache.pinned(scored.scores["account_id"]), request.budget, serving.model.config.budget
+            scored.scores,
+            pin_cache.pinned(scored.scores["account_id"]),
+            request.budget,
+            config.budget,
+            by_family=config.hierarchy.tier_by == "family" and "family_id" in scored.scores,
         )
         pipeline = serving.model.scorer.pipeline
         return TierResponse(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import Budget
-from scoring.tiers import allocate_budget, apply_overrides
+from scoring.tiers import allocate_budget, allocate_budget_by_family, apply_overrides
 
 logger = logging.getLogger("bentoml.abm_tiering")
 PIN_COLUMNS = ["account_id", "tier", "reason", "owner"]
@@ -99,17 +99,25 @@ class PinCache:
 
 
 def with_pins(
-    scores: dict[str, np.ndarray], pins: pd.DataFrame | None, budget: float | None, split: Budget
+    scores: dict[str, np.ndarray],
+    pins: pd.DataFrame | None,
+    budget: float | None,
+    split: Budget,
+    by_family: bool = False,
 ) -> dict[str, np.ndarray]:
     """Score columns with the pinned accounts' final tier and `override_reason` (as `tiering score --overrides`
-    writes them), and the budget split again over the final tiers when a budget was asked for."""
+    writes them), and the budget split again over the final tiers when a budget was asked for (across families
+    first with `by_family`, as hierarchy.tier_by: family splits it)."""
     if pins is None or pins.empty:
         return scores
     ids = pd.Series(scores["account_id"])
     tier, reason = apply_overrides(pd.Series(scores["learned_tier"]), ids, pins)
     pinned = dict(scores)
     pinned["tier"], pinned["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
-    if budget is not None:
+    if budget is not None and by_family:
+        families = pd.Series(np.asarray(scores["family_id"], dtype=object))
+        pinned["budget"] = allocate_budget_by_family(tier, families, budget, split).to_numpy()
+    elif budget is not None:
         pinned["budget"] = allocate_budget(tier, budget, split).to_numpy()
     return pinned
 
