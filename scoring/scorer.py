@@ -465,7 +465,8 @@ def _family_tiers(
     families = {
         "account_id": ids[first],
         "learned_score": np.asarray(book["family_learned_score"], dtype=np.float64)[first],
-        **{name: np.asarray(book[f"family_{name}"])[first] for name in FAMILY_RANKING},
+        # The tie-breaking keys where the book carries them (Spark's driver collects the family's ICP flag only).
+        **{name: np.asarray(book[f"family_{name}"])[first] for name in FAMILY_RANKING if f"family_{name}" in book},
     }
     if cutoffs:
         tiers = tiers_by_cutoffs(families["learned_score"], families["in_icp"], cutoffs["learned"])
