@@ -100,6 +100,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("review", "bench.review_bench"),
         ("workspace", "bench.workspace"),
         ("map", "bench.map_bench"),
+        ("families", "bench.family_bench"),
     ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
@@ -184,7 +185,7 @@ def markdown(results: dict) -> str:
     review = results.get("review")
     if review and "markdown_rows" in review:
         lines.extend(review["markdown_rows"])
-    for name in ("workspace", "map"):
+    for name in ("workspace", "map", "families"):
         figures = results.get(name)
         if figures and "markdown_rows" in figures:
             lines.extend(figures["markdown_rows"])

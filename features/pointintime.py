@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import CHANNELS, ModelConfig
-from features.families import FAMILY_PREFIX, resolve_families
+from features.families import FAMILY_PREFIX, Families, resolve_families
 from features.schema import CrmData
 from features.timeindex import TimeIndex, to_seconds
 
@@ -245,6 +245,7 @@ class FeatureBuilder:
     ) -> None:
         self.config = config
         self._family: FeatureBuilder | None = None
+        self._families: Families | None = None
         if created is None:
             created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
         if config.hierarchy.roll_up == "family":
@@ -290,35 +291,59 @@ class FeatureBuilder:
         count = len(ids)
         links = np.full(count, None, dtype=object) if parents is None else np.asarray(parents, dtype=object)
         families = resolve_families(ids, links)
-        self.families = families
+        self._families = families
         # Codes past the end (rows of unknown accounts) stay past the end.
         self._top = np.append(families.top, count).astype(np.int64)
         self._family_size = np.append(np.bincount(families.top, minlength=count)[families.top], 1).astype(np.float64)
         self._family_ids = np.concatenate([ids, np.array([None], dtype=object)])[self._top]
-        family = FeatureBuilder.__new__(FeatureBuilder)
-        rekeyed = [Activity(self._top[a.account], a.kind, a.seconds, a.value) for a in activities]
-        family._index(
-            self.config.model_copy(update={"hierarchy": type(self.config.hierarchy)()}), ids, firmographics, *rekeyed
-        )
-        self._family = family
+        self._family_inputs = (ids, firmographics, activities)  # indexed on first need (see `_family_index`)
         # Members of each family, for the maxima over a family's entities.
         order = np.argsort(families.top, kind="stable")
         self._members = order
         self._member_start = np.searchsorted(families.top[order], np.arange(count + 1))
 
-    def _family_features(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
+    def _family_index(self) -> FeatureBuilder:
+        """A second builder over the same data with every row re-keyed to its family's top account: asked for a top
+        account, it answers the family's rolled-up features at any cut-off. Built on first need (training rows)."""
+        if self._family is None:
+            ids, firmographics, activities = self._family_inputs
+            family = FeatureBuilder.__new__(FeatureBuilder)
+            rekeyed = [Activity(self._top[a.account], a.kind, a.seconds, a.value) for a in activities]
+            plain = self.config.model_copy(update={"hierarchy": type(self.config.hierarchy)()})
+            family._index(plain, ids, firmographics, *rekeyed)
+            self._family = family
+        return self._family
+
+    def _family_features(
+        self,
+        codes: np.ndarray,
+        when: np.ndarray,
+        own: dict[str, np.ndarray],
+        window_totals: tuple[np.ndarray, np.ndarray],
+    ) -> dict[str, np.ndarray]:
         """The family columns of account codes at cut-offs, each distinct (family, cut-off) computed once: family_id,
         the family's size, `family_<feature>` for every feature of the family's rolled-up row (what its
         family_learned_score is predicted from; the learners see `FAMILY_LEARNED` of them) and the largest decayed
-        engagement of one of its entities."""
-        assert self._family is not None
+        engagement of one of its entities.
+
+        When every entity of each family is asked at the same cut-off (a book's snapshot), the family's row is its
+        entities' own values summed (the decayed sums, counts and amounts are additive; the days since, the least;
+        surges judged on the summed window totals): no second pass over the events. Otherwise (training rows) the
+        re-keyed index answers it."""
         tops = self._top[codes]
         # One int64 key per (family, cut-off): seconds since 1970 stay below 2**34, codes far below 2**29.
         offset = when.min(initial=0)
-        _, first, inverse = np.unique(tops * (1 << 34) + (when - offset), return_index=True, return_inverse=True)
+        pair_key = tops * (1 << 34) + (when - offset)
+        _, first, inverse = np.unique(pair_key, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        family = self._family.build_columns(tops[first], when[first])
-        family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], when[first])
+        asked = np.bincount(inverse)
+        distinct = len(np.unique(codes * (1 << 34) + (when - offset)))
+        if distinct == len(codes) and np.array_equal(asked, self._family_size[codes[first]].astype(np.int64)):
+            family = self._summed(own, tops[first], inverse, len(first), window_totals)
+            family["family_max_eng_w_total"] = _grouped(np.maximum, own["eng_w_total"], inverse, len(first), 0.0)
+        else:
+            family = self._family_index().build_columns(tops[first], when[first])
+            family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], when[first])
         out = {
             f"{FAMILY_PREFIX}{name}" if not name.startswith(FAMILY_PREFIX) else name: values[inverse]
             for name, values in family.items()
@@ -326,6 +351,33 @@ class FeatureBuilder:
         out["family_id"] = self._family_ids[codes]
         out["family_size"] = self._family_size[codes]
         return out
+
+    def _summed(
+        self,
+        own: dict[str, np.ndarray],
+        tops: np.ndarray,
+        inverse: np.ndarray,
+        count: int,
+        window_totals: tuple[np.ndarray, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Family rows from complete families' own rows (see `_family_features`)."""
+        family: dict[str, np.ndarray] = {name: values[tops] for name, values in self._firmographics.items()}
+        for name, values in own.items():
+            if name in family or name in SURGE_OUTPUTS:
+                continue
+            if name.startswith("days_since_"):
+                family[name] = _grouped(np.fmin, values, inverse, count, np.nan)
+            else:
+                family[name] = np.bincount(inverse, weights=values, minlength=count)
+        recent, baseline = (
+            np.column_stack([np.bincount(inverse, weights=column, minlength=count) for column in totals.T])
+            for totals in window_totals
+        )
+        surges = self._surging(recent, baseline)
+        family["surging_channels"] = surges.sum(axis=1).astype(np.float64)
+        family["surge_mask"] = (surges @ (1 << np.arange(surges.shape[1], dtype=np.int64))).astype(np.int64)
+        family["intent_surge"] = family["surging_channels"] >= self.config.intent.surge.min_channels
+        return family
 
     def _max_member_engagement(self, codes: np.ndarray, when: np.ndarray) -> np.ndarray:
         """The largest decayed engagement of one entity of each code's family at its cut-off (point in time)."""
@@ -386,7 +438,8 @@ class FeatureBuilder:
         out["eng_30d_total"] = recent.sum(axis=1)
         days = self._engagement.days_since_last(channel_groups, channel_when).reshape(-1, n_channels)
         out["days_since_engagement"] = np.fmin.reduce(days, axis=1) if n_channels else np.full(len(codes), np.nan)
-        channel_surges = self._surges(self._engagement, channel_groups, channel_when).reshape(-1, n_channels)
+        totals: list | None = [] if self._families is not None else None
+        channel_surges = self._surges(self._engagement, channel_groups, channel_when, totals).reshape(-1, n_channels)
         surging = channel_surges.sum(axis=1)
 
         topic_groups = (codes[:, None] * n_topics + np.arange(n_topics)).ravel()
@@ -394,7 +447,7 @@ class FeatureBuilder:
         out.update(zip(intent_columns(config), intent.T))
         out["intent_w_total"] = intent.sum(axis=1)
         out["intent_30d_signals"] = self._intent_rows.total(codes, when, RECENT_DAYS)
-        intent_surges = self._surges(self._intent_rows, codes, when)
+        intent_surges = self._surges(self._intent_rows, codes, when, totals)
         surging += intent_surges
         out["surging_channels"] = surging.astype(np.float64)
         # Which channels surge, one bit each in SURGE_CHANNELS order (`surge_channel_names` spells them out).
@@ -414,8 +467,13 @@ class FeatureBuilder:
         features = {name: values[codes] for name, values in self._firmographics.items()}
         features.update({name: values[restore] for name, values in out.items()})
         features["intent_surge"] = features["surging_channels"] >= config.intent.surge.min_channels
-        if self._family is not None:
-            features.update(self._family_features(codes, when[restore]))
+        if totals:
+            (channel_recent, channel_baseline), (intent_recent, intent_baseline) = totals
+            window_totals = (
+                np.column_stack([channel_recent.reshape(-1, n_channels), intent_recent])[restore],
+                np.column_stack([channel_baseline.reshape(-1, n_channels), intent_baseline])[restore],
+            )
+            features.update(self._family_features(codes, when[restore], features, window_totals))
         return features
 
     def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
@@ -436,11 +494,18 @@ class FeatureBuilder:
             "open_amount": np.maximum(open_amount, 0.0),
         }
 
-    def _surges(self, index: TimeIndex, group: np.ndarray, when: np.ndarray) -> np.ndarray:
-        """1 where this channel's last-14-day activity is `factor` times its own baseline rate."""
+    def _surges(self, index: TimeIndex, group: np.ndarray, when: np.ndarray, keep: list | None = None) -> np.ndarray:
+        """1 where this channel's last-14-day activity is `factor` times its own baseline rate; `keep` receives the
+        recent and baseline totals (a family's surges are judged on their sums)."""
         surge = self.config.intent.surge
         recent = index.total(group, when, surge.window_days)
         baseline = index.total(group, when, surge.baseline_days, end_offset_days=surge.window_days)
+        if keep is not None:
+            keep.append((recent, baseline))
+        return self._surging(recent, baseline)
+
+    def _surging(self, recent: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+        surge = self.config.intent.surge
         expected = baseline * surge.window_days / surge.baseline_days
         return ((recent >= surge.min_recent_events) & (recent >= surge.factor * expected)).astype(np.int64)
 
@@ -484,6 +549,16 @@ FAMILY_LEARNED: tuple[str, ...] = (
 )
 
 SURGE_INTENT = "external_intent"  # the intent table's signals, as a surge channel
+SURGE_OUTPUTS = ("surging_channels", "surge_mask", "intent_surge")
+
+
+def _grouped(reduce: np.ufunc, values: np.ndarray, groups: np.ndarray, count: int, start: float) -> np.ndarray:
+    """`reduce` (np.maximum, np.fmin...) of `values` within each of `count` groups, from `start`."""
+    result = np.full(count, start, dtype=np.float64)
+    reduce.at(result, groups, np.asarray(values, dtype=np.float64))
+    return result
+
+
 SURGE_CHANNELS: tuple[str, ...] = (*CHANNELS, OTHER, SURGE_INTENT)  # bit i of `surge_mask` is channel i
 
 
