@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError
 
 from features.config import TIERS
+from features.families import resolve_families
 from workspace.errors import (
     UPGRADE_COMMAND,
     InvalidInput,
@@ -50,7 +51,7 @@ from workspace.errors import (
 from workspace.location import database_url, parsed_url, shown, sqlite_file, store_exists
 from workspace.migrate import SchemaStatus, schema_status, upgrade
 from workspace.roles import Role
-from workspace.tables import SEARCH_LENGTH, AuditEvent, Flag, Pin, ScoredAccount, Scoring, User
+from workspace.tables import SEARCH_LENGTH, AuditEvent, FamilyMember, Flag, Pin, ScoredAccount, Scoring, User
 
 SCORED: Table = ScoredAccount.__table__  # type: ignore[assignment]  # declarative tables are Tables
 # The scored-account columns published from a scores file (all but the keys and the search helper).
@@ -82,6 +83,8 @@ SORTABLE: tuple[str, ...] = (
     "pipeline_probability",
     "expected_revenue",
     "budget",
+    "family_id",  # sorted by it, the book lists each family's accounts together
+    "family_learned_score",
 )
 MAX_PAGE_SIZE = 1000
 INDEX_ENTRY_BYTES = 2000  # below PostgreSQL's largest B-tree entry (about 2,700 bytes)
@@ -118,6 +121,7 @@ class BookFilter:
     surge: bool | None = None
     pinned: bool | None = None
     flagged: bool | None = None
+    family: str | None = None  # the accounts of one family (its family_id)
 
 
 @dataclass(frozen=True)
@@ -490,6 +494,9 @@ class WorkspaceStore:
                     connection.exec_driver_sql(f"INSERT INTO scored_accounts ({names}) VALUES ({marks})", values)
                 else:
                     connection.execute(insert(SCORED), [dict(zip(columns, row)) for row in values])
+                members = _family_members(scoring_id, rows, accounts)
+                if members:
+                    connection.execute(insert(FamilyMember), members)
                 # Fresh statistics, so the planner reads a large scoring through the covering index, not row by row.
                 connection.exec_driver_sql("ANALYZE scored_accounts")
                 connection.execute(
@@ -657,6 +664,8 @@ class WorkspaceStore:
             conditions.append(account.industry == where.industry)
         if where.owner:
             conditions.append(account.owner == where.owner)
+        if where.family:
+            conditions.append(account.family_id == where.family)
         if where.disagree is not None:
             differ = and_(
                 account.learned_tier.is_not(None),
@@ -784,6 +793,48 @@ class WorkspaceStore:
             self.flags(account_id),
             self.audit(account_id=account_id, limit=AUDIT_PAGE_SIZE)[0],
         )
+
+    def family(self, account_id: str, scoring_id: int | None = None) -> list[dict[str, Any]]:
+        """The family of an account in a scoring (default the latest), top account first, each entity below its
+        parent (depth-first, by id): account_id, account_name, parent_account_id, depth, tier, engagement_score,
+        expected_revenue, budget. Empty when the scoring holds no families or the account is not in it."""
+        scoring = self._require_scoring(scoring_id)
+        member = FamilyMember
+        family_of = select(member.family_id).where(member.scoring_id == scoring.id, member.account_id == account_id)
+        query = (
+            select(
+                member.account_id,
+                member.parent_account_id,
+                member.depth,
+                ScoredAccount.account_name,
+                ScoredAccount.tier,
+                ScoredAccount.engagement_score,
+                ScoredAccount.expected_revenue,
+                ScoredAccount.budget,
+            )
+            .join(
+                ScoredAccount,
+                and_(ScoredAccount.scoring_id == member.scoring_id, ScoredAccount.account_id == member.account_id),
+            )
+            .where(member.scoring_id == scoring.id, member.family_id == family_of.scalar_subquery())
+        )
+        with self.engine.connect() as connection:
+            found = [dict(row._mapping) for row in connection.execute(query)]
+        children: dict[str | None, list[dict[str, Any]]] = {}
+        for row in sorted(found, key=lambda row: row["account_id"]):
+            children.setdefault(row["parent_account_id"], []).append(row)
+        known = {row["account_id"] for row in found}
+        ordered: list[dict[str, Any]] = []
+
+        def visit(row: dict[str, Any]) -> None:
+            ordered.append(row)
+            for child in children.get(row["account_id"], []):
+                visit(child)
+
+        for row in found:
+            if row["parent_account_id"] not in known:  # the top account (its parent link, if any, was cut)
+                visit(row)
+        return ordered if len(ordered) > 1 else []
 
     def tier_history(self, account_id: str) -> pd.DataFrame:
         """The account across every published scoring, oldest first: scoring_id, scoring_as_of, published_at and
@@ -1176,3 +1227,31 @@ class WorkspaceStore:
 def generated_password() -> str:
     """A password to print once: 20 URL-safe random characters (about 120 bits)."""
     return secrets.token_urlsafe(15)
+
+
+def _family_members(scoring_id: int, rows: dict[str, list[Any]], accounts: pd.DataFrame | None) -> list[dict]:
+    """The family_members rows of a published scoring whose scores carry family_id: each account's parent (from
+    the accounts table, links that cannot be followed left out) and depth below its family's top account."""
+    families = rows.get("family_id")
+    if not families or not any(families):
+        return []
+    ids = rows["account_id"]
+    parents: list[Any] = [None] * len(ids)
+    if accounts is not None and "parent_account_id" in accounts:
+        known = accounts.drop_duplicates("account_id")
+        lookup = pd.Series(
+            known["parent_account_id"].to_numpy(dtype=object), index=known["account_id"].astype("str").to_numpy()
+        )
+        mapped = pd.Series(ids, dtype=object).map(lookup)
+        parents = [None if pd.isna(value) else str(value) for value in mapped]
+    resolved = resolve_families(ids, parents)
+    return [
+        {
+            "scoring_id": scoring_id,
+            "account_id": account,
+            "parent_account_id": ids[parent] if parent >= 0 else None,
+            "family_id": family or account,
+            "depth": int(depth),
+        }
+        for account, parent, family, depth in zip(ids, resolved.parent, families, resolved.depth)
+    ]

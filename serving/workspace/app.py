@@ -559,6 +559,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                 "Search the book for it by name or id.",
             )
         points = tier_history(store.tier_history(account_id))
+        family = store.family(account_id)
         return render(
             request,
             "account.html",
@@ -571,6 +572,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             history=points,
             moves=[point for point in points if point.what_changed],
             chart=history_chart(points) if points else None,
+            family=family,
             problem=problem,
             form=form or {},
             today=date.today().isoformat(),

@@ -1,0 +1,45 @@
+"""A published scoring with families: the account page's family tree and the book grouped by family.
+
+The family is the hand-made one of tests/features/test_families.py: P heads C1 and C2, and G is C1's child."""
+
+from __future__ import annotations
+
+import re
+
+from features.config import parse_model_config
+from scoring.pyfunc import TieringModel
+from tests.features.test_families import AS_OF, family_export
+from tests.serving.workspace.test_pages import ids_on
+
+
+def publish_families(store) -> None:
+    data = family_export()
+    model = TieringModel.rules_only(parse_model_config({"hierarchy": {"roll_up": "family", "tier_by": "family"}}))
+    scores = model.score_book(data, AS_OF, budget=1000.0).scores
+    store.publish(
+        scores, data.accounts, as_of="2026-07-01", model_version="rules-only", configuration={}, published_by="ops"
+    )
+
+
+def test_the_account_page_shows_the_family_tree_with_tiers(pages):
+    publish_families(pages.store)
+    assert [member["account_id"] for member in pages.store.family("G")] == ["P", "C1", "G", "C2"]  # depth first
+    assert [member["depth"] for member in pages.store.family("G")] == [0, 1, 2, 1]
+    assert pages.store.family("S1") == []  # a family of one shows no tree
+    pages.sign_in("ed")
+    page = pages.client.get("/app/accounts/G").text
+    tree = page.split("<h2>Family</h2>", 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<a href="/app/accounts/([^"]+)">', tree) == ["P", "C1", "G", "C2"]
+    assert tree.count("tier-tier_1") == 4  # every entity inherits the family's tier
+    assert 'class="current"' in tree and "Family of P" in tree
+
+
+def test_the_book_lists_one_family_together(pages):
+    publish_families(pages.store)
+    pages.sign_in("ed")
+    book = pages.client.get("/app/?family=P&sort=family_id&direction=asc")
+    assert book.status_code == 200
+    assert sorted(ids_on(book.text)) == ["C1", "C2", "G", "P"]
+    grouped = ids_on(pages.client.get("/app/?sort=family_id&direction=asc").text)
+    positions = [grouped.index(name) for name in ("C1", "C2", "G", "P")]
+    assert max(positions) - min(positions) == 3  # the family's four accounts sit together
