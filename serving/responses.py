@@ -30,7 +30,11 @@ class Finite(BaseModel):
 
 
 class ScoreRecord(Finite):
-    """One account's scores: the columns of the `tiering score` file, in the same order."""
+    """One account's scores: the columns of the `tiering score` file, in the same order. A model trained with
+    hierarchy.roll_up: family adds family_id, family_tier, family_learned_score, family_expected_revenue and
+    family_engagement_share (on `/score`, as the latest published scoring has them; empty when it has not)."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="allow")  # the family columns, when the model has them
 
     account_id: str
     revenue_potential_score: float = Field(description="Size and spend capacity, 0-100.")

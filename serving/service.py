@@ -39,7 +39,7 @@ from serving.responses import (
     tier_budget_records,
 )
 from serving.workspace.app import workspace_app
-from serving.workspace.pins import pin_cache, with_pins
+from serving.workspace.pins import family_cache, pin_cache, with_pins, with_published_families
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -88,6 +88,8 @@ class TieringService:
         scores = with_pins(
             scored.scores, pin_cache.pinned(scored.scores["account_id"]), None, serving.model.config.budget
         )
+        if "family_id" in scores:  # a model that rolls up: the family view as the latest published scoring saw it
+            scores = with_published_families(scores, family_cache.current())
         return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scores))
 
     @bentoml.api(route="/tier", output_spec=TierResponse)

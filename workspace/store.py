@@ -86,6 +86,14 @@ SORTABLE: tuple[str, ...] = (
     "family_id",  # sorted by it, the book lists each family's accounts together
     "family_learned_score",
 )
+PUBLISHED_FAMILY_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "family_id",
+    "family_tier",
+    "family_learned_score",
+    "family_expected_revenue",
+    "family_engagement_share",
+)
 MAX_PAGE_SIZE = 1000
 INDEX_ENTRY_BYTES = 2000  # below PostgreSQL's largest B-tree entry (about 2,700 bytes)
 # argon2-cffi's defaults (RFC 9106's low-memory profile); tests swap in a cheaper hasher.
@@ -909,6 +917,21 @@ class WorkspaceStore:
         query = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(("pin", "unpin")))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
+
+    def published_families(self) -> pd.DataFrame:
+        """The family columns of the latest published scoring, for the accounts it placed in a family: account_id,
+        family_id, family_tier, family_learned_score, family_expected_revenue, family_engagement_share (no rows
+        when nothing is published or the scoring has no families)."""
+        names = list(PUBLISHED_FAMILY_COLUMNS)
+        scoring = self.latest_scoring()
+        if scoring is None:
+            return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+        query = select(*[SCORED.c[name] for name in names]).where(
+            ScoredAccount.scoring_id == scoring.id, ScoredAccount.family_id.is_not(None)
+        )
+        with self.engine.connect() as connection:
+            found = [tuple(row) for row in connection.execute(query)]
+        return pd.DataFrame(found, columns=names)
 
     def active_pins(self, as_of: date | datetime | None = None) -> pd.DataFrame:
         """The pins holding on `as_of` (default today; a pin holds through its expiry date), one per account, as

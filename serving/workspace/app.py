@@ -46,7 +46,7 @@ from serving.workspace.auth import (
     session_secret,
     tokens_match,
 )
-from serving.workspace.pins import pin_cache
+from serving.workspace.pins import family_cache, pin_cache
 from serving.workspace.views import (
     PAGE_SIZE,
     BadQuery,
@@ -230,6 +230,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Each server start reads the settings afresh (a test process starts many), and its pins with them.
         pin_cache.forget()
+        family_cache.forget()
         yield
         built = shared.pop("workspace", None)
         if built is not None and workspace is None:

@@ -122,4 +122,33 @@ def with_pins(
     return pinned
 
 
+def store_families() -> pd.DataFrame:
+    """The latest published scoring's family columns; none when there is no store (it is not created here)."""
+    from workspace import store_exists
+    from workspace.store import PUBLISHED_FAMILY_COLUMNS, WorkspaceStore
+
+    if not store_exists():
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in PUBLISHED_FAMILY_COLUMNS})
+    with WorkspaceStore.open(create=False) as store:
+        return store.published_families()
+
+
+def with_published_families(scores: dict[str, np.ndarray], published: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Score columns whose family columns are those of the latest published scoring (a single account scored on its
+    own cannot see its family): empty for an account that scoring did not place in a family."""
+    if "family_id" not in scores:
+        return scores
+    found = published.set_index("account_id").reindex(pd.Index(np.asarray(scores["account_id"], dtype=object)))
+    out = dict(scores)
+    for name in found.columns:
+        values = found[name]
+        out[name] = (
+            values.to_numpy(dtype="float64", na_value=np.nan)
+            if name.endswith(("_score", "_revenue", "_share"))
+            else values.astype(object).where(values.notna(), "").to_numpy(dtype=object)
+        )
+    return out
+
+
 pin_cache = PinCache()
+family_cache = PinCache(load=store_families)  # the same reloading, for the published scoring's families

@@ -43,3 +43,28 @@ def test_the_book_lists_one_family_together(pages):
     grouped = ids_on(pages.client.get("/app/?sort=family_id&direction=asc").text)
     positions = [grouped.index(name) for name in ("C1", "C2", "G", "P")]
     assert max(positions) - min(positions) == 3  # the family's four accounts sit together
+
+
+def test_score_takes_the_family_columns_from_the_latest_published_scoring(empty_store, store, tmp_path):
+    from tests.serving.conftest import serving
+    from tests.serving.workspace.test_service_pins import accounts
+
+    publish_families(store)
+    published = store.published_families().set_index("account_id")
+    config = tmp_path / "tiering.yaml"
+    config.write_text("hierarchy: {roll_up: family, tier_by: family}\n")
+    with serving(empty_store, TIERING_DATABASE_URL=store.url, TIERING_CONFIG=str(config)) as client:
+        single = client.post("/score", json={"accounts": accounts("G", "ZZ")})
+        assert single.status_code == 200, single.text
+        known, unknown = single.json()["scores"]
+        assert (known["family_id"], known["family_tier"]) == ("P", published.loc["G", "family_tier"])
+        assert known["family_learned_score"] == round(published.loc["G", "family_learned_score"], 2)
+        assert (unknown["family_id"], unknown["family_tier"], unknown["family_learned_score"]) == ("", "", None)
+        # /tier ranks the book it is sent: the family of the posted accounts, not the published one.
+        book = [
+            {**account, "parent_account_id": "A1" if account["account_id"] == "A2" else None}
+            for account in accounts("A1", "A2")
+        ]
+        tiered = client.post("/tier", json={"accounts": book}).json()["scores"]
+        assert [record["family_id"] for record in tiered] == ["A1", "A1"]
+        assert tiered[0]["family_tier"] == tiered[1]["family_tier"] == tiered[1]["tier"]
