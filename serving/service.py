@@ -89,7 +89,8 @@ class TieringService:
             scored.scores, pin_cache.pinned(scored.scores["account_id"]), None, serving.model.config.budget
         )
         if "family_id" in scores:  # a model that rolls up: the family view as the latest published scoring saw it
-            scores = with_published_families(scores, family_cache.current())
+            by_family = serving.model.config.hierarchy.tier_by == "family"
+            scores = with_published_families(scores, family_cache.current(), by_family)
         return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scores))
 
     @bentoml.api(route="/tier", output_spec=TierResponse)

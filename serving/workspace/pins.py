@@ -133,13 +133,23 @@ def store_families() -> pd.DataFrame:
         return store.published_families()
 
 
-def with_published_families(scores: dict[str, np.ndarray], published: pd.DataFrame) -> dict[str, np.ndarray]:
+def with_published_families(
+    scores: dict[str, np.ndarray], published: pd.DataFrame, by_family: bool = False
+) -> dict[str, np.ndarray]:
     """Score columns whose family columns are those of the latest published scoring (a single account scored on its
-    own cannot see its family): empty for an account that scoring did not place in a family."""
+    own cannot see its family): empty for an account that scoring did not place in a family. With `by_family`
+    (tier_by: family) such an account also inherits that family tier as its learned and final tier, unless a pin
+    holds it."""
     if "family_id" not in scores:
         return scores
     found = published.set_index("account_id").reindex(pd.Index(np.asarray(scores["account_id"], dtype=object)))
     out = dict(scores)
+    if by_family:
+        inherited = found["family_tier"].notna().to_numpy()
+        family_tier = found["family_tier"].to_numpy(dtype=object)
+        unpinned = inherited & (np.asarray(scores["override_reason"], dtype=object) == "")
+        out["learned_tier"] = np.where(inherited, family_tier, np.asarray(scores["learned_tier"], dtype=object))
+        out["tier"] = np.where(unpinned, family_tier, np.asarray(scores["tier"], dtype=object))
     for name in found.columns:
         values = found[name]
         out[name] = (

@@ -58,6 +58,7 @@ def test_score_takes_the_family_columns_from_the_latest_published_scoring(empty_
         assert single.status_code == 200, single.text
         known, unknown = single.json()["scores"]
         assert (known["family_id"], known["family_tier"]) == ("P", published.loc["G", "family_tier"])
+        assert known["tier"] == known["learned_tier"] == "tier_1"  # tier_by: family: G inherits P's family tier
         assert known["family_learned_score"] == round(published.loc["G", "family_learned_score"], 2)
         assert (unknown["family_id"], unknown["family_tier"], unknown["family_learned_score"]) == ("", "", None)
         # /tier ranks the book it is sent: the family of the posted accounts, not the published one.
