@@ -86,3 +86,28 @@ def test_a_clean_hierarchy_passes_validation(write_export):
     clean = "account_id,parent_account_id\nP,\nC1,P\nC2,P\nG,C1\n"
     loaded = load_export(write_export({"accounts.csv": clean, "opportunities.csv": OPPORTUNITIES}))
     assert not [w for w in loaded.warnings if w.column == "parent_account_id"]
+
+
+def test_the_crm_presets_read_the_parent_column_when_the_export_has_it(tmp_path):
+    from tests.ingest.test_mapping import (
+        HUBSPOT_COMPANIES,
+        HUBSPOT_DEALS,
+        SALESFORCE_ACCOUNTS,
+        SALESFORCE_OPPORTUNITIES,
+    )
+
+    hubspot = tmp_path / "hubspot"
+    hubspot.mkdir()
+    (hubspot / "hubspot-crm-exports-all-deals-2024-05-01.csv").write_text(HUBSPOT_DEALS)
+    with_parent = HUBSPOT_COMPANIES.replace("Country/Region\n", "Country/Region,Parent Company\n", 1)
+    with_parent = with_parent.replace("United States\n", "United States,\n").replace("Canada\n", "Canada,5001\n")
+    (hubspot / "hubspot-crm-exports-all-companies-2024-05-01.csv").write_text(with_parent)
+    accounts = load_export(hubspot, "hubspot").data.accounts
+    assert list(accounts["parent_account_id"].fillna("")) == ["", "5001"]
+    # Without the column (a plain companies export) the preset still reads, with no links.
+    salesforce = tmp_path / "salesforce"
+    salesforce.mkdir()
+    (salesforce / "opportunities-report.csv").write_text(SALESFORCE_OPPORTUNITIES)
+    without = "\n".join(line.rsplit(",", 1)[0] for line in SALESFORCE_ACCOUNTS.splitlines()) + "\n"
+    (salesforce / "accounts-report.csv").write_text(without)
+    assert load_export(salesforce, "salesforce").data.accounts["parent_account_id"].isna().all()
