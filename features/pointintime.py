@@ -410,6 +410,8 @@ class FeatureBuilder:
         features = features.astype({name: "str" for name, values in columns.items() if values.dtype == object})
         features.insert(0, "account_id", account_ids.astype("str").to_numpy())
         features.insert(1, "cutoff", pd.to_datetime(cutoffs).to_numpy())
+        if self._families is not None:  # one block per dtype: the family columns would otherwise be 100+ blocks
+            features = features.copy()
         return features
 
     def build_columns(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
