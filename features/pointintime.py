@@ -368,7 +368,8 @@ class FeatureBuilder:
             if name.startswith("days_since_"):
                 family[name] = _grouped(np.fmin, values, inverse, count, np.nan)
             else:
-                family[name] = np.bincount(inverse, weights=values, minlength=count)
+                # float64 even for an empty book (bincount of nothing is int64): the dtypes stay those of a book
+                family[name] = np.bincount(inverse, weights=values, minlength=count).astype(np.float64)
         recent, baseline = (
             np.column_stack([np.bincount(inverse, weights=column, minlength=count) for column in totals.T])
             for totals in window_totals
