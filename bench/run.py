@@ -101,6 +101,7 @@ def run(quick: bool, only: set[str] | None) -> dict:
         ("whatif", "bench.whatif_bench"),
         ("workspace", "bench.workspace"),
         ("map", "bench.map_bench"),
+        ("families", "bench.family_bench"),
     ):
         loaded = optional(module)
         if wanted(name) and loaded is not None:
@@ -188,7 +189,7 @@ def markdown(results: dict) -> str:
     whatif = results.get("whatif")
     if whatif and "markdown_rows" in whatif:
         lines.extend(whatif["markdown_rows"])
-    for name in ("workspace", "map"):
+    for name in ("workspace", "map", "families"):
         figures = results.get(name)
         if figures and "markdown_rows" in figures:
             lines.extend(figures["markdown_rows"])

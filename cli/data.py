@@ -39,6 +39,14 @@ def generate(
     pilot_start: Annotated[
         str | None, typer.Option("--pilot-start", help="The planted pilot's first day, YYYY-MM-DD.")
     ] = None,
+    families: Annotated[
+        bool,
+        typer.Option(
+            "--families",
+            help="Link accounts into families (parent_account_id) whose deals follow the whole family's engagement "
+            "and intent; see docs/families.md.",
+        ),
+    ] = False,
 ) -> None:
     """Write a realistic synthetic CRM export in canonical form, plus truth.csv (never read by training)."""
     from sources.synthetic import PilotOutsideHistory, PlantedPilot, generate_export
@@ -62,7 +70,9 @@ def generate(
             start=start.date().isoformat(), lift=pilot_lift, horizon_days=TieringConfig().pilot.horizon_days
         )
     try:
-        summary = generate_export(out, n_accounts=accounts, seed=seed, file_format=file_format, pilot=pilot)
+        summary = generate_export(
+            out, n_accounts=accounts, seed=seed, file_format=file_format, pilot=pilot, families=families
+        )
     except PilotOutsideHistory as error:
         raise UserError(f"--pilot-start: {error}") from None
     console.print(summary.render() if hasattr(summary, "render") else escape(str(summary)))  # Text: never markup

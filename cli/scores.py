@@ -119,7 +119,7 @@ def score(
     from ingest.files import read_overrides, write_table
     from scoring.pipeline import counted_at_deal_size
     from scoring.registry import resolve_model
-    from scoring.scorer import RULES_ONLY
+    from scoring.scorer import RULES_ONLY, SCORE_COLUMNS
 
     settings = use_config(config)
     from ingest.repair import invalid_rows_mode
@@ -225,7 +225,8 @@ def score(
                 progress("scoring accounts")
                 scored = scorer.score_book(frame, cutoff, budget=budget, overrides=pins, model_version=version)
                 scores, features = scored.scores, scored.features
-            scores["pilot_group"] = pilot_groups(scores["account_id"], active_pilots())
+            # After the SPEC columns, before the family ones (the scores file's order).
+            scores.insert(len(SCORE_COLUMNS), "pilot_group", pilot_groups(scores["account_id"], active_pilots()))
             write_table(scores, out)
             if scorer.can_forecast:
                 say_open_at_deal_size(counted_at_deal_size(features, scores["expected_deal_size"]), "expected_revenue")

@@ -178,7 +178,17 @@ def config_to_yaml(config: TieringConfig) -> str:
 
 # The business configuration: read at scoring time, published and restored in the workspace. The rest of the file
 # (feature settings, learners, window, rank_on) is the model's configuration and travels with a registered model.
-BUSINESS_KEYS = ("rule_weights", "model.blend", "tiers", "budget", "alerts", "review", "whatif", "pilot")
+BUSINESS_KEYS = (
+    "rule_weights",
+    "model.blend",
+    "hierarchy.tier_by",
+    "tiers",
+    "budget",
+    "alerts",
+    "review",
+    "whatif",
+    "pilot",
+)
 
 
 def _leaves(raw: object, prefix: str = "") -> dict[str, object]:

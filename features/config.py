@@ -316,6 +316,25 @@ class Model(Strict):
     gate: Gate = Gate()
 
 
+class Hierarchy(Strict):
+    """Account families from `parent_account_id` (any depth; the top account's id is the family id)."""
+
+    roll_up: Literal["none", "family"] = Field(
+        "none",
+        description="family: engagement and intent are summed over the family (with their decay), surges come from "
+        "the family's channels, firmographics from the top account and opportunity history is pooled; the learners "
+        "also see these family features, and the scores add the family columns. Model configuration: it changes "
+        "the learners' inputs, so a model keeps the value it was trained with.",
+    )
+    tier_by: Literal["account", "family"] = Field(
+        "account",
+        description="family: families are ranked by family_learned_score and take one slot each in a tier's "
+        "capacity; their accounts inherit the family tier unless pinned, and a tier's budget is split across its "
+        "families, then evenly across a family's accounts. Business configuration, read at scoring time; needs a "
+        "model trained with roll_up: family.",
+    )
+
+
 FEATURE_SECTIONS = ("revenue_potential", "business_fit", "engagement", "intent")
 
 
@@ -336,29 +355,52 @@ class ModelConfig(Strict):
     tiers: Tiers = Tiers()
     budget: Budget = Budget()
     model: Model = Model()
+    hierarchy: Hierarchy = Hierarchy()
+
+    @model_validator(mode="after")
+    def _family_tiers_need_families(self) -> ModelConfig:
+        if self.hierarchy.tier_by == "family" and self.hierarchy.roll_up != "family":
+            raise ValueError(FAMILY_TIERS_NEED_ROLL_UP)
+        return self
 
     def with_business(self, business: ModelConfig) -> ModelConfig:
-        """This model configuration with the business knobs (rule weights, blend, tiers, budget) of `business`."""
+        """This model configuration with the business knobs (rule weights, blend, tiers, budget, tier_by) of
+        `business`; refused when `business` tiers by family and this model does not roll up to families."""
+        if business.hierarchy.tier_by == "family" and self.hierarchy.roll_up != "family":
+            raise ConfigError(
+                "hierarchy.tier_by: family needs a model trained with hierarchy.roll_up: family; this one was "
+                "trained without families: train one with roll_up: family, or set tier_by: account"
+            )
         return self.model_copy(
             update={
                 "rule_weights": business.rule_weights,
                 "tiers": business.tiers,
                 "budget": business.budget,
                 "model": self.model.model_copy(update={"blend": business.model.blend}),
+                "hierarchy": self.hierarchy.model_copy(update={"tier_by": business.hierarchy.tier_by}),
             }
         )
 
     def prediction_settings(self) -> dict:
         """What decides a trained model's predictions and reasons (not its training-only gate, search or window)."""
         scoring_knobs = ("extra_features", "reasons_method", "horizon_days", "rank_on")
-        return {
+        settings = {
             **{name: getattr(self, name).model_dump(mode="json") for name in FEATURE_SECTIONS},
             "model": {name: getattr(self.model, name) for name in scoring_knobs},
         }
+        if self.hierarchy.roll_up != "none":  # absent by default, so models trained before families compare equal
+            settings["hierarchy"] = {"roll_up": self.hierarchy.roll_up}
+        return settings
 
     def model_part(self) -> dict:
         """The keys a registered model records (JSON-ready): this class's fields only, whatever subclass `self` is."""
         return {name: getattr(self, name).model_dump(mode="json") for name in ModelConfig.model_fields}
+
+
+FAMILY_TIERS_NEED_ROLL_UP = (
+    "hierarchy.tier_by: family ranks families by their rolled-up score: set hierarchy.roll_up: family as well "
+    "(and train with it), or tier_by: account"
+)
 
 
 class ConfigError(ValueError):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import ModelConfig
-from features.pointintime import FIRMOGRAPHIC_TEXT, engagement_columns, intent_columns, slug
+from features.pointintime import FAMILY_LEARNED, FIRMOGRAPHIC_TEXT, engagement_columns, intent_columns, slug
 from features.rules import RULE_COLUMNS, SMALL_BOOK
 
 MAX_CATEGORIES = 200  # rarer values share the "unseen" code; keeps trees from memorising ids
@@ -43,7 +43,16 @@ def candidate_columns(config: ModelConfig) -> list[str]:
         "days_since_won",
         *[c for c in RULE_COLUMNS if c != "rule_score"],
         *[f"extra_{slug(c)}" for c in config.model.extra_features],
+        *(FAMILY_LEARNED if config.hierarchy.roll_up == "family" else ()),
     ]
+
+
+def without_lone_families(columns: list[str], rows: pd.DataFrame) -> list[str]:
+    """`columns` without the family features when no row belongs to a family of two or more: they would only repeat
+    the account's own values, and an export without parent links must give the very scores of `roll_up: none`."""
+    if "family_size" in rows and (rows["family_size"] > 1).any():
+        return columns
+    return [column for column in columns if column not in FAMILY_LEARNED]
 
 
 def _missing(value) -> bool:
@@ -65,6 +74,7 @@ class FeatureSpec:
     ) -> FeatureSpec:
         """The spec of `columns` (default: every candidate column but `exclude`), categories from `rows`."""
         columns = [c for c in (columns if columns is not None else candidate_columns(config)) if c not in exclude]
+        columns = without_lone_families(columns, rows)
         categories = {}
         for column in columns:
             if not pd.api.types.is_numeric_dtype(rows[column]) or pd.api.types.is_bool_dtype(rows[column]):

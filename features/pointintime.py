@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import CHANNELS, ModelConfig
+from features.families import FAMILY_PREFIX, Families, resolve_families
 from features.schema import CrmData
 from features.timeindex import TimeIndex, to_seconds
 
@@ -183,6 +184,9 @@ class FeatureBuilder:
                 to_seconds(opps["created_date"]),
                 opps["amount"].to_numpy(dtype="float64", na_value=np.nan),
             ),
+            parents=data.accounts["parent_account_id"].to_numpy(dtype=object)
+            if "parent_account_id" in data.accounts
+            else None,
         )
 
     @classmethod
@@ -204,7 +208,14 @@ class FeatureBuilder:
         """
         builder = cls.__new__(cls)
         builder._index(
-            config, accounts["account_id"], firmographic_columns(accounts, config), engagement, intent, deals, created
+            config,
+            accounts["account_id"],
+            firmographic_columns(accounts, config),
+            engagement,
+            intent,
+            deals,
+            created,
+            parents=accounts.get("parent_account_id"),
         )
         return builder
 
@@ -230,8 +241,15 @@ class FeatureBuilder:
         intent: Activity,
         deals: Activity,
         created: Activity | None = None,
+        parents=None,
     ) -> None:
         self.config = config
+        self._family: FeatureBuilder | None = None
+        self._families: Families | None = None
+        if created is None:
+            created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
+        if config.hierarchy.roll_up == "family":
+            self._index_families(account_ids, parents, firmographics, (engagement, intent, deals, created))
         self._account_ids = account_ids
         # One extra row past the end: what an unknown account reads (NaN numbers, missing text).
         self._firmographics = {name: _with_unknown_row(values) for name, values in firmographics.items()}
@@ -249,8 +267,6 @@ class FeatureBuilder:
         self._won_amount = TimeIndex(deals.account[won], deals.seconds[won], deal_amounts[won])
         # Opportunity creations (open or closed) and closed amounts: how often the account opens pipeline, and
         # what is open at a cut-off (the pipeline-propensity learner's own features).
-        if created is None:
-            created = Activity(*(np.array([], dtype=t) for t in (np.int64, np.int64, np.int64, np.float64)))
         self._created = TimeIndex(created.account, created.seconds, np.ones(len(created.account)))
         self._created_amount = TimeIndex(created.account, created.seconds, np.nan_to_num(created.value))
         self._closed_amount = TimeIndex(deals.account, deals.seconds, deal_amounts)
@@ -267,6 +283,124 @@ class FeatureBuilder:
             else None
         )
 
+    def _index_families(self, account_ids, parents, firmographics: dict[str, np.ndarray], activities) -> None:
+        """A second builder over the same data with every row re-keyed to its family's top account: asked for a top
+        account, it answers the family's rolled-up features (sums of the decayed signals, surges over the family's
+        channels, pooled deals, the top account's firmographics)."""
+        ids = np.asarray(account_ids, dtype=object)
+        count = len(ids)
+        links = np.full(count, None, dtype=object) if parents is None else np.asarray(parents, dtype=object)
+        families = resolve_families(ids, links)
+        self._families = families
+        # Codes past the end (rows of unknown accounts) stay past the end.
+        self._top = np.append(families.top, count).astype(np.int64)
+        self._family_size = np.append(np.bincount(families.top, minlength=count)[families.top], 1).astype(np.float64)
+        self._family_ids = np.concatenate([ids, np.array([None], dtype=object)])[self._top]
+        self._family_inputs = (ids, firmographics, activities)  # indexed on first need (see `_family_index`)
+        # Members of each family, for the maxima over a family's entities.
+        order = np.argsort(families.top, kind="stable")
+        self._members = order
+        self._member_start = np.searchsorted(families.top[order], np.arange(count + 1))
+
+    def _family_index(self) -> FeatureBuilder:
+        """A second builder over the same data with every row re-keyed to its family's top account: asked for a top
+        account, it answers the family's rolled-up features at any cut-off. Built on first need (training rows)."""
+        if self._family is None:
+            ids, firmographics, activities = self._family_inputs
+            family = FeatureBuilder.__new__(FeatureBuilder)
+            rekeyed = [Activity(self._top[a.account], a.kind, a.seconds, a.value) for a in activities]
+            plain = self.config.model_copy(update={"hierarchy": type(self.config.hierarchy)()})
+            family._index(plain, ids, firmographics, *rekeyed)
+            self._family = family
+        return self._family
+
+    def _family_features(
+        self,
+        codes: np.ndarray,
+        when: np.ndarray,
+        own: dict[str, np.ndarray],
+        window_totals: tuple[np.ndarray, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """The family columns of account codes at cut-offs, each distinct (family, cut-off) computed once: family_id,
+        the family's size, `family_<feature>` for every feature of the family's rolled-up row (what its
+        family_learned_score is predicted from; the learners see `FAMILY_LEARNED` of them) and the largest decayed
+        engagement of one of its entities.
+
+        When every entity of each family is asked at the same cut-off (a book's snapshot), the family's row is its
+        entities' own values summed (the decayed sums, counts and amounts are additive; the days since, the least;
+        surges judged on the summed window totals): no second pass over the events. Otherwise (training rows) the
+        re-keyed index answers it."""
+        tops = self._top[codes]
+        # One int64 key per (family, cut-off): seconds since 1970 stay below 2**34, codes far below 2**29.
+        offset = when.min(initial=0)
+        pair_key = tops * (1 << 34) + (when - offset)
+        _, first, inverse = np.unique(pair_key, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        asked = np.bincount(inverse)
+        distinct = len(np.unique(codes * (1 << 34) + (when - offset)))
+        if distinct == len(codes) and np.array_equal(asked, self._family_size[codes[first]].astype(np.int64)):
+            family = self._summed(own, tops[first], inverse, len(first), window_totals)
+            family["family_max_eng_w_total"] = _grouped(np.maximum, own["eng_w_total"], inverse, len(first), 0.0)
+        else:
+            family = self._family_index().build_columns(tops[first], when[first])
+            family["family_max_eng_w_total"] = self._max_member_engagement(codes[first], when[first])
+        out = {
+            f"{FAMILY_PREFIX}{name}" if not name.startswith(FAMILY_PREFIX) else name: values[inverse]
+            for name, values in family.items()
+        }
+        out["family_id"] = self._family_ids[codes]
+        out["family_size"] = self._family_size[codes]
+        return out
+
+    def _summed(
+        self,
+        own: dict[str, np.ndarray],
+        tops: np.ndarray,
+        inverse: np.ndarray,
+        count: int,
+        window_totals: tuple[np.ndarray, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Family rows from complete families' own rows (see `_family_features`)."""
+        family: dict[str, np.ndarray] = {name: values[tops] for name, values in self._firmographics.items()}
+        for name, values in own.items():
+            if name in family or name in SURGE_OUTPUTS:
+                continue
+            if name.startswith("days_since_"):
+                family[name] = _grouped(np.fmin, values, inverse, count, np.nan)
+            else:
+                # float64 even for an empty book (bincount of nothing is int64): the dtypes stay those of a book
+                family[name] = np.bincount(inverse, weights=values, minlength=count).astype(np.float64)
+        recent, baseline = (
+            np.column_stack([np.bincount(inverse, weights=column, minlength=count) for column in totals.T])
+            for totals in window_totals
+        )
+        surges = self._surging(recent, baseline)
+        family["surging_channels"] = surges.sum(axis=1).astype(np.float64)
+        family["surge_mask"] = (surges @ (1 << np.arange(surges.shape[1], dtype=np.int64))).astype(np.int64)
+        family["intent_surge"] = family["surging_channels"] >= self.config.intent.surge.min_channels
+        return family
+
+    def _max_member_engagement(self, codes: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """The largest decayed engagement of one entity of each code's family at its cut-off (point in time)."""
+        tops = self._top[codes]
+        known = tops < len(self._member_start) - 1
+        start = np.where(known, self._member_start[np.minimum(tops, len(self._member_start) - 2)], 0)
+        stop = np.where(known, self._member_start[np.minimum(tops, len(self._member_start) - 2) + 1], 0)
+        sizes = stop - start
+        query = np.repeat(np.arange(len(codes)), sizes)
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        members = self._members[np.repeat(start, sizes) + offsets]
+        n_channels = self._n_channels
+        groups = (members[:, None] * n_channels + np.arange(n_channels)).ravel()
+        totals = (
+            self._engagement.decayed(groups, np.repeat(when[query], n_channels), self.config.engagement.lookback_days)
+            .reshape(-1, n_channels)
+            .sum(axis=1)
+        )
+        result = np.zeros(len(codes))
+        np.maximum.at(result, query, totals)
+        return result
+
     def _codes(self, account_ids: pd.Series) -> np.ndarray:
         return self._codes_in(pd.Index(self._account_ids))(account_ids)
 
@@ -277,6 +411,8 @@ class FeatureBuilder:
         features = features.astype({name: "str" for name, values in columns.items() if values.dtype == object})
         features.insert(0, "account_id", account_ids.astype("str").to_numpy())
         features.insert(1, "cutoff", pd.to_datetime(cutoffs).to_numpy())
+        if self._families is not None:  # one block per dtype: the family columns would otherwise be 100+ blocks
+            features = features.copy()
         return features
 
     def build_columns(self, codes: np.ndarray, when: np.ndarray) -> dict[str, np.ndarray]:
@@ -305,7 +441,8 @@ class FeatureBuilder:
         out["eng_30d_total"] = recent.sum(axis=1)
         days = self._engagement.days_since_last(channel_groups, channel_when).reshape(-1, n_channels)
         out["days_since_engagement"] = np.fmin.reduce(days, axis=1) if n_channels else np.full(len(codes), np.nan)
-        channel_surges = self._surges(self._engagement, channel_groups, channel_when).reshape(-1, n_channels)
+        totals: list | None = [] if self._families is not None else None
+        channel_surges = self._surges(self._engagement, channel_groups, channel_when, totals).reshape(-1, n_channels)
         surging = channel_surges.sum(axis=1)
 
         topic_groups = (codes[:, None] * n_topics + np.arange(n_topics)).ravel()
@@ -313,7 +450,7 @@ class FeatureBuilder:
         out.update(zip(intent_columns(config), intent.T))
         out["intent_w_total"] = intent.sum(axis=1)
         out["intent_30d_signals"] = self._intent_rows.total(codes, when, RECENT_DAYS)
-        intent_surges = self._surges(self._intent_rows, codes, when)
+        intent_surges = self._surges(self._intent_rows, codes, when, totals)
         surging += intent_surges
         out["surging_channels"] = surging.astype(np.float64)
         # Which channels surge, one bit each in SURGE_CHANNELS order (`surge_channel_names` spells them out).
@@ -333,6 +470,13 @@ class FeatureBuilder:
         features = {name: values[codes] for name, values in self._firmographics.items()}
         features.update({name: values[restore] for name, values in out.items()})
         features["intent_surge"] = features["surging_channels"] >= config.intent.surge.min_channels
+        if totals:
+            (channel_recent, channel_baseline), (intent_recent, intent_baseline) = totals
+            window_totals = (
+                np.column_stack([channel_recent.reshape(-1, n_channels), intent_recent])[restore],
+                np.column_stack([channel_baseline.reshape(-1, n_channels), intent_baseline])[restore],
+            )
+            features.update(self._family_features(codes, when[restore], features, window_totals))
         return features
 
     def _pipeline_features(self, codes: np.ndarray, when: np.ndarray, closed: np.ndarray) -> dict[str, np.ndarray]:
@@ -353,11 +497,18 @@ class FeatureBuilder:
             "open_amount": np.maximum(open_amount, 0.0),
         }
 
-    def _surges(self, index: TimeIndex, group: np.ndarray, when: np.ndarray) -> np.ndarray:
-        """1 where this channel's last-14-day activity is `factor` times its own baseline rate."""
+    def _surges(self, index: TimeIndex, group: np.ndarray, when: np.ndarray, keep: list | None = None) -> np.ndarray:
+        """1 where this channel's last-14-day activity is `factor` times its own baseline rate; `keep` receives the
+        recent and baseline totals (a family's surges are judged on their sums)."""
         surge = self.config.intent.surge
         recent = index.total(group, when, surge.window_days)
         baseline = index.total(group, when, surge.baseline_days, end_offset_days=surge.window_days)
+        if keep is not None:
+            keep.append((recent, baseline))
+        return self._surging(recent, baseline)
+
+    def _surging(self, recent: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+        surge = self.config.intent.surge
         expected = baseline * surge.window_days / surge.baseline_days
         return ((recent >= surge.min_recent_events) & (recent >= surge.factor * expected)).astype(np.int64)
 
@@ -378,7 +529,39 @@ class FeatureBuilder:
         )
 
 
+# Rolled-up values the learners see as family_<name> (sums over the family's entities; days since: the latest).
+FAMILY_SUMS: tuple[str, ...] = (
+    "eng_w_total",
+    "eng_30d_total",
+    "days_since_engagement",
+    "intent_w_total",
+    "intent_30d_signals",
+    "surging_channels",
+    "prior_won",
+    "prior_lost",
+    "prior_won_amount",
+    "days_since_won",
+    "created_90d",
+    "open_deals",
+    "open_amount",
+)
+FAMILY_LEARNED: tuple[str, ...] = (
+    *(f"{FAMILY_PREFIX}{name}" for name in FAMILY_SUMS),
+    "family_size",
+    "family_max_eng_w_total",
+)
+
 SURGE_INTENT = "external_intent"  # the intent table's signals, as a surge channel
+SURGE_OUTPUTS = ("surging_channels", "surge_mask", "intent_surge")
+
+
+def _grouped(reduce: np.ufunc, values: np.ndarray, groups: np.ndarray, count: int, start: float) -> np.ndarray:
+    """`reduce` (np.maximum, np.fmin...) of `values` within each of `count` groups, from `start`."""
+    result = np.full(count, start, dtype=np.float64)
+    reduce.at(result, groups, np.asarray(values, dtype=np.float64))
+    return result
+
+
 SURGE_CHANNELS: tuple[str, ...] = (*CHANNELS, OTHER, SURGE_INTENT)  # bit i of `surge_mask` is channel i
 
 

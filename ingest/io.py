@@ -252,6 +252,7 @@ def _read_table(
             raw, joined = _apply_joins(data_dir, raw, display, joining, reads, [] if derived else problems)
             if raw is None:
                 continue
+        section = mapping.table(name).for_headers(raw.column_names)
         lacking = {canonical: source for canonical, source in section.columns.items() if source not in raw.column_names}
         for canonical, source in lacking.items():
             problems.append(

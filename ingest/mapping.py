@@ -144,6 +144,8 @@ class TableMapping(_Strict):
     # Which mark is the decimal one where a column's values cannot tell (1,234 reads both ways).
     number_format: Annotated[NumberFormat | dict[str, NumberFormat] | None, BeforeValidator(_number_format)] = None
     defaults: dict[str, Text] = {}
+    # Canonical columns mapped only when the file has their header (an optional export column, as a preset reads it).
+    if_present: list[Text] = []
     from_opportunities: bool = False  # accounts only: one account per distinct account_id of the opportunities rows
     one_per_opportunity: bool = False  # accounts only, with from_opportunities: account_id is the opportunity_id
     join: Annotated[list[Join], BeforeValidator(_one_or_many)] = []
@@ -153,6 +155,13 @@ class TableMapping(_Strict):
     @classmethod
     def _inside_data_folder(cls, file: str | None) -> str | None:
         return file if file is None else _inside(file)
+
+    def for_headers(self, headers: list[str]) -> TableMapping:
+        """This mapping without the `if_present` columns whose header `headers` lack."""
+        absent = {canonical for canonical in self.if_present if self.columns.get(canonical) not in headers}
+        if not absent:
+            return self
+        return self.model_copy(update={"columns": {c: h for c, h in self.columns.items() if c not in absent}})
 
     def date_format_for(self, column: str) -> str | None:
         if isinstance(self.date_format, dict):

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from features.config import CHANNELS
 from features.dates import EARLIEST, LATEST, parse_dates
 from features.errors import Problem
+from features.families import MAX_DEPTH, resolve_families
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
 from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
@@ -203,6 +204,8 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str
 
         problems += collapse_accounts(accounts, complete["opportunities"])
     problems += check_references(complete)
+    if "accounts" in complete:
+        problems += check_hierarchy(complete["accounts"])
     if dropping:
         problems = _dropped(problems, tables.values())
         problems += _emptied(tables.values())
@@ -618,6 +621,78 @@ def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
             fix="none needed: they are scored from firmographics and engagement alone",
         )
     return problems
+
+
+HIERARCHY_FAULTS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "self_parent",
+        "accounts that are their own parent",
+        "is the account itself",
+        "leave parent_account_id empty for a top account",
+    ),
+    (
+        "unknown_parent",
+        "parent_account_id values not in the accounts table",
+        "is not in the accounts table",
+        "add the parent accounts to the accounts table, or correct the parent ids (they must be account_id values)",
+    ),
+    (
+        "cycle",
+        "accounts whose parent links form a cycle (A's parent is B and B's parent is A, or a longer loop)",
+        "closes a cycle of parent links",
+        "break the loop: empty parent_account_id on the account that should be the top of that family",
+    ),
+    (
+        "too_deep",
+        f"parent chains deeper than {MAX_DEPTH} links",
+        f"is {MAX_DEPTH} links below its top account already",
+        f"link these accounts to an account nearer the top of their family (families nest at most {MAX_DEPTH} levels)",
+    ),
+)
+
+
+def check_hierarchy(accounts: SourceTable) -> list[Problem]:
+    """Parent links that cannot be followed. With `drop` the link is dropped (the account keeps its row and stands
+    alone) and listed in rejected_rows.csv; otherwise each kind stops the run, naming its rows and the fix."""
+    frame = accounts.frame
+    if "parent_account_id" not in frame or not frame["parent_account_id"].notna().any():
+        return []
+    parents = frame["parent_account_id"]
+    families = resolve_families(frame["account_id"].to_numpy(dtype=object), parents.to_numpy(dtype=object))
+    problems: list[Problem] = []
+    for fault, message, what, fix in HIERARCHY_FAULTS:
+        mask = pd.Series(getattr(families, fault), index=frame.index)
+        if not mask.any():
+            continue
+        found = accounts.problems_at(mask, message, fix, column="parent_account_id")
+        if not accounts.dropping:  # about single rows: the message then says --invalid-rows drop keeps the run going
+            problems += [replace(problem, row_level=True) for problem in found]
+            continue
+        reasons = f"{accounts.header('parent_account_id')} " + _quoted(parents[mask]) + f" {what}: link dropped"
+        _drop_links(accounts, mask, reasons.to_numpy(dtype=object))
+        problems += [
+            replace(
+                problem,
+                severity="warning",
+                message=f"{problem.message}: {'link' if problem.row_count == 1 else 'links'} dropped, "
+                "each account stands alone",
+                fix=f"each dropped link is listed in rejected_rows.csv; to keep it, {fix}",
+            )
+            for problem in found
+        ]
+    return problems
+
+
+def _drop_links(accounts: SourceTable, mask: pd.Series, reasons: np.ndarray) -> None:
+    """Empty the parent link of the rows of `mask` (the rows stay) and list each in `rejected` with its reason."""
+    selected = mask.to_numpy(dtype=bool)
+    files, rows = accounts.locate(np.flatnonzero(selected))
+    accounts.rejected.append(
+        pd.DataFrame({"file": files, "row": rows.astype(np.int64), "table": accounts.name, "reason": reasons})
+    )
+    frame = accounts.frame.copy()
+    frame.loc[selected, "parent_account_id"] = None
+    accounts.frame = frame
 
 
 def _dropped_ids(accounts: SourceTable) -> set[str]:

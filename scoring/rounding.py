@@ -10,10 +10,21 @@ import pandas as pd
 # decided on the full-precision values.
 OUTPUT_DECIMALS: dict[str, int] = {
     **dict.fromkeys(
-        ("revenue_potential_score", "business_fit_score", "engagement_score", "rule_score", "learned_score"), 2
+        (
+            "revenue_potential_score",
+            "business_fit_score",
+            "engagement_score",
+            "rule_score",
+            "learned_score",
+            "family_learned_score",
+        ),
+        2,
     ),
     **dict.fromkeys(("win_probability", "pipeline_probability"), 4),
-    **dict.fromkeys(("expected_deal_size", "expected_value", "expected_revenue", "budget"), 2),
+    **dict.fromkeys(
+        ("expected_deal_size", "expected_value", "expected_revenue", "family_expected_revenue", "budget"), 2
+    ),
+    "family_engagement_share": 4,
 }
 
 

@@ -14,13 +14,21 @@ import numpy as np
 import pandas as pd
 
 from features.config import TIER_NAMES, UNTIERED, ModelConfig
+from features.families import FAMILY_PREFIX
 from features.matrix import FeatureSpec
 from features.pointintime import surge_channel_names
 from features.rules import Features, with_rule_score_columns, with_rule_scores
 from scoring.learners import DealSizeModel, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.reasons import top_reasons
-from scoring.tiers import RankedBook, allocate_budget, apply_overrides, assign_by_capacity, tiers_by_cutoffs
+from scoring.tiers import (
+    RankedBook,
+    allocate_budget,
+    allocate_budget_by_family,
+    apply_overrides,
+    assign_by_capacity,
+    tiers_by_cutoffs,
+)
 
 SCORE_COLUMNS = [
     "account_id",
@@ -48,6 +56,14 @@ SCORE_COLUMNS = [
     "pipeline_probability",
     "expected_revenue",
 ]
+# With hierarchy.roll_up: family, after SCORE_COLUMNS (see `score_columns_for`).
+FAMILY_COLUMNS = [
+    "family_id",
+    "family_tier",
+    "family_learned_score",
+    "family_expected_revenue",
+    "family_engagement_share",
+]
 RULES_ONLY = "rules-only"
 # Per-account columns carried from the feature rows and rule scores into the score records.
 PREDICTED_FROM_FEATURES = (
@@ -61,6 +77,12 @@ PREDICTED_FROM_FEATURES = (
 )
 TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
+FAMILY_RANKING = ("in_icp", "win_probability", "rule_score", "engagement_score")  # family_<name>: tie_order's keys
+
+
+def score_columns_for(config: ModelConfig) -> list[str]:
+    """The columns of score records: SCORE_COLUMNS, and FAMILY_COLUMNS with hierarchy.roll_up: family."""
+    return SCORE_COLUMNS + FAMILY_COLUMNS if config.hierarchy.roll_up == "family" else SCORE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -106,7 +128,40 @@ class Scorer:
         return pd.DataFrame(self.predict_columns(rows, explain), index=rows.index)
 
     def predict_columns(self, features: Features, explain: bool = True) -> dict[str, np.ndarray]:
-        """`predict` on feature columns given as a frame or a mapping of arrays (the service's way)."""
+        """`predict` on feature columns given as a frame or a mapping of arrays (the service's way); with
+        hierarchy.roll_up: family, also each account's family scores (see `family_predictions`)."""
+        out = self._account_predictions(features, explain)
+        if self.config.hierarchy.roll_up == "family" and "family_id" in features:
+            out.update(self.family_predictions(features))
+        return out
+
+    def family_predictions(self, features: Features) -> dict[str, np.ndarray]:
+        """Per account, its family's scores, each family predicted once from its rolled-up row (the `family_<name>`
+        columns of the feature builder: summed signals, pooled deals, the top account's firmographics): family_id,
+        family_learned_score, family_expected_revenue, family_engagement_share (the account's share of the family's
+        decayed engagement; empty when the family has none), and what family tiers are ranked and tie-broken on."""
+        ids = np.asarray(features["family_id"], dtype=object)
+        _, first, inverse = np.unique(ids.astype(str), return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        family: dict[str, np.ndarray] = {}
+        for name in features.keys():
+            if name.startswith(FAMILY_PREFIX) and name != "family_id":
+                values = np.asarray(features[name])[first]
+                family[name] = values
+                family.setdefault(name.removeprefix(FAMILY_PREFIX), values)
+        family["account_id"] = ids[first]
+        scored = self._account_predictions(family, explain=False)
+        own = np.asarray(features["eng_w_total"], dtype=np.float64)
+        total = np.asarray(features["family_eng_w_total"], dtype=np.float64)
+        return {
+            "family_id": ids,
+            "family_learned_score": scored["learned_score"][inverse],
+            "family_expected_revenue": scored["expected_revenue"][inverse],
+            "family_engagement_share": np.divide(own, total, out=np.full(len(own), np.nan), where=total > 0),
+            **{f"family_{name}": scored[name][inverse] for name in FAMILY_RANKING},
+        }
+
+    def _account_predictions(self, features: Features, explain: bool) -> dict[str, np.ndarray]:
         rows = with_rule_score_columns(features, self.config)
         out = {name: np.asarray(rows[name]) for name in PREDICTED_FROM_FEATURES}
         count = len(out["rule_score"])
@@ -262,7 +317,7 @@ class Scorer:
         """
         ties: list[dict] = []
         out = self._placed(rows, by_capacity, budget, overrides, model_version, scored_at, explain, ties, as_of)
-        frame = pd.DataFrame({name: out[name] for name in SCORE_COLUMNS})
+        frame = pd.DataFrame({name: out[name] for name in score_columns_for(self.config)})
         frame.attrs["boundary_ties"] = ties
         return frame
 
@@ -280,7 +335,7 @@ class Scorer:
     ) -> dict[str, np.ndarray]:
         """`score` as arrays in SPEC column order, from a frame or a mapping of feature arrays."""
         out = self._placed(features, by_capacity, budget, overrides, model_version, scored_at, explain, None, as_of)
-        return {name: out[name] for name in SCORE_COLUMNS}
+        return {name: out[name] for name in score_columns_for(self.config)}
 
     def _placed(
         self,
@@ -379,17 +434,48 @@ def place_tiers(
             placement[tier_column] = filled.tiers
             if ties is not None:
                 ties.extend({"tiering": frozen, **tie} for tie in filled.ties)
+    by_family = "family_id" in book and config.hierarchy.roll_up == "family"
+    if by_family:
+        placement["family_tier"] = _family_tiers(book, config, cutoffs, ties)
+        if config.hierarchy.tier_by == "family":  # entities inherit their family's tier (pins still win below)
+            placement["learned_tier"] = placement["family_tier"]
     if overrides is None or overrides.empty:
         placement["tier"], placement["override_reason"] = placement["learned_tier"], np.full(len(ids), "", dtype=object)
     else:
         tier, reason = apply_overrides(pd.Series(placement["learned_tier"]), pd.Series(ids), overrides)
         placement["tier"], placement["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
-    placement["budget"] = (
-        np.full(len(ids), np.nan)
-        if budget is None
-        else allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy()
-    )
+    if budget is None:
+        placement["budget"] = np.full(len(ids), np.nan)
+    elif by_family and config.hierarchy.tier_by == "family":
+        placement["budget"] = allocate_budget_by_family(
+            pd.Series(placement["tier"]), pd.Series(np.asarray(book["family_id"], dtype=object)), budget, config.budget
+        ).to_numpy()
+    else:
+        placement["budget"] = allocate_budget(pd.Series(placement["tier"]), budget, config.budget).to_numpy()
     return placement
+
+
+def _family_tiers(
+    book: Features, config: ModelConfig, cutoffs: dict[str, dict[str, float]] | None, ties: list[dict] | None
+) -> np.ndarray:
+    """Each account's family tier: families ranked by family_learned_score, one slot each in a tier's capacity (or
+    placed by the frozen learned cut-offs, one at a time), tie-broken like accounts on the family's own values."""
+    ids = np.asarray(book["family_id"], dtype=object)
+    _, first, inverse = np.unique(ids.astype(str), return_index=True, return_inverse=True)
+    families = {
+        "account_id": ids[first],
+        "learned_score": np.asarray(book["family_learned_score"], dtype=np.float64)[first],
+        # The tie-breaking keys where the book carries them (Spark's driver collects the family's ICP flag only).
+        **{name: np.asarray(book[f"family_{name}"])[first] for name in FAMILY_RANKING if f"family_{name}" in book},
+    }
+    if cutoffs:
+        tiers = tiers_by_cutoffs(families["learned_score"], families["in_icp"], cutoffs["learned"])
+    else:
+        filled = assign_by_capacity(tie_order(families, "learned_score"), config.tiers)
+        tiers = filled.tiers
+        if ties is not None and config.hierarchy.tier_by == "family":
+            ties.extend({"tiering": "family", **tie} for tie in filled.ties)
+    return np.asarray(tiers, dtype=object)[inverse.reshape(-1)]
 
 
 def boundary_ties(book: Features, config: ModelConfig) -> list[dict]:

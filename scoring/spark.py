@@ -31,13 +31,14 @@ from pyspark.sql.types import DoubleType, NullType, StringType, StructField, Str
 
 from features.config import ModelConfig
 from features.errors import DataError, Problem
+from features.families import FAMILY_PREFIX, family_ids, resolve_families
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from scoring import registry
 from scoring.pyfunc import TieringModel
 from scoring.rounding import round_for_output
-from scoring.scorer import RULES_ONLY, SCORE_COLUMNS
+from scoring.scorer import RULES_ONLY, SCORE_COLUMNS, score_columns_for
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
@@ -45,7 +46,9 @@ ACCOUNTS_PER_GROUP = 20_000  # one feature group (its accounts and all their eve
 TABLE_TAG, GROUP = "_table", "_group"
 EXTRA_PREFIX = "extra_"  # feature columns of `model.extra_features`
 SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the same column names share one union
-PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget"]
+PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget", "family_tier"]
+FAMILY_KEY = "_family"  # the family id each row is grouped by
+FAMILY_IN_ICP = "family_in_icp"  # beside in_icp: whether the family's top account is in the ICP
 KIND_TYPES = {"id": StringType(), "text": StringType(), "date": TimestampNTZType(), "number": DoubleType()}
 # What the engine reads: canonical table names, comma-separated UTF-8 CSV with a header row, or Parquet.
 CSV_OPTIONS: dict[str, bool | str] = {
@@ -141,9 +144,11 @@ def score_export(
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
         score = _score_udf(spark, scorer.config, pinned_uri, version)
-        scored = features.select("in_icp", score(_model_input(features)).alias("score"))
+        ranking = ["in_icp", *([FAMILY_IN_ICP] if FAMILY_IN_ICP in features.columns else [])]
+        scored = features.select(*ranking, score(_model_input(features)).alias("score"))
         with cached(scored):  # read for the ranking, then for the output
             # With the tie-breaking keys, so ties fall as the pandas engine places them.
+            family = [f"score.{name}" for name in ("family_id", "family_learned_score")] + [FAMILY_IN_ICP]
             book = scored.select(
                 "score.account_id",
                 "score.learned_score",
@@ -151,6 +156,7 @@ def score_export(
                 "score.win_probability",
                 "score.engagement_score",
                 "in_icp",
+                *(family if FAMILY_IN_ICP in features.columns else []),
             ).toPandas()
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
@@ -169,7 +175,8 @@ def score_export(
                 .drop(*PLACEMENT_COLUMNS)
                 .join(spark.createDataFrame(placement), "account_id")
                 .withColumn("scored_at", F.lit(scored_at))
-                .select(*SCORE_COLUMNS, "pilot_group")
+                # The scores file's order: SCORE_COLUMNS, pilot_group, then the family columns with roll_up: family.
+                .select(*SCORE_COLUMNS, "pilot_group", *score_columns_for(scorer.config)[len(SCORE_COLUMNS) :])
             )
             # Rounded by the pandas engine's own function, so both engines write the same figures.
             result = result.mapInPandas(lambda batches: (round_for_output(batch) for batch in batches), result.schema)
@@ -327,9 +334,17 @@ def empty_book() -> CrmData:
 
 
 def book_features(data: CrmData, config: ModelConfig, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The pandas path's feature rows for these accounts, plus `in_icp`, which the ranking needs."""
+    """The pandas path's feature rows for these accounts, plus `in_icp` (and with families `family_in_icp`, the
+    family's own, from its rolled-up row), which the ranking needs."""
     features = snapshot(data, FeatureBuilder(data, config), as_of)
     features["in_icp"] = icp_parts(features, config)["in_icp"]
+    if "family_id" in features:
+        family_row = {
+            name.removeprefix(FAMILY_PREFIX): features[name]
+            for name in features.columns
+            if name.startswith(FAMILY_PREFIX) and name != "family_id"
+        }
+        features[FAMILY_IN_ICP] = icp_parts(family_row, config)["in_icp"]
     return features
 
 
@@ -339,15 +354,23 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     accounts = tables["accounts"]
     parallelism = accounts.sparkSession.sparkContext.defaultParallelism
     groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
-    group = F.pmod(F.xxhash64("account_id"), F.lit(groups))
-    tagged = [
-        frame.select(
-            F.lit(name).alias(TABLE_TAG),
-            group.alias(GROUP),
-            *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in frame.columns],
+    # With families, every row goes to its family's group (a family is never split: its features need all of it).
+    keys = _family_keys(accounts) if config.hierarchy.roll_up == "family" else None
+    tagged = []
+    for name, frame in tables.items():
+        own = frame.columns
+        if keys is not None:
+            frame = frame.join(F.broadcast(keys), "account_id", "left")
+            key = F.coalesce(F.col(FAMILY_KEY), F.col("account_id"))
+        else:
+            key = F.col("account_id")
+        tagged.append(
+            frame.select(
+                F.lit(name).alias(TABLE_TAG),
+                F.pmod(F.xxhash64(key), F.lit(groups)).alias(GROUP),
+                *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in own],
+            )
         )
-        for name, frame in tables.items()
-    ]
     union = functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
     schema = _feature_schema(scorer, as_of)
     extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
@@ -367,6 +390,20 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
         return features
 
     return union.groupBy(GROUP).applyInPandas(features_of_group, schema)
+
+
+def _family_keys(accounts: DataFrame) -> DataFrame | None:
+    """Each account's family id (its top account's id), resolved on the driver from the parent links; None when
+    no account has a parent."""
+    if "parent_account_id" not in accounts.columns:
+        return None
+    links: pd.DataFrame = accounts.select("account_id", "parent_account_id").toPandas()
+    if not links["parent_account_id"].notna().any():
+        return None
+    ids = links["account_id"].astype("str").to_numpy(dtype=object)
+    families = resolve_families(ids, links["parent_account_id"].to_numpy(dtype=object))
+    keys = pd.DataFrame({"account_id": ids, FAMILY_KEY: family_ids(ids, families)})
+    return accounts.sparkSession.createDataFrame(keys, schema="account_id string, " + FAMILY_KEY + " string")
 
 
 def _untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -401,7 +438,7 @@ def spark_schema(frame: pd.DataFrame) -> StructType:
 
 def _model_input(features: DataFrame):
     """The feature rows as one struct, so the model gets named columns (`in_icp` is ours, not the model's)."""
-    return F.struct(*[column for column in features.columns if column != "in_icp"])
+    return F.struct(*[column for column in features.columns if column not in ("in_icp", FAMILY_IN_ICP)])
 
 
 def _score_udf(spark: SparkSession, config: ModelConfig, model_uri: str | None, version: str):

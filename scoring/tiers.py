@@ -81,6 +81,22 @@ def allocate_budget(tiers: pd.Series, total: float | None, budget: Budget) -> pd
     return tiers.map(per_account).astype("float64").fillna(0.0).rename("budget")
 
 
+def allocate_budget_by_family(
+    tiers: pd.Series, family_ids: pd.Series, total: float | None, budget: Budget
+) -> pd.Series:
+    """Split `total` by tier share, then evenly across the families in each tier, then evenly across a family's
+    accounts in that tier (a pinned account counts for its family in the tier it is pinned to)."""
+    if total is None:
+        return pd.Series(np.nan, index=tiers.index, name="budget")
+    frame = pd.DataFrame({"tier": tiers.to_numpy(), "family": family_ids.to_numpy()}, index=tiers.index)
+    families = frame.drop_duplicates().groupby("tier")["family"].size()
+    members = frame.groupby(["tier", "family"])["family"].transform("size")
+    share = frame["tier"].map(
+        {name: total * part / families[name] for name, part in budget.split.items() if families.get(name, 0)}
+    )
+    return (share.astype("float64") / members).fillna(0.0).rename("budget")
+
+
 def budget_summary(tiers: pd.Series, total: float | None, budget: Budget) -> pd.DataFrame:
     """Per tier: accounts, share of budget, total and per-account budget (unspent shares shown as such)."""
     rows = []

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.config import Budget
 from scoring.rounding import OUTPUT_DECIMALS, rounded
-from scoring.scorer import SCORE_COLUMNS
+from scoring.scorer import FAMILY_COLUMNS, SCORE_COLUMNS
 from scoring.tiers import budget_summary
 
 TierName = Literal["tier_1", "tier_2", "tier_3", "untiered"]
@@ -30,7 +30,11 @@ class Finite(BaseModel):
 
 
 class ScoreRecord(Finite):
-    """One account's scores: the columns of the `tiering score` file, in the same order."""
+    """One account's scores: the columns of the `tiering score` file, in the same order. A model trained with
+    hierarchy.roll_up: family adds family_id, family_tier, family_learned_score, family_expected_revenue and
+    family_engagement_share (on `/score`, as the latest published scoring has them; empty when it has not)."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="allow")  # the family columns, when the model has them
 
     account_id: str
     revenue_potential_score: float = Field(description="Size and spend capacity, 0-100.")
@@ -175,9 +179,12 @@ def score_records(scores: Mapping[str, np.ndarray] | pd.DataFrame) -> list[dict]
     publish the same figures.
     """
     # Column by column: pandas' own row conversion costs milliseconds even for one account.
-    names = [*SCORE_COLUMNS, *(["pilot_group"] if "pilot_group" in scores else [])]
+    # pilot_group, then the family columns with roll_up: family, as the scores file writes them
+    names = [*SCORE_COLUMNS, *(name for name in ["pilot_group", *FAMILY_COLUMNS] if name in scores)]
     columns = [
-        np.asarray(rounded(scores[name], name)).tolist() if name in OUTPUT_DECIMALS else scores[name].tolist()
+        np.asarray(rounded(scores[name], name)).tolist()
+        if name in OUTPUT_DECIMALS
+        else np.asarray(scores[name]).tolist()
         for name in names
     ]
     records = [dict(zip(names, values)) for values in zip(*columns)]

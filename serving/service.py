@@ -41,7 +41,14 @@ from serving.responses import (
     tier_budget_records,
 )
 from serving.workspace.app import workspace_app
-from serving.workspace.pins import pilot_cache, pin_cache, with_pilot_groups, with_pins
+from serving.workspace.pins import (
+    family_cache,
+    pilot_cache,
+    pin_cache,
+    with_pilot_groups,
+    with_pins,
+    with_published_families,
+)
 
 # BentoML routes every API as POST; the one GET route lives on a small FastAPI app mounted beside them.
 model_routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -91,6 +98,9 @@ class TieringService:
             scored.scores, pin_cache.pinned(scored.scores["account_id"]), None, serving.model.config.budget
         )
         scores = with_pilot_groups(scores, pilot_cache.pinned(scored.scores["account_id"]))
+        if "family_id" in scores:  # a model that rolls up: the family view as the latest published scoring saw it
+            by_family = serving.model.config.hierarchy.tier_by == "family"
+            scores = with_published_families(scores, family_cache.current(), by_family)
         return ScoreResponse(model_version=scored.version, as_of=scored.as_of.date(), scores=score_records(scores))
 
     @bentoml.api(route="/tier", output_spec=TierResponse)
@@ -101,8 +111,13 @@ class TieringService:
             return self._unavailable()
         scored = score_request(serving, request, by_capacity=True, budget=request.budget, forecast=True)
         # The store's pins hold in /tier as in `tiering score`; the forecast stays by the model's own tiers.
+        config = serving.model.config
         scores = with_pins(
-            scored.scores, pin_cache.pinned(scored.scores["account_id"]), request.budget, serving.model.config.budget
+            scored.scores,
+            pin_cache.pinned(scored.scores["account_id"]),
+            request.budget,
+            config.budget,
+            by_family=config.hierarchy.tier_by == "family" and "family_id" in scored.scores,
         )
         scores = with_pilot_groups(scores, pilot_cache.pinned(scored.scores["account_id"]))
         pipeline = serving.model.scorer.pipeline

@@ -38,6 +38,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from features.config import CHANNELS
+from features.families import resolve_links
 from ingest.files import atomic_path
 
 
@@ -170,6 +171,12 @@ MEDIAN_EMPLOYEES = 250
 LOG_EMPLOYEES_SD = 1.7
 MEDIAN_REVENUE_PER_EMPLOYEE = 180_000
 PARENT_SHARE = 0.03
+# With families: accounts come in families of these sizes (drawn with these shares), each the top account, its
+# children and, from the fourth member on, grandchildren under the second one. Buying is a family matter: the
+# activity before a deal shows up at the family's other entities, and the true win probability reads the family's
+# engagement and intent (the whole family's points), not the entity's own.
+FAMILY_SIZES = np.array([1, 2, 3, 4, 5, 6])
+FAMILY_SIZE_SHARES = np.array([0.40, 0.15, 0.15, 0.12, 0.10, 0.08])
 SURGE_SHARE = 0.04
 SURGE_DAYS = 14
 
@@ -377,6 +384,8 @@ class _Accounts:
     tech: np.ndarray  # (accounts, tools) bool
     propensity: np.ndarray  # standard normal: engaged accounts see more activity and more deals
     surge_day: np.ndarray  # first day of a research surge, -1 for none
+    family_top: np.ndarray | None = None  # with families: each account's top account (itself for a top)
+    family_parent: np.ndarray | None = None  # with families: each account's parent, -1 for a top account
 
     def __len__(self) -> int:
         return len(self.industry)
@@ -460,6 +469,7 @@ def generate_export(
     end_date: str = "2026-06-30",
     engagement_shift: tuple[str, float] | None = None,
     pilot: PlantedPilot | None = None,
+    families: bool = False,
 ) -> GenerationSummary:
     """Write a synthetic CRM export (canonical tables plus `truth.csv`) into `out_dir`.
 
@@ -468,6 +478,8 @@ def generate_export(
     from that date on, every account's engagement is `factor` times as frequent (the default plants none).
     `pilot` plants a treatment effect, with `assignment.csv` and `pilot.json` as `tiering pilot design` writes them
     and the truth in `truth_pilot.csv`.
+    `families` links accounts into families (parent_account_id) whose deals follow the family's buying behaviour
+    (see FAMILY_SIZES); the default export keeps its few random parent links that mean nothing.
     """
     if file_format not in set(FileFormat):
         raise ValueError(f"file_format must be one of {', '.join(FileFormat)}, not {file_format!r}")
@@ -482,6 +494,8 @@ def generate_export(
     account_seed, opportunity_seed, activity_seed, outcome_seed, export_seed = np.random.SeedSequence(seed).spawn(5)
 
     accounts = _draw_accounts(np.random.default_rng(account_seed), n_accounts, calendar)
+    if families:  # its own stream (the seventh child seed), so the rest of the export draws as without families
+        _draw_families(np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[6]), accounts)
     planted = _plan_pilot(pilot, accounts, calendar) if pilot is not None else None
     opportunities = _draw_opportunities(
         np.random.default_rng(opportunity_seed),
@@ -565,6 +579,48 @@ def _draw_accounts(rng: np.random.Generator, n: int, calendar: _Calendar) -> _Ac
         propensity=rng.standard_normal(n),
         surge_day=surge_day,
     )
+
+
+def _draw_families(rng: np.random.Generator, accounts: _Accounts) -> None:
+    """Families as runs of consecutive accounts inside each generation chunk (so a chunk sees whole families)."""
+    n = len(accounts)
+    top = np.arange(n)
+    parent = np.full(n, -1)
+    for start in range(0, n, ACCOUNTS_PER_CHUNK):
+        stop = min(start + ACCOUNTS_PER_CHUNK, n)
+        sizes = rng.choice(FAMILY_SIZES, size=stop - start, p=FAMILY_SIZE_SHARES)
+        firsts = start + np.concatenate(([0], np.cumsum(sizes)))
+        firsts = firsts[firsts < stop]
+        size = np.diff(np.append(firsts, stop))
+        family_top = np.repeat(firsts, size)
+        rank = np.arange(start, stop) - family_top
+        top[start:stop] = family_top
+        parent[start:stop] = np.where(rank == 0, -1, np.where(rank >= 3, family_top + 1, family_top))
+    accounts.family_top, accounts.family_parent = top, parent
+
+
+def _spread_over_family(rng: np.random.Generator, accounts: _Accounts, chunk: _Chunk, owner: np.ndarray) -> np.ndarray:
+    """With families: each of the `owner` accounts (within the chunk) replaced by another entity of its family, drawn
+    at random (a family of one keeps its own): the buying group's activity shows up across the family."""
+    if accounts.family_top is None:
+        return owner
+    top = accounts.family_top[chunk.accounts] - chunk.start
+    size = np.bincount(top, minlength=chunk.size)[top[owner]]
+    rank = owner - top[owner]
+    step = 1 + (rng.random(owner.size) * np.maximum(size - 1, 1)).astype(np.int64)
+    return top[owner] + np.where(size > 1, (rank + step) % np.maximum(size, 1), 0)
+
+
+def _family_points(
+    accounts: _Accounts, chunk: _Chunk, local: np.ndarray, second: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """Each of the chunk's opportunities' decayed points before creation: its account's own, or with families its
+    whole family's (the events keyed by their family's top account)."""
+    if accounts.family_top is None:
+        return _decayed_window_sums(local, second, weight, chunk.owner, chunk.created_second)
+    top = accounts.family_top[chunk.accounts] - chunk.start
+    order = np.lexsort((second, top[local]))
+    return _decayed_window_sums(top[local][order], second[order], weight[order], top[chunk.owner], chunk.created_second)
 
 
 def _draw_opportunities(
@@ -729,6 +785,7 @@ class _Chunk:
 
     def __init__(self, start: int, stop: int, members: np.ndarray, opportunities: _Opportunities):
         self.size = stop - start
+        self.start = start
         self.accounts = slice(start, stop)
         self.owner = opportunities.account[members] - start  # account numbers within the chunk
         self.created_day = opportunities.created_day[members]
@@ -767,7 +824,7 @@ def _write_activity(
 
             local, second, channel, count = _draw_engagement(rng, accounts, chunk, calendar, shift)
             weight = TRUTH_WEIGHT_BY_CHANNEL[channel] * count
-            engagement_points[members] = _decayed_window_sums(local, second, weight, chunk.owner, chunk.created_second)
+            engagement_points[members] = _family_points(accounts, chunk, local, second, weight)
             timestamps, channels = calendar.timestamps(second), CHANNEL_NAMES.take(channel)
             columns = [chunk_ids.take(local), timestamps, channels, pa.array(count, pa.int32())]
             writers["engagement"].write_table(pa.table(columns, schema=ENGAGEMENT_SCHEMA))
@@ -775,9 +832,7 @@ def _write_activity(
 
             local, day, topic, score = _draw_intent(rng, accounts, chunk, calendar)
             weight = score / 100
-            intent_points[members] = _decayed_window_sums(
-                local, day * SECONDS_PER_DAY, weight, chunk.owner, chunk.created_second
-            )
+            intent_points[members] = _family_points(accounts, chunk, local, day * SECONDS_PER_DAY, weight)
             columns = [
                 chunk_ids.take(local),
                 calendar.dates(day),
@@ -812,9 +867,8 @@ def _draw_engagement(
     per_opportunity = rng.poisson(PRE_OPPORTUNITY_EVENTS * chunk.heat)
     lead = rng.exponential(PRE_OPPORTUNITY_LEAD_DAYS * SECONDS_PER_DAY, size=per_opportunity.sum()).astype(np.int64)
     second = np.repeat(chunk.created_second, per_opportunity) - 1 - lead  # strictly before the created date
-    parts.append(
-        (np.repeat(chunk.owner, per_opportunity), second, _draw_channels(rng, PRE_OPPORTUNITY_CHANNEL_MIX, second.size))
-    )
+    owner = _spread_over_family(rng, accounts, chunk, np.repeat(chunk.owner, per_opportunity))
+    parts.append((owner, second, _draw_channels(rng, PRE_OPPORTUNITY_CHANNEL_MIX, second.size)))
 
     # Meetings and emails with the buying group while a deal is open.
     deal_end_second = np.minimum(chunk.close_day * SECONDS_PER_DAY, calendar.end_of_history_second)
@@ -865,9 +919,8 @@ def _draw_intent(
     per_opportunity = rng.poisson(PRE_OPPORTUNITY_INTENT_ROWS * chunk.heat)
     lead = np.floor(rng.exponential(PRE_OPPORTUNITY_INTENT_LEAD_DAYS, size=per_opportunity.sum())).astype(np.int64)
     day = np.repeat(chunk.created_day, per_opportunity) - 1 - lead
-    parts.append(
-        (np.repeat(chunk.owner, per_opportunity), day, _draw_topics(rng, day.size), rng.beta(5, 2, size=day.size))
-    )
+    owner = _spread_over_family(rng, accounts, chunk, np.repeat(chunk.owner, per_opportunity))
+    parts.append((owner, day, _draw_topics(rng, day.size), rng.beta(5, 2, size=day.size)))
 
     surge_day = accounts.surge_day[chunk.accounts]
     surging = np.flatnonzero(surge_day >= 0)
@@ -1003,9 +1056,11 @@ def _accounts_table(rng: np.random.Generator, accounts: _Accounts) -> pa.Table:
     # A few subsidiaries point at a larger account.
     large = np.flatnonzero(accounts.employees >= 1_000)
     parent = np.full(n, -1)
-    if large.size:
+    if large.size:  # drawn with or without families, so the draws after it are the same
         parent = np.where(rng.random(n) < PARENT_SHARE, large[rng.integers(0, large.size, size=n)], -1)
-        parent[parent == np.arange(n)] = -1
+        parent = resolve_links(parent).parent  # no self-parent, cycle or over-deep chain: the export is valid
+    if accounts.family_parent is not None:
+        parent = accounts.family_parent
     # A sales-ops custom field: the rep's segment call, mostly following head-count.
     segment = np.array(["SMB", "Mid-Market", "Enterprise"])[
         np.searchsorted([500, 5_000], accounts.employees, side="right")

@@ -15,7 +15,7 @@ import pytest
 
 from features.errors import DataError, Problem
 from ingest.io import load_export
-from tests.trained import demo_training, model_store, trained_model  # noqa: F401  (fixtures for every folder)
+from tests.trained import demo_training, family_trainings, model_store, trained_model  # noqa: F401  (fixtures for every folder)
 
 # Rows are numbered as a spreadsheet shows them: the header is row 1, O1 is row 2.
 VALID_EXPORT: dict[str, str] = {

@@ -109,3 +109,43 @@ def model_store(trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch) ->
     """The trained model, with MLFLOW_TRACKING_URI pointing at its store for this test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_model.tracking_uri)
     return trained_model
+
+
+@dataclass(frozen=True)
+class FamilyTrainings:
+    """One families export (`generate --families`) trained twice: without the roll-up and with it."""
+
+    folder: Path
+    data: CrmData
+    none: TrainingResult
+    family: TrainingResult
+
+
+# A small, fast training: one LightGBM candidate beside the logistic regression, the pipeline learner on 1,000
+# snapshots, and tier capacities that leave most of a 1,000-account book outside Tier 1 and 2.
+FAMILY_TRAINING = {
+    "model": {
+        "gate": {"min_won": 10, "min_lost": 10},
+        "pipeline_max_rows": 1000,
+        "search": {"candidates": [{"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 30, "lambda_l2": 5.0}]},
+    },
+    "tiers": {"tier_1": {"max_accounts": 20, "min_score": 0}, "tier_2": {"max_accounts": 100, "min_score": 0}},
+}
+
+
+@pytest.fixture(scope="session")
+def family_trainings(tmp_path_factory: pytest.TempPathFactory) -> FamilyTrainings:
+    """`train` on a 1,000-account families export with hierarchy.roll_up none, then family (once per worker)."""
+    from configuration.tiering import parse_config
+    from ingest.io import load_export
+    from sources.synthetic import generate_export
+    from training.pipeline import train
+
+    folder = tmp_path_factory.mktemp("family-export")
+    generate_export(folder, n_accounts=1000, seed=11, families=True)
+    data = load_export(folder).data
+    results = {
+        roll_up: train(data, parse_config({**FAMILY_TRAINING, "hierarchy": {"roll_up": roll_up}}))
+        for roll_up in ("none", "family")
+    }
+    return FamilyTrainings(folder, data, results["none"], results["family"])

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import ModelConfig
 from features.matrix import FeatureSpec
-from features.pointintime import FeatureBuilder, snapshot, training_rows
+from features.pointintime import FAMILY_LEARNED, FeatureBuilder, snapshot, training_rows
 from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
@@ -344,6 +344,16 @@ def train(
     )
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
+    account_columns = [column for column in spec.columns if column not in FAMILY_LEARNED]
+    if len(account_columns) < len(spec.columns):  # the family model: report the account-level one beside it
+        account_auc = refit_auc(
+            development, holdout, window.calibration_start, selection.recipe, config, account_columns
+        )
+        metrics["account_level_model_roc_auc"] = account_auc
+        notes.append(
+            f"families: this model, with the family features, has holdout ROC AUC {metrics['model_roc_auc']:.3f}; "
+            f"the same learner on the account's own features alone has {account_auc:.3f}"
+        )
 
     progress("pipeline propensity and time to close")
     won_validation = ~early & won_dev

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError
 
 from features.config import TIERS
+from features.families import resolve_families
 from workspace.errors import (
     UPGRADE_COMMAND,
     InvalidInput,
@@ -54,6 +55,7 @@ from workspace.tables import (
     SEARCH_LENGTH,
     AuditEvent,
     ConfigVersion,
+    FamilyMember,
     Flag,
     Pin,
     Scenario,
@@ -92,6 +94,16 @@ SORTABLE: tuple[str, ...] = (
     "pipeline_probability",
     "expected_revenue",
     "budget",
+    "family_id",  # sorted by it, the book lists each family's accounts together
+    "family_learned_score",
+)
+PUBLISHED_FAMILY_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "family_id",
+    "family_tier",
+    "family_learned_score",
+    "family_expected_revenue",
+    "family_engagement_share",
 )
 MAX_PAGE_SIZE = 1000
 INDEX_ENTRY_BYTES = 2000  # below PostgreSQL's largest B-tree entry (about 2,700 bytes)
@@ -129,6 +141,7 @@ class BookFilter:
     surge: bool | None = None
     pinned: bool | None = None
     flagged: bool | None = None
+    family: str | None = None  # the accounts of one family (its family_id)
 
 
 @dataclass(frozen=True)
@@ -530,6 +543,9 @@ class WorkspaceStore:
                     connection.exec_driver_sql(f"INSERT INTO scored_accounts ({names}) VALUES ({marks})", values)
                 else:
                     connection.execute(insert(SCORED), [dict(zip(columns, row)) for row in values])
+                members = _family_members(scoring_id, rows, accounts)
+                if members:
+                    connection.execute(insert(FamilyMember), members)
                 # Fresh statistics, so the planner reads a large scoring through the covering index, not row by row.
                 connection.exec_driver_sql("ANALYZE scored_accounts")
                 connection.execute(
@@ -698,6 +714,8 @@ class WorkspaceStore:
             conditions.append(account.industry == where.industry)
         if where.owner:
             conditions.append(account.owner == where.owner)
+        if where.family:
+            conditions.append(account.family_id == where.family)
         if where.disagree is not None:
             differ = and_(
                 account.learned_tier.is_not(None),
@@ -826,6 +844,48 @@ class WorkspaceStore:
             self.audit(account_id=account_id, limit=AUDIT_PAGE_SIZE)[0],
         )
 
+    def family(self, account_id: str, scoring_id: int | None = None) -> list[dict[str, Any]]:
+        """The family of an account in a scoring (default the latest), top account first, each entity below its
+        parent (depth-first, by id): account_id, account_name, parent_account_id, depth, tier, engagement_score,
+        expected_revenue, budget. Empty when the scoring holds no families or the account is not in it."""
+        scoring = self._require_scoring(scoring_id)
+        member = FamilyMember
+        family_of = select(member.family_id).where(member.scoring_id == scoring.id, member.account_id == account_id)
+        query = (
+            select(
+                member.account_id,
+                member.parent_account_id,
+                member.depth,
+                ScoredAccount.account_name,
+                ScoredAccount.tier,
+                ScoredAccount.engagement_score,
+                ScoredAccount.expected_revenue,
+                ScoredAccount.budget,
+            )
+            .join(
+                ScoredAccount,
+                and_(ScoredAccount.scoring_id == member.scoring_id, ScoredAccount.account_id == member.account_id),
+            )
+            .where(member.scoring_id == scoring.id, member.family_id == family_of.scalar_subquery())
+        )
+        with self.engine.connect() as connection:
+            found = [dict(row._mapping) for row in connection.execute(query)]
+        children: dict[str | None, list[dict[str, Any]]] = {}
+        for row in sorted(found, key=lambda row: row["account_id"]):
+            children.setdefault(row["parent_account_id"], []).append(row)
+        known = {row["account_id"] for row in found}
+        ordered: list[dict[str, Any]] = []
+
+        def visit(row: dict[str, Any]) -> None:
+            ordered.append(row)
+            for child in children.get(row["account_id"], []):
+                visit(child)
+
+        for row in found:
+            if row["parent_account_id"] not in known:  # the top account (its parent link, if any, was cut)
+                visit(row)
+        return ordered if len(ordered) > 1 else []
+
     def tier_history(self, account_id: str) -> pd.DataFrame:
         """The account across every published scoring, oldest first: scoring_id, scoring_as_of, published_at and
         every stored column (so "what changed" can be said between consecutive rows)."""
@@ -899,6 +959,21 @@ class WorkspaceStore:
         query = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(("pin", "unpin")))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
+
+    def published_families(self) -> pd.DataFrame:
+        """The family columns of the latest published scoring, for the accounts it placed in a family: account_id,
+        family_id, family_tier, family_learned_score, family_expected_revenue, family_engagement_share (no rows
+        when nothing is published or the scoring has no families)."""
+        names = list(PUBLISHED_FAMILY_COLUMNS)
+        scoring = self.latest_scoring()
+        if scoring is None:
+            return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+        query = select(*[SCORED.c[name] for name in names]).where(
+            ScoredAccount.scoring_id == scoring.id, ScoredAccount.family_id.is_not(None)
+        )
+        with self.engine.connect() as connection:
+            found = [tuple(row) for row in connection.execute(query)]
+        return pd.DataFrame(found, columns=names)
 
     def active_pins(self, as_of: date | datetime | None = None) -> pd.DataFrame:
         """The pins holding on `as_of` (default today; a pin holds through its expiry date), one per account, as
@@ -1366,3 +1441,31 @@ class WorkspaceStore:
 def generated_password() -> str:
     """A password to print once: 20 URL-safe random characters (about 120 bits)."""
     return secrets.token_urlsafe(15)
+
+
+def _family_members(scoring_id: int, rows: dict[str, list[Any]], accounts: pd.DataFrame | None) -> list[dict]:
+    """The family_members rows of a published scoring whose scores carry family_id: each account's parent (from
+    the accounts table, links that cannot be followed left out) and depth below its family's top account."""
+    families = rows.get("family_id")
+    if not families or not any(families):
+        return []
+    ids = rows["account_id"]
+    parents: list[Any] = [None] * len(ids)
+    if accounts is not None and "parent_account_id" in accounts:
+        known = accounts.drop_duplicates("account_id")
+        lookup = pd.Series(
+            known["parent_account_id"].to_numpy(dtype=object), index=known["account_id"].astype("str").to_numpy()
+        )
+        mapped = pd.Series(ids, dtype=object).map(lookup)
+        parents = [None if pd.isna(value) else str(value) for value in mapped]
+    resolved = resolve_families(ids, parents)
+    return [
+        {
+            "scoring_id": scoring_id,
+            "account_id": account,
+            "parent_account_id": ids[parent] if parent >= 0 else None,
+            "family_id": family or account,
+            "depth": int(depth),
+        }
+        for account, parent, family, depth in zip(ids, resolved.parent, families, resolved.depth)
+    ]

@@ -45,7 +45,7 @@ from serving.workspace.auth import (
     session_secret,
     tokens_match,
 )
-from serving.workspace.pins import pilot_cache, pin_cache
+from serving.workspace.pins import family_cache, pilot_cache, pin_cache
 from serving.workspace.views import (
     PAGE_SIZE,
     BadQuery,
@@ -222,6 +222,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
         # Each server start reads the settings afresh (a test process starts many), and its pins with them.
         pin_cache.forget()
         pilot_cache.forget()
+        family_cache.forget()
         yield
         built = shared.pop("workspace", None)
         if built is not None and workspace is None:
@@ -559,6 +560,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
                 "Search the book for it by name or id.",
             )
         points = tier_history(store.tier_history(account_id))
+        family = store.family(account_id)
         return render(
             request,
             "account.html",
@@ -572,6 +574,7 @@ def create_app(workspace: Workspace | None = None) -> FastAPI:
             moves=[point for point in points if point.what_changed],
             chart=history_chart(points) if points else None,
             pilot=account_pilot(store, account_id),
+            family=family,
             problem=problem,
             form=form or {},
             today=date.today().isoformat(),

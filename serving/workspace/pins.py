@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import Budget
-from scoring.tiers import allocate_budget, apply_overrides
+from scoring.tiers import allocate_budget, allocate_budget_by_family, apply_overrides
 
 logger = logging.getLogger("bentoml.abm_tiering")
 PIN_COLUMNS = ["account_id", "tier", "reason", "owner"]
@@ -99,19 +99,65 @@ class PinCache:
 
 
 def with_pins(
-    scores: dict[str, np.ndarray], pins: pd.DataFrame | None, budget: float | None, split: Budget
+    scores: dict[str, np.ndarray],
+    pins: pd.DataFrame | None,
+    budget: float | None,
+    split: Budget,
+    by_family: bool = False,
 ) -> dict[str, np.ndarray]:
     """Score columns with the pinned accounts' final tier and `override_reason` (as `tiering score --overrides`
-    writes them), and the budget split again over the final tiers when a budget was asked for."""
+    writes them), and the budget split again over the final tiers when a budget was asked for (across families
+    first with `by_family`, as hierarchy.tier_by: family splits it)."""
     if pins is None or pins.empty:
         return scores
     ids = pd.Series(scores["account_id"])
     tier, reason = apply_overrides(pd.Series(scores["learned_tier"]), ids, pins)
     pinned = dict(scores)
     pinned["tier"], pinned["override_reason"] = tier.to_numpy(dtype=object), reason.to_numpy(dtype=object)
-    if budget is not None:
+    if budget is not None and by_family:
+        families = pd.Series(np.asarray(scores["family_id"], dtype=object))
+        pinned["budget"] = allocate_budget_by_family(tier, families, budget, split).to_numpy()
+    elif budget is not None:
         pinned["budget"] = allocate_budget(tier, budget, split).to_numpy()
     return pinned
+
+
+def store_families() -> pd.DataFrame:
+    """The latest published scoring's family columns; none when there is no store (it is not created here)."""
+    from workspace import store_exists
+    from workspace.store import PUBLISHED_FAMILY_COLUMNS, WorkspaceStore
+
+    if not store_exists():
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in PUBLISHED_FAMILY_COLUMNS})
+    with WorkspaceStore.open(create=False) as store:
+        return store.published_families()
+
+
+def with_published_families(
+    scores: dict[str, np.ndarray], published: pd.DataFrame, by_family: bool = False
+) -> dict[str, np.ndarray]:
+    """Score columns whose family columns are those of the latest published scoring (a single account scored on its
+    own cannot see its family): empty for an account that scoring did not place in a family. With `by_family`
+    (tier_by: family) such an account also inherits that family tier as its learned and final tier, unless a pin
+    holds it."""
+    if "family_id" not in scores:
+        return scores
+    found = published.set_index("account_id").reindex(pd.Index(np.asarray(scores["account_id"], dtype=object)))
+    out = dict(scores)
+    if by_family:
+        inherited = found["family_tier"].notna().to_numpy()
+        family_tier = found["family_tier"].to_numpy(dtype=object)
+        unpinned = inherited & (np.asarray(scores["override_reason"], dtype=object) == "")
+        out["learned_tier"] = np.where(inherited, family_tier, np.asarray(scores["learned_tier"], dtype=object))
+        out["tier"] = np.where(unpinned, family_tier, np.asarray(scores["tier"], dtype=object))
+    for name in found.columns:
+        values = found[name]
+        out[name] = (
+            values.to_numpy(dtype="float64", na_value=np.nan)
+            if name.endswith(("_score", "_revenue", "_share"))
+            else values.astype(object).where(values.notna(), "").to_numpy(dtype=object)
+        )
+    return out
 
 
 pin_cache = PinCache()
@@ -143,3 +189,4 @@ def with_pilot_groups(scores: dict[str, np.ndarray], groups: pd.DataFrame | None
 
 # Pilots change when a design is published (by the CLI): reloaded in the background like another process's pins.
 pilot_cache = PinCache(load=store_pilot_groups)
+family_cache = PinCache(load=store_families)  # the same reloading, for the published scoring's families

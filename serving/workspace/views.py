@@ -30,6 +30,7 @@ BOOK_FILTERS = (
     "surge",
     "pinned",
     "flagged",
+    "family",
 )
 YES_NO = {"1": True, "yes": True, "true": True, "0": False, "no": False, "false": False}
 

@@ -174,3 +174,39 @@ def test_pins_kept_elsewhere_join_the_file_overrides_on_spark(spark, mlflow_stor
     assert (scores.loc[first, "tier"], scores.loc[second, "tier"]) == ("tier_1", "tier_3")
     assert scores.loc[second, "override_reason"].startswith("pinned to tier_3 by erin: kept (model said ")
     assert sorted(result.overrides["account_id"]) == sorted([first, second])
+
+
+@needs_java
+def test_spark_groups_by_family_and_gives_the_pandas_family_columns(spark, mlflow_store, tmp_path):  # noqa: F811
+    """Rules only on the families export, tier_by: family: the book falls in two feature groups, and a family split
+    across them would roll up only part of its signals (its family_learned_score would differ from pandas')."""
+    from features.families import resolve_families
+    from scoring.spark import score_export
+
+    config = parse_config(
+        {
+            "hierarchy": {"roll_up": "family", "tier_by": "family"},
+            "tiers": {"tier_1": {"max_accounts": 20, "min_score": 0}, "tier_2": {"max_accounts": 50, "min_score": 0}},
+        }
+    )
+    export = tmp_path / "families"
+    generate_export(export, n_accounts=300, seed=4, families=True)
+    data = load_export(export).data
+    expected = resolve_model(None, config)[0].score_book(data, budget=BUDGET).scores
+    score_export(spark, str(export), str(tmp_path / "f.parquet"), model_uri=None, config=config, budget=BUDGET)
+    actual = pd.read_parquet(tmp_path / "f.parquet")
+    assert list(actual.columns[-5:]) == [
+        "family_id",
+        "family_tier",
+        "family_learned_score",
+        "family_expected_revenue",
+        "family_engagement_share",
+    ]
+    expected, actual = expected.set_index("account_id").sort_index(), actual.set_index("account_id").sort_index()
+    for column in ("family_id", "family_tier", "tier", "learned_tier"):
+        assert actual[column].tolist() == expected[column].tolist(), column
+    for column in ("family_learned_score", "family_engagement_share", "budget"):
+        assert_published(actual[column], expected[column], column)
+    families = resolve_families(data.accounts["account_id"], data.accounts["parent_account_id"])
+    assert (families.depth > 0).sum() > 100  # many accounts belong to a family of several
+    assert actual["family_tier"].eq("tier_1").sum() > 20  # Tier 1's 20 slots hold families of several accounts
