@@ -213,7 +213,7 @@ def test_scenarios_are_previewed_saved_published_used_by_the_api_and_restored(pa
     editor.wait_for_selector("#whatif-moves")
     assert editor.locator("#whatif-moves tbody tr").all_inner_texts()[0].startswith("A3")
     tiers = editor.locator("#whatif-tiers tbody tr").all_inner_texts()
-    assert tiers[0].split("\t")[-1] == "600"  # Tier 1's budget after: 60% of the 1,000, to its one account
+    assert tiers[0].split("\t")[-1] == "$600"  # Tier 1's budget after: 60% of the 1,000, to its one account
     editor.fill("form[action$='/whatif/save'] input[name=name]", "one seat")
     editor.click("form[action$='/whatif/save'] button")
     editor.wait_for_url(re.compile(r"/app/whatif\?scenario=\d+"))
