@@ -27,7 +27,7 @@ from scoring.spark import (
     tagged_union,
     untag,
 )
-from training.rows import RowsEngine, account_groups, build_group
+from training.rows import BuildRows, RowsEngine, account_groups, build_group
 
 SPARK = "spark"
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
@@ -48,7 +48,10 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     return driver, RowsEngine(SPARK, build, events["engagement"], events["intent"])
 
 
-def _build_on(spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text, accounts: int):
+def _build_on(
+    spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text: frozenset[str], accounts: int
+) -> BuildRows:
+    """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
     groups = max(spark.sparkContext.defaultParallelism, -(-accounts // ACCOUNTS_PER_GROUP))
 
     @F.pandas_udf(LongType())  # type: ignore[call-overload]
