@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
@@ -38,6 +39,8 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
     builds the feature rows on the cluster. Only structure is checked, as for scoring."""
     tables = read_tables(spark, data, config)
+    for frame in tables.values():  # typed once (spilling to disk), then read here and again by the build
+        frame.persist(StorageLevel.MEMORY_AND_DISK)
     driver = CrmData(
         accounts=conform(tables["accounts"].toPandas(), "accounts"),
         opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),
