@@ -128,3 +128,23 @@ def test_the_rows_digest_ignores_order_and_noise_below_nine_digits_but_not_a_rea
     assert rows_digest(noisy) == rows_digest(rows)
     assert rows_digest(changed) != rows_digest(rows)
     assert len(rows_digest(rows)) == 64
+
+
+def test_a_window_beyond_max_training_rows_is_fitted_on_a_sample_the_run_reports(tmp_path):
+    from ingest.io import load_export
+    from sources.synthetic import generate_export
+    from training.pipeline import train
+
+    generate_export(tmp_path, n_accounts=300, seed=8)
+    data = load_export(tmp_path).data
+    config = parse_config({"model": {"max_training_rows": 1000, "gate": {"min_won": 10, "min_lost": 10}}})
+    result = train(data, config)
+
+    window = result.window
+    closed = data.opportunities[data.opportunities["outcome"].isin(["won", "lost"])]
+    in_window = int(((closed["close_date"] >= window.start) & (closed["close_date"] < window.as_of)).sum())
+    assert in_window > 1000
+    assert result.summary["closed_opportunities"] == in_window  # what the window holds, before the sample
+    assert result.summary["training_rows_fitted"] == 1000
+    assert len(result.development) + len(result.holdout_rows) == 1000
+    assert any(f"fitted on 1,000 of the window's {in_window:,} training rows" in note for note in result.notes)
