@@ -47,6 +47,26 @@ class Engine(StrEnum):
     SPARK = "spark"  # a Spark cluster: reads canonical tables, writes Parquet
 
 
+SparkMasterOpt = Annotated[
+    str,
+    typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. spark://host:7077, yarn, k8s://..."),
+]
+
+
+def refuse_for_spark(mapping: str | None, rows_mode: str) -> None:
+    """What --engine spark cannot do, refused before Spark starts."""
+    if rows_mode == "drop":
+        raise UserError(
+            "--engine spark reads canonical tables as they are and drops no rows; validate and run "
+            "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
+        )
+    if mapping:
+        raise UserError(
+            "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
+            ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
+        )
+
+
 @friendly_errors
 def score(
     # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
@@ -79,12 +99,7 @@ def score(
             "--engine", help="pandas (one machine) or spark (a Spark cluster; reads canonical tables, writes Parquet)."
         ),
     ] = Engine.PANDAS,
-    spark_master: Annotated[
-        str,
-        typer.Option(
-            "--spark-master", help="Spark master URL for --engine spark, e.g. spark://host:7077, yarn, k8s://..."
-        ),
-    ] = "local[2]",
+    spark_master: SparkMasterOpt = "local[2]",
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
     alerts_against: Annotated[
@@ -152,18 +167,9 @@ def score(
             held = stack.enter_context(prepare(events_file, settings.alerts.webhook_url))
             against = (read_scores(alerts_against), events_file, held)
         if engine == Engine.SPARK:
-            if rows_mode == "drop":
-                raise UserError(
-                    "--engine spark reads canonical tables as they are and drops no rows; validate and score "
-                    "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
-                )
+            refuse_for_spark(mapping, rows_mode)
             if not out.lower().endswith(".parquet"):
                 raise UserError(f"--out {out}: --engine spark writes Parquet; name the output {Path(out).stem}.parquet")
-            if mapping:
-                raise UserError(
-                    "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
-                    ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
-                )
             spark_as_of = parse_as_of(as_of)
             if against is not None and spark_as_of is not None:  # the default as_of is known only to Spark
                 from activation.alerts import check_order_and_book

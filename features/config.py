@@ -306,6 +306,12 @@ class Model(Strict):
         ge=1_000,
         description="The pipeline-propensity learner fits on at most this many account snapshots (a seeded sample).",
     )
+    max_training_rows: int = Field(
+        2_000_000,
+        ge=1_000,
+        description="The learners fit on at most this many of the window's closed opportunities (a seeded sample "
+        "stratified by outcome and close month when there are more).",
+    )
     search: Search = Search()
     guards: Guards = Guards()
     seed: int = 42

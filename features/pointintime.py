@@ -89,11 +89,33 @@ def _tech_items(stack: str | None) -> list[str]:
     return [item for item in _TECH_SEPARATOR.split(stack) if item] if stack else []
 
 
-def firmographic_columns(accounts, config: ModelConfig) -> dict[str, np.ndarray]:
+def _extra_values(accounts, column: str, n: int) -> tuple[pd.Series, pd.Series]:
+    """An extra feature column's values and the same read as numbers (NaN where a value is not one)."""
+    values = accounts[column] if column in accounts else [None] * n
+    values = values if isinstance(values, pd.Series) else pd.Series(list(values))
+    return values, pd.to_numeric(values, errors="coerce")
+
+
+def text_extras(accounts, config: ModelConfig) -> frozenset[str]:
+    """The extra feature columns read as text: those with a value that is not a number.
+
+    A book built part by part decides this on the whole accounts table, so every part reads a column alike.
+    """
+    n = len(accounts["account_id"])
+    text = set()
+    for column in config.model.extra_features:
+        values, numeric = _extra_values(accounts, column, n)
+        if not (values.notna().sum() and numeric.notna().sum() == values.notna().sum()):
+            text.add(column)
+    return frozenset(text)
+
+
+def firmographic_columns(accounts, config: ModelConfig, as_text: frozenset[str] | None = None) -> dict[str, np.ndarray]:
     """Cleaned firmographics and extra feature columns, one entry per account, in the order given.
 
     `accounts` is the accounts table or any mapping of its column names to sequences (the service
-    passes plain lists), so both build the very same values.
+    passes plain lists), so both build the very same values. `as_text` names the extra columns read as text
+    (default: `text_extras` of these accounts).
     """
     n = len(accounts["account_id"])
     frame: dict[str, np.ndarray] = {}
@@ -105,14 +127,13 @@ def firmographic_columns(accounts, config: ModelConfig) -> dict[str, np.ndarray]
     icp_tech = set(config.business_fit.tech_stack)
     frame["tech_stack_size"] = np.array([len(items) for items in stacks], dtype="float64")
     frame["tech_icp_matches"] = np.array([len(icp_tech.intersection(items)) for items in stacks], dtype="float64")
+    as_text = text_extras(accounts, config) if as_text is None else as_text
     for column in config.model.extra_features:
-        values = accounts[column] if column in accounts else [None] * n
-        values = values if isinstance(values, pd.Series) else pd.Series(list(values))
-        numeric = pd.to_numeric(values, errors="coerce")
-        if values.notna().sum() and numeric.notna().sum() == values.notna().sum():
-            frame[f"extra_{slug(column)}"] = numeric.to_numpy(dtype="float64", na_value=np.nan)
-        else:
+        values, numeric = _extra_values(accounts, column, n)
+        if column in as_text:
             frame[f"extra_{slug(column)}"] = _clean_each(values)
+        else:
+            frame[f"extra_{slug(column)}"] = numeric.to_numpy(dtype="float64", na_value=np.nan)
     return frame
 
 
@@ -150,7 +171,9 @@ class Activity:
 class FeatureBuilder:
     """Indexes a CRM export once, then answers feature rows for any (account, cut-off) pairs."""
 
-    def __init__(self, data: CrmData, config: ModelConfig):
+    def __init__(self, data: CrmData, config: ModelConfig, as_text: frozenset[str] | None = None):
+        """`as_text`: the extra feature columns read as text, when `data` is part of a larger book (see
+        `text_extras`)."""
         account_ids = pd.Index(data.accounts["account_id"].astype("str"))
         codes = self._codes_in(account_ids)
         eng, intent = data.engagement, data.intent
@@ -159,7 +182,7 @@ class FeatureBuilder:
         self._index(
             config,
             account_ids,
-            firmographic_columns(data.accounts, config),
+            firmographic_columns(data.accounts, config, as_text),
             engagement=Activity(
                 codes(eng["account_id"]),
                 vocabulary_codes(eng["channel"], list(CHANNELS)),
@@ -577,15 +600,25 @@ def surge_channel_names(masks) -> np.ndarray:
     return names[inverse.reshape(masks.shape)] if len(masks) else np.array([], dtype=object)
 
 
-def training_rows(data: CrmData, builder: FeatureBuilder, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Closed opportunities with start <= close_date < end, each with features as of its created_date."""
-    opps = data.opportunities
-    closed = (
+def closed_between(opportunities: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The opportunities won or lost with start <= close_date < end, in the training rows' order."""
+    opps = opportunities
+    return (
         opps[opps["outcome"].isin(["won", "lost"]) & (opps["close_date"] >= start) & (opps["close_date"] < end)]
         .sort_values(["close_date", "opportunity_id"], kind="stable")
         .reset_index(drop=True)
     )
-    features = builder.build(closed["account_id"], closed["created_date"])
+
+
+def training_rows(data: CrmData, builder: FeatureBuilder, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Closed opportunities with start <= close_date < end, each with features as of its created_date."""
+    closed = closed_between(data.opportunities, start, end)
+    return with_outcomes(builder.build(closed["account_id"], closed["created_date"]), closed)
+
+
+def with_outcomes(features: pd.DataFrame, closed: pd.DataFrame) -> pd.DataFrame:
+    """`closed_between`'s opportunities' feature rows (in its order) with the opportunity, close date and outcome."""
+    features = features.reset_index(drop=True)
     features.insert(0, "opportunity_id", closed["opportunity_id"].to_numpy())
     features["close_date"] = closed["close_date"].to_numpy()
     features["won"] = (closed["outcome"] == "won").to_numpy(dtype=np.int64)

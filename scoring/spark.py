@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import shutil
+import socket
 import sys
 import uuid
 import warnings
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import DoubleType, NullType, StringType, StructField, StructType, TimestampNTZType
@@ -75,19 +78,21 @@ class SparkScores:
 
 
 @contextmanager
-def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
-    """A quiet session for scoring (Arrow on, UTC clock, no progress bar), stopped on the way out."""
+def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") -> Iterator[SparkSession]:
+    """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar), stopped on the way out."""
     if master.startswith("sc://"):
         raise SparkUnavailable(
             f"--spark-master {master} is a Spark Connect server, which abm-tiering cannot score through: the "
             "scores are written atomically through Hadoop's file system, which a Connect client cannot reach. "
             "Use a classic master (spark://host:7077, yarn, k8s://..., local[*])"
         )
+    if master.startswith("spark://"):
+        _check_reachable(master)
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
     builder = (
         SparkSession.builder.master(master)
-        .appName("abm-tiering score")
+        .appName(app)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
         .config("spark.ui.showConsoleProgress", "false")
@@ -107,6 +112,23 @@ def spark_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+
+
+def _check_reachable(master: str, timeout: float = 5.0) -> None:
+    """A standalone master (spark://host:port[,host:port]) must answer; else Spark would retry for minutes."""
+    addresses = master.removeprefix("spark://").split("/")[0].split(",")
+    failures = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host or address, int(port or 7077)), timeout=timeout):
+                return
+        except (OSError, ValueError) as error:
+            failures.append(f"{address}: {error.strerror if isinstance(error, OSError) and error.strerror else error}")
+    raise SparkUnavailable(
+        f"--spark-master {master}: no Spark master answers ({'; '.join(failures)}): start the master, or correct "
+        "the URL (spark://HOST:7077)"
+    )
 
 
 def score_export(
@@ -250,7 +272,11 @@ def _read_table(spark: SparkSession, data: str, name: str, problems: list[Proble
             )
         return None
     path = found[0]
-    frame = spark.read.parquet(path) if path.endswith(".parquet") else spark.read.options(**CSV_OPTIONS).csv(path)
+    try:
+        frame = spark.read.parquet(path) if path.endswith(".parquet") else spark.read.options(**CSV_OPTIONS).csv(path)
+    except (AnalysisException, Py4JJavaError) as error:
+        problems.append(Problem(f"Spark cannot read it ({_first_line(error)})", _READ_FIX, file=path))
+        return None
     frame = frame.toDF(*[column.strip("\ufeff \t") for column in frame.columns])  # as load_export trims headers
     for column in REQUIRED[name]:
         if column not in frame.columns:
@@ -296,7 +322,22 @@ def _check_unique_accounts(book: pd.DataFrame) -> None:
 # Hadoop's file system, reached through the JVM gateway: PySpark has no public file-system API. These two
 # functions are the only place that touches `spark._jvm` / `spark._jsc`; Spark Connect is refused upfront.
 def _exists(spark: SparkSession, path: str) -> bool:
-    return _filesystem(spark, path).exists(_hadoop_path(spark, path))
+    try:
+        return _filesystem(spark, path).exists(_hadoop_path(spark, path))
+    except Py4JJavaError as error:  # no file system for the scheme, no credentials, no such host...
+        raise DataError(
+            [Problem(f"Spark cannot read the folder ({_first_line(error)})", _READ_FIX, file=path)]
+        ) from None
+
+
+_READ_FIX = "check the path and that this Spark (driver and executors) can reach and read it"
+
+
+def _first_line(error: Exception) -> str:
+    """The Java or analysis error's own first line, without the stack trace Py4J appends."""
+    java = getattr(error, "java_exception", None)
+    text = str(java) if java is not None else str(error)
+    return (text.strip().splitlines() or [error.__class__.__name__])[0][:300]
 
 
 def _hadoop_path(spark: SparkSession, path: str):
@@ -355,28 +396,13 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     parallelism = accounts.sparkSession.sparkContext.defaultParallelism
     groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
     # With families, every row goes to its family's group (a family is never split: its features need all of it).
-    keys = _family_keys(accounts) if config.hierarchy.roll_up == "family" else None
-    tagged = []
-    for name, frame in tables.items():
-        own = frame.columns
-        if keys is not None:
-            frame = frame.join(F.broadcast(keys), "account_id", "left")
-            key = F.coalesce(F.col(FAMILY_KEY), F.col("account_id"))
-        else:
-            key = F.col("account_id")
-        tagged.append(
-            frame.select(
-                F.lit(name).alias(TABLE_TAG),
-                F.pmod(F.xxhash64(key), F.lit(groups)).alias(GROUP),
-                *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in own],
-            )
-        )
-    union = functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
+    keys = family_keys(accounts) if config.hierarchy.roll_up == "family" else None
+    union = tagged_union(tables, lambda key: F.pmod(F.xxhash64(key), F.lit(groups)), keys)
     schema = _feature_schema(scorer, as_of)
     extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
 
     def features_of_group(rows: pd.DataFrame) -> pd.DataFrame:
-        data = CrmData(**{name: conform(_untag(rows, name), name) for name in TABLES})
+        data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
         features = book_features(data, config, as_of)
         # The feature code decides an extra column's kind from the values it sees, which differ from group
         # to group: hold each to the kind the schema (the model) expects.
@@ -392,7 +418,7 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     return union.groupBy(GROUP).applyInPandas(features_of_group, schema)
 
 
-def _family_keys(accounts: DataFrame) -> DataFrame | None:
+def family_keys(accounts: DataFrame) -> DataFrame | None:
     """Each account's family id (its top account's id), resolved on the driver from the parent links; None when
     no account has a parent."""
     if "parent_account_id" not in accounts.columns:
@@ -406,7 +432,31 @@ def _family_keys(accounts: DataFrame) -> DataFrame | None:
     return accounts.sparkSession.createDataFrame(keys, schema="account_id string, " + FAMILY_KEY + " string")
 
 
-def _untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+def tagged_union(
+    tables: dict[str, DataFrame], group: Callable[[Column], Column], keys: DataFrame | None = None
+) -> DataFrame:
+    """Every table's rows in one frame, for `groupBy(GROUP).applyInPandas`: each row tagged with its table and
+    its group (`group` of the row's account_id, or with `keys` (account_id, FAMILY_KEY: `family_keys`) of its
+    family id, so a family is never split), its columns renamed <table>__<column>."""
+    tagged = []
+    for name, frame in tables.items():
+        own = frame.columns
+        key = F.col("account_id")
+        if keys is not None:
+            frame = frame.join(F.broadcast(keys), "account_id", "left")
+            key = F.coalesce(F.col(FAMILY_KEY), F.col("account_id"))
+        tagged.append(
+            frame.select(
+                F.lit(name).alias(TABLE_TAG),
+                group(key).alias(GROUP),
+                *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in own],
+            )
+        )
+    return functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
+
+
+def untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One table's rows of a `tagged_union` group, with their own column names."""
     prefix = f"{name}{SEPARATOR}"
     own = [column for column in rows.columns if column.startswith(prefix)]
     part = rows.loc[rows[TABLE_TAG] == name, own].reset_index(drop=True)

@@ -258,12 +258,13 @@ def _is_constant(values: pd.Series) -> bool:
     return len(finite) == 0 or float(finite.max() - finite.min()) < 1e-9
 
 
-def inputs_available(data: CrmData) -> dict[str, bool]:
-    """Which rule inputs the export carries at all (a column that is absent or empty is not available)."""
+def inputs_available(data: CrmData, engagement_events: int | None = None) -> dict[str, bool]:
+    """Which rule inputs the export carries at all (a column that is absent or empty is not available).
+    `engagement_events`: the engagement table's size, where `data` does not hold its rows."""
     accounts = data.accounts
     available = {
         column: column in accounts and bool(accounts[column].notna().any())
         for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")
     }
-    available["engagement table"] = len(data.engagement) > 0
+    available["engagement table"] = (len(data.engagement) if engagement_events is None else engagement_events) > 0
     return available

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import ModelConfig
 from features.matrix import FeatureSpec
-from features.pointintime import FAMILY_LEARNED, FeatureBuilder, snapshot, training_rows
+from features.pointintime import FAMILY_LEARNED
 from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
@@ -46,6 +46,7 @@ from training.models import (
     train_booster,
 )
 from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot, with_closing_deals
+from training.rows import PANDAS, RowsEngine, pandas_engine, rows_digest, sample_training_rows, training_features
 from training.window import WindowDates, need_with_advice
 
 Progress = Callable[[str], None]
@@ -94,6 +95,8 @@ class TrainingResult:
     notes: list[str] = field(default_factory=list)  # what the run decided for the user (deal size, calibration)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
     pipeline_holdout: pd.DataFrame = field(default_factory=pd.DataFrame)  # the propensity holdout's accounts
+    engine: str = PANDAS  # where the feature rows were built
+    rows_digest: str = ""  # `rows_digest` of the window's training rows, to compare runs and engines
 
 
 def select_recipe(
@@ -274,7 +277,7 @@ def _amounts(rows: pd.DataFrame) -> np.ndarray:
     return rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _data_summary(rows: pd.DataFrame, data: CrmData, window: WindowDates) -> dict:
+def _data_summary(rows: pd.DataFrame, data: CrmData, window: WindowDates, engine: RowsEngine) -> dict:
     won = int(rows["won"].sum())
     return {
         "accounts": int(len(data.accounts)),
@@ -283,21 +286,37 @@ def _data_summary(rows: pd.DataFrame, data: CrmData, window: WindowDates) -> dic
         "lost": int(len(rows) - won),
         "win_rate": float(won / len(rows)) if len(rows) else float("nan"),
         "holdout_opportunities": int((rows["close_date"] >= window.holdout_start).sum()),
-        "engagement_events": int(len(data.engagement)),
-        "intent_signals": int(len(data.intent)),
+        "engagement_events": engine.engagement_events,
+        "intent_signals": engine.intent_signals,
         **{f"window_{k}": v for k, v in window.as_dict().items()},
     }
 
 
 def train(
-    data: CrmData, config: ModelConfig, as_of: pd.Timestamp | None = None, progress: Progress = lambda step: None
+    data: CrmData,
+    config: ModelConfig,
+    as_of: pd.Timestamp | None = None,
+    progress: Progress = lambda step: None,
+    engine: RowsEngine | None = None,
 ) -> TrainingResult:
+    """Train on the window before `as_of`. `engine` builds the feature rows (default: this process, group by
+    group); `data` then needs only its accounts and opportunities."""
     window = WindowDates.for_data(data, config, as_of)
+    engine = engine or pandas_engine(data, config)
     progress("point-in-time features")
-    builder = FeatureBuilder(data, config)
-    rows = with_rule_scores(training_rows(data, builder, window.start, window.as_of), config)
+    built = training_features(data, config, window, engine.build)
+    rows = with_rule_scores(built.rows, config)
     need_with_advice(rows, "window", window, data, config)
-    summary = _data_summary(rows, data, window)
+    summary = _data_summary(rows, data, window, engine)
+    digest = rows_digest(rows)
+    notes = []
+    if len(rows) > config.model.max_training_rows:
+        rows = sample_training_rows(rows, config.model.max_training_rows, config.model.seed)
+        notes.append(
+            f"the learners fitted on {len(rows):,} of the window's {summary['closed_opportunities']:,} training rows "
+            f"(model.max_training_rows), a seeded sample stratified by outcome and close month"
+        )
+    summary["training_rows_fitted"] = int(len(rows))
     development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
     holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
     early = (development["close_date"] < window.calibration_start).to_numpy()
@@ -312,7 +331,7 @@ def train(
         need_with_advice(part, name, window, data, config)
 
     progress("leakage and shift checks")
-    warnings, notes = [], []
+    warnings: list[str] = []
     shift = win_rate_shift(
         {
             "fit": fit_rows["won"].to_numpy(),
@@ -359,7 +378,7 @@ def train(
     won_validation = ~early & won_dev
     look_ahead = fit_pipeline(
         data,
-        builder,
+        built.snapshots,
         config,
         window.start,
         window.as_of,
@@ -427,7 +446,7 @@ def train(
     notes.append(_calibration_note(win, matrix, y_dev, early, probability, y))
 
     progress("holdout tiers")
-    holdout_book = snapshot(data, builder, window.holdout_start)
+    holdout_book = built.holdout_book
     evaluation.freeze(holdout_book)
     scored = evaluation.score(holdout_book, by_capacity=True, explain=False)
     tiers_learned = scored.set_index("account_id")["learned_tier"]
@@ -475,9 +494,10 @@ def train(
     )
     metrics.update(set_win_shifts(look_ahead.final, snapshots, final_win, spec))
     final = Scorer(config=config, spec=spec, win_model=final_win, deal_model=final_deal, pipeline=look_ahead.final)
-    book = snapshot(data, builder, window.as_of)
+    book = built.book
     final.freeze(book)
-    warnings.extend(constant_signals(with_rule_scores(book, config), inputs_available(data)))
+    available = inputs_available(data, engine.engagement_events)
+    warnings.extend(constant_signals(with_rule_scores(book, config), available))
     importance = pd.DataFrame(
         {
             "feature": spec.columns,
@@ -502,6 +522,8 @@ def train(
         notes,
         importance,
         look_ahead.holdout,
+        engine.name,
+        digest,
     )
 
 

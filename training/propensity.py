@@ -30,7 +30,6 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import Candidate, ModelConfig
 from features.matrix import FeatureSpec, candidate_columns
-from features.pointintime import FeatureBuilder
 from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
@@ -127,30 +126,45 @@ def creation_counts(data: CrmData, ids: pd.Series, cutoff: pd.Timestamp, horizon
     return ids.map(counts).fillna(0).to_numpy(dtype=np.float64)
 
 
-def snapshot_rows(
-    data: CrmData,
-    builder: FeatureBuilder,
-    cutoffs: list[pd.Timestamp],
-    config: ModelConfig,
-    per_cutoff: int,
+def snapshot_plan(
+    account_ids: pd.Series, start: pd.Timestamp, as_of: pd.Timestamp, config: ModelConfig
 ) -> pd.DataFrame:
-    """Every (sampled) account at every cut-off with its features as of the cut-off and its label."""
-    # Sorted: the sample and the row order (so LightGBM's bagging) never depend on the file's order.
-    ids = data.accounts["account_id"].astype("str").sort_values(kind="stable").reset_index(drop=True)
+    """The account snapshots the pipeline learner reads: (account_id, cutoff, snapshot number), every (sampled)
+    account at every cut-off of the window [start, as_of), at most `model.pipeline_max_rows` in all. A window too
+    short for the fit, validation and holdout cut-offs has one snapshot at as_of (the historical rate's)."""
     horizon = config.model.horizon_days
+    cutoffs = snapshot_cutoffs(as_of, start, horizon)
+    if len(cutoffs) <= 2 * validation_snapshot(horizon):
+        cutoffs, per_cutoff = [as_of], config.model.pipeline_max_rows
+    else:
+        per_cutoff = max(config.model.pipeline_max_rows // len(cutoffs), 1)
+    # Sorted: the sample and the row order (so LightGBM's bagging) never depend on the file's order.
+    ids = account_ids.astype("str").sort_values(kind="stable").reset_index(drop=True)
     frames = []
     for number, cutoff in enumerate(cutoffs):
         chosen = ids
         if len(ids) > per_cutoff:
             rng = np.random.default_rng(config.model.seed + number)
             chosen = ids.iloc[np.sort(rng.choice(len(ids), per_cutoff, replace=False))].reset_index(drop=True)
-        rows = builder.build(chosen, pd.Series(cutoff, index=chosen.index))
-        rows = with_rule_scores(rows, config)
-        rows["snapshot"] = number
-        rows["count"] = creation_counts(data, chosen, cutoff, horizon)
-        rows["label"] = (rows["count"] > 0).to_numpy().astype(np.int64)
-        frames.append(rows)
-    return pd.concat(frames, ignore_index=True)
+        frames.append(pd.DataFrame({"account_id": chosen.to_numpy(), "cutoff": cutoff, "snapshot": number}))
+    plan = pd.concat(frames, ignore_index=True)
+    plan["cutoff"] = pd.to_datetime(plan["cutoff"])
+    return plan
+
+
+def snapshot_rows(data: CrmData, features: pd.DataFrame, plan: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
+    """`snapshot_plan`'s snapshots with their feature rows (`features`, in the plan's order) and their labels."""
+    rows = with_rule_scores(features.reset_index(drop=True), config)
+    rows["snapshot"] = plan["snapshot"].to_numpy()
+    counts = np.zeros(len(plan))
+    ids = plan["account_id"].astype("str").reset_index(drop=True)
+    for number in np.unique(rows["snapshot"]):
+        at = np.flatnonzero(rows["snapshot"].to_numpy() == number)
+        cutoff = pd.Timestamp(plan["cutoff"].iloc[at[0]])
+        counts[at] = creation_counts(data, ids.iloc[at], cutoff, config.model.horizon_days)
+    rows["count"] = counts
+    rows["label"] = (rows["count"] > 0).to_numpy().astype(np.int64)
+    return rows
 
 
 def _kaplan_meier(duration: np.ndarray, closed: np.ndarray) -> np.ndarray:
@@ -353,13 +367,14 @@ def _count_learner(
 
 def fit_pipeline(
     data: CrmData,
-    builder: FeatureBuilder,
+    rows: pd.DataFrame,
     config: ModelConfig,
     start: pd.Timestamp,
     as_of: pd.Timestamp,
     residual_quantiles: list[float] | None = None,
 ) -> PipelineFit:
-    """The pipeline-propensity learner and time to close for a training window [start, as_of)."""
+    """The pipeline-propensity learner and time to close for a training window [start, as_of), from the account
+    snapshots of `snapshot_plan` (`rows`, made by `snapshot_rows`)."""
     horizon = config.model.horizon_days
     residuals = list(residual_quantiles or [])
     cutoffs = snapshot_cutoffs(as_of, start, horizon)
@@ -374,11 +389,8 @@ def fit_pipeline(
             "pipeline_probability falls back to each account's historical creation rate. Shorten "
             "model.horizon_days or lengthen model.window.months"
         )
-        rows = snapshot_rows(data, builder, [as_of], config, config.model.pipeline_max_rows)
         model = _historical(horizon, timing, rows, note, residuals)
         return PipelineFit(model, model, {**metrics, "pipeline_fallback": 1.0}, [note])
-    per_cutoff = max(config.model.pipeline_max_rows // len(cutoffs), 1)
-    rows = snapshot_rows(data, builder, cutoffs, config, per_cutoff)
     snapshot = rows["snapshot"].to_numpy()
     holdout, validation = rows[snapshot == 0], rows[snapshot == validation_at]
     fit = rows[snapshot >= 2 * validation_at]

@@ -24,6 +24,7 @@ from scoring.bundle import model_code_paths, save_scorer
 from scoring.registry import load_model_for
 from training.evaluate import win_metrics
 from training.pipeline import ChampionJudgement, GateDecision, Progress, TrainingResult, gate, refit_auc, train
+from training.rows import RowsEngine
 
 if TYPE_CHECKING:
     pass
@@ -165,6 +166,14 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         )
         mlflow.log_text("\n".join(result.warnings) or "no warnings", "warnings.txt")
         mlflow.set_tags({"learner": result.selection.recipe.describe(), "warnings": " | ".join(result.warnings)[:5000]})
+        # Where the rows were built and what they were: two engines' runs on one export carry the same digest.
+        mlflow.set_tags({"engine": result.engine, "training_rows_digest": result.rows_digest})
+        mlflow.log_metrics(
+            {
+                "training_rows": result.summary["closed_opportunities"],
+                "training_rows_fitted": result.summary["training_rows_fitted"],
+            }
+        )
         # The holdout as the evaluation models saw it: `tiering compare` reads these back, because the
         # registered model has been refit on the holdout months and would be judged in-sample there.
         registry.write_frame_artifact(result.holdout, registry.HOLDOUT_PREDICTIONS)
@@ -224,10 +233,15 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
 
 
 def train_and_register(
-    data: CrmData, config: TieringConfig, as_of: pd.Timestamp | None, progress: Progress
+    data: CrmData,
+    config: TieringConfig,
+    as_of: pd.Timestamp | None,
+    progress: Progress,
+    engine: RowsEngine | None = None,
 ) -> TrainOutcome:
+    """Train (the feature rows built by `engine`, default this process), then log, register and gate."""
     registry.configure()
-    result = train(data, config, as_of, progress)
+    result = train(data, config, as_of, progress, engine)
     return log_and_register(result, config, progress)
 
 

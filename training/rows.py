@@ -1,0 +1,190 @@
+"""A training run's feature rows, built one group of accounts at a time.
+
+Every feature row depends on one account's own rows only, so the accounts can be split into groups (a stable
+hash of the account id) and each group built by its own `FeatureBuilder` over its own events: the rows are
+those of one builder over the whole book, while memory holds one group's event index at a time. The Spark
+engine (`training.spark`) runs the same per-group build on its executors.
+
+What a run asks for is one table of queries (account_id, cutoff): each closed opportunity of the window at its
+created date, the pipeline learner's account snapshots, and every account at the holdout start and at as_of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.config import ModelConfig
+from features.families import family_ids, resolve_families
+from features.pointintime import FeatureBuilder, closed_between, text_extras, with_outcomes
+from features.schema import TABLES, CrmData
+from training.propensity import snapshot_plan, snapshot_rows
+from training.window import WindowDates
+
+ACCOUNTS_PER_GROUP = 20_000  # one group's accounts and all their events fit a worker's memory
+PANDAS = "pandas"
+DIGEST_DIGITS = 9  # significant digits of the numbers the rows digest reads
+
+# The feature rows for a table of queries (account_id, cutoff), in its order: the engine that builds them.
+BuildRows = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def account_groups(account_ids: pd.Series, groups: int) -> np.ndarray:
+    """Each account id's group in 0 .. groups - 1: a hash of the id that every machine and run agrees on.
+
+    The one place that decides which accounts are built together (every table's rows follow their account).
+    """
+    codes, uniques = pd.factorize(account_ids.astype("str"), use_na_sentinel=True)
+    hashed = pd.util.hash_array(np.asarray(uniques, dtype=object)) % np.uint64(max(groups, 1))
+    return np.append(hashed.astype(np.int64), 0)[codes]  # a missing id (sentinel -1) takes the appended group 0
+
+
+@dataclass(frozen=True)
+class RowsEngine:
+    """Where a training run's feature rows are built, and what the driver knows of the events it does not hold."""
+
+    name: str  # pandas or spark, logged with the run
+    build: BuildRows
+    engagement_events: int
+    intent_signals: int
+
+
+def pandas_engine(data: CrmData, config: ModelConfig, groups: int | None = None) -> RowsEngine:
+    """This process, one group of accounts at a time."""
+    return RowsEngine(PANDAS, grouped_build(data, config, groups), len(data.engagement), len(data.intent))
+
+
+def group_count(accounts: int) -> int:
+    return max(1, math.ceil(accounts / ACCOUNTS_PER_GROUP))
+
+
+def build_group(data: CrmData, config: ModelConfig, as_text: frozenset[str], queries: pd.DataFrame) -> pd.DataFrame:
+    """One group's feature rows for its queries (aligned with their index), by its own builder."""
+    builder = FeatureBuilder(data, config, as_text)
+    return builder.build(queries["account_id"].astype("str"), queries["cutoff"])
+
+
+def grouping_keys(accounts: pd.DataFrame, config: ModelConfig) -> Callable[[pd.Series], pd.Series]:
+    """What rows are grouped by: their account id, or with `roll_up: family` their family id (a family's features
+    need every one of its entities' events, so a family is never split across groups)."""
+    if config.hierarchy.roll_up != "family" or "parent_account_id" not in accounts:
+        return lambda account_ids: account_ids
+    ids = accounts["account_id"].astype("str").to_numpy(dtype=object)
+    family = pd.Series(family_ids(ids, resolve_families(ids, accounts["parent_account_id"].to_numpy(dtype=object))))
+    family.index = ids
+    return lambda account_ids: account_ids.astype("str").map(family).fillna(account_ids.astype("str"))
+
+
+def grouped_build(data: CrmData, config: ModelConfig, groups: int | None = None) -> BuildRows:
+    """Feature rows for queries, one group of accounts at a time (pandas, in this process)."""
+    groups = groups or group_count(len(data.accounts))
+    as_text = text_extras(data.accounts, config)  # decided on the whole book, as one builder would
+    tables = {name: getattr(data, name) for name in TABLES}
+    key = grouping_keys(data.accounts, config)
+    of_table = {name: account_groups(key(frame["account_id"]), groups) for name, frame in tables.items()}
+
+    def build(queries: pd.DataFrame) -> pd.DataFrame:
+        queries = queries.reset_index(drop=True)
+        of_query = account_groups(key(queries["account_id"]), groups)
+        parts: list[pd.DataFrame] = []
+        for group in range(groups):
+            asked = queries[of_query == group]
+            if len(asked) or (group == groups - 1 and not parts):  # an empty book still gets its columns
+                part = CrmData(
+                    **{name: frame[of_table[name] == group] for name, frame in tables.items()}, present=data.present
+                )
+                parts.append(build_group(part, config, as_text, asked))
+        return pd.concat(parts).sort_index() if len(parts) > 1 else parts[0]
+
+    return build
+
+
+@dataclass(frozen=True)
+class TrainingFeatures:
+    """The feature rows of a training run."""
+
+    rows: pd.DataFrame  # closed opportunities of the window (`training_rows`' rows)
+    snapshots: pd.DataFrame  # the pipeline learner's labelled account snapshots (`snapshot_rows`' rows)
+    holdout_book: pd.DataFrame  # every account as of the holdout start
+    book: pd.DataFrame  # every account as of the window end
+
+
+def training_features(data: CrmData, config: ModelConfig, window: WindowDates, build: BuildRows) -> TrainingFeatures:
+    """All the feature rows a training run reads, asked of `build` at once (one pass over the groups).
+
+    `data` needs its accounts and opportunities; `build` reads the events."""
+    closed = closed_between(data.opportunities, window.start, window.as_of)
+    ids = data.accounts["account_id"].astype("str").reset_index(drop=True)
+    plan = snapshot_plan(ids, window.start, window.as_of, config)
+    parts = [
+        pd.DataFrame({"account_id": closed["account_id"].astype("str"), "cutoff": closed["created_date"]}),
+        plan[["account_id", "cutoff"]],
+        pd.DataFrame({"account_id": ids, "cutoff": window.holdout_start}),
+        pd.DataFrame({"account_id": ids, "cutoff": window.as_of}),
+    ]
+    for part in parts:
+        part["cutoff"] = pd.to_datetime(part["cutoff"]).astype("datetime64[ns]")
+    features = build(pd.concat(parts, ignore_index=True))
+    ends = np.cumsum([len(part) for part in parts])
+    rows, snapshots, holdout_book, book = (
+        features.iloc[start:end].reset_index(drop=True) for start, end in zip([0, *ends[:-1]], ends)
+    )
+    return TrainingFeatures(
+        with_outcomes(rows, closed), snapshot_rows(data, snapshots, plan, config), holdout_book, book
+    )
+
+
+def sample_training_rows(rows: pd.DataFrame, most: int, seed: int) -> pd.DataFrame:
+    """At most `most` rows: all when they fit, else a seeded sample stratified by outcome and close month (each
+    stratum keeps its share, rounded by largest remainder), kept in the rows' order."""
+    if len(rows) <= most:
+        return rows
+    strata = pd.Series(
+        rows["won"].astype(np.int64).to_numpy() * 1_000_000
+        + pd.to_datetime(rows["close_date"]).dt.to_period("M").map(lambda p: p.ordinal).to_numpy()
+    )
+    sizes = strata.value_counts().sort_index()
+    exact = sizes * most / len(rows)
+    take = np.floor(exact).astype(np.int64)
+    short = most - int(take.sum())
+    take.iloc[np.argsort(-(exact - take).to_numpy(), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(strata.to_numpy() == stratum), int(count), replace=False)
+        for stratum, count in take.items()
+    ]
+    return rows.iloc[np.sort(np.concatenate(chosen))].reset_index(drop=True)
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """SHA-256 of the rows sorted by opportunity, every number rounded to DIGEST_DIGITS significant digits: equal
+    for two engines whose rows agree (to rounding), so runs can be compared by their tags."""
+    ordered = rows.sort_values("opportunity_id", kind="stable").reset_index(drop=True)
+    digest = hashlib.sha256()
+    for column in sorted(ordered.columns):
+        values = ordered[column]
+        digest.update(column.encode() + b"\x00")
+        if pd.api.types.is_datetime64_any_dtype(values):
+            digest.update(values.astype("int64").to_numpy().tobytes())
+        elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            digest.update(_rounded(values.to_numpy(dtype=np.float64, na_value=np.nan)).tobytes())
+        else:
+            text = values.astype(object).where(values.notna(), None)
+            digest.update("\x1f".join("\x00" if v is None else str(v) for v in text).encode())
+    return digest.hexdigest()
+
+
+def _rounded(values: np.ndarray) -> np.ndarray:
+    """Values to DIGEST_DIGITS significant digits; one NaN and one zero bit pattern."""
+    finite = np.isfinite(values) & (values != 0)
+    scale = np.ones_like(values)
+    scale[finite] = 10.0 ** (np.floor(np.log10(np.abs(values[finite]))) - (DIGEST_DIGITS - 1))
+    out = np.where(finite, np.round(values / scale) * scale, values)
+    out[values == 0] = 0.0
+    out[np.isnan(values)] = np.nan
+    return out

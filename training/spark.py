@@ -1,0 +1,101 @@
+"""`tiering train --engine spark`: a training run's feature rows built on a Spark cluster.
+
+The rows are `training.rows`' per-group build run by `applyInPandas`: every table's rows and the run's queries
+(account_id, cutoff) are grouped by `account_groups`, and each group is built by its own `FeatureBuilder` on an
+executor, exactly as the pandas engine builds it in one process. The driver holds the accounts and the
+opportunities (the window, the labels and time to close read them), collects the feature rows, and the
+learners fit there, as with the pandas engine; the events stay on the cluster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
+
+from features.config import ModelConfig
+from features.pointintime import text_extras
+from features.schema import TABLES, CrmData, conform
+from scoring.spark import (
+    ACCOUNTS_PER_GROUP,
+    GROUP,
+    empty_book,
+    family_keys,
+    read_tables,
+    spark_schema,
+    tagged_union,
+    untag,
+)
+from training.rows import BuildRows, RowsEngine, account_groups, build_group
+
+SPARK = "spark"
+QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
+POSITION = "_position"  # a query's place in the run's table of queries
+
+
+def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[CrmData, RowsEngine]:
+    """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
+    builds the feature rows on the cluster. Only structure is checked, as for scoring."""
+    tables = read_tables(spark, data, config)
+    for frame in tables.values():  # typed once (spilling to disk), then read here and again by the build
+        frame.persist(StorageLevel.MEMORY_AND_DISK)
+    driver = CrmData(
+        accounts=conform(tables["accounts"].toPandas(), "accounts"),
+        opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),
+        present=frozenset(tables),
+    )
+    events = {name: tables[name].count() if name in tables else 0 for name in ("engagement", "intent")}
+    build = _build_on(spark, tables, config, text_extras(driver.accounts, config), len(driver.accounts))
+    return driver, RowsEngine(SPARK, build, events["engagement"], events["intent"])
+
+
+def _build_on(
+    spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text: frozenset[str], accounts: int
+) -> BuildRows:
+    """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
+    groups = max(spark.sparkContext.defaultParallelism, -(-accounts // ACCOUNTS_PER_GROUP))
+
+    @F.pandas_udf(LongType())  # type: ignore[call-overload]
+    def group_of(account_ids: pd.Series) -> pd.Series:
+        return pd.Series(account_groups(account_ids, groups))
+
+    # The rows an empty group gives: the result's columns and types (an extra column is a number unless text).
+    reference = build_group(empty_book(), config, as_text, pd.DataFrame({"account_id": [], "cutoff": []}))
+    schema = StructType([*spark_schema(reference), StructField(POSITION, LongType())])
+    numeric = [name for name, dtype in reference.dtypes.items() if dtype == np.float64]
+    schema = StructType([StructField(field.name, DoubleType()) if field.name in numeric else field for field in schema])
+
+    # With families, a family's accounts are built together: its family features need all of its entities.
+    keys = family_keys(tables["accounts"]) if config.hierarchy.roll_up == "family" else None
+
+    def rows_of_group(rows: pd.DataFrame) -> pd.DataFrame:
+        data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
+        asked = untag(rows, QUERIES)
+        features = build_group(data, config, as_text, asked)
+        features[POSITION] = asked[POSITION].to_numpy()
+        return features
+
+    def build(queries: pd.DataFrame) -> pd.DataFrame:
+        asked = pd.DataFrame(
+            {
+                "account_id": queries["account_id"].astype("str").to_numpy(),
+                "cutoff": pd.to_datetime(queries["cutoff"]).astype("datetime64[us]").to_numpy(),
+                POSITION: np.arange(len(queries), dtype=np.int64),
+            }
+        )
+        everything = {**tables, QUERIES: spark.createDataFrame(asked)}
+        union = tagged_union(everything, group_of, keys)
+        collected: pd.DataFrame = union.groupBy(GROUP).applyInPandas(rows_of_group, schema).toPandas()
+        collected = collected.sort_values(POSITION).drop(columns=POSITION).reset_index(drop=True)
+        # Typed as `FeatureBuilder.build` types its rows: text as pandas' str, cut-offs in ns, the rest as the
+        # empty group's.
+        types = {
+            name: "str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype
+            for name, dtype in reference.dtypes.items()
+        }
+        return collected[list(reference.columns)].astype(types)
+
+    return build
