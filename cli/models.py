@@ -307,6 +307,8 @@ def demo(
             soft_wrap=True,
         )
         console.print(f"[bold]Report: {escape(str(report))}[/] (open it in a browser)", highlight=False, soft_wrap=True)
-        first_contact(store, scores, frame.accounts, scoring_as_of, version, settings, "tiering demo")
+        first_contact(
+            store, scores, frame.accounts, scoring_as_of, version, settings, "tiering demo", frame.opportunities
+        )
     finally:
         store.close()

@@ -247,15 +247,22 @@ def score(
             if engine == Engine.SPARK:  # the placement alone is in memory: publish the file Spark wrote
                 from reports.diff import read_scores
 
-                scores, accounts = read_scores(Path(out)), None
+                scores, accounts, opportunities = read_scores(Path(out)), None, None
             else:
-                accounts = frame.accounts
+                accounts, opportunities = frame.accounts, frame.opportunities
             given = spark_as_of if engine == Engine.SPARK else cutoff
             published_as_of = one_value(scores, "as_of") or (str(given.date()) if given is not None else None)
             if published_as_of is None:
                 raise UserError(f"{out}: its as_of column holds no single date; publish it with --as-of")
             publish_scores(
-                store, scores, accounts, published_as_of, version, settings.model_dump(mode="json"), "tiering score"
+                store,
+                scores,
+                accounts,
+                published_as_of,
+                version,
+                settings.model_dump(mode="json"),
+                "tiering score",
+                opportunities,
             )
         if store is not None:
             store.close()

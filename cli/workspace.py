@@ -86,7 +86,14 @@ def publish_scores(
     model_version: str,
     configuration: dict,
     source: str,
+    opportunities: pd.DataFrame | None = None,
 ) -> int:
+    """Record the scores; with the export's accounts and opportunities, each account's open pipeline at as_of."""
+    pipeline = None
+    if accounts is not None and opportunities is not None:
+        from workspace.open_pipeline import open_pipeline_at
+
+        pipeline = open_pipeline_at(accounts["account_id"], opportunities, as_of)
     with console.status("publishing to the workspace store"):
         scoring_id = store.publish(
             scores,
@@ -96,6 +103,7 @@ def publish_scores(
             configuration=configuration,
             published_by=current_user(),
             source=source,
+            open_pipeline=pipeline,
         )
     console.print(
         f"Published {len(scores):,} accounts to the workspace as scoring {scoring_id}.",
@@ -118,6 +126,7 @@ def first_contact(
     model_version: str,
     settings,
     source: str,
+    opportunities: pd.DataFrame | None = None,
 ) -> str | None:
     """The demo's book in the workspace and a login to read it: publishes the scoring (the store's pins applied),
     creates the editor `demo`, who signs in from this machine only, or on a re-run gives it a new password, and
@@ -127,7 +136,9 @@ def first_contact(
     scores, applied = with_store_pins(scores, store.active_pins(), settings)
     if applied:
         console.print(f"{applied} workspace pin(s) applied to the published tiers; see override_reason.")
-    publish_scores(store, scores, accounts, as_of, model_version, settings.model_dump(mode="json"), source)
+    publish_scores(
+        store, scores, accounts, as_of, model_version, settings.model_dump(mode="json"), source, opportunities
+    )
     existing = store.user(DEMO_USER)
     password: str | None = generated_password()
     assert password is not None
@@ -206,7 +217,9 @@ def publish(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="The export the scores came from: account names, industry, country, employees, owner."
+            "--data",
+            help="The export the scores came from: account names, industry, country, employees, owner and each "
+            "account's open pipeline at as_of.",
         ),
     ] = None,
     mapping: MappingOpt = None,
@@ -226,9 +239,11 @@ def publish(
         if written is None:
             raise UserError(f"{scores}: its as_of column holds no single date; give the scoring's date with --as-of")
         cutoff = parse_as_of(written)
-    accounts = load_data(data, mapping).accounts if data is not None else None
-    if accounts is None:
-        console.print("No --data: the workspace shows account ids without names, industry, country or owner.")
+    export = load_data(data, mapping) if data is not None else None
+    if export is None:
+        console.print(
+            "No --data: the workspace shows account ids without names, industry, country, owner or open pipeline."
+        )
     store = WorkspaceStore.open()
     try:
         frame, applied = with_store_pins(frame, store.active_pins(), settings)
@@ -240,11 +255,12 @@ def publish(
         publish_scores(
             store,
             frame,
-            accounts,
+            export.accounts if export is not None else None,
             cutoff,
             one_value(frame, "model_version") or "unknown",
             settings.model_dump(mode="json"),
             str(scores),
+            export.opportunities if export is not None else None,
         )
     finally:
         store.close()

@@ -70,7 +70,11 @@ ACCOUNT_COLUMNS: tuple[str, ...] = ("account_name", "industry", "country", "empl
 STORED_COLUMNS: tuple[str, ...] = tuple(
     column.name for column in SCORED.columns if column.name not in ("scoring_id", "search_text")
 )
-SCORE_FILE_COLUMNS: tuple[str, ...] = tuple(c for c in STORED_COLUMNS if c not in ACCOUNT_COLUMNS)
+# Stored from the export the scores came from, when the publisher has it (never written by `tiering score`).
+EXPORT_COLUMNS: tuple[str, ...] = ("open_pipeline",)
+SCORE_FILE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in STORED_COLUMNS if c not in ACCOUNT_COLUMNS and c not in EXPORT_COLUMNS
+)
 REQUIRED_SCORE_COLUMNS: tuple[str, ...] = ("account_id", "tier")
 # The book's sortable columns; anything else is refused, so a sort parameter never reaches SQL as text.
 SORTABLE: tuple[str, ...] = (
@@ -511,13 +515,15 @@ class WorkspaceStore:
         configuration: dict[str, Any],
         published_by: str,
         source: str = "",
+        open_pipeline: pd.Series | None = None,
     ) -> int:
         """Record a scoring (one row per account, every scores-file column at full precision); its id.
 
         `accounts` (the canonical accounts table, or None) supplies account_name, industry, country, employees and
-        owner where the scores lack them. All or nothing: a bad frame raises InvalidInput and writes no row.
+        owner where the scores lack them; `open_pipeline` (indexed by account id, or None: left empty) each account's
+        open pipeline at as_of. All or nothing: a bad frame raises InvalidInput and writes no row.
         """
-        rows = self.scored_rows(scores, accounts)
+        rows = self.scored_rows(scores, accounts, open_pipeline)
         stamp = pd.Timestamp(as_of)
         if stamp.tzinfo is not None:
             stamp = stamp.tz_convert(None)
@@ -598,7 +604,9 @@ class WorkspaceStore:
                     f"bytes together, more than the store indexes ({INDEX_ENTRY_BYTES:,}); shorten them in the export"
                 )
 
-    def scored_rows(self, scores: pd.DataFrame, accounts: pd.DataFrame | None) -> dict[str, list[Any]]:
+    def scored_rows(
+        self, scores: pd.DataFrame, accounts: pd.DataFrame | None, open_pipeline: pd.Series | None = None
+    ) -> dict[str, list[Any]]:
         """The columns `publish` stores for these scores, one Python list each, validated (InvalidInput names the
         column and the fix); nothing is written."""
         missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in scores.columns]
@@ -632,6 +640,9 @@ class WorkspaceStore:
                 lookup = accounts.drop_duplicates("account_id").set_index(accounts["account_id"].astype("str"))
                 for column in known:
                     frame[column] = frame["account_id"].map(lookup[column])
+        if open_pipeline is not None:  # accounts the export does not hold stay empty, not 0
+            amounts = open_pipeline[~open_pipeline.index.duplicated()]
+            frame["open_pipeline"] = frame["account_id"].map(amounts.set_axis(amounts.index.astype("str")))
         rows: dict[str, list[Any]] = {}
         for name in STORED_COLUMNS:
             if name not in frame.columns:
@@ -847,7 +858,8 @@ class WorkspaceStore:
     def family(self, account_id: str, scoring_id: int | None = None) -> list[dict[str, Any]]:
         """The family of an account in a scoring (default the latest), top account first, each entity below its
         parent (depth-first, by id): account_id, account_name, parent_account_id, depth, tier, engagement_score,
-        expected_revenue, budget. Empty when the scoring holds no families or the account is not in it."""
+        expected_revenue, open_pipeline, budget. Empty when the scoring holds no families or the account is not in
+        it."""
         scoring = self._require_scoring(scoring_id)
         member = FamilyMember
         family_of = select(member.family_id).where(member.scoring_id == scoring.id, member.account_id == account_id)
@@ -860,6 +872,7 @@ class WorkspaceStore:
                 ScoredAccount.tier,
                 ScoredAccount.engagement_score,
                 ScoredAccount.expected_revenue,
+                ScoredAccount.open_pipeline,
                 ScoredAccount.budget,
             )
             .join(

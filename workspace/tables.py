@@ -105,6 +105,9 @@ class ScoredAccount(Base):
     family_learned_score: Mapped[float | None]
     family_expected_revenue: Mapped[float | None]
     family_engagement_share: Mapped[float | None]
+    # The amount of the account's deals open at as_of, from the export the scoring was published with (None without
+    # one): not a scores-file column.
+    open_pipeline: Mapped[float | None]
 
     __table_args__ = (
         # Covering the book's filters (text search included), its tier counts and budget, and its most used sort

@@ -103,6 +103,37 @@ def test_publish_a_scores_file_with_and_without_the_export(write_export, mlflow_
     assert missing.exit_code == 2 and "scores file not found" in words(missing.output)
 
 
+# Open at 2024-03-01 means created before that day and not closed before it; by hand, per opportunity:
+OPEN_PIPELINE_OPPORTUNITIES = (
+    "opportunity_id,account_id,created_date,close_date,outcome,amount,product\n"
+    "O1,A1,2024-01-05,2024-02-10,won,12000,Core\n"  # closed before: no
+    "O2,A1,2024-02-01,2024-03-15,lost,5000,Core\n"  # lost after as_of, so open then: 5,000
+    "O3,A1,2024-02-20,,open,7500.5,Core\n"  # open: 7,500.5
+    "O4,A2,2024-01-10,2024-03-01,won,30000,Core\n"  # won on the as_of day, not before it: 30,000
+    "O5,A2,2024-02-15,,open,,Add-on\n"  # open without an amount: nothing
+    "O6,A2,2024-03-01,,open,9000,Core\n"  # created on the as_of day, not before it: no
+    "O7,A3,2024-03-20,2024-04-10,won,40000,Core\n"  # created after: no
+)
+OPEN_PIPELINE = {"A1": 12_500.5, "A2": 30_000.0, "A3": 0.0}
+
+
+def test_publishing_with_the_export_stores_each_accounts_open_pipeline_at_as_of(
+    write_export, mlflow_store, workspace_url
+):
+    data = write_export({"opportunities.csv": OPEN_PIPELINE_OPPORTUNITIES})
+    scored = invoke("score", data, "--as-of", "2024-03-01", "--out", "scores.csv", "--publish")
+    assert scored.exit_code == 0, scored.output
+    assert invoke("publish", "scores.csv", "--data", data).exit_code == 0
+    assert invoke("publish", "scores.csv").exit_code == 0
+    with WorkspaceStore.open(workspace_url, create=False) as store:
+        from_score, from_publish, without_export = (
+            store.scores_frame(s.id).set_index("account_id")["open_pipeline"] for s in reversed(store.scorings())
+        )
+    assert from_score.to_dict() == OPEN_PIPELINE
+    assert from_publish.to_dict() == OPEN_PIPELINE
+    assert without_export.isna().all()
+
+
 def test_users_from_the_command_line(workspace_url):
     added = invoke("users", "add", "frank", "--role", "editor")
     assert added.exit_code == 0, added.output

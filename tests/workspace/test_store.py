@@ -13,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.workspace.conftest import PASSWORD, TIERS, accounts_frame, scores_frame
@@ -84,6 +84,44 @@ def test_every_earlier_revision_is_refused_naming_the_command_and_upgrades_to_he
         with WorkspaceStore.open(database_url) as opened:
             opened.add_user("after-upgrade", "viewer", PASSWORD)
             assert [user.name for user in opened.users()] == ["after-upgrade"]
+
+
+def test_a_store_from_before_open_pipeline_upgrades_keeping_its_scorings_with_the_new_column_empty(database_url):
+    before_open_pipeline = known_revisions()[known_revisions().index("0004") - 1]
+    scores = scores_frame(8)
+    with WorkspaceStore.open(database_url) as store:
+        scoring_id = store.publish(
+            scores, accounts_frame(scores), as_of="2026-07-01", model_version="7", configuration={}, published_by="x"
+        )
+        published = store.scores_frame(scoring_id)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:  # the store as the version before wrote it
+        command.downgrade(alembic_config(connection), before_open_pipeline)
+    with engine.connect() as connection:
+        assert "open_pipeline" not in {c["name"] for c in inspect(connection).get_columns("scored_accounts")}
+    engine.dispose()
+    with pytest.raises(SchemaMismatch, match="tiering db upgrade"):
+        WorkspaceStore.open(database_url)
+    with WorkspaceStore.open_for_upgrade(database_url) as store:
+        assert store.upgrade() == (before_open_pipeline, head_revision())
+    with WorkspaceStore.open(database_url) as store:
+        upgraded = store.scores_frame(scoring_id)
+        assert upgraded["open_pipeline"].isna().all()
+        kept = [c for c in published.columns if c != "open_pipeline"]
+        pd.testing.assert_frame_equal(upgraded[kept], published[kept])
+        ids = scores["account_id"]
+        later = store.publish(
+            scores,
+            None,
+            as_of="2026-08-01",
+            model_version="7",
+            configuration={},
+            published_by="x",
+            open_pipeline=pd.Series([1_250.5, 0.0], index=ids[:2]),  # two accounts the export holds
+        )
+        stored = store.scores_frame(later).set_index("account_id")["open_pipeline"]
+    assert stored[ids[:2]].tolist() == [1_250.5, 0.0]
+    assert stored[ids[2:]].isna().all()  # accounts the export does not hold stay empty, not 0
 
 
 def test_a_schema_this_version_does_not_know_is_refused_and_not_migrated(database_url):
