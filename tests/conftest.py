@@ -45,6 +45,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture(autouse=True)
+def tiering_environment_restored():
+    """Every TIERING_* variable as it was before the test: `tiering serve --config`, run in-process by a test, sets
+    TIERING_CONFIG for its workers, and a later test in the same worker would read another configuration."""
+    before = {name: value for name, value in os.environ.items() if name.startswith("TIERING_")}
+    yield
+    for name in [name for name in os.environ if name.startswith("TIERING_") and name not in before]:
+        del os.environ[name]
+    os.environ.update(before)
+
+
 @pytest.fixture
 def write_export(tmp_path: Path) -> Callable[..., Path]:
     """write_export({name: content}): the valid export with files replaced (text or bytes) or removed (None)."""
