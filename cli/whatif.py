@@ -28,6 +28,8 @@ from cli.common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from configuration.tiering import TieringConfig
     from features.config import ModelConfig
     from features.schema import CrmData
@@ -77,11 +79,15 @@ def published_parts(store: WorkspaceStore | None, as_of: pd.Timestamp | None, ve
     return Parts(scores, then, source, pd.Timestamp(scoring.as_of), scoring.id)
 
 
-def _other_accounts(parts: Parts, frame: CrmData) -> str:
+def _other_accounts(parts: Parts, data: Path, mapping: str | None, book: Callable[[], CrmData]) -> str:
     """How the published scoring's accounts differ from the export's ('' when they are the same accounts): a
-    preview of another book's scoring would be a wrong answer about this one."""
+    preview of another book's scoring would be a wrong answer about this one. The accounts table alone is read
+    when it can be (the preview then reads no event); else the export (`book`)."""
+    from ingest.io import export_account_ids
+
+    ids = export_account_ids(data, mapping)
     published = set(parts.scores["account_id"].astype(str))
-    exported = set(frame.accounts["account_id"].astype(str))
+    exported = set(book().accounts["account_id"].astype(str) if ids is None else ids)
     missing, extra = len(exported - published), len(published - exported)
     if not missing and not extra:
         return ""
@@ -241,7 +247,7 @@ def whatif(
             champion = alias_version(CHAMPION)
             wanted = champion.version if champion is not None else RULES_ONLY
         parts = None if retrain else published_parts(store, cutoff, wanted)
-        if parts is not None and (other := _other_accounts(parts, book())):
+        if parts is not None and (other := _other_accounts(parts, data, mapping, book)):
             err_console.print(
                 f"note: {parts.source} is not of this export ({other}): scoring the export now instead",
                 highlight=False,

@@ -144,6 +144,22 @@ def load_export(
     )
 
 
+def export_account_ids(data_dir: str | Path, mapping: str | Path | Mapping | None = None) -> pd.Series | None:
+    """The account ids of an export's accounts table, read without its other tables (the events are most of an
+    export): enough to tell whether a published scoring is of this export. None where the ids cannot be read so
+    (accounts derived from the opportunities, or a file that does not read): the caller loads the export."""
+    chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    if chosen.accounts.from_opportunities:
+        return None
+    folder = data_folder(data_dir)
+    problems: list[Problem] = []
+    files = _find_files(folder, "accounts", chosen.accounts, problems)
+    table = _read_table(folder, "accounts", files, chosen, problems) if files else None
+    if table is None or "account_id" not in table.frame:
+        return None
+    return table.frame["account_id"].astype("str")
+
+
 def _tagged(problems: list[Problem], table: str) -> list[Problem]:
     """Problems found in a table's files name the table (two tables may read one file)."""
     return [replace(problem, table=table) if problem.file and not problem.table else problem for problem in problems]
