@@ -51,10 +51,31 @@ def _non_finite(value: Any, location: tuple) -> Iterator[tuple]:
             yield from _non_finite(inner, (*location, index))
 
 
+# Occurrences of a token's first byte checked one by one before leaving the rest to a substring search.
+_FIRST_BYTE_CHECKS = 16
+
+
+def holds(body: bytes, token: bytes) -> bool:
+    """`token in body`, found by jumping between occurrences of its first byte (memchr) while they are few.
+
+    A substring search for a short token steps through the body a few bytes at a time (about 60 us for "NaN" in a
+    100 KB body); a capital N or I is rare in a JSON body, and a body without one is ruled out in about a microsecond.
+    """
+    first = token[:1]
+    at = body.find(first)
+    for _ in range(_FIRST_BYTE_CHECKS):
+        if at < 0:
+            return False
+        if body.startswith(token, at):
+            return True
+        at = body.find(first, at + 1)
+    return at >= 0 and body.find(token, at) >= 0
+
+
 def refuse_non_json_numbers(body: bytes, model: type) -> None:
     """A ValidationError (so BentoML's own 400) naming each field that holds NaN or Infinity, which JSON does not
     have but Python's and pydantic's parsers accept: `"account_id": NaN` must not be scored as the text "nan"."""
-    if not any(token in body for token in NON_JSON_NUMBERS):  # a byte search: no parse for ordinary bodies
+    if not any(holds(body, token) for token in NON_JSON_NUMBERS):  # a byte search: no parse for ordinary bodies
         return
     try:
         parsed = pydantic_core.from_json(body)

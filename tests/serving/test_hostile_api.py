@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ingest.io import load_export
 from serving.middleware import BodySizeLimit
+from serving.offloop import NON_JSON_NUMBERS, holds
 from serving.requests import ScoreRequest, to_crm_data
 
 from .conftest import serving, tracking_at
@@ -178,6 +179,21 @@ def test_a_whole_number_id_is_kept_digit_for_digit(rules_only):
     answer = rules_only.post("/score", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["scores"][0]["account_id"] == "12345678901234567"
+
+
+def test_nan_after_many_capital_letters_is_still_found(rules_only):
+    """The search jumps between capital Ns and Is while they are few, then searches the rest of the body."""
+    names = [{"account_id": f"A{i}", "account_name": "NORTH INDIANA INN"} for i in range(30)]
+    body = json.dumps({"accounts": names})[:-2] + ', {"account_id": "B", "employees": NaN}]}'
+    [(where, message)] = problems(rules_only.post("/score", content=body, headers={"content-type": "application/json"}))
+    assert where == "accounts.30.employees" and "NaN and Infinity are not JSON numbers" in message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80).map(lambda raw: bytes(b"NaIfity{}: "[byte % 11] for byte in raw)))
+def test_the_token_search_agrees_with_a_substring_search(body):
+    for token in NON_JSON_NUMBERS:
+        assert holds(body, token) == (token in body)
 
 
 def test_the_text_nan_is_an_ordinary_id(rules_only):
