@@ -120,10 +120,6 @@ def with_rules_of(after: pd.DataFrame, frame: CrmData, scenario: TieringConfig, 
     return out
 
 
-def _business_total(budget: float | None, config: TieringConfig) -> float | None:
-    return budget if budget is not None else config.budget.total
-
-
 def _pins(store: WorkspaceStore | None, overrides: Path | None, accounts: pd.Series):
     from cli.workspace import merged_overrides
     from ingest.files import read_overrides
@@ -185,6 +181,7 @@ def whatif(
     from scoring.registry import CHAMPION, alias_version, configure, resolve_model
     from scoring.scenarios import PartsMissing, compare_scenario, rescored
     from scoring.scorer import RULES_ONLY
+    from workspace.active import budget_to_split
 
     if (config is None) == (not suggest):
         raise UserError("give a draft with --config DRAFT.yaml, or --suggest for suggested weights (not both)")
@@ -274,13 +271,15 @@ def whatif(
                 fresh = scored_parts(tiering_model.with_business(business), version, book(), parts.as_of, "")
                 return rescored(fresh.scores, fresh.then, business, budget=total, overrides=pins)
 
-        before = under(active, parts, _business_total(budget, active), pins)
-        after = under(scenario, parts, _business_total(budget, scenario), pins)
+        before = under(active, parts, budget_to_split(budget, active, parts.scores), pins)
+        after = under(scenario, parts, budget_to_split(budget, scenario, parts.scores), pins)
         learned = bool(parts.scores["win_probability"].notna().any())
         if retrain:
             after = with_rules_of(after, book(), scenario, parts.as_of, learned)
             if not learned:  # rules only: the final tiers are the rule tiers, placed again with the pins
-                after = rescored(after, scenario, scenario, budget=_business_total(budget, scenario), overrides=pins)
+                after = rescored(
+                    after, scenario, scenario, budget=budget_to_split(budget, scenario, parts.scores), overrides=pins
+                )
         comparison = compare_scenario(before, after)
         table, period_label = None, None
         if not no_backtest:

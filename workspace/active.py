@@ -42,3 +42,16 @@ def active_version_over(
         return config, label, None
     shown = f"workspace configuration version {version.id} over {label}"
     return apply_draft(config, version.configuration, shown), shown, version.id
+
+
+def budget_to_split(asked: float | None, config: TieringConfig, scores) -> float | None:
+    """The total budget a preview splits: the one asked for (`--budget`), else the configuration's `budget.total`,
+    else the total the scoring itself split (a scoring made with `--budget` keeps its total, not $0)."""
+    if asked is not None:
+        return asked
+    if config.budget.total is not None:
+        return config.budget.total
+    if "budget" not in scores:
+        return None
+    spent = scores["budget"].astype("float64")
+    return float(spent.sum()) if spent.notna().any() else None

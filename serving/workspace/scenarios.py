@@ -12,6 +12,7 @@ import pandas as pd
 from configuration.tiering import TieringConfig, apply_draft, config_changes, merged, parse_config
 from features.config import TIER_NAMES, ConfigError
 from scoring.scenarios import PartsMissing, ScenarioComparison, compare_scenario, in_icp_from, rescored
+from workspace.active import budget_to_split
 from workspace.store import ScoringInfo, WorkspaceStore
 
 MOVERS_SHOWN = 50
@@ -90,8 +91,8 @@ def preview(store: WorkspaceStore, active: TieringConfig, scenario: TieringConfi
     pins = store.active_pins()
     pins = pins[pins["account_id"].isin(set(parts["account_id"]))][["account_id", "tier", "reason", "owner"]]
     try:
-        before = rescored(parts, then, active, budget=active.budget.total, overrides=pins)
-        after = rescored(parts, then, scenario, budget=scenario.budget.total, overrides=pins)
+        before = rescored(parts, then, active, budget=budget_to_split(None, active, parts), overrides=pins)
+        after = rescored(parts, then, scenario, budget=budget_to_split(None, scenario, parts), overrides=pins)
     except PartsMissing as error:
         raise FormProblem(
             f"the latest scoring cannot be re-blended: {error}; re-score the book with tiering whatif"
