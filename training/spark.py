@@ -20,7 +20,6 @@ from features.config import ModelConfig
 from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
 from scoring.spark import (
-    ACCOUNTS_PER_GROUP,
     GROUP,
     empty_book,
     family_keys,
@@ -29,7 +28,7 @@ from scoring.spark import (
     tagged_union,
     untag,
 )
-from training.rows import BuildRows, RowsEngine, account_groups, build_group
+from training.rows import BuildRows, RowsEngine, account_groups, build_group, group_count
 
 SPARK = "spark"
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
@@ -56,7 +55,7 @@ def _build_on(
     spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text: frozenset[str], accounts: int
 ) -> BuildRows:
     """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
-    groups = max(spark.sparkContext.defaultParallelism, -(-accounts // ACCOUNTS_PER_GROUP))
+    groups = max(spark.sparkContext.defaultParallelism, group_count(accounts))
 
     @F.pandas_udf(LongType())  # type: ignore[call-overload]
     def group_of(account_ids: pd.Series) -> pd.Series:
