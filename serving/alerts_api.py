@@ -187,18 +187,20 @@ class AlertsResponse(BaseModel):
     )
 
 
-def answer(request: AlertsRequest, config, running_pilots: pd.DataFrame | None = None) -> dict:
+def answer(
+    request: AlertsRequest, config, exclude_control: bool = False, running_pilots: pd.DataFrame | None = None
+) -> dict:
     """The events between the request's two books (`config`: the `alerts` section), as the response's fields.
 
-    With `running_pilots` (account_id, group), control accounts, by it or by the records' own `pilot_group`, get
-    no events: a pilot's control group stays out of the campaign."""
+    With `exclude_control`, control accounts, by `running_pilots` (account_id, group: the store's) or by the
+    records' own `pilot_group`, get no events: a pilot's control group stays out of the campaign."""
     from activation.alerts import build_events
     from activation.holdout import control_accounts, without_control_events
 
     previous, current = request.books()
     events = build_events(previous, current, config)
     left_out = 0
-    if running_pilots is not None:
+    if exclude_control:
         events, left_out = without_control_events(events, control_accounts(current, running_pilots))
     return {
         "as_of": request.current[0].as_of.isoformat(),

@@ -14,7 +14,6 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -173,13 +172,11 @@ class TieringService:
         serving = self.champion.serving  # the business configuration's `alerts` thresholds, else the defaults
         config = serving.alerts if serving is not None else Alerts()
         pilot = serving.pilot if serving is not None else PilotSettings()
-        running = None
-        if "alerts" in pilot.exclude_control_from:
-            ids = np.asarray([record.account_id for record in request.current], dtype=object)
-            found = pilot_cache.pinned(ids)
-            running = found if found is not None else pd.DataFrame({"account_id": [], "group": []})
+        exclude = "alerts" in pilot.exclude_control_from
+        ids = np.asarray([record.account_id for record in request.current], dtype=object)
+        running = pilot_cache.pinned(ids) if exclude else None
         try:
-            return AlertsResponse.model_validate(alerts_answer(request, config, running))
+            return AlertsResponse.model_validate(alerts_answer(request, config, exclude, running))
         except DataError as error:  # the request's own checks come first; this is a last line, never a 500
             return JSONResponse(
                 {"detail": [{"loc": [], "msg": problem.render()} for problem in error.problems]}, status_code=400
