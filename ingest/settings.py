@@ -15,7 +15,8 @@ the fix, instead of workers failing and restarting in a loop. The service's modu
 | `TIERING_SESSION_SECRET` | signs the workspace's session cookies; set it so sessions outlive a restart | a random one per start |
 | `TIERING_SSO_HEADER` | the header a reverse proxy sets to the signed-in user's name (single sign-on) | unset: no single sign-on |
 | `TIERING_SSO_PROXIES` | the proxy addresses (IPs or networks, comma-separated) trusted to set that header | unset: none |
-| `TIERING_DATA`, `TIERING_MAPPING`, `TIERING_MODEL`, `TIERING_AS_OF`, `TIERING_BUDGET` | the notebook's inputs | see the notebook |
+| `TIERING_DATA`, `TIERING_MAPPING`, `TIERING_MODEL`, `TIERING_AS_OF`, `TIERING_BUDGET` | the notebooks' inputs | see the notebooks |
+| `TIERING_PAST_AS_OF`, `TIERING_UNTIL` | the quarterly review notebook's past scoring date and period end | see the notebook |
 | `TIERING_DATABASE_URL` | the workspace store (a SQLAlchemy URL, e.g. `postgresql+psycopg://user@host:5432/tiering`) | `sqlite:///models/workspace.db` |
 | `MLFLOW_TRACKING_URI` | the MLflow store or team server | `sqlite:///models/mlflow.db` |
 """
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     mapping: str | None = None
     model: str | None = None
     as_of: str | None = Field(None, description="a date such as 2026-07-01")
+    past_as_of: str | None = Field(None, description="a date such as 2026-03-01")
+    until: str | None = Field(None, description="a date such as 2026-07-01")
     budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="a finite amount of at least 0")
     database_url: str | None = Field(
         None, description="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/tiering"
@@ -123,7 +126,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a file")
         return value
 
-    @field_validator("as_of")
+    @field_validator("as_of", "past_as_of", "until")
     @classmethod
     def _a_date(cls, value: str | None):
         from features.dates import NotADate, parse_moment

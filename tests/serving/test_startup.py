@@ -132,6 +132,32 @@ def test_settings_read_trimmed_and_defaulted(monkeypatch):
     assert settings.access_log is True and settings.body_timeout_seconds == 60.0
 
 
+def test_every_notebook_input_is_a_known_setting(monkeypatch):
+    """The review notebook's inputs are settings too: set in the shell that later starts `tiering serve`, they must
+    not stop it as unknown variables, and a bad date among them is named like any other."""
+    from ingest.settings import SettingsError, check_environment
+
+    for name in list(os.environ):
+        if name.startswith("TIERING_"):
+            monkeypatch.delenv(name)
+    notebook_inputs = {
+        "TIERING_DATA": "demo-output/data",
+        "TIERING_MODEL": "models:/abm-tiering@champion",
+        "TIERING_AS_OF": "2026-07-01",
+        "TIERING_PAST_AS_OF": "2026-03-01",
+        "TIERING_UNTIL": "2026-07-01",
+        "TIERING_BUDGET": "250000",
+    }
+    for name, value in notebook_inputs.items():
+        monkeypatch.setenv(name, value)
+    settings = check_environment()
+    assert (settings.past_as_of, settings.until) == ("2026-03-01", "2026-07-01")
+    monkeypatch.setenv("TIERING_UNTIL", "next spring")
+    with pytest.raises(SettingsError) as refused:
+        check_environment()
+    assert str(refused.value).startswith("TIERING_UNTIL='next spring'") and "no such setting" not in str(refused.value)
+
+
 def test_only_the_scoring_routes_are_left_out_of_tracing():
     """BentoML's spans (exported nowhere by default) cost a tenth of a small answer: the four scoring routes skip
     them, by OpenTelemetry's own matching of the request URL; every other path is traced as before."""
