@@ -78,6 +78,7 @@ PREDICTED_FROM_FEATURES = (
 TIER_SOURCES = (("learned_tier", "learned_score", "learned"), ("rule_tier", "rule_score", "rule"))
 QUANTILES = 201
 FAMILY_RANKING = ("in_icp", "win_probability", "rule_score", "engagement_score")  # family_<name>: tie_order's keys
+FAMILY_RANKING_COLUMNS = tuple(f"family_{name}" for name in FAMILY_RANKING)  # what `_family_tiers` ranks on
 
 
 def score_columns_for(config: ModelConfig) -> list[str]:
@@ -160,6 +161,12 @@ class Scorer:
             "family_engagement_share": np.divide(own, total, out=np.full(len(own), np.nan), where=total > 0),
             **{f"family_{name}": scored[name][inverse] for name in FAMILY_RANKING},
         }
+
+    def family_ranking(self, features: Features) -> dict[str, np.ndarray]:
+        """Per account, what its family is ranked and tie-broken on beside family_learned_score (FAMILY_RANKING_COLUMNS,
+        from `family_predictions`): for an engine that scores accounts apart from placing them (Spark)."""
+        family = self.family_predictions(features)
+        return {name: family[name] for name in FAMILY_RANKING_COLUMNS}
 
     def _account_predictions(self, features: Features, explain: bool) -> dict[str, np.ndarray]:
         rows = with_rule_score_columns(features, self.config)
@@ -465,8 +472,7 @@ def _family_tiers(
     families = {
         "account_id": ids[first],
         "learned_score": np.asarray(book["family_learned_score"], dtype=np.float64)[first],
-        # The tie-breaking keys where the book carries them (Spark's driver collects the family's ICP flag only).
-        **{name: np.asarray(book[f"family_{name}"])[first] for name in FAMILY_RANKING if f"family_{name}" in book},
+        **{name: np.asarray(book[f"family_{name}"])[first] for name in FAMILY_RANKING},
     }
     if cutoffs:
         tiers = tiers_by_cutoffs(families["learned_score"], families["in_icp"], cutoffs["learned"])

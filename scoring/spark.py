@@ -4,8 +4,9 @@ The point-in-time features come from the same `FeatureBuilder` and `snapshot` as
 hashed into groups, and `applyInPandas` builds each group from its accounts and their opportunities, engagement
 and intent rows (every feature depends on one account's own rows only). The logged pyfunc scores the feature
 rows through `mlflow.pyfunc.spark_udf`. Tiers by capacity need a global ranking, so the driver collects only
-`account_id`, the two scores and ICP membership, and places tiers, overrides and budget with `scoring.tiers`,
-as `Scorer.score` does.
+`account_id`, the two scores, ICP membership and the tie-breaking keys (with families, the family's own, computed
+beside its features by `Scorer.family_ranking`), and places tiers, overrides and budget with `scoring.tiers`, as
+`Scorer.score` does.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ from pyspark.sql.types import DoubleType, NullType, StringType, StructField, Str
 
 from features.config import ModelConfig
 from features.errors import DataError, Problem
-from features.families import FAMILY_PREFIX, family_ids, resolve_families
+from features.families import family_ids, resolve_families
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from scoring import registry
 from scoring.pyfunc import TieringModel
 from scoring.rounding import round_for_output
-from scoring.scorer import RULES_ONLY, SCORE_COLUMNS, score_columns_for
+from scoring.scorer import FAMILY_RANKING_COLUMNS, RULES_ONLY, SCORE_COLUMNS, Scorer, score_columns_for
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
@@ -51,7 +52,7 @@ EXTRA_PREFIX = "extra_"  # feature columns of `model.extra_features`
 SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the same column names share one union
 PLACEMENT_COLUMNS = ["learned_tier", "rule_tier", "tier", "override_reason", "budget", "family_tier"]
 FAMILY_KEY = "_family"  # the family id each row is grouped by
-FAMILY_IN_ICP = "family_in_icp"  # beside in_icp: whether the family's top account is in the ICP
+RANKING_COLUMNS = ("in_icp", *FAMILY_RANKING_COLUMNS)  # beside the feature rows, for the ranking, not the model
 KIND_TYPES = {"id": StringType(), "text": StringType(), "date": TimestampNTZType(), "number": DoubleType()}
 # What the engine reads: canonical table names, comma-separated UTF-8 CSV with a header row, or Parquet.
 CSV_OPTIONS: dict[str, bool | str] = {
@@ -166,19 +167,20 @@ def score_export(
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
         score = _score_udf(spark, scorer.config, pinned_uri, version)
-        ranking = ["in_icp", *([FAMILY_IN_ICP] if FAMILY_IN_ICP in features.columns else [])]
+        ranking = [column for column in RANKING_COLUMNS if column in features.columns]
         scored = features.select(*ranking, score(_model_input(features)).alias("score"))
         with cached(scored):  # read for the ranking, then for the output
             # With the tie-breaking keys, so ties fall as the pandas engine places them.
-            family = [f"score.{name}" for name in ("family_id", "family_learned_score")] + [FAMILY_IN_ICP]
+            by_family = set(FAMILY_RANKING_COLUMNS) <= set(ranking)
+            family = ["score.family_id", "score.family_learned_score"] if by_family else []
             book = scored.select(
                 "score.account_id",
                 "score.learned_score",
                 "score.rule_score",
                 "score.win_probability",
                 "score.engagement_score",
-                "in_icp",
-                *(family if FAMILY_IN_ICP in features.columns else []),
+                *ranking,
+                *family,
             ).toPandas()
             _check_unique_accounts(book)
             progress("placing tiers by capacity")
@@ -374,24 +376,22 @@ def empty_book() -> CrmData:
     return CrmData(**{name: empty_table(name) for name in TABLES})
 
 
-def book_features(data: CrmData, config: ModelConfig, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The pandas path's feature rows for these accounts, plus `in_icp` (and with families `family_in_icp`, the
-    family's own, from its rolled-up row), which the ranking needs."""
+def book_features(data: CrmData, scorer: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The pandas path's feature rows for these accounts, plus what the ranking needs beside the score records:
+    `in_icp`, and with families what the family is ranked on (`Scorer.family_ranking`, from its rolled-up row: a
+    family is never split across groups, so each group holds the whole of its families)."""
+    config = scorer.config
     features = snapshot(data, FeatureBuilder(data, config), as_of)
     features["in_icp"] = icp_parts(features, config)["in_icp"]
     if "family_id" in features:
-        family_row = {
-            name.removeprefix(FAMILY_PREFIX): features[name]
-            for name in features.columns
-            if name.startswith(FAMILY_PREFIX) and name != "family_id"
-        }
-        features[FAMILY_IN_ICP] = icp_parts(family_row, config)["in_icp"]
+        for name, values in scorer.family_ranking(features).items():
+            features[name] = values
     return features
 
 
 def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.Timestamp) -> DataFrame:
     """One feature row per account: accounts hashed into groups, each group built by `book_features`."""
-    config = scorer.config
+    config, family_scorer = scorer.config, scorer.scorer  # the scorer ships to the executors with the function
     accounts = tables["accounts"]
     parallelism = accounts.sparkSession.sparkContext.defaultParallelism
     groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
@@ -403,7 +403,7 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
 
     def features_of_group(rows: pd.DataFrame) -> pd.DataFrame:
         data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
-        features = book_features(data, config, as_of)
+        features = book_features(data, family_scorer, as_of)
         # The feature code decides an extra column's kind from the values it sees, which differ from group
         # to group: hold each to the kind the schema (the model) expects.
         for column, kind in extras.items():
@@ -472,7 +472,7 @@ def _feature_schema(scorer: TieringModel, as_of: pd.Timestamp) -> StructType:
         if spec is None
         else {column for column in spec.columns if column.startswith(EXTRA_PREFIX) and column not in spec.categories}
     )
-    schema = spark_schema(book_features(empty_book(), scorer.config, as_of))
+    schema = spark_schema(book_features(empty_book(), scorer.scorer, as_of))
     return StructType(
         [StructField(field.name, DoubleType()) if field.name in numeric_extras else field for field in schema]
     )
@@ -488,16 +488,16 @@ def spark_schema(frame: pd.DataFrame) -> StructType:
 
 def _model_input(features: DataFrame):
     """The feature rows as one struct, so the model gets named columns (`in_icp` is ours, not the model's)."""
-    return F.struct(*[column for column in features.columns if column not in ("in_icp", FAMILY_IN_ICP)])
+    return F.struct(*[column for column in features.columns if column not in RANKING_COLUMNS])
 
 
 def _score_udf(spark: SparkSession, config: ModelConfig, model_uri: str | None, version: str):
     """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
     rules = TieringModel.rules_only(config)
     # Rules-only records of an empty book have the score records' columns and types, learned or not.
-    result_type = spark_schema(
-        rules.score_features(book_features(empty_book(), config, pd.Timestamp(0)), by_capacity=False)
-    )
+    empty = book_features(empty_book(), rules.scorer, pd.Timestamp(0))
+    model_input = empty.drop(columns=[column for column in RANKING_COLUMNS if column in empty.columns])
+    result_type = spark_schema(rules.score_features(model_input, by_capacity=False))
     if model_uri is not None:
         import mlflow.pyfunc
 

@@ -1,6 +1,9 @@
 """Against a real team MLflow server: `mlflow server` with its tracking store, registry and artifact
 proxy (`--serve-artifacts`) on 127.0.0.1 and a free port, started and stopped by each test.
 
+Training takes most of a test's time, so the module trains version 1 against a fresh server once (`first_training`)
+and the tests that start from that champion each run their own server on a copy of its store and artifacts.
+
 train -> register -> gate -> score -> serve (following the alias) -> promote -> rollback, all over HTTP; then what a
 team meets: the server stopped in the middle of training, the server restarting while `tiering serve` runs, and two
 `tiering train` against the server at once.
@@ -9,11 +12,13 @@ team meets: the server stopped in the middle of training, the server restarting 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -119,18 +124,72 @@ class TeamServer(Process):
         return self
 
 
-@pytest.fixture
-def team(tmp_path):
-    """A running team server, an export, a small-gate config, and the environment of a command pointed at the server."""
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    """The export and the small-gate tiering.yaml every command of the module reads (never written)."""
     from sources.synthetic import generate_export
 
-    server = TeamServer(tmp_path / "server").start()
-    generate_export(tmp_path / "export", n_accounts=800, seed=3)
-    (tmp_path / "tiering.yaml").write_text(yaml.safe_dump(SMALL_GATE))
+    folder = tmp_path_factory.mktemp("team-book")
+    generate_export(folder / "export", n_accounts=800, seed=3)
+    (folder / "tiering.yaml").write_text(yaml.safe_dump(SMALL_GATE))
+    return folder
+
+
+def working_folder(folder: Path, book: Path) -> Path:
+    """A folder to run commands in, with the module's export (linked) and tiering.yaml in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "export").symlink_to(book / "export", target_is_directory=True)
+    shutil.copy(book / "tiering.yaml", folder / "tiering.yaml")
+    return folder
+
+
+def command_env(server: TeamServer) -> dict[str, str]:
+    """The environment of a command pointed at the server."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("TIERING_")}
     env.update(MLFLOW_TRACKING_URI=server.uri, OMP_NUM_THREADS="1")
+    return env
+
+
+@dataclass(frozen=True)
+class FirstTraining:
+    server: Path  # the stopped server's folder (server.db, artifacts/), copied by each test that starts from it
+    folder: Path  # where `tiering train` ran
+    champion: str
+
+
+@pytest.fixture(scope="module")
+def first_training(tmp_path_factory, book) -> FirstTraining:
+    """`tiering train` against a fresh team server, once for the module: version 1, champion."""
+    folder = working_folder(tmp_path_factory.mktemp("first-training"), book)
+    server = TeamServer(folder / "server").start()
     try:
-        yield server, tmp_path, env
+        env = command_env(server)
+        champion = champion_after_training(train(env, folder), env, folder)
+    finally:
+        server.stop()
+    return FirstTraining(folder / "server", folder, champion)
+
+
+@pytest.fixture
+def team(tmp_path, book):
+    """A running fresh team server, a folder with the export and a small-gate config, and the environment of a
+    command pointed at the server."""
+    working_folder(tmp_path, book)
+    server = TeamServer(tmp_path / "server").start()
+    try:
+        yield server, tmp_path, command_env(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def team_with_champion(tmp_path, book, first_training):
+    """As `team`, the server running on a copy of `first_training`'s store and artifacts: version 1 is champion."""
+    working_folder(tmp_path, book)
+    shutil.copytree(first_training.server, tmp_path / "server", ignore=shutil.ignore_patterns("server.log"))
+    server = TeamServer(tmp_path / "server").start()
+    try:
+        yield server, tmp_path, command_env(server)
     finally:
         server.stop()
 
@@ -215,14 +274,14 @@ def register_copy(env, version: str) -> str:
         return str(copy.version)
 
 
-def test_train_register_gate_score_serve_promote_rollback_over_http(team):
-    server, folder, env = team
-    trained = train(env, folder)
-    champion = champion_after_training(trained, env, folder)
+def test_train_register_gate_score_serve_promote_rollback_over_http(first_training, team_with_champion):
+    server, folder, env = team_with_champion
+    champion = first_training.champion  # `tiering train` against a fresh server made it
     versions, alias, history = registry(env)
     assert versions == ["1"] and alias == champion and history == ["1"]
-    assert any(server.artifacts.rglob("MLmodel")), "the model files went through the artifact proxy"
-    assert not (folder / "models").exists() and not (folder / "mlruns").exists()  # nothing written locally
+    assert any((first_training.server / "artifacts").rglob("MLmodel")), "the model files went through the proxy"
+    trained_in = first_training.folder
+    assert not (trained_in / "models").exists() and not (trained_in / "mlruns").exists()  # nothing written locally
 
     scored = tiering(env, folder, "score", str(folder / "export"), "--out", str(folder / "scores.csv"))
     assert scored.returncode == 0, scored.words
@@ -243,11 +302,10 @@ def test_train_register_gate_score_serve_promote_rollback_over_http(team):
         service.stop()
 
 
-def test_the_server_restarting_while_the_service_runs(team):
+def test_the_server_restarting_while_the_service_runs(team_with_champion):
     # The service keeps answering with the champion it loaded, /readyz stays ready, /model says it cannot read the
     # registry, and it follows the alias again once the server is back.
-    server, folder, env = team
-    champion_after_training(train(env, folder), env, folder)
+    server, folder, env = team_with_champion
     port = free_port()
     service = serve(env, folder, port)
     try:
@@ -271,12 +329,12 @@ def test_the_server_restarting_while_the_service_runs(team):
         service.stop()
 
 
-def test_the_server_stopping_in_the_middle_of_training(team):
+def test_the_server_stopping_in_the_middle_of_training(team_with_champion):
     # One clear message and exit 2; the champion is untouched, no version is half-registered, and training again once
     # the server is back succeeds.
-    server, folder, env = team
-    champion_after_training(train(env, folder), env, folder)
+    server, folder, env = team_with_champion
     before = registry(env)
+    assert before[:2] == (["1"], "1")
     log = folder / "train-interrupted.log"
     training = Process(
         [TIERING, "train", str(folder / "export"), "--config", str(folder / "tiering.yaml")], log, folder, env

@@ -210,3 +210,120 @@ def test_spark_groups_by_family_and_gives_the_pandas_family_columns(spark, mlflo
     families = resolve_families(data.accounts["account_id"], data.accounts["parent_account_id"])
     assert (families.depth > 0).sum() > 100  # many accounts belong to a family of several
     assert actual["family_tier"].eq("tier_1").sum() > 20  # Tier 1's 20 slots hold families of several accounts
+
+
+def write_tied_families(export) -> None:
+    """Two families of a parent and a subsidiary, alike in every field but the subsidiaries' engagement: with no weight
+    on engagement in the rule score they tie exactly on the family score, and only the family's engagement tells them
+    apart. The more engaged family has the larger id, so an id order would put the other one first."""
+    export.mkdir()
+    firmographics = "Software,1000,50000000,United States,north america,salesforce;aws"
+    (export / "accounts.csv").write_text(
+        "account_id,parent_account_id,industry,employees,annual_revenue,country,region,tech_stack\n"
+        + "".join(
+            f"{family}{suffix},{parent},{firmographics}\n"
+            for family in ("fam-a", "fam-b")
+            for suffix, parent in (("", ""), ("-sub", family))
+        )
+    )
+    (export / "opportunities.csv").write_text(
+        "opportunity_id,account_id,created_date,close_date,outcome,amount\n"
+        "o-a,fam-a,2025-01-06,2025-03-03,lost,10000\no-b,fam-b,2025-01-06,2025-03-03,lost,10000\n"
+    )
+    visits = {"fam-a-sub": 1, "fam-b-sub": 4}
+    (export / "engagement.csv").write_text(
+        "account_id,timestamp,channel,count\n"
+        + "".join(f"{account},2026-11-2{day},web_visit,1\n" for account, days in visits.items() for day in range(days))
+    )
+
+
+@needs_java
+def test_families_tied_on_score_fall_at_a_boundary_as_pandas_places_them(spark, mlflow_store, tmp_path):  # noqa: F811
+    """Rules only, tier_by: family, one family slot in Tier 1: pandas breaks the tie on the family's own engagement
+    score (the more engaged family first), and so must Spark."""
+    from scoring.spark import score_export
+
+    config = parse_config(
+        {
+            "hierarchy": {"roll_up": "family", "tier_by": "family"},
+            "rule_weights": {"revenue_potential": 0.5, "business_fit": 0.5, "engagement": 0.0},
+            "tiers": {"tier_1": {"max_accounts": 1, "min_score": 0}, "tier_2": {"max_accounts": 1, "min_score": 0}},
+        }
+    )
+    export, as_of = tmp_path / "tied", pd.Timestamp("2026-12-01")
+    write_tied_families(export)
+    expected = resolve_model(None, config)[0].score_book(load_export(export).data, as_of).scores
+    score_export(spark, str(export), str(tmp_path / "t.parquet"), model_uri=None, config=config, as_of=as_of)
+    actual = pd.read_parquet(tmp_path / "t.parquet")
+    expected, actual = expected.set_index("account_id").sort_index(), actual.set_index("account_id").sort_index()
+    # The hand-made tie: one family score for all four accounts, the engagement scores apart.
+    assert expected["family_learned_score"].nunique() == 1
+    assert expected.loc["fam-b-sub", "engagement_score"] > expected.loc["fam-a-sub", "engagement_score"] > 0
+    tiers = {"fam-a": "tier_2", "fam-a-sub": "tier_2", "fam-b": "tier_1", "fam-b-sub": "tier_1"}
+    assert expected["family_tier"].to_dict() == tiers  # the more engaged family takes Tier 1's one slot
+    for column in ("family_id", "family_tier", "tier"):
+        assert actual[column].tolist() == expected[column].tolist(), column
+
+
+@needs_java
+def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
+    spark,
+    family_trainings,
+    mlflow_store,  # noqa: F811
+    tmp_path,
+):
+    """The shared family training (hierarchy.roll_up: family) registered, then its export scored with tier_by: family
+    and a budget by the pandas engine, by Spark and by the in-process service's /tier: the same records."""
+    import yaml
+
+    from features.activity import default_as_of
+    from scoring.registry import configure
+    from scoring.rounding import OUTPUT_DECIMALS
+    from scoring.spark import score_export
+    from serving.requests import account_payloads
+    from tests.serving.conftest import serving
+    from tests.trained import FAMILY_TRAINING
+    from training.workflow import log_and_register, promote
+
+    settings = {**FAMILY_TRAINING, "hierarchy": {"roll_up": "family", "tier_by": "family"}}
+    config = parse_config(settings)
+    configure()
+    outcome = log_and_register(family_trainings.family, config, lambda step: None)
+    if not outcome.decision.promote:  # the service scores with the champion
+        promote(outcome.version)
+    uri, data = f"models:/abm-tiering/{outcome.version}", family_trainings.data
+    as_of = default_as_of(data)
+
+    model, version = resolve_model(uri, config)
+    expected = model.score_book(data, as_of, budget=BUDGET, model_version=version).scores
+    score_export(
+        spark,
+        str(family_trainings.folder),
+        str(tmp_path / "s.parquet"),
+        model_uri=uri,
+        config=config,
+        as_of=as_of,
+        budget=BUDGET,
+    )
+    on_spark = pd.read_parquet(tmp_path / "s.parquet")
+    (tmp_path / "tiering.yaml").write_text(yaml.safe_dump(settings))
+    body = {"accounts": account_payloads(data, list(data.accounts["account_id"])), "as_of": as_of.date().isoformat()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # BentoML's /metrics reads it when the app is built
+        with serving(mlflow_store, TIERING_CONFIG=str(tmp_path / "tiering.yaml")) as client:
+            answer = client.post("/tier", json={**body, "budget": BUDGET})
+    assert answer.status_code == 200, answer.text[:2000]
+    on_api = pd.DataFrame(answer.json()["scores"])
+
+    expected = expected.set_index("account_id").sort_index()
+    assert expected["win_probability"].notna().all() and expected["family_learned_score"].notna().all()  # learned
+    assert expected["family_tier"].nunique() == 4  # every tier and untiered hold families: capacities are met
+    assert (expected.groupby("family_id").size() > 1).sum() > 50  # families of several accounts
+    for engine, actual in (("spark", on_spark), ("api", on_api)):
+        actual = actual.set_index("account_id").sort_index()
+        assert actual.index.equals(expected.index), engine
+        for column in expected.columns.drop("scored_at"):
+            if column in OUTPUT_DECIMALS:  # both publish the figures rounded as the pandas engine writes them
+                assert_published(actual[column], expected[column], column)
+            else:
+                assert actual[column].tolist() == expected[column].tolist(), f"{engine}: {column}"

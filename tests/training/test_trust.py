@@ -16,7 +16,7 @@ from configuration.tiering import TieringConfig, parse_config
 from ingest.io import load_export
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
-from training.pipeline import train
+from training.pipeline import TrainingResult, train
 
 SMALL_GATE = {"gate": {"min_won": 10, "min_lost": 10}}
 FIRMOGRAPHICS = ["industry", "employees", "annual_revenue", "country", "region", "tech_stack"]
@@ -27,6 +27,14 @@ def base_export(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("base")
     generate_export(folder, n_accounts=1500, seed=11)
     return folder
+
+
+@pytest.fixture(scope="module")
+def plain_training(base_export) -> TrainingResult:
+    """`train` on the unchanged export with the small gate, once for the module (read only): the reference the
+    variants are compared with, and the first of the retrains below (logging it is `train_and_register`'s second
+    half)."""
+    return train(load_export(base_export).data, config())
 
 
 def variant(base: Path, target: Path, accounts=None, opportunities=None, drop_tables=()) -> Path:
@@ -135,7 +143,7 @@ def test_a_field_filled_in_after_winning_is_refused_by_name_unless_allowed(base_
     assert allowed.metrics["model_roc_auc"] > 0.95
 
 
-def test_a_shifting_win_rate_is_a_warning_naming_the_slices_and_rates(base_export, tmp_path):
+def test_a_shifting_win_rate_is_a_warning_naming_the_slices_and_rates(base_export, plain_training, tmp_path):
     def inflate_early_wins(frame: pd.DataFrame) -> pd.DataFrame:
         closes = pd.to_datetime(frame["close_date"], errors="coerce")
         as_of = closes.max().normalize() + pd.Timedelta(days=1)
@@ -154,8 +162,7 @@ def test_a_shifting_win_rate_is_a_warning_naming_the_slices_and_rates(base_expor
     assert rates["fit"] > 1.5 * rates["holdout"]
     assert f"fit {rates['fit']:.1%} of" in shifts[0] and f"holdout {rates['holdout']:.1%} of" in shifts[0]
     # The unchanged export has no such warning.
-    plain = train(load_export(base_export).data, config())
-    assert not [w for w in plain.warnings if w.startswith("the win rate shifts")]
+    assert not [w for w in plain_training.warnings if w.startswith("the win rate shifts")]
 
 
 def test_a_deal_size_of_pure_noise_is_replaced_by_a_constant(base_export, tmp_path):
@@ -191,15 +198,20 @@ def test_the_model_part_of_the_learned_score_keeps_accounts_beyond_the_training_
     assert 0.5 > beyond[3] > beyond[4] > beyond[5] >= 0.0
 
 
-def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(base_export, mlflow_store):  # noqa: F811
+def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_is_promoted(
+    base_export,
+    plain_training,
+    mlflow_store,  # noqa: F811
+):
     import mlflow
 
     from scoring import registry
-    from training.workflow import train_and_register
+    from training.workflow import log_and_register, train_and_register
 
     data = load_export(base_export).data
-    first = train_and_register(data, config(), None, lambda step: None)
-    second = train_and_register(data, config(), None, lambda step: None)
+    registry.configure()
+    first = log_and_register(plain_training, config(), lambda step: None)
+    second = train_and_register(data, config(), None, lambda step: None)  # trained again, from the files
     assert (first.version, second.version) == ("1", "2") and first.decision.promote and second.decision.promote
     # Reproducible: the same data, config and seed give the same figures and the same scores.
     assert second.result.metrics == pytest.approx(first.result.metrics, rel=0, abs=1e-9, nan_ok=True)
@@ -218,16 +230,20 @@ def test_an_identical_retrain_is_judged_like_for_like_gets_the_same_figure_and_i
     assert registry.alias_version("champion").version == "2"
 
 
-def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_after_it(base_export, mlflow_store):  # noqa: F811
+def test_a_champion_from_an_earlier_window_is_also_reported_on_deals_closed_after_it(
+    base_export,
+    plain_training,
+    mlflow_store,  # noqa: F811
+):
     import mlflow
 
-    from training.workflow import train_and_register
+    from training.workflow import log_and_register, train_and_register
 
     data = load_export(base_export).data
     latest = data.opportunities["close_date"].max().normalize() + pd.Timedelta(days=1)
     earlier = latest - pd.DateOffset(months=2)
     old = train_and_register(data, config(), earlier, lambda step: None)
-    new = train_and_register(data, config(), None, lambda step: None)
+    new = log_and_register(plain_training, config(), lambda step: None)  # trained as of the default date
     assert old.version == "1"
     forward = [text for ok, text in new.decision.checks if text.startswith("for reference, champion version 1")]
     assert len(forward) == 1
