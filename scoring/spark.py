@@ -162,7 +162,7 @@ def score_export(
             pins = overrides(accounts["account_id"]) if overrides is not None else None
             if add_pins is not None:
                 pins = add_pins(pins, accounts["account_id"])
-        cutoff = as_of or _default_as_of(tables)
+        cutoff = as_of or default_cutoff(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
         score = _score_udf(spark, scorer.config, pinned_uri, version)
@@ -355,7 +355,7 @@ def _filesystem(spark: SparkSession, path: str):
     return _hadoop_path(spark, path).getFileSystem(spark._jsc.hadoopConfiguration())
 
 
-def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
+def default_cutoff(tables: dict[str, DataFrame]) -> pd.Timestamp:
     """The pandas path's default cut-off, fed with each table's latest dates computed by Spark."""
     from features.activity import default_as_of
 
