@@ -71,6 +71,7 @@ DEPENDENCY_NOT_ON_EXECUTORS = (
     "(spark.archives with a packed venv, or a container image); see docs/training.md, Training beyond one machine"
 )
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+_MISSING_PACKAGE = re.compile(r"(\w+) >= [\w.]+ must be installed; however, it was not found")  # PySpark's own
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,7 +92,11 @@ def refuse_for_spark(mapping: str | None, rows_mode: str) -> None:
 def executor_import_failure(error: BaseException) -> str | None:
     """The message for a Spark failure whose executors could not import a module the driver has (the project not
     installed there, or one of its dependencies), else None."""
-    found = _MISSING_MODULE.search(str(error))
+    text = str(error)
+    package = _MISSING_PACKAGE.search(text)
+    if package is not None:  # PySpark checks pandas and PyArrow itself, on the driver and on each worker
+        return DEPENDENCY_NOT_ON_EXECUTORS.format(module=package.group(1))
+    found = _MISSING_MODULE.search(text)
     if found is None:
         return None
     module = found.group(1)
@@ -129,6 +134,14 @@ def spark_failures() -> Iterator[None]:
         if message is None:
             raise
         raise UserError(message) from None
+
+
+def quiet(spark) -> None:
+    """Spark's own log on the driver for fatal errors only, unless TIERING_DEBUG=1: a failed task is said once, by
+    the command, where Spark's log would print the executor's Java and Python stack traces."""
+    from ingest.settings import debugging
+
+    spark.sparkContext.setLogLevel("WARN" if debugging() else "FATAL")
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,7 @@ def open_export(
 
         err_console.print(escape(f"starting Spark ({master}) and reading the export"), highlight=False)
         with spark_session(master, app) as spark:
+            quiet(spark)
             driver, first = spark_engine(spark, data, settings)
             engines = {_feature_key(settings): first}
 

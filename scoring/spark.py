@@ -106,6 +106,8 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
         )
     # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    # toPandas repeats a failed job's error as a warning, then raises it: the caller says the error, once.
+    warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization", category=UserWarning)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
