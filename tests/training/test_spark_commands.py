@@ -31,6 +31,7 @@ FAST = """\
 model:
   gate: {min_won: 10, min_lost: 10}
   pipeline_max_rows: 1000
+  num_boost_round: 200
   search:
     candidates: [{num_leaves: 7, learning_rate: 0.1, min_child_samples: 30}]
 """
