@@ -44,7 +44,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="Where the point-in-time feature rows are built: pandas (this machine) or spark (a Spark cluster; "
-        "reads canonical tables). The learners fit, and the tables and pages are made, here either way.",
+        "reads canonical tables). Either way the learners fit, and tables and pages are written, on this machine.",
     ),
 ]
 
