@@ -73,6 +73,7 @@ DEPENDENCY_NOT_ON_EXECUTORS = (
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
 _MISSING_PACKAGE = re.compile(r"(\w+) >= [\w.]+ must be installed; however, it was not found")  # PySpark's own
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTION = "abm-tiering"
 
 
 def refuse_for_spark(mapping: str | None, rows_mode: str) -> None:
@@ -107,15 +108,26 @@ def executor_import_failure(error: BaseException) -> str | None:
         spec = None
     if spec is None or spec.origin is None:
         return None  # the driver lacks it too: not an executor's difference
-    if Path(spec.origin).resolve().is_relative_to(PROJECT_ROOT):
+    if _is_project(top, spec.origin):
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            installed = version("abm-tiering")
+            installed = version(DISTRIBUTION)
         except PackageNotFoundError:
             installed = "the driver's version"
         return NOT_ON_EXECUTORS.format(module=module, version=installed)
     return DEPENDENCY_NOT_ON_EXECUTORS.format(module=module)
+
+
+def _is_project(package: str, origin: str) -> bool:
+    """Whether a top-level package is this project's: by the installed distributions, else (run from a source
+    checkout, not installed) by where it lies."""
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions().get(package)
+    if owners:
+        return DISTRIBUTION in owners
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and Path(origin).resolve().is_relative_to(PROJECT_ROOT)
 
 
 @contextlib.contextmanager
