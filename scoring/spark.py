@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -87,7 +88,16 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
             "Use a classic master (spark://host:7077, yarn, k8s://..., local[*])"
         )
     if master.startswith("spark://"):
-        _check_reachable(master)
+        _check_reachable(master, master.removeprefix("spark://").split("/")[0].split(","), 7077)
+    elif master.startswith("k8s://"):
+        api = urlsplit(master.removeprefix("k8s://"))
+        default = 443 if api.scheme in ("https", "") else 80
+        _check_reachable(master, [f"{api.hostname}:{api.port or default}"] if api.hostname else [], default)
+    elif master == "yarn" and not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+        raise SparkUnavailable(
+            "--spark-master yarn: set HADOOP_CONF_DIR (or YARN_CONF_DIR) to the folder of the cluster's "
+            "configuration (core-site.xml, yarn-site.xml), which says where YARN is"
+        )
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
     builder = (
@@ -108,7 +118,13 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     # toPandas repeats a failed job's error as a warning, then raises it: the caller says the error, once.
     warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization", category=UserWarning)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as error:  # PySpark and Py4J raise several types when the master refuses or never answers
+        raise SparkUnavailable(
+            f"--spark-master {master}: Spark could not start a session ({_first_line(error)}): check the master "
+            "URL and that the cluster answers from this machine"
+        ) from None
     spark.sparkContext.setLogLevel("WARN")
     try:
         yield spark
@@ -116,20 +132,20 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
         spark.stop()
 
 
-def _check_reachable(master: str, timeout: float = 5.0) -> None:
-    """A standalone master (spark://host:port[,host:port]) must answer; else Spark would retry for minutes."""
-    addresses = master.removeprefix("spark://").split("/")[0].split(",")
+def _check_reachable(master: str, addresses: list[str], default_port: int, timeout: float = 5.0) -> None:
+    """A standalone master (spark://host:port[,host:port]) or a Kubernetes API server must answer; else Spark would
+    retry for minutes."""
     failures = []
     for address in addresses:
         host, _, port = address.rpartition(":")
         try:
-            with socket.create_connection((host or address, int(port or 7077)), timeout=timeout):
+            with socket.create_connection((host or address, int(port or default_port)), timeout=timeout):
                 return
         except (OSError, ValueError) as error:
             failures.append(f"{address}: {error.strerror if isinstance(error, OSError) and error.strerror else error}")
     raise SparkUnavailable(
-        f"--spark-master {master}: no Spark master answers ({'; '.join(failures)}): start the master, or correct "
-        "the URL (spark://HOST:7077)"
+        f"--spark-master {master}: no Spark master answers ({'; '.join(failures) or 'no host in the URL'}): start "
+        "the master, or correct the URL (spark://HOST:7077, k8s://https://HOST:PORT)"
     )
 
 

@@ -181,6 +181,22 @@ def test_what_review_and_forecast_cannot_run_on_spark_is_refused(name, options, 
     assert message in refused([*command(name, "export"), *options], mlflow_store)
 
 
+@pytest.mark.parametrize("name", ["train", "review", "forecast"])
+@pytest.mark.parametrize(
+    ("master", "message"),
+    [
+        (f"k8s://https://127.0.0.1:{free_port()}", "no Spark master answers (127.0.0.1:"),
+        ("yarn", "--spark-master yarn: set HADOOP_CONF_DIR (or YARN_CONF_DIR)"),
+    ],
+)
+def test_a_cluster_that_cannot_be_reached_is_said_before_spark_starts(
+    name, master, message, command, mlflow_store, monkeypatch
+):
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    assert message in refused([*command(name, "export"), "--spark-master", master], mlflow_store)
+
+
 @needs_java
 @pytest.mark.parametrize("name", ["review", "forecast"])
 def test_a_path_spark_cannot_read_is_said_by_review_and_forecast(name, command, mlflow_store):
