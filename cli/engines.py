@@ -148,12 +148,12 @@ def spark_failures() -> Iterator[None]:
         raise UserError(message) from None
 
 
-def quiet(spark) -> None:
-    """Spark's own log on the driver for fatal errors only, unless TIERING_DEBUG=1: a failed task is said once, by
-    the command, where Spark's log would print the executor's Java and Python stack traces."""
+def spark_log_level() -> str:
+    """Spark's own log on the driver for fatal errors only, unless TIERING_DEBUG=1: a failure is said once, by the
+    command, where Spark's log would print the executor's Java and Python stack traces."""
     from ingest.settings import debugging
 
-    spark.sparkContext.setLogLevel("WARN" if debugging() else "FATAL")
+    return "WARN" if debugging() else "FATAL"
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,7 @@ def open_export(
         from training.spark import spark_engine
 
         err_console.print(escape(f"starting Spark ({master}) and reading the export"), highlight=False)
-        with spark_session(master, app) as spark:
-            quiet(spark)
+        with spark_session(master, app, spark_log_level()) as spark:
             driver, first = spark_engine(spark, data, settings)
             engines = {_feature_key(settings): first}
 

@@ -34,7 +34,7 @@ from cli.common import (
     use_config,
     warn_far_dates,
 )
-from cli.engines import Engine, ExportArg, SparkMasterOpt, quiet, refuse_for_spark, spark_failures
+from cli.engines import Engine, ExportArg, SparkMasterOpt, refuse_for_spark, spark_failures, spark_log_level
 
 if TYPE_CHECKING:
     from workspace import WorkspaceStore
@@ -146,8 +146,7 @@ def score(
 
                 with steps(5) as progress:
                     progress(f"starting Spark ({spark_master})")
-                    with spark_session(spark_master) as spark:
-                        quiet(spark)
+                    with spark_session(spark_master, log_level=spark_log_level()) as spark:
                         result = score_export(
                             spark,
                             data,

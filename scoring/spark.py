@@ -79,8 +79,11 @@ class SparkScores:
 
 
 @contextmanager
-def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") -> Iterator[SparkSession]:
-    """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar), stopped on the way out."""
+def spark_session(
+    master: str = DEFAULT_MASTER, app: str = "abm-tiering score", log_level: str = "WARN"
+) -> Iterator[SparkSession]:
+    """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar, Spark's driver log from
+    `log_level` up, from its start), stopped on the way out."""
     if master.startswith("sc://"):
         raise SparkUnavailable(
             f"--spark-master {master} is a Spark Connect server, which abm-tiering cannot score through: the "
@@ -106,6 +109,7 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", log_level)
         .config("spark.sql.debug.maxToStringFields", "1000")
     )  # no warning about the wide score struct
     if master.startswith("local"):
@@ -125,7 +129,7 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
             f"--spark-master {master}: Spark could not start a session ({_first_line(error)}): check the master "
             "URL and that the cluster answers from this machine"
         ) from None
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(log_level)
     try:
         yield spark
     finally:
