@@ -12,7 +12,6 @@ from rich.markup import escape
 from cli.common import (
     AsOfOpt,
     ConfigOpt,
-    DataDir,
     InvalidRowsOpt,
     MappingOpt,
     ModelOpt,
@@ -20,7 +19,6 @@ from cli.common import (
     console,
     err_console,
     friendly_errors,
-    load_data,
     parse_as_of,
     say_as_of,
     say_model_config,
@@ -28,6 +26,7 @@ from cli.common import (
     steps,
     use_config,
 )
+from cli.engines import Engine, EngineOpt, ExportArg, SparkMasterOpt, open_export
 
 FORECAST_PAGE = "forecast.html"
 
@@ -68,13 +67,12 @@ def forecast_table(table, title: str):
     return out
 
 
-def check_as_of_inside(frame, cutoff) -> None:
-    """An --as-of before the export's first opportunity or after the day after its latest date is refused."""
+def check_as_of_inside(frame, latest, cutoff) -> None:
+    """An --as-of before the export's first opportunity or after the day after its latest date (`latest`) is
+    refused."""
     import pandas as pd
 
-    from features.activity import default_as_of
-
-    first, last = frame.opportunities["created_date"].min(), default_as_of(frame)
+    first, last = frame.opportunities["created_date"].min(), latest
     if cutoff is not None and not (first < cutoff <= last):
         raise UserError(
             f"--as-of {cutoff.date()} is outside the data (opportunities from {first.date()}; the latest date is "
@@ -84,7 +82,7 @@ def check_as_of_inside(frame, cutoff) -> None:
 
 @friendly_errors
 def forecast(
-    data: DataDir,
+    data: ExportArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for forecast.html and its CSV tables (replaced whole).")],
     mapping: MappingOpt = None,
     model: ModelOpt = None,
@@ -103,23 +101,32 @@ def forecast(
     simulations: Annotated[
         int, typer.Option("--simulations", min=100, max=100_000, help="Simulations behind each interval.")
     ] = 10_000,
+    engine: EngineOpt = Engine.PANDAS,
+    spark_master: SparkMasterOpt = "local[2]",
 ) -> None:
     """Per tier (and overall): new opportunities, pipeline value, deals won and won revenue expected inside the
     horizon (model.horizon_days), each with an 80% interval from simulation over the accounts."""
-    import pandas as pd
-
-    from features.activity import default_as_of
     from ingest.repair import invalid_rows_mode
-    from reports.report import check_output_folder, publish
-    from scoring.forecast import fan
-    from scoring.registry import resolve_model
+    from reports.report import check_output_folder
 
     cutoff = parse_as_of(as_of)  # bad options and an --out holding the user's own files are refused before any work
     settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
     check_output_folder(out, FORECAST_PAGE)
-    frame = load_data(data, mapping, rows_mode)
-    check_as_of_inside(frame, cutoff)
+    with open_export(data, mapping, rows_mode, settings, engine, spark_master, "abm-tiering forecast") as export:
+        _forecast(export, data, out, model, cutoff, settings, config, backtest, origins, simulations)
+
+
+def _forecast(export, data: str, out: Path, model, cutoff, settings, config, backtest, origins, simulations) -> None:
+    """The forecast of an export opened on its engine (the rest of `forecast`)."""
+    import pandas as pd
+
+    from reports.report import publish
+    from scoring.forecast import fan
+    from scoring.registry import resolve_model
+
+    frame = export.data
+    check_as_of_inside(frame, export.latest, cutoff)
     scorer, version = resolve_model(model, settings)
     pipeline = scorer.scorer.pipeline
     if not scorer.is_learned or pipeline is None:
@@ -128,7 +135,7 @@ def forecast(
             "forecast: train a new version with `tiering train` and forecast with it"
         )
     say_model_config(scorer, version, settings, config)
-    given, cutoff = cutoff is not None, cutoff or default_as_of(frame)
+    given, cutoff = cutoff is not None, cutoff or export.latest
     say_as_of(cutoff, given, "the day after the latest date in the export")
     horizon = pipeline.horizon_days
     if pipeline.note:
@@ -137,7 +144,10 @@ def forecast(
     summary = None
     with steps(3 + (origins if backtest else 0)) as progress:
         progress("scoring the book and simulating the horizon")
-        _, table, inputs = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
+        features = export.book(scorer.config, cutoff)
+        _, table, inputs = scorer.forecast_book(
+            frame, cutoff, model_version=version, simulations=simulations, features=features
+        )
         progress("the fan chart's steps")
         fan_table = fan(inputs, pipeline)
         tables["forecast"], tables["fan"] = table, fan_table
@@ -146,7 +156,13 @@ def forecast(
             from training.backtest import backtest_summary
 
             cells = run_backtest(
-                frame, settings, cutoff, origins, simulations=min(simulations, 2_000), progress=progress
+                frame,
+                settings,
+                cutoff,
+                origins,
+                simulations=min(simulations, 2_000),
+                progress=progress,
+                engine=export.rows(settings),
             )
             summary = backtest_summary(cells)
             tables["backtest"], tables["backtest_summary"] = cells, summary

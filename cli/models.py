@@ -13,7 +13,6 @@ from cli.common import (
     ConfigOpt,
     InvalidRowsOpt,
     MappingOpt,
-    UserError,
     console,
     err_console,
     finite_budget,
@@ -28,7 +27,8 @@ from cli.common import (
     use_config,
     warn_far_dates,
 )
-from cli.scores import Engine, SparkMasterOpt, refuse_for_spark, write_comparison
+from cli.engines import Engine, EngineOpt, ExportArg, SparkMasterOpt, open_export
+from cli.scores import write_comparison
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -86,27 +86,12 @@ def print_training_findings(result) -> None:
 
 @friendly_errors
 def train(
-    # Text, not Path: with --engine spark this may be a cluster URI (hdfs://, s3a://), which Path would mangle.
-    data: Annotated[
-        str,
-        typer.Argument(
-            help="Folder with the export (CSV or Parquet files); with --engine spark, "
-            "any folder Spark reads (local, hdfs://, s3a://...).",
-            show_default=False,
-        ),
-    ],
+    data: ExportArg,
     mapping: MappingOpt = None,
     as_of: AsOfOpt = None,
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            "--engine",
-            help="Where the feature rows are built: pandas (this machine, one group of accounts at a time) or "
-            "spark (a Spark cluster; reads canonical tables). The learners fit here either way.",
-        ),
-    ] = Engine.PANDAS,
+    engine: EngineOpt = Engine.PANDAS,
     spark_master: SparkMasterOpt = "local[2]",
 ) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
@@ -116,15 +101,13 @@ def train(
     cutoff = parse_as_of(as_of)
     settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
-    if engine == Engine.SPARK:
-        refuse_for_spark(mapping, rows_mode)
-        outcome = _train_on_spark(data, settings, cutoff, spark_master)
-    else:
-        frame = load_data(data, mapping, rows_mode)
-        if cutoff is None:
-            warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
+    on_spark = engine == Engine.SPARK
+    # Nothing is registered unless the whole run succeeds: registration is its last step.
+    with open_export(data, mapping, rows_mode, settings, engine, spark_master, "abm-tiering train") as export:
+        if cutoff is None and not on_spark:  # the default as_of follows the latest close
+            warn_far_dates(export.data, (("opportunities", "close_date"),))
         with steps(TRAIN_STEPS) as progress:
-            outcome = train_and_register(frame, settings, cutoff, progress)
+            outcome = train_and_register(export.data, settings, cutoff, progress, export.rows(settings))
     say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary
     console.print(
@@ -150,26 +133,6 @@ def train(
     console.print(f"[{colour}]Version {outcome.version} {escape(outcome.decision.render())}[/]", highlight=False)
     if not outcome.decision.promote:
         console.print(f"The champion stays {outcome.previous_champion or 'unset (scoring uses rules only)'}.")
-
-
-def _train_on_spark(data: str, settings, cutoff, master: str):
-    """Train with the feature rows built on Spark; nothing is registered unless the whole run succeeds."""
-    from training.workflow import train_and_register
-
-    try:
-        from scoring.spark import SparkUnavailable, spark_session
-        from training.spark import spark_engine
-    except ImportError:
-        raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
-    try:
-        with steps(TRAIN_STEPS + 2) as progress:
-            progress(f"starting Spark ({master})")
-            with spark_session(master, "abm-tiering train") as spark:
-                progress("reading the export")
-                frame, rows_engine = spark_engine(spark, data, settings)
-                return train_and_register(frame, settings, cutoff, progress, rows_engine)
-    except SparkUnavailable as error:
-        raise UserError(str(error)) from None
 
 
 @friendly_errors

@@ -13,17 +13,16 @@ from rich.markup import escape
 
 from cli.common import (
     ConfigOpt,
-    DataDir,
     InvalidRowsOpt,
     MappingOpt,
     UserError,
     console,
     err_console,
     friendly_errors,
-    load_data,
     steps,
     use_config,
 )
+from cli.engines import Engine, EngineOpt, ExportArg, SparkMasterOpt, open_export
 from features.errors import DataError
 from features.redact import redact
 
@@ -199,7 +198,7 @@ def review(
         Path,
         typer.Argument(help="A scores file written by `tiering score` at an earlier --as-of.", show_default=False),
     ],
-    data: DataDir,
+    data: ExportArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for review.html and its CSV tables (replaced whole).")],
     mapping: MappingOpt = None,
     model: Annotated[
@@ -222,19 +221,16 @@ def review(
     ] = None,
     config: ConfigOpt = None,
     invalid_rows: InvalidRowsOpt = None,
+    engine: EngineOpt = Engine.PANDAS,
+    spark_master: SparkMasterOpt = "local[2]",
 ) -> None:
     """What happened since a past scoring: outcomes and return on budget by tier, realised lift, predictions against
     reality, drift, tier movement, and a retrain verdict."""
-    import pandas as pd
-
-    from features.activity import default_as_of
     from ingest.repair import invalid_rows_mode
     from reports.diff import read_scores
-    from reports.report import check_output_folder, publish
-    from reports.review import Period, build_review, drift_rows, past_as_of
-    from reports.review_mlflow import log_review, model_facts
-    from reports.review_page import REVIEW_PAGE, render_review
-    from scoring.registry import resolve_model
+    from reports.report import check_output_folder
+    from reports.review import past_as_of
+    from reports.review_page import REVIEW_PAGE
 
     settings = use_config(config)
     rows_mode = invalid_rows_mode(invalid_rows, settings)
@@ -275,8 +271,21 @@ def review(
     else:
         chosen = past_model_version(past, str(past_scores))
         uri = registered_uri(chosen, str(past_scores)) if chosen else None
-    frame = load_data(data, mapping, rows_mode)
-    last = default_as_of(frame)
+    with open_export(data, mapping, rows_mode, settings, engine, spark_master, "abm-tiering review") as export:
+        _review(export, past, past_scores, data, out, settings, start, end, uri, chosen, cautions)
+
+
+def _review(export, past, past_scores: Path, data: str, out: Path, settings, start, end, uri, chosen, cautions) -> None:
+    """The review of an export opened on its engine (the rest of `review`)."""
+    import pandas as pd
+
+    from reports.report import publish
+    from reports.review import Period, build_review, drift_rows
+    from reports.review_mlflow import log_review, model_facts
+    from reports.review_page import REVIEW_PAGE, render_review
+    from scoring.registry import resolve_model
+
+    frame, last = export.data, export.latest
     if end is not None and end > last:  # after the data, activity would look like it stopped: invented drift
         raise UserError(
             f"--until {end.date()} is beyond the data (the export's latest date is "
@@ -311,12 +320,14 @@ def review(
         warn(caution)
     with steps(5) as progress:
         progress("scoring the book now")
-        scored = tiering_model.score_book(frame, end, model_version=version)
+        features = export.book(tiering_model.config, end)
+        scored = tiering_model.score_book(frame, end, model_version=version, features=features)
         now, book = scored.scores, scored.features
         progress("measuring drift")
         reference = current = None
         if tiering_model.is_learned and facts.trained_until is not None:
-            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book)
+            then = export.book(tiering_model.config, facts.trained_until)
+            reference, current = drift_rows(frame, tiering_model.config, facts.trained_until, book, then)
         progress("outcomes, ranking and predictions")
         learners = tiering_model.scorer.learners()
         result = build_review(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,49 +34,16 @@ from cli.common import (
     use_config,
     warn_far_dates,
 )
+from cli.engines import Engine, ExportArg, SparkMasterOpt, refuse_for_spark, spark_failures, spark_log_level
 
 if TYPE_CHECKING:
     from workspace import WorkspaceStore
 
 
-class Engine(StrEnum):
-    """Where `tiering score` runs."""
-
-    PANDAS = "pandas"  # this machine
-    SPARK = "spark"  # a Spark cluster: reads canonical tables, writes Parquet
-
-
-SparkMasterOpt = Annotated[
-    str,
-    typer.Option("--spark-master", help="Spark master URL for --engine spark, e.g. spark://host:7077, yarn, k8s://..."),
-]
-
-
-def refuse_for_spark(mapping: str | None, rows_mode: str) -> None:
-    """What --engine spark cannot do, refused before Spark starts."""
-    if rows_mode == "drop":
-        raise UserError(
-            "--engine spark reads canonical tables as they are and drops no rows; validate and run "
-            "with --engine pandas to use --invalid-rows drop (or validation.invalid_rows: drop)"
-        )
-    if mapping:
-        raise UserError(
-            "--engine spark reads canonical tables (accounts, opportunities, engagement, intent as "
-            ".parquet or .csv with canonical columns), without --mapping; map an export with --engine pandas"
-        )
-
-
 @friendly_errors
 def score(
-    # Text, not Path: with --engine spark these may be cluster URIs (hdfs://, s3a://), which Path would mangle.
-    data: Annotated[
-        str,
-        typer.Argument(
-            help="Folder with the export (CSV or Parquet files); with --engine spark, "
-            "any folder Spark reads (local, hdfs://, s3a://...).",
-            show_default=False,
-        ),
-    ],
+    data: ExportArg,
+    # Text, not Path: with --engine spark this may be a cluster URI, which Path would mangle.
     out: Annotated[
         str,
         typer.Option(
@@ -175,14 +141,12 @@ def score(
                 from activation.alerts import check_order_and_book
 
                 check_order_and_book(against[0], str(alerts_against), spark_as_of.date().isoformat(), [], out)
-            try:
-                from scoring.spark import SparkUnavailable, score_export, spark_session
-            except ImportError:
-                raise UserError("--engine spark needs pyspark: pip install 'abm-tiering[spark]'") from None
-            try:
+            with spark_failures():
+                from scoring.spark import score_export, spark_session
+
                 with steps(5) as progress:
                     progress(f"starting Spark ({spark_master})")
-                    with spark_session(spark_master) as spark:
+                    with spark_session(spark_master, log_level=spark_log_level()) as spark:
                         result = score_export(
                             spark,
                             data,
@@ -196,8 +160,6 @@ def score(
                             add_pins=add_pins,
                             pilot_groups=active_pilots(),
                         )
-            except SparkUnavailable as error:
-                raise UserError(str(error)) from None
             scores, version, pins = result.placement, result.version, result.overrides
             if version == RULES_ONLY:
                 say_no_champion("scored with the rules only", "Score")

@@ -903,16 +903,21 @@ def build_review(
 
 
 def drift_rows(
-    data: CrmData, config: ModelConfig, trained_until: pd.Timestamp, book: pd.DataFrame
+    data: CrmData,
+    config: ModelConfig,
+    trained_until: pd.Timestamp,
+    book: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training population and the book now, as feature rows with the rule components (what the learners see).
 
     The training population is the book as of the model's training cut-off, computed point in time from the export:
     accounts against accounts. (The training rows themselves are deals, each with features as of its creation, when
     activity peaks before every deal; against any book they differ by design, so they would show drift where there
-    is none.)"""
+    is none.) `reference`: the book's rows as of `trained_until` when built elsewhere (a Spark cluster)."""
     from features.pointintime import FeatureBuilder, snapshot
     from features.rules import with_rule_scores
 
-    reference = snapshot(data, FeatureBuilder(data, config), trained_until)
+    if reference is None:
+        reference = snapshot(data, FeatureBuilder(data, config), trained_until)
     return with_rule_scores(reference, config), with_rule_scores(book, config)

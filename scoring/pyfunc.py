@@ -93,26 +93,43 @@ class TieringModel(PythonModel):
         budget: float | None = None,
         overrides: pd.DataFrame | None = None,
         model_version: str = RULES_ONLY,
+        features: pd.DataFrame | None = None,
     ) -> ScoredBook:
         """Every account of the export scored as of `as_of` (default: the day after the export's latest date), tiers
-        filled by capacity over the book: the one way a book is scored (`score`, `compare`, `demo`, the notebooks)."""
+        filled by capacity over the book: the one way a book is scored (`score`, `compare`, `demo`, the notebooks).
+        `features`: the book's feature rows as of `as_of` when built elsewhere (a Spark cluster holding the events),
+        one per account of `data` in its order; else they are built here from `data`."""
         as_of = default_as_of(data) if as_of is None else as_of
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        book = self._book(data, as_of, features)
         scores = self.scorer.score(
             book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
         )
         return ScoredBook(scores, book, as_of)
 
     def forecast_book(
-        self, data: CrmData, as_of: pd.Timestamp, *, model_version: str = RULES_ONLY, simulations: int = SIMULATIONS
+        self,
+        data: CrmData,
+        as_of: pd.Timestamp,
+        *,
+        model_version: str = RULES_ONLY,
+        simulations: int = SIMULATIONS,
+        features: pd.DataFrame | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, BookInputs]:
         """The book scored as of `as_of` (tiers by capacity), its per-tier forecast inside the horizon, and what the
-        forecast read of it (for more forecasts of the same book, e.g. a fan chart's steps)."""
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        forecast read of it (for more forecasts of the same book, e.g. a fan chart's steps). `features` as for
+        `score_book`."""
+        book = self._book(data, as_of, features)
         # The forecast reads tiers and probabilities, not the reasons (which cost more than the prediction).
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
         inputs = self.book_inputs(scores, book)
         return scores, self._simulate(inputs, simulations), inputs
+
+    def _book(self, data: CrmData, as_of: pd.Timestamp, features: pd.DataFrame | None) -> pd.DataFrame:
+        if features is None:
+            return snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        if len(features) != len(data.accounts):
+            raise ValueError(f"{len(features):,} feature rows for a book of {len(data.accounts):,} accounts")
+        return features
 
     def book_inputs(self, scores: Features, features: Features) -> BookInputs:
         """What the forecast reads of score records and their feature rows (same order); refused without the learner."""

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -79,8 +80,11 @@ class SparkScores:
 
 
 @contextmanager
-def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") -> Iterator[SparkSession]:
-    """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar), stopped on the way out."""
+def spark_session(
+    master: str = DEFAULT_MASTER, app: str = "abm-tiering score", log_level: str = "WARN"
+) -> Iterator[SparkSession]:
+    """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar, Spark's driver log from
+    `log_level` up, from its start), stopped on the way out."""
     if master.startswith("sc://"):
         raise SparkUnavailable(
             f"--spark-master {master} is a Spark Connect server, which abm-tiering cannot score through: the "
@@ -88,7 +92,16 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
             "Use a classic master (spark://host:7077, yarn, k8s://..., local[*])"
         )
     if master.startswith("spark://"):
-        _check_reachable(master)
+        _check_reachable(master, master.removeprefix("spark://").split("/")[0].split(","), 7077)
+    elif master.startswith("k8s://"):
+        api = urlsplit(master.removeprefix("k8s://"))
+        default = 443 if api.scheme in ("https", "") else 80
+        _check_reachable(master, [f"{api.hostname}:{api.port or default}"] if api.hostname else [], default)
+    elif master == "yarn" and not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+        raise SparkUnavailable(
+            "--spark-master yarn: set HADOOP_CONF_DIR (or YARN_CONF_DIR) to the folder of the cluster's "
+            "configuration (core-site.xml, yarn-site.xml), which says where YARN is"
+        )
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
     builder = (
@@ -97,6 +110,7 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", log_level)
         .config("spark.sql.debug.maxToStringFields", "1000")
     )  # no warning about the wide score struct
     if master.startswith("local"):
@@ -107,28 +121,36 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "abm-tiering score") 
         )
     # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    # toPandas repeats a failed job's error as a warning, then raises it: the caller says the error, once.
+    warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization", category=UserWarning)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as error:  # PySpark and Py4J raise several types when the master refuses or never answers
+        raise SparkUnavailable(
+            f"--spark-master {master}: Spark could not start a session ({_first_line(error)}): check the master "
+            "URL and that the cluster answers from this machine"
+        ) from None
+    spark.sparkContext.setLogLevel(log_level)
     try:
         yield spark
     finally:
         spark.stop()
 
 
-def _check_reachable(master: str, timeout: float = 5.0) -> None:
-    """A standalone master (spark://host:port[,host:port]) must answer; else Spark would retry for minutes."""
-    addresses = master.removeprefix("spark://").split("/")[0].split(",")
+def _check_reachable(master: str, addresses: list[str], default_port: int, timeout: float = 5.0) -> None:
+    """A standalone master (spark://host:port[,host:port]) or a Kubernetes API server must answer; else Spark would
+    retry for minutes."""
     failures = []
     for address in addresses:
         host, _, port = address.rpartition(":")
         try:
-            with socket.create_connection((host or address, int(port or 7077)), timeout=timeout):
+            with socket.create_connection((host or address, int(port or default_port)), timeout=timeout):
                 return
         except (OSError, ValueError) as error:
             failures.append(f"{address}: {error.strerror if isinstance(error, OSError) and error.strerror else error}")
     raise SparkUnavailable(
-        f"--spark-master {master}: no Spark master answers ({'; '.join(failures)}): start the master, or correct "
-        "the URL (spark://HOST:7077)"
+        f"--spark-master {master}: no Spark master answers ({'; '.join(failures) or 'no host in the URL'}): start "
+        "the master, or correct the URL (spark://HOST:7077, k8s://https://HOST:PORT)"
     )
 
 
@@ -163,7 +185,7 @@ def score_export(
             pins = overrides(accounts["account_id"]) if overrides is not None else None
             if add_pins is not None:
                 pins = add_pins(pins, accounts["account_id"])
-        cutoff = as_of or _default_as_of(tables)
+        cutoff = as_of or default_cutoff(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
         score = _score_udf(spark, scorer.config, pinned_uri, version)
@@ -357,7 +379,7 @@ def _filesystem(spark: SparkSession, path: str):
     return _hadoop_path(spark, path).getFileSystem(spark._jsc.hadoopConfiguration())
 
 
-def _default_as_of(tables: dict[str, DataFrame]) -> pd.Timestamp:
+def default_cutoff(tables: dict[str, DataFrame]) -> pd.Timestamp:
     """The pandas path's default cut-off, fed with each table's latest dates computed by Spark."""
     from features.activity import default_as_of
 

@@ -23,6 +23,7 @@ from scoring.forecast import OVERALL, QUANTITIES
 from scoring.pyfunc import TieringModel
 from training.pipeline import train
 from training.propensity import SNAPSHOT_SPACING_DAYS
+from training.rows import RowsEngine, book_rows
 from training.window import suggest_as_of
 
 Progress = Callable[[str], None]
@@ -40,13 +41,14 @@ def origin_problem(
     origin: pd.Timestamp,
     number: int,
     origins: int,
+    latest: pd.Timestamp | None = None,
 ) -> DataError:
     """Training failed at a backtest origin. Its advice names a training cut-off, but the user moves the forecast's
     --as-of, which lies `as_of - origin` after the origin: passing that cut-off as --as-of would put the origin even
     earlier (and was at times the very --as-of given). Translate it into an --as-of, or fewer --origins."""
     shift = as_of - origin
     better = suggest_as_of(data, config, origin)
-    latest = default_as_of(data)
+    latest = default_as_of(data) if latest is None else latest
     wanted = None if better is None else better + shift
     if better is not None and wanted is not None and wanted <= latest and wanted != as_of:
         fix = (
@@ -107,19 +109,23 @@ def backtest(
     origins: int = 3,
     simulations: int = 2_000,
     progress: Progress = lambda step: None,
+    engine: RowsEngine | None = None,
 ) -> pd.DataFrame:
-    """One row per origin, tier and quantity: predicted (point, 80% interval) and actual, covered or not."""
+    """One row per origin, tier and quantity: predicted (point, 80% interval) and actual, covered or not. `engine`
+    builds every feature row (default: this process, from `data`)."""
     horizon = config.model.horizon_days
     rows = []
     for number, origin in enumerate(backtest_origins(as_of, horizon, origins), start=1):
         progress(f"backtest origin {number} of {origins}: training as of {origin.date()}")
         try:
-            result = train(data, config, origin)
+            result = train(data, config, origin, engine=engine)
         except DataError as error:
-            raise origin_problem(error, data, config, as_of, origin, number, origins) from None
+            latest = engine.latest if engine is not None else None
+            raise origin_problem(error, data, config, as_of, origin, number, origins, latest) from None
         model = TieringModel.around(result.scorer)
+        book = book_rows(engine.build, data.accounts, origin) if engine is not None else None
         scores, forecast, _ = model.forecast_book(
-            data, origin, model_version=f"backtest-{origin.date()}", simulations=simulations
+            data, origin, model_version=f"backtest-{origin.date()}", simulations=simulations, features=book
         )
         actual = realised(data, scores.set_index("account_id")["tier"], origin, horizon).set_index("tier")
         for record in forecast.itertuples(index=False):

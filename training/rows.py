@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.activity import default_as_of
 from features.config import ModelConfig
 from features.families import family_ids, resolve_families
 from features.pointintime import FeatureBuilder, closed_between, text_extras, with_outcomes
@@ -52,11 +53,19 @@ class RowsEngine:
     build: BuildRows
     engagement_events: int
     intent_signals: int
+    latest: pd.Timestamp  # the day after the export's latest date (the default cut-off), events included
 
 
 def pandas_engine(data: CrmData, config: ModelConfig, groups: int | None = None) -> RowsEngine:
     """This process, one group of accounts at a time."""
-    return RowsEngine(PANDAS, grouped_build(data, config, groups), len(data.engagement), len(data.intent))
+    build = grouped_build(data, config, groups)
+    return RowsEngine(PANDAS, build, len(data.engagement), len(data.intent), default_as_of(data))
+
+
+def book_rows(build: BuildRows, accounts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Every account's feature rows as of `as_of`, in the accounts' order (`snapshot`, asked of an engine)."""
+    ids = accounts["account_id"].astype("str").reset_index(drop=True)
+    return build(pd.DataFrame({"account_id": ids, "cutoff": pd.Series(pd.Timestamp(as_of), index=ids.index)}))
 
 
 def group_count(accounts: int) -> int:

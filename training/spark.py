@@ -21,6 +21,7 @@ from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
 from scoring.spark import (
     GROUP,
+    default_cutoff,
     empty_book,
     family_keys,
     read_tables,
@@ -48,7 +49,7 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     )
     events = {name: tables[name].count() if name in tables else 0 for name in ("engagement", "intent")}
     build = _build_on(spark, tables, config, text_extras(driver.accounts, config), len(driver.accounts))
-    return driver, RowsEngine(SPARK, build, events["engagement"], events["intent"])
+    return driver, RowsEngine(SPARK, build, events["engagement"], events["intent"], default_cutoff(tables))
 
 
 def _build_on(
