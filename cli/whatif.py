@@ -94,11 +94,21 @@ def _other_accounts(parts: Parts, data: Path, mapping: str | None, book: Callabl
     return f"{missing} of the export's {len(exported)} accounts not in it, {extra} of its accounts not in the export"
 
 
-def scored_parts(model, version: str, frame: CrmData, as_of: pd.Timestamp, source: str) -> Parts:
-    """The book scored now as of `as_of` (no pins, no budget: the scenarios place those)."""
+def scored_parts(
+    model,
+    version: str,
+    frame: CrmData,
+    as_of: pd.Timestamp,
+    source: str,
+    *,
+    budget: float | None = None,
+    overrides: pd.DataFrame | None = None,
+) -> Parts:
+    """The book scored now as of `as_of`, with `budget` and the pins in `overrides` (none by default: the scenarios
+    place those from the parts)."""
     from features.rules import icp_parts
 
-    scored = model.score_book(frame, as_of, model_version=version)
+    scored = model.score_book(frame, as_of, budget=budget, overrides=overrides, model_version=version)
     scores = scored.scores.copy()
     scores["in_icp"] = icp_parts(scored.features, model.config)["in_icp"]
     return Parts(scores, model.config, source, as_of)
@@ -178,6 +188,7 @@ def whatif(
     from reports.report import publish as write_output
     from reports.review import Period
     from reports.whatif import WhatIfResult, backtest, render_whatif
+    from scoring.pyfunc import TieringModel
     from scoring.registry import CHAMPION, alias_version, configure, resolve_model
     from scoring.scenarios import PartsMissing, compare_scenario, rescored
     from scoring.scorer import RULES_ONLY
@@ -263,23 +274,24 @@ def whatif(
 
         def under(business: TieringConfig, parts: Parts, total: float | None, pins) -> pd.DataFrame:
             """The book's records under `business`: from `parts`, else (a scoring blended with weight 0 on the
-            model keeps no model part) from the book scored with `business` itself."""
+            model keeps no model part; a book rolled up by family keeps no family's parts) the book scored with
+            `business` itself, its budget and pins placed by that scoring."""
             try:
                 return rescored(parts.scores, parts.then, business, budget=total, overrides=pins)
             except PartsMissing:
                 tiering_model, version = scorer()
-                fresh = scored_parts(tiering_model.with_business(business), version, book(), parts.as_of, "")
-                return rescored(fresh.scores, fresh.then, business, budget=total, overrides=pins)
+                fresh = tiering_model.with_business(business)
+                return scored_parts(fresh, version, book(), parts.as_of, "", budget=total, overrides=pins).scores
 
         before = under(active, parts, budget_to_split(budget, active, parts.scores), pins)
         after = under(scenario, parts, budget_to_split(budget, scenario, parts.scores), pins)
         learned = bool(parts.scores["win_probability"].notna().any())
-        if retrain:
+        if retrain and not learned:  # rules only: the book scored with the scenario's settings, pins and budget
+            total = budget_to_split(budget, scenario, parts.scores)
+            rules = TieringModel.rules_only(scenario)
+            after = scored_parts(rules, RULES_ONLY, book(), parts.as_of, "", budget=total, overrides=pins).scores
+        elif retrain:
             after = with_rules_of(after, book(), scenario, parts.as_of, learned)
-            if not learned:  # rules only: the final tiers are the rule tiers, placed again with the pins
-                after = rescored(
-                    after, scenario, scenario, budget=budget_to_split(budget, scenario, parts.scores), overrides=pins
-                )
         comparison = compare_scenario(before, after)
         table, period_label = None, None
         if not no_backtest:

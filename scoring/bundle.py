@@ -60,7 +60,7 @@ def scoring_code_digests() -> dict[str, str]:
     return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in model_code_files().items()}
 
 
-def check_scoring_code(logged: dict[str, str] | None, folder: Path) -> None:
+def check_scoring_code(logged: dict[str, str] | None) -> None:
     """Refuse a model whose recorded scoring code differs from the code this process runs."""
     if logged is None:  # logged before fingerprints existed: nothing to compare with
         return
@@ -166,7 +166,7 @@ def _upgrade(meta: dict) -> dict:
 def load_scorer(folder: Path) -> Scorer:
     folder = Path(folder)
     meta = _upgrade(json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8")))
-    check_scoring_code(meta.get("scoring_code"), folder)
+    check_scoring_code(meta.get("scoring_code"))
     config = parse_model_config(meta["config"], str(folder / BUNDLE_FILE))
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])

@@ -4,9 +4,10 @@ budget does to a book, without building features or running a learner.
 A score record keeps every part the business knobs act on: the three rule components, the learned score and the
 blend it was made with. The rule score is their weighted sum and the learned score is `blend * model part +
 (1 - blend) * rule score`, so the model part is recovered exactly from a record and re-blended with new weights.
-Tiers, pins and budget then go through the one placement every scoring uses (`TieringModel.place_tiers`), so
-whatever that placement learns (tiering by family, say) reaches the scenarios too. Pure domain: frames in, frames
-out.
+Tiers, pins and budget then go through the one placement every scoring uses (`TieringModel.place_tiers`).
+A book rolled up by family (hierarchy.roll_up: family) cannot be re-weighted so: a family's scores pool its
+accounts' signals and it is ranked on the family's own keys, none of which its records keep; `rescored` says so
+(PartsMissing) and the caller scores the book with the scenario instead. Pure domain: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ ACCOUNT_COLUMNS = [
 
 
 class PartsMissing(ValueError):
-    """The scoring's parts cannot give the scenario (e.g. it was blended with weight 0 on the model)."""
+    """The scoring's parts cannot give the scenario (blended with weight 0 on the model, or rolled up by family)."""
 
 
 def in_icp_from(industry: pd.Series, country: pd.Series, config: ModelConfig) -> np.ndarray:
@@ -73,6 +74,13 @@ def rule_score_of(parts: pd.DataFrame, config: ModelConfig) -> np.ndarray:
     )
 
 
+def rolled_up_by_family(parts: pd.DataFrame, then: ModelConfig) -> bool:
+    """Whether score records are of a book rolled up by family (`family_id` filled for any account)."""
+    if then.hierarchy.roll_up == "family":
+        return True
+    return "family_id" in parts and bool(parts["family_id"].fillna("").astype("str").ne("").any())
+
+
 def rescored(
     parts: pd.DataFrame,
     then: ModelConfig,
@@ -84,10 +92,16 @@ def rescored(
     """The score records of `parts` (scored with the business knobs of `then`, with an `in_icp` column) under the
     business knobs of `business`: rule and learned scores, rule, learned and final tiers, override reasons, budget.
 
-    Unchanged knobs give back the scores as they were, bit for bit. PartsMissing when the model part cannot be
-    recovered (the scoring was blended with weight 0 on the model: score the book instead)."""
+    Unchanged knobs give back the scores as they were, bit for bit. PartsMissing when the records cannot give the
+    scenario: the model part cannot be recovered (the scoring was blended with weight 0 on the model), or the book is
+    rolled up by family (its families' own parts are not in the records); score the book instead."""
     from scoring.pyfunc import TieringModel
 
+    if rolled_up_by_family(parts, then):
+        raise PartsMissing(
+            "it is rolled up by family (hierarchy.roll_up: family): a family is scored and ranked on its accounts' "
+            "pooled signals, which its score records do not keep, so its scores cannot be re-weighted from them"
+        )
     out = parts.copy()
     for column in NUMBERS:  # a store hands back a column of rules-only blanks as None
         if column in out:

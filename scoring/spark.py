@@ -2,8 +2,10 @@
 
 The point-in-time features come from the same `FeatureBuilder` and `snapshot` as the pandas path: accounts are
 hashed into groups, and `applyInPandas` builds each group from its accounts and their opportunities, engagement
-and intent rows (every feature depends on one account's own rows only). The logged pyfunc scores the feature
-rows through `mlflow.pyfunc.spark_udf`. Tiers by capacity need a global ranking, so the driver collects only
+and intent rows (every feature depends on one account's own rows only). A pandas UDF scores the feature rows
+with the model the driver resolved, business configuration applied (`resolve_model`: rule weights, blend, ICP):
+it ships to the executors with the function, so they score exactly as the pandas engine does, not with the
+configuration the model was logged with. Tiers by capacity need a global ranking, so the driver collects only
 `account_id`, the two scores, ICP membership and the tie-breaking keys (with families, the family's own, computed
 beside its features by `Scorer.family_ranking`), and places tiers, overrides and budget with `scoring.tiers`, as
 `Scorer.score` does.
@@ -41,9 +43,10 @@ from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
 from scoring import registry
+from scoring.bundle import check_scoring_code, scoring_code_digests
 from scoring.pyfunc import TieringModel
 from scoring.rounding import round_for_output
-from scoring.scorer import FAMILY_RANKING_COLUMNS, RULES_ONLY, SCORE_COLUMNS, Scorer, score_columns_for
+from scoring.scorer import FAMILY_RANKING_COLUMNS, SCORE_COLUMNS, Scorer, score_columns_for
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
@@ -175,7 +178,7 @@ def score_export(
     `add_pins(file_pins, account_ids)` joins pins kept elsewhere (the workspace's) to those. `pilot_groups`
     (account_id, group) fills the file's `pilot_group` column, which is empty for every other account.
     """
-    scorer, version, pinned_uri = _resolve(model_uri, config)
+    scorer, version = registry.resolve_model(model_uri, config)  # business configuration applied
     progress("reading the export")
     tables = read_tables(spark, data, scorer.config)
     with cached(*tables.values()):  # typed once, then read for the cut-off and for the features
@@ -188,7 +191,7 @@ def score_export(
         cutoff = as_of or default_cutoff(tables)
         progress(f"building features as of {cutoff.date()} and scoring with model {version}")
         features = feature_rows(tables, scorer, cutoff)
-        score = _score_udf(spark, scorer.config, pinned_uri, version)
+        score = _score_udf(scorer, version)
         ranking = [column for column in RANKING_COLUMNS if column in features.columns]
         scored = features.select(*ranking, score(_model_input(features)).alias("score"))
         with cached(scored):  # read for the ranking, then for the output
@@ -240,24 +243,6 @@ def cached(*frames: DataFrame) -> Iterator[None]:
     finally:
         for frame in frames:
             frame.unpersist()
-
-
-def _resolve(model_uri: str | None, config: ModelConfig) -> tuple[TieringModel, str, str | None]:
-    """The model, its version label and the URI the executors load (None: rules only).
-
-    The champion is pinned to its version first, so the driver and every executor use the same model even
-    if the alias moves meanwhile.
-    """
-    from scoring.registry import resolve_model
-
-    registry.configure()
-    if model_uri is None:
-        champion = registry.alias_version(registry.CHAMPION)
-        if champion is None:
-            return TieringModel.rules_only(config), RULES_ONLY, None
-        model_uri = champion.uri
-    scorer, version = resolve_model(model_uri, config)
-    return scorer, version, model_uri
 
 
 def read_tables(spark: SparkSession, data: str, config: ModelConfig) -> dict[str, DataFrame]:
@@ -513,26 +498,25 @@ def _model_input(features: DataFrame):
     return F.struct(*[column for column in features.columns if column not in RANKING_COLUMNS])
 
 
-def _score_udf(spark: SparkSession, config: ModelConfig, model_uri: str | None, version: str):
-    """The logged model as a Spark UDF returning score records; the rules alone when there is no model."""
-    rules = TieringModel.rules_only(config)
+def _score_udf(scorer: TieringModel, version: str):
+    """The driver's resolved model, business configuration applied (`resolve_model`), as a pandas UDF returning
+    score records: the executors score with exactly this scorer, shipped with the function, through the pandas
+    engine's own `score_features`, and label the records with the pinned version."""
+    rules = TieringModel.rules_only(scorer.config)
     # Rules-only records of an empty book have the score records' columns and types, learned or not.
     empty = book_features(empty_book(), rules.scorer, pd.Timestamp(0))
     model_input = empty.drop(columns=[column for column in RANKING_COLUMNS if column in empty.columns])
     result_type = spark_schema(rules.score_features(model_input, by_capacity=False))
-    if model_uri is not None:
-        import mlflow.pyfunc
-
-        return mlflow.pyfunc.spark_udf(
-            spark, model_uri, result_type=result_type, env_manager="local", params={"model_version": version}
-        )
+    # The driver loaded the model with its code checked; a worker must run that same code to score it.
+    driver_code = scoring_code_digests() if scorer.is_learned else None
 
     # pyspark's stubs type only the functionType forms of pandas_udf, not this type-hint form (Spark 3's own).
     @F.pandas_udf(result_type)  # type: ignore[call-overload]
-    def rules_only(rows: pd.DataFrame) -> pd.DataFrame:
-        return rules.score_features(rows, by_capacity=False, model_version=RULES_ONLY)
+    def score(rows: pd.DataFrame) -> pd.DataFrame:
+        check_scoring_code(driver_code)
+        return scorer.score_features(rows, by_capacity=False, model_version=version)
 
-    return rules_only
+    return score
 
 
 def write_parquet(spark: SparkSession, frame: DataFrame, out: str) -> None:

@@ -95,7 +95,8 @@ def preview(store: WorkspaceStore, active: TieringConfig, scenario: TieringConfi
         after = rescored(parts, then, scenario, budget=budget_to_split(None, scenario, parts), overrides=pins)
     except PartsMissing as error:
         raise FormProblem(
-            f"the latest scoring cannot be re-blended: {error}; re-score the book with tiering whatif"
+            f"this page cannot preview the scenario from the latest scoring: {error}. Run `tiering whatif EXPORT "
+            "--config DRAFT.yaml`, which scores the book with the draft"
         ) from None
     return Preview(scoring, compare_scenario(before, after), config_changes(active, scenario))
 

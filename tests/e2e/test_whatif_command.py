@@ -283,3 +283,68 @@ def test_the_suggested_weights_beat_the_default_out_of_time_on_the_generator(wor
     assert top.at["scenario", "revenue_share"] > top.at["active", "revenue_share"]
     assert "Fitted on 02 Jan 2026 to 01 Apr 2026" in words(result.output)
     assert "Backtest 02 Apr 2026 to 30 Jun 2026" in words(result.output)
+
+
+FAMILY_DRAFT = {
+    "rule_weights": {"revenue_potential": 0.2, "business_fit": 0.2, "engagement": 0.6},
+    "tiers": {"tier_1": {"max_accounts": 40}},
+    "budget": {"total": 50000.0},
+}
+
+
+def assert_whatif_is_the_full_scoring(
+    workspace: Path, export: Path, active: dict, changes: dict, model: tuple[str, ...] = (), backtest: bool = True
+) -> None:
+    """`tiering whatif --config DRAFT` on a book rolled up by family: its before and after are `tiering score` of the
+    export with the active configuration and with the draft over it (which no score record can give: the family's
+    pooled parts are not in them)."""
+    (workspace / "tiering.yaml").write_text(yaml.safe_dump(active))
+    path = draft(workspace, yaml.safe_dump(changes))
+    result = invoke("whatif", export, "--config", path, *model, "--out", "w", *([] if backtest else ["--no-backtest"]))
+    assert result.exit_code == 0, result.output
+    accounts = pd.read_csv(workspace / "w" / "accounts.csv").set_index("account_id")
+    full = merged(merged(TieringConfig().model_dump(mode="json"), active), changes)
+    whole = draft(workspace, yaml.safe_dump(full), "whole.yaml")
+    for config, name, side in (("tiering.yaml", "active.csv", "before"), (whole, "scenario.csv", "after")):
+        scored = invoke("score", export, *model, "--config", config, "--out", name)
+        assert scored.exit_code == 0, scored.output
+        truth = pd.read_csv(workspace / name).set_index("account_id").loc[accounts.index]
+        assert truth["family_id"].notna().all() and truth["family_tier"].eq(truth["tier"]).all()  # tiered by family
+        assert (accounts[f"tier_{side}"] == truth["tier"]).all(), side
+        for column in ("rule_score", "learned_score", "budget"):  # the file's 2 decimals; no budget: blank in both
+            mine, theirs = accounts[f"{column}_{side}"], truth[column]
+            assert mine.isna().eq(theirs.isna()).all(), (side, column)
+            assert (mine - theirs).abs().fillna(0).max() <= 0.006, (side, column)
+    moved = accounts[accounts["tier_before"] != accounts["tier_after"]]
+    assert len(moved) > 10 and (moved["why"] != "").all()
+    assert accounts["budget_after"].sum() == pytest.approx(changes["budget"]["total"], abs=len(accounts) * 0.01)
+    if backtest:  # the backtest scores the past book under both configurations too
+        backtest = pd.read_csv(workspace / "w" / "backtest.csv")
+        assert set(backtest["configuration"]) == {"active", "scenario"}
+
+
+def test_whatif_on_a_book_tiered_by_family_equals_a_full_scoring_with_the_draft(workspace, tmp_path):
+    """Rules only, hierarchy.roll_up and tier_by family, with the backtest."""
+    from sources.synthetic import generate_export
+
+    export = tmp_path / "families"
+    generate_export(export, n_accounts=300, seed=4, families=True)
+    active = {"hierarchy": {"roll_up": "family", "tier_by": "family"}}
+    assert_whatif_is_the_full_scoring(workspace, export, active, FAMILY_DRAFT)
+
+
+@pytest.mark.slow
+def test_whatif_with_a_family_trained_model_equals_a_full_scoring_with_the_draft(workspace, family_trainings):
+    """The shared family training (hierarchy.roll_up: family) registered, tier_by: family, a draft re-weighting the
+    rules and re-blending."""
+    from configuration.tiering import parse_config
+    from scoring.registry import configure
+    from tests.trained import FAMILY_TRAINING
+    from training.workflow import log_and_register
+
+    active = {**FAMILY_TRAINING, "hierarchy": {"roll_up": "family", "tier_by": "family"}}
+    configure()
+    outcome = log_and_register(family_trainings.family, parse_config(active), lambda step: None)
+    changes = {**FAMILY_DRAFT, "model": {"blend": 0.4}}
+    model = ("--model", f"models:/abm-tiering/{outcome.version}")
+    assert_whatif_is_the_full_scoring(workspace, family_trainings.folder, active, changes, model, backtest=False)

@@ -17,6 +17,7 @@ from sources.synthetic import generate_export
 from tests.cli.test_hostile import words
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.rounding import SCORE_NUMBERS, assert_published
+from tests.trained import SMALL_GATE
 from training.workflow import train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
@@ -327,3 +328,36 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
                 assert_published(actual[column], expected[column], column)
             else:
                 assert actual[column].tolist() == expected[column].tolist(), f"{engine}: {column}"
+
+
+@needs_java
+def test_a_learned_model_scores_on_spark_with_the_business_configuration_as_pandas_does(
+    spark, parquet_export, model_store, tmp_path
+):
+    """The shared model, trained with the default rule weights and blend, scored with other ones: the executors must
+    score with the business configuration of the run (as the pandas engine does), not the one the model was logged
+    with."""
+    from scoring.spark import score_export
+
+    weights = {"revenue_potential": 0.2, "business_fit": 0.2, "engagement": 0.6}
+    config = parse_config({**SMALL_GATE, "rule_weights": weights, "model": {**SMALL_GATE["model"], "blend": 0.4}})
+    trained = parse_config(SMALL_GATE)
+    assert trained.rule_weights.model_dump() != weights and trained.model.blend != 0.4  # the run differs from it
+
+    model, version = resolve_model(model_store.uri, config)
+    expected = model.score_book(load_export(parquet_export).data, budget=BUDGET, model_version=version).scores
+    result = score_export(
+        spark, str(parquet_export), str(tmp_path / "b.parquet"), model_uri=model_store.uri, config=config, budget=BUDGET
+    )
+    actual = pd.read_parquet(tmp_path / "b.parquet")
+
+    assert result.version == model_store.version and actual["model_version"].eq(model_store.version).all()
+    assert_same_scores(expected, actual)
+    # The rule score by hand from its components (which the weights do not change), with the run's weights.
+    components = expected.set_index("account_id").sort_index()
+    by_hand = sum(weight * components[f"{name}_score"] for name, weight in weights.items())
+    with_trained_weights = sum(
+        weight * components[f"{name}_score"] for name, weight in trained.rule_weights.model_dump().items()
+    )
+    assert (by_hand - with_trained_weights).abs().gt(0.01).mean() > 0.9  # the weights move almost every account
+    assert_published(actual.set_index("account_id").sort_index()["rule_score"], by_hand, "rule_score")

@@ -153,3 +153,23 @@ def test_the_page_shows_the_backtest_that_tiering_whatif_publish_stored(pages):
     pages.sign_in("vera")
     listed = text_of(pages.client.get("/app/whatif").text.split('id="whatif-scenarios"', 1)[1])
     assert "active 79% · scenario 84% (02 Apr 2026 to 30 Jun 2026)" in listed  # the final tiers' rows only
+
+
+def test_a_scoring_rolled_up_by_family_is_not_previewed_and_the_page_says_to_run_tiering_whatif(pages):
+    """A family's scores pool its accounts' signals, which its records do not keep: the page cannot re-weight them
+    and must say so (not fail), pointing to `tiering whatif`, which scores the book with the draft."""
+    from tests.serving.workspace.conftest import SECOND, account_rows
+
+    families = ["A1", "A1", "A3", "A3", "A5", "X1"]  # hand-made families of two, and one of its own
+    book = SECOND.assign(family_id=families, family_tier=SECOND["tier"], family_learned_score=SECOND["learned_score"])
+    rolled_up = {"hierarchy": {"roll_up": "family", "tier_by": "family"}}
+    pages.store.publish(
+        book, account_rows(), as_of="2026-07-01", model_version="7", configuration=rolled_up, published_by="ops"
+    )
+    pages.sign_in("vera")
+    page = pages.client.get("/app/whatif", params=ONE_SEAT)
+    assert page.status_code == 400
+    said = text_of(page.text)
+    assert "it is rolled up by family (hierarchy.roll_up: family)" in said
+    assert "Run `tiering whatif EXPORT --config DRAFT.yaml`, which scores the book with the draft" in said
+    assert moved_accounts(page.text) == []
