@@ -110,6 +110,7 @@ def forecast(
 
     from features.activity import default_as_of
     from ingest.repair import invalid_rows_mode
+    from ingest.spill import events_by_group
     from reports.report import check_output_folder, publish
     from scoring.forecast import fan
     from scoring.registry import resolve_model
@@ -135,7 +136,7 @@ def forecast(
         err_console.print(f"[yellow]note:[/] {escape(pipeline.note)}", highlight=False, soft_wrap=True)
     tables: dict[str, pd.DataFrame] = {}
     summary = None
-    with steps(3 + (origins if backtest else 0)) as progress:
+    with events_by_group(frame), steps(3 + (origins if backtest else 0)) as progress:
         progress("scoring the book and simulating the horizon")
         _, table, inputs = scorer.forecast_book(frame, cutoff, model_version=version, simulations=simulations)
         progress("the fan chart's steps")

@@ -111,6 +111,7 @@ def train(
 ) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
     from ingest.repair import invalid_rows_mode
+    from ingest.spill import events_by_group
     from training.workflow import train_and_register
 
     cutoff = parse_as_of(as_of)
@@ -123,7 +124,7 @@ def train(
         frame = load_data(data, mapping, rows_mode)
         if cutoff is None:
             warn_far_dates(frame, (("opportunities", "close_date"),))  # the default as_of follows the latest close
-        with steps(TRAIN_STEPS) as progress:
+        with events_by_group(frame), steps(TRAIN_STEPS) as progress:
             outcome = train_and_register(frame, settings, cutoff, progress)
     say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary

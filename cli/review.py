@@ -229,6 +229,7 @@ def review(
 
     from features.activity import default_as_of
     from ingest.repair import invalid_rows_mode
+    from ingest.spill import events_by_group
     from reports.diff import read_scores
     from reports.report import check_output_folder, publish
     from reports.review import Period, build_review, drift_rows, past_as_of
@@ -309,7 +310,7 @@ def review(
         made_the_scores = False
     for caution in cautions:
         warn(caution)
-    with steps(5) as progress:
+    with events_by_group(frame), steps(5) as progress:
         progress("scoring the book now")
         scored = tiering_model.score_book(frame, end, model_version=version)
         now, book = scored.scores, scored.features

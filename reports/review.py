@@ -911,8 +911,8 @@ def drift_rows(
     accounts against accounts. (The training rows themselves are deals, each with features as of its creation, when
     activity peaks before every deal; against any book they differ by design, so they would show drift where there
     is none.)"""
-    from features.pointintime import FeatureBuilder, snapshot
+    from features.groups import book_snapshot
     from features.rules import with_rule_scores
 
-    reference = snapshot(data, FeatureBuilder(data, config), trained_until)
+    reference = book_snapshot(data, config, trained_until)
     return with_rule_scores(reference, config), with_rule_scores(book, config)

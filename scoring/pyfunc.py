@@ -27,7 +27,7 @@ from mlflow.pyfunc import PythonModel
 
 from features.activity import builder_for_accounts, default_as_of
 from features.config import ModelConfig
-from features.pointintime import FeatureBuilder, snapshot
+from features.groups import book_snapshot
 from features.rules import Features, with_rule_score_columns
 from features.schema import CrmData
 from features.timeindex import to_seconds
@@ -97,7 +97,7 @@ class TieringModel(PythonModel):
         """Every account of the export scored as of `as_of` (default: the day after the export's latest date), tiers
         filled by capacity over the book: the one way a book is scored (`score`, `compare`, `demo`, the notebooks)."""
         as_of = default_as_of(data) if as_of is None else as_of
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        book = book_snapshot(data, self.scorer.config, as_of)
         scores = self.scorer.score(
             book, by_capacity=True, budget=budget, overrides=overrides, model_version=model_version, as_of=as_of
         )
@@ -108,7 +108,7 @@ class TieringModel(PythonModel):
     ) -> tuple[pd.DataFrame, pd.DataFrame, BookInputs]:
         """The book scored as of `as_of` (tiers by capacity), its per-tier forecast inside the horizon, and what the
         forecast read of it (for more forecasts of the same book, e.g. a fan chart's steps)."""
-        book = snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+        book = book_snapshot(data, self.scorer.config, as_of)
         # The forecast reads tiers and probabilities, not the reasons (which cost more than the prediction).
         scores = self.scorer.score(book, by_capacity=True, model_version=model_version, as_of=as_of, explain=False)
         inputs = self.book_inputs(scores, book)
