@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.config import ModelConfig
 from features.families import family_ids, resolve_families
@@ -45,6 +47,21 @@ def account_groups(account_ids: pd.Series, groups: int) -> np.ndarray:
     codes, uniques = pd.factorize(account_ids.astype("str"), use_na_sentinel=True)
     hashed = pd.util.hash_array(np.asarray(uniques, dtype=object)) % np.uint64(max(groups, 1))
     return np.append(hashed.astype(np.int64), 0)[codes]  # a missing id (sentinel -1) takes the appended group 0
+
+
+def row_groups(account_ids: pd.Series, accounts: pd.DataFrame, key: GroupingKey, groups: int) -> np.ndarray:
+    """`account_groups(key(account_ids), groups)` of a table's rows, found by Arrow's hash lookup of each row's
+    account among the accounts' own groups (the rows are many, the accounts few); rows of accounts not in the
+    table are hashed themselves."""
+    known = accounts["account_id"].astype("str")
+    of_account = np.append(account_groups(key(known), groups), -1)
+    wanted = pa.array(account_ids.astype("str"))
+    found = pc.index_in(wanted, value_set=pa.array(known).cast(wanted.type))
+    result = of_account[found.fill_null(len(known)).to_numpy(zero_copy_only=False)]
+    unknown = np.flatnonzero(result < 0)
+    if len(unknown):
+        result[unknown] = account_groups(key(account_ids.iloc[unknown]), groups)
+    return result
 
 
 def account_families(accounts: pd.DataFrame) -> pd.Series | None:
@@ -84,7 +101,7 @@ def grouped_build(data: CrmData, config: ModelConfig, groups: int | None = None)
     key = grouping_keys(data.accounts, family)
     held = ("accounts", "opportunities") if grouped is not None else TABLES
     tables = {name: data.table(name) for name in held}
-    of_table = {name: account_groups(key(frame["account_id"]), groups) for name, frame in tables.items()}
+    of_table = {name: row_groups(frame["account_id"], data.accounts, key, groups) for name, frame in tables.items()}
 
     def part(group: int) -> CrmData:
         own = {name: frame[of_table[name] == group] for name, frame in tables.items()}

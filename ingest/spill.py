@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.groups import EVENT_TABLES, account_groups, group_count, grouping_keys
+from features.groups import EVENT_TABLES, group_count, grouping_keys, row_groups
 from features.schema import CrmData, GroupedEvents, conform, empty_table
 
 DATE_COLUMN = {"engagement": "timestamp", "intent": "date"}
@@ -52,14 +52,13 @@ def spill_events(data: CrmData, folder: Path, groups: int | None = None) -> None
         rows[name] = len(frame)
         moment = frame[DATE_COLUMN[name]].max()
         latest[name] = None if pd.isna(moment) else pd.Timestamp(moment)
-        of_row = account_groups(key(frame["account_id"]), groups)
-        order = np.argsort(of_row, kind="stable")  # each group's rows in the table's order
-        bounds = np.searchsorted(of_row[order], np.arange(groups + 1))
+        of_row = row_groups(frame["account_id"], data.accounts, key, groups)
         for group in range(groups):
-            part = frame.iloc[order[bounds[group] : bounds[group + 1]]]
+            part = frame.iloc[np.flatnonzero(of_row == group)]  # the group's rows in the table's order
             pq.write_table(pa.Table.from_pandas(part, preserve_index=False), _path(folder, name, group))
+            del part
         setattr(data, name, empty_table(name))
-        del frame, part
+        del frame, of_row
     data.grouped = GroupedEvents(groups, True, lambda group: _read(folder, group), rows, latest)
     gc.collect()
     pa.default_memory_pool().release_unused()  # give the freed tables back, not only to Arrow's pool

@@ -135,3 +135,12 @@ def test_events_by_group_leaves_a_one_group_book_as_it_is():
     with events_by_group(data) as held:
         assert held.grouped is None and held.engagement is engagement
     assert np.array_equal(groups.account_groups(pd.Series(["a", "b"]), 1), [0, 0])
+
+
+def test_a_rows_group_found_through_its_account_is_the_hash_of_its_own_key(book):
+    for by_family in (False, True):
+        key = groups.grouping_keys(book.accounts, by_family)
+        ids = pd.concat([book.engagement["account_id"], pd.Series(["not-an-account", None], dtype="str")])
+        expected = groups.account_groups(key(ids), 5)
+        assert np.array_equal(groups.row_groups(ids, book.accounts, key, 5), expected)
+        assert len(np.unique(expected)) == 5
