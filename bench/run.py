@@ -43,10 +43,13 @@ def dataset(n_accounts: int) -> tuple[Path, dict | None]:
     return folder, generator_bench.run(n_accounts, folder, file_format="parquet", seed=SEED)
 
 
-def step(name: str, folder: Path) -> dict:
+def step(name: str, folder: Path, *extra: Path) -> dict:
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-m", "bench.steps", name, str(folder)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench.steps", name, str(folder), *map(str, extra)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     if child.returncode != 0:
         raise RuntimeError(f"bench step {name} failed:\n{child.stderr[-3000:]}")
@@ -96,7 +99,8 @@ def run(quick: bool, only: set[str] | None) -> dict:
         results[name] = {}
         for n in sizes:
             print(f"[bench] {name} at {n:,} accounts", flush=True)
-            results[name][n] = step(name, folders[n])
+            # Scoring: the model trained on the smallest export scores every size (the book's growth alone).
+            results[name][n] = step(name, folders[n], *([folders[sizes[0]]] if name == "score" else []))
     for name, module in (
         ("serving", "bench.serving_bench"),
         ("load", "bench.load_bench"),

@@ -1,6 +1,6 @@
 """Benchmark steps, each run in its own process so its peak memory is its own.
 
-`python -m bench.steps STEP DATA_DIR [MODEL_DIR]` prints one JSON object: the step's figures beside
+`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR]` prints one JSON object: the step's figures beside
 its raw reference measured in the same process, and the process's peak RSS.
 """
 
@@ -154,16 +154,18 @@ def _load(data_dir: Path):
     return load_export(data_dir).data, TieringConfig()
 
 
-def score(data_dir: Path) -> dict:
-    """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
+def score(data_dir: Path, model_data: Path | None = None) -> dict:
+    """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict. The model is
+    trained on `model_data` (default: this export): one model for every size, so that the growth with the size is
+    the book's, not that of a larger model (more trees) or of another learner chosen on more deals."""
     from features.groups import book_snapshot
     from features.rules import with_rule_scores
+    from training.pipeline import WindowDates
     from training.pipeline import train as train_models
 
     data, config = _load(data_dir)
-    result = train_models(data, config)
-    scorer = result.scorer
-    book = book_snapshot(data, config, result.window.as_of)
+    scorer = train_models(_load(model_data)[0] if model_data else data, config).scorer
+    book = book_snapshot(data, config, WindowDates.for_data(data, config, None).as_of)
     matrix = scorer.spec.encode(with_rule_scores(book, config))
     clock = Clock()
     scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
@@ -213,6 +215,6 @@ STEPS = {"features": features, "train": train, "score": score, "forecast": forec
 
 if __name__ == "__main__":
     step, folder = sys.argv[1], Path(sys.argv[2])
-    figures = STEPS[step](folder)
+    figures = STEPS[step](folder, *(Path(extra) for extra in sys.argv[3:]))
     figures["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))
