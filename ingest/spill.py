@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.groups import EVENT_TABLES, group_count, grouping_keys, row_groups
+from features.groups import EVENT_TABLES, group_count, group_positions, grouping_keys, row_groups
 from features.schema import CrmData, GroupedEvents, conform, empty_table
 
 DATE_COLUMN = {"engagement": "timestamp", "intent": "date"}
@@ -52,13 +51,13 @@ def spill_events(data: CrmData, folder: Path, groups: int | None = None) -> None
         rows[name] = len(frame)
         moment = frame[DATE_COLUMN[name]].max()
         latest[name] = None if pd.isna(moment) else pd.Timestamp(moment)
-        of_row = row_groups(frame["account_id"], data.accounts, key, groups)
+        at = group_positions(row_groups(frame["account_id"], data.accounts, key, groups), groups)
         for group in range(groups):
-            part = frame.iloc[np.flatnonzero(of_row == group)]  # the group's rows in the table's order
+            part = frame.iloc[at[group]]  # the group's rows in the table's order
             pq.write_table(pa.Table.from_pandas(part, preserve_index=False), _path(folder, name, group))
             del part
         setattr(data, name, empty_table(name))
-        del frame, of_row
+        del frame, at
     data.grouped = GroupedEvents(groups, True, lambda group: _read(folder, group), rows, latest)
     gc.collect()
     pa.default_memory_pool().release_unused()  # give the freed tables back, not only to Arrow's pool
