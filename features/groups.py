@@ -68,7 +68,7 @@ def group_positions(of_rows: np.ndarray, groups: int) -> list[np.ndarray]:
     """Each group's row positions, in the rows' order: one stable sort of the small group numbers (a radix sort),
     not a pass over every row for each group."""
     order = np.argsort(of_rows.astype(np.int16 if groups < 2**15 else np.int64), kind="stable")
-    bounds = np.searchsorted(of_rows[order], np.arange(groups + 1))
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(of_rows, minlength=groups))])
     return [order[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
 
 
