@@ -1,6 +1,6 @@
 """Benchmark steps, each run in its own process so its peak memory is its own.
 
-`python -m bench.steps STEP DATA_DIR [MODEL_DIR]` prints one JSON object: the step's figures beside
+`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR]` prints one JSON object: the step's figures beside
 its raw reference measured in the same process, and the process's peak RSS.
 """
 
@@ -41,9 +41,13 @@ def read_floor(data_dir: Path) -> float:
 
 
 def features(data_dir: Path) -> dict:
+    """The point-in-time feature rows as the commands build them: the export read and validated, its events spilled
+    by group, then every closed deal's row and every account's row built one group of accounts at a time."""
     from configuration.tiering import TieringConfig
-    from features.pointintime import FeatureBuilder, snapshot, training_rows
+    from features.groups import book_snapshot, grouped_build
+    from features.pointintime import closed_between, with_outcomes
     from ingest.io import load_export
+    from ingest.spill import events_by_group
     from training.pipeline import WindowDates
 
     floor = read_floor(data_dir)
@@ -51,40 +55,26 @@ def features(data_dir: Path) -> dict:
     data = load_export(data_dir).data
     load_seconds = clock.lap()
     config = TieringConfig()
-    builder = FeatureBuilder(data, config)
-    index_seconds = clock.lap()
-    window = WindowDates.for_data(data, config, None)
-    rows = training_rows(data, builder, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
-    rows_seconds = clock.lap()
-    book = snapshot(data, builder, window.as_of)
-    book_seconds = clock.lap()
+    with events_by_group(data):
+        spill_seconds = clock.lap()
+        window = WindowDates.for_data(data, config, None)
+        closed = closed_between(data.opportunities, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
+        queries = pd.DataFrame({"account_id": closed["account_id"], "cutoff": closed["created_date"]})
+        rows = with_outcomes(grouped_build(data, config)(queries), closed)
+        rows_seconds = clock.lap()
+        book = book_snapshot(data, config, window.as_of)
+        book_seconds = clock.lap()
     return {
         "read_parquet_s": floor,
         "load_and_validate_s": load_seconds,
-        "index_s": index_seconds,
+        "spill_s": spill_seconds,
         "training_rows_s": rows_seconds,
         "snapshot_s": book_seconds,
-        "features_s": index_seconds + rows_seconds + book_seconds,
+        "features_s": spill_seconds + rows_seconds + book_seconds,
         "opportunity_rows": len(rows),
         "accounts": len(book),
-        "engagement_events": len(data.engagement),
+        "engagement_events": data.event_rows("engagement"),
     }
-
-
-def _training_matrix(data_dir: Path):
-    from configuration.tiering import TieringConfig
-    from features.matrix import FeatureSpec
-    from features.pointintime import FeatureBuilder, training_rows
-    from features.rules import with_rule_scores
-    from ingest.io import load_export
-    from training.pipeline import WindowDates
-
-    data = load_export(data_dir).data
-    config = TieringConfig()
-    window = WindowDates.for_data(data, config, None)
-    rows = with_rule_scores(training_rows(data, FeatureBuilder(data, config), window.start, window.as_of), config)
-    spec = FeatureSpec.fit(rows, config)
-    return data, config, rows, spec, spec.encode(rows)
 
 
 def train(data_dir: Path) -> dict:
@@ -93,12 +83,16 @@ def train(data_dir: Path) -> dict:
     import os
     import tempfile
 
+    from configuration.tiering import TieringConfig
     from features.config import Candidate
+    from features.matrix import FeatureSpec
+    from ingest.io import load_export
+    from ingest.spill import events_by_group
     from scoring.learners import LOGISTIC
     from training.models import fit_learner, train_booster
     from training.workflow import train_and_register
 
-    data, config, rows, spec, matrix = _training_matrix(data_dir)
+    config = TieringConfig()
     steps: dict[str, float] = {}
     last = [time.perf_counter(), None]
 
@@ -108,14 +102,20 @@ def train(data_dir: Path) -> dict:
             steps[last[1]] = steps.get(last[1], 0.0) + now - last[0]
         last[0], last[1] = now, step
 
-    clock = Clock()
+    clock = Clock()  # as `tiering train` runs: read and validate, spill the events by group, train and register
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        outcome = train_and_register(data, config, None, progress)
+        data = load_export(data_dir).data
+        with events_by_group(data):
+            outcome = train_and_register(data, config, None, progress)
         total = clock.lap()
     progress("end")
     scorer = outcome.result.scorer
     recipe, deal = scorer.win_model.recipe, scorer.deal_model
+    # The reference fits on the same window's rows (all of them: the bench's window fits in max_training_rows).
+    rows = pd.concat([outcome.result.development, outcome.result.holdout_rows], ignore_index=True)
+    spec = FeatureSpec.fit(rows, config)
+    matrix = spec.encode(rows)
     won = rows["won"].to_numpy()
     amount = rows["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
     clock.lap()
@@ -154,17 +154,18 @@ def _load(data_dir: Path):
     return load_export(data_dir).data, TieringConfig()
 
 
-def score(data_dir: Path) -> dict:
-    """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict."""
-    from features.pointintime import FeatureBuilder, snapshot
+def score(data_dir: Path, model_data: Path | None = None) -> dict:
+    """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict. The model is
+    trained on `model_data` (default: this export): one model for every size, so that the growth with the size is
+    the book's, not that of a larger model (more trees) or of another learner chosen on more deals."""
+    from features.groups import book_snapshot
     from features.rules import with_rule_scores
+    from training.pipeline import WindowDates
     from training.pipeline import train as train_models
 
     data, config = _load(data_dir)
-    result = train_models(data, config)
-    scorer = result.scorer
-    builder = FeatureBuilder(data, config)
-    book = snapshot(data, builder, result.window.as_of)
+    scorer = train_models(_load(model_data)[0] if model_data else data, config).scorer
+    book = book_snapshot(data, config, WindowDates.for_data(data, config, None).as_of)
     matrix = scorer.spec.encode(with_rule_scores(book, config))
     clock = Clock()
     scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
@@ -214,6 +215,6 @@ STEPS = {"features": features, "train": train, "score": score, "forecast": forec
 
 if __name__ == "__main__":
     step, folder = sys.argv[1], Path(sys.argv[2])
-    figures = STEPS[step](folder)
+    figures = STEPS[step](folder, *(Path(extra) for extra in sys.argv[3:]))
     figures["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))

@@ -121,6 +121,7 @@ def _forecast(export, data: str, out: Path, model, cutoff, settings, config, bac
     """The forecast of an export opened on its engine (the rest of `forecast`)."""
     import pandas as pd
 
+    from ingest.spill import events_by_group
     from reports.report import publish
     from scoring.forecast import fan
     from scoring.registry import resolve_model
@@ -142,7 +143,7 @@ def _forecast(export, data: str, out: Path, model, cutoff, settings, config, bac
         err_console.print(f"[yellow]note:[/] {escape(pipeline.note)}", highlight=False, soft_wrap=True)
     tables: dict[str, pd.DataFrame] = {}
     summary = None
-    with steps(3 + (origins if backtest else 0)) as progress:
+    with events_by_group(frame), steps(3 + (origins if backtest else 0)) as progress:
         progress("scoring the book and simulating the horizon")
         features = export.book(scorer.config, cutoff)
         _, table, inputs = scorer.forecast_book(

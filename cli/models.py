@@ -96,6 +96,7 @@ def train(
 ) -> None:
     """Train on the closed deals of the window, evaluate on a time-based holdout, log to MLflow, register, gate."""
     from ingest.repair import invalid_rows_mode
+    from ingest.spill import events_by_group
     from training.workflow import train_and_register
 
     cutoff = parse_as_of(as_of)
@@ -106,7 +107,7 @@ def train(
     with open_export(data, mapping, rows_mode, settings, engine, spark_master, "abm-tiering train") as export:
         if cutoff is None and not on_spark:  # the default as_of follows the latest close
             warn_far_dates(export.data, (("opportunities", "close_date"),))
-        with steps(TRAIN_STEPS) as progress:
+        with events_by_group(export.data), steps(TRAIN_STEPS) as progress:
             outcome = train_and_register(export.data, settings, cutoff, progress, export.rows(settings))
     say_as_of(outcome.result.window.as_of, cutoff is not None, "the day after the latest close date")
     summary = outcome.result.summary

@@ -279,6 +279,7 @@ def _review(export, past, past_scores: Path, data: str, out: Path, settings, sta
     """The review of an export opened on its engine (the rest of `review`)."""
     import pandas as pd
 
+    from ingest.spill import events_by_group
     from reports.report import publish
     from reports.review import Period, build_review, drift_rows
     from reports.review_mlflow import log_review, model_facts
@@ -318,7 +319,7 @@ def _review(export, past, past_scores: Path, data: str, out: Path, settings, sta
         made_the_scores = False
     for caution in cautions:
         warn(caution)
-    with steps(5) as progress:
+    with events_by_group(frame), steps(5) as progress:
         progress("scoring the book now")
         features = export.book(tiering_model.config, end)
         scored = tiering_model.score_book(frame, end, model_version=version, features=features)

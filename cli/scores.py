@@ -168,6 +168,7 @@ def score(
                 raise UserError(f"--out {out} must end in .csv or .parquet")
             from features.activity import default_as_of
             from ingest.files import check_writable_target
+            from ingest.spill import events_by_group
 
             cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
             check_writable_target(Path(out))
@@ -189,7 +190,7 @@ def score(
 
                 accounts = frame.accounts["account_id"].astype("str")
                 check_order_and_book(against[0], str(alerts_against), cutoff.date().isoformat(), accounts, out)
-            with steps(1) as progress:
+            with events_by_group(frame), steps(1) as progress:
                 progress("scoring accounts")
                 scored = scorer.score_book(frame, cutoff, budget=budget, overrides=pins, model_version=version)
                 scores, features = scored.scores, scored.features

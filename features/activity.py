@@ -28,13 +28,13 @@ def day_after_latest(moments: Iterable[Any]) -> pd.Timestamp | None:
 
 def default_as_of(data: CrmData) -> pd.Timestamp:
     """The day after the latest date anywhere in the export, so every record is seen (today if it has none)."""
+    events = (
+        [data.grouped.latest["engagement"], data.grouped.latest["intent"]]
+        if data.grouped is not None
+        else [data.engagement["timestamp"].max(), data.intent["date"].max()]
+    )
     latest = day_after_latest(
-        [
-            data.opportunities["created_date"].max(),
-            data.opportunities["close_date"].max(),
-            data.engagement["timestamp"].max(),
-            data.intent["date"].max(),
-        ]
+        [data.opportunities["created_date"].max(), data.opportunities["close_date"].max(), *events]
     )
     return latest if latest is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 

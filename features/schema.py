@@ -7,6 +7,7 @@ ids and text are pandas `str`, dates are `datetime64[ns]` (naive, UTC), numbers 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -76,13 +77,14 @@ def conform(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
     Values must already be parseable (validation guarantees it); extra columns are kept as they are.
     """
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # columns are replaced, never changed in place: the caller's frame stays as it was
     for name, kind in columns(table).items():
         if name not in frame.columns:
             default = DEFAULTS.get(table, {}).get(name)
             frame[name] = default if default is not None else None
         if kind in ("id", "text"):
-            frame[name] = frame[name].astype("str").where(frame[name].notna(), None).astype("str")
+            if frame[name].dtype != "str":  # a str column is already what this makes of it
+                frame[name] = frame[name].astype("str").where(frame[name].notna(), None).astype("str")
         elif kind == "date":
             frame[name] = to_datetime(frame[name])
         else:
@@ -91,6 +93,20 @@ def conform(frame: pd.DataFrame, table: str) -> pd.DataFrame:
         frame[name] = frame[name].fillna(default)
     known = list(columns(table))
     return frame[known + [c for c in frame.columns if c not in known]]
+
+
+@dataclass(frozen=True)
+class GroupedEvents:
+    """A book's event tables split into groups of accounts (`features.groups`), read one group at a time.
+
+    `read(group)` answers that group's engagement and intent rows (canonical dtypes, in the export's order); the
+    groups are `account_groups` of `grouping_keys(accounts, by_family)` into `groups`."""
+
+    groups: int
+    by_family: bool
+    read: Callable[[int], dict[str, pd.DataFrame]]
+    rows: dict[str, int]  # rows per event table, over every group
+    latest: dict[str, pd.Timestamp | None]  # the latest engagement timestamp and intent date (the default as_of)
 
 
 @dataclass
@@ -103,6 +119,12 @@ class CrmData:
     intent: pd.DataFrame = field(default_factory=lambda: empty_table("intent"))
     # Which optional tables the export really had (the engagement score says when it is 0 by absence).
     present: frozenset[str] = frozenset(TABLES)
+    # The events held by group instead of whole (`engagement` and `intent` are then empty): see `features.groups`.
+    grouped: GroupedEvents | None = None
 
     def table(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
+
+    def event_rows(self, name: str) -> int:
+        """How many rows an event table has, held whole or by group."""
+        return self.grouped.rows[name] if self.grouped is not None else len(self.table(name))

@@ -103,20 +103,23 @@ def load_export(
         if table is not None:
             tables[name] = table
         problems += _tagged(found, name)
+    reads.clear()  # the files as read: every table holds its own rows now
     problems += validate(tables, chosen, invalid_rows)
     errors = [problem for problem in problems if problem.severity == "error"]
     warnings = [problem for problem in problems if problem.severity == "warning"]
     if errors:
         raise DataError(errors + warnings)
 
-    frames = {name: table.frame for name, table in tables.items()}
-    without = unusable_open_opportunities(frames["opportunities"])
+    without = unusable_open_opportunities(tables["opportunities"].frame)
     unusable = without["account_id"] | without["created_date"]
-    frames["opportunities"] = frames["opportunities"][~unusable].reset_index(drop=True)
-    data = CrmData(
-        **{name: conform(frame, name) for name, frame in frames.items()},
-        present=frozenset(frames),
-    )
+    tables["opportunities"].frame = tables["opportunities"].frame[~unusable].reset_index(drop=True)
+    canonical = {}
+    for name, table in tables.items():  # one table at a time, each read table let go once it is canonical
+        canonical[name] = conform(table.frame, name)
+        table.frame = table.frame.iloc[:0]
+    data = CrmData(**canonical, present=frozenset(canonical))
+    del canonical
+    pa.default_memory_pool().release_unused()  # what reading and validating used, given back
     rejected = rejected_rows(tables.values())
     summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())})
     summary["invalid_rows"] = invalid_rows

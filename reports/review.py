@@ -915,9 +915,9 @@ def drift_rows(
     accounts against accounts. (The training rows themselves are deals, each with features as of its creation, when
     activity peaks before every deal; against any book they differ by design, so they would show drift where there
     is none.) `reference`: the book's rows as of `trained_until` when built elsewhere (a Spark cluster)."""
-    from features.pointintime import FeatureBuilder, snapshot
+    from features.groups import book_snapshot
     from features.rules import with_rule_scores
 
     if reference is None:
-        reference = snapshot(data, FeatureBuilder(data, config), trained_until)
+        reference = book_snapshot(data, config, trained_until)
     return with_rule_scores(reference, config), with_rule_scores(book, config)

@@ -27,7 +27,7 @@ from mlflow.pyfunc import PythonModel
 
 from features.activity import builder_for_accounts, default_as_of
 from features.config import ModelConfig
-from features.pointintime import FeatureBuilder, snapshot
+from features.groups import book_snapshot
 from features.rules import Features, with_rule_score_columns
 from features.schema import CrmData
 from features.timeindex import to_seconds
@@ -126,7 +126,7 @@ class TieringModel(PythonModel):
 
     def _book(self, data: CrmData, as_of: pd.Timestamp, features: pd.DataFrame | None) -> pd.DataFrame:
         if features is None:
-            return snapshot(data, FeatureBuilder(data, self.scorer.config), as_of)
+            return book_snapshot(data, self.scorer.config, as_of)
         if len(features) != len(data.accounts):
             raise ValueError(f"{len(features):,} feature rows for a book of {len(data.accounts):,} accounts")
         return features

@@ -14,7 +14,6 @@ beside its features by `Scorer.family_ranking`), and places tiers, overrides and
 from __future__ import annotations
 
 import functools
-import math
 import os
 import shutil
 import socket
@@ -38,7 +37,7 @@ from pyspark.sql.types import DoubleType, NullType, StringType, StructField, Str
 
 from features.config import ModelConfig
 from features.errors import DataError, Problem
-from features.families import family_ids, resolve_families
+from features.groups import account_families, by_family, group_count
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
@@ -50,7 +49,6 @@ from scoring.scorer import FAMILY_RANKING_COLUMNS, SCORE_COLUMNS, Scorer, score_
 
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4  # Spark's default of 200 makes a small local book wait on empty tasks
-ACCOUNTS_PER_GROUP = 20_000  # one feature group (its accounts and all their events) fits a worker's memory
 TABLE_TAG, GROUP = "_table", "_group"
 EXTRA_PREFIX = "extra_"  # feature columns of `model.extra_features`
 SEPARATOR = "__"  # tagged columns are <table>__<column>, so tables with the same column names share one union
@@ -401,9 +399,9 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     config, family_scorer = scorer.config, scorer.scorer  # the scorer ships to the executors with the function
     accounts = tables["accounts"]
     parallelism = accounts.sparkSession.sparkContext.defaultParallelism
-    groups = max(parallelism, math.ceil(accounts.count() / ACCOUNTS_PER_GROUP))
+    groups = max(parallelism, group_count(accounts.count()))
     # With families, every row goes to its family's group (a family is never split: its features need all of it).
-    keys = family_keys(accounts) if config.hierarchy.roll_up == "family" else None
+    keys = family_keys(accounts) if by_family(config) else None
     union = tagged_union(tables, lambda key: F.pmod(F.xxhash64(key), F.lit(groups)), keys)
     schema = _feature_schema(scorer, as_of)
     extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
@@ -426,16 +424,14 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
 
 
 def family_keys(accounts: DataFrame) -> DataFrame | None:
-    """Each account's family id (its top account's id), resolved on the driver from the parent links; None when
-    no account has a parent."""
+    """Each account's family id (its top account's id), resolved on the driver from the parent links by
+    `account_families`; None when no account has a parent."""
     if "parent_account_id" not in accounts.columns:
         return None
-    links: pd.DataFrame = accounts.select("account_id", "parent_account_id").toPandas()
-    if not links["parent_account_id"].notna().any():
+    family = account_families(accounts.select("account_id", "parent_account_id").toPandas())
+    if family is None:
         return None
-    ids = links["account_id"].astype("str").to_numpy(dtype=object)
-    families = resolve_families(ids, links["parent_account_id"].to_numpy(dtype=object))
-    keys = pd.DataFrame({"account_id": ids, FAMILY_KEY: family_ids(ids, families)})
+    keys = pd.DataFrame({"account_id": family.index.to_numpy(dtype=object), FAMILY_KEY: family.to_numpy(dtype=object)})
     return accounts.sparkSession.createDataFrame(keys, schema="account_id string, " + FAMILY_KEY + " string")
 
 

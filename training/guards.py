@@ -266,5 +266,6 @@ def inputs_available(data: CrmData, engagement_events: int | None = None) -> dic
         column: column in accounts and bool(accounts[column].notna().any())
         for column in ("annual_revenue", "employees", "industry", "country", "region", "tech_stack")
     }
-    available["engagement table"] = (len(data.engagement) if engagement_events is None else engagement_events) > 0
+    events = data.event_rows("engagement") if engagement_events is None else engagement_events
+    available["engagement table"] = events > 0
     return available

@@ -1,9 +1,7 @@
-"""A training run's feature rows, built one group of accounts at a time.
+"""A training run's feature rows, built one group of accounts at a time (`features.groups`).
 
-Every feature row depends on one account's own rows only, so the accounts can be split into groups (a stable
-hash of the account id) and each group built by its own `FeatureBuilder` over its own events: the rows are
-those of one builder over the whole book, while memory holds one group's event index at a time. The Spark
-engine (`training.spark`) runs the same per-group build on its executors.
+The pandas engine builds the groups in this process, one after another; the Spark engine (`training.spark`) runs
+the same per-group build on its executors.
 
 What a run asks for is one table of queries (account_id, cutoff): each closed opportunity of the window at its
 created date, the pipeline learner's account snapshots, and every account at the holdout start and at as_of.
@@ -12,8 +10,6 @@ created date, the pipeline learner's account snapshots, and every account at the
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,28 +17,14 @@ import pandas as pd
 
 from features.activity import default_as_of
 from features.config import ModelConfig
-from features.families import family_ids, resolve_families
-from features.pointintime import FeatureBuilder, closed_between, text_extras, with_outcomes
-from features.schema import TABLES, CrmData
+from features.groups import BuildRows, grouped_build
+from features.pointintime import closed_between, with_outcomes
+from features.schema import CrmData
 from training.propensity import snapshot_plan, snapshot_rows
 from training.window import WindowDates
 
-ACCOUNTS_PER_GROUP = 20_000  # one group's accounts and all their events fit a worker's memory
 PANDAS = "pandas"
 DIGEST_DIGITS = 9  # significant digits of the numbers the rows digest reads
-
-# The feature rows for a table of queries (account_id, cutoff), in its order: the engine that builds them.
-BuildRows = Callable[[pd.DataFrame], pd.DataFrame]
-
-
-def account_groups(account_ids: pd.Series, groups: int) -> np.ndarray:
-    """Each account id's group in 0 .. groups - 1: a hash of the id that every machine and run agrees on.
-
-    The one place that decides which accounts are built together (every table's rows follow their account).
-    """
-    codes, uniques = pd.factorize(account_ids.astype("str"), use_na_sentinel=True)
-    hashed = pd.util.hash_array(np.asarray(uniques, dtype=object)) % np.uint64(max(groups, 1))
-    return np.append(hashed.astype(np.int64), 0)[codes]  # a missing id (sentinel -1) takes the appended group 0
 
 
 @dataclass(frozen=True)
@@ -59,58 +41,13 @@ class RowsEngine:
 def pandas_engine(data: CrmData, config: ModelConfig, groups: int | None = None) -> RowsEngine:
     """This process, one group of accounts at a time."""
     build = grouped_build(data, config, groups)
-    return RowsEngine(PANDAS, build, len(data.engagement), len(data.intent), default_as_of(data))
+    return RowsEngine(PANDAS, build, data.event_rows("engagement"), data.event_rows("intent"), default_as_of(data))
 
 
 def book_rows(build: BuildRows, accounts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Every account's feature rows as of `as_of`, in the accounts' order (`snapshot`, asked of an engine)."""
     ids = accounts["account_id"].astype("str").reset_index(drop=True)
     return build(pd.DataFrame({"account_id": ids, "cutoff": pd.Series(pd.Timestamp(as_of), index=ids.index)}))
-
-
-def group_count(accounts: int) -> int:
-    return max(1, math.ceil(accounts / ACCOUNTS_PER_GROUP))
-
-
-def build_group(data: CrmData, config: ModelConfig, as_text: frozenset[str], queries: pd.DataFrame) -> pd.DataFrame:
-    """One group's feature rows for its queries (aligned with their index), by its own builder."""
-    builder = FeatureBuilder(data, config, as_text)
-    return builder.build(queries["account_id"].astype("str"), queries["cutoff"])
-
-
-def grouping_keys(accounts: pd.DataFrame, config: ModelConfig) -> Callable[[pd.Series], pd.Series]:
-    """What rows are grouped by: their account id, or with `roll_up: family` their family id (a family's features
-    need every one of its entities' events, so a family is never split across groups)."""
-    if config.hierarchy.roll_up != "family" or "parent_account_id" not in accounts:
-        return lambda account_ids: account_ids
-    ids = accounts["account_id"].astype("str").to_numpy(dtype=object)
-    family = pd.Series(family_ids(ids, resolve_families(ids, accounts["parent_account_id"].to_numpy(dtype=object))))
-    family.index = ids
-    return lambda account_ids: account_ids.astype("str").map(family).fillna(account_ids.astype("str"))
-
-
-def grouped_build(data: CrmData, config: ModelConfig, groups: int | None = None) -> BuildRows:
-    """Feature rows for queries, one group of accounts at a time (pandas, in this process)."""
-    groups = groups or group_count(len(data.accounts))
-    as_text = text_extras(data.accounts, config)  # decided on the whole book, as one builder would
-    tables = {name: getattr(data, name) for name in TABLES}
-    key = grouping_keys(data.accounts, config)
-    of_table = {name: account_groups(key(frame["account_id"]), groups) for name, frame in tables.items()}
-
-    def build(queries: pd.DataFrame) -> pd.DataFrame:
-        queries = queries.reset_index(drop=True)
-        of_query = account_groups(key(queries["account_id"]), groups)
-        parts: list[pd.DataFrame] = []
-        for group in range(groups):
-            asked = queries[of_query == group]
-            if len(asked) or (group == groups - 1 and not parts):  # an empty book still gets its columns
-                part = CrmData(
-                    **{name: frame[of_table[name] == group] for name, frame in tables.items()}, present=data.present
-                )
-                parts.append(build_group(part, config, as_text, asked))
-        return pd.concat(parts).sort_index() if len(parts) > 1 else parts[0]
-
-    return build
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from features.config import ModelConfig
+from features.groups import BuildRows, account_groups, build_group, by_family, group_count
 from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
 from scoring.spark import (
@@ -29,7 +30,7 @@ from scoring.spark import (
     tagged_union,
     untag,
 )
-from training.rows import BuildRows, RowsEngine, account_groups, build_group, group_count
+from training.rows import RowsEngine
 
 SPARK = "spark"
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
@@ -69,7 +70,7 @@ def _build_on(
     schema = StructType([StructField(field.name, DoubleType()) if field.name in numeric else field for field in schema])
 
     # With families, a family's accounts are built together: its family features need all of its entities.
-    keys = family_keys(tables["accounts"]) if config.hierarchy.roll_up == "family" else None
+    keys = family_keys(tables["accounts"]) if by_family(config) else None
 
     def rows_of_group(rows: pd.DataFrame) -> pd.DataFrame:
         data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})

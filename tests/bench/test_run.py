@@ -76,6 +76,12 @@ def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
         "| ... of which the pipeline-propensity learner, its count model and time to close | 15.0 s | "
         "the same training without them 65.0 s | +23% | <= +50% | |"
     ) in lines
+    # The pandas engine's peak goal, beside the peak before the events were held by group.
+    assert (
+        "| `tiering train` (learner search on), 20,000 closed opportunities | 80.0 s, of which the search 8.0 s (10%); "
+        "chose LightGBM | raw fits of the chosen learners 4.0 s | 20.00x | < 120 s; peak <= 3,000 MB (was 4,090 MB) "
+        "| 900 MB |"
+    ) in lines
     assert (
         "| `tiering score`, 4,000 accounts | 4,000 accounts/s | raw `booster.predict` 8,000/s | 0.50 | >= 0.5 | "
         "500 MB |"
@@ -85,10 +91,11 @@ def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
 
 def test_growth_with_size_is_the_exponent_between_the_smallest_and_largest_size():
     lines = markdown(fake_results()).splitlines()
-    assert "| step | 1,000 | 2,000 | 4,000 | k |" in lines
-    assert "| features (s) | 1.0 | 2.0 | 4.0 | 1.00 |" in lines  # doubling with the size: linear
-    assert "| train (s) | 10.0 | 20.0 | 80.0 | 1.50 |" in lines  # 8 times the time for 4 times the size: 4^1.5
-    assert "| score with reasons (s) | 1.0 | 2.0 | 4.0 | 1.00 |" in lines  # 1,000 accounts/s at every size
+    assert "| step | 1,000 | 2,000 | 4,000 | k | goal | before |" in lines
+    # Beside each exponent, the goal and the exponent before the events were held by group.
+    assert "| features (s) | 1.0 | 2.0 | 4.0 | 1.00 | <= 1.1 | 1.18 |" in lines  # doubling with the size: linear
+    assert "| train (s) | 10.0 | 20.0 | 80.0 | 1.50 | <= 1.1 | 0.57 |" in lines  # 8 times for 4 times the size: 4^1.5
+    assert "| score with reasons (s) | 1.0 | 2.0 | 4.0 | 1.00 | <= 1.1 | 1.42 |" in lines  # 1,000 accounts/s each
 
 
 HEAD = "# Benchmarks\n\nWritten by hand before the table.\n\n"

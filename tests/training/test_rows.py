@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 
 from configuration.tiering import parse_config
+from features.groups import account_groups, grouped_build
 from features.pointintime import FeatureBuilder, snapshot, training_rows
 from features.schema import TABLES, CrmData
 from tests.factories import random_crm
 from training.propensity import snapshot_cutoffs
-from training.rows import account_groups, grouped_build, rows_digest, sample_training_rows, training_features
+from training.rows import rows_digest, sample_training_rows, training_features
 from training.window import WindowDates
 
 # An extra feature read as text on the whole book (one account says "gold") though most groups hold numbers only.

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from cli.main import app
 from configuration.tiering import parse_config
 from features.errors import DataError
+from features.groups import grouped_build
 from ingest.io import load_export
 from scoring import registry
 from sources.synthetic import generate_export
 from tests.cli.test_hostile import words
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
 from tests.training.test_rows import assert_same_rows
-from training.rows import grouped_build
 from training.workflow import train_and_register
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java: no `java` on PATH")
