@@ -173,11 +173,12 @@ def refused(args: list[str], store: Path) -> str:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--spark-master", f"spark://127.0.0.1:{free_port()}"], "no Spark master answers"),
+        (["--spark-master", "spark://127.0.0.1:{port}"], "no Spark master answers"),
         (["--mapping", "salesforce"], "without --mapping; map an export with --engine pandas"),
     ],
 )
 def test_what_review_and_forecast_cannot_run_on_spark_is_refused(name, options, message, command, mlflow_store):
+    options = [option.replace("{port}", str(free_port())) for option in options]  # chosen when run, not collected
     assert message in refused([*command(name, "export"), *options], mlflow_store)
 
 
@@ -185,7 +186,7 @@ def test_what_review_and_forecast_cannot_run_on_spark_is_refused(name, options, 
 @pytest.mark.parametrize(
     ("master", "message"),
     [
-        (f"k8s://https://127.0.0.1:{free_port()}", "no Spark master answers (127.0.0.1:"),
+        ("k8s://https://127.0.0.1:{port}", "no Spark master answers (127.0.0.1:"),
         ("yarn", "--spark-master yarn: set HADOOP_CONF_DIR (or YARN_CONF_DIR)"),
     ],
 )
@@ -194,6 +195,7 @@ def test_a_cluster_that_cannot_be_reached_is_said_before_spark_starts(
 ):
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    master = master.replace("{port}", str(free_port()))  # chosen when run: xdist workers must collect the same ids
     assert message in refused([*command(name, "export"), "--spark-master", master], mlflow_store)
 
 
