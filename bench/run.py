@@ -145,7 +145,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| `tiering train` (learner search on), {t['training_rows']:,} closed opportunities | "
             f"{_fmt(t['train_s'])} s, of which the search {_fmt(t.get('search_s', 0))} s "
-            f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
+            f"({t.get('search_share', 0):.0%}; the finalists on the rolling folds {_fmt(t.get('folds_s', 0))} s, "
+            f"{t.get('folds_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
             f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s | {_fmt(t['peak_rss_mb'], 0)} MB |"
         )
         pipeline = sum(seconds for name, seconds in t.get("steps_s", {}).items() if name.startswith("pipeline"))
