@@ -146,8 +146,11 @@ def pooled_fold_aucs(
     outcomes: list[np.ndarray], scores: list[list[np.ndarray]], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-fold ROC AUC of each score, (folds, scores); their mean over the folds weighted by the folds' deals; and
-    the standard error of each score's pooled paired difference to the best pooled score, from a bootstrap over the
-    deals within each fold (each score judged on the same resampled deals)."""
+    the standard error of each score's pooled paired difference to the best pooled score. That error has two parts:
+    the deals' (a bootstrap over the deals within each fold, each score judged on the same resampled deals) and the
+    periods' (how much the per-fold difference varies from one period to the next, over the square root of the
+    folds), since the holdout is one more period: a gain that holds on every period is small in the second part,
+    one that comes from a single period is not."""
     weights = np.array([len(y) for y in outcomes], dtype=np.float64)
     weights /= weights.sum()
     aucs = np.array([[roc_auc_score(y, score) for score in fold] for y, fold in zip(outcomes, scores)])
@@ -158,6 +161,9 @@ def pooled_fold_aucs(
     )
     best = int(np.argmax(pooled))
     noise = np.nanstd(np.asarray(resampled)[:, [best]] - resampled, axis=0)
+    if len(outcomes) > 1:
+        differences = aucs[:, [best]] - aucs
+        noise = np.sqrt(noise**2 + differences.var(axis=0, ddof=1) / len(outcomes))
     return aucs, pooled, noise
 
 
@@ -487,7 +493,7 @@ def train(
     if selection.skipped:
         notes.append(
             f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
-            f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
+            f"{len(selection.skipped)} candidate(s) or earlier fold(s) not tried ({'; '.join(selection.skipped)})"
         )
     won_dev = y_dev == 1
     amount_dev = _amounts(development)
