@@ -241,7 +241,13 @@ def select_recipe(
     keys = list(margins)  # margins and scores share one order
     finalists = [0]
     if len(scores) > 1:
-        tree_at = 1 + int(np.argmax([score.validation_auc for score in scores[1:]]))
+        # The LightGBM finalist: the simplest setting within noise of the best on the validation slice, so the
+        # slice that picked it does not also flatter it on the folds (the best of several is lucky there).
+        tree_margins = [margins[key] for key in keys[1:]]
+        tree_aucs = np.array([score.validation_auc for score in scores[1:]])
+        resampled = bootstrap_aucs(val_y, tree_margins, seed=model_config.seed)
+        spread = np.nanstd(resampled[:, [int(np.argmax(tree_aucs))]] - resampled, axis=0)
+        tree_at = 1 + occams_choice(tree_aucs, spread, search)
         finalists.append(tree_at)
         tree_key, tree = keys[tree_at], search.candidates[int(keys[tree_at].rsplit("_", 1)[1])]
         if search.blend:
