@@ -290,6 +290,8 @@ def run(name: str) -> dict:
         "shipped": result.figures(),
         "references": references(data, result.window, config),
         "candidates": result.stage.selection.table().round(4).to_dict(orient="records"),
+        "folds": result.stage.selection.folds.round(4).to_dict(orient="records"),
+        "fold_seconds": result.stage.selection.fold_seconds,
     }
 
 

@@ -153,7 +153,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| `tiering train` (learner search on), {t['training_rows']:,} closed opportunities | "
             f"{_fmt(t['train_s'])} s, of which the search {_fmt(t.get('search_s', 0))} s "
-            f"({t.get('search_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
+            f"({t.get('search_share', 0):.0%}; the finalists on the rolling folds {_fmt(t.get('folds_s', 0))} s, "
+            f"{t.get('folds_share', 0):.0%}); chose {t.get('chosen', '?')} | raw fits of the chosen learners "
             f"{_fmt(t['raw_fits_s'])} s | {_fmt(t['ratio'], 2)}x | < 120 s; peak <= {TRAIN_PEAK_GOAL_MB:,} MB (was "
             f"{TRAIN_PEAK_BEFORE_MB:,} MB) | {_fmt(t['peak_rss_mb'], 0)} MB |"
         )

@@ -134,6 +134,7 @@ def train(data_dir: Path) -> dict:
         )
     raw_seconds = clock.lap()
     search = sum(seconds for name, seconds in steps.items() if name.startswith("learner search"))
+    folds = sum(seconds for name, seconds in steps.items() if name.startswith("learner search: the finalists"))
     return {
         "train_s": total,
         "raw_fits_s": raw_seconds,
@@ -142,6 +143,8 @@ def train(data_dir: Path) -> dict:
         "steps_s": steps,
         "search_s": search,
         "search_share": search / total,
+        "folds_s": folds,
+        "folds_share": folds / total,
         "chosen": recipe.describe(),
         "logistic_chosen": recipe.learner == LOGISTIC,
     }

@@ -58,18 +58,39 @@ def _gate_table(outcome) -> Table:
 def _selection_table(result) -> Table:
     from rich.table import Table
 
-    table = Table(title="Learner selection: chosen on the validation slice, judged on the holdout")
-    for column in ("candidate", "validation ROC AUC", "holdout ROC AUC", "rounds", "seconds"):
+    table = Table(title="Learner selection: chosen before the holdout, judged on it")
+    for column in ("candidate", "validation ROC AUC", "rolling folds (pooled)", "holdout ROC AUC", "rounds", "seconds"):
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for candidate in result.selection.candidates:
         mark = " (chosen)" if candidate.chosen else ""
+        pooled = candidate.pooled_auc
         table.add_row(
             escape(candidate.name + mark),
             f"{candidate.validation_auc:.3f}",
+            "-" if pooled != pooled else f"{pooled:.3f} ± {candidate.pooled_noise:.3f}",
             f"{candidate.holdout_auc:.3f}",
             str(candidate.rounds or "-"),
             f"{candidate.seconds:.1f}",
             style="bold" if candidate.chosen else None,
+        )
+    return table
+
+
+def _fold_table(result) -> Table:
+    """The finalists' ROC AUC on each rolling validation period, pooled, and the noise of the difference."""
+    from rich.table import Table
+
+    folds = result.selection.folds
+    table = Table(title="The finalists on rolling validation periods (each fitted on the months before it)")
+    for column in folds.columns:
+        if column != "chosen":
+            table.add_column(escape(column), justify="left" if column == "candidate" else "right")
+    for _, row in folds.iterrows():
+        cells = [f"{value:.3f}" for value in row.drop(["candidate", "chosen"])]
+        table.add_row(
+            escape(row["candidate"] + (" (chosen)" if row["chosen"] else "")),
+            *cells,
+            style="bold" if row["chosen"] else None,
         )
     return table
 
@@ -121,6 +142,7 @@ def train(
         f"{outcome.result.rows_digest[:16]} (MLflow tag training_rows_digest)."
     )
     console.print(_selection_table(outcome.result))
+    console.print(_fold_table(outcome.result))
     console.print(_gate_table(outcome))
     metrics = outcome.result.metrics
     excluded = int(metrics.get("deal_excluded", 0))
@@ -239,6 +261,7 @@ def demo(
         say_as_of(outcome.result.window.as_of, False, "training: the day after the latest close date")
         say_as_of(scoring_as_of, False, "scoring: the day after the latest date in the export")
         console.print(_selection_table(outcome.result))
+        console.print(_fold_table(outcome.result))
         print_training_findings(outcome.result)
         console.print(_gate_table(outcome))
         console.print(

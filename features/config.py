@@ -184,11 +184,20 @@ class Candidate(Strict):
     learning_rate: float = Field(gt=0, le=1)
     min_child_samples: int = Field(ge=1)
     lambda_l2: float = Field(0.0, ge=0)
+    min_data_per_group: int = Field(
+        100, ge=1, description="Fewest rows a category level needs to get its own split (LightGBM's default 100)."
+    )
+    cat_smooth: float = Field(20.0, ge=0, description="Shrinks a category level's mean towards the overall one.")
 
     def label(self) -> str:
+        categories = (
+            ""
+            if (self.min_data_per_group, self.cat_smooth) == (100, 20.0)
+            else f", categories of {self.min_data_per_group}+ rows smoothed {self.cat_smooth:g}"
+        )
         return (
             f"LightGBM {self.num_leaves} leaves, rate {self.learning_rate:g}, "
-            f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}"
+            f"min leaf {self.min_child_samples}, L2 {self.lambda_l2:g}{categories}"
         )
 
 
@@ -197,11 +206,16 @@ DEFAULT_CANDIDATES = (
     Candidate(num_leaves=15, learning_rate=0.05, min_child_samples=40, lambda_l2=1.0),
     Candidate(num_leaves=31, learning_rate=0.05, min_child_samples=20, lambda_l2=1.0),
     Candidate(num_leaves=15, learning_rate=0.1, min_child_samples=100, lambda_l2=10.0),
+    # For small exports: few leaves, and category levels of 20 deals may split, their means smoothed.
+    Candidate(
+        num_leaves=7, learning_rate=0.05, min_child_samples=20, lambda_l2=1.0, min_data_per_group=20, cat_smooth=10.0
+    ),
 )
 
 
 class Search(Strict):
-    """Learner selection on the validation slice (the months before the holdout, which the holdout never sees)."""
+    """Learner selection before the holdout (which it never sees): every candidate on the validation slice, then the
+    finalists on rolling validation periods (`folds`)."""
 
     candidates: list[Candidate] = Field(
         default=list(DEFAULT_CANDIDATES),
@@ -216,16 +230,26 @@ class Search(Strict):
     tie_tolerance: float = Field(
         0.002,
         ge=0,
-        description="Validation ROC AUC within this of the best (or within "
+        description="Pooled validation ROC AUC within this of the best (or within "
         "`tie_standard_errors` of the difference, if larger) is a tie; ties go to the simpler learner.",
     )
     tie_standard_errors: float = Field(
         2.0,
         ge=0,
-        description="A more complex learner must beat a simpler one by this many "
-        "bootstrap standard errors on the validation slice (2 = about 95% confidence).",
+        description="A more complex learner must beat a simpler one by this many standard errors of their "
+        "pooled paired difference over the folds (a bootstrap over deals; 2 = about 95% confidence).",
     )
     logistic_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression candidate.")
+    folds: int = Field(
+        3,
+        ge=1,
+        description="The finalists (the logistic regression, the best LightGBM and their blend) are judged on this "
+        "many consecutive validation periods of `window.calibration_months` ending at the holdout, each fitted on "
+        "the months before it; 1 judges on the validation slice alone.",
+    )
+    blend: bool = Field(
+        True, description="Try the blend of the logistic regression and the best LightGBM as a finalist."
+    )
     max_rows: int = Field(
         50_000,
         ge=1_000,

@@ -15,7 +15,7 @@ import numpy as np
 
 from features.config import parse_model_config
 from features.matrix import FeatureSpec
-from scoring.learners import Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
+from scoring.learners import BlendLearner, Calibrator, DealSizeModel, LogisticLearner, Recipe, WinModel
 from scoring.pipeline import PipelineModel
 from scoring.scorer import Scorer
 
@@ -89,15 +89,19 @@ def save_scorer(scorer: Scorer, folder: Path) -> Path:
         win, deal = learners.win_model, learners.deal_model
         if scorer.value_quantiles is None:
             raise ValueError("a learned scorer is saved after a full scoring (freeze), which sets its value quantiles")
-        if isinstance(win.learner, lgb.Booster):
-            (folder / "win_model.txt").write_text(win.learner.model_to_string(), encoding="utf-8")
+        blend = win.learner if isinstance(win.learner, BlendLearner) else None
+        booster = blend.booster if blend is not None else win.learner
+        logistic = blend.logistic if blend is not None else win.learner
+        if isinstance(booster, lgb.Booster):
+            (folder / "win_model.txt").write_text(booster.model_to_string(), encoding="utf-8")
         if deal.booster is not None:
             (folder / "deal_size_model.txt").write_text(deal.booster.model_to_string(), encoding="utf-8")
         meta.update(
             {
                 "spec": learners.spec.to_dict(),
                 "recipe": win.recipe.to_dict(),
-                "logistic": win.learner.to_dict() if isinstance(win.learner, LogisticLearner) else None,
+                "logistic": logistic.to_dict() if isinstance(logistic, LogisticLearner) else None,
+                "blend": blend.to_dict() if blend is not None else None,
                 "calibrator": win.calibrator.to_dict(),
                 "deal_size": {
                     "smearing": deal.smearing,
@@ -171,11 +175,18 @@ def load_scorer(folder: Path) -> Scorer:
     if not meta["learned"]:
         return Scorer(config=config, cutoffs=meta["cutoffs"])
     recipe = Recipe.from_dict(meta["recipe"])
-    learner = (
-        lgb.Booster(model_file=str(folder / "win_model.txt"))
-        if meta["logistic"] is None
-        else LogisticLearner.from_dict(meta["logistic"])
-    )
+    learner: lgb.Booster | LogisticLearner | BlendLearner
+    if meta.get("blend") is not None:
+        learner = BlendLearner(
+            LogisticLearner.from_dict(meta["logistic"]),
+            lgb.Booster(model_file=str(folder / "win_model.txt")),
+            [float(w) for w in meta["blend"]["weights"]],
+            float(meta["blend"]["offset"]),
+        )
+    elif meta["logistic"] is None:
+        learner = lgb.Booster(model_file=str(folder / "win_model.txt"))
+    else:
+        learner = LogisticLearner.from_dict(meta["logistic"])
     win = WinModel(learner, Calibrator.from_dict(meta["calibrator"]), recipe)
     size = meta["deal_size"]
     booster = (

@@ -19,7 +19,7 @@ from features.config import Candidate
 from scoring.attribution import contributions as tree_contributions
 from scoring.attribution import predict_dense
 
-LIGHTGBM, LOGISTIC = "lightgbm", "logistic"
+LIGHTGBM, LOGISTIC, BLEND = "lightgbm", "logistic", "blend"
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -107,6 +107,50 @@ class LogisticLearner:
         )
 
 
+@dataclass
+class BlendLearner:
+    """The average of a logistic regression's and a LightGBM booster's log-odds, each first mapped by its own
+    Platt curve (fitted on rows neither learner trained on): margin = sum_i w_i x margin_i + offset, with w_i half
+    of component i's Platt slope and `offset` half the sum of their intercepts.
+
+    Being linear in its components' margins, its contributions are theirs, weighted, and still add up to it.
+    """
+
+    logistic: LogisticLearner
+    booster: lgb.Booster
+    weights: list[float]  # (logistic, booster)
+    offset: float
+
+    def margin(self, matrix: np.ndarray) -> np.ndarray:
+        logistic, booster = self.weights
+        return (
+            logistic * self.logistic.margin(matrix)
+            + booster * predict_dense(self.booster, matrix, raw_score=True)
+            + self.offset
+        )
+
+    def contributions(self, matrix: np.ndarray, method: str, cache: dict) -> np.ndarray:
+        logistic, booster = self.weights
+        out = logistic * self.logistic.contributions(matrix) + booster * tree_contributions(
+            self.booster, matrix, method, cache
+        )
+        out[:, -1] += self.offset
+        return out
+
+    def importance(self, names: list[str]) -> np.ndarray:
+        """Each component's importance as shares of its own total, averaged with the blend's weights."""
+        parts = [
+            WinModel.learner_importance(self.logistic, names),
+            np.asarray(self.booster.feature_importance("gain"), dtype=np.float64),
+        ]
+        shares = [part / part.sum() if part.sum() > 0 else part for part in parts]
+        weights = np.abs(np.asarray(self.weights))
+        return (weights[0] * shares[0] + weights[1] * shares[1]) / max(float(weights.sum()), 1e-12)
+
+    def to_dict(self) -> dict:
+        return {"weights": list(self.weights), "offset": self.offset}
+
+
 def beta_features(margin: np.ndarray) -> np.ndarray:
     """Beta calibration's inputs ln(s) and -ln(1 - s) for s = sigmoid(margin), computed without overflow."""
     return np.column_stack([log_expit(margin), -log_expit(-margin)])
@@ -152,13 +196,24 @@ class Calibrator:
 class Recipe:
     """How a win model is made, so another run can re-fit it on its own months (the gate's like for like)."""
 
-    learner: str  # LIGHTGBM or LOGISTIC
-    params: dict[str, Any]  # lightgbm: a Candidate's fields and num_boost_round; logistic: c
+    learner: str  # LIGHTGBM, LOGISTIC or BLEND
+    params: dict[str, Any]  # lightgbm: a Candidate's fields and num_boost_round; logistic: c; blend: all of them
     calibration: str
+
+    def component(self, learner: str) -> Recipe:
+        """A blend's logistic regression or LightGBM part as a recipe of its own."""
+        if learner == LOGISTIC:
+            return Recipe(LOGISTIC, {"c": self.params["c"]}, self.calibration)
+        return Recipe(LIGHTGBM, {k: v for k, v in self.params.items() if k != "c"}, self.calibration)
 
     def describe(self) -> str:
         if self.learner == LOGISTIC:
             return f"logistic regression (C {self.params['c']:g}), {self.calibration} calibration"
+        if self.learner == BLEND:
+            booster = self.component(LIGHTGBM).describe().rsplit(", ", 1)[0]
+            return (
+                f"blend of logistic regression (C {self.params['c']:g}) and {booster}, {self.calibration} calibration"
+            )
         candidate = Candidate(**{k: v for k, v in self.params.items() if k != "num_boost_round"})
         return f"{candidate.label()}, {self.params['num_boost_round']} rounds, {self.calibration} calibration"
 
@@ -174,7 +229,7 @@ class Recipe:
 class WinModel:
     """P(won): a learner's margin, calibrated on later rows than it was fitted on."""
 
-    learner: lgb.Booster | LogisticLearner
+    learner: lgb.Booster | LogisticLearner | BlendLearner
     calibrator: Calibrator
     recipe: Recipe
 
@@ -189,6 +244,8 @@ class WinModel:
         learner = self.learner
         if isinstance(learner, lgb.Booster):
             return tree_contributions(learner, matrix, method, cache)
+        if isinstance(learner, BlendLearner):
+            return learner.contributions(matrix, method, cache)
         return learner.contributions(matrix)
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
@@ -198,9 +255,14 @@ class WinModel:
         return self.calibrate(self.margin(matrix))
 
     def importance(self, names: list[str]) -> np.ndarray:
-        learner = self.learner
+        return self.learner_importance(self.learner, names)
+
+    @staticmethod
+    def learner_importance(learner: lgb.Booster | LogisticLearner | BlendLearner, names: list[str]) -> np.ndarray:
         if isinstance(learner, lgb.Booster):
             return learner.feature_importance("gain")
+        if isinstance(learner, BlendLearner):
+            return learner.importance(names)
         weights = np.zeros(len(names))
         weights[learner.numeric] = np.abs(learner.numeric_coef)
         for column, coef in zip(learner.categorical, learner.level_coef):
@@ -208,7 +270,7 @@ class WinModel:
         return weights
 
 
-def learner_margin(learner: lgb.Booster | LogisticLearner, matrix: np.ndarray) -> np.ndarray:
+def learner_margin(learner: lgb.Booster | LogisticLearner | BlendLearner, matrix: np.ndarray) -> np.ndarray:
     if isinstance(learner, lgb.Booster):
         return predict_dense(learner, matrix, raw_score=True)
     return learner.margin(matrix)

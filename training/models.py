@@ -14,7 +14,10 @@ from features.config import Candidate
 from features.config import Model as ModelConfig
 from scoring.attribution import predict_dense
 from scoring.learners import (
+    BLEND,
+    LIGHTGBM,
     LOGISTIC,
+    BlendLearner,
     Calibrator,
     DealSizeModel,
     LogisticLearner,
@@ -47,7 +50,8 @@ def booster_params(config: ModelConfig, objective: str, candidate: Candidate | N
         "feature_fraction": 0.9,
         "bagging_fraction": 0.9,
         "bagging_freq": 1,
-        "cat_smooth": 20,
+        "cat_smooth": candidate.cat_smooth,
+        "min_data_per_group": candidate.min_data_per_group,
         "seed": config.seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -240,32 +244,78 @@ def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator
 
 def select_calibrator(margin: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Calibrator, dict[str, float]]:
     """The method asked for, or with `auto` the one with the lowest cross-validated log loss on these rows."""
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
     if len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
         raise ValueError(f"only {len(y)} rows with both outcomes to calibrate on; need {MIN_CALIBRATION_ROWS}")
     if method != "auto":
         return fit_calibrator(margin, y, method), {}
-    folds = StratifiedKFold(
-        n_splits=min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int)).min())), shuffle=True, random_state=seed
-    )
-    losses = {}
-    for candidate in CALIBRATION_METHODS:
-        predicted = np.empty(len(y))
-        for train_rows, test_rows in folds.split(margin[:, None], y):
-            predicted[test_rows] = fit_calibrator(margin[train_rows], y[train_rows], candidate)(margin[test_rows])
-        losses[candidate] = float(log_loss(y, np.clip(predicted, 1e-12, 1 - 1e-12), labels=[0, 1]))
+    losses = calibration_losses([(margin, y)], seed)
+    return fit_calibrator(margin, y, pick_calibration(losses)), losses
+
+
+def calibration_losses(periods: list[tuple[np.ndarray, np.ndarray]], seed: int) -> dict[str, float]:
+    """Each calibration method's cross-validated log loss over several periods' (margin, outcome) pairs, pooled:
+    within each period (whose margins come from one learner fit) the map is fitted on four fifths and judged on
+    the rest, and the losses are averaged over all rows of all periods."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    totals = dict.fromkeys(CALIBRATION_METHODS, 0.0)
+    rows = 0
+    for margin, y in periods:
+        smaller_class = int(np.bincount(y.astype(int), minlength=2).min())
+        if len(y) < MIN_CALIBRATION_ROWS or smaller_class < 2:
+            continue
+        folds = StratifiedKFold(n_splits=min(CALIBRATION_FOLDS, smaller_class), shuffle=True, random_state=seed)
+        for candidate in CALIBRATION_METHODS:
+            predicted = np.empty(len(y))
+            for train_rows, test_rows in folds.split(margin[:, None], y):
+                predicted[test_rows] = fit_calibrator(margin[train_rows], y[train_rows], candidate)(margin[test_rows])
+            clipped = np.clip(predicted, 1e-12, 1 - 1e-12)
+            totals[candidate] += float(log_loss(y, clipped, labels=[0, 1])) * len(y)
+        rows += len(y)
+    return {method: total / rows for method, total in totals.items()} if rows else {}
+
+
+def pick_calibration(losses: dict[str, float]) -> str:
+    """The simplest method within 1e-4 of the lowest log loss (platt without any)."""
+    if not losses:
+        return CALIBRATION_METHODS[0]
     best = min(losses.values())
-    chosen = next(m for m in CALIBRATION_METHODS if losses[m] <= best + 1e-4)
-    return fit_calibrator(margin, y, chosen), losses
+    return next(m for m in CALIBRATION_METHODS if losses[m] <= best + 1e-4)
+
+
+def blend_weights(margins: tuple[np.ndarray, np.ndarray], y: np.ndarray) -> tuple[list[float], float]:
+    """A blend's weights and offset: half of each component's Platt curve (slope, intercept) on these rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    curves = [LogisticRegression(C=1e6, max_iter=1000).fit(margin[:, None], y) for margin in margins]
+    weights = [0.5 * float(curve.coef_[0, 0]) for curve in curves]
+    return weights, 0.5 * float(sum(curve.intercept_[0] for curve in curves))
+
+
+def cross_fitted_blend(margins: tuple[np.ndarray, np.ndarray], y: np.ndarray, seed: int) -> np.ndarray:
+    """A blend's margins on rows its weights were not fitted on: the weights fitted on one random half of the rows
+    score the other, and the other way round."""
+    half = np.random.default_rng(seed).permutation(len(y)) % 2 == 0
+    blended = np.empty(len(y))
+    for fit_on in (half, ~half):
+        weights, offset = blend_weights((margins[0][fit_on], margins[1][fit_on]), y[fit_on])
+        blended[~fit_on] = weights[0] * margins[0][~fit_on] + weights[1] * margins[1][~fit_on] + offset
+    return blended
 
 
 def fit_learner(
     recipe: Recipe, x: np.ndarray, y: np.ndarray, categorical: list[int], names: list[str], config: ModelConfig
-) -> lgb.Booster | LogisticLearner:
+) -> lgb.Booster | LogisticLearner | BlendLearner:
+    """The recipe's learner fitted on these rows; a blend's components with equal weights (`fit_recipe` fits its
+    weights on the calibration rows)."""
     if recipe.learner == LOGISTIC:
         return fit_logistic(x, y, categorical, recipe.params["c"], config.seed)
+    if recipe.learner == BLEND:
+        logistic = fit_learner(recipe.component(LOGISTIC), x, y, categorical, names, config)
+        booster = fit_learner(recipe.component(LIGHTGBM), x, y, categorical, names, config)
+        assert isinstance(logistic, LogisticLearner) and isinstance(booster, lgb.Booster)
+        return BlendLearner(logistic, booster, [0.5, 0.5], 0.0)
     params = dict(recipe.params)
     rounds = int(params.pop("num_boost_round"))
     booster, _ = train_booster(x, y, categorical, names, config, Candidate(**params), "binary", rounds)
@@ -277,6 +327,9 @@ def fit_recipe(
 ) -> WinModel:
     """Fit `recipe` exactly (fixed rounds, fixed calibration method): the same inputs give the same model."""
     learner = fit_learner(recipe, fit_x, fit_y, categorical, names, config)
+    if isinstance(learner, BlendLearner):
+        parts = (learner.logistic.margin(cal_x), predict_dense(learner.booster, cal_x, raw_score=True))
+        learner.weights, learner.offset = blend_weights(parts, cal_y)
     calibrator = fit_calibrator(learner_margin(learner, cal_x), cal_y, recipe.calibration)
     return WinModel(learner, calibrator, recipe)
 

@@ -25,7 +25,7 @@ from features.pointintime import FAMILY_LEARNED
 from features.rules import with_rule_scores
 from features.schema import CrmData
 from scoring.attribution import predict_dense
-from scoring.learners import LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
+from scoring.learners import BLEND, LIGHTGBM, LOGISTIC, DealSizeModel, Recipe, WinModel
 from scoring.scorer import Scorer
 from training.evaluate import (
     auc_confidence,
@@ -38,11 +38,15 @@ from training.evaluate import (
 )
 from training.guards import Leak, constant_signals, find_leaks, inputs_available, win_rate_shift
 from training.models import (
+    blend_weights,
+    calibration_losses,
+    cross_fitted_blend,
     cross_fitted_booster,
+    fit_calibrator,
     fit_deal_size,
     fit_logistic,
     fit_recipe,
-    select_calibrator,
+    pick_calibration,
     train_booster,
 )
 from training.propensity import fit_pipeline, set_win_shifts, validation_snapshot, with_closing_deals
@@ -54,24 +58,39 @@ Progress = Callable[[str], None]
 
 @dataclass
 class CandidateScore:
-    """One win-model candidate: its ROC AUC on the validation slice (which chose) and on the holdout (which judges)."""
+    """One win-model candidate: its ROC AUC on the validation slice, on the rolling folds if a finalist (which
+    chose), and on the holdout (which judges and chooses nothing)."""
 
     name: str
     learner: str
     validation_auc: float
     holdout_auc: float = float("nan")
-    validation_noise: float = 0.0  # bootstrap standard error of its AUC difference to the best candidate
+    pooled_auc: float = float("nan")  # finalists: mean ROC AUC over the rolling folds, weighted by their deals
+    pooled_noise: float = float("nan")  # finalists: standard error of its pooled difference to the best finalist
     seconds: float = 0.0
     chosen: bool = False
     rounds: int = 0
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One rolling validation period: the development rows it is judged on, and those fitted on (closed before it,
+    a bounded seeded sample)."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    fit_at: np.ndarray  # positions in the development rows
+    period_at: np.ndarray
 
 
 @dataclass
 class Selection:
     recipe: Recipe
     candidates: list[CandidateScore]
-    calibration_losses: dict[str, float]  # cross-validated log loss per calibration method (auto)
-    skipped: list[str] = field(default_factory=list)  # candidates the time budget left out
+    calibration_losses: dict[str, float]  # cross-validated log loss per calibration method (auto), pooled over folds
+    skipped: list[str] = field(default_factory=list)  # candidates (or folds) the time budget left out
+    folds: pd.DataFrame = field(default_factory=pd.DataFrame)  # the finalists' ROC AUC per rolling fold, pooled
+    fold_seconds: float = 0.0  # what judging the finalists on the earlier folds cost
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([c.__dict__ for c in self.candidates])
@@ -99,11 +118,71 @@ class TrainingResult:
     rows_digest: str = ""  # `rows_digest` of the window's training rows, to compare runs and engines
 
 
+MIN_FOLD_CLASS = 20  # an earlier fold needs this many won and lost deals, both to fit on and to be judged on
+FOLD_RESAMPLES = 200
+
+
+def rolling_folds(development: pd.DataFrame, window: WindowDates, config: ModelConfig) -> list[Fold]:
+    """Up to `search.folds` consecutive periods of `window.calibration_months`, oldest first, the last being the
+    validation slice (fitted on the fit slice); each earlier one fitted on every development deal closed before it.
+    An earlier period with fewer than MIN_FOLD_CLASS won or lost deals, to fit on or to judge, is left out."""
+    dates, won = development["close_date"], development["won"].to_numpy()
+    months, search = config.model.window.calibration_months, config.model.search
+    folds = []
+    for back in range(search.folds):
+        end = window.holdout_start - pd.DateOffset(months=months * back)
+        start = end - pd.DateOffset(months=months)
+        before = (dates < start).to_numpy()
+        period = ((dates >= start) & (dates < end)).to_numpy()
+        enough = min(won[before].sum(), (1 - won[before]).sum(), won[period].sum(), (1 - won[period]).sum())
+        if back and enough < MIN_FOLD_CLASS:
+            break
+        fit_at = sample_rows(np.flatnonzero(before), search.max_rows, config.model.seed)
+        folds.append(Fold(pd.Timestamp(start), pd.Timestamp(end), fit_at, np.flatnonzero(period)))
+    return folds[::-1]
+
+
+def pooled_fold_aucs(
+    outcomes: list[np.ndarray], scores: list[list[np.ndarray]], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-fold ROC AUC of each score, (folds, scores); their mean over the folds weighted by the folds' deals; and
+    the standard error of each score's pooled paired difference to the best pooled score. That error has two parts:
+    the deals' (a bootstrap over the deals within each fold, each score judged on the same resampled deals) and the
+    periods' (how much the per-fold difference varies from one period to the next, over the square root of the
+    folds), since the holdout is one more period: a gain that holds on every period is small in the second part,
+    one that comes from a single period is not."""
+    weights = np.array([len(y) for y in outcomes], dtype=np.float64)
+    weights /= weights.sum()
+    aucs = np.array([[roc_auc_score(y, score) for score in fold] for y, fold in zip(outcomes, scores)])
+    pooled = weights @ aucs
+    resampled = sum(
+        weight * bootstrap_aucs(y, fold, FOLD_RESAMPLES, seed=seed + number)
+        for number, (weight, y, fold) in enumerate(zip(weights, outcomes, scores))
+    )
+    best = int(np.argmax(pooled))
+    noise = np.nanstd(np.asarray(resampled)[:, [best]] - resampled, axis=0)
+    if len(outcomes) > 1:
+        differences = aucs[:, [best]] - aucs
+        noise = np.sqrt(noise**2 + differences.var(axis=0, ddof=1) / len(outcomes))
+    return aucs, pooled, noise
+
+
+def occams_choice(pooled: np.ndarray, noise: np.ndarray, search) -> int:
+    """The simplest score (the first) whose pooled ROC AUC is within the noise of the best: `tie_standard_errors`
+    standard errors of their paired difference, or `tie_tolerance` if larger. A more complex learner is chosen only
+    when its gain over every simpler one is larger than that noise: small but consistent over the folds is enough."""
+    best = float(np.max(pooled))
+    return next(
+        i
+        for i in range(len(pooled))
+        if best - pooled[i] <= max(search.tie_tolerance, search.tie_standard_errors * noise[i])
+    )
+
+
 def select_recipe(
-    fit_x: np.ndarray,
-    fit_y: np.ndarray,
-    val_x: np.ndarray,
-    val_y: np.ndarray,
+    matrix: np.ndarray,
+    y: np.ndarray,
+    folds: list[Fold],
     holdout_x: np.ndarray,
     holdout_y: np.ndarray,
     categorical: list[int],
@@ -111,11 +190,15 @@ def select_recipe(
     config: ModelConfig,
     progress: Progress,
 ) -> Selection:
-    """Every candidate fitted on the fit slice and ranked by validation ROC AUC; the best within the tie
-    tolerance, simplest first (logistic regression, then the LightGBM settings in order), is chosen.
-    The holdout AUC of each is recorded for the report only: it plays no part in the choice."""
+    """Two stages. Every candidate is fitted on the fit slice and ranked by its ROC AUC on the validation slice (the
+    last fold); the finalists (the logistic regression, the best LightGBM and their blend) are then judged on every
+    fold, each fitted on the months before it, and the simplest within the noise of the best pooled ROC AUC is
+    chosen, its calibration method chosen on the pooled folds. The holdout AUC of each candidate is recorded for
+    the report only: it plays no part in the choice."""
     search, model_config = config.model.search, config.model
-    scores, margins, skipped = [], {}, []
+    last = folds[-1]
+    fit_x, fit_y, val_x, val_y = matrix[last.fit_at], y[last.fit_at], matrix[last.period_at], y[last.period_at]
+    scores, margins, boosters, skipped = [], {}, {}, []
     began = time.perf_counter()
     two_classes = len(np.unique(holdout_y)) == 2
 
@@ -144,40 +227,109 @@ def select_recipe(
         margins[key], rounds = cross_fitted_booster(
             fit_x, fit_y, categorical, names, model_config, candidate, val_x, val_y
         )
-        booster, _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
+        boosters[key], _ = train_booster(fit_x, fit_y, categorical, names, model_config, candidate, "binary", rounds)
         scores.append(
             CandidateScore(
                 candidate.label(),
                 LIGHTGBM,
                 float(roc_auc_score(val_y, margins[key])),
-                holdout_auc(predict_dense(booster, holdout_x, raw_score=True)),
+                holdout_auc(predict_dense(boosters[key], holdout_x, raw_score=True)),
                 seconds=time.perf_counter() - clock,
                 rounds=rounds,
             )
         )
-    # Occam's rule: the simplest candidate whose validation AUC is within the noise of the best (tie_standard_errors
-    # bootstrap standard errors of their paired difference, or the tie tolerance if larger) is chosen.
-    aucs = np.array([score.validation_auc for score in scores])
-    best_at = int(np.argmax(aucs))
-    resampled = bootstrap_aucs(val_y, list(margins.values()), seed=model_config.seed)
-    noise = np.nanstd(resampled[:, [best_at]] - resampled, axis=0)
-    for score, error in zip(scores, noise):
-        score.validation_noise = float(error)
-    chosen_at = next(
-        i
-        for i, score in enumerate(scores)
-        if aucs[best_at] - score.validation_auc <= max(search.tie_tolerance, search.tie_standard_errors * noise[i])
-    )
-    chosen = scores[chosen_at]
+    keys = list(margins)  # margins and scores share one order
+    finalists = [0]
+    if len(scores) > 1:
+        # The LightGBM finalist: the simplest setting within noise of the best on the validation slice, so the
+        # slice that picked it does not also flatter it on the folds (the best of several is lucky there).
+        tree_margins = [margins[key] for key in keys[1:]]
+        tree_aucs = np.array([score.validation_auc for score in scores[1:]])
+        resampled = bootstrap_aucs(val_y, tree_margins, seed=model_config.seed)
+        spread = np.nanstd(resampled[:, [int(np.argmax(tree_aucs))]] - resampled, axis=0)
+        tree_at = 1 + occams_choice(tree_aucs, spread, search)
+        finalists.append(tree_at)
+        tree_key, tree = keys[tree_at], search.candidates[int(keys[tree_at].rsplit("_", 1)[1])]
+        if search.blend:
+            clock = time.perf_counter()
+            pair = (margins["logistic"], margins[tree_key])
+            margins["blend"] = cross_fitted_blend(pair, val_y, model_config.seed)
+            weights, offset = blend_weights(
+                (logistic.margin(val_x), predict_dense(boosters[tree_key], val_x, raw_score=True)), val_y
+            )
+            blended = (
+                weights[0] * logistic.margin(holdout_x)
+                + weights[1] * predict_dense(boosters[tree_key], holdout_x, raw_score=True)
+                + offset
+            )
+            scores.append(
+                CandidateScore(
+                    f"blend of logistic regression and {scores[tree_at].name}",
+                    BLEND,
+                    float(roc_auc_score(val_y, margins["blend"])),
+                    holdout_auc(blended),
+                    seconds=time.perf_counter() - clock,
+                    rounds=scores[tree_at].rounds,
+                )
+            )
+            finalists.append(len(scores) - 1)
+            keys.append("blend")
+    # The finalists on the earlier folds, newest first, while the time budget lasts.
+    clock = time.perf_counter()
+    judged: list[tuple[Fold, np.ndarray, list[np.ndarray]]] = [(last, val_y, [margins[keys[i]] for i in finalists])]
+    for fold in folds[-2::-1]:
+        if time.perf_counter() - began > search.time_budget_seconds:
+            skipped.append(f"the fold from {fold.start.date()}")
+            continue
+        progress(f"learner search: the finalists on the fold from {fold.start.date()}")
+        x, fold_y = matrix[fold.fit_at], y[fold.fit_at]
+        period_x, period_y = matrix[fold.period_at], y[fold.period_at]
+        fold_margins = [fit_logistic(x, fold_y, categorical, search.logistic_c, model_config.seed).margin(period_x)]
+        if len(finalists) > 1:
+            fold_margins.append(
+                cross_fitted_booster(x, fold_y, categorical, names, model_config, tree, period_x, period_y)[0]
+            )
+        if len(finalists) > 2:
+            fold_margins.append(cross_fitted_blend((fold_margins[0], fold_margins[1]), period_y, model_config.seed))
+        judged.insert(0, (fold, period_y, fold_margins))
+    fold_seconds = time.perf_counter() - clock
+    aucs, pooled, noise = pooled_fold_aucs([o for _, o, _ in judged], [m for _, _, m in judged], model_config.seed)
+    for at, i in enumerate(finalists):
+        scores[i].pooled_auc, scores[i].pooled_noise = float(pooled[at]), float(noise[at])
+    picked = occams_choice(pooled, noise, search)
+    chosen = scores[finalists[picked]]
     chosen.chosen = True
-    key = list(margins)[chosen_at]  # margins and scores share one order
-    calibrator, losses = select_calibrator(margins[key], val_y, model_config.calibration, model_config.seed)
+    losses: dict[str, float] = {}
+    method: str = model_config.calibration
+    if method == "auto":
+        losses = calibration_losses([(m[picked], o) for _, o, m in judged], model_config.seed)
+        method = pick_calibration(losses)
+    calibrator = fit_calibrator(margins[keys[finalists[picked]]], val_y, method)  # may fall back to a simpler map
     if chosen.learner == LOGISTIC:
         params = {"c": search.logistic_c}
     else:
-        candidate = next(c for c in search.candidates if c.label() == chosen.name)
-        params = {**candidate.model_dump(), "num_boost_round": chosen.rounds}
-    return Selection(Recipe(chosen.learner, params, calibrator.method), scores, losses, skipped)
+        params = {**tree.model_dump(), "num_boost_round": chosen.rounds}
+        if chosen.learner == BLEND:
+            params = {"c": search.logistic_c, **params}
+    table = fold_table([fold for fold, _, _ in judged], [o for _, o, _ in judged], [scores[i] for i in finalists], aucs)
+    return Selection(Recipe(chosen.learner, params, calibrator.method), scores, losses, skipped, table, fold_seconds)
+
+
+def fold_table(
+    folds: list[Fold], outcomes: list[np.ndarray], finalists: list[CandidateScore], aucs: np.ndarray
+) -> pd.DataFrame:
+    """One row per finalist: its ROC AUC on each fold (a column named by the fold's months, deals and wins), pooled,
+    and the noise of its pooled difference to the best."""
+    columns = [
+        f"{fold.start.date()} to {fold.end.date()} ({len(y):,} deals, {int(y.sum()):,} won)"
+        for fold, y in zip(folds, outcomes)
+    ]
+    table = pd.DataFrame(aucs.T, columns=columns)
+    table.insert(0, "candidate", [score.name for score in finalists])
+    table["pooled"] = [score.pooled_auc for score in finalists]
+    table["noise of the difference to the best"] = [score.pooled_noise for score in finalists]
+    table["chosen"] = [score.chosen for score in finalists]
+    return table
 
 
 LEAK_CHECK_ROWS = 100_000  # a single feature's AUC is settled to the second decimal long before this
@@ -255,12 +407,10 @@ def win_model_stage(
     y_dev, y = development["won"].to_numpy(), holdout["won"].to_numpy()
     # Candidates are compared on a bounded sample of the fit rows: their ranking settles long before the
     # rows run out, and the search's cost then stops growing with the book.
-    fit_at = sample_rows(np.flatnonzero(early), config.model.search.max_rows, config.model.seed)
     selection = select_recipe(
-        matrix[fit_at],
-        y_dev[fit_at],
-        matrix[~early],
-        y_dev[~early],
+        matrix,
+        y_dev,
+        rolling_folds(development, window, config),
         holdout_matrix,
         y,
         spec.categorical_indices,
@@ -349,7 +499,7 @@ def train(
     if selection.skipped:
         notes.append(
             f"the learner search stopped at its time budget ({config.model.search.time_budget_seconds:g} s): "
-            f"{len(selection.skipped)} candidate(s) not tried ({'; '.join(selection.skipped)})"
+            f"{len(selection.skipped)} candidate(s) or earlier fold(s) not tried ({'; '.join(selection.skipped)})"
         )
     won_dev = y_dev == 1
     amount_dev = _amounts(development)

@@ -154,6 +154,7 @@ def log_and_register(result: TrainingResult, config: TieringConfig, progress: Pr
         if not result.pipeline_holdout.empty:
             registry.write_frame_artifact(result.pipeline_holdout, "pipeline_holdout.csv")
         registry.write_frame_artifact(result.selection.table(), "learner_selection.csv")
+        registry.write_frame_artifact(result.selection.folds, "learner_folds.csv")
         mlflow.log_dict(
             {
                 "recipe": result.selection.recipe.to_dict(),  # the final model's, refit with it

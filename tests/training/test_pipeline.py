@@ -37,13 +37,20 @@ def test_the_shipped_model_is_never_worse_than_the_logistic_baseline_beyond_the_
     assert result.metrics["model_auc_gain_over_logreg_high"] >= 0
     chosen = [c for c in result.selection.candidates if c.chosen]
     assert len(chosen) == 1 and chosen[0].learner == result.scorer.win_model.recipe.learner
-    # The choice used the validation slice only: the chosen candidate is the simplest within noise of the best there.
-    best = max(c.validation_auc for c in result.selection.candidates)
+    # The choice used the folds before the holdout only: the chosen finalist is the simplest within noise of the
+    # best pooled ROC AUC, and the pooled figure is the folds' AUCs weighted by their deals.
+    finalists = [c for c in result.selection.candidates if c.pooled_auc == c.pooled_auc]
+    assert chosen[0] in finalists and finalists[0].learner == "logistic"
+    best = max(c.pooled_auc for c in finalists)
     search = TieringConfig().model.search
-    margin = lambda c: max(search.tie_tolerance, search.tie_standard_errors * c.validation_noise)  # noqa: E731
-    assert best - chosen[0].validation_auc <= margin(chosen[0])
-    earlier = result.selection.candidates[: result.selection.candidates.index(chosen[0])]
-    assert all(best - c.validation_auc > margin(c) for c in earlier)
+    margin = lambda c: max(search.tie_tolerance, search.tie_standard_errors * c.pooled_noise)  # noqa: E731
+    assert best - chosen[0].pooled_auc <= margin(chosen[0])
+    assert all(best - c.pooled_auc > margin(c) for c in finalists[: finalists.index(chosen[0])])
+    folds = result.selection.folds
+    periods = [c for c in folds.columns if "deals" in c]
+    assert len(periods) == search.folds
+    deals = np.array([int(c.split("(")[1].split(" deals")[0].replace(",", "")) for c in periods])
+    assert np.allclose(folds[periods].to_numpy() @ (deals / deals.sum()), folds["pooled"])
 
 
 def test_probabilities_have_fine_resolution_and_no_floor_the_data_cannot_support(synthetic):
