@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-.PHONY: install demo lint docs test serve ui bench bench-quick clean
+.PHONY: install demo lint docs test serve ui bench bench-quick bench-big clean
 
 install: $(STAMP)
 
@@ -45,6 +45,12 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+# The long benchmarks, not in `make bench`: Spark training at 300,000 accounts (~62 million events) on local[2],
+# and the sample bound (all rows against model.max_training_rows) at 100,000 accounts.
+bench-big: install
+	$(BIN)/python -m bench.spark_train_bench --accounts 300000
+	$(BIN)/python -m bench.sample_bench --accounts 100000 --max-rows 200000
 
 clean:
 	rm -rf $(VENV) models/mlflow.db models/artifacts demo-output site

@@ -10,6 +10,7 @@ the end of the window, so it has seen the most recent deals.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -361,6 +362,20 @@ def fit_win_model(
     )
 
 
+def refit_probability(
+    development: pd.DataFrame,
+    holdout: pd.DataFrame,
+    calibration_start: pd.Timestamp,
+    recipe: Recipe,
+    config: ModelConfig,
+    columns: list[str],
+) -> np.ndarray:
+    """A recipe re-fitted on these fit and validation slices: its win probability for each holdout row."""
+    spec = FeatureSpec.fit(development, config, columns=columns)
+    model = fit_win_model(development, calibration_start, spec, recipe, config)
+    return model.predict(spec.encode(holdout))
+
+
 def refit_auc(
     development: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -370,9 +385,95 @@ def refit_auc(
     columns: list[str],
 ) -> float:
     """A recipe (e.g. the champion's) re-fitted on these fit and validation slices, judged on this holdout."""
-    spec = FeatureSpec.fit(development, config, columns=columns)
-    model = fit_win_model(development, calibration_start, spec, recipe, config)
-    return win_metrics(holdout["won"].to_numpy(), model.predict(spec.encode(holdout)))["roc_auc"]
+    probability = refit_probability(development, holdout, calibration_start, recipe, config, columns)
+    return win_metrics(holdout["won"].to_numpy(), probability)["roc_auc"]
+
+
+SAMPLING_BOOTSTRAP_ROWS = 200_000  # holdout rows the gain's standard error is resampled from
+
+
+@dataclass(frozen=True)
+class SamplingEffect:
+    """What fitting on a sample of the window's rows costs in holdout ROC AUC, read off the learning curve: the
+    chosen recipe fitted on the sample's development rows and on a nested half of them, judged on the same
+    (whole) holdout.
+
+    `doubling_gain` is what the sample's last doubling of rows added. Learning curves flatten: each doubling of
+    the rows adds no more than the one before (a power law in the rows, the usual shape, adds less). All the
+    window's rows, `doublings` = log2(window rows / fitted rows) doublings beyond the sample, would then add at
+    most `doubling_gain * doublings`: the estimate reported, and with two paired-bootstrap standard errors of
+    the gain (the holdout's noise) as its high end."""
+
+    window_rows: int
+    fitted_rows: int
+    half_rows: int  # development rows of the nested half
+    auc: float  # the sample's evaluation model
+    half_auc: float
+    gain_error: float
+
+    @property
+    def doubling_gain(self) -> float:
+        return self.auc - self.half_auc
+
+    @property
+    def doublings(self) -> float:
+        return math.log2(self.window_rows / self.fitted_rows)
+
+    @property
+    def estimate(self) -> float:
+        return max(self.doubling_gain, 0.0) * self.doublings
+
+    @property
+    def estimate_high(self) -> float:
+        return max(self.doubling_gain + 2 * self.gain_error, 0.0) * self.doublings
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "sample_rows": float(self.fitted_rows),
+            "sample_half_development_rows": float(self.half_rows),
+            "sample_half_holdout_roc_auc": self.half_auc,
+            "sample_doubling_auc_gain": self.doubling_gain,
+            "sample_doubling_auc_gain_se": self.gain_error,
+            "sample_auc_effect_estimate": self.estimate,
+            "sample_auc_effect_high": self.estimate_high,
+        }
+
+    def render(self) -> str:
+        return (
+            f"the sample's effect on holdout ROC AUC, measured: the chosen learner fitted on a nested half of the "
+            f"sample ({self.half_rows:,} development rows) scores {self.half_auc:.4f} against the sample's "
+            f"{self.auc:.4f}, a gain of {self.doubling_gain:+.4f} (standard error {self.gain_error:.4f}) for the "
+            f"last doubling of rows; as each doubling adds no more than the one before, all "
+            f"{self.window_rows:,} rows ({self.doublings:.2f} doublings more) would raise it by at most about "
+            f"{self.estimate:.4f} ({self.estimate_high:.4f} with two standard errors)"
+        )
+
+
+def sampling_effect(
+    development: pd.DataFrame,
+    holdout: pd.DataFrame,
+    window: WindowDates,
+    recipe: Recipe,
+    config: ModelConfig,
+    columns: list[str],
+    probability: np.ndarray,
+    summary: dict,
+) -> SamplingEffect:
+    """The learning-curve measurement of `SamplingEffect`: `probability` is the sample's evaluation model's on
+    `holdout`; the half is a seeded subset of `development`, stratified by outcome and close month as the sample."""
+    half = sample_training_rows(development, len(development) // 2, config.model.seed + 1)
+    half_probability = refit_probability(half, holdout, window.calibration_start, recipe, config, columns)
+    y = holdout["won"].to_numpy()
+    kept = sample_rows(np.arange(len(y)), SAMPLING_BOOTSTRAP_ROWS, config.model.seed)
+    resampled = bootstrap_aucs(y[kept], [probability[kept], half_probability[kept]], seed=config.model.seed)
+    return SamplingEffect(
+        window_rows=summary["closed_opportunities"],
+        fitted_rows=summary["training_rows_fitted"],
+        half_rows=len(half),
+        auc=win_metrics(y, probability)["roc_auc"],
+        half_auc=win_metrics(y, half_probability)["roc_auc"],
+        gain_error=float(np.nanstd(resampled[:, 0] - resampled[:, 1])),
+    )
 
 
 @dataclass
@@ -460,7 +561,11 @@ def train(
     summary = _data_summary(rows, data, window, engine)
     digest = rows_digest(rows)
     notes = []
-    if len(rows) > config.model.max_training_rows:
+    # The holdout is judged whole even when the learners fit on a sample: it is only predicted, and a run on all
+    # rows and one on a sample are then judged on the same deals.
+    holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
+    sampled = len(rows) > config.model.max_training_rows
+    if sampled:
         rows = sample_training_rows(rows, config.model.max_training_rows, config.model.seed)
         notes.append(
             f"the learners fitted on {len(rows):,} of the window's {summary['closed_opportunities']:,} training rows "
@@ -468,7 +573,6 @@ def train(
         )
     summary["training_rows_fitted"] = int(len(rows))
     development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
-    holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
     early = (development["close_date"] < window.calibration_start).to_numpy()
     fit_rows, validation_rows = development[early], development[~early]
     final_calibration = rows[rows["close_date"] >= window.final_calibration_start]
@@ -513,6 +617,13 @@ def train(
     )
     evaluation = Scorer(config=config, spec=spec, win_model=win, deal_model=deal)
     metrics = {f"model_{k}": v for k, v in win_metrics(y, probability).items()}
+    if sampled:
+        progress("the sample's effect on holdout ROC AUC")
+        effect = sampling_effect(
+            development, holdout, window, selection.recipe, config, spec.columns, probability, summary
+        )
+        metrics.update(effect.metrics())
+        notes.append(effect.render())
     account_columns = [column for column in spec.columns if column not in FAMILY_LEARNED]
     if len(account_columns) < len(spec.columns):  # the family model: report the account-level one beside it
         account_auc = refit_auc(

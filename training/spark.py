@@ -9,6 +9,8 @@ learners fit there, as with the pandas engine; the events stay on the cluster.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
@@ -33,6 +35,10 @@ from scoring.spark import (
 from training.rows import RowsEngine
 
 SPARK = "spark"
+DRIVER_TABLES = ("accounts", "opportunities")  # what the driver holds besides the feature rows
+# A group reaches its Python worker as one frame whose rows carry every table's columns (the tagged union), so
+# its memory follows its events rather than its accounts: at most about this many events a group.
+EVENTS_PER_GROUP = 1_000_000
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
 POSITION = "_position"  # a query's place in the run's table of queries
 
@@ -41,23 +47,30 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
     builds the feature rows on the cluster. Only structure is checked, as for scoring."""
     tables = read_tables(spark, data, config)
-    for frame in tables.values():  # typed once (spilling to disk), then read here and again by the build
-        frame.persist(StorageLevel.MEMORY_AND_DISK)
+    # The accounts and opportunities are typed once and read twice (here and by the build). The events are not
+    # kept: the build reads them once, and keeping tens of millions of rows would take the heap the build's sort
+    # needs (counting them reads no column of a Parquet file).
+    for name in DRIVER_TABLES:
+        tables[name].persist(StorageLevel.MEMORY_AND_DISK)
     driver = CrmData(
         accounts=conform(tables["accounts"].toPandas(), "accounts"),
         opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),
         present=frozenset(tables),
     )
     events = {name: tables[name].count() if name in tables else 0 for name in ("engagement", "intent")}
-    build = _build_on(spark, tables, config, text_extras(driver.accounts, config), len(driver.accounts))
+    groups = max(
+        spark.sparkContext.defaultParallelism,
+        group_count(len(driver.accounts)),
+        math.ceil(sum(events.values()) / EVENTS_PER_GROUP),
+    )
+    build = _build_on(spark, tables, config, text_extras(driver.accounts, config), groups)
     return driver, RowsEngine(SPARK, build, events["engagement"], events["intent"], default_cutoff(tables))
 
 
 def _build_on(
-    spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text: frozenset[str], accounts: int
+    spark: SparkSession, tables: dict[str, DataFrame], config: ModelConfig, as_text: frozenset[str], groups: int
 ) -> BuildRows:
     """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
-    groups = max(spark.sparkContext.defaultParallelism, group_count(accounts))
 
     @F.pandas_udf(LongType())  # type: ignore[call-overload]
     def group_of(account_ids: pd.Series) -> pd.Series:
@@ -89,7 +102,12 @@ def _build_on(
         )
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
         union = tagged_union(everything, group_of, keys)
-        collected: pd.DataFrame = union.groupBy(GROUP).applyInPandas(rows_of_group, schema).toPandas()
+        # The rows are converted to pandas as their Arrow buffers are freed, not beside a whole second copy.
+        spark.conf.set("spark.sql.execution.arrow.pyspark.selfDestruct.enabled", "true")
+        # One shuffle partition a group: each task sorts, builds and returns one group's rows, whatever the
+        # session's default partition count.
+        grouped = union.repartition(groups, GROUP).groupBy(GROUP)
+        collected: pd.DataFrame = grouped.applyInPandas(rows_of_group, schema).toPandas()
         collected = collected.sort_values(POSITION).drop(columns=POSITION).reset_index(drop=True)
         # Typed as `FeatureBuilder.build` types its rows: text as pandas' str, cut-offs in ns, the rest as the
         # empty group's.

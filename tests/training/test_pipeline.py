@@ -32,6 +32,18 @@ def test_win_model_ranks_nearly_as_well_as_the_truth_and_is_calibrated(synthetic
     assert result.metrics["model_roc_auc"] > result.metrics["rule_roc_auc"]
 
 
+def test_a_window_within_max_training_rows_is_fitted_whole_with_no_sample_reported(synthetic):
+    data, result, _ = synthetic
+    window = result.window
+    closed = data.opportunities[data.opportunities["outcome"].isin(["won", "lost"])]
+    in_window = int(((closed["close_date"] >= window.start) & (closed["close_date"] < window.as_of)).sum())
+    assert in_window <= TieringConfig().model.max_training_rows
+    assert result.summary["training_rows_fitted"] == result.summary["closed_opportunities"] == in_window
+    assert len(result.development) + len(result.holdout_rows) == in_window
+    assert not [name for name in result.metrics if name.startswith("sample_")]
+    assert not [note for note in result.notes if "max_training_rows" in note or "the sample's effect" in note]
+
+
 def test_the_shipped_model_is_never_worse_than_the_logistic_baseline_beyond_the_bootstrap_noise(synthetic):
     _, result, _ = synthetic
     assert result.metrics["model_auc_gain_over_logreg_high"] >= 0

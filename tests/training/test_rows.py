@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from configuration.tiering import parse_config
 from features.groups import account_groups, grouped_build
@@ -144,11 +145,36 @@ def test_a_window_beyond_max_training_rows_is_fitted_on_a_sample_the_run_reports
     window = result.window
     closed = data.opportunities[data.opportunities["outcome"].isin(["won", "lost"])]
     in_window = int(((closed["close_date"] >= window.start) & (closed["close_date"] < window.as_of)).sum())
+    in_holdout = int(((closed["close_date"] >= window.holdout_start) & (closed["close_date"] < window.as_of)).sum())
     assert in_window > 1000
     assert result.summary["closed_opportunities"] == in_window  # what the window holds, before the sample
     assert result.summary["training_rows_fitted"] == 1000
-    assert len(result.development) + len(result.holdout_rows) == 1000
     assert any(f"fitted on 1,000 of the window's {in_window:,} training rows" in note for note in result.notes)
+    # Fitted on the sample's development share (by month, to within one row per outcome and month) ...
+    strata = 2 * (window.as_of.to_period("M").ordinal - window.start.to_period("M").ordinal + 1)
+    assert abs(len(result.development) - 1000 * (in_window - in_holdout) / in_window) <= strata
+    # ... and judged on the whole holdout, as a run on all the rows would be.
+    assert len(result.holdout_rows) == len(result.holdout) == in_holdout
+    won = result.holdout["won"].to_numpy()
+    sample_auc = roc_auc_score(won, result.holdout["win_probability"].to_numpy())
+    assert result.metrics["model_roc_auc"] == pytest.approx(sample_auc, abs=1e-12)
+
+    # The sample's effect on holdout AUC, measured on the learning curve: the nested half's AUC on the same deals,
+    # the gain of the last doubling, and at most that gain per doubling still to go up to all the window's rows.
+    metrics = result.metrics
+    assert metrics["sample_rows"] == 1000
+    assert metrics["sample_half_development_rows"] == len(result.development) // 2
+    half_auc = metrics["sample_half_holdout_roc_auc"]
+    assert 0.5 < half_auc < 1 and half_auc != sample_auc
+    assert metrics["sample_doubling_auc_gain"] == pytest.approx(sample_auc - half_auc, abs=1e-12)
+    assert 0 < metrics["sample_doubling_auc_gain_se"] < 0.1
+    doublings = np.log2(in_window / 1000)
+    gain, error = sample_auc - half_auc, metrics["sample_doubling_auc_gain_se"]
+    assert metrics["sample_auc_effect_estimate"] == pytest.approx(max(gain, 0) * doublings, abs=1e-12)
+    assert metrics["sample_auc_effect_high"] == pytest.approx(max(gain + 2 * error, 0) * doublings, abs=1e-12)
+    effect = next(note for note in result.notes if "effect on holdout ROC AUC" in note)
+    assert f"scores {half_auc:.4f} against the sample's {sample_auc:.4f}" in effect
+    assert f"all {in_window:,} rows ({doublings:.2f} doublings more)" in effect
 
 
 def test_group_wise_rows_keep_a_family_together(book):
