@@ -31,6 +31,8 @@ def fake_results() -> dict:
             "training_rows": 5 * n,
             "search_s": 8.0,
             "search_share": 0.1,
+            "folds_s": 4.0,
+            "folds_share": 0.05,
             "chosen": "LightGBM",
             "raw_fits_s": 4.0,
             "ratio": s / 4.0,
@@ -76,10 +78,11 @@ def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
         "| ... of which the pipeline-propensity learner, its count model and time to close | 15.0 s | "
         "the same training without them 65.0 s | +23% | <= +50% | |"
     ) in lines
-    # The pandas engine's peak goal, beside the peak before the events were held by group.
+    # The folds' share (4 of 80 s), and the pandas engine's peak goal beside the peak before the events were held
+    # by group.
     assert (
-        "| `tiering train` (learner search on), 20,000 closed opportunities | 80.0 s, of which the search 8.0 s (10%); "
-        "chose LightGBM | raw fits of the chosen learners 4.0 s | 20.00x | < 120 s; peak <= 3,000 MB (was 4,090 MB) "
+        "| `tiering train` (learner search on), 20,000 closed opportunities | 80.0 s, of which the search 8.0 s (10%; "
+        "the finalists on the rolling folds 4.0 s, 5%); chose LightGBM | raw fits of the chosen learners 4.0 s | 20.00x | < 120 s; peak <= 3,000 MB (was 4,090 MB) "
         "| 900 MB |"
     ) in lines
     assert (
