@@ -21,7 +21,7 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("backtest")
     generate_export(folder, n_accounts=3000, seed=13)
     data = load_export(folder).data
-    config = parse_config({"model": {"search": {"candidates": [ONE_CANDIDATE]}}})
+    config = parse_config({"model": {"search": {"candidates": [ONE_CANDIDATE], "folds": 1, "blend": False}}})
     as_of = default_as_of(data)
     return data, as_of, backtest(data, config, as_of, origins=ORIGINS, simulations=2_000)
 
