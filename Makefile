@@ -32,7 +32,7 @@ docs: install
 	$(MKDOCS)
 
 test: install lint
-	$(BIN)/python -m pytest -n 2 --timeout 600
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 600
 
 serve: install
 	$(BIN)/tiering serve --host 127.0.0.1 --port 3000
