@@ -82,7 +82,8 @@ def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
     # by group.
     assert (
         "| `tiering train` (learner search on), 20,000 closed opportunities | 80.0 s, of which the search 8.0 s (10%; "
-        "the finalists on the rolling folds 4.0 s, 5%); chose LightGBM | raw fits of the chosen learners 4.0 s | 20.00x | < 120 s; peak <= 3,000 MB (was 4,090 MB) "
+        "the finalists on the rolling folds 4.0 s, 5%); chose LightGBM | raw fits of the chosen learners 4.0 s | "
+        "20.00x | < 120 s; peak <= 3,000 MB (was 4,090 MB) "
         "| 900 MB |"
     ) in lines
     assert (
