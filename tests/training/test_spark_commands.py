@@ -79,38 +79,35 @@ def assert_same_outputs(pandas_out: Path, spark_out: Path) -> None:
     assert WRITTEN_AT.sub("", (spark_out / page).read_text()) == WRITTEN_AT.sub("", (pandas_out / page).read_text())
 
 
+def run_on_both_engines(args: list[str], out: Path) -> Path:
+    """`args` run with --engine pandas and --engine spark, each writing to its own folder under `out`; their outputs
+    checked alike (`assert_same_outputs`); the Spark run's folder."""
+    for engine in ("pandas", "spark"):
+        result = runner.invoke(app, [*args, "--out", str(out / engine), "--engine", engine])
+        assert result.exit_code == 0, result.output
+    assert_same_outputs(out / "pandas", out / "spark")
+    return out / "spark"
+
+
 @needs_java
 def test_a_review_on_spark_is_the_pandas_review(world, model_store, tmp_path):
-    outs = {}
-    for engine in ("pandas", "spark"):
-        outs[engine] = tmp_path / engine
-        result = runner.invoke(
-            app,
-            ["review", str(world / "past.csv"), str(world / "export"), "--out", str(outs[engine])]
-            + ["--config", str(world / "fast.yaml"), "--engine", engine],
-        )
-        assert result.exit_code == 0, result.output
-    assert_same_outputs(outs["pandas"], outs["spark"])
+    spark_out = run_on_both_engines(
+        ["review", str(world / "past.csv"), str(world / "export"), "--config", str(world / "fast.yaml")], tmp_path
+    )
     # Not alike by being empty: the drift compares every learner feature, and the period's deals were judged.
-    drift = pd.read_csv(outs["spark"] / "drift.csv")
+    drift = pd.read_csv(spark_out / "drift.csv")
     assert len(drift) > 20 and drift["psi"].notna().all()
-    assert pd.read_csv(outs["spark"] / "predictions.csv").shape[0] > 0
+    assert pd.read_csv(spark_out / "predictions.csv").shape[0] > 0
 
 
 @needs_java
 def test_a_forecast_backtest_on_spark_is_the_pandas_backtest(world, model_store, tmp_path):
-    outs = {}
-    for engine in ("pandas", "spark"):
-        outs[engine] = tmp_path / engine
-        result = runner.invoke(
-            app,
-            ["forecast", str(world / "export"), "--out", str(outs[engine]), "--model", model_store.uri]
-            + ["--config", str(world / "fast.yaml"), "--backtest", "--origins", "1", "--simulations", "200"]
-            + ["--engine", engine],
-        )
-        assert result.exit_code == 0, result.output
-    assert_same_outputs(outs["pandas"], outs["spark"])
-    cells = pd.read_csv(outs["spark"] / "backtest.csv")
+    spark_out = run_on_both_engines(
+        ["forecast", str(world / "export"), "--model", model_store.uri, "--config", str(world / "fast.yaml")]
+        + ["--backtest", "--origins", "1", "--simulations", "200"],
+        tmp_path,
+    )
+    cells = pd.read_csv(spark_out / "backtest.csv")
     assert len(cells) >= 4 * 4 and cells["actual"].sum() > 0  # the tiers' four quantities, and what happened
 
 
