@@ -51,6 +51,7 @@ class Parts:
     source: str
     as_of: pd.Timestamp
     scoring_id: int | None = None
+    features: pd.DataFrame | None = None  # the feature rows, when the book was scored here (not published)
 
 
 def published_parts(store: WorkspaceStore | None, as_of: pd.Timestamp | None, version: str | None) -> Parts | None:
@@ -103,15 +104,18 @@ def scored_parts(
     *,
     budget: float | None = None,
     overrides: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
 ) -> Parts:
     """The book scored now as of `as_of`, with `budget` and the pins in `overrides` (none by default: the scenarios
-    place those from the parts)."""
+    place those from the parts); from `features`, the book's feature rows as of `as_of`, when already built."""
     from features.rules import icp_parts
 
-    scored = model.score_book(frame, as_of, budget=budget, overrides=overrides, model_version=version)
+    scored = model.score_book(
+        frame, as_of, budget=budget, overrides=overrides, model_version=version, features=features
+    )
     scores = scored.scores.copy()
     scores["in_icp"] = icp_parts(scored.features, model.config)["in_icp"]
-    return Parts(scores, model.config, source, as_of)
+    return Parts(scores, model.config, source, as_of, features=scored.features)
 
 
 def with_rules_of(after: pd.DataFrame, frame: CrmData, scenario: TieringConfig, as_of, learned: bool) -> pd.DataFrame:
@@ -272,6 +276,10 @@ def whatif(
         accounts = parts.scores["account_id"].astype("str")
         pins = _pins(store, overrides, accounts)
 
+        # The book's feature rows by date, built once: business knobs change no feature, so every scoring of the
+        # same date below (the active configuration's and the scenario's) reads the same rows.
+        features_at: dict[pd.Timestamp, pd.DataFrame] = {}
+
         def under(business: TieringConfig, parts: Parts, total: float | None, pins) -> pd.DataFrame:
             """The book's records under `business`: from `parts`, else (a scoring blended with weight 0 on the
             model keeps no model part; a book rolled up by family keeps no family's parts) the book scored with
@@ -281,7 +289,12 @@ def whatif(
             except PartsMissing:
                 tiering_model, version = scorer()
                 fresh = tiering_model.with_business(business)
-                return scored_parts(fresh, version, book(), parts.as_of, "", budget=total, overrides=pins).scores
+                built = parts.features if parts.features is not None else features_at.get(parts.as_of)
+                scored = scored_parts(
+                    fresh, version, book(), parts.as_of, "", budget=total, overrides=pins, features=built
+                )
+                features_at[parts.as_of] = scored.features
+                return scored.scores
 
         before = under(active, parts, budget_to_split(budget, active, parts.scores), pins)
         after = under(scenario, parts, budget_to_split(budget, scenario, parts.scores), pins)
