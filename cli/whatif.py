@@ -279,6 +279,7 @@ def whatif(
         # The book's feature rows by date, built once: business knobs change no feature, so every scoring of the
         # same date below (the active configuration's and the scenario's) reads the same rows.
         features_at: dict[pd.Timestamp, pd.DataFrame] = {}
+        scored_now: list[str] = []  # the model version that scored the book here, when stored parts could not serve
 
         def under(business: TieringConfig, parts: Parts, total: float | None, pins) -> pd.DataFrame:
             """The book's records under `business`: from `parts`, else (a scoring blended with weight 0 on the
@@ -294,6 +295,7 @@ def whatif(
                     fresh, version, book(), parts.as_of, "", budget=total, overrides=pins, features=built
                 )
                 features_at[parts.as_of] = scored.features
+                scored_now.append(version)
                 return scored.scores
 
         before = under(active, parts, budget_to_split(budget, active, parts.scores), pins)
@@ -305,6 +307,9 @@ def whatif(
             after = scored_parts(rules, RULES_ONLY, book(), parts.as_of, "", budget=total, overrides=pins).scores
         elif retrain:
             after = with_rules_of(after, book(), scenario, parts.as_of, learned)
+        source = parts.source
+        if scored_now and parts.scoring_id is not None:  # a published book rolled up by family: its date, fresh numbers
+            source = f"the book scored now with model {scored_now[0]}, as of {parts.source}"
         comparison = compare_scenario(before, after)
         table, period_label = None, None
         if not no_backtest:
@@ -321,7 +326,7 @@ def whatif(
             comparison,
             changes,
             retrain,
-            parts.source,
+            source,
             parts.as_of.date().isoformat(),
             table,
             period_label,

@@ -330,7 +330,14 @@ def test_whatif_on_a_book_tiered_by_family_equals_a_full_scoring_with_the_draft(
     export = tmp_path / "families"
     generate_export(export, n_accounts=300, seed=4, families=True)
     active = {"hierarchy": {"roll_up": "family", "tier_by": "family"}}
+    (workspace / "tiering.yaml").write_text(yaml.safe_dump(active))
+    # Published first: its records keep no family's pooled parts, so the page must not name it as the numbers' source.
+    assert invoke("score", export, "--out", "published.csv", "--publish").exit_code == 0
     assert_whatif_is_the_full_scoring(workspace, export, active, FAMILY_DRAFT)
+    subtitle = words((workspace / "w" / "whatif.html").read_text())
+    from scoring.scorer import RULES_ONLY
+
+    assert f"the book scored now with model {RULES_ONLY}, as of published scoring 1" in subtitle, subtitle[:2000]
 
 
 @pytest.mark.slow
