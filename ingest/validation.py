@@ -271,7 +271,7 @@ class BatchTally:
     phase: str = ""
     calls: int = 0
     sites: dict[tuple[str, int], BatchSite] = field(default_factory=dict)
-    channels: dict[str, int] = field(default_factory=dict)  # unknown channel -> rows, in the order first seen
+    channels: ChannelCounts = field(default_factory=lambda: ChannelCounts())  # the unknown channels' rows
     dates: dict[str, DateFacts] = field(default_factory=dict)
     readings: dict[str, NumberReading] = field(default_factory=dict)
 
@@ -281,12 +281,6 @@ class BatchTally:
     def site(self) -> BatchSite:
         self.calls += 1
         return self.sites.setdefault((self.phase, self.calls), BatchSite())
-
-    def unknown_channels(self, counts: pd.Series) -> pd.Series:
-        """The unknown channels' rows so far, ordered as `value_counts` orders the whole table's."""
-        for channel, count in counts.items():
-            self.channels[channel] = self.channels.get(channel, 0) + int(count)
-        return pd.Series(self.channels, dtype="int64").sort_values(ascending=False)
 
     def add_reading(self, column: str, reading: NumberReading) -> None:
         held = self.readings.setdefault(column, replace(reading, values=0))
@@ -754,9 +748,10 @@ def check_values(table: SourceTable) -> list[Problem]:
                 + _day_text(created[early])
             ),
         )
-    counts = unknown_channel_counts(frame) if table.name == "engagement" else None
-    if counts is not None and table.batch is not None:  # in every batch (its place among the checks): the counts so far
-        counts = table.batch.unknown_channels(counts)
+    counts = None
+    if table.name == "engagement":  # in every batch (its place among the checks), with the counts so far
+        counts = unknown_channel_counts(frame, sort=table.batch is None)
+        counts = counts if table.batch is None else table.batch.channels.add(counts)
     if counts is not None and (len(counts) or table.batch is not None):
         listed = ", ".join(f"'{channel}' ({count:,})" for channel, count in counts.items())
         problems += table.problems_at(
@@ -950,9 +945,26 @@ def _dropped_ids(accounts: SourceTable) -> set[str]:
     return accounts.dropped_ids - set(accounts.frame["account_id"].dropna())
 
 
-def unknown_channel_counts(engagement: pd.DataFrame) -> pd.Series:
-    """Rows per channel outside the known list, most frequent first."""
-    counts = engagement["channel"].value_counts()
+class ChannelCounts:
+    """`unknown_channel_counts` of a table read in parts: the rows per channel so far, in the order each was first
+    seen, which `value_counts` keeps among equal counts."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    def add(self, counts: pd.Series) -> pd.Series:
+        """Add a part's counts (`unknown_channel_counts(part, sort=False)`); the counts so far."""
+        for channel, count in counts.items():
+            self.rows[channel] = self.rows.get(channel, 0) + int(count)
+        return self.counts()
+
+    def counts(self) -> pd.Series:
+        return pd.Series(self.rows, dtype="int64").sort_values(ascending=False, kind="stable")
+
+
+def unknown_channel_counts(engagement: pd.DataFrame, sort: bool = True) -> pd.Series:
+    """Rows per channel outside the known list, most frequent first (else in the order first seen)."""
+    counts = engagement["channel"].value_counts(sort=sort)
     return counts[~counts.index.isin(CHANNELS)]
 
 
@@ -982,14 +994,15 @@ def _shortlist(names: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "no columns"
 
 
-def summarize(data: CrmData, dropped_rows: dict[str, int]) -> dict[str, Any]:
-    """Plain numbers and ISO dates (JSON-ready, so a training run can log it as it is)."""
+def summarize(data: CrmData, dropped_rows: dict[str, int], channels: pd.Series | None = None) -> dict[str, Any]:
+    """Plain numbers and ISO dates (JSON-ready, so a training run can log it as it is). `channels`: the unknown
+    channels' rows when the engagement table is held by group (`ChannelCounts`)."""
     opportunities = data.opportunities
     outcomes = {outcome: int((opportunities["outcome"] == outcome).sum()) for outcome in OUTCOMES}
     closed = outcomes["won"] + outcomes["lost"]
-    channels = unknown_channel_counts(data.engagement)
+    channels = unknown_channel_counts(data.engagement) if channels is None else channels
     return {
-        "rows": {name: len(data.table(name)) for name in TABLES},
+        "rows": {name: data.event_rows(name) if name in EVENT_TABLES else len(data.table(name)) for name in TABLES},
         "dropped_rows": dropped_rows,
         "opportunities": {
             "created_from": _iso(opportunities["created_date"].min()),
