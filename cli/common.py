@@ -204,16 +204,19 @@ def steps(total: int):
         progress.update(task, completed=total, description="done")
 
 
-def load_data(data: str | Path, mapping: str | None, invalid_rows: InvalidRows = InvalidRows.STOP):
+def load_data(
+    data: str | Path, mapping: str | None, invalid_rows: InvalidRows = InvalidRows.STOP, spill: Path | None = None
+):
     """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
-    ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
+    ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read). With
+    `spill` (`ingest.spill.spill_folder`), the events are read in batches and held by group there."""
     from cli.summary import report_rejected
     from ingest.io import load_export
     from ingest.repair import check_rejected_target
 
     if invalid_rows == "drop":
         check_rejected_target()
-    loaded = load_export(data, mapping, invalid_rows)
+    loaded = load_export(data, mapping, invalid_rows, spill)
     for warning in loaded.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False, soft_wrap=True)
     report_rejected(loaded, err_console)

@@ -1,10 +1,11 @@
 """An export's event tables spilled to disk by group of accounts, so a command holds one group's events at a time.
 
 Training, scoring, the review and the forecast build their feature rows group by group (`features.groups`); the
-engagement and intent tables are most of an export, and once the import has validated them they are written here,
-one Parquet file per table and group, into a temporary folder the command creates and removes (`events_by_group`),
-and read back a group at a time. The rows, their order within a group and their dtypes are those of the tables
-held whole, so the feature rows are the same.
+engagement and intent tables are most of an export, and they are written here, one Parquet file per table and
+group, into a temporary folder the command creates and removes (`spill_folder`), and read back a group at a time:
+by the import itself, a batch at a time as it reads and checks them (`ingest.io.load_export` with `spill`), or
+from tables held whole (`events_by_group`). The rows, their order within a group and their dtypes are those of the
+tables held whole, so the feature rows are the same.
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ DATE_COLUMN = {"engagement": "timestamp", "intent": "date"}
 
 
 @contextmanager
+def spill_folder() -> Iterator[Path]:
+    """A private temporary folder for a command's spilled events, removed on the way out, error or not."""
+    with tempfile.TemporaryDirectory(prefix="tiering-events-") as folder:
+        yield Path(folder)
+
+
+@contextmanager
 def events_by_group(data: CrmData) -> Iterator[CrmData]:
     """The book with its events spilled by group (`spill_events`) into a private temporary folder, which is removed
-    on the way out, error or not: the book is not to be built from after that."""
-    with tempfile.TemporaryDirectory(prefix="tiering-events-") as folder:
-        spill_events(data, Path(folder))
+    on the way out, error or not: the book is not to be built from after that. A book the import already spilled
+    (`load_export` with `spill`) is left as it is."""
+    with spill_folder() as folder:
+        spill_events(data, folder)
         yield data
 
 
