@@ -599,7 +599,7 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
                 facts.add(raw, parsed, swapped, always=table.batch is not None)
                 if table.batch is None and facts.present:
                     both_ways[column] = facts.both_ways
-                fix = partial(_date_fix, facts, layout, swapped)
+                fix = partial(_date_fix, facts, layout or "", swapped)
         elif kind == "number":
             convention = section.number_format_for(column)
             if table.batch is None:
