@@ -8,7 +8,6 @@ Every problem in every file is collected and raised together in one `DataError`.
 from __future__ import annotations
 
 import csv
-import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -310,7 +309,13 @@ def _checked_batches(
     starts = [NOT_YET] * len(opened)  # each file's first row in the table, once reached
     read = 0
     channels = ChannelCounts() if name == "engagement" else None
-    for index, batch in itertools.chain(head, batches) if head else [(0, schema.empty_table())]:
+
+    def replayed() -> Iterator[tuple[int, pa.Table]]:  # the first batches again, each let go once checked
+        while head:
+            yield head.pop(0)
+        yield from batches
+
+    for index, batch in replayed() if head else iter([(0, schema.empty_table())]):
         for reached in range(index + 1):  # files without rows begin where the next one does, as when read whole
             starts[reached] = min(starts[reached], read)
         frame = batch.to_pandas()
