@@ -291,3 +291,43 @@ def test_a_far_future_event_date_is_named_from_the_events_held_by_group(tmp_path
     assert sentences == far_beyond_bulk(load_export(folder).data)
     assert len(sentences) == 1 and sentences[0].startswith("engagement.timestamp: the latest date, 2099-05-01, lies")
     assert "1 row(s) that far out" in sentences[0]
+
+
+@pytest.mark.parametrize("preset", ["salesforce", "hubspot"])
+def test_an_activity_preset_reads_in_batches_as_whole(tmp_path, batches, monkeypatch, preset):
+    from tests.ingest.test_activity_presets import HUBSPOT_ACTIVITIES, SALESFORCE_ACTIVITIES
+    from tests.ingest.test_mapping import (
+        HUBSPOT_COMPANIES,
+        HUBSPOT_DEALS,
+        SALESFORCE_ACCOUNTS,
+        SALESFORCE_OPPORTUNITIES,
+    )
+
+    monkeypatch.setattr(groups, "ACCOUNTS_PER_GROUP", 1)  # a group per account
+    monkeypatch.setattr(io, "CSV_BATCH_BYTES", 150)  # two or three rows a batch
+    folder = tmp_path / preset
+    folder.mkdir()
+    files = {
+        "salesforce": {
+            "opportunities-report.csv": SALESFORCE_OPPORTUNITIES,
+            "accounts-report.csv": SALESFORCE_ACCOUNTS,
+            "activities-report.csv": SALESFORCE_ACTIVITIES,
+        },
+        "hubspot": {
+            "hubspot-crm-exports-deals.csv": HUBSPOT_DEALS,
+            "hubspot-crm-exports-companies.csv": HUBSPOT_COMPANIES,
+            "hubspot-crm-exports-all-activities.csv": HUBSPOT_ACTIVITIES,
+        },
+    }[preset]
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    whole = load_export(folder, preset)
+    loaded = streamed(folder, tmp_path, preset)
+
+    assert len([batch for batch in batches["checked"] if batch[0] == "engagement"]) > 2
+    assert loaded.summary == whole.summary
+    assert [problem.render() for problem in loaded.warnings] == [problem.render() for problem in whole.warnings]
+    spilled = pd.concat([loaded.data.grouped.read(group)["engagement"] for group in range(loaded.data.grouped.groups)])
+    by_account = spilled.sort_values("account_id", kind="stable").reset_index(drop=True)
+    expected = whole.data.engagement[list(columns("engagement"))]
+    pd.testing.assert_frame_equal(by_account, expected.sort_values("account_id", kind="stable").reset_index(drop=True))
