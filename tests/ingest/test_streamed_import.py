@@ -331,3 +331,23 @@ def test_an_activity_preset_reads_in_batches_as_whole(tmp_path, batches, monkeyp
     by_account = spilled.sort_values("account_id", kind="stable").reset_index(drop=True)
     expected = whole.data.engagement[list(columns("engagement"))]
     pd.testing.assert_frame_equal(by_account, expected.sort_values("account_id", kind="stable").reset_index(drop=True))
+
+
+HEADER = "account_id,timestamp,channel,count\n"
+UNUSUAL_FILES = {
+    "a byte order mark": b"\xef\xbb\xbf" + (HEADER + "".join(engagement_rows(300))).encode(),
+    "cp1252 in a late batch": (HEADER + "".join(engagement_rows(300))).encode() + b"A1,2024-01-02,caf\xe9,1\n",
+    "an empty file": b"",
+    "a malformed row in a late batch": (
+        HEADER + "".join(engagement_rows(300)) + "A1,2024-01-02,web_visit,1,9\n"
+    ).encode(),
+    "a repeated header": ("account_id,timestamp,channel,channel\n" + "".join(engagement_rows(300))).encode(),
+    "semicolons": (HEADER + "".join(engagement_rows(300))).replace(",", ";").encode(),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSUAL_FILES))
+def test_unusual_files_get_the_messages_of_the_whole_read(tmp_path, batches, case):
+    folder = write(tmp_path / "export")
+    (folder / "engagement.csv").write_bytes(UNUSUAL_FILES[case])
+    assert problems_of(folder, tmp_path) == problems_of(folder)
