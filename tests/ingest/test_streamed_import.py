@@ -27,10 +27,10 @@ CHANNELS = ("web_visit", "email_open", "email_click", "content_download")
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch):
-    """Three groups of accounts, and batches of a few dozen rows (CSV) or 40 rows (Parquet)."""
+    """Three groups of accounts, and batches of some sixty rows (CSV) or 100 rows (Parquet)."""
     monkeypatch.setattr(groups, "ACCOUNTS_PER_GROUP", 100)
-    monkeypatch.setattr(io, "BATCH_ROWS", 40)
-    monkeypatch.setattr(io, "CSV_BATCH_BYTES", 1_000)
+    monkeypatch.setattr(io, "BATCH_ROWS", 100)
+    monkeypatch.setattr(io, "CSV_BATCH_BYTES", 2_000)
 
 
 @pytest.fixture()
