@@ -173,8 +173,32 @@ def warn_far_dates(frame, columns=None) -> None:
     """Warn when a date column's latest value lies far beyond the bulk of its dates (it moves the default as_of)."""
     from features.dates import DATE_COLUMNS, far_beyond_bulk
 
-    for sentence in far_beyond_bulk(frame, columns or DATE_COLUMNS):
+    columns = columns or DATE_COLUMNS
+    for sentence in far_beyond_bulk(_event_dates_gathered(frame, columns), columns):
         err_console.print(f"[yellow]warning:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
+
+
+def _event_dates_gathered(frame, columns):
+    """The book with the event tables' date columns read back from their groups, when the events are held by group
+    (the bulk of a column's dates is a quantile of all of them: 8 bytes an event, not the events' every column)."""
+    import pandas as pd
+
+    from features.groups import EVENT_TABLES
+    from features.schema import CrmData
+
+    wanted = [(table, column) for table, column in columns if table in EVENT_TABLES]
+    if frame.grouped is None or not wanted:
+        return frame
+    parts: dict[tuple[str, str], list] = {where: [] for where in wanted}
+    for group in range(frame.grouped.groups):
+        events = frame.grouped.read(group)
+        for table, column in wanted:
+            parts[table, column].append(events[table][column])
+        del events
+    gathered = {
+        table: pd.DataFrame({column: pd.concat(parts[table, column], ignore_index=True)}) for table, column in wanted
+    }
+    return CrmData(frame.accounts, frame.opportunities, **gathered, present=frame.present)
 
 
 @contextlib.contextmanager
@@ -204,16 +228,19 @@ def steps(total: int):
         progress.update(task, completed=total, description="done")
 
 
-def load_data(data: str | Path, mapping: str | None, invalid_rows: InvalidRows = InvalidRows.STOP):
+def load_data(
+    data: str | Path, mapping: str | None, invalid_rows: InvalidRows = InvalidRows.STOP, spill: Path | None = None
+):
     """The export, validated; with invalid_rows drop, rows with row-level problems are dropped, counted and listed in
-    ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read)."""
+    ./rejected_rows.csv (a file of that name tiering did not write is refused before the export is read). With
+    `spill` (`ingest.spill.spill_folder`), the events are read in batches and held by group there."""
     from cli.summary import report_rejected
     from ingest.io import load_export
     from ingest.repair import check_rejected_target
 
     if invalid_rows == "drop":
         check_rejected_target()
-    loaded = load_export(data, mapping, invalid_rows)
+    loaded = load_export(data, mapping, invalid_rows, spill)
     for warning in loaded.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning.render())}", highlight=False, soft_wrap=True)
     report_rejected(loaded, err_console)

@@ -192,9 +192,11 @@ def open_export(
     """The export on the chosen engine, for as long as the command works on it (a Spark session stays open)."""
     if engine == Engine.PANDAS:
         from features.activity import default_as_of
+        from ingest.spill import spill_folder
 
-        frame = load_data(data, mapping, rows_mode)
-        yield Export(frame, default_as_of(frame))
+        with spill_folder() as folder:  # the events, read in batches and held by group there
+            frame = load_data(data, mapping, rows_mode, folder)
+            yield Export(frame, default_as_of(frame))
         return
     refuse_for_spark(mapping, rows_mode)
     with spark_failures():

@@ -168,11 +168,12 @@ def score(
                 raise UserError(f"--out {out} must end in .csv or .parquet")
             from features.activity import default_as_of
             from ingest.files import check_writable_target
-            from ingest.spill import events_by_group
+            from ingest.spill import events_by_group, spill_folder
 
             cutoff = parse_as_of(as_of)  # bad options and unwritable outputs are refused before any work
             check_writable_target(Path(out))
-            frame = load_data(data, mapping, rows_mode)
+            folder = stack.enter_context(spill_folder())  # the events, read in batches and held by group there
+            frame = load_data(data, mapping, rows_mode, folder)
             pins = add_pins(
                 read_overrides(overrides, frame.accounts["account_id"]) if overrides else None,
                 frame.accounts["account_id"],

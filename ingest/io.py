@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,24 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from features.errors import DataError, Problem, plural
+from features.groups import EVENT_TABLES, group_count
 from features.schema import REQUIRED_TABLES, TABLES, CrmData, columns, conform
 from ingest.derive import ID_COLUMN, accounts_rows, fill_opportunity_ids, generated_ids_warning
 from ingest.mapping import Mapping, TableMapping, load_mapping
-from ingest.numbers import file_evidence
+from ingest.numbers import EVIDENCE_ROWS, file_evidence
 from ingest.problems import problem_at_rows
-from ingest.validation import SourceTable, summarize, unusable_open_opportunities, validate
+from ingest.spill import GroupWriter, grouped_events
+from ingest.validation import (
+    ChannelCounts,
+    EventChecks,
+    SourceTable,
+    WholeTableNeeded,
+    in_order,
+    summarize,
+    unknown_channel_counts,
+    unusable_open_opportunities,
+    validate_core,
+)
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -35,6 +48,9 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 ENCODINGS: tuple[str, ...] = ("utf8", "cp1252", "latin-1")
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 CSV_BLOCK_SIZE = 16 << 20
+# An event table read in batches (`load_export` with `spill`): rows of a Parquet file, bytes of a CSV file at a time.
+BATCH_ROWS = 500_000
+CSV_BATCH_BYTES = 16 << 20
 EMPTY_FILE = "the file is empty"
 ABSENT_TABLE_WARNINGS: dict[str, tuple[str, str]] = {
     "engagement": (
@@ -78,50 +94,118 @@ def data_folder(data_dir: str | Path) -> Path:
 
 
 def load_export(
-    data_dir: str | Path, mapping: str | Path | Mapping | None = None, invalid_rows: str = "stop"
+    data_dir: str | Path,
+    mapping: str | Path | Mapping | None = None,
+    invalid_rows: str = "stop",
+    spill: Path | None = None,
 ) -> LoadedExport:
     """Read the export in `data_dir` through `mapping` (preset name, YAML path or Mapping; default canonical).
 
     Raises DataError carrying every problem found (errors first, then warnings) if any is an error. With
     `invalid_rows="drop"`, rows with row-level problems are dropped instead and listed in `rejected` (file, row,
     table, reason); table-level problems still raise.
+
+    With `spill` (an empty folder the caller removes) and a book of more than one group of accounts
+    (`features.groups`), the event tables are read, checked and written to `spill` by group a batch at a time, and
+    `data.grouped` reads them back a group at a time (`ingest.spill`): they are never held whole. The problems,
+    summary and rows are those of the tables read whole.
     """
     chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     data_dir = data_folder(data_dir)
-    problems: list[Problem] = []
+    found: dict[str, list[Problem]] = {}
     files: dict[str, list[Path]] = {}
     tables: dict[str, SourceTable] = {}
     reads: dict[Path, pa.Table | None] = {}  # each file is read once, whichever tables read it
     derived = chosen.accounts.from_opportunities
     for name in TABLES:
-        found: list[Problem] = []
+        found[name] = []
         if name == "accounts" and derived:  # the opportunities files, which that table reports if absent
             files[name] = _find_files(data_dir, "opportunities", chosen.opportunities, [])
         else:
-            files[name] = _find_files(data_dir, name, chosen.table(name), found)
-        table = _read_table(data_dir, name, files[name], chosen, found, reads) if files[name] else None
-        if table is not None:
-            tables[name] = table
-        problems += _tagged(found, name)
+            files[name] = _find_files(data_dir, name, chosen.table(name), found[name])
+    later = [
+        name for name in EVENT_TABLES if spill is not None and files[name] and _alone(data_dir, name, chosen, files)
+    ]
+    for name in TABLES:
+        if files[name] and name not in later:
+            table = _read_table(data_dir, name, files[name], chosen, found[name], reads)
+            if table is not None:
+                tables[name] = table
     reads.clear()  # the files as read: every table holds its own rows now
-    problems += validate(tables, chosen, invalid_rows)
+    core = {name: table for name, table in tables.items() if name in REQUIRED_TABLES}
+    slots, emptied = validate_core(core, chosen, invalid_rows)
+    accounts = core.get("accounts")
+    groups = group_count(len(accounts.frame)) if spill is not None and accounts is not None else 1
+    failed = any(problem.severity == "error" for name in TABLES for problem in found[name]) or any(
+        problem.severity == "error" for problem in in_order(slots, invalid_rows) + emptied
+    )
+    by_group = (
+        None
+        if groups <= 1 or failed or spill is None or accounts is None
+        else (conform(accounts.frame, "accounts"), groups, spill)
+    )
+    events: dict[str, pd.DataFrame] = {}
+    writers: dict[str, GroupWriter] = {}
+    channels: pd.Series | None = None
+    for name in EVENT_TABLES:
+        writer = None if by_group is None else GroupWriter(by_group[2], name, by_group[0], by_group[1])
+        if writer is not None:
+            writers[name] = writer
+        checks = EventChecks(name, chosen.table(name), accounts, invalid_rows)
+        streamed = (
+            _stream_events(data_dir, name, files[name], chosen, checks, writer)
+            if name in later and groups > 1
+            else None
+        )
+        if streamed is not None:
+            tables[name], counts = streamed
+        else:
+            checks = EventChecks(name, chosen.table(name), accounts, invalid_rows)  # nothing of the batches kept
+            if name in later:  # read whole after all (one group, or a batch that only the whole table decides)
+                table = _read_table(data_dir, name, files[name], chosen, found[name])
+                if table is not None:
+                    tables[name] = table
+            if name not in tables:
+                continue
+            frame = conform(checks.check(tables[name]), name)
+            tables[name].rejected = checks.rejected
+            tables[name].frame = tables[name].frame.iloc[:0]
+            counts = unknown_channel_counts(frame, sort=False) if name == "engagement" else None
+            if writer is None:
+                events[name] = frame
+            else:
+                writer.write(frame[list(columns(name))])  # the features read no other column
+            del frame
+        slots |= checks.problems(tables[name])
+        if counts is not None and writer is not None:
+            channels = ChannelCounts().add(counts)
+    problems = [problem for name in TABLES for problem in _tagged(found[name], name)]
+    problems += in_order(slots, invalid_rows) + emptied
     errors = [problem for problem in problems if problem.severity == "error"]
     warnings = [problem for problem in problems if problem.severity == "warning"]
     if errors:
+        for writer in writers.values():
+            writer.close()
         raise DataError(errors + warnings)
 
     without = unusable_open_opportunities(tables["opportunities"].frame)
     unusable = without["account_id"] | without["created_date"]
     tables["opportunities"].frame = tables["opportunities"].frame[~unusable].reset_index(drop=True)
-    canonical = {}
-    for name, table in tables.items():  # one table at a time, each read table let go once it is canonical
-        canonical[name] = conform(table.frame, name)
-        table.frame = table.frame.iloc[:0]
-    data = CrmData(**canonical, present=frozenset(canonical))
-    del canonical
+    canonical = dict(events)
+    for name in REQUIRED_TABLES:  # one table at a time, each read table let go once it is canonical
+        canonical[name] = conform(tables[name].frame, name)
+        tables[name].frame = tables[name].frame.iloc[:0]
+    present = frozenset(name for name in TABLES if name in tables)
+    data = CrmData(**canonical, present=present)
+    del canonical, events
+    if writers:
+        for writer in writers.values():
+            writer.close()
+        grouped_events(data, writers[EVENT_TABLES[0]].folder, writers)
     pa.default_memory_pool().release_unused()  # what reading and validating used, given back
+    tables = {name: tables[name] for name in TABLES if name in tables}
     rejected = rejected_rows(tables.values())
-    summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())})
+    summary = summarize(data, dropped_rows={"opportunities": int(unusable.sum())}, channels=channels)
     summary["invalid_rows"] = invalid_rows
     summary["generated_ids"] = tables["opportunities"].generated_ids
     summary["accounts_from_opportunities"] = chosen.accounts.from_opportunities
@@ -161,6 +245,190 @@ def export_account_ids(data_dir: str | Path, mapping: str | Path | Mapping | Non
     if table is None or "account_id" not in table.frame:
         return None
     return table.frame["account_id"].astype("str")
+
+
+def _alone(data_dir: Path, name: str, mapping: Mapping, files: dict[str, list[Path]]) -> bool:
+    """Whether an event table can be read in batches: CSV or Parquet files that no other table and no join reads,
+    and no join of its own (a join needs the whole file it brings columns from)."""
+    if mapping.table(name).join:
+        return False
+    others = {path for other, paths in files.items() if other != name for path in paths}
+    joined = {path for table in TABLES for join in mapping.table(table).join for path in _matching(data_dir, join.file)}
+    readable = all(path.suffix.lower() in CSV_SUFFIXES | PARQUET_SUFFIXES for path in files[name])
+    return readable and not set(files[name]) & (others | joined)
+
+
+@dataclass
+class _EventFile:
+    """One file of an event table opened for reading in batches: its rows as the table names them."""
+
+    path: Path
+    display: str
+    section: TableMapping  # the table's mapping for this file's headers
+    schema: pa.Schema  # renamed and cleaned, as `_read_table` makes each file's rows
+    batches: Callable[[], Iterator[pa.Table]]  # the file's rows as read, a batch at a time
+
+
+def _stream_events(
+    data_dir: Path,
+    name: str,
+    paths: list[Path],
+    mapping: Mapping,
+    checks: EventChecks,
+    writer: GroupWriter | None,
+) -> tuple[SourceTable, pd.Series | None] | None:
+    """Read, check and write (to `writer`, by group) an event table a batch at a time; returns the table as read
+    (its files, readings and rejected rows; no rows) and its unknown channels' rows. None when a file or a batch
+    holds what only the whole table decides (an unusual file, formatted numbers...): nothing is left written, and
+    the caller reads the table whole, which words every problem as it always has."""
+    try:
+        return _checked_batches(data_dir, name, paths, mapping, checks, writer)
+    except WholeTableNeeded:
+        if writer is not None:
+            writer.discard()
+        return None
+
+
+def _checked_batches(
+    data_dir: Path, name: str, paths: list[Path], mapping: Mapping, checks: EventChecks, writer: GroupWriter | None
+) -> tuple[SourceTable, pd.Series | None]:
+    opened = [_open_event_file(data_dir, path, name, mapping) for path in paths]
+    try:  # the files' columns as one table has them (`_read_table` concatenates them so)
+        schema = pa.unify_schemas([file.schema for file in opened], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise WholeTableNeeded("the files disagree on column types") from error
+    section = opened[-1].section
+    displays = [file.display for file in opened]
+    batches = _batches(name, opened, schema)
+    head: list[tuple[int, pa.Table]] = []  # the first rows, which vote for the decimal mark as the whole table's
+    for item in batches:
+        head.append(item)
+        if sum(batch.num_rows for _, batch in head) >= EVIDENCE_ROWS:
+            break
+    evidence = file_evidence(pa.concat_tables([schema.empty_table()] + [batch for _, batch in head]))
+    starts = [NOT_YET] * len(opened)  # each file's first row in the table, once reached
+    read = 0
+    channels = ChannelCounts() if name == "engagement" else None
+
+    def replayed() -> Iterator[tuple[int, pa.Table]]:  # the first batches again, each let go once checked
+        while head:
+            yield head.pop(0)
+        yield from batches
+
+    for index, batch in replayed() if head else iter([(0, schema.empty_table())]):
+        for reached in range(index + 1):  # files without rows begin where the next one does, as when read whole
+            starts[reached] = min(starts[reached], read)
+        frame = batch.to_pandas()
+        section.map_values(frame)
+        section.add_defaults(frame)
+        part = SourceTable(name, frame, displays, starts.copy(), headers=dict(section.columns), batch=checks.tally)
+        part.origin = np.arange(read, read + len(frame))
+        part.number_evidence = evidence
+        read += len(frame)
+        del batch, frame
+        kept = conform(checks.check(part), name)[list(columns(name))]  # the features read no other column
+        if channels is not None:
+            channels.add(unknown_channel_counts(kept, sort=False))
+        if writer is not None:
+            writer.write(kept)
+        del part, kept
+    starts = [min(start, read) for start in starts]
+    table = SourceTable(name, pd.DataFrame(), displays, starts, headers=dict(section.columns))
+    table.number_readings = dict(checks.tally.readings)
+    table.rejected = checks.rejected
+    return table, None if channels is None else channels.counts()
+
+
+NOT_YET = np.iinfo(np.int64).max  # a file not reached: no row of the batch so far lies in it
+
+
+def _batches(name: str, opened: list[_EventFile], schema: pa.Schema) -> Iterator[tuple[int, pa.Table]]:
+    """Each file's batches (and the index of its file), with the columns and types of the table."""
+    for index, file in enumerate(opened):
+        for raw in file.batches():
+            if raw.num_rows:
+                rows = _renamed(_as_read(raw, file.display), set(), name, file.section)[0]
+                yield index, pa.concat_tables([schema.empty_table(), rows], promote_options="permissive")
+
+
+def _open_event_file(data_dir: Path, path: Path, name: str, mapping: Mapping) -> _EventFile:
+    """A file of an event table ready to be read in batches; WholeTableNeeded for anything `read_file` would
+    report (which it then does) or that batches cannot read as it does (a file not in UTF-8)."""
+    display = path.relative_to(data_dir).as_posix()
+    batches: Callable[[], Iterator[pa.Table]]
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            parquet = pq.ParquetFile(path)
+            raw_schema = parquet.schema_arrow
+        except (pa.ArrowException, OSError) as error:
+            raise WholeTableNeeded("not readable as Parquet") from error
+
+        def batches() -> Iterator[pa.Table]:
+            try:
+                for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                    yield pa.Table.from_batches([batch])
+            except (pa.ArrowException, OSError) as error:
+                raise WholeTableNeeded("a Parquet batch not readable") from error
+
+    else:
+        try:
+            header = _first_line_bytes(path).decode("utf-8-sig")
+            delimiter = max(DELIMITERS, key=lambda candidate: len(_fields(header, candidate)))
+            names = _fields(header, delimiter)
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise WholeTableNeeded("a header that is not UTF-8 text") from error
+        if len(names) <= 1 and any(candidate in "".join(names) for candidate in DELIMITERS):
+            raise WholeTableNeeded("a delimiter not recognised")
+        raw_schema = next(_csv_batches(path, delimiter, names, schema_only=True))
+
+        def batches() -> Iterator[pa.Table]:
+            return _csv_batches(path, delimiter, names)
+
+    table = _as_read(raw_schema.empty_table(), display)
+    section = mapping.table(name).for_headers(table.column_names)
+    if any(source not in table.column_names for source in section.columns.values()):
+        raise WholeTableNeeded("a mapped column the file lacks")
+    schema = _renamed(table, set(), name, section)[0].schema
+    return _EventFile(path, display, section, schema, batches)
+
+
+def _csv_batches(path: Path, delimiter: str, names: list[str], schema_only: bool = False) -> Iterator[Any]:
+    """A UTF-8 CSV's rows a block at a time, every column text, as `_parse_csv` reads them (`schema_only`: its
+    schema once)."""
+    malformed: list[pcsv.InvalidRow] = []
+
+    def skip(row: pcsv.InvalidRow) -> str:
+        malformed.append(row)
+        return "skip"
+
+    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip)
+    convert = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.large_string()), strings_can_be_null=True, null_values=[""]
+    )
+    read = pcsv.ReadOptions(encoding="utf8", block_size=CSV_BATCH_BYTES)
+    try:
+        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        if schema_only:
+            yield reader.schema
+            return
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError) as error:
+        raise WholeTableNeeded("a CSV block not readable as UTF-8 text") from error
+    if malformed:
+        raise WholeTableNeeded("rows with a different number of fields")
+
+
+def _as_read(table: pa.Table, display: str) -> pa.Table:
+    """A file's rows as `read_file` has them: trimmed, unique headers, dictionary columns decoded."""
+    names = [name.strip() for name in table.column_names]
+    if len(set(names)) < len(names):
+        raise WholeTableNeeded(f"{display}: repeated headers")
+    decoded = [
+        column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+        for column in table.columns
+    ]
+    return pa.table(decoded, names=names)
 
 
 def _tagged(problems: list[Problem], table: str) -> list[Problem]:

@@ -205,20 +205,10 @@ def parse_numbers(
 
     `convention` comes from the mapping and wins; else the column's own values decide, then `file_votes`
     (the values of the file's columns that read one way only, `file_evidence`), then the decimal point."""
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-        parsed = raw.astype("float64")
-        parsed = parsed.where(np.isfinite(parsed))
-        return parsed, NumberReading(convention or "decimal_point", values=int(parsed.notna().sum()))
+    plain = plain_numbers(raw, convention, file_votes)
+    if plain is not None:
+        return plain
     present = raw.notna()
-    comma_file = bool(file_votes) and _majority(file_votes or {}) == "decimal_comma"
-    if convention is None and not comma_file:  # fast path: arrow parses clean numeric text in C++
-        try:
-            parsed = pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass
-        else:
-            parsed = parsed.where(np.isfinite(parsed))
-            return parsed, NumberReading("decimal_point", values=int(present.sum()))
     texts = raw[present].astype(str)
     decided_by = "mapping"
     if convention is None:
@@ -240,6 +230,42 @@ def parse_numbers(
     parsed = pd.Series(np.nan, index=raw.index, dtype="float64")
     parsed[present] = texts.map(values).astype("float64")
     return parsed.where(np.isfinite(parsed)), reading
+
+
+def plain_numbers(
+    raw: pd.Series, convention: NumberFormat | None = None, file_votes: dict[NumberFormat, int] | None = None
+) -> tuple[pd.Series, NumberReading] | None:
+    """`parse_numbers` where no value's format decides anything: a numeric column, or text that arrow reads as
+    plain numbers when neither the mapping nor the file says how; None otherwise. Any part of such a column reads
+    as the whole column does."""
+    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        parsed = raw.astype("float64")
+        parsed = parsed.where(np.isfinite(parsed))
+        return parsed, NumberReading(convention or "decimal_point", values=int(parsed.notna().sum()))
+    comma_file = bool(file_votes) and _majority(file_votes or {}) == "decimal_comma"
+    if convention is not None or comma_file:
+        return None
+    parsed = _arrow_floats(raw)  # fast path: arrow parses clean numeric text in C++
+    if parsed is None:
+        return None
+    return parsed.where(np.isfinite(parsed)), NumberReading("decimal_point", values=int(raw.notna().sum()))
+
+
+def _arrow_floats(raw: pd.Series) -> pd.Series | None:
+    try:
+        return pd.Series(pc.cast(pa.array(raw), pa.float64()).to_numpy(zero_copy_only=False), index=raw.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+
+
+def decides_alone(raw: pd.Series) -> bool:
+    """Whether part of an extra text column reads as the whole column would whatever the rest holds: every value
+    a plain finite number (the column is numbers if every part is), or one value no convention reads as a number
+    (the column is text). Formatted numbers (`1,234`, `$5K`) need the whole column's convention."""
+    parsed = _arrow_floats(raw)
+    if parsed is not None and bool(np.isfinite(parsed[raw.notna()]).all()):
+        return True
+    return any(split_value(str(text)) is None for text in raw.dropna().unique())
 
 
 def _ambiguous(text: str) -> bool:

@@ -9,8 +9,10 @@ opportunities) are reported and the data is used.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,11 +22,19 @@ import pyarrow.compute as pc
 
 from features.config import CHANNELS
 from features.dates import EARLIEST, LATEST, parse_dates
-from features.errors import Problem
+from features.errors import MAX_ROWS_SHOWN, Problem, rows_of
 from features.families import MAX_DEPTH, resolve_families
+from features.groups import EVENT_TABLES
 from features.schema import OPTIONAL, OUTCOMES, RANGES, REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns
 from ingest.mapping import Mapping, TableMapping
-from ingest.numbers import NumberFormat, NumberReading, numbers_if_all_numeric, parse_numbers
+from ingest.numbers import (
+    NumberFormat,
+    NumberReading,
+    decides_alone,
+    numbers_if_all_numeric,
+    parse_numbers,
+    plain_numbers,
+)
 from ingest.problems import problem_at_rows
 
 if TYPE_CHECKING:
@@ -71,6 +81,7 @@ class SourceTable:
     rule_reference: pd.Timestamp | None = None  # the day the outcome rule judged lost opportunities on
     number_readings: dict[str, NumberReading] = field(default_factory=dict)  # column -> how its numbers were read
     number_evidence: dict[NumberFormat, int] | None = None  # values of its files that read one decimal mark only
+    batch: BatchTally | None = None  # set when this is one batch of a table read batch by batch (`EventChecks`)
 
     def origins(self, positions: np.ndarray) -> np.ndarray:
         """Where frame rows were read: their positions in the files as read, all files in order."""
@@ -92,17 +103,22 @@ class SourceTable:
         self,
         mask: pd.Series,
         message: str,
-        fix: str,
+        fix: str | Callable[[], str],
         column: str = "",
         severity: Literal["error", "warning"] = "error",
         reason: str | pd.Series | None = None,
+        examples: pd.Series | None = None,
     ) -> list[Problem]:
         """One Problem per file holding rows where `mask` is true (none when it is all false).
 
-        The column is named as the file's header. An error given a `reason` (one text, or one per row) is about
-        single rows: the rows are remembered with it, so that `invalid_rows: drop` can drop them.
+        The column is named as the file's header; `examples` (the offending values) end the message with the first
+        few. An error given a `reason` (one text, or one per row) is about single rows: the rows are remembered with
+        it, so that `invalid_rows: drop` can drop them. A `fix` may be a function of what the whole table holds,
+        asked once every batch was checked. In a batch (`batch` set) the problems are added to the table's tally,
+        which words them once every batch was checked, and none is returned.
         """
         selected = np.flatnonzero(mask.to_numpy(dtype=bool))
+        site = self.batch.site() if self.batch is not None else None  # every call, rows or not: the check's place
         if not len(selected):
             return []
         row_level = reason is not None and severity == "error"
@@ -110,13 +126,18 @@ class SourceTable:
             self.reject(mask, reason)
         positions = self.origins(selected)
         file_of_row = np.searchsorted(self.starts, positions, side="right") - 1
+        if site is not None:
+            site.add(message, fix, self.header(column), severity, row_level, examples)
+            for index in np.unique(file_of_row):
+                site.add_rows(int(index), positions[file_of_row == index] - self.starts[index])
+            return []
         problems = []
         for index in np.unique(file_of_row):
             problems.append(
                 problem_at_rows(
                     positions[file_of_row == index] - self.starts[index],
-                    message,
-                    fix,
+                    message + ("" if examples is None else _examples(examples)),
+                    fix if isinstance(fix, str) else fix(),
                     file=self.files[index],
                     column=self.header(column),
                     severity=severity,
@@ -165,11 +186,130 @@ class SourceTable:
         return len(dropped)
 
 
+class WholeTableNeeded(Exception):
+    """A batch holds what only its whole table decides (a number column that is not plain text numbers, an extra
+    column of formatted numbers): the table is read whole instead, as the tables not read in batches are."""
+
+
+@dataclass
+class BatchSite:
+    """One check's finding (one `problems_at` call) over every batch of a table: its rows per file, its examples."""
+
+    message: str = ""
+    fix: str | Callable[[], str] = ""
+    column: str = ""
+    severity: Literal["error", "warning"] = "error"
+    row_level: bool = False
+    examples: list[Any] | None = None  # the first MAX_EXAMPLES distinct offending values, in the table's order
+    rows: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict)  # file -> (first rows, how many)
+
+    def add(self, message: str, fix, column: str, severity, row_level: bool, examples: pd.Series | None) -> None:
+        # The latest batch with rows words the message: a count that grows batch by batch is then the table's.
+        self.message, self.fix, self.column, self.severity, self.row_level = message, fix, column, severity, row_level
+        if examples is not None:
+            shown = [] if self.examples is None else self.examples
+            for value in examples.drop_duplicates().head(MAX_EXAMPLES):
+                if len(shown) < MAX_EXAMPLES and value not in shown:
+                    shown.append(value)
+            self.examples = shown
+
+    def add_rows(self, file: int, positions: np.ndarray) -> None:
+        first, count = self.rows.get(file, (np.zeros(0, dtype=np.int64), 0))
+        self.rows[file] = (np.concatenate([first, positions[:MAX_ROWS_SHOWN]])[:MAX_ROWS_SHOWN], count + len(positions))
+
+    def problems(self, table: SourceTable) -> list[Problem]:
+        message = self.message + ("" if self.examples is None else _examples(pd.Series(self.examples, dtype=object)))
+        fix = self.fix if isinstance(self.fix, str) else self.fix()
+        return [
+            Problem(
+                message,
+                fix,
+                file=table.files[file],
+                column=self.column,
+                rows=rows_of(first)[0],
+                row_count=count,
+                severity=self.severity,
+                table=table.name,
+                row_level=self.row_level,
+            )
+            for file, (first, count) in sorted(self.rows.items())
+        ]
+
+
+@dataclass
+class DateFacts:
+    """What decides a day-month date column's messages, over every value it holds."""
+
+    present: bool = False
+    unread: bool = False  # a value that is not a date under the mapping's layout
+    small_days: bool = True  # every date read has a day of 12 or less
+    swapped_reads_all: bool = True  # the other order (day-first / month-first) reads every value
+
+    def add(self, raw: pd.Series, parsed: pd.Series, swapped: str, always: bool) -> None:
+        """Add values and their dates; the other order is tried where values are not read (`always`: in every
+        batch, as a later batch may hold the values that are not)."""
+        present = raw.notna()
+        unread = bool((present & parsed.isna()).any())
+        self.present |= bool(present.any())
+        self.unread |= unread
+        self.small_days &= bool((parsed.dropna().dt.day <= 12).all())
+        if always or unread:
+            self.swapped_reads_all &= bool(parse_dates(raw, swapped).notna().sum() == present.sum())
+
+    @property
+    def both_ways(self) -> bool:
+        return not self.unread and self.small_days
+
+
+@dataclass
+class BatchTally:
+    """A table checked batch by batch: each check's rows and examples, and what only the whole table decides (the
+    unknown channels' counts, the date layouts, how numbers were read), gathered so that the problems are worded
+    as they are for the whole table. Checks are told apart by the order of their calls within a phase, the same in
+    every batch (each batch has the same columns)."""
+
+    phase: str = ""
+    calls: int = 0
+    sites: dict[tuple[str, int], BatchSite] = field(default_factory=dict)
+    channels: ChannelCounts = field(default_factory=lambda: ChannelCounts())  # the unknown channels' rows
+    dates: dict[str, DateFacts] = field(default_factory=dict)
+    readings: dict[str, NumberReading] = field(default_factory=dict)
+
+    def begin(self, phase: str) -> None:
+        self.phase, self.calls = phase, 0
+
+    def site(self) -> BatchSite:
+        self.calls += 1
+        return self.sites.setdefault((self.phase, self.calls), BatchSite())
+
+    def add_reading(self, column: str, reading: NumberReading) -> None:
+        held = self.readings.setdefault(column, replace(reading, values=0))
+        held.values += reading.values
+
+    def problems(self, phase: str, table: SourceTable) -> list[Problem]:
+        return [
+            problem for (at, _), site in sorted(self.sites.items()) if at == phase for problem in site.problems(table)
+        ]
+
+
 class InvalidRows(StrEnum):
     """What a row-level problem does (`--invalid-rows`, `validation.invalid_rows`)."""
 
     STOP = "stop"  # the run stops and lists every problem
     DROP = "drop"  # the row is dropped, counted in every summary and listed in rejected_rows.csv
+
+
+# Where each check's problems stand in the list: by phase, then by table (the order `validate` reports them in).
+Slot = tuple[str, str]
+SLOTS: tuple[Slot, ...] = (
+    *(("columns", name) for name in TABLES),
+    *(("values", name) for name in TABLES),
+    ("collapse", "accounts"),
+    *(("references", name) for name in TABLES if name != "accounts"),
+    ("unmatched", "accounts"),
+    ("hierarchy", "accounts"),
+)
+EVENT_PHASES: tuple[str, ...] = ("columns", "values", "references")
 
 
 def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str = InvalidRows.STOP) -> list[Problem]:
@@ -179,43 +319,128 @@ def validate(tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str
     `rejected`) and the error becomes a warning; table-level errors still stop. References are checked after the
     rows of the accounts table were dropped, so an opportunity of a dropped account is dropped in turn.
     """
+    core = {name: table for name, table in tables.items() if name in REQUIRED_TABLES}
+    slots, emptied = validate_core(core, mapping, invalid_rows)
+    accounts = core.get("accounts")
+    for name in EVENT_TABLES:
+        if name in tables:
+            checks = EventChecks(name, mapping.table(name), accounts, invalid_rows)
+            checks.check(tables[name])
+            tables[name].rejected = checks.rejected
+            slots |= checks.problems(tables[name])
+    return in_order(slots, invalid_rows) + emptied
+
+
+def in_order(slots: dict[Slot, list[Problem]], invalid_rows: str) -> list[Problem]:
+    """The problems of every check in the order of SLOTS; dropping, row-level errors become warnings that say their
+    rows were dropped."""
+    problems = [problem for slot in SLOTS for problem in slots.get(slot, [])]
+    return _dropped(problems) if invalid_rows == InvalidRows.DROP else problems
+
+
+def validate_core(
+    tables: dict[str, SourceTable], mapping: Mapping, invalid_rows: str = InvalidRows.STOP
+) -> tuple[dict[Slot, list[Problem]], list[Problem]]:
+    """`validate` of the accounts and opportunities tables: the problems by slot, and the tables emptied by
+    dropping (which come last). The event tables are checked after them (`EventChecks`): they need the accounts
+    as checked, and nothing in these two tables depends on them."""
     if invalid_rows not in set(InvalidRows):
         raise ValueError(f"invalid_rows must be stop or drop, not {invalid_rows!r}")
     dropping = invalid_rows == InvalidRows.DROP
     for table in tables.values():
         table.dropping = dropping
-    problems: list[Problem] = []
+    slots: dict[Slot, list[Problem]] = {}
     for table in tables.values():
+        found: list[Problem] = []
         if mapping.table(table.name).outcome_rule is not None:
             from ingest.derive import apply_outcome_rule
 
-            problems += apply_outcome_rule(table, mapping.table(table.name))
-        problems += check_required(table)
-        problems += parse_columns(table, mapping.table(table.name))
+            found += apply_outcome_rule(table, mapping.table(table.name))
+        found += check_required(table)
+        found += parse_columns(table, mapping.table(table.name))
         add_absent_optional_columns(table)
+        slots["columns", table.name] = found
     complete = {name: table for name, table in tables.items() if not table.missing_columns}
     for table in complete.values():
-        problems += check_values(table)
+        slots["values", table.name] = check_values(table)
     if dropping:
-        problems = _dropped(problems, tables.values())
+        _drop_rejected(tables.values())
     accounts = complete.get("accounts")
     if accounts is not None and accounts.derived and "opportunities" in complete:
         from ingest.derive import collapse_accounts
 
-        problems += collapse_accounts(accounts, complete["opportunities"])
-    problems += check_references(complete)
-    if "accounts" in complete:
-        problems += check_hierarchy(complete["accounts"])
+        slots["collapse", "accounts"] = collapse_accounts(accounts, complete["opportunities"])
+    if accounts is not None and "opportunities" in complete:
+        opportunities = complete["opportunities"]
+        slots["references", "opportunities"] = check_account_ids(opportunities, accounts)
+        slots["unmatched", "accounts"] = check_unmatched_accounts(accounts, opportunities)
+    if accounts is not None:
+        slots["hierarchy", "accounts"] = check_hierarchy(accounts)
+    emptied: list[Problem] = []
     if dropping:
-        problems = _dropped(problems, tables.values())
-        problems += _emptied(tables.values())
-    return problems
+        _drop_rejected(tables.values())
+        emptied = _emptied(tables.values())
+    return slots, emptied
 
 
-def _dropped(problems: list[Problem], tables) -> list[Problem]:
-    """Row-level errors become warnings that say their rows were dropped; the rows go."""
+class EventChecks:
+    """The checks of one event table (engagement, intent) against the accounts as checked: on the whole table, or
+    batch by batch (`check` of each batch, its `batch` set to this object's tally) with the very problems the whole
+    table gets. Rows dropped (`invalid_rows: drop`) are gathered in `rejected`."""
+
+    def __init__(self, name: str, section: TableMapping, accounts: SourceTable | None, invalid_rows: str) -> None:
+        self.name, self.section, self.accounts = name, section, accounts
+        self.dropping = invalid_rows == InvalidRows.DROP
+        self.tally = BatchTally()
+        self.direct: dict[str, list[Problem]] | None = (
+            None  # what the first call returned (in batches: the same in each)
+        )
+        self.rejected: list[pd.DataFrame] = []
+
+    def check(self, table: SourceTable) -> pd.DataFrame:
+        """Check the table or one of its batches, parsing its dates and numbers; returns its rows that stay."""
+        table.dropping = self.dropping
+        found: dict[str, list[Problem]] = {}
+        self._begin("columns", table)
+        found["columns"] = check_required(table) + parse_columns(table, self.section)
+        add_absent_optional_columns(table)
+        complete = not table.missing_columns
+        self._begin("values", table)
+        found["values"] = check_values(table) if complete else []
+        if self.dropping:
+            table.drop_rejected()
+        self._begin("references", table)
+        known = self.accounts is not None and not self.accounts.missing_columns
+        found["references"] = check_account_ids(table, self.accounts) if complete and known else []  # type: ignore[arg-type]
+        if self.direct is None:
+            self.direct = found
+        self.rejected += table.rejected
+        table.rejected = []
+        return table.frame
+
+    def _begin(self, phase: str, table: SourceTable) -> None:
+        if table.batch is not None:
+            table.batch.begin(phase)
+
+    def problems(self, table: SourceTable) -> dict[Slot, list[Problem]]:
+        """Every problem found, by slot: `table` names the files (in batches, the table that read them)."""
+        direct = self.direct or {}
+        slots = {
+            (phase, self.name): direct.get(phase, []) + self.tally.problems(phase, table) for phase in EVENT_PHASES
+        }
+        both_ways = {column: facts.both_ways for column, facts in self.tally.dates.items() if facts.present}
+        if both_ways and all(both_ways.values()):
+            slots["columns", self.name].append(_day_order_warning(table, self.section, list(both_ways)))
+        return slots
+
+
+def _drop_rejected(tables) -> None:
     for table in tables:
         table.drop_rejected()
+
+
+def _dropped(problems: list[Problem]) -> list[Problem]:
+    """Row-level errors become warnings that say their rows were dropped."""
     return [
         replace(
             problem,
@@ -367,26 +592,32 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
         if kind == "date":
             layout = section.date_format_for(column)
             parsed = parse_dates(raw, layout)
-            fix = (
-                "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
-                '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
-            )
+            fix: str | Callable[[], str] = DATE_FIX
             swapped = SWAPPED.get(layout or "")
-            unread = bool((raw.notna() & parsed.isna()).any())
-            if swapped and raw.notna().any():  # every day 12 or less: the other order reads every value too
-                both_ways[column] = not unread and bool((parsed.dropna().dt.day <= 12).all())
-            if swapped and unread and parse_dates(raw, swapped).notna().sum() == raw.notna().sum():
-                fix = (
-                    f"day and month are swapped: every value reads as a date with date_format {swapped!r}, not "
-                    f"{layout!r}; set that in the mapping (for every date column this table reads so)"
-                )
+            if swapped:  # every day 12 or less, or every value read the other way: said (batches: once all are read)
+                facts = DateFacts() if table.batch is None else table.batch.dates.setdefault(column, DateFacts())
+                facts.add(raw, parsed, swapped, always=table.batch is not None)
+                if table.batch is None and facts.present:
+                    both_ways[column] = facts.both_ways
+                fix = partial(_date_fix, facts, layout or "", swapped)
         elif kind == "number":
             convention = section.number_format_for(column)
-            parsed, reading = parse_numbers(raw, convention, table.number_evidence)
+            if table.batch is None:
+                parsed, reading = parse_numbers(raw, convention, table.number_evidence)
+            else:  # a batch decides the reading only when it is plain numbers (else: the whole column decides)
+                plain = plain_numbers(raw, convention, table.number_evidence)
+                if plain is None:
+                    raise WholeTableNeeded(f"{table.name}.{column} holds numbers that are not plain")
+                parsed, reading = plain
+                table.batch.add_reading(column, reading)
             table.number_readings[column] = reading
             problems += _ambiguity_warning(table, column, reading)
             fix = NUMBER_FIX + (f" (this column is read with {_mark(reading.convention)})")
         elif kind is None and isinstance(raw.dtype, pd.StringDtype):
+            if table.batch is not None:  # an extra column: batches keep it as read (the features read none)
+                if not decides_alone(raw):
+                    raise WholeTableNeeded(f"{table.name}.{column} holds formatted numbers")
+                continue
             frame[column], extra = numbers_if_all_numeric(raw)
             if extra is not None and not extra.plain:
                 table.number_readings[column] = extra
@@ -397,7 +628,7 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
         what = "dates" if kind == "date" else "numbers"
         reason = _cell_reasons(table, column, raw, unparseable, f"is not a {what[:-1]}")
         problems += table.problems_at(
-            unparseable, f"values are not {what}{_examples(raw[unparseable])}", fix, column, reason=reason
+            unparseable, f"values are not {what}", fix, column, reason=reason, examples=raw[unparseable]
         )
         frame[column] = parsed * section.scale[column] if column in section.scale else parsed
         if kind == "number" and len(table.number_readings[column].currencies) > 1:
@@ -412,6 +643,21 @@ def parse_columns(table: SourceTable, section: TableMapping) -> list[Problem]:
     if both_ways and all(both_ways.values()):
         problems.append(_day_order_warning(table, section, list(both_ways)))
     return problems
+
+
+DATE_FIX = (
+    "write dates as YYYY-MM-DD, or set `date_format` for this table in the mapping "
+    '(e.g. date_format: "%d/%m/%Y"); dates must lie between 1900 and 2100'
+)
+
+
+def _date_fix(facts: DateFacts, layout: str, swapped: str) -> str:
+    if facts.unread and facts.swapped_reads_all:
+        return (
+            f"day and month are swapped: every value reads as a date with date_format {swapped!r}, not "
+            f"{layout!r}; set that in the mapping (for every date column this table reads so)"
+        )
+    return DATE_FIX
 
 
 def _day_order_warning(table: SourceTable, section: TableMapping, dates: list[str]) -> Problem:
@@ -480,10 +726,11 @@ def check_values(table: SourceTable) -> list[Problem]:
             bound = f"below {low:g}" if high == np.inf else f"outside {low:,g} to {high:,.0f}"
             problems += table.problems_at(
                 outside,
-                message + _examples(values[outside]),
+                message,
                 fix,
                 column,
                 reason=_cell_reasons(table, column, values, outside, f"is {bound}"),
+                examples=values[outside],
             )
     if table.name == "opportunities":
         problems += _check_outcomes(table)
@@ -501,7 +748,11 @@ def check_values(table: SourceTable) -> list[Problem]:
                 + _day_text(created[early])
             ),
         )
-    if table.name == "engagement" and len(counts := unknown_channel_counts(frame)):
+    counts = None
+    if table.name == "engagement":  # in every batch (its place among the checks), with the counts so far
+        counts = unknown_channel_counts(frame, sort=table.batch is None)
+        counts = counts if table.batch is None else table.batch.channels.add(counts)
+    if counts is not None and (len(counts) or table.batch is not None):
         listed = ", ".join(f"'{channel}' ({count:,})" for channel, count in counts.items())
         problems += table.problems_at(
             _isin(frame["channel"], counts.index),
@@ -574,53 +825,47 @@ def _check_outcomes(table: SourceTable) -> list[Problem]:
     )
 
 
-def check_references(tables: dict[str, SourceTable]) -> list[Problem]:
-    """Every table's account_id must name an account; accounts without opportunities are reported."""
-    if "accounts" not in tables:
-        return []
-    accounts = tables["accounts"]
-    known = accounts.frame["account_id"]
-    dropped = _dropped_ids(accounts)
-    problems: list[Problem] = []
-    for name, table in tables.items():
-        if name == "accounts":
-            continue
-        ids = table.frame["account_id"]
-        unknown = ids.notna() & ~_isin(ids, known)
-        if name == "opportunities":
-            strays = ids[unknown]
-            reason = (
-                f"{table.header('account_id')} "
-                + _quoted(strays)
-                + strays.isin(dropped)
-                .map({True: " is an account whose row was dropped", False: " is not in the accounts table"})
-                .astype(object)
-            )
-            problems += table.problems_at(
-                unknown,
-                f"account_id values not in the accounts table{_examples(ids[unknown])}",
-                column="account_id",
-                fix="add those accounts to the accounts table, or correct the ids (both tables must use the same "
-                "account key)",
-                reason=reason,
-            )
-        else:
-            problems += table.problems_at(
-                unknown,
-                f"rows for accounts not in the accounts table{_examples(ids[unknown])}",
-                column="account_id",
-                severity="warning",
-                fix="none needed if expected (they count for no account); otherwise make the account keys agree",
-            )
-    if "opportunities" in tables:
-        problems += accounts.problems_at(
-            accounts_without_opportunities(accounts.frame, tables["opportunities"].frame),
-            "accounts without any opportunity",
+def check_account_ids(table: SourceTable, accounts: SourceTable) -> list[Problem]:
+    """Every account_id of a table must name an account: an error for opportunities (the row cannot be used),
+    a warning for events (they count for no account)."""
+    ids = table.frame["account_id"]
+    unknown = ids.notna() & ~_isin(ids, accounts.frame["account_id"])
+    if table.name != "opportunities":
+        return table.problems_at(
+            unknown,
+            "rows for accounts not in the accounts table",
             column="account_id",
             severity="warning",
-            fix="none needed: they are scored from firmographics and engagement alone",
+            fix="none needed if expected (they count for no account); otherwise make the account keys agree",
+            examples=ids[unknown],
         )
-    return problems
+    strays = ids[unknown]
+    reason = (
+        f"{table.header('account_id')} "
+        + _quoted(strays)
+        + strays.isin(_dropped_ids(accounts))
+        .map({True: " is an account whose row was dropped", False: " is not in the accounts table"})
+        .astype(object)
+    )
+    return table.problems_at(
+        unknown,
+        "account_id values not in the accounts table",
+        column="account_id",
+        fix="add those accounts to the accounts table, or correct the ids (both tables must use the same account key)",
+        reason=reason,
+        examples=ids[unknown],
+    )
+
+
+def check_unmatched_accounts(accounts: SourceTable, opportunities: SourceTable) -> list[Problem]:
+    """Accounts without opportunities are reported (they are scored all the same)."""
+    return accounts.problems_at(
+        accounts_without_opportunities(accounts.frame, opportunities.frame),
+        "accounts without any opportunity",
+        column="account_id",
+        severity="warning",
+        fix="none needed: they are scored from firmographics and engagement alone",
+    )
 
 
 HIERARCHY_FAULTS: tuple[tuple[str, str, str, str], ...] = (
@@ -700,9 +945,26 @@ def _dropped_ids(accounts: SourceTable) -> set[str]:
     return accounts.dropped_ids - set(accounts.frame["account_id"].dropna())
 
 
-def unknown_channel_counts(engagement: pd.DataFrame) -> pd.Series:
-    """Rows per channel outside the known list, most frequent first."""
-    counts = engagement["channel"].value_counts()
+class ChannelCounts:
+    """`unknown_channel_counts` of a table read in parts: the rows per channel so far, in the order each was first
+    seen, which `value_counts` keeps among equal counts."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    def add(self, counts: pd.Series) -> pd.Series:
+        """Add a part's counts (`unknown_channel_counts(part, sort=False)`); the counts so far."""
+        for channel, count in counts.items():
+            self.rows[channel] = self.rows.get(channel, 0) + int(count)
+        return self.counts()
+
+    def counts(self) -> pd.Series:
+        return pd.Series(self.rows, dtype="int64").sort_values(ascending=False, kind="stable")
+
+
+def unknown_channel_counts(engagement: pd.DataFrame, sort: bool = True) -> pd.Series:
+    """Rows per channel outside the known list, most frequent first (else in the order first seen)."""
+    counts = engagement["channel"].value_counts(sort=sort)
     return counts[~counts.index.isin(CHANNELS)]
 
 
@@ -732,14 +994,15 @@ def _shortlist(names: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "no columns"
 
 
-def summarize(data: CrmData, dropped_rows: dict[str, int]) -> dict[str, Any]:
-    """Plain numbers and ISO dates (JSON-ready, so a training run can log it as it is)."""
+def summarize(data: CrmData, dropped_rows: dict[str, int], channels: pd.Series | None = None) -> dict[str, Any]:
+    """Plain numbers and ISO dates (JSON-ready, so a training run can log it as it is). `channels`: the unknown
+    channels' rows when the engagement table is held by group (`ChannelCounts`)."""
     opportunities = data.opportunities
     outcomes = {outcome: int((opportunities["outcome"] == outcome).sum()) for outcome in OUTCOMES}
     closed = outcomes["won"] + outcomes["lost"]
-    channels = unknown_channel_counts(data.engagement)
+    channels = unknown_channel_counts(data.engagement) if channels is None else channels
     return {
-        "rows": {name: len(data.table(name)) for name in TABLES},
+        "rows": {name: data.event_rows(name) if name in EVENT_TABLES else len(data.table(name)) for name in TABLES},
         "dropped_rows": dropped_rows,
         "opportunities": {
             "created_from": _iso(opportunities["created_date"].min()),

@@ -111,10 +111,18 @@ def test_commands_spill_their_events_and_remove_them_whatever_happens(tmp_path, 
         return reading(data, *args)
 
     monkeypatch.setattr(groups, "build_group", build_group)
+    import ingest.io as io
+
+    read_whole: list[str] = []
+    read_table = io._read_table
+    monkeypatch.setattr(
+        io, "_read_table", lambda folder, name, *rest: read_whole.append(name) or read_table(folder, name, *rest)
+    )
     out = tmp_path / "scores.csv"
     scored = runner.invoke(app, ["score", str(export), "--out", str(out)])
     assert scored.exit_code == 0, scored.output
     assert len(seen) == 3 and 0 < max(seen) < sum(seen)  # one group's events at a time
+    assert read_whole == ["accounts", "opportunities"]  # the events were read in batches, never whole
     assert not list(spills.iterdir())  # the spill is removed
     whole = CrmData(**{name: getattr(load_export(export).data, name) for name in groups.TABLES})
     expected = TieringModel.rules_only(parse_config({})).scorer.score(
@@ -144,3 +152,40 @@ def test_a_rows_group_found_through_its_account_is_the_hash_of_its_own_key(book)
         expected = groups.account_groups(key(ids), 5)
         assert np.array_equal(groups.row_groups(ids, book.accounts, key, 5), expected)
         assert len(np.unique(expected)) == 5
+
+
+def test_training_rows_from_an_import_in_batches_are_the_whole_book_rows_bit_for_bit(tmp_path, monkeypatch):
+    import ingest.io as io
+    from ingest.validation import EventChecks
+    from sources.synthetic import generate_export
+
+    generate_export(tmp_path / "export", n_accounts=300, seed=11, file_format="parquet", families=True)
+    monkeypatch.setattr(groups, "ACCOUNTS_PER_GROUP", 100)  # three groups
+    monkeypatch.setattr(io, "BATCH_ROWS", 5_000)
+    batches: list[int] = []
+    check = EventChecks.check
+
+    def checking(self, table):
+        batches.append(len(table.frame))
+        return check(self, table)
+
+    monkeypatch.setattr(EventChecks, "check", checking)
+    whole = load_export(tmp_path / "export").data
+    batches.clear()
+    (tmp_path / "spill").mkdir()
+    book = load_export(tmp_path / "export", spill=tmp_path / "spill").data
+    assert book.grouped is not None and len(batches) > 10 and max(batches) <= 5_000
+    config = parse_config({"model": {"window": {"months": 12}}, "hierarchy": {"roll_up": "family"}})
+    window = WindowDates.for_data(whole, config, None)
+    assert WindowDates.for_data(book, config, None) == window
+
+    built = training_features(book, config, window, pandas_engine(book, config).build)
+    expected = training_rows(whole, FeatureBuilder(whole, config), window.start, window.as_of)
+    assert len(expected) > 100 and expected["family_id"].nunique() < expected["account_id"].nunique()
+    pd.testing.assert_frame_equal(built.rows, expected)
+    assert rows_digest(built.rows) == rows_digest(expected)
+    book_rows = snapshot(whole, FeatureBuilder(whole, config), window.as_of)
+    # The family columns of a book built by group come in another order than one builder's (as with events
+    # spilled from whole tables): the columns and every value are the same.
+    assert sorted(built.book.columns) == sorted(book_rows.columns)
+    pd.testing.assert_frame_equal(built.book, book_rows[list(built.book.columns)])
