@@ -1,7 +1,9 @@
 """Benchmark steps, each run in its own process so its peak memory is its own.
 
 `python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR]` prints one JSON object: the step's figures beside
-its raw reference measured in the same process, and the process's peak RSS.
+its raw reference measured in the same process, and the process's peak RSS. Beside the wall times, `cpu_s` holds
+the CPU time of the parts that the growth with size is judged on (`time.process_time`: this process's threads, user
+and system), which other jobs on a shared machine change far less than wall time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +24,36 @@ def peak_rss_mb() -> float:
 
 
 class Clock:
+    """Wall seconds between laps (`lap`), and the CPU seconds of the last lap (`cpu`)."""
+
     def __init__(self):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.cpu = 0.0
 
     def lap(self) -> float:
-        now = time.perf_counter()
-        elapsed, self.start = now - self.start, now
+        now, cpu = time.perf_counter(), time.process_time()
+        elapsed, self.cpu = now - self.start, cpu - self.cpu_start
+        self.start, self.cpu_start = now, cpu
         return elapsed
+
+
+def timed_reads(data) -> dict[str, float]:
+    """Count the CPU seconds spent reading the book's spilled events back (into the returned figures), so that the
+    build can be told apart from the spill; a book held whole (one group) reads nothing back."""
+    spent = {"read_back": 0.0}
+    if data.grouped is None:
+        return spent
+    read = data.grouped.read
+
+    def timed(group: int):
+        started = time.process_time()
+        try:
+            return read(group)
+        finally:
+            spent["read_back"] += time.process_time() - started
+
+    data.grouped = replace(data.grouped, read=timed)
+    return spent
 
 
 def read_floor(data_dir: Path) -> float:
@@ -52,18 +78,25 @@ def features(data_dir: Path) -> dict:
 
     floor = read_floor(data_dir)
     clock = Clock()
+    cpu: dict[str, float] = {}
     data = load_export(data_dir).data
-    load_seconds = clock.lap()
+    load_seconds, cpu["load_and_validate"] = clock.lap(), clock.cpu
     config = TieringConfig()
     with events_by_group(data):
-        spill_seconds = clock.lap()
+        spill_seconds, cpu["spill"] = clock.lap(), clock.cpu
+        reads = timed_reads(data)
         window = WindowDates.for_data(data, config, None)
         closed = closed_between(data.opportunities, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
         queries = pd.DataFrame({"account_id": closed["account_id"], "cutoff": closed["created_date"]})
         rows = with_outcomes(grouped_build(data, config)(queries), closed)
-        rows_seconds = clock.lap()
+        rows_seconds, cpu["training_rows"] = clock.lap(), clock.cpu
         book = book_snapshot(data, config, window.as_of)
-        book_seconds = clock.lap()
+        book_seconds, cpu["snapshot"] = clock.lap(), clock.cpu
+    # What the features cost (spill, training rows, book), and the build alone: without the spill nor the reading
+    # back of its groups, which only a book of more than one group does.
+    cpu["read_back"] = reads["read_back"]
+    cpu["features"] = cpu["spill"] + cpu["training_rows"] + cpu["snapshot"]
+    cpu["build"] = cpu["training_rows"] + cpu["snapshot"] - cpu["read_back"]
     return {
         "read_parquet_s": floor,
         "load_and_validate_s": load_seconds,
@@ -74,6 +107,7 @@ def features(data_dir: Path) -> dict:
         "opportunity_rows": len(rows),
         "accounts": len(book),
         "engagement_events": data.event_rows("engagement"),
+        "cpu_s": cpu,
     }
 
 
@@ -94,13 +128,15 @@ def train(data_dir: Path) -> dict:
 
     config = TieringConfig()
     steps: dict[str, float] = {}
-    last = [time.perf_counter(), None]
+    steps_cpu: dict[str, float] = {}
+    last: list = [time.perf_counter(), None, time.process_time()]
 
     def progress(step: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if last[1] is not None:
             steps[last[1]] = steps.get(last[1], 0.0) + now - last[0]
-        last[0], last[1] = now, step
+            steps_cpu[last[1]] = steps_cpu.get(last[1], 0.0) + cpu - last[2]
+        last[:] = [now, step, cpu]
 
     clock = Clock()  # as `tiering train` runs: read and validate, spill the events by group, train and register
     with tempfile.TemporaryDirectory() as store:
@@ -108,7 +144,7 @@ def train(data_dir: Path) -> dict:
         data = load_export(data_dir).data
         with events_by_group(data):
             outcome = train_and_register(data, config, None, progress)
-        total = clock.lap()
+        total, train_cpu = clock.lap(), clock.cpu
     progress("end")
     scorer = outcome.result.scorer
     recipe, deal = scorer.win_model.recipe, scorer.deal_model
@@ -132,7 +168,7 @@ def train(data_dir: Path) -> dict:
             "regression",
             deal.rounds,
         )
-    raw_seconds = clock.lap()
+    raw_seconds, raw_cpu = clock.lap(), clock.cpu
     search = sum(seconds for name, seconds in steps.items() if name.startswith("learner search"))
     folds = sum(seconds for name, seconds in steps.items() if name.startswith("learner search: the finalists"))
     return {
@@ -147,6 +183,8 @@ def train(data_dir: Path) -> dict:
         "folds_share": folds / total,
         "chosen": recipe.describe(),
         "logistic_chosen": recipe.learner == LOGISTIC,
+        "cpu_s": {"train": train_cpu, "raw_fits": raw_cpu},
+        "steps_cpu_s": steps_cpu,
     }
 
 
@@ -173,11 +211,11 @@ def score(data_dir: Path, model_data: Path | None = None) -> dict:
     clock = Clock()
     scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
     scorer.deal_model.margin(matrix)
-    raw_seconds = clock.lap()
+    raw_seconds, cpu = clock.lap(), {"raw_predict": clock.cpu}
     scorer.score(book, by_capacity=True, explain=False)
-    without_reasons = clock.lap()
+    without_reasons, cpu["score"] = clock.lap(), clock.cpu
     scorer.score(book, by_capacity=True, explain=True)
-    with_reasons = clock.lap()
+    with_reasons, cpu["score_with_reasons"] = clock.lap(), clock.cpu
     n = len(book)
     return {
         "accounts": n,
@@ -186,6 +224,7 @@ def score(data_dir: Path, model_data: Path | None = None) -> dict:
         "score_with_reasons_per_s": n / with_reasons,
         "ratio": raw_seconds / without_reasons,
         "ratio_with_reasons": raw_seconds / with_reasons,
+        "cpu_s": cpu,
     }
 
 
