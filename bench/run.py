@@ -266,7 +266,7 @@ def growth_table(results: dict) -> list[str]:
         "|---|" + "---|" * (len(sizes) + 5),
     ]
     for name in scaled:
-        figure, label, reference, reference_label = GROWTH_ROWS[name]
+        _, label, reference, reference_label = GROWTH_ROWS[name]
         at = [results[name][n] for n in sizes]
         seconds = [judged(name, figures) for figures in at]
         cells = [_cpu_cell(figures, name) for figures in at]

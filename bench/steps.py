@@ -1,6 +1,6 @@
 """Benchmark steps, each run in its own process so its peak memory is its own.
 
-`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR]` prints one JSON object: the step's figures beside
+`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR [MODEL_FILE]]` prints one JSON object: the step's figures beside
 its raw reference measured in the same process, and the process's peak RSS. Beside the wall times, `cpu_s` holds
 the CPU time of the parts that the growth with size is judged on (`time.process_time`: this process's threads, user
 and system), which other jobs on a shared machine change far less than wall time.
