@@ -13,48 +13,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import tempfile
-from pathlib import Path
 
-import yaml
-
-from bench.processes import bench_figures, tiering_seconds
+from bench.processes import bench_figures, trained_setup
 
 AS_OF = "2026-03-01"
-TRAIN_ACCOUNTS = 10_000
-FAST = {
-    "model": {
-        "num_boost_round": 300,
-        "search": {
-            "candidates": [{"num_leaves": 15, "learning_rate": 0.08, "min_child_samples": 40, "lambda_l2": 1.0}]
-        },
-    }
-}
 
 
 def measure(n_accounts: int) -> dict:
-    from bench.run import dataset
-
-    data, _ = dataset(n_accounts)
-    training_data, _ = dataset(min(n_accounts, TRAIN_ACCOUNTS))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        config = folder / "tiering.yaml"
-        config.write_text(yaml.safe_dump(FAST), encoding="utf-8")
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-        train_s = tiering_seconds("train", str(training_data), "--as-of", AS_OF, "--config", str(config), env=env)
+    with trained_setup(n_accounts, "--as-of", AS_OF) as setup:
+        data, folder = str(setup.data), setup.folder
         past = folder / "past.parquet"
-        tiering_seconds("score", str(data), "--as-of", AS_OF, "--budget", "1000000", "--out", str(past), env=env)
-        score_s = tiering_seconds("score", str(data), "--out", str(folder / "now.parquet"), env=env)
-        review_s = tiering_seconds(
-            "review", str(past), str(data), "--out", str(folder / "review"), "--config", str(config), env=env
+        setup.tiering_seconds("score", data, "--as-of", AS_OF, "--budget", "1000000", "--out", str(past))
+        score_s = setup.tiering_seconds("score", data, "--out", str(folder / "now.parquet"))
+        review_s = setup.tiering_seconds(
+            "review", str(past), data, "--out", str(folder / "review"), "--config", str(setup.config)
         )
         page_mb = (folder / "review" / "review.html").stat().st_size / 1e6
     return {
         "accounts": n_accounts,
-        "train_s": round(train_s, 2),
+        "train_s": round(setup.train_s, 2),
         "score_s": round(score_s, 2),
         "review_s": round(review_s, 2),
         "ratio": round(review_s / score_s, 2),

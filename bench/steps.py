@@ -1,7 +1,9 @@
 """Benchmark steps, each run in its own process so its peak memory is its own.
 
-`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR]` prints one JSON object: the step's figures beside
-its raw reference measured in the same process, and the process's peak RSS.
+`python -m bench.steps STEP DATA_DIR [MODEL_DATA_DIR [MODEL_FILE]]` prints one JSON object: the step's figures beside
+its raw reference measured in the same process, and the process's peak RSS. Beside the wall times, `cpu_s` holds
+the CPU time of the parts that the growth with size is judged on (`time.process_time`: this process's threads, user
+and system), which other jobs on a shared machine change far less than wall time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,59 +24,97 @@ def peak_rss_mb() -> float:
 
 
 class Clock:
+    """Wall seconds between laps (`lap`), and the CPU seconds of the last lap (`cpu`)."""
+
     def __init__(self):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.cpu = 0.0
 
     def lap(self) -> float:
-        now = time.perf_counter()
-        elapsed, self.start = now - self.start, now
+        now, cpu = time.perf_counter(), time.process_time()
+        elapsed, self.cpu = now - self.start, cpu - self.cpu_start
+        self.start, self.cpu_start = now, cpu
         return elapsed
 
 
-def read_floor(data_dir: Path) -> float:
-    """Seconds to merely read the export's Parquet files into Arrow: no step can beat this."""
+def timed_reads(data) -> dict[str, float]:
+    """Count the CPU seconds spent reading the book's spilled events back (into the returned figures), so that the
+    build can be told apart from the spill; a book held whole (one group) reads nothing back."""
+    spent = {"read_back": 0.0}
+    if data.grouped is None:
+        return spent
+    read = data.grouped.read
+
+    def timed(group: int):
+        started = time.process_time()
+        try:
+            return read(group)
+        finally:
+            spent["read_back"] += time.process_time() - started
+
+    data.grouped = replace(data.grouped, read=timed)
+    return spent
+
+
+def read_floor(data_dir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds to merely read the export's Parquet files into Arrow: no step can beat this."""
     import pyarrow.parquet as pq
 
     clock = Clock()
     for path in sorted(data_dir.glob("*.parquet")):
         pq.read_table(path)
-    return clock.lap()
+    return clock.lap(), clock.cpu
 
 
 def features(data_dir: Path) -> dict:
     """The point-in-time feature rows as the commands build them: the export read and validated, its events spilled
-    by group, then every closed deal's row and every account's row built one group of accounts at a time."""
+    by group, then every closed deal's row and every account's row asked at once (as `tiering train` asks for all its
+    rows) and built one group of accounts at a time."""
     from configuration.tiering import TieringConfig
-    from features.groups import book_snapshot, grouped_build
+    from features.groups import grouped_build
     from features.pointintime import closed_between, with_outcomes
     from ingest.io import load_export
     from ingest.spill import events_by_group
     from training.pipeline import WindowDates
 
-    floor = read_floor(data_dir)
+    floor, floor_cpu = read_floor(data_dir)
     clock = Clock()
+    cpu: dict[str, float] = {"read_parquet": floor_cpu}
     data = load_export(data_dir).data
-    load_seconds = clock.lap()
+    load_seconds, cpu["load_and_validate"] = clock.lap(), clock.cpu
     config = TieringConfig()
     with events_by_group(data):
-        spill_seconds = clock.lap()
+        spill_seconds, cpu["spill"] = clock.lap(), clock.cpu
+        reads = timed_reads(data)
         window = WindowDates.for_data(data, config, None)
         closed = closed_between(data.opportunities, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
-        queries = pd.DataFrame({"account_id": closed["account_id"], "cutoff": closed["created_date"]})
-        rows = with_outcomes(grouped_build(data, config)(queries), closed)
-        rows_seconds = clock.lap()
-        book = book_snapshot(data, config, window.as_of)
-        book_seconds = clock.lap()
+        ids = data.accounts["account_id"].astype("str")
+        queries = pd.concat(
+            [
+                pd.DataFrame({"account_id": closed["account_id"].astype("str"), "cutoff": closed["created_date"]}),
+                pd.DataFrame({"account_id": ids, "cutoff": window.as_of}),
+            ],
+            ignore_index=True,
+        )
+        queries["cutoff"] = pd.to_datetime(queries["cutoff"]).astype("datetime64[ns]")
+        built = grouped_build(data, config)(queries)
+        rows = with_outcomes(built.iloc[: len(closed)], closed)
+        build_seconds, cpu["rows_and_book"] = clock.lap(), clock.cpu
+    # What the features cost (the spill, then the rows), and the build alone: without the spill nor the reading back
+    # of its groups, which only a book of more than one group does.
+    cpu["read_back"] = reads["read_back"]
+    cpu["features"] = cpu["spill"] + cpu["rows_and_book"]
+    cpu["build"] = cpu["rows_and_book"] - cpu["read_back"]
     return {
         "read_parquet_s": floor,
         "load_and_validate_s": load_seconds,
         "spill_s": spill_seconds,
-        "training_rows_s": rows_seconds,
-        "snapshot_s": book_seconds,
-        "features_s": spill_seconds + rows_seconds + book_seconds,
+        "rows_and_book_s": build_seconds,
+        "features_s": spill_seconds + build_seconds,
         "opportunity_rows": len(rows),
-        "accounts": len(book),
+        "accounts": len(ids),
         "engagement_events": data.event_rows("engagement"),
+        "cpu_s": cpu,
     }
 
 
@@ -94,13 +135,15 @@ def train(data_dir: Path) -> dict:
 
     config = TieringConfig()
     steps: dict[str, float] = {}
-    last = [time.perf_counter(), None]
+    steps_cpu: dict[str, float] = {}
+    last: list = [time.perf_counter(), None, time.process_time()]
 
     def progress(step: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if last[1] is not None:
             steps[last[1]] = steps.get(last[1], 0.0) + now - last[0]
-        last[0], last[1] = now, step
+            steps_cpu[last[1]] = steps_cpu.get(last[1], 0.0) + cpu - last[2]
+        last[:] = [now, step, cpu]
 
     clock = Clock()  # as `tiering train` runs: read and validate, spill the events by group, train and register
     with tempfile.TemporaryDirectory() as store:
@@ -108,7 +151,7 @@ def train(data_dir: Path) -> dict:
         data = load_export(data_dir).data
         with events_by_group(data):
             outcome = train_and_register(data, config, None, progress)
-        total = clock.lap()
+        total, train_cpu = clock.lap(), clock.cpu
     progress("end")
     scorer = outcome.result.scorer
     recipe, deal = scorer.win_model.recipe, scorer.deal_model
@@ -132,7 +175,7 @@ def train(data_dir: Path) -> dict:
             "regression",
             deal.rounds,
         )
-    raw_seconds = clock.lap()
+    raw_seconds, raw_cpu = clock.lap(), clock.cpu
     search = sum(seconds for name, seconds in steps.items() if name.startswith("learner search"))
     folds = sum(seconds for name, seconds in steps.items() if name.startswith("learner search: the finalists"))
     return {
@@ -147,6 +190,8 @@ def train(data_dir: Path) -> dict:
         "folds_share": folds / total,
         "chosen": recipe.describe(),
         "logistic_chosen": recipe.learner == LOGISTIC,
+        "cpu_s": {"train": train_cpu, "raw_fits": raw_cpu},
+        "steps_cpu_s": steps_cpu,
     }
 
 
@@ -157,35 +202,59 @@ def _load(data_dir: Path):
     return load_export(data_dir).data, TieringConfig()
 
 
-def score(data_dir: Path, model_data: Path | None = None) -> dict:
+SCORE_REPEATS = 3  # each scoring timed this many times in the process, its median kept (a second each at 10,000)
+
+
+def score(data_dir: Path, model_data: Path | None = None, model_file: Path | None = None) -> dict:
     """Scoring every account (features as of a date, both models, tiers, reasons) against raw predict. The model is
     trained on `model_data` (default: this export): one model for every size, so that the growth with the size is
-    the book's, not that of a larger model (more trees) or of another learner chosen on more deals."""
+    the book's, not that of a larger model (more trees) or of another learner chosen on more deals. With
+    `model_file`, the model is trained once and kept there (pickled by an earlier step of the same bench run, in its
+    private temporary folder) for the other sizes and repeats."""
+    import pickle
+
     from features.groups import book_snapshot
     from features.rules import with_rule_scores
     from training.pipeline import WindowDates
     from training.pipeline import train as train_models
 
     data, config = _load(data_dir)
-    scorer = train_models(_load(model_data)[0] if model_data else data, config).scorer
+    if model_file is not None and model_file.is_file():
+        scorer = pickle.loads(model_file.read_bytes())
+    else:
+        scorer = train_models(_load(model_data)[0] if model_data else data, config).scorer
+        if model_file is not None:
+            model_file.write_bytes(pickle.dumps(scorer))
     book = book_snapshot(data, config, WindowDates.for_data(data, config, None).as_of)
     matrix = scorer.spec.encode(with_rule_scores(book, config))
-    clock = Clock()
-    scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
-    scorer.deal_model.margin(matrix)
-    raw_seconds = clock.lap()
-    scorer.score(book, by_capacity=True, explain=False)
-    without_reasons = clock.lap()
-    scorer.score(book, by_capacity=True, explain=True)
-    with_reasons = clock.lap()
+
+    def raw() -> None:
+        scorer.win_model.margin(matrix)  # the raw learners: booster.predict or the logistic's matrix product
+        scorer.deal_model.margin(matrix)
+
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for name, run in (
+        ("raw_predict", raw),
+        ("score", lambda: scorer.score(book, by_capacity=True, explain=False)),
+        ("score_with_reasons", lambda: scorer.score(book, by_capacity=True, explain=True)),
+    ):
+        laps = []
+        for _ in range(SCORE_REPEATS):
+            clock = Clock()
+            run()
+            laps.append((clock.lap(), clock.cpu))
+        wall[name] = float(np.median([lap[0] for lap in laps]))
+        cpu[name] = float(np.median([lap[1] for lap in laps]))
     n = len(book)
     return {
         "accounts": n,
-        "raw_predict_per_s": n / raw_seconds,
-        "score_per_s": n / without_reasons,
-        "score_with_reasons_per_s": n / with_reasons,
-        "ratio": raw_seconds / without_reasons,
-        "ratio_with_reasons": raw_seconds / with_reasons,
+        "raw_predict_per_s": n / wall["raw_predict"],
+        "score_per_s": n / wall["score"],
+        "score_with_reasons_per_s": n / wall["score_with_reasons"],
+        "ratio": wall["raw_predict"] / wall["score"],
+        "ratio_with_reasons": wall["raw_predict"] / wall["score_with_reasons"],
+        "cpu_s": cpu,
     }
 
 

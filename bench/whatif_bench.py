@@ -15,24 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import tempfile
-from pathlib import Path
 
 import yaml
 
-from bench.processes import REPO, bench_figures, tiering_seconds
+from bench.processes import bench_figures, trained_setup
 
-TRAIN_ACCOUNTS = 10_000
-FAST = {
-    "model": {
-        "num_boost_round": 300,
-        "search": {
-            "candidates": [{"num_leaves": 15, "learning_rate": 0.08, "min_child_samples": 40, "lambda_l2": 1.0}]
-        },
-    }
-}
 DRAFT = {
     "rule_weights": {"revenue_potential": 0.3, "business_fit": 0.3, "engagement": 0.4},
     "model": {"blend": 0.6},
@@ -42,41 +30,20 @@ DRAFT = {
 
 
 def measure(n_accounts: int) -> dict:
-    from bench.run import dataset
-
-    data, _ = dataset(n_accounts)
-    training_data, _ = dataset(min(n_accounts, TRAIN_ACCOUNTS))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        config = folder / "fast.yaml"
-        config.write_text(yaml.safe_dump(FAST), encoding="utf-8")
+    with trained_setup(n_accounts) as setup:
+        data, folder = str(setup.data), setup.folder
         draft = folder / "draft.yaml"
         draft.write_text(yaml.safe_dump(DRAFT), encoding="utf-8")
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "TIERING_DATABASE_URL": f"sqlite:///{folder / 'workspace.db'}",
-        }
-        train_s = tiering_seconds("train", str(training_data), "--config", str(config), env=env, cwd=folder)
-        score_s = tiering_seconds("score", str(data), "--out", str(folder / "scores.parquet"), env=env, cwd=folder)
-        publish_s = tiering_seconds("publish", str(folder / "scores.parquet"), "--data", str(data), env=env, cwd=folder)
-        whatif_s = tiering_seconds(
-            "whatif",
-            str(data),
-            "--config",
-            str(draft),
-            "--out",
-            str(folder / "whatif"),
-            "--no-backtest",
-            env=env,
-            cwd=folder,
+        score_s = setup.tiering_seconds("score", data, "--out", str(folder / "scores.parquet"))
+        publish_s = setup.tiering_seconds("publish", str(folder / "scores.parquet"), "--data", data)
+        whatif_s = setup.tiering_seconds(
+            "whatif", data, "--config", str(draft), "--out", str(folder / "whatif"), "--no-backtest"
         )
         page_mb = (folder / "whatif" / "whatif.html").stat().st_size / 1e6
         moves = sum(1 for _ in (folder / "whatif" / "moves.csv").open()) - 1
     return {
         "accounts": n_accounts,
-        "train_s": round(train_s, 2),
+        "train_s": round(setup.train_s, 2),
         "score_s": round(score_s, 2),
         "publish_s": round(publish_s, 2),
         "whatif_s": round(whatif_s, 2),

@@ -128,7 +128,14 @@ def grouped_build(data: CrmData, config: ModelConfig, groups: int | None = None)
             asked = queries.iloc[of_query[group]]
             if len(asked) or (group == groups - 1 and not parts):  # an empty book still gets its columns
                 parts.append(build_group(part(group), config, as_text, asked))
-        return pd.concat(parts).sort_index() if len(parts) > 1 else parts[0]
+        if len(parts) == 1:
+            return parts[0]
+        # Back in the queries' order: each query's place in the stacked groups, one pass (sorting the index of the
+        # stacked rows costs n log n).
+        stacked = pd.concat(parts)
+        place = np.empty(len(queries), dtype=np.int64)
+        place[np.concatenate(of_query)] = np.arange(len(queries))
+        return stacked.iloc[place]
 
     return build
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import TABLE_END, TABLE_START, markdown, write_table
+from bench.run import TABLE_END, TABLE_START, markdown, median_run, write_table
 
 SIZES = [1_000, 2_000, 4_000]
 
@@ -22,9 +22,12 @@ def fake_results() -> dict:
             "load_and_validate_s": 0.5,
             "read_parquet_s": 0.5,
             "peak_rss_mb": 300.0,
+            "cpu_s": {"features": s, "rows_and_book": rows, "build": build, "read_parquet": s / 2},
         }
-        for n, s in zip(SIZES, [1.0, 2.0, 4.0])
+        for n, s, rows, build in zip(SIZES, [1.0, 2.0, 4.0], [1.0, 1.5, 3.0], [0.5, 1.0, 4.0])
     }
+    features[SIZES[0]]["cpu_runs"] = [1.2, 1.0, 0.8]  # the smallest size's three runs, the median kept
+    features[SIZES[1]]["cpu_runs"] = [2.0, 2.5, 1.5]
     train = {
         n: {
             "train_s": s,
@@ -38,6 +41,7 @@ def fake_results() -> dict:
             "ratio": s / 4.0,
             "peak_rss_mb": 900.0,
             "steps_s": {"pipeline_fit": 10.0, "pipeline_count": 5.0, "search": 8.0},
+            "cpu_s": {"train": s, "raw_fits": 4.0},
         }
         for n, s in zip(SIZES, [10.0, 20.0, 80.0])
     }
@@ -50,6 +54,7 @@ def fake_results() -> dict:
             "score_with_reasons_per_s": 1_000.0,
             "ratio_with_reasons": 0.125,
             "peak_rss_mb": 500.0,
+            "cpu_s": {"score_with_reasons": n / 1_000, "raw_predict": n / 2_000},
         }
         for n in SIZES
     }
@@ -93,13 +98,40 @@ def test_the_table_rows_are_the_figures_of_the_largest_size_and_their_ratios():
     assert "generate" not in table  # no generator figures, no generator row
 
 
-def test_growth_with_size_is_the_exponent_between_the_smallest_and_largest_size():
+def test_growth_with_size_is_the_exponent_of_cpu_time_between_the_smallest_and_largest_size():
     lines = markdown(fake_results()).splitlines()
-    assert "| step | 1,000 | 2,000 | 4,000 | k | goal | before |" in lines
-    # Beside each exponent, the goal and the exponent before the events were held by group.
-    assert "| features (s) | 1.0 | 2.0 | 4.0 | 1.00 | <= 1.1 | 1.18 |" in lines  # doubling with the size: linear
-    assert "| train (s) | 10.0 | 20.0 | 80.0 | 1.50 | <= 1.1 | 0.57 |" in lines  # 8 times for 4 times the size: 4^1.5
-    assert "| score with reasons (s) | 1.0 | 2.0 | 4.0 | 1.00 | <= 1.1 | 1.42 |" in lines  # 1,000 accounts/s each
+    assert "| step | 1,000 | 2,000 | 4,000 | k | goal | before (wall) | reference | reference k |" in lines
+    assert any("the median of 3 runs below the largest size" in line for line in lines)
+    # CPU seconds doubling with the size: linear. Over the smallest size's runs (0.8 to 1.2 s) against 4 s:
+    # log(4 / 1.2) / log(4) = 0.87 and log(4 / 0.8) / log(4) = 1.16. Reading the Parquet files doubles too.
+    assert (
+        "| features (spill and build) | 1.00 (0.80-1.20) | 2.00 (1.50-2.50) | 4.00 | 1.00 (0.87-1.16) | <= 1.1 | "
+        "1.18 | reading the Parquet files | 1.00 |"
+    ) in lines
+    # Without the spill: 3 times for 4 times the size, log(3) / log(4) = 0.79; the build alone 8 times, 4^1.5.
+    assert (
+        "| ... without the spill (the build, reading its groups back) | 1.00 | 1.50 | 3.00 | 0.79 | - | - | | |"
+        in lines
+    )
+    assert "| ... the build alone | 0.50 | 1.00 | 4.00 | 1.50 | - | - | | |" in lines
+    # One run per size: no range. The raw fits take 4 s at every size: exponent 0.
+    assert "| train | 10.00 | 20.00 | 80.00 | 1.50 | <= 1.1 | 0.57 | raw fits of the chosen learners | 0.00 |" in lines
+    assert "| score with reasons | 1.00 | 2.00 | 4.00 | 1.00 | <= 1.1 | 1.42 | raw `booster.predict` | 1.00 |" in lines
+
+
+def test_results_without_cpu_times_have_no_growth_rows():
+    results = fake_results()
+    del results["train"][SIZES[1]]["cpu_s"]  # an older results file, kept by `--only`
+    lines = markdown(results).splitlines()
+    assert not any(line.startswith("| train |") for line in lines)
+    assert any(line.startswith("| features (spill and build) |") for line in lines)
+
+
+def test_the_median_run_is_kept_with_every_run_beside_it():
+    runs = [{"cpu_s": {"train": seconds}, "run": i} for i, seconds in enumerate([3.0, 1.0, 2.0])]
+    assert median_run("train", runs) == {"cpu_s": {"train": 2.0}, "run": 2, "cpu_runs": [3.0, 1.0, 2.0]}
+    assert median_run("train", runs[:2])["run"] == 1  # of two, the lower
+    assert median_run("train", runs[:1])["cpu_runs"] == [3.0]
 
 
 HEAD = "# Benchmarks\n\nWritten by hand before the table.\n\n"

@@ -71,6 +71,27 @@ def test_group_wise_snapshots_are_every_account_at_every_cutoff_with_its_creatio
         assert (mine["label"] == (mine["count"] > 0)).all()
 
 
+def test_group_wise_rows_come_back_in_the_queries_order(book):
+    # Queries in no order, accounts repeated at several cut-offs: row i answers query i, as one builder's rows do.
+    ids = book.accounts["account_id"].astype("str")
+    queries = pd.DataFrame(
+        {
+            "account_id": pd.concat([ids, ids.iloc[::3]], ignore_index=True),
+            "cutoff": [pd.Timestamp("2025-01-01") + pd.Timedelta(days=7 * i) for i in range(len(ids) + len(ids[::3]))],
+        }
+    ).sample(frac=1, random_state=2)
+    queries.index = queries.index * 10  # an index of its own, which the rows do not keep
+    built = grouped_build(book, CONFIG, groups=5)(queries)
+    expected = FeatureBuilder(book, CONFIG).build(
+        queries["account_id"].reset_index(drop=True), queries["cutoff"].reset_index(drop=True)
+    )
+
+    assert len(np.unique(account_groups(queries["account_id"], 5))) == 5
+    assert built["account_id"].tolist() == queries["account_id"].tolist()
+    assert built["cutoff"].tolist() == queries["cutoff"].tolist()
+    pd.testing.assert_frame_equal(built, expected, check_exact=False, rtol=0, atol=1e-9)
+
+
 def test_an_account_keeps_its_group_whatever_the_order_and_table():
     ids = pd.Series([f"acct-{i}" for i in range(2000)])
     groups = account_groups(ids, 7)
