@@ -43,7 +43,7 @@ GROWTH_REPEATS = 3
 STEP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 # step: (its CPU figure judged, its label, the raw reference's CPU figure and label)
 GROWTH_ROWS = {
-    "features": ("features", "features (spill and build)", "read_parquet", "reading the Parquet files"),
+    "features": ("features", "features (groups read back and built)", "read_parquet", "reading the Parquet files"),
     "train": ("train", "train", "raw_fits", "raw fits of the chosen learners"),
     "score": ("score_with_reasons", "score with reasons", "raw_predict", "raw `booster.predict`"),
 }
@@ -279,11 +279,8 @@ def growth_table(results: dict) -> list[str]:
             f"| {label} | {' | '.join(cells)} | {k} | <= {GROWTH_GOAL} | {GROWTH_BEFORE[name]:.2f} | "
             f"{reference_label} | {growth(sizes, references):.2f} |"
         )
-        if name == "features":  # a book of one group is not spilled: what the spill adds, apart
-            for part, part_label in (
-                ("rows_and_book", "... without the spill (the build, reading its groups back)"),
-                ("build", "... the build alone"),
-            ):
+        if name == "features":  # a book of one group reads no group back: the build without that, apart
+            for part, part_label in (("build", "... the build alone"),):
                 seconds = [figures["cpu_s"][part] for figures in at]
                 lines.append(
                     f"| {part_label} | {' | '.join(_fmt(value, 2) for value in seconds)} | "

@@ -67,24 +67,24 @@ def read_floor(data_dir: Path) -> tuple[float, float]:
 
 
 def features(data_dir: Path) -> dict:
-    """The point-in-time feature rows as the commands build them: the export read and validated, its events spilled
-    by group, then every closed deal's row and every account's row asked at once (as `tiering train` asks for all its
-    rows) and built one group of accounts at a time."""
+    """The point-in-time feature rows as the commands build them: the export read and validated with its events
+    written by group as they are read (the import's part, timed apart), then every closed deal's row and every
+    account's row asked at once (as `tiering train` asks for all its rows) and built one group of accounts at a
+    time."""
     from configuration.tiering import TieringConfig
     from features.groups import grouped_build
     from features.pointintime import closed_between, with_outcomes
     from ingest.io import load_export
-    from ingest.spill import events_by_group
+    from ingest.spill import spill_folder
     from training.pipeline import WindowDates
 
     floor, floor_cpu = read_floor(data_dir)
     clock = Clock()
     cpu: dict[str, float] = {"read_parquet": floor_cpu}
-    data = load_export(data_dir).data
-    load_seconds, cpu["load_and_validate"] = clock.lap(), clock.cpu
     config = TieringConfig()
-    with events_by_group(data):
-        spill_seconds, cpu["spill"] = clock.lap(), clock.cpu
+    with spill_folder() as folder:
+        data = load_export(data_dir, spill=folder).data
+        load_seconds, cpu["load_and_validate"] = clock.lap(), clock.cpu
         reads = timed_reads(data)
         window = WindowDates.for_data(data, config, None)
         closed = closed_between(data.opportunities, pd.Timestamp("1900-01-01"), window.as_of)  # every closed deal
@@ -100,17 +100,16 @@ def features(data_dir: Path) -> dict:
         built = grouped_build(data, config)(queries)
         rows = with_outcomes(built.iloc[: len(closed)], closed)
         build_seconds, cpu["rows_and_book"] = clock.lap(), clock.cpu
-    # What the features cost (the spill, then the rows), and the build alone: without the spill nor the reading back
-    # of its groups, which only a book of more than one group does.
+    # What the features cost (reading the groups back and building), and the build alone: without the reading back,
+    # which only a book of more than one group does. The events' spill is the import's (written as they are read).
     cpu["read_back"] = reads["read_back"]
-    cpu["features"] = cpu["spill"] + cpu["rows_and_book"]
+    cpu["features"] = cpu["rows_and_book"]
     cpu["build"] = cpu["rows_and_book"] - cpu["read_back"]
     return {
         "read_parquet_s": floor,
         "load_and_validate_s": load_seconds,
-        "spill_s": spill_seconds,
         "rows_and_book_s": build_seconds,
-        "features_s": spill_seconds + build_seconds,
+        "features_s": build_seconds,
         "opportunity_rows": len(rows),
         "accounts": len(ids),
         "engagement_events": data.event_rows("engagement"),
@@ -128,7 +127,7 @@ def train(data_dir: Path) -> dict:
     from features.config import Candidate
     from features.matrix import FeatureSpec
     from ingest.io import load_export
-    from ingest.spill import events_by_group
+    from ingest.spill import spill_folder
     from scoring.learners import LOGISTIC
     from training.models import fit_learner, train_booster
     from training.workflow import train_and_register
@@ -145,11 +144,11 @@ def train(data_dir: Path) -> dict:
             steps_cpu[last[1]] = steps_cpu.get(last[1], 0.0) + cpu - last[2]
         last[:] = [now, step, cpu]
 
-    clock = Clock()  # as `tiering train` runs: read and validate, spill the events by group, train and register
+    clock = Clock()  # as `tiering train` runs: read and validate (the events written by group as read), train, register
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        data = load_export(data_dir).data
-        with events_by_group(data):
+        with spill_folder() as folder:
+            data = load_export(data_dir, spill=folder).data
             outcome = train_and_register(data, config, None, progress)
         total, train_cpu = clock.lap(), clock.cpu
     progress("end")

@@ -105,14 +105,11 @@ def test_growth_with_size_is_the_exponent_of_cpu_time_between_the_smallest_and_l
     # CPU seconds doubling with the size: linear. Over the smallest size's runs (0.8 to 1.2 s) against 4 s:
     # log(4 / 1.2) / log(4) = 0.87 and log(4 / 0.8) / log(4) = 1.16. Reading the Parquet files doubles too.
     assert (
-        "| features (spill and build) | 1.00 (0.80-1.20) | 2.00 (1.50-2.50) | 4.00 | 1.00 (0.87-1.16) | <= 1.1 | "
-        "1.18 | reading the Parquet files | 1.00 |"
+        "| features (groups read back and built) | 1.00 (0.80-1.20) | 2.00 (1.50-2.50) | 4.00 | 1.00 (0.87-1.16) "
+        "| <= 1.1 | 1.18 | reading the Parquet files | 1.00 |"
     ) in lines
-    # Without the spill: 3 times for 4 times the size, log(3) / log(4) = 0.79; the build alone 8 times, 4^1.5.
-    assert (
-        "| ... without the spill (the build, reading its groups back) | 1.00 | 1.50 | 3.00 | 0.79 | - | - | | |"
-        in lines
-    )
+    # The build alone (without reading the groups back): 8 times for 4 times the size, 4^1.5.
+    assert not any(line.startswith("| ... without the spill") for line in lines)
     assert "| ... the build alone | 0.50 | 1.00 | 4.00 | 1.50 | - | - | | |" in lines
     # One run per size: no range. The raw fits take 4 s at every size: exponent 0.
     assert "| train | 10.00 | 20.00 | 80.00 | 1.50 | <= 1.1 | 0.57 | raw fits of the chosen learners | 0.00 |" in lines
@@ -124,7 +121,7 @@ def test_results_without_cpu_times_have_no_growth_rows():
     del results["train"][SIZES[1]]["cpu_s"]  # an older results file, kept by `--only`
     lines = markdown(results).splitlines()
     assert not any(line.startswith("| train |") for line in lines)
-    assert any(line.startswith("| features (spill and build) |") for line in lines)
+    assert any(line.startswith("| features (groups read back and built) |") for line in lines)
 
 
 def test_the_median_run_is_kept_with_every_run_beside_it():
