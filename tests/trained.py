@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from training.pipeline import TrainingResult
 
 SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}  # a 1,500-account export passes it
+# The `model:` section of a fast training, for tests whose subject is not the learner search nor the pipeline
+# learner's accuracy: the logistic regression against one LightGBM on the validation slice (no rolling folds, no
+# blend), and the pipeline learner on 3,000 account snapshots (300 per cut-off: enough to learn, not fall back).
+# About half a default training's CPU time.
+FAST_MODEL = {
+    "pipeline_max_rows": 3000,
+    "search": {
+        "candidates": [{"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 30, "lambda_l2": 5.0}],
+        "folds": 1,
+        "blend": False,
+    },
+}
 TRAINING_WAIT_SECONDS = 600
 
 
