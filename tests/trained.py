@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 if TYPE_CHECKING:
     from features.schema import CrmData
@@ -30,6 +31,14 @@ FAST_MODEL = {
     },
 }
 TRAINING_WAIT_SECONDS = 600
+
+
+def fast_config_file(folder: Path, model: dict | None = None) -> Path:
+    """A tiering.yaml in `folder` with FAST_MODEL (and `model`'s keys over it), for `tiering train --config`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiering.yaml"
+    path.write_text(yaml.safe_dump({"model": {**FAST_MODEL, **(model or {})}}))
+    return path
 
 
 @dataclass(frozen=True)
