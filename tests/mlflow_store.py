@@ -1,17 +1,24 @@
 """A fresh MLflow SQLite store per test, copied from one migrated template (migrating each would cost seconds)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
+
+from tests.trained import once_per_run
+
+
+def migrated_store(folder: Path) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # runs the migrations
+    return folder / "mlflow.db"
 
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory):
-    from mlflow.tracking import MlflowClient
-
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # runs the migrations
-    return folder / "mlflow.db"
+    """The migrated empty store, made once for the test run (all xdist workers copy the same file)."""
+    return once_per_run(tmp_path_factory, "mlflow-template", migrated_store)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
+from tests.trained import fast_config_file
 
 runner = CliRunner()
 
@@ -51,6 +52,7 @@ def test_a_backtest_is_written_and_logged_to_the_models_training_run(model_store
     from mlflow import MlflowClient
 
     out = tmp_path / "forecast"
+    fast = fast_config_file(tmp_path / "config")  # the origin's training: what is judged is what gets written
     result = runner.invoke(
         app,
         [
@@ -58,6 +60,8 @@ def test_a_backtest_is_written_and_logged_to_the_models_training_run(model_store
             str(model_store.data_dir),
             "--model",
             model_store.uri,
+            "--config",
+            str(fast),
             "--backtest",
             "--origins",
             "1",

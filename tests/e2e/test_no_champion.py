@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from cli.main import app
 from configuration.tiering import load_config, parse_config
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
+from tests.trained import FAST_MODEL
 
 runner = CliRunner()
-REFUSING_GATE = {"model": {"gate": {"min_won": 100000}}}  # no export has that many: the version stays challenger
+# No export has that many won deals: the version stays challenger. (The fast search: the search is not judged here.)
+REFUSING_GATE = {"model": {"gate": {"min_won": 100000}, **FAST_MODEL}}
 RULES_BY_REVENUE = "rule_weights: {revenue_potential: 1.0, business_fit: 0.0, engagement: 0.0}\n"
 
 

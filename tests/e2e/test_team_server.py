@@ -27,12 +27,15 @@ import pytest
 import yaml
 
 from serving.requests import ACCOUNT_EXAMPLE
+from tests.mlflow_store import mlflow_template  # noqa: F401  (fixture)
+from tests.trained import FAST_MODEL
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 TIERING, MLFLOW = str(BIN / "tiering"), str(BIN / "mlflow")
-SMALL_GATE = {"model": {"gate": {"min_won": 10, "min_lost": 10}}}
+# The small gate and the fast search: what is judged here is the tool against a team server, not the search.
+TRAINING_CONFIG = {"model": {"gate": {"min_won": 10, "min_lost": 10}, **FAST_MODEL}}
 KEY = "team-key"
 
 
@@ -86,8 +89,10 @@ class Process:
 
 
 class TeamServer(Process):
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, empty_store: Path | None = None):
         folder.mkdir(parents=True, exist_ok=True)
+        if empty_store is not None:  # a fresh store, migrated once for the test run (migrating costs seconds)
+            shutil.copy(empty_store, folder / "server.db")
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         super().__init__(
@@ -126,12 +131,12 @@ class TeamServer(Process):
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory) -> Path:
-    """The export and the small-gate tiering.yaml every command of the module reads (never written)."""
+    """The export and the tiering.yaml (small gate, fast search) every command of the module reads (never written)."""
     from sources.synthetic import generate_export
 
     folder = tmp_path_factory.mktemp("team-book")
     generate_export(folder / "export", n_accounts=800, seed=3)
-    (folder / "tiering.yaml").write_text(yaml.safe_dump(SMALL_GATE))
+    (folder / "tiering.yaml").write_text(yaml.safe_dump(TRAINING_CONFIG))
     return folder
 
 
@@ -158,10 +163,10 @@ class FirstTraining:
 
 
 @pytest.fixture(scope="module")
-def first_training(tmp_path_factory, book) -> FirstTraining:
+def first_training(tmp_path_factory, book, mlflow_template) -> FirstTraining:  # noqa: F811
     """`tiering train` against a fresh team server, once for the module: version 1, champion."""
     folder = working_folder(tmp_path_factory.mktemp("first-training"), book)
-    server = TeamServer(folder / "server").start()
+    server = TeamServer(folder / "server", mlflow_template).start()
     try:
         env = command_env(server)
         champion = champion_after_training(train(env, folder), env, folder)
@@ -171,11 +176,11 @@ def first_training(tmp_path_factory, book) -> FirstTraining:
 
 
 @pytest.fixture
-def team(tmp_path, book):
+def team(tmp_path, book, mlflow_template):  # noqa: F811
     """A running fresh team server, a folder with the export and a small-gate config, and the environment of a
     command pointed at the server."""
     working_folder(tmp_path, book)
-    server = TeamServer(tmp_path / "server").start()
+    server = TeamServer(tmp_path / "server", mlflow_template).start()
     try:
         yield server, tmp_path, command_env(server)
     finally:

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ingest.io import load_export
+from tests.trained import fast_config_file
 
 runner = CliRunner()
 
@@ -110,18 +111,17 @@ def test_validate_without_engagement_and_intent_files_passes_with_two_warnings(w
     ]
 
 
-SMALL_GATE = "model:\n  gate: {min_won: 10, min_lost: 10}\n"  # a 600-account export has enough for it
+SMALL_GATE = {"gate": {"min_won": 10, "min_lost": 10}}  # a 600-account export has enough for it
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    """A 600-account synthetic export and a config with a gate it can pass."""
+    """A 600-account synthetic export and a config with a gate it can pass (and the fast search)."""
     from sources.synthetic import generate_export
 
     folder = tmp_path_factory.mktemp("optional") / "export"
     generate_export(folder, n_accounts=600, seed=4)
-    config = folder.parent / "small.yaml"
-    config.write_text(SMALL_GATE)
+    config = fast_config_file(folder.parent, SMALL_GATE)
     return folder, config
 
 

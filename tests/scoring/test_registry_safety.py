@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from scoring import registry
 from scoring.registry import ChampionEvent, replay
-from tests.trained import SMALL_GATE
+from tests.trained import FAST_MODEL, SMALL_GATE
 
 runner = CliRunner()
 TIERING = str(Path(sys.executable).parent / "tiering")
@@ -197,7 +197,8 @@ def test_two_trainings_on_a_fresh_store_at_once_both_succeed(tmp_path, monkeypat
     data = tmp_path / "export"
     generate_export(data, n_accounts=800, seed=3)
     config = tmp_path / "tiering.yaml"
-    config.write_text(yaml.safe_dump(SMALL_GATE))
+    # The fast search: the subject is two commands creating one store at once, not the learner search.
+    config.write_text(yaml.safe_dump({"model": {**SMALL_GATE["model"], **FAST_MODEL}}))
     store = tmp_path / "fresh"  # does not exist yet: both commands find no store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     results = run_at_once([["train", str(data), "--config", str(config)]] * 2, tmp_path)

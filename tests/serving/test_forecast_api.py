@@ -16,9 +16,15 @@ def book(export):
     return {"accounts": account_payloads(export, ids), "as_of": default_as_of(export).date().isoformat()}
 
 
-def test_forecast_answers_every_tier_with_intervals_around_the_point(trained, book):
+@pytest.fixture(scope="module")
+def client(trained):
+    """One service on the champion for the module: its tests only ask it questions."""
     with serving(trained.folder) as client:
-        response = client.post("/forecast", json={**book, "simulations": 500})
+        yield client
+
+
+def test_forecast_answers_every_tier_with_intervals_around_the_point(trained, client, book):
+    response = client.post("/forecast", json={**book, "simulations": 500})
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_version"] == trained.version and answer["horizon_days"] == 90
@@ -33,18 +39,16 @@ def test_forecast_answers_every_tier_with_intervals_around_the_point(trained, bo
 
 
 @pytest.mark.parametrize("simulations", [5, 1_000_000, "many", 2.5])
-def test_bad_simulations_are_a_400_naming_the_field(trained, book, simulations):
-    with serving(trained.folder) as client:
-        response = client.post("/forecast", json={**book, "simulations": simulations})
+def test_bad_simulations_are_a_400_naming_the_field(client, book, simulations):
+    response = client.post("/forecast", json={**book, "simulations": simulations})
     assert response.status_code == 400
     assert "simulations" in response.text
 
 
-def test_tier_answers_carry_the_forecast_of_their_own_records(trained, book):
+def test_tier_answers_carry_the_forecast_of_their_own_records(client, book):
     """Each tier's expected won revenue is the sum of its accounts' expected_revenue (open deals plus new pipeline,
     both inside the horizon), and its accounts are the records placed in it."""
-    with serving(trained.folder) as client:
-        response = client.post("/tier", json={**book, "budget": 300_000})
+    response = client.post("/tier", json={**book, "budget": 300_000})
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["horizon_days"] == 90

@@ -17,6 +17,7 @@ from cli.main import app
 from scoring import registry
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fixtures)
+from tests.trained import fast_config_file
 
 runner = CliRunner()
 
@@ -28,20 +29,26 @@ def export(tmp_path_factory):
     return folder
 
 
-def _train_in_process(export):
-    result = runner.invoke(app, ["train", str(export)])
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory) -> str:
+    """The fast search for every training here: the faults are the subject, not the learner search."""
+    return str(fast_config_file(tmp_path_factory.mktemp("config")))
+
+
+def _train_in_process(export, config: str):
+    result = runner.invoke(app, ["train", str(export), "--config", config])
     assert result.exit_code == 0, result.output
     return result.output
 
 
 @pytest.fixture(scope="module")
-def trained_store(export, mlflow_template, tmp_path_factory):  # noqa: F811
+def trained_store(export, fast_config, mlflow_template, tmp_path_factory):  # noqa: F811
     """A store where `tiering train` ran once on the export (version 1, champion); tests copy its registry."""
     folder = tmp_path_factory.mktemp("trained-store")
     shutil.copy(mlflow_template, folder / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        _train_in_process(export)
+        _train_in_process(export, fast_config)
     return folder
 
 
@@ -64,6 +71,7 @@ def _wait_until_training(pid: int, settle: float, timeout: float = 120) -> None:
 @pytest.mark.parametrize(("how", "settle"), [(signal.SIGTERM, 0.05), (signal.SIGTERM, 0.2), (signal.SIGKILL, 0.2)])
 def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
     export,
+    fast_config,
     trained_store,
     mlflow_store,  # noqa: F811
     how,
@@ -77,7 +85,7 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
     before = scores.read_bytes()
 
     child = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "train", str(export)],
+        [sys.executable, "-m", "cli.main", "train", str(export), "--config", fast_config],
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -92,7 +100,7 @@ def test_training_killed_mid_run_leaves_the_champion_and_can_run_again(
     registry.configure()
     assert registry.alias_version("champion").version == "1"
     assert scores.read_bytes() == before
-    assert "Version" in _train_in_process(export)  # simply run again
+    assert "Version" in _train_in_process(export, fast_config)  # simply run again
     assert len(registry.versions()) >= 2
 
 

@@ -18,6 +18,7 @@ from scoring import registry
 from scoring.scorer import SCORE_COLUMNS
 from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_template  # noqa: F401  (fixture)
+from tests.trained import fast_config_file
 
 runner = CliRunner()
 
@@ -30,7 +31,13 @@ def export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained_store(tmp_path_factory, mlflow_template, export):  # noqa: F811
+def fast_config(tmp_path_factory):
+    """Every training here with the fast search: these tests judge the commands around training, not the search."""
+    return str(fast_config_file(tmp_path_factory.mktemp("config")))
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory, mlflow_template, export, fast_config):  # noqa: F811
     """A store where `tiering train` ran once; tests copy it before changing it."""
     folder = tmp_path_factory.mktemp("store")
     shutil.copy(mlflow_template, folder / "mlflow.db")
@@ -38,7 +45,7 @@ def trained_store(tmp_path_factory, mlflow_template, export):  # noqa: F811
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ.update(env)
     try:
-        result = runner.invoke(app, ["train", str(export)])
+        result = runner.invoke(app, ["train", str(export), "--config", fast_config])
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI") if previous is None else os.environ.update(
             {"MLFLOW_TRACKING_URI": previous}
@@ -92,10 +99,10 @@ def test_train_registers_a_champion_and_logs_everything(trained_store, store):
     assert model.metadata.signature is not None and "account_id" in model.metadata.get_input_schema().input_names()
 
 
-def test_second_version_is_judged_like_for_like_then_promote_and_rollback(store, export):
+def test_second_version_is_judged_like_for_like_then_promote_and_rollback(store, export, fast_config):
     # The same data and config up to an earlier cut-off: the champion's recipe re-fitted on version 2's own
     # months is the same recipe, so version 2 is within the tolerance and promoted, and the reason says so.
-    result = runner.invoke(app, ["train", str(export), "--as-of", "2026-05-01"])
+    result = runner.invoke(app, ["train", str(export), "--as-of", "2026-05-01", "--config", fast_config])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     tolerance = TieringConfig().model.gate.champion_tolerance
@@ -114,14 +121,14 @@ def test_second_version_is_judged_like_for_like_then_promote_and_rollback(store,
     assert missing.exit_code == 2 and "version 9 does not exist" in missing.output
 
 
-def test_interrupted_training_leaves_the_champion_and_marks_the_run_failed(store, export, monkeypatch):
+def test_interrupted_training_leaves_the_champion_and_marks_the_run_failed(store, export, fast_config, monkeypatch):
     import training.workflow as workflow
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(workflow, "gate", interrupt)  # after the model is logged, before any alias moves
-    result = runner.invoke(app, ["train", str(export)])
+    result = runner.invoke(app, ["train", str(export), "--config", fast_config])
     assert result.exit_code == 130 and "interrupted" in result.output
     assert registry.alias_version("champion").version == "1"
     runs = mlflow.search_runs(experiment_names=["abm-tiering"], order_by=["start_time DESC"])

@@ -111,13 +111,27 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def cheap_hasher():
+    """Argon2 at its lightest (about 1 ms a hash, not 200): the tests check who may sign in, not the hash's cost. A
+    hash records its own parameters, so the users of the template verify as cheaply wherever they are checked."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    monkeypatch.setattr("workspace.store.HASHER", cheap_hasher())
+
+
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory) -> Path:
     """The two scorings and three users, made once (migrations and password hashing take seconds), copied per test."""
     from workspace.store import WorkspaceStore
 
     path = tmp_path_factory.mktemp("workspace-template") / "workspace.db"
-    with WorkspaceStore.open(f"sqlite:///{path}") as made:
+    with pytest.MonkeyPatch.context() as patch, WorkspaceStore.open(f"sqlite:///{path}") as made:
+        patch.setattr("workspace.store.HASHER", cheap_hasher())
         accounts = account_rows()
         made.publish(FIRST, accounts, as_of="2026-03-01", model_version="6", configuration={}, published_by="ops")
         made.publish(SECOND, accounts, as_of="2026-06-01", model_version="7", configuration={}, published_by="ops")
