@@ -279,8 +279,11 @@ def growth_table(results: dict) -> list[str]:
             f"| {label} | {' | '.join(cells)} | {k} | <= {GROWTH_GOAL} | {GROWTH_BEFORE[name]:.2f} | "
             f"{reference_label} | {growth(sizes, references):.2f} |"
         )
-        if name == "features":  # a book of one group reads no group back: the build without that, apart
-            for part, part_label in (("build", "... the build alone"),):
+        if name == "features":  # the build without reading groups back (a one-group book reads none); the import
+            for part, part_label in (
+                ("build", "... the build alone"),
+                ("load_and_validate", "the import before it (read, validated, events written by group)"),
+            ):
                 seconds = [figures["cpu_s"][part] for figures in at]
                 lines.append(
                     f"| {part_label} | {' | '.join(_fmt(value, 2) for value in seconds)} | "

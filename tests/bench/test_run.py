@@ -22,9 +22,15 @@ def fake_results() -> dict:
             "load_and_validate_s": 0.5,
             "read_parquet_s": 0.5,
             "peak_rss_mb": 300.0,
-            "cpu_s": {"features": s, "rows_and_book": rows, "build": build, "read_parquet": s / 2},
+            "cpu_s": {
+                "features": s,
+                "rows_and_book": rows,
+                "build": build,
+                "read_parquet": s / 2,
+                "load_and_validate": load,
+            },
         }
-        for n, s, rows, build in zip(SIZES, [1.0, 2.0, 4.0], [1.0, 1.5, 3.0], [0.5, 1.0, 4.0])
+        for n, s, rows, build, load in zip(SIZES, [1.0, 2.0, 4.0], [1.0, 1.5, 3.0], [0.5, 1.0, 4.0], [0.5, 1.5, 4.0])
     }
     features[SIZES[0]]["cpu_runs"] = [1.2, 1.0, 0.8]  # the smallest size's three runs, the median kept
     features[SIZES[1]]["cpu_runs"] = [2.0, 2.5, 1.5]
@@ -111,6 +117,11 @@ def test_growth_with_size_is_the_exponent_of_cpu_time_between_the_smallest_and_l
     # The build alone (without reading the groups back): 8 times for 4 times the size, 4^1.5.
     assert not any(line.startswith("| ... without the spill") for line in lines)
     assert "| ... the build alone | 0.50 | 1.00 | 4.00 | 1.50 | - | - | | |" in lines
+    # The import: 8 times for 4 times the size, 4^1.5.
+    assert (
+        "| the import before it (read, validated, events written by group) | 0.50 | 1.50 | 4.00 | 1.50 | - | - | | |"
+        in lines
+    )
     # One run per size: no range. The raw fits take 4 s at every size: exponent 0.
     assert "| train | 10.00 | 20.00 | 80.00 | 1.50 | <= 1.1 | 0.57 | raw fits of the chosen learners | 0.00 |" in lines
     assert "| score with reasons | 1.00 | 2.00 | 4.00 | 1.00 | <= 1.1 | 1.42 | raw `booster.predict` | 1.00 |" in lines
