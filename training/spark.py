@@ -1,10 +1,10 @@
 """`tiering train --engine spark`: a training run's feature rows built on a Spark cluster.
 
 The rows are `training.rows`' per-group build run by `applyInPandas`: every table's rows and the run's queries
-(account_id, cutoff) are grouped by `account_groups`, and each group is built by its own `FeatureBuilder` on an
-executor, exactly as the pandas engine builds it in one process. The driver holds the accounts and the
-opportunities (the window, the labels and time to close read them), collects the feature rows, and the
-learners fit there, as with the pandas engine; the events stay on the cluster.
+(account_id, cutoff) are grouped by `build_by_group` (a hash of each row's account, or family), and each group is
+built by its own `FeatureBuilder` on an executor, exactly as the pandas engine builds it in one process. The
+driver holds the accounts and the opportunities (the window, the labels and time to close read them), collects
+the feature rows, and the learners fit there, as with the pandas engine; the events stay on the cluster.
 """
 
 from __future__ import annotations
@@ -15,23 +15,13 @@ import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from features.config import ModelConfig
-from features.groups import BuildRows, account_groups, build_group, by_family, group_count
+from features.groups import BuildRows, build_group, by_family, group_count
 from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
-from scoring.spark import (
-    GROUP,
-    default_cutoff,
-    empty_book,
-    family_keys,
-    read_tables,
-    spark_schema,
-    tagged_union,
-    untag,
-)
+from scoring.spark import build_by_group, default_cutoff, empty_book, family_keys, read_tables, spark_schema
 from training.rows import RowsEngine
 
 SPARK = "spark"
@@ -72,10 +62,6 @@ def _build_on(
 ) -> BuildRows:
     """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
 
-    @F.pandas_udf(LongType())  # type: ignore[call-overload]
-    def group_of(account_ids: pd.Series) -> pd.Series:
-        return pd.Series(account_groups(account_ids, groups))
-
     # The rows an empty group gives: the result's columns and types (an extra column is a number unless text).
     reference = build_group(empty_book(), config, as_text, pd.DataFrame({"account_id": [], "cutoff": []}))
     schema = StructType([*spark_schema(reference), StructField(POSITION, LongType())])
@@ -85,9 +71,9 @@ def _build_on(
     # With families, a family's accounts are built together: its family features need all of its entities.
     keys = family_keys(tables["accounts"]) if by_family(config) else None
 
-    def rows_of_group(rows: pd.DataFrame) -> pd.DataFrame:
-        data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
-        asked = untag(rows, QUERIES)
+    def rows_of_group(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        data = CrmData(**{name: conform(parts[name], name) for name in TABLES})
+        asked = parts[QUERIES]
         features = build_group(data, config, as_text, asked)
         features[POSITION] = asked[POSITION].to_numpy()
         return features
@@ -101,13 +87,11 @@ def _build_on(
             }
         )
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
-        union = tagged_union(everything, group_of, keys)
         # The rows are converted to pandas as their Arrow buffers are freed, not beside a whole second copy.
         spark.conf.set("spark.sql.execution.arrow.pyspark.selfDestruct.enabled", "true")
-        # One shuffle partition a group: each task sorts, builds and returns one group's rows, whatever the
-        # session's default partition count.
-        grouped = union.repartition(groups, GROUP).groupBy(GROUP)
-        collected: pd.DataFrame = grouped.applyInPandas(rows_of_group, schema).toPandas()
+        # One shuffle partition a group: each task sorts, builds and returns one group's rows.
+        built = build_by_group(everything, groups, rows_of_group, schema, keys, one_task_a_group=True)
+        collected: pd.DataFrame = built.toPandas()
         collected = collected.sort_values(POSITION).drop(columns=POSITION).reset_index(drop=True)
         # Typed as `FeatureBuilder.build` types its rows: text as pandas' str, cut-offs in ns, the rest as the
         # empty group's.
