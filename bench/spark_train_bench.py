@@ -32,16 +32,28 @@ DRIVER_MEMORY = "1536m"  # the Spark driver JVM's heap (spark.driver.memory); se
 MAX_RESULT_SIZE = "2g"  # the feature rows the driver collects: about 1 GB at 300,000 accounts
 
 
+KINDS = ("driver", "workers", "java", "other")
+
+
 def tree_rss(root: psutil.Process) -> dict[str, int]:
-    """Resident bytes of `root` and its descendants now, in total and by kind (python, java, other)."""
-    out = {"total": 0, "python": 0, "java": 0, "other": 0}
+    """Resident bytes of `root` and its descendants now, in total and by kind: the driver (the `tiering` Python
+    process itself), its Python workers (Spark's daemon and the workers it forks), the Spark JVM, other."""
+    out = dict.fromkeys(("total", *KINDS), 0)
     for process in [root, *root.children(recursive=True)]:
         try:
             rss = process.memory_info().rss
             name = process.name()
         except psutil.Error:  # ended between the listing and the reading
             continue
-        kind = "java" if name.startswith("java") else "python" if name.startswith("python") else "other"
+        kind = (
+            "driver"
+            if process.pid == root.pid
+            else "java"
+            if name.startswith("java")
+            else "workers"
+            if name.startswith("python")
+            else "other"
+        )
         out[kind] += rss
         out["total"] += rss
     return out
@@ -69,7 +81,7 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
         child = subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
         root = psutil.Process(child.pid)
         peak: dict[str, int] = {"total": 0}
-        peak_by_kind = {"python": 0, "java": 0}
+        peak_by_kind = dict.fromkeys(KINDS, 0)
         next_line = 0.0
         while child.poll() is None:
             now = tree_rss(root)
@@ -81,8 +93,8 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
             if elapsed >= next_line:
                 mb = {kind: f"{value / 2**20:,.0f}" for kind, value in now.items()}
                 log.write(
-                    f"[bench {elapsed:7.1f} s] tree RSS {mb['total']} MB (python {mb['python']}, java {mb['java']}); "
-                    f"peak {peak['total'] / 2**20:,.0f} MB\n"
+                    f"[bench {elapsed:7.1f} s] tree RSS {mb['total']} MB (driver {mb['driver']}, workers "
+                    f"{mb['workers']}, java {mb['java']}); peak {peak['total'] / 2**20:,.0f} MB\n"
                 )
                 log.flush()
                 next_line += TIMELINE_SECONDS
@@ -98,7 +110,7 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
         "generated": generated,
         "train_s": round(wall, 1),
         "peak_rss_mb": round(peak["total"] / 2**20),
-        "peak_rss_mb_at_peak_by_kind": {kind: round(peak[kind] / 2**20) for kind in ("python", "java", "other")},
+        "peak_rss_mb_at_peak_by_kind": {kind: round(peak[kind] / 2**20) for kind in KINDS},
         "peak_rss_mb_by_kind": {kind: round(value / 2**20) for kind, value in peak_by_kind.items()},
         "log": str(log_path.relative_to(REPO)),
     }

@@ -10,25 +10,39 @@ the feature rows, and the learners fit there, as with the pandas engine; the eve
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from features.config import ModelConfig
 from features.groups import BuildRows, build_group, by_family, group_count
 from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
-from scoring.spark import build_by_group, default_cutoff, empty_book, family_keys, read_tables, spark_schema
+from scoring.spark import (
+    build_by_group,
+    default_cutoff,
+    empty_book,
+    family_keys,
+    read_tables,
+    release_driver_heap,
+    spark_schema,
+)
 from training.rows import RowsEngine
 
 SPARK = "spark"
 DRIVER_TABLES = ("accounts", "opportunities")  # what the driver holds besides the feature rows
-# A group reaches its Python worker as one frame whose rows carry every table's columns (the tagged union), so
-# its memory follows its events rather than its accounts: at most about this many events a group.
-EVENTS_PER_GROUP = 1_000_000
+# A group's memory on its Python worker follows its events rather than its accounts (about 600 MB for a million
+# events, its frames and their index): at most about this many events a group.
+EVENTS_PER_GROUP = 500_000
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
 POSITION = "_position"  # a query's place in the run's table of queries
 
@@ -37,11 +51,11 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
     builds the feature rows on the cluster. Only structure is checked, as for scoring."""
     tables = read_tables(spark, data, config)
-    # The accounts and opportunities are typed once and read twice (here and by the build). The events are not
-    # kept: the build reads them once, and keeping tens of millions of rows would take the heap the build's sort
-    # needs (counting them reads no column of a Parquet file).
+    # The accounts and opportunities are typed once and read twice (here and by the build), kept on disk: the heap
+    # is the build's sort's. The events are not kept: the build reads them once (counting them reads no column of
+    # a Parquet file).
     for name in DRIVER_TABLES:
-        tables[name].persist(StorageLevel.MEMORY_AND_DISK)
+        tables[name].persist(StorageLevel.DISK_ONLY)
     driver = CrmData(
         accounts=conform(tables["accounts"].toPandas(), "accounts"),
         opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),
@@ -87,18 +101,44 @@ def _build_on(
             }
         )
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
-        # The rows are converted to pandas as their Arrow buffers are freed, not beside a whole second copy.
-        spark.conf.set("spark.sql.execution.arrow.pyspark.selfDestruct.enabled", "true")
         # One shuffle partition a group: each task sorts, builds and returns one group's rows.
         built = build_by_group(everything, groups, rows_of_group, schema, keys, one_task_a_group=True)
-        collected: pd.DataFrame = built.toPandas()
-        collected = collected.sort_values(POSITION).drop(columns=POSITION).reset_index(drop=True)
-        # Typed as `FeatureBuilder.build` types its rows: text as pandas' str, cut-offs in ns, the rest as the
-        # empty group's.
-        types = {
-            name: "str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype
-            for name, dtype in reference.dtypes.items()
-        }
-        return collected[list(reference.columns)].astype(types)
+        return _in_query_order(_collected(spark, built), reference)
 
     return build
+
+
+def _collected(spark: SparkSession, rows: DataFrame) -> pa.Table:
+    """The built rows on the driver. On one machine (a local master) the executors write them to a private
+    temporary folder, read back once the build is over: the driver does not hold them beside the build's own
+    memory (the JVM's heap, the Python workers' groups), which shares the machine. On a cluster they are collected.
+    Either way the driver JVM then hands back the heap the build filled."""
+    if not (spark.sparkContext.master or "").startswith("local"):
+        table = rows.toArrow()
+        release_driver_heap(spark)
+        return table
+    folder = tempfile.mkdtemp(prefix="tiering-rows-")
+    try:
+        rows.write.mode("overwrite").parquet(folder)
+        release_driver_heap(spark)
+        parts = sorted(Path(folder).glob("*.parquet"))
+        return pq.read_table(parts) if parts else to_arrow_schema(rows.schema).empty_table()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _in_query_order(table: pa.Table, reference: pd.DataFrame) -> pd.DataFrame:
+    """The rows in the queries' order, typed as `FeatureBuilder.build` types its rows (text as pandas' str, dates
+    naive in ns, the rest as the empty group's `reference`), converted and placed a column at a time: the rows
+    are held about once, not sorted beside a whole copy."""
+    order = np.argsort(table.column(POSITION).to_numpy(), kind="stable")
+    table = table.select(list(reference.columns))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table  # its buffers are freed as the columns are converted
+    rows = pd.DataFrame(index=pd.RangeIndex(len(order)))
+    for name, dtype in reference.dtypes.items():
+        values = frame.pop(name).iloc[order].reset_index(drop=True)
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert(None)
+        rows[name] = values.astype("str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype)
+    return rows
