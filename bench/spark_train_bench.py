@@ -28,6 +28,7 @@ from bench.processes import REPO
 
 SAMPLE_SECONDS = 0.5
 TIMELINE_SECONDS = 10.0  # how often the log gets a line of the memory timeline
+PEAK_STEP_MB = 100  # ... and a line whenever the peak has grown by this much since the last line
 DRIVER_MEMORY = "1536m"  # the Spark driver JVM's heap (spark.driver.memory); see docs/training.md
 MAX_RESULT_SIZE = "2g"  # the feature rows the driver collects: about 1 GB at 300,000 accounts
 
@@ -82,7 +83,7 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
         root = psutil.Process(child.pid)
         peak: dict[str, int] = {"total": 0}
         peak_by_kind = dict.fromkeys(KINDS, 0)
-        next_line = 0.0
+        next_line, logged_peak = 0.0, 0
         while child.poll() is None:
             now = tree_rss(root)
             if now["total"] > peak["total"]:
@@ -90,13 +91,17 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
             for kind in peak_by_kind:
                 peak_by_kind[kind] = max(peak_by_kind[kind], now[kind])
             elapsed = time.perf_counter() - started
-            if elapsed >= next_line:
+            # Every TIMELINE_SECONDS, and whenever the peak grows by PEAK_STEP_MB, so a short peak is seen too.
+            due = elapsed >= next_line
+            if due or peak["total"] - logged_peak >= PEAK_STEP_MB * 2**20:
                 mb = {kind: f"{value / 2**20:,.0f}" for kind, value in now.items()}
                 log.write(
                     f"[bench {elapsed:7.1f} s] tree RSS {mb['total']} MB (driver {mb['driver']}, workers "
                     f"{mb['workers']}, java {mb['java']}); peak {peak['total'] / 2**20:,.0f} MB\n"
                 )
                 log.flush()
+                logged_peak = peak["total"]
+            if due:
                 next_line += TIMELINE_SECONDS
             time.sleep(SAMPLE_SECONDS)
         wall = time.perf_counter() - started

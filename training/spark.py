@@ -40,9 +40,9 @@ from training.rows import RowsEngine
 
 SPARK = "spark"
 DRIVER_TABLES = ("accounts", "opportunities")  # what the driver holds besides the feature rows
-# A group's memory on its Python worker follows its events rather than its accounts (about 600 MB for a million
-# events, its frames and their index): at most about this many events a group.
-EVENTS_PER_GROUP = 500_000
+# A group's memory on its Python worker follows its events rather than its accounts (about 330 MB for 500,000
+# events, its frames and their index, beside the worker's own 150 MB): at most about this many events a group.
+EVENTS_PER_GROUP = 250_000
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
 POSITION = "_position"  # a query's place in the run's table of queries
 
@@ -103,7 +103,9 @@ def _build_on(
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
         # One shuffle partition a group: each task sorts, builds and returns one group's rows.
         built = build_by_group(everything, groups, rows_of_group, schema, keys, one_task_a_group=True)
-        return _in_query_order(_collected(spark, built), reference)
+        rows = _in_query_order(_collected(spark, built), reference)
+        release_driver_heap(spark)  # again, once the build's last buffers are let go
+        return rows
 
     return build
 
@@ -129,15 +131,13 @@ def _collected(spark: SparkSession, rows: DataFrame) -> pa.Table:
 
 def _in_query_order(table: pa.Table, reference: pd.DataFrame) -> pd.DataFrame:
     """The rows in the queries' order, typed as `FeatureBuilder.build` types its rows (text as pandas' str, dates
-    naive in ns, the rest as the empty group's `reference`), converted and placed a column at a time: the rows
-    are held about once, not sorted beside a whole copy."""
-    order = np.argsort(table.column(POSITION).to_numpy(), kind="stable")
-    table = table.select(list(reference.columns))
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table  # its buffers are freed as the columns are converted
-    rows = pd.DataFrame(index=pd.RangeIndex(len(order)))
+    naive in ns, the rest as the empty group's `reference`), placed and converted a column at a time, each column's
+    Arrow buffers dropped as it is converted: the rows are held about once, not beside a sorted or converted copy."""
+    order = pa.array(np.argsort(table.column(POSITION).to_numpy(), kind="stable"))
+    rows = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
     for name, dtype in reference.dtypes.items():
-        values = frame.pop(name).iloc[order].reset_index(drop=True)
+        values = table.column(name).take(order).to_pandas()
+        table = table.drop_columns([name])
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             values = values.dt.tz_convert(None)
         rows[name] = values.astype("str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype)
