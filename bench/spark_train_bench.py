@@ -40,11 +40,18 @@ def tree_rss(root: psutil.Process) -> dict[str, int]:
     """Resident bytes of `root` and its descendants now, in total and by kind: the driver (the `tiering` Python
     process itself), its Python workers (Spark's daemon and the workers it forks), the Spark JVM, other."""
     out = dict.fromkeys(("total", *KINDS), 0)
+    seen: dict[int, tuple[int, int]] = {}
     for process in [root, *root.children(recursive=True)]:
         try:
-            rss = process.memory_info().rss
-            name = process.name()
+            memory = process.memory_info()
+            name, parent = process.name(), process.ppid()
         except psutil.Error:  # ended between the listing and the reading
+            continue
+        seen[process.pid] = (memory.rss, memory.vms)
+        rss = memory.rss
+        if seen.get(parent) == (rss, memory.vms):
+            # A child still in its parent's address space (the JVM spawning a command: vfork, before its exec)
+            # reports the parent's memory as its own: not a byte more is resident.
             continue
         kind = (
             "driver"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,42 +104,47 @@ def _build_on(
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
         # One shuffle partition a group: each task sorts, builds and returns one group's rows.
         built = build_by_group(everything, groups, rows_of_group, schema, keys, one_task_a_group=True)
-        rows = _in_query_order(_collected(spark, built), reference)
+        rows = _collected(spark, built, reference)
         release_driver_heap(spark)  # again, once the build's last buffers are let go
         return rows
 
     return build
 
 
-def _collected(spark: SparkSession, rows: DataFrame) -> pa.Table:
-    """The built rows on the driver. On one machine (a local master) the executors write them to a private
-    temporary folder, read back once the build is over: the driver does not hold them beside the build's own
-    memory (the JVM's heap, the Python workers' groups), which shares the machine. On a cluster they are collected.
-    Either way the driver JVM then hands back the heap the build filled."""
+def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """The built rows on the driver, in the queries' order (`_in_query_order`). On one machine (a local master) the
+    executors write them to a private temporary folder, read back once the build is over, a column at a time: the
+    driver does not hold them beside the build's own memory (the JVM's heap, the Python workers' groups), which
+    shares the machine, nor beside a second copy of them. On a cluster they are collected. Either way the driver
+    JVM then hands back the heap the build filled."""
     if not (spark.sparkContext.master or "").startswith("local"):
         table = rows.toArrow()
         release_driver_heap(spark)
-        return table
+        return _in_query_order(table.select, reference)
     folder = tempfile.mkdtemp(prefix="tiering-rows-")
     try:
         rows.write.mode("overwrite").parquet(folder)
         release_driver_heap(spark)
         parts = sorted(Path(folder).glob("*.parquet"))
-        return pq.read_table(parts) if parts else to_arrow_schema(rows.schema).empty_table()
+        empty = to_arrow_schema(rows.schema).empty_table()
+        return _in_query_order(
+            lambda names: pq.read_table(parts, columns=names) if parts else empty.select(names), reference
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _in_query_order(table: pa.Table, reference: pd.DataFrame) -> pd.DataFrame:
-    """The rows in the queries' order, typed as `FeatureBuilder.build` types its rows (text as pandas' str, dates
-    naive in ns, the rest as the empty group's `reference`), placed and converted a column at a time, each column's
-    Arrow buffers dropped as it is converted: the rows are held about once, not beside a sorted or converted copy."""
-    order = pa.array(np.argsort(table.column(POSITION).to_numpy(), kind="stable"))
-    rows = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+def _in_query_order(read: Callable[[list[str]], pa.Table], reference: pd.DataFrame) -> pd.DataFrame:
+    """The rows `read` gives (those columns of them), in the queries' order and typed as `FeatureBuilder.build`
+    types its rows (text as pandas' str, dates naive in ns, the rest as the empty group's `reference`), read,
+    placed and converted a column at a time: the rows are held about once, not beside their Arrow table or a
+    sorted copy."""
+    order = pa.array(np.argsort(read([POSITION]).column(POSITION).to_numpy(), kind="stable"))
+    rows = pd.DataFrame(index=pd.RangeIndex(len(order)))
     for name, dtype in reference.dtypes.items():
-        values = table.column(name).take(order).to_pandas()
-        table = table.drop_columns([name])
+        values = read([name]).column(name).take(order).to_pandas()
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             values = values.dt.tz_convert(None)
         rows[name] = values.astype("str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype)
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps what the reads freed otherwise
     return rows
