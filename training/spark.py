@@ -125,11 +125,19 @@ def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) ->
     try:
         rows.write.mode("overwrite").parquet(folder)
         release_driver_heap(spark)
-        parts = sorted(Path(folder).glob("*.parquet"))
+        # Each part's footer is parsed once: parsing the parts' footers again for every column kept about 0.2 MB
+        # a part each time (4 GB over 288 parts and 55 columns at 300,000 accounts).
+        parts = [(part, pq.read_metadata(part)) for part in sorted(Path(folder).glob("*.parquet"))]
         empty = to_arrow_schema(rows.schema).empty_table()
-        return _in_query_order(
-            lambda names: pq.read_table(parts, columns=names) if parts else empty.select(names), reference
-        )
+
+        def read(names: list[str]) -> pa.Table:
+            columns = []
+            for part, metadata in parts:
+                with pq.ParquetFile(part, metadata=metadata) as opened:
+                    columns.append(opened.read(columns=names))
+            return pa.concat_tables(columns) if columns else empty.select(names)
+
+        return _in_query_order(read, reference)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
