@@ -125,8 +125,8 @@ def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) ->
     try:
         rows.write.mode("overwrite").parquet(folder)
         release_driver_heap(spark)
-        # Each part's footer is parsed once: parsing the parts' footers again for every column kept about 0.2 MB
-        # a part each time (4 GB over 288 parts and 55 columns at 300,000 accounts).
+        # Each part's footer is parsed once, not again for every column (on the rows of 10,000 accounts the read
+        # then adds 136 MB rather than 237 MB for 69 MB of rows).
         parts = [(part, pq.read_metadata(part)) for part in sorted(Path(folder).glob("*.parquet"))]
         empty = to_arrow_schema(rows.schema).empty_table()
 
