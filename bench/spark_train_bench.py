@@ -28,20 +28,40 @@ from bench.processes import REPO
 
 SAMPLE_SECONDS = 0.5
 TIMELINE_SECONDS = 10.0  # how often the log gets a line of the memory timeline
+PEAK_STEP_MB = 100  # ... and a line whenever the peak has grown by this much since the last line
 DRIVER_MEMORY = "1536m"  # the Spark driver JVM's heap (spark.driver.memory); see docs/training.md
 MAX_RESULT_SIZE = "2g"  # the feature rows the driver collects: about 1 GB at 300,000 accounts
 
 
+KINDS = ("driver", "workers", "java", "other")
+
+
 def tree_rss(root: psutil.Process) -> dict[str, int]:
-    """Resident bytes of `root` and its descendants now, in total and by kind (python, java, other)."""
-    out = {"total": 0, "python": 0, "java": 0, "other": 0}
+    """Resident bytes of `root` and its descendants now, in total and by kind: the driver (the `tiering` Python
+    process itself), its Python workers (Spark's daemon and the workers it forks), the Spark JVM, other."""
+    out = dict.fromkeys(("total", *KINDS), 0)
+    seen: dict[int, tuple[int, int]] = {}
     for process in [root, *root.children(recursive=True)]:
         try:
-            rss = process.memory_info().rss
-            name = process.name()
+            memory = process.memory_info()
+            name, parent = process.name(), process.ppid()
         except psutil.Error:  # ended between the listing and the reading
             continue
-        kind = "java" if name.startswith("java") else "python" if name.startswith("python") else "other"
+        seen[process.pid] = (memory.rss, memory.vms)
+        rss = memory.rss
+        if seen.get(parent) == (rss, memory.vms):
+            # A child still in its parent's address space (the JVM spawning a command: vfork, before its exec)
+            # reports the parent's memory as its own: not a byte more is resident.
+            continue
+        kind = (
+            "driver"
+            if process.pid == root.pid
+            else "java"
+            if name.startswith("java")
+            else "workers"
+            if name.startswith("python")
+            else "other"
+        )
         out[kind] += rss
         out["total"] += rss
     return out
@@ -69,8 +89,8 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
         child = subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
         root = psutil.Process(child.pid)
         peak: dict[str, int] = {"total": 0}
-        peak_by_kind = {"python": 0, "java": 0}
-        next_line = 0.0
+        peak_by_kind = dict.fromkeys(KINDS, 0)
+        next_line, logged_peak = 0.0, 0
         while child.poll() is None:
             now = tree_rss(root)
             if now["total"] > peak["total"]:
@@ -78,13 +98,17 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
             for kind in peak_by_kind:
                 peak_by_kind[kind] = max(peak_by_kind[kind], now[kind])
             elapsed = time.perf_counter() - started
-            if elapsed >= next_line:
+            # Every TIMELINE_SECONDS, and whenever the peak grows by PEAK_STEP_MB, so a short peak is seen too.
+            due = elapsed >= next_line
+            if due or peak["total"] - logged_peak >= PEAK_STEP_MB * 2**20:
                 mb = {kind: f"{value / 2**20:,.0f}" for kind, value in now.items()}
                 log.write(
-                    f"[bench {elapsed:7.1f} s] tree RSS {mb['total']} MB (python {mb['python']}, java {mb['java']}); "
-                    f"peak {peak['total'] / 2**20:,.0f} MB\n"
+                    f"[bench {elapsed:7.1f} s] tree RSS {mb['total']} MB (driver {mb['driver']}, workers "
+                    f"{mb['workers']}, java {mb['java']}); peak {peak['total'] / 2**20:,.0f} MB\n"
                 )
                 log.flush()
+                logged_peak = peak["total"]
+            if due:
                 next_line += TIMELINE_SECONDS
             time.sleep(SAMPLE_SECONDS)
         wall = time.perf_counter() - started
@@ -98,7 +122,7 @@ def measure(n_accounts: int, master: str, driver_memory: str) -> dict:
         "generated": generated,
         "train_s": round(wall, 1),
         "peak_rss_mb": round(peak["total"] / 2**20),
-        "peak_rss_mb_at_peak_by_kind": {kind: round(peak[kind] / 2**20) for kind in ("python", "java", "other")},
+        "peak_rss_mb_at_peak_by_kind": {kind: round(peak[kind] / 2**20) for kind in KINDS},
         "peak_rss_mb_by_kind": {kind: round(value / 2**20) for kind, value in peak_by_kind.items()},
         "log": str(log_path.relative_to(REPO)),
     }

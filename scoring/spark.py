@@ -30,14 +30,14 @@ import pyarrow as pa
 from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import DoubleType, NullType, StringType, StructField, StructType, TimestampNTZType
 
 from features.config import ModelConfig
 from features.errors import DataError, Problem
-from features.groups import account_families, by_family, group_count
+from features.groups import EVENT_TABLES, account_families, by_family, group_count
 from features.pointintime import FeatureBuilder, snapshot
 from features.rules import icp_parts
 from features.schema import REQUIRED, REQUIRED_TABLES, TABLES, CrmData, columns, conform, empty_table
@@ -326,8 +326,9 @@ def _check_unique_accounts(book: pd.DataFrame) -> None:
         )
 
 
-# Hadoop's file system, reached through the JVM gateway: PySpark has no public file-system API. These two
-# functions are the only place that touches `spark._jvm` / `spark._jsc`; Spark Connect is refused upfront.
+# Hadoop's file system and the driver JVM's heap, reached through the JVM gateway: PySpark has no public API for
+# either. These functions are the only place that touches `spark._jvm` / `spark._jsc`; Spark Connect is refused
+# upfront.
 def _exists(spark: SparkSession, path: str) -> bool:
     try:
         return _filesystem(spark, path).exists(_hadoop_path(spark, path))
@@ -360,6 +361,14 @@ def _hadoop_path(spark: SparkSession, path: str):
 def _filesystem(spark: SparkSession, path: str):
     """Hadoop's file system for `path`: local, HDFS, S3 or whatever the cluster is configured for."""
     return _hadoop_path(spark, path).getFileSystem(spark._jsc.hadoopConfiguration())
+
+
+def release_driver_heap(spark: SparkSession) -> None:
+    """A full collection in the driver JVM, after which it hands its unused heap back to the system: the heap a
+    build filled stays committed otherwise, idle beside the Python that works next (about 1.5 GB of 2)."""
+    jvm = spark._jvm
+    if jvm is not None:
+        jvm.java.lang.System.gc()
 
 
 def default_cutoff(tables: dict[str, DataFrame]) -> pd.Timestamp:
@@ -402,12 +411,11 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
     groups = max(parallelism, group_count(accounts.count()))
     # With families, every row goes to its family's group (a family is never split: its features need all of it).
     keys = family_keys(accounts) if by_family(config) else None
-    union = tagged_union(tables, lambda key: F.pmod(F.xxhash64(key), F.lit(groups)), keys)
     schema = _feature_schema(scorer, as_of)
     extras = {field.name: field.dataType for field in schema if field.name.startswith(EXTRA_PREFIX)}
 
-    def features_of_group(rows: pd.DataFrame) -> pd.DataFrame:
-        data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
+    def features_of_group(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        data = CrmData(**{name: conform(parts[name], name) for name in TABLES})
         features = book_features(data, family_scorer, as_of)
         # The feature code decides an extra column's kind from the values it sees, which differ from group
         # to group: hold each to the kind the schema (the model) expects.
@@ -420,7 +428,7 @@ def feature_rows(tables: dict[str, DataFrame], scorer: TieringModel, as_of: pd.T
             )
         return features
 
-    return union.groupBy(GROUP).applyInPandas(features_of_group, schema)
+    return build_by_group(tables, groups, features_of_group, schema, keys)
 
 
 def family_keys(accounts: DataFrame) -> DataFrame | None:
@@ -435,35 +443,93 @@ def family_keys(accounts: DataFrame) -> DataFrame | None:
     return accounts.sparkSession.createDataFrame(keys, schema="account_id string, " + FAMILY_KEY + " string")
 
 
-def tagged_union(
-    tables: dict[str, DataFrame], group: Callable[[Column], Column], keys: DataFrame | None = None
+def build_by_group(
+    tables: dict[str, DataFrame],
+    groups: int,
+    build: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
+    schema: StructType,
+    keys: DataFrame | None = None,
+    one_task_a_group: bool = False,
 ) -> DataFrame:
-    """Every table's rows in one frame, for `groupBy(GROUP).applyInPandas`: each row tagged with its table and
-    its group (`group` of the row's account_id, or with `keys` (account_id, FAMILY_KEY: `family_keys`) of its
-    family id, so a family is never split), its columns renamed <table>__<column>."""
-    tagged = []
-    for name, frame in tables.items():
+    """`build` run on the executors once a group, given each of `tables`' rows in that group by name (their own
+    columns, as read; an empty frame for a table the group has no row of), returning rows of `schema`.
+
+    The rows reach the groups as `grouped_rows` gives them; `one_task_a_group` gives each group its own shuffle
+    partition, whatever the session's partition count."""
+    names = list(tables)
+    rows, events = grouped_rows(tables, groups, keys)
+    if one_task_a_group:
+        rows = rows.repartition(groups, GROUP)
+        events = events.repartition(groups, GROUP) if events is not None else None
+    if events is None:
+        return rows.groupBy(GROUP).applyInPandas(lambda part: build(_parts(names, part)), schema)
+    return (
+        rows.groupBy(GROUP)
+        .cogroup(events.groupBy(GROUP))
+        .applyInPandas(lambda part, event_part: build(_parts(names, part, event_part)), schema)
+    )
+
+
+def grouped_rows(
+    tables: dict[str, DataFrame], groups: int, keys: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame | None]:
+    """The tables' rows, each tagged with its table (TABLE_TAG) and its group (GROUP): the tables other than the
+    events in one frame, their columns renamed <table>__<column>; the event tables (None without any) in another.
+
+    A row's group is a hash of its account_id into `groups` (with `keys` (account_id, FAMILY_KEY: `family_keys`),
+    of its family id, so a family is never split); the grouping does not change what a group builds, only which
+    accounts are built together. The events are most of the rows, so they travel apart from the rest (cogrouped)
+    in a narrow frame whose columns both event tables share (`event_slots`): an event row carries its own few
+    values, not a null for each of the other tables' columns."""
+
+    def tagged(name: str, frame: DataFrame) -> DataFrame:
         own = frame.columns
+        renamed = event_slots(name) if name in EVENT_TABLES else {c: f"{name}{SEPARATOR}{c}" for c in own}
         key = F.col("account_id")
         if keys is not None:
             frame = frame.join(F.broadcast(keys), "account_id", "left")
             key = F.coalesce(F.col(FAMILY_KEY), F.col("account_id"))
-        tagged.append(
-            frame.select(
-                F.lit(name).alias(TABLE_TAG),
-                group(key).alias(GROUP),
-                *[frame[column].alias(f"{name}{SEPARATOR}{column}") for column in own],
-            )
-        )
-    return functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), tagged)
+        group = F.pmod(F.xxhash64(key), F.lit(groups)).alias(GROUP)
+        return frame.select(F.lit(name).alias(TABLE_TAG), group, *[frame[c].alias(renamed[c]) for c in own])
+
+    def union(frames: list[DataFrame]) -> DataFrame:
+        return functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=True), frames)
+
+    rows = [tagged(name, frame) for name, frame in tables.items() if name not in EVENT_TABLES]
+    events = [tagged(name, frame) for name, frame in tables.items() if name in EVENT_TABLES]
+    return union(rows), union(events) if events else None
 
 
-def untag(rows: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One table's rows of a `tagged_union` group, with their own column names."""
-    prefix = f"{name}{SEPARATOR}"
-    own = [column for column in rows.columns if column.startswith(prefix)]
-    part = rows.loc[rows[TABLE_TAG] == name, own].reset_index(drop=True)
-    return part.rename(columns=lambda column: column.removeprefix(prefix))
+def event_slots(name: str) -> dict[str, str]:
+    """An event table's columns and the shared column each travels in: the n-th of its kind in `<kind>_<n>`, so the
+    event tables (the same kinds in the same numbers) share one narrow frame."""
+    seen: dict[str, int] = {}
+    slots = {}
+    for column, kind in columns(name).items():
+        slots[column] = f"{kind}_{seen.get(kind, 0)}"
+        seen[kind] = seen.get(kind, 0) + 1
+    return slots
+
+
+def _parts(names: list[str], rows: pd.DataFrame, event_rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Each table's rows of one group (`build_by_group`), with their own column names."""
+
+    def part(frame: pd.DataFrame | None, name: str, own: dict[str, str]) -> pd.DataFrame:
+        if frame is None or TABLE_TAG not in frame.columns:  # no row of either kind in this group
+            return pd.DataFrame()
+        present = {column: carried for column, carried in own.items() if carried in frame.columns}
+        taken = frame.loc[frame[TABLE_TAG] == name, list(present.values())].reset_index(drop=True)
+        return taken.set_axis(list(present), axis="columns")
+
+    out = {}
+    for name in (*names, *(name for name in TABLES if name not in names)):
+        if name in EVENT_TABLES:
+            out[name] = part(event_rows, name, event_slots(name))
+        else:
+            prefix = f"{name}{SEPARATOR}"
+            own = [column for column in rows.columns if column.startswith(prefix)]
+            out[name] = part(rows, name, {column.removeprefix(prefix): column for column in own})
+    return out
 
 
 def _feature_schema(scorer: TieringModel, as_of: pd.Timestamp) -> StructType:

@@ -1,44 +1,49 @@
 """`tiering train --engine spark`: a training run's feature rows built on a Spark cluster.
 
 The rows are `training.rows`' per-group build run by `applyInPandas`: every table's rows and the run's queries
-(account_id, cutoff) are grouped by `account_groups`, and each group is built by its own `FeatureBuilder` on an
-executor, exactly as the pandas engine builds it in one process. The driver holds the accounts and the
-opportunities (the window, the labels and time to close read them), collects the feature rows, and the
-learners fit there, as with the pandas engine; the events stay on the cluster.
+(account_id, cutoff) are grouped by `build_by_group` (a hash of each row's account, or family), and each group is
+built by its own `FeatureBuilder` on an executor, exactly as the pandas engine builds it in one process. The
+driver holds the accounts and the opportunities (the window, the labels and time to close read them), collects
+the feature rows, and the learners fit there, as with the pandas engine; the events stay on the cluster.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from features.config import ModelConfig
-from features.groups import BuildRows, account_groups, build_group, by_family, group_count
+from features.groups import BuildRows, build_group, by_family, group_count
 from features.pointintime import text_extras
 from features.schema import TABLES, CrmData, conform
 from scoring.spark import (
-    GROUP,
+    build_by_group,
     default_cutoff,
     empty_book,
     family_keys,
     read_tables,
+    release_driver_heap,
     spark_schema,
-    tagged_union,
-    untag,
 )
 from training.rows import RowsEngine
 
 SPARK = "spark"
 DRIVER_TABLES = ("accounts", "opportunities")  # what the driver holds besides the feature rows
-# A group reaches its Python worker as one frame whose rows carry every table's columns (the tagged union), so
-# its memory follows its events rather than its accounts: at most about this many events a group.
-EVENTS_PER_GROUP = 1_000_000
+# A group's memory on its Python worker follows its events rather than its accounts (about 330 MB for 500,000
+# events, its frames and their index, beside the worker's own 150 MB): at most about this many events a group.
+EVENTS_PER_GROUP = 250_000
 QUERIES = "queries"  # the tag of the run's (account_id, cutoff) queries in the grouped union
 POSITION = "_position"  # a query's place in the run's table of queries
 
@@ -47,11 +52,11 @@ def spark_engine(spark: SparkSession, data: str, config: ModelConfig) -> tuple[C
     """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
     builds the feature rows on the cluster. Only structure is checked, as for scoring."""
     tables = read_tables(spark, data, config)
-    # The accounts and opportunities are typed once and read twice (here and by the build). The events are not
-    # kept: the build reads them once, and keeping tens of millions of rows would take the heap the build's sort
-    # needs (counting them reads no column of a Parquet file).
+    # The accounts and opportunities are typed once and read twice (here and by the build), kept on disk: the heap
+    # is the build's sort's. The events are not kept: the build reads them once (counting them reads no column of
+    # a Parquet file).
     for name in DRIVER_TABLES:
-        tables[name].persist(StorageLevel.MEMORY_AND_DISK)
+        tables[name].persist(StorageLevel.DISK_ONLY)
     driver = CrmData(
         accounts=conform(tables["accounts"].toPandas(), "accounts"),
         opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),
@@ -72,10 +77,6 @@ def _build_on(
 ) -> BuildRows:
     """The feature rows for a table of queries, built group by group by `build_group` on the executors."""
 
-    @F.pandas_udf(LongType())  # type: ignore[call-overload]
-    def group_of(account_ids: pd.Series) -> pd.Series:
-        return pd.Series(account_groups(account_ids, groups))
-
     # The rows an empty group gives: the result's columns and types (an extra column is a number unless text).
     reference = build_group(empty_book(), config, as_text, pd.DataFrame({"account_id": [], "cutoff": []}))
     schema = StructType([*spark_schema(reference), StructField(POSITION, LongType())])
@@ -85,9 +86,9 @@ def _build_on(
     # With families, a family's accounts are built together: its family features need all of its entities.
     keys = family_keys(tables["accounts"]) if by_family(config) else None
 
-    def rows_of_group(rows: pd.DataFrame) -> pd.DataFrame:
-        data = CrmData(**{name: conform(untag(rows, name), name) for name in TABLES})
-        asked = untag(rows, QUERIES)
+    def rows_of_group(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        data = CrmData(**{name: conform(parts[name], name) for name in TABLES})
+        asked = parts[QUERIES]
         features = build_group(data, config, as_text, asked)
         features[POSITION] = asked[POSITION].to_numpy()
         return features
@@ -101,20 +102,57 @@ def _build_on(
             }
         )
         everything = {**tables, QUERIES: spark.createDataFrame(asked)}
-        union = tagged_union(everything, group_of, keys)
-        # The rows are converted to pandas as their Arrow buffers are freed, not beside a whole second copy.
-        spark.conf.set("spark.sql.execution.arrow.pyspark.selfDestruct.enabled", "true")
-        # One shuffle partition a group: each task sorts, builds and returns one group's rows, whatever the
-        # session's default partition count.
-        grouped = union.repartition(groups, GROUP).groupBy(GROUP)
-        collected: pd.DataFrame = grouped.applyInPandas(rows_of_group, schema).toPandas()
-        collected = collected.sort_values(POSITION).drop(columns=POSITION).reset_index(drop=True)
-        # Typed as `FeatureBuilder.build` types its rows: text as pandas' str, cut-offs in ns, the rest as the
-        # empty group's.
-        types = {
-            name: "str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype
-            for name, dtype in reference.dtypes.items()
-        }
-        return collected[list(reference.columns)].astype(types)
+        # One shuffle partition a group: each task sorts, builds and returns one group's rows.
+        built = build_by_group(everything, groups, rows_of_group, schema, keys, one_task_a_group=True)
+        rows = _collected(spark, built, reference)
+        release_driver_heap(spark)  # again, once the build's last buffers are let go
+        return rows
 
     return build
+
+
+def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """The built rows on the driver, in the queries' order (`_in_query_order`). On one machine (a local master) the
+    executors write them to a private temporary folder, read back once the build is over, a column at a time: the
+    driver does not hold them beside the build's own memory (the JVM's heap, the Python workers' groups), which
+    shares the machine, nor beside a second copy of them. On a cluster they are collected. Either way the driver
+    JVM then hands back the heap the build filled."""
+    if not (spark.sparkContext.master or "").startswith("local"):
+        table = rows.toArrow()
+        release_driver_heap(spark)
+        return _in_query_order(table.select, reference)
+    folder = tempfile.mkdtemp(prefix="tiering-rows-")
+    try:
+        rows.write.mode("overwrite").parquet(folder)
+        release_driver_heap(spark)
+        # Each part's footer is parsed once, not again for every column (on the rows of 10,000 accounts the read
+        # then adds 136 MB rather than 237 MB for 69 MB of rows).
+        parts = [(part, pq.read_metadata(part)) for part in sorted(Path(folder).glob("*.parquet"))]
+        empty = to_arrow_schema(rows.schema).empty_table()
+
+        def read(names: list[str]) -> pa.Table:
+            columns = []
+            for part, metadata in parts:
+                with pq.ParquetFile(part, metadata=metadata) as opened:
+                    columns.append(opened.read(columns=names))
+            return pa.concat_tables(columns) if columns else empty.select(names)
+
+        return _in_query_order(read, reference)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _in_query_order(read: Callable[[list[str]], pa.Table], reference: pd.DataFrame) -> pd.DataFrame:
+    """The rows `read` gives (those columns of them), in the queries' order and typed as `FeatureBuilder.build`
+    types its rows (text as pandas' str, dates naive in ns, the rest as the empty group's `reference`), read,
+    placed and converted a column at a time: the rows are held about once, not beside their Arrow table or a
+    sorted copy."""
+    order = pa.array(np.argsort(read([POSITION]).column(POSITION).to_numpy(), kind="stable"))
+    rows = pd.DataFrame(index=pd.RangeIndex(len(order)))
+    for name, dtype in reference.dtypes.items():
+        values = read([name]).column(name).take(order).to_pandas()
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert(None)
+        rows[name] = values.astype("str" if dtype.kind == "O" else "datetime64[ns]" if dtype.kind == "M" else dtype)
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps what the reads freed otherwise
+    return rows

@@ -361,3 +361,20 @@ def test_a_learned_model_scores_on_spark_with_the_business_configuration_as_pand
     )
     assert (by_hand - with_trained_weights).abs().gt(0.01).mean() > 0.9  # the weights move almost every account
     assert_published(actual.set_index("account_id").sort_index()["rule_score"], by_hand, "rule_score")
+
+
+@needs_java
+def test_event_rows_travel_to_their_group_narrow(spark, parquet_export):
+    from pyspark.sql import functions as F
+
+    from scoring.spark import GROUP, TABLE_TAG, grouped_rows, read_tables
+
+    rows, events = grouped_rows(read_tables(spark, str(parquet_export), CONFIG), groups=3)
+    # An event row carries its table, its group and its own four values (account, when, what, how many), not a
+    # null for each column of the accounts and opportunities, which travel apart.
+    assert events is not None and len(events.columns) == 2 + 4
+    assert len(rows.columns) > 2 + 4 + 4
+    found = events.groupBy(TABLE_TAG).agg(F.count("*"), F.min(GROUP), F.max(GROUP)).collect()
+    expected = {name: len(pd.read_parquet(parquet_export / f"{name}.parquet")) for name in ("engagement", "intent")}
+    assert {tag: count for tag, count, _, _ in found} == expected
+    assert all(0 <= low and high < 3 for _, _, low, high in found)
