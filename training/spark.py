@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from features.config import ModelConfig
@@ -111,13 +110,18 @@ def _build_on(
     return build
 
 
-def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+def _collected(
+    spark: SparkSession, rows: DataFrame, reference: pd.DataFrame, through_files: bool | None = None
+) -> pd.DataFrame:
     """The built rows on the driver, in the queries' order (`_in_query_order`). On one machine (a local master) the
     executors write them to a private temporary folder, read back once the build is over, a column at a time: the
     driver does not hold them beside the build's own memory (the JVM's heap, the Python workers' groups), which
     shares the machine, nor beside a second copy of them. On a cluster they are collected. Either way the driver
-    JVM then hands back the heap the build filled."""
-    if not (spark.sparkContext.master or "").startswith("local"):
+    JVM then hands back the heap the build filled. `through_files`: the one-machine way (default: on a local master).
+    """
+    if through_files is None:
+        through_files = (spark.sparkContext.master or "").startswith("local")
+    if not through_files:
         table = rows.toArrow()
         release_driver_heap(spark)
         return _in_query_order(table.select, reference)
@@ -128,7 +132,8 @@ def _collected(spark: SparkSession, rows: DataFrame, reference: pd.DataFrame) ->
         # Each part's footer is parsed once, not again for every column (on the rows of 10,000 accounts the read
         # then adds 136 MB rather than 237 MB for 69 MB of rows).
         parts = [(part, pq.read_metadata(part)) for part in sorted(Path(folder).glob("*.parquet"))]
-        empty = to_arrow_schema(rows.schema).empty_table()
+        # No part at all (no query): the empty group's rows, as the feature code types them.
+        empty = pa.Table.from_pandas(reference.assign(**{POSITION: np.array([], dtype=np.int64)}), preserve_index=False)
 
         def read(names: list[str]) -> pa.Table:
             columns = []

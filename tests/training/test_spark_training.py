@@ -123,3 +123,33 @@ def test_what_the_spark_engine_cannot_train_on_is_refused_with_one_message(optio
     assert message in words(result.output)
     assert "Traceback" not in result.output
     assert mlflow.search_runs(search_all_experiments=True).empty  # nothing logged, nothing registered
+
+
+@needs_java
+@pytest.mark.parametrize(
+    "through_files", [True, False], ids=["one machine: written and read back", "cluster: collected"]
+)
+def test_built_rows_reach_the_driver_in_the_queries_order_either_way(spark, through_files):
+    """The built rows come back from the executors in any order: the driver puts them in the queries' order
+    (`_position`) and types them as the feature code does, whether it reads them from files or collects them."""
+    from training.spark import POSITION, _collected
+
+    rng = np.random.default_rng(3)
+    positions = rng.permutation(50)  # the order the executors happened to return them in
+    built = pd.DataFrame(
+        {
+            "account_id": [f"a{p}" for p in positions],
+            "cutoff": pd.Timestamp("2026-01-01") + pd.to_timedelta(positions, unit="D"),
+            "score": positions * 0.5,
+            POSITION: positions.astype(np.int64),
+        }
+    )
+    reference = pd.DataFrame(
+        {"account_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[ns]"), "score": []}
+    )
+    rows = _collected(spark, spark.createDataFrame(built).repartition(4), reference, through_files=through_files)
+    assert list(rows.columns) == ["account_id", "cutoff", "score"]
+    assert rows["account_id"].tolist() == [f"a{p}" for p in range(50)]
+    assert rows["cutoff"].tolist() == [pd.Timestamp("2026-01-01") + pd.Timedelta(days=p) for p in range(50)]
+    assert rows["score"].tolist() == [p * 0.5 for p in range(50)]
+    assert rows["cutoff"].dtype == "datetime64[ns]" and rows["score"].dtype == np.float64
