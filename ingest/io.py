@@ -395,16 +395,7 @@ def _open_event_file(data_dir: Path, path: Path, name: str, mapping: Mapping) ->
 def _csv_batches(path: Path, delimiter: str, names: list[str], schema_only: bool = False) -> Iterator[Any]:
     """A UTF-8 CSV's rows a block at a time, every column text, as `_parse_csv` reads them (`schema_only`: its
     schema once)."""
-    malformed: list[pcsv.InvalidRow] = []
-
-    def skip(row: pcsv.InvalidRow) -> str:
-        malformed.append(row)
-        return "skip"
-
-    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=skip)
-    convert = pcsv.ConvertOptions(
-        column_types=dict.fromkeys(names, pa.large_string()), strings_can_be_null=True, null_values=[""]
-    )
+    parse, convert, malformed = _text_csv_options(delimiter, names)
     read = pcsv.ReadOptions(encoding="utf8", block_size=CSV_BATCH_BYTES)
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
@@ -910,6 +901,24 @@ def _parse_csv(
     """The file (or `data`, its bytes re-encoded) parsed with every column as text, and its malformed rows."""
     source = (lambda: pa.BufferReader(data)) if data is not None else (lambda: path)
     size = len(data) if data is not None else path.stat().st_size
+    parse, convert, malformed = _text_csv_options(delimiter, names)
+    try:
+        read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=CSV_BLOCK_SIZE)
+        return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
+    except pa.ArrowInvalid as error:
+        if "straddling" not in str(error):
+            raise
+    # A value longer than a read block: read the file as a single block.
+    malformed.clear()
+    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(size + 1, 2**31 - 1))
+    return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
+
+
+def _text_csv_options(
+    delimiter: str, names: list[str]
+) -> tuple[pcsv.ParseOptions, pcsv.ConvertOptions, list[pcsv.InvalidRow]]:
+    """How every CSV is parsed: every column as text, an empty cell as missing, and its malformed rows set aside in
+    the list returned (filled as the file is read)."""
     malformed: list[pcsv.InvalidRow] = []
 
     def skip(row: pcsv.InvalidRow) -> str:
@@ -921,16 +930,7 @@ def _parse_csv(
     convert = pcsv.ConvertOptions(
         column_types=dict.fromkeys(names, pa.large_string()), strings_can_be_null=True, null_values=[""]
     )
-    try:
-        read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=CSV_BLOCK_SIZE)
-        return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
-    except pa.ArrowInvalid as error:
-        if "straddling" not in str(error):
-            raise
-    # A value longer than a read block: read the file as a single block.
-    malformed.clear()
-    read = pcsv.ReadOptions(encoding=encoding, use_threads=threads, block_size=min(size + 1, 2**31 - 1))
-    return pcsv.read_csv(source(), read_options=read, parse_options=parse, convert_options=convert), malformed
+    return parse, convert, malformed
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
