@@ -127,7 +127,8 @@ def _collected(
         return _in_query_order(table.select, reference)
     folder = tempfile.mkdtemp(prefix="tiering-rows-")
     try:
-        rows.write.mode("overwrite").parquet(folder)
+        # A file: URI, so that a default file system set by the cluster's configuration (HDFS) is not written instead.
+        rows.write.mode("overwrite").parquet(Path(folder).as_uri())
         release_driver_heap(spark)
         # Each part's footer is parsed once, not again for every column (on the rows of 10,000 accounts the read
         # then adds 136 MB rather than 237 MB for 69 MB of rows).
