@@ -188,8 +188,10 @@ def open_export(
     engine: Engine,
     master: str,
     app: str,
+    builds_once: bool = False,
 ) -> Iterator[Export]:
-    """The export on the chosen engine, for as long as the command works on it (a Spark session stays open)."""
+    """The export on the chosen engine, for as long as the command works on it (a Spark session stays open, unless
+    `builds_once`: the command asks for feature rows once, with its own configuration, and Spark stops after)."""
     if engine == Engine.PANDAS:
         from features.activity import default_as_of
         from ingest.spill import spill_folder
@@ -205,7 +207,7 @@ def open_export(
 
         err_console.print(escape(f"starting Spark ({master}) and reading the export"), highlight=False)
         with spark_session(master, app, spark_log_level()) as spark:
-            driver, first = spark_engine(spark, data, settings)
+            driver, first = spark_engine(spark, data, settings, builds_once)
             engines = {_feature_key(settings): first}
 
             def engine_for(config: ModelConfig) -> RowsEngine:

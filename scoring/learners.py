@@ -20,6 +20,7 @@ from scoring.attribution import contributions as tree_contributions
 from scoring.attribution import predict_dense
 
 LIGHTGBM, LOGISTIC, BLEND = "lightgbm", "logistic", "blend"
+MARGIN_BLOCK_ROWS = 65_536  # rows whose logistic margins are computed together
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -77,7 +78,9 @@ class LogisticLearner:
         return out
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
-        return self.contributions(matrix).sum(axis=1)
+        # A block of rows at a time: the contributions and their temporaries are several times the matrix's size.
+        starts = range(0, len(matrix), MARGIN_BLOCK_ROWS) or range(1)
+        return np.concatenate([self.contributions(matrix[at : at + MARGIN_BLOCK_ROWS]).sum(axis=1) for at in starts])
 
     def to_dict(self) -> dict:
         return {

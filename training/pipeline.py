@@ -499,8 +499,7 @@ def win_model_stage(
 ) -> WinModelStage:
     """Leak checks on the fit slice, the learner search, and the chosen recipe fitted for evaluation."""
     early = (development["close_date"] < window.calibration_start).to_numpy()
-    fit_rows = development[early]
-    leak_rows = fit_rows.iloc[sample_rows(np.arange(len(fit_rows)), LEAK_CHECK_ROWS, config.model.seed)]
+    leak_rows = development.iloc[sample_rows(np.flatnonzero(early), LEAK_CHECK_ROWS, config.model.seed)]
     leaks = find_leaks(leak_rows, FeatureSpec.fit(leak_rows, config).columns, config)
     spec = FeatureSpec.fit(development, config, exclude=[leak.feature for leak in leaks])
     matrix = spec.encode(development)
@@ -574,8 +573,11 @@ def train(
     summary["training_rows_fitted"] = int(len(rows))
     development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
     early = (development["close_date"] < window.calibration_start).to_numpy()
-    fit_rows, validation_rows = development[early], development[~early]
-    final_calibration = rows[rows["close_date"] >= window.final_calibration_start]
+    # The slices' outcomes and rule scores are all that is read of them: copies of whole rows would hold the
+    # development rows twice over while the learners fit.
+    outcomes = development[["won", "rule_score"]]
+    fit_rows, validation_rows = outcomes[early], outcomes[~early]
+    final_calibration = rows.loc[rows["close_date"] >= window.final_calibration_start, ["won"]]
     for name, part in (
         ("fit", fit_rows),
         ("validation", validation_rows),

@@ -110,10 +110,11 @@ def sample_training_rows(rows: pd.DataFrame, most: int, seed: int) -> pd.DataFra
 def rows_digest(rows: pd.DataFrame) -> str:
     """SHA-256 of the rows sorted by opportunity, every number rounded to DIGEST_DIGITS significant digits: equal
     for two engines whose rows agree (to rounding), so runs can be compared by their tags."""
-    ordered = rows.sort_values("opportunity_id", kind="stable").reset_index(drop=True)
+    # Each column is put in order on its own: a sorted copy of the whole table would double the rows in memory.
+    order = np.argsort(rows["opportunity_id"].to_numpy(), kind="stable")
     digest = hashlib.sha256()
-    for column in sorted(ordered.columns):
-        values = ordered[column]
+    for column in sorted(rows.columns):
+        values = rows[column].iloc[order]
         digest.update(column.encode() + b"\x00")
         if pd.api.types.is_datetime64_any_dtype(values):
             digest.update(values.astype("int64").to_numpy().tobytes())
