@@ -739,14 +739,14 @@ def train(
     holdout_predictions["deal_log_prediction"] = deal_log
 
     progress("final model on the whole window")
+    del stage, matrix, holdout_matrix  # the evaluation's matrices: the final fits encode the whole window again
     final_win = fit_win_model(rows, window.final_calibration_start, spec, selection.recipe, config)
-    all_matrix = spec.encode(rows)
     won_all = rows["won"].to_numpy() == 1
     final_deal = (
         DealSizeModel.unknown()
         if not deal.known
         else fit_deal_size(
-            all_matrix[won_all],
+            spec.encode(rows.loc[won_all, spec.columns]),  # the deal size is fitted on the won deals alone
             _amounts(rows)[won_all],
             spec.categorical_indices,
             spec.columns,
@@ -795,9 +795,10 @@ def _calibration_note(
 ) -> str:
     """Calibration per slice of the evaluation model: a shift in win rate shows as predicted against observed."""
     parts = []
+    predicted_dev = win.predict(matrix)  # once, not on two copies of the matrix's slices
     for name, predicted, observed in (
-        ("fit", win.predict(matrix[early]), y_dev[early]),
-        ("validation, calibrated on", win.predict(matrix[~early]), y_dev[~early]),
+        ("fit", predicted_dev[early], y_dev[early]),
+        ("validation, calibrated on", predicted_dev[~early], y_dev[~early]),
         ("holdout", probability, y),
     ):
         parts.append(
