@@ -344,22 +344,37 @@ def sample_rows(positions: np.ndarray, most: int, seed: int) -> np.ndarray:
 
 
 def fit_win_model(
-    rows: pd.DataFrame, calibration_start: pd.Timestamp, spec: FeatureSpec, recipe: Recipe, config: ModelConfig
+    rows: pd.DataFrame,
+    calibration_start: pd.Timestamp,
+    spec: FeatureSpec,
+    recipe: Recipe,
+    config: ModelConfig,
+    matrix: np.ndarray | None = None,
 ) -> WinModel:
-    """The recipe fitted on rows closed before `calibration_start`, calibrated on the rest."""
+    """The recipe fitted on rows closed before `calibration_start`, calibrated on the rest. `matrix`: the rows
+    already encoded by `spec`, when the caller has them."""
     early = (rows["close_date"] < calibration_start).to_numpy()
-    matrix = spec.encode(rows)
-    won = rows["won"].to_numpy()
+    fit_matrix, calibration_matrix = _early_and_late(spec.encode(rows) if matrix is None else matrix, early)
+    fit_won, calibration_won = _early_and_late(rows["won"].to_numpy(), early)
     return fit_recipe(
         recipe,
-        matrix[early],
-        won[early],
-        matrix[~early],
-        won[~early],
+        fit_matrix,
+        fit_won,
+        calibration_matrix,
+        calibration_won,
         spec.categorical_indices,
         spec.columns,
         config.model,
     )
+
+
+def _early_and_late(values: np.ndarray, early: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`values` split by `early`. The rows come in close-date order, so the early ones are usually a prefix and
+    the two parts are views of `values`, not copies."""
+    count = int(early.sum())
+    if early[:count].all():
+        return values[:count], values[count:]
+    return values[early], values[~early]
 
 
 def refit_probability(
@@ -519,8 +534,19 @@ def win_model_stage(
         progress,
     )
     progress("evaluation models")
-    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config)
+    win = fit_win_model(development, window.calibration_start, spec, selection.recipe, config, matrix)
     return WinModelStage(spec, leaks, selection, win, matrix, holdout_matrix, win.predict(holdout_matrix))
+
+
+def _closed_from(rows: pd.DataFrame, date: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows closed before `date` and the others. The window's rows come in close-date order
+    (`closed_between`), so these are slices of them, not copies: the development rows are most of the window."""
+    close = rows["close_date"]
+    if not close.is_monotonic_increasing:
+        before = (close < date).to_numpy()
+        return rows[before].reset_index(drop=True), rows[~before].reset_index(drop=True)
+    cut = int(close.searchsorted(date, side="left"))
+    return rows.iloc[:cut].reset_index(drop=True), rows.iloc[cut:].reset_index(drop=True)
 
 
 def _amounts(rows: pd.DataFrame) -> np.ndarray:
@@ -562,7 +588,7 @@ def train(
     notes = []
     # The holdout is judged whole even when the learners fit on a sample: it is only predicted, and a run on all
     # rows and one on a sample are then judged on the same deals.
-    holdout = rows[rows["close_date"] >= window.holdout_start].reset_index(drop=True)
+    holdout = _closed_from(rows, window.holdout_start)[1]
     sampled = len(rows) > config.model.max_training_rows
     if sampled:
         rows = sample_training_rows(rows, config.model.max_training_rows, config.model.seed)
@@ -571,7 +597,7 @@ def train(
             f"(model.max_training_rows), a seeded sample stratified by outcome and close month"
         )
     summary["training_rows_fitted"] = int(len(rows))
-    development = rows[rows["close_date"] < window.holdout_start].reset_index(drop=True)
+    development = _closed_from(rows, window.holdout_start)[0]
     early = (development["close_date"] < window.calibration_start).to_numpy()
     # The slices' outcomes and rule scores are all that is read of them: copies of whole rows would hold the
     # development rows twice over while the learners fit.
@@ -671,7 +697,7 @@ def train(
     logistic = (
         win
         if selection.recipe.learner == LOGISTIC
-        else fit_win_model(development, window.calibration_start, spec, logistic_recipe, config)
+        else fit_win_model(development, window.calibration_start, spec, logistic_recipe, config, matrix)
     )
     logistic_probability = logistic.predict(holdout_matrix)
     metrics.update({f"logreg_{k}": v for k, v in win_metrics(y, logistic_probability).items()})

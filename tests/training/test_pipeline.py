@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from configuration.tiering import TieringConfig
 from ingest.io import load_export
-from training.pipeline import ChampionJudgement, WindowDates, gate, train
+from training.pipeline import ChampionJudgement, WindowDates, _closed_from, _early_and_late, gate, train
 
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 
@@ -217,3 +217,26 @@ def test_training_says_how_calibrated_the_win_probability_is_on_each_slice(synth
     ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * np.mean(bins == b) for b in np.unique(bins))
     assert f"holdout: ECE {ece:.3f}, mean predicted {p.mean():.1%} against a win rate of {y.mean():.1%}" in note
     assert "fit: ECE" in note and "validation, calibrated on: ECE" in note
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["in close-date order: slices", "any order"])
+def test_the_window_splits_at_a_date_into_the_deals_closed_before_and_the_others(ordered):
+    dates = pd.to_datetime(["2025-01-03", "2025-02-01", "2025-02-01", "2025-03-15", "2025-04-02", "2025-04-30"])
+    rows = pd.DataFrame({"opportunity_id": [f"o{i}" for i in range(6)], "close_date": dates, "won": [1, 0, 1, 1, 0, 0]})
+    if not ordered:
+        rows = rows.iloc[[4, 0, 5, 2, 1, 3]].reset_index(drop=True)
+    before, after = _closed_from(rows, pd.Timestamp("2025-02-01"))
+    assert sorted(before["opportunity_id"]) == ["o0"]  # a deal closed on the date itself is not before it
+    assert sorted(after["opportunity_id"]) == ["o1", "o2", "o3", "o4", "o5"]
+    assert list(after.index) == list(range(5))
+    assert list(after["opportunity_id"]) == [name for name in rows["opportunity_id"] if name != "o0"]  # order kept
+
+
+@pytest.mark.parametrize(
+    "early", [[True, True, False, False, False], [False, True, True, False, True], [False] * 5, [True] * 5]
+)
+def test_a_matrix_splits_into_its_early_rows_and_the_others_in_order(early):
+    matrix = np.arange(10.0).reshape(5, 2)
+    first, rest = _early_and_late(matrix, np.array(early))
+    assert first.tolist() == [row for row, keep in zip(matrix.tolist(), early) if keep]
+    assert rest.tolist() == [row for row, keep in zip(matrix.tolist(), early) if not keep]
