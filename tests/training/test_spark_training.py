@@ -153,3 +153,39 @@ def test_built_rows_reach_the_driver_in_the_queries_order_either_way(spark, thro
     assert rows["cutoff"].tolist() == [pd.Timestamp("2026-01-01") + pd.Timedelta(days=p) for p in range(50)]
     assert rows["score"].tolist() == [p * 0.5 for p in range(50)]
     assert rows["cutoff"].dtype == "datetime64[ns]" and rows["score"].dtype == np.float64
+
+
+@needs_java
+def test_an_engine_that_builds_once_stops_spark_before_reading_its_rows_and_refuses_a_second_build(
+    spark, export, monkeypatch
+):
+    """`tiering train` asks for its rows once: the session is stopped as soon as they are written, before they
+    are read back (the stop is recorded here rather than done: the module's other tests share the session)."""
+    import training.spark as training_spark
+
+    events = []
+    read_rows = training_spark._in_query_order
+
+    def reading(read, reference):
+        events.append("read")
+        return read_rows(read, reference)
+
+    monkeypatch.setattr(training_spark, "_in_query_order", reading)
+    monkeypatch.setattr(spark, "stop", lambda: events.append("stop"))
+    data = load_export(export).data
+    ids = data.accounts["account_id"].astype("str")
+    queries = pd.DataFrame(
+        {
+            "account_id": pd.concat([ids, ids], ignore_index=True),
+            "cutoff": [pd.Timestamp("2025-06-01")] * len(ids) + [pd.Timestamp("2025-12-01")] * len(ids),
+        }
+    )
+    _, engine = training_spark.spark_engine(spark, str(export), CONFIG, builds_once=True)
+    rows = engine.build(queries)
+    assert events == ["stop", "read"]
+    with pytest.raises(RuntimeError, match="built its rows once"):
+        engine.build(queries)
+
+    expected = grouped_build(data, CONFIG)(queries)
+    key = np.arange(len(queries))
+    assert_same_rows(rows.assign(position=key), expected.assign(position=key), ["position"])
