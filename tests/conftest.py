@@ -44,7 +44,9 @@ VALID_EXPORT: dict[str, str] = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests (trainings, processes) first: under pytest-xdist the long ones start early and the short ones fill
-    in around them, rather than one long test running alone at the end."""
+    in around them, rather than one long test running alone at the end. With --dist loadfile a file goes to a worker
+    where its first test stands here, and only as long as xdist does not reorder the files (--no-loadscope-reorder
+    in pyproject's addopts)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
