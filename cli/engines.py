@@ -204,15 +204,15 @@ def open_export(
         from training.spark import spark_engine
 
         err_console.print(escape(f"starting Spark ({master}) and reading the export"), highlight=False)
-        with spark_session(master, app, spark_log_level()) as spark:
-            driver, first = spark_engine(spark, data, settings)
+        with spark_session(master, app, spark_log_level()) as spark, contextlib.ExitStack() as release:
+            driver, first = spark_engine(spark, data, settings, release)
             engines = {_feature_key(settings): first}
 
             def engine_for(config: ModelConfig) -> RowsEngine:
                 # A model keeps the feature settings it was trained with: another configuration's rows, another engine.
                 key = _feature_key(config)
                 if key not in engines:
-                    engines[key] = spark_engine(spark, data, config)[1]
+                    engines[key] = spark_engine(spark, data, config, release)[1]
                 return engines[key]
 
             yield Export(driver, first.latest, engine_for)

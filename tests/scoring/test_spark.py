@@ -29,14 +29,6 @@ NUMBERS = [*SCORE_NUMBERS, "budget"]
 
 
 @pytest.fixture(scope="module")
-def spark():
-    from scoring.spark import spark_session
-
-    with spark_session("local[2]") as session:  # one JVM start-up for the module
-        yield session
-
-
-@pytest.fixture(scope="module")
 def parquet_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parquet-export")
     generate_export(folder, n_accounts=800, seed=5, file_format="parquet")
@@ -141,6 +133,40 @@ def test_a_spark_connect_master_is_refused_with_what_to_use_instead():
     with pytest.raises(SparkUnavailable, match=r"sc://spark\.example:15002 is a Spark Connect server.*spark://"):
         with spark_session("sc://spark.example:15002"):
             pass
+
+
+@needs_java
+def test_a_running_session_is_used_with_the_engines_settings_and_left_running_as_it_was(spark):
+    """A session this process already runs (a notebook's): used, not stopped; the SQL settings the engine needs hold
+    inside the block only (one the owner set comes back, one it never set is unset again); another master is refused
+    rather than silently run on this one."""
+    from scoring.spark import LOCAL_SHUFFLE_PARTITIONS, SparkUnavailable, spark_session
+
+    owner = {"spark.sql.session.timeZone": "Europe/Paris", "spark.sql.shuffle.partitions": "7"}
+    never_set = "spark.sql.debug.maxToStringFields"
+    kept = {key: spark.conf.get(key, None) for key in [*owner, never_set]}
+    try:
+        for key, value in owner.items():
+            spark.conf.set(key, value)
+        spark.conf.unset(never_set)
+        with spark_session("local[2]", "another command") as session:
+            assert session.sparkContext.applicationId == spark.sparkContext.applicationId  # the same application
+            assert session.conf.get("spark.sql.session.timeZone") == "UTC"
+            assert session.conf.get("spark.sql.shuffle.partitions") == str(LOCAL_SHUFFLE_PARTITIONS)
+            assert session.conf.get(never_set) == "1000"
+        assert {key: spark.conf.get(key) for key in owner} == owner and spark.conf.get(never_set, None) is None
+        with pytest.raises(
+            SparkUnavailable, match=r"local\[1\]: this process already runs a Spark session on local\[2\]"
+        ):
+            with spark_session("local[1]"):
+                pass
+        assert spark.range(3).count() == 3  # still running
+    finally:
+        for key, value in kept.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 @needs_java
