@@ -298,6 +298,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     family_trainings,
     mlflow_store,  # noqa: F811
     tmp_path,
+    tmp_path_factory,
 ):
     """The shared family training (hierarchy.roll_up: family) registered, then its export scored with tier_by: family
     and a budget by the pandas engine, by Spark and by the in-process service's /tier: the same records."""
@@ -308,7 +309,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     from scoring.rounding import OUTPUT_DECIMALS
     from scoring.spark import score_export
     from serving.requests import account_payloads
-    from tests.serving.conftest import serving
+    from tests.serving.conftest import metrics_folder, serving
     from tests.trained import FAMILY_TRAINING
     from training.workflow import log_and_register, promote
 
@@ -336,7 +337,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     (tmp_path / "tiering.yaml").write_text(yaml.safe_dump(settings))
     body = {"accounts": account_payloads(data, list(data.accounts["account_id"])), "as_of": as_of.date().isoformat()}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # BentoML's /metrics reads it when the app is built
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_folder(tmp_path_factory)))  # the service tests' own
         with serving(mlflow_store, TIERING_CONFIG=str(tmp_path / "tiering.yaml")) as client:
             answer = client.post("/tier", json={**body, "budget": BUDGET})
     assert answer.status_code == 200, answer.text[:2000]
