@@ -202,19 +202,25 @@ def open_export(
         return
     refuse_for_spark(mapping, rows_mode)
     with spark_failures():
+        from pyspark.sql import SparkSession
+
         from scoring.spark import spark_session
         from training.spark import spark_engine
 
         err_console.print(escape(f"starting Spark ({master}) and reading the export"), highlight=False)
-        with spark_session(master, app, spark_log_level()) as spark:
-            driver, first = spark_engine(spark, data, settings, builds_once)
+        # A session this process already runs (a notebook's, a test's) is used and left running: the tables the
+        # build keeps are let go on the way out, and it is not stopped after a build.
+        borrowed = SparkSession.getActiveSession() is not None
+        with spark_session(master, app, spark_log_level()) as spark, contextlib.ExitStack() as release:
+            kept = release if borrowed else None
+            driver, first = spark_engine(spark, data, settings, kept, builds_once and not borrowed)
             engines = {_feature_key(settings): first}
 
             def engine_for(config: ModelConfig) -> RowsEngine:
                 # A model keeps the feature settings it was trained with: another configuration's rows, another engine.
                 key = _feature_key(config)
                 if key not in engines:
-                    engines[key] = spark_engine(spark, data, config)[1]
+                    engines[key] = spark_engine(spark, data, config, kept)[1]
                 return engines[key]
 
             yield Export(driver, first.latest, engine_for)

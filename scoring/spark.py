@@ -86,7 +86,11 @@ def spark_session(
     master: str = DEFAULT_MASTER, app: str = "abm-tiering score", log_level: str = "WARN"
 ) -> Iterator[SparkSession]:
     """A quiet session for scoring or training (Arrow on, UTC clock, no progress bar, Spark's driver log from
-    `log_level` up, from its start), stopped on the way out."""
+    `log_level` up, from its start), stopped on the way out.
+
+    A session this process already runs on the same master (a notebook's, a test's) is used instead and left running:
+    Spark allows one a process, and stopping it would stop its owner's. The SQL settings the engine needs are then
+    set for the block only, and the owner's log level is left alone."""
     if master.startswith("sc://"):
         raise SparkUnavailable(
             f"--spark-master {master} is a Spark Connect server, which abm-tiering cannot score through: the "
@@ -104,31 +108,31 @@ def spark_session(
             "--spark-master yarn: set HADOOP_CONF_DIR (or YARN_CONF_DIR) to the folder of the cluster's "
             "configuration (core-site.xml, yarn-site.xml), which says where YARN is"
         )
+    _quiet_pyspark_warnings()
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        with _running_session(running, master) as spark:
+            yield spark
+        return
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailable("Spark needs Java 17 or 21: install it, or set JAVA_HOME to its folder")
     builder = (
         SparkSession.builder.master(master)
         .appName(app)
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")  # timestamps reach pandas as naive UTC, as load_export's
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.log.level", log_level)
-        .config("spark.sql.debug.maxToStringFields", "1000")
-    )  # no warning about the wide score struct
+    )
+    for key, value in _sql_settings(master).items():
+        builder = builder.config(key, value)
     if master.startswith("local"):
         # Local workers must run this interpreter (it has the project's packages); clusters set their own.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (
-            builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
-            .config("spark.ui.enabled", "false")
+            builder.config("spark.ui.enabled", "false")
             # The driver JVM shares the machine with the Python that works after a build: after a full
             # collection it keeps at most a fifth of its heap free, not seven tenths (Java's default).
             .config("spark.driver.defaultJavaOptions", LOCAL_DRIVER_JAVA_OPTIONS)
         )
-    # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    # toPandas repeats a failed job's error as a warning, then raises it: the caller says the error, once.
-    warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization", category=UserWarning)
     try:
         spark = builder.getOrCreate()
     except Exception as error:  # PySpark and Py4J raise several types when the master refuses or never answers
@@ -141,6 +145,48 @@ def spark_session(
         yield spark
     finally:
         spark.stop()
+
+
+def _sql_settings(master: str) -> dict[str, str]:
+    """The session settings the engine's results depend on or its small local jobs need."""
+    settings = {
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",  # timestamps reach pandas as naive UTC, as load_export's
+        "spark.sql.debug.maxToStringFields": "1000",  # no warning about the wide score struct
+    }
+    if master.startswith("local"):  # Spark's default of 200 makes a small local book wait on empty tasks
+        settings["spark.sql.shuffle.partitions"] = str(LOCAL_SHUFFLE_PARTITIONS)
+    return settings
+
+
+def _quiet_pyspark_warnings() -> None:
+    # The parity test is what vouches for pandas 3 here; PySpark warns about it on every pandas UDF.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    # toPandas repeats a failed job's error as a warning, then raises it: the caller says the error, once.
+    warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization", category=UserWarning)
+
+
+@contextmanager
+def _running_session(spark: SparkSession, master: str) -> Iterator[SparkSession]:
+    """The session this process already runs, with the engine's SQL settings for the block and the owner's after."""
+    running = spark.sparkContext.master
+    if running != master:
+        raise SparkUnavailable(
+            f"--spark-master {master}: this process already runs a Spark session on {running}, and Spark runs one "
+            f"session a process: pass --spark-master {running} to use it, or stop that session first"
+        )
+    settings = _sql_settings(master)
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield spark
+    finally:
+        for key, owned in before.items():
+            if owned is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, owned)
 
 
 def _check_reachable(master: str, addresses: list[str], default_port: int, timeout: float = 5.0) -> None:

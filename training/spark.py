@@ -13,6 +13,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +49,26 @@ POSITION = "_position"  # a query's place in the run's table of queries
 
 
 def spark_engine(
-    spark: SparkSession, data: str, config: ModelConfig, builds_once: bool = False
+    spark: SparkSession,
+    data: str,
+    config: ModelConfig,
+    release: ExitStack | None = None,
+    builds_once: bool = False,
 ) -> tuple[CrmData, RowsEngine]:
     """The driver's part of the export in `data` (its accounts and opportunities; no events) and the engine that
-    builds the feature rows on the cluster. Only structure is checked, as for scoring. `builds_once`: the command
-    asks for rows once (`tiering train`), and the session is stopped as soon as they have left the cluster, before
-    they are read into pandas and the learners fit: on one machine its executors' memory goes back to the fit."""
+    builds the feature rows on the cluster. Only structure is checked, as for scoring. `release`: where the tables
+    kept for the build are let go once the caller is done (a session the caller does not stop keeps them else).
+    `builds_once`: the command asks for rows once (`tiering train`) on a session it owns, which is stopped as soon
+    as they have left the cluster, before they are read into pandas and the learners fit: on one machine its
+    executors' memory goes back to the fit."""
     tables = read_tables(spark, data, config)
     # The accounts and opportunities are typed once and read twice (here and by the build), kept on disk: the heap
     # is the build's sort's. The events are not kept: the build reads them once (counting them reads no column of
     # a Parquet file).
     for name in DRIVER_TABLES:
         tables[name].persist(StorageLevel.DISK_ONLY)
+        if release is not None:
+            release.callback(tables[name].unpersist)
     driver = CrmData(
         accounts=conform(tables["accounts"].toPandas(), "accounts"),
         opportunities=conform(tables["opportunities"].toPandas(), "opportunities"),

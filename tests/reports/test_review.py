@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 runner = CliRunner()
 AS_OF, UNTIL = "2026-03-01", "2026-07-01"  # the export ends on 30 Jun 2026
 FAST = {  # one LightGBM candidate: the review is under test, not the learner search

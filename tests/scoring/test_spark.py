@@ -29,14 +29,6 @@ NUMBERS = [*SCORE_NUMBERS, "budget"]
 
 
 @pytest.fixture(scope="module")
-def spark():
-    from scoring.spark import spark_session
-
-    with spark_session("local[2]") as session:  # one JVM start-up for the module
-        yield session
-
-
-@pytest.fixture(scope="module")
 def parquet_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parquet-export")
     generate_export(folder, n_accounts=800, seed=5, file_format="parquet")
@@ -141,6 +133,40 @@ def test_a_spark_connect_master_is_refused_with_what_to_use_instead():
     with pytest.raises(SparkUnavailable, match=r"sc://spark\.example:15002 is a Spark Connect server.*spark://"):
         with spark_session("sc://spark.example:15002"):
             pass
+
+
+@needs_java
+def test_a_running_session_is_used_with_the_engines_settings_and_left_running_as_it_was(spark):
+    """A session this process already runs (a notebook's): used, not stopped; the SQL settings the engine needs hold
+    inside the block only (one the owner set comes back, one it never set is unset again); another master is refused
+    rather than silently run on this one."""
+    from scoring.spark import LOCAL_SHUFFLE_PARTITIONS, SparkUnavailable, spark_session
+
+    owner = {"spark.sql.session.timeZone": "Europe/Paris", "spark.sql.shuffle.partitions": "7"}
+    never_set = "spark.sql.debug.maxToStringFields"
+    kept = {key: spark.conf.get(key, None) for key in [*owner, never_set]}
+    try:
+        for key, value in owner.items():
+            spark.conf.set(key, value)
+        spark.conf.unset(never_set)
+        with spark_session("local[2]", "another command") as session:
+            assert session.sparkContext.applicationId == spark.sparkContext.applicationId  # the same application
+            assert session.conf.get("spark.sql.session.timeZone") == "UTC"
+            assert session.conf.get("spark.sql.shuffle.partitions") == str(LOCAL_SHUFFLE_PARTITIONS)
+            assert session.conf.get(never_set) == "1000"
+        assert {key: spark.conf.get(key) for key in owner} == owner and spark.conf.get(never_set, None) is None
+        with pytest.raises(
+            SparkUnavailable, match=r"local\[1\]: this process already runs a Spark session on local\[2\]"
+        ):
+            with spark_session("local[1]"):
+                pass
+        assert spark.range(3).count() == 3  # still running
+    finally:
+        for key, value in kept.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 @needs_java
@@ -272,6 +298,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     family_trainings,
     mlflow_store,  # noqa: F811
     tmp_path,
+    tmp_path_factory,
 ):
     """The shared family training (hierarchy.roll_up: family) registered, then its export scored with tier_by: family
     and a budget by the pandas engine, by Spark and by the in-process service's /tier: the same records."""
@@ -282,7 +309,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     from scoring.rounding import OUTPUT_DECIMALS
     from scoring.spark import score_export
     from serving.requests import account_payloads
-    from tests.serving.conftest import serving
+    from tests.serving.conftest import metrics_folder, serving
     from tests.trained import FAMILY_TRAINING
     from training.workflow import log_and_register, promote
 
@@ -310,7 +337,7 @@ def test_a_family_trained_model_scores_alike_in_pandas_spark_and_the_service(
     (tmp_path / "tiering.yaml").write_text(yaml.safe_dump(settings))
     body = {"accounts": account_payloads(data, list(data.accounts["account_id"])), "as_of": as_of.date().isoformat()}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # BentoML's /metrics reads it when the app is built
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_folder(tmp_path_factory)))  # the service tests' own
         with serving(mlflow_store, TIERING_CONFIG=str(tmp_path / "tiering.yaml")) as client:
             answer = client.post("/tier", json={**body, "budget": BUDGET})
     assert answer.status_code == 200, answer.text[:2000]

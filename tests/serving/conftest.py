@@ -110,11 +110,20 @@ def empty_template(tmp_path_factory, worker_id) -> Path:
     return _made_once(tmp_path_factory, worker_id, "empty-store", _empty_store)
 
 
+def metrics_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test process's one PROMETHEUS_MULTIPROC_DIR, for every app it builds: BentoML's /metrics reads the folder
+    the process's first app was built with and keeps it, while later apps write to the variable's folder (a test in
+    another folder that built the first app with its own folder left /metrics empty for the service tests)."""
+    folder = tmp_path_factory.getbasetemp() / "prometheus"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prometheus_dir(tmp_path_factory) -> Iterator[None]:
     # BentoML's /metrics needs it, and reads it when the first app is built.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("prometheus")))
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_folder(tmp_path_factory)))
         patch.setenv("BENTOML_DO_NOT_TRACK", "true")
         yield
 

@@ -9,6 +9,8 @@ from serving.champion import ChampionFollower, reload_seconds
 
 from .conftest import register_copy_of
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 
 def register_missing() -> str:
     missing = registry.client().create_model_version(registry.MODEL_NAME, source="/nonexistent/model", run_id=None)

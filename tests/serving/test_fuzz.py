@@ -24,6 +24,8 @@ from serving.middleware import OPEN_PATHS
 
 from .conftest import serving
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 KEY = "fuzzing-key-not-a-secret"
 CHECKS = [
     not_a_server_error,

@@ -12,6 +12,8 @@ from ingest.io import load_export
 from sources.synthetic import generate_export
 from training.backtest import backtest, backtest_origins, backtest_summary
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 ORIGINS = 6
 ONE_CANDIDATE = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 50, "lambda_l2": 5.0}
 

@@ -11,6 +11,8 @@ from configuration.tiering import TieringConfig
 from ingest.io import load_export
 from training.pipeline import ChampionJudgement, WindowDates, _closed_from, _early_and_late, gate, train
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
 
 

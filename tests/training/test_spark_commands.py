@@ -90,7 +90,7 @@ def run_on_both_engines(args: list[str], out: Path) -> Path:
 
 
 @needs_java
-def test_a_review_on_spark_is_the_pandas_review(world, model_store, tmp_path):
+def test_a_review_on_spark_is_the_pandas_review(world, model_store, spark, tmp_path):
     spark_out = run_on_both_engines(
         ["review", str(world / "past.csv"), str(world / "export"), "--config", str(world / "fast.yaml")], tmp_path
     )
@@ -98,10 +98,11 @@ def test_a_review_on_spark_is_the_pandas_review(world, model_store, tmp_path):
     drift = pd.read_csv(spark_out / "drift.csv")
     assert len(drift) > 20 and drift["psi"].notna().all()
     assert pd.read_csv(spark_out / "predictions.csv").shape[0] > 0
+    assert spark.range(3).count() == 3  # the command ran on the test's session and left it running
 
 
 @needs_java
-def test_a_forecast_backtest_on_spark_is_the_pandas_backtest(world, model_store, tmp_path):
+def test_a_forecast_backtest_on_spark_is_the_pandas_backtest(world, model_store, spark, tmp_path):
     spark_out = run_on_both_engines(
         ["forecast", str(world / "export"), "--model", model_store.uri, "--config", str(world / "fast.yaml")]
         + ["--backtest", "--origins", "1", "--simulations", "200"],
@@ -198,7 +199,7 @@ def test_a_cluster_that_cannot_be_reached_is_said_before_spark_starts(
 
 @needs_java
 @pytest.mark.parametrize("name", ["review", "forecast"])
-def test_a_path_spark_cannot_read_is_said_by_review_and_forecast(name, command, mlflow_store):
+def test_a_path_spark_cannot_read_is_said_by_review_and_forecast(name, command, mlflow_store, spark):
     output = refused(command(name, "nosuchscheme://bucket/export"), mlflow_store)
     assert "Spark cannot read the folder" in output and "nosuchscheme://bucket/export" in output
 
@@ -223,8 +224,9 @@ sys.meta_path.insert(0, WithoutTheProject())
 
 
 @pytest.fixture
-def executors_without_the_project(tmp_path, monkeypatch):
-    """The executors' Python: this one, with a sitecustomize that refuses every import of the project's code."""
+def executors_without_the_project(tmp_path, monkeypatch, no_running_spark):
+    """The executors' Python: this one, with a sitecustomize that refuses every import of the project's code (for the
+    session the command starts: a running one keeps the Python it started with)."""
     folder = tmp_path / "executor"
     folder.mkdir()
     (folder / "sitecustomize.py").write_text(BLOCKER)

@@ -37,14 +37,6 @@ CONFIG = parse_config(
 
 
 @pytest.fixture(scope="module")
-def spark():
-    from scoring.spark import spark_session
-
-    with spark_session("local[2]", "abm-tiering train tests") as session:  # one JVM start-up for the module
-        yield session
-
-
-@pytest.fixture(scope="module")
 def export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-training-export")
     generate_export(folder, n_accounts=300, seed=8, file_format="parquet")

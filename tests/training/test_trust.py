@@ -19,6 +19,8 @@ from tests.mlflow_store import mlflow_store, mlflow_template  # noqa: F401  (fix
 from tests.trained import FAST_MODEL
 from training.pipeline import TrainingResult, train
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 SMALL_GATE = {"gate": {"min_won": 10, "min_lost": 10}}
 FIRMOGRAPHICS = ["industry", "employees", "annual_revenue", "country", "region", "tech_stack"]
 

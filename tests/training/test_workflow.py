@@ -20,6 +20,8 @@ from sources.synthetic import generate_export
 from tests.mlflow_store import mlflow_template  # noqa: F401  (fixture)
 from tests.trained import fast_config_file
 
+pytestmark = pytest.mark.slow  # scheduled first: a long file started last would end alone
+
 runner = CliRunner()
 
 
