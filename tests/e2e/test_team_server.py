@@ -11,6 +11,7 @@ team meets: the server stopped in the middle of training, the server restarting 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -233,18 +234,36 @@ def champion_after_training(result, env, folder) -> str:
     return "1"
 
 
-def serve(env, folder, port: int) -> Process:
-    process = Process(
-        [TIERING, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        folder / "serve.log",
-        folder,
-        {**env, "TIERING_RELOAD_SECONDS": "1", "TIERING_API_KEY": f"{KEY}\n", "BENTOML_HOME": str(folder / "bentoml")},
-    ).start()
-    base = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, "tiering serve's /readyz", 180, process.log
-    )
-    return process
+def serve(env, folder) -> tuple[Process, int]:
+    """`tiering serve` on a free port, and that port. A port found free can be taken before the service binds it
+    (other processes' connections draw from the same range): the service then ends at once, and another is tried."""
+    for _ in range(3):
+        port = free_port()
+        process = Process(
+            [TIERING, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            folder / f"serve-{port}.log",
+            folder,
+            {
+                **env,
+                "TIERING_RELOAD_SECONDS": "1",
+                "TIERING_API_KEY": f"{KEY}\n",
+                "BENTOML_HOME": str(folder / "bentoml"),
+            },
+        ).start()
+        answer = functools.partial(_serve_state, process, f"http://127.0.0.1:{port}")
+        if wait_for(answer, "tiering serve's /readyz", 180, process.log) == "ready":
+            return process, port
+        if "Address already in use" not in process.log.read_text():
+            pytest.fail(f"tiering serve ended:\n{process.log.read_text()[-3000:]}")
+    pytest.fail("tiering serve found each of three free ports taken before it could bind it")
+
+
+def _serve_state(process: Process, base: str) -> str | None:
+    """ "ended" once the service has ended, "ready" once it answers /readyz, else None."""
+    assert process.process is not None
+    if process.process.poll() is not None:
+        return "ended"
+    return "ready" if httpx.get(f"{base}/readyz", timeout=2).status_code == 200 else None
 
 
 def model_info(port: int) -> dict:
@@ -292,8 +311,7 @@ def test_train_register_gate_score_serve_promote_rollback_over_http(first_traini
     assert scored.returncode == 0, scored.words
     assert set(pd.read_csv(folder / "scores.csv", dtype=str)["model_version"]) == {"1"}
 
-    port = free_port()
-    service = serve(env, folder, port)
+    service, port = serve(env, folder)
     try:
         assert scored_version(port) == "1" and model_info(port)["alias"] == "champion"
         newer = register_copy(env, "1")
@@ -311,8 +329,7 @@ def test_the_server_restarting_while_the_service_runs(team_with_champion):
     # The service keeps answering with the champion it loaded, /readyz stays ready, /model says it cannot read the
     # registry, and it follows the alias again once the server is back.
     server, folder, env = team_with_champion
-    port = free_port()
-    service = serve(env, folder, port)
+    service, port = serve(env, folder)
     try:
         server.stop()
         assert scored_version(port) == "1"
