@@ -126,7 +126,8 @@ def train(
     on_spark = engine == Engine.SPARK
     # Nothing is registered unless the whole run succeeds: registration is its last step.
     # One build of rows, then the fit: Spark stops in between, and on one machine its memory goes to the fit.
-    with open_export(data, mapping, rows_mode, settings, engine, spark_master, "abm-tiering train", True) as export:
+    app = "abm-tiering train"
+    with open_export(data, mapping, rows_mode, settings, engine, spark_master, app, builds_once=True) as export:
         if cutoff is None and not on_spark:  # the default as_of follows the latest close
             warn_far_dates(export.data, (("opportunities", "close_date"),))
         with events_by_group(export.data), steps(TRAIN_STEPS) as progress:
