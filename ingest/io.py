@@ -160,8 +160,8 @@ def load_export(
         if streamed is not None:
             tables[name], counts = streamed
         else:
-            checks = EventChecks(name, chosen.table(name), accounts, invalid_rows)  # nothing of the batches kept
             if name in later:  # read whole after all (one group, or a batch that only the whole table decides)
+                checks = EventChecks(name, chosen.table(name), accounts, invalid_rows)  # nothing of the batches kept
                 table = _read_table(data_dir, name, files[name], chosen, found[name])
                 if table is not None:
                     tables[name] = table

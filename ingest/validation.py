@@ -392,9 +392,8 @@ class EventChecks:
         self.name, self.section, self.accounts = name, section, accounts
         self.dropping = invalid_rows == InvalidRows.DROP
         self.tally = BatchTally()
-        self.direct: dict[str, list[Problem]] | None = (
-            None  # what the first call returned (in batches: the same in each)
-        )
+        # What the first call returned (in batches: the same in each).
+        self.direct: dict[str, list[Problem]] | None = None
         self.rejected: list[pd.DataFrame] = []
 
     def check(self, table: SourceTable) -> pd.DataFrame:
